@@ -1,0 +1,25 @@
+#ifndef DOVEADM_MIGRATE_H
+#define DOVEADM_MIGRATE_H
+
+#include "doveadm-mail.h"
+#include "migrate-source.h"
+
+/* the base of every migrate verb */
+struct migrate_cmd_context {
+	struct doveadm_mail_cmd_context ctx;
+	bool dry_run;
+	bool force;
+};
+
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate;
+
+/* Record the failure of one user: the exit code follows the error that
+   matters most over all users (a temporary failure wins). */
+void migrate_cmd_failed(struct migrate_cmd_context *ctx,
+			enum migrate_error error);
+
+void doveadm_migrate_plugin_init(struct module *module);
+void doveadm_migrate_plugin_deinit(void);
+
+#endif

@@ -1,0 +1,271 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "str.h"
+#include "strnum.h"
+#include "settings-parser.h"
+#include "istream.h"
+#include "migrate-settings.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+struct migrate_settings_reader {
+	migrate_settings_lookup_t *lookup;
+	void *context;
+	const char *error;
+};
+
+static const char *
+reader_get(struct migrate_settings_reader *r, const char *key)
+{
+	const char *value = r->lookup(key, r->context);
+
+	return value == NULL || value[0] == '\0' ? NULL : value;
+}
+
+static int
+reader_bool(struct migrate_settings_reader *r, const char *key,
+	    bool default_value, bool *value_r)
+{
+	const char *value = reader_get(r, key);
+
+	if (value == NULL) {
+		*value_r = default_value;
+		return 0;
+	}
+	if (strcasecmp(value, "yes") == 0 || strcmp(value, "1") == 0)
+		*value_r = TRUE;
+	else if (strcasecmp(value, "no") == 0 || strcmp(value, "0") == 0)
+		*value_r = FALSE;
+	else {
+		r->error = t_strdup_printf(
+			"%s: Invalid boolean '%s' (use yes or no)", key, value);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+reader_uint(struct migrate_settings_reader *r, const char *key,
+	    unsigned int default_value, unsigned int min, unsigned int max,
+	    unsigned int *value_r)
+{
+	const char *value = reader_get(r, key);
+
+	if (value == NULL) {
+		*value_r = default_value;
+		return 0;
+	}
+	if (str_to_uint(value, value_r) < 0 || *value_r < min ||
+	    *value_r > max) {
+		r->error = t_strdup_printf(
+			"%s: Invalid number '%s' (must be %u..%u)",
+			key, value, min, max);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+read_password_file(const char *path, const char **password_r,
+		   const char **error_r)
+{
+	struct istream *input;
+	const char *line;
+	int fd, ret = 0;
+
+	fd = open(path, O_RDONLY);
+	if (fd == -1) {
+		*error_r = t_strdup_printf("%s: open(%s) failed: %m",
+			MIGRATE_SETTING_SOURCE_PASSWORD_FILE, path);
+		return -1;
+	}
+	input = i_stream_create_fd_autoclose(&fd, 1024);
+	line = i_stream_read_next_line(input);
+	if (line == NULL || line[0] == '\0') {
+		*error_r = t_strdup_printf("%s: %s: %s",
+			MIGRATE_SETTING_SOURCE_PASSWORD_FILE, path,
+			input->stream_errno != 0 ?
+			i_stream_get_error(input) : "No password in file");
+		ret = -1;
+	} else {
+		*password_r = t_strdup(line);
+	}
+	i_stream_destroy(&input);
+	return ret;
+}
+
+static int
+migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
+			   const char *default_user, const char *home,
+			   bool require_source, struct migrate_settings *set)
+{
+	const char *value, *password_file, *error;
+	unsigned int num;
+
+	set->source_host = p_strdup(pool,
+		reader_get(r, MIGRATE_SETTING_SOURCE_HOST));
+	if (set->source_host == NULL && require_source) {
+		r->error = MIGRATE_SETTING_SOURCE_HOST" is not set";
+		return -1;
+	}
+
+	value = reader_get(r, MIGRATE_SETTING_SOURCE_SSL);
+	if (value == NULL)
+		value = MIGRATE_DEFAULT_SOURCE_SSL;
+	if (strcmp(value, "no") == 0)
+		set->source_ssl = MIGRATE_SSL_NO;
+	else if (strcmp(value, "imaps") == 0)
+		set->source_ssl = MIGRATE_SSL_IMAPS;
+	else if (strcmp(value, "starttls") == 0)
+		set->source_ssl = MIGRATE_SSL_STARTTLS;
+	else {
+		r->error = t_strdup_printf(
+			"%s: Invalid value '%s' (use imaps, starttls or no)",
+			MIGRATE_SETTING_SOURCE_SSL, value);
+		return -1;
+	}
+	if (reader_bool(r, MIGRATE_SETTING_SOURCE_SSL_VERIFY, TRUE,
+			&set->source_ssl_verify) < 0)
+		return -1;
+
+	if (reader_uint(r, MIGRATE_SETTING_SOURCE_PORT,
+			set->source_ssl == MIGRATE_SSL_IMAPS ? 993 : 143,
+			1, 65535, &num) < 0)
+		return -1;
+	set->source_port = num;
+
+	value = reader_get(r, MIGRATE_SETTING_SOURCE_USER);
+	set->source_user = p_strdup(pool, value != NULL ? value : default_user);
+	set->source_master_user = p_strdup(pool,
+		reader_get(r, MIGRATE_SETTING_SOURCE_MASTER_USER));
+
+	value = reader_get(r, MIGRATE_SETTING_SOURCE_PASSWORD);
+	password_file = reader_get(r, MIGRATE_SETTING_SOURCE_PASSWORD_FILE);
+	if (value != NULL && password_file != NULL) {
+		r->error = MIGRATE_SETTING_SOURCE_PASSWORD" and "
+			MIGRATE_SETTING_SOURCE_PASSWORD_FILE
+			" are mutually exclusive";
+		return -1;
+	}
+	if (password_file != NULL) {
+		if (read_password_file(password_file, &value, &error) < 0) {
+			r->error = error;
+			return -1;
+		}
+	}
+	if (value == NULL && require_source) {
+		r->error = "Neither "MIGRATE_SETTING_SOURCE_PASSWORD" nor "
+			MIGRATE_SETTING_SOURCE_PASSWORD_FILE" is set";
+		return -1;
+	}
+	set->source_password = p_strdup(pool, value);
+
+	value = reader_get(r, MIGRATE_SETTING_SOURCE_PREFIX);
+	set->source_prefix = p_strdup(pool, value != NULL ? value : "");
+
+	value = reader_get(r, MIGRATE_SETTING_SOURCE_TIMEOUT);
+	if (value == NULL)
+		set->source_timeout_secs = MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS;
+	else if (settings_get_time(value, &set->source_timeout_secs,
+				   &error) < 0) {
+		r->error = t_strdup_printf("%s: %s",
+			MIGRATE_SETTING_SOURCE_TIMEOUT, error);
+		return -1;
+	}
+
+	set->include = p_strdup(pool, reader_get(r, MIGRATE_SETTING_INCLUDE));
+	set->exclude = p_strdup(pool, reader_get(r, MIGRATE_SETTING_EXCLUDE));
+	if (reader_bool(r, MIGRATE_SETTING_SPECIAL_USE,
+			MIGRATE_DEFAULT_SPECIAL_USE, &set->special_use) < 0 ||
+	    reader_bool(r, MIGRATE_SETTING_SUBSCRIPTIONS,
+			MIGRATE_DEFAULT_SUBSCRIPTIONS, &set->subscriptions) < 0 ||
+	    reader_bool(r, MIGRATE_SETTING_FSYNC, MIGRATE_DEFAULT_FSYNC,
+			&set->fsync) < 0)
+		return -1;
+	if (reader_uint(r, MIGRATE_SETTING_MAX_DELETE_PERCENT,
+			MIGRATE_DEFAULT_MAX_DELETE_PERCENT, 0, 100,
+			&set->max_delete_percent) < 0 ||
+	    reader_uint(r, MIGRATE_SETTING_BATCH_MESSAGES,
+			MIGRATE_DEFAULT_BATCH_MESSAGES, 1, 1000000,
+			&set->batch_messages) < 0 ||
+	    reader_uint(r, MIGRATE_SETTING_PREFETCH,
+			MIGRATE_DEFAULT_PREFETCH, 0, 10000,
+			&set->prefetch) < 0)
+		return -1;
+
+	value = reader_get(r, MIGRATE_SETTING_BATCH_SIZE);
+	if (value == NULL)
+		set->batch_size = MIGRATE_DEFAULT_BATCH_SIZE;
+	else if (settings_get_size(value, &set->batch_size, &error) < 0 ||
+		 set->batch_size == 0) {
+		r->error = t_strdup_printf("%s: %s",
+			MIGRATE_SETTING_BATCH_SIZE,
+			set->batch_size == 0 ? "Must not be 0" : error);
+		return -1;
+	}
+
+	value = reader_get(r, MIGRATE_SETTING_STATE_DIR);
+	if (value == NULL)
+		value = MIGRATE_DEFAULT_STATE_DIR;
+	if (value[0] != '/') {
+		if (home == NULL || home[0] == '\0') {
+			r->error = t_strdup_printf(
+				"%s: Relative path '%s' but the user has no home",
+				MIGRATE_SETTING_STATE_DIR, value);
+			return -1;
+		}
+		value = t_strconcat(home, "/", value, NULL);
+	}
+	set->state_dir = p_strdup(pool, value);
+
+	value = reader_get(r, MIGRATE_SETTING_ESCAPE_CHAR);
+	if (value == NULL)
+		set->escape_char = MIGRATE_DEFAULT_ESCAPE_CHAR;
+	else if (strlen(value) != 1 || (unsigned char)value[0] < 0x20 ||
+		 (unsigned char)value[0] >= 0x7f) {
+		r->error = t_strdup_printf(
+			"%s: Must be a single printable ASCII character",
+			MIGRATE_SETTING_ESCAPE_CHAR);
+		return -1;
+	} else {
+		set->escape_char = value[0];
+	}
+	return 0;
+}
+
+int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
+			  void *context, const char *default_user,
+			  const char *home, bool require_source,
+			  const struct migrate_settings **set_r,
+			  const char **error_r)
+{
+	struct migrate_settings_reader r = {
+		.lookup = lookup,
+		.context = context,
+	};
+	struct migrate_settings *set;
+
+	set = p_new(pool, struct migrate_settings, 1);
+	if (migrate_settings_read_real(pool, &r, default_user, home,
+				       require_source, set) < 0) {
+		*error_r = r.error;
+		return -1;
+	}
+	*set_r = set;
+	return 0;
+}
+
+const char *migrate_ssl_mode_to_str(enum migrate_ssl_mode mode)
+{
+	switch (mode) {
+	case MIGRATE_SSL_NO:
+		return "no";
+	case MIGRATE_SSL_IMAPS:
+		return "imaps";
+	case MIGRATE_SSL_STARTTLS:
+		return "starttls";
+	}
+	i_unreached();
+}

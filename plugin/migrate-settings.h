@@ -1,0 +1,91 @@
+#ifndef MIGRATE_SETTINGS_H
+#define MIGRATE_SETTINGS_H
+
+/* Every setting of the migrate plugin, read once per user from the plugin
+   settings (userdb extra fields and -o plugin/... override them).  Needs no
+   mail user: values come through a lookup callback. */
+
+#define MIGRATE_SETTING_SOURCE_HOST "migrate_source_host"
+#define MIGRATE_SETTING_SOURCE_PORT "migrate_source_port"
+#define MIGRATE_SETTING_SOURCE_SSL "migrate_source_ssl"
+#define MIGRATE_SETTING_SOURCE_SSL_VERIFY "migrate_source_ssl_verify"
+#define MIGRATE_SETTING_SOURCE_USER "migrate_source_user"
+#define MIGRATE_SETTING_SOURCE_MASTER_USER "migrate_source_master_user"
+#define MIGRATE_SETTING_SOURCE_PASSWORD "migrate_source_password"
+#define MIGRATE_SETTING_SOURCE_PASSWORD_FILE "migrate_source_password_file"
+#define MIGRATE_SETTING_SOURCE_PREFIX "migrate_source_prefix"
+#define MIGRATE_SETTING_SOURCE_TIMEOUT "migrate_source_timeout"
+#define MIGRATE_SETTING_INCLUDE "migrate_include"
+#define MIGRATE_SETTING_EXCLUDE "migrate_exclude"
+#define MIGRATE_SETTING_SPECIAL_USE "migrate_special_use"
+#define MIGRATE_SETTING_SUBSCRIPTIONS "migrate_subscriptions"
+#define MIGRATE_SETTING_MAX_DELETE_PERCENT "migrate_max_delete_percent"
+#define MIGRATE_SETTING_BATCH_MESSAGES "migrate_batch_messages"
+#define MIGRATE_SETTING_BATCH_SIZE "migrate_batch_size"
+#define MIGRATE_SETTING_PREFETCH "migrate_prefetch"
+#define MIGRATE_SETTING_STATE_DIR "migrate_state_dir"
+#define MIGRATE_SETTING_ESCAPE_CHAR "migrate_escape_char"
+#define MIGRATE_SETTING_FSYNC "migrate_fsync"
+
+#define MIGRATE_DEFAULT_SOURCE_SSL "starttls"
+#define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
+#define MIGRATE_DEFAULT_SPECIAL_USE TRUE
+#define MIGRATE_DEFAULT_SUBSCRIPTIONS TRUE
+#define MIGRATE_DEFAULT_MAX_DELETE_PERCENT 30
+#define MIGRATE_DEFAULT_BATCH_MESSAGES 500
+#define MIGRATE_DEFAULT_BATCH_SIZE (64*1024*1024)
+#define MIGRATE_DEFAULT_PREFETCH 50
+/* relative to the user's home */
+#define MIGRATE_DEFAULT_STATE_DIR ".migrate"
+#define MIGRATE_DEFAULT_ESCAPE_CHAR '_'
+#define MIGRATE_DEFAULT_FSYNC TRUE
+
+enum migrate_ssl_mode {
+	MIGRATE_SSL_NO,
+	MIGRATE_SSL_IMAPS,
+	MIGRATE_SSL_STARTTLS,
+};
+
+struct migrate_settings {
+	const char *source_host;
+	unsigned int source_port;
+	enum migrate_ssl_mode source_ssl;
+	bool source_ssl_verify;
+	const char *source_user;
+	const char *source_master_user;
+	/* from migrate_source_password or the first line of
+	   migrate_source_password_file; never logged */
+	const char *source_password;
+	const char *source_prefix;
+	unsigned int source_timeout_secs;
+
+	const char *include;
+	const char *exclude;
+	bool special_use;
+	bool subscriptions;
+	unsigned int max_delete_percent;
+
+	unsigned int batch_messages;
+	uoff_t batch_size;
+	unsigned int prefetch;
+	const char *state_dir;
+	char escape_char;
+	bool fsync;
+};
+
+/* Returns the value of a plugin setting, or NULL when unset. */
+typedef const char *migrate_settings_lookup_t(const char *key, void *context);
+
+/* Parse all settings.  default_user is used when migrate_source_user is
+   unset, home resolves a relative state dir.  Fails with an error naming
+   the setting on any bad value; an unset source host or password is an
+   error only when require_source is TRUE. */
+int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
+			  void *context, const char *default_user,
+			  const char *home, bool require_source,
+			  const struct migrate_settings **set_r,
+			  const char **error_r);
+
+const char *migrate_ssl_mode_to_str(enum migrate_ssl_mode mode);
+
+#endif

@@ -1,0 +1,178 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "mail-user.h"
+#include "mail-namespace.h"
+#include "mail-storage-service.h"
+#include "mailbox-list-iter.h"
+#include "imapc-settings.h"
+#include "migrate-settings.h"
+#include "migrate-source.h"
+
+#include <sysexits.h>
+
+void migrate_error_merge(enum migrate_error *error, enum migrate_error new)
+{
+	if (new > *error)
+		*error = new;
+}
+
+int migrate_error_to_exit_code(enum migrate_error error)
+{
+	switch (error) {
+	case MIGRATE_ERROR_NONE:
+		return 0;
+	case MIGRATE_ERROR_FAILED:
+		return EX_SOFTWARE;
+	case MIGRATE_ERROR_CONFIG:
+		return EX_CONFIG;
+	case MIGRATE_ERROR_SOURCE_AUTH:
+		return EX_NOPERM;
+	case MIGRATE_ERROR_DEST_QUOTA:
+		return EX_CANTCREAT;
+	case MIGRATE_ERROR_DELETE_LIMIT:
+		return EX_DATAERR;
+	case MIGRATE_ERROR_TEMP:
+		return EX_TEMPFAIL;
+	}
+	i_unreached();
+}
+
+enum migrate_error migrate_error_from_source(enum mail_error error,
+					     const char *errstr)
+{
+	if (errstr != NULL &&
+	    strstr(errstr, "[AUTHENTICATIONFAILED]") != NULL)
+		return MIGRATE_ERROR_SOURCE_AUTH;
+	switch (error) {
+	case MAIL_ERROR_PERM:
+		return MIGRATE_ERROR_SOURCE_AUTH;
+	case MAIL_ERROR_NOTFOUND:
+	case MAIL_ERROR_EXPUNGED:
+	case MAIL_ERROR_PARAMS:
+	case MAIL_ERROR_NOTPOSSIBLE:
+	case MAIL_ERROR_EXISTS:
+	case MAIL_ERROR_CONVERSION:
+	case MAIL_ERROR_INVALIDDATA:
+		return MIGRATE_ERROR_FAILED;
+	default:
+		/* connection problems, timeouts and anything unknown:
+		   a later run may succeed */
+		return MIGRATE_ERROR_TEMP;
+	}
+}
+
+static const char *const *
+migrate_source_userdb_fields(const struct migrate_settings *set,
+			     const char *home)
+{
+	ARRAY_TYPE(const_string) fields;
+
+	t_array_init(&fields, 16);
+#define ADD(str) array_push_back(&fields, &(const char *){ (str) })
+	ADD("mail=imapc:");
+	/* imapc keeps nothing on disk; the home only avoids a chdir error */
+	ADD(t_strconcat("home=", home, NULL));
+	ADD("mail_plugins=");
+	ADD(t_strconcat("imapc_host=", set->source_host, NULL));
+	ADD(t_strdup_printf("imapc_port=%u", set->source_port));
+	ADD(t_strconcat("imapc_user=", set->source_user, NULL));
+	if (set->source_master_user != NULL) {
+		ADD(t_strconcat("imapc_master_user=",
+				set->source_master_user, NULL));
+	}
+	ADD(t_strconcat("imapc_ssl=", migrate_ssl_mode_to_str(set->source_ssl),
+			NULL));
+	ADD(set->source_ssl_verify ? "imapc_ssl_verify=yes" :
+	    "imapc_ssl_verify=no");
+	ADD("imapc_features=rfc822.size fetch-headers modseq");
+	ADD(t_strdup_printf("imapc_cmd_timeout=%us",
+			    set->source_timeout_secs));
+	/* a rawlog would contain the LOGIN command */
+	ADD("imapc_rawlog_dir=");
+	ADD(t_strdup_printf("mail_prefetch_count=%u", set->prefetch));
+	array_append_zero(&fields);
+#undef ADD
+	return array_front(&fields);
+}
+
+int migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
+			     struct mail_storage_service_user *dest_service_user,
+			     struct mail_user *dest_user,
+			     const struct migrate_settings *set,
+			     struct mail_user **src_user_r,
+			     enum migrate_error *error_code_r,
+			     const char **error_r)
+{
+	struct mail_storage_service_input input;
+	struct mail_storage_service_user *service_user;
+	struct mail_user *user;
+	struct imapc_settings *imapc_set;
+	struct mailbox_list_iterate_context *iter;
+	enum mail_error mail_error;
+	const char *home, *error;
+	int ret;
+
+	i_assert(set->source_host != NULL && set->source_password != NULL);
+
+	i_zero(&input);
+	input.module = "mail";
+	input.service = "doveadm";
+	input.username = dest_user->username;
+	input.no_userdb_lookup = TRUE;
+	if (mail_user_get_home(dest_user, &home) <= 0)
+		home = "/";
+	input.userdb_fields = migrate_source_userdb_fields(set, home);
+	input.flags_override_add = MAIL_STORAGE_SERVICE_FLAG_NO_NAMESPACES |
+		MAIL_STORAGE_SERVICE_FLAG_NO_RESTRICT_ACCESS |
+		MAIL_STORAGE_SERVICE_FLAG_NO_PLUGINS;
+
+	mail_storage_service_io_deactivate_user(dest_service_user);
+	ret = mail_storage_service_lookup_next(service_ctx, &input,
+					       &service_user, &user, &error);
+	if (ret <= 0) {
+		mail_storage_service_io_activate_user(dest_service_user);
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = t_strdup_printf(
+			"Source user initialization failed: %s",
+			ret == 0 ? "User not found" : error);
+		return -1;
+	}
+	/* the password is set only now, after the settings were parsed and
+	   possibly logged */
+	imapc_set = (void *)mail_user_set_get_driver_settings(user->set_info,
+						      user->set, "imapc");
+	i_assert(imapc_set != NULL);
+	imapc_set->imapc_password = p_strdup(user->pool, set->source_password);
+
+	ret = mail_namespaces_init_location(user, "imapc:", &error);
+	mail_storage_service_io_deactivate_user(service_user);
+	mail_storage_service_user_unref(&service_user);
+	mail_storage_service_io_activate_user(dest_service_user);
+	if (ret < 0) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = t_strdup_printf(
+			"Source namespace initialization failed: %s", error);
+		mail_user_deinit(&user);
+		return -1;
+	}
+
+	/* log in now, so that a refused login is told apart from later
+	   failures */
+	iter = mailbox_list_iter_init(user->namespaces->list, "",
+				      MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while (mailbox_list_iter_next(iter) != NULL) ;
+	if (mailbox_list_iter_deinit(&iter) < 0) {
+		error = mailbox_list_get_last_internal_error(
+			user->namespaces->list, &mail_error);
+		*error_code_r = migrate_error_from_source(mail_error, error);
+		*error_r = t_strdup_printf("Source %s:%u: %s",
+			set->source_host, set->source_port, error);
+		mail_user_deinit(&user);
+		return -1;
+	}
+	*src_user_r = user;
+	return 0;
+}

@@ -1,0 +1,50 @@
+#ifndef MIGRATE_SOURCE_H
+#define MIGRATE_SOURCE_H
+
+#include "mail-error.h"
+
+struct mail_user;
+struct mail_storage_service_ctx;
+struct mail_storage_service_user;
+struct migrate_settings;
+
+/* Why a run failed, in the order of precedence used for the exit code:
+   a temporary failure wins over the others (it may go away by itself). */
+enum migrate_error {
+	MIGRATE_ERROR_NONE = 0,
+	/* something failed that is not one of the below */
+	MIGRATE_ERROR_FAILED,
+	/* bad settings */
+	MIGRATE_ERROR_CONFIG,
+	/* the source refused the login */
+	MIGRATE_ERROR_SOURCE_AUTH,
+	/* the destination is over quota */
+	MIGRATE_ERROR_DEST_QUOTA,
+	/* too much would be deleted: refused without --force */
+	MIGRATE_ERROR_DELETE_LIMIT,
+	/* unreachable or dropped source, lock held: re-run later */
+	MIGRATE_ERROR_TEMP,
+};
+
+/* Update *error with new, keeping the one that decides the exit code. */
+void migrate_error_merge(enum migrate_error *error, enum migrate_error new);
+/* The sysexits code doveadm should exit with. */
+int migrate_error_to_exit_code(enum migrate_error error);
+/* Classify a storage error of the source. */
+enum migrate_error migrate_error_from_source(enum mail_error error,
+					     const char *errstr);
+
+/* Create a mail user for reading the remote source over imapc, from the
+   destination user's migrate settings.  The password goes straight into
+   the imapc settings: it is never a userdb field, so even mail_debug
+   does not log it.  The source is logged in to at once, so a refused
+   login is reported here as MIGRATE_ERROR_SOURCE_AUTH. */
+int migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
+			     struct mail_storage_service_user *dest_service_user,
+			     struct mail_user *dest_user,
+			     const struct migrate_settings *set,
+			     struct mail_user **src_user_r,
+			     enum migrate_error *error_code_r,
+			     const char **error_r);
+
+#endif

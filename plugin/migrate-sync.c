@@ -1,0 +1,1234 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "str.h"
+#include "istream.h"
+#include "seq-range-array.h"
+#include "time-util.h"
+#include "mail-user.h"
+#include "mail-namespace.h"
+#include "mail-storage.h"
+#include "mail-search-build.h"
+#include "mailbox-list-iter.h"
+#include "migrate-names.h"
+#include "migrate-settings.h"
+#include "migrate-state.h"
+#include "migrate-sync.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+/* destination GUIDs of copied messages encode where they came from, so
+   that a message saved just before a crash is found again instead of
+   being copied twice: magic, state folder id, source UIDVALIDITY, UID */
+#define MIGRATE_GUID_MAGIC 0x6d677274U
+
+/* on a terminal the progress line is redrawn; in a log, it is a line
+   now and then */
+#define MIGRATE_PROGRESS_TTY_MSECS 1000
+#define MIGRATE_PROGRESS_LOG_MSECS 15000
+
+static struct event_category event_category_migrate = {
+	.name = "migrate",
+};
+
+struct migrate_sync_folder {
+	const char *src_name;
+	const char *dest_name;
+	bool subscribed;
+	bool selected;
+
+	struct migrate_state_folder *state;
+	struct mailbox_status src_status;
+
+	/* deletions planned for the end of the run */
+	ARRAY_TYPE(seq_range) delete_src_uids;
+	/* messages of a previous UIDVALIDITY, not matched to the new one */
+	ARRAY_TYPE(seq_range) delete_orphan_dest_uids;
+};
+
+struct migrate_sync_ctx {
+	pool_t pool;
+	struct event *event;
+	struct mail_user *dest_user, *src_user;
+	struct mail_namespace *src_ns;
+	char src_sep;
+	const char *src_prefix;
+	const struct migrate_settings *set;
+	const struct migrate_sync_options *opts;
+	struct migrate_sync_stats *stats;
+	struct migrate_state *state;
+
+	ARRAY(struct migrate_sync_folder) folders;
+	/* every name the source listed, selected or not */
+	HASH_TABLE(const char *, void *) src_names;
+	ARRAY(struct migrate_state_folder *) gone_folders;
+
+	enum migrate_error error;
+	const char *error_str;
+
+	struct timeval start, last_progress;
+	bool progress_tty, progress_printed;
+	unsigned int folder_idx;
+	const char *progress_folder;
+	unsigned int progress_done, progress_total;
+};
+
+static void
+sync_set_error(struct migrate_sync_ctx *ctx, enum migrate_error code,
+	       const char *error)
+{
+	e_error(ctx->event, "%s", error);
+	if (code >= ctx->error) {
+		ctx->error_str = p_strdup(ctx->pool, error);
+		ctx->error = code;
+	}
+}
+
+static void
+sync_set_dest_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
+		    const char *what)
+{
+	enum mail_error error;
+	const char *errstr;
+
+	errstr = mailbox_get_last_internal_error(box, &error);
+	sync_set_error(ctx, error == MAIL_ERROR_NOQUOTA ?
+		       MIGRATE_ERROR_DEST_QUOTA : MIGRATE_ERROR_FAILED,
+		       t_strdup_printf("%s %s failed: %s", what,
+				       mailbox_get_vname(box), errstr));
+}
+
+static void
+sync_set_source_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
+		      const char *what)
+{
+	enum mail_error error;
+	const char *errstr;
+
+	errstr = mailbox_get_last_internal_error(box, &error);
+	sync_set_error(ctx, migrate_error_from_source(error, errstr),
+		       t_strdup_printf("Source: %s %s failed: %s", what,
+				       mailbox_get_vname(box), errstr));
+}
+
+static void sync_progress(struct migrate_sync_ctx *ctx, bool force)
+{
+	struct timeval now;
+	long long msecs;
+	double mb, rate;
+
+	if (!ctx->opts->progress)
+		return;
+	i_gettimeofday(&now);
+	if (!force && timeval_diff_msecs(&now, &ctx->last_progress) <
+	    (ctx->progress_tty ? MIGRATE_PROGRESS_TTY_MSECS :
+	     MIGRATE_PROGRESS_LOG_MSECS))
+		return;
+	ctx->last_progress = now;
+	msecs = timeval_diff_msecs(&now, &ctx->start);
+	mb = ctx->stats->bytes_copied / (1024.0*1024.0);
+	rate = msecs == 0 ? 0 : mb * 1000.0 / msecs;
+	fprintf(stderr, "%smigrate: [%u/%u] %s: %u/%u messages; "
+		"total %u copied, %.1f MB, %.1f MB/s, %lld s%s",
+		ctx->progress_tty ? "\r\033[K" : "",
+		ctx->folder_idx, array_count(&ctx->folders),
+		ctx->progress_folder, ctx->progress_done,
+		ctx->progress_total, ctx->stats->messages_copied, mb, rate,
+		msecs / 1000, ctx->progress_tty ? "" : "\n");
+	ctx->progress_printed = TRUE;
+}
+
+static const char *
+sync_dest_guid(const struct migrate_state_folder *state, uint32_t uid)
+{
+	return t_strdup_printf("%08x%08x%08x%08x", MIGRATE_GUID_MAGIC,
+			       state->id, state->src_uidvalidity, uid);
+}
+
+/* Returns TRUE and the source UID when guid is one that we gave to a copy
+   of this folder's current UIDVALIDITY. */
+static bool
+sync_dest_guid_parse(const struct migrate_state_folder *state,
+		     const char *guid, uint32_t *src_uid_r)
+{
+	unsigned int magic, id, uidvalidity, uid;
+
+	if (strlen(guid) != 32 ||
+	    sscanf(guid, "%8x%8x%8x%8x", &magic, &id, &uidvalidity,
+		   &uid) != 4)
+		return FALSE;
+	if (magic != MIGRATE_GUID_MAGIC || id != state->id ||
+	    uidvalidity != state->src_uidvalidity || uid == 0)
+		return FALSE;
+	*src_uid_r = uid;
+	return TRUE;
+}
+
+/* <folder names> */
+
+static const char *
+sync_dest_special_name(struct migrate_sync_ctx *ctx,
+		       enum migrate_special_use use)
+{
+	static const char *const default_names[MIGRATE_SPECIAL_COUNT] = {
+		[MIGRATE_SPECIAL_SENT] = "Sent",
+		[MIGRATE_SPECIAL_TRASH] = "Trash",
+		[MIGRATE_SPECIAL_DRAFTS] = "Drafts",
+		[MIGRATE_SPECIAL_JUNK] = "Junk",
+		[MIGRATE_SPECIAL_ARCHIVE] = "Archive",
+	};
+	struct mail_namespace *ns =
+		mail_namespace_find_inbox(ctx->dest_user->namespaces);
+	const char *flag = migrate_special_use_flag(use);
+	struct mailbox_settings *const *boxp;
+
+	/* the mailbox the destination configured for this SPECIAL-USE */
+	if (array_is_created(&ns->set->mailboxes)) {
+		array_foreach(&ns->set->mailboxes, boxp) {
+			const char *const *uses =
+				t_strsplit_spaces((*boxp)->special_use, " ");
+			if (str_array_icase_find(uses, flag))
+				return t_strconcat(ns->prefix, (*boxp)->name,
+						   NULL);
+		}
+	}
+	return t_strconcat(ns->prefix, default_names[use], NULL);
+}
+
+static const char *
+sync_map_name(struct migrate_sync_ctx *ctx, const char *src_name,
+	      const char *special_use_flags)
+{
+	struct mail_namespace *ns =
+		mail_namespace_find_inbox(ctx->dest_user->namespaces);
+	char dest_sep = mail_namespace_get_sep(ns);
+	const char *name, *top, *rest, *p;
+	enum migrate_special_use use;
+
+	name = migrate_name_convert(src_name, ctx->src_sep, ctx->src_prefix,
+				    dest_sep, ctx->set->escape_char);
+	if (strcasecmp(name, "INBOX") == 0)
+		return "INBOX";
+	if (ctx->set->special_use) {
+		p = strchr(name, dest_sep);
+		top = p == NULL ? name : t_strdup_until(name, p);
+		rest = p == NULL ? "" : p;
+		use = p == NULL && special_use_flags != NULL ?
+			migrate_special_use_parse(special_use_flags) :
+			MIGRATE_SPECIAL_NONE;
+		if (use == MIGRATE_SPECIAL_NONE)
+			use = migrate_special_use_from_name(top);
+		if (use != MIGRATE_SPECIAL_NONE) {
+			name = t_strconcat(sync_dest_special_name(ctx, use),
+					   rest, NULL);
+		}
+	}
+	if (ns->prefix_len > 0 && strncmp(name, "INBOX", 5) != 0)
+		name = t_strconcat(ns->prefix, name, NULL);
+	return name;
+}
+
+static const char *sync_detect_prefix(struct migrate_sync_ctx *ctx)
+{
+	const struct migrate_sync_folder *f;
+	const char *prefix;
+	size_t len;
+	bool any = FALSE;
+
+	if (ctx->set->source_prefix[0] != '\0')
+		return ctx->set->source_prefix;
+	/* Courier-style servers put every folder under "INBOX." */
+	prefix = t_strdup_printf("INBOX%c", ctx->src_sep);
+	len = strlen(prefix);
+	array_foreach(&ctx->folders, f) {
+		if (strcasecmp(f->src_name, "INBOX") == 0)
+			continue;
+		if (strncasecmp(f->src_name, prefix, len) != 0)
+			return "";
+		any = TRUE;
+	}
+	return any && ctx->src_sep == '.' ? prefix : "";
+}
+
+static int sync_list_source(struct migrate_sync_ctx *ctx)
+{
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	struct migrate_sync_folder *f;
+	HASH_TABLE(const char *, void *) dest_names;
+	ARRAY(const char *) special_uses;
+	enum mail_error error;
+	const char *errstr, *dest_name, *name;
+	unsigned int i, n;
+
+	ctx->src_ns = ctx->src_user->namespaces;
+	ctx->src_sep = mail_namespace_get_sep(ctx->src_ns);
+	p_array_init(&ctx->folders, ctx->pool, 32);
+	p_array_init(&special_uses, ctx->pool, 32);
+	hash_table_create(&ctx->src_names, ctx->pool, 0, str_hash, strcmp);
+
+	iter = mailbox_list_iter_init(ctx->src_ns->list, "*",
+				      MAILBOX_LIST_ITER_RETURN_SPECIALUSE |
+				      MAILBOX_LIST_ITER_RETURN_SUBSCRIBED);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		name = p_strdup(ctx->pool, info->vname);
+		hash_table_update(ctx->src_names, name, POINTER_CAST(1));
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0)
+			continue;
+		f = array_append_space(&ctx->folders);
+		f->src_name = name;
+		f->subscribed = (info->flags & MAILBOX_SUBSCRIBED) != 0;
+		f->selected = migrate_name_is_selected(name,
+			ctx->set->include, ctx->set->exclude);
+		array_push_back(&special_uses, &(const char *){
+			p_strdup(ctx->pool, info->special_use) });
+	}
+	if (mailbox_list_iter_deinit(&iter) < 0) {
+		errstr = mailbox_list_get_last_internal_error(
+			ctx->src_ns->list, &error);
+		sync_set_error(ctx, migrate_error_from_source(error, errstr),
+			t_strdup_printf("Source: Listing folders failed: %s",
+					errstr));
+		return -1;
+	}
+	if (hash_table_lookup(ctx->src_names, (const char *)"INBOX") == NULL) {
+		/* some servers do not list INBOX with "*" */
+		f = array_append_space(&ctx->folders);
+		f->src_name = "INBOX";
+		f->selected = migrate_name_is_selected("INBOX",
+			ctx->set->include, ctx->set->exclude);
+		array_push_back(&special_uses, &(const char *){ NULL });
+		hash_table_update(ctx->src_names, (const char *)"INBOX",
+				  POINTER_CAST(1));
+	}
+	ctx->src_prefix = p_strdup(ctx->pool, sync_detect_prefix(ctx));
+
+	/* two source folders must never be merged into one */
+	hash_table_create(&dest_names, default_pool, 0, str_hash, strcmp);
+	n = array_count(&ctx->folders);
+	for (i = 0; i < n; i++) T_BEGIN {
+		f = array_idx_modifiable(&ctx->folders, i);
+		dest_name = sync_map_name(ctx, f->src_name,
+			array_idx_elem(&special_uses, i));
+		if (hash_table_lookup(dest_names, dest_name) != NULL) {
+			const char *base = dest_name;
+			unsigned int suffix = 2;
+
+			do {
+				dest_name = t_strdup_printf("%s%c%u", base,
+					ctx->set->escape_char, suffix++);
+			} while (hash_table_lookup(dest_names, dest_name) != NULL);
+			e_warning(ctx->event, "Source folders %s and another "
+				  "both map to %s: copying %s to %s",
+				  f->src_name, base, f->src_name, dest_name);
+		}
+		f->dest_name = p_strdup(ctx->pool, dest_name);
+		hash_table_insert(dest_names, f->dest_name, POINTER_CAST(1));
+	} T_END;
+	hash_table_destroy(&dest_names);
+	return 0;
+}
+
+/* <destination mailboxes> */
+
+static struct mailbox *
+sync_dest_alloc(struct migrate_sync_ctx *ctx, const char *name)
+{
+	struct mail_namespace *ns;
+
+	ns = mail_namespace_find(ctx->dest_user->namespaces, name);
+	return mailbox_alloc(ns->list, name, 0);
+}
+
+/* Record every destination message from state->dest_uidnext on: ours (by
+   GUID) are mapped, the rest are foreign. */
+static int
+sync_scan_new_dest(struct migrate_sync_ctx *ctx,
+		   struct migrate_sync_folder *f, struct mailbox *dbox)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox_transaction_context *t;
+	struct mail_search_args *search_args;
+	struct mail_search_arg *sarg;
+	struct mail_search_context *search_ctx;
+	struct mailbox_status status;
+	struct mail *mail;
+	const char *guid;
+	uint32_t src_uid;
+	int ret = 0;
+
+	if (mailbox_sync(dbox, 0) < 0) {
+		sync_set_dest_error(ctx, dbox, "Syncing");
+		return -1;
+	}
+	mailbox_get_open_status(dbox, STATUS_UIDNEXT, &status);
+	if (status.uidnext <= state->dest_uidnext)
+		return 0;
+
+	search_args = mail_search_build_init();
+	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
+	p_array_init(&sarg->value.seqset, search_args->pool, 1);
+	seq_range_array_add_range(&sarg->value.seqset,
+				  I_MAX(state->dest_uidnext, 1),
+				  status.uidnext - 1);
+	t = mailbox_transaction_begin(dbox, 0, __func__);
+	search_ctx = mailbox_search_init(t, search_args, NULL,
+					 MAIL_FETCH_GUID, NULL);
+	mail_search_args_unref(&search_args);
+	while (mailbox_search_next(search_ctx, &mail)) {
+		if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0) {
+			if (mailbox_get_last_mail_error(dbox) ==
+			    MAIL_ERROR_EXPUNGED)
+				continue;
+			sync_set_dest_error(ctx, dbox, "Reading GUIDs of");
+			ret = -1;
+			break;
+		}
+		if (!sync_dest_guid_parse(state, guid, &src_uid)) {
+			ctx->stats->messages_foreign++;
+			continue;
+		}
+		if (migrate_state_map_lookup(state, src_uid) != NULL) {
+			/* a second copy of one source message can only come
+			   from a bug: keep the first, leave this one */
+			e_warning(ctx->event, "%s: UID %u is a second copy of "
+				  "source UID %u", f->dest_name, mail->uid,
+				  src_uid);
+			continue;
+		}
+		migrate_state_map_add(ctx->state, state, src_uid, mail->uid);
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+		sync_set_dest_error(ctx, dbox, "Searching");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&t);
+	if (ret == 0)
+		state->dest_uidnext = status.uidnext;
+	return ret;
+}
+
+static int
+sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	       struct mailbox **dbox_r)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox *dbox;
+	struct mailbox_status status;
+	struct mailbox_update update;
+	enum mail_error error;
+
+	dbox = sync_dest_alloc(ctx, f->dest_name);
+	if (mailbox_create(dbox, NULL, FALSE) == 0) {
+		ctx->stats->folders_created++;
+		e_debug(ctx->event, "Created %s", f->dest_name);
+		/* keep the source's UIDs when nobody else uses the box */
+		i_zero(&update);
+		update.uid_validity = f->src_status.uidvalidity;
+		if (mailbox_update(dbox, &update) < 0) {
+			e_debug(ctx->event, "Keeping UIDVALIDITY of %s failed: %s",
+				f->dest_name,
+				mailbox_get_last_internal_error(dbox, NULL));
+		}
+	} else {
+		(void)mailbox_get_last_internal_error(dbox, &error);
+		if (error != MAIL_ERROR_EXISTS) {
+			sync_set_dest_error(ctx, dbox, "Creating");
+			mailbox_free(&dbox);
+			return -1;
+		}
+	}
+	if (ctx->set->subscriptions && f->subscribed) {
+		if (mailbox_set_subscribed(dbox, TRUE) < 0) {
+			e_warning(ctx->event, "Subscribing %s failed: %s",
+				  f->dest_name,
+				  mailbox_get_last_internal_error(dbox, NULL));
+		}
+	}
+	if (mailbox_sync(dbox, 0) < 0) {
+		sync_set_dest_error(ctx, dbox, "Opening");
+		mailbox_free(&dbox);
+		return -1;
+	}
+	mailbox_get_open_status(dbox, STATUS_UIDVALIDITY, &status);
+	if (state->dest_uidvalidity != status.uidvalidity) {
+		if (state->dest_uidvalidity != 0) {
+			e_warning(ctx->event, "%s was recreated at the "
+				  "destination: copying it again",
+				  f->dest_name);
+		}
+		migrate_state_folder_clear_map(ctx->state, state);
+		state->dest_uidvalidity = status.uidvalidity;
+		state->dest_uidnext = 0;
+	}
+	*dbox_r = dbox;
+	return 0;
+}
+
+/* <source messages> */
+
+static bool
+sync_flags_equal(enum mail_flags flags1, const char *const *keywords1,
+		 enum mail_flags flags2, const char *const *keywords2)
+{
+	unsigned int i, count1 = str_array_length(keywords1);
+
+	if ((flags1 & MAIL_FLAGS_NONRECENT) != (flags2 & MAIL_FLAGS_NONRECENT))
+		return FALSE;
+	if (count1 != str_array_length(keywords2))
+		return FALSE;
+	for (i = 0; i < count1; i++) {
+		if (!str_array_find(keywords2, keywords1[i]))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static struct mail_keywords *
+sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
+	      const char *const *keywords)
+{
+	struct mail_keywords *kw;
+	unsigned int count = str_array_length(keywords);
+
+	if (count == 0)
+		return NULL;
+	/* a keyword the destination refuses is dropped, never the mail */
+	kw = mailbox_keywords_create_valid(dbox, keywords);
+	if (kw->count < count)
+		ctx->stats->flags_dropped += count - kw->count;
+	return kw;
+}
+
+/* Pass over the source metadata: update flags of mapped messages, find
+   what is to be copied and what is gone. */
+static int
+sync_folder_metadata(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f, struct mailbox *sbox,
+		     struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox_transaction_context *st, *dt = NULL;
+	struct mail_search_args *search_args;
+	struct mail_search_context *search_ctx;
+	struct mail *smail, *dmail = NULL;
+	const struct migrate_uid_map *map;
+	ARRAY_TYPE(seq_range) seen;
+	enum mail_flags flags;
+	const char *const *keywords;
+	struct mail_keywords *kw;
+	int ret = 0;
+
+	if (dbox != NULL) {
+		dt = mailbox_transaction_begin(dbox,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+		dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
+	}
+	t_array_init(&seen, 64);
+	search_args = mail_search_build_init();
+	mail_search_build_add_all(search_args);
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = mailbox_search_init(st, search_args, NULL,
+					 MAIL_FETCH_FLAGS, NULL);
+	mail_search_args_unref(&search_args);
+	while (mailbox_search_next(search_ctx, &smail)) {
+		seq_range_array_add(&seen, smail->uid);
+		map = migrate_state_map_lookup(state, smail->uid);
+		if (map != NULL && dmail != NULL &&
+		    !mail_set_uid(dmail, map->dest_uid)) {
+			/* deleted at the destination behind our back: the
+			   mirror copies it again */
+			migrate_state_map_remove(ctx->state, state, smail->uid);
+			map = NULL;
+		}
+		if (map == NULL || dmail == NULL) {
+			seq_range_array_add(copy_uids, smail->uid);
+			continue;
+		}
+		flags = mail_get_flags(smail) & MAIL_FLAGS_NONRECENT;
+		keywords = mail_get_keywords(smail);
+		if (sync_flags_equal(flags, keywords, mail_get_flags(dmail),
+				     mail_get_keywords(dmail)))
+			continue;
+		ctx->stats->messages_updated++;
+		if (ctx->opts->dry_run)
+			continue;
+		mail_update_flags(dmail, MODIFY_REPLACE, flags);
+		kw = sync_keywords(ctx, dbox, keywords);
+		if (kw == NULL) {
+			kw = mailbox_keywords_create_valid(dbox,
+				(const char *const[]){ NULL });
+		}
+		mail_update_keywords(dmail, MODIFY_REPLACE, kw);
+		mailbox_keywords_unref(&kw);
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		sync_set_source_error(ctx, sbox, "Fetching flags of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	if (dt != NULL) {
+		mail_free(&dmail);
+		if (mailbox_transaction_commit(&dt) < 0) {
+			sync_set_dest_error(ctx, dbox, "Updating flags in");
+			ret = -1;
+		}
+	}
+	if (ret < 0)
+		return -1;
+
+	/* what we copied and the source no longer lists is gone */
+	array_foreach(&state->map, map) {
+		if (!seq_range_exists(&seen, map->src_uid))
+			seq_range_array_add(&f->delete_src_uids, map->src_uid);
+	}
+	return 0;
+}
+
+struct sync_copy_batch {
+	struct mailbox_transaction_context *t;
+	unsigned int count;
+	uoff_t bytes;
+};
+
+static int
+sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *dbox, struct sync_copy_batch *batch)
+{
+	const char *error;
+	int ret = 0;
+
+	if (batch->t == NULL)
+		return 0;
+	if (mailbox_transaction_commit(&batch->t) < 0) {
+		sync_set_dest_error(ctx, dbox, "Saving to");
+		ret = -1;
+	}
+	batch->count = 0;
+	batch->bytes = 0;
+	/* learn the new UIDs from the GUIDs we gave, the same way a crash
+	   is recovered from */
+	if (sync_scan_new_dest(ctx, f, dbox) < 0)
+		ret = -1;
+	migrate_state_folder_update(ctx->state, f->state);
+	if (migrate_state_flush(ctx->state, ctx->set->fsync, &error) < 0) {
+		sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+		ret = -1;
+	}
+	return ret;
+}
+
+static int
+sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	      struct mailbox *dbox, struct sync_copy_batch *batch,
+	      struct mail *smail)
+{
+	struct mail_save_context *save;
+	struct mail_keywords *kw;
+	struct istream *input;
+	enum mail_error error;
+	time_t received;
+	ssize_t rret;
+	int ret = 0;
+
+	if (mail_get_stream(smail, NULL, NULL, &input) < 0 ||
+	    mail_get_received_date(smail, &received) < 0) {
+		(void)mailbox_get_last_internal_error(smail->box, &error);
+		if (error == MAIL_ERROR_EXPUNGED) {
+			ctx->stats->messages_skipped++;
+			return 0;
+		}
+		sync_set_source_error(ctx, smail->box, t_strdup_printf(
+			"Fetching UID %u of", smail->uid));
+		return -1;
+	}
+
+	if (batch->t == NULL) {
+		batch->t = mailbox_transaction_begin(dbox,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL |
+			MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS, __func__);
+	}
+	save = mailbox_save_alloc(batch->t);
+	kw = sync_keywords(ctx, dbox, mail_get_keywords(smail));
+	mailbox_save_set_flags(save, mail_get_flags(smail) &
+			       MAIL_FLAGS_NONRECENT, kw);
+	if (kw != NULL)
+		mailbox_keywords_unref(&kw);
+	mailbox_save_set_received_date(save, received, 0);
+	mailbox_save_set_guid(save, sync_dest_guid(f->state, smail->uid));
+	if (f->state->dest_uidvalidity == f->state->src_uidvalidity)
+		mailbox_save_set_uid(save, smail->uid);
+
+	if (mailbox_save_begin(&save, input) < 0) {
+		sync_set_dest_error(ctx, dbox, "Saving to");
+		return -1;
+	}
+	do {
+		if (mailbox_save_continue(save) < 0) {
+			ret = -1;
+			break;
+		}
+	} while ((rret = i_stream_read(input)) > 0 || rret == -2);
+
+	if (input->stream_errno != 0) {
+		/* never save a partial message */
+		mailbox_save_cancel(&save);
+		sync_set_source_error(ctx, smail->box, t_strdup_printf(
+			"Reading UID %u of", smail->uid));
+		return -1;
+	}
+	if (ret < 0) {
+		mailbox_save_cancel(&save);
+		sync_set_dest_error(ctx, dbox, "Saving to");
+		return -1;
+	}
+	if (mailbox_save_finish(&save) < 0) {
+		sync_set_dest_error(ctx, dbox, "Saving to");
+		return -1;
+	}
+	batch->count++;
+	batch->bytes += input->v_offset;
+	ctx->stats->messages_copied++;
+	ctx->stats->bytes_copied += input->v_offset;
+	ctx->progress_done++;
+	sync_progress(ctx, FALSE);
+	if (batch->count >= ctx->set->batch_messages ||
+	    batch->bytes >= ctx->set->batch_size)
+		return sync_copy_commit(ctx, f, dbox, batch);
+	return 0;
+}
+
+static int
+sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *sbox, struct mailbox *dbox,
+		 const ARRAY_TYPE(seq_range) *copy_uids)
+{
+	struct mailbox_transaction_context *st;
+	struct mail_search_args *search_args;
+	struct mail_search_arg *sarg;
+	struct mail_search_context *search_ctx;
+	struct sync_copy_batch batch;
+	struct mail *smail;
+	int ret = 0;
+
+	i_zero(&batch);
+	ctx->progress_folder = f->dest_name;
+	ctx->progress_done = 0;
+	ctx->progress_total = seq_range_count(copy_uids);
+
+	search_args = mail_search_build_init();
+	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
+	p_array_init(&sarg->value.seqset, search_args->pool,
+		     array_count(copy_uids));
+	array_append_array(&sarg->value.seqset, copy_uids);
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = mailbox_search_init(st, search_args, NULL,
+		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
+		MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY, NULL);
+	mail_search_args_unref(&search_args);
+	while (mailbox_search_next(search_ctx, &smail)) {
+		T_BEGIN {
+			ret = sync_copy_one(ctx, f, dbox, &batch, smail);
+		} T_END;
+		if (ret < 0)
+			break;
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+		sync_set_source_error(ctx, sbox, "Fetching messages of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	/* keep what was saved completely, even after a failure */
+	if (sync_copy_commit(ctx, f, dbox, &batch) < 0)
+		ret = -1;
+	return ret;
+}
+
+static bool
+sync_folder_unchanged(const struct migrate_sync_folder *f)
+{
+	const struct migrate_state_folder *state = f->state;
+	const struct mailbox_status *status = &f->src_status;
+
+	return state->src_uidnext != 0 &&
+		state->src_uidvalidity == status->uidvalidity &&
+		state->src_uidnext == status->uidnext &&
+		state->src_messages == status->messages &&
+		status->highest_modseq != 0 &&
+		state->src_highestmodseq == status->highest_modseq;
+}
+
+static int
+sync_folder_status(struct migrate_sync_ctx *ctx,
+		   struct migrate_sync_folder *f)
+{
+	struct mailbox *sbox;
+	int ret = 0;
+
+	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+			     MAILBOX_FLAG_READONLY);
+	if (mailbox_get_status(sbox, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
+			       STATUS_MESSAGES | STATUS_HIGHESTMODSEQ,
+			       &f->src_status) < 0) {
+		sync_set_source_error(ctx, sbox, "STATUS of");
+		ret = -1;
+	}
+	mailbox_free(&sbox);
+	return ret;
+}
+
+static void
+sync_folder_uidvalidity_changed(struct migrate_sync_ctx *ctx,
+				struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+	const struct migrate_uid_map *map;
+
+	e_warning(ctx->event, "Source UIDVALIDITY of %s changed (%u -> %u): "
+		  "its messages are matched again",
+		  f->src_name, state->src_uidvalidity,
+		  f->src_status.uidvalidity);
+	/* the copies of the old UIDVALIDITY stay until the run proves them
+	   gone; the new UIDs are copied anew */
+	array_foreach(&state->map, map) {
+		seq_range_array_add(&f->delete_orphan_dest_uids,
+				    map->dest_uid);
+	}
+	migrate_state_folder_clear_map(ctx->state, state);
+}
+
+static int
+sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox *sbox, *dbox = NULL;
+	ARRAY_TYPE(seq_range) copy_uids;
+	struct mailbox_status dstatus;
+	int ret = 0;
+
+	if (state != NULL && sync_folder_unchanged(f)) {
+		/* nothing changed at the source since the last complete
+		   sync: no SELECT, nothing downloaded */
+		ctx->stats->folders_unchanged++;
+		return 0;
+	}
+	if (ctx->opts->dry_run && state == NULL) {
+		ctx->stats->folders_created++;
+		ctx->stats->messages_copied += f->src_status.messages;
+		return 0;
+	}
+	if (state == NULL) {
+		state = f->state = migrate_state_folder_add(ctx->state,
+			f->src_name, f->dest_name);
+		state->src_uidvalidity = f->src_status.uidvalidity;
+		migrate_state_folder_update(ctx->state, state);
+	} else if (state->src_uidvalidity != f->src_status.uidvalidity) {
+		if (!ctx->opts->dry_run)
+			sync_folder_uidvalidity_changed(ctx, f);
+		state->src_uidvalidity = f->src_status.uidvalidity;
+	}
+
+	if (!ctx->opts->dry_run) {
+		if (sync_dest_open(ctx, f, &dbox) < 0)
+			return -1;
+		if (sync_scan_new_dest(ctx, f, dbox) < 0) {
+			mailbox_free(&dbox);
+			return -1;
+		}
+	} else {
+		dbox = sync_dest_alloc(ctx, f->dest_name);
+		if (mailbox_open(dbox) < 0)
+			mailbox_free(&dbox);
+	}
+
+	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+			     MAILBOX_FLAG_READONLY);
+	if (mailbox_sync(sbox, 0) < 0) {
+		sync_set_source_error(ctx, sbox, "Opening");
+		ret = -1;
+	}
+	t_array_init(&copy_uids, 64);
+	if (ret == 0) {
+		ret = sync_folder_metadata(ctx, f, sbox, dbox, &copy_uids);
+	}
+	if (ret == 0 && array_count(&copy_uids) > 0) {
+		if (ctx->opts->dry_run)
+			ctx->stats->messages_copied += seq_range_count(&copy_uids);
+		else
+			ret = sync_folder_copy(ctx, f, sbox, dbox, &copy_uids);
+	}
+	mailbox_free(&sbox);
+
+	if (ret == 0 && !ctx->opts->dry_run) {
+		/* the status taken before reading: what changed since then
+		   is seen by the next run */
+		state->src_uidnext = f->src_status.uidnext;
+		state->src_messages = f->src_status.messages;
+		state->src_highestmodseq = f->src_status.highest_modseq;
+		if (mailbox_get_status(dbox, STATUS_UIDNEXT, &dstatus) == 0 &&
+		    dstatus.uidnext > state->dest_uidnext)
+			(void)sync_scan_new_dest(ctx, f, dbox);
+		migrate_state_folder_update(ctx->state, state);
+	}
+	if (dbox != NULL)
+		mailbox_free(&dbox);
+	return ret;
+}
+
+/* <renames and deletions> */
+
+static struct migrate_sync_folder *
+sync_find_renamed(struct migrate_sync_ctx *ctx,
+		  const struct migrate_state_folder *state)
+{
+	struct migrate_sync_folder *f;
+
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (f->state == NULL && f->selected &&
+		    f->src_status.uidvalidity != 0 &&
+		    f->src_status.uidvalidity == state->src_uidvalidity &&
+		    migrate_state_folder_lookup(ctx->state,
+						f->src_name) == NULL)
+			return f;
+	}
+	return NULL;
+}
+
+static void sync_find_gone_and_renamed(struct migrate_sync_ctx *ctx)
+{
+	const ARRAY_TYPE(migrate_state_folder) *sfolders;
+	struct migrate_state_folder *const *sfp, *state;
+	struct migrate_sync_folder *f;
+	struct mailbox *box;
+
+	p_array_init(&ctx->gone_folders, ctx->pool, 8);
+	sfolders = migrate_state_get_folders(ctx->state);
+	array_foreach(sfolders, sfp) {
+		state = *sfp;
+		if (hash_table_lookup(ctx->src_names, state->src_name) != NULL)
+			continue;
+		/* not listed: renamed (same UIDVALIDITY under a new name
+		   that we do not know yet) or gone */
+		f = sync_find_renamed(ctx, state);
+		if (f == NULL) {
+			array_push_back(&ctx->gone_folders, &state);
+			continue;
+		}
+		e_info(ctx->event, "Source folder %s was renamed to %s",
+		       state->src_name, f->src_name);
+		ctx->stats->folders_renamed++;
+		if (ctx->opts->dry_run)
+			continue;
+		if (strcmp(state->dest_name, f->dest_name) != 0) {
+			struct mailbox *dest_box =
+				sync_dest_alloc(ctx, f->dest_name);
+
+			box = sync_dest_alloc(ctx, state->dest_name);
+			if (mailbox_rename(box, dest_box) < 0) {
+				sync_set_dest_error(ctx, box, "Renaming");
+				mailbox_free(&box);
+				mailbox_free(&dest_box);
+				continue;
+			}
+			mailbox_free(&box);
+			mailbox_free(&dest_box);
+		}
+		state->src_name = p_strdup(ctx->pool, f->src_name);
+		state->dest_name = p_strdup(ctx->pool, f->dest_name);
+		migrate_state_folder_update(ctx->state, state);
+		f->state = state;
+	}
+}
+
+static unsigned int sync_count_deletions(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_state_folder *const *sfp;
+	const struct migrate_sync_folder *f;
+	unsigned int count = 0;
+
+	array_foreach(&ctx->folders, f) {
+		count += seq_range_count(&f->delete_src_uids);
+		count += seq_range_count(&f->delete_orphan_dest_uids);
+	}
+	array_foreach(&ctx->gone_folders, sfp)
+		count += array_count(&(*sfp)->map);
+	return count;
+}
+
+static unsigned int sync_count_copied(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_state_folder *const *sfp;
+	unsigned int count = 0;
+
+	array_foreach(migrate_state_get_folders(ctx->state), sfp)
+		count += array_count(&(*sfp)->map);
+	return count;
+}
+
+/* Expunge the given destination UIDs (all copied by us). */
+static int
+sync_expunge_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
+		  const ARRAY_TYPE(seq_range) *dest_uids)
+{
+	struct mailbox_transaction_context *t;
+	struct seq_range_iter iter;
+	struct mail *mail;
+	unsigned int n = 0;
+	uint32_t uid;
+
+	t = mailbox_transaction_begin(dbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+				      __func__);
+	mail = mail_alloc(t, 0, NULL);
+	seq_range_array_iter_init(&iter, dest_uids);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		if (mail_set_uid(mail, uid)) {
+			mail_expunge(mail);
+			ctx->stats->messages_deleted++;
+		}
+	}
+	mail_free(&mail);
+	if (mailbox_transaction_commit(&t) < 0) {
+		sync_set_dest_error(ctx, dbox, "Expunging from");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+sync_delete_in_folder(struct migrate_sync_ctx *ctx,
+		      struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+	const struct migrate_uid_map *map;
+	ARRAY_TYPE(seq_range) dest_uids;
+	struct seq_range_iter iter;
+	struct mailbox *dbox;
+	unsigned int n = 0;
+	uint32_t src_uid;
+	int ret;
+
+	t_array_init(&dest_uids, 16);
+	seq_range_array_iter_init(&iter, &f->delete_src_uids);
+	while (seq_range_array_iter_nth(&iter, n++, &src_uid)) {
+		map = migrate_state_map_lookup(state, src_uid);
+		if (map != NULL)
+			seq_range_array_add(&dest_uids, map->dest_uid);
+	}
+	seq_range_array_merge(&dest_uids, &f->delete_orphan_dest_uids);
+
+	dbox = sync_dest_alloc(ctx, state->dest_name);
+	ret = sync_expunge_dest(ctx, dbox, &dest_uids);
+	mailbox_free(&dbox);
+	if (ret < 0)
+		return -1;
+	n = 0;
+	seq_range_array_iter_init(&iter, &f->delete_src_uids);
+	while (seq_range_array_iter_nth(&iter, n++, &src_uid))
+		migrate_state_map_remove(ctx->state, state, src_uid);
+	return 0;
+}
+
+static int
+sync_delete_folder(struct migrate_sync_ctx *ctx,
+		   struct migrate_state_folder *state)
+{
+	ARRAY_TYPE(seq_range) dest_uids;
+	const struct migrate_uid_map *map;
+	struct mailbox *dbox;
+	struct mailbox_status status;
+	enum mailbox_existence existence;
+	int ret = 0;
+
+	dbox = sync_dest_alloc(ctx, state->dest_name);
+	if (mailbox_exists(dbox, FALSE, &existence) < 0 ||
+	    existence != MAILBOX_EXISTENCE_SELECT) {
+		mailbox_free(&dbox);
+		migrate_state_folder_remove(ctx->state, state);
+		return 0;
+	}
+	t_array_init(&dest_uids, 16);
+	array_foreach(&state->map, map)
+		seq_range_array_add(&dest_uids, map->dest_uid);
+	if (sync_expunge_dest(ctx, dbox, &dest_uids) < 0)
+		ret = -1;
+	else if (mailbox_get_status(dbox, STATUS_MESSAGES, &status) == 0 &&
+		 status.messages == 0) {
+		/* only when nothing foreign is left in it; a folder with
+		   children stays as their parent */
+		if (mailbox_delete_empty(dbox) == 0) {
+			ctx->stats->folders_deleted++;
+			e_debug(ctx->event, "Deleted %s", state->dest_name);
+		}
+	}
+	mailbox_free(&dbox);
+	if (ret == 0)
+		migrate_state_folder_remove(ctx->state, state);
+	return ret;
+}
+
+static void sync_deletions(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_state_folder *const *sfp;
+	struct migrate_sync_folder *f;
+	unsigned int planned, copied;
+	const char *error;
+
+	planned = sync_count_deletions(ctx);
+	if (planned == 0)
+		return;
+	if (ctx->error != MIGRATE_ERROR_NONE) {
+		/* only a complete, successful view of the source proves
+		   anything gone */
+		ctx->stats->deletes_withheld = planned;
+		e_warning(ctx->event, "Not deleting %u messages: the source "
+			  "was not read completely", planned);
+		return;
+	}
+	copied = sync_count_copied(ctx);
+	if (!ctx->opts->force && copied > 0 &&
+	    (unsigned long long)planned * 100 >
+	    (unsigned long long)copied * ctx->set->max_delete_percent) {
+		ctx->stats->deletes_withheld = planned;
+		sync_set_error(ctx, MIGRATE_ERROR_DELETE_LIMIT, t_strdup_printf(
+			"Refusing to delete %u of %u copied messages (more "
+			"than %s=%u%%): check the source, then re-run with "
+			"--force", planned, copied,
+			MIGRATE_SETTING_MAX_DELETE_PERCENT,
+			ctx->set->max_delete_percent));
+		return;
+	}
+	if (ctx->opts->dry_run) {
+		ctx->stats->messages_deleted += planned;
+		ctx->stats->folders_deleted += array_count(&ctx->gone_folders);
+		return;
+	}
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (f->state == NULL ||
+		    (array_count(&f->delete_src_uids) == 0 &&
+		     array_count(&f->delete_orphan_dest_uids) == 0))
+			continue;
+		T_BEGIN {
+			(void)sync_delete_in_folder(ctx, f);
+		} T_END;
+	}
+	array_foreach(&ctx->gone_folders, sfp) T_BEGIN {
+		(void)sync_delete_folder(ctx, *sfp);
+	} T_END;
+	if (migrate_state_flush(ctx->state, ctx->set->fsync, &error) < 0)
+		sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+}
+
+static void sync_run_folders(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_sync_folder *f;
+	const char *error;
+
+	array_foreach_modifiable(&ctx->folders, f) {
+		p_array_init(&f->delete_src_uids, ctx->pool, 4);
+		p_array_init(&f->delete_orphan_dest_uids, ctx->pool, 4);
+		if (!f->selected)
+			continue;
+		f->state = migrate_state_folder_lookup(ctx->state,
+						       f->src_name);
+		if (sync_folder_status(ctx, f) < 0)
+			ctx->stats->folders_failed++;
+	}
+	sync_find_gone_and_renamed(ctx);
+
+	array_foreach_modifiable(&ctx->folders, f) {
+		ctx->folder_idx++;
+		if (!f->selected || f->src_status.uidvalidity == 0)
+			continue;
+		ctx->stats->folders++;
+		ctx->progress_folder = f->dest_name;
+		ctx->progress_done = ctx->progress_total = 0;
+		T_BEGIN {
+			if (sync_folder(ctx, f) < 0)
+				ctx->stats->folders_failed++;
+		} T_END;
+		if (!ctx->opts->dry_run &&
+		    migrate_state_flush(ctx->state, ctx->set->fsync,
+					&error) < 0)
+			sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+		if (f->state != NULL) {
+			e_debug(event_create_passthrough(ctx->event)->
+				set_name("migrate_mailbox_synced")->
+				add_str("mailbox", f->dest_name)->
+				add_str("source_mailbox", f->src_name)->
+				event(), "Synced %s", f->dest_name);
+		}
+	}
+}
+
+int migrate_sync_run(struct mail_user *dest_user, struct mail_user *src_user,
+		     const struct migrate_settings *set,
+		     const struct migrate_sync_options *opts,
+		     struct migrate_sync_stats *stats_r,
+		     enum migrate_error *error_code_r, const char **error_r)
+{
+	struct migrate_sync_ctx ctx;
+	struct timeval end;
+	const char *error;
+	bool locked;
+
+	i_zero(stats_r);
+	i_zero(&ctx);
+	ctx.pool = pool_alloconly_create("migrate sync", 4096);
+	ctx.dest_user = dest_user;
+	ctx.src_user = src_user;
+	ctx.set = set;
+	ctx.opts = opts;
+	ctx.stats = stats_r;
+	ctx.event = event_create(dest_user->event);
+	event_add_category(ctx.event, &event_category_migrate);
+	event_set_append_log_prefix(ctx.event, "migrate: ");
+	i_gettimeofday(&ctx.start);
+	ctx.last_progress = ctx.start;
+	ctx.progress_tty = isatty(STDERR_FILENO) != 0;
+
+	if (migrate_state_open(set->state_dir, &ctx.state, &locked,
+			       &error) < 0) {
+		sync_set_error(&ctx, locked ? MIGRATE_ERROR_TEMP :
+			       MIGRATE_ERROR_FAILED, error);
+	} else if (sync_list_source(&ctx) == 0) {
+		sync_run_folders(&ctx);
+		sync_deletions(&ctx);
+		if (!opts->dry_run &&
+		    migrate_state_commit(ctx.state, &error) < 0)
+			sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
+	}
+	if (ctx.progress_printed && ctx.progress_tty)
+		fputc('\n', stderr);
+	if (ctx.state != NULL)
+		migrate_state_close(&ctx.state);
+	if (hash_table_is_created(ctx.src_names))
+		hash_table_destroy(&ctx.src_names);
+
+	i_gettimeofday(&end);
+	stats_r->total_msecs = timeval_diff_msecs(&end, &ctx.start);
+	e_info(event_create_passthrough(ctx.event)->
+	       set_name("migrate_account_finished")->
+	       add_int("folders", stats_r->folders)->
+	       add_int("messages_copied", stats_r->messages_copied)->
+	       add_int("messages_updated", stats_r->messages_updated)->
+	       add_int("messages_deleted", stats_r->messages_deleted)->
+	       add_int("bytes", stats_r->bytes_copied)->
+	       add_str("error", ctx.error_str)->event(),
+	       "%s: %u folders, %u copied, %u updated, %u deleted, "
+	       "%"PRIuUOFF_T" bytes in %u.%03u s",
+	       ctx.error == MIGRATE_ERROR_NONE ? "Finished" : "Failed",
+	       stats_r->folders, stats_r->messages_copied,
+	       stats_r->messages_updated, stats_r->messages_deleted,
+	       stats_r->bytes_copied, stats_r->total_msecs / 1000,
+	       stats_r->total_msecs % 1000);
+
+	*error_code_r = ctx.error;
+	*error_r = ctx.error_str == NULL ? NULL : t_strdup(ctx.error_str);
+	event_unref(&ctx.event);
+	pool_unref(&ctx.pool);
+	return ctx.error == MIGRATE_ERROR_NONE ? 0 : -1;
+}

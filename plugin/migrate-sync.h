@@ -1,0 +1,53 @@
+#ifndef MIGRATE_SYNC_H
+#define MIGRATE_SYNC_H
+
+#include "migrate-source.h"
+
+struct mail_user;
+struct migrate_settings;
+
+struct migrate_sync_options {
+	/* report what would be done, change nothing */
+	bool dry_run;
+	/* delete even when more than migrate_max_delete_percent of the
+	   account would go */
+	bool force;
+	/* print progress lines to stderr */
+	bool progress;
+};
+
+struct migrate_sync_stats {
+	unsigned int folders;
+	unsigned int folders_unchanged;
+	unsigned int folders_created;
+	unsigned int folders_renamed;
+	unsigned int folders_deleted;
+	unsigned int folders_failed;
+
+	unsigned int messages_copied;
+	unsigned int messages_updated;
+	unsigned int messages_deleted;
+	/* gone from the source between listing and fetching */
+	unsigned int messages_skipped;
+	/* foreign messages at the destination, left alone */
+	unsigned int messages_foreign;
+	/* copied earlier but only now found in the destination (crash
+	   between commit and state write) */
+	unsigned int messages_recovered;
+	unsigned int flags_dropped;
+	uoff_t bytes_copied;
+	/* planned deletions that were not made (limit or errors) */
+	unsigned int deletes_withheld;
+	unsigned int total_msecs;
+};
+
+/* Mirror every selected folder of src_user into dest_user.  Returns 0 on
+   complete success, -1 otherwise with *error_code_r and *error_r of the
+   failure that decides the exit code.  Stats are filled either way. */
+int migrate_sync_run(struct mail_user *dest_user, struct mail_user *src_user,
+		     const struct migrate_settings *set,
+		     const struct migrate_sync_options *opts,
+		     struct migrate_sync_stats *stats_r,
+		     enum migrate_error *error_code_r, const char **error_r);
+
+#endif

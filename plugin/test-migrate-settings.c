@@ -1,0 +1,165 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "str.h"
+#include "test-migrate.h"
+#include "migrate-settings.h"
+
+/* NULL-terminated "key", "value" pairs */
+static const char *test_lookup(const char *key, void *context)
+{
+	const char *const *pairs = context;
+
+	for (; pairs[0] != NULL; pairs += 2) {
+		if (strcmp(pairs[0], key) == 0)
+			return pairs[1];
+	}
+	return NULL;
+}
+
+static void test_migrate_settings_defaults(void)
+{
+	const char *const pairs[] = {
+		"migrate_source_host", "192.0.2.10",
+		"migrate_source_password", "s3cret!",
+		NULL
+	};
+	const struct migrate_settings *set;
+	const char *error;
+	pool_t pool = pool_alloconly_create("test", 1024);
+
+	test_begin("migrate settings defaults");
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)pairs,
+					  "alice@example.com", "/home/alice",
+					  TRUE, &set, &error) == 0);
+	test_assert_strcmp(set->source_host, "192.0.2.10");
+	test_assert(set->source_port == 143);
+	test_assert(set->source_ssl == MIGRATE_SSL_STARTTLS);
+	test_assert(set->source_ssl_verify);
+	test_assert_strcmp(set->source_user, "alice@example.com");
+	test_assert_strcmp(set->source_password, "s3cret!");
+	test_assert_strcmp(set->state_dir, "/home/alice/.migrate");
+	test_assert(set->special_use);
+	test_assert(set->max_delete_percent == MIGRATE_DEFAULT_MAX_DELETE_PERCENT);
+	test_assert(set->batch_size == MIGRATE_DEFAULT_BATCH_SIZE);
+	pool_unref(&pool);
+	test_end();
+}
+
+static void test_migrate_settings_values(void)
+{
+	const char *const pairs[] = {
+		"migrate_source_host", "imap.old.example",
+		"migrate_source_ssl", "imaps",
+		"migrate_source_user", "bob",
+		"migrate_source_password", "x",
+		"migrate_source_timeout", "30s",
+		"migrate_batch_size", "8M",
+		"migrate_special_use", "no",
+		"migrate_state_dir", "/var/lib/migrate/bob",
+		NULL
+	};
+	const struct migrate_settings *set;
+	const char *error;
+	pool_t pool = pool_alloconly_create("test", 1024);
+
+	test_begin("migrate settings values");
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)pairs,
+					  "bob@example.com", NULL, TRUE,
+					  &set, &error) == 0);
+	test_assert(set->source_port == 993);
+	test_assert(set->source_ssl == MIGRATE_SSL_IMAPS);
+	test_assert_strcmp(set->source_user, "bob");
+	test_assert(set->source_timeout_secs == 30);
+	test_assert(set->batch_size == 8*1024*1024);
+	test_assert(!set->special_use);
+	test_assert_strcmp(set->state_dir, "/var/lib/migrate/bob");
+	pool_unref(&pool);
+	test_end();
+}
+
+static void test_migrate_settings_invalid(void)
+{
+	static const struct {
+		const char *key, *value, *error_substr;
+	} tests[] = {
+		{ "migrate_source_ssl", "yes", "migrate_source_ssl" },
+		{ "migrate_source_port", "0", "migrate_source_port" },
+		{ "migrate_source_port", "70000", "migrate_source_port" },
+		{ "migrate_source_port", "12ab", "migrate_source_port" },
+		{ "migrate_source_ssl_verify", "maybe", "migrate_source_ssl_verify" },
+		{ "migrate_max_delete_percent", "101", "migrate_max_delete_percent" },
+		{ "migrate_batch_messages", "0", "migrate_batch_messages" },
+		{ "migrate_batch_size", "lots", "migrate_batch_size" },
+		{ "migrate_source_timeout", "soon", "migrate_source_timeout" },
+		{ "migrate_escape_char", "ab", "migrate_escape_char" },
+		{ "migrate_source_password_file", "/nonexistent/pw",
+		  "migrate_source_password_file" },
+	};
+	const struct migrate_settings *set;
+	const char *error;
+	unsigned int i;
+
+	test_begin("migrate settings invalid");
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		const char *const pairs[] = {
+			"migrate_source_host", "h",
+			tests[i].key, tests[i].value,
+			"migrate_source_password", strcmp(tests[i].key,
+				"migrate_source_password_file") == 0 ?
+				NULL : "pw",
+			NULL
+		};
+		pool_t pool = pool_alloconly_create("test", 1024);
+
+		error = NULL;
+		test_assert_idx(migrate_settings_read(pool, test_lookup,
+			(void *)pairs, "u", "/home/u", TRUE, &set,
+			&error) < 0, i);
+		test_assert_idx(error != NULL &&
+				strstr(error, tests[i].error_substr) != NULL, i);
+		pool_unref(&pool);
+	}
+	test_end();
+}
+
+static void test_migrate_settings_required(void)
+{
+	const char *const no_host[] = { "migrate_source_password", "x", NULL };
+	const char *const no_password[] = { "migrate_source_host", "h", NULL };
+	const char *const both[] = {
+		"migrate_source_host", "h",
+		"migrate_source_password", "x",
+		"migrate_source_password_file", "/etc/hostname",
+		NULL
+	};
+	const struct migrate_settings *set;
+	const char *error;
+	pool_t pool = pool_alloconly_create("test", 1024);
+
+	test_begin("migrate settings required");
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)no_host,
+		"u", "/h", TRUE, &set, &error) < 0);
+	test_assert(strstr(error, "migrate_source_host") != NULL);
+	test_assert(migrate_settings_read(pool, test_lookup,
+		(void *)no_password, "u", "/h", TRUE, &set, &error) < 0);
+	test_assert(strstr(error, "migrate_source_password") != NULL);
+	/* not required: a user that is not migrating */
+	test_assert(migrate_settings_read(pool, test_lookup,
+		(void *)no_password, "u", "/h", FALSE, &set, &error) == 0);
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)both,
+		"u", "/h", TRUE, &set, &error) < 0);
+	test_assert(strstr(error, "mutually exclusive") != NULL);
+	/* a password never appears in an error */
+	test_assert(strstr(error, "x") == NULL || strstr(error, "=x") == NULL);
+	pool_unref(&pool);
+	test_end();
+}
+
+void test_migrate_settings(void)
+{
+	test_migrate_settings_defaults();
+	test_migrate_settings_values();
+	test_migrate_settings_invalid();
+	test_migrate_settings_required();
+}

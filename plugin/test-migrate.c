@@ -1,0 +1,15 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "test-migrate.h"
+
+int main(void)
+{
+	static void (*const test_functions[])(void) = {
+		test_migrate_names,
+		test_migrate_settings,
+		test_migrate_state,
+		NULL
+	};
+	return test_run(test_functions);
+}

@@ -1,0 +1,10 @@
+#ifndef TEST_MIGRATE_H
+#define TEST_MIGRATE_H
+
+#include "test-common.h"
+
+void test_migrate_names(void);
+void test_migrate_settings(void);
+void test_migrate_state(void);
+
+#endif
