@@ -24,15 +24,20 @@ static void migrate_mail_user_created(struct mail_user *user)
 {
 	struct mail_user_vfuncs *v = user->vlast;
 	struct migrate_user *muser;
-	const struct migrate_settings *set;
+	const struct migrate_settings *set = NULL;
 	const char *error;
 
-	/* fail loudly on a bad setting, never disable silently */
-	if (migrate_user_settings_read(user, FALSE, &set, &error) < 0) {
+	/* fail loudly on a bad setting, never disable silently; doveadm
+	   migrate reports it itself, with its own exit code, and other
+	   doveadm commands keep working for the admin who fixes it */
+	if (migrate_user_settings_read(user, FALSE, &set, &error) < 0 &&
+	    strcmp(user->service, "doveadm") != 0) {
 		user->error = p_strdup_printf(user->pool,
 			"migrate: Invalid settings: %s", error);
 		return;
 	}
+	if (set == NULL)
+		return;
 	muser = p_new(user->pool, struct migrate_user, 1);
 	muser->module_ctx.super = *v;
 	user->vlast = &muser->module_ctx.super;

@@ -152,7 +152,11 @@ int migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
 	mail_storage_service_user_unref(&service_user);
 	mail_storage_service_io_activate_user(dest_service_user);
 	if (ret < 0) {
-		*error_code_r = MIGRATE_ERROR_CONFIG;
+		/* imapc logs in while the namespace is created */
+		*error_code_r = strstr(error, "[AUTHENTICATIONFAILED]") != NULL ?
+			MIGRATE_ERROR_SOURCE_AUTH :
+			str_begins(error, "imapc:") ? MIGRATE_ERROR_TEMP :
+			MIGRATE_ERROR_CONFIG;
 		*error_r = t_strdup_printf(
 			"Source namespace initialization failed: %s", error);
 		mail_user_deinit(&user);

@@ -950,6 +950,14 @@ static int migrate_state_write_temp(struct migrate_state *state,
 int migrate_state_commit(struct migrate_state *state, const char **error_r)
 {
 	const char *temp_path;
+	struct stat st;
+
+	/* an unchanged state is not rewritten: a re-run that finds nothing
+	   to do writes nothing */
+	if (str_len(state->journal) == 0 &&
+	    stat(state->journal_path, &st) < 0 && errno == ENOENT &&
+	    stat(state->state_path, &st) == 0)
+		return 0;
 
 	temp_path = t_strconcat(state->state_path, MIGRATE_STATE_TEMP_SUFFIX,
 				NULL);

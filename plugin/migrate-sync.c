@@ -253,6 +253,91 @@ static const char *sync_detect_prefix(struct migrate_sync_ctx *ctx)
 	return any && ctx->src_sep == '.' ? prefix : "";
 }
 
+static struct migrate_sync_folder *
+sync_folder_find(struct migrate_sync_ctx *ctx, const char *src_name)
+{
+	struct migrate_sync_folder *f;
+
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (strcmp(f->src_name, src_name) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+static int sync_list_source_subscriptions(struct migrate_sync_ctx *ctx)
+{
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	struct migrate_sync_folder *f;
+	enum mail_error error;
+	const char *errstr;
+
+	if (!ctx->set->subscriptions)
+		return 0;
+	iter = mailbox_list_iter_init(ctx->src_ns->list, "*",
+				      MAILBOX_LIST_ITER_SELECT_SUBSCRIBED |
+				      MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		f = sync_folder_find(ctx, info->vname);
+		if (f != NULL)
+			f->subscribed = TRUE;
+	}
+	if (mailbox_list_iter_deinit(&iter) < 0) {
+		errstr = mailbox_list_get_last_internal_error(
+			ctx->src_ns->list, &error);
+		sync_set_error(ctx, migrate_error_from_source(error, errstr),
+			t_strdup_printf("Source: Listing subscriptions failed: %s",
+					errstr));
+		return -1;
+	}
+	return 0;
+}
+
+/* Subscribe here to what the user had subscribed at the source; never
+   unsubscribe (the user may have subscribed here on purpose). */
+static void sync_subscriptions(struct migrate_sync_ctx *ctx)
+{
+	struct mail_namespace *ns;
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	const struct migrate_sync_folder *f;
+	struct mailbox *box;
+	HASH_TABLE(const char *, void *) subscribed;
+
+	if (!ctx->set->subscriptions || ctx->opts->dry_run)
+		return;
+	hash_table_create(&subscribed, ctx->pool, 0, str_hash, strcmp);
+	iter = mailbox_list_iter_init_namespaces(ctx->dest_user->namespaces,
+		(const char *const[]){ "*", NULL },
+		MAIL_NAMESPACE_TYPE_PRIVATE,
+		MAILBOX_LIST_ITER_SELECT_SUBSCRIBED |
+		MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		const char *name = p_strdup(ctx->pool, info->vname);
+
+		hash_table_update(subscribed, name, POINTER_CAST(1));
+	}
+	if (mailbox_list_iter_deinit(&iter) < 0)
+		e_warning(ctx->event, "Listing subscriptions failed");
+
+	array_foreach(&ctx->folders, f) {
+		if (!f->subscribed || !f->selected || f->dest_name == NULL ||
+		    hash_table_lookup(subscribed, f->dest_name) != NULL)
+			continue;
+		ns = mail_namespace_find(ctx->dest_user->namespaces,
+					 f->dest_name);
+		box = mailbox_alloc(ns->list, f->dest_name, 0);
+		if (mailbox_set_subscribed(box, TRUE) < 0) {
+			e_warning(ctx->event, "Subscribing %s failed: %s",
+				  f->dest_name,
+				  mailbox_get_last_internal_error(box, NULL));
+		}
+		mailbox_free(&box);
+	}
+	hash_table_destroy(&subscribed);
+}
+
 static int sync_list_source(struct migrate_sync_ctx *ctx)
 {
 	struct mailbox_list_iterate_context *iter;
@@ -295,6 +380,8 @@ static int sync_list_source(struct migrate_sync_ctx *ctx)
 					errstr));
 		return -1;
 	}
+	if (sync_list_source_subscriptions(ctx) < 0)
+		return -1;
 	if (hash_table_lookup(ctx->src_names, (const char *)"INBOX") == NULL) {
 		/* some servers do not list INBOX with "*" */
 		f = array_append_space(&ctx->folders);
@@ -442,13 +529,6 @@ sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 			return -1;
 		}
 	}
-	if (ctx->set->subscriptions && f->subscribed) {
-		if (mailbox_set_subscribed(dbox, TRUE) < 0) {
-			e_warning(ctx->event, "Subscribing %s failed: %s",
-				  f->dest_name,
-				  mailbox_get_last_internal_error(dbox, NULL));
-		}
-	}
 	if (mailbox_sync(dbox, 0) < 0) {
 		sync_set_dest_error(ctx, dbox, "Opening");
 		mailbox_free(&dbox);
@@ -524,8 +604,9 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 	int ret = 0;
 
 	if (dbox != NULL) {
-		dt = mailbox_transaction_begin(dbox,
-			MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+		/* not EXTERNAL: that would mark the changes as already in
+		   the mail files */
+		dt = mailbox_transaction_begin(dbox, 0, __func__);
 		dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
 	}
 	t_array_init(&seen, 64);
@@ -573,7 +654,9 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 	(void)mailbox_transaction_commit(&st);
 	if (dt != NULL) {
 		mail_free(&dmail);
-		if (mailbox_transaction_commit(&dt) < 0) {
+		/* the sync applies the changes to the mail files */
+		if (mailbox_transaction_commit(&dt) < 0 ||
+		    mailbox_sync(dbox, 0) < 0) {
 			sync_set_dest_error(ctx, dbox, "Updating flags in");
 			ret = -1;
 		}
@@ -801,6 +884,20 @@ sync_folder_uidvalidity_changed(struct migrate_sync_ctx *ctx,
 	migrate_state_folder_clear_map(ctx->state, state);
 }
 
+/* Record the source status taken before reading the folder: what changed
+   since then is seen by the next run. */
+static void
+sync_folder_set_complete(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+
+	state->src_uidnext = f->src_status.uidnext;
+	state->src_messages = f->src_status.messages;
+	state->src_highestmodseq = f->src_status.highest_modseq;
+	migrate_state_folder_update(ctx->state, state);
+}
+
 static int
 sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 {
@@ -864,15 +961,16 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	mailbox_free(&sbox);
 
 	if (ret == 0 && !ctx->opts->dry_run) {
-		/* the status taken before reading: what changed since then
-		   is seen by the next run */
-		state->src_uidnext = f->src_status.uidnext;
-		state->src_messages = f->src_status.messages;
-		state->src_highestmodseq = f->src_status.highest_modseq;
 		if (mailbox_get_status(dbox, STATUS_UIDNEXT, &dstatus) == 0 &&
 		    dstatus.uidnext > state->dest_uidnext)
 			(void)sync_scan_new_dest(ctx, f, dbox);
-		migrate_state_folder_update(ctx->state, state);
+		/* with deletions pending, the folder is complete only once
+		   they are made */
+		if (array_count(&f->delete_src_uids) == 0 &&
+		    array_count(&f->delete_orphan_dest_uids) == 0)
+			sync_folder_set_complete(ctx, f);
+		else
+			migrate_state_folder_update(ctx->state, state);
 	}
 	if (dbox != NULL)
 		mailbox_free(&dbox);
@@ -921,8 +1019,10 @@ static void sync_find_gone_and_renamed(struct migrate_sync_ctx *ctx)
 		e_info(ctx->event, "Source folder %s was renamed to %s",
 		       state->src_name, f->src_name);
 		ctx->stats->folders_renamed++;
-		if (ctx->opts->dry_run)
+		if (ctx->opts->dry_run) {
+			f->state = state;
 			continue;
+		}
 		if (strcmp(state->dest_name, f->dest_name) != 0) {
 			struct mailbox *dest_box =
 				sync_dest_alloc(ctx, f->dest_name);
@@ -980,8 +1080,11 @@ sync_expunge_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 	unsigned int n = 0;
 	uint32_t uid;
 
-	t = mailbox_transaction_begin(dbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
-				      __func__);
+	if (mailbox_sync(dbox, 0) < 0) {
+		sync_set_dest_error(ctx, dbox, "Opening");
+		return -1;
+	}
+	t = mailbox_transaction_begin(dbox, 0, __func__);
 	mail = mail_alloc(t, 0, NULL);
 	seq_range_array_iter_init(&iter, dest_uids);
 	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
@@ -991,7 +1094,9 @@ sync_expunge_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 		}
 	}
 	mail_free(&mail);
-	if (mailbox_transaction_commit(&t) < 0) {
+	/* the sync removes the expunged files */
+	if (mailbox_transaction_commit(&t) < 0 ||
+	    mailbox_sync(dbox, 0) < 0) {
 		sync_set_dest_error(ctx, dbox, "Expunging from");
 		return -1;
 	}
@@ -1029,6 +1134,7 @@ sync_delete_in_folder(struct migrate_sync_ctx *ctx,
 	seq_range_array_iter_init(&iter, &f->delete_src_uids);
 	while (seq_range_array_iter_nth(&iter, n++, &src_uid))
 		migrate_state_map_remove(ctx->state, state, src_uid);
+	sync_folder_set_complete(ctx, f);
 	return 0;
 }
 
@@ -1197,6 +1303,7 @@ int migrate_sync_run(struct mail_user *dest_user, struct mail_user *src_user,
 	} else if (sync_list_source(&ctx) == 0) {
 		sync_run_folders(&ctx);
 		sync_deletions(&ctx);
+		sync_subscriptions(&ctx);
 		if (!opts->dry_run &&
 		    migrate_state_commit(ctx.state, &error) < 0)
 			sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
