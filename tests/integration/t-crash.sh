@@ -1,0 +1,120 @@
+#!/bin/bash
+# t-crash.sh - kill -9 doveadm migrate at random points, again and again;
+# the next complete run must leave an exact mirror with no duplicate.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-crash
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+N=${T_CRASH_MESSAGES:-2000}
+KILLS=${T_CRASH_KILLS:-60}
+SRC_PW='Crash!src1'
+DEST_PW='Crash!dst1'
+# reproducible "random" kill points; the seed is printed for a re-run
+SEED=${T_CRASH_SEED:-$RANDOM}
+RANDOM=$SEED
+
+rig_start_source src || exit 1
+rig_start_dest dest || exit 1
+rig_add_user src carol "$SRC_PW"
+rig_add_user dest carol@example.com "$DEST_PW" userdb_migrate_source_user=carol
+export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
+printf '%s\n' "$SRC_PW" >"$RIG/carol.pw"
+chown nobody "$RIG/carol.pw"
+chmod 400 "$RIG/carol.pw"
+rig_dest_plugin_set dest migrate_source_host 127.0.0.1
+rig_dest_plugin_set dest migrate_source_port "$(rig_port src)"
+rig_dest_plugin_set dest migrate_source_ssl no
+rig_dest_plugin_set dest migrate_source_password_file "$RIG/carol.pw"
+# small batches: more commit points to be killed between
+rig_dest_plugin_set dest migrate_batch_messages 50
+
+tap_diag "kill points seed: T_CRASH_SEED=$SEED"
+
+compare() {
+	"$PY" "$T/imap-compare.py" \
+		--src-port "$(rig_port src)" --src-user carol \
+		--dest-port "$(rig_port dest)" --dest-user carol@example.com "$@"
+}
+
+# start a run and kill -9 it after DELAY ms; returns 0 when the kill came
+# before the run finished
+killed_run() {
+	local delay=$1 pid
+	rig_doveadm dest migrate -u carol@example.com >>"$RIG/runs.log" 2>&1 &
+	pid=$!
+	sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
+	# $! is the subshell running rig_doveadm: kill what it runs (doveadm
+	# itself, exec'd by unshare and sh), then collect the subshell
+	if pkill -9 -P "$pid" 2>/dev/null; then
+		wait "$pid" 2>/dev/null
+		echo "killed after ${delay} ms" >>"$RIG/runs.log"
+		return 0
+	fi
+	wait "$pid" 2>/dev/null
+	return 1
+}
+
+# kill runs at growing, jittered delays (STEP ms apart) until one finishes
+# by itself: each kill lands at another point of the work
+kill_until_done() {
+	local step=$1 i
+	KILLED=0
+	for i in $(seq 1 "$KILLS"); do
+		killed_run $((step * i + RANDOM % step)) || return 0
+		KILLED=$((KILLED + 1))
+	done
+}
+
+final_run() {
+	local rc=0
+	rig_doveadm dest migrate -u carol@example.com >"$RIG/final.log" 2>&1 || rc=$?
+	echo "$rc"
+}
+
+tap_run "gen-corpus seeds $N messages" \
+	"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user carol \
+	--password-env SRC_IMAP_PASSWORD --seed 11 --messages "$N" --max-size 2M
+
+# --- phase 1: the first copy, killed repeatedly -------------------------------
+kill_until_done 60
+tap_diag "phase 1: $KILLED runs were killed mid-way"
+if [ "$KILLED" -ge 3 ]; then
+	tap_ok "runs were killed mid-copy ($KILLED)"
+else
+	tap_fail "only $KILLED runs were killed mid-copy"
+fi
+tap_is "$(final_run)" 0 "the run after the kills completes"
+tap_run "checker: exact mirror, no duplicate, after kills during the copy" compare
+tap_diag "$(tail -n 2 <<<"$TAP_OUT")"
+
+# --- phase 2: changes at the source, the mirror run killed ---------------------
+simap() { rig_imap src carol "$SRC_PW" "$@"; }
+simap expunge Sent --first 20 >/dev/null
+simap expunge INBOX --first 30 >/dev/null
+simap set-flags Work --all --flags '\Flagged $Forwarded' >/dev/null
+simap rename-folder 'Old Stuff' 'Renamed Stuff' >/dev/null
+for i in $(seq 1 40); do
+	printf 'From: crash@example.org\r\nSubject: after %s\r\nMessage-ID: <after-%s@example.org>\r\n\r\nBody %s\r\n' \
+		"$i" "$i" "$i" >"$RIG/a$i.eml"
+done
+simap append INBOX "$RIG"/a{1..40}.eml >/dev/null
+kill_until_done 15
+tap_diag "phase 2: $KILLED runs killed"
+if [ "$KILLED" -ge 2 ]; then
+	tap_ok "mirror runs were killed mid-way ($KILLED)"
+else
+	tap_fail "only $KILLED mirror runs were killed mid-way"
+fi
+tap_is "$(final_run)" 0 "the mirror run after the kills completes"
+tap_run "checker: exact mirror after kills during a mirror run" compare
+tap_diag "$(tail -n 2 <<<"$TAP_OUT")"
+
+# --- and once more: nothing left to do --------------------------------------
+rig_doveadm dest -f tab migrate -u carol@example.com >"$RIG/last.log" 2>&1
+row=$(grep -A1 $'^user\tresult' "$RIG/last.log" | tail -n 1)
+tap_like "a further run copies and deletes nothing" \
+	$'^carol@example.com\tok\t[0-9]+\t[0-9]+\t0\t0\t0\t0\t0\t0\t' "$row"
+
+tap_done

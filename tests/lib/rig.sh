@@ -1,0 +1,751 @@
+# tests/lib/rig.sh - private Dovecot instances for the integration tests
+#
+# Sourced by tests/integration/t-*.sh (bash, as root).  Everything lives in
+# one temporary directory ($RIG) and is stopped and removed on exit; the
+# system Dovecot and /etc/dovecot are never touched.
+#
+#   rig_init [name]          temp dir, module dirs (system modules linked,
+#                            ours copied: a snapshot of the build), cleanup
+#                            trap (EXIT; HUP/INT/TERM turned into exits)
+#   rig_start_source NAME [--sep /|.] [--prefix P] [--layout maildir++|fs]
+#                            IMAP server; --sep . --prefix INBOX. is the
+#                            Courier-style namespace
+#   rig_start_dest NAME [--layout maildir++|fs] [--no-migrate]
+#                            the destination: our mail plugin (when built),
+#                            quota, IMAP port and LMTP socket
+#   rig_add_user NAME USER PASSWORD [userdb_KEY=VALUE ...]
+#                            passwd-file entry ({PLAIN}); replaces USER's
+#                            old entry; Dovecot re-reads the file
+#   rig_dest_plugin_set NAME KEY VALUE   plugin { KEY = VALUE }, last wins
+#   rig_conf_add NAME TEXT   more config lines (any section)
+#                            (both check the config and reload a running
+#                            instance, returning once it reloaded)
+#   rig_reload NAME / rig_stop NAME / rig_restart NAME (same port)
+#   rig_doveadm NAME ARGS... doveadm -c <NAME's config> ARGS; for a
+#                            destination inside a private mount namespace
+#                            where our doveadm module is visible
+#   rig_deliver NAME USER FILE [--from ADDR]   LMTP delivery; prints the
+#                            RCPT/DATA replies; 0 delivered, 75 tempfail,
+#                            1 rejected, 2 error
+#   rig_imap NAME USER PASSWORD SUBCOMMAND ARGS...   tools/imaptool.py
+#   rig_imap_append NAME USER PASSWORD FOLDER FILE [FLAGS]
+#   rig_free_port            a free TCP port on 127.0.0.1
+#   rig_port / rig_conf / rig_dir / rig_log / rig_base_dir / rig_lmtp_socket
+#   rig_users_file NAME / rig_home NAME USER / rig_maildir NAME USER
+#   rig_log_tail NAME [N] / rig_diag_logs [N]   log tails (diagnostics)
+#   rig_on_exit 'COMMAND'    run at exit, before the instances stop (use
+#                            it instead of your own EXIT trap)
+#
+# TAP helpers (print "ok N - text" / "not ok N - text"):
+#   tap_ok TEXT / tap_fail TEXT / tap_diag LINE...
+#   tap_run TEXT CMD ARGS...        ok when CMD exits 0; output in $TAP_OUT;
+#                                   on failure shows it and the log tails
+#   tap_run_fails TEXT CMD ARGS...  ok when CMD fails (TAP_EXPECT_RC=N to
+#                                   require a status)
+#   tap_is GOT EXPECTED TEXT / tap_like TEXT REGEX STRING
+#   tap_done                        prints the plan, exits 1 if any failed
+#
+# Start instances in the script's own shell, not inside $(...) or
+# tap_run: the port and config bookkeeping would stay in the subshell
+# (cleanup still stops such instances).
+#
+# Variables: RIG (temp dir), RIG_SRCDIR (repo), RIG_TOOLS (tests/tools),
+# MIGRATE_BUILDDIR, RIG_HAVE_PLUGIN / RIG_HAVE_DOVEADM_MODULE (1 when our
+# modules were found), RIG_PY (python3) and, per started instance NAME
+# (upper-cased, non-alphanumerics as _): RIG_PORT_NAME, RIG_CONF_NAME.
+# Layout of an instance: $RIG/NAME/{dovecot.conf,dovecot.log,users,run/
+# (base_dir: master.pid, lmtp),state/,mail/USER/Maildir}.
+# Knobs: RIG_KEEP=1 keeps $RIG; RIG_KEEP_ON_FAIL=1 keeps it when a tap_*
+# assertion failed; RIG_DEBUG=1 turns on Dovecot's auth/mail debug logging;
+# RIG_MAIL_USER / RIG_MAIL_GROUP (default nobody / nogroup).
+
+RIG_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RIG_TOOLS=$RIG_SRCDIR/tests/tools
+RIG_PY=${RIG_PY:-/usr/bin/python3}
+RIG_SYS_MODULES=/usr/lib/dovecot/modules
+
+declare -A RIG_KIND=() RIG_PORTS=()
+RIG_INSTANCES=()
+RIG=
+TAP_N=0
+TAP_FAILED=0
+
+rig_die() {
+	echo "rig: $*" >&2
+	exit 2
+}
+
+rig_init() {
+	local name=${1:-$(basename "$0" .sh)}
+	[ "$(id -u)" = 0 ] || rig_die "the rig needs root (private Dovecot, unshare)"
+	command -v dovecot >/dev/null || rig_die "dovecot is not installed"
+	name=${name//[^A-Za-z0-9_-]/_}
+	# short: socket paths under base_dir must stay well below 108 chars
+	RIG=$(mktemp -d "/tmp/rig-${name:0:12}.XXXXXX") || rig_die "mktemp failed"
+	chmod 755 "$RIG"
+	trap rig_cleanup EXIT
+	trap 'exit 129' HUP
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	if [ -n "${RIG_REGISTRY:-}" ]; then
+		# run-tests.sh stops what a killed script left behind
+		echo "$RIG" >>"$RIG_REGISTRY"
+	fi
+
+	MIGRATE_BUILDDIR=${MIGRATE_BUILDDIR:-$RIG_SRCDIR}
+	RIG_PLUGIN_SO=$MIGRATE_BUILDDIR/plugin/.libs/lib20_migrate_plugin.so
+	RIG_DOVEADM_SO=$MIGRATE_BUILDDIR/doveadm-cmd/.libs/lib20_doveadm_migrate_plugin.so
+	RIG_HAVE_PLUGIN=0
+	RIG_HAVE_DOVEADM_MODULE=0
+	RIG_EXTRA_MAIL_PLUGINS=()
+
+	mkdir -p "$RIG/mods/mail" "$RIG/mods/doveadm"
+	local f
+	for f in "$RIG_SYS_MODULES"/*.so; do
+		ln -s "$f" "$RIG/mods/mail/"
+	done
+	# every module our plugin/ directory built (lib20_migrate_plugin.so
+	# and any companion such as an lmtp-only module); copied, so that a
+	# rebuild while the test runs cannot hand a half-written file to a
+	# process that starts later
+	for f in "$MIGRATE_BUILDDIR"/plugin/.libs/lib*_plugin.so; do
+		[ -e "$f" ] || continue
+		rm -f "$RIG/mods/mail/${f##*/}"
+		cp "$f" "$RIG/mods/mail/"
+		if [ "$f" = "$RIG_PLUGIN_SO" ]; then
+			RIG_HAVE_PLUGIN=1
+		else
+			RIG_EXTRA_MAIL_PLUGINS+=("$(rig__module_name "$f")")
+		fi
+	done
+	# copies, not symlinks: this directory is bind-mounted over the system
+	# one, where a link back to the system path would point at itself
+	for f in "$RIG_SYS_MODULES"/doveadm/*.so; do
+		[ -e "$f" ] && cp -p "$f" "$RIG/mods/doveadm/"
+	done
+	if [ -e "$RIG_DOVEADM_SO" ]; then
+		cp "$RIG_DOVEADM_SO" "$RIG/mods/doveadm/"
+		RIG_HAVE_DOVEADM_MODULE=1
+	fi
+	export RIG MIGRATE_BUILDDIR RIG_HAVE_PLUGIN RIG_HAVE_DOVEADM_MODULE
+}
+
+# lib21_migrate_lmtp_plugin.so -> migrate_lmtp
+rig__module_name() {
+	local b
+	b=$(basename "$1" .so)
+	b=${b#lib}
+	b=${b#*_}
+	echo "${b%_plugin}"
+}
+
+rig_cleanup() {
+	local rc=$?
+	local i
+	trap - EXIT HUP INT TERM
+	rig__run_exit_hooks
+	rig__stop_all
+	if [ -n "$RIG" ] && [ -d "$RIG" ]; then
+		if [ "${RIG_KEEP:-0}" = 1 ] ||
+			{ [ "${RIG_KEEP_ON_FAIL:-0}" = 1 ] && [ "$TAP_FAILED" -gt 0 ]; }; then
+			echo "# rig kept in $RIG" >&2
+		else
+			rm -rf "$RIG"
+		fi
+	fi
+	exit "$rc"
+}
+
+# user callbacks run before the instances are stopped
+rig_on_exit() {
+	RIG_EXIT_HOOKS+=("$*")
+}
+RIG_EXIT_HOOKS=()
+rig__run_exit_hooks() {
+	local h
+	for h in "${RIG_EXIT_HOOKS[@]}"; do
+		eval "$h" || true
+	done
+}
+
+rig__var() {
+	local n=${1^^}
+	echo "${n//[^A-Z0-9]/_}"
+}
+
+rig_dir() { echo "$RIG/$1"; }
+rig_conf() { echo "$RIG/$1/dovecot.conf"; }
+rig_log() { echo "$RIG/$1/dovecot.log"; }
+rig_base_dir() { echo "$RIG/$1/run"; }
+rig_lmtp_socket() { echo "$RIG/$1/run/lmtp"; }
+rig_users_file() { echo "$RIG/$1/users"; }
+rig_home() { echo "$RIG/$1/mail/$2"; }
+rig_maildir() { echo "$RIG/$1/mail/$2/Maildir"; }
+rig_port() {
+	[ -n "${RIG_PORTS[$1]:-}" ] || rig_die "no instance $1"
+	echo "${RIG_PORTS[$1]}"
+}
+
+# a TCP port on 127.0.0.1 that nobody listens on right now; picked at
+# random below the ephemeral range, so concurrent rigs rarely collide (and
+# a collision is retried at start)
+rig_free_port() {
+	"$RIG_PY" - <<-'EOF'
+	import random, socket, sys
+	rng = random.SystemRandom()
+	for _ in range(200):
+	    port = rng.randrange(20000, 32000)
+	    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	    try:
+	        s.bind(("127.0.0.1", port))
+	    except OSError:
+	        continue
+	    finally:
+	        s.close()
+	    print(port)
+	    sys.exit(0)
+	sys.exit("no free port found")
+	EOF
+}
+
+rig__parse_opts() {
+	# sets _sep _prefix _layout _migrate from the option list
+	_sep=/ _prefix='' _layout=maildir++ _migrate=1
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--sep) _sep=$2; shift 2 ;;
+		--prefix) _prefix=$2; shift 2 ;;
+		--layout) _layout=$2; shift 2 ;;
+		--no-migrate) _migrate=0; shift ;;
+		*) rig_die "unknown option $1" ;;
+		esac
+	done
+	case $_sep in /|.) ;; *) rig_die "--sep must be / or ." ;; esac
+	case $_layout in fs|maildir++) ;; *) rig_die "--layout must be fs or maildir++" ;; esac
+}
+
+rig__write_conf() {
+	local name=$1 kind=$2 port=$3
+	local dir=$RIG/$name
+	local muser=${RIG_MAIL_USER:-nobody} mgroup=${RIG_MAIL_GROUP:-nogroup}
+	local location="maildir:~/Maildir"
+	[ "$_layout" = fs ] && location="maildir:~/Maildir:LAYOUT=fs"
+	local plugins=""
+	{
+		echo "# generated by tests/lib/rig.sh ($kind); no /etc/dovecot includes"
+		echo "instance_name = rig-${RIG##*.}-$name"
+		echo "base_dir = $dir/run"
+		echo "state_dir = $dir/state"
+		echo "log_path = $dir/dovecot.log"
+		echo "info_log_path = $dir/dovecot.log"
+		echo "debug_log_path = $dir/dovecot.log"
+		if [ "$kind" = dest ]; then
+			echo "protocols = imap lmtp"
+		else
+			echo "protocols = imap"
+		fi
+		echo "listen = 127.0.0.1"
+		echo "ssl = no"
+		echo "disable_plaintext_auth = no"
+		echo "auth_mechanisms = plain login"
+		echo "first_valid_uid = 1"
+		echo "mail_uid = $muser"
+		echo "mail_gid = $mgroup"
+		echo "mail_location = $location"
+		echo "mail_fsync = never"
+		echo "mail_max_userip_connections = 200"
+		echo "auth_failure_delay = 0"
+		echo "postmaster_address = postmaster@rig.test"
+		if [ "${RIG_DEBUG:-0}" = 1 ]; then
+			echo "auth_debug = yes"
+			echo "auth_verbose = yes"
+			echo "mail_debug = yes"
+		fi
+		cat <<-EOF
+		passdb {
+		  driver = passwd-file
+		  args = $dir/users
+		}
+		userdb {
+		  driver = passwd-file
+		  args = $dir/users
+		  default_fields = home=$dir/mail/%u
+		}
+		namespace inbox {
+		  inbox = yes
+		  separator = $_sep
+		  prefix = $_prefix
+		  mailbox Sent {
+		    special_use = \\Sent
+		    auto = no
+		  }
+		  mailbox Trash {
+		    special_use = \\Trash
+		    auto = no
+		  }
+		  mailbox Drafts {
+		    special_use = \\Drafts
+		    auto = no
+		  }
+		  mailbox Junk {
+		    special_use = \\Junk
+		    auto = no
+		  }
+		  mailbox Archive {
+		    special_use = \\Archive
+		    auto = no
+		  }
+		}
+		service imap-login {
+		  inet_listener imap {
+		    address = 127.0.0.1
+		    port = $port
+		  }
+		  inet_listener imaps {
+		    port = 0
+		  }
+		}
+		EOF
+		if [ "$kind" = dest ]; then
+			plugins="quota"
+			if [ "$_migrate" = 1 ] && [ "$RIG_HAVE_PLUGIN" = 1 ]; then
+				plugins="$plugins migrate"
+			fi
+			local lmtp_plugins="" imap_plugins="imap_quota" p
+			if [ "$_migrate" = 1 ]; then
+				for p in "${RIG_EXTRA_MAIL_PLUGINS[@]}"; do
+					case $p in
+					*lmtp*) lmtp_plugins="$lmtp_plugins $p" ;;
+					*imap*) imap_plugins="$imap_plugins $p" ;;
+					*) plugins="$plugins $p" ;;
+					esac
+				done
+			fi
+			cat <<-EOF
+			mail_plugin_dir = $RIG/mods/mail
+			mail_plugins = \$mail_plugins $plugins
+			protocol imap {
+			  mail_plugins = \$mail_plugins $imap_plugins
+			}
+			protocol lmtp {
+			  mail_plugins = \$mail_plugins$lmtp_plugins
+			}
+			service lmtp {
+			  unix_listener lmtp {
+			    mode = 0666
+			  }
+			}
+			plugin {
+			  quota = maildir:User quota
+			}
+			EOF
+		fi
+		echo "!include_try $dir/extra.conf"
+		echo "!include_try $dir/plugin.conf"
+	} >"$dir/dovecot.conf"
+}
+
+rig__start() {
+	local name=$1 kind=$2
+	shift 2
+	[ -n "$RIG" ] || rig_die "call rig_init first"
+	[ -z "${RIG_KIND[$name]:-}" ] || rig_die "instance $name exists"
+	[[ $name =~ ^[A-Za-z0-9_-]+$ ]] || rig_die "bad instance name $name"
+	local _sep _prefix _layout _migrate
+	rig__parse_opts "$@"
+	local dir=$RIG/$name
+	mkdir -p "$dir/run" "$dir/state" "$dir/mail"
+	chown "${RIG_MAIL_USER:-nobody}:${RIG_MAIL_GROUP:-nogroup}" "$dir/mail"
+	# the auth process (user dovecot) reads it; test passwords only
+	: >"$dir/users"
+	chgrp dovecot "$dir/users" 2>/dev/null
+	chmod 640 "$dir/users"
+	touch "$dir/extra.conf" "$dir/plugin.settings"
+	: >"$dir/plugin.conf"
+	RIG_KIND[$name]=$kind
+	echo "$_sep" >"$dir/sep"
+	echo "$_prefix" >"$dir/prefix"
+	local port
+	for _ in 1 2 3; do
+		port=$(rig_free_port) || rig_die "no free port"
+		rig__write_conf "$name" "$kind" "$port"
+		RIG_PORTS[$name]=$port
+		if rig__launch "$name"; then
+			local v
+			v=$(rig__var "$name")
+			printf -v "RIG_PORT_$v" %s "$port"
+			printf -v "RIG_CONF_$v" %s "$dir/dovecot.conf"
+			export "RIG_PORT_$v" "RIG_CONF_$v"
+			return 0
+		fi
+		cat "$dir/start.out" "$dir/dovecot.log" 2>/dev/null | grep -q "Address already in use" || break
+		echo "# rig: port $port of $name was taken, retrying" >&2
+	done
+	echo "# rig: could not start $name; log tail:" >&2
+	rig_log_tail "$name" 30 >&2
+	return 1
+}
+
+# start the master and wait until it answers on its IMAP port
+rig__launch() {
+	local name=$1
+	local dir=$RIG/$name conf=$RIG/$name/dovecot.conf
+	# not through a pipe: the daemon keeps its stdout, and $(...) would
+	# wait for it to exit
+	if ! dovecot -c "$conf" >"$dir/start.out" 2>&1 </dev/null; then
+		echo "# rig: dovecot -c $conf failed: $(cat "$dir/start.out")" >&2
+		return 1
+	fi
+	local found=0 i
+	for i in "${RIG_INSTANCES[@]}"; do
+		[ "$i" = "$name" ] && found=1
+	done
+	[ $found = 1 ] || RIG_INSTANCES+=("$name")
+	if ! "$RIG_PY" - "${RIG_PORTS[$name]}" "$dir/run/master.pid" <<-'EOF'; then
+	import os, socket, sys, time
+	port, pidfile = int(sys.argv[1]), sys.argv[2]
+	deadline = time.time() + 15
+	while time.time() < deadline:
+	    try:
+	        pid = int(open(pidfile).read().split()[0])
+	        os.kill(pid, 0)
+	    except (OSError, ValueError, IndexError):
+	        pid = None
+	    if pid is not None:
+	        try:
+	            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+	                if s.recv(200).startswith(b"* OK"):
+	                    sys.exit(0)
+	        except OSError:
+	            pass
+	    time.sleep(0.05)
+	sys.exit(1)
+	EOF
+		echo "# rig: $name did not come up on port ${RIG_PORTS[$name]}" >&2
+		rig__stop_quiet "$name"
+		return 1
+	fi
+	return 0
+}
+
+rig_start_source() {
+	local name=$1
+	shift
+	rig__start "$name" source "$@"
+}
+
+rig_start_dest() {
+	local name=$1
+	shift
+	rig__start "$name" dest "$@"
+}
+
+# the PID of NAME's running master, checked against its command line (a
+# stale pid file must never make us signal an unrelated process)
+rig__master_pid() {
+	local f=$RIG/$1/run/master.pid pid
+	[ -s "$f" ] || return 1
+	pid=$(head -n1 "$f")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$RIG/$1/dovecot.conf" || return 1
+	echo "$pid"
+}
+
+rig__stop_quiet() {
+	local name=$1 pid i
+	pid=$(rig__master_pid "$name") || pid=
+	if [ -n "$pid" ]; then
+		kill -TERM "$pid" 2>/dev/null
+		for ((i = 0; i < 150; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "# rig: $name (pid $pid) ignored SIGTERM, killing" >&2
+			kill -KILL "$pid" 2>/dev/null
+			sleep 0.2
+		fi
+	fi
+	return 0
+}
+
+# SIGTERM to every master under $RIG (also those started in a subshell,
+# which the arrays here do not know about), then wait for all of them: a
+# master takes a couple of seconds to shut down, in parallel paid once
+rig__stop_all() {
+	local f name pid i alive
+	local -a pids=()
+	for f in "$RIG"/*/run/master.pid; do
+		[ -e "$f" ] || continue
+		name=${f#"$RIG"/}
+		name=${name%%/*}
+		pid=$(rig__master_pid "$name") || continue
+		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+	done
+	for ((i = 0; i < 150; i++)); do
+		alive=0
+		for pid in "${pids[@]}"; do
+			kill -0 "$pid" 2>/dev/null && alive=1
+		done
+		[ $alive = 0 ] && return 0
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "# rig: Dovecot master $pid ignored SIGTERM, killing" >&2
+			kill -KILL "$pid" 2>/dev/null
+		fi
+	done
+}
+
+rig_stop() {
+	[ -n "${RIG_KIND[$1]:-}" ] || rig_die "no instance $1"
+	rig__stop_quiet "$1"
+}
+
+# start a stopped instance again, same port and config
+rig_restart() {
+	local name=$1
+	[ -n "${RIG_KIND[$name]:-}" ] || rig_die "no instance $name"
+	rig__stop_quiet "$name"
+	rig__launch "$name" || {
+		rig_log_tail "$name" 30 >&2
+		return 1
+	}
+}
+
+# make the running master re-read its config; returns once it logged so
+rig_reload() {
+	local name=$1 before i
+	rig__check_conf "$name" || return 1
+	rig__master_pid "$name" >/dev/null || return 0
+	before=$(grep -c "SIGHUP received" "$(rig_log "$name")" 2>/dev/null)
+	doveadm -c "$(rig_conf "$name")" reload || return 1
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c "SIGHUP received" "$(rig_log "$name")" 2>/dev/null)" -gt "$before" ] && return 0
+		sleep 0.05
+	done
+	echo "# rig: reload of $name not confirmed in its log" >&2
+	return 1
+}
+
+rig__check_conf() {
+	local err
+	if ! err=$(doveconf -c "$(rig_conf "$1")" -n 2>&1 >/dev/null); then
+		echo "# rig: config of $1 is broken: $err" >&2
+		return 1
+	fi
+}
+
+# append free-form config (e.g. a service or protocol block); refused
+# (and not kept) when doveconf finds it broken
+rig_conf_add() {
+	local name=$1
+	shift
+	[ -n "${RIG_KIND[$name]:-}" ] || rig_die "no instance $name"
+	local f=$RIG/$name/extra.conf
+	cp -p "$f" "$f.bak"
+	printf '%s\n' "$*" >>"$f"
+	if ! rig__check_conf "$name"; then
+		mv "$f.bak" "$f"
+		return 1
+	fi
+	rm -f "$f.bak"
+	rig_reload "$name"
+}
+
+# plugin { KEY = VALUE }, last value of a key wins
+rig_dest_plugin_set() {
+	local name=$1 key=$2 value=$3
+	local dir=$RIG/$name
+	[ -n "${RIG_KIND[$name]:-}" ] || rig_die "no instance $name"
+	[[ $key =~ ^[A-Za-z0-9_/.-]+$ ]] || rig_die "bad plugin key $key"
+	case $value in *$'\n'*) rig_die "newline in value of $key" ;; esac
+	cp -p "$dir/plugin.settings" "$dir/plugin.settings.bak"
+	cp -p "$dir/plugin.conf" "$dir/plugin.conf.bak"
+	printf '%s\t%s\n' "$key" "$value" >>"$dir/plugin.settings"
+	awk -F '\t' '{ v[$1] = substr($0, length($1) + 2); if (!($1 in seen)) { seen[$1] = 1; order[n++] = $1 } }
+		END { print "plugin {"; for (i = 0; i < n; i++) print "  " order[i] " = " v[order[i]]; print "}" }' \
+		"$dir/plugin.settings" >"$dir/plugin.conf.new"
+	mv "$dir/plugin.conf.new" "$dir/plugin.conf"
+	if ! rig__check_conf "$name"; then
+		mv "$dir/plugin.settings.bak" "$dir/plugin.settings"
+		mv "$dir/plugin.conf.bak" "$dir/plugin.conf"
+		return 1
+	fi
+	rm -f "$dir/plugin.settings.bak" "$dir/plugin.conf.bak"
+	rig_reload "$name"
+}
+
+# USER:{PLAIN}PASSWORD:::::: extra fields (userdb_KEY=VALUE for the userdb);
+# Dovecot re-reads the file when its mtime or size changes
+rig_add_user() {
+	local name=$1 user=$2 pass=$3
+	shift 3
+	local f=$RIG/$name/users
+	[ -e "$f" ] || rig_die "no instance $name"
+	case "$user$pass" in *:*|*$'\n'*) rig_die "':' or newline in user or password" ;; esac
+	case "$*" in *$'\n'*) rig_die "newline in extra fields" ;; esac
+	local line="$user:{PLAIN}$pass::::::"
+	[ $# -gt 0 ] && line="$line$*"
+	# replace an existing entry of this user
+	awk -F: -v u="$user" '$1 != u' "$f" >"$f.new"
+	echo "$line" >>"$f.new"
+	chgrp dovecot "$f.new" 2>/dev/null
+	chmod 640 "$f.new"
+	# Dovecot re-reads the file when mtime or size change: make sure the
+	# mtime moves even for a same-size change within one second
+	local old now
+	old=$(stat -c %Y "$f")
+	now=$(date +%s)
+	[ "$now" -gt "$old" ] || touch -d "@$((old + 1))" "$f.new"
+	mv "$f.new" "$f"
+	# ... and it stats the file at most once a second: a running instance
+	# sees the change from the next second on
+	if rig__master_pid "$name" >/dev/null; then
+		local us=${EPOCHREALTIME#*.}
+		sleep "$(printf '%d.%06d' $(((1000000 - 10#$us) / 1000000)) $(((1000000 - 10#$us) % 1000000)))"
+		sleep 0.01
+	fi
+	mkdir -p "$RIG/$name/mail"
+}
+
+# doveadm against instance NAME's config; a destination also sees our
+# doveadm module (only loaded from the compiled-in directory, so that is
+# bind-mounted in a private mount namespace)
+rig_doveadm() {
+	local name=$1
+	shift
+	[ -n "${RIG_KIND[$name]:-}" ] || rig_die "no instance $name"
+	local conf=$RIG/$name/dovecot.conf
+	if [ "${RIG_KIND[$name]}" = dest ]; then
+		unshare -m -- sh -c 'mods=$1 conf=$2; shift 2;
+			mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
+			exec doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$conf" "$@"
+	else
+		doveadm -c "$conf" "$@"
+	fi
+}
+
+# deliver FILE to USER through NAME's LMTP socket; prints the server's
+# reply to RCPT/DATA, exits 0 delivered, 75 tempfail (4xx), 1 rejected
+rig_deliver() {
+	local name=$1 user=$2 file=$3
+	shift 3
+	"$RIG_PY" "$RIG_TOOLS/lmtp-deliver.py" --socket "$(rig_lmtp_socket "$name")" \
+		--rcpt "$user" "$@" <"$file"
+}
+
+# tools/imaptool.py against instance NAME as USER
+rig_imap() {
+	local name=$1 user=$2 pass=$3
+	shift 3
+	IMAP_PASSWORD=$pass "$RIG_PY" "$RIG_TOOLS/imaptool.py" --host 127.0.0.1 \
+		--port "$(rig_port "$name")" --user "$user" "$@"
+}
+
+rig_imap_append() {
+	local name=$1 user=$2 pass=$3 folder=$4 file=$5 flags=${6:-}
+	rig_imap "$name" "$user" "$pass" append --create --flags "$flags" "$folder" "$file"
+}
+
+rig_log_tail() {
+	local name=$1 n=${2:-20}
+	local log
+	log=$(rig_log "$name")
+	echo "--- $name: $log (last $n lines)"
+	[ -e "$log" ] && tail -n "$n" "$log"
+}
+
+# log tails of every instance, as TAP comments
+rig_diag_logs() {
+	local n=${1:-15} i
+	for i in "${RIG_INSTANCES[@]}"; do
+		rig_log_tail "$i" "$n" | sed 's/^/# /'
+	done
+}
+
+# ---------------------------------------------------------------------------
+# TAP-like output: "ok N - text" / "not ok N - text"
+
+tap_ok() {
+	TAP_N=$((TAP_N + 1))
+	echo "ok $TAP_N - $*"
+}
+
+tap_fail() {
+	TAP_N=$((TAP_N + 1))
+	TAP_FAILED=$((TAP_FAILED + 1))
+	echo "not ok $TAP_N - $*"
+}
+
+tap_diag() {
+	printf '%s\n' "$@" | sed 's/^/# /'
+}
+
+# tap_run TEXT CMD ARGS...: ok when CMD succeeds; else its output and the
+# instance logs as diagnostics.  Output of a passing command is kept in
+# $TAP_OUT for further checks.
+tap_run() {
+	local text=$1
+	shift
+	local rc=0
+	TAP_OUT=$("$@" 2>&1) || rc=$?
+	if [ $rc = 0 ]; then
+		tap_ok "$text"
+		return 0
+	fi
+	tap_fail "$text"
+	tap_diag "command: $*" "exit status: $rc"
+	printf '%s\n' "$TAP_OUT" | tail -n 40 | sed 's/^/#   /'
+	rig_diag_logs 15
+	return 1
+}
+
+# tap_run_fails TEXT CMD ARGS...: ok when CMD fails (with any status, or
+# the one in TAP_EXPECT_RC)
+tap_run_fails() {
+	local text=$1
+	shift
+	local rc=0
+	TAP_OUT=$("$@" 2>&1) || rc=$?
+	if [ $rc != 0 ] && { [ -z "${TAP_EXPECT_RC:-}" ] || [ "$rc" = "$TAP_EXPECT_RC" ]; }; then
+		tap_ok "$text"
+		return 0
+	fi
+	tap_fail "$text"
+	tap_diag "command: $*" "exit status: $rc (expected ${TAP_EXPECT_RC:-non-zero})"
+	printf '%s\n' "$TAP_OUT" | tail -n 40 | sed 's/^/#   /'
+	return 1
+}
+
+tap_is() {
+	local got=$1 expected=$2 text=$3
+	if [ "$got" = "$expected" ]; then
+		tap_ok "$text"
+		return 0
+	fi
+	tap_fail "$text"
+	tap_diag "got:      $got" "expected: $expected"
+	return 1
+}
+
+# tap_like TEXT REGEX STRING
+tap_like() {
+	local text=$1 re=$2 s=$3
+	if [[ $s =~ $re ]]; then
+		tap_ok "$text"
+		return 0
+	fi
+	tap_fail "$text"
+	tap_diag "expected to match: $re"
+	printf '%s\n' "$s" | tail -n 20 | sed 's/^/#   /'
+	return 1
+}
+
+# print the plan and exit non-zero when anything failed
+tap_done() {
+	echo "1..$TAP_N"
+	[ "$TAP_FAILED" = 0 ]
+	exit $?
+}

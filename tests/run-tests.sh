@@ -1,0 +1,162 @@
+#!/bin/bash
+# run-tests.sh BUILDDIR - the project's test runner (make check-local)
+#
+# 1. BUILDDIR/plugin/test-migrate (Dovecot lib-test: "name ...: ok" /
+#    ": FAILED" lines and a closing "N / M tests failed");
+# 2. every tests/integration/t-*.sh (TAP-like "ok N - text" /
+#    "not ok N - text"), each under a timeout, its output in
+#    BUILDDIR/tests/out/<name>.log.
+# Ends with the line "N passed, N failed" (individual assertions) and exits
+# non-zero when anything failed.
+#
+# Environment: TESTS="pattern ..." runs only the integration scripts whose
+# name contains one of the (glob) patterns ("unit" selects the unit tests;
+# without "unit" in TESTS they are skipped); TEST_TIMEOUT (seconds per
+# script, default 900); RIG_KEEP / RIG_KEEP_ON_FAIL are passed on;
+# TESTS_DIR runs the t-*.sh of another directory (default
+# tests/integration; for testing this runner).
+
+set -u
+
+srcdir=$(cd "$(dirname "$0")/.." && pwd)
+builddir=${1:-$srcdir}
+builddir=$(cd "$builddir" && pwd) || {
+	echo "run-tests: no build directory $1" >&2
+	exit 2
+}
+out=$builddir/tests/out
+mkdir -p "$out"
+timeout_s=${TEST_TIMEOUT:-900}
+export MIGRATE_BUILDDIR=$builddir MIGRATE_SRCDIR=$srcdir
+
+passed=0
+failed=0
+skipped=0
+failures=()
+
+selected() {
+	local name=$1 p
+	[ -z "${TESTS:-}" ] && return 0
+	for p in $TESTS; do
+		# shellcheck disable=SC2053
+		[[ $name == *$p* ]] && return 0
+	done
+	return 1
+}
+
+show_tail() {
+	local log=$1
+	echo "--- last 40 lines of $log"
+	tail -n 40 "$log" | sed 's/^/  | /'
+	echo "---"
+}
+
+# --- unit tests -------------------------------------------------------------
+unit=$builddir/plugin/test-migrate
+if selected unit || [ -z "${TESTS:-}" ]; then
+	if [ -x "$unit" ]; then
+		log=$out/unit.log
+		rc=0
+		(cd "$builddir/plugin" && timeout --kill-after=10 "$timeout_s" ./test-migrate) >"$log" 2>&1 || rc=$?
+		ok=$(grep -c ': ok$' "$log")
+		bad=$(grep -c ': FAILED' "$log")
+		summary=$(grep -E '^[0-9]+ / [0-9]+ tests failed' "$log" | tail -n 1)
+		if [ -n "$summary" ]; then
+			# the closing line is authoritative (assertions outside
+			# test_begin/test_end are only counted there)
+			sf=${summary%% /*}
+			st=${summary#* / }
+			st=${st%% *}
+			bad=$sf
+			ok=$((st - sf))
+		fi
+		if [ $rc != 0 ] && [ "$bad" = 0 ]; then
+			bad=1
+			echo "unit: test-migrate exited with status $rc" >>"$log"
+		fi
+		passed=$((passed + ok))
+		failed=$((failed + bad))
+		printf '%-32s %4d passed, %d failed\n' "unit (test-migrate)" "$ok" "$bad"
+		if [ "$bad" != 0 ]; then
+			failures+=("unit")
+			grep -E ': FAILED|tests failed' "$log" | head -n 20
+			show_tail "$log"
+		fi
+	else
+		echo "unit (test-migrate): not built at $unit (run make check)"
+		if [ "${TESTS:-}" = unit ]; then
+			failed=$((failed + 1))
+			failures+=("unit (not built)")
+		fi
+	fi
+fi
+
+# --- integration scripts -------------------------------------------------------
+registry=$(mktemp /tmp/rig-registry.XXXXXX)
+trap 'rm -f "$registry"' EXIT
+
+# stop instances a killed script left running (its rig_cleanup did not run)
+reap() {
+	local dir pid
+	while read -r dir; do
+		[ -d "$dir" ] || continue
+		for pidf in "$dir"/*/run/master.pid; do
+			[ -s "$pidf" ] || continue
+			pid=$(head -n1 "$pidf")
+			# only a master running this rig's config
+			if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/"; then
+				echo "run-tests: stopping leftover Dovecot $pid ($pidf)"
+				kill -TERM "$pid" 2>/dev/null
+				for _ in $(seq 50); do
+					kill -0 "$pid" 2>/dev/null || break
+					sleep 0.1
+				done
+				kill -KILL "$pid" 2>/dev/null
+			fi
+		done
+		[ "${RIG_KEEP:-0}" = 1 ] || [ "${RIG_KEEP_ON_FAIL:-0}" = 1 ] || rm -rf "$dir"
+	done <"$registry"
+	: >"$registry"
+}
+
+for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t" .sh)
+	selected "$name" || continue
+	log=$out/$name.log
+	start=$SECONDS
+	rc=0
+	RIG_REGISTRY=$registry timeout --kill-after=15 "$timeout_s" bash "$t" >"$log" 2>&1 </dev/null || rc=$?
+	reap
+	ok=$(grep -cE '^ok [0-9]+' "$log")
+	bad=$(grep -cE '^not ok [0-9]+' "$log")
+	skip=$(grep -cE '^ok [0-9]+.*# *(SKIP|skip)' "$log")
+	note=
+	plan=$(grep -E '^1\.\.[0-9]+' "$log" | tail -n 1)
+	if [ $rc = 124 ] || [ $rc = 137 ]; then
+		bad=$((bad + 1))
+		note=" (timed out after ${timeout_s}s)"
+	elif [ -n "$plan" ] && [ "${plan#1..}" -gt $((ok + bad)) ]; then
+		# planned assertions that never ran
+		bad=$((bad + ${plan#1..} - ok - bad))
+		note=" (stopped early)"
+	elif [ $rc != 0 ] && [ "$bad" = 0 ]; then
+		bad=1
+		note=" (exit status $rc)"
+	fi
+	ok=$((ok - skip))
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	skipped=$((skipped + skip))
+	printf '%-32s %4d passed, %d failed%s (%ds)\n' "$name" "$ok" "$bad" "$note" $((SECONDS - start))
+	if [ "$bad" != 0 ]; then
+		failures+=("$name")
+		grep -E '^not ok' "$log" | head -n 20
+		show_tail "$log"
+	fi
+done
+
+[ "$skipped" != 0 ] && echo "($skipped skipped)"
+[ ${#failures[@]} != 0 ] && echo "failed: ${failures[*]} (logs in $out)"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
