@@ -996,12 +996,42 @@ sync_find_renamed(struct migrate_sync_ctx *ctx,
 	return NULL;
 }
 
+static int
+sync_rename_dest(struct migrate_sync_ctx *ctx,
+		 const struct migrate_state_folder *state,
+		 const struct migrate_sync_folder *f)
+{
+	struct mailbox *box, *dest_box;
+	enum mailbox_existence old_exists, new_exists;
+	int ret = 0;
+
+	if (strcmp(state->dest_name, f->dest_name) == 0)
+		return 0;
+	box = sync_dest_alloc(ctx, state->dest_name);
+	dest_box = sync_dest_alloc(ctx, f->dest_name);
+	if (mailbox_exists(box, FALSE, &old_exists) < 0 ||
+	    mailbox_exists(dest_box, FALSE, &new_exists) < 0) {
+		sync_set_dest_error(ctx, box, "Looking up");
+		ret = -1;
+	} else if (old_exists == MAILBOX_EXISTENCE_NONE &&
+		   new_exists == MAILBOX_EXISTENCE_SELECT) {
+		/* renamed already, by a run that stopped before it could
+		   record it */
+	} else if (mailbox_rename(box, dest_box) < 0) {
+		sync_set_dest_error(ctx, box, "Renaming");
+		ret = -1;
+	}
+	mailbox_free(&box);
+	mailbox_free(&dest_box);
+	return ret;
+}
+
 static void sync_find_gone_and_renamed(struct migrate_sync_ctx *ctx)
 {
 	const ARRAY_TYPE(migrate_state_folder) *sfolders;
 	struct migrate_state_folder *const *sfp, *state;
 	struct migrate_sync_folder *f;
-	struct mailbox *box;
+	const char *error;
 
 	p_array_init(&ctx->gone_folders, ctx->pool, 8);
 	sfolders = migrate_state_get_folders(ctx->state);
@@ -1023,24 +1053,20 @@ static void sync_find_gone_and_renamed(struct migrate_sync_ctx *ctx)
 			f->state = state;
 			continue;
 		}
-		if (strcmp(state->dest_name, f->dest_name) != 0) {
-			struct mailbox *dest_box =
-				sync_dest_alloc(ctx, f->dest_name);
-
-			box = sync_dest_alloc(ctx, state->dest_name);
-			if (mailbox_rename(box, dest_box) < 0) {
-				sync_set_dest_error(ctx, box, "Renaming");
-				mailbox_free(&box);
-				mailbox_free(&dest_box);
-				continue;
-			}
-			mailbox_free(&box);
-			mailbox_free(&dest_box);
+		if (sync_rename_dest(ctx, state, f) < 0) {
+			/* never copy the folder again under its new name */
+			f->selected = FALSE;
+			ctx->stats->folders_failed++;
+			continue;
 		}
 		state->src_name = p_strdup(ctx->pool, f->src_name);
 		state->dest_name = p_strdup(ctx->pool, f->dest_name);
 		migrate_state_folder_update(ctx->state, state);
 		f->state = state;
+		/* a crash now must not find the folder renamed but the state
+		   not */
+		if (migrate_state_flush(ctx->state, ctx->set->fsync, &error) < 0)
+			sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
 	}
 }
 
