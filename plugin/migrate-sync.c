@@ -34,6 +34,8 @@ static struct event_category event_category_migrate = {
 	.name = "migrate",
 };
 
+HASH_TABLE_DEFINE_TYPE(migrate_names, const char *, const char *);
+
 struct migrate_sync_folder {
 	const char *src_name;
 	const char *dest_name;
@@ -200,7 +202,7 @@ sync_dest_special_name(struct migrate_sync_ctx *ctx,
 
 static const char *
 sync_map_name(struct migrate_sync_ctx *ctx, const char *src_name,
-	      const char *special_use_flags)
+	      const char *special_use_flags, bool map_special_use)
 {
 	struct mail_namespace *ns =
 		mail_namespace_find_inbox(ctx->dest_user->namespaces);
@@ -212,7 +214,7 @@ sync_map_name(struct migrate_sync_ctx *ctx, const char *src_name,
 				    dest_sep, ctx->set->escape_char);
 	if (strcasecmp(name, "INBOX") == 0)
 		return "INBOX";
-	if (ctx->set->special_use) {
+	if (map_special_use) {
 		p = strchr(name, dest_sep);
 		top = p == NULL ? name : t_strdup_until(name, p);
 		rest = p == NULL ? "" : p;
@@ -252,6 +254,10 @@ static const char *sync_detect_prefix(struct migrate_sync_ctx *ctx)
 	}
 	return any && ctx->src_sep == '.' ? prefix : "";
 }
+
+static void
+sync_assign_dest_names(struct migrate_sync_ctx *ctx,
+		       const ARRAY_TYPE(const_string) *special_uses);
 
 static struct migrate_sync_folder *
 sync_folder_find(struct migrate_sync_ctx *ctx, const char *src_name)
@@ -343,11 +349,9 @@ static int sync_list_source(struct migrate_sync_ctx *ctx)
 	struct mailbox_list_iterate_context *iter;
 	const struct mailbox_info *info;
 	struct migrate_sync_folder *f;
-	HASH_TABLE(const char *, void *) dest_names;
-	ARRAY(const char *) special_uses;
+	ARRAY_TYPE(const_string) special_uses;
 	enum mail_error error;
-	const char *errstr, *dest_name, *name;
-	unsigned int i, n;
+	const char *errstr, *name;
 
 	ctx->src_ns = ctx->src_user->namespaces;
 	ctx->src_sep = mail_namespace_get_sep(ctx->src_ns);
@@ -394,30 +398,91 @@ static int sync_list_source(struct migrate_sync_ctx *ctx)
 	}
 	ctx->src_prefix = p_strdup(ctx->pool, sync_detect_prefix(ctx));
 
-	/* two source folders must never be merged into one */
-	hash_table_create(&dest_names, default_pool, 0, str_hash, strcmp);
-	n = array_count(&ctx->folders);
-	for (i = 0; i < n; i++) T_BEGIN {
-		f = array_idx_modifiable(&ctx->folders, i);
-		dest_name = sync_map_name(ctx, f->src_name,
-			array_idx_elem(&special_uses, i));
-		if (hash_table_lookup(dest_names, dest_name) != NULL) {
-			const char *base = dest_name;
-			unsigned int suffix = 2;
-
-			do {
-				dest_name = t_strdup_printf("%s%c%u", base,
-					ctx->set->escape_char, suffix++);
-			} while (hash_table_lookup(dest_names, dest_name) != NULL);
-			e_warning(ctx->event, "Source folders %s and another "
-				  "both map to %s: copying %s to %s",
-				  f->src_name, base, f->src_name, dest_name);
-		}
-		f->dest_name = p_strdup(ctx->pool, dest_name);
-		hash_table_insert(dest_names, f->dest_name, POINTER_CAST(1));
-	} T_END;
-	hash_table_destroy(&dest_names);
+	sync_assign_dest_names(ctx, &special_uses);
 	return 0;
+}
+
+static void
+sync_assign_dest_name(struct migrate_sync_ctx *ctx,
+		      HASH_TABLE_TYPE(migrate_names) dest_names,
+		      struct migrate_sync_folder *f, const char *dest_name)
+{
+	const char *base = dest_name, *other;
+	unsigned int suffix = 2;
+
+	other = hash_table_lookup(dest_names, dest_name);
+	if (other != NULL) {
+		/* two source folders must never be merged into one */
+		do {
+			dest_name = t_strdup_printf("%s%c%u", base,
+				ctx->set->escape_char, suffix++);
+		} while (hash_table_lookup(dest_names, dest_name) != NULL);
+		e_warning(ctx->event, "Source folders %s and %s both map to "
+			  "%s: copying %s to %s", other, f->src_name, base,
+			  f->src_name, dest_name);
+	}
+	f->dest_name = p_strdup(ctx->pool, dest_name);
+	hash_table_insert(dest_names, f->dest_name, f->src_name);
+}
+
+/* Give every source folder its destination name.  A folder copied before
+   keeps its name.  A name the source uses literally wins over a special-use
+   mapping onto it: with both "Sent" and "Itens Enviados" at the source,
+   "Sent" stays "Sent". */
+static void
+sync_assign_dest_names(struct migrate_sync_ctx *ctx,
+		       const ARRAY_TYPE(const_string) *special_uses)
+{
+	HASH_TABLE_TYPE(migrate_names) dest_names;
+	ARRAY_TYPE(const_string) mapped_names;
+	struct migrate_sync_folder *f;
+	const char *plain, *mapped;
+	unsigned int i, n = array_count(&ctx->folders);
+
+	hash_table_create(&dest_names, ctx->pool, 0, str_hash, strcmp);
+	t_array_init(&mapped_names, n);
+	for (i = 0; i < n; i++) {
+		const struct migrate_state_folder *state;
+
+		f = array_idx_modifiable(&ctx->folders, i);
+		state = migrate_state_folder_lookup(ctx->state, f->src_name);
+		if (state != NULL &&
+		    hash_table_lookup(dest_names, state->dest_name) == NULL) {
+			f->dest_name = p_strdup(ctx->pool, state->dest_name);
+			hash_table_insert(dest_names, f->dest_name,
+					  f->src_name);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		f = array_idx_modifiable(&ctx->folders, i);
+		if (f->dest_name != NULL) {
+			array_push_back(&mapped_names,
+					&(const char *){ NULL });
+			continue;
+		}
+		plain = sync_map_name(ctx, f->src_name, NULL, FALSE);
+		mapped = !ctx->set->special_use ? plain :
+			sync_map_name(ctx, f->src_name,
+				      array_idx_elem(special_uses, i), TRUE);
+		if (strcmp(plain, mapped) == 0) {
+			sync_assign_dest_name(ctx, dest_names, f, plain);
+			mapped = NULL;
+		}
+		array_push_back(&mapped_names, &mapped);
+	}
+	for (i = 0; i < n; i++) {
+		mapped = array_idx_elem(&mapped_names, i);
+		if (mapped == NULL)
+			continue;
+		f = array_idx_modifiable(&ctx->folders, i);
+		if (hash_table_lookup(dest_names, mapped) != NULL) {
+			e_info(ctx->event, "Not mapping %s onto %s: the source "
+			       "has a folder of that name too",
+			       f->src_name, mapped);
+			mapped = sync_map_name(ctx, f->src_name, NULL, FALSE);
+		}
+		sync_assign_dest_name(ctx, dest_names, f, mapped);
+	}
 }
 
 /* <destination mailboxes> */
