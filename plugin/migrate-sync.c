@@ -937,7 +937,7 @@ sync_folder_uidvalidity_changed(struct migrate_sync_ctx *ctx,
 	const struct migrate_uid_map *map;
 
 	e_warning(ctx->event, "Source UIDVALIDITY of %s changed (%u -> %u): "
-		  "its messages are matched again",
+		  "its messages are matched again by content",
 		  f->src_name, state->src_uidvalidity,
 		  f->src_status.uidvalidity);
 	/* the copies of the old UIDVALIDITY stay until the run proves them
@@ -961,6 +961,131 @@ sync_folder_set_complete(struct migrate_sync_ctx *ctx,
 	state->src_messages = f->src_status.messages;
 	state->src_highestmodseq = f->src_status.highest_modseq;
 	migrate_state_folder_update(ctx->state, state);
+}
+
+static const char *sync_mail_match_key(struct mail *mail)
+{
+	const char *message_id;
+	time_t received;
+	uoff_t size;
+
+	if (mail_get_received_date(mail, &received) < 0 ||
+	    mail_get_virtual_size(mail, &size) < 0)
+		return NULL;
+	if (mail_get_first_header(mail, "Message-ID", &message_id) <= 0)
+		message_id = "";
+	return t_strdup_printf("%lld %"PRIuUOFF_T" %s",
+			       (long long)received, size, message_id);
+}
+
+/* After a UIDVALIDITY change, find the copies of the old UIDVALIDITY again
+   by content (INTERNALDATE, size, Message-ID), so that the folder is not
+   downloaded and stored twice. */
+static int
+sync_folder_rematch(struct migrate_sync_ctx *ctx,
+		    struct migrate_sync_folder *f, struct mailbox *sbox,
+		    struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids)
+{
+	static const char *const match_headers[] = { "Message-ID", NULL };
+	HASH_TABLE(const char *, void *) orphans;
+	struct mailbox_header_lookup_ctx *headers;
+	struct mailbox_transaction_context *st, *dt;
+	struct mail_search_args *search_args;
+	struct mail_search_arg *sarg;
+	struct mail_search_context *search_ctx;
+	struct mail *mail, *dmail;
+	struct mail_keywords *kw;
+	const char *key;
+	void *value;
+	uint32_t dest_uid;
+	unsigned int matched = 0;
+	pool_t pool;
+	int ret = 0;
+
+	pool = pool_alloconly_create("migrate rematch", 4096);
+	hash_table_create(&orphans, pool, 0, str_hash, strcmp);
+	if (mailbox_sync(dbox, 0) < 0) {
+		sync_set_dest_error(ctx, dbox, "Opening");
+		pool_unref(&pool);
+		return -1;
+	}
+	headers = mailbox_header_lookup_init(dbox, match_headers);
+	dt = mailbox_transaction_begin(dbox, 0, __func__);
+	search_args = mail_search_build_init();
+	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
+	p_array_init(&sarg->value.seqset, search_args->pool, 16);
+	array_append_array(&sarg->value.seqset, &f->delete_orphan_dest_uids);
+	search_ctx = mailbox_search_init(dt, search_args, NULL,
+		MAIL_FETCH_RECEIVED_DATE | MAIL_FETCH_VIRTUAL_SIZE, headers);
+	mail_search_args_unref(&search_args);
+	mailbox_header_lookup_unref(&headers);
+	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		key = sync_mail_match_key(mail);
+		if (key != NULL && !hash_table_lookup_full(orphans, key,
+							   &key, &value)) {
+			const char *pkey = p_strdup(pool, key);
+
+			hash_table_insert(orphans, pkey,
+					  POINTER_CAST(mail->uid));
+		}
+	} T_END;
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		sync_set_dest_error(ctx, dbox, "Reading");
+		ret = -1;
+	}
+
+	headers = mailbox_header_lookup_init(sbox, match_headers);
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_args = mail_search_build_init();
+	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
+	p_array_init(&sarg->value.seqset, search_args->pool, 16);
+	array_append_array(&sarg->value.seqset, copy_uids);
+	search_ctx = mailbox_search_init(st, search_args, NULL,
+		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
+		MAIL_FETCH_VIRTUAL_SIZE, headers);
+	mail_search_args_unref(&search_args);
+	mailbox_header_lookup_unref(&headers);
+	dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
+	while (ret == 0 && mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		key = sync_mail_match_key(mail);
+		if (key != NULL &&
+		    hash_table_lookup_full(orphans, key, &key, &value)) {
+			dest_uid = POINTER_CAST_TO(value, uint32_t);
+			hash_table_remove(orphans, key);
+			if (mail_set_uid(dmail, dest_uid)) {
+				migrate_state_map_add(ctx->state, f->state,
+						      mail->uid, dest_uid);
+				seq_range_array_remove(copy_uids, mail->uid);
+				seq_range_array_remove(
+					&f->delete_orphan_dest_uids, dest_uid);
+				mail_update_flags(dmail, MODIFY_REPLACE,
+					mail_get_flags(mail) &
+					MAIL_FLAGS_NONRECENT);
+				kw = mailbox_keywords_create_valid(dbox,
+					mail_get_keywords(mail));
+				mail_update_keywords(dmail, MODIFY_REPLACE, kw);
+				mailbox_keywords_unref(&kw);
+				matched++;
+			}
+		}
+	} T_END;
+	mail_free(&dmail);
+	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+		sync_set_source_error(ctx, sbox, "Fetching headers of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	if (mailbox_transaction_commit(&dt) < 0 ||
+	    mailbox_sync(dbox, 0) < 0) {
+		sync_set_dest_error(ctx, dbox, "Updating flags in");
+		ret = -1;
+	}
+	e_info(ctx->event, "%s: %u messages of the old UIDVALIDITY found "
+	       "again, %u to copy", f->dest_name, matched,
+	       seq_range_count(copy_uids));
+	hash_table_destroy(&orphans);
+	pool_unref(&pool);
+	return ret;
 }
 
 static int
@@ -1017,6 +1142,10 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	if (ret == 0) {
 		ret = sync_folder_metadata(ctx, f, sbox, dbox, &copy_uids);
 	}
+	if (ret == 0 && array_count(&copy_uids) > 0 &&
+	    array_count(&f->delete_orphan_dest_uids) > 0 &&
+	    !ctx->opts->dry_run)
+		ret = sync_folder_rematch(ctx, f, sbox, dbox, &copy_uids);
 	if (ret == 0 && array_count(&copy_uids) > 0) {
 		if (ctx->opts->dry_run)
 			ctx->stats->messages_copied += seq_range_count(&copy_uids);

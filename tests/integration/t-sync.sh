@@ -158,6 +158,21 @@ fi
 hashes=$(rig_imap dest alice@example.com "$DEST_PW" fetch-hash INBOX)
 tap_like "locally delivered message survives the mirror run" "$local_hash" "$hashes"
 
+# --- UIDVALIDITY changed at the source ---------------------------------------------
+work_n=$(simap count Work)
+rig_doveadm src mailbox update -u alice --uid-validity 4242 Work
+tap_like "the source's Work has a new UIDVALIDITY" 'uidvalidity=4242' \
+	"$(rig_doveadm src mailbox status -u alice uidvalidity Work)"
+migrate -u alice@example.com
+tap_is "$MIG_RC" 0 "run after a UIDVALIDITY change exits 0"
+tap_is "${MIG[copied]}/${MIG[deleted]}" 0/0 \
+	"the $work_n messages are found again by content: nothing copied or deleted"
+tap_run "checker: no duplicate after the UIDVALIDITY change" \
+	compare --allow-extra-dest-hash "$local_hash"
+simap set-flags Work --first 3 --flags '\Flagged' >/dev/null
+migrate -u alice@example.com
+tap_is "${MIG[updated]}" 3 "flags under the new UIDVALIDITY are followed"
+
 # --- deletion limit --------------------------------------------------------------
 inbox_n=$(simap count INBOX)
 simap expunge INBOX --all >/dev/null
