@@ -19,7 +19,7 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	const struct migrate_settings *set;
 	struct migrate_sync_options opts;
 	struct migrate_sync_stats stats;
-	struct mail_user *src_user;
+	struct migrate_source *source;
 	enum migrate_error error_code;
 	const char *error;
 	int ret;
@@ -30,9 +30,8 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		migrate_cmd_failed(ctx, MIGRATE_ERROR_CONFIG);
 		return -1;
 	}
-	if (migrate_source_user_init(_ctx->storage_service,
-				     _ctx->cur_service_user, user, set,
-				     &src_user, &error_code, &error) < 0) {
+	if (migrate_source_init(_ctx->storage_service, _ctx->cur_service_user,
+				user, set, &source, &error_code, &error) < 0) {
 		i_error("migrate: %s: %s", user->username, error);
 		migrate_cmd_failed(ctx, error_code);
 		return -1;
@@ -42,9 +41,9 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	opts.dry_run = ctx->dry_run;
 	opts.force = ctx->force;
 	opts.progress = TRUE;
-	ret = migrate_sync_run(user, src_user, set, &opts, &stats,
+	ret = migrate_sync_run(user, source->user, set, &opts, &stats,
 			       &error_code, &error);
-	mail_user_deinit(&src_user);
+	migrate_source_deinit(&source);
 
 	doveadm_print(user->username);
 	doveadm_print(ret == 0 ? "ok" : "failed");

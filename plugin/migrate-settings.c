@@ -5,6 +5,7 @@
 #include "strnum.h"
 #include "settings-parser.h"
 #include "istream.h"
+#include "net.h"
 #include "migrate-settings.h"
 
 #include <fcntl.h>
@@ -129,6 +130,20 @@ migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
 	if (reader_bool(r, MIGRATE_SETTING_SOURCE_SSL_VERIFY, TRUE,
 			&set->source_ssl_verify) < 0)
 		return -1;
+
+	set->source_ssl_hostname = p_strdup(pool,
+		reader_get(r, MIGRATE_SETTING_SOURCE_SSL_HOSTNAME));
+	if (set->source_ssl_hostname != NULL && set->source_host != NULL) {
+		struct ip_addr ip;
+
+		if (net_addr2ip(set->source_host, &ip) < 0) {
+			r->error = t_strdup_printf(
+				"%s is set, so %s must be an IP address, not '%s'",
+				MIGRATE_SETTING_SOURCE_SSL_HOSTNAME,
+				MIGRATE_SETTING_SOURCE_HOST, set->source_host);
+			return -1;
+		}
+	}
 
 	if (reader_uint(r, MIGRATE_SETTING_SOURCE_PORT,
 			set->source_ssl == MIGRATE_SSL_IMAPS ? 993 : 143,

@@ -9,6 +9,7 @@
 #define MIGRATE_SETTING_SOURCE_PORT "migrate_source_port"
 #define MIGRATE_SETTING_SOURCE_SSL "migrate_source_ssl"
 #define MIGRATE_SETTING_SOURCE_SSL_VERIFY "migrate_source_ssl_verify"
+#define MIGRATE_SETTING_SOURCE_SSL_HOSTNAME "migrate_source_ssl_hostname"
 #define MIGRATE_SETTING_SOURCE_USER "migrate_source_user"
 #define MIGRATE_SETTING_SOURCE_MASTER_USER "migrate_source_master_user"
 #define MIGRATE_SETTING_SOURCE_PASSWORD "migrate_source_password"
@@ -51,6 +52,9 @@ struct migrate_settings {
 	unsigned int source_port;
 	enum migrate_ssl_mode source_ssl;
 	bool source_ssl_verify;
+	/* the name the server's certificate is verified against while
+	   connecting to source_host, an IP address; NULL = source_host */
+	const char *source_ssl_hostname;
 	const char *source_user;
 	const char *source_master_user;
 	/* from migrate_source_password or the first line of

@@ -9,6 +9,7 @@
 #include "mailbox-list-iter.h"
 #include "imapc-settings.h"
 #include "migrate-settings.h"
+#include "migrate-resolver.h"
 #include "migrate-source.h"
 
 #include <sysexits.h>
@@ -30,6 +31,8 @@ int migrate_error_to_exit_code(enum migrate_error error)
 		return EX_CONFIG;
 	case MIGRATE_ERROR_SOURCE_AUTH:
 		return EX_NOPERM;
+	case MIGRATE_ERROR_SOURCE_TLS:
+		return EX_PROTOCOL;
 	case MIGRATE_ERROR_DEST_QUOTA:
 		return EX_CANTCREAT;
 	case MIGRATE_ERROR_DELETE_LIMIT:
@@ -40,12 +43,21 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	i_unreached();
 }
 
+static bool migrate_error_is_tls(const char *errstr)
+{
+	return strstr(errstr, "certificate") != NULL ||
+		strstr(errstr, "SSL") != NULL ||
+		strstr(errstr, "STARTTLS") != NULL;
+}
+
 enum migrate_error migrate_error_from_source(enum mail_error error,
 					     const char *errstr)
 {
 	if (errstr != NULL &&
 	    strstr(errstr, "[AUTHENTICATIONFAILED]") != NULL)
 		return MIGRATE_ERROR_SOURCE_AUTH;
+	if (errstr != NULL && migrate_error_is_tls(errstr))
+		return MIGRATE_ERROR_SOURCE_TLS;
 	switch (error) {
 	case MAIL_ERROR_PERM:
 		return MIGRATE_ERROR_SOURCE_AUTH;
@@ -64,9 +76,48 @@ enum migrate_error migrate_error_from_source(enum mail_error error,
 	}
 }
 
+/* imapc logs why a TLS handshake failed, but reports only "Disconnected
+   from server" to its caller: while logging in, the first such log line is
+   kept to name the cause */
+static failure_callback_t *source_orig_error_handler;
+static char *source_tls_error;
+
+static void
+source_error_handler(const struct failure_context *ctx, const char *format,
+		     va_list args)
+{
+	va_list args2;
+
+	if (source_tls_error == NULL) {
+		const char *line;
+
+		VA_COPY(args2, args);
+		line = t_strdup_vprintf(format, args2);
+		va_end(args2);
+		if (strstr(line, "certificate") != NULL ||
+		    strstr(line, "SSL") != NULL)
+			source_tls_error = i_strdup(line);
+	}
+	source_orig_error_handler(ctx, format, args);
+}
+
+static void source_capture_tls_errors(bool capture)
+{
+	failure_callback_t *fatal, *error, *info, *debug;
+
+	if (capture) {
+		i_get_failure_handlers(&fatal, &error, &info, &debug);
+		source_orig_error_handler = error;
+		i_set_error_handler(source_error_handler);
+	} else {
+		i_set_error_handler(source_orig_error_handler);
+		i_free(source_tls_error);
+	}
+}
+
 static const char *const *
 migrate_source_userdb_fields(const struct migrate_settings *set,
-			     const char *home)
+			     const char *home, const char *resolver_dir)
 {
 	ARRAY_TYPE(const_string) fields;
 
@@ -76,7 +127,14 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 	/* imapc keeps nothing on disk; the home only avoids a chdir error */
 	ADD(t_strconcat("home=", home, NULL));
 	ADD("mail_plugins=");
-	ADD(t_strconcat("imapc_host=", set->source_host, NULL));
+	if (resolver_dir == NULL)
+		ADD(t_strconcat("imapc_host=", set->source_host, NULL));
+	else {
+		/* connect to the IP, verify the certificate against the
+		   name: imapc resolves the name through our resolver */
+		ADD(t_strconcat("imapc_host=", set->source_ssl_hostname, NULL));
+		ADD(t_strconcat("base_dir=", resolver_dir, NULL));
+	}
 	ADD(t_strdup_printf("imapc_port=%u", set->source_port));
 	ADD(t_strconcat("imapc_user=", set->source_user, NULL));
 	if (set->source_master_user != NULL) {
@@ -90,6 +148,10 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 	ADD("imapc_features=rfc822.size fetch-headers modseq");
 	ADD(t_strdup_printf("imapc_cmd_timeout=%us",
 			    set->source_timeout_secs));
+	/* imapc 2.3.19 reconnects without delay and without counting, a
+	   loop against a server that keeps failing; a failed run is re-run
+	   instead, and resumes where it stopped */
+	ADD("imapc_connection_retry_count=0");
 	/* a rawlog would contain the LOGIN command */
 	ADD("imapc_rawlog_dir=");
 	ADD(t_strdup_printf("mail_prefetch_count=%u", set->prefetch));
@@ -98,13 +160,13 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 	return array_front(&fields);
 }
 
-int migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
-			     struct mail_storage_service_user *dest_service_user,
-			     struct mail_user *dest_user,
-			     const struct migrate_settings *set,
-			     struct mail_user **src_user_r,
-			     enum migrate_error *error_code_r,
-			     const char **error_r)
+static int
+migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
+			 struct mail_storage_service_user *dest_service_user,
+			 struct mail_user *dest_user,
+			 const struct migrate_settings *set,
+			 const char *resolver_dir, struct mail_user **src_user_r,
+			 enum migrate_error *error_code_r, const char **error_r)
 {
 	struct mail_storage_service_input input;
 	struct mail_storage_service_user *service_user;
@@ -124,7 +186,8 @@ int migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
 	input.no_userdb_lookup = TRUE;
 	if (mail_user_get_home(dest_user, &home) <= 0)
 		home = "/";
-	input.userdb_fields = migrate_source_userdb_fields(set, home);
+	input.userdb_fields = migrate_source_userdb_fields(set, home,
+							   resolver_dir);
 	input.flags_override_add = MAIL_STORAGE_SERVICE_FLAG_NO_NAMESPACES |
 		MAIL_STORAGE_SERVICE_FLAG_NO_RESTRICT_ACCESS |
 		MAIL_STORAGE_SERVICE_FLAG_NO_PLUGINS;
@@ -147,16 +210,19 @@ int migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
 	i_assert(imapc_set != NULL);
 	imapc_set->imapc_password = p_strdup(user->pool, set->source_password);
 
+	source_capture_tls_errors(TRUE);
 	ret = mail_namespaces_init_location(user, "imapc:", &error);
+	if (ret < 0 && source_tls_error != NULL)
+		error = t_strdup_printf("imapc: %s", source_tls_error);
+	source_capture_tls_errors(FALSE);
 	mail_storage_service_io_deactivate_user(service_user);
 	mail_storage_service_user_unref(&service_user);
 	mail_storage_service_io_activate_user(dest_service_user);
 	if (ret < 0) {
 		/* imapc logs in while the namespace is created */
-		*error_code_r = strstr(error, "[AUTHENTICATIONFAILED]") != NULL ?
-			MIGRATE_ERROR_SOURCE_AUTH :
-			str_begins(error, "imapc:") ? MIGRATE_ERROR_TEMP :
-			MIGRATE_ERROR_CONFIG;
+		*error_code_r = !str_begins(error, "imapc:") ?
+			MIGRATE_ERROR_CONFIG :
+			migrate_error_from_source(MAIL_ERROR_TEMP, error);
 		*error_r = t_strdup_printf(
 			"Source namespace initialization failed: %s", error);
 		mail_user_deinit(&user);
@@ -179,4 +245,48 @@ int migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
 	}
 	*src_user_r = user;
 	return 0;
+}
+
+int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
+			struct mail_storage_service_user *dest_service_user,
+			struct mail_user *dest_user,
+			const struct migrate_settings *set,
+			struct migrate_source **source_r,
+			enum migrate_error *error_code_r,
+			const char **error_r)
+{
+	struct migrate_source *source;
+	const char *resolver_dir = NULL, *error;
+
+	source = i_new(struct migrate_source, 1);
+	if (set->source_ssl_hostname != NULL &&
+	    migrate_resolver_start(set->source_ssl_hostname,
+				   set->source_host, &source->resolver,
+				   &resolver_dir, &error) < 0) {
+		*error_code_r = MIGRATE_ERROR_TEMP;
+		*error_r = t_strdup_printf("Resolver for %s failed: %s",
+			MIGRATE_SETTING_SOURCE_SSL_HOSTNAME, error);
+		i_free(source);
+		return -1;
+	}
+	if (migrate_source_user_init(service_ctx, dest_service_user,
+				     dest_user, set, resolver_dir,
+				     &source->user, error_code_r,
+				     error_r) < 0) {
+		migrate_source_deinit(&source);
+		return -1;
+	}
+	*source_r = source;
+	return 0;
+}
+
+void migrate_source_deinit(struct migrate_source **_source)
+{
+	struct migrate_source *source = *_source;
+
+	*_source = NULL;
+	if (source->user != NULL)
+		mail_user_deinit(&source->user);
+	migrate_resolver_stop(&source->resolver);
+	i_free(source);
 }

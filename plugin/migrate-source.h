@@ -18,6 +18,9 @@ enum migrate_error {
 	MIGRATE_ERROR_CONFIG,
 	/* the source refused the login */
 	MIGRATE_ERROR_SOURCE_AUTH,
+	/* TLS to the source failed: certificate not trusted, wrong name,
+	   no TLS offered */
+	MIGRATE_ERROR_SOURCE_TLS,
 	/* the destination is over quota */
 	MIGRATE_ERROR_DEST_QUOTA,
 	/* too much would be deleted: refused without --force */
@@ -34,17 +37,24 @@ int migrate_error_to_exit_code(enum migrate_error error);
 enum migrate_error migrate_error_from_source(enum mail_error error,
 					     const char *errstr);
 
+struct migrate_source {
+	/* the source as a mail user on imapc storage */
+	struct mail_user *user;
+	struct migrate_resolver *resolver;
+};
+
 /* Create a mail user for reading the remote source over imapc, from the
    destination user's migrate settings.  The password goes straight into
    the imapc settings: it is never a userdb field, so even mail_debug
    does not log it.  The source is logged in to at once, so a refused
    login is reported here as MIGRATE_ERROR_SOURCE_AUTH. */
-int migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
-			     struct mail_storage_service_user *dest_service_user,
-			     struct mail_user *dest_user,
-			     const struct migrate_settings *set,
-			     struct mail_user **src_user_r,
-			     enum migrate_error *error_code_r,
-			     const char **error_r);
+int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
+			struct mail_storage_service_user *dest_service_user,
+			struct mail_user *dest_user,
+			const struct migrate_settings *set,
+			struct migrate_source **source_r,
+			enum migrate_error *error_code_r,
+			const char **error_r);
+void migrate_source_deinit(struct migrate_source **source);
 
 #endif

@@ -1,0 +1,85 @@
+#!/bin/bash
+# t-tls.sh - the source over TLS: STARTTLS by default, imaps, certificate
+# verification on by default, and verification against a host name while
+# connecting to the IP address the customer gave.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-tls
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+SRC_PW='Tls!src1'
+DEST_PW='Tls!dst1'
+NAME=imap.old-provider.test
+
+rig_start_source src || exit 1
+rig_start_dest dest || exit 1
+
+# a self-signed certificate for the old provider's name (not for 127.0.0.1)
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$NAME" \
+	-addext "subjectAltName=DNS:$NAME" -keyout "$RIG/key.pem" \
+	-out "$RIG/cert.pem" 2>/dev/null || rig_die "openssl failed"
+IMAPS_PORT=$(rig_free_port)
+rig_conf_add src "ssl = yes
+ssl_cert = <$RIG/cert.pem
+ssl_key = <$RIG/key.pem
+service imap-login {
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $IMAPS_PORT
+  }
+}"
+rig_conf_add dest "ssl_client_ca_file = $RIG/cert.pem"
+
+rig_add_user src gil "$SRC_PW"
+rig_add_user dest gil@example.com "$DEST_PW" userdb_migrate_source_user=gil
+export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
+printf '%s\n' "$SRC_PW" >"$RIG/src.pw"
+chown nobody "$RIG/src.pw"
+chmod 400 "$RIG/src.pw"
+rig_dest_plugin_set dest migrate_source_host 127.0.0.1
+rig_dest_plugin_set dest migrate_source_port "$(rig_port src)"
+rig_dest_plugin_set dest migrate_source_password_file "$RIG/src.pw"
+
+"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user gil \
+	--password-env SRC_IMAP_PASSWORD --seed 9 --messages 120 --max-size 256K >/dev/null
+
+migrate() {
+	MIG_OUT=$RIG/out.$((++MIG_N))
+	MIG_RC=0
+	rig_doveadm dest "$@" migrate -u gil@example.com >"$MIG_OUT" 2>&1 || MIG_RC=$?
+}
+compare() {
+	"$PY" "$T/imap-compare.py" --src-port "$(rig_port src)" --src-user gil \
+		--dest-port "$(rig_port dest)" --dest-user gil@example.com "$@"
+}
+
+# STARTTLS is the default, and the certificate does not name 127.0.0.1
+migrate
+tap_is "$MIG_RC" 76 "STARTTLS to an IP the certificate does not name fails (76, not a tempfail)"
+tap_like "the error is about the certificate" '[Cc]ertificate|SSL|ssl' "$(cat "$MIG_OUT")"
+tap_run "nothing was copied" test ! -e "$(rig_home dest gil@example.com)/.migrate/state"
+
+migrate -o "plugin/migrate_source_ssl_hostname=$NAME"
+tap_is "$MIG_RC" 0 "STARTTLS to the IP, verified against $NAME, works"
+tap_run "checker: equal over STARTTLS" compare
+
+rig_imap src gil "$SRC_PW" set-flags INBOX --first 2 --flags '\Flagged' >/dev/null
+migrate -o "plugin/migrate_source_ssl_hostname=$NAME" -o plugin/migrate_source_ssl=imaps \
+	-o "plugin/migrate_source_port=$IMAPS_PORT"
+tap_is "$MIG_RC" 0 "imaps to the IP, verified against $NAME, works"
+tap_run "checker: equal over imaps" compare
+
+migrate -o "plugin/migrate_source_ssl_hostname=imap.wrong.test"
+tap_is "$MIG_RC" 76 "a name the certificate does not carry is refused"
+
+migrate -o "plugin/migrate_source_ssl_hostname=$NAME" -o plugin/migrate_source_host=localhost
+tap_is "$MIG_RC" 78 "migrate_source_ssl_hostname with a host name (not an IP) is a settings error"
+
+migrate -o plugin/migrate_source_ssl_verify=no
+tap_is "$MIG_RC" 0 "with verification off, the mismatching certificate is accepted"
+
+leftover=$(find /tmp -maxdepth 1 -name 'dovecot-migrate.*' -newer "$RIG/cert.pem" 2>/dev/null)
+tap_is "$leftover" "" "the private resolver leaves nothing behind"
+
+tap_done
