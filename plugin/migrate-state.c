@@ -28,6 +28,7 @@
      N <next folder id>
      F <id> <src_name> <dest_name> <src_uidvalidity> <src_uidnext>
        <src_messages> <src_highestmodseq> <dest_uidvalidity> <dest_uidnext>
+       <dest_pending_uidnext>
      M <id> <src_uid> <dest_uid> <count>
 
    "M" is a run: src_uid+i was copied to dest_uid+i for i < count, so a
@@ -57,7 +58,7 @@
 
 /* bounds the memory used for one line; two escaped folder names fit */
 #define MIGRATE_STATE_MAX_LINE_SIZE (64 * 1024)
-#define MIGRATE_STATE_MAX_FIELDS 10
+#define MIGRATE_STATE_MAX_FIELDS 11
 
 #define MIGRATE_STATE_FILE_MODE 0600
 #define MIGRATE_STATE_DIR_MODE 0700
@@ -221,10 +222,11 @@ migrate_state_append_folder(string_t *dest,
 	str_append_tabescaped(dest, folder->src_name);
 	str_append_c(dest, '\t');
 	str_append_tabescaped(dest, folder->dest_name);
-	str_printfa(dest, "\t%u\t%u\t%u\t%"PRIu64"\t%u\t%u\n",
+	str_printfa(dest, "\t%u\t%u\t%u\t%"PRIu64"\t%u\t%u\t%u\n",
 		    folder->src_uidvalidity, folder->src_uidnext,
 		    folder->src_messages, folder->src_highestmodseq,
-		    folder->dest_uidvalidity, folder->dest_uidnext);
+		    folder->dest_uidvalidity, folder->dest_uidnext,
+		    folder->dest_pending_uidnext);
 }
 
 static void
@@ -298,9 +300,9 @@ migrate_state_parse_folder(struct migrate_state_reader *ctx,
 	struct migrate_state_folder *folder, tmp;
 	const char *src_name, *dest_name;
 
-	if (count != 10) {
+	if (count != 11) {
 		*error_r = t_strdup_printf(
-			"Folder record has %u fields, expected 10", count);
+			"Folder record has %u fields, expected 11", count);
 		return -1;
 	}
 	i_zero(&tmp);
@@ -315,7 +317,8 @@ migrate_state_parse_folder(struct migrate_state_reader *ctx,
 	    str_to_uint32(args[6], &tmp.src_messages) < 0 ||
 	    str_to_uint64(args[7], &tmp.src_highestmodseq) < 0 ||
 	    str_to_uint32(args[8], &tmp.dest_uidvalidity) < 0 ||
-	    str_to_uint32(args[9], &tmp.dest_uidnext) < 0) {
+	    str_to_uint32(args[9], &tmp.dest_uidnext) < 0 ||
+	    str_to_uint32(args[10], &tmp.dest_pending_uidnext) < 0) {
 		*error_r = "Invalid number in folder record";
 		return -1;
 	}
@@ -337,6 +340,7 @@ migrate_state_parse_folder(struct migrate_state_reader *ctx,
 	folder->src_highestmodseq = tmp.src_highestmodseq;
 	folder->dest_uidvalidity = tmp.dest_uidvalidity;
 	folder->dest_uidnext = tmp.dest_uidnext;
+	folder->dest_pending_uidnext = tmp.dest_pending_uidnext;
 	return 0;
 }
 

@@ -39,6 +39,12 @@ struct migrate_state_folder {
 	/* every destination UID below this has been examined (copied by us
 	   and mapped, or known to be foreign) */
 	uint32_t dest_uidnext;
+	/* non-zero while a batch of saves may be committed but not yet
+	   recorded: the destination's UIDNEXT before the batch.  A crash in
+	   between can leave copies whose GUID the storage lost (Maildir moves
+	   the files before it writes dovecot-uidlist): from this UID on,
+	   unknown messages are matched by content before anything is copied */
+	uint32_t dest_pending_uidnext;
 
 	/* sorted by src_uid, unique src_uid and dest_uid */
 	ARRAY_TYPE(migrate_uid_map) map;

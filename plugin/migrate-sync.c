@@ -49,6 +49,9 @@ struct migrate_sync_folder {
 	ARRAY_TYPE(seq_range) delete_src_uids;
 	/* messages of a previous UIDVALIDITY, not matched to the new one */
 	ARRAY_TYPE(seq_range) delete_orphan_dest_uids;
+	/* destination messages without our GUID saved in a batch that a
+	   crash interrupted: ours if their content matches a source message */
+	ARRAY_TYPE(seq_range) recover_dest_uids;
 };
 
 struct migrate_sync_ctx {
@@ -541,7 +544,12 @@ sync_scan_new_dest(struct migrate_sync_ctx *ctx,
 			break;
 		}
 		if (!sync_dest_guid_parse(state, guid, &src_uid)) {
-			ctx->stats->messages_foreign++;
+			if (state->dest_pending_uidnext != 0 &&
+			    mail->uid >= state->dest_pending_uidnext)
+				seq_range_array_add(&f->recover_dest_uids,
+						    mail->uid);
+			else
+				ctx->stats->messages_foreign++;
 			continue;
 		}
 		if (migrate_state_map_lookup(state, src_uid) != NULL) {
@@ -752,6 +760,21 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 
 	if (batch->t == NULL)
 		return 0;
+	if (f->state->dest_pending_uidnext == 0) {
+		/* recorded durably before the commit, see
+		   migrate_state_folder.dest_pending_uidnext */
+		struct mailbox_status status;
+
+		mailbox_get_open_status(dbox, STATUS_UIDNEXT, &status);
+		f->state->dest_pending_uidnext = status.uidnext;
+		migrate_state_folder_update(ctx->state, f->state);
+		if (migrate_state_flush(ctx->state, ctx->set->fsync,
+					&error) < 0) {
+			sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+			mailbox_transaction_rollback(&batch->t);
+			return -1;
+		}
+	}
 	if (mailbox_transaction_commit(&batch->t) < 0) {
 		sync_set_dest_error(ctx, dbox, "Saving to");
 		ret = -1;
@@ -762,6 +785,8 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	   is recovered from */
 	if (sync_scan_new_dest(ctx, f, dbox) < 0)
 		ret = -1;
+	else if (array_count(&f->recover_dest_uids) == 0)
+		f->state->dest_pending_uidnext = 0;
 	migrate_state_folder_update(ctx->state, f->state);
 	if (migrate_state_flush(ctx->state, ctx->set->fsync, &error) < 0) {
 		sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
@@ -978,13 +1003,15 @@ static const char *sync_mail_match_key(struct mail *mail)
 			       (long long)received, size, message_id);
 }
 
-/* After a UIDVALIDITY change, find the copies of the old UIDVALIDITY again
-   by content (INTERNALDATE, size, Message-ID), so that the folder is not
-   downloaded and stored twice. */
+/* Find copies made earlier among candidates (destination UIDs) by content
+   (INTERNALDATE, size, Message-ID): after a UIDVALIDITY change, and after
+   a crash that lost the GUIDs of a batch.  Matched candidates are mapped
+   and removed from copy_uids and candidates. */
 static int
 sync_folder_rematch(struct migrate_sync_ctx *ctx,
 		    struct migrate_sync_folder *f, struct mailbox *sbox,
-		    struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids)
+		    struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids,
+		    ARRAY_TYPE(seq_range) *candidates, const char *what)
 {
 	static const char *const match_headers[] = { "Message-ID", NULL };
 	HASH_TABLE(const char *, void *) orphans;
@@ -1014,7 +1041,7 @@ sync_folder_rematch(struct migrate_sync_ctx *ctx,
 	search_args = mail_search_build_init();
 	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
 	p_array_init(&sarg->value.seqset, search_args->pool, 16);
-	array_append_array(&sarg->value.seqset, &f->delete_orphan_dest_uids);
+	array_append_array(&sarg->value.seqset, candidates);
 	search_ctx = mailbox_search_init(dt, search_args, NULL,
 		MAIL_FETCH_RECEIVED_DATE | MAIL_FETCH_VIRTUAL_SIZE, headers);
 	mail_search_args_unref(&search_args);
@@ -1056,8 +1083,7 @@ sync_folder_rematch(struct migrate_sync_ctx *ctx,
 				migrate_state_map_add(ctx->state, f->state,
 						      mail->uid, dest_uid);
 				seq_range_array_remove(copy_uids, mail->uid);
-				seq_range_array_remove(
-					&f->delete_orphan_dest_uids, dest_uid);
+				seq_range_array_remove(candidates, dest_uid);
 				mail_update_flags(dmail, MODIFY_REPLACE,
 					mail_get_flags(mail) &
 					MAIL_FLAGS_NONRECENT);
@@ -1080,9 +1106,9 @@ sync_folder_rematch(struct migrate_sync_ctx *ctx,
 		sync_set_dest_error(ctx, dbox, "Updating flags in");
 		ret = -1;
 	}
-	e_info(ctx->event, "%s: %u messages of the old UIDVALIDITY found "
-	       "again, %u to copy", f->dest_name, matched,
-	       seq_range_count(copy_uids));
+	e_info(ctx->event, "%s: %u %s found again, %u to copy",
+	       f->dest_name, matched, what, seq_range_count(copy_uids));
+	ctx->stats->messages_recovered += matched;
 	hash_table_destroy(&orphans);
 	pool_unref(&pool);
 	return ret;
@@ -1143,9 +1169,25 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		ret = sync_folder_metadata(ctx, f, sbox, dbox, &copy_uids);
 	}
 	if (ret == 0 && array_count(&copy_uids) > 0 &&
+	    array_count(&f->recover_dest_uids) > 0 && !ctx->opts->dry_run) {
+		ret = sync_folder_rematch(ctx, f, sbox, dbox, &copy_uids,
+			&f->recover_dest_uids,
+			"copies of an interrupted batch");
+	}
+	if (ret == 0 && !ctx->opts->dry_run) {
+		/* what is left did not come from us */
+		ctx->stats->messages_foreign +=
+			seq_range_count(&f->recover_dest_uids);
+		array_clear(&f->recover_dest_uids);
+		state->dest_pending_uidnext = 0;
+	}
+	if (ret == 0 && array_count(&copy_uids) > 0 &&
 	    array_count(&f->delete_orphan_dest_uids) > 0 &&
-	    !ctx->opts->dry_run)
-		ret = sync_folder_rematch(ctx, f, sbox, dbox, &copy_uids);
+	    !ctx->opts->dry_run) {
+		ret = sync_folder_rematch(ctx, f, sbox, dbox, &copy_uids,
+			&f->delete_orphan_dest_uids,
+			"messages of the old UIDVALIDITY");
+	}
 	if (ret == 0 && array_count(&copy_uids) > 0) {
 		if (ctx->opts->dry_run)
 			ctx->stats->messages_copied += seq_range_count(&copy_uids);
@@ -1456,6 +1498,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 	array_foreach_modifiable(&ctx->folders, f) {
 		p_array_init(&f->delete_src_uids, ctx->pool, 4);
 		p_array_init(&f->delete_orphan_dest_uids, ctx->pool, 4);
+		p_array_init(&f->recover_dest_uids, ctx->pool, 4);
 		if (!f->selected)
 			continue;
 		f->state = migrate_state_folder_lookup(ctx->state,

@@ -143,6 +143,7 @@ static void test_migrate_state_names(void)
 			folder->src_highestmodseq = 0x1000000000ULL + i;
 			folder->dest_uidvalidity = (uint32_t)-1 - i;
 			folder->dest_uidnext = 3000 + i;
+			folder->dest_pending_uidnext = 4000 + i;
 			/* temporary memory: update must copy it */
 			folder->dest_name = t_strconcat("dest:",
 				test_odd_names[i], NULL);
@@ -175,6 +176,7 @@ static void test_migrate_state_names(void)
 			test_assert_idx(folder->dest_uidvalidity ==
 					(uint32_t)-1 - i, i);
 			test_assert_idx(folder->dest_uidnext == 3000 + i, i);
+			test_assert_idx(folder->dest_pending_uidnext == 4000 + i, i);
 			test_assert_idx(array_count(&folder->map) == 0, i);
 			test_assert_idx(migrate_state_folder_lookup(state,
 				test_odd_names[i]) == folder, i);
@@ -640,24 +642,24 @@ static const struct {
 	  "state line 2: Truncated line" },
 	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\n", NULL,
 	  "state line 2: Folder record has 9 fields" },
-	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t7\n", NULL,
+	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t7\t8\n", NULL,
 	  "state line 2: Too many fields" },
-	{ "dovecot-migrate state 1\nF\t0\ta\tb\t1\t2\t3\t4\t5\t6\n", NULL,
+	{ "dovecot-migrate state 1\nF\t0\ta\tb\t1\t2\t3\t4\t5\t6\t0\n", NULL,
 	  "state line 2: Invalid folder id" },
-	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t-3\t4\t5\t6\n", NULL,
+	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t-3\t4\t5\t6\t0\n", NULL,
 	  "state line 2: Invalid number" },
-	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
-	  "F\t1\tc\td\t1\t2\t3\t4\t5\t6\n", NULL,
+	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
+	  "F\t1\tc\td\t1\t2\t3\t4\t5\t6\t0\n", NULL,
 	  "state line 3: Duplicate folder id" },
-	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "M\t2\t1\t1\t1\n", NULL, "state line 3: Unknown folder id" },
-	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "M\t1\t0\t1\t1\n", NULL, "state line 3: Invalid source UID" },
-	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "M\t1\t1\t1\t0\n", NULL, "state line 3: Invalid count" },
-	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "M\t1\t4294967295\t1\t2\n", NULL, "state line 3: Map run overflows" },
-	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ "dovecot-migrate state 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "M\t1\t1\t1\n", NULL, "state line 3: Map record has 4 fields" },
 	{ "dovecot-migrate state 1\nR\t1\n", NULL,
 	  "state line 2: Invalid record type: 'R'" },
@@ -666,26 +668,26 @@ static const struct {
 	{ NULL, "dovecot-migrate state 1\n", "journal line 1: Invalid header" },
 	{ NULL, "dovecot-migrate journal 1\nM\t1\t1\t1\t1\n",
 	  "journal line 2: Unknown folder id" },
-	{ NULL, "dovecot-migrate journal 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ NULL, "dovecot-migrate journal 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "X\t1\n", "journal line 3: Record has 2 fields, expected 3" },
-	{ NULL, "dovecot-migrate journal 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ NULL, "dovecot-migrate journal 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "N\t5\n" "M\t1\t1\t1\t1", "journal line 3: Invalid record type" },
 	/* a bad complete line before a torn one */
-	{ NULL, "dovecot-migrate journal 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ NULL, "dovecot-migrate journal 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "Q\nM\t1", "journal line 3: Invalid record type" },
 
 	/* must succeed */
 	{ NULL, NULL, NULL },
 	{ NULL, "", NULL },
 	{ NULL, "dovecot-migrate journal 1\n", NULL },
-	{ NULL, "dovecot-migrate journal 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n"
+	{ NULL, "dovecot-migrate journal 1\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "M\t1\t1\t1\t1\nM\t1\t", NULL },
 	/* records of a folder removed before */
-	{ "dovecot-migrate state 1\nN\t3\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\n",
+	{ "dovecot-migrate state 1\nN\t3\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n",
 	  "dovecot-migrate journal 1\nM\t2\t1\t1\t1\nX\t2\t1\nC\t2\nR\t2\n",
 	  NULL },
 	/* CRLF line endings */
-	{ "dovecot-migrate state 1\r\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\r\n", NULL,
+	{ "dovecot-migrate state 1\r\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\r\n", NULL,
 	  NULL },
 };
 

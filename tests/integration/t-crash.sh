@@ -111,6 +111,35 @@ tap_is "$(final_run)" 0 "the mirror run after the kills completes"
 tap_run "checker: exact mirror after kills during a mirror run" compare
 tap_diag "$(tail -n 2 <<<"$TAP_OUT")"
 
+# --- the source drops the connection in the middle of a run ------------------
+for i in $(seq 41 240); do
+	printf 'From: drop@example.org\r\nSubject: drop %s\r\nMessage-ID: <drop-%s@example.org>\r\n\r\n%s\r\n' \
+		"$i" "$i" "$(head -c 60000 /dev/zero | tr '\0' x | fold -w 76)" >"$RIG/d$i.eml"
+done
+simap append Work "$RIG"/d{41..240}.eml >/dev/null
+work_dir=$(rig_maildir dest carol@example.com)/.Work
+base=$(find "$work_dir/cur" "$work_dir/new" -type f | wc -l)
+rig_doveadm dest migrate -u carol@example.com >"$RIG/drop.log" 2>&1 &
+pid=$!
+# once the first batch of the new messages is saved, kill the source's
+# imap processes: the connection drops in the middle of the copy
+for i in $(seq 1 2000); do
+	[ "$(find "$work_dir/cur" "$work_dir/new" -type f | wc -l)" -gt "$base" ] && break
+	sleep 0.005
+done
+src_master=$(cat "$(rig_base_dir src)/master.pid")
+pkill -9 -P "$src_master" -x imap
+wait "$pid"
+tap_is "$?" 75 "a connection dropped mid-copy exits 75 (tempfail)"
+now=$(find "$work_dir/cur" "$work_dir/new" -type f | wc -l)
+if [ "$now" -gt "$base" ] && [ "$now" -lt $((base + 200)) ]; then
+	tap_ok "the drop came mid-copy: $((now - base)) of 200 saved, kept"
+else
+	tap_fail "the drop did not come mid-copy ($((now - base)) of 200 saved)"
+fi
+tap_is "$(final_run)" 0 "the re-run after the drop completes"
+tap_run "checker: exact mirror after the dropped connection" compare
+
 # --- and once more: nothing left to do --------------------------------------
 rig_doveadm dest -f tab migrate -u carol@example.com >"$RIG/last.log" 2>&1
 row=$(grep -A1 $'^user\tresult' "$RIG/last.log" | tail -n 1)
