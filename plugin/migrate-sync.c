@@ -74,7 +74,7 @@ struct migrate_sync_ctx {
 	enum migrate_error error;
 	const char *error_str;
 
-	struct timeval start, last_progress;
+	struct timeval start, last_progress, folder_start;
 	bool progress_tty, progress_printed;
 	unsigned int folder_idx;
 	const char *progress_folder;
@@ -122,7 +122,7 @@ sync_set_source_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
 static void sync_progress(struct migrate_sync_ctx *ctx, bool force)
 {
 	struct timeval now;
-	long long msecs;
+	long long msecs, folder_msecs, eta_secs = -1;
 	double mb, rate;
 
 	if (!ctx->opts->progress)
@@ -136,12 +136,21 @@ static void sync_progress(struct migrate_sync_ctx *ctx, bool force)
 	msecs = timeval_diff_msecs(&now, &ctx->start);
 	mb = ctx->stats->bytes_copied / (1024.0*1024.0);
 	rate = msecs == 0 ? 0 : mb * 1000.0 / msecs;
-	fprintf(stderr, "%smigrate: [%u/%u] %s: %u/%u messages; "
+	/* the folder's remaining messages at the folder's rate so far */
+	folder_msecs = timeval_diff_msecs(&now, &ctx->folder_start);
+	if (ctx->progress_done > 0 && ctx->progress_total >= ctx->progress_done) {
+		eta_secs = folder_msecs *
+			(long long)(ctx->progress_total - ctx->progress_done) /
+			ctx->progress_done / 1000;
+	}
+	fprintf(stderr, "%smigrate: [%u/%u] %s: %u/%u messages, ETA %s; "
 		"total %u copied, %.1f MB, %.1f MB/s, %lld s%s",
 		ctx->progress_tty ? "\r\033[K" : "",
 		ctx->folder_idx, array_count(&ctx->folders),
 		ctx->progress_folder, ctx->progress_done,
-		ctx->progress_total, ctx->stats->messages_copied, mb, rate,
+		ctx->progress_total,
+		eta_secs < 0 ? "?" : t_strdup_printf("%llds", eta_secs),
+		ctx->stats->messages_copied, mb, rate,
 		msecs / 1000, ctx->progress_tty ? "" : "\n");
 	ctx->progress_printed = TRUE;
 }
@@ -889,6 +898,7 @@ sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	int ret = 0;
 
 	i_zero(&batch);
+	i_gettimeofday(&ctx->folder_start);
 	ctx->progress_folder = f->dest_name;
 	ctx->progress_done = 0;
 	ctx->progress_total = seq_range_count(copy_uids);
