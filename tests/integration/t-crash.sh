@@ -100,7 +100,7 @@ for i in $(seq 1 40); do
 		"$i" "$i" "$i" >"$RIG/a$i.eml"
 done
 simap append INBOX "$RIG"/a{1..40}.eml >/dev/null
-kill_until_done 15
+kill_until_done 40
 tap_diag "phase 2: $KILLED runs killed"
 if [ "$KILLED" -ge 2 ]; then
 	tap_ok "mirror runs were killed mid-way ($KILLED)"
