@@ -103,6 +103,33 @@ tap_is "$(field 8)/$(field 13)" 3/3 "3 messages copied, 3 keywords dropped and c
 tap_like "the rest of the flags are kept" '\\Seen' "$(dimap erin fetch-hash INBOX)"
 tap_run "checker: the messages are all there (flags aside)" compare erin --no-flags
 
+# --- an admin (master) login at the source ----------------------------------------
+printf 'admin:{PLAIN}Admin!pw9\n' >"$RIG/masters"
+chgrp dovecot "$RIG/masters" 2>/dev/null
+chmod 640 "$RIG/masters"
+rig_conf_add src "auth_master_user_separator = *
+passdb {
+  driver = passwd-file
+  args = $RIG/masters
+  master = yes
+}"
+printf '%s\n' 'Admin!pw9' >"$RIG/admin.pw"
+chown nobody "$RIG/admin.pw"
+chmod 400 "$RIG/admin.pw"
+rig_add_user dest ivan@example.com "$DEST_PW" userdb_migrate_source_user=erin \
+	userdb_migrate_source_master_user=admin \
+	"userdb_migrate_source_password_file=$RIG/admin.pw"
+MIG_OUT=$RIG/out.ivan
+MIG_RC=0
+rig_doveadm dest -f tab migrate -u ivan@example.com >"$MIG_OUT" 2>&1 || MIG_RC=$?
+tap_is "$MIG_RC" 0 "a master login (admin acting as erin) migrates erin's mail"
+MIG_RC=0
+rig_doveadm dest -o plugin/migrate_source_master_user= migrate \
+	-u ivan@example.com >"$MIG_OUT.plain" 2>&1 || MIG_RC=$?
+tap_is "$MIG_RC" 77 "control: the admin's password is not erin's (plain login refused)"
+tap_is "$(rig_imap dest ivan@example.com "$DEST_PW" count INBOX)" 3 \
+	"erin's 3 messages arrived through the master login"
+
 # --- unreachable source --------------------------------------------------------------
 closed=$(rig_free_port)
 migrate erin -o "plugin/migrate_source_port=$closed" migrate -u erin@example.com
