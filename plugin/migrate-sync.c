@@ -283,13 +283,30 @@ sync_folder_find(struct migrate_sync_ctx *ctx, const char *src_name)
 	return NULL;
 }
 
+/* A LIST that fails authorises nothing: the run stops before any
+   deletion. */
+static int
+sync_source_list_deinit(struct migrate_sync_ctx *ctx,
+			struct mailbox_list_iterate_context **iter,
+			const char *what)
+{
+	enum mail_error error;
+	const char *errstr;
+
+	if (mailbox_list_iter_deinit(iter) == 0)
+		return 0;
+	errstr = mailbox_list_get_last_internal_error(ctx->src_ns->list,
+						      &error);
+	sync_set_error(ctx, migrate_error_from_source(error, errstr),
+		t_strdup_printf("Source: Listing %s failed: %s", what, errstr));
+	return -1;
+}
+
 static int sync_list_source_subscriptions(struct migrate_sync_ctx *ctx)
 {
 	struct mailbox_list_iterate_context *iter;
 	const struct mailbox_info *info;
 	struct migrate_sync_folder *f;
-	enum mail_error error;
-	const char *errstr;
 
 	if (!ctx->set->subscriptions)
 		return 0;
@@ -301,15 +318,7 @@ static int sync_list_source_subscriptions(struct migrate_sync_ctx *ctx)
 		if (f != NULL)
 			f->subscribed = TRUE;
 	}
-	if (mailbox_list_iter_deinit(&iter) < 0) {
-		errstr = mailbox_list_get_last_internal_error(
-			ctx->src_ns->list, &error);
-		sync_set_error(ctx, migrate_error_from_source(error, errstr),
-			t_strdup_printf("Source: Listing subscriptions failed: %s",
-					errstr));
-		return -1;
-	}
-	return 0;
+	return sync_source_list_deinit(ctx, &iter, "subscriptions");
 }
 
 /* Subscribe here to what the user had subscribed at the source; never
@@ -362,8 +371,7 @@ static int sync_list_source(struct migrate_sync_ctx *ctx)
 	const struct mailbox_info *info;
 	struct migrate_sync_folder *f;
 	ARRAY_TYPE(const_string) special_uses;
-	enum mail_error error;
-	const char *errstr, *name;
+	const char *name;
 
 	ctx->src_ns = ctx->src_user->namespaces;
 	ctx->src_sep = mail_namespace_get_sep(ctx->src_ns);
@@ -372,8 +380,7 @@ static int sync_list_source(struct migrate_sync_ctx *ctx)
 	hash_table_create(&ctx->src_names, ctx->pool, 0, str_hash, strcmp);
 
 	iter = mailbox_list_iter_init(ctx->src_ns->list, "*",
-				      MAILBOX_LIST_ITER_RETURN_SPECIALUSE |
-				      MAILBOX_LIST_ITER_RETURN_SUBSCRIBED);
+				      MAILBOX_LIST_ITER_RETURN_SPECIALUSE);
 	while ((info = mailbox_list_iter_next(iter)) != NULL) {
 		name = p_strdup(ctx->pool, info->vname);
 		hash_table_update(ctx->src_names, name, POINTER_CAST(1));
@@ -382,20 +389,13 @@ static int sync_list_source(struct migrate_sync_ctx *ctx)
 			continue;
 		f = array_append_space(&ctx->folders);
 		f->src_name = name;
-		f->subscribed = (info->flags & MAILBOX_SUBSCRIBED) != 0;
 		f->selected = migrate_name_is_selected(name,
 			ctx->set->include, ctx->set->exclude);
 		array_push_back(&special_uses, &(const char *){
 			p_strdup(ctx->pool, info->special_use) });
 	}
-	if (mailbox_list_iter_deinit(&iter) < 0) {
-		errstr = mailbox_list_get_last_internal_error(
-			ctx->src_ns->list, &error);
-		sync_set_error(ctx, migrate_error_from_source(error, errstr),
-			t_strdup_printf("Source: Listing folders failed: %s",
-					errstr));
+	if (sync_source_list_deinit(ctx, &iter, "folders") < 0)
 		return -1;
-	}
 	if (sync_list_source_subscriptions(ctx) < 0)
 		return -1;
 	if (hash_table_lookup(ctx->src_names, (const char *)"INBOX") == NULL) {

@@ -30,13 +30,7 @@ rig_add_user new "$USER" "$DEST_PW" userdb_migrate_source_user=joao \
 echo "old provider: 127.0.0.1:$(rig_port old)   destination: 127.0.0.1:$(rig_port new)"
 
 # the source password lives in a file only the mail user can read
-printf '%s\n' "$SRC_PW" >"$RIG/joao.pw"
-chown nobody "$RIG/joao.pw"
-chmod 400 "$RIG/joao.pw"
-rig_dest_plugin_set new migrate_source_host 127.0.0.1
-rig_dest_plugin_set new migrate_source_port "$(rig_port old)"
-rig_dest_plugin_set new migrate_source_ssl no
-rig_dest_plugin_set new migrate_source_password_file "$RIG/joao.pw"
+rig_migrate_source new old "$SRC_PW"
 
 say "Filling the old mailbox: $N generated messages, and folders named the Brazilian way"
 SRC_IMAP_PASSWORD=$SRC_PW "$RIG_PY" "$RIG_TOOLS/gen-corpus.py" \

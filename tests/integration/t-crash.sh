@@ -20,13 +20,7 @@ rig_start_dest dest || exit 1
 rig_add_user src carol "$SRC_PW"
 rig_add_user dest carol@example.com "$DEST_PW" userdb_migrate_source_user=carol
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
-printf '%s\n' "$SRC_PW" >"$RIG/carol.pw"
-chown nobody "$RIG/carol.pw"
-chmod 400 "$RIG/carol.pw"
-rig_dest_plugin_set dest migrate_source_host 127.0.0.1
-rig_dest_plugin_set dest migrate_source_port "$(rig_port src)"
-rig_dest_plugin_set dest migrate_source_ssl no
-rig_dest_plugin_set dest migrate_source_password_file "$RIG/carol.pw"
+rig_migrate_source dest src "$SRC_PW"
 # small batches: more commit points to be killed between
 rig_dest_plugin_set dest migrate_batch_messages 50
 

@@ -23,13 +23,7 @@ rig_add_user dest erin@example.com "$DEST_PW" userdb_migrate_source_user=erin
 rig_add_user dest frank@example.com "$DEST_PW" userdb_migrate_source_user=frank \
 	userdb_quota_rule=*:storage=2M
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
-printf '%s\n' "$SRC_PW" >"$RIG/src.pw"
-chown nobody "$RIG/src.pw"
-chmod 400 "$RIG/src.pw"
-rig_dest_plugin_set dest migrate_source_host 127.0.0.1
-rig_dest_plugin_set dest migrate_source_port "$(rig_port src)"
-rig_dest_plugin_set dest migrate_source_ssl no
-rig_dest_plugin_set dest migrate_source_password_file "$RIG/src.pw"
+rig_migrate_source dest src "$SRC_PW"
 
 simap() { local u=$1; shift; rig_imap src "$u" "$SRC_PW" "$@"; }
 dimap() { local u=$1; shift; rig_imap dest "$u@example.com" "$DEST_PW" "$@"; }
@@ -113,12 +107,9 @@ passdb {
   args = $RIG/masters
   master = yes
 }"
-printf '%s\n' 'Admin!pw9' >"$RIG/admin.pw"
-chown nobody "$RIG/admin.pw"
-chmod 400 "$RIG/admin.pw"
 rig_add_user dest ivan@example.com "$DEST_PW" userdb_migrate_source_user=erin \
 	userdb_migrate_source_master_user=admin \
-	"userdb_migrate_source_password_file=$RIG/admin.pw"
+	"userdb_migrate_source_password_file=$(rig_password_file admin 'Admin!pw9')"
 MIG_OUT=$RIG/out.ivan
 MIG_RC=0
 rig_doveadm dest -f tab migrate -u ivan@example.com >"$MIG_OUT" 2>&1 || MIG_RC=$?

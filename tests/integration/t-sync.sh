@@ -20,18 +20,10 @@ rig_add_user src alice "$SRC_PW"
 rig_add_user src bob "$SRC_PW"
 rig_add_user dest alice@example.com "$DEST_PW" userdb_migrate_source_user=alice
 rig_add_user dest bob@example.com "$DEST_PW" userdb_migrate_source_user=bob \
-	"userdb_migrate_source_password_file=$RIG/bob.pw"
+	"userdb_migrate_source_password_file=$(rig_password_file bob 'Wrong!pass9')"
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
 
-# the password file is read as the mail user
-printf '%s\n' "$SRC_PW" >"$RIG/alice.pw"
-printf '%s\n' 'Wrong!pass9' >"$RIG/bob.pw"
-chown nobody "$RIG/alice.pw" "$RIG/bob.pw"
-chmod 400 "$RIG/alice.pw" "$RIG/bob.pw"
-rig_dest_plugin_set dest migrate_source_host 127.0.0.1
-rig_dest_plugin_set dest migrate_source_port "$(rig_port src)"
-rig_dest_plugin_set dest migrate_source_ssl no
-rig_dest_plugin_set dest migrate_source_password_file "$RIG/alice.pw"
+rig_migrate_source dest src "$SRC_PW"
 
 DEST_HOME=$(rig_home dest alice@example.com)
 

@@ -34,12 +34,8 @@ rig_conf_add dest "ssl_client_ca_file = $RIG/cert.pem"
 rig_add_user src gil "$SRC_PW"
 rig_add_user dest gil@example.com "$DEST_PW" userdb_migrate_source_user=gil
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
-printf '%s\n' "$SRC_PW" >"$RIG/src.pw"
-chown nobody "$RIG/src.pw"
-chmod 400 "$RIG/src.pw"
-rig_dest_plugin_set dest migrate_source_host 127.0.0.1
-rig_dest_plugin_set dest migrate_source_port "$(rig_port src)"
-rig_dest_plugin_set dest migrate_source_password_file "$RIG/src.pw"
+# STARTTLS, the default
+rig_migrate_source dest src "$SRC_PW" starttls
 
 "$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user gil \
 	--password-env SRC_IMAP_PASSWORD --seed 9 --messages 120 --max-size 256K >/dev/null

@@ -610,6 +610,28 @@ rig_add_user() {
 	mkdir -p "$RIG/$name/mail"
 }
 
+# a source password in a file only the mail user can read (doveadm migrate
+# reads it after dropping to the mail uid); prints the file's path
+rig_password_file() {
+	local name=$1 password=$2
+	local f=$RIG/$name.pw
+	printf '%s\n' "$password" >"$f"
+	chown "${RIG_MAIL_USER:-nobody}" "$f"
+	chmod 400 "$f"
+	echo "$f"
+}
+
+# point DEST's migrate plugin at source instance SRC on 127.0.0.1, with
+# PASSWORD in a file; TLS off unless SSL (imaps/starttls) is given
+rig_migrate_source() {
+	local dest=$1 src=$2 password=$3 ssl=${4:-no}
+	rig_dest_plugin_set "$dest" migrate_source_host 127.0.0.1
+	rig_dest_plugin_set "$dest" migrate_source_port "$(rig_port "$src")"
+	rig_dest_plugin_set "$dest" migrate_source_ssl "$ssl"
+	rig_dest_plugin_set "$dest" migrate_source_password_file \
+		"$(rig_password_file "$dest-source" "$password")"
+}
+
 # doveadm against instance NAME's config; a destination also sees our
 # doveadm module (only loaded from the compiled-in directory, so that is
 # bind-mounted in a private mount namespace)
