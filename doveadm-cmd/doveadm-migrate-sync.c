@@ -41,7 +41,7 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	opts.dry_run = ctx->dry_run;
 	opts.force = ctx->force;
 	opts.progress = TRUE;
-	ret = migrate_sync_run(user, source->user, set, &opts, &stats,
+	ret = migrate_sync_run(user, source, set, &opts, &stats,
 			       &error_code, &error);
 	migrate_source_deinit(&source);
 

@@ -269,6 +269,7 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 		i_free(source);
 		return -1;
 	}
+	source->resolver_dir = i_strdup(resolver_dir);
 	if (migrate_source_user_init(service_ctx, dest_service_user,
 				     dest_user, set, resolver_dir,
 				     &source->user, error_code_r,
@@ -288,5 +289,6 @@ void migrate_source_deinit(struct migrate_source **_source)
 	if (source->user != NULL)
 		mail_user_deinit(&source->user);
 	migrate_resolver_stop(&source->resolver);
+	i_free(source->resolver_dir);
 	i_free(source);
 }

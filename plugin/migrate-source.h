@@ -41,6 +41,8 @@ struct migrate_source {
 	/* the source as a mail user on imapc storage */
 	struct mail_user *user;
 	struct migrate_resolver *resolver;
+	/* base_dir whose dns-client socket the resolver answers, or NULL */
+	char *resolver_dir;
 };
 
 /* Create a mail user for reading the remote source over imapc, from the

@@ -12,6 +12,7 @@
 #include "mail-storage.h"
 #include "mail-search-build.h"
 #include "mailbox-list-iter.h"
+#include "migrate-fetch.h"
 #include "migrate-names.h"
 #include "migrate-settings.h"
 #include "migrate-state.h"
@@ -58,6 +59,8 @@ struct migrate_sync_ctx {
 	pool_t pool;
 	struct event *event;
 	struct mail_user *dest_user, *src_user;
+	struct migrate_source *source;
+	struct migrate_fetcher *fetcher;
 	struct mail_namespace *src_ns;
 	char src_sep;
 	const char *src_prefix;
@@ -805,29 +808,84 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 }
 
 static int
-sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	      struct mailbox *dbox, struct sync_copy_batch *batch,
-	      struct mail *smail)
-{
-	struct mail_save_context *save;
-	struct mail_keywords *kw;
-	struct istream *input;
-	enum mail_error error;
-	time_t received;
-	ssize_t rret;
-	int ret = 0;
+	      struct mail *smail, struct istream *input, time_t received);
 
-	if (mail_get_stream(smail, NULL, NULL, &input) < 0 ||
-	    mail_get_received_date(smail, &received) < 0) {
+/* Returns 1 with the message's body, 0 when the source no longer has it,
+   -1 on error.  A large message is read in pieces, the rest through the
+   source storage (prefetched). */
+static int
+sync_copy_get_input(struct migrate_sync_ctx *ctx, struct mail *smail,
+		    bool large, struct istream **input_r, time_t *received_r)
+{
+	enum mail_error error;
+	const char *errstr;
+	uoff_t size;
+	bool expunged;
+
+	if (mail_get_received_date(smail, received_r) < 0 ||
+	    (large && mail_get_virtual_size(smail, &size) < 0) ||
+	    (!large && mail_get_stream(smail, NULL, NULL, input_r) < 0)) {
 		(void)mailbox_get_last_internal_error(smail->box, &error);
-		if (error == MAIL_ERROR_EXPUNGED) {
-			ctx->stats->messages_skipped++;
+		if (error == MAIL_ERROR_EXPUNGED)
 			return 0;
-		}
 		sync_set_source_error(ctx, smail->box, t_strdup_printf(
 			"Fetching UID %u of", smail->uid));
 		return -1;
 	}
+	if (!large) {
+		i_stream_ref(*input_r);
+		return 1;
+	}
+	if (ctx->fetcher == NULL) {
+		ctx->fetcher = migrate_fetcher_init(ctx->set, ctx->dest_user,
+			ctx->source->resolver_dir, ctx->event);
+	}
+	if (migrate_fetcher_fetch(ctx->fetcher, mailbox_get_vname(smail->box),
+				  smail->uid, size, input_r, &expunged,
+				  &errstr) < 0) {
+		if (expunged)
+			return 0;
+		sync_set_error(ctx, migrate_error_from_source(MAIL_ERROR_TEMP,
+							      errstr),
+			t_strdup_printf("Source: Fetching UID %u of %s failed: %s",
+					smail->uid, mailbox_get_vname(smail->box),
+					errstr));
+		return -1;
+	}
+	return 1;
+}
+
+static int
+sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	      struct mailbox *dbox, struct sync_copy_batch *batch,
+	      struct mail *smail, bool large)
+{
+	struct istream *input;
+	time_t received;
+	int ret;
+
+	ret = sync_copy_get_input(ctx, smail, large, &input, &received);
+	if (ret <= 0) {
+		if (ret == 0)
+			ctx->stats->messages_skipped++;
+		return ret;
+	}
+	ret = sync_save_one(ctx, f, dbox, batch, smail, input, received);
+	i_stream_unref(&input);
+	return ret;
+}
+
+static int
+sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	      struct mailbox *dbox, struct sync_copy_batch *batch,
+	      struct mail *smail, struct istream *input, time_t received)
+{
+	struct mail_save_context *save;
+	struct mail_keywords *kw;
+	ssize_t rret;
+	int ret = 0;
 
 	if (batch->t == NULL) {
 		batch->t = mailbox_transaction_begin(dbox,
@@ -884,38 +942,76 @@ sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return 0;
 }
 
-static int
-sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		 struct mailbox *sbox, struct mailbox *dbox,
-		 const ARRAY_TYPE(seq_range) *copy_uids)
+static struct mail_search_context *
+sync_search_uids(struct mailbox_transaction_context *t,
+		 const ARRAY_TYPE(seq_range) *uids,
+		 enum mail_fetch_field wanted_fields)
 {
-	struct mailbox_transaction_context *st;
 	struct mail_search_args *search_args;
 	struct mail_search_arg *sarg;
 	struct mail_search_context *search_ctx;
-	struct sync_copy_batch batch;
-	struct mail *smail;
-	int ret = 0;
-
-	i_zero(&batch);
-	i_gettimeofday(&ctx->folder_start);
-	ctx->progress_folder = f->dest_name;
-	ctx->progress_done = 0;
-	ctx->progress_total = seq_range_count(copy_uids);
 
 	search_args = mail_search_build_init();
 	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
 	p_array_init(&sarg->value.seqset, search_args->pool,
-		     array_count(copy_uids));
-	array_append_array(&sarg->value.seqset, copy_uids);
-	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = mailbox_search_init(st, search_args, NULL,
-		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
-		MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY, NULL);
+		     array_count(uids));
+	array_append_array(&sarg->value.seqset, uids);
+	search_ctx = mailbox_search_init(t, search_args, NULL,
+					 wanted_fields, NULL);
 	mail_search_args_unref(&search_args);
+	return search_ctx;
+}
+
+/* Move the messages larger than MIGRATE_FETCH_LARGE_SIZE (by RFC822.SIZE,
+   fetched without the bodies) from uids to large_uids. */
+static int
+sync_find_large(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+		ARRAY_TYPE(seq_range) *uids, ARRAY_TYPE(seq_range) *large_uids)
+{
+	struct mailbox_transaction_context *st;
+	struct mail_search_context *search_ctx;
+	struct mail *smail;
+	uoff_t size;
+	int ret = 0;
+
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE);
+	while (mailbox_search_next(search_ctx, &smail)) {
+		if (mail_get_virtual_size(smail, &size) == 0 &&
+		    size > MIGRATE_FETCH_LARGE_SIZE)
+			seq_range_array_add(large_uids, smail->uid);
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		sync_set_source_error(ctx, sbox, "Fetching sizes of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	seq_range_array_remove_seq_range(uids, large_uids);
+	return ret;
+}
+
+static int
+sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	       struct mailbox *sbox, struct mailbox *dbox,
+	       struct sync_copy_batch *batch,
+	       const ARRAY_TYPE(seq_range) *uids, bool large)
+{
+	struct mailbox_transaction_context *st;
+	struct mail_search_context *search_ctx;
+	struct mail *smail;
+	int ret = 0;
+
+	if (array_count(uids) == 0)
+		return 0;
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	/* large ones: the metadata only, the body comes in pieces */
+	search_ctx = sync_search_uids(st, uids,
+		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
+		(large ? MAIL_FETCH_VIRTUAL_SIZE :
+		 MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY));
 	while (mailbox_search_next(search_ctx, &smail)) {
 		T_BEGIN {
-			ret = sync_copy_one(ctx, f, dbox, &batch, smail);
+			ret = sync_copy_one(ctx, f, dbox, batch, smail, large);
 		} T_END;
 		if (ret < 0)
 			break;
@@ -925,6 +1021,34 @@ sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		ret = -1;
 	}
 	(void)mailbox_transaction_commit(&st);
+	return ret;
+}
+
+static int
+sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *sbox, struct mailbox *dbox,
+		 const ARRAY_TYPE(seq_range) *copy_uids)
+{
+	ARRAY_TYPE(seq_range) uids, large_uids;
+	struct sync_copy_batch batch;
+	int ret;
+
+	i_zero(&batch);
+	i_gettimeofday(&ctx->folder_start);
+	ctx->progress_folder = f->dest_name;
+	ctx->progress_done = 0;
+	ctx->progress_total = seq_range_count(copy_uids);
+
+	t_array_init(&uids, array_count(copy_uids));
+	array_append_array(&uids, copy_uids);
+	t_array_init(&large_uids, 8);
+	ret = sync_find_large(ctx, sbox, &uids, &large_uids);
+	if (ret == 0)
+		ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, &uids, FALSE);
+	if (ret == 0) {
+		ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, &large_uids,
+				     TRUE);
+	}
 	/* keep what was saved completely, even after a failure */
 	if (sync_copy_commit(ctx, f, dbox, &batch) < 0)
 		ret = -1;
@@ -1543,7 +1667,8 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 	}
 }
 
-int migrate_sync_run(struct mail_user *dest_user, struct mail_user *src_user,
+int migrate_sync_run(struct mail_user *dest_user,
+		     struct migrate_source *source,
 		     const struct migrate_settings *set,
 		     const struct migrate_sync_options *opts,
 		     struct migrate_sync_stats *stats_r,
@@ -1558,7 +1683,8 @@ int migrate_sync_run(struct mail_user *dest_user, struct mail_user *src_user,
 	i_zero(&ctx);
 	ctx.pool = pool_alloconly_create("migrate sync", 4096);
 	ctx.dest_user = dest_user;
-	ctx.src_user = src_user;
+	ctx.source = source;
+	ctx.src_user = source->user;
 	ctx.set = set;
 	ctx.opts = opts;
 	ctx.stats = stats_r;
@@ -1583,6 +1709,8 @@ int migrate_sync_run(struct mail_user *dest_user, struct mail_user *src_user,
 	}
 	if (ctx.progress_printed && ctx.progress_tty)
 		fputc('\n', stderr);
+	if (ctx.fetcher != NULL)
+		migrate_fetcher_deinit(&ctx.fetcher);
 	if (ctx.state != NULL)
 		migrate_state_close(&ctx.state);
 	if (hash_table_is_created(ctx.src_names))

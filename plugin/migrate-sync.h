@@ -41,10 +41,11 @@ struct migrate_sync_stats {
 	unsigned int total_msecs;
 };
 
-/* Mirror every selected folder of src_user into dest_user.  Returns 0 on
+/* Mirror every selected folder of the source into dest_user.  Returns 0 on
    complete success, -1 otherwise with *error_code_r and *error_r of the
    failure that decides the exit code.  Stats are filled either way. */
-int migrate_sync_run(struct mail_user *dest_user, struct mail_user *src_user,
+int migrate_sync_run(struct mail_user *dest_user,
+		     struct migrate_source *source,
 		     const struct migrate_settings *set,
 		     const struct migrate_sync_options *opts,
 		     struct migrate_sync_stats *stats_r,

@@ -37,6 +37,12 @@ export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
 # STARTTLS, the default
 rig_migrate_source dest src "$SRC_PW" starttls
 
+# one message above the size read in pieces, over a connection of its own
+{
+	printf 'From: big@example.org\r\nSubject: big\r\n\r\n'
+	head -c $((6 * 1024 * 1024)) /dev/urandom | base64 -w 76 | sed 's/$/\r/'
+} >"$RIG/big.eml"
+rig_imap src gil "$SRC_PW" append --create Big "$RIG/big.eml" >/dev/null
 "$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user gil \
 	--password-env SRC_IMAP_PASSWORD --seed 9 --messages 120 --max-size 256K >/dev/null
 

@@ -1,0 +1,338 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "str.h"
+#include "istream.h"
+#include "safe-mkstemp.h"
+#include "write-full.h"
+#include "imap-arg.h"
+#include "imap-utf7.h"
+#include "imap-quote.h"
+#include "imapc-client.h"
+#include "mail-user.h"
+#include "migrate-settings.h"
+#include "migrate-fetch.h"
+
+#include <unistd.h>
+
+struct migrate_fetcher {
+	struct event *event;
+	struct imapc_client *client;
+	struct imapc_client_mailbox *box;
+	char *selected;
+
+	/* the message being read */
+	int fd;
+	uint32_t uid;
+	uoff_t size, written;
+	unsigned int pending;
+	bool failed, expunged;
+	char *error;
+	char *temp_prefix;
+};
+
+static void fetcher_set_error(struct migrate_fetcher *fetcher,
+			      const char *error)
+{
+	if (fetcher->error == NULL)
+		fetcher->error = i_strdup(error);
+	fetcher->failed = TRUE;
+}
+
+/* the pieces arrive in order on one connection: each is appended */
+static void
+fetcher_piece(struct migrate_fetcher *fetcher, const struct imap_arg *arg,
+	      const struct imapc_untagged_reply *reply, uoff_t offset)
+{
+	const char *data;
+	size_t size;
+
+	if (offset != fetcher->written) {
+		fetcher_set_error(fetcher, t_strdup_printf(
+			"UID %u: piece at offset %"PRIuUOFF_T", expected "
+			"%"PRIuUOFF_T, fetcher->uid, offset, fetcher->written));
+		return;
+	}
+	if (arg->type == IMAP_ARG_LITERAL_SIZE) {
+		/* imapc put the literal into a file */
+		unsigned char buf[IO_BLOCK_SIZE];
+		ssize_t ret;
+		int fd;
+
+		if (reply->file_args_count == 0) {
+			fetcher_set_error(fetcher, "Literal without its file");
+			return;
+		}
+		fd = reply->file_args[0].fd;
+		if (lseek(fd, 0, SEEK_SET) < 0) {
+			fetcher_set_error(fetcher, "lseek() failed");
+			return;
+		}
+		while ((ret = read(fd, buf, sizeof(buf))) > 0) {
+			if (write_full(fetcher->fd, buf, ret) < 0)
+				break;
+			fetcher->written += ret;
+		}
+		if (ret < 0)
+			fetcher_set_error(fetcher, "Reading the literal failed");
+		return;
+	}
+	if (!imap_arg_get_nstring(arg, &data) || data == NULL) {
+		fetcher_set_error(fetcher, "Invalid BODY[] in FETCH reply");
+		return;
+	}
+	size = arg->str_len;
+	if (write_full(fetcher->fd, data, size) < 0) {
+		fetcher_set_error(fetcher, t_strdup_printf(
+			"write(temp file) failed: %m"));
+		return;
+	}
+	fetcher->written += size;
+}
+
+static void
+fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
+{
+	struct migrate_fetcher *fetcher = context;
+	const struct imap_arg *list;
+	const char *key, *p;
+	unsigned int i, count;
+	uint32_t uid = 0;
+	uoff_t offset;
+
+	if (strcasecmp(reply->name, "FETCH") != 0 || fetcher->fd == -1 ||
+	    !imap_arg_get_list_full(reply->args, &list, &count))
+		return;
+	for (i = 0; i + 1 < count; i += 2) {
+		if (imap_arg_get_atom(&list[i], &key) &&
+		    strcasecmp(key, "UID") == 0) {
+			if (str_to_uint32(imap_arg_as_astring(&list[i+1]),
+					  &uid) < 0)
+				uid = 0;
+		}
+	}
+	if (uid != fetcher->uid)
+		return;
+	for (i = 0; i + 1 < count; i += 2) {
+		if (!imap_arg_get_atom(&list[i], &key) ||
+		    strncasecmp(key, "BODY[]<", 7) != 0)
+			continue;
+		p = strchr(key + 7, '>');
+		if (p == NULL || str_to_uoff(t_strdup_until(key + 7, p),
+					     &offset) < 0) {
+			fetcher_set_error(fetcher, t_strdup_printf(
+				"Invalid FETCH item %s", key));
+			return;
+		}
+		fetcher_piece(fetcher, &list[i+1], reply, offset);
+	}
+}
+
+static void
+fetcher_cmd_callback(const struct imapc_command_reply *reply, void *context)
+{
+	struct migrate_fetcher *fetcher = context;
+
+	i_assert(fetcher->pending > 0);
+	if (reply->state == IMAPC_COMMAND_STATE_NO &&
+	    fetcher->uid != 0 && fetcher->written == 0) {
+		/* e.g. the message was expunged meanwhile */
+		fetcher->expunged = TRUE;
+		fetcher_set_error(fetcher, reply->text_full);
+	} else if (reply->state != IMAPC_COMMAND_STATE_OK) {
+		fetcher_set_error(fetcher, t_strdup_printf("%s: %s",
+			imapc_command_state_names[reply->state],
+			reply->text_full));
+	}
+	if (--fetcher->pending == 0)
+		imapc_client_stop(fetcher->client);
+}
+
+static void
+fetcher_send(struct migrate_fetcher *fetcher, const char *cmd_str,
+	     bool select)
+{
+	struct imapc_command *cmd;
+
+	cmd = imapc_client_mailbox_cmd(fetcher->box, fetcher_cmd_callback,
+				       fetcher);
+	if (select)
+		imapc_command_set_flags(cmd, IMAPC_COMMAND_FLAG_SELECT);
+	fetcher->pending++;
+	imapc_command_send(cmd, cmd_str);
+}
+
+static void fetcher_run(struct migrate_fetcher *fetcher)
+{
+	if (fetcher->pending > 0)
+		imapc_client_run(fetcher->client);
+}
+
+struct migrate_fetcher *
+migrate_fetcher_init(const struct migrate_settings *set,
+		     struct mail_user *ssl_user, const char *dns_base_dir,
+		     struct event *event_parent)
+{
+	struct migrate_fetcher *fetcher;
+	struct imapc_client_settings cset;
+	string_t *temp_prefix;
+
+	fetcher = i_new(struct migrate_fetcher, 1);
+	fetcher->fd = -1;
+	fetcher->event = event_create(event_parent);
+	temp_prefix = t_str_new(128);
+	mail_user_set_get_temp_prefix(temp_prefix, ssl_user->set);
+	fetcher->temp_prefix = i_strdup(str_c(temp_prefix));
+
+	i_zero(&cset);
+	/* with a resolver, the host name is verified and resolved by it */
+	cset.host = set->source_ssl_hostname != NULL && dns_base_dir != NULL ?
+		set->source_ssl_hostname : set->source_host;
+	cset.port = set->source_port;
+	cset.username = set->source_user;
+	cset.master_user = set->source_master_user == NULL ? "" :
+		set->source_master_user;
+	cset.password = set->source_password;
+	cset.sasl_mechanisms = "";
+	cset.max_idle_time = IMAPC_DEFAULT_MAX_IDLE_TIME;
+	cset.session_id_prefix = "migrate";
+	cset.dns_client_socket_path = dns_base_dir == NULL ? "" :
+		t_strconcat(dns_base_dir, "/dns-client", NULL);
+	cset.temp_path_prefix = fetcher->temp_prefix;
+	mail_user_init_ssl_client_settings(ssl_user, &cset.ssl_set);
+	if (!set->source_ssl_verify)
+		cset.ssl_set.allow_invalid_cert = TRUE;
+	switch (set->source_ssl) {
+	case MIGRATE_SSL_NO:
+		cset.ssl_mode = IMAPC_CLIENT_SSL_MODE_NONE;
+		break;
+	case MIGRATE_SSL_IMAPS:
+		cset.ssl_mode = IMAPC_CLIENT_SSL_MODE_IMMEDIATE;
+		break;
+	case MIGRATE_SSL_STARTTLS:
+		cset.ssl_mode = IMAPC_CLIENT_SSL_MODE_STARTTLS;
+		break;
+	}
+	/* never a rawlog: it would contain the password */
+	cset.rawlog_dir = "";
+	cset.connect_timeout_msecs = IMAPC_DEFAULT_CONNECT_TIMEOUT_MSECS;
+	cset.connect_retry_count = 0;
+	cset.cmd_timeout_msecs = set->source_timeout_secs * 1000;
+	cset.max_line_length = IMAPC_DEFAULT_MAX_LINE_LENGTH;
+
+	fetcher->client = imapc_client_init(&cset, fetcher->event);
+	imapc_client_register_untagged(fetcher->client, fetcher_untagged,
+				       fetcher);
+	fetcher->box = imapc_client_mailbox_open(fetcher->client, NULL);
+	return fetcher;
+}
+
+void migrate_fetcher_deinit(struct migrate_fetcher **_fetcher)
+{
+	struct migrate_fetcher *fetcher = *_fetcher;
+
+	*_fetcher = NULL;
+	imapc_client_mailbox_close(&fetcher->box);
+	imapc_client_logout(fetcher->client);
+	imapc_client_deinit(&fetcher->client);
+	i_close_fd(&fetcher->fd);
+	event_unref(&fetcher->event);
+	i_free(fetcher->temp_prefix);
+	i_free(fetcher->selected);
+	i_free(fetcher->error);
+	i_free(fetcher);
+}
+
+static int
+fetcher_select(struct migrate_fetcher *fetcher, const char *mailbox,
+	       const char **error_r)
+{
+	string_t *name, *cmd;
+
+	if (fetcher->selected != NULL &&
+	    strcmp(fetcher->selected, mailbox) == 0)
+		return 0;
+	i_free(fetcher->selected);
+	name = t_str_new(128);
+	if (imap_utf8_to_utf7(mailbox, name) < 0) {
+		*error_r = t_strdup_printf("Invalid mailbox name %s", mailbox);
+		return -1;
+	}
+	cmd = t_str_new(128);
+	str_append(cmd, "EXAMINE ");
+	imap_append_astring(cmd, str_c(name));
+	fetcher->failed = FALSE;
+	i_free(fetcher->error);
+	fetcher_send(fetcher, str_c(cmd), TRUE);
+	fetcher_run(fetcher);
+	if (fetcher->failed) {
+		*error_r = t_strdup_printf("EXAMINE %s failed: %s", mailbox,
+					   fetcher->error);
+		return -1;
+	}
+	fetcher->selected = i_strdup(mailbox);
+	return 0;
+}
+
+int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
+			  const char *mailbox, uint32_t uid, uoff_t size,
+			  struct istream **input_r, bool *expunged_r,
+			  const char **error_r)
+{
+	string_t *path;
+	uoff_t offset = 0;
+	unsigned int i;
+
+	*expunged_r = FALSE;
+	fetcher->uid = 0;
+	if (fetcher_select(fetcher, mailbox, error_r) < 0)
+		return -1;
+
+	path = t_str_new(128);
+	str_append(path, fetcher->temp_prefix);
+	fetcher->fd = safe_mkstemp_hostpid(path, 0600, (uid_t)-1, (gid_t)-1);
+	if (fetcher->fd == -1) {
+		*error_r = t_strdup_printf("safe_mkstemp(%s) failed: %m",
+					   str_c(path));
+		return -1;
+	}
+	/* nobody else ever sees the file */
+	i_unlink(str_c(path));
+
+	fetcher->uid = uid;
+	fetcher->size = size;
+	fetcher->written = 0;
+	fetcher->failed = FALSE;
+	fetcher->expunged = FALSE;
+	i_free(fetcher->error);
+	while (offset < size && !fetcher->failed) {
+		/* a few pieces in flight: the round trip is paid once per
+		   window, memory is a few pieces */
+		for (i = 0; i < MIGRATE_FETCH_PIECES_IN_FLIGHT &&
+			    offset < size; i++) {
+			fetcher_send(fetcher, t_strdup_printf(
+				"UID FETCH %u (BODY.PEEK[]<%"PRIuUOFF_T".%u>)",
+				uid, offset, MIGRATE_FETCH_PIECE_SIZE), FALSE);
+			offset += MIGRATE_FETCH_PIECE_SIZE;
+		}
+		fetcher_run(fetcher);
+	}
+	if (!fetcher->failed && fetcher->written != size) {
+		/* RFC822.SIZE was wrong, or the message is gone */
+		if (fetcher->written == 0)
+			fetcher->expunged = TRUE;
+		fetcher_set_error(fetcher, t_strdup_printf(
+			"UID %u: read %"PRIuUOFF_T" bytes, RFC822.SIZE is "
+			"%"PRIuUOFF_T, uid, fetcher->written, size));
+	}
+	fetcher->uid = 0;
+	if (fetcher->failed) {
+		*expunged_r = fetcher->expunged;
+		*error_r = t_strdup(fetcher->error);
+		i_close_fd(&fetcher->fd);
+		return -1;
+	}
+	*input_r = i_stream_create_fd_autoclose(&fetcher->fd, IO_BLOCK_SIZE);
+	i_stream_set_name(*input_r, t_strdup_printf("%s UID %u", mailbox, uid));
+	return 0;
+}

@@ -1,0 +1,36 @@
+#ifndef MIGRATE_FETCH_H
+#define MIGRATE_FETCH_H
+
+/* Reads large messages from the source in bounded pieces over a connection
+   of our own (lib-imap-client): UID FETCH BODY.PEEK[]<offset.length>,
+   several pieces in flight, written to a temporary file.  imapc storage in
+   Dovecot 2.3.19 reads a whole BODY[] literal into memory (about three
+   times its size); with this, memory stays bounded whatever the size. */
+
+struct mail_user;
+struct migrate_settings;
+struct migrate_fetcher;
+
+/* messages larger than this are read in pieces */
+#define MIGRATE_FETCH_LARGE_SIZE (4*1024*1024)
+#define MIGRATE_FETCH_PIECE_SIZE (1024*1024)
+#define MIGRATE_FETCH_PIECES_IN_FLIGHT 4
+
+/* ssl_user gives the TLS client settings (CA file or directory);
+   dns_base_dir is migrate_source.resolver_dir or NULL. */
+struct migrate_fetcher *
+migrate_fetcher_init(const struct migrate_settings *set,
+		     struct mail_user *ssl_user, const char *dns_base_dir,
+		     struct event *event_parent);
+void migrate_fetcher_deinit(struct migrate_fetcher **fetcher);
+
+/* Fetch source message uid of size bytes from mailbox (its name as the
+   source storage shows it: UTF-8, the source's separator).  The returned
+   stream reads a temporary file that is gone when the stream is.  Returns
+   -1 with *expunged_r when the source no longer has the message. */
+int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
+			  const char *mailbox, uint32_t uid, uoff_t size,
+			  struct istream **input_r, bool *expunged_r,
+			  const char **error_r);
+
+#endif
