@@ -158,6 +158,28 @@ static void sync_progress(struct migrate_sync_ctx *ctx, bool force)
 	ctx->progress_printed = TRUE;
 }
 
+/* Search the messages with the given UIDs. */
+static struct mail_search_context *
+sync_search_uids(struct mailbox_transaction_context *t,
+		 const ARRAY_TYPE(seq_range) *uids,
+		 enum mail_fetch_field wanted_fields,
+		 struct mailbox_header_lookup_ctx *wanted_headers)
+{
+	struct mail_search_args *search_args;
+	struct mail_search_arg *sarg;
+	struct mail_search_context *search_ctx;
+
+	search_args = mail_search_build_init();
+	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
+	p_array_init(&sarg->value.seqset, search_args->pool,
+		     array_count(uids));
+	array_append_array(&sarg->value.seqset, uids);
+	search_ctx = mailbox_search_init(t, search_args, NULL,
+					 wanted_fields, wanted_headers);
+	mail_search_args_unref(&search_args);
+	return search_ctx;
+}
+
 static const char *
 sync_dest_guid(const struct migrate_state_folder *state, uint32_t uid)
 {
@@ -519,9 +541,8 @@ sync_scan_new_dest(struct migrate_sync_ctx *ctx,
 {
 	struct migrate_state_folder *state = f->state;
 	struct mailbox_transaction_context *t;
-	struct mail_search_args *search_args;
-	struct mail_search_arg *sarg;
 	struct mail_search_context *search_ctx;
+	ARRAY_TYPE(seq_range) new_uids;
 	struct mailbox_status status;
 	struct mail *mail;
 	const char *guid;
@@ -536,16 +557,11 @@ sync_scan_new_dest(struct migrate_sync_ctx *ctx,
 	if (status.uidnext <= state->dest_uidnext)
 		return 0;
 
-	search_args = mail_search_build_init();
-	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
-	p_array_init(&sarg->value.seqset, search_args->pool, 1);
-	seq_range_array_add_range(&sarg->value.seqset,
-				  I_MAX(state->dest_uidnext, 1),
+	t_array_init(&new_uids, 1);
+	seq_range_array_add_range(&new_uids, I_MAX(state->dest_uidnext, 1),
 				  status.uidnext - 1);
 	t = mailbox_transaction_begin(dbox, 0, __func__);
-	search_ctx = mailbox_search_init(t, search_args, NULL,
-					 MAIL_FETCH_GUID, NULL);
-	mail_search_args_unref(&search_args);
+	search_ctx = sync_search_uids(t, &new_uids, MAIL_FETCH_GUID, NULL);
 	while (mailbox_search_next(search_ctx, &mail)) {
 		if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0) {
 			if (mailbox_get_last_mail_error(dbox) ==
@@ -942,26 +958,6 @@ sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return 0;
 }
 
-static struct mail_search_context *
-sync_search_uids(struct mailbox_transaction_context *t,
-		 const ARRAY_TYPE(seq_range) *uids,
-		 enum mail_fetch_field wanted_fields)
-{
-	struct mail_search_args *search_args;
-	struct mail_search_arg *sarg;
-	struct mail_search_context *search_ctx;
-
-	search_args = mail_search_build_init();
-	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
-	p_array_init(&sarg->value.seqset, search_args->pool,
-		     array_count(uids));
-	array_append_array(&sarg->value.seqset, uids);
-	search_ctx = mailbox_search_init(t, search_args, NULL,
-					 wanted_fields, NULL);
-	mail_search_args_unref(&search_args);
-	return search_ctx;
-}
-
 /* Move the messages larger than MIGRATE_FETCH_LARGE_SIZE (by RFC822.SIZE,
    fetched without the bodies) from uids to large_uids. */
 static int
@@ -975,7 +971,7 @@ sync_find_large(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	int ret = 0;
 
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE);
+	search_ctx = sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		if (mail_get_virtual_size(smail, &size) == 0 &&
 		    size > MIGRATE_FETCH_LARGE_SIZE)
@@ -1008,7 +1004,7 @@ sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	search_ctx = sync_search_uids(st, uids,
 		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
 		(large ? MAIL_FETCH_VIRTUAL_SIZE :
-		 MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY));
+		 MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY), NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		T_BEGIN {
 			ret = sync_copy_one(ctx, f, dbox, batch, smail, large);
@@ -1151,8 +1147,6 @@ sync_folder_rematch(struct migrate_sync_ctx *ctx,
 	HASH_TABLE(const char *, void *) orphans;
 	struct mailbox_header_lookup_ctx *headers;
 	struct mailbox_transaction_context *st, *dt;
-	struct mail_search_args *search_args;
-	struct mail_search_arg *sarg;
 	struct mail_search_context *search_ctx;
 	struct mail *mail, *dmail;
 	struct mail_keywords *kw;
@@ -1172,13 +1166,8 @@ sync_folder_rematch(struct migrate_sync_ctx *ctx,
 	}
 	headers = mailbox_header_lookup_init(dbox, match_headers);
 	dt = mailbox_transaction_begin(dbox, 0, __func__);
-	search_args = mail_search_build_init();
-	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
-	p_array_init(&sarg->value.seqset, search_args->pool, 16);
-	array_append_array(&sarg->value.seqset, candidates);
-	search_ctx = mailbox_search_init(dt, search_args, NULL,
+	search_ctx = sync_search_uids(dt, candidates,
 		MAIL_FETCH_RECEIVED_DATE | MAIL_FETCH_VIRTUAL_SIZE, headers);
-	mail_search_args_unref(&search_args);
 	mailbox_header_lookup_unref(&headers);
 	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
 		key = sync_mail_match_key(mail);
@@ -1197,14 +1186,9 @@ sync_folder_rematch(struct migrate_sync_ctx *ctx,
 
 	headers = mailbox_header_lookup_init(sbox, match_headers);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_args = mail_search_build_init();
-	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
-	p_array_init(&sarg->value.seqset, search_args->pool, 16);
-	array_append_array(&sarg->value.seqset, copy_uids);
-	search_ctx = mailbox_search_init(st, search_args, NULL,
+	search_ctx = sync_search_uids(st, copy_uids,
 		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
 		MAIL_FETCH_VIRTUAL_SIZE, headers);
-	mail_search_args_unref(&search_args);
 	mailbox_header_lookup_unref(&headers);
 	dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
 	while (ret == 0 && mailbox_search_next(search_ctx, &mail)) T_BEGIN {
