@@ -75,6 +75,23 @@ tap_run "checker: equal through the prefix, separator and name mapping" \
 	--escape-char _ --no-special-use
 tap_diag "$(tail -n 2 <<<"$TAP_OUT")"
 
+# --- special-use mapping off, and an include pattern -----------------------------
+rig_add_user dest dora@example.com "$DEST_PW" userdb_migrate_source_user=dave \
+	userdb_migrate_special_use=no "userdb_migrate_include=INBOX.Itens*"
+migrate dora migrate -u dora@example.com
+tap_is "$MIG_RC" 0 "a run with special-use mapping off and an include pattern exits 0"
+dlist=$(dimap dora list)
+if grep -qx 'Itens Enviados' <<<"$dlist" && ! grep -qx -e Sent -e Work <<<"$dlist"; then
+	tap_ok "only the included folder is copied, under its own name"
+else
+	tap_fail "only the included folder is copied, under its own name"
+	tap_diag "$dlist"
+fi
+
+# --- usage --------------------------------------------------------------------------
+migrate dora migrate -u dora@example.com unexpected-argument
+tap_is "$MIG_RC" 64 "an unexpected argument is a usage error (64)"
+
 # --- debug logging shows no password ---------------------------------------------
 simap dave append INBOX "$RIG/slash.eml" >/dev/null
 migrate dave -D migrate -u dave@example.com
@@ -84,6 +101,8 @@ if grep -qF -e "$SRC_PW" -e 'Edge;pass' "$MIG_OUT"; then
 else
 	tap_ok "debug output ($(wc -l <"$MIG_OUT") lines) has no password"
 fi
+tap_like "the migrate category logs its named events" \
+	'migrate: Synced INBOX(.|\n)*migrate: Finished: ' "$(cat "$MIG_OUT")"
 
 # --- a keyword the destination refuses is dropped, the message kept ---------------
 for i in 1 2 3; do
