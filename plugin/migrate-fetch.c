@@ -24,8 +24,11 @@ struct migrate_fetcher {
 	/* the message being read */
 	int fd;
 	uint32_t uid;
-	uoff_t size, written;
+	uoff_t written;
 	unsigned int pending;
+	/* a piece came back shorter than asked: the end of the message */
+	bool eof;
+	bool got_piece;
 	bool failed, expunged;
 	char *error;
 	char *temp_prefix;
@@ -48,6 +51,7 @@ fetcher_piece(struct migrate_fetcher *fetcher, const struct imap_arg *arg,
 	size_t size;
 
 	if (offset != fetcher->written) {
+		/* pieces arrive in order, so a gap is an error */
 		fetcher_set_error(fetcher, t_strdup_printf(
 			"UID %u: piece at offset %"PRIuUOFF_T", expected "
 			"%"PRIuUOFF_T, fetcher->uid, offset, fetcher->written));
@@ -68,26 +72,34 @@ fetcher_piece(struct migrate_fetcher *fetcher, const struct imap_arg *arg,
 			fetcher_set_error(fetcher, "lseek() failed");
 			return;
 		}
+		uoff_t piece = 0;
+
 		while ((ret = read(fd, buf, sizeof(buf))) > 0) {
 			if (write_full(fetcher->fd, buf, ret) < 0)
 				break;
-			fetcher->written += ret;
+			piece += ret;
 		}
 		if (ret < 0)
 			fetcher_set_error(fetcher, "Reading the literal failed");
+		fetcher->written += piece;
+		if (piece < MIGRATE_FETCH_PIECE_SIZE)
+			fetcher->eof = TRUE;
 		return;
 	}
-	if (!imap_arg_get_nstring(arg, &data) || data == NULL) {
+	if (!imap_arg_get_nstring(arg, &data)) {
 		fetcher_set_error(fetcher, "Invalid BODY[] in FETCH reply");
 		return;
 	}
-	size = arg->str_len;
+	/* NIL or "" past the end */
+	size = data == NULL ? 0 : arg->str_len;
 	if (write_full(fetcher->fd, data, size) < 0) {
 		fetcher_set_error(fetcher, t_strdup_printf(
 			"write(temp file) failed: %m"));
 		return;
 	}
 	fetcher->written += size;
+	if (size < MIGRATE_FETCH_PIECE_SIZE)
+		fetcher->eof = TRUE;
 }
 
 static void
@@ -123,6 +135,11 @@ fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 			fetcher_set_error(fetcher, t_strdup_printf(
 				"Invalid FETCH item %s", key));
 			return;
+		}
+		fetcher->got_piece = TRUE;
+		if (fetcher->eof) {
+			/* pieces sent past the end in the same window */
+			continue;
 		}
 		fetcher_piece(fetcher, &list[i+1], reply, offset);
 	}
@@ -300,30 +317,32 @@ int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 	i_unlink(str_c(path));
 
 	fetcher->uid = uid;
-	fetcher->size = size;
 	fetcher->written = 0;
+	fetcher->eof = FALSE;
+	fetcher->got_piece = FALSE;
 	fetcher->failed = FALSE;
 	fetcher->expunged = FALSE;
 	i_free(fetcher->error);
-	while (offset < size && !fetcher->failed) {
+	/* RFC822.SIZE is only a hint (some servers get it wrong): read until
+	   a piece comes back short */
+	while (!fetcher->eof && !fetcher->failed) {
 		/* a few pieces in flight: the round trip is paid once per
 		   window, memory is a few pieces */
 		for (i = 0; i < MIGRATE_FETCH_PIECES_IN_FLIGHT &&
-			    offset < size; i++) {
+			    (i == 0 || offset < size); i++) {
 			fetcher_send(fetcher, t_strdup_printf(
 				"UID FETCH %u (BODY.PEEK[]<%"PRIuUOFF_T".%u>)",
 				uid, offset, MIGRATE_FETCH_PIECE_SIZE), FALSE);
 			offset += MIGRATE_FETCH_PIECE_SIZE;
 		}
 		fetcher_run(fetcher);
-	}
-	if (!fetcher->failed && fetcher->written != size) {
-		/* RFC822.SIZE was wrong, or the message is gone */
-		if (fetcher->written == 0)
+		if (!fetcher->got_piece && !fetcher->failed) {
+			/* UID FETCH of a UID that is gone answers OK with
+			   nothing */
 			fetcher->expunged = TRUE;
-		fetcher_set_error(fetcher, t_strdup_printf(
-			"UID %u: read %"PRIuUOFF_T" bytes, RFC822.SIZE is "
-			"%"PRIuUOFF_T, uid, fetcher->written, size));
+			fetcher_set_error(fetcher, t_strdup_printf(
+				"UID %u is gone", uid));
+		}
 	}
 	fetcher->uid = 0;
 	if (fetcher->failed) {

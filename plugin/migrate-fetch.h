@@ -24,10 +24,12 @@ migrate_fetcher_init(const struct migrate_settings *set,
 		     struct event *event_parent);
 void migrate_fetcher_deinit(struct migrate_fetcher **fetcher);
 
-/* Fetch source message uid of size bytes from mailbox (its name as the
-   source storage shows it: UTF-8, the source's separator).  The returned
-   stream reads a temporary file that is gone when the stream is.  Returns
-   -1 with *expunged_r when the source no longer has the message. */
+/* Fetch source message uid from mailbox (its name as the source storage
+   shows it: UTF-8, the source's separator).  size (RFC822.SIZE) only sizes
+   the first window of pieces: reading goes on until a piece comes back
+   short.  The returned stream reads a temporary file that is gone when the
+   stream is.  Returns -1 with *expunged_r when the source no longer has
+   the message. */
 int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 			  const char *mailbox, uint32_t uid, uoff_t size,
 			  struct istream **input_r, bool *expunged_r,
