@@ -9,7 +9,30 @@
 #include "migrate-sync.h"
 #include "doveadm-migrate.h"
 
-#include <unistd.h>
+/* One summary row per user, failed ones included. */
+static void
+cmd_migrate_sync_print(struct mail_user *user, const char *result,
+		       const struct migrate_sync_stats *stats)
+{
+	doveadm_print(user->username);
+	doveadm_print(result);
+	doveadm_print_num(stats->folders);
+	doveadm_print_num(stats->folders_unchanged);
+	doveadm_print_num(stats->folders_created);
+	doveadm_print_num(stats->folders_renamed);
+	doveadm_print_num(stats->folders_deleted);
+	doveadm_print_num(stats->messages_copied);
+	doveadm_print_num(stats->messages_updated);
+	doveadm_print_num(stats->messages_deleted);
+	doveadm_print_num(stats->messages_skipped);
+	doveadm_print_num(stats->messages_foreign);
+	doveadm_print_num(stats->messages_recovered);
+	doveadm_print_num(stats->flags_dropped);
+	doveadm_print_num(stats->deletes_withheld);
+	doveadm_print_num(stats->bytes_copied);
+	doveadm_print(t_strdup_printf("%u.%03u", stats->total_msecs / 1000,
+				      stats->total_msecs % 1000));
+}
 
 static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 				struct mail_user *user)
@@ -22,48 +45,30 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_source *source;
 	enum migrate_error error_code;
 	const char *error;
-	int ret;
 
+	i_zero(&stats);
 	if (migrate_user_settings_read(user, TRUE, &set, &error) < 0) {
 		i_error("migrate: %s: Invalid settings: %s",
 			user->username, error);
-		migrate_cmd_failed(ctx, MIGRATE_ERROR_CONFIG);
-		return -1;
-	}
-	if (migrate_source_init(_ctx->storage_service, _ctx->cur_service_user,
-				user, set, &source, &error_code, &error) < 0) {
+		error_code = MIGRATE_ERROR_CONFIG;
+	} else if (migrate_source_init(_ctx->storage_service,
+				       _ctx->cur_service_user, user, set,
+				       &source, &error_code, &error) < 0) {
 		i_error("migrate: %s: %s", user->username, error);
-		migrate_cmd_failed(ctx, error_code);
-		return -1;
+	} else {
+		i_zero(&opts);
+		opts.dry_run = ctx->dry_run;
+		opts.force = ctx->force;
+		opts.progress = TRUE;
+		/* the engine logs its own errors */
+		if (migrate_sync_run(user, source, set, &opts, &stats,
+				     &error_code, &error) == 0)
+			error_code = MIGRATE_ERROR_NONE;
+		migrate_source_deinit(&source);
 	}
-
-	i_zero(&opts);
-	opts.dry_run = ctx->dry_run;
-	opts.force = ctx->force;
-	opts.progress = TRUE;
-	ret = migrate_sync_run(user, source, set, &opts, &stats,
-			       &error_code, &error);
-	migrate_source_deinit(&source);
-
-	doveadm_print(user->username);
-	doveadm_print(ret == 0 ? "ok" : "failed");
-	doveadm_print_num(stats.folders);
-	doveadm_print_num(stats.folders_unchanged);
-	doveadm_print_num(stats.folders_created);
-	doveadm_print_num(stats.folders_renamed);
-	doveadm_print_num(stats.folders_deleted);
-	doveadm_print_num(stats.messages_copied);
-	doveadm_print_num(stats.messages_updated);
-	doveadm_print_num(stats.messages_deleted);
-	doveadm_print_num(stats.messages_skipped);
-	doveadm_print_num(stats.messages_foreign);
-	doveadm_print_num(stats.flags_dropped);
-	doveadm_print_num(stats.deletes_withheld);
-	doveadm_print_num(stats.bytes_copied);
-	doveadm_print(t_strdup_printf("%u.%03u", stats.total_msecs / 1000,
-				      stats.total_msecs % 1000));
-	if (ret < 0) {
-		i_error("migrate: %s: %s", user->username, error);
+	cmd_migrate_sync_print(user, error_code == MIGRATE_ERROR_NONE ?
+			       "ok" : "failed", &stats);
+	if (error_code != MIGRATE_ERROR_NONE) {
 		migrate_cmd_failed(ctx, error_code);
 		return -1;
 	}
@@ -76,7 +81,8 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx ATTR_UNU
 	static const char *const fields[] = {
 		"user", "result", "folders", "unchanged", "created",
 		"renamed", "folders_deleted", "copied", "updated", "deleted",
-		"skipped", "foreign", "flags_dropped", "deletes_withheld",
+		"skipped", "foreign", "recovered", "flags_dropped",
+		"deletes_withheld",
 		"bytes", "seconds",
 	};
 	unsigned int i;
