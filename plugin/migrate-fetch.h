@@ -11,8 +11,10 @@ struct mail_user;
 struct migrate_settings;
 struct migrate_fetcher;
 
-/* messages larger than this are read in pieces */
-#define MIGRATE_FETCH_LARGE_SIZE (4*1024*1024)
+/* messages larger than this are read in pieces; with migrate_prefetch (50)
+   messages read ahead by imapc, each held in memory whole, this bounds the
+   read-ahead to about 25 MB */
+#define MIGRATE_FETCH_LARGE_SIZE (512*1024)
 #define MIGRATE_FETCH_PIECE_SIZE (1024*1024)
 #define MIGRATE_FETCH_PIECES_IN_FLIGHT 4
 
