@@ -14,12 +14,6 @@
 
 #include <sysexits.h>
 
-void migrate_error_merge(enum migrate_error *error, enum migrate_error new)
-{
-	if (new > *error)
-		*error = new;
-}
-
 int migrate_error_to_exit_code(enum migrate_error error)
 {
 	switch (error) {

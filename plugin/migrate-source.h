@@ -29,8 +29,6 @@ enum migrate_error {
 	MIGRATE_ERROR_TEMP,
 };
 
-/* Update *error with new, keeping the one that decides the exit code. */
-void migrate_error_merge(enum migrate_error *error, enum migrate_error new);
 /* The sysexits code doveadm should exit with. */
 int migrate_error_to_exit_code(enum migrate_error error);
 /* Classify a storage error of the source. */

@@ -1410,7 +1410,6 @@ static void sync_find_gone_and_renamed(struct migrate_sync_ctx *ctx)
 		if (sync_rename_dest(ctx, state, f) < 0) {
 			/* never copy the folder again under its new name */
 			f->selected = FALSE;
-			ctx->stats->folders_failed++;
 			continue;
 		}
 		state->src_name = p_strdup(ctx->pool, f->src_name);
@@ -1621,8 +1620,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 			continue;
 		f->state = migrate_state_folder_lookup(ctx->state,
 						       f->src_name);
-		if (sync_folder_status(ctx, f) < 0)
-			ctx->stats->folders_failed++;
+		(void)sync_folder_status(ctx, f);
 	}
 	sync_find_gone_and_renamed(ctx);
 
@@ -1634,8 +1632,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 		ctx->progress_folder = f->dest_name;
 		ctx->progress_done = ctx->progress_total = 0;
 		T_BEGIN {
-			if (sync_folder(ctx, f) < 0)
-				ctx->stats->folders_failed++;
+			(void)sync_folder(ctx, f);
 		} T_END;
 		if (!ctx->opts->dry_run &&
 		    migrate_state_flush(ctx->state, ctx->set->fsync,

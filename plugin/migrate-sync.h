@@ -22,7 +22,6 @@ struct migrate_sync_stats {
 	unsigned int folders_created;
 	unsigned int folders_renamed;
 	unsigned int folders_deleted;
-	unsigned int folders_failed;
 
 	unsigned int messages_copied;
 	unsigned int messages_updated;
