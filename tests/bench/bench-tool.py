@@ -336,7 +336,7 @@ def cmd_mbsync_check(a):
 # report
 
 TOOLS = ["migrate", "dsync-default", "dsync-tuned", "mbsync", "ceiling"]
-PHASES = ["a-full", "b-noop", "c-changes"]
+PHASES = ["a-full", "a-fsync", "b-noop", "c-changes", "e-batch"]
 
 
 def cmd_report(a):
@@ -349,9 +349,12 @@ def cmd_report(a):
                 runs.append(json.loads(line))
     by = {(r["tool"], r["phase"]): r for r in runs}
     corpus_mb = meta["corpus"]["bytes"] / 1e6
+    batch_mb = meta.get("batch", {}).get("bytes", 0) / 1e6
     for r in runs:
-        if r["phase"] == "a-full" and r.get("wall_s"):
-            r["mb_per_s"] = round(corpus_mb / r["wall_s"], 1)
+        mb = {"a-full": corpus_mb, "a-fsync": corpus_mb,
+              "e-batch": batch_mb}.get(r["phase"])
+        if mb and r.get("wall_s"):
+            r["mb_per_s"] = round(mb / r["wall_s"], 1)
         mig = by.get(("migrate", r["phase"]))
         r["migrate_ratio"] = None
         if mig and r["tool"] != "migrate" and r.get("wall_s") and \
@@ -389,9 +392,15 @@ def cmd_report(a):
     print("\nratios: doveadm migrate's wall time / the other tool's, same phase "
           "(< 1: migrate is faster);\ndsD dsync-default, dsT dsync-tuned, mbs "
           "mbsync, ceil ceiling; the other tools' rows show migrate/that tool.\n"
-          "corpus: %d messages, %.1f MB; cpu/peak are the client process "
+          "corpus: %d messages, %.1f MB; cpu/peak are the client process(es) "
           "only; the source was loaded in %.1f s" % (
               meta["corpus"]["messages"], corpus_mb, meta["corpus"]["load_s"]))
+    if batch_mb:
+        b = meta["batch"]
+        print("e-batch: %d accounts, %d messages, %.1f MB, %d at a time; "
+              "peak MB is the largest single process" % (
+                  b["accounts"], b["messages"], batch_mb, b["jobs"]))
+    print("filesystem of the mail: %s" % meta.get("filesystem"))
     out = dict(meta)
     out["runs"] = runs
     with open(a.out, "w") as f:

@@ -12,22 +12,35 @@
 #   mbsync         isync's mbsync pulling into a plain Maildir
 #   ceiling        one IMAP connection, per folder SELECT + pipelined
 #                  UID FETCH 1:* BODY.PEEK[], bodies read and discarded
-# Phases: a-full (empty destination), b-noop (re-run, nothing changed; not
-# for the ceiling), c-changes (re-run after 100 appends, 100 flag changes
-# and 100 expunges at the source, made once for all tools).
-# Both destinations are rig instances (mail_fsync = never for both).
+# Phases:
+#   a-full     empty destination, fsync off everywhere (mail_fsync = never,
+#              mbsync FSync no)
+#   a-fsync    the same into other empty destinations with fsync on
+#              (Dovecot's default mail_fsync = optimized, mbsync FSync yes;
+#              migrate, dsync-tuned and mbsync)
+#   b-noop     re-run, nothing changed (not for the ceiling)
+#   c-changes  re-run after 100 appends, 100 flag changes and 100
+#              expunges at the source, made once for all tools
+#   e-batch    BATCH_ACCOUNTS small accounts (their own corpus, seeds
+#              1001...), BATCH_JOBS of them at a time, each tool as
+#              doveadm migrate batch will run it: one process per account
+#              (migrate, dsync-tuned, mbsync, ceiling)
+# Destinations are rig instances (mail_fsync = never unless a-fsync).
 #
-# Per tool and phase: wall s, CPU s (user+sys of the client process, from
-# GNU time's wait4), peak RSS, MB/s for a-full, migrate's wall
-# time / each other tool's, and fidelity after a and c (imap-compare for
-# migrate and the dsyncs; counts/sizes/flags per folder for mbsync).
+# Per tool and phase: wall s, CPU s (user+sys of the client processes, from
+# GNU time's wait4), peak RSS (largest single process), MB/s for the full
+# copies and the batch, migrate's wall time / each other tool's, and
+# fidelity after a, c and e (imap-compare for migrate and the dsyncs;
+# counts/sizes/flags per folder for mbsync).
 # Output: a table on stdout, all numbers in JSON (default
 # tests/bench/out/bench-<preset>.json).
 #
 # Nothing is asserted about the times.  Exit status: 0 when every tool ran
 # (exit 0) in every phase, 1 otherwise, 2 on setup errors.
 # Knobs: BENCH_KEEP=1 keeps the temp dir; BENCH_MESSAGES, BENCH_MAX_SIZE,
-# BENCH_SEED, BENCH_TIMEOUT (seconds per tool run) override the preset.
+# BENCH_SEED, BENCH_TIMEOUT (seconds per tool run), BENCH_ACCOUNTS,
+# BENCH_ACCOUNT_MESSAGES, BENCH_JOBS override the preset; RIG_TMPDIR=DIR
+# puts the servers and all mail there (e.g. a tmpfs).
 
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -45,15 +58,18 @@ while [ $# -gt 0 ]; do
 	esac
 done
 case $PRESET in
-quick) messages=5000 max_size=3M timeout=600 ;;
+quick) messages=5000 max_size=3M timeout=600 accounts=20 account_msgs=250 ;;
 # gen-corpus.py has a fixed set of 16 folders (15 with messages)
-large) messages=200000 max_size=3M timeout=14400 ;;
+large) messages=200000 max_size=3M timeout=14400 accounts=200 account_msgs=1000 ;;
 *) echo "run-bench: --preset quick|large" >&2; exit 2 ;;
 esac
 MESSAGES=${BENCH_MESSAGES:-$messages}
 MAX_SIZE=${BENCH_MAX_SIZE:-$max_size}
 SEED=${BENCH_SEED:-7}
 TIMEOUT=${BENCH_TIMEOUT:-$timeout}
+ACCOUNTS=${BENCH_ACCOUNTS:-$accounts}
+ACCOUNT_MSGS=${BENCH_ACCOUNT_MESSAGES:-$account_msgs}
+JOBS=${BENCH_JOBS:-$(($(nproc) * 2))}
 OUT=${OUT:-$BENCH_DIR/out/bench-$PRESET.json}
 mkdir -p "$(dirname "$OUT")" || exit 2
 OUT=$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")
@@ -98,12 +114,27 @@ rig_add_user mig "$SRC_USER" "$DEST_PW" "userdb_migrate_source_user=$SRC_USER"
 rig_migrate_source mig src "$SRC_PW"
 rig_add_user dsync dsync-default "$DEST_PW"
 rig_add_user dsync dsync-tuned "$DEST_PW"
+# a-fsync: the same account again into other empty destinations
+rig_add_user mig "fs-$SRC_USER" "$DEST_PW" "userdb_migrate_source_user=$SRC_USER"
+rig_add_user dsync dsync-fs "$DEST_PW"
 rig_conf_add dsync "imapc_host = 127.0.0.1
 imapc_port = $(rig_port src)
 imapc_user = $SRC_USER
 imapc_password = <$RIG/src.pw
 imapc_features = rfc822.size fetch-headers modseq" || exit 2
 SRC_PORT=$(rig_port src)
+
+# e-batch: the accounts b0001... at the source, at migrate's destination
+# (same name) and at dsync's (dsync-b0001...)
+BATCH_USERS=()
+for i in $(seq 1 "$ACCOUNTS"); do
+	u=$(printf 'b%04d' "$i")
+	BATCH_USERS+=("$u")
+	rig_add_user src "$u" "$SRC_PW"
+	rig_add_user mig "$u" "$DEST_PW"
+	rig_add_user dsync "dsync-$u" "$DEST_PW"
+done
+printf '%s\n' "${BATCH_USERS[@]}" >"$RIG/accounts"
 
 # --- corpus ---------------------------------------------------------------
 log "loading $MESSAGES messages (max size $MAX_SIZE, seed $SEED)"
@@ -117,14 +148,32 @@ corpus_msgs=$(wc -l <"$RIG/manifest")
 load_s=$(awk -v a="$load_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 log "corpus: $corpus_msgs messages, $((corpus_bytes / 1000000)) MB, loaded in $load_s s"
 
+log "loading $ACCOUNTS accounts of $ACCOUNT_MSGS messages"
+mkdir -p "$RIG/batch-manifest"
+# shellcheck disable=SC2016 # expanded by the inner sh
+xargs -a "$RIG/accounts" -P "$JOBS" -I{} sh -c '
+	"$1" "$2/gen-corpus.py" --port "$3" --user "$4" --password-file "$5" \
+		--seed "$(expr 1000 + "${4#b}")" --messages "$6" --max-size "$7" \
+		--connections 1 --manifest "$8/$4" >"$9/gen-corpus-$4.log" 2>&1' \
+	sh "$PY" "$T" "$SRC_PORT" {} "$RIG/src.pw" "$ACCOUNT_MSGS" "$MAX_SIZE" \
+	"$RIG/batch-manifest" "$RIG/logs" ||
+	{ log "loading the batch accounts failed"; exit 2; }
+batch_bytes=$(cat "$RIG/batch-manifest/"* | awk -F '\t' '{ s += $3 } END { printf "%d", s }')
+batch_msgs=$(cat "$RIG/batch-manifest/"* | wc -l)
+log "batch corpus: $batch_msgs messages, $((batch_bytes / 1000000)) MB"
+
 # --- mbsync configuration -------------------------------------------------
-MBS=$RIG/mbsync
-mkdir -p "$MBS/Maildir" "$MBS/state"
-cat >"$MBS/mbsyncrc" <<EOF
+# mbsync_conf DIR USER FSYNC: one channel pulling USER's account into DIR
+mbsync_conf() {
+	local dir=$1 user=$2 fsync=$3
+	mkdir -p "$dir/Maildir" "$dir/state"
+	cat >"$dir/mbsyncrc" <<EOF
+FSync $fsync
+
 IMAPAccount source
 Host 127.0.0.1
 Port $SRC_PORT
-User $SRC_USER
+User $user
 PassCmd "cat $RIG/src.pw"
 SSLType None
 AuthMechs LOGIN
@@ -133,8 +182,8 @@ IMAPStore source-imap
 Account source
 
 MaildirStore local
-Path $MBS/Maildir/
-Inbox $MBS/INBOX
+Path $dir/Maildir/
+Inbox $dir/INBOX
 SubFolders Verbatim
 
 Channel bench
@@ -145,44 +194,85 @@ Create Near
 Sync Pull
 Expunge Near
 CopyArrivalDate yes
-SyncState $MBS/state/
+SyncState $dir/state/
 EOF
+}
+MBS=$RIG/mbsync
+mbsync_conf "$MBS" "$SRC_USER" no
+mbsync_conf "$RIG/mbsync-fs" "$SRC_USER" yes
+for u in "${BATCH_USERS[@]}"; do
+	mbsync_conf "$RIG/mbsync-batch/$u" "$u" no
+done
 
 # --- the commands ---------------------------------------------------------
-# sets CMD to TOOL's command line.  doveadm of the "mig" destination sees
-# our doveadm module only inside a private mount namespace (as rig_doveadm
-# does; spelled out because the timing wrapper execs a program)
+# doveadm of the "mig" destination sees our doveadm module only inside a
+# private mount namespace (as rig_doveadm does; spelled out because the
+# timing wrapper execs a program).  "acct TOOL USER" runs TOOL for one
+# account of the batch.
 # shellcheck disable=SC2016 # $1/$2 belong to the inner sh
+MIGRATE=(unshare -m -- sh -c 'mods=$1 conf=$2; shift 2
+	mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
+	exec doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$(rig_conf mig)")
+DSYNC=(doveadm -c "$(rig_conf dsync)")
+cat >"$RIG/acct" <<EOF
+#!/bin/bash
+# acct TOOL USER: one account of the e-batch phase
+case \$1 in
+migrate) exec $(printf '%q ' "${MIGRATE[@]}") migrate -u "\$2" ;;
+dsync-tuned) exec $(printf '%q ' "${DSYNC[@]}") -o mail_prefetch_count=20 \\
+	-o imapc_user="\$2" backup -R -u "dsync-\$2" imapc: ;;
+mbsync) exec mbsync -q -c "$RIG/mbsync-batch/\$2/mbsyncrc" -a ;;
+ceiling) exec $PY $BENCH_DIR/bench-tool.py ceiling --port $SRC_PORT \\
+	--user "\$2" --password-file $RIG/src.pw ;;
+esac
+exit 2
+EOF
+chmod 755 "$RIG/acct"
+
+# sets CMD to TOOL's command line in PHASE
 set_cmd() {
-	case $1 in
-	migrate) CMD=(unshare -m -- sh -c 'mods=$1 conf=$2; shift 2
-		mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
-		exec doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$(rig_conf mig)"
-		migrate -u "$SRC_USER") ;;
-	dsync-default) CMD=(doveadm -c "$(rig_conf dsync)"
+	local tool=$1 phase=$2
+	if [ "$phase" = e-batch ]; then
+		CMD=(xargs -a "$RIG/accounts" -P "$JOBS" -n 1 "$RIG/acct" "$tool")
+		return
+	fi
+	case $tool:$phase in
+	migrate:a-fsync) CMD=("${MIGRATE[@]}" -o mail_fsync=optimized
+		migrate -u "fs-$SRC_USER") ;;
+	migrate:*) CMD=("${MIGRATE[@]}" migrate -u "$SRC_USER") ;;
+	dsync-default:*) CMD=("${DSYNC[@]}"
 		backup -R -u dsync-default imapc:) ;;
-	dsync-tuned) CMD=(doveadm -c "$(rig_conf dsync)" -o mail_prefetch_count=20
+	dsync-tuned:a-fsync) CMD=("${DSYNC[@]}" -o mail_prefetch_count=20
+		-o mail_fsync=optimized backup -R -u dsync-fs imapc:) ;;
+	dsync-tuned:*) CMD=("${DSYNC[@]}" -o mail_prefetch_count=20
 		backup -R -u dsync-tuned imapc:) ;;
-	mbsync) CMD=(mbsync -q -c "$MBS/mbsyncrc" -a) ;;
-	ceiling) CMD=("$PY" "$BENCH_DIR/bench-tool.py" ceiling --port "$SRC_PORT"
+	mbsync:a-fsync) CMD=(mbsync -q -c "$RIG/mbsync-fs/mbsyncrc" -a) ;;
+	mbsync:*) CMD=(mbsync -q -c "$MBS/mbsyncrc" -a) ;;
+	ceiling:*) CMD=("$PY" "$BENCH_DIR/bench-tool.py" ceiling --port "$SRC_PORT"
 		--user "$SRC_USER" --password-file "$RIG/src.pw") ;;
 	esac
 }
 
-# fidelity of TOOL's copy right now: prints the verdict, details in a file
-check() {
-	local tool=$1 phase=$2 inst user
+# check_one TOOL SRC_USER LOG: fidelity of TOOL's copy of SRC_USER's
+# account right now; prints the verdict, details in LOG
+check_one() {
+	local tool=$1 src_user=$2 log=$3 inst user mbs
 	case $tool in
-	migrate) inst=mig user=$SRC_USER ;;
+	migrate) inst=mig user=$src_user ;;
+	migrate-fs) inst=mig user=fs-$src_user ;;
 	dsync-*) inst=dsync user=$tool ;;
-	mbsync)
-		$TOOL mbsync-check --port "$SRC_PORT" --user "$SRC_USER" \
-			--password-file "$RIG/src.pw" --maildir "$MBS/Maildir" \
-			--inbox "$MBS/INBOX" --json "$RIG/rec/check-$tool-$phase.json" \
-			>"$RIG/logs/check-$tool-$phase.log" 2>&1
+	mbsync*)
+		case $tool in
+		mbsync) mbs=$MBS ;;
+		mbsync-fs) mbs=$RIG/mbsync-fs ;;
+		*) mbs=$RIG/mbsync-batch/$src_user ;;
+		esac
+		$TOOL mbsync-check --port "$SRC_PORT" --user "$src_user" \
+			--password-file "$RIG/src.pw" --maildir "$mbs/Maildir" \
+			--inbox "$mbs/INBOX" >"$log" 2>&1
 		# "mbsync-check: VERDICT (n/m messages, flags ..., X-TUID ..., keywords ...)"
 		local line
-		line=$(tail -n1 "$RIG/logs/check-$tool-$phase.log")
+		line=$(tail -n1 "$log")
 		case $line in
 		"mbsync-check: "*) echo "${line#mbsync-check: }" ;;
 		*) echo "check failed" ;;
@@ -190,16 +280,52 @@ check() {
 		return ;;
 	*) echo "-"; return ;;
 	esac
-	"$PY" "$T/imap-compare.py" --src-port "$SRC_PORT" --src-user "$SRC_USER" \
+	"$PY" "$T/imap-compare.py" --src-port "$SRC_PORT" --src-user "$src_user" \
 		--src-password-file "$RIG/src.pw" --dest-port "$(rig_port "$inst")" \
 		--dest-user "$user" --dest-password-file "$RIG/dest.pw" \
-		>"$RIG/logs/check-$tool-$phase.log" 2>&1
+		>"$log" 2>&1
 	# EQUAL, or DIFFERENT with imap-compare's first difference line
-	local log=$RIG/logs/check-$tool-$phase.log
 	case $(tail -n1 "$log") in
 	*"imap-compare: EQUAL"*) echo EQUAL ;;
 	*"imap-compare: DIFFERENT"*) echo "DIFFERENT ($(head -n1 "$log" | cut -c1-60))" ;;
 	*) echo "compare error" ;;
+	esac
+}
+
+# the verdict on TOOL's result after PHASE
+check() {
+	local tool=$1 phase=$2 u v n=0 bad=0 first=
+	case $phase in
+	a-fsync)
+		case $tool in
+		migrate) check_one migrate-fs "$SRC_USER" "$RIG/logs/check-$tool-$phase.log" ;;
+		dsync-tuned) check_one dsync-fs "$SRC_USER" "$RIG/logs/check-$tool-$phase.log" ;;
+		mbsync) check_one mbsync-fs "$SRC_USER" "$RIG/logs/check-$tool-$phase.log" ;;
+		*) echo "-" ;;
+		esac ;;
+	e-batch)
+		[ "$tool" = ceiling ] && { echo "-"; return; }
+		for u in "${BATCH_USERS[@]}"; do
+			n=$((n + 1))
+			case $tool in
+			dsync-tuned) v=$(check_one "dsync-$u" "$u" "$RIG/logs/check-$tool-$phase-$u.log") ;;
+			mbsync) v=$(check_one mbsync-batch "$u" "$RIG/logs/check-$tool-$phase-$u.log") ;;
+			*) v=$(check_one "$tool" "$u" "$RIG/logs/check-$tool-$phase-$u.log") ;;
+			esac
+			case $v in
+			EQUAL|"COUNTS+SIZES EQUAL"*) ;;
+			*) bad=$((bad + 1)); [ -n "$first" ] || first="$u: $v" ;;
+			esac
+		done
+		if [ "$bad" = 0 ]; then
+			case $tool in
+			mbsync) echo "COUNTS+SIZES EQUAL in $n/$n accounts (same caveats)" ;;
+			*) echo "EQUAL in $n/$n accounts" ;;
+			esac
+		else
+			echo "DIFFERENT in $bad/$n accounts (${first:0:70})"
+		fi ;;
+	*) check_one "$tool" "$SRC_USER" "$RIG/logs/check-$tool-$phase.log" ;;
 	esac
 }
 
@@ -209,7 +335,7 @@ run() {
 	local rec=$RIG/rec/$tool-$phase.json
 	log "$tool $phase"
 	local CMD
-	set_cmd "$tool"
+	set_cmd "$tool" "$phase"
 	$TOOL time --out "$rec" --log "$RIG/logs/$tool-$phase.log" \
 		--timeout "$TIMEOUT" -- "${CMD[@]}" || rc=$?
 	if [ "$rc" != 0 ]; then
@@ -217,7 +343,7 @@ run() {
 		log "$tool $phase FAILED (rc $rc); log tail:"
 		tail -n 5 "$RIG/logs/$tool-$phase.log" >&2
 	fi
-	case $phase in a-full|c-changes) faithful=$(check "$tool" "$phase") ;; esac
+	case $phase in a-*|c-changes|e-batch) faithful=$(check "$tool" "$phase") ;; esac
 	[ "$faithful" = "-" ] || log "  $tool $phase: $faithful"
 	TOOL_NAME=$tool PHASE=$phase FAITHFUL=$faithful "$PY" -c '
 import json, os, sys
@@ -229,9 +355,11 @@ print(json.dumps(r))' "$rec" >>"$RESULTS"
 
 TOOLS=(migrate dsync-default dsync-tuned mbsync ceiling)
 for tool in "${TOOLS[@]}"; do run "$tool" a-full; done
+for tool in migrate dsync-tuned mbsync; do run "$tool" a-fsync; done
 for tool in "${TOOLS[@]}"; do
 	[ "$tool" = ceiling ] || run "$tool" b-noop
 done
+for tool in migrate dsync-tuned mbsync ceiling; do run "$tool" e-batch; done
 
 # --- the same changes once for everyone -----------------------------------
 # expunges in the largest folder, flag changes in the second largest, new
@@ -259,6 +387,8 @@ for tool in "${TOOLS[@]}"; do run "$tool" c-changes; done
 bench_s=$(awk -v a="$bench_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 PRESET=$PRESET MESSAGES=$MESSAGES MAX_SIZE=$MAX_SIZE SEED=$SEED \
 CORPUS_MSGS=$corpus_msgs CORPUS_BYTES=$corpus_bytes LOAD_S=$load_s BENCH_S=$bench_s \
+ACCOUNTS=$ACCOUNTS BATCH_MSGS=$batch_msgs BATCH_BYTES=$batch_bytes JOBS=$JOBS \
+RIG_DIR=$RIG \
 SRCDIR=$RIG_SRCDIR "$PY" - >"$RIG/meta.json" <<'EOF'
 import json, os, platform, subprocess, time
 def out(*cmd):
@@ -281,8 +411,12 @@ print(json.dumps({
     "corpus": {"generator": "tests/tools/gen-corpus.py", "seed": int(e["SEED"]),
                "max_size": e["MAX_SIZE"], "messages": int(e["CORPUS_MSGS"]),
                "bytes": int(e["CORPUS_BYTES"]), "load_s": float(e["LOAD_S"])},
+    "batch": {"accounts": int(e["ACCOUNTS"]), "jobs": int(e["JOBS"]),
+              "messages": int(e["BATCH_MSGS"]), "bytes": int(e["BATCH_BYTES"])},
     "changes": "phase c: 100 appended, 100 flag changes, 100 expunged",
-    "destination": "rig instances, mail_fsync = never, maildir",
+    "destination": "rig instances, maildir, mail_fsync = never "
+                   "(a-fsync: optimized)",
+    "filesystem": out("findmnt", "-n", "-o", "FSTYPE", "--target", e["RIG_DIR"]),
     "bench_seconds": float(e["BENCH_S"]),
 }))
 EOF

@@ -57,7 +57,8 @@
 # (base_dir: master.pid, lmtp),state/,mail/USER/Maildir}.
 # Knobs: RIG_KEEP=1 keeps $RIG; RIG_KEEP_ON_FAIL=1 keeps it when a tap_*
 # assertion failed; RIG_DEBUG=1 turns on Dovecot's auth/mail debug logging;
-# RIG_MAIL_USER / RIG_MAIL_GROUP (default nobody / nogroup).
+# RIG_MAIL_USER / RIG_MAIL_GROUP (default nobody / nogroup); RIG_TMPDIR
+# (default /tmp) is where $RIG is made, e.g. a tmpfs for benchmarks.
 
 RIG_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RIG_TOOLS=$RIG_SRCDIR/tests/tools
@@ -81,7 +82,7 @@ rig_init() {
 	command -v dovecot >/dev/null || rig_die "dovecot is not installed"
 	name=${name//[^A-Za-z0-9_-]/_}
 	# short: socket paths under base_dir must stay well below 108 chars
-	RIG=$(mktemp -d "/tmp/rig-${name:0:12}.XXXXXX") || rig_die "mktemp failed"
+	RIG=$(mktemp -d "${RIG_TMPDIR:-/tmp}/rig-${name:0:12}.XXXXXX") || rig_die "mktemp failed"
 	chmod 755 "$RIG"
 	trap rig_cleanup EXIT
 	trap 'exit 129' HUP
