@@ -1,0 +1,245 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "str.h"
+#include "strescape.h"
+#include "strnum.h"
+#include "net.h"
+#include "read-full.h"
+#include "write-full.h"
+#include "mkdir-parents.h"
+#include "safe-memset.h"
+#include "migrate-credentials.h"
+
+#include <stdio.h>
+#include <ctype.h>
+
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#define CREDENTIALS_HEADER "dovecot-migrate credentials 1"
+#define CREDENTIALS_MAX_SIZE 65536
+
+const char *migrate_credentials_dir(const char *state_dir)
+{
+	return t_strconcat(state_dir, "/", MIGRATE_CREDENTIALS_SUBDIR, NULL);
+}
+
+/* user names as file names: anything but [A-Za-z0-9@._+-] becomes %XX, so
+   that no name can leave the directory or start with a dot */
+static const char *credentials_path(const char *dir, const char *user)
+{
+	string_t *str = t_str_new(128);
+	const unsigned char *p;
+
+	str_append(str, dir);
+	str_append_c(str, '/');
+	for (p = (const unsigned char *)user; *p != '\0'; p++) {
+		if (i_isalnum(*p) || *p == '@' || *p == '_' || *p == '+' ||
+		    *p == '-' || (*p == '.' && p != (const unsigned char *)user))
+			str_append_c(str, *p);
+		else
+			str_printfa(str, "%%%02X", *p);
+	}
+	return str_c(str);
+}
+
+/* The directory must be ours and closed to everyone else. */
+static int credentials_dir_check(const char *dir, bool create,
+				 const char **error_r)
+{
+	struct stat st;
+
+	if (create && mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
+		*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
+		return -1;
+	}
+	if (lstat(dir, &st) < 0) {
+		if (errno == ENOENT && !create)
+			return 0;
+		*error_r = t_strdup_printf("stat(%s) failed: %m", dir);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 0077) != 0) {
+		*error_r = t_strdup_printf(
+			"%s must be a directory owned by uid %ld with mode 0700 "
+			"(found uid %ld, mode %04o)", dir, (long)geteuid(),
+			(long)st.st_uid, (unsigned int)(st.st_mode & 07777));
+		return -1;
+	}
+	return 1;
+}
+
+void migrate_credentials_serialize(string_t *dest,
+				   const struct migrate_credentials *cred)
+{
+	str_append(dest, CREDENTIALS_HEADER"\n");
+	str_append(dest, "host\t");
+	str_append_tabescaped(dest, cred->source_host);
+	str_printfa(dest, "\nport\t%u\nuser\t",
+		    (unsigned int)cred->source_port);
+	str_append_tabescaped(dest, cred->source_user);
+	str_append(dest, "\npassword\t");
+	str_append_tabescaped(dest, cred->source_password);
+	str_append_c(dest, '\n');
+}
+
+int migrate_credentials_write(const char *dir, const char *user,
+			      const struct migrate_credentials *cred,
+			      const char **error_r)
+{
+	const char *path, *temp_path;
+	string_t *str;
+	int fd, ret = 0;
+
+	if (credentials_dir_check(dir, TRUE, error_r) < 0)
+		return -1;
+	path = credentials_path(dir, user);
+	temp_path = t_strconcat(path, ".tmp", NULL);
+
+	str = t_str_new(256);
+	migrate_credentials_serialize(str, cred);
+
+	i_unlink_if_exists(temp_path);
+	fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+	if (fd == -1) {
+		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);
+		ret = -1;
+	} else {
+		if (write_full(fd, str_data(str), str_len(str)) < 0) {
+			*error_r = t_strdup_printf("write(%s) failed: %m",
+						   temp_path);
+			ret = -1;
+		} else if (fsync(fd) < 0) {
+			*error_r = t_strdup_printf("fsync(%s) failed: %m",
+						   temp_path);
+			ret = -1;
+		}
+		if (close(fd) < 0 && ret == 0) {
+			*error_r = t_strdup_printf("close(%s) failed: %m",
+						   temp_path);
+			ret = -1;
+		}
+		if (ret == 0 && rename(temp_path, path) < 0) {
+			*error_r = t_strdup_printf("rename(%s, %s) failed: %m",
+						   temp_path, path);
+			ret = -1;
+		}
+		if (ret < 0)
+			i_unlink_if_exists(temp_path);
+	}
+	safe_memset(str_c_modifiable(str), 0, str_len(str));
+	return ret;
+}
+
+int migrate_credentials_parse(const char *path, const char *data, pool_t pool,
+			      struct migrate_credentials *cred_r,
+			      const char **error_r)
+{
+	const char *const *lines, *const *args, *value;
+	unsigned int i;
+	bool have_host = FALSE, have_user = FALSE, have_password = FALSE;
+
+	i_zero(cred_r);
+	lines = t_strsplit(data, "\n");
+	if (lines[0] == NULL || strcmp(lines[0], CREDENTIALS_HEADER) != 0) {
+		*error_r = t_strdup_printf("%s: not a credentials file", path);
+		return -1;
+	}
+	for (i = 1; lines[i] != NULL; i++) {
+		if (lines[i][0] == '\0')
+			continue;
+		args = t_strsplit_tabescaped(lines[i]);
+		if (args[0] == NULL || args[1] == NULL) {
+			*error_r = t_strdup_printf("%s:%u: broken line",
+						   path, i + 1);
+			return -1;
+		}
+		value = args[1];
+		if (strcmp(args[0], "host") == 0) {
+			cred_r->source_host = p_strdup(pool, value);
+			have_host = TRUE;
+		} else if (strcmp(args[0], "port") == 0) {
+			if (net_str2port_zero(value, &cred_r->source_port) < 0) {
+				*error_r = t_strdup_printf("%s:%u: bad port",
+							   path, i + 1);
+				return -1;
+			}
+		} else if (strcmp(args[0], "user") == 0) {
+			cred_r->source_user = p_strdup(pool, value);
+			have_user = TRUE;
+		} else if (strcmp(args[0], "password") == 0) {
+			cred_r->source_password = p_strdup(pool, value);
+			have_password = TRUE;
+		}
+		/* unknown keys: written by a newer version, ignored */
+	}
+	if (!have_host || !have_user || !have_password) {
+		*error_r = t_strdup_printf("%s: host, user or password missing",
+					   path);
+		return -1;
+	}
+	return 0;
+}
+
+int migrate_credentials_read(const char *dir, const char *user, pool_t pool,
+			     struct migrate_credentials *cred_r,
+			     const char **error_r)
+{
+	const char *path;
+	struct stat st;
+	char *data;
+	ssize_t ret;
+	int fd, result;
+
+	*error_r = NULL;
+	if (credentials_dir_check(dir, FALSE, error_r) <= 0)
+		return *error_r == NULL ? 0 : -1;
+	path = credentials_path(dir, user);
+	fd = open(path, O_RDONLY | O_NOFOLLOW);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = t_strdup_printf("open(%s) failed: %m", path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
+		i_close_fd(&fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 0077) != 0 || st.st_size > CREDENTIALS_MAX_SIZE) {
+		*error_r = t_strdup_printf(
+			"%s must be a file owned by uid %ld with mode 0600",
+			path, (long)geteuid());
+		i_close_fd(&fd);
+		return -1;
+	}
+	data = t_malloc0(st.st_size + 1);
+	ret = pread_full(fd, data, st.st_size, 0);
+	i_close_fd(&fd);
+	if (ret <= 0) {
+		*error_r = ret < 0 ?
+			t_strdup_printf("read(%s) failed: %m", path) :
+			t_strdup_printf("read(%s): file shrank", path);
+		return -1;
+	}
+	result = migrate_credentials_parse(path, data, pool, cred_r, error_r);
+	safe_memset(data, 0, st.st_size);
+	return result < 0 ? -1 : 1;
+}
+
+int migrate_credentials_delete(const char *dir, const char *user,
+			       const char **error_r)
+{
+	const char *path = credentials_path(dir, user);
+
+	if (unlink(path) < 0 && errno != ENOENT) {
+		*error_r = t_strdup_printf("unlink(%s) failed: %m", path);
+		return -1;
+	}
+	return 0;
+}

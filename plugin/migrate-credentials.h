@@ -1,0 +1,46 @@
+#ifndef MIGRATE_CREDENTIALS_H
+#define MIGRATE_CREDENTIALS_H
+
+#include "net.h"
+
+/* The source credentials of the sync template, kept for the later
+   "doveadm migrate -u USER" runs of the same accounts: one file per
+   destination user in a directory only its owner (root) can enter, each
+   file 0600, written atomically.  Removed when the domain's migration is
+   finished. */
+
+#define MIGRATE_CREDENTIALS_SUBDIR "migrate/credentials"
+
+struct migrate_credentials {
+	const char *source_host;
+	/* 0 = migrate_source_port */
+	in_port_t source_port;
+	const char *source_user;
+	const char *source_password;
+};
+
+/* The file format, also what "doveadm migrate -K" reads on stdin. */
+void migrate_credentials_serialize(string_t *dest,
+				   const struct migrate_credentials *cred);
+/* path only names the data in errors. */
+int migrate_credentials_parse(const char *path, const char *data, pool_t pool,
+			      struct migrate_credentials *cred_r,
+			      const char **error_r);
+
+/* The store under Dovecot's state_dir. */
+const char *migrate_credentials_dir(const char *state_dir);
+
+int migrate_credentials_write(const char *dir, const char *user,
+			      const struct migrate_credentials *cred,
+			      const char **error_r);
+/* Returns 1 with the credentials (allocated from pool), 0 when the store
+   has none for the user, -1 on error (also when the file or directory
+   could be read by anyone but its owner). */
+int migrate_credentials_read(const char *dir, const char *user, pool_t pool,
+			     struct migrate_credentials *cred_r,
+			     const char **error_r);
+/* Returns 0 also when there was nothing to delete. */
+int migrate_credentials_delete(const char *dir, const char *user,
+			       const char **error_r);
+
+#endif

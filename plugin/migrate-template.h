@@ -1,0 +1,89 @@
+#ifndef MIGRATE_TEMPLATE_H
+#define MIGRATE_TEMPLATE_H
+
+#include "net.h"
+
+/* The customer's sync template: one account per line, in imapsync's batch
+   format
+
+     source_host;source_user;source_password;dest_host;dest_user;dest_password
+
+   (an optional 7th column of per-line imapsync extras is ignored with a
+   note), or a CSV file whose first row names the columns (',' or ';').
+   Quoting as in CSV, so a password may hold any character; UTF-8 with or
+   without BOM, CRLF or LF, '#' comment lines and blank lines.  A source
+   host may carry a port: "host:993", "[2001:db8::1]:143".
+
+   Nothing in an error or a note ever quotes a password. */
+
+enum migrate_template_column {
+	MIGRATE_TEMPLATE_SOURCE_HOST = 0,
+	MIGRATE_TEMPLATE_SOURCE_USER,
+	MIGRATE_TEMPLATE_SOURCE_PASSWORD,
+	MIGRATE_TEMPLATE_DEST_HOST,
+	MIGRATE_TEMPLATE_DEST_USER,
+	MIGRATE_TEMPLATE_DEST_PASSWORD,
+
+	MIGRATE_TEMPLATE_COLUMN_COUNT
+};
+
+struct migrate_template_row {
+	/* the line the row starts on (1-based) */
+	unsigned int line;
+	const char *source_host;
+	/* 0 = not given */
+	in_port_t source_port;
+	const char *source_user;
+	const char *source_password;
+	const char *dest_host;
+	const char *dest_user;
+	const char *dest_password;
+};
+ARRAY_DEFINE_TYPE(migrate_template_row, struct migrate_template_row);
+
+struct migrate_template {
+	pool_t pool;
+	const char *path;
+	ARRAY_TYPE(migrate_template_row) rows;
+	/* "FILE:LINE: column N (name): problem", in file order */
+	ARRAY_TYPE(const_string) errors;
+	/* warnings that do not stop the file, same form */
+	ARRAY_TYPE(const_string) notes;
+	/* the destination domain of every row ("" when the users have none) */
+	const char *dest_domain;
+};
+
+struct migrate_template_iter;
+
+/* Row by row: each row's own problems (column count, empty fields, host
+   syntax) are reported through migrate_template_iter_next()'s errors and
+   the row is skipped.  Fails only when the file cannot be read. */
+struct migrate_template_iter *
+migrate_template_iter_init(const char *path, pool_t pool);
+/* Returns TRUE with the next valid row; problems met on the way are
+   appended to errors/notes. */
+bool migrate_template_iter_next(struct migrate_template_iter *iter,
+				struct migrate_template_row *row_r,
+				ARRAY_TYPE(const_string) *errors,
+				ARRAY_TYPE(const_string) *notes);
+/* Returns -1 (and the error) when the file could not be read. */
+int migrate_template_iter_deinit(struct migrate_template_iter **iter,
+				 const char **error_r);
+
+/* Reads and checks the whole file: per row, then across rows (one
+   destination domain, no account twice, the destination password
+   policy).  Returns -1 when the file cannot be read; otherwise 0, with
+   the problems in (*tmpl_r)->errors (the file is valid when that is
+   empty). */
+int migrate_template_read(const char *path, struct migrate_template **tmpl_r,
+			  const char **error_r);
+void migrate_template_free(struct migrate_template **tmpl);
+
+/* The destination password policy of the customer guide: at least 8
+   characters, with a lowercase and an uppercase letter, a digit and a
+   special character (letters and digits are ASCII ones; any other
+   character is special).  Returns FALSE with what is missing. */
+bool migrate_password_policy_check(const char *password,
+				   const char **reason_r);
+
+#endif

@@ -1,0 +1,264 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "unlink-directory.h"
+#include "write-full.h"
+#include "test-migrate.h"
+#include "migrate-template.h"
+#include "migrate-credentials.h"
+
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+static const char *test_dir;
+
+static const char *test_write(const char *name, const char *contents)
+{
+	const char *path = t_strconcat(test_dir, "/", name, NULL);
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd == -1)
+		i_fatal("open(%s) failed: %m", path);
+	if (write_full(fd, contents, strlen(contents)) < 0)
+		i_fatal("write(%s) failed: %m", path);
+	i_close_fd(&fd);
+	return path;
+}
+
+static struct migrate_template *test_read(const char *name,
+					  const char *contents)
+{
+	struct migrate_template *tmpl;
+	const char *path, *error;
+
+	path = test_write(name, contents);
+	test_assert(migrate_template_read(path, &tmpl, &error) == 0);
+	return tmpl;
+}
+
+/* TRUE when some error contains all the given substrings */
+static bool test_has_error(const struct migrate_template *tmpl,
+			   const char *a, const char *b)
+{
+	const char *msg;
+
+	array_foreach_elem(&tmpl->errors, msg) {
+		if (strstr(msg, a) != NULL && (b == NULL || strstr(msg, b) != NULL))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static void test_template_imapsync(void)
+{
+	struct migrate_template *tmpl;
+	const struct migrate_template_row *rows;
+	unsigned int count;
+
+	test_begin("template: imapsync lines, comments, BOM, CRLF, quoting");
+	tmpl = test_read("a.txt",
+		"\xef\xbb\xbf# customer template\r\n"
+		"\r\n"
+		"10.0.0.1;ana@old.example;Pw;d.example;ana@example.com;Str0ng!pass\r\n"
+		"  # indented comment\n"
+		"[2001:db8::5]:993;bob;\"a;b,[=+(){}\"\"ç\";mx;bob@example.com;Str0ng!pass\n"
+		"old.example:143;carl;x;mx;carl@example.com;Str0ng!pass;--nofoldersizes\n");
+	test_assert(array_count(&tmpl->errors) == 0);
+	rows = array_get(&tmpl->rows, &count);
+	test_assert(count == 3);
+	if (count == 3) {
+		test_assert(rows[0].line == 3);
+		test_assert_strcmp(rows[0].source_host, "10.0.0.1");
+		test_assert(rows[0].source_port == 0);
+		test_assert_strcmp(rows[0].source_user, "ana@old.example");
+		test_assert_strcmp(rows[0].dest_user, "ana@example.com");
+		test_assert(rows[1].line == 5);
+		test_assert_strcmp(rows[1].source_host, "2001:db8::5");
+		test_assert(rows[1].source_port == 993);
+		test_assert_strcmp(rows[1].source_password, "a;b,[=+(){}\"ç");
+		test_assert_strcmp(rows[2].source_host, "old.example");
+		test_assert(rows[2].source_port == 143);
+	}
+	/* the 7th column is noted, not an error */
+	test_assert(array_count(&tmpl->notes) == 1);
+	test_assert_strcmp(tmpl->dest_domain, "example.com");
+	migrate_template_free(&tmpl);
+	test_end();
+}
+
+static void test_template_header(void)
+{
+	struct migrate_template *tmpl;
+	const struct migrate_template_row *rows;
+	unsigned int count;
+
+	test_begin("template: header row, ',' separated, any column order");
+	tmpl = test_read("h.csv",
+		"dest_user,source_user,source_host,source_password,dest_host,dest_password,notes\n"
+		"ana@example.com,ana,imap.old,\"p,w\",mx,Str0ng!pass,first\n"
+		"bob@example.com,bob,imap.old,pw2,mx,\"Str0ng!pass\",\n");
+	test_assert(array_count(&tmpl->errors) == 0);
+	rows = array_get(&tmpl->rows, &count);
+	test_assert(count == 2);
+	if (count == 2) {
+		test_assert(rows[0].line == 2);
+		test_assert_strcmp(rows[0].source_user, "ana");
+		test_assert_strcmp(rows[0].source_password, "p,w");
+		test_assert_strcmp(rows[1].dest_user, "bob@example.com");
+	}
+	/* the unknown "notes" column */
+	test_assert(array_count(&tmpl->notes) == 1);
+	migrate_template_free(&tmpl);
+
+	tmpl = test_read("h2.csv",
+		"host1;user1;password1;host2;user2\n"
+		"a;b;c;d;e@x\n");
+	test_assert(test_has_error(tmpl, ":1: ", "no dest_password column"));
+	migrate_template_free(&tmpl);
+	test_end();
+}
+
+static void test_template_errors(void)
+{
+	struct migrate_template *tmpl;
+	const char *msg;
+
+	test_begin("template: every problem with its line and column");
+	tmpl = test_read("bad.txt",
+		"h;ana;pw;mx;ana@example.com;Str0ng!pass\n"
+		"h;bob;pw;mx;bob@example.com\n"
+		"h;;pw;mx;carl@example.com;Str0ng!pass\n"
+		"h;dan;pw;mx;dan@other.example;Str0ng!pass\n"
+		"h;eve;pw;mx;ana@example.com;Str0ng!pass\n"
+		"h;ana;pw;mx;fay@example.com;Str0ng!pass\n"
+		"h;gus;pw;mx;gus@example.com;weakpass\n"
+		"h:99999;hal;pw;mx;hal@example.com;Str0ng!pass\n"
+		"h;ivy;\"open;mx;ivy@example.com;Str0ng!pass\n");
+	test_assert(test_has_error(tmpl, "bad.txt:2: 5 columns", NULL));
+	test_assert(test_has_error(tmpl, "bad.txt:3: column 2 (source_user)", "empty"));
+	test_assert(test_has_error(tmpl, "bad.txt:4: column 5 (dest_user)", "other.example"));
+	test_assert(test_has_error(tmpl, "bad.txt:5: column 5 (dest_user)", "line 1"));
+	test_assert(test_has_error(tmpl, "bad.txt:6: column 2 (source_user)", "line 1"));
+	test_assert(test_has_error(tmpl, "bad.txt:7: column 6 (dest_password)", "policy"));
+	test_assert(test_has_error(tmpl, "bad.txt:8: column 1 (source_host)", "port"));
+	test_assert(test_has_error(tmpl, "bad.txt:9: ", "not closed"));
+	/* sorted by line */
+	test_assert(array_count(&tmpl->errors) == 8);
+	if (array_count(&tmpl->errors) > 0)
+		test_assert(strstr(array_idx_elem(&tmpl->errors, 0), ":2:") != NULL);
+	/* no password in any message */
+	array_foreach_elem(&tmpl->errors, msg) {
+		test_assert(strstr(msg, "Str0ng") == NULL);
+		test_assert(strstr(msg, "weakpass") == NULL);
+	}
+	migrate_template_free(&tmpl);
+
+	tmpl = test_read("empty.txt", "# nothing\n\n");
+	test_assert(test_has_error(tmpl, "no accounts", NULL));
+	migrate_template_free(&tmpl);
+	test_end();
+}
+
+static void test_template_missing(void)
+{
+	struct migrate_template *tmpl = NULL;
+	const char *error;
+
+	test_begin("template: unreadable file");
+	test_assert(migrate_template_read(t_strconcat(test_dir, "/nonexistent", NULL),
+					  &tmpl, &error) < 0);
+	test_assert(strstr(error, "nonexistent") != NULL);
+	test_assert(tmpl == NULL);
+	test_end();
+}
+
+static void test_password_policy(void)
+{
+	const char *reason;
+
+	test_begin("destination password policy");
+	test_assert(migrate_password_policy_check("Str0ng!pass", &reason));
+	test_assert(migrate_password_policy_check("ação2024X", &reason));
+	test_assert(!migrate_password_policy_check("S0!a", &reason));
+	test_assert_strcmp(reason, "fewer than 8 characters");
+	test_assert(!migrate_password_policy_check("STR0NG!PASS", &reason));
+	test_assert_strcmp(reason, "no lowercase letter");
+	test_assert(!migrate_password_policy_check("str0ng!pass", &reason));
+	test_assert_strcmp(reason, "no uppercase letter");
+	test_assert(!migrate_password_policy_check("Strong!pass", &reason));
+	test_assert_strcmp(reason, "no digit");
+	test_assert(!migrate_password_policy_check("Str0ngpass", &reason));
+	test_assert_strcmp(reason, "no special character");
+	test_end();
+}
+
+static void test_credentials(void)
+{
+	const char *dir = t_strconcat(test_dir, "/store", NULL);
+	struct migrate_credentials cred, cred2;
+	const char *error, *path;
+	pool_t pool = pool_alloconly_create("test", 1024);
+
+	test_begin("credential store");
+	i_zero(&cred);
+	cred.source_host = "imap.old.example";
+	cred.source_port = 993;
+	cred.source_user = "ana";
+	cred.source_password = "p;\t\n\"x ç";
+	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
+					     &cred2, &error) == 0);
+	test_assert(migrate_credentials_write(dir, "ana@example.com", &cred,
+					      &error) == 0);
+	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
+					     &cred2, &error) == 1);
+	test_assert_strcmp(cred2.source_host, "imap.old.example");
+	test_assert(cred2.source_port == 993);
+	test_assert_strcmp(cred2.source_user, "ana");
+	test_assert_strcmp(cred2.source_password, cred.source_password);
+	/* a name can't leave the directory */
+	test_assert(migrate_credentials_write(dir, "../x", &cred, &error) == 0);
+	path = t_strconcat(test_dir, "/x", NULL);
+	test_assert(access(path, F_OK) < 0);
+	/* readable by others: refused */
+	path = t_strconcat(dir, "/ana@example.com", NULL);
+	test_assert(chmod(path, 0644) == 0);
+	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
+					     &cred2, &error) < 0);
+	test_assert(strstr(error, "0600") != NULL);
+	test_assert(chmod(path, 0600) == 0);
+	test_assert(chmod(dir, 0755) == 0);
+	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
+					     &cred2, &error) < 0);
+	test_assert(chmod(dir, 0700) == 0);
+	test_assert(migrate_credentials_delete(dir, "ana@example.com",
+					       &error) == 0);
+	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
+					     &cred2, &error) == 0);
+	test_assert(migrate_credentials_delete(dir, "ana@example.com",
+					       &error) == 0);
+	pool_unref(&pool);
+	test_end();
+}
+
+void test_migrate_template(void)
+{
+	const char *error;
+
+	test_dir = t_strdup_printf("/tmp/test-migrate-template.%ld",
+				   (long)getpid());
+	if (mkdir(test_dir, 0700) < 0)
+		i_fatal("mkdir(%s) failed: %m", test_dir);
+	test_template_imapsync();
+	test_template_header();
+	test_template_errors();
+	test_template_missing();
+	test_password_policy();
+	test_credentials();
+	if (unlink_directory(test_dir, UNLINK_DIRECTORY_FLAG_RMDIR,
+			     &error) < 0)
+		i_error("%s", error);
+}
