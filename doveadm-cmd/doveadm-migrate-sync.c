@@ -2,6 +2,11 @@
 
 #include "lib.h"
 #include "mail-user.h"
+#include "str.h"
+#include "safe-memset.h"
+#include "istream.h"
+#include "master-service.h"
+#include "master-service-settings.h"
 #include "mail-storage-service.h"
 #include "doveadm-print.h"
 #include "migrate-plugin.h"
@@ -34,6 +39,94 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 				      stats->total_msecs % 1000));
 }
 
+/* The template's source account replaces the configured one. */
+static const struct migrate_settings *
+migrate_cmd_apply_credentials(struct mail_user *user,
+			      const struct migrate_settings *set,
+			      const struct migrate_credentials *cred,
+			      const char **error_r)
+{
+	struct migrate_settings *new_set;
+
+	new_set = p_new(user->pool, struct migrate_settings, 1);
+	*new_set = *set;
+	new_set->source_host = p_strdup(user->pool, cred->source_host);
+	if (cred->source_port != 0)
+		new_set->source_port = cred->source_port;
+	new_set->source_user = p_strdup(user->pool, cred->source_user);
+	new_set->source_password = p_strdup(user->pool,
+					    cred->source_password);
+	if (new_set->source_ssl_hostname != NULL &&
+	    strcmp(new_set->source_host, set->source_host) != 0) {
+		/* the configured certificate name belongs to the
+		   configured host */
+		new_set->source_ssl_hostname = NULL;
+	}
+	*error_r = NULL;
+	return new_set;
+}
+
+/* As root, before the user's privileges are taken: the template's
+   credentials for this user, when the credential store has them. */
+static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
+				   struct mail_storage_service_user *service_user,
+				   const char **error_r)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+	const struct mail_storage_service_input *input =
+		mail_storage_service_user_get_input(service_user);
+	const struct master_service_settings *mset =
+		master_service_settings_get(master_service);
+	struct migrate_credentials cred;
+	const char *error;
+	int ret;
+
+	if (ctx->credentials_stdin)
+		return 0;
+	ctx->credentials = NULL;
+	ret = migrate_credentials_read(migrate_credentials_dir(mset->state_dir),
+				       input->username, _ctx->pool, &cred,
+				       &error);
+	if (ret < 0) {
+		*error_r = t_strdup_printf("migrate: %s: Credential store: %s",
+					   input->username, error);
+		return -1;
+	}
+	if (ret > 0) {
+		ctx->credentials = p_new(_ctx->pool,
+					 struct migrate_credentials, 1);
+		*ctx->credentials = cred;
+	}
+	return 0;
+}
+
+static void cmd_migrate_sync_read_stdin(struct migrate_cmd_context *ctx)
+{
+	struct istream *input;
+	const unsigned char *data;
+	size_t size;
+	const char *error;
+	int ret;
+
+	input = i_stream_create_fd(STDIN_FILENO, 4096);
+	i_stream_set_max_buffer_size(input, 65536);
+	while ((ret = i_stream_read(input)) > 0) ;
+	data = i_stream_get_data(input, &size);
+	if (input->stream_errno != 0)
+		i_fatal("migrate: read(stdin) failed: %s",
+			i_stream_get_error(input));
+	if (ret == -2)
+		i_fatal("migrate: stdin: credentials too large");
+	ctx->credentials = p_new(ctx->ctx.pool, struct migrate_credentials, 1);
+	if (migrate_credentials_parse("stdin", t_strndup(data, size),
+				      ctx->ctx.pool, ctx->credentials,
+				      &error) < 0)
+		i_fatal_status(EX_USAGE, "migrate: %s", error);
+	safe_memset((void *)data, 0, size);
+	i_stream_unref(&input);
+}
+
 static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 				struct mail_user *user)
 {
@@ -47,9 +140,16 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	const char *error;
 
 	i_zero(&stats);
-	if (migrate_user_settings_read(user, TRUE, &set, &error) < 0) {
+	if (migrate_user_settings_read(user, ctx->credentials == NULL,
+				       &set, &error) < 0) {
 		i_error("migrate: %s: Invalid settings: %s",
 			user->username, error);
+		error_code = MIGRATE_ERROR_CONFIG;
+	} else if (ctx->credentials != NULL &&
+		   (set = migrate_cmd_apply_credentials(user, set,
+							ctx->credentials,
+							&error)) == NULL) {
+		i_error("migrate: %s: %s", user->username, error);
 		error_code = MIGRATE_ERROR_CONFIG;
 	} else if (migrate_source_init(_ctx->storage_service,
 				       _ctx->cur_service_user, user, set,
@@ -59,7 +159,7 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		i_zero(&opts);
 		opts.dry_run = ctx->dry_run;
 		opts.force = ctx->force;
-		opts.progress = TRUE;
+		opts.progress = !ctx->quiet;
 		/* the engine logs its own errors */
 		if (migrate_sync_run(user, source, set, &opts, &stats,
 				     &error_code, &error) == 0)
@@ -75,9 +175,11 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	return 0;
 }
 
-static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx ATTR_UNUSED,
+static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 				  const char *const args[])
 {
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
 	static const char *const fields[] = {
 		"user", "result", "folders", "unchanged", "created",
 		"renamed", "folders_deleted", "copied", "updated", "deleted",
@@ -89,6 +191,8 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx ATTR_UNU
 
 	if (args[0] != NULL)
 		doveadm_mail_help_name("migrate sync");
+	if (ctx->credentials_stdin)
+		cmd_migrate_sync_read_stdin(ctx);
 	for (i = 0; i < N_ELEMENTS(fields); i++)
 		doveadm_print_header_simple(fields[i]);
 }
@@ -106,6 +210,12 @@ static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 	case 'f':
 		ctx->force = TRUE;
 		break;
+	case 'q':
+		ctx->quiet = TRUE;
+		break;
+	case 'K':
+		ctx->credentials_stdin = TRUE;
+		break;
 	default:
 		return FALSE;
 	}
@@ -117,9 +227,10 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
-	ctx->ctx.getopt_args = "nf";
+	ctx->ctx.getopt_args = "nfqK";
 	ctx->ctx.v.parse_arg = cmd_migrate_sync_parse_arg;
 	ctx->ctx.v.init = cmd_migrate_sync_init;
+	ctx->ctx.v.prerun = cmd_migrate_sync_prerun;
 	ctx->ctx.v.run = cmd_migrate_sync_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TAB);
 	return &ctx->ctx;
@@ -130,18 +241,20 @@ DOVEADM_CMD_PARAMS_START \
 DOVEADM_CMD_MAIL_COMMON \
 DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0) \
 DOVEADM_CMD_PARAM('f', "force", CMD_PARAM_BOOL, 0) \
+DOVEADM_CMD_PARAM('q', "quiet", CMD_PARAM_BOOL, 0) \
+DOVEADM_CMD_PARAM('K', "credentials-stdin", CMD_PARAM_BOOL, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
 DOVEADM_CMD_PARAMS_END
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync = {
 	.name = "migrate sync",
 	.mail_cmd = cmd_migrate_sync_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f]",
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q]",
 MIGRATE_SYNC_PARAMS
 };
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate = {
 	.name = "migrate",
 	.mail_cmd = cmd_migrate_sync_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f]",
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q]",
 MIGRATE_SYNC_PARAMS
 };

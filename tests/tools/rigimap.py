@@ -301,7 +301,12 @@ def connect(host, port, user, password, timeout=120, retries=0):
         except OSError as exc:
             raise ToolError("cannot connect to %s:%d: %s" % (host, port, exc))
     try:
-        conn.login(user, password)
+        if password.isascii() and user.isascii():
+            conn.login(user, password)
+        else:
+            # LOGIN takes no 8-bit quoted strings; SASL PLAIN is UTF-8
+            blob = b"\0" + user.encode() + b"\0" + password.encode()
+            conn.authenticate("PLAIN", lambda _challenge: blob)
     except imaplib.IMAP4.error as exc:
         raise ToolError("login as %s at %s:%d failed: %s" % (user, host, port, exc))
     return conn

@@ -1,0 +1,891 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+/* doveadm migrate batch TEMPLATE: the whole sync template.  The file is
+   checked first (every problem with its line and column, then the
+   destination users against the userdb); nothing moves unless all of it
+   is valid.  The source credentials go to the root-only credential store
+   for later "doveadm migrate -u USER" runs.  Then every account runs as its
+   own "doveadm migrate -u USER" child process, -j at a time, with the
+   credentials on its stdin (never in argv, the environment or a file it
+   could leak); temporary failures are retried with backoff.  At the end:
+   a table, and JSON/CSV reports on request. */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "ioloop.h"
+#include "fd-util.h"
+#include "time-util.h"
+#include "strescape.h"
+#include "write-full.h"
+#include "safe-memset.h"
+#include "child-wait.h"
+#include "json-parser.h"
+#include "auth-master.h"
+#include "master-service.h"
+#include "master-service-settings.h"
+#include "doveadm.h"
+#include "doveadm-cmd.h"
+#include "doveadm-print.h"
+#include "migrate-source.h"
+#include "migrate-template.h"
+#include "migrate-credentials.h"
+#include "doveadm-migrate.h"
+
+#include <stdio.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+
+#define BATCH_DEFAULT_RETRIES 3
+#define BATCH_DEFAULT_RETRY_DELAY_SECS 30
+#define BATCH_MAX_JOBS 64
+/* what is kept of a child's stderr for the reason of a failure */
+#define BATCH_ERR_TAIL_MAX 4096
+#define BATCH_OUT_MAX (64*1024)
+
+enum batch_state {
+	BATCH_PENDING,
+	BATCH_RUNNING,
+	BATCH_RETRY_WAIT,
+	BATCH_DONE,
+};
+
+struct batch_ctx;
+
+struct batch_account {
+	struct batch_ctx *ctx;
+	const struct migrate_template_row *row;
+	/* as the userdb spells it */
+	const char *user;
+	enum batch_state state;
+	unsigned int attempts;
+
+	pid_t pid;
+	int fd_out, fd_err;
+	struct io *io_out, *io_err;
+	string_t *out, *err;
+	bool exited;
+	int wait_status;
+	struct timeout *to_retry;
+	struct timeval start, retry_at;
+
+	/* the outcome */
+	int exit_code;
+	const char *result, *reason;
+	/* the child's summary row: header name -> value */
+	const char *const *out_header, *const *out_row;
+	double secs;
+};
+
+struct batch_ctx {
+	pool_t pool;
+	struct ioloop *ioloop;
+	struct migrate_template *tmpl;
+	ARRAY(struct batch_account *) accounts;
+	struct child_wait *child_wait;
+
+	const char *doveadm_path, *config_path;
+	unsigned int jobs, retries, retry_delay_secs;
+	bool dry_run, tty;
+
+	unsigned int next, running, done, failed;
+	uint64_t bytes;
+	struct timeval start;
+	struct timeout *to_progress;
+	bool progress_printed;
+};
+
+static void batch_fill(struct batch_ctx *ctx);
+
+static const char *batch_field(const struct batch_account *acct,
+			       const char *name)
+{
+	unsigned int i;
+
+	if (acct->out_header == NULL || acct->out_row == NULL)
+		return NULL;
+	for (i = 0; acct->out_header[i] != NULL; i++) {
+		if (strcmp(acct->out_header[i], name) == 0)
+			return str_array_length(acct->out_row) > i ?
+				acct->out_row[i] : NULL;
+	}
+	return NULL;
+}
+
+static uint64_t batch_field_num(const struct batch_account *acct,
+				const char *name)
+{
+	const char *value = batch_field(acct, name);
+	uint64_t num;
+
+	if (value == NULL || str_to_uint64(value, &num) < 0)
+		return 0;
+	return num;
+}
+
+/* What the operator should read for an exit code. */
+static const char *batch_exit_class(int exit_code)
+{
+	switch (exit_code) {
+	case 0:
+		return "ok";
+	case EX_DATAERR:
+		return "delete limit";
+	case EX_CANTCREAT:
+		return "over quota";
+	case EX_TEMPFAIL:
+		return "temporary failure";
+	case EX_PROTOCOL:
+		return "TLS failure";
+	case EX_NOPERM:
+		return "login refused";
+	case EX_CONFIG:
+		return "configuration";
+	case EX_NOUSER:
+		return "unknown user";
+	default:
+		return "failed";
+	}
+}
+
+/* Higher is more serious; a temporary failure is the least serious. */
+static int batch_exit_severity(int exit_code)
+{
+	switch (exit_code) {
+	case 0:
+		return 0;
+	case EX_TEMPFAIL:
+		return 1;
+	case EX_DATAERR:
+		return 2;
+	case EX_CANTCREAT:
+		return 3;
+	case EX_PROTOCOL:
+		return 4;
+	case EX_NOPERM:
+		return 5;
+	case EX_NOUSER:
+		return 6;
+	case EX_CONFIG:
+		return 7;
+	default:
+		return 8;
+	}
+}
+
+/* The last error the child logged, without its log prefix. */
+static const char *batch_reason(const struct batch_account *acct)
+{
+	const char *const *lines, *line, *p;
+	unsigned int i;
+
+	lines = t_strsplit(str_c(acct->err), "\n");
+	for (i = str_array_length(lines); i > 0; i--) {
+		line = lines[i - 1];
+		if ((p = strstr(line, "Error: ")) != NULL ||
+		    (p = strstr(line, "Fatal: ")) != NULL) {
+			p += 7;
+			if (str_begins(p, "migrate: "))
+				p += 9;
+			if (str_begins(p, acct->user) &&
+			    str_begins(p + strlen(acct->user), ": "))
+				p += strlen(acct->user) + 2;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static void batch_progress(struct batch_ctx *ctx, bool final)
+{
+	struct timeval now;
+	long long msecs;
+	unsigned int total = array_count(&ctx->accounts);
+	double mb = ctx->bytes / 1e6;
+	double rate;
+	const char *eta = "?";
+
+	i_gettimeofday(&now);
+	msecs = timeval_diff_msecs(&now, &ctx->start);
+	rate = msecs <= 0 ? 0 : mb / (msecs / 1000.0);
+	if (ctx->done > 0 && ctx->done < total) {
+		eta = t_strdup_printf("%llds", (long long)
+			(msecs / 1000.0 / ctx->done * (total - ctx->done)));
+	}
+	fprintf(stderr, "\r\033[Kmigrate batch: %u/%u accounts done, %u running, "
+		"%u failed, %.1f MB, %.1f MB/s, ETA %s%s", ctx->done, total,
+		ctx->running, ctx->failed, mb, rate, eta, final ? "\n" : "");
+	fflush(stderr);
+	ctx->progress_printed = !final;
+}
+
+static void batch_progress_timeout(struct batch_ctx *ctx)
+{
+	batch_progress(ctx, FALSE);
+}
+
+static void batch_log_account(struct batch_account *acct)
+{
+	struct batch_ctx *ctx = acct->ctx;
+	const char *line;
+
+	if (acct->exit_code == 0) {
+		line = t_strdup_printf("%s: ok, %"PRIu64" copied, %"PRIu64
+			" updated, %"PRIu64" deleted, %.1f MB in %.1f s",
+			acct->user, batch_field_num(acct, "copied"),
+			batch_field_num(acct, "updated"),
+			batch_field_num(acct, "deleted"),
+			batch_field_num(acct, "bytes") / 1e6, acct->secs);
+	} else {
+		line = t_strdup_printf("%s: %s (exit %d, %u attempt%s)%s%s",
+			acct->user, acct->result, acct->exit_code,
+			acct->attempts, acct->attempts == 1 ? "" : "s",
+			acct->reason == NULL ? "" : ": ",
+			acct->reason == NULL ? "" : acct->reason);
+	}
+	if (ctx->progress_printed)
+		fprintf(stderr, "\r\033[K");
+	if (acct->exit_code == 0)
+		i_info("migrate batch: %s", line);
+	else
+		i_error("migrate batch: %s", line);
+}
+
+static void batch_retry_timeout(struct batch_account *acct)
+{
+	timeout_remove(&acct->to_retry);
+	batch_fill(acct->ctx);
+}
+
+static void batch_account_finish(struct batch_account *acct)
+{
+	struct batch_ctx *ctx = acct->ctx;
+	const char *const *lines;
+	struct timeval now;
+	int exit_code;
+
+
+	ctx->running--;
+	i_gettimeofday(&now);
+	acct->secs = timeval_diff_msecs(&now, &acct->start) / 1000.0;
+	if (WIFEXITED(acct->wait_status))
+		exit_code = WEXITSTATUS(acct->wait_status);
+	else
+		exit_code = EX_SOFTWARE;
+
+	lines = t_strsplit(str_c(acct->out), "\n");
+	if (str_array_length(lines) >= 2) {
+		acct->out_header = (const char *const *)
+			p_strsplit_tabescaped(ctx->pool, lines[0]);
+		acct->out_row = (const char *const *)
+			p_strsplit_tabescaped(ctx->pool, lines[1]);
+	}
+	acct->exit_code = exit_code;
+	acct->result = batch_exit_class(exit_code);
+	acct->reason = p_strdup(ctx->pool, batch_reason(acct));
+	if (!WIFEXITED(acct->wait_status)) {
+		acct->reason = p_strdup_printf(ctx->pool,
+			"killed by signal %d", WTERMSIG(acct->wait_status));
+	}
+
+	if (exit_code == EX_TEMPFAIL && acct->attempts <= ctx->retries) {
+		unsigned int delay = ctx->retry_delay_secs <<
+			(acct->attempts - 1);
+
+		i_warning("migrate batch: %s: temporary failure%s%s; "
+			  "retrying in %u s (attempt %u of %u)",
+			  acct->user, acct->reason == NULL ? "" : ": ",
+			  acct->reason == NULL ? "" : acct->reason, delay,
+			  acct->attempts + 1, ctx->retries + 1);
+		acct->state = BATCH_RETRY_WAIT;
+		acct->retry_at = now;
+		acct->retry_at.tv_sec += delay;
+		acct->to_retry = timeout_add(delay * 1000,
+					     batch_retry_timeout, acct);
+		return;
+	}
+	acct->state = BATCH_DONE;
+	ctx->done++;
+	if (exit_code != 0)
+		ctx->failed++;
+	ctx->bytes += batch_field_num(acct, "bytes");
+	batch_log_account(acct);
+}
+
+static void batch_account_check_done(struct batch_account *acct)
+{
+	if (acct->exited && acct->io_out == NULL && acct->io_err == NULL) {
+		T_BEGIN {
+			batch_account_finish(acct);
+		} T_END;
+		batch_fill(acct->ctx);
+	}
+}
+
+static void batch_read(struct batch_account *acct, int *fd, struct io **io,
+		       string_t *dest, size_t max)
+{
+	char buf[4096];
+	ssize_t ret;
+
+	while ((ret = read(*fd, buf, sizeof(buf))) > 0) {
+		if (str_len(dest) + ret > max) {
+			/* keep the end: the summary row and the last
+			   errors are there */
+			str_delete(dest, 0, I_MIN(str_len(dest),
+						  str_len(dest) + ret - max));
+		}
+		str_append_data(dest, buf, ret);
+	}
+	if (ret == 0 || (ret < 0 && errno != EAGAIN && errno != EINTR)) {
+		io_remove(io);
+		i_close_fd(fd);
+		batch_account_check_done(acct);
+	}
+}
+
+static void batch_read_out(struct batch_account *acct)
+{
+	batch_read(acct, &acct->fd_out, &acct->io_out, acct->out,
+		   BATCH_OUT_MAX);
+}
+
+static void batch_read_err(struct batch_account *acct)
+{
+	batch_read(acct, &acct->fd_err, &acct->io_err, acct->err,
+		   BATCH_ERR_TAIL_MAX);
+}
+
+static void batch_child_exited(const struct child_wait_status *status,
+			       struct batch_ctx *ctx)
+{
+	struct batch_account *acct;
+
+	array_foreach_elem(&ctx->accounts, acct) {
+		if (acct->state == BATCH_RUNNING && acct->pid == status->pid &&
+		    !acct->exited) {
+			acct->exited = TRUE;
+			acct->wait_status = status->status;
+			batch_account_check_done(acct);
+			return;
+		}
+	}
+}
+
+static int batch_spawn(struct batch_account *acct)
+{
+	struct batch_ctx *ctx = acct->ctx;
+	struct migrate_credentials cred;
+	const char *argv[16];
+	unsigned int argc = 0;
+	int fd_in[2], fd_out[2], fd_err[2];
+	string_t *blob;
+	pid_t pid;
+
+	if (pipe(fd_in) < 0 || pipe(fd_out) < 0 || pipe(fd_err) < 0) {
+		i_error("migrate batch: pipe() failed: %m");
+		return -1;
+	}
+	argv[argc++] = "doveadm";
+	argv[argc++] = "-c";
+	argv[argc++] = ctx->config_path;
+	argv[argc++] = "-f";
+	argv[argc++] = DOVEADM_PRINT_TYPE_TAB;
+	argv[argc++] = "migrate";
+	argv[argc++] = "-q";
+	argv[argc++] = "-K";
+	if (ctx->dry_run)
+		argv[argc++] = "-n";
+	argv[argc++] = "-u";
+	argv[argc++] = acct->user;
+	argv[argc] = NULL;
+
+	pid = fork();
+	if (pid < 0) {
+		i_error("migrate batch: fork() failed: %m");
+		i_close_fd(&fd_in[0]); i_close_fd(&fd_in[1]);
+		i_close_fd(&fd_out[0]); i_close_fd(&fd_out[1]);
+		i_close_fd(&fd_err[0]); i_close_fd(&fd_err[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		if (dup2(fd_in[0], STDIN_FILENO) < 0 ||
+		    dup2(fd_out[1], STDOUT_FILENO) < 0 ||
+		    dup2(fd_err[1], STDERR_FILENO) < 0)
+			i_fatal("dup2() failed: %m");
+		for (int i = 0; i < 2; i++) {
+			if (fd_in[i] > STDERR_FILENO) (void)close(fd_in[i]);
+			if (fd_out[i] > STDERR_FILENO) (void)close(fd_out[i]);
+			if (fd_err[i] > STDERR_FILENO) (void)close(fd_err[i]);
+		}
+		execv(ctx->doveadm_path, (char **)argv);
+		i_fatal("execv(%s) failed: %m", ctx->doveadm_path);
+	}
+	i_close_fd(&fd_in[0]);
+	i_close_fd(&fd_out[1]);
+	i_close_fd(&fd_err[1]);
+
+	/* a few hundred bytes: the pipe takes them without blocking */
+	i_zero(&cred);
+	cred.source_host = acct->row->source_host;
+	cred.source_port = acct->row->source_port;
+	cred.source_user = acct->row->source_user;
+	cred.source_password = acct->row->source_password;
+	blob = t_str_new(256);
+	migrate_credentials_serialize(blob, &cred);
+	if (write_full(fd_in[1], str_data(blob), str_len(blob)) < 0)
+		i_error("migrate batch: %s: write(child stdin) failed: %m",
+			acct->user);
+	safe_memset(str_c_modifiable(blob), 0, str_len(blob));
+	i_close_fd(&fd_in[1]);
+
+	acct->pid = pid;
+	acct->exited = FALSE;
+	acct->attempts++;
+	acct->state = BATCH_RUNNING;
+	i_gettimeofday(&acct->start);
+	acct->fd_out = fd_out[0];
+	acct->fd_err = fd_err[0];
+	fd_set_nonblock(acct->fd_out, TRUE);
+	fd_set_nonblock(acct->fd_err, TRUE);
+	fd_close_on_exec(acct->fd_out, TRUE);
+	fd_close_on_exec(acct->fd_err, TRUE);
+	str_truncate(acct->out, 0);
+	str_truncate(acct->err, 0);
+	acct->io_out = io_add(acct->fd_out, IO_READ, batch_read_out, acct);
+	acct->io_err = io_add(acct->fd_err, IO_READ, batch_read_err, acct);
+	child_wait_add_pid(ctx->child_wait, pid);
+	ctx->running++;
+	return 0;
+}
+
+/* Starts accounts while there is room; stops the loop when all are done. */
+static void batch_fill(struct batch_ctx *ctx)
+{
+	struct batch_account *const *accounts, *acct;
+	struct timeval now;
+	unsigned int i, count;
+
+	i_gettimeofday(&now);
+	accounts = array_get(&ctx->accounts, &count);
+	/* retries first: they waited their turn */
+	for (i = 0; i < count && ctx->running < ctx->jobs; i++) {
+		acct = accounts[i];
+		if (acct->state != BATCH_RETRY_WAIT ||
+		    timeval_cmp(&acct->retry_at, &now) > 0)
+			continue;
+		timeout_remove(&acct->to_retry);
+		if (batch_spawn(acct) < 0) {
+			/* keeps its last failure */
+			acct->state = BATCH_DONE;
+			ctx->done++;
+			ctx->failed++;
+			batch_log_account(acct);
+		}
+	}
+	while (ctx->next < count && ctx->running < ctx->jobs) {
+		acct = accounts[ctx->next++];
+		T_BEGIN {
+			if (batch_spawn(acct) < 0) {
+				acct->state = BATCH_DONE;
+				acct->exit_code = EX_OSERR;
+				acct->result = "failed";
+				acct->reason = "could not start doveadm";
+				ctx->done++;
+				ctx->failed++;
+			}
+		} T_END;
+	}
+	if (ctx->done == count)
+		io_loop_stop(ctx->ioloop);
+}
+
+/* Canonical names from the userdb; a user it does not know is an error
+   of the file. */
+static int batch_check_users(struct batch_ctx *ctx, unsigned int *problems_r)
+{
+	const struct master_service_settings *mset =
+		master_service_settings_get(master_service);
+	struct auth_master_connection *conn;
+	struct auth_user_info info;
+	struct batch_account *acct;
+	const char *username, *const *fields;
+	int ret, result = 0;
+
+	*problems_r = 0;
+	conn = auth_master_init(t_strconcat(mset->base_dir, "/auth-userdb",
+					    NULL), 0);
+	i_zero(&info);
+	info.service = "doveadm";
+	array_foreach_elem(&ctx->accounts, acct) T_BEGIN {
+		ret = auth_master_user_lookup(conn, acct->row->dest_user, &info,
+					      ctx->pool, &username, &fields);
+		if (ret > 0) {
+			acct->user = username;
+		} else if (ret == 0) {
+			i_error("%s:%u: column %d (dest_user): %s does not exist "
+				"in the userdb", ctx->tmpl->path,
+				acct->row->line,
+				MIGRATE_TEMPLATE_DEST_USER + 1,
+				acct->row->dest_user);
+			(*problems_r)++;
+		} else {
+			i_error("migrate batch: userdb lookup of %s failed%s%s",
+				acct->row->dest_user,
+				fields != NULL && fields[0] != NULL ? ": " : "",
+				fields != NULL && fields[0] != NULL ?
+				fields[0] : "");
+			result = -1;
+		}
+	} T_END;
+	auth_master_deinit(&conn);
+	return result;
+}
+
+static void csv_append(string_t *dest, const char *value)
+{
+	const char *p;
+
+	if (value == NULL)
+		value = "";
+	if (strpbrk(value, ",;\"\r\n") == NULL) {
+		str_append(dest, value);
+		return;
+	}
+	str_append_c(dest, '"');
+	for (p = value; *p != '\0'; p++) {
+		if (*p == '"')
+			str_append_c(dest, '"');
+		str_append_c(dest, *p);
+	}
+	str_append_c(dest, '"');
+}
+
+static const char *const batch_report_fields[] = {
+	"folders", "copied", "updated", "deleted", "skipped", "bytes",
+};
+
+static int batch_write_file(const char *path, const string_t *data)
+{
+	const char *temp_path = t_strconcat(path, ".tmp", NULL);
+	int fd;
+
+	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd == -1) {
+		i_error("migrate batch: open(%s) failed: %m", temp_path);
+		return -1;
+	}
+	if (write_full(fd, str_data(data), str_len(data)) < 0) {
+		i_error("migrate batch: write(%s) failed: %m", temp_path);
+		i_close_fd(&fd);
+		i_unlink(temp_path);
+		return -1;
+	}
+	i_close_fd(&fd);
+	if (rename(temp_path, path) < 0) {
+		i_error("migrate batch: rename(%s, %s) failed: %m",
+			temp_path, path);
+		i_unlink(temp_path);
+		return -1;
+	}
+	return 0;
+}
+
+static int batch_write_json(struct batch_ctx *ctx, const char *path)
+{
+	struct batch_account *acct;
+	string_t *str = t_str_new(1024);
+	unsigned int i;
+	bool first = TRUE;
+
+	str_append(str, "{\"template\":\"");
+	json_append_escaped(str, ctx->tmpl->path);
+	str_printfa(str, "\",\"dry_run\":%s,\"accounts\":[",
+		    ctx->dry_run ? "true" : "false");
+	array_foreach_elem(&ctx->accounts, acct) {
+		if (!first)
+			str_append_c(str, ',');
+		first = FALSE;
+		str_append(str, "\n{\"user\":\"");
+		json_append_escaped(str, acct->user);
+		str_printfa(str, "\",\"line\":%u,\"source_host\":\"",
+			    acct->row->line);
+		json_append_escaped(str, acct->row->source_host);
+		str_append(str, "\",\"source_user\":\"");
+		json_append_escaped(str, acct->row->source_user);
+		str_append(str, "\",\"status\":\"");
+		json_append_escaped(str, acct->exit_code == 0 ? "ok" : "failed");
+		str_append(str, "\",\"class\":\"");
+		json_append_escaped(str, acct->result == NULL ? "not run" :
+				    acct->result);
+		str_printfa(str, "\",\"exit_code\":%d,\"attempts\":%u",
+			    acct->exit_code, acct->attempts);
+		for (i = 0; i < N_ELEMENTS(batch_report_fields); i++) {
+			str_printfa(str, ",\"%s\":%"PRIu64,
+				    batch_report_fields[i],
+				    batch_field_num(acct,
+						    batch_report_fields[i]));
+		}
+		str_printfa(str, ",\"seconds\":%.3f,\"reason\":", acct->secs);
+		if (acct->reason == NULL)
+			str_append(str, "null");
+		else {
+			str_append_c(str, '"');
+			json_append_escaped(str, acct->reason);
+			str_append_c(str, '"');
+		}
+		str_append_c(str, '}');
+	}
+	str_printfa(str, "\n],\"accounts_total\":%u,\"accounts_failed\":%u,"
+		    "\"bytes\":%"PRIu64"}\n", array_count(&ctx->accounts),
+		    ctx->failed, ctx->bytes);
+	return batch_write_file(path, str);
+}
+
+static int batch_write_csv(struct batch_ctx *ctx, const char *path)
+{
+	struct batch_account *acct;
+	string_t *str = t_str_new(1024);
+	unsigned int i;
+
+	str_append(str, "user,line,source_host,source_user,status,class,"
+		   "exit_code,attempts,folders,copied,updated,deleted,skipped,"
+		   "bytes,seconds,reason\r\n");
+	array_foreach_elem(&ctx->accounts, acct) {
+		csv_append(str, acct->user);
+		str_printfa(str, ",%u,", acct->row->line);
+		csv_append(str, acct->row->source_host);
+		str_append_c(str, ',');
+		csv_append(str, acct->row->source_user);
+		str_printfa(str, ",%s,", acct->exit_code == 0 ? "ok" : "failed");
+		csv_append(str, acct->result == NULL ? "not run" : acct->result);
+		str_printfa(str, ",%d,%u", acct->exit_code, acct->attempts);
+		for (i = 0; i < N_ELEMENTS(batch_report_fields); i++) {
+			str_printfa(str, ",%"PRIu64, batch_field_num(acct,
+					batch_report_fields[i]));
+		}
+		str_printfa(str, ",%.3f,", acct->secs);
+		csv_append(str, acct->reason);
+		str_append(str, "\r\n");
+	}
+	return batch_write_file(path, str);
+}
+
+static void batch_print_table(struct batch_ctx *ctx)
+{
+	static const char *const headers[] = {
+		"user", "source", "result", "attempts", "folders", "copied",
+		"updated", "deleted", "bytes", "seconds", "reason",
+	};
+	struct batch_account *acct;
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(headers); i++)
+		doveadm_print_header_simple(headers[i]);
+	array_foreach_elem(&ctx->accounts, acct) T_BEGIN {
+		doveadm_print(acct->user);
+		doveadm_print(t_strdup_printf("%s@%s", acct->row->source_user,
+					      acct->row->source_host));
+		doveadm_print(acct->result == NULL ? "not run" : acct->result);
+		doveadm_print_num(acct->attempts);
+		doveadm_print_num(batch_field_num(acct, "folders"));
+		doveadm_print_num(batch_field_num(acct, "copied"));
+		doveadm_print_num(batch_field_num(acct, "updated"));
+		doveadm_print_num(batch_field_num(acct, "deleted"));
+		doveadm_print_num(batch_field_num(acct, "bytes"));
+		doveadm_print(t_strdup_printf("%.1f", acct->secs));
+		doveadm_print(acct->reason == NULL ? "" : acct->reason);
+	} T_END;
+}
+
+static int batch_store_credentials(struct batch_ctx *ctx)
+{
+	const struct master_service_settings *mset =
+		master_service_settings_get(master_service);
+	const char *dir = migrate_credentials_dir(mset->state_dir);
+	struct migrate_credentials cred;
+	struct batch_account *acct;
+	const char *error;
+
+	array_foreach_elem(&ctx->accounts, acct) {
+		i_zero(&cred);
+		cred.source_host = acct->row->source_host;
+		cred.source_port = acct->row->source_port;
+		cred.source_user = acct->row->source_user;
+		cred.source_password = acct->row->source_password;
+		if (migrate_credentials_write(dir, acct->user, &cred,
+					      &error) < 0) {
+			i_error("migrate batch: Credential store: %s", error);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static const char *batch_doveadm_path(void)
+{
+	char buf[PATH_MAX];
+	ssize_t len;
+
+	len = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	if (len <= 0)
+		return "/usr/bin/doveadm";
+	buf[len] = '\0';
+	return t_strdup(buf);
+}
+
+static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
+{
+	struct batch_ctx *ctx;
+	struct batch_account *acct;
+	const struct migrate_template_row *row;
+	const char *path, *json_path = NULL, *csv_path = NULL, *error, *msg;
+	unsigned int problems;
+	int64_t num;
+	int exit_code = 0;
+	long cpus;
+
+	if (!doveadm_cmd_param_str(cctx, "template", &path))
+		help_ver2(cctx->cmd);
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+
+	pool_t pool = pool_alloconly_create("migrate batch", 8192);
+	ctx = p_new(pool, struct batch_ctx, 1);
+	ctx->pool = pool;
+	(void)doveadm_cmd_param_bool(cctx, "dry-run", &ctx->dry_run);
+	(void)doveadm_cmd_param_str(cctx, "json", &json_path);
+	(void)doveadm_cmd_param_str(cctx, "csv", &csv_path);
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	ctx->jobs = cpus < 1 ? 2 : (unsigned int)I_MIN(cpus * 2, 16);
+	if (doveadm_cmd_param_int64(cctx, "jobs", &num)) {
+		if (num < 1 || num > BATCH_MAX_JOBS)
+			i_fatal_status(EX_USAGE, "migrate batch: -j must be "
+				       "1..%u", BATCH_MAX_JOBS);
+		ctx->jobs = num;
+	}
+	ctx->retries = BATCH_DEFAULT_RETRIES;
+	if (doveadm_cmd_param_int64(cctx, "retries", &num)) {
+		if (num < 0 || num > 20)
+			i_fatal_status(EX_USAGE, "migrate batch: --retries "
+				       "must be 0..20");
+		ctx->retries = num;
+	}
+	ctx->retry_delay_secs = BATCH_DEFAULT_RETRY_DELAY_SECS;
+	if (doveadm_cmd_param_int64(cctx, "retry-delay", &num)) {
+		if (num < 0 || num > 3600)
+			i_fatal_status(EX_USAGE, "migrate batch: --retry-delay "
+				       "must be 0..3600 seconds");
+		ctx->retry_delay_secs = num;
+	}
+	ctx->tty = isatty(STDERR_FILENO) == 1;
+	ctx->doveadm_path = batch_doveadm_path();
+	ctx->config_path = master_service_get_config_path(master_service);
+
+	/* 1. the file */
+	if (migrate_template_read(path, &ctx->tmpl, &error) < 0) {
+		i_error("migrate batch: %s", error);
+		doveadm_exit_code = EX_NOINPUT;
+		pool_unref(&ctx->pool);
+		return;
+	}
+	array_foreach_elem(&ctx->tmpl->notes, msg)
+		i_warning("%s", msg);
+	array_foreach_elem(&ctx->tmpl->errors, msg)
+		i_error("%s", msg);
+	problems = array_count(&ctx->tmpl->errors);
+
+	p_array_init(&ctx->accounts, ctx->pool, array_count(&ctx->tmpl->rows));
+	array_foreach(&ctx->tmpl->rows, row) {
+		acct = p_new(ctx->pool, struct batch_account, 1);
+		acct->ctx = ctx;
+		acct->row = row;
+		acct->user = row->dest_user;
+		acct->fd_out = acct->fd_err = -1;
+		acct->out = str_new(ctx->pool, 256);
+		acct->err = str_new(ctx->pool, 256);
+		array_push_back(&ctx->accounts, &acct);
+	}
+
+	/* 2. the destination users */
+	if (problems == 0) {
+		unsigned int user_problems;
+
+		if (batch_check_users(ctx, &user_problems) < 0) {
+			i_error("migrate batch: %s: cannot check the "
+				"destination users; nothing was changed", path);
+			doveadm_exit_code = EX_TEMPFAIL;
+			goto out;
+		}
+		problems += user_problems;
+	}
+	if (problems > 0) {
+		i_error("migrate batch: %s: %u problem%s; nothing was changed",
+			path, problems, problems == 1 ? "" : "s");
+		doveadm_exit_code = EX_DATAERR;
+		goto out;
+	}
+
+	/* 3. the credential store, for later runs of single accounts */
+	if (!ctx->dry_run && batch_store_credentials(ctx) < 0) {
+		doveadm_exit_code = EX_TEMPFAIL;
+		goto out;
+	}
+
+	/* 4. the accounts */
+	ctx->ioloop = io_loop_create();
+	child_wait_init();
+	ctx->child_wait = child_wait_new(batch_child_exited, ctx);
+	i_gettimeofday(&ctx->start);
+	if (ctx->tty) {
+		ctx->to_progress = timeout_add(1000, batch_progress_timeout,
+					       ctx);
+	}
+	batch_fill(ctx);
+	if (ctx->done < array_count(&ctx->accounts))
+		io_loop_run(ctx->ioloop);
+	timeout_remove(&ctx->to_progress);
+	if (ctx->tty)
+		batch_progress(ctx, TRUE);
+	child_wait_free(&ctx->child_wait);
+	child_wait_deinit();
+	io_loop_destroy(&ctx->ioloop);
+
+	/* 5. the outcome */
+	batch_print_table(ctx);
+	array_foreach_elem(&ctx->accounts, acct) {
+		if (batch_exit_severity(acct->exit_code) >
+		    batch_exit_severity(exit_code))
+			exit_code = acct->exit_code;
+	}
+	if (json_path != NULL && batch_write_json(ctx, json_path) < 0 &&
+	    exit_code == 0)
+		exit_code = EX_CANTCREAT;
+	if (csv_path != NULL && batch_write_csv(ctx, csv_path) < 0 &&
+	    exit_code == 0)
+		exit_code = EX_CANTCREAT;
+	i_info("migrate batch: %s: %u accounts, %u ok, %u failed, %.1f MB",
+	       path, array_count(&ctx->accounts),
+	       array_count(&ctx->accounts) - ctx->failed, ctx->failed,
+	       ctx->bytes / 1e6);
+	doveadm_exit_code = exit_code;
+out:
+	migrate_template_free(&ctx->tmpl);
+	pool_unref(&ctx->pool);
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_migrate_batch = {
+	.name = "migrate batch",
+	.cmd = cmd_migrate_batch,
+	.usage = "[-n] [-j <jobs>] [--retries <n>] [--retry-delay <secs>] "
+		 "[--json <file>] [--csv <file>] <template>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('j', "jobs", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "retries", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "retry-delay", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "json", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "csv", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "template", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};

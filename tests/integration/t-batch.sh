@@ -1,0 +1,195 @@
+#!/bin/bash
+# t-batch.sh - doveadm migrate batch runs a sync template: 20 accounts on two
+# source servers, passwords with every awkward character; a file with bad
+# lines changes nothing; failures of single accounts (wrong password, over
+# quota, unreachable) do not stop the others and are reported with their
+# reasons; no password leaks into output, reports, logs or state.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-batch
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+DEST_PW='Dest!pass1'
+
+rig_start_source src1 || exit 1
+rig_start_source src2 || exit 1
+rig_start_dest dest || exit 1
+[ "$RIG_HAVE_PLUGIN" = 1 ] && [ "$RIG_HAVE_DOVEADM_MODULE" = 1 ] ||
+	rig_die "the migrate modules are not built"
+# the template names the source host, user and password; TLS off here
+rig_dest_plugin_set dest migrate_source_ssl no
+
+# user N: source password with the characters imapsync templates break
+# on, a quote, a comma and non-ASCII
+src_pw() { printf 'P%02d;,[=+(){}"çã x' "$1"; }
+dest_user() { printf 'u%02d@example.com' "$1"; }
+src_inst() { if [ "$1" -le 10 ]; then echo src1; else echo src2; fi; }
+
+# one CSV field, quoted
+q() { local s=${1//\"/\"\"}; printf '"%s"' "$s"; }
+
+TEMPLATE=$RIG/template.csv
+{
+	printf '# customer sync template\r\n'
+	for i in $(seq 1 20); do
+		inst=$(src_inst "$i")
+		rig_add_user "$inst" "old$i" "$(src_pw "$i")"
+		rig_add_user dest "$(dest_user "$i")" "$DEST_PW"
+		printf '127.0.0.1:%s;old%d;%s;mx.example.com;%s;%s\r\n' \
+			"$(rig_port "$inst")" "$i" "$(q "$(src_pw "$i")")" \
+			"$(dest_user "$i")" "$(q 'Str0ng!dest')"
+	done
+} >"$TEMPLATE"
+
+for i in $(seq 1 20); do
+	inst=$(src_inst "$i")
+	printf '%s' "$(src_pw "$i")" >"$RIG/pw.$i"
+	chmod 600 "$RIG/pw.$i"
+	"$PY" "$T/gen-corpus.py" --port "$(rig_port "$inst")" --user "old$i" \
+		--password-file "$RIG/pw.$i" --seed "$((100 + i))" \
+		--messages 40 --max-size 40K --connections 1 >/dev/null ||
+		rig_die "gen-corpus for old$i failed"
+done
+
+STORE=$RIG/dest/state/migrate/credentials
+
+# run doveadm migrate batch ARGS...; output in $RIG/batch.N.{out,err},
+# exit code in BATCH_RC
+BATCH_RUN=0
+batch() {
+	BATCH_RUN=$((BATCH_RUN + 1))
+	BATCH_OUT=$RIG/batch.$BATCH_RUN.out
+	BATCH_ERR=$RIG/batch.$BATCH_RUN.err
+	BATCH_RC=0
+	rig_doveadm dest migrate batch "$@" >"$BATCH_OUT" 2>"$BATCH_ERR" ||
+		BATCH_RC=$?
+}
+
+compare_all() {
+	local i inst bad=0
+	for i in $(seq 1 20); do
+		inst=$(src_inst "$i")
+		"$PY" "$T/imap-compare.py" -q --src-port "$(rig_port "$inst")" \
+			--src-user "old$i" --src-password-file "$RIG/pw.$i" \
+			--dest-port "$(rig_port dest)" --dest-user "$(dest_user "$i")" \
+			--dest-password-env DEST_IMAP_PASSWORD >"$RIG/cmp.$i" 2>&1 ||
+			{ bad=$((bad + 1)); tap_diag "u$i: $(tail -n1 "$RIG/cmp.$i")"; }
+	done
+	[ "$bad" = 0 ]
+}
+export DEST_IMAP_PASSWORD=$DEST_PW
+
+# --- a bad file changes nothing ----------------------------------------------
+BAD=$RIG/bad.txt
+rig_add_user dest weak@example.com "$DEST_PW"
+{
+	printf '127.0.0.1:%s;old1;pw;mx;u01@example.com\n' "$(rig_port src1)"
+	printf '127.0.0.1:%s;old2;pw;mx;u02@other.example;Str0ng!dest\n' "$(rig_port src1)"
+	printf '127.0.0.1:%s;old3;pw;mx;nobody-here@example.com;Str0ng!dest\n' "$(rig_port src1)"
+	printf '127.0.0.1:%s;old4;pw;mx;weak@example.com;weakpass\n' "$(rig_port src1)"
+	printf '127.0.0.1:%s;old5;pw;mx;u05@example.com;Str0ng!dest\n' "$(rig_port src1)"
+	printf '127.0.0.1:%s;old5;pw;mx;u06@example.com;Str0ng!dest\n' "$(rig_port src1)"
+} >"$BAD"
+batch "$BAD"
+tap_is "$BATCH_RC" 65 "a template with bad lines is refused (exit 65)"
+err=$(cat "$BATCH_ERR")
+tap_like "line 1: wrong column count" "bad.txt:1: 5 columns" "$err"
+tap_like "line 2: a second destination domain" "bad.txt:2: column 5 \(dest_user\): domain 'other.example'" "$err"
+tap_like "line 4: weak destination password" "bad.txt:4: column 6 \(dest_password\): does not meet the password policy" "$err"
+tap_like "line 6: the same source account twice" "bad.txt:6: column 2 \(source_user\): old5 at 127.0.0.1 is also on line 5" "$err"
+tap_like "nothing was changed, it says" "problems?; nothing was changed" "$err"
+# the unknown user is found once the file itself is clean
+sed -i '1d;2d;4d;6d' "$BAD"
+batch "$BAD"
+tap_is "$BATCH_RC" 65 "an unknown destination user is refused too"
+tap_like "... naming its line and column" "bad.txt:1: column 5 \(dest_user\): nobody-here@example.com does not exist in the userdb" "$(cat "$BATCH_ERR")"
+if [ ! -e "$(rig_home dest u05@example.com)" ] && [ ! -e "$STORE" ]; then
+	tap_ok "a refused file created no mailbox and stored no credentials"
+else
+	tap_fail "a refused file changed something"
+fi
+
+# --- a dry run says what would happen and changes nothing -------------------------
+batch -n --json "$RIG/dry.json" "$TEMPLATE"
+tap_is "$BATCH_RC" 0 "batch -n exits 0"
+tap_like "... reports the messages each account would copy" '"user":"u07@example.com"[^}]*"copied":40,' "$(cat "$RIG/dry.json")"
+if [ ! -e "$(rig_home dest u07@example.com)/Maildir/.Sent" ] && [ ! -e "$STORE" ]; then
+	tap_ok "... and created no folder and stored no credentials"
+else
+	tap_fail "batch -n changed something"
+fi
+
+# --- the 20 accounts -----------------------------------------------------------
+batch -j 4 --json "$RIG/report.json" --csv "$RIG/report.csv" "$TEMPLATE"
+tap_is "$BATCH_RC" 0 "batch of 20 accounts on two sources exits 0"
+[ "$BATCH_RC" = 0 ] || tap_diag "$(tail -n 5 "$BATCH_ERR")"
+tap_run "checker: all 20 accounts equal to their sources" compare_all
+n=$(grep -c '"status":"ok"' "$RIG/report.json")
+tap_is "$n" 20 "the JSON report has 20 accounts ok"
+tap_like "the CSV report has a header and 20 rows" "^21$" "$(wc -l <"$RIG/report.csv")"
+tap_like "the table shows every account" "u20@example.com +old20@127.0.0.1 +ok" "$(cat "$BATCH_OUT")"
+mode=$(stat -c '%a %U' "$STORE")
+tap_is "$mode" "700 root" "the credential store is a root-only directory"
+tap_is "$(find "$STORE" -type f ! -perm 0600 | wc -l)" 0 "... and its files are 0600"
+tap_is "$(find "$STORE" -type f | wc -l)" 20 "... one file per account"
+
+# a second run: incremental, nothing to copy
+batch "$TEMPLATE"
+tap_is "$BATCH_RC" 0 "the re-run exits 0"
+copied=$(awk 'NR > 1 { s += $6 } END { print s + 0 }' "$BATCH_OUT")
+tap_is "$copied" 0 "... and copies nothing"
+
+# a single account later, from the stored credentials alone
+"$PY" "$T/imaptool.py" --port "$(rig_port src2)" --user old15 \
+	--password-file "$RIG/pw.15" append INBOX - >/dev/null <<'EOF'
+From: late@example.org
+Subject: late
+
+after the batch
+EOF
+rc=0
+rig_doveadm dest migrate -u u15@example.com >"$RIG/single.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "doveadm migrate -u USER uses the stored credentials"
+tap_like "... and copies the new message" "u15@example.com	ok	([0-9]+	){5}1	" "$(cat "$RIG/single.out")"
+
+# --- failures of single accounts -------------------------------------------------
+MIXED=$RIG/mixed.txt
+rig_add_user src1 qa "Quota!pw1"
+rig_add_user dest qa@example.com "$DEST_PW" userdb_quota_rule=*:storage=100k
+QA_PW='Quota!pw1' "$PY" "$T/gen-corpus.py" --port "$(rig_port src1)" --user qa \
+	--password-env QA_PW --seed 7 --messages 30 --max-size 40K --connections 1 >/dev/null
+rig_add_user dest down@example.com "$DEST_PW"
+{
+	sed -n '2,4p' "$TEMPLATE"
+	printf '127.0.0.1:%s;old4;Wrong!pw;mx;u04@example.com;Str0ng!dest\n' "$(rig_port src1)"
+	printf '127.0.0.1:%s;qa;Quota!pw1;mx;qa@example.com;Str0ng!dest\n' "$(rig_port src1)"
+	printf '127.0.0.1:%s;nobody;Down!pw1;mx;down@example.com;Str0ng!dest\n' "$(rig_free_port)"
+} >"$MIXED"
+batch --retries 1 --retry-delay 0 --json "$RIG/mixed.json" "$MIXED"
+tap_like "one bad account makes the batch fail (exit $BATCH_RC)" "^(77|73|75)$" "$BATCH_RC"
+tap_is "$BATCH_RC" 77 "... with the most serious class: the refused login"
+tap_is "$(grep -c '"status":"ok"' "$RIG/mixed.json")" 3 "the three good accounts completed"
+tap_like "the wrong source password is named" '"user":"u04@example.com"[^}]*"class":"login refused"' "$(cat "$RIG/mixed.json")"
+tap_like "the account over quota is named" '"user":"qa@example.com"[^}]*"class":"over quota"' "$(cat "$RIG/mixed.json")"
+tap_like "the unreachable source was retried, then reported" '"user":"down@example.com"[^}]*"class":"temporary failure","exit_code":75,"attempts":2' "$(cat "$RIG/mixed.json")"
+tap_like "... with the reason" '"user":"down@example.com"[^}]*"reason":"[^"]*[Cc]onnect' "$(cat "$RIG/mixed.json")"
+
+# --- no password anywhere but the credential store -------------------------------
+leaks=0
+for i in $(seq 1 20) Wrong Quota Down; do
+	case $i in
+	Wrong) pw='Wrong!pw' ;;
+	Quota) pw='Quota!pw1' ;;
+	Down) pw='Down!pw1' ;;
+	*) pw=$(src_pw "$i") ;;
+	esac
+	hits=$(grep -rlF --exclude-dir=credentials --exclude='pw.*' \
+		--exclude='template.csv' --exclude='mixed.txt' \
+		--exclude='bad.txt' --exclude=users -- "$pw" "$RIG" 2>/dev/null)
+	[ -z "$hits" ] || { leaks=$((leaks + 1)); tap_diag "password of $i in: $hits"; }
+done
+tap_is "$leaks" 0 "no source password in output, reports, logs or state"
+tap_like "the credential store does hold them" "." "$(grep -rlF -- "$(src_pw 3)" "$STORE")"
+
+tap_done
