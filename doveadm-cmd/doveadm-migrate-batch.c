@@ -40,6 +40,7 @@
 #define BATCH_DEFAULT_RETRIES 3
 #define BATCH_DEFAULT_RETRY_DELAY_SECS 30
 #define BATCH_MAX_JOBS 64
+#define BATCH_DEFAULT_RATE_MBPS 20
 /* what is kept of a child's stderr for the reason of a failure */
 #define BATCH_ERR_TAIL_MAX 4096
 #define BATCH_OUT_MAX (64*1024)
@@ -48,6 +49,8 @@ enum batch_state {
 	BATCH_PENDING,
 	BATCH_RUNNING,
 	BATCH_RETRY_WAIT,
+	/* check: the next step is due */
+	BATCH_NEXT_STEP,
 	BATCH_DONE,
 };
 
@@ -76,6 +79,11 @@ struct batch_account {
 	/* the child's summary row: header name -> value */
 	const char *const *out_header, *const *out_row;
 	double secs;
+
+	/* check: 0 = the dry-run sync, 1 = doveadm quota get */
+	unsigned int step;
+	bool quota_known, quota_limited;
+	uint64_t quota_used_kb, quota_limit_kb;
 };
 
 struct batch_ctx {
@@ -86,8 +94,13 @@ struct batch_ctx {
 	struct child_wait *child_wait;
 
 	const char *doveadm_path, *config_path;
+	/* "migrate batch" or "migrate check" */
+	const char *name;
 	unsigned int jobs, retries, retry_delay_secs;
-	bool dry_run, tty;
+	/* check: the copy rate the time estimate assumes */
+	unsigned int rate_mbps;
+	bool dry_run, check, tty;
+	uint64_t messages;
 
 	unsigned int next, running, done, failed;
 	uint64_t bytes;
@@ -95,6 +108,9 @@ struct batch_ctx {
 	struct timeout *to_progress;
 	bool progress_printed;
 };
+
+/* "migrate batch" or "migrate check", for messages */
+static const char *batch_cmd_name = "migrate batch";
 
 static void batch_fill(struct batch_ctx *ctx);
 
@@ -213,8 +229,9 @@ static void batch_progress(struct batch_ctx *ctx, bool final)
 		eta = t_strdup_printf("%llds", (long long)
 			(msecs / 1000.0 / ctx->done * (total - ctx->done)));
 	}
-	fprintf(stderr, "\r\033[Kmigrate batch: %u/%u accounts done, %u running, "
-		"%u failed, %.1f MB, %.1f MB/s, ETA %s%s", ctx->done, total,
+	fprintf(stderr, "\r\033[K%s: %u/%u accounts done, %u running, "
+		"%u failed, %.1f MB, %.1f MB/s, ETA %s%s", batch_cmd_name,
+		ctx->done, total,
 		ctx->running, ctx->failed, mb, rate, eta, final ? "\n" : "");
 	fflush(stderr);
 	ctx->progress_printed = !final;
@@ -230,7 +247,14 @@ static void batch_log_account(struct batch_account *acct)
 	struct batch_ctx *ctx = acct->ctx;
 	const char *line;
 
-	if (acct->exit_code == 0) {
+	if (acct->exit_code == 0 && ctx->check) {
+		line = t_strdup_printf("%s: ok, %"PRIu64" messages, %.1f MB "
+			"to copy%s%s", acct->user,
+			batch_field_num(acct, "copied"),
+			batch_field_num(acct, "bytes") / 1e6,
+			acct->reason == NULL ? "" : "; ",
+			acct->reason == NULL ? "" : acct->reason);
+	} else if (acct->exit_code == 0) {
 		line = t_strdup_printf("%s: ok, %"PRIu64" copied, %"PRIu64
 			" updated, %"PRIu64" deleted, %.1f MB in %.1f s",
 			acct->user, batch_field_num(acct, "copied"),
@@ -247,9 +271,64 @@ static void batch_log_account(struct batch_account *acct)
 	if (ctx->progress_printed)
 		fprintf(stderr, "\r\033[K");
 	if (acct->exit_code == 0)
-		i_info("migrate batch: %s", line);
+		i_info("%s: %s", batch_cmd_name, line);
 	else
-		i_error("migrate batch: %s", line);
+		i_error("%s: %s", batch_cmd_name, line);
+}
+
+static void batch_account_done(struct batch_account *acct)
+{
+	struct batch_ctx *ctx = acct->ctx;
+
+	acct->state = BATCH_DONE;
+	ctx->done++;
+	if (acct->exit_code != 0)
+		ctx->failed++;
+	ctx->bytes += batch_field_num(acct, "bytes");
+	ctx->messages += batch_field_num(acct, "copied");
+	batch_log_account(acct);
+}
+
+/* "doveadm quota get" finished: will what the dry run counted fit? */
+static void batch_check_quota_finish(struct batch_account *acct,
+				     int exit_code)
+{
+	const char *const *lines, *const *fields;
+	uint64_t need_kb, free_kb;
+	unsigned int i;
+
+	lines = t_strsplit(str_c(acct->out), "\n");
+	for (i = 0; exit_code == 0 && lines[i] != NULL; i++) {
+		fields = t_strsplit_tabescaped(lines[i]);
+		if (str_array_length(fields) < 4 ||
+		    strcmp(fields[1], "STORAGE") != 0)
+			continue;
+		if (str_to_uint64(fields[2], &acct->quota_used_kb) < 0)
+			continue;
+		acct->quota_known = TRUE;
+		acct->quota_limited =
+			str_to_uint64(fields[3], &acct->quota_limit_kb) == 0;
+		break;
+	}
+	if (!acct->quota_known) {
+		/* no quota plugin for this user: nothing to compare */
+		acct->reason = "destination quota unknown";
+	} else if (acct->quota_limited) {
+		need_kb = (batch_field_num(acct, "bytes") + 1023) / 1024;
+		free_kb = acct->quota_limit_kb > acct->quota_used_kb ?
+			acct->quota_limit_kb - acct->quota_used_kb : 0;
+		if (need_kb > free_kb) {
+			acct->exit_code = EX_CANTCREAT;
+			acct->result = batch_exit_class(EX_CANTCREAT);
+			acct->reason = p_strdup_printf(acct->ctx->pool,
+				"will not fit: needs %.1f MB, %.1f MB free of "
+				"the %.1f MB quota (%.1f MB more needed)",
+				need_kb / 1024.0, free_kb / 1024.0,
+				acct->quota_limit_kb / 1024.0,
+				(need_kb - free_kb) / 1024.0);
+		}
+	}
+	batch_account_done(acct);
 }
 
 static void batch_retry_timeout(struct batch_account *acct)
@@ -268,11 +347,15 @@ static void batch_account_finish(struct batch_account *acct)
 
 	ctx->running--;
 	i_gettimeofday(&now);
-	acct->secs = timeval_diff_msecs(&now, &acct->start) / 1000.0;
 	if (WIFEXITED(acct->wait_status))
 		exit_code = WEXITSTATUS(acct->wait_status);
 	else
 		exit_code = EX_SOFTWARE;
+	if (acct->step == 1) {
+		batch_check_quota_finish(acct, exit_code);
+		return;
+	}
+	acct->secs = timeval_diff_msecs(&now, &acct->start) / 1000.0;
 
 	lines = t_strsplit(str_c(acct->out), "\n");
 	if (str_array_length(lines) >= 2) {
@@ -293,8 +376,8 @@ static void batch_account_finish(struct batch_account *acct)
 		unsigned int delay = ctx->retry_delay_secs <<
 			(acct->attempts - 1);
 
-		i_warning("migrate batch: %s: temporary failure%s%s; "
-			  "retrying in %u s (attempt %u of %u)",
+		i_warning("%s: %s: temporary failure%s%s; "
+			  "retrying in %u s (attempt %u of %u)", batch_cmd_name,
 			  acct->user, acct->reason == NULL ? "" : ": ",
 			  acct->reason == NULL ? "" : acct->reason, delay,
 			  acct->attempts + 1, ctx->retries + 1);
@@ -305,12 +388,13 @@ static void batch_account_finish(struct batch_account *acct)
 					     batch_retry_timeout, acct);
 		return;
 	}
-	acct->state = BATCH_DONE;
-	ctx->done++;
-	if (exit_code != 0)
-		ctx->failed++;
-	ctx->bytes += batch_field_num(acct, "bytes");
-	batch_log_account(acct);
+	if (ctx->check && exit_code == 0) {
+		/* the source is fine; now the destination's quota */
+		acct->step = 1;
+		acct->state = BATCH_NEXT_STEP;
+		return;
+	}
+	batch_account_done(acct);
 }
 
 static void batch_account_check_done(struct batch_account *acct)
@@ -384,7 +468,7 @@ static int batch_spawn(struct batch_account *acct)
 	pid_t pid;
 
 	if (pipe(fd_in) < 0 || pipe(fd_out) < 0 || pipe(fd_err) < 0) {
-		i_error("migrate batch: pipe() failed: %m");
+		i_error("%s: pipe() failed: %m", batch_cmd_name);
 		return -1;
 	}
 	argv[argc++] = "doveadm";
@@ -392,18 +476,23 @@ static int batch_spawn(struct batch_account *acct)
 	argv[argc++] = ctx->config_path;
 	argv[argc++] = "-f";
 	argv[argc++] = DOVEADM_PRINT_TYPE_TAB;
-	argv[argc++] = "migrate";
-	argv[argc++] = "-q";
-	argv[argc++] = "-K";
-	if (ctx->dry_run)
-		argv[argc++] = "-n";
+	if (acct->step == 0) {
+		argv[argc++] = "migrate";
+		argv[argc++] = "-q";
+		argv[argc++] = "-K";
+		if (ctx->dry_run || ctx->check)
+			argv[argc++] = "-n";
+	} else {
+		argv[argc++] = "quota";
+		argv[argc++] = "get";
+	}
 	argv[argc++] = "-u";
 	argv[argc++] = acct->user;
 	argv[argc] = NULL;
 
 	pid = fork();
 	if (pid < 0) {
-		i_error("migrate batch: fork() failed: %m");
+		i_error("%s: fork() failed: %m", batch_cmd_name);
 		i_close_fd(&fd_in[0]); i_close_fd(&fd_in[1]);
 		i_close_fd(&fd_out[0]); i_close_fd(&fd_out[1]);
 		i_close_fd(&fd_err[0]); i_close_fd(&fd_err[1]);
@@ -427,6 +516,10 @@ static int batch_spawn(struct batch_account *acct)
 	i_close_fd(&fd_err[1]);
 
 	/* a few hundred bytes: the pipe takes them without blocking */
+	if (acct->step > 0) {
+		i_close_fd(&fd_in[1]);
+		goto started;
+	}
 	i_zero(&cred);
 	cred.source_host = acct->row->source_host;
 	cred.source_port = acct->row->source_port;
@@ -435,14 +528,16 @@ static int batch_spawn(struct batch_account *acct)
 	blob = t_str_new(256);
 	migrate_credentials_serialize(blob, &cred);
 	if (write_full(fd_in[1], str_data(blob), str_len(blob)) < 0)
-		i_error("migrate batch: %s: write(child stdin) failed: %m",
+		i_error("%s: %s: write(child stdin) failed: %m", batch_cmd_name,
 			acct->user);
 	safe_memset(str_c_modifiable(blob), 0, str_len(blob));
 	i_close_fd(&fd_in[1]);
+started:
 
 	acct->pid = pid;
 	acct->exited = FALSE;
-	acct->attempts++;
+	if (acct->step == 0)
+		acct->attempts++;
 	acct->state = BATCH_RUNNING;
 	i_gettimeofday(&acct->start);
 	acct->fd_out = fd_out[0];
@@ -469,9 +564,16 @@ static void batch_fill(struct batch_ctx *ctx)
 
 	i_gettimeofday(&now);
 	accounts = array_get(&ctx->accounts, &count);
-	/* retries first: they waited their turn */
+	/* next steps and retries first: they waited their turn */
 	for (i = 0; i < count && ctx->running < ctx->jobs; i++) {
 		acct = accounts[i];
+		if (acct->state == BATCH_NEXT_STEP) {
+			if (batch_spawn(acct) < 0) {
+				acct->reason = "could not start doveadm";
+				batch_account_done(acct);
+			}
+			continue;
+		}
 		if (acct->state != BATCH_RETRY_WAIT ||
 		    timeval_cmp(&acct->retry_at, &now) > 0)
 			continue;
@@ -531,7 +633,7 @@ static int batch_check_users(struct batch_ctx *ctx, unsigned int *problems_r)
 				acct->row->dest_user);
 			(*problems_r)++;
 		} else {
-			i_error("migrate batch: userdb lookup of %s failed%s%s",
+			i_error("%s: userdb lookup of %s failed%s%s", batch_cmd_name,
 				acct->row->dest_user,
 				fields != NULL && fields[0] != NULL ? ": " : "",
 				fields != NULL && fields[0] != NULL ?
@@ -573,18 +675,18 @@ static int batch_write_file(const char *path, const string_t *data)
 
 	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd == -1) {
-		i_error("migrate batch: open(%s) failed: %m", temp_path);
+		i_error("%s: open(%s) failed: %m", batch_cmd_name, temp_path);
 		return -1;
 	}
 	if (write_full(fd, str_data(data), str_len(data)) < 0) {
-		i_error("migrate batch: write(%s) failed: %m", temp_path);
+		i_error("%s: write(%s) failed: %m", batch_cmd_name, temp_path);
 		i_close_fd(&fd);
 		i_unlink(temp_path);
 		return -1;
 	}
 	i_close_fd(&fd);
 	if (rename(temp_path, path) < 0) {
-		i_error("migrate batch: rename(%s, %s) failed: %m",
+		i_error("%s: rename(%s, %s) failed: %m", batch_cmd_name,
 			temp_path, path);
 		i_unlink(temp_path);
 		return -1;
@@ -672,6 +774,49 @@ static int batch_write_csv(struct batch_ctx *ctx, const char *path)
 	return batch_write_file(path, str);
 }
 
+static const char *batch_duration(double secs)
+{
+	if (secs < 120)
+		return t_strdup_printf("%.0f s", secs);
+	if (secs < 2 * 3600)
+		return t_strdup_printf("%.0f min", secs / 60);
+	return t_strdup_printf("%.1f h", secs / 3600);
+}
+
+static void batch_print_check_table(struct batch_ctx *ctx)
+{
+	static const char *const headers[] = {
+		"user", "source", "result", "folders", "messages", "MB",
+		"quota_free_MB", "reason",
+	};
+	struct batch_account *acct;
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(headers); i++)
+		doveadm_print_header_simple(headers[i]);
+	array_foreach_elem(&ctx->accounts, acct) T_BEGIN {
+		doveadm_print(acct->user);
+		doveadm_print(t_strdup_printf("%s@%s", acct->row->source_user,
+					      acct->row->source_host));
+		doveadm_print(acct->result == NULL ? "not run" : acct->result);
+		doveadm_print_num(batch_field_num(acct, "folders"));
+		doveadm_print_num(batch_field_num(acct, "copied"));
+		doveadm_print(t_strdup_printf("%.1f",
+			batch_field_num(acct, "bytes") / 1e6));
+		if (!acct->quota_known)
+			doveadm_print("?");
+		else if (!acct->quota_limited)
+			doveadm_print("unlimited");
+		else {
+			doveadm_print(t_strdup_printf("%.1f",
+				acct->quota_limit_kb < acct->quota_used_kb ? 0 :
+				(acct->quota_limit_kb - acct->quota_used_kb) /
+				1024.0));
+		}
+		doveadm_print(acct->reason == NULL ? "" : acct->reason);
+	} T_END;
+}
+
 static void batch_print_table(struct batch_ctx *ctx)
 {
 	static const char *const headers[] = {
@@ -716,7 +861,7 @@ static int batch_store_credentials(struct batch_ctx *ctx)
 		cred.source_password = acct->row->source_password;
 		if (migrate_credentials_write(dir, acct->user, &cred,
 					      &error) < 0) {
-			i_error("migrate batch: Credential store: %s", error);
+			i_error("%s: Credential store: %s", batch_cmd_name, error);
 			return -1;
 		}
 	}
@@ -735,7 +880,7 @@ static const char *batch_doveadm_path(void)
 	return t_strdup(buf);
 }
 
-static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
+static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 {
 	struct batch_ctx *ctx;
 	struct batch_account *acct;
@@ -749,10 +894,19 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 	if (!doveadm_cmd_param_str(cctx, "template", &path))
 		help_ver2(cctx->cmd);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	batch_cmd_name = cctx->cmd->name;
 
 	pool_t pool = pool_alloconly_create("migrate batch", 8192);
 	ctx = p_new(pool, struct batch_ctx, 1);
 	ctx->pool = pool;
+	ctx->check = check;
+	ctx->rate_mbps = BATCH_DEFAULT_RATE_MBPS;
+	if (doveadm_cmd_param_int64(cctx, "rate", &num)) {
+		if (num < 1)
+			i_fatal_status(EX_USAGE, "%s: --rate must be at least "
+				       "1 MB/s", batch_cmd_name);
+		ctx->rate_mbps = num;
+	}
 	(void)doveadm_cmd_param_bool(cctx, "dry-run", &ctx->dry_run);
 	(void)doveadm_cmd_param_str(cctx, "json", &json_path);
 	(void)doveadm_cmd_param_str(cctx, "csv", &csv_path);
@@ -760,22 +914,23 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 	ctx->jobs = cpus < 1 ? 2 : (unsigned int)I_MIN(cpus * 2, 16);
 	if (doveadm_cmd_param_int64(cctx, "jobs", &num)) {
 		if (num < 1 || num > BATCH_MAX_JOBS)
-			i_fatal_status(EX_USAGE, "migrate batch: -j must be "
-				       "1..%u", BATCH_MAX_JOBS);
+			i_fatal_status(EX_USAGE, "%s: -j must be "
+				       "1..%u", batch_cmd_name, BATCH_MAX_JOBS);
 		ctx->jobs = num;
 	}
-	ctx->retries = BATCH_DEFAULT_RETRIES;
+	/* a check reports a temporary failure at once */
+	ctx->retries = check ? 0 : BATCH_DEFAULT_RETRIES;
 	if (doveadm_cmd_param_int64(cctx, "retries", &num)) {
 		if (num < 0 || num > 20)
-			i_fatal_status(EX_USAGE, "migrate batch: --retries "
-				       "must be 0..20");
+			i_fatal_status(EX_USAGE, "%s: --retries "
+				       "must be 0..20", batch_cmd_name);
 		ctx->retries = num;
 	}
 	ctx->retry_delay_secs = BATCH_DEFAULT_RETRY_DELAY_SECS;
 	if (doveadm_cmd_param_int64(cctx, "retry-delay", &num)) {
 		if (num < 0 || num > 3600)
-			i_fatal_status(EX_USAGE, "migrate batch: --retry-delay "
-				       "must be 0..3600 seconds");
+			i_fatal_status(EX_USAGE, "%s: --retry-delay "
+				       "must be 0..3600 seconds", batch_cmd_name);
 		ctx->retry_delay_secs = num;
 	}
 	ctx->tty = isatty(STDERR_FILENO) == 1;
@@ -784,7 +939,7 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 
 	/* 1. the file */
 	if (migrate_template_read(path, &ctx->tmpl, &error) < 0) {
-		i_error("migrate batch: %s", error);
+		i_error("%s: %s", batch_cmd_name, error);
 		doveadm_exit_code = EX_NOINPUT;
 		pool_unref(&ctx->pool);
 		return;
@@ -812,22 +967,22 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 		unsigned int user_problems;
 
 		if (batch_check_users(ctx, &user_problems) < 0) {
-			i_error("migrate batch: %s: cannot check the "
-				"destination users; nothing was changed", path);
+			i_error("%s: %s: cannot check the "
+				"destination users; nothing was changed", batch_cmd_name, path);
 			doveadm_exit_code = EX_TEMPFAIL;
 			goto out;
 		}
 		problems += user_problems;
 	}
 	if (problems > 0) {
-		i_error("migrate batch: %s: %u problem%s; nothing was changed",
+		i_error("%s: %s: %u problem%s; nothing was changed", batch_cmd_name,
 			path, problems, problems == 1 ? "" : "s");
 		doveadm_exit_code = EX_DATAERR;
 		goto out;
 	}
 
 	/* 3. the credential store, for later runs of single accounts */
-	if (!ctx->dry_run && batch_store_credentials(ctx) < 0) {
+	if (!ctx->dry_run && !ctx->check && batch_store_credentials(ctx) < 0) {
 		doveadm_exit_code = EX_TEMPFAIL;
 		goto out;
 	}
@@ -852,7 +1007,10 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 	io_loop_destroy(&ctx->ioloop);
 
 	/* 5. the outcome */
-	batch_print_table(ctx);
+	if (ctx->check)
+		batch_print_check_table(ctx);
+	else
+		batch_print_table(ctx);
 	array_foreach_elem(&ctx->accounts, acct) {
 		if (batch_exit_severity(acct->exit_code) >
 		    batch_exit_severity(exit_code))
@@ -864,15 +1022,49 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 	if (csv_path != NULL && batch_write_csv(ctx, csv_path) < 0 &&
 	    exit_code == 0)
 		exit_code = EX_CANTCREAT;
-	i_info("migrate batch: %s: %u accounts, %u ok, %u failed, %.1f MB",
-	       path, array_count(&ctx->accounts),
-	       array_count(&ctx->accounts) - ctx->failed, ctx->failed,
-	       ctx->bytes / 1e6);
+	if (ctx->check) {
+		i_info("%s: %s: %u accounts, %u ok, %u failing; %"PRIu64
+		       " messages, %.2f GB to copy; about %s at %u MB/s",
+		       batch_cmd_name, path, array_count(&ctx->accounts),
+		       array_count(&ctx->accounts) - ctx->failed, ctx->failed,
+		       ctx->messages, ctx->bytes / 1e9,
+		       batch_duration(ctx->bytes / 1e6 / ctx->rate_mbps),
+		       ctx->rate_mbps);
+	} else {
+		i_info("%s: %s: %u accounts, %u ok, %u failed, %.1f MB",
+		       batch_cmd_name, path, array_count(&ctx->accounts),
+		       array_count(&ctx->accounts) - ctx->failed, ctx->failed,
+		       ctx->bytes / 1e6);
+	}
 	doveadm_exit_code = exit_code;
 out:
 	migrate_template_free(&ctx->tmpl);
 	pool_unref(&ctx->pool);
 }
+
+static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
+{
+	batch_run(cctx, FALSE);
+}
+
+static void cmd_migrate_check(struct doveadm_cmd_context *cctx)
+{
+	batch_run(cctx, TRUE);
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_migrate_check = {
+	.name = "migrate check",
+	.cmd = cmd_migrate_check,
+	.usage = "[-j <jobs>] [--rate <MB/s>] [--json <file>] [--csv <file>] "
+		 "<template>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('j', "jobs", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "rate", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "json", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "csv", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "template", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_batch = {
 	.name = "migrate batch",

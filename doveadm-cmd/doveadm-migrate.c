@@ -20,6 +20,7 @@ void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
 	   that the arguments fully match */
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_sync);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_batch);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_check);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate);
 }
 

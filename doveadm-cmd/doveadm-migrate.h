@@ -20,6 +20,7 @@ struct migrate_cmd_context {
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_batch;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_check;
 
 /* Record the failure of one user: the exit code follows the error that
    matters most over all users (a temporary failure wins). */

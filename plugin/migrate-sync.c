@@ -993,6 +993,31 @@ sync_find_large(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	return ret;
 }
 
+/* A dry run's bytes: the sizes of what would be copied, no bodies read. */
+static int
+sync_count_bytes(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+		 const ARRAY_TYPE(seq_range) *uids)
+{
+	struct mailbox_transaction_context *st;
+	struct mail_search_context *search_ctx;
+	struct mail *smail;
+	uoff_t size;
+	int ret = 0;
+
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
+	while (mailbox_search_next(search_ctx, &smail)) {
+		if (mail_get_virtual_size(smail, &size) == 0)
+			ctx->stats->bytes_copied += size;
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		sync_set_source_error(ctx, sbox, "Fetching sizes of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	return ret;
+}
+
 static int
 sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	       struct mailbox *sbox, struct mailbox *dbox,
@@ -1055,6 +1080,31 @@ sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	/* keep what was saved completely, even after a failure */
 	if (sync_copy_commit(ctx, f, dbox, &batch) < 0)
 		ret = -1;
+	return ret;
+}
+
+/* A dry run over a new folder: what the copy would download, from the
+   sizes only. */
+static int
+sync_folder_count_bytes(struct migrate_sync_ctx *ctx,
+			const struct migrate_sync_folder *f)
+{
+	struct mailbox *sbox;
+	struct mailbox_metadata metadata;
+	int ret = 0;
+
+	if (f->src_status.messages == 0)
+		return 0;
+	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+			     MAILBOX_FLAG_READONLY);
+	if (mailbox_get_metadata(sbox, MAILBOX_METADATA_VIRTUAL_SIZE,
+				 &metadata) < 0) {
+		sync_set_source_error(ctx, sbox, "Fetching sizes of");
+		ret = -1;
+	} else {
+		ctx->stats->bytes_copied += metadata.virtual_size;
+	}
+	mailbox_free(&sbox);
 	return ret;
 }
 
@@ -1257,7 +1307,7 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	if (ctx->opts->dry_run && state == NULL) {
 		ctx->stats->folders_created++;
 		ctx->stats->messages_copied += f->src_status.messages;
-		return 0;
+		return sync_folder_count_bytes(ctx, f);
 	}
 	if (state == NULL) {
 		state = f->state = migrate_state_folder_add(ctx->state,
@@ -1314,9 +1364,10 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 			"messages of the old UIDVALIDITY");
 	}
 	if (ret == 0 && array_count(&copy_uids) > 0) {
-		if (ctx->opts->dry_run)
+		if (ctx->opts->dry_run) {
 			ctx->stats->messages_copied += seq_range_count(&copy_uids);
-		else
+			ret = sync_count_bytes(ctx, sbox, &copy_uids);
+		} else
 			ret = sync_folder_copy(ctx, f, sbox, dbox, &copy_uids);
 	}
 	mailbox_free(&sbox);

@@ -166,6 +166,19 @@ rig_add_user dest down@example.com "$DEST_PW"
 	printf '127.0.0.1:%s;qa;Quota!pw1;mx;qa@example.com;Str0ng!dest\n' "$(rig_port src1)"
 	printf '127.0.0.1:%s;nobody;Down!pw1;mx;down@example.com;Str0ng!dest\n' "$(rig_free_port)"
 } >"$MIXED"
+# the pre-flight check finds the problems before any mail moves
+rc=0
+rig_doveadm dest migrate check --json "$RIG/check.json" "$MIXED" \
+	>"$RIG/check.out" 2>"$RIG/check.err" || rc=$?
+tap_is "$rc" 77 "check exits with the most serious problem (77)"
+tap_like "check: the wrong source password" '"user":"u04@example.com"[^}]*"class":"login refused"' "$(cat "$RIG/check.json")"
+tap_like "check: the account that will not fit, with what it needs" '"user":"qa@example.com"[^}]*"class":"over quota"[^}]*"reason":"will not fit: needs [0-9.]+ MB, [0-9.]+ MB free of the 0.1 MB quota' "$(cat "$RIG/check.json")"
+tap_like "check: the unreachable source" '"user":"down@example.com"[^}]*"class":"temporary failure"' "$(cat "$RIG/check.json")"
+tap_like "check: totals with a time estimate" "6 accounts, 3 ok, 3 failing; [0-9]+ messages, [0-9.]+ GB to copy; about [0-9]+ s at 20 MB/s" "$(cat "$RIG/check.err")"
+tap_like "check: a table row per account" "qa@example.com +qa@127.0.0.1 +over quota" "$(cat "$RIG/check.out")"
+n=$(find "$(rig_maildir dest qa@example.com)" -path '*/cur/*' -o -path '*/new/*' 2>/dev/null | wc -l)
+tap_is "$n" 0 "check copied no mail"
+
 batch --retries 1 --retry-delay 0 --json "$RIG/mixed.json" "$MIXED"
 tap_like "one bad account makes the batch fail (exit $BATCH_RC)" "^(77|73|75)$" "$BATCH_RC"
 tap_is "$BATCH_RC" 77 "... with the most serious class: the refused login"
