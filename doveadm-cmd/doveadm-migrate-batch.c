@@ -107,6 +107,9 @@ struct batch_ctx {
 	struct timeval start;
 	struct timeout *to_progress;
 	bool progress_printed;
+	/* where each account's last result is recorded for
+	   "doveadm migrate domain status" (NULL: not recorded) */
+	struct migrate_domain_store *domain_store;
 };
 
 /* "migrate batch" or "migrate check", for messages */
@@ -276,6 +279,28 @@ static void batch_log_account(struct batch_account *acct)
 		i_error("%s: %s", batch_cmd_name, line);
 }
 
+static void batch_record_account(struct batch_account *acct)
+{
+	struct batch_ctx *ctx = acct->ctx;
+	struct migrate_domain_account account;
+	const char *error;
+
+	i_zero(&account);
+	account.user = acct->user;
+	account.when = ioloop_time;
+	account.result = acct->result;
+	account.exit_code = acct->exit_code;
+	account.copied = batch_field_num(acct, "copied");
+	account.bytes = batch_field_num(acct, "bytes");
+	account.reason = acct->reason;
+	if (migrate_domain_account_save(ctx->domain_store,
+					migrate_user_domain(acct->user),
+					&account, &error) < 0) {
+		i_warning("%s: %s: Not recorded for domain status: %s",
+			  batch_cmd_name, acct->user, error);
+	}
+}
+
 static void batch_account_done(struct batch_account *acct)
 {
 	struct batch_ctx *ctx = acct->ctx;
@@ -287,6 +312,8 @@ static void batch_account_done(struct batch_account *acct)
 	ctx->bytes += batch_field_num(acct, "bytes");
 	ctx->messages += batch_field_num(acct, "copied");
 	batch_log_account(acct);
+	if (ctx->domain_store != NULL)
+		batch_record_account(acct);
 }
 
 /* "doveadm quota get" finished: will what the dry run counted fit? */
@@ -988,6 +1015,12 @@ static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 	}
 
 	/* 4. the accounts */
+	if (!ctx->dry_run && !ctx->check &&
+	    migrate_cmd_domain_store_open(&ctx->domain_store, &error) < 0) {
+		i_warning("%s: Results are not recorded for domain status: %s",
+			  batch_cmd_name, error);
+		ctx->domain_store = NULL;
+	}
 	ctx->ioloop = io_loop_create();
 	child_wait_init();
 	ctx->child_wait = child_wait_new(batch_child_exited, ctx);
@@ -1005,6 +1038,7 @@ static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 	child_wait_free(&ctx->child_wait);
 	child_wait_deinit();
 	io_loop_destroy(&ctx->ioloop);
+	migrate_domain_store_close(&ctx->domain_store);
 
 	/* 5. the outcome */
 	if (ctx->check)

@@ -3,6 +3,7 @@
 #include "lib.h"
 #include "mail-user.h"
 #include "str.h"
+#include "strnum.h"
 #include "safe-memset.h"
 #include "istream.h"
 #include "master-service.h"
@@ -17,7 +18,8 @@
 /* One summary row per user, failed ones included. */
 static void
 cmd_migrate_sync_print(struct mail_user *user, const char *result,
-		       const struct migrate_sync_stats *stats)
+		       const struct migrate_sync_stats *stats,
+		       const char *mode)
 {
 	doveadm_print(user->username);
 	doveadm_print(result);
@@ -37,6 +39,7 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 	doveadm_print_num(stats->bytes_copied);
 	doveadm_print(t_strdup_printf("%u.%03u", stats->total_msecs / 1000,
 				      stats->total_msecs % 1000));
+	doveadm_print(mode);
 }
 
 /* The template's source account replaces the configured one. */
@@ -81,6 +84,26 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_credentials cred;
 	const char *error;
 	int ret;
+
+	ctx->domain = p_strdup(_ctx->pool, migrate_user_domain(input->username));
+	ctx->domain_phase = MIGRATE_DOMAIN_NONE;
+	if (ctx->domain[0] != '\0') {
+		struct migrate_domain_store *store;
+		struct migrate_domain domain;
+
+		if (migrate_cmd_domain_store_open(&store, &error) < 0 ||
+		    (ret = migrate_domain_lookup(store, ctx->domain,
+						 _ctx->pool, &domain,
+						 &error)) < 0) {
+			migrate_domain_store_close(&store);
+			*error_r = t_strdup_printf("migrate: %s: %s",
+						   input->username, error);
+			return -1;
+		}
+		migrate_domain_store_close(&store);
+		if (ret > 0)
+			ctx->domain_phase = domain.phase;
+	}
 
 	if (ctx->credentials_stdin)
 		return 0;
@@ -140,7 +163,26 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	const char *error;
 
 	i_zero(&stats);
-	if (migrate_user_settings_read(user, ctx->credentials == NULL,
+	if (ctx->domain_phase == MIGRATE_DOMAIN_FINISHED) {
+		i_error("migrate: %s: The migration of %s is finished; "
+			"nothing is synced any more", user->username,
+			ctx->domain);
+		error_code = MIGRATE_ERROR_CONFIG;
+	} else if (ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER &&
+		   ctx->mirror) {
+		i_error("migrate: %s: %s is past cutover: a mirror sync could "
+			"delete mail delivered here since. Run without "
+			"--mirror for the final sync, which copies what is new "
+			"and deletes nothing", user->username, ctx->domain);
+		error_code = MIGRATE_ERROR_CONFIG;
+	} else if (ctx->maxage_days > 0 &&
+		   ctx->domain_phase != MIGRATE_DOMAIN_CUTOVER) {
+		i_error("migrate: %s: --maxage is only for the final sync, "
+			"after doveadm migrate domain cutover %s",
+			user->username, ctx->domain[0] == '\0' ?
+			"DOMAIN" : ctx->domain);
+		error_code = MIGRATE_ERROR_CONFIG;
+	} else if (migrate_user_settings_read(user, ctx->credentials == NULL,
 				       &set, &error) < 0) {
 		i_error("migrate: %s: Invalid settings: %s",
 			user->username, error);
@@ -160,6 +202,8 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		opts.dry_run = ctx->dry_run;
 		opts.force = ctx->force;
 		opts.progress = !ctx->quiet;
+		opts.final = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER;
+		opts.maxage_days = ctx->maxage_days;
 		/* the engine logs its own errors */
 		if (migrate_sync_run(user, source, set, &opts, &stats,
 				     &error_code, &error) == 0)
@@ -167,7 +211,10 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		migrate_source_deinit(&source);
 	}
 	cmd_migrate_sync_print(user, error_code == MIGRATE_ERROR_NONE ?
-			       "ok" : "failed", &stats);
+			       "ok" : "failed", &stats,
+			       ctx->dry_run ? "dry-run" :
+			       ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
+			       "final" : "mirror");
 	if (error_code != MIGRATE_ERROR_NONE) {
 		migrate_cmd_failed(ctx, error_code);
 		return -1;
@@ -185,7 +232,7 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 		"renamed", "folders_deleted", "copied", "updated", "deleted",
 		"skipped", "foreign", "recovered", "flags_dropped",
 		"deletes_withheld",
-		"bytes", "seconds",
+		"bytes", "seconds", "mode",
 	};
 	unsigned int i;
 
@@ -213,6 +260,15 @@ static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 	case 'q':
 		ctx->quiet = TRUE;
 		break;
+	case 'M':
+		ctx->mirror = TRUE;
+		break;
+	case 'a':
+		if (str_to_uint(optarg, &ctx->maxage_days) < 0 ||
+		    ctx->maxage_days == 0 || ctx->maxage_days > 36500)
+			i_fatal_status(EX_USAGE, "migrate: --maxage: a number "
+				       "of days, 1 or more: %s", optarg);
+		break;
 	case 'K':
 		ctx->credentials_stdin = TRUE;
 		break;
@@ -227,7 +283,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
-	ctx->ctx.getopt_args = "nfqK";
+	ctx->ctx.getopt_args = "nfqKMa:";
 	ctx->ctx.v.parse_arg = cmd_migrate_sync_parse_arg;
 	ctx->ctx.v.init = cmd_migrate_sync_init;
 	ctx->ctx.v.prerun = cmd_migrate_sync_prerun;
@@ -242,19 +298,21 @@ DOVEADM_CMD_MAIL_COMMON \
 DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0) \
 DOVEADM_CMD_PARAM('f', "force", CMD_PARAM_BOOL, 0) \
 DOVEADM_CMD_PARAM('q', "quiet", CMD_PARAM_BOOL, 0) \
+DOVEADM_CMD_PARAM('M', "mirror", CMD_PARAM_BOOL, 0) \
+DOVEADM_CMD_PARAM('a', "maxage", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('K', "credentials-stdin", CMD_PARAM_BOOL, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
 DOVEADM_CMD_PARAMS_END
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync = {
 	.name = "migrate sync",
 	.mail_cmd = cmd_migrate_sync_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q]",
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q] [--mirror] [--maxage <days>]",
 MIGRATE_SYNC_PARAMS
 };
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate = {
 	.name = "migrate",
 	.mail_cmd = cmd_migrate_sync_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q]",
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q] [--mirror] [--maxage <days>]",
 MIGRATE_SYNC_PARAMS
 };

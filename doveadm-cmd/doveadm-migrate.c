@@ -21,6 +21,10 @@ void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_sync);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_batch);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_check);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_start);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_cutover);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_finish);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_status);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate);
 }
 

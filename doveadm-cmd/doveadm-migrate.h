@@ -4,6 +4,7 @@
 #include "doveadm-mail.h"
 #include "migrate-source.h"
 #include "migrate-credentials.h"
+#include "migrate-domain.h"
 
 /* the base of every migrate verb */
 struct migrate_cmd_context {
@@ -15,12 +16,27 @@ struct migrate_cmd_context {
 	bool credentials_stdin;
 	/* from stdin, or the credential store for the current user */
 	struct migrate_credentials *credentials;
+	/* --mirror: refuse to run the final sync instead */
+	bool mirror;
+	/* --maxage for the final sync */
+	unsigned int maxage_days;
+	/* the current user's domain: its phase, looked up as root */
+	const char *domain;
+	enum migrate_domain_phase domain_phase;
 };
 
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_batch;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_check;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_start;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_cutover;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_finish;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_status;
+
+/* The domain store from doveadm's configuration (migrate_domain_dict). */
+int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
+				  const char **error_r);
 
 /* Record the failure of one user: the exit code follows the error that
    matters most over all users (a temporary failure wins). */

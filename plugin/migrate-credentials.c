@@ -51,9 +51,20 @@ static int credentials_dir_check(const char *dir, bool create,
 {
 	struct stat st;
 
-	if (create && mkdir_parents(dir, 0700) < 0 && errno != EEXIST) {
-		*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
-		return -1;
+	if (create) {
+		/* the parent also holds the domain state that LMTP and
+		   dovecot-lda read: only the store itself is closed */
+		const char *parent = t_strdup_until(dir, strrchr(dir, '/'));
+
+		if (mkdir_parents(parent, 0755) < 0 && errno != EEXIST) {
+			*error_r = t_strdup_printf("mkdir(%s) failed: %m",
+						   parent);
+			return -1;
+		}
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+			*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
+			return -1;
+		}
 	}
 	if (lstat(dir, &st) < 0) {
 		if (errno == ENOENT && !create)

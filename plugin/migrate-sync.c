@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "array.h"
+#include "ioloop.h"
 #include "hash.h"
 #include "str.h"
 #include "istream.h"
@@ -689,6 +690,27 @@ sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 
 /* Pass over the source metadata: update flags of mapped messages, find
    what is to be copied and what is gone. */
+/* The final sync copies a message only when it is new: never copied
+   before (whether or not it is still here: the user may have deleted it)
+   and above the folder's high-water mark of the last complete sync, or
+   with --maxage, received within the window. */
+static bool
+sync_final_wanted(struct migrate_sync_ctx *ctx,
+		  const struct migrate_state_folder *state, struct mail *smail,
+		  const struct migrate_uid_map *map)
+{
+	time_t received;
+
+	if (map != NULL)
+		return FALSE;
+	if (ctx->opts->maxage_days == 0)
+		return state->src_uidnext == 0 || smail->uid >= state->src_uidnext;
+	if (mail_get_received_date(smail, &received) < 0)
+		return TRUE;
+	return received >= ioloop_time -
+		(time_t)ctx->opts->maxage_days * 24 * 3600;
+}
+
 static int
 sync_folder_metadata(struct migrate_sync_ctx *ctx,
 		     struct migrate_sync_folder *f, struct mailbox *sbox,
@@ -717,11 +739,18 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 	mail_search_build_add_all(search_args);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = mailbox_search_init(st, search_args, NULL,
-					 MAIL_FETCH_FLAGS, NULL);
+					 MAIL_FETCH_FLAGS |
+					 (ctx->opts->maxage_days > 0 ?
+					  MAIL_FETCH_RECEIVED_DATE : 0), NULL);
 	mail_search_args_unref(&search_args);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		seq_range_array_add(&seen, smail->uid);
 		map = migrate_state_map_lookup(state, smail->uid);
+		if (ctx->opts->final) {
+			if (sync_final_wanted(ctx, state, smail, map))
+				seq_range_array_add(copy_uids, smail->uid);
+			continue;
+		}
 		if (map != NULL && dmail != NULL &&
 		    !mail_set_uid(dmail, map->dest_uid)) {
 			/* deleted at the destination behind our back: the
@@ -766,6 +795,10 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 	}
 	if (ret < 0)
 		return -1;
+	if (ctx->opts->final) {
+		/* the final sync deletes nothing */
+		return 0;
+	}
 
 	/* what we copied and the source no longer lists is gone */
 	array_foreach(&state->map, map) {
@@ -1298,7 +1331,9 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	struct mailbox_status dstatus;
 	int ret = 0;
 
-	if (state != NULL && sync_folder_unchanged(f)) {
+	/* --maxage looks at every message in its window again */
+	if (state != NULL && ctx->opts->maxage_days == 0 &&
+	    sync_folder_unchanged(f)) {
 		/* nothing changed at the source since the last complete
 		   sync: no SELECT, nothing downloaded */
 		ctx->stats->folders_unchanged++;
@@ -1621,6 +1656,12 @@ static void sync_deletions(struct migrate_sync_ctx *ctx)
 	const char *error;
 
 	planned = sync_count_deletions(ctx);
+	if (ctx->opts->final) {
+		/* after cutover nothing is deleted here; folders the source
+		   no longer has stay too */
+		ctx->stats->deletes_withheld = planned;
+		return;
+	}
 	if (planned == 0)
 		return;
 	if (ctx->error != MIGRATE_ERROR_NONE) {

@@ -14,6 +14,14 @@ struct migrate_sync_options {
 	bool force;
 	/* print progress lines to stderr */
 	bool progress;
+	/* the final sync after cutover: copy only what reached the source
+	   since the last complete sync (above each folder's UID high-water
+	   mark, and never copied before); never delete, never change
+	   flags, never copy again what the user deleted here */
+	bool final;
+	/* final sync: instead of the high-water marks, every message whose
+	   INTERNALDATE is within this many days, still never copied twice */
+	unsigned int maxage_days;
 };
 
 struct migrate_sync_stats {

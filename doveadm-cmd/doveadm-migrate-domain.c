@@ -1,0 +1,409 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+/* doveadm migrate domain start|cutover|finish|status: the phases of a
+   domain's migration, in the domain dict that doveadm, LMTP and
+   dovecot-lda read. */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "ioloop.h"
+#include "net.h"
+#include "time-util.h"
+#include "mkdir-parents.h"
+#include "master-service.h"
+#include "master-service-settings.h"
+#include "doveadm.h"
+#include "doveadm-cmd.h"
+#include "doveadm-print.h"
+#include "doveadm-settings.h"
+#include "migrate-domain.h"
+#include "migrate-credentials.h"
+#include "doveadm-migrate.h"
+
+#include <dirent.h>
+
+int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
+				  const char **error_r)
+{
+	const struct master_service_settings *mset =
+		master_service_settings_get(master_service);
+	const char *const *envs, *setting = NULL;
+	unsigned int i, count;
+
+	if (array_is_created(&doveadm_settings->plugin_envs)) {
+		envs = array_get(&doveadm_settings->plugin_envs, &count);
+		for (i = 0; i + 1 < count; i += 2) {
+			if (strcmp(envs[i], MIGRATE_SETTING_DOMAIN_DICT) == 0)
+				setting = envs[i + 1];
+		}
+	}
+	if (setting == NULL || setting[0] == '\0') {
+		/* the default file dict lives in a directory of ours */
+		const char *dir = t_strconcat(mset->state_dir, "/migrate", NULL);
+
+		if (mkdir_parents(dir, 0755) < 0 && errno != EEXIST &&
+		    errno != EACCES) {
+			*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
+			return -1;
+		}
+	}
+	return migrate_domain_store_open(
+		migrate_domain_dict_uri(setting, mset->state_dir),
+		mset->base_dir, store_r, error_r);
+}
+
+static const char *time_or_dash(time_t t)
+{
+	return t == 0 ? "-" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
+}
+
+/* Opens the store and looks the domain up; exits on errors. */
+static struct migrate_domain_store *
+domain_cmd_init(struct doveadm_cmd_context *cctx, const char **domain_r,
+		struct migrate_domain *domain, bool *exists_r)
+{
+	struct migrate_domain_store *store;
+	const char *name, *error;
+	int ret;
+
+	if (!doveadm_cmd_param_str(cctx, "domain", &name) || name[0] == '\0' ||
+	    strchr(name, '@') != NULL || strchr(name, '/') != NULL)
+		help_ver2(cctx->cmd);
+	if (migrate_cmd_domain_store_open(&store, &error) < 0)
+		i_fatal_status(EX_CONFIG, "%s: %s", cctx->cmd->name, error);
+	ret = migrate_domain_lookup(store, name, pool_datastack_create(),
+				    domain, &error);
+	if (ret < 0) {
+		migrate_domain_store_close(&store);
+		i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name, error);
+	}
+	*exists_r = ret > 0;
+	*domain_r = domain->name;
+	return store;
+}
+
+static void domain_cmd_save(struct doveadm_cmd_context *cctx,
+			    struct migrate_domain_store **store,
+			    const struct migrate_domain *domain)
+{
+	const char *error;
+
+	if (migrate_domain_save(*store, domain, &error) < 0) {
+		i_error("%s: %s", cctx->cmd->name, error);
+		doveadm_exit_code = EX_TEMPFAIL;
+	} else {
+		i_info("%s: %s is now in phase %s", cctx->cmd->name,
+		       domain->name, migrate_domain_phase_to_str(domain->phase));
+	}
+	migrate_domain_store_close(store);
+}
+
+/* host[:port] -> its addresses, resolved now: Dovecot does no MX lookup
+   when it relays, and the name may stop answering after the cutover */
+static int
+domain_resolve_mx(const char *value, const char **host_r, in_port_t *port_r,
+		  const char **addrs_r, const char **error_r)
+{
+	struct ip_addr *ips;
+	unsigned int i, count;
+	const char *host;
+	string_t *str;
+	int ret;
+
+	if (net_str2hostport(value, 25, &host, port_r) < 0 || *port_r == 0) {
+		*error_r = t_strdup_printf("--old-mx %s: not host[:port]",
+					   value);
+		return -1;
+	}
+	ret = net_gethostbyname(host, &ips, &count);
+	if (ret != 0) {
+		*error_r = t_strdup_printf("--old-mx %s: cannot resolve %s: %s",
+					   value, host, net_gethosterror(ret));
+		return -1;
+	}
+	str = t_str_new(64);
+	for (i = 0; i < count; i++) {
+		if (i > 0)
+			str_append_c(str, ' ');
+		str_append(str, net_ip2addr(&ips[i]));
+	}
+	*host_r = host;
+	*addrs_r = str_c(str);
+	return 0;
+}
+
+static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
+{
+	struct migrate_domain_store *store;
+	struct migrate_domain domain;
+	const char *name, *old_mx, *host, *addrs, *error;
+	bool exists;
+
+	if (!doveadm_cmd_param_str(cctx, "old-mx", &old_mx))
+		help_ver2(cctx->cmd);
+	store = domain_cmd_init(cctx, &name, &domain, &exists);
+	if (exists && domain.phase != MIGRATE_DOMAIN_FINISHED) {
+		migrate_domain_store_close(&store);
+		i_fatal_status(EX_USAGE, "%s: %s is already in phase %s "
+			       "(since %s)", cctx->cmd->name, name,
+			       migrate_domain_phase_to_str(domain.phase),
+			       time_or_dash(domain.started));
+	}
+	if (domain_resolve_mx(old_mx, &host, &domain.old_mx_port, &addrs,
+			      &error) < 0) {
+		migrate_domain_store_close(&store);
+		i_fatal_status(EX_USAGE, "%s: %s", cctx->cmd->name, error);
+	}
+	domain.old_mx = old_mx;
+	domain.old_mx_addrs = addrs;
+	domain.phase = MIGRATE_DOMAIN_MIGRATING;
+	domain.started = ioloop_time;
+	domain.cutover = domain.finished = 0;
+	domain_cmd_save(cctx, &store, &domain);
+}
+
+static void cmd_migrate_domain_cutover(struct doveadm_cmd_context *cctx)
+{
+	struct migrate_domain_store *store;
+	struct migrate_domain domain;
+	const char *name;
+	bool exists;
+
+	store = domain_cmd_init(cctx, &name, &domain, &exists);
+	if (!exists || domain.phase != MIGRATE_DOMAIN_MIGRATING) {
+		migrate_domain_store_close(&store);
+		i_fatal_status(EX_USAGE, "%s: %s is %s, not migrating",
+			       cctx->cmd->name, name, !exists ? "unknown" :
+			       migrate_domain_phase_to_str(domain.phase));
+	}
+	/* one write: the syncs see the final phase (no deletions) at the
+	   same moment that delivery sees the domain as ours again */
+	domain.phase = MIGRATE_DOMAIN_CUTOVER;
+	domain.cutover = ioloop_time;
+	domain_cmd_save(cctx, &store, &domain);
+}
+
+/* The stored source credentials of the domain's users. */
+static int domain_delete_credentials(const char *domain, unsigned int *count_r,
+				     const char **error_r)
+{
+	const struct master_service_settings *mset =
+		master_service_settings_get(master_service);
+	const char *dir = migrate_credentials_dir(mset->state_dir);
+	const char *suffix = t_strconcat("@", domain, NULL), *name;
+	size_t len, suffix_len = strlen(suffix);
+	ARRAY_TYPE(const_string) users;
+	struct dirent *d;
+	DIR *dirp;
+
+	*count_r = 0;
+	dirp = opendir(dir);
+	if (dirp == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = t_strdup_printf("opendir(%s) failed: %m", dir);
+		return -1;
+	}
+	t_array_init(&users, 16);
+	while ((d = readdir(dirp)) != NULL) {
+		len = strlen(d->d_name);
+		if (len > suffix_len &&
+		    strcasecmp(d->d_name + len - suffix_len, suffix) == 0) {
+			name = t_strdup(d->d_name);
+			array_push_back(&users, &name);
+		}
+	}
+	(void)closedir(dirp);
+	array_foreach_elem(&users, name) {
+		if (migrate_credentials_delete(dir, name, error_r) < 0)
+			return -1;
+		(*count_r)++;
+	}
+	return 0;
+}
+
+static void cmd_migrate_domain_finish(struct doveadm_cmd_context *cctx)
+{
+	struct migrate_domain_store *store;
+	struct migrate_domain domain;
+	const char *name, *error;
+	unsigned int count;
+	bool exists;
+
+	store = domain_cmd_init(cctx, &name, &domain, &exists);
+	if (!exists || domain.phase != MIGRATE_DOMAIN_CUTOVER) {
+		migrate_domain_store_close(&store);
+		i_fatal_status(EX_USAGE, "%s: %s is %s; finish comes after "
+			       "cutover", cctx->cmd->name, name,
+			       !exists ? "unknown" :
+			       migrate_domain_phase_to_str(domain.phase));
+	}
+	if (domain_delete_credentials(name, &count, &error) < 0) {
+		migrate_domain_store_close(&store);
+		i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name, error);
+	}
+	i_info("%s: %s: deleted the stored source credentials of %u "
+	       "account%s", cctx->cmd->name, name, count,
+	       count == 1 ? "" : "s");
+	domain.phase = MIGRATE_DOMAIN_FINISHED;
+	domain.finished = ioloop_time;
+	domain_cmd_save(cctx, &store, &domain);
+}
+
+static void
+domain_status_print(const struct migrate_domain *domain,
+		    const ARRAY_TYPE(migrate_domain_account) *accounts)
+{
+	const struct migrate_domain_account *account;
+	unsigned int ok = 0;
+
+	array_foreach(accounts, account) {
+		if (account->exit_code == 0)
+			ok++;
+	}
+	doveadm_print(domain->name);
+	doveadm_print(migrate_domain_phase_to_str(domain->phase));
+	doveadm_print(time_or_dash(domain->started));
+	doveadm_print(time_or_dash(domain->cutover));
+	doveadm_print(time_or_dash(domain->finished));
+	doveadm_print(domain->old_mx == NULL ? "-" :
+		      t_strdup_printf("%s (%s)", domain->old_mx,
+				      domain->old_mx_addrs));
+	doveadm_print_num(array_count(accounts));
+	doveadm_print_num(ok);
+	doveadm_print_num(array_count(accounts) - ok);
+}
+
+static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
+{
+	static const char *const domain_headers[] = {
+		"domain", "phase", "started", "cutover", "finished", "old_mx",
+		"accounts", "ok", "failed",
+	};
+	static const char *const account_headers[] = {
+		"domain", "phase", "user", "last_sync", "result", "copied",
+		"bytes", "reason",
+	};
+	struct migrate_domain_store *store;
+	struct migrate_domain domain;
+	ARRAY_TYPE(const_string) names;
+	ARRAY_TYPE(migrate_domain_account) accounts;
+	const struct migrate_domain_account *account;
+	const char *name, *error;
+	unsigned int i;
+	int ret;
+
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	if (migrate_cmd_domain_store_open(&store, &error) < 0)
+		i_fatal_status(EX_CONFIG, "%s: %s", cctx->cmd->name, error);
+	t_array_init(&names, 8);
+	if (doveadm_cmd_param_str(cctx, "domain", &name)) {
+		/* one domain: a row per account */
+		ret = migrate_domain_lookup(store, name, pool_datastack_create(),
+					    &domain, &error);
+		t_array_init(&accounts, 16);
+		if (ret > 0 &&
+		    migrate_domain_accounts(store, domain.name,
+					    pool_datastack_create(), &accounts,
+					    &error) < 0)
+			ret = -1;
+		if (ret < 0) {
+			migrate_domain_store_close(&store);
+			i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name,
+				       error);
+		}
+		if (ret == 0) {
+			migrate_domain_store_close(&store);
+			i_error("%s: %s has never been migrated",
+				cctx->cmd->name, name);
+			doveadm_exit_code = EX_NOUSER;
+			return;
+		}
+		for (i = 0; i < N_ELEMENTS(account_headers); i++)
+			doveadm_print_header_simple(account_headers[i]);
+		array_foreach(&accounts, account) {
+			doveadm_print(domain.name);
+			doveadm_print(migrate_domain_phase_to_str(domain.phase));
+			doveadm_print(account->user);
+			doveadm_print(time_or_dash(account->when));
+			doveadm_print(account->result == NULL ? "-" :
+				      account->result);
+			doveadm_print_num(account->copied);
+			doveadm_print_num(account->bytes);
+			doveadm_print(account->reason == NULL ? "" :
+				      account->reason);
+		}
+		i_info("%s: %s: phase %s since %s, old MX %s (%s), %u accounts",
+		       cctx->cmd->name, domain.name,
+		       migrate_domain_phase_to_str(domain.phase),
+		       time_or_dash(domain.phase == MIGRATE_DOMAIN_FINISHED ?
+				    domain.finished :
+				    domain.phase == MIGRATE_DOMAIN_CUTOVER ?
+				    domain.cutover : domain.started),
+		       domain.old_mx == NULL ? "-" : domain.old_mx,
+		       domain.old_mx_addrs == NULL ? "-" : domain.old_mx_addrs,
+		       array_count(&accounts));
+		migrate_domain_store_close(&store);
+		return;
+	}
+
+	if (migrate_domain_list(store, pool_datastack_create(), &names,
+				&error) < 0) {
+		migrate_domain_store_close(&store);
+		i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name, error);
+	}
+	for (i = 0; i < N_ELEMENTS(domain_headers); i++)
+		doveadm_print_header_simple(domain_headers[i]);
+	array_foreach_elem(&names, name) T_BEGIN {
+		t_array_init(&accounts, 16);
+		if (migrate_domain_lookup(store, name, pool_datastack_create(),
+					  &domain, &error) <= 0 ||
+		    migrate_domain_accounts(store, name,
+					    pool_datastack_create(), &accounts,
+					    &error) < 0) {
+			i_error("%s: %s: %s", cctx->cmd->name, name, error);
+			doveadm_exit_code = EX_TEMPFAIL;
+		} else {
+			domain_status_print(&domain, &accounts);
+		}
+	} T_END;
+	migrate_domain_store_close(&store);
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_start = {
+	.name = "migrate domain start",
+	.cmd = cmd_migrate_domain_start,
+	.usage = "--old-mx <host>[:<port>] <domain>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "old-mx", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
+
+struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_cutover = {
+	.name = "migrate domain cutover",
+	.cmd = cmd_migrate_domain_cutover,
+	.usage = "<domain>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
+
+struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_finish = {
+	.name = "migrate domain finish",
+	.cmd = cmd_migrate_domain_finish,
+	.usage = "<domain>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
+
+struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_status = {
+	.name = "migrate domain status",
+	.cmd = cmd_migrate_domain_status,
+	.usage = "[<domain>]",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};

@@ -1,0 +1,306 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "strescape.h"
+#include "strnum.h"
+#include "dict.h"
+#include "migrate-domain.h"
+
+#define DOMAIN_KEY_PREFIX DICT_PATH_SHARED"migrate/domain/"
+#define ACCOUNT_KEY_PREFIX DICT_PATH_SHARED"migrate/account/"
+
+struct migrate_domain_store {
+	struct dict *dict;
+	struct dict_op_settings opset;
+};
+
+static const char *const phase_names[] = {
+	"none", "migrating", "cutover", "finished",
+};
+
+const char *migrate_domain_phase_to_str(enum migrate_domain_phase phase)
+{
+	i_assert(phase < N_ELEMENTS(phase_names));
+	return phase_names[phase];
+}
+
+static bool phase_from_str(const char *str, enum migrate_domain_phase *phase_r)
+{
+	unsigned int i;
+
+	for (i = 0; i < N_ELEMENTS(phase_names); i++) {
+		if (strcmp(str, phase_names[i]) == 0) {
+			*phase_r = i;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+const char *migrate_user_domain(const char *user)
+{
+	const char *p = strrchr(user, '@');
+
+	return p == NULL ? "" : t_str_lcase(p + 1);
+}
+
+const char *migrate_domain_dict_uri(const char *setting, const char *state_dir)
+{
+	if (setting != NULL && setting[0] != '\0')
+		return setting;
+	return t_strdup_printf("file:%s/migrate/domains", state_dir);
+}
+
+int migrate_domain_store_open(const char *uri, const char *base_dir,
+			      struct migrate_domain_store **store_r,
+			      const char **error_r)
+{
+	struct migrate_domain_store *store;
+	struct dict_settings set;
+	struct dict *dict;
+	const char *error;
+
+	i_zero(&set);
+	set.base_dir = base_dir;
+	dict_drivers_register_builtin();
+	if (dict_init(uri, &set, &dict, &error) < 0) {
+		*error_r = t_strdup_printf("%s=%s: %s",
+			MIGRATE_SETTING_DOMAIN_DICT, uri, error);
+		dict_drivers_unregister_builtin();
+		return -1;
+	}
+	store = i_new(struct migrate_domain_store, 1);
+	store->dict = dict;
+	*store_r = store;
+	return 0;
+}
+
+void migrate_domain_store_close(struct migrate_domain_store **_store)
+{
+	struct migrate_domain_store *store = *_store;
+
+	if (store == NULL)
+		return;
+	*_store = NULL;
+	dict_deinit(&store->dict);
+	dict_drivers_unregister_builtin();
+	i_free(store);
+}
+
+static void append_field(string_t *str, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	if (str_len(str) > 0)
+		str_append_c(str, '\t');
+	str_append(str, key);
+	str_append_c(str, '=');
+	str_append_tabescaped(str, value);
+}
+
+static const char *time_str(time_t t)
+{
+	return t == 0 ? NULL : dec2str(t);
+}
+
+static const char *field_value(const char *const *fields, const char *key)
+{
+	size_t len = strlen(key);
+
+	for (; *fields != NULL; fields++) {
+		if (strncmp(*fields, key, len) == 0 && (*fields)[len] == '=')
+			return *fields + len + 1;
+	}
+	return NULL;
+}
+
+static time_t field_time(const char *const *fields, const char *key)
+{
+	const char *value = field_value(fields, key);
+	time_t t;
+
+	if (value == NULL || str_to_time(value, &t) < 0)
+		return 0;
+	return t;
+}
+
+static int
+store_lookup(struct migrate_domain_store *store, const char *key,
+	     const char *const **fields_r, const char **error_r)
+{
+	const char *value, *error;
+	int ret;
+
+	ret = dict_lookup(store->dict, &store->opset, pool_datastack_create(),
+			  key, &value, &error);
+	if (ret < 0) {
+		*error_r = t_strdup_printf("dict lookup of %s failed: %s",
+					   key, error);
+		return -1;
+	}
+	if (ret == 0)
+		return 0;
+	*fields_r = t_strsplit_tabescaped(value);
+	return 1;
+}
+
+static int
+store_set(struct migrate_domain_store *store, const char *key,
+	  const char *value, const char **error_r)
+{
+	struct dict_transaction_context *trans;
+	const char *error;
+
+	trans = dict_transaction_begin(store->dict, &store->opset);
+	dict_set(trans, key, value);
+	if (dict_transaction_commit(&trans, &error) < 0) {
+		*error_r = t_strdup_printf("dict write of %s failed: %s",
+					   key, error);
+		return -1;
+	}
+	return 0;
+}
+
+int migrate_domain_lookup(struct migrate_domain_store *store,
+			  const char *domain, pool_t pool,
+			  struct migrate_domain *domain_r,
+			  const char **error_r)
+{
+	const char *const *fields, *value;
+	in_port_t port;
+	int ret;
+
+	i_zero(domain_r);
+	domain_r->name = p_strdup(pool, t_str_lcase(domain));
+	ret = store_lookup(store, t_strconcat(DOMAIN_KEY_PREFIX,
+		dict_escape_string(domain_r->name), NULL), &fields, error_r);
+	if (ret <= 0)
+		return ret;
+	value = field_value(fields, "phase");
+	if (value == NULL || !phase_from_str(value, &domain_r->phase)) {
+		*error_r = t_strdup_printf("domain %s: broken record in the "
+					   "dict", domain);
+		return -1;
+	}
+	domain_r->started = field_time(fields, "started");
+	domain_r->cutover = field_time(fields, "cutover");
+	domain_r->finished = field_time(fields, "finished");
+	domain_r->old_mx = p_strdup(pool, field_value(fields, "old_mx"));
+	domain_r->old_mx_addrs = p_strdup(pool,
+		field_value(fields, "old_mx_addrs"));
+	value = field_value(fields, "old_mx_port");
+	if (value != NULL && net_str2port(value, &port) == 0)
+		domain_r->old_mx_port = port;
+	return 1;
+}
+
+int migrate_domain_save(struct migrate_domain_store *store,
+			const struct migrate_domain *domain,
+			const char **error_r)
+{
+	string_t *str = t_str_new(128);
+
+	append_field(str, "phase", migrate_domain_phase_to_str(domain->phase));
+	append_field(str, "started", time_str(domain->started));
+	append_field(str, "cutover", time_str(domain->cutover));
+	append_field(str, "finished", time_str(domain->finished));
+	append_field(str, "old_mx", domain->old_mx);
+	append_field(str, "old_mx_addrs", domain->old_mx_addrs);
+	if (domain->old_mx_port != 0)
+		append_field(str, "old_mx_port", dec2str(domain->old_mx_port));
+	return store_set(store, t_strconcat(DOMAIN_KEY_PREFIX,
+		dict_escape_string(domain->name), NULL), str_c(str), error_r);
+}
+
+static int
+store_iterate(struct migrate_domain_store *store, const char *prefix,
+	      pool_t pool, ARRAY_TYPE(const_string) *keys_r,
+	      ARRAY_TYPE(const_string) *values_r, const char **error_r)
+{
+	struct dict_iterate_context *iter;
+	const char *key, *value, *error;
+
+	iter = dict_iterate_init(store->dict, &store->opset, prefix,
+				 DICT_ITERATE_FLAG_RECURSE |
+				 DICT_ITERATE_FLAG_SORT_BY_KEY);
+	while (dict_iterate(iter, &key, &value)) {
+		key = p_strdup(pool, dict_unescape_string(key + strlen(prefix)));
+		array_push_back(keys_r, &key);
+		if (values_r != NULL) {
+			value = p_strdup(pool, value);
+			array_push_back(values_r, &value);
+		}
+	}
+	if (dict_iterate_deinit(&iter, &error) < 0) {
+		*error_r = t_strdup_printf("dict iteration of %s failed: %s",
+					   prefix, error);
+		return -1;
+	}
+	return 0;
+}
+
+int migrate_domain_list(struct migrate_domain_store *store, pool_t pool,
+			ARRAY_TYPE(const_string) *names_r,
+			const char **error_r)
+{
+	return store_iterate(store, DOMAIN_KEY_PREFIX, pool, names_r, NULL,
+			     error_r);
+}
+
+int migrate_domain_account_save(struct migrate_domain_store *store,
+				const char *domain,
+				const struct migrate_domain_account *account,
+				const char **error_r)
+{
+	string_t *str = t_str_new(128);
+
+	append_field(str, "when", time_str(account->when));
+	append_field(str, "result", account->result);
+	append_field(str, "exit_code", dec2str(account->exit_code));
+	append_field(str, "copied", dec2str(account->copied));
+	append_field(str, "bytes", dec2str(account->bytes));
+	append_field(str, "reason", account->reason);
+	return store_set(store, t_strconcat(ACCOUNT_KEY_PREFIX,
+		dict_escape_string(t_str_lcase(domain)), "/",
+		dict_escape_string(account->user), NULL), str_c(str), error_r);
+}
+
+int migrate_domain_accounts(struct migrate_domain_store *store,
+			    const char *domain, pool_t pool,
+			    ARRAY_TYPE(migrate_domain_account) *accounts_r,
+			    const char **error_r)
+{
+	ARRAY_TYPE(const_string) keys, values;
+	struct migrate_domain_account *account;
+	const char *const *fields, *value;
+	unsigned int i, count;
+	int exit_code;
+
+	t_array_init(&keys, 16);
+	t_array_init(&values, 16);
+	if (store_iterate(store, t_strconcat(ACCOUNT_KEY_PREFIX,
+			dict_escape_string(t_str_lcase(domain)), "/", NULL),
+			pool_datastack_create(), &keys, &values, error_r) < 0)
+		return -1;
+	count = array_count(&keys);
+	for (i = 0; i < count; i++) {
+		fields = t_strsplit_tabescaped(array_idx_elem(&values, i));
+		account = array_append_space(accounts_r);
+		account->user = p_strdup(pool, array_idx_elem(&keys, i));
+		account->when = field_time(fields, "when");
+		account->result = p_strdup(pool, field_value(fields, "result"));
+		value = field_value(fields, "exit_code");
+		if (value != NULL && str_to_int(value, &exit_code) == 0)
+			account->exit_code = exit_code;
+		value = field_value(fields, "copied");
+		if (value == NULL || str_to_uint64(value, &account->copied) < 0)
+			account->copied = 0;
+		value = field_value(fields, "bytes");
+		if (value == NULL || str_to_uint64(value, &account->bytes) < 0)
+			account->bytes = 0;
+		account->reason = p_strdup(pool, field_value(fields, "reason"));
+	}
+	return 0;
+}

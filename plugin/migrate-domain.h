@@ -1,0 +1,84 @@
+#ifndef MIGRATE_DOMAIN_H
+#define MIGRATE_DOMAIN_H
+
+#include "net.h"
+
+/* The migration of a domain and its phases, kept in a Dovecot dict
+   (migrate_domain_dict; default a file dict under state_dir, a cluster
+   points it at a shared dict), so that doveadm, LMTP and dovecot-lda all
+   read the same state; a change counts for the next lookup. */
+
+#define MIGRATE_SETTING_DOMAIN_DICT "migrate_domain_dict"
+
+enum migrate_domain_phase {
+	MIGRATE_DOMAIN_NONE = 0,
+	/* the MX still points at the old provider: local delivery is
+	   blocked, syncs mirror */
+	MIGRATE_DOMAIN_MIGRATING,
+	/* the MX has moved: local delivery is back, syncs are final ones
+	   (copy what is new, delete nothing) */
+	MIGRATE_DOMAIN_CUTOVER,
+	/* closed: no more syncs, the source credentials are gone */
+	MIGRATE_DOMAIN_FINISHED,
+};
+
+struct migrate_domain {
+	const char *name;
+	enum migrate_domain_phase phase;
+	time_t started, cutover, finished;
+	/* as given: host[:port] */
+	const char *old_mx;
+	/* its addresses, resolved when the migration started */
+	const char *old_mx_addrs;
+	in_port_t old_mx_port;
+};
+
+/* One account's last sync, as migrate batch recorded it. */
+struct migrate_domain_account {
+	const char *user;
+	time_t when;
+	const char *result;
+	int exit_code;
+	uint64_t copied, bytes;
+	const char *reason;
+};
+ARRAY_DEFINE_TYPE(migrate_domain_account, struct migrate_domain_account);
+
+struct migrate_domain_store;
+
+/* The dict URI: the setting's value, or the default under state_dir. */
+const char *migrate_domain_dict_uri(const char *setting,
+				    const char *state_dir);
+
+int migrate_domain_store_open(const char *uri, const char *base_dir,
+			      struct migrate_domain_store **store_r,
+			      const char **error_r);
+void migrate_domain_store_close(struct migrate_domain_store **store);
+
+/* Returns 1 and the domain, 0 when it has never migrated, -1 on error. */
+int migrate_domain_lookup(struct migrate_domain_store *store,
+			  const char *domain, pool_t pool,
+			  struct migrate_domain *domain_r,
+			  const char **error_r);
+int migrate_domain_save(struct migrate_domain_store *store,
+			const struct migrate_domain *domain,
+			const char **error_r);
+/* Every domain the store knows, sorted by name. */
+int migrate_domain_list(struct migrate_domain_store *store, pool_t pool,
+			ARRAY_TYPE(const_string) *names_r,
+			const char **error_r);
+
+int migrate_domain_account_save(struct migrate_domain_store *store,
+				const char *domain,
+				const struct migrate_domain_account *account,
+				const char **error_r);
+int migrate_domain_accounts(struct migrate_domain_store *store,
+			    const char *domain, pool_t pool,
+			    ARRAY_TYPE(migrate_domain_account) *accounts_r,
+			    const char **error_r);
+
+const char *migrate_domain_phase_to_str(enum migrate_domain_phase phase);
+/* The domain part of a user name, lowercased ("" when there is none). */
+const char *migrate_user_domain(const char *user);
+
+#endif

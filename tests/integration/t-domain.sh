@@ -1,0 +1,144 @@
+#!/bin/bash
+# t-domain.sh - a domain's migration through its phases: start (old MX
+# resolved and kept), mirror syncs by batch, cutover, the final sync (new
+# mail only, nothing deleted or re-flagged, nothing copied twice, local
+# mail untouched, --maxage), a mirror refused after cutover, and finish
+# (the stored source credentials removed, syncs refused, history kept).
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-domain
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+SRC_PW='Src!pass1'
+DEST_PW='Dest!pass1'
+
+rig_start_source src || exit 1
+rig_start_dest dest || exit 1
+rig_dest_plugin_set dest migrate_source_ssl no
+rig_add_user src alice "$SRC_PW"
+rig_add_user src carol "$SRC_PW"
+rig_add_user dest alice@example.com "$DEST_PW"
+rig_add_user dest carol@example.com "$DEST_PW"
+export SRC_IMAP_PASSWORD=$SRC_PW
+for u in alice carol; do
+	"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user "$u" \
+		--password-env SRC_IMAP_PASSWORD --seed 11 --messages 60 \
+		--max-size 30K --connections 1 >/dev/null || rig_die "gen-corpus"
+done
+TEMPLATE=$RIG/template.txt
+for u in alice carol; do
+	printf '127.0.0.1:%s;%s;%s;mx.example.com;%s@example.com;Str0ng!dest\n' \
+		"$(rig_port src)" "$u" "$SRC_PW" "$u"
+done >"$TEMPLATE"
+
+dom() { rig_doveadm dest migrate domain "$@"; }
+src() { rig_imap src "$1" "$SRC_PW" "${@:2}"; }
+dst() { rig_imap dest "$1@example.com" "$DEST_PW" "${@:2}"; }
+# doveadm migrate ARGS; the row's fields in MIG[name], exit code in MIG_RC
+declare -A MIG
+mig() {
+	local out=$RIG/mig.out h v i
+	MIG_RC=0
+	rig_doveadm dest migrate "$@" >"$out" 2>"$RIG/mig.err" || MIG_RC=$?
+	MIG=()
+	read -r -a h < <(sed -n 1p "$out")
+	read -r -a v < <(sed -n 2p "$out")
+	for i in "${!h[@]}"; do MIG[${h[$i]}]=${v[$i]:-}; done
+}
+msg() {
+	printf 'From: %s@example.org\r\nSubject: %s\r\nMessage-ID: <%s@t-domain>\r\n\r\n%s\r\n' \
+		"$1" "$1" "$1" "$1"
+}
+
+# --- phases in the wrong order are refused --------------------------------------
+rc=0; dom cutover example.com >/dev/null 2>&1 || rc=$?
+tap_is "$rc" 64 "cutover of a domain that never started is refused"
+rc=0; dom start example.com >/dev/null 2>&1 || rc=$?
+tap_like "start without --old-mx is refused" "^(64|1)$" "$rc"
+
+# --- start ------------------------------------------------------------------------
+MX_PORT=$(rig_free_port)
+tap_run "domain start example.com --old-mx 127.0.0.1:$MX_PORT" \
+	dom start --old-mx "127.0.0.1:$MX_PORT" example.com
+dom status >"$RIG/status.out" 2>&1
+tap_like "status: migrating, with the resolved old MX" \
+	"example.com +migrating .*127.0.0.1:$MX_PORT \(127.0.0.1\)" "$(cat "$RIG/status.out")"
+rc=0; dom start --old-mx 127.0.0.1:25 example.com >/dev/null 2>&1 || rc=$?
+tap_is "$rc" 64 "a second start is refused"
+
+# --- mirror syncs ------------------------------------------------------------------
+rc=0
+rig_doveadm dest migrate batch "$TEMPLATE" >"$RIG/batch.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "batch mirrors both accounts"
+dom status example.com >"$RIG/status.out" 2>&1
+tap_like "status lists the accounts with their last result" \
+	"example.com +migrating +alice@example.com .* ok +[0-9]+" "$(cat "$RIG/status.out")"
+mig -u alice@example.com
+tap_is "${MIG[mode]}" mirror "before cutover a sync is a mirror"
+
+# --- cutover, then changes on both sides -----------------------------------------
+tap_run "domain cutover example.com" dom cutover example.com
+# at the source: 3 new in INBOX, 1 in a new folder, 2 expunged, 2 re-flagged
+for i in 1 2 3; do msg "new$i" >"$RIG/new$i.eml"; done
+msg newfolder >"$RIG/nf.eml"
+src alice append INBOX "$RIG/new1.eml" "$RIG/new2.eml" "$RIG/new3.eml" >/dev/null
+src alice append --create After "$RIG/nf.eml" >/dev/null
+first_uids=$(src alice uids INBOX | head -n 4 | paste -sd, -)
+exp_uids=$(echo "$first_uids" | cut -d, -f1,2)
+flag_uids=$(echo "$first_uids" | cut -d, -f3,4)
+src alice expunge INBOX --uids "$exp_uids" >/dev/null
+src alice set-flags INBOX --uids "$flag_uids" --flags '\Flagged \Answered' >/dev/null
+# at the destination: local delivery, and the user deletes one copied message
+msg localmail >"$RIG/local.eml"
+rig_deliver dest alice@example.com "$RIG/local.eml" >/dev/null 2>&1
+before=$(dst alice count INBOX)
+flags_before=$(dst alice fetch-hash INBOX --uids "$flag_uids" | awk '{print $5, $6, $7}')
+dst alice expunge INBOX --uids "$(dst alice uids INBOX | sed -n 10p)" >/dev/null
+
+mig -u alice@example.com
+tap_is "$MIG_RC" 0 "the final sync exits 0"
+tap_is "${MIG[mode]}" final "after cutover the sync is the final one"
+tap_is "${MIG[copied]}" 4 "... copies the 4 new messages (3 in INBOX, 1 in a new folder)"
+tap_is "${MIG[deleted]}" 0 "... deletes nothing"
+tap_is "${MIG[updated]}" 0 "... changes no flags"
+after=$(dst alice count INBOX)
+# before: +1 local; then -1 deleted by the user; then +3 new
+tap_is "$after" "$((before - 1 + 3))" "INBOX: messages expunged at the source stay, the user's deletion is not undone"
+tap_like "the new folder arrived" "After" "$(dst alice list)"
+tap_like "locally delivered mail is untouched" "localmail" \
+	"$(for u in $(dst alice uids INBOX); do dst alice fetch INBOX "$u"; done 2>/dev/null | grep -a '^Subject: localmail')"
+flags_after=$(dst alice fetch-hash INBOX --uids "$flag_uids" | awk '{print $5, $6, $7}')
+tap_is "$flags_after" "$flags_before" "flags changed at the source were not copied"
+tap_is "$(dst alice fetch-hash INBOX --uids "$flag_uids" | wc -l)" 2 "... (both messages checked)"
+
+mig -u alice@example.com
+tap_is "${MIG[copied]}" 0 "a second final sync copies nothing"
+
+mig --mirror -u alice@example.com
+tap_is "$MIG_RC" 78 "a mirror sync after cutover is refused (78)"
+tap_like "... saying why" "past cutover.*deletes nothing" "$(cat "$RIG/mig.err")"
+
+# --maxage: only what was received in the window, still not twice
+msg oldmail >"$RIG/old.eml"
+src carol append --date "$(date -u -d '100 days ago' '+%d-%b-%Y %H:%M:%S +0000')" \
+	INBOX "$RIG/old.eml" >/dev/null
+mig --maxage 30 -u carol@example.com
+tap_is "$MIG_RC" 0 "final sync with --maxage 30 exits 0"
+tap_is "${MIG[copied]}" 0 "... and leaves out a new message received 100 days ago"
+mig --maxage 3650 -u carol@example.com
+tap_is "${MIG[copied]}" 1 "--maxage 3650 copies it, and only it (nothing twice)"
+mig -u carol@example.com
+tap_is "${MIG[copied]}" 0 "the plain final sync then has nothing left"
+
+# --- finish -----------------------------------------------------------------------
+STORE=$RIG/dest/state/migrate/credentials
+tap_is "$(find "$STORE" -type f | wc -l)" 2 "before finish the store has the 2 accounts"
+tap_run "domain finish example.com" dom finish example.com
+tap_is "$(find "$STORE" -type f | wc -l)" 0 "finish deleted the stored source credentials"
+mig -u alice@example.com
+tap_is "$MIG_RC" 78 "after finish a sync is refused"
+dom status >"$RIG/status.out" 2>&1
+tap_like "status keeps the history" "example.com +finished +[0-9-]+ [0-9:]+ +[0-9-]+ [0-9:]+ +[0-9-]+ [0-9:]+" "$(cat "$RIG/status.out")"
+
+tap_done
