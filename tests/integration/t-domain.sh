@@ -20,6 +20,7 @@ rig_add_user src alice "$SRC_PW"
 rig_add_user src carol "$SRC_PW"
 rig_add_user dest alice@example.com "$DEST_PW"
 rig_add_user dest carol@example.com "$DEST_PW"
+rig_add_user dest bob@other.example "$DEST_PW"
 export SRC_IMAP_PASSWORD=$SRC_PW
 for u in alice carol; do
 	"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user "$u" \
@@ -67,6 +68,21 @@ tap_like "status: migrating, with the resolved old MX" \
 rc=0; dom start --old-mx 127.0.0.1:25 example.com >/dev/null 2>&1 || rc=$?
 tap_is "$rc" 64 "a second start is refused"
 
+# --- dovecot-lda while migrating -------------------------------------------------
+lda() {
+	/usr/lib/dovecot/dovecot-lda -c "$(rig_conf dest)" -d "$1" \
+		-f sender@example.org <"$2" >"$RIG/lda.out" 2>&1
+}
+msg ldamail >"$RIG/lda.eml"
+rc=0; lda alice@example.com "$RIG/lda.eml" || rc=$?
+tap_is "$rc" 75 "dovecot-lda defers mail to the migrating domain (exit 75)"
+tap_is "$(grep -rl ldamail "$(rig_home dest alice@example.com)" 2>/dev/null | wc -l)" 0 \
+	"... and stores nothing"
+tap_like "... logged as a named event" "migrate: Delivery deferred: example.com is migrating" \
+	"$(cat "$(rig_log dest)")"
+rc=0; lda bob@other.example "$RIG/lda.eml" || rc=$?
+tap_is "$rc" 0 "another domain's mail is delivered as usual"
+
 # --- mirror syncs ------------------------------------------------------------------
 rc=0
 rig_doveadm dest migrate batch "$TEMPLATE" >"$RIG/batch.out" 2>&1 || rc=$?
@@ -79,6 +95,10 @@ tap_is "${MIG[mode]}" mirror "before cutover a sync is a mirror"
 
 # --- cutover, then changes on both sides -----------------------------------------
 tap_run "domain cutover example.com" dom cutover example.com
+msg ldaafter >"$RIG/lda2.eml"
+rc=0; lda carol@example.com "$RIG/lda2.eml" || rc=$?
+tap_is "$rc" 0 "after cutover dovecot-lda delivers to the domain again"
+tap_is "$(grep -l ldaafter "$(rig_maildir dest carol@example.com)"/{new,cur}/* 2>/dev/null | wc -l)" 1 "... into the mailbox"
 # at the source: 3 new in INBOX, 1 in a new folder, 2 expunged, 2 re-flagged
 for i in 1 2 3; do msg "new$i" >"$RIG/new$i.eml"; done
 msg newfolder >"$RIG/nf.eml"
