@@ -6,10 +6,14 @@
 #include "strescape.h"
 #include "strnum.h"
 #include "dict.h"
+#include "json-parser.h"
 #include "migrate-domain.h"
 
 #define DOMAIN_KEY_PREFIX DICT_PATH_SHARED"migrate/domain/"
 #define ACCOUNT_KEY_PREFIX DICT_PATH_SHARED"migrate/account/"
+/* what a dict passdb answers to LMTP's lookup of a migrating domain's
+   recipient: Dovecot's own LMTP proxy then relays it to the old MX */
+#define RELAY_KEY_PREFIX DICT_PATH_SHARED"migrate/relay/lmtp/"
 
 struct migrate_domain_store {
 	struct dict *dict;
@@ -196,10 +200,30 @@ int migrate_domain_lookup(struct migrate_domain_store *store,
 	return 1;
 }
 
+/* {"proxy":"y","host":IP,"port":N,"protocol":"smtp","nopassword":"y"}
+   for the first address of the old MX */
+static const char *relay_json(const struct migrate_domain *domain)
+{
+	string_t *str = t_str_new(128);
+	const char *addr;
+
+	addr = t_strcut(domain->old_mx_addrs, ' ');
+	str_append(str, "{\"proxy\":\"y\",\"host\":\"");
+	json_append_escaped(str, addr);
+	/* nopassword: this entry answers only LMTP's lookups (the key has
+	   the service), which check no password */
+	str_printfa(str, "\",\"port\":\"%u\",\"protocol\":\"smtp\","
+		    "\"nopassword\":\"y\"}",
+		    domain->old_mx_port == 0 ? 25 : domain->old_mx_port);
+	return str_c(str);
+}
+
 int migrate_domain_save(struct migrate_domain_store *store,
 			const struct migrate_domain *domain,
 			const char **error_r)
 {
+	struct dict_transaction_context *trans;
+	const char *key, *relay_key, *error;
 	string_t *str = t_str_new(128);
 
 	append_field(str, "phase", migrate_domain_phase_to_str(domain->phase));
@@ -210,8 +234,25 @@ int migrate_domain_save(struct migrate_domain_store *store,
 	append_field(str, "old_mx_addrs", domain->old_mx_addrs);
 	if (domain->old_mx_port != 0)
 		append_field(str, "old_mx_port", dec2str(domain->old_mx_port));
-	return store_set(store, t_strconcat(DOMAIN_KEY_PREFIX,
-		dict_escape_string(domain->name), NULL), str_c(str), error_r);
+	key = t_strconcat(DOMAIN_KEY_PREFIX, dict_escape_string(domain->name),
+			  NULL);
+	relay_key = t_strconcat(RELAY_KEY_PREFIX,
+				dict_escape_string(domain->name), NULL);
+
+	/* the phase and the relay change together */
+	trans = dict_transaction_begin(store->dict, &store->opset);
+	dict_set(trans, key, str_c(str));
+	if (domain->phase == MIGRATE_DOMAIN_MIGRATING &&
+	    domain->old_mx_addrs != NULL && domain->old_mx_addrs[0] != '\0')
+		dict_set(trans, relay_key, relay_json(domain));
+	else
+		dict_unset(trans, relay_key);
+	if (dict_transaction_commit(&trans, &error) < 0) {
+		*error_r = t_strdup_printf("dict write of %s failed: %s",
+					   key, error);
+		return -1;
+	}
+	return 0;
 }
 
 static int

@@ -83,6 +83,44 @@ tap_like "... logged as a named event" "migrate: Delivery deferred: example.com 
 rc=0; lda bob@other.example "$RIG/lda.eml" || rc=$?
 tap_is "$rc" 0 "another domain's mail is delivered as usual"
 
+# --- LMTP while migrating: relayed to the old MX by Dovecot's LMTP proxy --------
+# the shipped relay passdb goes first, lmtp_proxy on
+sed -e "s|^uri = .*|uri = file:$RIG/dest/state/migrate/domains|" \
+	"$RIG_SRCDIR/conf.d/dovecot-migrate-relay.conf.ext" >"$RIG/relay.conf.ext"
+"$PY" - "$(rig_conf dest)" "$RIG/relay.conf.ext" <<'PYEOF'
+import sys
+path, ext = sys.argv[1], sys.argv[2]
+conf = open(path).read()
+block = ("lmtp_proxy = yes\npassdb {\n  driver = dict\n  args = %s\n"
+         "  result_success = return-ok\n  result_failure = continue\n"
+         "  result_internalfail = continue\n}\n" % ext)
+i = conf.index("passdb {")
+open(path, "w").write(conf[:i] + block + conf[i:])
+PYEOF
+rig_reload dest || rig_die "reload with the relay passdb failed"
+SINK=$RIG/sink
+"$PY" "$T/smtp-sink.py" --port "$MX_PORT" --dir "$SINK" --pidfile "$RIG/sink.pid" &
+for _ in $(seq 50); do [ -s "$RIG/sink.pid" ] && break; sleep 0.1; done
+rig_on_exit 'kill $(cat "$RIG/sink.pid") 2>/dev/null'
+msg relayed >"$RIG/relay.eml"
+rc=0
+rig_deliver dest alice@example.com "$RIG/relay.eml" --rcpt bob@other.example \
+	>"$RIG/lmtp.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "LMTP accepts a transaction for a migrating and another domain"
+tap_like "the migrating domain's recipient went to the old MX" \
+	"rcpt <alice@example.com>" "$(cat "$SINK"/*.env 2>/dev/null)"
+tap_is "$(grep -l relayed "$(rig_maildir dest alice@example.com)"/{new,cur}/* 2>/dev/null | wc -l)" 0 \
+	"... and was not stored here"
+tap_is "$(grep -l relayed "$(rig_maildir dest bob@other.example)"/{new,cur}/* 2>/dev/null | wc -l)" 1 \
+	"the other domain's recipient was delivered here"
+rc=0; dst alice count INBOX >/dev/null 2>&1 || rc=$?
+tap_is "$rc" 0 "IMAP logins of the migrating domain are not relayed"
+kill "$(cat "$RIG/sink.pid")"; sleep 0.3
+rc=0
+rig_deliver dest alice@example.com "$RIG/relay.eml" >"$RIG/lmtp.out" 2>&1 || rc=$?
+tap_is "$rc" 75 "old MX down: a temporary failure for the sender to retry, not a bounce"
+tap_like "... 451" "451" "$(cat "$RIG/lmtp.out")"
+
 # --- mirror syncs ------------------------------------------------------------------
 rc=0
 rig_doveadm dest migrate batch "$TEMPLATE" >"$RIG/batch.out" 2>&1 || rc=$?
@@ -95,6 +133,10 @@ tap_is "${MIG[mode]}" mirror "before cutover a sync is a mirror"
 
 # --- cutover, then changes on both sides -----------------------------------------
 tap_run "domain cutover example.com" dom cutover example.com
+msg lmtpafter >"$RIG/lmtp2.eml"
+rc=0; rig_deliver dest carol@example.com "$RIG/lmtp2.eml" >"$RIG/lmtp.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "after cutover LMTP delivers the domain here again"
+tap_is "$(grep -l lmtpafter "$(rig_maildir dest carol@example.com)"/{new,cur}/* 2>/dev/null | wc -l)" 1 "... into the mailbox"
 msg ldaafter >"$RIG/lda2.eml"
 rc=0; lda carol@example.com "$RIG/lda2.eml" || rc=$?
 tap_is "$rc" 0 "after cutover dovecot-lda delivers to the domain again"
