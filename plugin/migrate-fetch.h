@@ -15,6 +15,9 @@ struct migrate_fetcher;
    messages read ahead by imapc, each held in memory whole, this bounds the
    read-ahead to about 25 MB */
 #define MIGRATE_FETCH_LARGE_SIZE (512*1024)
+/* what the source storage may fetch ahead at once (messages up to
+   MIGRATE_FETCH_LARGE_SIZE, each held whole in memory) */
+#define MIGRATE_PREFETCH_BYTES (8*1024*1024)
 #define MIGRATE_FETCH_PIECE_SIZE (1024*1024)
 #define MIGRATE_FETCH_PIECES_IN_FLIGHT 4
 

@@ -812,12 +812,46 @@ struct sync_copy_batch {
 	struct mailbox_transaction_context *t;
 	unsigned int count;
 	uoff_t bytes;
+	/* the source UIDs saved in this batch, in save order */
+	ARRAY(uint32_t) src_uids;
 };
+
+/* Map the batch's source UIDs to the UIDs the commit assigned. */
+static int
+sync_copy_map_saved(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		    const struct sync_copy_batch *batch,
+		    const struct mail_transaction_commit_changes *changes)
+{
+	struct migrate_state_folder *state = f->state;
+	struct seq_range_iter iter;
+	const uint32_t *src_uids;
+	unsigned int i, count, n = 0;
+	uint32_t dest_uid;
+
+	src_uids = array_get(&batch->src_uids, &count);
+	if (seq_range_count(&changes->saved_uids) != count) {
+		sync_set_error(ctx, MIGRATE_ERROR_FAILED, t_strdup_printf(
+			"%s: the commit returned %u UIDs for %u saved messages",
+			f->dest_name, seq_range_count(&changes->saved_uids),
+			count));
+		return -1;
+	}
+	seq_range_array_iter_init(&iter, &changes->saved_uids);
+	for (i = 0; i < count; i++) {
+		if (!seq_range_array_iter_nth(&iter, n++, &dest_uid))
+			i_unreached();
+		migrate_state_map_add(ctx->state, state, src_uids[i], dest_uid);
+		if (dest_uid >= state->dest_uidnext)
+			state->dest_uidnext = dest_uid + 1;
+	}
+	return 0;
+}
 
 static int
 sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		 struct mailbox *dbox, struct sync_copy_batch *batch)
 {
+	struct mail_transaction_commit_changes changes;
 	const char *error;
 	int ret = 0;
 
@@ -838,17 +872,20 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 			return -1;
 		}
 	}
-	if (mailbox_transaction_commit(&batch->t) < 0) {
+	if (mailbox_transaction_commit_get_changes(&batch->t, &changes) < 0) {
 		sync_set_dest_error(ctx, dbox, "Saving to");
 		ret = -1;
+	} else {
+		/* the UIDs the saves got, in save order; rescanning the
+		   folder instead (as crash recovery does, by GUID) would
+		   read a Maildir's whole cur/ after every batch */
+		ret = sync_copy_map_saved(ctx, f, batch, &changes);
+		pool_unref(&changes.pool);
 	}
 	batch->count = 0;
 	batch->bytes = 0;
-	/* learn the new UIDs from the GUIDs we gave, the same way a crash
-	   is recovered from */
-	if (sync_scan_new_dest(ctx, f, dbox) < 0)
-		ret = -1;
-	else if (array_count(&f->recover_dest_uids) == 0)
+	array_clear(&batch->src_uids);
+	if (ret == 0 && array_count(&f->recover_dest_uids) == 0)
 		f->state->dest_pending_uidnext = 0;
 	migrate_state_folder_update(ctx->state, f->state);
 	if (migrate_state_flush(ctx->state, ctx->state_fsync, &error) < 0) {
@@ -986,6 +1023,7 @@ sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		sync_set_dest_error(ctx, dbox, "Saving to");
 		return -1;
 	}
+	array_push_back(&batch->src_uids, &smail->uid);
 	batch->count++;
 	batch->bytes += input->v_offset;
 	ctx->stats->messages_copied++;
@@ -998,31 +1036,53 @@ sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return 0;
 }
 
-/* Move the messages larger than MIGRATE_FETCH_LARGE_SIZE (by RFC822.SIZE,
-   fetched without the bodies) from uids to large_uids. */
+ARRAY_DEFINE_TYPE(seq_range_array, ARRAY_TYPE(seq_range));
+
+/* Plans the copy from the sizes (RFC822.SIZE, no bodies): messages larger
+   than MIGRATE_FETCH_LARGE_SIZE go to large_uids (read in pieces), the
+   rest into chunks of at most migrate_prefetch messages and
+   MIGRATE_PREFETCH_BYTES.  Each chunk is fetched ahead as a whole, so
+   the source streams without a pause per message and memory stays
+   bounded by the chunk. */
 static int
-sync_find_large(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
-		ARRAY_TYPE(seq_range) *uids, ARRAY_TYPE(seq_range) *large_uids)
+sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+	       const ARRAY_TYPE(seq_range) *uids,
+	       ARRAY_TYPE(seq_range_array) *chunks,
+	       ARRAY_TYPE(seq_range) *large_uids)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
+	ARRAY_TYPE(seq_range) *chunk = NULL;
+	unsigned int chunk_count = 0;
+	uoff_t size, chunk_bytes = 0;
 	struct mail *smail;
-	uoff_t size;
 	int ret = 0;
 
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
-		if (mail_get_virtual_size(smail, &size) == 0 &&
-		    size > MIGRATE_FETCH_LARGE_SIZE)
+		if (mail_get_virtual_size(smail, &size) < 0)
+			size = 0;
+		if (size > MIGRATE_FETCH_LARGE_SIZE) {
 			seq_range_array_add(large_uids, smail->uid);
+			continue;
+		}
+		if (chunk == NULL || chunk_count >= I_MAX(ctx->set->prefetch, 1) ||
+		    chunk_bytes + size > MIGRATE_PREFETCH_BYTES) {
+			chunk = array_append_space(chunks);
+			t_array_init(chunk, 8);
+			chunk_count = 0;
+			chunk_bytes = 0;
+		}
+		seq_range_array_add(chunk, smail->uid);
+		chunk_count++;
+		chunk_bytes += size;
 	}
 	if (mailbox_search_deinit(&search_ctx) < 0) {
 		sync_set_source_error(ctx, sbox, "Fetching sizes of");
 		ret = -1;
 	}
 	(void)mailbox_transaction_commit(&st);
-	seq_range_array_remove_seq_range(uids, large_uids);
 	return ret;
 }
 
@@ -1090,22 +1150,30 @@ sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		 struct mailbox *sbox, struct mailbox *dbox,
 		 const ARRAY_TYPE(seq_range) *copy_uids)
 {
-	ARRAY_TYPE(seq_range) uids, large_uids;
+	ARRAY_TYPE(seq_range_array) chunks;
+	ARRAY_TYPE(seq_range) large_uids, *chunk;
 	struct sync_copy_batch batch;
 	int ret;
 
 	i_zero(&batch);
+	/* not on the data stack: saves happen in their own stack frames */
+	i_array_init(&batch.src_uids, 64);
 	i_gettimeofday(&ctx->folder_start);
 	ctx->progress_folder = f->dest_name;
 	ctx->progress_done = 0;
 	ctx->progress_total = seq_range_count(copy_uids);
 
-	t_array_init(&uids, array_count(copy_uids));
-	array_append_array(&uids, copy_uids);
+	t_array_init(&chunks, 8);
 	t_array_init(&large_uids, 8);
-	ret = sync_find_large(ctx, sbox, &uids, &large_uids);
-	if (ret == 0)
-		ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, &uids, FALSE);
+	ret = sync_plan_copy(ctx, sbox, copy_uids, &chunks, &large_uids);
+	if (ret == 0) {
+		array_foreach_modifiable(&chunks, chunk) {
+			ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, chunk,
+					     FALSE);
+			if (ret < 0)
+				break;
+		}
+	}
 	if (ret == 0) {
 		ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, &large_uids,
 				     TRUE);
@@ -1113,6 +1181,7 @@ sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	/* keep what was saved completely, even after a failure */
 	if (sync_copy_commit(ctx, f, dbox, &batch) < 0)
 		ret = -1;
+	array_free(&batch.src_uids);
 	return ret;
 }
 
