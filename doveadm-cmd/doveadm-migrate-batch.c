@@ -13,6 +13,7 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
+#include "hash.h"
 #include "ioloop.h"
 #include "fd-util.h"
 #include "time-util.h"
@@ -80,6 +81,8 @@ struct batch_account {
 	const char *const *out_header, *const *out_row;
 	double secs;
 
+	/* what the child warned about */
+	const char *const *warnings;
 	/* check: 0 = the dry-run sync, 1 = doveadm quota get */
 	unsigned int step;
 	bool quota_known, quota_limited;
@@ -97,8 +100,10 @@ struct batch_ctx {
 	/* "migrate batch" or "migrate check" */
 	const char *name;
 	unsigned int jobs, retries, retry_delay_secs;
-	/* check: the copy rate the time estimate assumes */
-	unsigned int rate_mbps;
+	/* check: the copy rate the time estimate assumes, and whether it
+	   was measured by the domain's earlier syncs */
+	double rate_mbps;
+	bool rate_measured;
 	bool dry_run, check, tty;
 	uint64_t messages;
 
@@ -110,6 +115,8 @@ struct batch_ctx {
 	/* where each account's last result is recorded for
 	   "doveadm migrate domain status" (NULL: not recorded) */
 	struct migrate_domain_store *domain_store;
+	/* the records found there before this run: user -> record */
+	HASH_TABLE(const char *, struct migrate_domain_account *) recorded;
 };
 
 /* "migrate batch" or "migrate check", for messages */
@@ -193,27 +200,58 @@ static int batch_exit_severity(int exit_code)
 	}
 }
 
-/* The last error the child logged, without its log prefix. */
+/* A child's log line without its log prefix, or NULL when it is not of
+   the given level ("Error: ", "Warning: "...). */
+static const char *
+batch_log_text(const struct batch_account *acct, const char *line,
+	       const char *level)
+{
+	const char *p = strstr(line, level);
+
+	if (p == NULL)
+		return NULL;
+	p += strlen(level);
+	if (str_begins(p, "migrate: "))
+		p += 9;
+	if (str_begins(p, acct->user) &&
+	    str_begins(p + strlen(acct->user), ": "))
+		p += strlen(acct->user) + 2;
+	return p;
+}
+
+/* The last error the child logged. */
 static const char *batch_reason(const struct batch_account *acct)
 {
-	const char *const *lines, *line, *p;
+	const char *const *lines, *text;
 	unsigned int i;
 
 	lines = t_strsplit(str_c(acct->err), "\n");
 	for (i = str_array_length(lines); i > 0; i--) {
-		line = lines[i - 1];
-		if ((p = strstr(line, "Error: ")) != NULL ||
-		    (p = strstr(line, "Fatal: ")) != NULL) {
-			p += 7;
-			if (str_begins(p, "migrate: "))
-				p += 9;
-			if (str_begins(p, acct->user) &&
-			    str_begins(p + strlen(acct->user), ": "))
-				p += strlen(acct->user) + 2;
-			return p;
-		}
+		if ((text = batch_log_text(acct, lines[i - 1], "Error: ")) != NULL ||
+		    (text = batch_log_text(acct, lines[i - 1], "Fatal: ")) != NULL)
+			return text;
 	}
 	return NULL;
+}
+
+/* The warnings the child logged (the last BATCH_ERR_TAIL_MAX bytes). */
+static const char *const *batch_warnings(struct batch_account *acct)
+{
+	ARRAY_TYPE(const_string) warnings;
+	const char *const *lines, *text;
+	unsigned int i;
+
+	p_array_init(&warnings, acct->ctx->pool, 4);
+	lines = t_strsplit(str_c(acct->err), "\n");
+	for (i = 0; lines[i] != NULL; i++) {
+		text = batch_log_text(acct, lines[i], "Warning: ");
+		if (text != NULL) {
+			text = p_strdup(acct->ctx->pool, text);
+			array_push_back(&warnings, &text);
+		}
+	}
+	array_append_zero(&warnings);
+	return array_front(&warnings);
 }
 
 static void batch_progress(struct batch_ctx *ctx, bool final)
@@ -279,6 +317,23 @@ static void batch_log_account(struct batch_account *acct)
 		i_error("%s: %s", batch_cmd_name, line);
 }
 
+static void batch_load_recorded(struct batch_ctx *ctx)
+{
+	ARRAY_TYPE(migrate_domain_account) accounts;
+	struct migrate_domain_account *account;
+	const char *error;
+
+	p_array_init(&accounts, ctx->pool, 16);
+	if (migrate_domain_accounts(ctx->domain_store, ctx->tmpl->dest_domain,
+				    ctx->pool, &accounts, &error) < 0) {
+		i_warning("%s: %s", batch_cmd_name, error);
+		return;
+	}
+	hash_table_create(&ctx->recorded, ctx->pool, 0, str_hash, strcmp);
+	array_foreach_modifiable(&accounts, account)
+		hash_table_update(ctx->recorded, account->user, account);
+}
+
 static void batch_record_account(struct batch_account *acct)
 {
 	struct batch_ctx *ctx = acct->ctx;
@@ -292,7 +347,21 @@ static void batch_record_account(struct batch_account *acct)
 	account.exit_code = acct->exit_code;
 	account.copied = batch_field_num(acct, "copied");
 	account.bytes = batch_field_num(acct, "bytes");
+	account.msecs = (unsigned int)(acct->secs * 1000);
 	account.reason = acct->reason;
+	if (hash_table_is_created(ctx->recorded)) {
+		const struct migrate_domain_account *prev =
+			hash_table_lookup(ctx->recorded, acct->user);
+
+		if (prev != NULL) {
+			account.total_bytes = prev->total_bytes;
+			account.total_msecs = prev->total_msecs;
+		}
+	}
+	if (acct->exit_code == 0 && account.bytes > 0) {
+		account.total_bytes += account.bytes;
+		account.total_msecs += account.msecs;
+	}
 	if (migrate_domain_account_save(ctx->domain_store,
 					migrate_user_domain(acct->user),
 					&account, &error) < 0) {
@@ -394,6 +463,7 @@ static void batch_account_finish(struct batch_account *acct)
 	acct->exit_code = exit_code;
 	acct->result = batch_exit_class(exit_code);
 	acct->reason = p_strdup(ctx->pool, batch_reason(acct));
+	acct->warnings = batch_warnings(acct);
 	if (!WIFEXITED(acct->wait_status)) {
 		acct->reason = p_strdup_printf(ctx->pool,
 			"killed by signal %d", WTERMSIG(acct->wait_status));
@@ -756,7 +826,13 @@ static int batch_write_json(struct batch_ctx *ctx, const char *path)
 				    batch_field_num(acct,
 						    batch_report_fields[i]));
 		}
-		str_printfa(str, ",\"seconds\":%.3f,\"reason\":", acct->secs);
+		str_append(str, ",\"warnings\":[");
+		for (i = 0; acct->warnings != NULL && acct->warnings[i] != NULL; i++) {
+			str_append(str, i == 0 ? "\"" : ",\"");
+			json_append_escaped(str, acct->warnings[i]);
+			str_append_c(str, '"');
+		}
+		str_printfa(str, "],\"seconds\":%.3f,\"reason\":", acct->secs);
 		if (acct->reason == NULL)
 			str_append(str, "null");
 		else {
@@ -780,7 +856,7 @@ static int batch_write_csv(struct batch_ctx *ctx, const char *path)
 
 	str_append(str, "user,line,source_host,source_user,status,class,"
 		   "exit_code,attempts,folders,copied,updated,deleted,skipped,"
-		   "bytes,seconds,reason\r\n");
+		   "bytes,seconds,reason,warnings\r\n");
 	array_foreach_elem(&ctx->accounts, acct) {
 		csv_append(str, acct->user);
 		str_printfa(str, ",%u,", acct->row->line);
@@ -796,9 +872,41 @@ static int batch_write_csv(struct batch_ctx *ctx, const char *path)
 		}
 		str_printfa(str, ",%.3f,", acct->secs);
 		csv_append(str, acct->reason);
+		str_append_c(str, ',');
+		csv_append(str, acct->warnings == NULL ? "" :
+			   t_strarray_join(acct->warnings, "; "));
 		str_append(str, "\r\n");
 	}
 	return batch_write_file(path, str);
+}
+
+/* The rate the domain's recorded syncs reached, one account after
+   another; the default when none copied anything yet. */
+static void batch_measured_rate(struct batch_ctx *ctx)
+{
+	ARRAY_TYPE(migrate_domain_account) accounts;
+	const struct migrate_domain_account *account;
+	struct migrate_domain_store *store;
+	uint64_t bytes = 0, msecs = 0;
+	const char *error;
+
+	ctx->rate_mbps = BATCH_DEFAULT_RATE_MBPS;
+	if (migrate_cmd_domain_store_open(&store, &error) < 0)
+		return;
+	t_array_init(&accounts, 16);
+	if (migrate_domain_accounts(store, ctx->tmpl->dest_domain,
+				    pool_datastack_create(), &accounts,
+				    &error) == 0) {
+		array_foreach(&accounts, account) {
+			bytes += account->total_bytes;
+			msecs += account->total_msecs;
+		}
+	}
+	migrate_domain_store_close(&store);
+	if (bytes >= 1000000 && msecs > 0) {
+		ctx->rate_mbps = bytes / 1e6 / (msecs / 1000.0);
+		ctx->rate_measured = TRUE;
+	}
 }
 
 static const char *batch_duration(double secs)
@@ -927,7 +1035,7 @@ static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 	ctx = p_new(pool, struct batch_ctx, 1);
 	ctx->pool = pool;
 	ctx->check = check;
-	ctx->rate_mbps = BATCH_DEFAULT_RATE_MBPS;
+	ctx->rate_mbps = 0;
 	if (doveadm_cmd_param_int64(cctx, "rate", &num)) {
 		if (num < 1)
 			i_fatal_status(EX_USAGE, "%s: --rate must be at least "
@@ -1020,6 +1128,8 @@ static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 		i_warning("%s: Results are not recorded for domain status: %s",
 			  batch_cmd_name, error);
 		ctx->domain_store = NULL;
+	} else if (ctx->domain_store != NULL) {
+		batch_load_recorded(ctx);
 	}
 	ctx->ioloop = io_loop_create();
 	child_wait_init();
@@ -1039,6 +1149,8 @@ static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 	child_wait_deinit();
 	io_loop_destroy(&ctx->ioloop);
 	migrate_domain_store_close(&ctx->domain_store);
+	if (hash_table_is_created(ctx->recorded))
+		hash_table_destroy(&ctx->recorded);
 
 	/* 5. the outcome */
 	if (ctx->check)
@@ -1057,13 +1169,17 @@ static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 	    exit_code == 0)
 		exit_code = EX_CANTCREAT;
 	if (ctx->check) {
+		if (ctx->rate_mbps == 0)
+			batch_measured_rate(ctx);
 		i_info("%s: %s: %u accounts, %u ok, %u failing; %"PRIu64
-		       " messages, %.2f GB to copy; about %s at %u MB/s",
+		       " messages, %.2f GB to copy; about %s at %.1f MB/s%s",
 		       batch_cmd_name, path, array_count(&ctx->accounts),
 		       array_count(&ctx->accounts) - ctx->failed, ctx->failed,
 		       ctx->messages, ctx->bytes / 1e9,
 		       batch_duration(ctx->bytes / 1e6 / ctx->rate_mbps),
-		       ctx->rate_mbps);
+		       ctx->rate_mbps, ctx->rate_measured ?
+		       " (measured by this domain's syncs so far)" :
+		       " (assumed: no sync measured yet; see --rate)");
 	} else {
 		i_info("%s: %s: %u accounts, %u ok, %u failed, %.1f MB",
 		       batch_cmd_name, path, array_count(&ctx->accounts),

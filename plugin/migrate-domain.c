@@ -302,6 +302,9 @@ int migrate_domain_account_save(struct migrate_domain_store *store,
 	append_field(str, "exit_code", dec2str(account->exit_code));
 	append_field(str, "copied", dec2str(account->copied));
 	append_field(str, "bytes", dec2str(account->bytes));
+	append_field(str, "msecs", dec2str(account->msecs));
+	append_field(str, "total_bytes", dec2str(account->total_bytes));
+	append_field(str, "total_msecs", dec2str(account->total_msecs));
 	append_field(str, "reason", account->reason);
 	return store_set(store, t_strconcat(ACCOUNT_KEY_PREFIX,
 		dict_escape_string(t_str_lcase(domain)), "/",
@@ -341,6 +344,17 @@ int migrate_domain_accounts(struct migrate_domain_store *store,
 		value = field_value(fields, "bytes");
 		if (value == NULL || str_to_uint64(value, &account->bytes) < 0)
 			account->bytes = 0;
+		value = field_value(fields, "msecs");
+		if (value == NULL || str_to_uint(value, &account->msecs) < 0)
+			account->msecs = 0;
+		value = field_value(fields, "total_bytes");
+		if (value == NULL ||
+		    str_to_uint64(value, &account->total_bytes) < 0)
+			account->total_bytes = 0;
+		value = field_value(fields, "total_msecs");
+		if (value == NULL ||
+		    str_to_uint64(value, &account->total_msecs) < 0)
+			account->total_msecs = 0;
 		account->reason = p_strdup(pool, field_value(fields, "reason"));
 	}
 	return 0;

@@ -40,6 +40,10 @@ struct migrate_domain_account {
 	const char *result;
 	int exit_code;
 	uint64_t copied, bytes;
+	/* how long the sync took */
+	unsigned int msecs;
+	/* over every sync that copied something: the rate they reached */
+	uint64_t total_bytes, total_msecs;
 	const char *reason;
 };
 ARRAY_DEFINE_TYPE(migrate_domain_account, struct migrate_domain_account);
