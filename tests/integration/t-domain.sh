@@ -120,6 +120,8 @@ rc=0
 rig_deliver dest alice@example.com "$RIG/relay.eml" >"$RIG/lmtp.out" 2>&1 || rc=$?
 tap_is "$rc" 75 "old MX down: a temporary failure for the sender to retry, not a bounce"
 tap_like "... 451" "451" "$(cat "$RIG/lmtp.out")"
+tap_is "$(grep -l relayed "$(rig_maildir dest alice@example.com)"/{new,cur}/* 2>/dev/null | wc -l)" 0 \
+	"... and nothing was stored here"
 
 # --- mirror syncs ------------------------------------------------------------------
 rc=0
@@ -144,8 +146,10 @@ tap_is "$(grep -l ldaafter "$(rig_maildir dest carol@example.com)"/{new,cur}/* 2
 # at the source: 3 new in INBOX, 1 in a new folder, 2 expunged, 2 re-flagged
 for i in 1 2 3; do msg "new$i" >"$RIG/new$i.eml"; done
 msg newfolder >"$RIG/nf.eml"
+msg olddated >"$RIG/od.eml"
 src alice append INBOX "$RIG/new1.eml" "$RIG/new2.eml" "$RIG/new3.eml" >/dev/null
 src alice append --create After "$RIG/nf.eml" >/dev/null
+src alice append --date "14-Mar-2015 10:00:00 +0000" Work "$RIG/od.eml" >/dev/null
 first_uids=$(src alice uids INBOX | head -n 4 | paste -sd, -)
 exp_uids=$(echo "$first_uids" | cut -d, -f1,2)
 flag_uids=$(echo "$first_uids" | cut -d, -f3,4)
@@ -161,7 +165,8 @@ dst alice expunge INBOX --uids "$(dst alice uids INBOX | sed -n 10p)" >/dev/null
 mig -u alice@example.com
 tap_is "$MIG_RC" 0 "the final sync exits 0"
 tap_is "${MIG[mode]}" final "after cutover the sync is the final one"
-tap_is "${MIG[copied]}" 4 "... copies the 4 new messages (3 in INBOX, 1 in a new folder)"
+tap_is "${MIG[copied]}" 5 "... copies the 5 new messages (3 in INBOX, 1 in a new folder, 1 dated 2015 in Work)"
+tap_like "the old-dated one is there" "olddated" "$(for u in $(dst alice uids Work); do dst alice fetch Work "$u"; done 2>/dev/null | grep -a '^Subject: olddated')"
 tap_is "${MIG[deleted]}" 0 "... deletes nothing"
 tap_is "${MIG[updated]}" 0 "... changes no flags"
 after=$(dst alice count INBOX)
@@ -177,8 +182,10 @@ tap_is "$(dst alice fetch-hash INBOX --uids "$flag_uids" | wc -l)" 2 "... (both 
 mig -u alice@example.com
 tap_is "${MIG[copied]}" 0 "a second final sync copies nothing"
 
+count_before=$(dst alice count INBOX)
 mig --mirror -u alice@example.com
 tap_is "$MIG_RC" 78 "a mirror sync after cutover is refused (78)"
+tap_is "$(dst alice count INBOX)" "$count_before" "... and changes nothing"
 tap_like "... saying why" "past cutover.*deletes nothing" "$(cat "$RIG/mig.err")"
 
 # --maxage: only what was received in the window, still not twice
@@ -200,6 +207,10 @@ tap_run "domain finish example.com" dom finish example.com
 tap_is "$(find "$STORE" -type f | wc -l)" 0 "finish deleted the stored source credentials"
 mig -u alice@example.com
 tap_is "$MIG_RC" 78 "after finish a sync is refused"
+# no source password of the domain left on our side (the template is the
+# customer's file, the source users file the old provider's)
+hits=$(grep -rlF --exclude=template.txt --exclude-dir=src -- "$SRC_PW" "$RIG" 2>/dev/null)
+tap_is "$hits" "" "after finish no source password of the domain is on disk"
 dom status >"$RIG/status.out" 2>&1
 tap_like "status keeps the history" "example.com +finished +[0-9-]+ [0-9:]+ +[0-9-]+ [0-9:]+ +[0-9-]+ [0-9:]+" "$(cat "$RIG/status.out")"
 
