@@ -42,15 +42,23 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 	doveadm_print(mode);
 }
 
-/* The template's source account replaces the configured one. */
-static const struct migrate_settings *
-migrate_cmd_apply_credentials(struct mail_user *user,
-			      const struct migrate_settings *set,
-			      const struct migrate_credentials *cred,
-			      const char **error_r)
+/* The user's settings; the template's source account, when there is one,
+   replaces the configured one. */
+static int
+migrate_cmd_settings(struct mail_user *user,
+		     const struct migrate_credentials *cred,
+		     const struct migrate_settings **set_r,
+		     const char **error_r)
 {
+	const struct migrate_settings *set;
 	struct migrate_settings *new_set;
 
+	if (migrate_user_settings_read(user, cred == NULL, &set, error_r) < 0)
+		return -1;
+	if (cred == NULL) {
+		*set_r = set;
+		return 0;
+	}
 	new_set = p_new(user->pool, struct migrate_settings, 1);
 	*new_set = *set;
 	new_set->source_host = p_strdup(user->pool, cred->source_host);
@@ -60,13 +68,13 @@ migrate_cmd_apply_credentials(struct mail_user *user,
 	new_set->source_password = p_strdup(user->pool,
 					    cred->source_password);
 	if (new_set->source_ssl_hostname != NULL &&
-	    strcmp(new_set->source_host, set->source_host) != 0) {
+	    null_strcmp(new_set->source_host, set->source_host) != 0) {
 		/* the configured certificate name belongs to the
 		   configured host */
 		new_set->source_ssl_hostname = NULL;
 	}
-	*error_r = NULL;
-	return new_set;
+	*set_r = new_set;
+	return 0;
 }
 
 /* As root, before the user's privileges are taken: the template's
@@ -182,16 +190,10 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 			user->username, ctx->domain[0] == '\0' ?
 			"DOMAIN" : ctx->domain);
 		error_code = MIGRATE_ERROR_CONFIG;
-	} else if (migrate_user_settings_read(user, ctx->credentials == NULL,
-				       &set, &error) < 0) {
+	} else if (migrate_cmd_settings(user, ctx->credentials, &set,
+					&error) < 0) {
 		i_error("migrate: %s: Invalid settings: %s",
 			user->username, error);
-		error_code = MIGRATE_ERROR_CONFIG;
-	} else if (ctx->credentials != NULL &&
-		   (set = migrate_cmd_apply_credentials(user, set,
-							ctx->credentials,
-							&error)) == NULL) {
-		i_error("migrate: %s: %s", user->username, error);
 		error_code = MIGRATE_ERROR_CONFIG;
 	} else if (migrate_source_init(_ctx->storage_service,
 				       _ctx->cur_service_user, user, set,
