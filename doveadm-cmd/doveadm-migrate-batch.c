@@ -560,12 +560,18 @@ static int batch_spawn(struct batch_account *acct)
 	struct migrate_credentials cred;
 	const char *argv[16];
 	unsigned int argc = 0;
-	int fd_in[2], fd_out[2], fd_err[2];
+	int fd_in[2] = { -1, -1 }, fd_out[2] = { -1, -1 };
+	int fd_err[2] = { -1, -1 };
 	string_t *blob;
 	pid_t pid;
 
 	if (pipe(fd_in) < 0 || pipe(fd_out) < 0 || pipe(fd_err) < 0) {
 		i_error("%s: pipe() failed: %m", batch_cmd_name);
+		for (unsigned int i = 0; i < 2; i++) {
+			i_close_fd(&fd_in[i]);
+			i_close_fd(&fd_out[i]);
+			i_close_fd(&fd_err[i]);
+		}
 		return -1;
 	}
 	argv[argc++] = "doveadm";
