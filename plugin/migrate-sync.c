@@ -810,7 +810,6 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 
 struct sync_copy_batch {
 	struct mailbox_transaction_context *t;
-	unsigned int count;
 	uoff_t bytes;
 	/* the source UIDs saved in this batch, in save order */
 	ARRAY(uint32_t) src_uids;
@@ -882,7 +881,6 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		ret = sync_copy_map_saved(ctx, f, batch, &changes);
 		pool_unref(&changes.pool);
 	}
-	batch->count = 0;
 	batch->bytes = 0;
 	array_clear(&batch->src_uids);
 	if (ret == 0 && array_count(&f->recover_dest_uids) == 0)
@@ -1024,13 +1022,12 @@ sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		return -1;
 	}
 	array_push_back(&batch->src_uids, &smail->uid);
-	batch->count++;
 	batch->bytes += input->v_offset;
 	ctx->stats->messages_copied++;
 	ctx->stats->bytes_copied += input->v_offset;
 	ctx->progress_done++;
 	sync_progress(ctx, FALSE);
-	if (batch->count >= ctx->set->batch_messages ||
+	if (array_count(&batch->src_uids) >= ctx->set->batch_messages ||
 	    batch->bytes >= ctx->set->batch_size)
 		return sync_copy_commit(ctx, f, dbox, batch);
 	return 0;
@@ -1043,12 +1040,13 @@ ARRAY_DEFINE_TYPE(seq_range_array, ARRAY_TYPE(seq_range));
    rest into chunks of at most migrate_prefetch messages and
    MIGRATE_PREFETCH_BYTES.  Each chunk is fetched ahead as a whole, so
    the source streams without a pause per message and memory stays
-   bounded by the chunk. */
+   bounded by the chunk.  *bytes_r is the size of them all (what a dry
+   run reports). */
 static int
 sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	       const ARRAY_TYPE(seq_range) *uids,
 	       ARRAY_TYPE(seq_range_array) *chunks,
-	       ARRAY_TYPE(seq_range) *large_uids)
+	       ARRAY_TYPE(seq_range) *large_uids, uoff_t *bytes_r)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
@@ -1058,11 +1056,13 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	struct mail *smail;
 	int ret = 0;
 
+	*bytes_r = 0;
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		if (mail_get_virtual_size(smail, &size) < 0)
 			size = 0;
+		*bytes_r += size;
 		if (size > MIGRATE_FETCH_LARGE_SIZE) {
 			seq_range_array_add(large_uids, smail->uid);
 			continue;
@@ -1086,28 +1086,21 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	return ret;
 }
 
-/* A dry run's bytes: the sizes of what would be copied, no bodies read. */
+/* A dry run: what the copy would do, from the sizes only. */
 static int
-sync_count_bytes(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
-		 const ARRAY_TYPE(seq_range) *uids)
+sync_dry_run_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+		  const ARRAY_TYPE(seq_range) *uids)
 {
-	struct mailbox_transaction_context *st;
-	struct mail_search_context *search_ctx;
-	struct mail *smail;
-	uoff_t size;
-	int ret = 0;
+	ARRAY_TYPE(seq_range_array) chunks;
+	ARRAY_TYPE(seq_range) large_uids;
+	uoff_t bytes;
+	int ret;
 
-	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
-	while (mailbox_search_next(search_ctx, &smail)) {
-		if (mail_get_virtual_size(smail, &size) == 0)
-			ctx->stats->bytes_copied += size;
-	}
-	if (mailbox_search_deinit(&search_ctx) < 0) {
-		sync_set_source_error(ctx, sbox, "Fetching sizes of");
-		ret = -1;
-	}
-	(void)mailbox_transaction_commit(&st);
+	t_array_init(&chunks, 8);
+	t_array_init(&large_uids, 8);
+	ret = sync_plan_copy(ctx, sbox, uids, &chunks, &large_uids, &bytes);
+	ctx->stats->messages_copied += seq_range_count(uids);
+	ctx->stats->bytes_copied += bytes;
 	return ret;
 }
 
@@ -1153,6 +1146,7 @@ sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ARRAY_TYPE(seq_range_array) chunks;
 	ARRAY_TYPE(seq_range) large_uids, *chunk;
 	struct sync_copy_batch batch;
+	uoff_t bytes;
 	int ret;
 
 	i_zero(&batch);
@@ -1165,7 +1159,8 @@ sync_folder_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 
 	t_array_init(&chunks, 8);
 	t_array_init(&large_uids, 8);
-	ret = sync_plan_copy(ctx, sbox, copy_uids, &chunks, &large_uids);
+	ret = sync_plan_copy(ctx, sbox, copy_uids, &chunks, &large_uids,
+			     &bytes);
 	if (ret == 0) {
 		array_foreach_modifiable(&chunks, chunk) {
 			ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, chunk,
@@ -1468,10 +1463,9 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 			"messages of the old UIDVALIDITY");
 	}
 	if (ret == 0 && array_count(&copy_uids) > 0) {
-		if (ctx->opts->dry_run) {
-			ctx->stats->messages_copied += seq_range_count(&copy_uids);
-			ret = sync_count_bytes(ctx, sbox, &copy_uids);
-		} else
+		if (ctx->opts->dry_run)
+			ret = sync_dry_run_copy(ctx, sbox, &copy_uids);
+		else
 			ret = sync_folder_copy(ctx, f, sbox, dbox, &copy_uids);
 	}
 	mailbox_free(&sbox);
