@@ -21,7 +21,6 @@
 #include "migrate-credentials.h"
 #include "doveadm-migrate.h"
 
-#include <dirent.h>
 
 int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
 				  const char **error_r)
@@ -184,45 +183,6 @@ static void cmd_migrate_domain_cutover(struct doveadm_cmd_context *cctx)
 	domain_cmd_save(cctx, &store, &domain);
 }
 
-/* The stored source credentials of the domain's users. */
-static int domain_delete_credentials(const char *domain, unsigned int *count_r,
-				     const char **error_r)
-{
-	const struct master_service_settings *mset =
-		master_service_settings_get(master_service);
-	const char *dir = migrate_credentials_dir(mset->state_dir);
-	const char *suffix = t_strconcat("@", domain, NULL), *name;
-	size_t len, suffix_len = strlen(suffix);
-	ARRAY_TYPE(const_string) users;
-	struct dirent *d;
-	DIR *dirp;
-
-	*count_r = 0;
-	dirp = opendir(dir);
-	if (dirp == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		*error_r = t_strdup_printf("opendir(%s) failed: %m", dir);
-		return -1;
-	}
-	t_array_init(&users, 16);
-	while ((d = readdir(dirp)) != NULL) {
-		len = strlen(d->d_name);
-		if (len > suffix_len &&
-		    strcasecmp(d->d_name + len - suffix_len, suffix) == 0) {
-			name = t_strdup(d->d_name);
-			array_push_back(&users, &name);
-		}
-	}
-	(void)closedir(dirp);
-	array_foreach_elem(&users, name) {
-		if (migrate_credentials_delete(dir, name, error_r) < 0)
-			return -1;
-		(*count_r)++;
-	}
-	return 0;
-}
-
 static void cmd_migrate_domain_finish(struct doveadm_cmd_context *cctx)
 {
 	struct migrate_domain_store *store;
@@ -239,7 +199,10 @@ static void cmd_migrate_domain_finish(struct doveadm_cmd_context *cctx)
 			       !exists ? "unknown" :
 			       migrate_domain_phase_to_str(domain.phase));
 	}
-	if (domain_delete_credentials(name, &count, &error) < 0) {
+	if (migrate_credentials_delete_domain(
+		migrate_credentials_dir(
+			master_service_settings_get(master_service)->state_dir),
+		name, &count, &error) < 0) {
 		migrate_domain_store_close(&store);
 		i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name, error);
 	}

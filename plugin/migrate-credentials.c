@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "array.h"
 #include "str.h"
 #include "strescape.h"
 #include "strnum.h"
@@ -17,6 +18,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <dirent.h>
 
 #define CREDENTIALS_HEADER "dovecot-migrate credentials 1"
 #define CREDENTIALS_MAX_SIZE 65536
@@ -28,20 +30,28 @@ const char *migrate_credentials_dir(const char *state_dir)
 
 /* user names as file names: anything but [A-Za-z0-9@._+-] becomes %XX, so
    that no name can leave the directory or start with a dot */
+static void credentials_escape(string_t *dest, const char *name,
+				bool leading)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)name; *p != '\0'; p++) {
+		if (i_isalnum(*p) || *p == '@' || *p == '_' || *p == '+' ||
+		    *p == '-' ||
+		    (*p == '.' && (!leading || p != (const unsigned char *)name)))
+			str_append_c(dest, *p);
+		else
+			str_printfa(dest, "%%%02X", *p);
+	}
+}
+
 static const char *credentials_path(const char *dir, const char *user)
 {
 	string_t *str = t_str_new(128);
-	const unsigned char *p;
 
 	str_append(str, dir);
 	str_append_c(str, '/');
-	for (p = (const unsigned char *)user; *p != '\0'; p++) {
-		if (i_isalnum(*p) || *p == '@' || *p == '_' || *p == '+' ||
-		    *p == '-' || (*p == '.' && p != (const unsigned char *)user))
-			str_append_c(str, *p);
-		else
-			str_printfa(str, "%%%02X", *p);
-	}
+	credentials_escape(str, user, TRUE);
 	return str_c(str);
 }
 
@@ -241,6 +251,58 @@ int migrate_credentials_read(const char *dir, const char *user, pool_t pool,
 	result = migrate_credentials_parse(path, data, pool, cred_r, error_r);
 	safe_memset(data, 0, st.st_size);
 	return result < 0 ? -1 : 1;
+}
+
+int migrate_credentials_delete_domain(const char *dir, const char *domain,
+				      unsigned int *count_r,
+				      const char **error_r)
+{
+	string_t *suffix = t_str_new(64);
+	ARRAY_TYPE(const_string) names;
+	const char *name, *path;
+	struct dirent *d;
+	size_t len;
+	DIR *dirp;
+
+	*count_r = 0;
+	str_append_c(suffix, '@');
+	credentials_escape(suffix, domain, FALSE);
+	dirp = opendir(dir);
+	if (dirp == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = t_strdup_printf("opendir(%s) failed: %m", dir);
+		return -1;
+	}
+	/* the files as they are named, temporary ones of a crashed write
+	   included: no name is decoded and encoded again */
+	t_array_init(&names, 16);
+	while ((d = readdir(dirp)) != NULL) {
+		name = d->d_name;
+		len = strlen(name);
+		if (len > 4 && strcmp(name + len - 4, ".tmp") == 0)
+			len -= 4;
+		if (len > str_len(suffix) &&
+		    strncasecmp(name + len - str_len(suffix), str_c(suffix),
+				str_len(suffix)) == 0) {
+			name = t_strdup(name);
+			array_push_back(&names, &name);
+		}
+	}
+	if (closedir(dirp) < 0) {
+		*error_r = t_strdup_printf("closedir(%s) failed: %m", dir);
+		return -1;
+	}
+	array_foreach_elem(&names, name) {
+		path = t_strconcat(dir, "/", name, NULL);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			*error_r = t_strdup_printf("unlink(%s) failed: %m",
+						   path);
+			return -1;
+		}
+		(*count_r)++;
+	}
+	return 0;
 }
 
 int migrate_credentials_delete(const char *dir, const char *user,

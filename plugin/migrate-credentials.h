@@ -39,6 +39,11 @@ int migrate_credentials_write(const char *dir, const char *user,
 int migrate_credentials_read(const char *dir, const char *user, pool_t pool,
 			     struct migrate_credentials *cred_r,
 			     const char **error_r);
+/* Every file of the users @domain (case-insensitive); *count_r is how
+   many.  Returns 0 also when there was nothing to delete. */
+int migrate_credentials_delete_domain(const char *dir, const char *domain,
+				      unsigned int *count_r,
+				      const char **error_r);
 /* Returns 0 also when there was nothing to delete. */
 int migrate_credentials_delete(const char *dir, const char *user,
 			       const char **error_r);

@@ -201,6 +201,7 @@ static void test_credentials(void)
 	const char *dir = t_strconcat(test_dir, "/store", NULL);
 	struct migrate_credentials cred, cred2;
 	const char *error, *path;
+	unsigned int count;
 	pool_t pool = pool_alloconly_create("test", 1024);
 
 	test_begin("credential store");
@@ -240,6 +241,23 @@ static void test_credentials(void)
 					     &cred2, &error) == 0);
 	test_assert(migrate_credentials_delete(dir, "ana@example.com",
 					       &error) == 0);
+
+	/* a domain's users, names that needed escaping included */
+	test_assert(migrate_credentials_write(dir, "a b@example.com", &cred,
+					      &error) == 0);
+	test_assert(migrate_credentials_write(dir, "c@Example.COM", &cred,
+					      &error) == 0);
+	test_assert(migrate_credentials_write(dir, "d@other.example", &cred,
+					      &error) == 0);
+	test_assert(migrate_credentials_delete_domain(dir, "example.com",
+						      &count, &error) == 0);
+	test_assert(count == 2);
+	test_assert(migrate_credentials_read(dir, "a b@example.com", pool,
+					     &cred2, &error) == 0);
+	test_assert(migrate_credentials_read(dir, "c@Example.COM", pool,
+					     &cred2, &error) == 0);
+	test_assert(migrate_credentials_read(dir, "d@other.example", pool,
+					     &cred2, &error) == 1);
 	pool_unref(&pool);
 	test_end();
 }
