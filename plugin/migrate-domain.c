@@ -130,6 +130,17 @@ static time_t field_time(const char *const *fields, const char *key)
 	return t;
 }
 
+/* 0 when missing or not a number */
+static uint64_t field_uint64(const char *const *fields, const char *key)
+{
+	const char *value = field_value(fields, key);
+	uint64_t num;
+
+	if (value == NULL || str_to_uint64(value, &num) < 0)
+		return 0;
+	return num;
+}
+
 static int
 store_lookup(struct migrate_domain_store *store, const char *key,
 	     const char *const **fields_r, const char **error_r)
@@ -338,23 +349,12 @@ int migrate_domain_accounts(struct migrate_domain_store *store,
 		value = field_value(fields, "exit_code");
 		if (value != NULL && str_to_int(value, &exit_code) == 0)
 			account->exit_code = exit_code;
-		value = field_value(fields, "copied");
-		if (value == NULL || str_to_uint64(value, &account->copied) < 0)
-			account->copied = 0;
-		value = field_value(fields, "bytes");
-		if (value == NULL || str_to_uint64(value, &account->bytes) < 0)
-			account->bytes = 0;
-		value = field_value(fields, "msecs");
-		if (value == NULL || str_to_uint(value, &account->msecs) < 0)
-			account->msecs = 0;
-		value = field_value(fields, "total_bytes");
-		if (value == NULL ||
-		    str_to_uint64(value, &account->total_bytes) < 0)
-			account->total_bytes = 0;
-		value = field_value(fields, "total_msecs");
-		if (value == NULL ||
-		    str_to_uint64(value, &account->total_msecs) < 0)
-			account->total_msecs = 0;
+		account->copied = field_uint64(fields, "copied");
+		account->bytes = field_uint64(fields, "bytes");
+		account->msecs = (unsigned int)I_MIN(
+			field_uint64(fields, "msecs"), UINT_MAX);
+		account->total_bytes = field_uint64(fields, "total_bytes");
+		account->total_msecs = field_uint64(fields, "total_msecs");
 		account->reason = p_strdup(pool, field_value(fields, "reason"));
 	}
 	return 0;
