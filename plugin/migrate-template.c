@@ -52,28 +52,34 @@ struct migrate_template_iter {
 	const char *read_error;
 };
 
-static void
-template_error(struct migrate_template_iter *iter, unsigned int line,
-	       int column, const char *fmt, ...) ATTR_FORMAT(4, 5);
-static void
+/* "FILE:LINE: column N (name): problem", or without the column when
+   column < 0, appended to dest */
+static void ATTR_FORMAT(6, 0)
+template_vmsg(pool_t pool, ARRAY_TYPE(const_string) *dest, const char *path,
+	      unsigned int line, int column, const char *fmt, va_list args)
+{
+	const char *msg = t_strdup_vprintf(fmt, args);
+
+	if (column >= 0) {
+		msg = p_strdup_printf(pool, "%s:%u: column %d (%s): %s",
+				      path, line, column + 1,
+				      column_names[column], msg);
+	} else {
+		msg = p_strdup_printf(pool, "%s:%u: %s", path, line, msg);
+	}
+	array_push_back(dest, &msg);
+}
+
+static void ATTR_FORMAT(4, 5)
 template_error(struct migrate_template_iter *iter, unsigned int line,
 	       int column, const char *fmt, ...)
 {
-	const char *msg;
 	va_list args;
 
 	va_start(args, fmt);
-	msg = t_strdup_vprintf(fmt, args);
+	template_vmsg(iter->pool, &iter->pending_errors, iter->path, line,
+		      column, fmt, args);
 	va_end(args);
-	if (column >= 0) {
-		msg = p_strdup_printf(iter->pool, "%s:%u: column %d (%s): %s",
-				      iter->path, line, column + 1,
-				      column_names[column], msg);
-	} else {
-		msg = p_strdup_printf(iter->pool, "%s:%u: %s",
-				      iter->path, line, msg);
-	}
-	array_push_back(&iter->pending_errors, &msg);
 }
 
 static void template_field_cb(void *s, size_t len, void *context)
@@ -510,18 +516,16 @@ template_main_domain(struct migrate_template *tmpl)
 	return best;
 }
 
-static void ATTR_FORMAT(3, 4)
+static void ATTR_FORMAT(4, 5)
 template_add_error(struct migrate_template *tmpl, unsigned int line,
-		   const char *fmt, ...)
+		   int column, const char *fmt, ...)
 {
-	const char *msg;
 	va_list args;
 
 	va_start(args, fmt);
-	msg = p_strdup_printf(tmpl->pool, "%s:%u: %s", tmpl->path, line,
-			      t_strdup_vprintf(fmt, args));
+	template_vmsg(tmpl->pool, &tmpl->errors, tmpl->path, line, column,
+		      fmt, args);
 	va_end(args);
-	array_push_back(&tmpl->errors, &msg);
 }
 
 static void
@@ -543,9 +547,9 @@ template_cross_check(struct migrate_template *tmpl)
 		domain = user_domain(row->dest_user);
 		if (strcmp(domain, tmpl->dest_domain) != 0) {
 			template_add_error(tmpl, row->line,
-				"column %d (dest_user): domain '%s' differs "
-				"from '%s' of line %u (one domain per file)",
-				MIGRATE_TEMPLATE_DEST_USER + 1, domain,
+				MIGRATE_TEMPLATE_DEST_USER,
+				"domain '%s' differs from '%s' of line %u "
+				"(one domain per file)", domain,
 				tmpl->dest_domain, main_row->line);
 		}
 
@@ -553,8 +557,8 @@ template_cross_check(struct migrate_template *tmpl)
 		value = hash_table_lookup(dest_users, key);
 		if (value != NULL) {
 			template_add_error(tmpl, row->line,
-				"column %d (dest_user): %s is also on line %u",
-				MIGRATE_TEMPLATE_DEST_USER + 1, row->dest_user,
+				MIGRATE_TEMPLATE_DEST_USER,
+				"%s is also on line %u", row->dest_user,
 				POINTER_CAST_TO(value, unsigned int));
 		} else {
 			hash_table_insert(dest_users, key,
@@ -567,8 +571,8 @@ template_cross_check(struct migrate_template *tmpl)
 		value = hash_table_lookup(sources, key);
 		if (value != NULL) {
 			template_add_error(tmpl, row->line,
-				"column %d (source_user): %s at %s is also on "
-				"line %u", MIGRATE_TEMPLATE_SOURCE_USER + 1,
+				MIGRATE_TEMPLATE_SOURCE_USER,
+				"%s at %s is also on line %u",
 				row->source_user, row->source_host,
 				POINTER_CAST_TO(value, unsigned int));
 		} else {
@@ -579,9 +583,9 @@ template_cross_check(struct migrate_template *tmpl)
 		if (!migrate_password_policy_check(row->dest_password,
 						   &reason)) {
 			template_add_error(tmpl, row->line,
-				"column %d (dest_password): does not meet the "
-				"password policy: %s",
-				MIGRATE_TEMPLATE_DEST_PASSWORD + 1, reason);
+				MIGRATE_TEMPLATE_DEST_PASSWORD,
+				"does not meet the password policy: %s",
+				reason);
 		}
 	} T_END;
 	hash_table_destroy(&dest_users);
