@@ -554,6 +554,17 @@ static void batch_child_exited(const struct child_wait_status *status,
 	}
 }
 
+static void
+batch_row_credentials(const struct migrate_template_row *row,
+		      struct migrate_credentials *cred_r)
+{
+	i_zero(cred_r);
+	cred_r->source_host = row->source_host;
+	cred_r->source_port = row->source_port;
+	cred_r->source_user = row->source_user;
+	cred_r->source_password = row->source_password;
+}
+
 static int batch_spawn(struct batch_account *acct)
 {
 	struct batch_ctx *ctx = acct->ctx;
@@ -618,24 +629,19 @@ static int batch_spawn(struct batch_account *acct)
 	i_close_fd(&fd_out[1]);
 	i_close_fd(&fd_err[1]);
 
-	/* a few hundred bytes: the pipe takes them without blocking */
-	if (acct->step > 0) {
-		i_close_fd(&fd_in[1]);
-		goto started;
+	/* the sync reads its source credentials on stdin; a few hundred
+	   bytes, which the pipe takes without blocking */
+	if (acct->step == 0) {
+		batch_row_credentials(acct->row, &cred);
+		blob = t_str_new(256);
+		migrate_credentials_serialize(blob, &cred);
+		if (write_full(fd_in[1], str_data(blob), str_len(blob)) < 0) {
+			i_error("%s: %s: write(child stdin) failed: %m",
+				batch_cmd_name, acct->user);
+		}
+		safe_memset(str_c_modifiable(blob), 0, str_len(blob));
 	}
-	i_zero(&cred);
-	cred.source_host = acct->row->source_host;
-	cred.source_port = acct->row->source_port;
-	cred.source_user = acct->row->source_user;
-	cred.source_password = acct->row->source_password;
-	blob = t_str_new(256);
-	migrate_credentials_serialize(blob, &cred);
-	if (write_full(fd_in[1], str_data(blob), str_len(blob)) < 0)
-		i_error("%s: %s: write(child stdin) failed: %m", batch_cmd_name,
-			acct->user);
-	safe_memset(str_c_modifiable(blob), 0, str_len(blob));
 	i_close_fd(&fd_in[1]);
-started:
 
 	acct->pid = pid;
 	acct->exited = FALSE;
@@ -995,11 +1001,7 @@ static int batch_store_credentials(struct batch_ctx *ctx)
 	const char *error;
 
 	array_foreach_elem(&ctx->accounts, acct) {
-		i_zero(&cred);
-		cred.source_host = acct->row->source_host;
-		cred.source_port = acct->row->source_port;
-		cred.source_user = acct->row->source_user;
-		cred.source_password = acct->row->source_password;
+		batch_row_credentials(acct->row, &cred);
 		if (migrate_credentials_write(dir, acct->user, &cred,
 					      &error) < 0) {
 			i_error("%s: Credential store: %s", batch_cmd_name, error);
