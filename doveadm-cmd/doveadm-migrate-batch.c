@@ -96,7 +96,7 @@ struct batch_ctx {
 	ARRAY(struct batch_account *) accounts;
 	struct child_wait *child_wait;
 
-	const char *doveadm_path, *config_path;
+	const char *doveadm_path;
 	/* "migrate batch" or "migrate check" */
 	const char *name;
 	unsigned int jobs, retries, retry_delay_secs;
@@ -569,8 +569,8 @@ static int batch_spawn(struct batch_account *acct)
 {
 	struct batch_ctx *ctx = acct->ctx;
 	struct migrate_credentials cred;
-	const char *argv[16];
-	unsigned int argc = 0;
+	ARRAY_TYPE(const_string) argv;
+	const char *arg;
 	int fd_in[2] = { -1, -1 }, fd_out[2] = { -1, -1 };
 	int fd_err[2] = { -1, -1 };
 	string_t *blob;
@@ -585,24 +585,27 @@ static int batch_spawn(struct batch_account *acct)
 		}
 		return -1;
 	}
-	argv[argc++] = "doveadm";
-	argv[argc++] = "-c";
-	argv[argc++] = ctx->config_path;
-	argv[argc++] = "-f";
-	argv[argc++] = DOVEADM_PRINT_TYPE_TAB;
+	migrate_cmd_child_argv_init(&argv);
+	array_push_back(&argv, (arg = "-f", &arg));
+	array_push_back(&argv, (arg = DOVEADM_PRINT_TYPE_TAB, &arg));
 	if (acct->step == 0) {
-		argv[argc++] = "migrate";
-		argv[argc++] = "-q";
-		argv[argc++] = "-K";
+		array_push_back(&argv, (arg = "migrate", &arg));
+		array_push_back(&argv, (arg = "-q", &arg));
+		array_push_back(&argv, (arg = "-K", &arg));
 		if (ctx->dry_run || ctx->check)
-			argv[argc++] = "-n";
+			array_push_back(&argv, (arg = "-n", &arg));
+		if (ctx->jobs > 1) {
+			/* the accounts in parallel use the CPUs already */
+			array_push_back(&argv, (arg = "-w", &arg));
+			array_push_back(&argv, (arg = "1", &arg));
+		}
 	} else {
-		argv[argc++] = "quota";
-		argv[argc++] = "get";
+		array_push_back(&argv, (arg = "quota", &arg));
+		array_push_back(&argv, (arg = "get", &arg));
 	}
-	argv[argc++] = "-u";
-	argv[argc++] = acct->user;
-	argv[argc] = NULL;
+	array_push_back(&argv, (arg = "-u", &arg));
+	array_push_back(&argv, &acct->user);
+	array_append_zero(&argv);
 
 	pid = fork();
 	if (pid < 0) {
@@ -622,7 +625,8 @@ static int batch_spawn(struct batch_account *acct)
 			if (fd_out[i] > STDERR_FILENO) (void)close(fd_out[i]);
 			if (fd_err[i] > STDERR_FILENO) (void)close(fd_err[i]);
 		}
-		execv(ctx->doveadm_path, (char **)argv);
+		execv(ctx->doveadm_path,
+		      (char **)array_front_modifiable(&argv));
 		i_fatal("execv(%s) failed: %m", ctx->doveadm_path);
 	}
 	i_close_fd(&fd_in[0]);
@@ -1011,18 +1015,6 @@ static int batch_store_credentials(struct batch_ctx *ctx)
 	return 0;
 }
 
-static const char *batch_doveadm_path(void)
-{
-	char buf[PATH_MAX];
-	ssize_t len;
-
-	len = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-	if (len <= 0)
-		return "/usr/bin/doveadm";
-	buf[len] = '\0';
-	return t_strdup(buf);
-}
-
 static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 {
 	struct batch_ctx *ctx;
@@ -1077,8 +1069,7 @@ static void batch_run(struct doveadm_cmd_context *cctx, bool check)
 		ctx->retry_delay_secs = num;
 	}
 	ctx->tty = isatty(STDERR_FILENO) == 1;
-	ctx->doveadm_path = batch_doveadm_path();
-	ctx->config_path = master_service_get_config_path(master_service);
+	ctx->doveadm_path = migrate_cmd_doveadm_path();
 
 	/* 1. the file */
 	if (migrate_template_read(path, &ctx->tmpl, &error) < 0) {

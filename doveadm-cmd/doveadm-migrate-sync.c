@@ -2,8 +2,10 @@
 
 #include "lib.h"
 #include "mail-user.h"
+#include "array.h"
 #include "str.h"
 #include "strnum.h"
+#include "strescape.h"
 #include "safe-memset.h"
 #include "istream.h"
 #include "master-service.h"
@@ -13,7 +15,12 @@
 #include "migrate-plugin.h"
 #include "migrate-settings.h"
 #include "migrate-sync.h"
+#include "migrate-workers.h"
 #include "doveadm-migrate.h"
+
+#include <unistd.h>
+#include <signal.h>
+#include <sys/prctl.h>
 
 /* One summary row per user, failed ones included. */
 static void
@@ -77,8 +84,17 @@ migrate_cmd_settings(struct mail_user *user,
 	return 0;
 }
 
-/* As root, before the user's privileges are taken: the template's
-   credentials for this user, when the credential store has them. */
+static int
+cmd_migrate_sync_read_store(struct migrate_cmd_context *ctx,
+			    const char *username, const char **error_r);
+static void
+cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
+			       struct mail_storage_service_user *service_user,
+			       const char *username);
+
+/* As root, before the user's privileges are taken: the domain's phase, the
+   template's credentials for this user when the credential store has
+   them, and the worker processes. */
 static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 				   struct mail_storage_service_user *service_user,
 				   const char **error_r)
@@ -87,9 +103,6 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 	const struct mail_storage_service_input *input =
 		mail_storage_service_user_get_input(service_user);
-	const struct master_service_settings *mset =
-		master_service_settings_get(master_service);
-	struct migrate_credentials cred;
 	const char *error;
 	int ret;
 
@@ -113,23 +126,107 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 			ctx->domain_phase = domain.phase;
 	}
 
-	if (ctx->credentials_stdin)
-		return 0;
+	if (!ctx->credentials_stdin) {
+		if (cmd_migrate_sync_read_store(ctx, input->username,
+						error_r) < 0)
+			return -1;
+	}
+	cmd_migrate_sync_start_workers(ctx, service_user, input->username);
+	return 0;
+}
+
+/* The template's credentials for this user, when the credential store
+   has them (as root). */
+static int
+cmd_migrate_sync_read_store(struct migrate_cmd_context *ctx,
+			    const char *username, const char **error_r)
+{
+	const struct master_service_settings *mset =
+		master_service_settings_get(master_service);
+	struct migrate_credentials cred;
+	const char *error;
+	int ret;
+
 	ctx->credentials = NULL;
 	ret = migrate_credentials_read(migrate_credentials_dir(mset->state_dir),
-				       input->username, _ctx->pool, &cred,
-				       &error);
+				       username, ctx->ctx.pool, &cred, &error);
 	if (ret < 0) {
 		*error_r = t_strdup_printf("migrate: %s: Credential store: %s",
-					   input->username, error);
+					   username, error);
 		return -1;
 	}
 	if (ret > 0) {
-		ctx->credentials = p_new(_ctx->pool,
+		ctx->credentials = p_new(ctx->ctx.pool,
 					 struct migrate_credentials, 1);
 		*ctx->credentials = cred;
 	}
 	return 0;
+}
+
+/* As root: the user's worker processes (migrate-workers.h), which copy
+   large folders while this process goes on with the others.  Without
+   them (a failure to start one included) this process copies
+   everything. */
+static void
+cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
+			       struct mail_storage_service_user *service_user,
+			       const char *username)
+{
+	const struct mail_user_settings *user_set =
+		mail_storage_service_user_get_set(service_user)[0];
+	ARRAY_TYPE(const_string) argv;
+	unsigned int i, count = ctx->workers_count;
+	const char *value, *arg, *error;
+	string_t *first_line;
+
+	if (ctx->workers != NULL)
+		migrate_workers_destroy(&ctx->workers);
+	if (!ctx->workers_set) {
+		value = mail_user_set_plugin_getenv(user_set, "migrate_workers");
+		count = MIGRATE_DEFAULT_WORKERS;
+		if (value != NULL && value[0] != '\0' &&
+		    (str_to_uint(value, &count) < 0 || count < 1 ||
+		     count > MIGRATE_MAX_WORKERS)) {
+			/* the settings check names it again, with the user */
+			count = 1;
+		}
+	}
+	if (count <= 1 || ctx->dry_run ||
+	    ctx->domain_phase == MIGRATE_DOMAIN_FINISHED)
+		return;
+
+	/* our PID: a worker whose owner is gone stops (see below) */
+	first_line = t_str_new(256);
+	str_printfa(first_line, "%ld\t", (long)getpid());
+	if (ctx->credentials == NULL)
+		str_append(first_line, "NOCRED");
+	else {
+		string_t *blob = t_str_new(256);
+
+		migrate_credentials_serialize(blob, ctx->credentials);
+		str_append(first_line, "CRED\t");
+		str_append_tabescaped(first_line, str_c(blob));
+		safe_memset(str_c_modifiable(blob), 0, str_len(blob));
+	}
+	migrate_cmd_child_argv_init(&argv);
+	array_push_back(&argv, (arg = "migrate", &arg));
+	array_push_back(&argv, (arg = "worker", &arg));
+	array_push_back(&argv, (arg = "-u", &arg));
+	array_push_back(&argv, &username);
+	array_append_zero(&argv);
+
+	ctx->workers = migrate_workers_create();
+	for (i = 1; i < count; i++) {
+		if (migrate_workers_spawn(ctx->workers,
+					  migrate_cmd_doveadm_path(),
+					  array_front(&argv),
+					  str_c(first_line), &error) < 0) {
+			i_warning("migrate: %s: Starting a worker: %s",
+				  username, error);
+			break;
+		}
+	}
+	safe_memset(str_c_modifiable(first_line), 0, str_len(first_line));
 }
 
 static void cmd_migrate_sync_read_stdin(struct migrate_cmd_context *ctx)
@@ -206,12 +303,15 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		opts.progress = !ctx->quiet;
 		opts.final = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER;
 		opts.maxage_days = ctx->maxage_days;
+		opts.workers = ctx->workers;
 		/* the engine logs its own errors */
 		if (migrate_sync_run(user, source, set, &opts, &stats,
 				     &error_code, &error) == 0)
 			error_code = MIGRATE_ERROR_NONE;
 		migrate_source_deinit(&source);
 	}
+	if (ctx->workers != NULL)
+		migrate_workers_destroy(&ctx->workers);
 	cmd_migrate_sync_print(user, error_code == MIGRATE_ERROR_NONE ?
 			       "ok" : "failed", &stats,
 			       ctx->dry_run ? "dry-run" :
@@ -274,10 +374,28 @@ static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 	case 'K':
 		ctx->credentials_stdin = TRUE;
 		break;
+	case 'w':
+		if (str_to_uint(optarg, &ctx->workers_count) < 0 ||
+		    ctx->workers_count < 1 ||
+		    ctx->workers_count > MIGRATE_MAX_WORKERS)
+			i_fatal_status(EX_USAGE, "migrate: --workers: 1..%u: %s",
+				       MIGRATE_MAX_WORKERS, optarg);
+		ctx->workers_set = TRUE;
+		break;
 	default:
 		return FALSE;
 	}
 	return TRUE;
+}
+
+static void cmd_migrate_sync_deinit(struct doveadm_mail_cmd_context *_ctx)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+
+	/* a user whose run never came */
+	if (ctx->workers != NULL)
+		migrate_workers_destroy(&ctx->workers);
 }
 
 static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
@@ -285,11 +403,12 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
-	ctx->ctx.getopt_args = "nfqKMa:";
+	ctx->ctx.getopt_args = "nfqKMa:w:";
 	ctx->ctx.v.parse_arg = cmd_migrate_sync_parse_arg;
 	ctx->ctx.v.init = cmd_migrate_sync_init;
 	ctx->ctx.v.prerun = cmd_migrate_sync_prerun;
 	ctx->ctx.v.run = cmd_migrate_sync_run;
+	ctx->ctx.v.deinit = cmd_migrate_sync_deinit;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TAB);
 	return &ctx->ctx;
 }
@@ -302,19 +421,116 @@ DOVEADM_CMD_PARAM('f', "force", CMD_PARAM_BOOL, 0) \
 DOVEADM_CMD_PARAM('q', "quiet", CMD_PARAM_BOOL, 0) \
 DOVEADM_CMD_PARAM('M', "mirror", CMD_PARAM_BOOL, 0) \
 DOVEADM_CMD_PARAM('a', "maxage", CMD_PARAM_INT64, 0) \
+DOVEADM_CMD_PARAM('w', "workers", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('K', "credentials-stdin", CMD_PARAM_BOOL, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
 DOVEADM_CMD_PARAMS_END
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync = {
 	.name = "migrate sync",
 	.mail_cmd = cmd_migrate_sync_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q] [--mirror] [--maxage <days>]",
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q] [--mirror] [--maxage <days>] [-w <workers>]",
 MIGRATE_SYNC_PARAMS
 };
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate = {
 	.name = "migrate",
 	.mail_cmd = cmd_migrate_sync_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q] [--mirror] [--maxage <days>]",
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX "[-n] [-f] [-q] [--mirror] [--maxage <days>] [-w <workers>]",
 MIGRATE_SYNC_PARAMS
+};
+
+/* "doveadm migrate worker -u USER": started by "doveadm migrate" for its
+   user, never by hand.  The first line of stdin is the owner's PID and the
+   source credentials (<pid> CRED <escaped credentials>, or <pid> NOCRED),
+   then one job per line. */
+static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
+				  struct mail_user *user)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+	const struct migrate_settings *set;
+	struct migrate_credentials cred;
+	struct migrate_source *source;
+	enum migrate_error error_code;
+	struct istream *input;
+	const char *line, *p, *error;
+	long owner_pid;
+	int ret = -1;
+
+	/* a job line lists UIDs: a fragmented folder makes it long */
+	input = i_stream_create_fd(STDIN_FILENO, 16*1024*1024);
+	line = i_stream_read_next_line(input);
+	if (line == NULL) {
+		/* the owner had nothing for us */
+		i_stream_unref(&input);
+		return 0;
+	}
+	/* the owner alone records what we copy: when it dies, a later run
+	   must not find us still copying.  The signal is set only now, as
+	   the change of user clears it; an owner already gone has changed
+	   our parent. */
+	p = strchr(line, '\t');
+	if (p == NULL || str_to_long(t_strdup_until(line, p), &owner_pid) < 0) {
+		i_error("migrate worker: Invalid first line from the owner");
+		i_stream_unref(&input);
+		_ctx->exit_code = EX_SOFTWARE;
+		return -1;
+	}
+	line = p + 1;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		i_error("migrate worker: prctl(PR_SET_PDEATHSIG) failed: %m");
+	if ((long)getppid() != owner_pid) {
+		i_error("migrate worker: The owner process is gone");
+		i_stream_unref(&input);
+		_ctx->exit_code = EX_TEMPFAIL;
+		return -1;
+	}
+	ctx->credentials = NULL;
+	if (str_begins(line, "CRED\t")) {
+		if (migrate_credentials_parse("owner", t_str_tabunescape(line + 5),
+					      _ctx->pool, &cred, &error) < 0) {
+			i_error("migrate worker: %s", error);
+			i_stream_unref(&input);
+			_ctx->exit_code = EX_SOFTWARE;
+			return -1;
+		}
+		ctx->credentials = &cred;
+	}
+	safe_memset((void *)line, 0, strlen(line));
+	if (migrate_cmd_settings(user, ctx->credentials, &set, &error) < 0)
+		i_error("migrate worker: Invalid settings: %s", error);
+	else if (migrate_source_init(_ctx->storage_service,
+				     _ctx->cur_service_user, user, set,
+				     &source, &error_code, &error) < 0)
+		i_error("migrate worker: %s", error);
+	else {
+		ret = migrate_sync_worker_run(user, source, set, input,
+					      STDOUT_FILENO);
+		migrate_source_deinit(&source);
+	}
+	if (ctx->credentials != NULL)
+		safe_memset((void *)cred.source_password, 0,
+			    strlen(cred.source_password));
+	i_stream_unref(&input);
+	if (ret < 0)
+		_ctx->exit_code = EX_TEMPFAIL;
+	return ret;
+}
+
+static struct doveadm_mail_cmd_context *cmd_migrate_worker_alloc(void)
+{
+	struct migrate_cmd_context *ctx;
+
+	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
+	ctx->ctx.v.run = cmd_migrate_worker_run;
+	return &ctx->ctx;
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_migrate_worker = {
+	.name = "migrate worker",
+	.mail_cmd = cmd_migrate_worker_alloc,
+	.usage = "-u <user> (started by doveadm migrate, not by hand)",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAMS_END
 };

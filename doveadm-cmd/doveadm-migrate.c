@@ -1,7 +1,12 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "array.h"
+#include "master-service-private.h"
 #include "doveadm-migrate.h"
+
+#include <unistd.h>
+#include <limits.h>
 
 const char *doveadm_migrate_plugin_version = DOVECOT_ABI_VERSION;
 
@@ -12,6 +17,36 @@ void migrate_cmd_failed(struct migrate_cmd_context *ctx,
 
 	if (ctx->ctx.exit_code == 0 || exit_code == EX_TEMPFAIL)
 		ctx->ctx.exit_code = exit_code;
+}
+
+const char *migrate_cmd_doveadm_path(void)
+{
+	char buf[PATH_MAX];
+	ssize_t len;
+
+	len = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	if (len <= 0)
+		return "/usr/bin/doveadm";
+	buf[len] = '\0';
+	return t_strdup(buf);
+}
+
+void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv)
+{
+	const char *arg, *const *override;
+
+	t_array_init(argv, 16);
+	array_push_back(argv, (arg = "doveadm", &arg));
+	array_push_back(argv, (arg = "-c", &arg));
+	arg = master_service_get_config_path(master_service);
+	array_push_back(argv, &arg);
+	/* our -o settings hold for the child as well */
+	if (array_is_created(&master_service->config_overrides)) {
+		array_foreach(&master_service->config_overrides, override) {
+			array_push_back(argv, (arg = "-o", &arg));
+			array_push_back(argv, override);
+		}
+	}
 }
 
 void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
@@ -25,6 +60,7 @@ void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_cutover);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_finish);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_status);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_worker);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate);
 }
 

@@ -6,6 +6,8 @@
 #include "migrate-credentials.h"
 #include "migrate-domain.h"
 
+struct migrate_workers;
+
 /* the base of every migrate verb */
 struct migrate_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
@@ -23,6 +25,11 @@ struct migrate_cmd_context {
 	/* the current user's domain: its phase, looked up as root */
 	const char *domain;
 	enum migrate_domain_phase domain_phase;
+	/* -w: worker processes per account (1 = none) */
+	unsigned int workers_count;
+	bool workers_set;
+	/* started as root in prerun, for the current user */
+	struct migrate_workers *workers;
 };
 
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync;
@@ -33,6 +40,7 @@ extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_start;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_cutover;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_finish;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_status;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_worker;
 
 /* The domain store from doveadm's configuration (migrate_domain_dict). */
 int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
@@ -42,6 +50,12 @@ int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
    matters most over all users (a temporary failure wins). */
 void migrate_cmd_failed(struct migrate_cmd_context *ctx,
 			enum migrate_error error);
+
+/* This doveadm binary, to run children. */
+const char *migrate_cmd_doveadm_path(void);
+/* A child doveadm's argv up to the command: "doveadm -c <our config>"
+   and our -o settings. */
+void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv);
 
 void doveadm_migrate_plugin_init(struct module *module);
 void doveadm_migrate_plugin_deinit(void);

@@ -207,7 +207,10 @@ migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
 			&set->batch_messages) < 0 ||
 	    reader_uint(r, MIGRATE_SETTING_PREFETCH,
 			MIGRATE_DEFAULT_PREFETCH, 0, 10000,
-			&set->prefetch) < 0)
+			&set->prefetch) < 0 ||
+	    reader_uint(r, MIGRATE_SETTING_WORKERS,
+			MIGRATE_DEFAULT_WORKERS, 1, MIGRATE_MAX_WORKERS,
+			&set->workers) < 0)
 		return -1;
 
 	value = reader_get(r, MIGRATE_SETTING_BATCH_SIZE);

@@ -27,6 +27,7 @@
 #define MIGRATE_SETTING_STATE_DIR "migrate_state_dir"
 #define MIGRATE_SETTING_ESCAPE_CHAR "migrate_escape_char"
 #define MIGRATE_SETTING_FSYNC "migrate_fsync"
+#define MIGRATE_SETTING_WORKERS "migrate_workers"
 
 #define MIGRATE_DEFAULT_SOURCE_SSL "starttls"
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
@@ -40,6 +41,9 @@
 #define MIGRATE_DEFAULT_STATE_DIR ".migrate"
 #define MIGRATE_DEFAULT_ESCAPE_CHAR '_'
 #define MIGRATE_DEFAULT_FSYNC TRUE
+/* processes copying one account's folders at once, this one included */
+#define MIGRATE_DEFAULT_WORKERS 2
+#define MIGRATE_MAX_WORKERS 16
 
 enum migrate_ssl_mode {
 	MIGRATE_SSL_NO,
@@ -75,6 +79,9 @@ struct migrate_settings {
 	const char *state_dir;
 	char escape_char;
 	bool fsync;
+	/* read by doveadm migrate as root, before the user exists; here so
+	   that a bad value is reported like any other */
+	unsigned int workers;
 };
 
 /* Returns the value of a plugin setting, or NULL when unset. */

@@ -5,6 +5,9 @@
 #include "ioloop.h"
 #include "hash.h"
 #include "str.h"
+#include "strescape.h"
+#include "strnum.h"
+#include "write-full.h"
 #include "istream.h"
 #include "seq-range-array.h"
 #include "time-util.h"
@@ -13,11 +16,14 @@
 #include "mail-storage.h"
 #include "mail-search-build.h"
 #include "mailbox-list-iter.h"
+#include "imap-util.h"
+#include "imap-seqset.h"
 #include "migrate-fetch.h"
 #include "migrate-names.h"
 #include "migrate-settings.h"
 #include "migrate-state.h"
 #include "migrate-sync.h"
+#include "migrate-workers.h"
 
 #include <stdio.h>
 #include <unistd.h>
@@ -31,6 +37,10 @@
    now and then */
 #define MIGRATE_PROGRESS_TTY_MSECS 1000
 #define MIGRATE_PROGRESS_LOG_MSECS 15000
+/* how often a worker tells its owner how far it is */
+#define MIGRATE_WORKER_PROGRESS_MSECS 500
+/* a folder with fewer messages to copy is not worth a worker's job */
+#define MIGRATE_WORKER_MIN_MESSAGES 100
 
 static struct event_category event_category_migrate = {
 	.name = "migrate",
@@ -54,6 +64,9 @@ struct migrate_sync_folder {
 	/* destination messages without our GUID saved in a batch that a
 	   crash interrupted: ours if their content matches a source message */
 	ARRAY_TYPE(seq_range) recover_dest_uids;
+	/* a worker copies this folder's messages, this many */
+	bool delegated;
+	unsigned int delegated_count;
 };
 
 struct migrate_sync_ctx {
@@ -85,6 +98,10 @@ struct migrate_sync_ctx {
 	unsigned int folder_idx;
 	const char *progress_folder;
 	unsigned int progress_done, progress_total;
+
+	/* in a worker: the owner reads our answers here, else -1 */
+	int worker_out_fd;
+	struct timeval last_worker_progress;
 };
 
 static void
@@ -125,12 +142,32 @@ sync_set_source_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
 				       mailbox_get_vname(box), errstr));
 }
 
+/* A worker's progress goes to its owner, who shows it. */
+static void sync_worker_progress(struct migrate_sync_ctx *ctx)
+{
+	struct timeval now;
+	const char *line;
+
+	i_gettimeofday(&now);
+	if (timeval_diff_msecs(&now, &ctx->last_worker_progress) <
+	    MIGRATE_WORKER_PROGRESS_MSECS)
+		return;
+	ctx->last_worker_progress = now;
+	line = t_strdup_printf("P\t%u\n", ctx->progress_done);
+	/* the owner reads it when it next looks; a lost line is no loss */
+	(void)write_full(ctx->worker_out_fd, line, strlen(line));
+}
+
 static void sync_progress(struct migrate_sync_ctx *ctx, bool force)
 {
 	struct timeval now;
 	long long msecs, folder_msecs, eta_secs = -1;
 	double mb, rate;
 
+	if (ctx->worker_out_fd != -1) {
+		sync_worker_progress(ctx);
+		return;
+	}
 	if (!ctx->opts->progress)
 		return;
 	i_gettimeofday(&now);
@@ -856,6 +893,16 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 
 	if (batch->t == NULL)
 		return 0;
+	if (ctx->state == NULL) {
+		/* a worker: the owner maps the copies by their GUIDs */
+		if (mailbox_transaction_commit(&batch->t) < 0) {
+			sync_set_dest_error(ctx, dbox, "Saving to");
+			ret = -1;
+		}
+		batch->bytes = 0;
+		array_clear(&batch->src_uids);
+		return ret;
+	}
 	if (f->state->dest_pending_uidnext == 0) {
 		/* recorded durably before the commit, see
 		   migrate_state_folder.dest_pending_uidnext */
@@ -1272,6 +1319,32 @@ sync_folder_set_complete(struct migrate_sync_ctx *ctx,
 	migrate_state_folder_update(ctx->state, state);
 }
 
+/* After the copy: map what reached the destination since the last scan,
+   and record the folder as complete unless deletions are pending. */
+static int
+sync_folder_finish(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		   struct mailbox *dbox)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox_status dstatus;
+
+	if (mailbox_get_status(dbox, STATUS_UIDNEXT, &dstatus) < 0) {
+		sync_set_dest_error(ctx, dbox, "Opening");
+		return -1;
+	}
+	if (dstatus.uidnext > state->dest_uidnext &&
+	    sync_scan_new_dest(ctx, f, dbox) < 0)
+		return -1;
+	/* with deletions pending, the folder is complete only once they are
+	   made */
+	if (array_count(&f->delete_src_uids) == 0 &&
+	    array_count(&f->delete_orphan_dest_uids) == 0)
+		sync_folder_set_complete(ctx, f);
+	else
+		migrate_state_folder_update(ctx->state, state);
+	return 0;
+}
+
 static const char *sync_mail_match_key(struct mail *mail)
 {
 	const char *message_id;
@@ -1386,13 +1459,17 @@ sync_folder_rematch(struct migrate_sync_ctx *ctx,
 	return ret;
 }
 
+static bool
+sync_folder_delegate(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f, struct mailbox *dbox,
+		     const ARRAY_TYPE(seq_range) *copy_uids);
+
 static int
 sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 {
 	struct migrate_state_folder *state = f->state;
 	struct mailbox *sbox, *dbox = NULL;
 	ARRAY_TYPE(seq_range) copy_uids;
-	struct mailbox_status dstatus;
 	int ret = 0;
 
 	/* --maxage looks at every message in its window again */
@@ -1465,26 +1542,162 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	if (ret == 0 && array_count(&copy_uids) > 0) {
 		if (ctx->opts->dry_run)
 			ret = sync_dry_run_copy(ctx, sbox, &copy_uids);
-		else
+		else if (sync_folder_delegate(ctx, f, dbox, &copy_uids)) {
+			/* sync_worker_done() finishes the folder */
+			mailbox_free(&sbox);
+			mailbox_free(&dbox);
+			return 0;
+		} else {
 			ret = sync_folder_copy(ctx, f, sbox, dbox, &copy_uids);
+		}
 	}
 	mailbox_free(&sbox);
 
-	if (ret == 0 && !ctx->opts->dry_run) {
-		if (mailbox_get_status(dbox, STATUS_UIDNEXT, &dstatus) == 0 &&
-		    dstatus.uidnext > state->dest_uidnext)
-			(void)sync_scan_new_dest(ctx, f, dbox);
-		/* with deletions pending, the folder is complete only once
-		   they are made */
-		if (array_count(&f->delete_src_uids) == 0 &&
-		    array_count(&f->delete_orphan_dest_uids) == 0)
-			sync_folder_set_complete(ctx, f);
-		else
-			migrate_state_folder_update(ctx->state, state);
-	}
+	if (ret == 0 && !ctx->opts->dry_run)
+		ret = sync_folder_finish(ctx, f, dbox);
 	if (dbox != NULL)
 		mailbox_free(&dbox);
 	return ret;
+}
+
+/* <worker processes> */
+
+/* Give the copy to an idle worker, when there is one and the copy is
+   worth it.  Returns TRUE when a worker took it. */
+static bool
+sync_folder_delegate(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f, struct mailbox *dbox,
+		     const ARRAY_TYPE(seq_range) *copy_uids)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox_status status;
+	unsigned int count = seq_range_count(copy_uids);
+	const char *error;
+	string_t *line;
+
+	if (ctx->opts->workers == NULL ||
+	    count < MIGRATE_WORKER_MIN_MESSAGES ||
+	    migrate_workers_idle(ctx->opts->workers) == 0)
+		return FALSE;
+	/* the worker's commits are recovered like our own batches when we
+	   crash before we have mapped them */
+	mailbox_get_open_status(dbox, STATUS_UIDNEXT, &status);
+	state->dest_pending_uidnext = status.uidnext;
+	migrate_state_folder_update(ctx->state, state);
+	if (migrate_state_flush(ctx->state, ctx->state_fsync, &error) < 0) {
+		sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+		return FALSE;
+	}
+
+	line = t_str_new(256);
+	str_printfa(line, "COPY\t%u\t%u\t%u\t", state->id,
+		    state->src_uidvalidity, state->dest_uidvalidity);
+	str_append_tabescaped(line, f->src_name);
+	str_append_c(line, '\t');
+	str_append_tabescaped(line, f->dest_name);
+	str_append_c(line, '\t');
+	imap_write_seq_range(line, copy_uids);
+	if (!migrate_workers_submit(ctx->opts->workers, str_c(line), f))
+		return FALSE;
+	f->delegated = TRUE;
+	f->delegated_count = count;
+	e_debug(ctx->event, "%s: a worker copies %u messages",
+		f->dest_name, count);
+	return TRUE;
+}
+
+/* A worker's answer for folder f (NULL: the worker died). */
+static void
+sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 const char *line)
+{
+	const char *const *args = NULL;
+	unsigned int copied, skipped, dropped, code = MIGRATE_ERROR_FAILED;
+	struct mailbox *dbox;
+	const char *error;
+	uoff_t bytes;
+	bool done;
+
+	f->delegated = FALSE;
+	if (line != NULL)
+		args = t_strsplit_tabescaped(line);
+	if (args == NULL || str_array_length(args) < 5 ||
+	    str_to_uint(args[1], &copied) < 0 ||
+	    str_to_uoff(args[2], &bytes) < 0 ||
+	    str_to_uint(args[3], &skipped) < 0 ||
+	    str_to_uint(args[4], &dropped) < 0 ||
+	    (strcmp(args[0], "DONE") != 0 &&
+	     (strcmp(args[0], "FAIL") != 0 || str_array_length(args) < 7 ||
+	      str_to_uint(args[5], &code) < 0))) {
+		/* what it saved is found by GUID next time */
+		sync_set_error(ctx, MIGRATE_ERROR_TEMP, t_strdup_printf(
+			"%s: The worker copying it %s", f->dest_name,
+			line == NULL ? "exited without an answer" :
+			"gave an invalid answer"));
+		return;
+	}
+	ctx->stats->messages_copied += copied;
+	ctx->stats->bytes_copied += bytes;
+	ctx->stats->messages_skipped += skipped;
+	ctx->stats->flags_dropped += dropped;
+	done = strcmp(args[0], "DONE") == 0;
+	if (!done) {
+		/* the worker has logged it; what it saved is found by GUID
+		   next time (dest_pending_uidnext stays) */
+		sync_set_error(ctx, code <= MIGRATE_ERROR_FAILED ||
+			       code > MIGRATE_ERROR_TEMP ?
+			       MIGRATE_ERROR_FAILED : code, t_strdup_printf(
+			       "%s: %s", f->dest_name, args[6]));
+		return;
+	}
+	/* every copy it made carries our GUID: anything else that arrived
+	   meanwhile is foreign */
+	f->state->dest_pending_uidnext = 0;
+	dbox = sync_dest_alloc(ctx, f->dest_name);
+	(void)sync_folder_finish(ctx, f, dbox);
+	mailbox_free(&dbox);
+	if (migrate_state_flush(ctx->state, ctx->state_fsync, &error) < 0)
+		sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+	e_debug(event_create_passthrough(ctx->event)->
+		set_name("migrate_mailbox_synced")->
+		add_str("mailbox", f->dest_name)->
+		add_str("source_mailbox", f->src_name)->
+		event(), "Synced %s (worker)", f->dest_name);
+}
+
+/* Take the answers of the workers that are done; with wait, of all of
+   them, showing their progress meanwhile. */
+static void sync_collect_workers(struct migrate_sync_ctx *ctx, bool wait)
+{
+	struct migrate_workers *workers = ctx->opts->workers;
+	struct migrate_sync_folder *f;
+	const char *line;
+	void *context;
+	int ret;
+
+	if (workers == NULL)
+		return;
+	while ((ret = migrate_workers_next_result(workers, wait,
+			MIGRATE_WORKER_PROGRESS_MSECS, &context, &line)) >= 0) {
+		if (ret > 0) {
+			T_BEGIN {
+				sync_worker_done(ctx, context, line);
+			} T_END;
+			continue;
+		}
+		if (!wait)
+			break;
+		array_foreach_modifiable(&ctx->folders, f) {
+			if (!f->delegated)
+				continue;
+			ctx->progress_folder = f->dest_name;
+			ctx->progress_done =
+				migrate_workers_progress(workers, f);
+			ctx->progress_total = f->delegated_count;
+			sync_progress(ctx, FALSE);
+			break;
+		}
+	}
 }
 
 /* <renames and deletions> */
@@ -1769,8 +1982,20 @@ static void sync_deletions(struct migrate_sync_ctx *ctx)
 		sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
 }
 
+static int
+sync_folder_cmp_size_desc(struct migrate_sync_folder *const *f1,
+			  struct migrate_sync_folder *const *f2)
+{
+	if ((*f1)->src_status.messages > (*f2)->src_status.messages)
+		return -1;
+	if ((*f1)->src_status.messages < (*f2)->src_status.messages)
+		return 1;
+	return 0;
+}
+
 static void sync_run_folders(struct migrate_sync_ctx *ctx)
 {
+	ARRAY(struct migrate_sync_folder *) order;
 	struct migrate_sync_folder *f;
 	const char *error;
 
@@ -1786,10 +2011,19 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 	}
 	sync_find_gone_and_renamed(ctx);
 
-	array_foreach_modifiable(&ctx->folders, f) {
+	/* with workers, the largest folders first: they start on them while
+	   we go on with the rest */
+	t_array_init(&order, array_count(&ctx->folders));
+	array_foreach_modifiable(&ctx->folders, f)
+		array_push_back(&order, &f);
+	if (ctx->opts->workers != NULL)
+		array_sort(&order, sync_folder_cmp_size_desc);
+
+	array_foreach_elem(&order, f) {
 		ctx->folder_idx++;
 		if (!f->selected || f->src_status.uidvalidity == 0)
 			continue;
+		sync_collect_workers(ctx, FALSE);
 		ctx->stats->folders++;
 		ctx->progress_folder = f->dest_name;
 		ctx->progress_done = ctx->progress_total = 0;
@@ -1800,7 +2034,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 		    migrate_state_flush(ctx->state, ctx->state_fsync,
 					&error) < 0)
 			sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
-		if (f->state != NULL) {
+		if (f->state != NULL && !f->delegated) {
 			e_debug(event_create_passthrough(ctx->event)->
 				set_name("migrate_mailbox_synced")->
 				add_str("mailbox", f->dest_name)->
@@ -1808,6 +2042,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 				event(), "Synced %s", f->dest_name);
 		}
 	}
+	sync_collect_workers(ctx, TRUE);
 }
 
 int migrate_sync_run(struct mail_user *dest_user,
@@ -1840,6 +2075,7 @@ int migrate_sync_run(struct mail_user *dest_user,
 	i_gettimeofday(&ctx.start);
 	ctx.last_progress = ctx.start;
 	ctx.progress_tty = isatty(STDERR_FILENO) != 0;
+	ctx.worker_out_fd = -1;
 
 	if (migrate_state_open(set->state_dir, &ctx.state, &locked,
 			       &error) < 0) {
@@ -1885,4 +2121,107 @@ int migrate_sync_run(struct mail_user *dest_user,
 	event_unref(&ctx.event);
 	pool_unref(&ctx.pool);
 	return ctx.error == MIGRATE_ERROR_NONE ? 0 : -1;
+}
+
+/* <the worker's side> */
+
+/* One COPY job: <state folder id> <source UIDVALIDITY> <destination
+   UIDVALIDITY> <source folder> <destination folder> <UID set>.  The answer
+   is DONE|FAIL <copied> <bytes> <skipped> <flags dropped>, and for FAIL
+   <error code> <error>. */
+static void
+sync_worker_job(struct mail_user *dest_user, struct migrate_source *source,
+		const struct migrate_settings *set,
+		const struct migrate_sync_options *opts,
+		const char *line, int out_fd)
+{
+	struct migrate_sync_ctx ctx;
+	struct migrate_sync_stats stats;
+	struct migrate_state_folder state;
+	struct migrate_sync_folder f;
+	ARRAY_TYPE(seq_range) uids;
+	struct mailbox *sbox, *dbox;
+	const char *const *args;
+	string_t *answer;
+
+	i_zero(&ctx);
+	i_zero(&stats);
+	i_zero(&state);
+	i_zero(&f);
+	ctx.pool = pool_alloconly_create("migrate worker job", 1024);
+	ctx.dest_user = dest_user;
+	ctx.source = source;
+	ctx.src_user = source->user;
+	ctx.src_ns = ctx.src_user->namespaces;
+	ctx.set = set;
+	ctx.opts = opts;
+	ctx.stats = &stats;
+	ctx.worker_out_fd = out_fd;
+	ctx.event = event_create(dest_user->event);
+	event_add_category(ctx.event, &event_category_migrate);
+	event_set_append_log_prefix(ctx.event, "migrate worker: ");
+	i_gettimeofday(&ctx.start);
+
+	t_array_init(&uids, 16);
+	args = t_strsplit_tabescaped(line);
+	if (str_array_length(args) != 7 || strcmp(args[0], "COPY") != 0 ||
+	    str_to_uint(args[1], &state.id) < 0 ||
+	    str_to_uint32(args[2], &state.src_uidvalidity) < 0 ||
+	    str_to_uint32(args[3], &state.dest_uidvalidity) < 0 ||
+	    imap_seq_set_parse(args[6], &uids) < 0) {
+		sync_set_error(&ctx, MIGRATE_ERROR_FAILED,
+			       "Invalid job from the owner process");
+	} else {
+		f.src_name = state.src_name = args[4];
+		f.dest_name = state.dest_name = args[5];
+		f.state = &state;
+		sbox = mailbox_alloc(ctx.src_ns->list, f.src_name,
+				     MAILBOX_FLAG_READONLY);
+		dbox = sync_dest_alloc(&ctx, f.dest_name);
+		if (mailbox_sync(sbox, 0) < 0)
+			sync_set_source_error(&ctx, sbox, "Opening");
+		else if (mailbox_sync(dbox, 0) < 0)
+			sync_set_dest_error(&ctx, dbox, "Opening");
+		else
+			(void)sync_folder_copy(&ctx, &f, sbox, dbox, &uids);
+		mailbox_free(&sbox);
+		mailbox_free(&dbox);
+	}
+	if (ctx.fetcher != NULL)
+		migrate_fetcher_deinit(&ctx.fetcher);
+
+	answer = t_str_new(128);
+	str_printfa(answer, "%s\t%u\t%"PRIuUOFF_T"\t%u\t%u",
+		    ctx.error == MIGRATE_ERROR_NONE ? "DONE" : "FAIL",
+		    stats.messages_copied, stats.bytes_copied,
+		    stats.messages_skipped, stats.flags_dropped);
+	if (ctx.error != MIGRATE_ERROR_NONE) {
+		str_printfa(answer, "\t%u\t", (unsigned int)ctx.error);
+		str_append_tabescaped(answer, ctx.error_str);
+	}
+	str_append_c(answer, '\n');
+	if (write_full(out_fd, str_data(answer), str_len(answer)) < 0)
+		i_error("migrate worker: write(stdout) failed: %m");
+	event_unref(&ctx.event);
+	pool_unref(&ctx.pool);
+}
+
+int migrate_sync_worker_run(struct mail_user *dest_user,
+			    struct migrate_source *source,
+			    const struct migrate_settings *set,
+			    struct istream *input, int out_fd)
+{
+	struct migrate_sync_options opts;
+	const char *line;
+
+	i_zero(&opts);
+	while ((line = i_stream_read_next_line(input)) != NULL) T_BEGIN {
+		sync_worker_job(dest_user, source, set, &opts, line, out_fd);
+	} T_END;
+	if (input->stream_errno != 0) {
+		i_error("migrate worker: read(stdin) failed: %s",
+			i_stream_get_error(input));
+		return -1;
+	}
+	return 0;
 }

@@ -4,7 +4,9 @@
 #include "migrate-source.h"
 
 struct mail_user;
+struct istream;
 struct migrate_settings;
+struct migrate_workers;
 
 struct migrate_sync_options {
 	/* report what would be done, change nothing */
@@ -22,6 +24,9 @@ struct migrate_sync_options {
 	/* final sync: instead of the high-water marks, every message whose
 	   INTERNALDATE is within this many days, still never copied twice */
 	unsigned int maxage_days;
+	/* worker processes (migrate-workers.h) that copy folders of this
+	   account in parallel, or NULL */
+	struct migrate_workers *workers;
 };
 
 struct migrate_sync_stats {
@@ -57,5 +62,13 @@ int migrate_sync_run(struct mail_user *dest_user,
 		     const struct migrate_sync_options *opts,
 		     struct migrate_sync_stats *stats_r,
 		     enum migrate_error *error_code_r, const char **error_r);
+
+/* The worker's side of migrate-workers.h: read jobs from input (after the
+   credentials line, which the caller has read) and answer on out_fd until
+   input ends.  Returns 0, or -1 when input could not be read. */
+int migrate_sync_worker_run(struct mail_user *dest_user,
+			    struct migrate_source *source,
+			    const struct migrate_settings *set,
+			    struct istream *input, int out_fd);
 
 #endif

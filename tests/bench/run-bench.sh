@@ -24,7 +24,8 @@
 #   e-batch    BATCH_ACCOUNTS small accounts (their own corpus, seeds
 #              1001...), BATCH_JOBS of them at a time, each tool as
 #              doveadm migrate batch will run it: one process per account
-#              (migrate, dsync-tuned, mbsync, ceiling)
+#              (migrate, dsync-tuned, mbsync, ceiling); migrate with -w 1,
+#              as batch runs it when it runs accounts in parallel
 # Destinations are rig instances (mail_fsync = never unless a-fsync).
 #
 # Per tool and phase: wall s, CPU s (user+sys of the client processes, from
@@ -218,7 +219,7 @@ cat >"$RIG/acct" <<EOF
 #!/bin/bash
 # acct TOOL USER: one account of the e-batch phase
 case \$1 in
-migrate) exec $(printf '%q ' "${MIGRATE[@]}") migrate -u "\$2" ;;
+migrate) exec $(printf '%q ' "${MIGRATE[@]}") migrate -w 1 -u "\$2" ;;
 dsync-tuned) exec $(printf '%q ' "${DSYNC[@]}") -o mail_prefetch_count=20 \\
 	-o imapc_user="\$2" backup -R -u "dsync-\$2" imapc: ;;
 mbsync) exec mbsync -q -c "$RIG/mbsync-batch/\$2/mbsyncrc" -a ;;

@@ -1,0 +1,190 @@
+#!/bin/bash
+# t-workers.sh - doveadm migrate copies large folders in worker processes
+# (migrate_workers, -w): the result is the same exact mirror, the owner
+# alone records the state, and a worker never outlives its owner.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-workers
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+SRC_PW='Work!src1'
+DEST_PW='Work!dst1'
+
+rig_start_source src || exit 1
+rig_start_dest dest || exit 1
+rig_add_user src wanda "$SRC_PW"
+rig_add_user dest wanda@example.com "$DEST_PW" userdb_migrate_source_user=wanda
+rig_add_user dest solo@example.com "$DEST_PW" userdb_migrate_source_user=wanda
+export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
+rig_migrate_source dest src "$SRC_PW"
+# small batches: many commits for the kills below to fall between
+rig_dest_plugin_set dest migrate_batch_messages 50
+
+compare() {
+	local user=$1
+	shift
+	"$PY" "$T/imap-compare.py" \
+		--src-port "$(rig_port src)" --src-user wanda \
+		--dest-port "$(rig_port dest)" --dest-user "$user" "$@"
+}
+
+# the PIDs in the names of a Maildir folder's files (Maildir names carry
+# the writing process's PID: <secs>.M<usecs>P<pid>.<host>)
+writers() {
+	find "$1/cur" "$1/new" -type f 2>/dev/null |
+		sed -n 's/.*\.M[0-9]*P\([0-9]*\)\..*/\1/p' | sort -u
+}
+
+# "copied" column of the summary row in FILE
+copied_of() {
+	awk -F'\t' '$1 == "user" { for (i = 1; i <= NF; i++) c[$i] = i; next }
+		c["copied"] { print $c["copied"]; exit }' "$1"
+}
+
+tap_run "gen-corpus seeds 2500 messages" \
+	"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user wanda \
+	--password-env SRC_IMAP_PASSWORD --seed 31 --messages 2500 --max-size 512K
+
+# --- the full copy with a worker --------------------------------------------
+rc=0
+rig_doveadm dest -f tab migrate -w 2 -u wanda@example.com >"$RIG/full.out" 2>"$RIG/full.err" || rc=$?
+tap_is "$rc" 0 "migrate -w 2 exits 0"
+tap_is "$(copied_of "$RIG/full.out")" 2500 "the summary counts the worker's copies (2500)"
+tap_run "checker: exact mirror, no duplicate, with a worker" compare wanda@example.com
+
+md=$(rig_maildir dest wanda@example.com)
+inbox_pids=$(writers "$md")
+work_pids=$(writers "$md/.Work")
+all_pids=$( { writers "$md"; for d in "$md"/.[!.]*; do writers "$d"; done; } | sort -u | wc -l)
+tap_is "$all_pids" 2 "two processes wrote the mail (owner and worker)"
+if [ "$(wc -w <<<"$inbox_pids")" = 1 ] && [ -n "$work_pids" ] &&
+   ! grep -qx "$inbox_pids" <<<"$work_pids"; then
+	tap_ok "INBOX, the largest folder, was copied by the other process"
+else
+	tap_fail "INBOX writers: $inbox_pids; Work writers: $work_pids"
+fi
+if pgrep -f "migrate worker -u wanda@example.com" >/dev/null; then
+	tap_fail "a worker is still running after its owner ended"
+else
+	tap_ok "no worker left after the run"
+fi
+
+# the owner mapped the worker's copies by their GUIDs: nothing to do now
+rig_doveadm dest -f tab migrate -u wanda@example.com >"$RIG/noop.out" 2>&1
+row=$(grep -A1 $'^user\tresult' "$RIG/noop.out" | tail -n 1)
+tap_like "a re-run finds every folder unchanged and copies nothing" \
+	$'^wanda@example.com\tok\t([0-9]+)\t\\1\t0\t0\t0\t0\t0\t0\t' "$row"
+
+# --- changes at the source: the mirror run delegates the new mail ----------
+simap() { rig_imap src wanda "$SRC_PW" "$@"; }
+for i in $(seq 1 150); do
+	printf 'From: w@example.org\r\nSubject: new %s\r\nMessage-ID: <new-%s@example.org>\r\n\r\nBody %s\r\n' \
+		"$i" "$i" "$i" >"$RIG/n$i.eml"
+done
+simap append INBOX "$RIG"/n{1..150}.eml >/dev/null
+simap expunge INBOX --first 25 >/dev/null
+simap set-flags Work --all --flags '\Flagged' >/dev/null
+rc=0
+rig_doveadm dest -f tab migrate -u wanda@example.com >"$RIG/changes.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "the mirror run after 150 new, 25 expunged, flag changes exits 0"
+tap_is "$(copied_of "$RIG/changes.out")" 150 "it copies the 150 new messages"
+tap_run "checker: exact mirror after the changes" compare wanda@example.com
+
+# --- -w 1: one process only ---------------------------------------------------
+rig_doveadm dest -f tab migrate -w 1 -u solo@example.com >"$RIG/solo.out" 2>&1
+smd=$(rig_maildir dest solo@example.com)
+solo_pids=$( { writers "$smd"; for d in "$smd"/.[!.]*; do writers "$d"; done; } | sort -u | wc -l)
+tap_is "$solo_pids" 1 "-w 1 copies in one process"
+tap_run "checker: exact mirror with -w 1" compare solo@example.com
+
+# --- the owner killed while its worker copies --------------------------------
+# a fresh account with a large INBOX; kill -9 the owner mid-copy
+rig_add_user dest kill1@example.com "$DEST_PW" userdb_migrate_source_user=wanda
+kmd=$(rig_maildir dest kill1@example.com)
+rig_doveadm dest migrate -u kill1@example.com >"$RIG/kill1.log" 2>&1 &
+pid=$!
+for i in $(seq 1 3000); do
+	n=$(find "$kmd/cur" "$kmd/new" -type f 2>/dev/null | wc -l)
+	[ "$n" -ge 100 ] && break
+	sleep 0.005
+done
+pkill -9 -P "$pid"
+wait "$pid" 2>/dev/null
+sleep 0.5
+if pgrep -f "migrate worker -u kill1@example.com" >/dev/null; then
+	tap_fail "the worker outlived its killed owner"
+	pkill -9 -f "migrate worker -u kill1@example.com"
+else
+	tap_ok "the worker died with its owner"
+fi
+n=$(find "$kmd/cur" "$kmd/new" -type f 2>/dev/null | wc -l)
+sleep 0.5
+n2=$(find "$kmd/cur" "$kmd/new" -type f 2>/dev/null | wc -l)
+tap_is "$n2" "$n" "nothing more was saved after the kill ($n of INBOX's messages)"
+rc=0
+rig_doveadm dest migrate -u kill1@example.com >"$RIG/kill1b.log" 2>&1 || rc=$?
+tap_is "$rc" 0 "the run after the kill completes"
+tap_run "checker: exact mirror, no duplicate, after the owner was killed" \
+	compare kill1@example.com
+
+# --- the worker killed mid-copy ----------------------------------------------
+rig_add_user dest kill2@example.com "$DEST_PW" userdb_migrate_source_user=wanda
+kmd=$(rig_maildir dest kill2@example.com)
+rc=0
+rig_doveadm dest migrate -u kill2@example.com >"$RIG/kill2.log" 2>&1 &
+pid=$!
+for i in $(seq 1 3000); do
+	n=$(find "$kmd/cur" "$kmd/new" -type f 2>/dev/null | wc -l)
+	[ "$n" -ge 100 ] && break
+	sleep 0.005
+done
+pkill -9 -f "migrate worker -u kill2@example.com"
+wait "$pid" || rc=$?
+tap_is "$rc" 75 "a worker killed mid-copy makes the run exit 75 (tempfail)"
+tap_like "the error names the folder and the worker" \
+	"INBOX: The worker copying it exited without an answer" "$(cat "$RIG/kill2.log")"
+rc=0
+rig_doveadm dest migrate -u kill2@example.com >"$RIG/kill2b.log" 2>&1 || rc=$?
+tap_is "$rc" 0 "the run after the worker's death completes"
+tap_run "checker: exact mirror, no duplicate, after the worker was killed" \
+	compare kill2@example.com
+
+# --- credentials from the batch reach the worker, never its argv ------------
+rig_add_user dest batch1@example.com "$DEST_PW"
+tmpl=$RIG/template.txt
+printf '127.0.0.1:%s;wanda;%s;mx.example.com;batch1@example.com;Str0ng!dest\n' \
+	"$(rig_port src)" "$SRC_PW" >"$tmpl"
+# the template alone names the source account
+rig_dest_plugin_set dest migrate_source_password_file ""
+rig_doveadm dest migrate batch -j 1 "$tmpl" >"$RIG/batch.out" 2>"$RIG/batch.err" &
+pid=$!
+: >"$RIG/ps.txt"
+while kill -0 "$pid" 2>/dev/null; do
+	ps -eo args >>"$RIG/ps.txt"
+	sleep 0.02
+done
+rc=0
+wait "$pid" || rc=$?
+tap_is "$rc" 0 "batch -j 1 exits 0"
+if grep -q "migrate worker -u batch1@example.com" "$RIG/ps.txt"; then
+	tap_ok "the batch's account was copied with a worker"
+else
+	tap_fail "no worker seen for the batch's account"
+fi
+if grep -qF "$SRC_PW" "$RIG/ps.txt"; then
+	tap_fail "the source password appeared in the process list"
+else
+	tap_ok "the source password never appeared in the process list"
+fi
+tap_run "checker: exact mirror from the batch with a worker" compare batch1@example.com
+
+# --- a bad migrate_workers is a settings error --------------------------------
+rig_migrate_source dest src "$SRC_PW"
+rig_dest_plugin_set dest migrate_workers 0
+rc=0
+rig_doveadm dest migrate -u solo@example.com >"$RIG/bad.log" 2>&1 || rc=$?
+tap_is "$rc" 78 "migrate_workers = 0 exits 78 (config)"
+tap_like "the error names migrate_workers" "migrate_workers" "$(cat "$RIG/bad.log")"
+
+tap_done
