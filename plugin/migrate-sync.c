@@ -586,10 +586,20 @@ sync_scan_new_dest(struct migrate_sync_ctx *ctx,
 	struct mailbox_status status;
 	struct mail *mail;
 	const char *guid;
+	enum mailbox_sync_flags sync_flags = 0;
 	uint32_t src_uid;
 	int ret = 0;
 
-	if (mailbox_sync(dbox, 0) < 0) {
+	if (state->dest_pending_uidnext != 0) {
+		/* a batch was interrupted: a Maildir commit killed after it
+		   wrote dovecot-uidlist and the directories' mtimes to the
+		   index, but before the appends, leaves messages that only a
+		   full resync shows (and saving with their UIDs would then
+		   clash with them) */
+		sync_flags |= MAILBOX_SYNC_FLAG_FORCE_RESYNC |
+			MAILBOX_SYNC_FLAG_FIX_INCONSISTENT;
+	}
+	if (mailbox_sync(dbox, sync_flags) < 0) {
 		sync_set_dest_error(ctx, dbox, "Syncing");
 		return -1;
 	}
@@ -908,8 +918,10 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		   migrate_state_folder.dest_pending_uidnext */
 		struct mailbox_status status;
 
+		/* the open status does not move with our commits */
 		mailbox_get_open_status(dbox, STATUS_UIDNEXT, &status);
-		f->state->dest_pending_uidnext = status.uidnext;
+		f->state->dest_pending_uidnext =
+			I_MAX(status.uidnext, f->state->dest_uidnext);
 		migrate_state_folder_update(ctx->state, f->state);
 		if (migrate_state_flush(ctx->state, ctx->state_fsync,
 					&error) < 0) {
