@@ -61,6 +61,9 @@ void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_finish);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_domain_status);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_worker);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_archive);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_index);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_prepare);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate);
 }
 

@@ -41,6 +41,9 @@ extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_cutover;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_finish;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_status;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_worker;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_archive;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_index;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_prepare;
 
 /* The domain store from doveadm's configuration (migrate_domain_dict). */
 int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,

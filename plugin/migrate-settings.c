@@ -47,6 +47,31 @@ reader_bool(struct migrate_settings_reader *r, const char *key,
 	return 0;
 }
 
+/* a folder name pattern with '/' between levels and %{year} in it */
+static int
+reader_archive_pattern(struct migrate_settings_reader *r, const char *key,
+		       const char *default_value, pool_t pool,
+		       const char **value_r)
+{
+	const char *value = reader_get(r, key);
+
+	if (value == NULL)
+		value = default_value;
+	if (strstr(value, MIGRATE_ARCHIVE_YEAR_VAR) == NULL) {
+		r->error = t_strdup_printf("%s: '%s' has no %s", key, value,
+					   MIGRATE_ARCHIVE_YEAR_VAR);
+		return -1;
+	}
+	if (value[0] == '/' || value[strlen(value) - 1] == '/' ||
+	    strstr(value, "//") != NULL) {
+		r->error = t_strdup_printf("%s: '%s' has an empty level",
+					   key, value);
+		return -1;
+	}
+	*value_r = p_strdup(pool, value);
+	return 0;
+}
+
 static int
 reader_uint(struct migrate_settings_reader *r, const char *key,
 	    unsigned int default_value, unsigned int min, unsigned int max,
@@ -237,6 +262,17 @@ migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
 		value = t_strconcat(home, "/", value, NULL);
 	}
 	set->state_dir = p_strdup(pool, value);
+
+	if (reader_uint(r, MIGRATE_SETTING_ARCHIVE_THRESHOLD,
+			MIGRATE_DEFAULT_ARCHIVE_THRESHOLD, 0, 100000000,
+			&set->archive_threshold) < 0 ||
+	    reader_archive_pattern(r, MIGRATE_SETTING_ARCHIVE_INBOX,
+				   MIGRATE_DEFAULT_ARCHIVE_INBOX, pool,
+				   &set->archive_inbox) < 0 ||
+	    reader_archive_pattern(r, MIGRATE_SETTING_ARCHIVE_SENT,
+				   MIGRATE_DEFAULT_ARCHIVE_SENT, pool,
+				   &set->archive_sent) < 0)
+		return -1;
 
 	value = reader_get(r, MIGRATE_SETTING_ESCAPE_CHAR);
 	if (value == NULL)

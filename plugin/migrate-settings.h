@@ -28,6 +28,9 @@
 #define MIGRATE_SETTING_ESCAPE_CHAR "migrate_escape_char"
 #define MIGRATE_SETTING_FSYNC "migrate_fsync"
 #define MIGRATE_SETTING_WORKERS "migrate_workers"
+#define MIGRATE_SETTING_ARCHIVE_THRESHOLD "migrate_archive_threshold"
+#define MIGRATE_SETTING_ARCHIVE_INBOX "migrate_archive_inbox"
+#define MIGRATE_SETTING_ARCHIVE_SENT "migrate_archive_sent"
 
 #define MIGRATE_DEFAULT_SOURCE_SSL "starttls"
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
@@ -44,6 +47,12 @@
 /* processes copying one account's folders at once, this one included */
 #define MIGRATE_DEFAULT_WORKERS 2
 #define MIGRATE_MAX_WORKERS 16
+/* INBOX and Sent with more messages than this are archived */
+#define MIGRATE_DEFAULT_ARCHIVE_THRESHOLD 10000
+#define MIGRATE_ARCHIVE_YEAR_VAR "%{year}"
+/* '/' separates levels, whatever the namespace's separator */
+#define MIGRATE_DEFAULT_ARCHIVE_INBOX "ARCHIVE/%{year}"
+#define MIGRATE_DEFAULT_ARCHIVE_SENT "ARCHIVE/Sent/%{year}"
 
 enum migrate_ssl_mode {
 	MIGRATE_SSL_NO,
@@ -82,6 +91,11 @@ struct migrate_settings {
 	/* read by doveadm migrate as root, before the user exists; here so
 	   that a bad value is reported like any other */
 	unsigned int workers;
+
+	/* doveadm migrate archive */
+	unsigned int archive_threshold;
+	const char *archive_inbox;
+	const char *archive_sent;
 };
 
 /* Returns the value of a plugin setting, or NULL when unset. */

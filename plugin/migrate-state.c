@@ -29,11 +29,15 @@
      F <id> <src_name> <dest_name> <src_uidvalidity> <src_uidnext>
        <src_messages> <src_highestmodseq> <dest_uidvalidity> <dest_uidnext>
        <dest_pending_uidnext>
-     M <id> <src_uid> <dest_uid> <count>
+     L <location id> <dest_name>
+     M <id> <src_uid> <dest_uid> <count> [<location id>]
 
    "M" is a run: src_uid+i was copied to dest_uid+i for i < count, so a
-   folder copied in UID order takes one line no matter its size.  The
-   state lists each folder's F, then its M runs in src_uid order.
+   folder copied in UID order takes one line no matter its size.  With a
+   location, the copies have moved to that destination folder (doveadm
+   migrate archive), dest_uid being their UID there.  The state lists the
+   locations, then each folder's F and its M runs in src_uid order.
+   Version 1 files (no locations) are read as well.
 
    The journal ("dovecot-migrate journal 1") uses the same F and M
    records, each a replay of one mutating call, plus:
@@ -54,7 +58,8 @@
 
 #define MIGRATE_STATE_HEADER "dovecot-migrate state"
 #define MIGRATE_STATE_JOURNAL_HEADER "dovecot-migrate journal"
-#define MIGRATE_STATE_VERSION 1
+#define MIGRATE_STATE_VERSION 2
+#define MIGRATE_STATE_MIN_VERSION 1
 
 /* bounds the memory used for one line; two escaped folder names fit */
 #define MIGRATE_STATE_MAX_LINE_SIZE (64 * 1024)
@@ -78,6 +83,8 @@ struct migrate_state {
 	struct file_lock *lock;
 
 	ARRAY_TYPE(migrate_state_folder) folders;
+	/* destination names of the locations, id - 1 indexes */
+	ARRAY_TYPE(const_string) locations;
 	HASH_TABLE(void *, struct migrate_state_folder *) folders_by_id;
 	unsigned int next_folder_id;
 
@@ -88,7 +95,7 @@ struct migrate_state {
 	size_t journal_run_pos;
 	unsigned int journal_run_folder_id;
 	uint32_t journal_run_src_uid, journal_run_dest_uid;
-	uint32_t journal_run_count;
+	uint32_t journal_run_count, journal_run_loc;
 	bool journal_run_open:1;
 };
 
@@ -180,13 +187,14 @@ migrate_state_folder_free(struct migrate_state *state,
 
 static void
 migrate_state_map_set(struct migrate_state_folder *folder,
-		      uint32_t src_uid, uint32_t dest_uid)
+		      uint32_t src_uid, uint32_t dest_uid, uint32_t loc)
 {
 	struct migrate_uid_map *maps, new_map;
 	unsigned int count, idx;
 
 	new_map.src_uid = src_uid;
 	new_map.dest_uid = dest_uid;
+	new_map.dest_loc = loc;
 
 	maps = array_get_modifiable(&folder->map, &count);
 	if (count == 0 || maps[count-1].src_uid < src_uid) {
@@ -195,6 +203,7 @@ migrate_state_map_set(struct migrate_state_folder *folder,
 	} else if (bsearch_insert_pos(&src_uid, maps, count, sizeof(*maps),
 				      migrate_uid_map_cmp, &idx)) {
 		maps[idx].dest_uid = dest_uid;
+		maps[idx].dest_loc = loc;
 	} else {
 		array_insert(&folder->map, idx, &new_map, 1);
 	}
@@ -231,10 +240,23 @@ migrate_state_append_folder(string_t *dest,
 
 static void
 migrate_state_append_run(string_t *dest, unsigned int folder_id,
-			 uint32_t src_uid, uint32_t dest_uid, uint32_t count)
+			 uint32_t src_uid, uint32_t dest_uid, uint32_t count,
+			 uint32_t loc)
 {
-	str_printfa(dest, "M\t%u\t%u\t%u\t%u\n",
-		    folder_id, src_uid, dest_uid, count);
+	str_printfa(dest, "M\t%u\t%u\t%u\t%u", folder_id, src_uid,
+		    dest_uid, count);
+	if (loc != 0)
+		str_printfa(dest, "\t%u", loc);
+	str_append_c(dest, '\n');
+}
+
+static void
+migrate_state_append_location(string_t *dest, unsigned int loc,
+			      const char *name)
+{
+	str_printfa(dest, "L\t%u\t", loc);
+	str_append_tabescaped(dest, name);
+	str_append_c(dest, '\n');
 }
 
 static unsigned int
@@ -350,12 +372,21 @@ migrate_state_parse_run(struct migrate_state_reader *ctx,
 			const char **error_r)
 {
 	struct migrate_state_folder *folder;
-	uint32_t src_uid, dest_uid, run_count, i;
+	uint32_t src_uid, dest_uid, run_count, loc = 0, i;
 
-	if (count != 5) {
+	if (count != 5 && count != 6) {
 		*error_r = t_strdup_printf(
-			"Map record has %u fields, expected 5", count);
+			"Map record has %u fields, expected 5 or 6", count);
 		return -1;
+	}
+	if (count == 6) {
+		if (migrate_state_parse_uid(args[5], "location", &loc,
+					    error_r) < 0)
+			return -1;
+		if (loc > array_count(&ctx->state->locations)) {
+			*error_r = t_strdup_printf("Unknown location %u", loc);
+			return -1;
+		}
 	}
 	if (migrate_state_parse_folder_id(ctx, args[1], &folder, error_r) < 0 ||
 	    migrate_state_parse_uid(args[2], "source UID", &src_uid,
@@ -373,7 +404,36 @@ migrate_state_parse_run(struct migrate_state_reader *ctx,
 	if (folder == NULL)
 		return 0;
 	for (i = 0; i < run_count; i++)
-		migrate_state_map_set(folder, src_uid + i, dest_uid + i);
+		migrate_state_map_set(folder, src_uid + i, dest_uid + i, loc);
+	return 0;
+}
+
+static int
+migrate_state_parse_location(struct migrate_state_reader *ctx,
+			     char *const *args, unsigned int count,
+			     const char **error_r)
+{
+	struct migrate_state *state = ctx->state;
+	const char *name;
+	uint32_t loc;
+
+	if (count != 3) {
+		*error_r = t_strdup_printf(
+			"Location record has %u fields, expected 3", count);
+		return -1;
+	}
+	if (migrate_state_parse_uid(args[1], "location", &loc, error_r) < 0)
+		return -1;
+	if (loc != array_count(&state->locations) + 1) {
+		if (ctx->journal && loc <= array_count(&state->locations)) {
+			/* replayed over a state that has it already */
+			return 0;
+		}
+		*error_r = t_strdup_printf("Location %u out of order", loc);
+		return -1;
+	}
+	name = p_strdup(state->pool, t_str_tabunescape(args[2]));
+	array_push_back(&state->locations, &name);
 	return 0;
 }
 
@@ -403,6 +463,8 @@ migrate_state_parse_record(struct migrate_state_reader *ctx, char *line,
 		return migrate_state_parse_folder(ctx, args, count, error_r);
 	case 'M':
 		return migrate_state_parse_run(ctx, args, count, error_r);
+	case 'L':
+		return migrate_state_parse_location(ctx, args, count, error_r);
 	case 'N':
 		if (ctx->journal)
 			break;
@@ -470,7 +532,8 @@ migrate_state_parse_header(const char *line, const char *expected,
 		*error_r = t_strdup_printf("Invalid version: '%s'", p);
 		return -1;
 	}
-	if (version != MIGRATE_STATE_VERSION) {
+	if (version < MIGRATE_STATE_MIN_VERSION ||
+	    version > MIGRATE_STATE_VERSION) {
 		*error_r = t_strdup_printf(
 			"Unsupported version %u (expected %d)",
 			version, MIGRATE_STATE_VERSION);
@@ -638,6 +701,7 @@ int migrate_state_open(const char *dir, struct migrate_state **state_r,
 				       MIGRATE_STATE_LOCK_FNAME, NULL);
 	state->next_folder_id = 1;
 	p_array_init(&state->folders, pool, 16);
+	p_array_init(&state->locations, pool, 4);
 	hash_table_create_direct(&state->folders_by_id, default_pool, 0);
 	state->journal = str_new(default_pool, 1024);
 
@@ -732,19 +796,42 @@ void migrate_state_folder_clear_map(struct migrate_state *state,
 	array_clear(&folder->map);
 }
 
+static void
+migrate_state_map_add_loc(struct migrate_state *state,
+			  struct migrate_state_folder *folder,
+			  uint32_t src_uid, uint32_t dest_uid, uint32_t loc);
+
 void migrate_state_map_add(struct migrate_state *state,
 			   struct migrate_state_folder *folder,
 			   uint32_t src_uid, uint32_t dest_uid)
+{
+	migrate_state_map_add_loc(state, folder, src_uid, dest_uid, 0);
+}
+
+void migrate_state_map_move(struct migrate_state *state,
+			    struct migrate_state_folder *folder,
+			    uint32_t src_uid, unsigned int loc,
+			    uint32_t dest_uid)
+{
+	i_assert(loc != 0 && loc <= array_count(&state->locations));
+	migrate_state_map_add_loc(state, folder, src_uid, dest_uid, loc);
+}
+
+static void
+migrate_state_map_add_loc(struct migrate_state *state,
+			  struct migrate_state_folder *folder,
+			  uint32_t src_uid, uint32_t dest_uid, uint32_t loc)
 {
 	uint32_t run_count;
 
 	i_assert(src_uid != 0 && dest_uid != 0);
 
-	migrate_state_map_set(folder, src_uid, dest_uid);
+	migrate_state_map_set(folder, src_uid, dest_uid, loc);
 
 	run_count = state->journal_run_count;
 	if (state->journal_run_open &&
 	    state->journal_run_folder_id == folder->id &&
+	    state->journal_run_loc == loc &&
 	    state->journal_run_src_uid + run_count == src_uid &&
 	    state->journal_run_dest_uid + run_count == dest_uid) {
 		/* continues the last run: rewrite its line */
@@ -757,11 +844,37 @@ void migrate_state_map_add(struct migrate_state *state,
 		state->journal_run_src_uid = src_uid;
 		state->journal_run_dest_uid = dest_uid;
 		state->journal_run_count = 1;
+		state->journal_run_loc = loc;
 	}
 	migrate_state_append_run(state->journal, folder->id,
 				 state->journal_run_src_uid,
 				 state->journal_run_dest_uid,
-				 state->journal_run_count);
+				 state->journal_run_count, loc);
+}
+
+unsigned int migrate_state_location(struct migrate_state *state,
+				    const char *dest_name)
+{
+	const char *const *names;
+	unsigned int i, count;
+
+	names = array_get(&state->locations, &count);
+	for (i = 0; i < count; i++) {
+		if (strcmp(names[i], dest_name) == 0)
+			return i + 1;
+	}
+	dest_name = p_strdup(state->pool, dest_name);
+	array_push_back(&state->locations, &dest_name);
+	migrate_state_journal_end_run(state);
+	migrate_state_append_location(state->journal, count + 1, dest_name);
+	return count + 1;
+}
+
+const char *migrate_state_location_name(struct migrate_state *state,
+					unsigned int loc)
+{
+	i_assert(loc != 0 && loc <= array_count(&state->locations));
+	return array_idx_elem(&state->locations, loc - 1);
 }
 
 void migrate_state_map_remove(struct migrate_state *state,
@@ -796,7 +909,7 @@ migrate_state_map_lookup_dest(const struct migrate_state_folder *folder,
 	const struct migrate_uid_map *map;
 
 	array_foreach(&folder->map, map) {
-		if (map->dest_uid == dest_uid)
+		if (map->dest_uid == dest_uid && map->dest_loc == 0)
 			return map;
 	}
 	return NULL;
@@ -865,12 +978,16 @@ migrate_state_write(struct migrate_state *state, struct ostream *output)
 {
 	struct migrate_state_folder *folder;
 	const struct migrate_uid_map *maps;
+	const char *const *names;
 	unsigned int i, start, count;
 	string_t *str;
 
 	str = t_str_new(256);
 	str_printfa(str, "%s %d\nN\t%u\n", MIGRATE_STATE_HEADER,
 		    MIGRATE_STATE_VERSION, state->next_folder_id);
+	names = array_get(&state->locations, &count);
+	for (i = 0; i < count; i++)
+		migrate_state_append_location(str, i + 1, names[i]);
 	o_stream_nsend(output, str_data(str), str_len(str));
 
 	array_foreach_elem(&state->folders, folder) {
@@ -882,14 +999,15 @@ migrate_state_write(struct migrate_state *state, struct ostream *output)
 		for (start = 0; start < count; start = i) {
 			for (i = start + 1; i < count; i++) {
 				if (maps[i].src_uid != maps[i-1].src_uid + 1 ||
-				    maps[i].dest_uid != maps[i-1].dest_uid + 1)
+				    maps[i].dest_uid != maps[i-1].dest_uid + 1 ||
+				    maps[i].dest_loc != maps[i-1].dest_loc)
 					break;
 			}
 			str_truncate(str, 0);
 			migrate_state_append_run(str, folder->id,
 						 maps[start].src_uid,
 						 maps[start].dest_uid,
-						 i - start);
+						 i - start, maps[start].dest_loc);
 			o_stream_nsend(output, str_data(str), str_len(str));
 		}
 	}

@@ -17,6 +17,10 @@ struct migrate_state;
 struct migrate_uid_map {
 	uint32_t src_uid;
 	uint32_t dest_uid;
+	/* 0: dest_uid is in the folder's own destination; else the copy was
+	   moved (doveadm migrate archive) to this location, see
+	   migrate_state_location_name() */
+	uint32_t dest_loc;
 };
 ARRAY_DEFINE_TYPE(migrate_uid_map, struct migrate_uid_map);
 
@@ -92,6 +96,18 @@ void migrate_state_folder_clear_map(struct migrate_state *state,
 void migrate_state_map_add(struct migrate_state *state,
 			   struct migrate_state_folder *folder,
 			   uint32_t src_uid, uint32_t dest_uid);
+/* Record that the copy of src_uid moved to location loc, as dest_uid
+   there (journaled). */
+void migrate_state_map_move(struct migrate_state *state,
+			    struct migrate_state_folder *folder,
+			    uint32_t src_uid, unsigned int loc,
+			    uint32_t dest_uid);
+/* The id of the location (a destination folder copies were moved to),
+   added (journaled) when new.  Ids start at 1. */
+unsigned int migrate_state_location(struct migrate_state *state,
+				    const char *dest_name);
+const char *migrate_state_location_name(struct migrate_state *state,
+					unsigned int loc);
 /* Forget src_uid (journaled).  No-op if it is not mapped. */
 void migrate_state_map_remove(struct migrate_state *state,
 			      struct migrate_state_folder *folder,
@@ -100,7 +116,8 @@ void migrate_state_map_remove(struct migrate_state *state,
 const struct migrate_uid_map *
 migrate_state_map_lookup(const struct migrate_state_folder *folder,
 			 uint32_t src_uid);
-/* Reverse lookup (linear is fine, used only in recovery). */
+/* Reverse lookup among the copies still in the folder's own destination
+   (linear is fine, used only in recovery). */
 const struct migrate_uid_map *
 migrate_state_map_lookup_dest(const struct migrate_state_folder *folder,
 			      uint32_t dest_uid);

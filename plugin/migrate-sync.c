@@ -758,6 +758,133 @@ sync_final_wanted(struct migrate_sync_ctx *ctx,
 		(time_t)ctx->opts->maxage_days * 24 * 3600;
 }
 
+/* <archived copies> */
+
+static int
+sync_expunge_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
+		  const ARRAY_TYPE(seq_range) *dest_uids);
+
+/* A destination folder that copies were moved to (doveadm migrate
+   archive), open while a pass over a folder looks at them. */
+struct sync_location {
+	unsigned int loc;
+	struct mailbox *box;
+	struct mailbox_transaction_context *t;
+	struct mail *mail;
+	/* it could not be opened: leave its copies alone this time */
+	bool failed;
+};
+ARRAY_DEFINE_TYPE(sync_location, struct sync_location);
+
+static struct mailbox *
+sync_location_alloc(struct migrate_sync_ctx *ctx, unsigned int loc)
+{
+	return sync_dest_alloc(ctx,
+		migrate_state_location_name(ctx->state, loc));
+}
+
+/* The mail of location loc's folder, NULL when the folder is gone (its
+   copies count as deleted here); *skip_r when it could not be opened. */
+static struct mail *
+sync_location_mail(struct migrate_sync_ctx *ctx,
+		   ARRAY_TYPE(sync_location) *locs, unsigned int loc,
+		   bool *skip_r)
+{
+	struct sync_location *l;
+	enum mail_error error;
+
+	*skip_r = FALSE;
+	array_foreach_modifiable(locs, l) {
+		if (l->loc == loc) {
+			*skip_r = l->failed;
+			return l->mail;
+		}
+	}
+	l = array_append_space(locs);
+	l->loc = loc;
+	l->box = sync_location_alloc(ctx, loc);
+	if (mailbox_sync(l->box, 0) < 0) {
+		(void)mailbox_get_last_internal_error(l->box, &error);
+		if (error != MAIL_ERROR_NOTFOUND) {
+			sync_set_dest_error(ctx, l->box, "Opening");
+			l->failed = TRUE;
+			*skip_r = TRUE;
+		}
+		return NULL;
+	}
+	/* not EXTERNAL: the flag changes go to the mail files */
+	l->t = mailbox_transaction_begin(l->box, 0, __func__);
+	l->mail = mail_alloc(l->t, MAIL_FETCH_FLAGS, NULL);
+	return l->mail;
+}
+
+static int
+sync_locations_finish(struct migrate_sync_ctx *ctx,
+		      ARRAY_TYPE(sync_location) *locs, bool commit)
+{
+	struct sync_location *l;
+	int ret = 0;
+
+	array_foreach_modifiable(locs, l) {
+		if (l->mail != NULL)
+			mail_free(&l->mail);
+		if (l->t != NULL && !commit)
+			mailbox_transaction_rollback(&l->t);
+		else if (l->t != NULL &&
+			 (mailbox_transaction_commit(&l->t) < 0 ||
+			  mailbox_sync(l->box, 0) < 0)) {
+			sync_set_dest_error(ctx, l->box, "Updating flags in");
+			ret = -1;
+		}
+		mailbox_free(&l->box);
+	}
+	array_clear(locs);
+	return ret;
+}
+
+/* Expunge the copies of these map entries that were moved elsewhere,
+   folder by folder.  A folder that is gone has nothing left to delete. */
+static int
+sync_expunge_moved(struct migrate_sync_ctx *ctx,
+		   const ARRAY_TYPE(migrate_uid_map) *maps)
+{
+	const struct migrate_uid_map *map;
+	ARRAY_TYPE(seq_range) uids;
+	struct mailbox *box;
+	enum mailbox_existence existence;
+	unsigned int loc, done_loc = 0;
+	int ret = 0;
+
+	t_array_init(&uids, 16);
+	/* few locations, usually one per year: a pass per location */
+	for (;;) {
+		loc = 0;
+		array_foreach(maps, map) {
+			if (map->dest_loc > done_loc &&
+			    (loc == 0 || map->dest_loc < loc))
+				loc = map->dest_loc;
+		}
+		if (loc == 0)
+			break;
+		array_clear(&uids);
+		array_foreach(maps, map) {
+			if (map->dest_loc == loc)
+				seq_range_array_add(&uids, map->dest_uid);
+		}
+		box = sync_location_alloc(ctx, loc);
+		if (mailbox_exists(box, FALSE, &existence) < 0) {
+			sync_set_dest_error(ctx, box, "Looking up");
+			ret = -1;
+		} else if (existence == MAILBOX_EXISTENCE_SELECT &&
+			   sync_expunge_dest(ctx, box, &uids) < 0) {
+			ret = -1;
+		}
+		mailbox_free(&box);
+		done_loc = loc;
+	}
+	return ret;
+}
+
 static int
 sync_folder_metadata(struct migrate_sync_ctx *ctx,
 		     struct migrate_sync_folder *f, struct mailbox *sbox,
@@ -767,9 +894,11 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 	struct mailbox_transaction_context *st, *dt = NULL;
 	struct mail_search_args *search_args;
 	struct mail_search_context *search_ctx;
-	struct mail *smail, *dmail = NULL;
+	struct mail *smail, *dmail = NULL, *tmail;
 	const struct migrate_uid_map *map;
+	ARRAY_TYPE(sync_location) locs;
 	ARRAY_TYPE(seq_range) seen;
+	bool skip;
 	enum mail_flags flags;
 	const char *const *keywords;
 	struct mail_keywords *kw;
@@ -782,6 +911,7 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 		dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
 	}
 	t_array_init(&seen, 64);
+	t_array_init(&locs, 4);
 	search_args = mail_search_build_init();
 	mail_search_build_add_all(search_args);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
@@ -798,8 +928,16 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 				seq_range_array_add(copy_uids, smail->uid);
 			continue;
 		}
+		tmail = dmail;
+		if (map != NULL && dmail != NULL && map->dest_loc != 0) {
+			/* archived: the copy lives in a year folder now */
+			tmail = sync_location_mail(ctx, &locs, map->dest_loc,
+						   &skip);
+			if (skip)
+				continue;
+		}
 		if (map != NULL && dmail != NULL &&
-		    !mail_set_uid(dmail, map->dest_uid)) {
+		    (tmail == NULL || !mail_set_uid(tmail, map->dest_uid))) {
 			/* deleted at the destination behind our back: the
 			   mirror copies it again */
 			migrate_state_map_remove(ctx->state, state, smail->uid);
@@ -811,21 +949,23 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 		}
 		flags = mail_get_flags(smail) & MAIL_FLAGS_NONRECENT;
 		keywords = mail_get_keywords(smail);
-		if (sync_flags_equal(flags, keywords, mail_get_flags(dmail),
-				     mail_get_keywords(dmail)))
+		if (sync_flags_equal(flags, keywords, mail_get_flags(tmail),
+				     mail_get_keywords(tmail)))
 			continue;
 		ctx->stats->messages_updated++;
 		if (ctx->opts->dry_run)
 			continue;
-		mail_update_flags(dmail, MODIFY_REPLACE, flags);
-		kw = sync_keywords(ctx, dbox, keywords);
+		mail_update_flags(tmail, MODIFY_REPLACE, flags);
+		kw = sync_keywords(ctx, tmail->box, keywords);
 		if (kw == NULL) {
-			kw = mailbox_keywords_create_valid(dbox,
+			kw = mailbox_keywords_create_valid(tmail->box,
 				(const char *const[]){ NULL });
 		}
-		mail_update_keywords(dmail, MODIFY_REPLACE, kw);
+		mail_update_keywords(tmail, MODIFY_REPLACE, kw);
 		mailbox_keywords_unref(&kw);
 	}
+	if (sync_locations_finish(ctx, &locs, !ctx->opts->dry_run) < 0)
+		ret = -1;
 	if (mailbox_search_deinit(&search_ctx) < 0) {
 		sync_set_source_error(ctx, sbox, "Fetching flags of");
 		ret = -1;
@@ -1309,10 +1449,13 @@ sync_folder_uidvalidity_changed(struct migrate_sync_ctx *ctx,
 		  f->src_name, state->src_uidvalidity,
 		  f->src_status.uidvalidity);
 	/* the copies of the old UIDVALIDITY stay until the run proves them
-	   gone; the new UIDs are copied anew */
+	   gone; the new UIDs are copied anew.  Archived copies stay where
+	   they are, foreign from now on. */
 	array_foreach(&state->map, map) {
-		seq_range_array_add(&f->delete_orphan_dest_uids,
-				    map->dest_uid);
+		if (map->dest_loc == 0) {
+			seq_range_array_add(&f->delete_orphan_dest_uids,
+					    map->dest_uid);
+		}
 	}
 	migrate_state_folder_clear_map(ctx->state, state);
 }
@@ -1869,6 +2012,7 @@ sync_delete_in_folder(struct migrate_sync_ctx *ctx,
 {
 	struct migrate_state_folder *state = f->state;
 	const struct migrate_uid_map *map;
+	ARRAY_TYPE(migrate_uid_map) moved;
 	ARRAY_TYPE(seq_range) dest_uids;
 	struct seq_range_iter iter;
 	struct mailbox *dbox;
@@ -1877,10 +2021,15 @@ sync_delete_in_folder(struct migrate_sync_ctx *ctx,
 	int ret;
 
 	t_array_init(&dest_uids, 16);
+	t_array_init(&moved, 4);
 	seq_range_array_iter_init(&iter, &f->delete_src_uids);
 	while (seq_range_array_iter_nth(&iter, n++, &src_uid)) {
 		map = migrate_state_map_lookup(state, src_uid);
-		if (map != NULL)
+		if (map == NULL)
+			;
+		else if (map->dest_loc != 0)
+			array_push_back(&moved, map);
+		else
 			seq_range_array_add(&dest_uids, map->dest_uid);
 	}
 	seq_range_array_merge(&dest_uids, &f->delete_orphan_dest_uids);
@@ -1888,6 +2037,8 @@ sync_delete_in_folder(struct migrate_sync_ctx *ctx,
 	dbox = sync_dest_alloc(ctx, state->dest_name);
 	ret = sync_expunge_dest(ctx, dbox, &dest_uids);
 	mailbox_free(&dbox);
+	if (sync_expunge_moved(ctx, &moved) < 0)
+		ret = -1;
 	if (ret < 0)
 		return -1;
 	n = 0;
@@ -1909,6 +2060,9 @@ sync_delete_folder(struct migrate_sync_ctx *ctx,
 	enum mailbox_existence existence;
 	int ret = 0;
 
+	/* its archived copies are gone from the source as well */
+	if (sync_expunge_moved(ctx, &state->map) < 0)
+		return -1;
 	dbox = sync_dest_alloc(ctx, state->dest_name);
 	if (mailbox_exists(dbox, FALSE, &existence) < 0 ||
 	    existence != MAILBOX_EXISTENCE_SELECT) {
@@ -1917,8 +2071,10 @@ sync_delete_folder(struct migrate_sync_ctx *ctx,
 		return 0;
 	}
 	t_array_init(&dest_uids, 16);
-	array_foreach(&state->map, map)
-		seq_range_array_add(&dest_uids, map->dest_uid);
+	array_foreach(&state->map, map) {
+		if (map->dest_loc == 0)
+			seq_range_array_add(&dest_uids, map->dest_uid);
+	}
 	if (sync_expunge_dest(ctx, dbox, &dest_uids) < 0)
 		ret = -1;
 	else if (mailbox_get_status(dbox, STATUS_MESSAGES, &status) == 0 &&

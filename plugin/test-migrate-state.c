@@ -376,7 +376,7 @@ static void test_migrate_state_journal(void)
 		migrate_state_map_add(state, folder, 11, 11);
 	test_state_flush(state);
 	test_assert(strncmp(test_read_file(journal_path),
-			    "dovecot-migrate journal 1\n", 26) == 0);
+			    "dovecot-migrate journal 2\n", 26) == 0);
 	migrate_state_close(&state);
 	state = test_state_open(dir);
 	folder = migrate_state_folder_lookup(state, "Sent");
@@ -632,8 +632,8 @@ static const struct {
 	/* must fail */
 	{ "dovecot-migrate state 1\nN\t2\nbad record\n", NULL,
 	  "state line 3: Invalid record type" },
-	{ "dovecot-migrate state 2\n", NULL,
-	  "state line 1: Unsupported version 2" },
+	{ "dovecot-migrate state 3\n", NULL,
+	  "state line 1: Unsupported version 3" },
 	{ "dovecot-migrate state\n", NULL, "state line 1: Invalid header" },
 	{ "dovecot-migrate state x\n", NULL, "state line 1: Invalid version" },
 	{ "dovecot-migrate journal 1\n", NULL, "state line 1: Invalid header" },
@@ -663,8 +663,12 @@ static const struct {
 	  "M\t1\t1\t1\n", NULL, "state line 3: Map record has 4 fields" },
 	{ "dovecot-migrate state 1\nR\t1\n", NULL,
 	  "state line 2: Invalid record type: 'R'" },
-	{ NULL, "dovecot-migrate journal 2\n",
-	  "journal line 1: Unsupported version 2" },
+	{ NULL, "dovecot-migrate journal 3\n",
+	  "journal line 1: Unsupported version 3" },
+	{ "dovecot-migrate state 2\nL\t2\tARCHIVE/2019\n", NULL,
+	  "state line 2: Location 2 out of order" },
+	{ "dovecot-migrate state 2\nL\t1\tA\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
+	  "M\t1\t1\t1\t1\t2\n", NULL, "state line 4: Unknown location 2" },
 	{ NULL, "dovecot-migrate state 1\n", "journal line 1: Invalid header" },
 	{ NULL, "dovecot-migrate journal 1\nM\t1\t1\t1\t1\n",
 	  "journal line 2: Unknown folder id" },
@@ -686,10 +690,75 @@ static const struct {
 	{ "dovecot-migrate state 1\nN\t3\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n",
 	  "dovecot-migrate journal 1\nM\t2\t1\t1\t1\nX\t2\t1\nC\t2\nR\t2\n",
 	  NULL },
+	/* version 2, a moved run */
+	{ "dovecot-migrate state 2\nL\t1\tA\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
+	  "M\t1\t1\t1\t1\t1\n", NULL, NULL },
 	/* CRLF line endings */
 	{ "dovecot-migrate state 1\r\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\r\n", NULL,
 	  NULL },
 };
+
+static void test_migrate_state_locations(void)
+{
+	struct migrate_state *state;
+	struct migrate_state_folder *folder;
+	const struct migrate_uid_map *map;
+	const char *dir, *state_path;
+	unsigned int loc, loc2, round;
+	uint32_t uid;
+
+	test_begin("migrate state locations (archived copies)");
+	dir = test_state_dir();
+	state_path = t_strconcat(dir, "/state", NULL);
+	state = test_state_open(dir);
+	folder = migrate_state_folder_add(state, "INBOX", "INBOX");
+	migrate_state_folder_update(state, folder);
+	for (uid = 1; uid <= 10; uid++)
+		migrate_state_map_add(state, folder, uid, uid);
+	loc = migrate_state_location(state, "ARCHIVE/2019");
+	loc2 = migrate_state_location(state, "ARCHIVE/2020");
+	test_assert(loc == 1 && loc2 == 2);
+	test_assert(migrate_state_location(state, "ARCHIVE/2019") == loc);
+	/* 2..4 moved to 2019 as 1..3, 6 to 2020 as 1 */
+	for (uid = 2; uid <= 4; uid++)
+		migrate_state_map_move(state, folder, uid, loc, uid - 1);
+	migrate_state_map_move(state, folder, 6, loc2, 1);
+	/* the own destination's UID 2 is gone; 1 is still there */
+	test_assert(migrate_state_map_lookup_dest(folder, 2) == NULL);
+	test_assert(migrate_state_map_lookup_dest(folder, 1) != NULL);
+	test_state_flush(state);
+	migrate_state_close(&state);
+
+	/* from the journal, then from the committed state */
+	for (round = 0; round < 2; round++) {
+		state = test_state_open(dir);
+		folder = migrate_state_folder_lookup(state, "INBOX");
+		test_assert_idx(folder != NULL &&
+				array_count(&folder->map) == 10, round);
+		if (folder == NULL)
+			break;
+		test_assert_idx(strcmp(migrate_state_location_name(state, 1),
+				       "ARCHIVE/2019") == 0, round);
+		test_assert_idx(strcmp(migrate_state_location_name(state, 2),
+				       "ARCHIVE/2020") == 0, round);
+		map = migrate_state_map_lookup(folder, 3);
+		test_assert_idx(map != NULL && map->dest_loc == 1 &&
+				map->dest_uid == 2, round);
+		map = migrate_state_map_lookup(folder, 6);
+		test_assert_idx(map != NULL && map->dest_loc == 2 &&
+				map->dest_uid == 1, round);
+		map = migrate_state_map_lookup(folder, 5);
+		test_assert_idx(map != NULL && map->dest_loc == 0 &&
+				map->dest_uid == 5, round);
+		test_state_commit(state);
+		migrate_state_close(&state);
+	}
+	test_assert(strstr(test_read_file(state_path),
+			   "L\t1\tARCHIVE/2019\n") != NULL);
+	test_assert(strstr(test_read_file(state_path),
+			   "M\t1\t2\t1\t3\t1\n") != NULL);
+	test_end();
+}
 
 static void test_migrate_state_corrupt(void)
 {
@@ -866,6 +935,7 @@ void test_migrate_state(void)
 		test_migrate_state_write_errors();
 		test_migrate_state_lock();
 		test_migrate_state_corrupt();
+		test_migrate_state_locations();
 		test_migrate_state_large();
 	} T_END;
 
