@@ -5,6 +5,7 @@
 #include "str.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
+#include "mail-storage.h"
 #include "mail-storage-service.h"
 #include "mailbox-list-iter.h"
 #include "imapc-settings.h"
@@ -42,6 +43,20 @@ static bool migrate_error_is_tls(const char *errstr)
 	return strstr(errstr, "certificate") != NULL ||
 		strstr(errstr, "SSL") != NULL ||
 		strstr(errstr, "STARTTLS") != NULL;
+}
+
+enum migrate_error migrate_error_from_dest(struct mailbox *box,
+					   const char *what,
+					   const char **error_r)
+{
+	enum mail_error error;
+	const char *errstr;
+
+	errstr = mailbox_get_last_internal_error(box, &error);
+	*error_r = t_strdup_printf("%s %s failed: %s", what,
+				   mailbox_get_vname(box), errstr);
+	return error == MAIL_ERROR_NOQUOTA ?
+		MIGRATE_ERROR_DEST_QUOTA : MIGRATE_ERROR_FAILED;
 }
 
 enum migrate_error migrate_error_from_source(enum mail_error error,

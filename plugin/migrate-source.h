@@ -3,6 +3,7 @@
 
 #include "mail-error.h"
 
+struct mailbox;
 struct mail_user;
 struct mail_storage_service_ctx;
 struct mail_storage_service_user;
@@ -31,6 +32,11 @@ enum migrate_error {
 
 /* The sysexits code doveadm should exit with. */
 int migrate_error_to_exit_code(enum migrate_error error);
+/* A failed operation ("Saving to", ...) on a destination mailbox: its
+   error code (a full quota is MIGRATE_ERROR_DEST_QUOTA) and message. */
+enum migrate_error migrate_error_from_dest(struct mailbox *box,
+					   const char *what,
+					   const char **error_r);
 /* Classify a storage error of the source. */
 enum migrate_error migrate_error_from_source(enum mail_error error,
 					     const char *errstr);

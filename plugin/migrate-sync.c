@@ -119,14 +119,11 @@ static void
 sync_set_dest_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
 		    const char *what)
 {
-	enum mail_error error;
-	const char *errstr;
+	enum migrate_error code;
+	const char *error;
 
-	errstr = mailbox_get_last_internal_error(box, &error);
-	sync_set_error(ctx, error == MAIL_ERROR_NOQUOTA ?
-		       MIGRATE_ERROR_DEST_QUOTA : MIGRATE_ERROR_FAILED,
-		       t_strdup_printf("%s %s failed: %s", what,
-				       mailbox_get_vname(box), errstr));
+	code = migrate_error_from_dest(box, what, &error);
+	sync_set_error(ctx, code, error);
 }
 
 static void
