@@ -758,54 +758,9 @@ static int batch_check_users(struct batch_ctx *ctx, unsigned int *problems_r)
 	return result;
 }
 
-static void csv_append(string_t *dest, const char *value)
-{
-	const char *p;
-
-	if (value == NULL)
-		value = "";
-	if (strpbrk(value, ",;\"\r\n") == NULL) {
-		str_append(dest, value);
-		return;
-	}
-	str_append_c(dest, '"');
-	for (p = value; *p != '\0'; p++) {
-		if (*p == '"')
-			str_append_c(dest, '"');
-		str_append_c(dest, *p);
-	}
-	str_append_c(dest, '"');
-}
-
 static const char *const batch_report_fields[] = {
 	"folders", "copied", "updated", "deleted", "skipped", "bytes",
 };
-
-static int batch_write_file(const char *path, const string_t *data)
-{
-	const char *temp_path = t_strconcat(path, ".tmp", NULL);
-	int fd;
-
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd == -1) {
-		i_error("%s: open(%s) failed: %m", batch_cmd_name, temp_path);
-		return -1;
-	}
-	if (write_full(fd, str_data(data), str_len(data)) < 0) {
-		i_error("%s: write(%s) failed: %m", batch_cmd_name, temp_path);
-		i_close_fd(&fd);
-		i_unlink(temp_path);
-		return -1;
-	}
-	i_close_fd(&fd);
-	if (rename(temp_path, path) < 0) {
-		i_error("%s: rename(%s, %s) failed: %m", batch_cmd_name,
-			temp_path, path);
-		i_unlink(temp_path);
-		return -1;
-	}
-	return 0;
-}
 
 static int batch_write_json(struct batch_ctx *ctx, const char *path)
 {
@@ -861,7 +816,7 @@ static int batch_write_json(struct batch_ctx *ctx, const char *path)
 	str_printfa(str, "\n],\"accounts_total\":%u,\"accounts_failed\":%u,"
 		    "\"bytes\":%"PRIu64"}\n", array_count(&ctx->accounts),
 		    ctx->failed, ctx->bytes);
-	return batch_write_file(path, str);
+	return migrate_cmd_write_report(batch_cmd_name, path, str);
 }
 
 static int batch_write_csv(struct batch_ctx *ctx, const char *path)
@@ -874,26 +829,26 @@ static int batch_write_csv(struct batch_ctx *ctx, const char *path)
 		   "exit_code,attempts,folders,copied,updated,deleted,skipped,"
 		   "bytes,seconds,reason,warnings\r\n");
 	array_foreach_elem(&ctx->accounts, acct) {
-		csv_append(str, acct->user);
+		migrate_cmd_csv_append(str, acct->user);
 		str_printfa(str, ",%u,", acct->row->line);
-		csv_append(str, acct->row->source_host);
+		migrate_cmd_csv_append(str, acct->row->source_host);
 		str_append_c(str, ',');
-		csv_append(str, acct->row->source_user);
+		migrate_cmd_csv_append(str, acct->row->source_user);
 		str_printfa(str, ",%s,", acct->exit_code == 0 ? "ok" : "failed");
-		csv_append(str, acct->result == NULL ? "not run" : acct->result);
+		migrate_cmd_csv_append(str, acct->result == NULL ? "not run" : acct->result);
 		str_printfa(str, ",%d,%u", acct->exit_code, acct->attempts);
 		for (i = 0; i < N_ELEMENTS(batch_report_fields); i++) {
 			str_printfa(str, ",%"PRIu64, batch_field_num(acct,
 					batch_report_fields[i]));
 		}
 		str_printfa(str, ",%.3f,", acct->secs);
-		csv_append(str, acct->reason);
+		migrate_cmd_csv_append(str, acct->reason);
 		str_append_c(str, ',');
-		csv_append(str, acct->warnings == NULL ? "" :
+		migrate_cmd_csv_append(str, acct->warnings == NULL ? "" :
 			   t_strarray_join(acct->warnings, "; "));
 		str_append(str, "\r\n");
 	}
-	return batch_write_file(path, str);
+	return migrate_cmd_write_report(batch_cmd_name, path, str);
 }
 
 /* The rate the domain's recorded syncs reached, one account after

@@ -27,17 +27,10 @@ int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
 {
 	const struct master_service_settings *mset =
 		master_service_settings_get(master_service);
-	const char *const *envs, *setting = NULL;
-	unsigned int i, count;
+	const char *setting =
+		migrate_cmd_plugin_setting(MIGRATE_SETTING_DOMAIN_DICT);
 
-	if (array_is_created(&doveadm_settings->plugin_envs)) {
-		envs = array_get(&doveadm_settings->plugin_envs, &count);
-		for (i = 0; i + 1 < count; i += 2) {
-			if (strcmp(envs[i], MIGRATE_SETTING_DOMAIN_DICT) == 0)
-				setting = envs[i + 1];
-		}
-	}
-	if (setting == NULL || setting[0] == '\0') {
+	if (setting == NULL) {
 		/* the default file dict lives in a directory of ours */
 		const char *dir = t_strconcat(mset->state_dir, "/migrate", NULL);
 

@@ -2,9 +2,13 @@
 
 #include "lib.h"
 #include "array.h"
+#include "str.h"
+#include "write-full.h"
 #include "master-service-private.h"
 #include "doveadm-migrate.h"
 
+#include <stdio.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <limits.h>
 
@@ -49,6 +53,67 @@ void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv)
 	}
 }
 
+void migrate_cmd_csv_append(string_t *dest, const char *value)
+{
+	const char *p;
+
+	if (value == NULL)
+		value = "";
+	if (strpbrk(value, ",;\"\r\n") == NULL) {
+		str_append(dest, value);
+		return;
+	}
+	str_append_c(dest, '"');
+	for (p = value; *p != '\0'; p++) {
+		if (*p == '"')
+			str_append_c(dest, '"');
+		str_append_c(dest, *p);
+	}
+	str_append_c(dest, '"');
+}
+
+int migrate_cmd_write_report(const char *cmd_name, const char *path,
+			     const string_t *data)
+{
+	const char *temp_path = t_strconcat(path, ".tmp", NULL);
+	int fd;
+
+	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd == -1) {
+		i_error("%s: open(%s) failed: %m", cmd_name, temp_path);
+		return -1;
+	}
+	if (write_full(fd, str_data(data), str_len(data)) < 0) {
+		i_error("%s: write(%s) failed: %m", cmd_name, temp_path);
+		i_close_fd(&fd);
+		i_unlink(temp_path);
+		return -1;
+	}
+	i_close_fd(&fd);
+	if (rename(temp_path, path) < 0) {
+		i_error("%s: rename(%s, %s) failed: %m", cmd_name,
+			temp_path, path);
+		i_unlink(temp_path);
+		return -1;
+	}
+	return 0;
+}
+
+const char *migrate_cmd_plugin_setting(const char *name)
+{
+	const char *const *envs;
+	unsigned int i, count;
+
+	if (!array_is_created(&doveadm_settings->plugin_envs))
+		return NULL;
+	envs = array_get(&doveadm_settings->plugin_envs, &count);
+	for (i = 0; i + 1 < count; i += 2) {
+		if (strcmp(envs[i], name) == 0)
+			return envs[i + 1][0] == '\0' ? NULL : envs[i + 1];
+	}
+	return NULL;
+}
+
 void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
 {
 	/* "migrate sync" before "migrate": doveadm takes the first name
@@ -64,6 +129,7 @@ void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_archive);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_index);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_prepare);
+	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_accounts);
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate);
 }
 

@@ -44,6 +44,7 @@ extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_worker;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_archive;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_index;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_prepare;
+extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_accounts;
 
 /* The domain store from doveadm's configuration (migrate_domain_dict). */
 int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
@@ -59,6 +60,14 @@ const char *migrate_cmd_doveadm_path(void);
 /* A child doveadm's argv up to the command: "doveadm -c <our config>"
    and our -o settings. */
 void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv);
+
+/* One CSV field, quoted when it needs to be. */
+void migrate_cmd_csv_append(string_t *dest, const char *value);
+/* Write a report file atomically; logs the error. */
+int migrate_cmd_write_report(const char *cmd_name, const char *path,
+			     const string_t *data);
+/* A plugin {} setting of doveadm's configuration, NULL when unset. */
+const char *migrate_cmd_plugin_setting(const char *name);
 
 void doveadm_migrate_plugin_init(struct module *module);
 void doveadm_migrate_plugin_deinit(void);

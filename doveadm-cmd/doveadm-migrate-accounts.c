@@ -1,0 +1,238 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "json-parser.h"
+#include "password-scheme.h"
+#include "doveadm-print.h"
+#include "migrate-settings.h"
+#include "migrate-accounts.h"
+#include "doveadm-migrate.h"
+
+#include <stdio.h>
+
+/* doveadm migrate accounts [-n] [--update] [--json F] [--csv F] TEMPLATE:
+   the customer's accounts template into the passwd-file that Dovecot's
+   passdb and userdb read. */
+
+/* exported by /usr/bin/doveadm, not by doveadm-server: referenced weakly,
+   so that this module still loads there */
+#pragma weak password_schemes_init
+#pragma weak password_schemes_deinit
+#pragma weak password_generate_encoded
+#pragma weak password_get_scheme
+#pragma weak password_decode
+#pragma weak password_verify
+
+#define MIGRATE_SETTING_ACCOUNTS_PASSWD_FILE "migrate_accounts_passwd_file"
+#define MIGRATE_SETTING_ACCOUNTS_SCHEME "migrate_accounts_scheme"
+#define MIGRATE_DEFAULT_ACCOUNTS_PASSWD_FILE "/etc/dovecot/users"
+#define MIGRATE_DEFAULT_ACCOUNTS_SCHEME "ARGON2ID"
+#define MIGRATE_ZONEINFO_DIR "/usr/share/zoneinfo"
+
+static const char *accounts_scheme;
+
+static const char *accounts_hash(const char *password, const char **error_r)
+{
+	const struct password_generate_params params = { .user = "" };
+	const char *hash;
+
+	if (!password_generate_encoded(password, &params, accounts_scheme,
+				       &hash)) {
+		*error_r = t_strdup_printf("Hashing with %s failed",
+					   accounts_scheme);
+		return NULL;
+	}
+	return t_strdup_printf("{%s}%s", accounts_scheme, hash);
+}
+
+static int accounts_verify(const char *password, const char *stored,
+			   const char **error_r)
+{
+	const struct password_generate_params params = { .user = "" };
+	const unsigned char *raw;
+	const char *scheme;
+	size_t size;
+	int ret;
+
+	scheme = password_get_scheme(&stored);
+	if (scheme == NULL)
+		return 0;
+	ret = password_decode(stored, scheme, &raw, &size, error_r);
+	if (ret <= 0)
+		return 0;
+	ret = password_verify(password, &params, scheme, raw, size, error_r);
+	return ret < 0 ? -1 : ret;
+}
+
+static const struct migrate_accounts_hasher accounts_hasher = {
+	.hash = accounts_hash,
+	.verify = accounts_verify,
+};
+
+static int
+accounts_write_json(const char *cmd_name, const struct migrate_accounts *acc,
+		    const ARRAY_TYPE(migrate_account_report) *reports,
+		    const char *path)
+{
+	const struct migrate_account_report *r;
+	string_t *str = t_str_new(4096);
+	bool first = TRUE;
+
+	str_append(str, "{\"template\":\"");
+	json_append_escaped(str, acc->path);
+	str_append(str, "\",\"accounts\":[");
+	array_foreach(reports, r) {
+		if (!first)
+			str_append_c(str, ',');
+		first = FALSE;
+		str_append(str, "\n{\"user\":\"");
+		json_append_escaped(str, r->account->user);
+		str_printfa(str, "\",\"line\":%u,\"result\":\"%s\"",
+			    r->account->line,
+			    migrate_account_result_name(r->result));
+		if (r->reason != NULL) {
+			str_append(str, ",\"reason\":\"");
+			json_append_escaped(str, r->reason);
+			str_append_c(str, '"');
+		}
+		str_printfa(str, ",\"quota_mib\":%"PRIu64",\"type\":%u}",
+			    r->account->quota_mib, r->account->type);
+	}
+	str_append(str, "\n]}\n");
+	return migrate_cmd_write_report(cmd_name, path, str);
+}
+
+static int
+accounts_write_csv(const char *cmd_name,
+		   const ARRAY_TYPE(migrate_account_report) *reports,
+		   const char *path)
+{
+	const struct migrate_account_report *r;
+	string_t *str = t_str_new(4096);
+
+	str_append(str, "user,line,result,reason\r\n");
+	array_foreach(reports, r) {
+		migrate_cmd_csv_append(str, r->account->user);
+		str_printfa(str, ",%u,%s,", r->account->line,
+			    migrate_account_result_name(r->result));
+		migrate_cmd_csv_append(str, r->reason);
+		str_append(str, "\r\n");
+	}
+	return migrate_cmd_write_report(cmd_name, path, str);
+}
+
+static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
+{
+	const char *name = cctx->cmd->name;
+	const char *path, *store, *json_path = NULL, *csv_path = NULL;
+	const char *error, *msg;
+	struct migrate_accounts *accounts;
+	ARRAY_TYPE(migrate_account_report) reports;
+	const struct migrate_account_report *r;
+	unsigned int counts[MIGRATE_ACCOUNT_SKIPPED + 1] = { 0, };
+	bool dry_run = FALSE, update = FALSE;
+	pool_t pool;
+
+	if (!doveadm_cmd_param_str(cctx, "template", &path))
+		help_ver2(cctx->cmd);
+	(void)doveadm_cmd_param_bool(cctx, "dry-run", &dry_run);
+	(void)doveadm_cmd_param_bool(cctx, "update", &update);
+	(void)doveadm_cmd_param_str(cctx, "json", &json_path);
+	(void)doveadm_cmd_param_str(cctx, "csv", &csv_path);
+	store = migrate_cmd_plugin_setting(MIGRATE_SETTING_ACCOUNTS_PASSWD_FILE);
+	if (store == NULL)
+		store = MIGRATE_DEFAULT_ACCOUNTS_PASSWD_FILE;
+	accounts_scheme = migrate_cmd_plugin_setting(
+		MIGRATE_SETTING_ACCOUNTS_SCHEME);
+	if (accounts_scheme == NULL)
+		accounts_scheme = MIGRATE_DEFAULT_ACCOUNTS_SCHEME;
+	if (password_generate_encoded == NULL || password_verify == NULL) {
+		i_fatal_status(EX_SOFTWARE, "%s: needs the doveadm binary's "
+			       "password schemes (run /usr/bin/doveadm, not "
+			       "doveadm-server)", name);
+	}
+	password_schemes_init();
+	if (strcasecmp(accounts_scheme, "ARGON2ID") != 0 &&
+	    strcasecmp(accounts_scheme, "SHA512-CRYPT") != 0 &&
+	    strcasecmp(accounts_scheme, "BLF-CRYPT") != 0) {
+		i_fatal_status(EX_CONFIG, "%s: %s = %s: use ARGON2ID, "
+			       "SHA512-CRYPT or BLF-CRYPT", name,
+			       MIGRATE_SETTING_ACCOUNTS_SCHEME, accounts_scheme);
+	}
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+
+	/* 1. the whole file, before anything is written */
+	if (migrate_accounts_read(path, MIGRATE_ZONEINFO_DIR, &accounts,
+				  &error) < 0) {
+		i_error("%s: %s", name, error);
+		doveadm_exit_code = EX_NOINPUT;
+		password_schemes_deinit();
+		return;
+	}
+	array_foreach_elem(&accounts->notes, msg)
+		i_warning("%s: %s", name, msg);
+	if (array_count(&accounts->errors) > 0) {
+		array_foreach_elem(&accounts->errors, msg)
+			i_error("%s", msg);
+		i_error("%s: %u problems in %s: nothing was created", name,
+			array_count(&accounts->errors), path);
+		doveadm_exit_code = EX_DATAERR;
+		migrate_accounts_free(&accounts);
+		password_schemes_deinit();
+		return;
+	}
+
+	/* 2. the store */
+	pool = pool_alloconly_create("migrate accounts report", 4096);
+	p_array_init(&reports, pool, array_count(&accounts->accounts));
+	if (migrate_accounts_passwd_file_apply(store, accounts,
+					       &accounts_hasher, update,
+					       dry_run, pool, &reports,
+					       &error) < 0) {
+		i_error("%s: %s: %s (nothing was changed)", name, store, error);
+		doveadm_exit_code = EX_TEMPFAIL;
+	} else {
+		doveadm_print_header_simple("user");
+		doveadm_print_header_simple("line");
+		doveadm_print_header_simple("result");
+		doveadm_print_header_simple("reason");
+		array_foreach(&reports, r) {
+			counts[r->result]++;
+			doveadm_print(r->account->user);
+			doveadm_print_num(r->account->line);
+			doveadm_print(migrate_account_result_name(r->result));
+			doveadm_print(r->reason == NULL ? "" : r->reason);
+		}
+		i_info("%s: %s%s: %u created, %u unchanged, %u updated, "
+		       "%u skipped (exists with other values; --update "
+		       "rewrites)", name, store, dry_run ? " (dry run)" : "",
+		       counts[MIGRATE_ACCOUNT_CREATED],
+		       counts[MIGRATE_ACCOUNT_UNCHANGED],
+		       counts[MIGRATE_ACCOUNT_UPDATED],
+		       counts[MIGRATE_ACCOUNT_SKIPPED]);
+		if ((json_path != NULL &&
+		     accounts_write_json(name, accounts, &reports,
+					 json_path) < 0) ||
+		    (csv_path != NULL &&
+		     accounts_write_csv(name, &reports, csv_path) < 0))
+			doveadm_exit_code = EX_CANTCREAT;
+	}
+	pool_unref(&pool);
+	migrate_accounts_free(&accounts);
+	password_schemes_deinit();
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_migrate_accounts = {
+	.name = "migrate accounts",
+	.cmd = cmd_migrate_accounts,
+	.usage = "[-n] [--update] [--json <file>] [--csv <file>] <template>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('U', "update", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('\0', "json", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "csv", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "template", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};

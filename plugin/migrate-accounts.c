@@ -1,0 +1,868 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "str.h"
+#include "strnum.h"
+#include "unichar.h"
+#include "istream.h"
+#include "file-lock.h"
+#include "write-full.h"
+#include "migrate-csv.h"
+#include "migrate-template.h"
+#include "migrate-accounts.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+/* the guide: the template is worth it from about 15 accounts */
+#define MIGRATE_ACCOUNTS_FEW 15
+#define MIGRATE_ACCOUNTS_MAX_QUOTA_GB 1000000
+#define MIGRATE_ACCOUNTS_LOCK_TIMEOUT_SECS 30
+
+static const char *const column_names[MIGRATE_ACCOUNTS_COLUMN_COUNT] = {
+	"username", "domain", "password", "quota", "type", "full name",
+	"language", "time zone", "date format",
+};
+/* the header's names, lowercase with spaces, '_' and '-' removed; the
+   guide's Portuguese ones with and without accents */
+static const char *const column_aliases[MIGRATE_ACCOUNTS_COLUMN_COUNT][5] = {
+	{ "username", "user", "usuario", "usu\xc3\xa1rio", NULL },
+	{ "domain", "dominio", "dom\xc3\xadnio", NULL },
+	{ "password", "senha", NULL },
+	{ "quota", "quotagb", "cota", "cotagb", NULL },
+	{ "type", "tipo", "accounttype", "tipodeconta", NULL },
+	{ "fullname", "name", "nomecompleto", "nome", NULL },
+	{ "language", "idioma", "lang", NULL },
+	{ "timezone", "fusohorario", "fusohor\xc3\xa1rio", "tz", NULL },
+	{ "dateformat", "formatodedata", "formatodata", NULL },
+};
+
+struct accounts_reader {
+	struct migrate_accounts *accounts;
+	const char *zoneinfo_dir;
+	/* file column -> ours, or -1 */
+	int map[64];
+	unsigned int columns;
+	bool have[MIGRATE_ACCOUNTS_COLUMN_COUNT];
+};
+
+struct accounts_error {
+	unsigned int line, seq;
+	const char *msg;
+};
+/* sorted by line into migrate_accounts.errors at the end */
+static ARRAY(struct accounts_error) accounts_found;
+
+static void ATTR_FORMAT(4, 5)
+accounts_error(struct migrate_accounts *accounts, unsigned int line,
+	       int column, const char *fmt, ...)
+{
+	struct accounts_error *err;
+	const char *msg;
+	va_list args;
+
+	va_start(args, fmt);
+	msg = t_strdup_vprintf(fmt, args);
+	va_end(args);
+	if (column >= 0) {
+		msg = p_strdup_printf(accounts->pool,
+				      "%s:%u: column %d (%s): %s",
+				      accounts->path, line, column + 1,
+				      column_names[column], msg);
+	} else {
+		msg = p_strdup_printf(accounts->pool, "%s:%u: %s",
+				      accounts->path, line, msg);
+	}
+	err = array_append_space(&accounts_found);
+	err->line = line;
+	err->seq = array_count(&accounts_found);
+	err->msg = msg;
+}
+
+static const char *column_key(const char *name)
+{
+	string_t *key = t_str_new(32);
+
+	for (; *name != '\0'; name++) {
+		if (*name == ' ' || *name == '_' || *name == '-' ||
+		    *name == '(' || *name == ')')
+			continue;
+		str_append_c(key, i_tolower(*name));
+	}
+	return str_c(key);
+}
+
+static int column_by_name(const char *name)
+{
+	const char *key = column_key(name);
+	unsigned int i, j;
+
+	for (i = 0; i < MIGRATE_ACCOUNTS_COLUMN_COUNT; i++) {
+		for (j = 0; column_aliases[i][j] != NULL; j++) {
+			if (strcmp(key, column_aliases[i][j]) == 0)
+				return (int)i;
+		}
+	}
+	return -1;
+}
+
+static bool
+accounts_header(struct accounts_reader *r,
+		const struct migrate_csv_record *rec)
+{
+	unsigned int i;
+	int column;
+	bool ok = TRUE;
+
+	r->columns = I_MIN(rec->count, N_ELEMENTS(r->map));
+	for (i = 0; i < r->columns; i++) {
+		column = column_by_name(rec->fields[i]);
+		r->map[i] = column;
+		if (column < 0) {
+			const char *note = p_strdup_printf(r->accounts->pool,
+				"%s:%u: column %u (%s) is not one of ours: "
+				"ignored", r->accounts->path, rec->line, i + 1,
+				rec->fields[i]);
+			array_push_back(&r->accounts->notes, &note);
+		} else if (r->have[column]) {
+			accounts_error(r->accounts, rec->line, column,
+				       "named twice in the header");
+			ok = FALSE;
+		} else {
+			r->have[column] = TRUE;
+		}
+	}
+	for (i = 0; i < MIGRATE_ACCOUNTS_COLUMN_COUNT; i++) {
+		if (!r->have[i] && i != MIGRATE_ACCOUNTS_DATE_FORMAT) {
+			accounts_error(r->accounts, rec->line, -1,
+				"the header has no column %s (expected: "
+				"username, domain, password, quota, type, full "
+				"name, language, time zone, date format)",
+				column_names[i]);
+			ok = FALSE;
+		}
+	}
+	return ok;
+}
+
+static bool user_valid(const char *user)
+{
+	const char *p;
+
+	if (*user == '\0' || strlen(user) > 64 || *user == '.' ||
+	    user[strlen(user) - 1] == '.' || strstr(user, "..") != NULL)
+		return FALSE;
+	for (p = user; *p != '\0'; p++) {
+		if (!i_isalnum(*p) && strchr("._+-", *p) == NULL)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static bool domain_valid(const char *domain)
+{
+	const char *const *labels;
+
+	if (*domain == '\0' || strlen(domain) > 253 ||
+	    strchr(domain, '.') == NULL)
+		return FALSE;
+	for (labels = t_strsplit(domain, "."); *labels != NULL; labels++) {
+		const char *p = *labels;
+		size_t len = strlen(p);
+
+		if (len == 0 || len > 63 || p[0] == '-' || p[len - 1] == '-')
+			return FALSE;
+		for (; *p != '\0'; p++) {
+			if (!i_isalnum(*p) && *p != '-')
+				return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* "2", "2.5" or "2,5" GB in whole MiB, rounded */
+static bool quota_parse(const char *value, uint64_t *mib_r)
+{
+	uint64_t whole = 0, frac = 0, scale = 1;
+	const char *p = value;
+
+	if (!i_isdigit(*p))
+		return FALSE;
+	for (; i_isdigit(*p); p++) {
+		whole = whole * 10 + (*p - '0');
+		if (whole > MIGRATE_ACCOUNTS_MAX_QUOTA_GB)
+			return FALSE;
+	}
+	if (*p == '.' || *p == ',') {
+		p++;
+		if (!i_isdigit(*p))
+			return FALSE;
+		for (; i_isdigit(*p); p++) {
+			if (scale < 1000000) {
+				frac = frac * 10 + (*p - '0');
+				scale *= 10;
+			}
+		}
+	}
+	if (*p != '\0')
+		return FALSE;
+	*mib_r = whole * 1024 + (frac * 1024 + scale / 2) / scale;
+	return *mib_r > 0;
+}
+
+/* letters (accented Latin ones too), digits, space, apostrophe, dot, @
+   and hyphen */
+static bool full_name_valid(const char *name)
+{
+	const unsigned char *p = (const unsigned char *)name;
+	unichar_t chr;
+	int len;
+
+	if (*name == '\0' || !uni_utf8_str_is_valid(name))
+		return FALSE;
+	while (*p != '\0') {
+		len = uni_utf8_get_char((const char *)p, &chr);
+		if (len <= 0)
+			return FALSE;
+		p += len;
+		if (chr < 0x80) {
+			if (!i_isalnum(chr) && strchr(" '.@-", (int)chr) == NULL)
+				return FALSE;
+		} else if (!((chr >= 0xc0 && chr <= 0x24f && chr != 0xd7 &&
+			      chr != 0xf7) || chr == 0x2019)) {
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+static bool language_valid(const char *tag)
+{
+	const char *const *parts = t_strsplit(tag, "-_");
+	unsigned int i;
+	size_t len;
+
+	for (i = 0; parts[i] != NULL; i++) {
+		len = strlen(parts[i]);
+		if (i == 0 ? (len < 2 || len > 3) : (len < 1 || len > 8))
+			return FALSE;
+		for (const char *p = parts[i]; *p != '\0'; p++) {
+			if (i == 0 ? !i_isalpha(*p) : !i_isalnum(*p))
+				return FALSE;
+		}
+	}
+	return i > 0;
+}
+
+static bool time_zone_valid(const char *zoneinfo_dir, const char *tz)
+{
+	const char *const *parts;
+	struct stat st;
+	const char *p;
+
+	if (*tz == '\0' || *tz == '/')
+		return FALSE;
+	for (p = tz; *p != '\0'; p++) {
+		if (!i_isalnum(*p) && strchr("/_+-", *p) == NULL)
+			return FALSE;
+	}
+	for (parts = t_strsplit(tz, "/"); *parts != NULL; parts++) {
+		if ((*parts)[0] == '\0' || (*parts)[0] == '.')
+			return FALSE;
+	}
+	return stat(t_strconcat(zoneinfo_dir, "/", tz, NULL), &st) == 0 &&
+		S_ISREG(st.st_mode);
+}
+
+static bool date_format_valid(const char *format)
+{
+	const char *p;
+
+	if (strlen(format) > 32)
+		return FALSE;
+	for (p = format; *p != '\0'; p++) {
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static void
+accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
+{
+	struct migrate_accounts *accounts = r->accounts;
+	const char *value[MIGRATE_ACCOUNTS_COLUMN_COUNT];
+	struct migrate_account acc;
+	const char *reason, *local;
+	unsigned int i, errors = array_count(&accounts_found);
+
+	if (rec->count != r->columns) {
+		accounts_error(accounts, rec->line, -1,
+			       "%u fields, the header has %u", rec->count,
+			       r->columns);
+		return;
+	}
+	i_zero(&value);
+	for (i = 0; i < r->columns; i++) {
+		if (r->map[i] >= 0)
+			value[r->map[i]] = rec->fields[i];
+	}
+	for (i = 0; i < MIGRATE_ACCOUNTS_COLUMN_COUNT; i++) {
+		if (value[i] == NULL)
+			value[i] = "";
+		if (value[i][0] == '\0' && i != MIGRATE_ACCOUNTS_DATE_FORMAT) {
+			accounts_error(accounts, rec->line, i, "empty");
+			value[i] = NULL;
+		}
+	}
+	i_zero(&acc);
+	acc.line = rec->line;
+	if (value[MIGRATE_ACCOUNTS_USERNAME] != NULL) {
+		local = t_str_lcase(value[MIGRATE_ACCOUNTS_USERNAME]);
+		if (strchr(local, '@') != NULL) {
+			accounts_error(accounts, rec->line,
+				MIGRATE_ACCOUNTS_USERNAME,
+				"only the part before the @");
+		} else if (!user_valid(local)) {
+			accounts_error(accounts, rec->line,
+				MIGRATE_ACCOUNTS_USERNAME,
+				"invalid user name '%s' (letters, digits "
+				"and . _ + - only, no leading, trailing or "
+				"double dot, at most 64)", local);
+		}
+		acc.user = local;
+	}
+	if (value[MIGRATE_ACCOUNTS_DOMAIN] != NULL) {
+		const char *domain = t_str_lcase(value[MIGRATE_ACCOUNTS_DOMAIN]);
+
+		if (domain[0] == '@')
+			domain++;
+		if (!domain_valid(domain)) {
+			accounts_error(accounts, rec->line,
+				MIGRATE_ACCOUNTS_DOMAIN,
+				"invalid domain '%s'", domain);
+		}
+		acc.user = t_strconcat(acc.user == NULL ? "" : acc.user, "@",
+				       domain, NULL);
+	}
+	acc.password = value[MIGRATE_ACCOUNTS_PASSWORD];
+	if (acc.password != NULL &&
+	    !migrate_password_policy_check(acc.password, &reason)) {
+		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_PASSWORD,
+			       "the password has %s (policy: at least 8 "
+			       "characters, a lowercase and an uppercase "
+			       "letter, a digit and a special character)",
+			       reason);
+	}
+	if (value[MIGRATE_ACCOUNTS_QUOTA] != NULL &&
+	    !quota_parse(value[MIGRATE_ACCOUNTS_QUOTA], &acc.quota_mib)) {
+		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_QUOTA,
+			       "'%s' is not a positive number of GB (e.g. 5 "
+			       "or 2.5)", value[MIGRATE_ACCOUNTS_QUOTA]);
+	}
+	if (value[MIGRATE_ACCOUNTS_TYPE] != NULL) {
+		if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "0") == 0)
+			acc.type = 0;
+		else if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "1") == 0)
+			acc.type = 1;
+		else {
+			accounts_error(accounts, rec->line,
+				MIGRATE_ACCOUNTS_TYPE, "'%s' is not 0 (basic) "
+				"or 1 (sync)", value[MIGRATE_ACCOUNTS_TYPE]);
+		}
+	}
+	acc.full_name = value[MIGRATE_ACCOUNTS_FULL_NAME];
+	if (acc.full_name != NULL && !full_name_valid(acc.full_name)) {
+		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_FULL_NAME,
+			       "'%s' has a character other than letters, "
+			       "digits, space, apostrophe, dot, @ and hyphen",
+			       acc.full_name);
+	}
+	acc.language = value[MIGRATE_ACCOUNTS_LANGUAGE];
+	if (acc.language != NULL && !language_valid(acc.language)) {
+		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_LANGUAGE,
+			       "'%s' is not a language tag (e.g. pt-br)",
+			       acc.language);
+	}
+	acc.time_zone = value[MIGRATE_ACCOUNTS_TIME_ZONE];
+	if (acc.time_zone != NULL &&
+	    !time_zone_valid(r->zoneinfo_dir, acc.time_zone)) {
+		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_TIME_ZONE,
+			       "'%s' is not a time zone of %s (e.g. "
+			       "America/Sao_Paulo)", acc.time_zone,
+			       r->zoneinfo_dir);
+	}
+	acc.date_format = value[MIGRATE_ACCOUNTS_DATE_FORMAT];
+	if (!date_format_valid(acc.date_format)) {
+		accounts_error(accounts, rec->line,
+			       MIGRATE_ACCOUNTS_DATE_FORMAT,
+			       "'%s' has a space or control character, or is "
+			       "longer than 32", acc.date_format);
+	}
+	if (array_count(&accounts_found) != errors)
+		return;
+	acc.user = p_strdup(accounts->pool, acc.user);
+	acc.password = p_strdup(accounts->pool, acc.password);
+	acc.full_name = p_strdup(accounts->pool, acc.full_name);
+	acc.language = p_strdup(accounts->pool, acc.language);
+	acc.time_zone = p_strdup(accounts->pool, acc.time_zone);
+	acc.date_format = p_strdup(accounts->pool, acc.date_format);
+	array_push_back(&accounts->accounts, &acc);
+}
+
+static const char *account_domain(const struct migrate_account *acc)
+{
+	return strchr(acc->user, '@') + 1;
+}
+
+/* One domain per file (the majority's; the others are named), each user
+   once. */
+static void accounts_check_rows(struct migrate_accounts *accounts)
+{
+	HASH_TABLE(const char *, void *) counts;
+	HASH_TABLE(const char *, const struct migrate_account *) users;
+	const struct migrate_account *acc, *first;
+	const char *domain, *best = NULL;
+	unsigned int n, best_n = 0;
+
+	hash_table_create(&counts, pool_datastack_create(), 0, str_hash,
+			  strcmp);
+	hash_table_create(&users, pool_datastack_create(), 0, str_hash,
+			  strcmp);
+	array_foreach(&accounts->accounts, acc) {
+		domain = account_domain(acc);
+		n = POINTER_CAST_TO(hash_table_lookup(counts, domain),
+				    unsigned int) + 1;
+		hash_table_update(counts, domain, POINTER_CAST(n));
+		if (n > best_n) {
+			best = domain;
+			best_n = n;
+		}
+		first = hash_table_lookup(users, acc->user);
+		if (first != NULL) {
+			accounts_error(accounts, acc->line,
+				MIGRATE_ACCOUNTS_USERNAME,
+				"%s is already on line %u", acc->user,
+				first->line);
+		} else {
+			hash_table_insert(users, acc->user, acc);
+		}
+	}
+	accounts->domain = p_strdup(accounts->pool, best);
+	array_foreach(&accounts->accounts, acc) {
+		if (best != NULL && strcmp(account_domain(acc), best) != 0) {
+			accounts_error(accounts, acc->line,
+				MIGRATE_ACCOUNTS_DOMAIN,
+				"%s: one domain per file, and most rows are "
+				"for %s", account_domain(acc), best);
+		}
+	}
+	hash_table_destroy(&counts);
+	hash_table_destroy(&users);
+}
+
+/* "PATH:LINE: ..." by line, then in the order they were found */
+static int accounts_error_cmp(const struct accounts_error *a,
+			      const struct accounts_error *b)
+{
+	if (a->line != b->line)
+		return a->line < b->line ? -1 : 1;
+	return a->seq < b->seq ? -1 : (a->seq > b->seq ? 1 : 0);
+}
+
+int migrate_accounts_read(const char *path, const char *zoneinfo_dir,
+			  struct migrate_accounts **accounts_r,
+			  const char **error_r)
+{
+	struct migrate_accounts *accounts;
+	struct migrate_csv_reader *csv;
+	struct migrate_csv_record rec;
+	struct accounts_reader r;
+	bool header = FALSE, header_ok = FALSE;
+	int ret;
+
+	pool_t pool = pool_alloconly_create("migrate accounts", 8192);
+	accounts = p_new(pool, struct migrate_accounts, 1);
+	accounts->pool = pool;
+	accounts->path = p_strdup(pool, path);
+	p_array_init(&accounts->accounts, pool, 64);
+	p_array_init(&accounts->errors, pool, 8);
+	p_array_init(&accounts->notes, pool, 4);
+	i_zero(&r);
+	r.accounts = accounts;
+	r.zoneinfo_dir = zoneinfo_dir;
+	i_array_init(&accounts_found, 16);
+
+	csv = migrate_csv_open(path, pool);
+	while ((ret = migrate_csv_next(csv, &rec, error_r)) > 0) T_BEGIN {
+		if (rec.error != NULL)
+			accounts_error(accounts, rec.line, -1, "%s", rec.error);
+		else if (!header) {
+			header = TRUE;
+			header_ok = accounts_header(&r, &rec);
+		} else if (header_ok) {
+			accounts_row(&r, &rec);
+		}
+	} T_END;
+	migrate_csv_close(&csv);
+	if (ret < 0) {
+		*error_r = t_strdup(*error_r);
+		array_free(&accounts_found);
+		pool_unref(&pool);
+		return -1;
+	}
+	if (!header)
+		accounts_error(accounts, 1, -1, "no header row and no accounts");
+	T_BEGIN {
+		accounts_check_rows(accounts);
+	} T_END;
+	if (header_ok && array_count(&accounts->accounts) <
+	    MIGRATE_ACCOUNTS_FEW) {
+		const char *note = p_strdup_printf(pool,
+			"%s: %u accounts: the template is meant for %u or "
+			"more (fewer are quicker to create by hand)", path,
+			array_count(&accounts->accounts), MIGRATE_ACCOUNTS_FEW);
+		array_push_back(&accounts->notes, &note);
+	}
+	array_sort(&accounts_found, accounts_error_cmp);
+	const struct accounts_error *err;
+	array_foreach(&accounts_found, err)
+		array_push_back(&accounts->errors, &err->msg);
+	array_free(&accounts_found);
+	*accounts_r = accounts;
+	return 0;
+}
+
+void migrate_accounts_free(struct migrate_accounts **_accounts)
+{
+	struct migrate_accounts *accounts = *_accounts;
+
+	*_accounts = NULL;
+	pool_unref(&accounts->pool);
+}
+
+/* <the passwd-file store> */
+
+const char *migrate_account_result_name(enum migrate_account_result result)
+{
+	switch (result) {
+	case MIGRATE_ACCOUNT_CREATED:
+		return "created";
+	case MIGRATE_ACCOUNT_UNCHANGED:
+		return "unchanged";
+	case MIGRATE_ACCOUNT_UPDATED:
+		return "updated";
+	case MIGRATE_ACCOUNT_SKIPPED:
+		return "skipped";
+	}
+	i_unreached();
+}
+
+/* The userdb extra fields of an account (split on spaces by passwd-file:
+   no value has one). */
+static const char *account_extra_fields(const struct migrate_account *acc)
+{
+	string_t *str = t_str_new(128);
+
+	str_printfa(str, "userdb_quota_rule=*:storage=%"PRIu64"M",
+		    acc->quota_mib);
+	str_printfa(str, " userdb_account_type=%u", acc->type);
+	str_printfa(str, " userdb_language=%s", acc->language);
+	str_printfa(str, " userdb_time_zone=%s", acc->time_zone);
+	if (acc->date_format[0] != '\0')
+		str_printfa(str, " userdb_date_format=%s", acc->date_format);
+	return str_c(str);
+}
+
+/* Everything after the password: uid:gid:gecos:home:shell:extra fields.
+   The full name is the GECOS field (a comment for Dovecot). */
+static const char *account_line_tail(const struct migrate_account *acc)
+{
+	return t_strdup_printf(":::%s:::%s", acc->full_name,
+			       account_extra_fields(acc));
+}
+
+/* A tail ":uid:gid:gecos:home:shell:extra fields": field n (0 = uid),
+   the last one with the rest of the line. */
+static const char *tail_field(const char *tail, unsigned int n)
+{
+	const char *p = tail;
+	unsigned int i;
+
+	for (i = 0; i <= n; i++) {
+		p = strchr(p, ':');
+		if (p == NULL)
+			return "";
+		p++;
+	}
+	return n == 5 ? p : t_strcut(p, ':');
+}
+
+/* What differs between the stored tail and ours, by field name. */
+static const char *
+account_tail_diff(const char *old_tail, const char *new_tail)
+{
+	ARRAY_TYPE(const_string) diffs;
+	const char *const *old_x, *const *new_x, *name;
+	unsigned int i;
+
+	t_array_init(&diffs, 4);
+	if (strcmp(tail_field(old_tail, 2), tail_field(new_tail, 2)) != 0) {
+		name = "full name";
+		array_push_back(&diffs, &name);
+	}
+	/* the extra fields as key=value sets */
+	old_x = t_strsplit_spaces(tail_field(old_tail, 5), " ");
+	new_x = t_strsplit_spaces(tail_field(new_tail, 5), " ");
+	for (i = 0; new_x[i] != NULL; i++) {
+		if (!str_array_find(old_x, new_x[i])) {
+			name = t_strcut(new_x[i], '=');
+			if (str_begins(name, "userdb_"))
+				name += 7;
+			array_push_back(&diffs, &name);
+		}
+	}
+	if (array_count(&diffs) == 0) {
+		name = "other fields";
+		array_push_back(&diffs, &name);
+	}
+	array_append_zero(&diffs);
+	return t_strarray_join(array_front(&diffs), ", ");
+}
+
+struct passwd_file_line {
+	const char *user;
+	/* the whole line */
+	const char *line;
+};
+ARRAY_DEFINE_TYPE(passwd_file_line, struct passwd_file_line);
+
+static int
+passwd_file_read(const char *path, pool_t pool,
+		 ARRAY_TYPE(passwd_file_line) *lines, struct stat *st_r,
+		 bool *exists_r, const char **error_r)
+{
+	struct passwd_file_line *l;
+	struct istream *input;
+	const char *line;
+	int fd;
+
+	*exists_r = FALSE;
+	fd = open(path, O_RDONLY);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = t_strdup_printf("open(%s) failed: %m", path);
+		return -1;
+	}
+	if (fstat(fd, st_r) < 0) {
+		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
+		i_close_fd(&fd);
+		return -1;
+	}
+	*exists_r = TRUE;
+	input = i_stream_create_fd_autoclose(&fd, 1024*1024);
+	while ((line = i_stream_read_next_line(input)) != NULL) {
+		l = array_append_space(lines);
+		l->line = p_strdup(pool, line);
+		l->user = p_strdup(pool, t_strcut(line, ':'));
+	}
+	if (input->stream_errno != 0) {
+		*error_r = t_strdup_printf("read(%s) failed: %s", path,
+					   i_stream_get_error(input));
+		i_stream_unref(&input);
+		return -1;
+	}
+	i_stream_unref(&input);
+	return 0;
+}
+
+static int
+passwd_file_write(const char *path, const struct stat *old_st, bool exists,
+		  const ARRAY_TYPE(passwd_file_line) *lines,
+		  const char **error_r)
+{
+	const struct passwd_file_line *l;
+	const char *temp_path = t_strconcat(path, ".tmp", NULL);
+	struct group *grp;
+	string_t *str;
+	int fd, ret = 0;
+
+	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd == -1) {
+		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);
+		return -1;
+	}
+	/* as the old file was, or root:dovecot 0640 for the auth process */
+	if (exists) {
+		if (fchown(fd, old_st->st_uid, old_st->st_gid) < 0 ||
+		    fchmod(fd, old_st->st_mode & 07777) < 0)
+			ret = -1;
+	} else if ((grp = getgrnam("dovecot")) != NULL) {
+		if (fchown(fd, (uid_t)-1, grp->gr_gid) < 0 ||
+		    fchmod(fd, 0640) < 0)
+			ret = -1;
+	}
+	if (ret < 0) {
+		*error_r = t_strdup_printf("fchown/fchmod(%s) failed: %m",
+					   temp_path);
+	} else {
+		str = t_str_new(4096);
+		array_foreach(lines, l) {
+			str_append(str, l->line);
+			str_append_c(str, '\n');
+		}
+		if (write_full(fd, str_data(str), str_len(str)) < 0 ||
+		    fdatasync(fd) < 0) {
+			*error_r = t_strdup_printf("write(%s) failed: %m",
+						   temp_path);
+			ret = -1;
+		}
+	}
+	if (close(fd) < 0 && ret == 0) {
+		*error_r = t_strdup_printf("close(%s) failed: %m", temp_path);
+		ret = -1;
+	}
+	if (ret == 0 && rename(temp_path, path) < 0) {
+		*error_r = t_strdup_printf("rename(%s, %s) failed: %m",
+					   temp_path, path);
+		ret = -1;
+	}
+	if (ret < 0)
+		i_unlink_if_exists(temp_path);
+	return ret;
+}
+
+static int
+passwd_file_apply_locked(const char *path,
+			 const struct migrate_accounts *accounts,
+			 const struct migrate_accounts_hasher *hasher,
+			 bool update, bool dry_run, pool_t pool,
+			 ARRAY_TYPE(migrate_account_report) *reports,
+			 const char **error_r)
+{
+	ARRAY_TYPE(passwd_file_line) lines;
+	HASH_TABLE(const char *, void *) by_user;
+	struct passwd_file_line *l;
+	struct migrate_account_report *report;
+	const struct migrate_account *acc;
+	const char *tail, *stored, *hash, *old_tail, *p;
+	struct stat st;
+	bool exists, changed = FALSE;
+	unsigned int i;
+	int ret;
+
+	i_zero(&st);
+	t_array_init(&lines, 64);
+	if (passwd_file_read(path, pool_datastack_create(), &lines, &st,
+			     &exists, error_r) < 0)
+		return -1;
+	hash_table_create(&by_user, pool_datastack_create(), 0, str_hash,
+			  strcmp);
+	for (i = 0; i < array_count(&lines); i++) {
+		l = array_idx_modifiable(&lines, i);
+		hash_table_update(by_user, l->user, POINTER_CAST(i + 1));
+	}
+
+	array_foreach(&accounts->accounts, acc) {
+		report = array_append_space(reports);
+		report->account = acc;
+		tail = account_line_tail(acc);
+		i = POINTER_CAST_TO(hash_table_lookup(by_user, acc->user),
+				    unsigned int);
+		if (i == 0) {
+			report->result = MIGRATE_ACCOUNT_CREATED;
+			if (dry_run)
+				continue;
+			hash = hasher->hash(acc->password, error_r);
+			if (hash == NULL)
+				return -1;
+			l = array_append_space(&lines);
+			l->user = acc->user;
+			l->line = t_strconcat(acc->user, ":", hash, tail, NULL);
+			changed = TRUE;
+			continue;
+		}
+		l = array_idx_modifiable(&lines, i - 1);
+		/* user:password:tail */
+		p = strchr(l->line + strlen(acc->user) + 1, ':');
+		stored = p == NULL ? l->line + strlen(acc->user) + 1 :
+			t_strdup_until(l->line + strlen(acc->user) + 1, p);
+		old_tail = p == NULL ? "" : p;
+		ret = hasher->verify(acc->password, stored, error_r);
+		if (ret < 0)
+			return -1;
+		if (ret > 0 && strcmp(old_tail, tail) == 0) {
+			report->result = MIGRATE_ACCOUNT_UNCHANGED;
+			continue;
+		}
+		report->reason = p_strdup_printf(pool, "differs: %s%s%s",
+			ret == 0 ? "password" : "",
+			ret == 0 && strcmp(old_tail, tail) != 0 ? ", " : "",
+			strcmp(old_tail, tail) == 0 ? "" :
+			account_tail_diff(old_tail, tail));
+		if (!update) {
+			report->result = MIGRATE_ACCOUNT_SKIPPED;
+			continue;
+		}
+		report->result = MIGRATE_ACCOUNT_UPDATED;
+		if (dry_run)
+			continue;
+		if (ret == 0) {
+			stored = hasher->hash(acc->password, error_r);
+			if (stored == NULL)
+				return -1;
+		}
+		l->line = t_strconcat(acc->user, ":", stored, tail, NULL);
+		changed = TRUE;
+	}
+	if (!changed || dry_run)
+		return 0;
+	return passwd_file_write(path, &st, exists, &lines, error_r);
+}
+
+int migrate_accounts_passwd_file_apply(const char *path,
+				       const struct migrate_accounts *accounts,
+				       const struct migrate_accounts_hasher *hasher,
+				       bool update, bool dry_run, pool_t pool,
+				       ARRAY_TYPE(migrate_account_report) *reports,
+				       const char **error_r)
+{
+	const char *lock_path = t_strconcat(path, ".lock", NULL);
+	struct file_lock_settings lock_set = {
+		.lock_method = FILE_LOCK_METHOD_FLOCK,
+	};
+	struct file_lock *lock;
+	int fd, ret;
+
+	fd = open(lock_path, O_RDWR | O_CREAT, 0600);
+	if (fd == -1) {
+		*error_r = t_strdup_printf("open(%s) failed: %m", lock_path);
+		return -1;
+	}
+	ret = file_wait_lock(fd, lock_path, F_WRLCK, &lock_set,
+			     MIGRATE_ACCOUNTS_LOCK_TIMEOUT_SECS, &lock,
+			     error_r);
+	if (ret <= 0) {
+		if (ret == 0)
+			*error_r = t_strdup_printf("%s is locked", path);
+		i_close_fd(&fd);
+		return -1;
+	}
+	T_BEGIN {
+		ret = passwd_file_apply_locked(path, accounts, hasher, update,
+					       dry_run, pool, reports,
+					       error_r);
+		if (ret < 0)
+			*error_r = p_strdup(pool, *error_r);
+	} T_END;
+	file_lock_free(&lock);
+	i_close_fd(&fd);
+	return ret;
+}

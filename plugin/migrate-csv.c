@@ -1,0 +1,170 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "istream.h"
+#include "migrate-csv.h"
+
+#include <csv.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+/* a template row has a dozen fields; more is not a template */
+#define MIGRATE_CSV_MAX_FIELDS 64
+#define MIGRATE_CSV_MAX_LINE (64 * 1024)
+
+struct migrate_csv_reader {
+	pool_t pool;
+	const char *path;
+	struct istream *input;
+	struct csv_parser parser;
+	bool parser_initialized;
+
+	unsigned int line, record_line;
+	bool in_record, record_done, too_many;
+	ARRAY_TYPE(const_string) fields;
+	const char *open_error;
+};
+
+static void migrate_csv_field_cb(void *s, size_t len, void *context)
+{
+	struct migrate_csv_reader *reader = context;
+	const char *field;
+
+	if (array_count(&reader->fields) >= MIGRATE_CSV_MAX_FIELDS) {
+		reader->too_many = TRUE;
+		return;
+	}
+	field = p_strndup(reader->pool, s, len);
+	array_push_back(&reader->fields, &field);
+}
+
+static void migrate_csv_record_cb(int c ATTR_UNUSED, void *context)
+{
+	struct migrate_csv_reader *reader = context;
+
+	reader->record_done = TRUE;
+}
+
+struct migrate_csv_reader *migrate_csv_open(const char *path, pool_t pool)
+{
+	struct migrate_csv_reader *reader;
+	int fd;
+
+	reader = p_new(pool, struct migrate_csv_reader, 1);
+	reader->pool = pool;
+	reader->path = p_strdup(pool, path);
+	p_array_init(&reader->fields, pool, 16);
+	fd = open(path, O_RDONLY);
+	if (fd == -1) {
+		reader->open_error = p_strdup_printf(pool, "open(%s) failed: %m",
+						     path);
+		return reader;
+	}
+	reader->input = i_stream_create_fd_autoclose(&fd,
+						     MIGRATE_CSV_MAX_LINE);
+	return reader;
+}
+
+static void
+migrate_csv_parser_init(struct migrate_csv_reader *reader,
+			const char *first_line)
+{
+	if (csv_init(&reader->parser, CSV_APPEND_NULL) != 0)
+		i_fatal_status(FATAL_OUTOFMEM, "csv_init() failed");
+	csv_set_delim(&reader->parser,
+		      strchr(first_line, ';') != NULL ? ';' : ',');
+	reader->parser_initialized = TRUE;
+}
+
+static void
+migrate_csv_record(struct migrate_csv_reader *reader,
+		   struct migrate_csv_record *record_r, const char *error)
+{
+	i_zero(record_r);
+	record_r->line = reader->record_line;
+	if (error == NULL && reader->too_many) {
+		error = t_strdup_printf("more than %u fields",
+					MIGRATE_CSV_MAX_FIELDS);
+	}
+	if (error != NULL) {
+		record_r->error = p_strdup(reader->pool, error);
+	} else {
+		array_append_zero(&reader->fields);
+		record_r->fields = p_memdup(reader->pool,
+			array_front(&reader->fields),
+			sizeof(const char *) * array_count(&reader->fields));
+		record_r->count = array_count(&reader->fields) - 1;
+	}
+	array_clear(&reader->fields);
+	reader->in_record = FALSE;
+	reader->record_done = FALSE;
+	reader->too_many = FALSE;
+}
+
+int migrate_csv_next(struct migrate_csv_reader *reader,
+		     struct migrate_csv_record *record_r,
+		     const char **error_r)
+{
+	const char *line, *p;
+	size_t len;
+
+	if (reader->open_error != NULL) {
+		*error_r = reader->open_error;
+		return -1;
+	}
+	for (;;) {
+		line = i_stream_read_next_line(reader->input);
+		if (line == NULL)
+			break;
+		reader->line++;
+		if (reader->line == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0)
+			line += 3;
+		if (!reader->in_record) {
+			for (p = line; *p == ' ' || *p == '\t'; p++) ;
+			if (*p == '\0' || *p == '#')
+				continue;
+			if (!reader->parser_initialized)
+				migrate_csv_parser_init(reader, line);
+			reader->record_line = reader->line;
+			reader->in_record = TRUE;
+		}
+		len = strlen(line);
+		if (csv_parse(&reader->parser, line, len, migrate_csv_field_cb,
+			      migrate_csv_record_cb, reader) != len ||
+		    csv_parse(&reader->parser, "\n", 1, migrate_csv_field_cb,
+			      migrate_csv_record_cb, reader) != 1) {
+			migrate_csv_record(reader, record_r, t_strdup_printf(
+				"cannot be parsed: %s",
+				csv_strerror(csv_error(&reader->parser))));
+			return 1;
+		}
+		if (reader->record_done) {
+			migrate_csv_record(reader, record_r, NULL);
+			return 1;
+		}
+	}
+	if (reader->input->stream_errno != 0) {
+		*error_r = t_strdup_printf("read(%s) failed: %s", reader->path,
+					   i_stream_get_error(reader->input));
+		return -1;
+	}
+	if (reader->in_record) {
+		(void)csv_fini(&reader->parser, migrate_csv_field_cb,
+			       migrate_csv_record_cb, reader);
+		migrate_csv_record(reader, record_r,
+				   "a quoted field is not closed");
+		return 1;
+	}
+	return 0;
+}
+
+void migrate_csv_close(struct migrate_csv_reader **_reader)
+{
+	struct migrate_csv_reader *reader = *_reader;
+
+	*_reader = NULL;
+	if (reader->parser_initialized)
+		csv_free(&reader->parser);
+	i_stream_unref(&reader->input);
+}

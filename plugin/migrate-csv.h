@@ -1,0 +1,31 @@
+#ifndef MIGRATE_CSV_H
+#define MIGRATE_CSV_H
+
+/* A customer's spreadsheet export, record by record, with libcsv: ',' or
+   ';' (whichever the first record uses; pt-BR spreadsheets write ';'),
+   quoted fields (which may hold the separator, quotes and line breaks),
+   UTF-8 with or without BOM, CRLF or LF, '#' comment lines and blank
+   lines skipped. */
+
+struct migrate_csv_reader;
+
+struct migrate_csv_record {
+	/* the line the record starts on (1-based) */
+	unsigned int line;
+	const char *const *fields;
+	unsigned int count;
+	/* set instead of the fields when the record cannot be parsed */
+	const char *error;
+};
+
+/* Fields are allocated from pool.  A file that cannot be opened is
+   reported by migrate_csv_next(). */
+struct migrate_csv_reader *migrate_csv_open(const char *path, pool_t pool);
+/* Returns 1 with the next record, 0 at the end of the file, -1 when the
+   file cannot be read (error_r). */
+int migrate_csv_next(struct migrate_csv_reader *reader,
+		     struct migrate_csv_record *record_r,
+		     const char **error_r);
+void migrate_csv_close(struct migrate_csv_reader **reader);
+
+#endif

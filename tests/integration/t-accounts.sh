@@ -1,0 +1,182 @@
+#!/bin/bash
+# t-accounts.sh - doveadm migrate accounts: the customer's accounts template
+# becomes passwd-file entries that a running Dovecot authenticates at once
+# (ARGON2ID), with the template's quota; bad rows create nothing; a second
+# run changes nothing; no clear-text password anywhere.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-accounts
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+rig_start_dest dest || exit 1
+STORE=$(rig_users_file dest)
+# a line of someone else, which must stay as it is
+rig_add_user dest other@example.org 'Other!pw1'
+
+acc() { rig_doveadm dest -o "plugin/migrate_accounts_passwd_file=$STORE" migrate accounts "$@"; }
+sum() { sha256sum "$1" | cut -d' ' -f1; }
+
+# 40 rows, the way a pt-BR spreadsheet saves them: BOM, CRLF, ';', the
+# guide's Portuguese header, quoted fields (a password with a comma and a
+# semicolon), accented names, "2,5" and "2.5" GB
+pw() { printf 'Senha,%02d;Forte!x' "$1"; }
+TEMPLATE=$RIG/contas.csv
+{
+	printf '\xef\xbb\xbf'
+	printf 'usuario;dominio;senha;cota;tipo;nome completo;idioma;fuso horario;formato de data\r\n'
+	for i in $(seq 1 40); do
+		case $((i % 4)) in
+		0) quota=2,5 ;;
+		1) quota=5 ;;
+		2) quota=2.5 ;;
+		3) quota=0.5 ;;
+		esac
+		printf 'user%02d;cliente.example;"%s";%s;%d;"Jo\xc3\xa3o d'"'"'\xc3\x81vila %02d";pt-br;America/Sao_Paulo;dd/mm/aaaa\r\n' \
+			"$i" "$(pw "$i")" "$quota" $((i % 2)) "$i"
+	done
+} >"$TEMPLATE"
+
+rc=0
+acc --json "$RIG/report.json" --csv "$RIG/report.csv" "$TEMPLATE" >"$RIG/run1.out" 2>"$RIG/run1.err" || rc=$?
+tap_is "$rc" 0 "accounts: 40 rows exit 0"
+tap_is "$(grep -c ' created ' "$RIG/run1.out")" 40 "40 accounts created"
+tap_is "$(grep -c '^user[0-9][0-9]@cliente.example:{ARGON2ID}\$argon2id\$' "$STORE")" 40 \
+	"40 passwd-file entries, ARGON2ID"
+tap_is "$(grep -c '^other@example.org:' "$STORE")" 1 "the other line is still there"
+tap_like "the summary counts them" "40 created, 0 unchanged, 0 updated, 0 skipped" "$(cat "$RIG/run1.err")"
+
+# Dovecot looks at the file at most once a second
+sleep 1.1
+ok=0
+for i in $(seq 1 40); do
+	if IMAP_PASSWORD=$(pw "$i") "$PY" "$T/imaptool.py" --port "$(rig_port dest)" \
+		--user "$(printf 'user%02d@cliente.example' "$i")" capability >/dev/null 2>&1; then
+		ok=$((ok + 1))
+	else
+		# a failed login costs the auth penalty: stop at the first
+		break
+	fi
+done
+tap_is "$ok" 40 "each of the 40 logs in over IMAP with its template password"
+if IMAP_PASSWORD='Wrong!pw1' "$PY" "$T/imaptool.py" --port "$(rig_port dest)" \
+	--user user01@cliente.example capability >/dev/null 2>&1; then
+	tap_fail "a wrong password logs in"
+else
+	tap_ok "a wrong password does not"
+fi
+q=$(rig_doveadm dest quota get -u user02@cliente.example 2>&1 | awk '$3 == "STORAGE" { print $5 }')
+tap_is "$q" 2621440 "2.5 GB became a quota of 2560 MiB (doveadm quota get: 2621440 kB)"
+q=$(rig_doveadm dest quota get -u user03@cliente.example 2>&1 | awk '$3 == "STORAGE" { print $5 }')
+tap_is "$q" 524288 "0.5 GB: 512 MiB"
+q=$(rig_doveadm dest quota get -u user04@cliente.example 2>&1 | awk '$3 == "STORAGE" { print $5 }')
+tap_is "$q" 2621440 "\"2,5\" (decimal comma) GB: 2560 MiB"
+fields=$(rig_doveadm dest user user01@cliente.example 2>&1)
+tap_like "type, language, time zone and date format are userdb fields" \
+	"account_type[[:space:]]+1.*language[[:space:]]+pt-br.*time_zone[[:space:]]+America/Sao_Paulo.*date_format[[:space:]]+dd/mm/aaaa" \
+	"$(tr '\n' ' ' <<<"$fields")"
+tap_like "the full name is kept (GECOS)" "^user01@cliente.example:[^:]*:::Jo.o d'.vila 01:" \
+	"$(grep '^user01@' "$STORE")"
+tap_like "the JSON report has every row" '"user":"user40@cliente.example","line":41,"result":"created"' \
+	"$(cat "$RIG/report.json")"
+tap_is "$(grep -c ',created,' "$RIG/report.csv")" 40 "the CSV report too"
+
+# --- twice: nothing changes -----------------------------------------------------
+before=$(sum "$STORE")
+mtime=$(stat -c %Y.%y "$STORE")
+rc=0
+acc "$TEMPLATE" >"$RIG/run2.out" 2>"$RIG/run2.err" || rc=$?
+tap_is "$rc" 0 "the same file again exits 0"
+tap_is "$(grep -c ' unchanged ' "$RIG/run2.out")" 40 "every row is reported unchanged"
+tap_is "$(sum "$STORE") $(stat -c %Y.%y "$STORE")" "$before $mtime" \
+	"the store is byte-identical and was not rewritten"
+
+# --- an existing account with other values: skipped, or updated -------------------
+sed 's/^user05;\(.*\);5;1;/user05;\1;7;1;/' "$TEMPLATE" >"$RIG/changed.csv"
+acc "$RIG/changed.csv" >"$RIG/run3.out" 2>&1
+tap_like "a changed quota is skipped without --update" \
+	"user05@cliente.example +6 +skipped +differs: quota_rule" "$(cat "$RIG/run3.out")"
+tap_is "$(sum "$STORE")" "$before" "... and the store is unchanged"
+acc --update "$RIG/changed.csv" >"$RIG/run4.out" 2>&1
+tap_like "--update rewrites it" "user05@cliente.example +6 +updated" "$(cat "$RIG/run4.out")"
+tap_like "... with the new quota and the same hash" "storage=7168M" "$(grep '^user05@' "$STORE")"
+sleep 1.1
+if IMAP_PASSWORD=$(pw 5) "$PY" "$T/imaptool.py" --port "$(rig_port dest)" \
+	--user user05@cliente.example capability >/dev/null 2>&1; then
+	tap_ok "the updated account still logs in"
+else
+	tap_fail "the updated account cannot log in"
+fi
+
+# --- every rule broken at least once: nothing is created ----------------------
+BAD=$RIG/bad.csv
+{
+	echo 'username,domain,password,quota,type,full name,language,time zone,date format'
+	echo 'ok01,cliente.example,Good!pass1,1,0,Ana Lima,pt-br,America/Sao_Paulo,dd/mm/aaaa'
+	echo 'bad02,cliente.example,Sh!1,1,0,Ana,pt-br,America/Sao_Paulo,x'
+	echo 'bad03,cliente.example,nouppercase!1,1,0,Ana,pt-br,America/Sao_Paulo,x'
+	echo 'bad04,cliente.example,Good!pass1,1,0,Ana <boss>,pt-br,America/Sao_Paulo,x'
+	echo 'bad05,outro.example,Good!pass1,1,0,Ana,pt-br,America/Sao_Paulo,x'
+	echo 'bad 06,cliente.example,Good!pass1,1,0,Ana,pt-br,America/Sao_Paulo,x'
+	echo 'bad07,cliente.example,Good!pass1,-2,0,Ana,pt-br,America/Sao_Paulo,x'
+	echo 'bad08,cliente.example,Good!pass1,0,0,Ana,pt-br,America/Sao_Paulo,x'
+	echo 'bad09,cliente.example,Good!pass1,1,2,Ana,pt-br,America/Sao_Paulo,x'
+	echo 'bad10,cliente.example,Good!pass1,1,0,Ana,portugues do brasil,America/Sao_Paulo,x'
+	echo 'bad11,cliente.example,Good!pass1,1,0,Ana,pt-br,America/Atlantis,x'
+	echo 'ok01,cliente.example,Good!pass1,1,0,Ana,pt-br,America/Sao_Paulo,x'
+	echo 'bad13,cliente.example,Good!pass1,1,0'
+	echo 'bad14,cliente.example,"Good!pass1,1,0,Ana,pt-br,America/Sao_Paulo,x'
+} >"$BAD"
+before=$(sum "$STORE")
+rc=0
+acc "$BAD" >"$RIG/bad.out" 2>"$RIG/bad.err" || rc=$?
+tap_is "$rc" 65 "a template with bad rows exits 65"
+tap_is "$(sum "$STORE")" "$before" "... and changes nothing"
+tap_like "nothing was created" "nothing was created" "$(cat "$RIG/bad.err")"
+errs=$(cat "$RIG/bad.err")
+for want in \
+	'bad.csv:3: column 3 \(password\): the password has fewer than 8 characters' \
+	'bad.csv:4: column 3 \(password\): the password has no uppercase letter' \
+	'bad.csv:5: column 6 \(full name\): .Ana <boss>. has a character' \
+	'bad.csv:6: column 2 \(domain\): outro.example: one domain per file' \
+	'bad.csv:7: column 1 \(username\): invalid user name .bad 06.' \
+	'bad.csv:8: column 4 \(quota\): .-2. is not a positive number' \
+	'bad.csv:9: column 4 \(quota\): .0. is not a positive number' \
+	'bad.csv:10: column 5 \(type\): .2. is not 0' \
+	'bad.csv:11: column 7 \(language\): .portugues do brasil. is not a language tag' \
+	'bad.csv:12: column 8 \(time zone\): .America/Atlantis. is not a time zone' \
+	'bad.csv:13: column 1 \(username\): ok01@cliente.example is already on line 2' \
+	'bad.csv:14: 5 fields, the header has 9' \
+	'bad.csv:15: a quoted field is not closed'; do
+	tap_like "reported: ${want//\\/}" "$want" "$errs"
+done
+if grep -q 'Good!pass1\|Sh!1\|nouppercase!1' <<<"$errs"; then
+	tap_fail "an error message quotes a password"
+else
+	tap_ok "no error message quotes a password"
+fi
+
+# --- few rows: a warning, not an error; -n writes nothing ----------------------
+printf 'username;domain;password;quota;type;full name;language;time zone\nsolo;cliente.example;Solo!pass1;1;0;Solo;en;UTC\n' >"$RIG/few.csv"
+before=$(sum "$STORE")
+rc=0
+acc -n "$RIG/few.csv" >"$RIG/few.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "-n on a one-row file exits 0"
+tap_like "fewer than 15 rows is a warning" "1 accounts: the template is meant for 15 or more" "$(cat "$RIG/few.out")"
+tap_like "-n reports what it would create" "solo@cliente.example +2 +created" "$(cat "$RIG/few.out")"
+tap_is "$(sum "$STORE")" "$before" "-n writes nothing"
+
+# --- no clear-text password anywhere --------------------------------------------
+leaks=0
+for i in $(seq 1 40); do
+	p=$(pw "$i")
+	if grep -rqF -- "$p" "$STORE" "$RIG"/run*.out "$RIG"/run*.err "$RIG/report.json" \
+		"$RIG/report.csv" "$(rig_log dest)" 2>/dev/null; then
+		leaks=$((leaks + 1))
+	fi
+done
+tap_is "$leaks" 0 "no template password in the store, the output, the reports or the log"
+tap_like "the store is readable by root and the dovecot group only" "^(600|640) " \
+	"$(stat -c '%a %U:%G' "$STORE")"
+
+tap_done
