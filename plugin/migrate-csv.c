@@ -63,6 +63,8 @@ struct migrate_csv_reader *migrate_csv_open(const char *path, pool_t pool)
 	}
 	reader->input = i_stream_create_fd_autoclose(&fd,
 						     MIGRATE_CSV_MAX_LINE);
+	/* a last line without a line feed counts too */
+	i_stream_set_return_partial_line(reader->input, TRUE);
 	return reader;
 }
 
@@ -84,7 +86,7 @@ migrate_csv_record(struct migrate_csv_reader *reader,
 	i_zero(record_r);
 	record_r->line = reader->record_line;
 	if (error == NULL && reader->too_many) {
-		error = t_strdup_printf("more than %u fields",
+		error = t_strdup_printf("more than %u columns",
 					MIGRATE_CSV_MAX_FIELDS);
 	}
 	if (error != NULL) {

@@ -9,13 +9,10 @@
 #include "istream.h"
 #include "unichar.h"
 #include "safe-memset.h"
+#include "migrate-csv.h"
 #include "migrate-template.h"
 
 #include <ctype.h>
-
-#include <csv.h>
-
-#define TEMPLATE_MAX_FIELDS 64
 
 static const char *const column_names[MIGRATE_TEMPLATE_COLUMN_COUNT] = {
 	"source_host", "source_user", "source_password",
@@ -29,14 +26,10 @@ static const char *const column_aliases[MIGRATE_TEMPLATE_COLUMN_COUNT] = {
 struct migrate_template_iter {
 	pool_t pool;
 	const char *path;
-	struct istream *input;
-	struct csv_parser parser;
-	bool parser_initialized;
+	struct migrate_csv_reader *csv;
 
-	unsigned int line;
-	bool header_checked, at_row_start;
+	bool header_checked;
 	bool extras_noted;
-	char delim;
 	/* header mode: file column -> our column, or -1 */
 	ARRAY(int) header_map;
 	unsigned int header_columns;
@@ -44,7 +37,6 @@ struct migrate_template_iter {
 	/* the row being parsed */
 	unsigned int row_line;
 	ARRAY_TYPE(const_string) fields;
-	bool row_done, field_too_many;
 	/* completed rows, oldest first, waiting for _next() */
 	ARRAY(struct migrate_template_row) ready;
 	ARRAY_TYPE(const_string) pending_errors, pending_notes;
@@ -80,26 +72,6 @@ template_error(struct migrate_template_iter *iter, unsigned int line,
 	template_vmsg(iter->pool, &iter->pending_errors, iter->path, line,
 		      column, fmt, args);
 	va_end(args);
-}
-
-static void template_field_cb(void *s, size_t len, void *context)
-{
-	struct migrate_template_iter *iter = context;
-	const char *field;
-
-	if (array_count(&iter->fields) >= TEMPLATE_MAX_FIELDS) {
-		iter->field_too_many = TRUE;
-		return;
-	}
-	field = p_strndup(iter->pool, s, len);
-	array_push_back(&iter->fields, &field);
-}
-
-static void template_row_cb(int c ATTR_UNUSED, void *context)
-{
-	struct migrate_template_iter *iter = context;
-
-	iter->row_done = TRUE;
 }
 
 static bool column_by_name(const char *name, int *column_r)
@@ -232,11 +204,6 @@ static void template_finish_row(struct migrate_template_iter *iter)
 	bool ok = TRUE;
 
 	fields = array_get(&iter->fields, &count);
-	if (iter->field_too_many) {
-		template_error(iter, line, -1, "more than %u columns",
-			       TEMPLATE_MAX_FIELDS);
-		return;
-	}
 	if (!iter->header_checked) {
 		iter->header_checked = TRUE;
 		if (template_check_header(iter))
@@ -333,9 +300,7 @@ migrate_template_iter_init(const char *path, pool_t pool)
 	iter = p_new(pool, struct migrate_template_iter, 1);
 	iter->pool = pool;
 	iter->path = p_strdup(pool, path);
-	iter->input = i_stream_create_file(path, IO_BLOCK_SIZE);
-	i_stream_set_return_partial_line(iter->input, TRUE);
-	iter->at_row_start = TRUE;
+	iter->csv = migrate_csv_open(path, pool);
 	p_array_init(&iter->fields, pool, MIGRATE_TEMPLATE_COLUMN_COUNT + 1);
 	p_array_init(&iter->ready, pool, 4);
 	p_array_init(&iter->pending_errors, pool, 4);
@@ -343,70 +308,27 @@ migrate_template_iter_init(const char *path, pool_t pool)
 	return iter;
 }
 
-static void template_parser_init(struct migrate_template_iter *iter,
-				 const char *first_line)
+/* Takes the next record; FALSE at the end of the file. */
+static bool template_read_record(struct migrate_template_iter *iter)
 {
-	/* imapsync's lines and most pt-BR spreadsheets use ';' */
-	iter->delim = strchr(first_line, ';') != NULL ? ';' : ',';
-	if (csv_init(&iter->parser, CSV_APPEND_NULL) != 0)
-		i_fatal_status(FATAL_OUTOFMEM, "csv_init() failed");
-	csv_set_delim(&iter->parser, (unsigned char)iter->delim);
-	iter->parser_initialized = TRUE;
-}
+	struct migrate_csv_record rec;
+	const char *error;
+	int ret;
 
-static void template_row_reset(struct migrate_template_iter *iter)
-{
-	array_clear(&iter->fields);
-	iter->row_done = FALSE;
-	iter->field_too_many = FALSE;
-	iter->at_row_start = TRUE;
-}
-
-/* Feeds the next line; FALSE at the end of the file. */
-static bool template_read_line(struct migrate_template_iter *iter)
-{
-	const char *line, *p;
-
-	line = i_stream_read_next_line(iter->input);
-	if (line == NULL) {
-		if (iter->input->stream_errno != 0) {
-			iter->read_error = p_strdup_printf(iter->pool,
-				"read(%s) failed: %s", iter->path,
-				i_stream_get_error(iter->input));
-		} else if (iter->parser_initialized && !iter->at_row_start) {
-			(void)csv_fini(&iter->parser, template_field_cb,
-				       template_row_cb, iter);
-			template_error(iter, iter->row_line, -1,
-				"a quoted field is not closed");
-			template_row_reset(iter);
-		}
+	ret = migrate_csv_next(iter->csv, &rec, &error);
+	if (ret <= 0) {
+		if (ret < 0)
+			iter->read_error = p_strdup(iter->pool, error);
 		return FALSE;
 	}
-	iter->line++;
-	if (iter->line == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0)
-		line += 3;
-	if (iter->at_row_start) {
-		for (p = line; *p == ' ' || *p == '\t'; p++) ;
-		if (*p == '\0' || *p == '#')
-			return TRUE;
-		if (!iter->parser_initialized)
-			template_parser_init(iter, line);
-		iter->row_line = iter->line;
-		iter->at_row_start = FALSE;
-	}
-	if (csv_parse(&iter->parser, line, strlen(line), template_field_cb,
-		      template_row_cb, iter) != strlen(line) ||
-	    csv_parse(&iter->parser, "\n", 1, template_field_cb,
-		      template_row_cb, iter) != 1) {
-		template_error(iter, iter->row_line, -1, "cannot be parsed: %s",
-			       csv_strerror(csv_error(&iter->parser)));
-		template_row_reset(iter);
+	iter->row_line = rec.line;
+	if (rec.error != NULL) {
+		template_error(iter, rec.line, -1, "%s", rec.error);
 		return TRUE;
 	}
-	if (iter->row_done) {
-		template_finish_row(iter);
-		template_row_reset(iter);
-	}
+	array_clear(&iter->fields);
+	array_append(&iter->fields, rec.fields, rec.count);
+	template_finish_row(iter);
 	return TRUE;
 }
 
@@ -419,7 +341,7 @@ bool migrate_template_iter_next(struct migrate_template_iter *iter,
 
 	while (array_count(&iter->ready) == 0 && !iter->eof) {
 		T_BEGIN {
-			if (!template_read_line(iter))
+			if (!template_read_record(iter))
 				iter->eof = TRUE;
 		} T_END;
 	}
@@ -446,9 +368,7 @@ int migrate_template_iter_deinit(struct migrate_template_iter **_iter,
 		*error_r = iter->read_error;
 		ret = -1;
 	}
-	if (iter->parser_initialized)
-		csv_free(&iter->parser);
-	i_stream_unref(&iter->input);
+	migrate_csv_close(&iter->csv);
 	return ret;
 }
 
