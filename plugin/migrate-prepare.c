@@ -723,6 +723,8 @@ index_folder(struct prepare_ctx *ctx, struct migrate_index_stats *stats,
 		prepare_set_box_error(ctx, box, "Committing the index of");
 		ret = -1;
 	}
+	prepare_progress(ctx, "index", mailbox_get_vname(box), done, total,
+			 TRUE);
 	return ret;
 }
 

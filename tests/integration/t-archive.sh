@@ -241,12 +241,13 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$RIG/index-big.l
 			unshare -m -- sh -c 'mount --bind "$1" /usr/lib/dovecot/modules/doveadm && exec doveadm -c "$2" migrate index -u ann@example.com' \
 			sh "$RIG/mods/doveadm" "$(rig_conf dest)")
 		tap_diag "$(grep -v Info "$RIG/index-big.log" | tail -3)"
+		# most of it fts-xapian's own buffers
 		if [ "$rss_kb" -lt 81920 ]; then
-			tap_ok "index of 23000 messages peaks at $((rss_kb / 1024)) MB"
+			tap_ok "index of 23000 messages peaks at $((rss_kb / 1024)) MB (< 80 MB)"
 		else
 			tap_fail "index peaked at $((rss_kb / 1024)) MB"
 		fi
-		tap_like "index reports progress" "migrate index: INBOX: [0-9]+/[0-9]+ messages" \
+		tap_like "index reports progress" "migrate index: INBOX: [0-9]+/[0-9]+ messages, [0-9]+ s" \
 			"$(cat "$RIG/index-big.log")"
 	fi
 else
