@@ -213,6 +213,9 @@ if [ "$have_xapian" = 1 ]; then
 		"prepare indexed all 350 messages, after archiving $(col "$RIG/prepare.out" moved cat@example.net)"
 	tap_is "$(years_of cat@example.net INBOX | awk '{ print $1 }' | tr '\n' ' ')" "$YEAR " \
 		"prepare archived cat's INBOX"
+	tap_like "prepare shows the progress of both steps" \
+		"migrate archive: INBOX: 300/300 messages.*migrate index: INBOX: [0-9]+/[0-9]+ messages" \
+		"$(tr '\n' ' ' <"$RIG/prepare.err")"
 	xdir=$(rig_maildir dest cat@example.net)/xapian-indexes
 	if [ -n "$(find "$xdir" -type f 2>/dev/null | head -1)" ]; then
 		tap_ok "fts-xapian wrote its index ($(du -sh "$xdir" | cut -f1))"
