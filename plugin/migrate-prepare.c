@@ -140,6 +140,7 @@ static void prepare_init(struct prepare_ctx *ctx, struct mail_user *user,
 	event_add_category(ctx->event, &event_category_migrate);
 	event_set_append_log_prefix(ctx->event, t_strdup_printf("%s: ", name));
 	i_gettimeofday(&ctx->start);
+	ctx->last_progress = ctx->start;
 	ctx->progress_tty = isatty(STDERR_FILENO) != 0;
 	ns = mail_namespace_find_inbox(user->namespaces);
 	ctx->sep = mail_namespace_get_sep(ns);
