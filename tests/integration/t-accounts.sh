@@ -108,6 +108,22 @@ else
 	tap_fail "the updated account cannot log in"
 fi
 
+# a new password: reported, and with --update rehashed
+sed 's/^user06;cliente.example;"[^"]*"/user06;cliente.example;"Nova!Senha6"/' "$RIG/changed.csv" >"$RIG/newpw.csv"
+acc "$RIG/newpw.csv" >"$RIG/run5.out" 2>&1
+tap_like "a changed password is reported" "user06@cliente.example +7 +skipped +differs: password" \
+	"$(cat "$RIG/run5.out")"
+acc --update "$RIG/newpw.csv" >"$RIG/run6.out" 2>&1
+tap_like "--update rehashes it" "user06@cliente.example +7 +updated +differs: password" "$(cat "$RIG/run6.out")"
+sleep 1.1
+if IMAP_PASSWORD='Nova!Senha6' "$PY" "$T/imaptool.py" --port "$(rig_port dest)" \
+	--user user06@cliente.example capability >/dev/null 2>&1; then
+	tap_ok "the new password logs in"
+else
+	tap_fail "the new password does not log in"
+fi
+before=$(sum "$STORE")
+
 # --- every rule broken at least once: nothing is created ----------------------
 BAD=$RIG/bad.csv
 {

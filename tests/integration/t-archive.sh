@@ -86,6 +86,15 @@ tap_is "$(wc -l <"$RIG/before.txt")" 23000 "ann has 23000 messages before the ar
 
 # --- archive ------------------------------------------------------------------
 rc=0
+dadm -f tab migrate archive -n -u ann@example.com >"$RIG/dry.out" 2>&1 || rc=$?
+dry_moved=$(col "$RIG/dry.out" moved ann@example.com)
+tap_like "archive -n exits 0 and reports the moves ($dry_moved)" "^0 2[0-9]{4}$" "$rc $dry_moved"
+if dimap ann@example.com list | grep -q ARCHIVE || [ "$(count_of ann@example.com INBOX)" != 12000 ]; then
+	tap_fail "archive -n changed something"
+else
+	tap_ok "archive -n creates no folder and moves nothing"
+fi
+rc=0
 "$PY" -c '
 import resource, subprocess, sys
 with open(sys.argv[1], "w") as out, open(sys.argv[2], "w") as err:
@@ -96,6 +105,8 @@ sys.exit(rc)' "$RIG/archive.out" "$RIG/archive.err" unshare -m -- sh -c \
 	sh "$RIG/mods/doveadm" "$(rig_conf dest)" >"$RIG/archive.rss" || rc=$?
 tap_is "$rc" 0 "archive -u ann exits 0"
 tap_diag "$(cat "$RIG/archive.out")"
+tap_is "$(awk '$1 == "ann@example.com" { print $5 }' "$RIG/archive.out")" "$dry_moved" \
+	"it moves what -n said it would"
 rss_kb=$(cat "$RIG/archive.rss")
 if [ "$rss_kb" -lt 40960 ]; then
 	tap_ok "archive of 23000 messages peaks at $((rss_kb / 1024)) MB (< 40 MB)"
