@@ -582,7 +582,7 @@ static const char *account_extra_fields(const struct migrate_account *acc)
 
 /* Everything after the password: uid:gid:gecos:home:shell:extra fields.
    The full name is the GECOS field (a comment for Dovecot). */
-static const char *account_line_tail(const struct migrate_account *acc)
+const char *migrate_account_tail(const struct migrate_account *acc)
 {
 	return t_strdup_printf(":::%s:::%s", acc->full_name,
 			       account_extra_fields(acc));
@@ -739,6 +739,90 @@ passwd_file_write(const char *path, const struct stat *old_st, bool exists,
 	return ret;
 }
 
+int migrate_accounts_plan(const struct migrate_accounts *accounts,
+			  migrate_account_lookup_t *lookup, void *context,
+			  const struct migrate_accounts_hasher *hasher,
+			  bool update, bool dry_run, pool_t pool,
+			  ARRAY_TYPE(migrate_account_report) *reports,
+			  const char **error_r)
+{
+	const struct migrate_account_stored *old;
+	struct migrate_account_report *report;
+	const struct migrate_account *acc;
+	const char *tail, *hash;
+	int ret;
+
+	array_foreach(&accounts->accounts, acc) {
+		report = array_append_space(reports);
+		report->account = acc;
+		tail = migrate_account_tail(acc);
+		old = lookup(acc->user, context);
+		if (old == NULL) {
+			report->result = MIGRATE_ACCOUNT_CREATED;
+			if (dry_run)
+				continue;
+			hash = hasher->hash(acc->password, error_r);
+			if (hash == NULL)
+				return -1;
+			report->stored_password = p_strdup(pool, hash);
+			continue;
+		}
+		ret = hasher->verify(acc->password, old->password, error_r);
+		if (ret < 0)
+			return -1;
+		if (ret > 0 && strcmp(old->tail, tail) == 0) {
+			report->result = MIGRATE_ACCOUNT_UNCHANGED;
+			continue;
+		}
+		report->reason = p_strdup_printf(pool, "differs: %s%s%s",
+			ret == 0 ? "password" : "",
+			ret == 0 && strcmp(old->tail, tail) != 0 ? ", " : "",
+			strcmp(old->tail, tail) == 0 ? "" :
+			account_tail_diff(old->tail, tail));
+		if (!update) {
+			report->result = MIGRATE_ACCOUNT_SKIPPED;
+			continue;
+		}
+		report->result = MIGRATE_ACCOUNT_UPDATED;
+		if (dry_run)
+			continue;
+		/* the hash stays when the password still matches */
+		hash = ret > 0 ? old->password :
+			hasher->hash(acc->password, error_r);
+		if (hash == NULL)
+			return -1;
+		report->stored_password = p_strdup(pool, hash);
+	}
+	return 0;
+}
+
+struct passwd_file_lookup {
+	HASH_TABLE(const char *, void *) by_user;
+	ARRAY_TYPE(passwd_file_line) *lines;
+	struct migrate_account_stored stored;
+};
+
+static const struct migrate_account_stored *
+passwd_file_lookup(const char *user, void *context)
+{
+	struct passwd_file_lookup *ctx = context;
+	const struct passwd_file_line *l;
+	const char *line, *p;
+	unsigned int i;
+
+	i = POINTER_CAST_TO(hash_table_lookup(ctx->by_user, user),
+			    unsigned int);
+	if (i == 0)
+		return NULL;
+	l = array_idx(ctx->lines, i - 1);
+	/* user:password:tail */
+	line = l->line + strlen(user) + 1;
+	p = strchr(line, ':');
+	ctx->stored.password = p == NULL ? line : t_strdup_until(line, p);
+	ctx->stored.tail = p == NULL ? "" : p;
+	return &ctx->stored;
+}
+
 static int
 passwd_file_apply_locked(const char *path,
 			 const struct migrate_accounts *accounts,
@@ -748,78 +832,47 @@ passwd_file_apply_locked(const char *path,
 			 const char **error_r)
 {
 	ARRAY_TYPE(passwd_file_line) lines;
-	HASH_TABLE(const char *, void *) by_user;
+	struct passwd_file_lookup lookup;
+	const struct migrate_account_report *report;
 	struct passwd_file_line *l;
-	struct migrate_account_report *report;
-	const struct migrate_account *acc;
-	const char *tail, *stored, *hash, *old_tail, *p;
+	const char *line;
 	struct stat st;
 	bool exists, changed = FALSE;
 	unsigned int i;
-	int ret;
 
 	i_zero(&st);
+	i_zero(&lookup);
 	t_array_init(&lines, 64);
 	if (passwd_file_read(path, pool_datastack_create(), &lines, &st,
 			     &exists, error_r) < 0)
 		return -1;
-	hash_table_create(&by_user, pool_datastack_create(), 0, str_hash,
-			  strcmp);
+	hash_table_create(&lookup.by_user, pool_datastack_create(), 0,
+			  str_hash, strcmp);
 	for (i = 0; i < array_count(&lines); i++) {
 		l = array_idx_modifiable(&lines, i);
-		hash_table_update(by_user, l->user, POINTER_CAST(i + 1));
+		hash_table_update(lookup.by_user, l->user, POINTER_CAST(i + 1));
 	}
-
-	array_foreach(&accounts->accounts, acc) {
-		report = array_append_space(reports);
-		report->account = acc;
-		tail = account_line_tail(acc);
-		i = POINTER_CAST_TO(hash_table_lookup(by_user, acc->user),
+	lookup.lines = &lines;
+	if (migrate_accounts_plan(accounts, passwd_file_lookup, &lookup,
+				  hasher, update, dry_run, pool, reports,
+				  error_r) < 0)
+		return -1;
+	array_foreach(reports, report) {
+		if (report->stored_password == NULL)
+			continue;
+		line = t_strconcat(report->account->user, ":",
+				   report->stored_password,
+				   migrate_account_tail(report->account), NULL);
+		i = POINTER_CAST_TO(hash_table_lookup(lookup.by_user,
+						      report->account->user),
 				    unsigned int);
 		if (i == 0) {
-			report->result = MIGRATE_ACCOUNT_CREATED;
-			if (dry_run)
-				continue;
-			hash = hasher->hash(acc->password, error_r);
-			if (hash == NULL)
-				return -1;
 			l = array_append_space(&lines);
-			l->user = acc->user;
-			l->line = t_strconcat(acc->user, ":", hash, tail, NULL);
-			changed = TRUE;
-			continue;
+			l->user = report->account->user;
+		} else {
+			l = array_idx_modifiable(&lines, i - 1);
 		}
-		l = array_idx_modifiable(&lines, i - 1);
-		/* user:password:tail */
-		p = strchr(l->line + strlen(acc->user) + 1, ':');
-		stored = p == NULL ? l->line + strlen(acc->user) + 1 :
-			t_strdup_until(l->line + strlen(acc->user) + 1, p);
-		old_tail = p == NULL ? "" : p;
-		ret = hasher->verify(acc->password, stored, error_r);
-		if (ret < 0)
-			return -1;
-		if (ret > 0 && strcmp(old_tail, tail) == 0) {
-			report->result = MIGRATE_ACCOUNT_UNCHANGED;
-			continue;
-		}
-		report->reason = p_strdup_printf(pool, "differs: %s%s%s",
-			ret == 0 ? "password" : "",
-			ret == 0 && strcmp(old_tail, tail) != 0 ? ", " : "",
-			strcmp(old_tail, tail) == 0 ? "" :
-			account_tail_diff(old_tail, tail));
-		if (!update) {
-			report->result = MIGRATE_ACCOUNT_SKIPPED;
-			continue;
-		}
-		report->result = MIGRATE_ACCOUNT_UPDATED;
-		if (dry_run)
-			continue;
-		if (ret == 0) {
-			stored = hasher->hash(acc->password, error_r);
-			if (stored == NULL)
-				return -1;
-		}
-		l->line = t_strconcat(acc->user, ":", stored, tail, NULL);
+		l->line = line;
 		changed = TRUE;
 	}
 	if (!changed || dry_run)

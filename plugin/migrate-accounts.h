@@ -92,8 +92,36 @@ struct migrate_account_report {
 	enum migrate_account_result result;
 	/* what differs, for updated and skipped */
 	const char *reason;
+	/* created and updated (not in a dry run): the password to store,
+	   the old hash when the password did not change */
+	const char *stored_password;
 };
 ARRAY_DEFINE_TYPE(migrate_account_report, struct migrate_account_report);
+
+/* The account as a passwd-file line after its password:
+   ":uid:gid:full name:home:shell:userdb extra fields".  Stores compare
+   these to tell what changed. */
+const char *migrate_account_tail(const struct migrate_account *acc);
+
+/* What a store has for a user: the stored password ("{SCHEME}...") and
+   the account's migrate_account_tail() as stored. */
+struct migrate_account_stored {
+	const char *password;
+	const char *tail;
+};
+/* NULL when the store has no such user. */
+typedef const struct migrate_account_stored *
+migrate_account_lookup_t(const char *user, void *context);
+
+/* Decide per account what a store must do: a report each, with
+   stored_password for what must be written.  Hashes only what is new or
+   changed. */
+int migrate_accounts_plan(const struct migrate_accounts *accounts,
+			  migrate_account_lookup_t *lookup, void *context,
+			  const struct migrate_accounts_hasher *hasher,
+			  bool update, bool dry_run, pool_t pool,
+			  ARRAY_TYPE(migrate_account_report) *reports,
+			  const char **error_r);
 
 /* Bring the passwd-file at path in line with the accounts: new ones are
    appended, an existing one with the same values is left byte for byte

@@ -106,11 +106,13 @@ tap_run "checker: exact mirror after kills during a mirror run" compare
 tap_diag "$(tail -n 2 <<<"$TAP_OUT")"
 
 # --- the source drops the connection in the middle of a run ------------------
-for i in $(seq 41 240); do
+# large enough (400 x 150 KB) that the copy is still going when the test
+# sees the first batch land, whichever process copies the folder
+for i in $(seq 41 440); do
 	printf 'From: drop@example.org\r\nSubject: drop %s\r\nMessage-ID: <drop-%s@example.org>\r\n\r\n%s\r\n' \
-		"$i" "$i" "$(head -c 60000 /dev/zero | tr '\0' x | fold -w 76)" >"$RIG/d$i.eml"
+		"$i" "$i" "$(head -c 150000 /dev/zero | tr '\0' x | fold -w 76)" >"$RIG/d$i.eml"
 done
-simap append Work "$RIG"/d{41..240}.eml >/dev/null
+simap append Work "$RIG"/d{41..440}.eml >/dev/null
 work_dir=$(rig_maildir dest carol@example.com)/.Work
 base=$(find "$work_dir/cur" "$work_dir/new" -type f | wc -l)
 rig_doveadm dest migrate -u carol@example.com >"$RIG/drop.log" 2>&1 &
@@ -126,10 +128,10 @@ pkill -9 -P "$src_master" -x imap
 wait "$pid"
 tap_is "$?" 75 "a connection dropped mid-copy exits 75 (tempfail)"
 now=$(find "$work_dir/cur" "$work_dir/new" -type f | wc -l)
-if [ "$now" -gt "$base" ] && [ "$now" -lt $((base + 200)) ]; then
-	tap_ok "the drop came mid-copy: $((now - base)) of 200 saved, kept"
+if [ "$now" -gt "$base" ] && [ "$now" -lt $((base + 400)) ]; then
+	tap_ok "the drop came mid-copy: $((now - base)) of 400 saved, kept"
 else
-	tap_fail "the drop did not come mid-copy ($((now - base)) of 200 saved)"
+	tap_fail "the drop did not come mid-copy ($((now - base)) of 400 saved)"
 fi
 tap_is "$(final_run)" 0 "the re-run after the drop completes"
 tap_run "checker: exact mirror after the dropped connection" compare
