@@ -4,6 +4,7 @@
 #include "array.h"
 #include "str.h"
 #include "json-parser.h"
+#include "istream.h"
 #include "password-scheme.h"
 #include "doveadm-print.h"
 #include "migrate-settings.h"
@@ -27,11 +28,54 @@
 
 #define MIGRATE_SETTING_ACCOUNTS_PASSWD_FILE "migrate_accounts_passwd_file"
 #define MIGRATE_SETTING_ACCOUNTS_SCHEME "migrate_accounts_scheme"
+#define MIGRATE_SETTING_ACCOUNTS_SQL "migrate_accounts_sql"
 #define MIGRATE_DEFAULT_ACCOUNTS_PASSWD_FILE "/etc/dovecot/users"
 #define MIGRATE_DEFAULT_ACCOUNTS_SCHEME "ARGON2ID"
 #define MIGRATE_ZONEINFO_DIR "/usr/share/zoneinfo"
 
 static const char *accounts_scheme;
+
+/* driver and connect of a dovecot-sql.conf.ext file: the one the sql
+   passdb and userdb of these accounts read */
+static int
+accounts_sql_conf(const char *path, const char **driver_r,
+		  const char **connect_r, const char **error_r)
+{
+	struct istream *input;
+	const char *line, *key, *value, *p;
+
+	*driver_r = *connect_r = NULL;
+	input = i_stream_create_file(path, 4096);
+	while ((line = i_stream_read_next_line(input)) != NULL) {
+		while (*line == ' ' || *line == '\t') line++;
+		if (*line == '#' || *line == '\0' ||
+		    (p = strchr(line, '=')) == NULL)
+			continue;
+		key = t_strcut(t_strdup_until(line, p), ' ');
+		key = t_strcut(key, '\t');
+		value = p + 1;
+		while (*value == ' ' || *value == '\t') value++;
+		if (value[0] == '"' && strlen(value) >= 2 &&
+		    value[strlen(value) - 1] == '"')
+			value = t_strndup(value + 1, strlen(value) - 2);
+		if (strcmp(key, "driver") == 0)
+			*driver_r = t_strdup(value);
+		else if (strcmp(key, "connect") == 0)
+			*connect_r = t_strdup(value);
+	}
+	if (input->stream_errno != 0) {
+		*error_r = t_strdup_printf("read(%s) failed: %s", path,
+					   i_stream_get_error(input));
+		i_stream_unref(&input);
+		return -1;
+	}
+	i_stream_unref(&input);
+	if (*driver_r == NULL || *connect_r == NULL) {
+		*error_r = t_strdup_printf("%s: no driver or connect", path);
+		return -1;
+	}
+	return 0;
+}
 
 static const char *accounts_hash(const char *password, const char **error_r)
 {
@@ -127,7 +171,7 @@ static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 {
 	const char *name = cctx->cmd->name;
 	const char *path, *store, *json_path = NULL, *csv_path = NULL;
-	const char *error, *msg;
+	const char *error, *msg, *sql_conf, *driver, *connect;
 	struct migrate_accounts *accounts;
 	ARRAY_TYPE(migrate_account_report) reports;
 	const struct migrate_account_report *r;
@@ -144,6 +188,14 @@ static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 	store = migrate_cmd_plugin_setting(MIGRATE_SETTING_ACCOUNTS_PASSWD_FILE);
 	if (store == NULL)
 		store = MIGRATE_DEFAULT_ACCOUNTS_PASSWD_FILE;
+	sql_conf = migrate_cmd_plugin_setting(MIGRATE_SETTING_ACCOUNTS_SQL);
+	if (sql_conf != NULL) {
+		if (accounts_sql_conf(sql_conf, &driver, &connect,
+				      &error) < 0)
+			i_fatal_status(EX_CONFIG, "%s: %s: %s", name,
+				       MIGRATE_SETTING_ACCOUNTS_SQL, error);
+		store = t_strdup_printf("%s (%s)", sql_conf, driver);
+	}
 	accounts_scheme = migrate_cmd_plugin_setting(
 		MIGRATE_SETTING_ACCOUNTS_SCHEME);
 	if (accounts_scheme == NULL)
@@ -187,10 +239,14 @@ static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 	/* 2. the store */
 	pool = pool_alloconly_create("migrate accounts report", 4096);
 	p_array_init(&reports, pool, array_count(&accounts->accounts));
-	if (migrate_accounts_passwd_file_apply(store, accounts,
-					       &accounts_hasher, update,
-					       dry_run, pool, &reports,
-					       &error) < 0) {
+	if ((sql_conf != NULL ?
+	     migrate_accounts_sql_apply(driver, connect, accounts,
+					&accounts_hasher, update, dry_run,
+					pool, &reports, &error) :
+	     migrate_accounts_passwd_file_apply(store, accounts,
+						&accounts_hasher, update,
+						dry_run, pool, &reports,
+						&error)) < 0) {
 		i_error("%s: %s: %s (nothing was changed)", name, store, error);
 		doveadm_exit_code = EX_TEMPFAIL;
 	} else {

@@ -5,6 +5,7 @@
 #include "migrate-source.h"
 #include "migrate-credentials.h"
 #include "migrate-domain.h"
+#include "migrate-accounts.h"
 
 struct migrate_workers;
 
@@ -66,6 +67,16 @@ void migrate_cmd_csv_append(string_t *dest, const char *value);
 /* Write a report file atomically; logs the error. */
 int migrate_cmd_write_report(const char *cmd_name, const char *path,
 			     const string_t *data);
+struct migrate_accounts;
+struct migrate_accounts_hasher;
+/* doveadm migrate accounts' SQL store (driver e.g. "pgsql"). */
+int migrate_accounts_sql_apply(const char *driver, const char *connect,
+			       const struct migrate_accounts *accounts,
+			       const struct migrate_accounts_hasher *hasher,
+			       bool update, bool dry_run, pool_t pool,
+			       ARRAY_TYPE(migrate_account_report) *reports,
+			       const char **error_r);
+
 /* A plugin {} setting of doveadm's configuration, NULL when unset. */
 const char *migrate_cmd_plugin_setting(const char *name);
 

@@ -1,0 +1,113 @@
+#!/bin/bash
+# t-accounts-sql.sh - doveadm migrate accounts into PostgreSQL: a private
+# PostgreSQL server with the shipped schema, a private Dovecot whose sql
+# passdb and userdb use the shipped queries; the template's accounts log in
+# with their passwords and quotas; a second run changes nothing.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-accounts-sql
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+if [ ! -x "$PGBIN/initdb" ] || [ ! -e /usr/lib/dovecot/modules/libdriver_pgsql.so ]; then
+	tap_fail "postgresql and dovecot-pgsql are not installed (make installs them as root)"
+	tap_done
+	exit
+fi
+
+# --- a private PostgreSQL, as the postgres user, in the rig --------------------
+PG=$RIG/pg
+PGPORT=$(rig_free_port)
+mkdir -p "$PG"
+chown postgres "$PG"
+runuser -u postgres -- "$PGBIN/initdb" -D "$PG/data" -A trust -U postgres \
+	-E UTF8 --no-sync >"$RIG/initdb.log" 2>&1 || rig_die "initdb failed"
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG/data" -l "$PG/log" -w \
+	-o "-p $PGPORT -k $PG -c listen_addresses=127.0.0.1 -c fsync=off" \
+	start >/dev/null || rig_die "PostgreSQL did not start"
+rig_on_exit "runuser -u postgres -- $PGBIN/pg_ctl -D $PG/data -m immediate stop >/dev/null 2>&1"
+psql() { "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -v ON_ERROR_STOP=1 -qAt "$@"; }
+psql -U postgres -c "CREATE USER dovecot PASSWORD 'Db!pass1'" &&
+	psql -U postgres -c "CREATE DATABASE mail OWNER dovecot" &&
+	psql -U dovecot -d mail -f "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts.sql" ||
+	rig_die "loading the schema failed"
+tap_ok "a private PostgreSQL on port $PGPORT with the shipped schema"
+
+# --- a private Dovecot with the shipped queries ----------------------------------
+rig_start_dest dest || exit 1
+SQLCONF=$RIG/accounts-sql.conf.ext
+sed "s|^connect = .*|connect = host=127.0.0.1 port=$PGPORT dbname=mail user=dovecot password=Db!pass1|" \
+	"$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts-sql.conf.ext" >"$SQLCONF"
+chmod 644 "$SQLCONF"
+rig_conf_add dest "passdb {
+  driver = sql
+  args = $SQLCONF
+}
+userdb {
+  driver = sql
+  args = $SQLCONF
+  default_fields = home=$RIG/dest/mail/%u
+}" || rig_die "the sql passdb/userdb config was refused"
+
+acc() { rig_doveadm dest -o "plugin/migrate_accounts_sql=$SQLCONF" migrate accounts "$@"; }
+dump() { psql -U dovecot -d mail -c "SELECT * FROM migrate_accounts ORDER BY username"; }
+
+pw() { printf 'Senha,%02d;Forte!x' "$1"; }
+TEMPLATE=$RIG/contas.csv
+{
+	printf 'usuario;dominio;senha;cota;tipo;nome completo;idioma;fuso horario;formato de data\r\n'
+	for i in $(seq 1 20); do
+		case $((i % 2)) in
+		0) quota=2,5 ;;
+		1) quota=5 ;;
+		esac
+		printf 'sql%02d;cliente.example;"%s";%s;%d;Maria %02d;pt-br;America/Sao_Paulo;dd/mm/aaaa\r\n' \
+			"$i" "$(pw "$i")" "$quota" $((i % 2)) "$i"
+	done
+} >"$TEMPLATE"
+
+rc=0
+acc "$TEMPLATE" >"$RIG/run1.out" 2>"$RIG/run1.err" || rc=$?
+tap_is "$rc" 0 "accounts into PostgreSQL exits 0"
+tap_is "$(grep -c ' created ' "$RIG/run1.out")" 20 "20 accounts created"
+tap_is "$(psql -U dovecot -d mail -c "SELECT count(*) FROM migrate_accounts WHERE password LIKE '{ARGON2ID}\$argon2id\$%'")" 20 \
+	"20 rows with ARGON2ID hashes"
+ok=0
+for i in $(seq 1 20); do
+	if IMAP_PASSWORD=$(pw "$i") "$PY" "$T/imaptool.py" --port "$(rig_port dest)" \
+		--user "$(printf 'sql%02d@cliente.example' "$i")" capability >/dev/null 2>&1; then
+		ok=$((ok + 1))
+	else
+		break
+	fi
+done
+tap_is "$ok" 20 "each logs in over IMAP through the sql passdb"
+q=$(rig_doveadm dest quota get -u sql02@cliente.example 2>&1 | awk '$3 == "STORAGE" { print $5 }')
+tap_is "$q" 2621440 "\"2,5\" GB: doveadm quota get shows 2621440 kB (2560 MiB)"
+tap_like "the userdb fields come from the table" "account_type[[:space:]]+1.*language[[:space:]]+pt-br" \
+	"$(rig_doveadm dest user sql01@cliente.example 2>&1 | tr '\n' ' ')"
+
+before=$(dump | sha256sum)
+rc=0
+acc "$TEMPLATE" >"$RIG/run2.out" 2>&1 || rc=$?
+tap_is "$rc $(grep -c ' unchanged ' "$RIG/run2.out")" "0 20" "the same file again: 20 unchanged"
+tap_is "$(dump | sha256sum)" "$before" "the table is unchanged"
+
+sed 's/^sql03;\(.*\);5;1;/sql03;\1;8;1;/' "$TEMPLATE" >"$RIG/changed.csv"
+acc --update "$RIG/changed.csv" >"$RIG/run3.out" 2>&1
+tap_like "--update rewrites a changed quota" "sql03@cliente.example +4 +updated +differs: quota_rule" \
+	"$(cat "$RIG/run3.out")"
+tap_is "$(psql -U dovecot -d mail -c "SELECT quota_mib FROM migrate_accounts WHERE username = 'sql03@cliente.example'")" 8192 \
+	"... in the table"
+
+leaks=0
+for i in $(seq 1 20); do
+	if dump | grep -qF -- "$(pw "$i")" ||
+	   grep -qF -- "$(pw "$i")" "$RIG"/run*.out "$RIG"/run*.err "$(rig_log dest)" "$PG/log"; then
+		leaks=$((leaks + 1))
+	fi
+done
+tap_is "$leaks" 0 "no template password in the table, the output or the logs"
+
+tap_done
