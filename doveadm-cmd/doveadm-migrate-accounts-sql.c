@@ -165,31 +165,21 @@ int migrate_accounts_sql_apply(const char *driver, const char *connect,
 			if (report->stored_password == NULL)
 				continue;
 			changed = TRUE;
-			if (report->result == MIGRATE_ACCOUNT_CREATED) {
-				sql_update(trans, t_strdup_printf(
-					"INSERT INTO migrate_accounts "
-					"(username, password, domain, "
-					"quota_mib, account_type, full_name, "
-					"language, time_zone, date_format) "
-					"VALUES ('%s', %s)",
-					accounts_sql_escape(db, acc->user),
-					accounts_sql_values(db, acc,
-						report->stored_password)));
-			} else {
+			if (report->result != MIGRATE_ACCOUNT_CREATED) {
+				/* updated: the row is written anew */
 				sql_update(trans, t_strdup_printf(
 					"DELETE FROM migrate_accounts "
 					"WHERE username = '%s'",
 					accounts_sql_escape(db, acc->user)));
-				sql_update(trans, t_strdup_printf(
-					"INSERT INTO migrate_accounts "
-					"(username, password, domain, "
-					"quota_mib, account_type, full_name, "
-					"language, time_zone, date_format) "
-					"VALUES ('%s', %s)",
-					accounts_sql_escape(db, acc->user),
-					accounts_sql_values(db, acc,
-						report->stored_password)));
 			}
+			sql_update(trans, t_strdup_printf(
+				"INSERT INTO migrate_accounts "
+				"(username, password, domain, quota_mib, "
+				"account_type, full_name, language, "
+				"time_zone, date_format) VALUES ('%s', %s)",
+				accounts_sql_escape(db, acc->user),
+				accounts_sql_values(db, acc,
+					report->stored_password)));
 		}
 		if (!changed)
 			sql_transaction_rollback(&trans);
