@@ -3,6 +3,7 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
+#include "strnum.h"
 #include "json-parser.h"
 #include "istream.h"
 #include "password-scheme.h"
@@ -167,6 +168,52 @@ accounts_write_csv(const char *cmd_name,
 	return migrate_cmd_write_report(cmd_name, path, str);
 }
 
+/* A file with problems: the report lists them, "invalid" with the line
+   and the reason, and no account. */
+static int
+accounts_write_invalid(const char *cmd_name,
+		       const struct migrate_accounts *accounts, bool json,
+		       const char *path)
+{
+	string_t *str = t_str_new(4096);
+	const char *msg, *reason;
+	unsigned int line;
+	bool first = TRUE;
+
+	if (json) {
+		str_append(str, "{\"template\":\"");
+		json_append_escaped(str, accounts->path);
+		str_append(str, "\",\"result\":\"invalid\",\"problems\":[");
+	} else {
+		str_append(str, "user,line,result,reason\r\n");
+	}
+	array_foreach_elem(&accounts->errors, msg) {
+		/* "PATH:LINE: reason" */
+		reason = msg + strlen(accounts->path) + 1;
+		if (str_parse_uint(reason, &line, &reason) < 0)
+			line = 0;
+		if (*reason == ':')
+			reason++;
+		if (*reason == ' ')
+			reason++;
+		if (json) {
+			str_append(str, first ? "\n" : ",\n");
+			str_printfa(str, "{\"line\":%u,\"result\":\"invalid\","
+				    "\"reason\":\"", line);
+			json_append_escaped(str, reason);
+			str_append(str, "\"}");
+		} else {
+			str_printfa(str, ",%u,invalid,", line);
+			migrate_cmd_csv_append(str, reason);
+			str_append(str, "\r\n");
+		}
+		first = FALSE;
+	}
+	if (json)
+		str_append(str, "\n]}\n");
+	return migrate_cmd_write_report(cmd_name, path, str);
+}
+
 static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 {
 	const char *name = cctx->cmd->name;
@@ -231,6 +278,13 @@ static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 		i_error("%s: %u problems in %s: nothing was created", name,
 			array_count(&accounts->errors), path);
 		doveadm_exit_code = EX_DATAERR;
+		if ((json_path != NULL &&
+		     accounts_write_invalid(name, accounts, TRUE,
+					    json_path) < 0) ||
+		    (csv_path != NULL &&
+		     accounts_write_invalid(name, accounts, FALSE,
+					    csv_path) < 0))
+			doveadm_exit_code = EX_CANTCREAT;
 		migrate_accounts_free(&accounts);
 		password_schemes_deinit();
 		return;

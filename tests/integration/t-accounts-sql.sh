@@ -1,7 +1,7 @@
 #!/bin/bash
 # t-accounts-sql.sh - doveadm migrate accounts into PostgreSQL: a private
 # PostgreSQL server with the shipped schema, a private Dovecot whose sql
-# passdb and userdb use the shipped queries; the template's accounts log in
+# passdb and userdb use the shipped queries; the template's 40 accounts log in
 # with their passwords and quotas; a second run changes nothing.
 
 . "$(dirname "$0")/../lib/rig.sh"
@@ -57,7 +57,7 @@ pw() { printf 'Senha,%02d;Forte!x' "$1"; }
 TEMPLATE=$RIG/contas.csv
 {
 	printf 'usuario;dominio;senha;cota;tipo;nome completo;idioma;fuso horario;formato de data\r\n'
-	for i in $(seq 1 20); do
+	for i in $(seq 1 40); do
 		case $((i % 2)) in
 		0) quota=2,5 ;;
 		1) quota=5 ;;
@@ -70,11 +70,11 @@ TEMPLATE=$RIG/contas.csv
 rc=0
 acc "$TEMPLATE" >"$RIG/run1.out" 2>"$RIG/run1.err" || rc=$?
 tap_is "$rc" 0 "accounts into PostgreSQL exits 0"
-tap_is "$(grep -c ' created ' "$RIG/run1.out")" 20 "20 accounts created"
-tap_is "$(psql -U dovecot -d mail -c "SELECT count(*) FROM migrate_accounts WHERE password LIKE '{ARGON2ID}\$argon2id\$%'")" 20 \
-	"20 rows with ARGON2ID hashes"
+tap_is "$(grep -c ' created ' "$RIG/run1.out")" 40 "40 accounts created"
+tap_is "$(psql -U dovecot -d mail -c "SELECT count(*) FROM migrate_accounts WHERE password LIKE '{ARGON2ID}\$argon2id\$%'")" 40 \
+	"40 rows with ARGON2ID hashes"
 ok=0
-for i in $(seq 1 20); do
+for i in $(seq 1 40); do
 	if IMAP_PASSWORD=$(pw "$i") "$PY" "$T/imaptool.py" --port "$(rig_port dest)" \
 		--user "$(printf 'sql%02d@cliente.example' "$i")" capability >/dev/null 2>&1; then
 		ok=$((ok + 1))
@@ -82,7 +82,7 @@ for i in $(seq 1 20); do
 		break
 	fi
 done
-tap_is "$ok" 20 "each logs in over IMAP through the sql passdb"
+tap_is "$ok" 40 "each logs in over IMAP through the sql passdb"
 q=$(rig_doveadm dest quota get -u sql02@cliente.example 2>&1 | awk '$3 == "STORAGE" { print $5 }')
 tap_is "$q" 2621440 "\"2,5\" GB: doveadm quota get shows 2621440 kB (2560 MiB)"
 tap_like "the userdb fields come from the table" "account_type[[:space:]]+1.*language[[:space:]]+pt-br" \
@@ -91,7 +91,7 @@ tap_like "the userdb fields come from the table" "account_type[[:space:]]+1.*lan
 before=$(dump | sha256sum)
 rc=0
 acc "$TEMPLATE" >"$RIG/run2.out" 2>&1 || rc=$?
-tap_is "$rc $(grep -c ' unchanged ' "$RIG/run2.out")" "0 20" "the same file again: 20 unchanged"
+tap_is "$rc $(grep -c ' unchanged ' "$RIG/run2.out")" "0 40" "the same file again: 40 unchanged"
 tap_is "$(dump | sha256sum)" "$before" "the table is unchanged"
 
 sed 's/^sql03;\(.*\);5;1;/sql03;\1;8;1;/' "$TEMPLATE" >"$RIG/changed.csv"
@@ -102,7 +102,7 @@ tap_is "$(psql -U dovecot -d mail -c "SELECT quota_mib FROM migrate_accounts WHE
 	"... in the table"
 
 leaks=0
-for i in $(seq 1 20); do
+for i in $(seq 1 40); do
 	if dump | grep -qF -- "$(pw "$i")" ||
 	   grep -qF -- "$(pw "$i")" "$RIG"/run*.out "$RIG"/run*.err "$(rig_log dest)" "$PG/log"; then
 		leaks=$((leaks + 1))

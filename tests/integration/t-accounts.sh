@@ -145,8 +145,11 @@ BAD=$RIG/bad.csv
 } >"$BAD"
 before=$(sum "$STORE")
 rc=0
-acc "$BAD" >"$RIG/bad.out" 2>"$RIG/bad.err" || rc=$?
+acc --json "$RIG/bad.json" --csv "$RIG/bad.csv.report" "$BAD" >"$RIG/bad.out" 2>"$RIG/bad.err" || rc=$?
 tap_is "$rc" 65 "a template with bad rows exits 65"
+tap_like "the JSON report lists the invalid rows" '"line":10,"result":"invalid","reason":"column 5 \(type\)' \
+	"$(cat "$RIG/bad.json")"
+tap_is "$(grep -c ',invalid,' "$RIG/bad.csv.report")" 13 "the CSV report has the 13 problems"
 tap_is "$(sum "$STORE")" "$before" "... and changes nothing"
 tap_like "nothing was created" "nothing was created" "$(cat "$RIG/bad.err")"
 errs=$(cat "$RIG/bad.err")
