@@ -22,8 +22,6 @@
 /* moves per commit: the year folders first, then the state, then the
    expunges in INBOX/Sent */
 #define MIGRATE_ARCHIVE_BATCH 1000
-#define MIGRATE_PREPARE_PROGRESS_TTY_MSECS 1000
-#define MIGRATE_PREPARE_PROGRESS_LOG_MSECS 15000
 
 static struct event_category event_category_migrate = {
 	.name = "migrate",
@@ -60,8 +58,7 @@ struct prepare_ctx {
 	char sep;
 	const char *prefix;
 
-	enum migrate_error error;
-	const char *error_str;
+	struct migrate_failure failure;
 
 	struct timeval start, last_progress;
 	bool progress_tty, progress_printed;
@@ -86,11 +83,7 @@ static void
 prepare_set_error(struct prepare_ctx *ctx, enum migrate_error code,
 		  const char *error)
 {
-	e_error(ctx->event, "%s", error);
-	if (code >= ctx->error) {
-		ctx->error_str = p_strdup(ctx->pool, error);
-		ctx->error = code;
-	}
+	migrate_failure_set(&ctx->failure, ctx->pool, ctx->event, code, error);
 }
 
 static void
@@ -109,19 +102,14 @@ prepare_progress(struct prepare_ctx *ctx, const char *what,
 		 const char *vname, unsigned int done, unsigned int total,
 		 bool force)
 {
-	struct timeval now;
-
-	if (!ctx->opts->progress)
+	if (!ctx->opts->progress ||
+	    !migrate_progress_due(&ctx->last_progress, ctx->progress_tty,
+				  force))
 		return;
-	i_gettimeofday(&now);
-	if (!force && timeval_diff_msecs(&now, &ctx->last_progress) <
-	    (ctx->progress_tty ? MIGRATE_PREPARE_PROGRESS_TTY_MSECS :
-	     MIGRATE_PREPARE_PROGRESS_LOG_MSECS))
-		return;
-	ctx->last_progress = now;
 	fprintf(stderr, "%smigrate %s: %s: %u/%u messages, %lld s%s",
 		ctx->progress_tty ? "\r\033[K" : "", what, vname, done, total,
-		(long long)timeval_diff_msecs(&now, &ctx->start) / 1000,
+		(long long)timeval_diff_msecs(&ctx->last_progress,
+					      &ctx->start) / 1000,
 		ctx->progress_tty ? "" : "\n");
 	ctx->progress_printed = TRUE;
 }
@@ -147,6 +135,7 @@ static void prepare_init(struct prepare_ctx *ctx, struct mail_user *user,
 	ctx->prefix = ns->prefix;
 }
 
+/* Ends the run: returns its milliseconds. */
 static unsigned int prepare_deinit(struct prepare_ctx *ctx)
 {
 	struct timeval end;
@@ -157,6 +146,18 @@ static unsigned int prepare_deinit(struct prepare_ctx *ctx)
 		migrate_state_close(&ctx->state);
 	i_gettimeofday(&end);
 	return timeval_diff_msecs(&end, &ctx->start);
+}
+
+/* After the run's summary event: its failure, and the context freed. */
+static int
+prepare_free(struct prepare_ctx *ctx, enum migrate_error *error_code_r,
+	     const char **error_r)
+{
+	*error_code_r = ctx->failure.code;
+	*error_r = t_strdup(ctx->failure.error);
+	event_unref(&ctx->event);
+	pool_unref(&ctx->pool);
+	return *error_code_r == MIGRATE_ERROR_NONE ? 0 : -1;
 }
 
 /* <archive> */
@@ -652,19 +653,15 @@ int migrate_archive_run(struct mail_user *user,
 	       add_int("folders_created", stats_r->folders_created)->
 	       add_int("messages_moved", stats_r->messages_moved)->
 	       add_int("messages_recovered", stats_r->messages_recovered)->
-	       add_str("error", ctx.error_str)->event(),
+	       add_str("error", ctx.failure.error)->event(),
 	       "%s: %u of %u folders archived, %u messages moved%s, "
 	       "%u folders created in %u.%03u s",
-	       ctx.error == MIGRATE_ERROR_NONE ? "Finished" : "Failed",
+	       ctx.failure.code == MIGRATE_ERROR_NONE ? "Finished" : "Failed",
 	       stats_r->folders_archived, stats_r->folders_checked,
 	       stats_r->messages_moved, opts->dry_run ? " (dry run)" : "",
 	       stats_r->folders_created, stats_r->total_msecs / 1000,
 	       stats_r->total_msecs % 1000);
-	*error_code_r = ctx.error;
-	*error_r = ctx.error_str == NULL ? NULL : t_strdup(ctx.error_str);
-	event_unref(&ctx.event);
-	pool_unref(&ctx.pool);
-	return *error_code_r == MIGRATE_ERROR_NONE ? 0 : -1;
+	return prepare_free(&ctx, error_code_r, error_r);
 }
 
 /* <index> */
@@ -776,14 +773,10 @@ int migrate_index_run(struct mail_user *user,
 	       set_name("migrate_index_finished")->
 	       add_int("folders", stats_r->folders)->
 	       add_int("messages_indexed", stats_r->messages_indexed)->
-	       add_str("error", ctx.error_str)->event(),
+	       add_str("error", ctx.failure.error)->event(),
 	       "%s: %u folders, %u messages indexed in %u.%03u s",
-	       ctx.error == MIGRATE_ERROR_NONE ? "Finished" : "Failed",
+	       ctx.failure.code == MIGRATE_ERROR_NONE ? "Finished" : "Failed",
 	       stats_r->folders, stats_r->messages_indexed,
 	       stats_r->total_msecs / 1000, stats_r->total_msecs % 1000);
-	*error_code_r = ctx.error;
-	*error_r = ctx.error_str == NULL ? NULL : t_strdup(ctx.error_str);
-	event_unref(&ctx.event);
-	pool_unref(&ctx.pool);
-	return *error_code_r == MIGRATE_ERROR_NONE ? 0 : -1;
+	return prepare_free(&ctx, error_code_r, error_r);
 }

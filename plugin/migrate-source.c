@@ -3,6 +3,7 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
+#include "time-util.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mail-storage.h"
@@ -14,6 +15,32 @@
 #include "migrate-source.h"
 
 #include <sysexits.h>
+
+#define MIGRATE_PROGRESS_TTY_MSECS 1000
+#define MIGRATE_PROGRESS_LOG_MSECS 15000
+
+void migrate_failure_set(struct migrate_failure *failure, pool_t pool,
+			 struct event *event, enum migrate_error code,
+			 const char *error)
+{
+	e_error(event, "%s", error);
+	if (code >= failure->code) {
+		failure->error = p_strdup(pool, error);
+		failure->code = code;
+	}
+}
+
+bool migrate_progress_due(struct timeval *last, bool tty, bool force)
+{
+	struct timeval now;
+
+	i_gettimeofday(&now);
+	if (!force && timeval_diff_msecs(&now, last) <
+	    (tty ? MIGRATE_PROGRESS_TTY_MSECS : MIGRATE_PROGRESS_LOG_MSECS))
+		return FALSE;
+	*last = now;
+	return TRUE;
+}
 
 int migrate_error_to_exit_code(enum migrate_error error)
 {

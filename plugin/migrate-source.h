@@ -32,6 +32,23 @@ enum migrate_error {
 
 /* The sysexits code doveadm should exit with. */
 int migrate_error_to_exit_code(enum migrate_error error);
+
+/* The failure of a run that decides its exit code: of all errors, the
+   one that matters most (a temporary failure wins). */
+struct migrate_failure {
+	enum migrate_error code;
+	/* NULL while code is MIGRATE_ERROR_NONE */
+	const char *error;
+};
+/* Log error to event and keep it (copied from pool) when it matters at
+   least as much as the one kept so far. */
+void migrate_failure_set(struct migrate_failure *failure, pool_t pool,
+			 struct event *event, enum migrate_error code,
+			 const char *error);
+
+/* Progress lines: on a terminal a line redrawn every second, in a log a
+   line now and then.  Returns TRUE (and moves *last) when one is due. */
+bool migrate_progress_due(struct timeval *last, bool tty, bool force);
 /* A failed operation ("Saving to", ...) on a destination mailbox: its
    error code (a full quota is MIGRATE_ERROR_DEST_QUOTA) and message. */
 enum migrate_error migrate_error_from_dest(struct mailbox *box,

@@ -33,10 +33,6 @@
    being copied twice: magic, state folder id, source UIDVALIDITY, UID */
 #define MIGRATE_GUID_MAGIC 0x6d677274U
 
-/* on a terminal the progress line is redrawn; in a log, it is a line
-   now and then */
-#define MIGRATE_PROGRESS_TTY_MSECS 1000
-#define MIGRATE_PROGRESS_LOG_MSECS 15000
 /* how often a worker tells its owner how far it is */
 #define MIGRATE_WORKER_PROGRESS_MSECS 500
 /* a folder with fewer messages to copy is not worth a worker's job */
@@ -90,8 +86,7 @@ struct migrate_sync_ctx {
 	HASH_TABLE(const char *, void *) src_names;
 	ARRAY(struct migrate_state_folder *) gone_folders;
 
-	enum migrate_error error;
-	const char *error_str;
+	struct migrate_failure failure;
 
 	struct timeval start, last_progress, folder_start;
 	bool progress_tty, progress_printed;
@@ -108,11 +103,7 @@ static void
 sync_set_error(struct migrate_sync_ctx *ctx, enum migrate_error code,
 	       const char *error)
 {
-	e_error(ctx->event, "%s", error);
-	if (code >= ctx->error) {
-		ctx->error_str = p_strdup(ctx->pool, error);
-		ctx->error = code;
-	}
+	migrate_failure_set(&ctx->failure, ctx->pool, ctx->event, code, error);
 }
 
 static void
@@ -165,14 +156,11 @@ static void sync_progress(struct migrate_sync_ctx *ctx, bool force)
 		sync_worker_progress(ctx);
 		return;
 	}
-	if (!ctx->opts->progress)
+	if (!ctx->opts->progress ||
+	    !migrate_progress_due(&ctx->last_progress, ctx->progress_tty,
+				  force))
 		return;
-	i_gettimeofday(&now);
-	if (!force && timeval_diff_msecs(&now, &ctx->last_progress) <
-	    (ctx->progress_tty ? MIGRATE_PROGRESS_TTY_MSECS :
-	     MIGRATE_PROGRESS_LOG_MSECS))
-		return;
-	ctx->last_progress = now;
+	now = ctx->last_progress;
 	msecs = timeval_diff_msecs(&now, &ctx->start);
 	mb = ctx->stats->bytes_copied / (1024.0*1024.0);
 	rate = msecs == 0 ? 0 : mb * 1000.0 / msecs;
@@ -2105,7 +2093,7 @@ static void sync_deletions(struct migrate_sync_ctx *ctx)
 	}
 	if (planned == 0)
 		return;
-	if (ctx->error != MIGRATE_ERROR_NONE) {
+	if (ctx->failure.code != MIGRATE_ERROR_NONE) {
 		/* only a complete, successful view of the source proves
 		   anything gone */
 		ctx->stats->deletes_withheld = planned;
@@ -2272,20 +2260,20 @@ int migrate_sync_run(struct mail_user *dest_user,
 	       add_int("messages_updated", stats_r->messages_updated)->
 	       add_int("messages_deleted", stats_r->messages_deleted)->
 	       add_int("bytes", stats_r->bytes_copied)->
-	       add_str("error", ctx.error_str)->event(),
+	       add_str("error", ctx.failure.error)->event(),
 	       "%s: %u folders, %u copied, %u updated, %u deleted, "
 	       "%"PRIuUOFF_T" bytes in %u.%03u s",
-	       ctx.error == MIGRATE_ERROR_NONE ? "Finished" : "Failed",
+	       ctx.failure.code == MIGRATE_ERROR_NONE ? "Finished" : "Failed",
 	       stats_r->folders, stats_r->messages_copied,
 	       stats_r->messages_updated, stats_r->messages_deleted,
 	       stats_r->bytes_copied, stats_r->total_msecs / 1000,
 	       stats_r->total_msecs % 1000);
 
-	*error_code_r = ctx.error;
-	*error_r = ctx.error_str == NULL ? NULL : t_strdup(ctx.error_str);
+	*error_code_r = ctx.failure.code;
+	*error_r = t_strdup(ctx.failure.error);
 	event_unref(&ctx.event);
 	pool_unref(&ctx.pool);
-	return ctx.error == MIGRATE_ERROR_NONE ? 0 : -1;
+	return ctx.failure.code == MIGRATE_ERROR_NONE ? 0 : -1;
 }
 
 /* <the worker's side> */
@@ -2357,12 +2345,12 @@ sync_worker_job(struct mail_user *dest_user, struct migrate_source *source,
 
 	answer = t_str_new(128);
 	str_printfa(answer, "%s\t%u\t%"PRIuUOFF_T"\t%u\t%u",
-		    ctx.error == MIGRATE_ERROR_NONE ? "DONE" : "FAIL",
+		    ctx.failure.code == MIGRATE_ERROR_NONE ? "DONE" : "FAIL",
 		    stats.messages_copied, stats.bytes_copied,
 		    stats.messages_skipped, stats.flags_dropped);
-	if (ctx.error != MIGRATE_ERROR_NONE) {
-		str_printfa(answer, "\t%u\t", (unsigned int)ctx.error);
-		str_append_tabescaped(answer, ctx.error_str);
+	if (ctx.failure.code != MIGRATE_ERROR_NONE) {
+		str_printfa(answer, "\t%u\t", (unsigned int)ctx.failure.code);
+		str_append_tabescaped(answer, ctx.failure.error);
 	}
 	str_append_c(answer, '\n');
 	if (write_full(out_fd, str_data(answer), str_len(answer)) < 0)
