@@ -181,8 +181,9 @@ cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
 
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
-	if (!ctx->workers_set) {
-		value = mail_user_set_plugin_getenv(user_set, "migrate_workers");
+	if (count == 0) {
+		value = mail_user_set_plugin_getenv(user_set,
+						    MIGRATE_SETTING_WORKERS);
 		count = MIGRATE_DEFAULT_WORKERS;
 		if (value != NULL && value[0] != '\0' &&
 		    (str_to_uint(value, &count) < 0 || count < 1 ||
@@ -380,7 +381,6 @@ static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 		    ctx->workers_count > MIGRATE_MAX_WORKERS)
 			i_fatal_status(EX_USAGE, "migrate: --workers: 1..%u: %s",
 				       MIGRATE_MAX_WORKERS, optarg);
-		ctx->workers_set = TRUE;
 		break;
 	default:
 		return FALSE;

@@ -3,12 +3,10 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
-#include "write-full.h"
 #include "master-service-private.h"
+#include "migrate-file.h"
 #include "doveadm-migrate.h"
 
-#include <stdio.h>
-#include <fcntl.h>
 #include <unistd.h>
 #include <limits.h>
 
@@ -75,25 +73,11 @@ void migrate_cmd_csv_append(string_t *dest, const char *value)
 int migrate_cmd_write_report(const char *cmd_name, const char *path,
 			     const string_t *data)
 {
-	const char *temp_path = t_strconcat(path, ".tmp", NULL);
-	int fd;
+	const char *error;
 
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd == -1) {
-		i_error("%s: open(%s) failed: %m", cmd_name, temp_path);
-		return -1;
-	}
-	if (write_full(fd, str_data(data), str_len(data)) < 0) {
-		i_error("%s: write(%s) failed: %m", cmd_name, temp_path);
-		i_close_fd(&fd);
-		i_unlink(temp_path);
-		return -1;
-	}
-	i_close_fd(&fd);
-	if (rename(temp_path, path) < 0) {
-		i_error("%s: rename(%s, %s) failed: %m", cmd_name,
-			temp_path, path);
-		i_unlink(temp_path);
+	if (migrate_file_replace(path, str_data(data), str_len(data), 0644,
+				 (uid_t)-1, (gid_t)-1, &error) < 0) {
+		i_error("%s: %s", cmd_name, error);
 		return -1;
 	}
 	return 0;

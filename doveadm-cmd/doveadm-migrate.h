@@ -26,9 +26,8 @@ struct migrate_cmd_context {
 	/* the current user's domain: its phase, looked up as root */
 	const char *domain;
 	enum migrate_domain_phase domain_phase;
-	/* -w: worker processes per account (1 = none) */
+	/* -w: worker processes per account (1 = none, 0 = not given) */
 	unsigned int workers_count;
-	bool workers_set;
 	/* started as root in prerun, for the current user */
 	struct migrate_workers *workers;
 };

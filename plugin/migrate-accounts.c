@@ -8,8 +8,8 @@
 #include "unichar.h"
 #include "istream.h"
 #include "file-lock.h"
-#include "write-full.h"
 #include "migrate-csv.h"
+#include "migrate-file.h"
 #include "migrate-template.h"
 #include "migrate-accounts.h"
 
@@ -43,6 +43,11 @@ static const char *const column_aliases[MIGRATE_ACCOUNTS_COLUMN_COUNT][5] = {
 	{ "dateformat", "formatodedata", "formatodata", NULL },
 };
 
+struct accounts_error {
+	unsigned int line, seq;
+	const char *msg;
+};
+
 struct accounts_reader {
 	struct migrate_accounts *accounts;
 	const char *zoneinfo_dir;
@@ -50,19 +55,15 @@ struct accounts_reader {
 	int map[64];
 	unsigned int columns;
 	bool have[MIGRATE_ACCOUNTS_COLUMN_COUNT];
+	/* sorted by line into migrate_accounts.errors at the end */
+	ARRAY(struct accounts_error) found;
 };
-
-struct accounts_error {
-	unsigned int line, seq;
-	const char *msg;
-};
-/* sorted by line into migrate_accounts.errors at the end */
-static ARRAY(struct accounts_error) accounts_found;
 
 static void ATTR_FORMAT(4, 5)
-accounts_error(struct migrate_accounts *accounts, unsigned int line,
+accounts_error(struct accounts_reader *r, unsigned int line,
 	       int column, const char *fmt, ...)
 {
+	struct migrate_accounts *accounts = r->accounts;
 	struct accounts_error *err;
 	const char *msg;
 	va_list args;
@@ -79,9 +80,9 @@ accounts_error(struct migrate_accounts *accounts, unsigned int line,
 		msg = p_strdup_printf(accounts->pool, "%s:%u: %s",
 				      accounts->path, line, msg);
 	}
-	err = array_append_space(&accounts_found);
+	err = array_append_space(&r->found);
 	err->line = line;
-	err->seq = array_count(&accounts_found);
+	err->seq = array_count(&r->found);
 	err->msg = msg;
 }
 
@@ -131,7 +132,7 @@ accounts_header(struct accounts_reader *r,
 				rec->fields[i]);
 			array_push_back(&r->accounts->notes, &note);
 		} else if (r->have[column]) {
-			accounts_error(r->accounts, rec->line, column,
+			accounts_error(r, rec->line, column,
 				       "named twice in the header");
 			ok = FALSE;
 		} else {
@@ -140,7 +141,7 @@ accounts_header(struct accounts_reader *r,
 	}
 	for (i = 0; i < MIGRATE_ACCOUNTS_COLUMN_COUNT; i++) {
 		if (!r->have[i] && i != MIGRATE_ACCOUNTS_DATE_FORMAT) {
-			accounts_error(r->accounts, rec->line, -1,
+			accounts_error(r, rec->line, -1,
 				"the header has no column %s (expected: "
 				"username, domain, password, quota, type, full "
 				"name, language, time zone, date format)",
@@ -300,10 +301,10 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 	const char *value[MIGRATE_ACCOUNTS_COLUMN_COUNT];
 	struct migrate_account acc;
 	const char *reason, *local;
-	unsigned int i, errors = array_count(&accounts_found);
+	unsigned int i, errors = array_count(&r->found);
 
 	if (rec->count != r->columns) {
-		accounts_error(accounts, rec->line, -1,
+		accounts_error(r, rec->line, -1,
 			       "%u fields, the header has %u", rec->count,
 			       r->columns);
 		return;
@@ -317,7 +318,7 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 		if (value[i] == NULL)
 			value[i] = "";
 		if (value[i][0] == '\0' && i != MIGRATE_ACCOUNTS_DATE_FORMAT) {
-			accounts_error(accounts, rec->line, i, "empty");
+			accounts_error(r, rec->line, i, "empty");
 			value[i] = NULL;
 		}
 	}
@@ -326,11 +327,11 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 	if (value[MIGRATE_ACCOUNTS_USERNAME] != NULL) {
 		local = t_str_lcase(value[MIGRATE_ACCOUNTS_USERNAME]);
 		if (strchr(local, '@') != NULL) {
-			accounts_error(accounts, rec->line,
+			accounts_error(r, rec->line,
 				MIGRATE_ACCOUNTS_USERNAME,
 				"only the part before the @");
 		} else if (!user_valid(local)) {
-			accounts_error(accounts, rec->line,
+			accounts_error(r, rec->line,
 				MIGRATE_ACCOUNTS_USERNAME,
 				"invalid user name '%s' (letters, digits "
 				"and . _ + - only, no leading, trailing or "
@@ -344,7 +345,7 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 		if (domain[0] == '@')
 			domain++;
 		if (!domain_valid(domain)) {
-			accounts_error(accounts, rec->line,
+			accounts_error(r, rec->line,
 				MIGRATE_ACCOUNTS_DOMAIN,
 				"invalid domain '%s'", domain);
 		}
@@ -354,7 +355,7 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 	acc.password = value[MIGRATE_ACCOUNTS_PASSWORD];
 	if (acc.password != NULL &&
 	    !migrate_password_policy_check(acc.password, &reason)) {
-		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_PASSWORD,
+		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_PASSWORD,
 			       "the password has %s (policy: at least 8 "
 			       "characters, a lowercase and an uppercase "
 			       "letter, a digit and a special character)",
@@ -362,7 +363,7 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 	}
 	if (value[MIGRATE_ACCOUNTS_QUOTA] != NULL &&
 	    !quota_parse(value[MIGRATE_ACCOUNTS_QUOTA], &acc.quota_mib)) {
-		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_QUOTA,
+		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_QUOTA,
 			       "'%s' is not a positive number of GB (e.g. 5 "
 			       "or 2.5)", value[MIGRATE_ACCOUNTS_QUOTA]);
 	}
@@ -372,40 +373,40 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 		else if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "1") == 0)
 			acc.type = 1;
 		else {
-			accounts_error(accounts, rec->line,
+			accounts_error(r, rec->line,
 				MIGRATE_ACCOUNTS_TYPE, "'%s' is not 0 (basic) "
 				"or 1 (sync)", value[MIGRATE_ACCOUNTS_TYPE]);
 		}
 	}
 	acc.full_name = value[MIGRATE_ACCOUNTS_FULL_NAME];
 	if (acc.full_name != NULL && !full_name_valid(acc.full_name)) {
-		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_FULL_NAME,
+		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_FULL_NAME,
 			       "'%s' has a character other than letters, "
 			       "digits, space, apostrophe, dot, @ and hyphen",
 			       acc.full_name);
 	}
 	acc.language = value[MIGRATE_ACCOUNTS_LANGUAGE];
 	if (acc.language != NULL && !language_valid(acc.language)) {
-		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_LANGUAGE,
+		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_LANGUAGE,
 			       "'%s' is not a language tag (e.g. pt-br)",
 			       acc.language);
 	}
 	acc.time_zone = value[MIGRATE_ACCOUNTS_TIME_ZONE];
 	if (acc.time_zone != NULL &&
 	    !time_zone_valid(r->zoneinfo_dir, acc.time_zone)) {
-		accounts_error(accounts, rec->line, MIGRATE_ACCOUNTS_TIME_ZONE,
+		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_TIME_ZONE,
 			       "'%s' is not a time zone of %s (e.g. "
 			       "America/Sao_Paulo)", acc.time_zone,
 			       r->zoneinfo_dir);
 	}
 	acc.date_format = value[MIGRATE_ACCOUNTS_DATE_FORMAT];
 	if (!date_format_valid(acc.date_format)) {
-		accounts_error(accounts, rec->line,
+		accounts_error(r, rec->line,
 			       MIGRATE_ACCOUNTS_DATE_FORMAT,
 			       "'%s' has a space or control character, or is "
 			       "longer than 32", acc.date_format);
 	}
-	if (array_count(&accounts_found) != errors)
+	if (array_count(&r->found) != errors)
 		return;
 	acc.user = p_strdup(accounts->pool, acc.user);
 	acc.password = p_strdup(accounts->pool, acc.password);
@@ -423,30 +424,23 @@ static const char *account_domain(const struct migrate_account *acc)
 
 /* One domain per file (the majority's; the others are named), each user
    once. */
-static void accounts_check_rows(struct migrate_accounts *accounts)
+static void accounts_check_rows(struct accounts_reader *r)
 {
-	HASH_TABLE(const char *, void *) counts;
+	struct migrate_accounts *accounts = r->accounts;
 	HASH_TABLE(const char *, const struct migrate_account *) users;
 	const struct migrate_account *acc, *first;
+	ARRAY_TYPE(const_string) domains;
 	const char *domain, *best = NULL;
-	unsigned int n, best_n = 0;
 
-	hash_table_create(&counts, pool_datastack_create(), 0, str_hash,
-			  strcmp);
+	t_array_init(&domains, array_count(&accounts->accounts) + 1);
 	hash_table_create(&users, pool_datastack_create(), 0, str_hash,
 			  strcmp);
 	array_foreach(&accounts->accounts, acc) {
 		domain = account_domain(acc);
-		n = POINTER_CAST_TO(hash_table_lookup(counts, domain),
-				    unsigned int) + 1;
-		hash_table_update(counts, domain, POINTER_CAST(n));
-		if (n > best_n) {
-			best = domain;
-			best_n = n;
-		}
+		array_push_back(&domains, &domain);
 		first = hash_table_lookup(users, acc->user);
 		if (first != NULL) {
-			accounts_error(accounts, acc->line,
+			accounts_error(r, acc->line,
 				MIGRATE_ACCOUNTS_USERNAME,
 				"%s is already on line %u", acc->user,
 				first->line);
@@ -454,16 +448,19 @@ static void accounts_check_rows(struct migrate_accounts *accounts)
 			hash_table_insert(users, acc->user, acc);
 		}
 	}
+	if (array_count(&domains) > 0) {
+		best = array_idx_elem(&domains, migrate_majority_index(
+			array_front(&domains), array_count(&domains)));
+	}
 	accounts->domain = p_strdup(accounts->pool, best);
 	array_foreach(&accounts->accounts, acc) {
 		if (best != NULL && strcmp(account_domain(acc), best) != 0) {
-			accounts_error(accounts, acc->line,
+			accounts_error(r, acc->line,
 				MIGRATE_ACCOUNTS_DOMAIN,
 				"%s: one domain per file, and most rows are "
 				"for %s", account_domain(acc), best);
 		}
 	}
-	hash_table_destroy(&counts);
 	hash_table_destroy(&users);
 }
 
@@ -484,6 +481,7 @@ int migrate_accounts_read(const char *path, const char *zoneinfo_dir,
 	struct migrate_csv_reader *csv;
 	struct migrate_csv_record rec;
 	struct accounts_reader r;
+	const struct accounts_error *err;
 	bool header = FALSE, header_ok = FALSE;
 	int ret;
 
@@ -497,12 +495,12 @@ int migrate_accounts_read(const char *path, const char *zoneinfo_dir,
 	i_zero(&r);
 	r.accounts = accounts;
 	r.zoneinfo_dir = zoneinfo_dir;
-	i_array_init(&accounts_found, 16);
+	i_array_init(&r.found, 16);
 
 	csv = migrate_csv_open(path, pool);
 	while ((ret = migrate_csv_next(csv, &rec, error_r)) > 0) T_BEGIN {
 		if (rec.error != NULL)
-			accounts_error(accounts, rec.line, -1, "%s", rec.error);
+			accounts_error(&r, rec.line, -1, "%s", rec.error);
 		else if (!header) {
 			header = TRUE;
 			header_ok = accounts_header(&r, &rec);
@@ -513,14 +511,14 @@ int migrate_accounts_read(const char *path, const char *zoneinfo_dir,
 	migrate_csv_close(&csv);
 	if (ret < 0) {
 		*error_r = t_strdup(*error_r);
-		array_free(&accounts_found);
+		array_free(&r.found);
 		pool_unref(&pool);
 		return -1;
 	}
 	if (!header)
-		accounts_error(accounts, 1, -1, "no header row and no accounts");
+		accounts_error(&r, 1, -1, "no header row and no accounts");
 	T_BEGIN {
-		accounts_check_rows(accounts);
+		accounts_check_rows(&r);
 	} T_END;
 	if (header_ok && array_count(&accounts->accounts) <
 	    MIGRATE_ACCOUNTS_FEW) {
@@ -530,11 +528,10 @@ int migrate_accounts_read(const char *path, const char *zoneinfo_dir,
 			array_count(&accounts->accounts), MIGRATE_ACCOUNTS_FEW);
 		array_push_back(&accounts->notes, &note);
 	}
-	array_sort(&accounts_found, accounts_error_cmp);
-	const struct accounts_error *err;
-	array_foreach(&accounts_found, err)
+	array_sort(&r.found, accounts_error_cmp);
+	array_foreach(&r.found, err)
 		array_push_back(&accounts->errors, &err->msg);
-	array_free(&accounts_found);
+	array_free(&r.found);
 	*accounts_r = accounts;
 	return 0;
 }
@@ -689,54 +686,28 @@ passwd_file_write(const char *path, const struct stat *old_st, bool exists,
 		  const char **error_r)
 {
 	const struct passwd_file_line *l;
-	const char *temp_path = t_strconcat(path, ".tmp", NULL);
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	mode_t mode = 0600;
 	struct group *grp;
 	string_t *str;
-	int fd, ret = 0;
 
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd == -1) {
-		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);
-		return -1;
-	}
 	/* as the old file was, or root:dovecot 0640 for the auth process */
 	if (exists) {
-		if (fchown(fd, old_st->st_uid, old_st->st_gid) < 0 ||
-		    fchmod(fd, old_st->st_mode & 07777) < 0)
-			ret = -1;
+		uid = old_st->st_uid;
+		gid = old_st->st_gid;
+		mode = old_st->st_mode & 07777;
 	} else if ((grp = getgrnam("dovecot")) != NULL) {
-		if (fchown(fd, (uid_t)-1, grp->gr_gid) < 0 ||
-		    fchmod(fd, 0640) < 0)
-			ret = -1;
+		gid = grp->gr_gid;
+		mode = 0640;
 	}
-	if (ret < 0) {
-		*error_r = t_strdup_printf("fchown/fchmod(%s) failed: %m",
-					   temp_path);
-	} else {
-		str = t_str_new(4096);
-		array_foreach(lines, l) {
-			str_append(str, l->line);
-			str_append_c(str, '\n');
-		}
-		if (write_full(fd, str_data(str), str_len(str)) < 0 ||
-		    fdatasync(fd) < 0) {
-			*error_r = t_strdup_printf("write(%s) failed: %m",
-						   temp_path);
-			ret = -1;
-		}
+	str = t_str_new(4096);
+	array_foreach(lines, l) {
+		str_append(str, l->line);
+		str_append_c(str, '\n');
 	}
-	if (close(fd) < 0 && ret == 0) {
-		*error_r = t_strdup_printf("close(%s) failed: %m", temp_path);
-		ret = -1;
-	}
-	if (ret == 0 && rename(temp_path, path) < 0) {
-		*error_r = t_strdup_printf("rename(%s, %s) failed: %m",
-					   temp_path, path);
-		ret = -1;
-	}
-	if (ret < 0)
-		i_unlink_if_exists(temp_path);
-	return ret;
+	return migrate_file_replace(path, str_data(str), str_len(str), mode,
+				    uid, gid, error_r);
 }
 
 int migrate_accounts_plan(const struct migrate_accounts *accounts,

@@ -7,9 +7,9 @@
 #include "strnum.h"
 #include "net.h"
 #include "read-full.h"
-#include "write-full.h"
 #include "mkdir-parents.h"
 #include "safe-memset.h"
+#include "migrate-file.h"
 #include "migrate-credentials.h"
 
 #include <stdio.h>
@@ -111,46 +111,16 @@ int migrate_credentials_write(const char *dir, const char *user,
 			      const struct migrate_credentials *cred,
 			      const char **error_r)
 {
-	const char *path, *temp_path;
 	string_t *str;
-	int fd, ret = 0;
+	int ret;
 
 	if (credentials_dir_check(dir, TRUE, error_r) < 0)
 		return -1;
-	path = credentials_path(dir, user);
-	temp_path = t_strconcat(path, ".tmp", NULL);
-
 	str = t_str_new(256);
 	migrate_credentials_serialize(str, cred);
-
-	i_unlink_if_exists(temp_path);
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
-	if (fd == -1) {
-		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);
-		ret = -1;
-	} else {
-		if (write_full(fd, str_data(str), str_len(str)) < 0) {
-			*error_r = t_strdup_printf("write(%s) failed: %m",
-						   temp_path);
-			ret = -1;
-		} else if (fsync(fd) < 0) {
-			*error_r = t_strdup_printf("fsync(%s) failed: %m",
-						   temp_path);
-			ret = -1;
-		}
-		if (close(fd) < 0 && ret == 0) {
-			*error_r = t_strdup_printf("close(%s) failed: %m",
-						   temp_path);
-			ret = -1;
-		}
-		if (ret == 0 && rename(temp_path, path) < 0) {
-			*error_r = t_strdup_printf("rename(%s, %s) failed: %m",
-						   temp_path, path);
-			ret = -1;
-		}
-		if (ret < 0)
-			i_unlink_if_exists(temp_path);
-	}
+	ret = migrate_file_replace(credentials_path(dir, user), str_data(str),
+				   str_len(str), 0600, (uid_t)-1, (gid_t)-1,
+				   error_r);
 	safe_memset(str_c_modifiable(str), 0, str_len(str));
 	return ret;
 }

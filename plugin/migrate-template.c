@@ -412,28 +412,47 @@ static const char *user_domain(const char *user)
 	return p == NULL ? "" : t_str_lcase(p + 1);
 }
 
-/* The domain most rows have: the odd rows out are the ones to fix. */
-static const struct migrate_template_row *
-template_main_domain(struct migrate_template *tmpl)
+unsigned int migrate_majority_index(const char *const *values,
+				    unsigned int count)
 {
 	HASH_TABLE(const char *, void *) counts;
-	const struct migrate_template_row *row, *best = NULL;
-	unsigned int n, best_n = 0;
-	const char *domain;
+	unsigned int i, n, best = 0, best_n = 0;
 
-	hash_table_create(&counts, tmpl->pool, 0, str_hash, strcmp);
-	array_foreach(&tmpl->rows, row) {
-		domain = p_strdup(tmpl->pool, user_domain(row->dest_user));
-		n = POINTER_CAST_TO(hash_table_lookup(counts, domain),
+	i_assert(count > 0);
+	hash_table_create(&counts, pool_datastack_create(), 0, str_hash,
+			  strcmp);
+	for (i = 0; i < count; i++) {
+		n = POINTER_CAST_TO(hash_table_lookup(counts, values[i]),
 				    unsigned int) + 1;
-		hash_table_update(counts, domain, POINTER_CAST(n));
+		hash_table_update(counts, values[i], POINTER_CAST(n));
 		if (n > best_n) {
 			best_n = n;
-			best = row;
+			best = i;
 		}
 	}
 	hash_table_destroy(&counts);
 	return best;
+}
+
+/* The row where the domain most rows have became the most common: the
+   odd rows out are the ones to fix. */
+static const struct migrate_template_row *
+template_main_domain(struct migrate_template *tmpl)
+{
+	const struct migrate_template_row *rows;
+	ARRAY_TYPE(const_string) domains;
+	unsigned int i, count;
+
+	rows = array_get(&tmpl->rows, &count);
+	if (count == 0)
+		return NULL;
+	t_array_init(&domains, count);
+	for (i = 0; i < count; i++) {
+		const char *domain = user_domain(rows[i].dest_user);
+
+		array_push_back(&domains, &domain);
+	}
+	return &rows[migrate_majority_index(array_front(&domains), count)];
 }
 
 static void ATTR_FORMAT(4, 5)

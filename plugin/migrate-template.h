@@ -79,6 +79,11 @@ int migrate_template_read(const char *path, struct migrate_template **tmpl_r,
 			  const char **error_r);
 void migrate_template_free(struct migrate_template **tmpl);
 
+/* The index in values where the value most of them hold reached its
+   count (the odd ones out are the ones to report).  count > 0. */
+unsigned int migrate_majority_index(const char *const *values,
+				    unsigned int count);
+
 /* The destination password policy of the customer guide: at least 8
    characters, with a lowercase and an uppercase letter, a digit and a
    special character (letters and digits are ASCII ones; any other

@@ -36,6 +36,15 @@ writers() {
 		sed -n 's/.*\.M[0-9]*P\([0-9]*\)\..*/\1/p' | sort -u
 }
 
+# wait (at most about 15 s) until the Maildir folder DIR holds N messages
+wait_saved() {
+	local dir=$1 n=$2 i
+	for i in $(seq 1 3000); do
+		[ "$(find "$dir/cur" "$dir/new" -type f 2>/dev/null | wc -l)" -ge "$n" ] && return
+		sleep 0.005
+	done
+}
+
 # "copied" column of the summary row in FILE
 copied_of() {
 	awk -F'\t' '$1 == "user" { for (i = 1; i <= NF; i++) c[$i] = i; next }
@@ -104,11 +113,7 @@ rig_add_user dest kill1@example.com "$DEST_PW" userdb_migrate_source_user=wanda
 kmd=$(rig_maildir dest kill1@example.com)
 rig_doveadm dest migrate -u kill1@example.com >"$RIG/kill1.log" 2>&1 &
 pid=$!
-for i in $(seq 1 3000); do
-	n=$(find "$kmd/cur" "$kmd/new" -type f 2>/dev/null | wc -l)
-	[ "$n" -ge 100 ] && break
-	sleep 0.005
-done
+wait_saved "$kmd" 100
 pkill -9 -P "$pid"
 wait "$pid" 2>/dev/null
 sleep 0.5
@@ -134,11 +139,7 @@ kmd=$(rig_maildir dest kill2@example.com)
 rc=0
 rig_doveadm dest migrate -u kill2@example.com >"$RIG/kill2.log" 2>&1 &
 pid=$!
-for i in $(seq 1 3000); do
-	n=$(find "$kmd/cur" "$kmd/new" -type f 2>/dev/null | wc -l)
-	[ "$n" -ge 100 ] && break
-	sleep 0.005
-done
+wait_saved "$kmd" 100
 pkill -9 -f "migrate worker -u kill2@example.com"
 wait "$pid" || rc=$?
 tap_is "$rc" 75 "a worker killed mid-copy makes the run exit 75 (tempfail)"
