@@ -7,6 +7,7 @@
 #include "strnum.h"
 #include "strescape.h"
 #include "safe-memset.h"
+#include "randgen.h"
 #include "istream.h"
 #include "master-service.h"
 #include "master-service-settings.h"
@@ -47,6 +48,7 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 	doveadm_print(t_strdup_printf("%u.%03u", stats->total_msecs / 1000,
 				      stats->total_msecs % 1000));
 	doveadm_print(mode);
+	doveadm_print_num(stats->retries);
 }
 
 /* The user's settings; the template's source account, when there is one,
@@ -256,15 +258,78 @@ static void cmd_migrate_sync_read_stdin(struct migrate_cmd_context *ctx)
 	i_stream_unref(&input);
 }
 
+/* Sync passes until one succeeds, fails for good, or the retries for a
+   lost source run out.  Each pass starts with a new connection and goes
+   on from what the state says is copied. */
+static enum migrate_error
+cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
+			struct mail_user *user,
+			const struct migrate_settings *set,
+			struct migrate_sync_stats *stats)
+{
+	struct doveadm_mail_cmd_context *_ctx = &ctx->ctx;
+	struct migrate_sync_options opts;
+	struct migrate_sync_stats pass;
+	struct migrate_source *source;
+	enum migrate_error error_code;
+	unsigned int delay = set->retry_delay_secs, sleep_secs;
+	const char *error;
+
+	i_zero(&opts);
+	opts.dry_run = ctx->dry_run;
+	opts.force = ctx->force;
+	opts.progress = !ctx->quiet;
+	opts.final = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER;
+	opts.maxage_days = ctx->maxage_days;
+	opts.workers = ctx->workers;
+	for (;;) {
+		i_zero(&pass);
+		if (migrate_source_init(_ctx->storage_service,
+					_ctx->cur_service_user, user, set,
+					&source, &error_code, &error) < 0)
+			i_error("migrate: %s: %s", user->username, error);
+		else {
+			/* the engine logs its own errors */
+			if (migrate_sync_run(user, source, set, &opts, &pass,
+					     &error_code, &error) == 0)
+				error_code = MIGRATE_ERROR_NONE;
+			migrate_source_deinit(&source);
+		}
+		migrate_sync_stats_add(stats, &pass);
+		if (error_code != MIGRATE_ERROR_SOURCE_TEMP)
+			return error_code;
+		if (stats->retries >= set->retries) {
+			i_error("migrate: %s: Giving up after %u retr%s: %s",
+				user->username, stats->retries,
+				stats->retries == 1 ? "y" : "ies", error);
+			return error_code;
+		}
+		stats->retries++;
+		/* a little jitter keeps the accounts of a batch that lost
+		   the server together from coming back together */
+		sleep_secs = delay + i_rand_limit(delay / 4 + 1);
+		e_warning(event_create_passthrough(user->event)->
+			  set_name("migrate_retry")->
+			  add_int("retry", stats->retries)->
+			  add_int("retries", set->retries)->
+			  add_int("delay_secs", sleep_secs)->
+			  add_str("error", error)->event(),
+			  "migrate: %s: Retry %u of %u in %u s, going on "
+			  "from what is copied: %s", user->username,
+			  stats->retries, set->retries, sleep_secs, error);
+		if (sleep_secs > 0)
+			sleep(sleep_secs);
+		delay = I_MIN(delay * 2, MIGRATE_MAX_RETRY_DELAY_SECS);
+	}
+}
+
 static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 				struct mail_user *user)
 {
 	struct migrate_cmd_context *ctx =
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 	const struct migrate_settings *set;
-	struct migrate_sync_options opts;
 	struct migrate_sync_stats stats;
-	struct migrate_source *source;
 	enum migrate_error error_code;
 	const char *error;
 
@@ -293,23 +358,8 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		i_error("migrate: %s: Invalid settings: %s",
 			user->username, error);
 		error_code = MIGRATE_ERROR_CONFIG;
-	} else if (migrate_source_init(_ctx->storage_service,
-				       _ctx->cur_service_user, user, set,
-				       &source, &error_code, &error) < 0) {
-		i_error("migrate: %s: %s", user->username, error);
 	} else {
-		i_zero(&opts);
-		opts.dry_run = ctx->dry_run;
-		opts.force = ctx->force;
-		opts.progress = !ctx->quiet;
-		opts.final = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER;
-		opts.maxage_days = ctx->maxage_days;
-		opts.workers = ctx->workers;
-		/* the engine logs its own errors */
-		if (migrate_sync_run(user, source, set, &opts, &stats,
-				     &error_code, &error) == 0)
-			error_code = MIGRATE_ERROR_NONE;
-		migrate_source_deinit(&source);
+		error_code = cmd_migrate_sync_passes(ctx, user, set, &stats);
 	}
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
@@ -335,7 +385,7 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 		"renamed", "folders_deleted", "copied", "updated", "deleted",
 		"skipped", "foreign", "recovered", "flags_dropped",
 		"deletes_withheld",
-		"bytes", "seconds", "mode",
+		"bytes", "seconds", "mode", "retries",
 	};
 	unsigned int i;
 
@@ -439,6 +489,42 @@ struct doveadm_cmd_ver2 doveadm_cmd_migrate = {
 MIGRATE_SYNC_PARAMS
 };
 
+/* The jobs, one a line, until the owner closes our stdin.  A job that
+   lost the source leaves it to the next job to connect again (the owner
+   decides whether the run retries). */
+static int
+cmd_migrate_worker_jobs(struct doveadm_mail_cmd_context *_ctx,
+			struct mail_user *user,
+			const struct migrate_settings *set,
+			struct istream *input)
+{
+	struct migrate_source *source = NULL;
+	enum migrate_error error_code;
+	const char *line, *error;
+
+	while ((line = i_stream_read_next_line(input)) != NULL) T_BEGIN {
+		if (source == NULL &&
+		    migrate_source_init(_ctx->storage_service,
+					_ctx->cur_service_user, user, set,
+					&source, &error_code, &error) < 0) {
+			i_error("migrate worker: %s", error);
+			migrate_sync_worker_fail(STDOUT_FILENO, error_code,
+						 error);
+		} else if (migrate_sync_worker_job(user, source, set, line,
+						   STDOUT_FILENO) ==
+			   MIGRATE_ERROR_SOURCE_TEMP)
+			migrate_source_deinit(&source);
+	} T_END;
+	if (source != NULL)
+		migrate_source_deinit(&source);
+	if (input->stream_errno != 0) {
+		i_error("migrate worker: read(stdin) failed: %s",
+			i_stream_get_error(input));
+		return -1;
+	}
+	return 0;
+}
+
 /* "doveadm migrate worker -u USER": started by "doveadm migrate" for its
    user, never by hand.  The first line of stdin is the owner's PID and the
    source credentials (<pid> CRED <escaped credentials>, or <pid> NOCRED),
@@ -450,8 +536,6 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 	const struct migrate_settings *set;
 	struct migrate_credentials cred;
-	struct migrate_source *source;
-	enum migrate_error error_code;
 	struct istream *input;
 	const char *line, *p, *error;
 	long owner_pid;
@@ -499,15 +583,8 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 	safe_memset((void *)line, 0, strlen(line));
 	if (migrate_cmd_settings(user, ctx->credentials, &set, &error) < 0)
 		i_error("migrate worker: Invalid settings: %s", error);
-	else if (migrate_source_init(_ctx->storage_service,
-				     _ctx->cur_service_user, user, set,
-				     &source, &error_code, &error) < 0)
-		i_error("migrate worker: %s", error);
-	else {
-		ret = migrate_sync_worker_run(user, source, set, input,
-					      STDOUT_FILENO);
-		migrate_source_deinit(&source);
-	}
+	else
+		ret = cmd_migrate_worker_jobs(_ctx, user, set, input);
 	if (ctx->credentials != NULL)
 		safe_memset((void *)cred.source_password, 0,
 			    strlen(cred.source_password));

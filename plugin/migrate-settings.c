@@ -215,6 +215,19 @@ migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
 		return -1;
 	}
 
+	value = reader_get(r, MIGRATE_SETTING_RETRY_DELAY);
+	if (value == NULL)
+		set->retry_delay_secs = MIGRATE_DEFAULT_RETRY_DELAY_SECS;
+	else if (settings_get_time(value, &set->retry_delay_secs,
+				   &error) < 0) {
+		r->error = t_strdup_printf("%s: %s",
+			MIGRATE_SETTING_RETRY_DELAY, error);
+		return -1;
+	}
+	if (reader_uint(r, MIGRATE_SETTING_RETRIES, MIGRATE_DEFAULT_RETRIES,
+			0, 100, &set->retries) < 0)
+		return -1;
+
 	set->include = p_strdup(pool, reader_get(r, MIGRATE_SETTING_INCLUDE));
 	set->exclude = p_strdup(pool, reader_get(r, MIGRATE_SETTING_EXCLUDE));
 	if (reader_bool(r, MIGRATE_SETTING_SPECIAL_USE,

@@ -16,6 +16,8 @@
 #define MIGRATE_SETTING_SOURCE_PASSWORD_FILE "migrate_source_password_file"
 #define MIGRATE_SETTING_SOURCE_PREFIX "migrate_source_prefix"
 #define MIGRATE_SETTING_SOURCE_TIMEOUT "migrate_source_timeout"
+#define MIGRATE_SETTING_RETRIES "migrate_retries"
+#define MIGRATE_SETTING_RETRY_DELAY "migrate_retry_delay"
 #define MIGRATE_SETTING_INCLUDE "migrate_include"
 #define MIGRATE_SETTING_EXCLUDE "migrate_exclude"
 #define MIGRATE_SETTING_SPECIAL_USE "migrate_special_use"
@@ -34,6 +36,11 @@
 
 #define MIGRATE_DEFAULT_SOURCE_SSL "starttls"
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
+/* a run that loses the source retries this many times, after
+   migrate_retry_delay, doubled each time up to MIGRATE_MAX_RETRY_DELAY_SECS */
+#define MIGRATE_DEFAULT_RETRIES 3
+#define MIGRATE_DEFAULT_RETRY_DELAY_SECS 10
+#define MIGRATE_MAX_RETRY_DELAY_SECS (5*60)
 #define MIGRATE_DEFAULT_SPECIAL_USE TRUE
 #define MIGRATE_DEFAULT_SUBSCRIPTIONS TRUE
 #define MIGRATE_DEFAULT_MAX_DELETE_PERCENT 30
@@ -75,6 +82,9 @@ struct migrate_settings {
 	const char *source_password;
 	const char *source_prefix;
 	unsigned int source_timeout_secs;
+	/* retries of a run that lost the source, and the first delay */
+	unsigned int retries;
+	unsigned int retry_delay_secs;
 
 	const char *include;
 	const char *exclude;

@@ -59,6 +59,7 @@ int migrate_error_to_exit_code(enum migrate_error error)
 		return EX_CANTCREAT;
 	case MIGRATE_ERROR_DELETE_LIMIT:
 		return EX_DATAERR;
+	case MIGRATE_ERROR_SOURCE_TEMP:
 	case MIGRATE_ERROR_TEMP:
 		return EX_TEMPFAIL;
 	}
@@ -107,8 +108,8 @@ enum migrate_error migrate_error_from_source(enum mail_error error,
 		return MIGRATE_ERROR_FAILED;
 	default:
 		/* connection problems, timeouts and anything unknown:
-		   a later run may succeed */
-		return MIGRATE_ERROR_TEMP;
+		   a retry may succeed */
+		return MIGRATE_ERROR_SOURCE_TEMP;
 	}
 }
 

@@ -26,7 +26,10 @@ enum migrate_error {
 	MIGRATE_ERROR_DEST_QUOTA,
 	/* too much would be deleted: refused without --force */
 	MIGRATE_ERROR_DELETE_LIMIT,
-	/* unreachable or dropped source, lock held: re-run later */
+	/* the source was unreachable, dropped the connection, timed out or
+	   asked us to slow down: the run retries by itself */
+	MIGRATE_ERROR_SOURCE_TEMP,
+	/* lock held, a worker died, the retries ran out: re-run later */
 	MIGRATE_ERROR_TEMP,
 };
 

@@ -2198,6 +2198,27 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 	sync_collect_workers(ctx, TRUE);
 }
 
+void migrate_sync_stats_add(struct migrate_sync_stats *dest,
+			    const struct migrate_sync_stats *src)
+{
+	dest->folders = src->folders;
+	dest->folders_unchanged = src->folders_unchanged;
+	dest->folders_created += src->folders_created;
+	dest->folders_renamed += src->folders_renamed;
+	dest->folders_deleted += src->folders_deleted;
+	dest->messages_copied += src->messages_copied;
+	dest->messages_updated += src->messages_updated;
+	dest->messages_deleted += src->messages_deleted;
+	dest->messages_skipped += src->messages_skipped;
+	dest->messages_foreign = src->messages_foreign;
+	dest->messages_recovered += src->messages_recovered;
+	dest->flags_dropped += src->flags_dropped;
+	dest->bytes_copied += src->bytes_copied;
+	dest->deletes_withheld = src->deletes_withheld;
+	dest->retries += src->retries;
+	dest->total_msecs += src->total_msecs;
+}
+
 int migrate_sync_run(struct mail_user *dest_user,
 		     struct migrate_source *source,
 		     const struct migrate_settings *set,
@@ -2283,11 +2304,42 @@ int migrate_sync_run(struct mail_user *dest_user,
    is DONE|FAIL <copied> <bytes> <skipped> <flags dropped>, and for FAIL
    <error code> <error>. */
 static void
-sync_worker_job(struct mail_user *dest_user, struct migrate_source *source,
-		const struct migrate_settings *set,
-		const struct migrate_sync_options *opts,
-		const char *line, int out_fd)
+sync_worker_answer(int out_fd, const struct migrate_sync_stats *stats,
+		   const struct migrate_failure *failure)
 {
+	string_t *answer = t_str_new(128);
+
+	str_printfa(answer, "%s\t%u\t%"PRIuUOFF_T"\t%u\t%u",
+		    failure->code == MIGRATE_ERROR_NONE ? "DONE" : "FAIL",
+		    stats->messages_copied, stats->bytes_copied,
+		    stats->messages_skipped, stats->flags_dropped);
+	if (failure->code != MIGRATE_ERROR_NONE) {
+		str_printfa(answer, "\t%u\t", (unsigned int)failure->code);
+		str_append_tabescaped(answer, failure->error);
+	}
+	str_append_c(answer, '\n');
+	if (write_full(out_fd, str_data(answer), str_len(answer)) < 0)
+		i_error("migrate worker: write(stdout) failed: %m");
+}
+
+void migrate_sync_worker_fail(int out_fd, enum migrate_error code,
+			      const char *error)
+{
+	struct migrate_sync_stats stats;
+	struct migrate_failure failure = { .code = code, .error = error };
+
+	i_zero(&stats);
+	sync_worker_answer(out_fd, &stats, &failure);
+}
+
+enum migrate_error
+migrate_sync_worker_job(struct mail_user *dest_user,
+			struct migrate_source *source,
+			const struct migrate_settings *set,
+			const char *line, int out_fd)
+{
+	struct migrate_sync_options opts;
+	enum migrate_error failure_code;
 	struct migrate_sync_ctx ctx;
 	struct migrate_sync_stats stats;
 	struct migrate_state_folder state;
@@ -2295,7 +2347,6 @@ sync_worker_job(struct mail_user *dest_user, struct migrate_source *source,
 	ARRAY_TYPE(seq_range) uids;
 	struct mailbox *sbox, *dbox;
 	const char *const *args;
-	string_t *answer;
 
 	i_zero(&ctx);
 	i_zero(&stats);
@@ -2307,7 +2358,8 @@ sync_worker_job(struct mail_user *dest_user, struct migrate_source *source,
 	ctx.src_user = source->user;
 	ctx.src_ns = ctx.src_user->namespaces;
 	ctx.set = set;
-	ctx.opts = opts;
+	i_zero(&opts);
+	ctx.opts = &opts;
 	ctx.stats = &stats;
 	ctx.worker_out_fd = out_fd;
 	ctx.event = event_create(dest_user->event);
@@ -2343,38 +2395,10 @@ sync_worker_job(struct mail_user *dest_user, struct migrate_source *source,
 	if (ctx.fetcher != NULL)
 		migrate_fetcher_deinit(&ctx.fetcher);
 
-	answer = t_str_new(128);
-	str_printfa(answer, "%s\t%u\t%"PRIuUOFF_T"\t%u\t%u",
-		    ctx.failure.code == MIGRATE_ERROR_NONE ? "DONE" : "FAIL",
-		    stats.messages_copied, stats.bytes_copied,
-		    stats.messages_skipped, stats.flags_dropped);
-	if (ctx.failure.code != MIGRATE_ERROR_NONE) {
-		str_printfa(answer, "\t%u\t", (unsigned int)ctx.failure.code);
-		str_append_tabescaped(answer, ctx.failure.error);
-	}
-	str_append_c(answer, '\n');
-	if (write_full(out_fd, str_data(answer), str_len(answer)) < 0)
-		i_error("migrate worker: write(stdout) failed: %m");
+	failure_code = ctx.failure.code;
+	sync_worker_answer(out_fd, &stats, &ctx.failure);
 	event_unref(&ctx.event);
 	pool_unref(&ctx.pool);
+	return failure_code;
 }
 
-int migrate_sync_worker_run(struct mail_user *dest_user,
-			    struct migrate_source *source,
-			    const struct migrate_settings *set,
-			    struct istream *input, int out_fd)
-{
-	struct migrate_sync_options opts;
-	const char *line;
-
-	i_zero(&opts);
-	while ((line = i_stream_read_next_line(input)) != NULL) T_BEGIN {
-		sync_worker_job(dest_user, source, set, &opts, line, out_fd);
-	} T_END;
-	if (input->stream_errno != 0) {
-		i_error("migrate worker: read(stdin) failed: %s",
-			i_stream_get_error(input));
-		return -1;
-	}
-	return 0;
-}

@@ -4,7 +4,6 @@
 #include "migrate-source.h"
 
 struct mail_user;
-struct istream;
 struct migrate_settings;
 struct migrate_workers;
 
@@ -50,8 +49,15 @@ struct migrate_sync_stats {
 	uoff_t bytes_copied;
 	/* planned deletions that were not made (limit or errors) */
 	unsigned int deletes_withheld;
+	/* times the run lost the source and went on after a pause */
+	unsigned int retries;
 	unsigned int total_msecs;
 };
+
+/* Add the counts of one pass (src) to the run's (dest): messages and
+   bytes add up, the folder counts are those of the last pass. */
+void migrate_sync_stats_add(struct migrate_sync_stats *dest,
+			    const struct migrate_sync_stats *src);
 
 /* Mirror every selected folder of the source into dest_user.  Returns 0 on
    complete success, -1 otherwise with *error_code_r and *error_r of the
@@ -63,12 +69,16 @@ int migrate_sync_run(struct mail_user *dest_user,
 		     struct migrate_sync_stats *stats_r,
 		     enum migrate_error *error_code_r, const char **error_r);
 
-/* The worker's side of migrate-workers.h: read jobs from input (after the
-   credentials line, which the caller has read) and answer on out_fd until
-   input ends.  Returns 0, or -1 when input could not be read. */
-int migrate_sync_worker_run(struct mail_user *dest_user,
-			    struct migrate_source *source,
-			    const struct migrate_settings *set,
-			    struct istream *input, int out_fd);
+/* The worker's side of migrate-workers.h: do one job line of the owner
+   and answer on out_fd.  Returns the job's failure code
+   (MIGRATE_ERROR_NONE when done). */
+enum migrate_error
+migrate_sync_worker_job(struct mail_user *dest_user,
+			struct migrate_source *source,
+			const struct migrate_settings *set,
+			const char *line, int out_fd);
+/* Answer a job with a failure without doing it (no source). */
+void migrate_sync_worker_fail(int out_fd, enum migrate_error code,
+			      const char *error);
 
 #endif

@@ -108,33 +108,58 @@ tap_diag "$(tail -n 2 <<<"$TAP_OUT")"
 # --- the source drops the connection in the middle of a run ------------------
 # large enough (400 x 150 KB) that the copy is still going when the test
 # sees the first batch land, whichever process copies the folder
-for i in $(seq 41 440); do
-	printf 'From: drop@example.org\r\nSubject: drop %s\r\nMessage-ID: <drop-%s@example.org>\r\n\r\n%s\r\n' \
-		"$i" "$i" "$(head -c 150000 /dev/zero | tr '\0' x | fold -w 76)" >"$RIG/d$i.eml"
-done
-simap append Work "$RIG"/d{41..440}.eml >/dev/null
 work_dir=$(rig_maildir dest carol@example.com)/.Work
-base=$(find "$work_dir/cur" "$work_dir/new" -type f | wc -l)
-rig_doveadm dest migrate -u carol@example.com >"$RIG/drop.log" 2>&1 &
-pid=$!
-# once the first batch of the new messages is saved, kill the source's
-# imap processes: the connection drops in the middle of the copy
-for i in $(seq 1 2000); do
-	[ "$(find "$work_dir/cur" "$work_dir/new" -type f | wc -l)" -gt "$base" ] && break
-	sleep 0.005
-done
 src_master=$(cat "$(rig_base_dir src)/master.pid")
-pkill -9 -P "$src_master" -x imap
-wait "$pid"
-tap_is "$?" 75 "a connection dropped mid-copy exits 75 (tempfail)"
-now=$(find "$work_dir/cur" "$work_dir/new" -type f | wc -l)
-if [ "$now" -gt "$base" ] && [ "$now" -lt $((base + 400)) ]; then
-	tap_ok "the drop came mid-copy: $((now - base)) of 400 saved, kept"
+# seed 400 more messages numbered from $1
+seed_drop() {
+	local i
+	for i in $(seq "$1" $(($1 + 399))); do
+		printf 'From: drop@example.org\r\nSubject: drop %s\r\nMessage-ID: <drop-%s@example.org>\r\n\r\n%s\r\n' \
+			"$i" "$i" "$(head -c 150000 /dev/zero | tr '\0' x | fold -w 76)" >"$RIG/d$i.eml"
+	done
+	simap append Work $(seq -f "$RIG/d%g.eml" "$1" $(($1 + 399))) >/dev/null
+}
+dest_count() { find "$work_dir/cur" "$work_dir/new" -type f | wc -l; }
+# run with doveadm options "$@"; once the first batch of the new messages
+# is saved, kill the source's imap processes: the connection drops in the
+# middle of the copy.  Sets DROP_RC, DROP_BASE, DROP_ROW (the summary).
+drop_run() {
+	local i pid
+	DROP_BASE=$(dest_count)
+	rig_doveadm dest -f tab "$@" migrate -u carol@example.com >"$RIG/drop.log" 2>&1 &
+	pid=$!
+	for i in $(seq 1 2000); do
+		[ "$(dest_count)" -gt "$DROP_BASE" ] && break
+		sleep 0.005
+	done
+	pkill -9 -P "$src_master" -x imap
+	DROP_RC=0
+	wait "$pid" || DROP_RC=$?
+	DROP_ROW=$(grep -A1 $'^user\tresult' "$RIG/drop.log" | tail -n 1)
+}
+
+# without retries: exit 75, what was saved is kept
+seed_drop 41
+drop_run -o plugin/migrate_retries=0
+tap_is "$DROP_RC" 75 "a connection dropped mid-copy, no retries: exits 75 (tempfail)"
+now=$(dest_count)
+if [ "$now" -gt "$DROP_BASE" ] && [ "$now" -lt $((DROP_BASE + 400)) ]; then
+	tap_ok "the drop came mid-copy: $((now - DROP_BASE)) of 400 saved, kept"
 else
-	tap_fail "the drop did not come mid-copy ($((now - base)) of 400 saved)"
+	tap_fail "the drop did not come mid-copy ($((now - DROP_BASE)) of 400 saved)"
 fi
 tap_is "$(final_run)" 0 "the re-run after the drop completes"
 tap_run "checker: exact mirror after the dropped connection" compare
+
+# with retries (the default): the run connects again and goes on
+seed_drop 441
+drop_run -o plugin/migrate_retry_delay=1s
+tap_is "$DROP_RC" 0 "a connection dropped mid-copy is retried: the run exits 0"
+tap_is "$(cut -f19 <<<"$DROP_ROW")" 1 "the summary counts 1 retry"
+tap_like "the retry is logged with its cause" \
+	'Retry 1 of 3 in 1 s, going on from what is copied: .*Work' "$(cat "$RIG/drop.log")"
+tap_is "$(cut -f8 <<<"$DROP_ROW")" 400 "the two passes copied the 400 once (no duplicate)"
+tap_run "checker: exact mirror after the retried drop" compare
 
 # --- and once more: nothing left to do --------------------------------------
 rig_doveadm dest -f tab migrate -u carol@example.com >"$RIG/last.log" 2>&1

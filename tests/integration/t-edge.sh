@@ -142,8 +142,17 @@ tap_is "$(rig_imap dest ivan@example.com "$DEST_PW" count INBOX)" 3 \
 
 # --- unreachable source --------------------------------------------------------------
 closed=$(rig_free_port)
-migrate erin -o "plugin/migrate_source_port=$closed" migrate -u erin@example.com
+migrate erin -o "plugin/migrate_source_port=$closed" -o plugin/migrate_retries=0 \
+	migrate -u erin@example.com
 tap_is "$MIG_RC" 75 "an unreachable source exits 75 (tempfail)"
+# retried with backoff (1 s, then 2 s), then given up
+migrate erin -o "plugin/migrate_source_port=$closed" -o plugin/migrate_retries=2 \
+	-o plugin/migrate_retry_delay=1s migrate -u erin@example.com
+tap_is "$MIG_RC" 75 "an unreachable source, retried twice: still exits 75"
+tap_like "the retries back off: 1 s, then 2 s" \
+	'Retry 1 of 2 in 1 s.*Retry 2 of 2 in 2 s.*Giving up after 2 retries' \
+	"$(tr '\n' ' ' <"$MIG_OUT")"
+tap_is "$(field 19)" 2 "the summary counts 2 retries"
 
 # --- destination over quota ------------------------------------------------------------
 "$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user frank \
