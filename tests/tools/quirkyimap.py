@@ -64,7 +64,7 @@ Scenario (JSON):
       "throttle": {"every": N, "commands": ["UID FETCH"],
                    "text": "..."},
           every Nth matching command (counted over all connections since
-          start; names as "UID FETCH", "SELECT", "LOGIN"...; missing
+          the scenario was (re)loaded; names as "UID FETCH", "SELECT", "LOGIN"...; missing
           "commands" = every command) answers
           "NO [THROTTLED] Too many commands, slow down"; as N > 1, the
           retry of the same command works
@@ -294,6 +294,7 @@ class Server:
                     if self.scenario is not None:
                         self.log("scenario reloaded %s" % self.args.scenario)
                     self.scenario, self.mtime = sc, mt
+                    self.throttle_count = 0
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     if self.scenario is None:
                         raise
