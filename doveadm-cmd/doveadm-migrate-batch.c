@@ -64,6 +64,8 @@ struct batch_account {
 	const char *user;
 	enum batch_state state;
 	unsigned int attempts;
+	/* the children's own retries (after a lost source), all attempts */
+	unsigned int source_retries;
 
 	pid_t pid;
 	int fd_out, fd_err;
@@ -460,8 +462,11 @@ static void batch_account_finish(struct batch_account *acct)
 		acct->out_row = (const char *const *)
 			p_strsplit_tabescaped(ctx->pool, lines[1]);
 	}
+	acct->source_retries += batch_field_num(acct, "retries");
 	acct->exit_code = exit_code;
-	acct->result = batch_exit_class(exit_code);
+	acct->result = exit_code == EX_DATAERR &&
+		batch_field_num(acct, "rejected") > 0 ?
+		"messages left out" : batch_exit_class(exit_code);
 	acct->reason = p_strdup(ctx->pool, batch_reason(acct));
 	acct->warnings = batch_warnings(acct);
 	if (!WIFEXITED(acct->wait_status)) {
@@ -759,7 +764,8 @@ static int batch_check_users(struct batch_ctx *ctx, unsigned int *problems_r)
 }
 
 static const char *const batch_report_fields[] = {
-	"folders", "copied", "updated", "deleted", "skipped", "bytes",
+	"folders", "copied", "updated", "deleted", "skipped", "rejected",
+	"bytes",
 };
 
 static int batch_write_json(struct batch_ctx *ctx, const char *path)
@@ -789,8 +795,9 @@ static int batch_write_json(struct batch_ctx *ctx, const char *path)
 		str_append(str, "\",\"class\":\"");
 		json_append_escaped(str, acct->result == NULL ? "not run" :
 				    acct->result);
-		str_printfa(str, "\",\"exit_code\":%d,\"attempts\":%u",
-			    acct->exit_code, acct->attempts);
+		str_printfa(str, "\",\"exit_code\":%d,\"attempts\":%u,"
+			    "\"source_retries\":%u", acct->exit_code,
+			    acct->attempts, acct->source_retries);
 		for (i = 0; i < N_ELEMENTS(batch_report_fields); i++) {
 			str_printfa(str, ",\"%s\":%"PRIu64,
 				    batch_report_fields[i],
@@ -826,8 +833,8 @@ static int batch_write_csv(struct batch_ctx *ctx, const char *path)
 	unsigned int i;
 
 	str_append(str, "user,line,source_host,source_user,status,class,"
-		   "exit_code,attempts,folders,copied,updated,deleted,skipped,"
-		   "bytes,seconds,reason,warnings\r\n");
+		   "exit_code,attempts,source_retries,folders,copied,updated,"
+		   "deleted,skipped,rejected,bytes,seconds,reason,warnings\r\n");
 	array_foreach_elem(&ctx->accounts, acct) {
 		migrate_cmd_csv_append(str, acct->user);
 		str_printfa(str, ",%u,", acct->row->line);
@@ -836,7 +843,8 @@ static int batch_write_csv(struct batch_ctx *ctx, const char *path)
 		migrate_cmd_csv_append(str, acct->row->source_user);
 		str_printfa(str, ",%s,", acct->exit_code == 0 ? "ok" : "failed");
 		migrate_cmd_csv_append(str, acct->result == NULL ? "not run" : acct->result);
-		str_printfa(str, ",%d,%u", acct->exit_code, acct->attempts);
+		str_printfa(str, ",%d,%u,%u", acct->exit_code, acct->attempts,
+			    acct->source_retries);
 		for (i = 0; i < N_ELEMENTS(batch_report_fields); i++) {
 			str_printfa(str, ",%"PRIu64, batch_field_num(acct,
 					batch_report_fields[i]));

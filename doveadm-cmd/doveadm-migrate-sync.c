@@ -8,6 +8,8 @@
 #include "strescape.h"
 #include "safe-memset.h"
 #include "randgen.h"
+#include "json-parser.h"
+#include "migrate-file.h"
 #include "istream.h"
 #include "master-service.h"
 #include "master-service-settings.h"
@@ -20,6 +22,7 @@
 #include "doveadm-migrate.h"
 
 #include <unistd.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 
@@ -49,6 +52,7 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 				      stats->total_msecs % 1000));
 	doveadm_print(mode);
 	doveadm_print_num(stats->retries);
+	doveadm_print_num(stats->messages_rejected);
 }
 
 /* The user's settings; the template's source account, when there is one,
@@ -258,6 +262,122 @@ static void cmd_migrate_sync_read_stdin(struct migrate_cmd_context *ctx)
 	i_stream_unref(&input);
 }
 
+static bool
+cmd_migrate_sync_report_unchanged(const char *path, const string_t *data)
+{
+	char buf[4096];
+	ssize_t ret;
+	bool equal;
+	int fd;
+
+	if (str_len(data) > sizeof(buf))
+		return FALSE;
+	fd = open(path, O_RDONLY);
+	if (fd == -1)
+		return FALSE;
+	ret = read(fd, buf, sizeof(buf));
+	equal = ret == (ssize_t)str_len(data) &&
+		memcmp(buf, str_data(data), ret) == 0;
+	i_close_fd(&fd);
+	return equal;
+}
+
+/* <state_dir>/report.json: the last run's result with what the summary
+   row cannot hold (each message left out, each keyword dropped, each
+   retry), when it has any of them or failed; a clean run removes it.
+   Written as the mail user, like the state. */
+static void
+cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
+			      struct mail_user *user,
+			      const struct migrate_settings *set,
+			      const struct migrate_sync_report *report,
+			      const struct migrate_sync_stats *stats,
+			      enum migrate_error error_code, const char *error)
+{
+	const struct migrate_sync_rejected *rej;
+	const struct migrate_sync_dropped_keyword *kw;
+	const struct migrate_sync_retry *retry;
+	string_t *str = t_str_new(1024);
+	const char *path, *errstr;
+	bool first;
+
+	str_append(str, "{\"user\":\"");
+	json_append_escaped(str, user->username);
+	str_printfa(str, "\",\"mode\":\"%s\",\"result\":\"%s\","
+		    "\"exit_code\":%d,\"error\":",
+		    ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
+		    "final" : "mirror",
+		    error_code == MIGRATE_ERROR_NONE ? "ok" :
+		    error_code == MIGRATE_ERROR_REJECTED ? "partial" : "failed",
+		    migrate_error_to_exit_code(error_code));
+	if (error == NULL)
+		str_append(str, "null");
+	else {
+		str_append_c(str, '"');
+		json_append_escaped(str, error);
+		str_append_c(str, '"');
+	}
+	str_printfa(str, ",\n\"copied\":%u,\"updated\":%u,\"deleted\":%u,"
+		    "\"skipped\":%u,\"rejected\":%u,\"flags_dropped\":%u,"
+		    "\"bytes\":%"PRIuUOFF_T",",
+		    stats->messages_copied, stats->messages_updated,
+		    stats->messages_deleted, stats->messages_skipped,
+		    stats->messages_rejected, stats->flags_dropped,
+		    stats->bytes_copied);
+	str_append(str, "\n\"retries\":[");
+	first = TRUE;
+	array_foreach(&report->retries, retry) {
+		str_append(str, first ? "\n" : ",\n");
+		first = FALSE;
+		str_printfa(str, "{\"delay_secs\":%u,\"error\":\"",
+			    retry->delay_secs);
+		json_append_escaped(str, retry->error);
+		str_append(str, "\"}");
+	}
+	str_append(str, "],\n\"rejected_messages\":[");
+	first = TRUE;
+	array_foreach(&report->rejected, rej) {
+		str_append(str, first ? "\n" : ",\n");
+		first = FALSE;
+		str_append(str, "{\"folder\":\"");
+		json_append_escaped(str, rej->folder);
+		str_printfa(str, "\",\"uid\":%u,\"size\":%"PRIuUOFF_T
+			    ",\"reason\":\"", rej->uid, rej->size);
+		json_append_escaped(str, rej->reason);
+		str_append(str, "\"}");
+	}
+	str_append(str, "],\n\"dropped_keywords\":{");
+	first = TRUE;
+	array_foreach(&report->dropped_keywords, kw) {
+		str_append(str, first ? "\n\"" : ",\n\"");
+		first = FALSE;
+		json_append_escaped(str, kw->keyword);
+		str_printfa(str, "\":%u", kw->count);
+	}
+	str_append(str, "}}\n");
+
+	if (access(set->state_dir, F_OK) < 0) {
+		/* the run failed before anything was recorded */
+		return;
+	}
+	path = t_strconcat(set->state_dir, "/report.json", NULL);
+	if (error_code == MIGRATE_ERROR_NONE &&
+	    array_count(&report->retries) == 0 &&
+	    array_count(&report->dropped_keywords) == 0) {
+		/* nothing to report: a clean run leaves no report behind
+		   (and an unchanged re-run writes nothing) */
+		i_unlink_if_exists(path);
+		return;
+	}
+	if (cmd_migrate_sync_report_unchanged(path, str)) {
+		/* an unchanged re-run writes nothing */
+		return;
+	}
+	if (migrate_file_replace(path, str_data(str), str_len(str), 0600,
+				 (uid_t)-1, (gid_t)-1, &errstr) < 0)
+		i_error("migrate: %s: %s", user->username, errstr);
+}
+
 /* Sync passes until one succeeds, fails for good, or the retries for a
    lost source run out.  Each pass starts with a new connection and goes
    on from what the state says is copied. */
@@ -265,7 +385,9 @@ static enum migrate_error
 cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 			struct mail_user *user,
 			const struct migrate_settings *set,
-			struct migrate_sync_stats *stats)
+			struct migrate_sync_report *report,
+			struct migrate_sync_stats *stats,
+			const char **error_r)
 {
 	struct doveadm_mail_cmd_context *_ctx = &ctx->ctx;
 	struct migrate_sync_options opts;
@@ -282,8 +404,11 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 	opts.final = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER;
 	opts.maxage_days = ctx->maxage_days;
 	opts.workers = ctx->workers;
+	opts.report = report;
 	for (;;) {
 		i_zero(&pass);
+		/* a pass tries again what the last one left out */
+		array_clear(&report->rejected);
 		if (migrate_source_init(_ctx->storage_service,
 					_ctx->cur_service_user, user, set,
 					&source, &error_code, &error) < 0)
@@ -296,7 +421,10 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 			migrate_source_deinit(&source);
 		}
 		migrate_sync_stats_add(stats, &pass);
-		if (error_code != MIGRATE_ERROR_SOURCE_TEMP)
+		*error_r = error_code == MIGRATE_ERROR_NONE ? NULL :
+			p_strdup(report->pool, error);
+		/* a dry run is a quick look: it does not wait */
+		if (error_code != MIGRATE_ERROR_SOURCE_TEMP || ctx->dry_run)
 			return error_code;
 		if (stats->retries >= set->retries) {
 			i_error("migrate: %s: Giving up after %u retr%s: %s",
@@ -317,6 +445,11 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 			  "migrate: %s: Retry %u of %u in %u s, going on "
 			  "from what is copied: %s", user->username,
 			  stats->retries, set->retries, sleep_secs, error);
+		array_push_back(&report->retries,
+				&((struct migrate_sync_retry){
+					.delay_secs = sleep_secs,
+					.error = p_strdup(report->pool, error)
+				}));
 		if (sleep_secs > 0)
 			sleep(sleep_secs);
 		delay = I_MIN(delay * 2, MIGRATE_MAX_RETRY_DELAY_SECS);
@@ -330,6 +463,7 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 	const struct migrate_settings *set;
 	struct migrate_sync_stats stats;
+	struct migrate_sync_report *report;
 	enum migrate_error error_code;
 	const char *error;
 
@@ -359,12 +493,21 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 			user->username, error);
 		error_code = MIGRATE_ERROR_CONFIG;
 	} else {
-		error_code = cmd_migrate_sync_passes(ctx, user, set, &stats);
+		report = migrate_sync_report_init();
+		error_code = cmd_migrate_sync_passes(ctx, user, set, report,
+						     &stats, &error);
+		if (!ctx->dry_run) {
+			cmd_migrate_sync_write_report(ctx, user, set, report,
+						      &stats, error_code,
+						      error);
+		}
+		migrate_sync_report_deinit(&report);
 	}
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
-	cmd_migrate_sync_print(user, error_code == MIGRATE_ERROR_NONE ?
-			       "ok" : "failed", &stats,
+	cmd_migrate_sync_print(user, error_code == MIGRATE_ERROR_NONE ? "ok" :
+			       error_code == MIGRATE_ERROR_REJECTED ?
+			       "partial" : "failed", &stats,
 			       ctx->dry_run ? "dry-run" :
 			       ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
 			       "final" : "mirror");
@@ -385,7 +528,7 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 		"renamed", "folders_deleted", "copied", "updated", "deleted",
 		"skipped", "foreign", "recovered", "flags_dropped",
 		"deletes_withheld",
-		"bytes", "seconds", "mode", "retries",
+		"bytes", "seconds", "mode", "retries", "rejected",
 	};
 	unsigned int i;
 

@@ -29,7 +29,7 @@ struct migrate_fetcher {
 	/* a piece came back shorter than asked: the end of the message */
 	bool eof;
 	bool got_piece;
-	bool failed, expunged;
+	bool failed, expunged, refused;
 	char *error;
 	char *temp_prefix;
 };
@@ -151,10 +151,16 @@ fetcher_cmd_callback(const struct imapc_command_reply *reply, void *context)
 	struct migrate_fetcher *fetcher = context;
 
 	i_assert(fetcher->pending > 0);
-	if (reply->state == IMAPC_COMMAND_STATE_NO &&
-	    fetcher->uid != 0 && fetcher->written == 0) {
-		/* e.g. the message was expunged meanwhile */
+	if (reply->state == IMAPC_COMMAND_STATE_NO && fetcher->uid != 0 &&
+	    null_strcmp(reply->resp_text_key, "EXPUNGEISSUED") == 0) {
+		/* expunged by another session meanwhile */
 		fetcher->expunged = TRUE;
+		fetcher_set_error(fetcher, reply->text_full);
+	} else if (reply->state == IMAPC_COMMAND_STATE_NO &&
+		   fetcher->uid != 0) {
+		/* the server will not give this message (an expunged one
+		   gives an OK without it) */
+		fetcher->refused = TRUE;
 		fetcher_set_error(fetcher, reply->text_full);
 	} else if (reply->state != IMAPC_COMMAND_STATE_OK) {
 		fetcher_set_error(fetcher, t_strdup_printf("%s: %s",
@@ -294,13 +300,14 @@ fetcher_select(struct migrate_fetcher *fetcher, const char *mailbox,
 int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 			  const char *mailbox, uint32_t uid, uoff_t size,
 			  struct istream **input_r, bool *expunged_r,
-			  const char **error_r)
+			  bool *refused_r, const char **error_r)
 {
 	string_t *path;
 	uoff_t offset = 0;
 	unsigned int i;
 
 	*expunged_r = FALSE;
+	*refused_r = FALSE;
 	fetcher->uid = 0;
 	if (fetcher_select(fetcher, mailbox, error_r) < 0)
 		return -1;
@@ -322,6 +329,7 @@ int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 	fetcher->got_piece = FALSE;
 	fetcher->failed = FALSE;
 	fetcher->expunged = FALSE;
+	fetcher->refused = FALSE;
 	i_free(fetcher->error);
 	/* RFC822.SIZE is only a hint (some servers get it wrong): read until
 	   a piece comes back short */
@@ -347,6 +355,7 @@ int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 	fetcher->uid = 0;
 	if (fetcher->failed) {
 		*expunged_r = fetcher->expunged;
+		*refused_r = fetcher->refused;
 		*error_r = t_strdup(fetcher->error);
 		i_close_fd(&fetcher->fd);
 		return -1;

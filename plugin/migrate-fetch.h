@@ -34,10 +34,11 @@ void migrate_fetcher_deinit(struct migrate_fetcher **fetcher);
    the first window of pieces: reading goes on until a piece comes back
    short.  The returned stream reads a temporary file that is gone when the
    stream is.  Returns -1 with *expunged_r when the source no longer has
-   the message. */
+   the message, with *refused_r when it answered NO (it will not give this
+   message), and otherwise for errors of the connection. */
 int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 			  const char *mailbox, uint32_t uid, uoff_t size,
 			  struct istream **input_r, bool *expunged_r,
-			  const char **error_r);
+			  bool *refused_r, const char **error_r);
 
 #endif

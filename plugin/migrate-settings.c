@@ -228,6 +228,22 @@ migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
 			0, 100, &set->retries) < 0)
 		return -1;
 
+	value = reader_get(r, MIGRATE_SETTING_DEBUG_KILL);
+	if (value != NULL) {
+		const char *p = strchr(value, ':');
+
+		set->debug_kill_count = 1;
+		if (p != NULL && (str_to_uint(p + 1, &set->debug_kill_count) < 0 ||
+				  set->debug_kill_count == 0)) {
+			r->error = t_strdup_printf(
+				"%s: Invalid count in '%s' (STEP[:N], N >= 1)",
+				MIGRATE_SETTING_DEBUG_KILL, value);
+			return -1;
+		}
+		set->debug_kill_step = p_strdup(pool, p == NULL ? value :
+						t_strdup_until(value, p));
+	}
+
 	set->include = p_strdup(pool, reader_get(r, MIGRATE_SETTING_INCLUDE));
 	set->exclude = p_strdup(pool, reader_get(r, MIGRATE_SETTING_EXCLUDE));
 	if (reader_bool(r, MIGRATE_SETTING_SPECIAL_USE,

@@ -30,6 +30,7 @@
 #define MIGRATE_SETTING_ESCAPE_CHAR "migrate_escape_char"
 #define MIGRATE_SETTING_FSYNC "migrate_fsync"
 #define MIGRATE_SETTING_WORKERS "migrate_workers"
+#define MIGRATE_SETTING_DEBUG_KILL "migrate_debug_kill"
 #define MIGRATE_SETTING_ARCHIVE_THRESHOLD "migrate_archive_threshold"
 #define MIGRATE_SETTING_ARCHIVE_INBOX "migrate_archive_inbox"
 #define MIGRATE_SETTING_ARCHIVE_SENT "migrate_archive_sent"
@@ -101,6 +102,10 @@ struct migrate_settings {
 	/* read by doveadm migrate as root, before the user exists; here so
 	   that a bad value is reported like any other */
 	unsigned int workers;
+	/* for crash tests: SIGKILL ourselves the debug_kill_count'th time
+	   the run reaches step debug_kill_step (NULL: never) */
+	const char *debug_kill_step;
+	unsigned int debug_kill_count;
 
 	/* doveadm migrate archive */
 	unsigned int archive_threshold;

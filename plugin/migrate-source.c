@@ -47,6 +47,8 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	switch (error) {
 	case MIGRATE_ERROR_NONE:
 		return 0;
+	case MIGRATE_ERROR_REJECTED:
+		return EX_DATAERR;
 	case MIGRATE_ERROR_FAILED:
 		return EX_SOFTWARE;
 	case MIGRATE_ERROR_CONFIG:

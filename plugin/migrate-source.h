@@ -13,6 +13,9 @@ struct migrate_settings;
    a temporary failure wins over the others (it may go away by itself). */
 enum migrate_error {
 	MIGRATE_ERROR_NONE = 0,
+	/* the run finished, but left out messages the destination or the
+	   source refused (each one reported) */
+	MIGRATE_ERROR_REJECTED,
 	/* something failed that is not one of the below */
 	MIGRATE_ERROR_FAILED,
 	/* bad settings */

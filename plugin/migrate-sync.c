@@ -26,6 +26,7 @@
 #include "migrate-workers.h"
 
 #include <stdio.h>
+#include <signal.h>
 #include <unistd.h>
 
 /* destination GUIDs of copied messages encode where they came from, so
@@ -96,8 +97,154 @@ struct migrate_sync_ctx {
 
 	/* in a worker: the owner reads our answers here, else -1 */
 	int worker_out_fd;
+	/* times the migrate_debug_kill step was reached */
+	unsigned int debug_kill_seen;
 	struct timeval last_worker_progress;
 };
+
+struct migrate_sync_report *migrate_sync_report_init(void)
+{
+	struct migrate_sync_report *report;
+	pool_t pool;
+
+	pool = pool_alloconly_create("migrate sync report", 1024);
+	report = p_new(pool, struct migrate_sync_report, 1);
+	report->pool = pool;
+	p_array_init(&report->rejected, pool, 4);
+	p_array_init(&report->dropped_keywords, pool, 4);
+	p_array_init(&report->retries, pool, 2);
+	return report;
+}
+
+void migrate_sync_report_deinit(struct migrate_sync_report **_report)
+{
+	struct migrate_sync_report *report = *_report;
+
+	*_report = NULL;
+	pool_unref(&report->pool);
+}
+
+void migrate_sync_report_rejected(struct migrate_sync_report *report,
+				  const char *folder, uint32_t uid,
+				  uoff_t size, const char *reason)
+{
+	struct migrate_sync_rejected *rej;
+
+	rej = array_append_space(&report->rejected);
+	rej->folder = p_strdup(report->pool, folder);
+	rej->uid = uid;
+	rej->size = size;
+	rej->reason = p_strdup(report->pool, reason);
+}
+
+void migrate_sync_report_keyword(struct migrate_sync_report *report,
+				 const char *keyword, unsigned int count)
+{
+	struct migrate_sync_dropped_keyword *kw;
+
+	array_foreach_modifiable(&report->dropped_keywords, kw) {
+		if (strcmp(kw->keyword, keyword) == 0) {
+			kw->count += count;
+			return;
+		}
+	}
+	kw = array_append_space(&report->dropped_keywords);
+	kw->keyword = p_strdup(report->pool, keyword);
+	kw->count = count;
+}
+
+/* A message left out, with why; the run goes on. */
+static void
+sync_reject(struct migrate_sync_ctx *ctx, const char *folder, uint32_t uid,
+	    uoff_t size, const char *reason)
+{
+	ctx->stats->messages_rejected++;
+	e_warning(event_create_passthrough(ctx->event)->
+		  set_name("migrate_message_rejected")->
+		  add_str("folder", folder)->add_int("uid", uid)->
+		  add_int("size", size)->add_str("reason", reason)->event(),
+		  "%s: Leaving out UID %u (%"PRIuUOFF_T" bytes): %s",
+		  folder, uid, size, reason);
+	if (ctx->opts->report != NULL) {
+		migrate_sync_report_rejected(ctx->opts->report, folder, uid,
+					     size, reason);
+	}
+}
+
+/* The report of a job as one field: a line per item, tab-separated */
+static void
+sync_worker_report_append(string_t *answer,
+			  const struct migrate_sync_report *report)
+{
+	const struct migrate_sync_rejected *rej;
+	const struct migrate_sync_dropped_keyword *kw;
+	string_t *str = t_str_new(128);
+
+	array_foreach(&report->rejected, rej) {
+		str_append(str, "R\t");
+		str_append_tabescaped(str, rej->folder);
+		str_printfa(str, "\t%u\t%"PRIuUOFF_T"\t", rej->uid,
+			    rej->size);
+		str_append_tabescaped(str, rej->reason);
+		str_append_c(str, '\n');
+	}
+	array_foreach(&report->dropped_keywords, kw) {
+		str_append(str, "K\t");
+		str_append_tabescaped(str, kw->keyword);
+		str_printfa(str, "\t%u\n", kw->count);
+	}
+	str_append_c(answer, '\t');
+	str_append_tabescaped(answer, str_c(str));
+}
+
+/* The owner's side: add a job's report field to ours. */
+static void
+sync_worker_report_merge(struct migrate_sync_ctx *ctx, const char *field)
+{
+	const char *const *lines, *const *args;
+	unsigned int uid, count;
+	uoff_t size;
+
+	lines = t_strsplit(field, "\n");
+	for (; *lines != NULL; lines++) {
+		args = t_strsplit_tabescaped(*lines);
+		if (args[0] == NULL)
+			continue;
+		if (strcmp(args[0], "R") == 0 &&
+		    str_array_length(args) == 5 &&
+		    str_to_uint(args[2], &uid) == 0 &&
+		    str_to_uoff(args[3], &size) == 0) {
+			ctx->stats->messages_rejected++;
+			if (ctx->opts->report != NULL) {
+				migrate_sync_report_rejected(ctx->opts->report,
+					args[1], uid, size, args[4]);
+			}
+		} else if (strcmp(args[0], "K") == 0 &&
+			   str_array_length(args) == 3 &&
+			   str_to_uint(args[2], &count) == 0) {
+			if (ctx->opts->report != NULL) {
+				migrate_sync_report_keyword(ctx->opts->report,
+							    args[1], count);
+			}
+		}
+	}
+}
+
+/* migrate_debug_kill: die here, as a crash or kill -9 would, to test that
+   the next run completes with nothing lost and nothing twice.  The steps,
+   in the order a run reaches them: list, create, save, commit, state,
+   flags, finish, rename, expunge, delete-folder, subscribe,
+   state-commit (a worker: save, commit). */
+static void sync_kill_point(struct migrate_sync_ctx *ctx, const char *step)
+{
+	if (ctx->set->debug_kill_step == NULL ||
+	    strcmp(ctx->set->debug_kill_step, step) != 0 ||
+	    ++ctx->debug_kill_seen < ctx->set->debug_kill_count)
+		return;
+	e_warning(ctx->event, "%s: killing this process at step %s (%u)",
+		  MIGRATE_SETTING_DEBUG_KILL, step, ctx->debug_kill_seen);
+	(void)kill(getpid(), SIGKILL);
+}
 
 static void
 sync_set_error(struct migrate_sync_ctx *ctx, enum migrate_error code,
@@ -405,7 +552,9 @@ static void sync_subscriptions(struct migrate_sync_ctx *ctx)
 		ns = mail_namespace_find(ctx->dest_user->namespaces,
 					 f->dest_name);
 		box = mailbox_alloc(ns->list, f->dest_name, 0);
-		if (mailbox_set_subscribed(box, TRUE) < 0) {
+		if (mailbox_set_subscribed(box, TRUE) == 0)
+			sync_kill_point(ctx, "subscribe");
+		else {
 			e_warning(ctx->event, "Subscribing %s failed: %s",
 				  f->dest_name,
 				  mailbox_get_last_internal_error(box, NULL));
@@ -647,6 +796,7 @@ sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 
 	dbox = sync_dest_alloc(ctx, f->dest_name);
 	if (mailbox_create(dbox, NULL, FALSE) == 0) {
+		sync_kill_point(ctx, "create");
 		ctx->stats->folders_created++;
 		e_debug(ctx->event, "Created %s", f->dest_name);
 		/* keep the source's UIDs when nobody else uses the box */
@@ -704,6 +854,29 @@ sync_flags_equal(enum mail_flags flags1, const char *const *keywords1,
 	return TRUE;
 }
 
+/* keywords without those box refuses */
+static const char *const *
+sync_valid_keywords(struct mailbox *box, const char *const *keywords)
+{
+	ARRAY_TYPE(const_string) valid;
+	const char *error;
+	unsigned int i;
+
+	for (i = 0; keywords[i] != NULL; i++) {
+		if (!mailbox_keyword_is_valid(box, keywords[i], &error))
+			break;
+	}
+	if (keywords[i] == NULL)
+		return keywords;
+	t_array_init(&valid, 8);
+	for (i = 0; keywords[i] != NULL; i++) {
+		if (mailbox_keyword_is_valid(box, keywords[i], &error))
+			array_push_back(&valid, &keywords[i]);
+	}
+	array_append_zero(&valid);
+	return array_front(&valid);
+}
+
 static struct mail_keywords *
 sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 	      const char *const *keywords)
@@ -715,8 +888,23 @@ sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 		return NULL;
 	/* a keyword the destination refuses is dropped, never the mail */
 	kw = mailbox_keywords_create_valid(dbox, keywords);
-	if (kw->count < count)
+	if (kw->count < count) {
+		const char *error;
+		unsigned int i;
+
 		ctx->stats->flags_dropped += count - kw->count;
+		for (i = 0; i < count; i++) {
+			if (mailbox_keyword_is_valid(dbox, keywords[i],
+						     &error))
+				continue;
+			e_debug(ctx->event, "%s: Dropping keyword %s: %s",
+				mailbox_get_vname(dbox), keywords[i], error);
+			if (ctx->opts->report != NULL) {
+				migrate_sync_report_keyword(ctx->opts->report,
+							    keywords[i], 1);
+			}
+		}
+	}
 	return kw;
 }
 
@@ -934,7 +1122,11 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 		}
 		flags = mail_get_flags(smail) & MAIL_FLAGS_NONRECENT;
 		keywords = mail_get_keywords(smail);
-		if (sync_flags_equal(flags, keywords, mail_get_flags(tmail),
+		/* a keyword the destination refuses is not a difference:
+		   it was dropped when the message was copied */
+		if (sync_flags_equal(flags,
+				     sync_valid_keywords(tmail->box, keywords),
+				     mail_get_flags(tmail),
 				     mail_get_keywords(tmail)))
 			continue;
 		ctx->stats->messages_updated++;
@@ -964,6 +1156,7 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 			sync_set_dest_error(ctx, dbox, "Updating flags in");
 			ret = -1;
 		}
+		sync_kill_point(ctx, "flags");
 	}
 	if (ret < 0)
 		return -1;
@@ -1034,6 +1227,7 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 			sync_set_dest_error(ctx, dbox, "Saving to");
 			ret = -1;
 		}
+		sync_kill_point(ctx, "commit");
 		batch->bytes = 0;
 		array_clear(&batch->src_uids);
 		return ret;
@@ -1059,6 +1253,7 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		sync_set_dest_error(ctx, dbox, "Saving to");
 		ret = -1;
 	} else {
+		sync_kill_point(ctx, "commit");
 		/* the UIDs the saves got, in save order; rescanning the
 		   folder instead (as crash recovery does, by GUID) would
 		   read a Maildir's whole cur/ after every batch */
@@ -1074,6 +1269,7 @@ sync_copy_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
 		ret = -1;
 	}
+	sync_kill_point(ctx, "state");
 	return ret;
 }
 
@@ -1084,9 +1280,47 @@ sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	      struct mailbox *dbox, struct sync_copy_batch *batch,
 	      struct mail *smail, struct istream *input, time_t received);
 
+/* Whether a failure to read one message is the source throttling us
+   (Gmail, Exchange: NO [THROTTLED] ...; imapc keeps only the text) */
+static bool sync_source_throttled(const char *errstr)
+{
+	const char *lerr = t_str_lcase(errstr);
+
+	return strstr(lerr, "throttl") != NULL ||
+		strstr(lerr, "rate limit") != NULL;
+}
+
+/* The source could not give smail: 0 when it is gone (skipped), 2 when
+   the source refuses this one message (left out and reported, the run
+   goes on), -1 when the failure is the connection's or the server's. */
+static int
+sync_copy_source_failed(struct migrate_sync_ctx *ctx, struct mail *smail,
+			enum mail_error error, const char *errstr)
+{
+	enum migrate_error code;
+	uoff_t size;
+
+	if (error == MAIL_ERROR_EXPUNGED)
+		return 0;
+	code = sync_source_throttled(errstr) ? MIGRATE_ERROR_SOURCE_TEMP :
+		migrate_error_from_source(error, errstr);
+	if (code != MIGRATE_ERROR_FAILED) {
+		sync_set_error(ctx, code, t_strdup_printf(
+			"Source: Fetching UID %u of %s failed: %s",
+			smail->uid, mailbox_get_vname(smail->box), errstr));
+		return -1;
+	}
+	if (mail_get_virtual_size(smail, &size) < 0)
+		size = 0;
+	sync_reject(ctx, mailbox_get_vname(smail->box), smail->uid, size,
+		    t_strconcat("the source refused to give it: ", errstr,
+				NULL));
+	return 2;
+}
+
 /* Returns 1 with the message's body, 0 when the source no longer has it,
-   -1 on error.  A large message is read in pieces, the rest through the
-   source storage (prefetched). */
+   2 when the source refuses it (reported), -1 on error.  A large message
+   is read in pieces, the rest through the source storage (prefetched). */
 static int
 sync_copy_get_input(struct migrate_sync_ctx *ctx, struct mail *smail,
 		    bool large, struct istream **input_r, time_t *received_r)
@@ -1094,17 +1328,13 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx, struct mail *smail,
 	enum mail_error error;
 	const char *errstr;
 	uoff_t size;
-	bool expunged;
+	bool expunged, refused;
 
 	if (mail_get_received_date(smail, received_r) < 0 ||
 	    (large && mail_get_virtual_size(smail, &size) < 0) ||
 	    (!large && mail_get_stream(smail, NULL, NULL, input_r) < 0)) {
-		(void)mailbox_get_last_internal_error(smail->box, &error);
-		if (error == MAIL_ERROR_EXPUNGED)
-			return 0;
-		sync_set_source_error(ctx, smail->box, t_strdup_printf(
-			"Fetching UID %u of", smail->uid));
-		return -1;
+		errstr = mailbox_get_last_internal_error(smail->box, &error);
+		return sync_copy_source_failed(ctx, smail, error, errstr);
 	}
 	if (!large) {
 		i_stream_ref(*input_r);
@@ -1116,15 +1346,10 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx, struct mail *smail,
 	}
 	if (migrate_fetcher_fetch(ctx->fetcher, mailbox_get_vname(smail->box),
 				  smail->uid, size, input_r, &expunged,
-				  &errstr) < 0) {
-		if (expunged)
-			return 0;
-		sync_set_error(ctx, migrate_error_from_source(MAIL_ERROR_TEMP,
-							      errstr),
-			t_strdup_printf("Source: Fetching UID %u of %s failed: %s",
-					smail->uid, mailbox_get_vname(smail->box),
-					errstr));
-		return -1;
+				  &refused, &errstr) < 0) {
+		return sync_copy_source_failed(ctx, smail,
+			expunged ? MAIL_ERROR_EXPUNGED :
+			refused ? MAIL_ERROR_PARAMS : MAIL_ERROR_TEMP, errstr);
 	}
 	return 1;
 }
@@ -1139,14 +1364,49 @@ sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	int ret;
 
 	ret = sync_copy_get_input(ctx, smail, large, &input, &received);
-	if (ret <= 0) {
+	if (ret != 1) {
 		if (ret == 0)
 			ctx->stats->messages_skipped++;
+		if (ret >= 0) {
+			ctx->progress_done++;
+			ret = 0;
+		}
 		return ret;
 	}
 	ret = sync_save_one(ctx, f, dbox, batch, smail, input, received);
 	i_stream_unref(&input);
 	return ret;
+}
+
+/* Saving smail failed: a message the destination refuses as such (too
+   large, invalid) is left out and reported, and the run goes on (0); any
+   other failure stops the folder (-1). */
+static int
+sync_save_failed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *dbox, struct mail *smail,
+		 struct istream *input)
+{
+	enum mail_error error;
+	const char *errstr;
+	uoff_t size;
+
+	errstr = mailbox_get_last_internal_error(dbox, &error);
+	switch (error) {
+	case MAIL_ERROR_LIMIT:
+	case MAIL_ERROR_PARAMS:
+	case MAIL_ERROR_INVALIDDATA:
+	case MAIL_ERROR_CONVERSION:
+		break;
+	default:
+		sync_set_dest_error(ctx, dbox, "Saving to");
+		return -1;
+	}
+	if (mail_get_virtual_size(smail, &size) < 0)
+		size = input->v_offset;
+	sync_reject(ctx, f->src_name, smail->uid, size,
+		    t_strconcat("the destination refused it: ", errstr, NULL));
+	ctx->progress_done++;
+	return 0;
 }
 
 static int
@@ -1178,10 +1438,8 @@ sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	/* the streams the save path stacks on input inherit its buffer
 	   size: larger blocks, fewer write()s to the new mail file */
 	i_stream_set_max_buffer_size(input, MIGRATE_SAVE_BLOCK_SIZE);
-	if (mailbox_save_begin(&save, input) < 0) {
-		sync_set_dest_error(ctx, dbox, "Saving to");
-		return -1;
-	}
+	if (mailbox_save_begin(&save, input) < 0)
+		return sync_save_failed(ctx, f, dbox, smail, input);
 	do {
 		if (mailbox_save_continue(save) < 0) {
 			ret = -1;
@@ -1198,13 +1456,11 @@ sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	}
 	if (ret < 0) {
 		mailbox_save_cancel(&save);
-		sync_set_dest_error(ctx, dbox, "Saving to");
-		return -1;
+		return sync_save_failed(ctx, f, dbox, smail, input);
 	}
-	if (mailbox_save_finish(&save) < 0) {
-		sync_set_dest_error(ctx, dbox, "Saving to");
-		return -1;
-	}
+	if (mailbox_save_finish(&save) < 0)
+		return sync_save_failed(ctx, f, dbox, smail, input);
+	sync_kill_point(ctx, "save");
 	array_push_back(&batch->src_uids, &smail->uid);
 	batch->bytes += input->v_offset;
 	ctx->stats->messages_copied++;
@@ -1482,6 +1738,7 @@ sync_folder_finish(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		sync_folder_set_complete(ctx, f);
 	else
 		migrate_state_folder_update(ctx->state, state);
+	sync_kill_point(ctx, "finish");
 	return 0;
 }
 
@@ -1753,6 +2010,7 @@ sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 {
 	const char *const *args = NULL;
 	unsigned int copied, skipped, dropped, code = MIGRATE_ERROR_FAILED;
+	unsigned int report_idx;
 	struct mailbox *dbox;
 	const char *error;
 	uoff_t bytes;
@@ -1781,6 +2039,9 @@ sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ctx->stats->messages_skipped += skipped;
 	ctx->stats->flags_dropped += dropped;
 	done = strcmp(args[0], "DONE") == 0;
+	report_idx = done ? 5 : 7;
+	if (str_array_length(args) > report_idx)
+		sync_worker_report_merge(ctx, args[report_idx]);
 	if (!done) {
 		/* the worker has logged it; what it saved is found by GUID
 		   next time (dest_pending_uidnext stays) */
@@ -1883,6 +2144,8 @@ sync_rename_dest(struct migrate_sync_ctx *ctx,
 	} else if (mailbox_rename(box, dest_box) < 0) {
 		sync_set_dest_error(ctx, box, "Renaming");
 		ret = -1;
+	} else {
+		sync_kill_point(ctx, "rename");
 	}
 	mailbox_free(&box);
 	mailbox_free(&dest_box);
@@ -1988,6 +2251,7 @@ sync_expunge_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 		sync_set_dest_error(ctx, dbox, "Expunging from");
 		return -1;
 	}
+	sync_kill_point(ctx, "expunge");
 	return 0;
 }
 
@@ -2067,6 +2331,7 @@ sync_delete_folder(struct migrate_sync_ctx *ctx,
 		/* only when nothing foreign is left in it; a folder with
 		   children stays as their parent */
 		if (mailbox_delete_empty(dbox) == 0) {
+			sync_kill_point(ctx, "delete-folder");
 			ctx->stats->folders_deleted++;
 			e_debug(ctx->event, "Deleted %s", state->dest_name);
 		}
@@ -2210,6 +2475,7 @@ void migrate_sync_stats_add(struct migrate_sync_stats *dest,
 	dest->messages_updated += src->messages_updated;
 	dest->messages_deleted += src->messages_deleted;
 	dest->messages_skipped += src->messages_skipped;
+	dest->messages_rejected = src->messages_rejected;
 	dest->messages_foreign = src->messages_foreign;
 	dest->messages_recovered += src->messages_recovered;
 	dest->flags_dropped += src->flags_dropped;
@@ -2256,12 +2522,24 @@ int migrate_sync_run(struct mail_user *dest_user,
 		sync_set_error(&ctx, locked ? MIGRATE_ERROR_TEMP :
 			       MIGRATE_ERROR_FAILED, error);
 	} else if (sync_list_source(&ctx) == 0) {
+		sync_kill_point(&ctx, "list");
 		sync_run_folders(&ctx);
 		sync_deletions(&ctx);
 		sync_subscriptions(&ctx);
+		sync_kill_point(&ctx, "state-commit");
 		if (!opts->dry_run &&
 		    migrate_state_commit(ctx.state, &error) < 0)
 			sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
+	}
+	if (stats_r->messages_rejected > 0 &&
+	    ctx.failure.code == MIGRATE_ERROR_NONE) {
+		/* each one was logged with its reason */
+		ctx.failure.code = MIGRATE_ERROR_REJECTED;
+		ctx.failure.error = p_strdup_printf(ctx.pool,
+			"%u message%s left out (refused by the destination "
+			"or the source)", stats_r->messages_rejected,
+			stats_r->messages_rejected == 1 ? "" : "s");
+		e_warning(ctx.event, "%s", ctx.failure.error);
 	}
 	if (ctx.progress_printed && ctx.progress_tty)
 		fputc('\n', stderr);
@@ -2284,7 +2562,8 @@ int migrate_sync_run(struct mail_user *dest_user,
 	       add_str("error", ctx.failure.error)->event(),
 	       "%s: %u folders, %u copied, %u updated, %u deleted, "
 	       "%"PRIuUOFF_T" bytes in %u.%03u s",
-	       ctx.failure.code == MIGRATE_ERROR_NONE ? "Finished" : "Failed",
+	       ctx.failure.code <= MIGRATE_ERROR_REJECTED ? "Finished" :
+	       "Failed",
 	       stats_r->folders, stats_r->messages_copied,
 	       stats_r->messages_updated, stats_r->messages_deleted,
 	       stats_r->bytes_copied, stats_r->total_msecs / 1000,
@@ -2301,11 +2580,13 @@ int migrate_sync_run(struct mail_user *dest_user,
 
 /* One COPY job: <state folder id> <source UIDVALIDITY> <destination
    UIDVALIDITY> <source folder> <destination folder> <UID set>.  The answer
-   is DONE|FAIL <copied> <bytes> <skipped> <flags dropped>, and for FAIL
-   <error code> <error>. */
+   is DONE|FAIL <copied> <bytes> <skipped> <flags dropped>, for FAIL
+   <error code> <error>, then the job's report (messages left out,
+   keywords dropped; see sync_worker_report_append()). */
 static void
 sync_worker_answer(int out_fd, const struct migrate_sync_stats *stats,
-		   const struct migrate_failure *failure)
+		   const struct migrate_failure *failure,
+		   const struct migrate_sync_report *report)
 {
 	string_t *answer = t_str_new(128);
 
@@ -2317,6 +2598,8 @@ sync_worker_answer(int out_fd, const struct migrate_sync_stats *stats,
 		str_printfa(answer, "\t%u\t", (unsigned int)failure->code);
 		str_append_tabescaped(answer, failure->error);
 	}
+	if (report != NULL)
+		sync_worker_report_append(answer, report);
 	str_append_c(answer, '\n');
 	if (write_full(out_fd, str_data(answer), str_len(answer)) < 0)
 		i_error("migrate worker: write(stdout) failed: %m");
@@ -2329,7 +2612,7 @@ void migrate_sync_worker_fail(int out_fd, enum migrate_error code,
 	struct migrate_failure failure = { .code = code, .error = error };
 
 	i_zero(&stats);
-	sync_worker_answer(out_fd, &stats, &failure);
+	sync_worker_answer(out_fd, &stats, &failure, NULL);
 }
 
 enum migrate_error
@@ -2359,6 +2642,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	ctx.src_ns = ctx.src_user->namespaces;
 	ctx.set = set;
 	i_zero(&opts);
+	opts.report = migrate_sync_report_init();
 	ctx.opts = &opts;
 	ctx.stats = &stats;
 	ctx.worker_out_fd = out_fd;
@@ -2396,7 +2680,8 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 		migrate_fetcher_deinit(&ctx.fetcher);
 
 	failure_code = ctx.failure.code;
-	sync_worker_answer(out_fd, &stats, &ctx.failure);
+	sync_worker_answer(out_fd, &stats, &ctx.failure, opts.report);
+	migrate_sync_report_deinit(&opts.report);
 	event_unref(&ctx.event);
 	pool_unref(&ctx.pool);
 	return failure_code;

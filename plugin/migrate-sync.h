@@ -7,6 +7,43 @@ struct mail_user;
 struct migrate_settings;
 struct migrate_workers;
 
+/* A message the run left out: the destination refused to store it, or
+   the source refused to give it. */
+struct migrate_sync_rejected {
+	const char *folder;
+	uint32_t uid;
+	uoff_t size;
+	const char *reason;
+};
+
+struct migrate_sync_dropped_keyword {
+	const char *keyword;
+	/* messages that lost it */
+	unsigned int count;
+};
+
+struct migrate_sync_retry {
+	unsigned int delay_secs;
+	const char *error;
+};
+
+/* What an operator needs besides the counts, for the report file: every
+   message left out, every keyword dropped, every retry. */
+struct migrate_sync_report {
+	pool_t pool;
+	ARRAY(struct migrate_sync_rejected) rejected;
+	ARRAY(struct migrate_sync_dropped_keyword) dropped_keywords;
+	ARRAY(struct migrate_sync_retry) retries;
+};
+
+struct migrate_sync_report *migrate_sync_report_init(void);
+void migrate_sync_report_deinit(struct migrate_sync_report **report);
+void migrate_sync_report_rejected(struct migrate_sync_report *report,
+				  const char *folder, uint32_t uid,
+				  uoff_t size, const char *reason);
+void migrate_sync_report_keyword(struct migrate_sync_report *report,
+				 const char *keyword, unsigned int count);
+
 struct migrate_sync_options {
 	/* report what would be done, change nothing */
 	bool dry_run;
@@ -26,6 +63,8 @@ struct migrate_sync_options {
 	/* worker processes (migrate-workers.h) that copy folders of this
 	   account in parallel, or NULL */
 	struct migrate_workers *workers;
+	/* filled when not NULL */
+	struct migrate_sync_report *report;
 };
 
 struct migrate_sync_stats {
@@ -40,6 +79,9 @@ struct migrate_sync_stats {
 	unsigned int messages_deleted;
 	/* gone from the source between listing and fetching */
 	unsigned int messages_skipped;
+	/* left out: refused by the destination or by the source (listed in
+	   the report) */
+	unsigned int messages_rejected;
 	/* foreign messages at the destination, left alone */
 	unsigned int messages_foreign;
 	/* copied earlier but only now found in the destination (crash

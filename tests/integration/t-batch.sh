@@ -19,6 +19,7 @@ rig_start_dest dest || exit 1
 	rig_die "the migrate modules are not built"
 # the template names the source host, user and password; TLS off here
 rig_dest_plugin_set dest migrate_source_ssl no
+rig_dest_plugin_set dest migrate_retries 0   # the batch's own retries are tested here
 
 # user N: source password with the characters imapsync templates break
 # on, a quote, a comma and non-ASCII
