@@ -427,6 +427,8 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 		if (error_code != MIGRATE_ERROR_SOURCE_TEMP || ctx->dry_run)
 			return error_code;
 		if (stats->retries >= set->retries) {
+			if (set->retries == 0)
+				return error_code;
 			i_error("migrate: %s: Giving up after %u retr%s: %s",
 				user->username, stats->retries,
 				stats->retries == 1 ? "y" : "ies", error);

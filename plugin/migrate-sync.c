@@ -64,6 +64,8 @@ struct migrate_sync_folder {
 	/* a worker copies this folder's messages, this many */
 	bool delegated;
 	unsigned int delegated_count;
+	/* messages left out by this run: the folder is not complete */
+	unsigned int rejected;
 };
 
 struct migrate_sync_ctx {
@@ -155,9 +157,12 @@ void migrate_sync_report_keyword(struct migrate_sync_report *report,
 
 /* A message left out, with why; the run goes on. */
 static void
-sync_reject(struct migrate_sync_ctx *ctx, const char *folder, uint32_t uid,
-	    uoff_t size, const char *reason)
+sync_reject(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	    uint32_t uid, uoff_t size, const char *reason)
 {
+	const char *folder = f->src_name;
+
+	f->rejected++;
 	ctx->stats->messages_rejected++;
 	e_warning(event_create_passthrough(ctx->event)->
 		  set_name("migrate_message_rejected")->
@@ -199,7 +204,8 @@ sync_worker_report_append(string_t *answer,
 
 /* The owner's side: add a job's report field to ours. */
 static void
-sync_worker_report_merge(struct migrate_sync_ctx *ctx, const char *field)
+sync_worker_report_merge(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f, const char *field)
 {
 	const char *const *lines, *const *args;
 	unsigned int uid, count;
@@ -215,6 +221,7 @@ sync_worker_report_merge(struct migrate_sync_ctx *ctx, const char *field)
 		    str_to_uint(args[2], &uid) == 0 &&
 		    str_to_uoff(args[3], &size) == 0) {
 			ctx->stats->messages_rejected++;
+			f->rejected++;
 			if (ctx->opts->report != NULL) {
 				migrate_sync_report_rejected(ctx->opts->report,
 					args[1], uid, size, args[4]);
@@ -881,19 +888,19 @@ static struct mail_keywords *
 sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 	      const char *const *keywords)
 {
-	struct mail_keywords *kw;
-	unsigned int count = str_array_length(keywords);
+	const char *const *valid, *error;
+	unsigned int i;
 
-	if (count == 0)
+	if (keywords[0] == NULL)
 		return NULL;
-	/* a keyword the destination refuses is dropped, never the mail */
-	kw = mailbox_keywords_create_valid(dbox, keywords);
-	if (kw->count < count) {
-		const char *error;
-		unsigned int i;
-
-		ctx->stats->flags_dropped += count - kw->count;
-		for (i = 0; i < count; i++) {
+	/* a keyword the destination refuses is dropped, never the mail.
+	   Filtered here: 2.3.19's mailbox_keywords_create_valid() drops
+	   every keyword of a message when one of them is invalid. */
+	valid = sync_valid_keywords(dbox, keywords);
+	if (valid != keywords) {
+		ctx->stats->flags_dropped += str_array_length(keywords) -
+			str_array_length(valid);
+		for (i = 0; keywords[i] != NULL; i++) {
 			if (mailbox_keyword_is_valid(dbox, keywords[i],
 						     &error))
 				continue;
@@ -905,7 +912,7 @@ sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 			}
 		}
 	}
-	return kw;
+	return mailbox_keywords_create_valid(dbox, valid);
 }
 
 /* Pass over the source metadata: update flags of mapped messages, find
@@ -1280,21 +1287,34 @@ sync_save_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	      struct mailbox *dbox, struct sync_copy_batch *batch,
 	      struct mail *smail, struct istream *input, time_t received);
 
-/* Whether a failure to read one message is the source throttling us
-   (Gmail, Exchange: NO [THROTTLED] ...; imapc keeps only the text) */
-static bool sync_source_throttled(const char *errstr)
+/* Whether a source's refusal to give a message is temporary: it asks us
+   to slow down or has a passing problem (Gmail, Exchange, Yahoo:
+   NO [THROTTLED] / [LIMIT] / [UNAVAILABLE] ..., or only words to that
+   effect).  imapc keeps the response code only in the text of its
+   "didn't send" error, and drops it elsewhere: so the text decides. */
+static bool sync_source_refusal_temporary(const char *errstr)
 {
+	static const char *const temporary[] = {
+		"[throttled]", "[limit]", "[unavailable]", "[serverbug]",
+		"[overquota]", "[inuse]", "throttl", "rate limit",
+		"slow down", "too many", "try again", "temporar", NULL
+	};
 	const char *lerr = t_str_lcase(errstr);
+	unsigned int i;
 
-	return strstr(lerr, "throttl") != NULL ||
-		strstr(lerr, "rate limit") != NULL;
+	for (i = 0; temporary[i] != NULL; i++) {
+		if (strstr(lerr, temporary[i]) != NULL)
+			return TRUE;
+	}
+	return FALSE;
 }
 
 /* The source could not give smail: 0 when it is gone (skipped), 2 when
    the source refuses this one message (left out and reported, the run
    goes on), -1 when the failure is the connection's or the server's. */
 static int
-sync_copy_source_failed(struct migrate_sync_ctx *ctx, struct mail *smail,
+sync_copy_source_failed(struct migrate_sync_ctx *ctx,
+			struct migrate_sync_folder *f, struct mail *smail,
 			enum mail_error error, const char *errstr)
 {
 	enum migrate_error code;
@@ -1302,8 +1322,16 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx, struct mail *smail,
 
 	if (error == MAIL_ERROR_EXPUNGED)
 		return 0;
-	code = sync_source_throttled(errstr) ? MIGRATE_ERROR_SOURCE_TEMP :
-		migrate_error_from_source(error, errstr);
+	if (strstr(errstr, "(FETCH replied: ") != NULL) {
+		/* imapc: the server answered the FETCH without the message
+		   (NO, or OK without it): a refusal, unless it says it is
+		   temporary */
+		code = sync_source_refusal_temporary(errstr) ?
+			MIGRATE_ERROR_SOURCE_TEMP : MIGRATE_ERROR_FAILED;
+	} else if (sync_source_refusal_temporary(errstr))
+		code = MIGRATE_ERROR_SOURCE_TEMP;
+	else
+		code = migrate_error_from_source(error, errstr);
 	if (code != MIGRATE_ERROR_FAILED) {
 		sync_set_error(ctx, code, t_strdup_printf(
 			"Source: Fetching UID %u of %s failed: %s",
@@ -1312,7 +1340,7 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx, struct mail *smail,
 	}
 	if (mail_get_virtual_size(smail, &size) < 0)
 		size = 0;
-	sync_reject(ctx, mailbox_get_vname(smail->box), smail->uid, size,
+	sync_reject(ctx, f, smail->uid, size,
 		    t_strconcat("the source refused to give it: ", errstr,
 				NULL));
 	return 2;
@@ -1322,7 +1350,8 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx, struct mail *smail,
    2 when the source refuses it (reported), -1 on error.  A large message
    is read in pieces, the rest through the source storage (prefetched). */
 static int
-sync_copy_get_input(struct migrate_sync_ctx *ctx, struct mail *smail,
+sync_copy_get_input(struct migrate_sync_ctx *ctx,
+		    struct migrate_sync_folder *f, struct mail *smail,
 		    bool large, struct istream **input_r, time_t *received_r)
 {
 	enum mail_error error;
@@ -1334,7 +1363,7 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx, struct mail *smail,
 	    (large && mail_get_virtual_size(smail, &size) < 0) ||
 	    (!large && mail_get_stream(smail, NULL, NULL, input_r) < 0)) {
 		errstr = mailbox_get_last_internal_error(smail->box, &error);
-		return sync_copy_source_failed(ctx, smail, error, errstr);
+		return sync_copy_source_failed(ctx, f, smail, error, errstr);
 	}
 	if (!large) {
 		i_stream_ref(*input_r);
@@ -1347,7 +1376,7 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx, struct mail *smail,
 	if (migrate_fetcher_fetch(ctx->fetcher, mailbox_get_vname(smail->box),
 				  smail->uid, size, input_r, &expunged,
 				  &refused, &errstr) < 0) {
-		return sync_copy_source_failed(ctx, smail,
+		return sync_copy_source_failed(ctx, f, smail,
 			expunged ? MAIL_ERROR_EXPUNGED :
 			refused ? MAIL_ERROR_PARAMS : MAIL_ERROR_TEMP, errstr);
 	}
@@ -1363,7 +1392,7 @@ sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	time_t received;
 	int ret;
 
-	ret = sync_copy_get_input(ctx, smail, large, &input, &received);
+	ret = sync_copy_get_input(ctx, f, smail, large, &input, &received);
 	if (ret != 1) {
 		if (ret == 0)
 			ctx->stats->messages_skipped++;
@@ -1403,7 +1432,7 @@ sync_save_failed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	}
 	if (mail_get_virtual_size(smail, &size) < 0)
 		size = input->v_offset;
-	sync_reject(ctx, f->src_name, smail->uid, size,
+	sync_reject(ctx, f, smail->uid, size,
 		    t_strconcat("the destination refused it: ", errstr, NULL));
 	ctx->progress_done++;
 	return 0;
@@ -1663,16 +1692,34 @@ static int
 sync_folder_status(struct migrate_sync_ctx *ctx,
 		   struct migrate_sync_folder *f)
 {
+	const enum mailbox_status_items items = STATUS_UIDVALIDITY |
+		STATUS_UIDNEXT | STATUS_MESSAGES | STATUS_HIGHESTMODSEQ;
 	struct mailbox *sbox;
 	int ret = 0;
 
 	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
 			     MAILBOX_FLAG_READONLY);
-	if (mailbox_get_status(sbox, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
-			       STATUS_MESSAGES | STATUS_HIGHESTMODSEQ,
-			       &f->src_status) < 0) {
+
+	if (mailbox_get_status(sbox, items, &f->src_status) < 0) {
 		sync_set_source_error(ctx, sbox, "STATUS of");
 		ret = -1;
+	} else if (f->src_status.uidvalidity == 0) {
+		/* a STATUS reply imapc could not use (mailutils' imap4d
+		   does not quote a name with a space in it): EXAMINE
+		   tells the same */
+		if (mailbox_sync(sbox, 0) < 0) {
+			sync_set_source_error(ctx, sbox, "Opening");
+			ret = -1;
+		} else {
+			mailbox_get_open_status(sbox, items, &f->src_status);
+		}
+		if (ret == 0 && f->src_status.uidvalidity == 0) {
+			/* never skip a folder in silence */
+			sync_set_error(ctx, MIGRATE_ERROR_FAILED,
+				t_strdup_printf("Source: %s has no UIDVALIDITY",
+						f->src_name));
+			ret = -1;
+		}
 	}
 	mailbox_free(&sbox);
 	return ret;
@@ -1709,6 +1756,11 @@ sync_folder_set_complete(struct migrate_sync_ctx *ctx,
 {
 	struct migrate_state_folder *state = f->state;
 
+	if (f->rejected > 0) {
+		/* what was left out is tried again by the next run */
+		migrate_state_folder_update(ctx->state, state);
+		return;
+	}
 	state->src_uidnext = f->src_status.uidnext;
 	state->src_messages = f->src_status.messages;
 	state->src_highestmodseq = f->src_status.highest_modseq;
@@ -1830,7 +1882,8 @@ sync_folder_rematch(struct migrate_sync_ctx *ctx,
 					mail_get_flags(mail) &
 					MAIL_FLAGS_NONRECENT);
 				kw = mailbox_keywords_create_valid(dbox,
-					mail_get_keywords(mail));
+					sync_valid_keywords(dbox,
+						mail_get_keywords(mail)));
 				mail_update_keywords(dmail, MODIFY_REPLACE, kw);
 				mailbox_keywords_unref(&kw);
 				matched++;
@@ -2041,7 +2094,7 @@ sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	done = strcmp(args[0], "DONE") == 0;
 	report_idx = done ? 5 : 7;
 	if (str_array_length(args) > report_idx)
-		sync_worker_report_merge(ctx, args[report_idx]);
+		sync_worker_report_merge(ctx, f, args[report_idx]);
 	if (!done) {
 		/* the worker has logged it; what it saved is found by GUID
 		   next time (dest_pending_uidnext stays) */

@@ -1,0 +1,267 @@
+#!/bin/bash
+# t-quirks.sh - sources that misbehave in ways no real server does on
+# demand, from tools/quirkyimap.py: a message the source will not give, a
+# message the destination cannot store (NUL bytes, bare LF, a broken
+# header, over the size limit), 40 keywords and keywords the destination
+# refuses, throttling, BYE in the middle of a FETCH, a UIDVALIDITY that
+# changes between runs, Exchange-style localised folders without
+# SPECIAL-USE, CONDSTORE or UIDPLUS.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-quirks
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+QPW='Quirks;src"9'
+DEST_PW='Quirks!dest4'
+export QUIRKY_PASSWORD=$QPW SRC_IMAP_PASSWORD=$QPW DEST_IMAP_PASSWORD=$DEST_PW
+
+rig_start_dest dest || exit 1
+Q=$RIG/quirky
+mkdir -p "$Q"
+chmod 755 "$Q"
+QPORT=$(rig_free_port)
+QLOG=$Q/quirky.log
+# the dest's source password file holds the scripted server's password
+rig_dest_plugin_set dest migrate_source_host 127.0.0.1
+rig_dest_plugin_set dest migrate_source_ssl no
+rig_dest_plugin_set dest migrate_source_password_file "$(rig_password_file dest-source "$QPW")"
+rig_dest_plugin_set dest migrate_retry_delay 1s
+
+# scen NAME: write $Q/NAME.json from the Python recipe on stdin; the recipe
+# sets `folders` (and may set `caps`, `quirks`, `sep`); helpers:
+# msg(uid, body, **fields), body(subject, text=..., size=...)
+scen() {
+	cat >"$Q/$1.recipe"
+	"$PY" - "$Q" "$1" "$Q/$1.recipe" <<-'EOF'
+	import json, os, sys
+	qdir, name = sys.argv[1], sys.argv[2]
+	recipe = open(sys.argv[3]).read()
+	def body(subject, text="Hello.", size=0, mid=None):
+	    b = ("From: quirks@example.org\r\nTo: user@example.com\r\n"
+	         "Subject: %s\r\nMessage-ID: <%s@quirks>\r\n\r\n%s\r\n"
+	         % (subject, mid or subject.replace(" ", "."), text)).encode()
+	    if size > len(b):
+	        line = b"x" * 76 + b"\r\n"
+	        b += line * ((size - len(b)) // len(line))
+	    return b
+	def msg(uid, data, **kw):
+	    path = "%s.%d.%d.eml" % (name, kw.pop("fid", 0), uid)
+	    with open(os.path.join(qdir, path), "wb") as f:
+	        f.write(data)
+	    m = {"uid": uid, "file": path,
+	         "internaldate": kw.pop("date", "0%d-Jun-2021 10:00:00 +0000" % (uid % 9 + 1))}
+	    m.update(kw)
+	    return m
+	caps = ["IMAP4rev1", "LITERAL+", "AUTH=PLAIN", "SPECIAL-USE", "UIDPLUS",
+	        "CONDSTORE", "NAMESPACE", "ID", "ENABLE", "UNSELECT", "IDLE"]
+	quirks = {}
+	sep = "/"
+	folders = []
+	exec(recipe)
+	sc = {"user": "quser", "capabilities": caps, "separator": sep, "prefix": "",
+	      "folders": folders, "quirks": quirks}
+	tmp = os.path.join(qdir, "scenario.json.tmp")
+	with open(tmp, "w") as f:
+	    json.dump(sc, f, indent=1)
+	os.rename(tmp, os.path.join(qdir, "scenario.json"))
+	EOF
+	scen_touch
+}
+# the server re-reads the scenario when its mtime changes: each version
+# gets an mtime of its own, even within the same second
+SCEN_BASE=$(date +%s)
+SCEN_N=0
+scen_touch() {
+	SCEN_N=$((SCEN_N + 1))
+	touch -d "@$((SCEN_BASE + SCEN_N))" "$Q/scenario.json"
+}
+
+scen empty <<<'folders = [{"name": "INBOX", "uidvalidity": 1, "messages": []}]'
+"$PY" "$T/quirkyimap.py" --port "$QPORT" --scenario "$Q/scenario.json" --log "$QLOG" \
+	--pidfile "$Q/pid" --daemon || exit 1
+rig_on_exit 'kill "$(cat "$Q/pid")" 2>/dev/null'
+
+dimap() { local u=$1; shift; rig_imap dest "$u@example.com" "$DEST_PW" "$@"; }
+compare() {
+	"$PY" "$T/imap-compare.py" --src-port "$QPORT" --src-user quser \
+		--dest-port "$(rig_port dest)" --dest-user "$1@example.com" "${@:2}"
+}
+user() {
+	rig_add_user dest "$1@example.com" "$DEST_PW" userdb_migrate_source_user=quser \
+		"userdb_migrate_source_port=$QPORT" "${@:2}"
+}
+# migrate U [doveadm args]: MIG_RC, MIG_OUT, and MIG[field] from the summary
+declare -A MIG
+migrate() {
+	local u=$1 header row i
+	shift
+	MIG_OUT=$RIG/mig.$u.$RANDOM
+	MIG_RC=0
+	rig_doveadm dest -f tab "$@" migrate -u "$u@example.com" >"$MIG_OUT" 2>&1 || MIG_RC=$?
+	header=$(grep -m1 $'^user\tresult' "$MIG_OUT")
+	row=$(grep -A1 -m1 $'^user\tresult' "$MIG_OUT" | tail -n 1)
+	MIG=()
+	IFS=$'\t' read -r -a h <<<"$header"
+	IFS=$'\t' read -r -a r <<<"$row"
+	for i in "${!h[@]}"; do MIG[${h[$i]}]=${r[$i]:-}; done
+}
+report() { cat "$(rig_home dest "$1@example.com")/.migrate/report.json" 2>/dev/null; }
+json() {   # json FILE-CONTENT PYTHON-EXPR(r)
+	"$PY" -c 'import json, sys; r = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+# --- 1. what either side refuses is left out and reported ---------------------------
+# INBOX: 1 plain; 2 NUL bytes; 3 bare LF; 4 a broken header; 5 over the
+# destination's size limit; 6 the source answers NO to its FETCH; 7 with 40
+# keywords, \Indexed, $Forwarded and a non-ASCII keyword.
+scen bad <<'EOF'
+kws = ["Tag%02d" % i for i in range(40)]
+inbox = [
+    msg(1, body("plain"), flags=["\\Seen", "$Forwarded"]),
+    msg(2, b"From: nul@example.org\r\nSubject: nul\r\n\r\nbefore\0after\r\n"),
+    msg(3, b"From: lf@example.org\nSubject: bare LF\n\nline one\nline two\n"),
+    msg(4, b"From: broken@example.org\r\nThis line is no header\r\nSubject: \xff\xfe raw 8-bit\r\n"
+           b"X-Folded:\r\n\r\n\r\nbody after a broken header\r\n"),
+    msg(5, body("too large", size=400 * 1024)),
+    msg(6, body("unreadable"), fetch_no=True),
+    msg(7, body("many keywords"), flags=["\\Seen", "\\Indexed", "$Forwarded", "Stra\u00dfe"] + kws),
+]
+tags = [msg(i, body("tags %d" % i), fid=1, flags=kws[i - 1:i + 1]) for i in range(1, 40)]
+folders = [{"name": "INBOX", "uidvalidity": 1, "messages": inbox},
+           {"name": "Tags", "uidvalidity": 2, "messages": tags}]
+EOF
+user bad userdb_quota_max_mail_size=300k
+migrate bad
+tap_is "$MIG_RC" 65 "messages left out: exit 65 (the run finished, not perfect)"
+tap_is "${MIG[result]}/${MIG[rejected]}/${MIG[copied]}" "partial/2/44" \
+	"summary: result partial, 2 left out, the other 44 copied"
+R=$(report bad)
+tap_is "$(json "$R" '" ".join("%s:%d:%s" % (m["folder"], m["uid"], m["reason"].split(":")[0]) for m in r["rejected_messages"])')" \
+	"INBOX:5:the destination refused it INBOX:6:the source refused to give it" \
+	"the report lists both, each with folder, UID and who refused"
+tap_like "the report gives the size and the reason of the too large one" \
+	'"folder":"INBOX","uid":5,"size":4[0-9]{5},"reason":"the destination refused it: Mail size is larger than the maximum' "$R"
+tap_like "the log names each one (event migrate_message_rejected)" \
+	'INBOX: Leaving out UID 6 \([0-9]+ bytes\): the source refused to give it' "$(cat "$MIG_OUT")"
+tap_is "$(dimap bad count INBOX)" 5 "INBOX has the other 5 messages"
+tap_like "NUL bytes stored as Dovecot allows (served as 0x80)" \
+	"$(printf 'before\x80after' | od -An -tx1 | tr -d ' \n')" \
+	"$(dimap bad fetch INBOX 2 2>/dev/null | od -An -tx1 | tr -d ' \n')"
+tap_like "the broken header is stored as it came" "This line is no header" \
+	"$(dimap bad fetch INBOX 4 2>/dev/null)"
+# keywords: the destination keeps all 40 and $Forwarded; the non-ASCII one
+# is not a valid keyword: dropped and counted.  \Indexed never reaches us:
+# Dovecot's IMAP client ignores system flags it does not know.
+kw7=$(dimap bad fetch-hash INBOX | grep 'Tag39' | cut -d' ' -f5-)
+tap_is "$(tr ' ' '\n' <<<"$kw7" | grep -c '^Tag[0-9][0-9]$')" 40 "the message with 40 keywords keeps all 40"
+tap_like "... and \$Forwarded and \\Seen" '\$Forwarded.*\\Seen' "$kw7"
+tap_is "$(json "$R" 'sorted(r["dropped_keywords"].items())')" \
+	"[('Straße', 1)]" "the report counts the dropped keywords per keyword"
+tap_is "$(tr ' ' '\n' <<<"$kw7" | grep -c -e Indexed -e Stra)" 0 "\\Indexed and Straße are not on it"
+tap_is "$(dimap bad count Tags)" 39 "the folder listing 40 keywords: all 39 messages"
+migrate bad
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[updated]}/${MIG[rejected]}" "65/0/0/2" \
+	"re-run: the same 2 left out again, nothing copied twice, no flag 'difference' for the dropped keywords"
+# the source gives the message now, and the limit is raised
+sed -i 's/"fetch_no": true/"fetch_no": false/' "$Q/scenario.json"
+scen_touch
+user bad userdb_quota_max_mail_size=10M
+migrate bad
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[rejected]}" "0/2/0" "once both sides accept them, the 2 are copied and the run exits 0"
+tap_is "$(report bad)" "" "a clean run removes the report"
+
+# --- 2. throttling: NO [THROTTLED] is retried, not a refusal -----------------------
+scen throttle <<'EOF'
+folders = [{"name": "INBOX", "uidvalidity": 7,
+            "messages": [msg(i, body("throttled %d" % i, size=2000)) for i in range(1, 61)]}]
+quirks = {"throttle": {"every": 6, "commands": ["UID FETCH"]}}
+EOF
+user thr
+migrate thr -o plugin/migrate_prefetch=10
+tap_is "$MIG_RC" 0 "a source that throttles every 6th FETCH (imapc backs off itself): the run completes (exit 0)"
+tap_like "throttling happened" '^[1-9]' "$(grep -c ' throttled ' "$QLOG")"
+sed -i 's/"every": 6/"every": 1000000/' "$Q/scenario.json"
+scen_touch
+tap_run "checker: equal after throttling" compare thr
+tap_is "${MIG[rejected]}" 0 "nothing was left out"
+
+# --- 3. BYE in the middle of a FETCH: retried, resumed ------------------------------
+scen bye <<'EOF'
+folders = [{"name": "INBOX", "uidvalidity": 8,
+            "messages": [msg(i, body("bye %d" % i, size=3000)) for i in range(1, 31)]}]
+quirks = {"bye_after_fetch_responses": 70}
+EOF
+user bye
+before=$(grep -c ' bye$' "$QLOG")
+migrate bye -o plugin/migrate_prefetch=10 -o plugin/migrate_retries=10
+byes=$(( $(grep -c ' bye$' "$QLOG") - before ))
+tap_is "$MIG_RC" 0 "BYE after 70 FETCH responses (30 flags, 30 sizes, 10 bodies) on every connection: the run completes"
+tap_like "the server sent BYE several times ($byes)" '^([2-9]|[1-9][0-9])$' "$byes"
+tap_like "the summary counts the retries (${MIG[retries]}; imapc reconnects by itself too)" '^[1-9][0-9]*$' "${MIG[retries]}"
+tap_is "${MIG[copied]}" 30 "30 copied over the passes: none twice"
+tap_run "checker: equal after the BYEs" compare bye
+tap_is "$(json "$(report bye)" 'len(r["retries"])')" "${MIG[retries]}" \
+	"the report lists every retry with its cause"
+
+# retries exhausted: exit 75, what was copied is kept
+scen bye2 <<'EOF'
+folders = [{"name": "INBOX", "uidvalidity": 9,
+            "messages": [msg(i, body("bye2 %d" % i, size=3000)) for i in range(1, 31)]}]
+quirks = {"bye_after_fetch_responses": 70}
+EOF
+user bye2
+migrate bye2 -o plugin/migrate_prefetch=10 -o plugin/migrate_retries=0
+tap_is "$MIG_RC" 75 "no retries left: exit 75"
+kept=$(dimap bye2 count INBOX)
+tap_like "what was copied is kept ($kept of 30)" '^([1-9]|1[0-9]|2[0-9])$' "$kept"
+tap_like "the summary says failed" '^failed$' "${MIG[result]}"
+
+# --- 4. UIDVALIDITY changes between runs ------------------------------------------------
+uv_scen() {   # UIDVALIDITY FIRST_UID KEEP(list) NEW(count)
+	scen uv <<-EOF
+	keep = [$3]
+	msgs = [msg($2 + n, body("uv %d" % k, mid="uv-%d" % k), fid=$1,
+	            date="1%d-Jan-2020 10:00:00 +0000" % (k % 9)) for n, k in enumerate(keep)]
+	msgs += [msg($2 + len(keep) + n, body("uv new %d" % n), fid=$1) for n in range($4)]
+	folders = [{"name": "INBOX", "uidvalidity": $1, "messages": msgs},
+	           {"name": "Other", "uidvalidity": $1 + 1,
+	            "messages": [msg(1, body("other"), fid=$1 + 1)]}]
+	EOF
+}
+uv_scen 100 1 "$(seq -s, 1 30)" 0
+user uv
+migrate uv
+tap_is "$MIG_RC/${MIG[copied]}" "0/31" "UIDVALIDITY 100: 31 copied"
+# the server renumbers everything under a new UIDVALIDITY; 2 are gone, 3 new
+uv_scen 200 501 "$(seq -s, 3 30)" 3
+migrate uv
+tap_is "$MIG_RC" 0 "after the UIDVALIDITY change the run exits 0"
+tap_is "${MIG[copied]}/${MIG[deleted]}" "3/2" \
+	"matched by content: only the 3 new copied, the 2 gone deleted (Other, renumbered too: nothing)"
+tap_like "the log says the UIDVALIDITY changed" 'UIDVALIDITY of INBOX changed \(100 -> 200\)' "$(cat "$MIG_OUT")"
+tap_is "$(dimap uv count INBOX)" 31 "INBOX: 28 kept + 3 new, no folder copied twice"
+tap_run "checker: equal after the UIDVALIDITY change" compare uv
+migrate uv
+tap_is "${MIG[copied]}/${MIG[updated]}/${MIG[deleted]}" "0/0/0" "the next run has nothing to do"
+
+# --- 5. Exchange-style: localised folders, no SPECIAL-USE/CONDSTORE/UIDPLUS --------
+scen exch <<'EOF'
+caps = ["IMAP4rev1", "AUTH=PLAIN", "LITERAL+"]
+names = ["INBOX", "Itens Enviados", "Itens Exclu\u00eddos", "Lixo Eletr\u00f4nico",
+         "Rascunhos", "Calend\u00e1rio", "Contatos", "Projetos/2024"]
+folders = [{"name": n, "uidvalidity": 10 + i,
+            "messages": [msg(1, body("in %s" % n), fid=i)] if n not in ("Calend\u00e1rio", "Contatos") else []}
+           for i, n in enumerate(names)]
+EOF
+user exch
+migrate exch
+tap_is "$MIG_RC" 0 "an Exchange-style source without SPECIAL-USE, CONDSTORE, UIDPLUS: exit 0"
+tap_is "$(dimap exch list | LC_ALL=C sort | tr '\n' ,)" \
+	"Calendário,Contatos,Drafts,INBOX,Junk,Projetos,Projetos/2024,Sent,Trash," \
+	"localised special folders map to ours; calendar and contacts come as empty folders"
+tap_run "checker: equal (with the name mapping)" compare exch \
+	--map 'Itens Enviados=Sent' --map 'Itens Excluídos=Trash' \
+	--map 'Lixo Eletrônico=Junk' --map 'Rascunhos=Drafts'
+
+tap_done
