@@ -129,16 +129,18 @@ for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
 	RIG_REGISTRY=$registry timeout --kill-after=15 "$timeout_s" bash "$t" >"$log" 2>&1 </dev/null || rc=$?
 	reap
 	ok=$(grep -cE '^ok [0-9]+' "$log")
-	bad=$(grep -cE '^not ok [0-9]+' "$log")
+	# a "not ok ... # TODO" is a known failure (TAP): reported, not counted
+	todo=$(grep -cE '^not ok [0-9]+.*# *TODO' "$log")
+	bad=$(($(grep -cE '^not ok [0-9]+' "$log") - todo))
 	skip=$(grep -cE '^ok [0-9]+.*# *(SKIP|skip)' "$log")
 	note=
 	plan=$(grep -E '^1\.\.[0-9]+' "$log" | tail -n 1)
 	if [ $rc = 124 ] || [ $rc = 137 ]; then
 		bad=$((bad + 1))
 		note=" (timed out after ${timeout_s}s)"
-	elif [ -n "$plan" ] && [ "${plan#1..}" -gt $((ok + bad)) ]; then
+	elif [ -n "$plan" ] && [ "${plan#1..}" -gt $((ok + bad + todo)) ]; then
 		# planned assertions that never ran
-		bad=$((bad + ${plan#1..} - ok - bad))
+		bad=$((${plan#1..} - ok - todo))
 		note=" (stopped early)"
 	elif [ $rc != 0 ] && [ "$bad" = 0 ]; then
 		bad=1
@@ -148,7 +150,9 @@ for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
 	passed=$((passed + ok))
 	failed=$((failed + bad))
 	skipped=$((skipped + skip))
+	[ "$todo" != 0 ] && note="$note ($todo known failures, TODO)"
 	printf '%-32s %4d passed, %d failed%s (%ds)\n' "$name" "$ok" "$bad" "$note" $((SECONDS - start))
+	[ "$todo" != 0 ] && grep -E '^not ok [0-9]+.*# *TODO' "$log" | head -n 20
 	if [ "$bad" != 0 ]; then
 		failures+=("$name")
 		grep -E '^not ok' "$log" | head -n 20
