@@ -244,6 +244,19 @@ migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
 						t_strdup_until(value, p));
 	}
 
+	value = reader_get(r, MIGRATE_SETTING_GMAIL);
+	if (value == NULL || strcasecmp(value, "auto") == 0)
+		set->gmail = MIGRATE_GMAIL_AUTO;
+	else if (strcasecmp(value, "yes") == 0)
+		set->gmail = MIGRATE_GMAIL_YES;
+	else if (strcasecmp(value, "no") == 0)
+		set->gmail = MIGRATE_GMAIL_NO;
+	else {
+		r->error = t_strdup_printf("%s: Invalid value '%s' "
+			"(use auto, yes or no)", MIGRATE_SETTING_GMAIL, value);
+		return -1;
+	}
+
 	set->include = p_strdup(pool, reader_get(r, MIGRATE_SETTING_INCLUDE));
 	set->exclude = p_strdup(pool, reader_get(r, MIGRATE_SETTING_EXCLUDE));
 	if (reader_bool(r, MIGRATE_SETTING_SPECIAL_USE,

@@ -30,6 +30,7 @@
 #define MIGRATE_SETTING_ESCAPE_CHAR "migrate_escape_char"
 #define MIGRATE_SETTING_FSYNC "migrate_fsync"
 #define MIGRATE_SETTING_WORKERS "migrate_workers"
+#define MIGRATE_SETTING_GMAIL "migrate_gmail"
 #define MIGRATE_SETTING_DEBUG_KILL "migrate_debug_kill"
 #define MIGRATE_SETTING_ARCHIVE_THRESHOLD "migrate_archive_threshold"
 #define MIGRATE_SETTING_ARCHIVE_INBOX "migrate_archive_inbox"
@@ -62,6 +63,13 @@
 #define MIGRATE_DEFAULT_ARCHIVE_INBOX "ARCHIVE/%{year}"
 #define MIGRATE_DEFAULT_ARCHIVE_SENT "ARCHIVE/Sent/%{year}"
 
+enum migrate_gmail_mode {
+	/* when the source lists [Gmail]/ or [Google Mail]/ folders */
+	MIGRATE_GMAIL_AUTO = 0,
+	MIGRATE_GMAIL_YES,
+	MIGRATE_GMAIL_NO,
+};
+
 enum migrate_ssl_mode {
 	MIGRATE_SSL_NO,
 	MIGRATE_SSL_IMAPS,
@@ -90,6 +98,8 @@ struct migrate_settings {
 	const char *include;
 	const char *exclude;
 	bool special_use;
+	/* Gmail's labels: see migrate-sync.c */
+	enum migrate_gmail_mode gmail;
 	bool subscriptions;
 	unsigned int max_delete_percent;
 

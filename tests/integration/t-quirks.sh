@@ -264,4 +264,59 @@ tap_run "checker: equal (with the name mapping)" compare exch \
 	--map 'Itens Enviados=Sent' --map 'Itens Excluídos=Trash' \
 	--map 'Lixo Eletrônico=Junk' --map 'Rascunhos=Drafts'
 
+# --- 6. Gmail: labels are folders, All Mail/Important/Starred are views -----------------
+# m1 is in INBOX, Work and Travel (and All Mail, Important); m5 only in All
+# Mail (archived); m6 is sent; Trash and Spam are outside All Mail, as at
+# Gmail.  Detected by the [Gmail]/ folders (migrate_gmail = auto).
+scen gmail <<'EOF'
+caps = ["IMAP4rev1", "LITERAL+", "AUTH=PLAIN", "SPECIAL-USE", "UIDPLUS", "CONDSTORE",
+        "NAMESPACE", "ID", "ENABLE", "UNSELECT", "IDLE", "X-GM-EXT-1"]
+B = {n: body("gmail message %d" % n, size=1500 * n) for n in range(1, 10)}
+def g(uid, n, fid, **kw):
+    return msg(uid, B[n], fid=fid, gm_msgid=1000 + n,
+               date="0%d-Mar-2022 10:00:00 +0000" % n, **kw)
+folders = [
+    {"name": "INBOX", "uidvalidity": 11, "messages": [g(1, 1, 1, flags=["\\Seen"]), g(2, 2, 1), g(3, 3, 1)]},
+    {"name": "Work", "uidvalidity": 12, "messages": [g(1, 1, 2, flags=["\\Seen"]), g(2, 4, 2)]},
+    {"name": "Travel", "uidvalidity": 13, "messages": [g(5, 1, 3, flags=["\\Seen"]), g(6, 4, 3)]},
+    {"name": "[Gmail]", "attributes": ["\\Noselect"]},
+    {"name": "[Gmail]/All Mail", "uidvalidity": 14, "special_use": "\\All",
+     "messages": [g(n, n, 4) for n in (1, 2, 3, 4, 5, 6, 9)]},
+    {"name": "[Gmail]/Important", "uidvalidity": 15, "special_use": "\\Important",
+     "messages": [g(1, 1, 5), g(2, 2, 5)]},
+    {"name": "[Gmail]/Starred", "uidvalidity": 16, "special_use": "\\Flagged",
+     "messages": [g(1, 3, 6, flags=["\\Flagged"])]},
+    {"name": "[Gmail]/Sent Mail", "uidvalidity": 17, "special_use": "\\Sent", "messages": [g(1, 6, 7)]},
+    {"name": "[Gmail]/Trash", "uidvalidity": 18, "special_use": "\\Trash", "messages": [g(1, 7, 8)]},
+    {"name": "[Gmail]/Spam", "uidvalidity": 19, "special_use": "\\Junk", "messages": [g(1, 8, 9)]},
+    {"name": "[Gmail]/Drafts", "uidvalidity": 20, "special_use": "\\Drafts",
+     "messages": [g(1, 9, 10, flags=["\\Draft"])]},
+]
+EOF
+user gm
+start_line=$(($(wc -l <"$QLOG") + 1))
+migrate gm
+tap_is "$MIG_RC" 0 "Gmail: the run exits 0"
+tap_is "$(dimap gm list | LC_ALL=C sort | tr '\n' ,)" "Archive,Drafts,INBOX,Junk,Sent,Trash,Travel,Work," \
+	"Gmail: labels are folders; All Mail, Important and Starred are not; Sent/Trash/Drafts/Spam map to ours"
+counts=""
+for fo in INBOX Work Travel Archive Sent Trash Junk Drafts; do
+	counts+="$fo=$(dimap gm count "$fo") "
+done
+tap_is "$counts" "INBOX=3 Work=2 Travel=2 Archive=1 Sent=1 Trash=1 Junk=1 Drafts=1 " \
+	"Gmail: each label's folder has its messages; Archive has what only All Mail had"
+tap_like "Gmail: the archived message (no label) is in Archive" 'gmail message 5' \
+	"$(dimap gm fetch Archive "$(dimap gm uids Archive | head -n 1)")"
+# downloads: the scripted server logs "conn N body FOLDER UID BYTES" for
+# every body it sends
+bodies=$(tail -n +"$start_line" "$QLOG" | grep -c '^conn [0-9]* body ')
+tap_is "$bodies" 9 "Gmail: 9 distinct messages, 9 bodies downloaded (m1 is in 3 labels and 2 views)"
+sha() { "$PY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$1"; }
+tap_is "$(dimap gm fetch-hash Work | cut -d' ' -f2 | sort | tr '\n' ' ')" \
+	"$( { sha "$Q/gmail.2.1.eml"; sha "$Q/gmail.2.2.eml"; } | sort | tr '\n' ' ')" \
+	"Gmail: the copies made from another label's folder are the same bytes"
+tap_like "Gmail: each copy has its own folder's flags" '\\Seen' "$(dimap gm fetch-hash Travel --uids 5)"
+migrate gm
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[updated]}/${MIG[deleted]}" "0/0/0/0" "Gmail: the next run has nothing to do"
+
 tap_done
