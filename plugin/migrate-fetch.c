@@ -32,6 +32,10 @@ struct migrate_fetcher {
 	bool failed, expunged, refused;
 	char *error;
 	char *temp_prefix;
+
+	/* LIST replies go here while migrate_fetcher_list() runs */
+	pool_t list_pool;
+	ARRAY_TYPE(const_string) *list_names;
 };
 
 static void fetcher_set_error(struct migrate_fetcher *fetcher,
@@ -103,6 +107,24 @@ fetcher_piece(struct migrate_fetcher *fetcher, const struct imap_arg *arg,
 }
 
 static void
+fetcher_untagged_list(struct migrate_fetcher *fetcher,
+		      const struct imapc_untagged_reply *reply)
+{
+	const char *name;
+	string_t *utf8;
+
+	/* (attributes) separator name */
+	if (fetcher->list_names == NULL ||
+	    !imap_arg_get_astring(&reply->args[2], &name))
+		return;
+	utf8 = t_str_new(128);
+	if (imap_utf7_to_utf8(name, utf8) < 0)
+		str_append(utf8, name);
+	name = p_strdup(fetcher->list_pool, str_c(utf8));
+	array_push_back(fetcher->list_names, &name);
+}
+
+static void
 fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 {
 	struct migrate_fetcher *fetcher = context;
@@ -111,6 +133,14 @@ fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 	unsigned int i, count;
 	uint32_t uid = 0;
 	uoff_t offset;
+
+	if (strcasecmp(reply->name, "LIST") == 0 &&
+	    imap_arg_get_list(&reply->args[0], &list) &&
+	    reply->args[1].type != IMAP_ARG_EOL &&
+	    reply->args[2].type != IMAP_ARG_EOL) {
+		fetcher_untagged_list(fetcher, reply);
+		return;
+	}
 
 	if (strcasecmp(reply->name, "FETCH") != 0 || fetcher->fd == -1 ||
 	    !imap_arg_get_list_full(reply->args, &list, &count))
@@ -218,7 +248,9 @@ migrate_fetcher_init(const struct migrate_settings *set,
 	cset.password = set->source_password;
 	cset.sasl_mechanisms = "";
 	cset.max_idle_time = IMAPC_DEFAULT_MAX_IDLE_TIME;
-	cset.session_id_prefix = "migrate";
+	/* no ID command: imapc sends it before the login, which some
+	   servers (mailutils' imap4d) refuse although they offer ID */
+	cset.session_id_prefix = NULL;
 	cset.dns_client_socket_path = dns_base_dir == NULL ? "" :
 		t_strconcat(dns_base_dir, "/dns-client", NULL);
 	cset.temp_path_prefix = fetcher->temp_prefix;
@@ -362,5 +394,28 @@ int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 	}
 	*input_r = i_stream_create_fd_autoclose(&fetcher->fd, IO_BLOCK_SIZE);
 	i_stream_set_name(*input_r, t_strdup_printf("%s UID %u", mailbox, uid));
+	return 0;
+}
+
+int migrate_fetcher_list(struct migrate_fetcher *fetcher, pool_t pool,
+			 ARRAY_TYPE(const_string) *names,
+			 const char **error_r)
+{
+	struct imapc_command *cmd;
+
+	fetcher->list_pool = pool;
+	fetcher->list_names = names;
+	fetcher->failed = FALSE;
+	i_free(fetcher->error);
+	/* not a mailbox command: nothing needs to be selected */
+	cmd = imapc_client_cmd(fetcher->client, fetcher_cmd_callback, fetcher);
+	fetcher->pending++;
+	imapc_command_send(cmd, "LIST \"\" \"*\"");
+	fetcher_run(fetcher);
+	fetcher->list_names = NULL;
+	if (fetcher->failed) {
+		*error_r = t_strdup_printf("LIST failed: %s", fetcher->error);
+		return -1;
+	}
 	return 0;
 }

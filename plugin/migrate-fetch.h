@@ -41,4 +41,10 @@ int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 			  struct istream **input_r, bool *expunged_r,
 			  bool *refused_r, const char **error_r);
 
+/* The source's folder names as its LIST gives them (UTF-8), without the
+   case folding of INBOX that Dovecot applies to its own names. */
+int migrate_fetcher_list(struct migrate_fetcher *fetcher, pool_t pool,
+			 ARRAY_TYPE(const_string) *names,
+			 const char **error_r);
+
 #endif

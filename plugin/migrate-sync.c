@@ -271,6 +271,22 @@ static void sync_kill_point(struct migrate_sync_ctx *ctx, const char *step)
 	(void)kill(getpid(), SIGKILL);
 }
 
+/* A whole folder left out (uid 0 in the report); the run goes on. */
+static void
+sync_reject_folder(struct migrate_sync_ctx *ctx, const char *folder,
+		   const char *reason)
+{
+	ctx->stats->messages_rejected++;
+	e_warning(event_create_passthrough(ctx->event)->
+		  set_name("migrate_folder_rejected")->
+		  add_str("folder", folder)->add_str("reason", reason)->event(),
+		  "Leaving out folder %s: %s", folder, reason);
+	if (ctx->opts->report != NULL) {
+		migrate_sync_report_rejected(ctx->opts->report, folder, 0, 0,
+					     reason);
+	}
+}
+
 static void
 sync_set_error(struct migrate_sync_ctx *ctx, enum migrate_error code,
 	       const char *error)
@@ -677,6 +693,50 @@ static void
 sync_assign_dest_names(struct migrate_sync_ctx *ctx,
 		       const ARRAY_TYPE(const_string) *special_uses);
 
+/* Dovecot folds the case of INBOX in names: a source with both
+   "INBOX/x" and "inbox/x" (mailutils, Cyrus with some settings) shows
+   them to us as one folder.  The source's own LIST tells them apart; the
+   second cannot be read through imapc, so it is left out and reported,
+   never merged into the first. */
+static void sync_check_inbox_case(struct migrate_sync_ctx *ctx)
+{
+	const struct migrate_sync_folder *f;
+	ARRAY_TYPE(const_string) names;
+	const char *name, *error;
+	bool children = FALSE;
+
+	array_foreach(&ctx->folders, f) {
+		if (strncmp(f->src_name, "INBOX", 5) == 0 &&
+		    f->src_name[5] == ctx->src_sep)
+			children = TRUE;
+	}
+	if (!children)
+		return;
+	if (ctx->fetcher == NULL) {
+		ctx->fetcher = migrate_fetcher_init(ctx->set, ctx->dest_user,
+			ctx->source->resolver_dir, ctx->event);
+	}
+	p_array_init(&names, ctx->pool, 32);
+	if (migrate_fetcher_list(ctx->fetcher, ctx->pool, &names,
+				 &error) < 0) {
+		e_warning(ctx->event, "Source: Checking the case of INBOX's "
+			  "children failed: %s", error);
+		return;
+	}
+	array_foreach_elem(&names, name) {
+		if (strncasecmp(name, "INBOX", 5) != 0 ||
+		    name[5] != ctx->src_sep || strncmp(name, "INBOX", 5) == 0)
+			continue;
+		if (!array_lsearch(&names, &(const char *){
+				t_strconcat("INBOX", name + 5, NULL) },
+				i_strcmp_p))
+			continue;
+		sync_reject_folder(ctx, name, t_strdup_printf(
+			"Dovecot's IMAP client cannot tell it from INBOX%s "
+			"(INBOX is case-insensitive to Dovecot)", name + 5));
+	}
+}
+
 static struct migrate_sync_folder *
 sync_folder_find(struct migrate_sync_ctx *ctx, const char *src_name)
 {
@@ -817,6 +877,7 @@ static int sync_list_source(struct migrate_sync_ctx *ctx)
 				  POINTER_CAST(1));
 	}
 	ctx->src_prefix = p_strdup(ctx->pool, sync_detect_prefix(ctx));
+	sync_check_inbox_case(ctx);
 	ctx->gmail = sync_gmail_detect(ctx);
 	if (ctx->gmail) {
 		e_debug(ctx->event, "The source is Gmail");

@@ -32,11 +32,11 @@
 # hash and system flags; the three others are equal on everything.  Against
 # its own source every destination is compared on everything.
 #
-# Known failures (TODO, see MU_TODO): from mailutils the migration exits 0
-# but leaves out the folders with a space in their name (mailutils answers
-# STATUS with the name unquoted, "* STATUS Old Projects (MESSAGES 2 ...)",
-# and the engine then skips the folder without a word) and inbox/Receipts
-# (imapc folds it into INBOX/Receipts, so the collision is never seen).
+# mailutils answers STATUS with a name that has a space unquoted ("* STATUS
+# Old Projects (MESSAGES 2 ...)"): the engine falls back to EXAMINE.  It
+# also keeps inbox/Receipts apart from INBOX/Receipts, which Dovecot's IMAP
+# client (INBOX is case-insensitive to it) cannot: the migration leaves
+# inbox/Receipts out, reports it, and exits 65 instead of merging them.
 
 . "$(dirname "$0")/../lib/rig.sh"
 rig_init t-sources
@@ -124,31 +124,19 @@ warnings() {
 		sort -u
 }
 
-# known failures: with TODO set, a failing check prints "not ok ... # TODO
-# $TODO" and does not fail the script (run-tests.sh does not count it)
-TODO=
-tap_ok() {
-	TAP_N=$((TAP_N + 1))
-	echo "ok $TAP_N - $*${TODO:+ # TODO $TODO}"
-}
-tap_fail() {
-	TAP_N=$((TAP_N + 1))
-	if [ -n "$TODO" ]; then
-		echo "not ok $TAP_N - $* # TODO $TODO"
-	else
-		TAP_FAILED=$((TAP_FAILED + 1))
-		echo "not ok $TAP_N - $*"
-	fi
-}
-MU_TODO="engine: folders mailutils answers STATUS for without quoting the name (spaces) are skipped, and imapc folds inbox/Receipts into INBOX/Receipts; exit 0"
-
-declare -A EXPECT_COLLISIONS=([dslash]=0 [dcour]=2 [cyrus]=1 [mu]=1)
+declare -A EXPECT_COLLISIONS=([dslash]=0 [dcour]=2 [cyrus]=1 [mu]=0)
+declare -A EXPECT_RC=([dslash]=0 [dcour]=0 [cyrus]=0 [mu]=65)
+declare -A IGNORE=([mu]="--ignore-src-folder inbox/Receipts")
 for s in $SOURCES; do
 	migrate "$s"
-	tap_is "$MIG_RC" 0 "$s: migration exits 0"
-	[ "$MIG_RC" = 0 ] || tap_diag "$(tail -n 20 "$MIG_OUT")"
+	tap_is "$MIG_RC" "${EXPECT_RC[$s]}" "$s: migration exits ${EXPECT_RC[$s]}"
+	[ "$MIG_RC" = "${EXPECT_RC[$s]}" ] || tap_diag "$(tail -n 20 "$MIG_OUT")"
+	if [ "$s" = mu ]; then
+		tap_like "mu: inbox/Receipts is left out and reported, not merged into INBOX/Receipts" \
+			'"folder":"inbox/Receipts","uid":0,"size":0,"reason":"Dovecot.s IMAP client cannot tell it from INBOX/Receipts' \
+			"$(cat "$(rig_home dest mu@example.com)/.migrate/report.json")"
+	fi
 	W=$(warnings "$s")
-	[ "$s" = mu ] && TODO=$MU_TODO
 	tap_is "$(grep -c . <<<"$W")" "${EXPECT_COLLISIONS[$s]}" \
 		"$s: ${EXPECT_COLLISIONS[$s]} collision(s) reported"
 	[ -n "$W" ] && tap_diag "$W"
@@ -161,7 +149,7 @@ for s in $SOURCES; do
 		"$PY" "$T/imap-compare.py" --src-port "$(rig_port "$s")" \
 		--src-user "${SRC_USER[$s]}" --src-password-env SRC_IMAP_PASSWORD \
 		--dest-port "$(rig_port dest)" --dest-user "$s@example.com" \
-		--dest-password-env DEST_IMAP_PASSWORD --escape-char _ "${maps[@]}"
+		--dest-password-env DEST_IMAP_PASSWORD --escape-char _ "${maps[@]}" ${IGNORE[$s]:-}
 	tap_diag "$(tail -n 1 <<<"$TAP_OUT")"
 	# both folders of a collision exist, each with its own messages
 	while IFS=$'\t' read -r x y z w; do
@@ -172,9 +160,8 @@ for s in $SOURCES; do
 		ny=$(rig_imap "$s" "${SRC_USER[$s]}" "$SRC_PW" count "$y")
 		tap_is "$nz/$nw" "$nx/$ny" "$s: $x -> $z ($nx) and $y -> $w ($ny) kept apart"
 	done <<<"$W"
-	TODO=
 	migrate "$s"
-	tap_is "$MIG_RC/$(field 8)" 0/0 "$s: a re-run exits 0 and copies 0"
+	tap_is "$MIG_RC/$(field 8)" "${EXPECT_RC[$s]}/0" "$s: a re-run exits ${EXPECT_RC[$s]} and copies 0"
 done
 
 # --- the four destinations against each other -----------------------------------
@@ -217,13 +204,11 @@ for s in dcour cyrus; do
 		tap_diag "$d"
 	fi
 done
-TODO=$MU_TODO
 if d=$(diff "$RIG/snap-sys.dslash" "$RIG/snap-sys.mu"); then
 	tap_ok "mailutils and Dovecot '/' destinations equal (folders, hash, system flags)"
 else
 	tap_fail "mailutils and Dovecot '/' destinations equal (folders, hash, system flags)"
 	tap_diag "$d"
 fi
-TODO=
 
 tap_done
