@@ -134,7 +134,8 @@ source_error_handler(const struct failure_context *ctx, const char *format,
 		line = t_strdup_vprintf(format, args2);
 		va_end(args2);
 		if (strstr(line, "certificate") != NULL ||
-		    strstr(line, "SSL") != NULL)
+		    strstr(line, "SSL") != NULL ||
+		    strstr(line, "STARTTLS") != NULL)
 			source_tls_error = i_strdup(line);
 	}
 	source_orig_error_handler(ctx, format, args);
