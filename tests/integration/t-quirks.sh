@@ -245,6 +245,26 @@ tap_run "checker: equal after the UIDVALIDITY change" compare uv
 migrate uv
 tap_is "${MIG[copied]}/${MIG[updated]}/${MIG[deleted]}" "0/0/0" "the next run has nothing to do"
 
+# the same after cutover: the final sync copies what is new and deletes
+# nothing, even what is gone under the new UIDVALIDITY
+uv_scen 300 901 "$(seq -s, 1 30)" 0
+rig_add_user dest uvf@final.test "$DEST_PW" userdb_migrate_source_user=quser \
+	"userdb_migrate_source_port=$QPORT"
+rig_doveadm dest migrate domain start --old-mx 127.0.0.1:25 final.test >/dev/null 2>&1 ||
+	tap_fail "domain start final.test"
+MIG_OUT=$RIG/mig.uvf.1
+rc=0
+rig_doveadm dest migrate -u uvf@final.test >"$MIG_OUT" 2>&1 || rc=$?
+tap_is "$rc/$(rig_imap dest uvf@final.test "$DEST_PW" count INBOX)" "0/30" "final.test: the mirror copies 30"
+rig_doveadm dest migrate domain cutover final.test >/dev/null 2>&1 || tap_fail "domain cutover final.test"
+uv_scen 400 1201 "$(seq -s, 5 30)" 2
+rc=0
+rig_doveadm dest -f tab migrate -u uvf@final.test >"$MIG_OUT" 2>&1 || rc=$?
+row=$(grep -A1 -m1 $'^user\tresult' "$MIG_OUT" | tail -n 1)
+tap_is "$rc/$(cut -f8 <<<"$row")/$(cut -f10 <<<"$row")/$(cut -f18 <<<"$row")" "0/2/0/final" \
+	"final sync after a UIDVALIDITY change: the 2 new copied, the 4 gone not deleted"
+tap_is "$(rig_imap dest uvf@final.test "$DEST_PW" count INBOX)" 32 "final.test: INBOX has 30 + 2, no duplicate"
+
 # --- 5. Exchange-style: localised folders, no SPECIAL-USE/CONDSTORE/UIDPLUS --------
 scen exch <<'EOF'
 caps = ["IMAP4rev1", "AUTH=PLAIN", "LITERAL+"]
