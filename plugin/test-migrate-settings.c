@@ -42,6 +42,10 @@ static void test_migrate_settings_defaults(void)
 	test_assert(set->special_use);
 	test_assert(set->max_delete_percent == MIGRATE_DEFAULT_MAX_DELETE_PERCENT);
 	test_assert(set->batch_size == MIGRATE_DEFAULT_BATCH_SIZE);
+	test_assert(set->retries == MIGRATE_DEFAULT_RETRIES);
+	test_assert(set->retry_delay_secs == MIGRATE_DEFAULT_RETRY_DELAY_SECS);
+	test_assert(set->gmail == MIGRATE_GMAIL_AUTO);
+	test_assert(set->debug_kill_step == NULL);
 	pool_unref(&pool);
 	test_end();
 }
@@ -57,6 +61,10 @@ static void test_migrate_settings_values(void)
 		"migrate_batch_size", "8M",
 		"migrate_special_use", "no",
 		"migrate_state_dir", "/var/lib/migrate/bob",
+		"migrate_retries", "0",
+		"migrate_retry_delay", "2 mins",
+		"migrate_gmail", "yes",
+		"migrate_debug_kill", "commit:3",
 		NULL
 	};
 	const struct migrate_settings *set;
@@ -74,6 +82,11 @@ static void test_migrate_settings_values(void)
 	test_assert(set->batch_size == 8*1024*1024);
 	test_assert(!set->special_use);
 	test_assert_strcmp(set->state_dir, "/var/lib/migrate/bob");
+	test_assert(set->retries == 0);
+	test_assert(set->retry_delay_secs == 120);
+	test_assert(set->gmail == MIGRATE_GMAIL_YES);
+	test_assert_strcmp(set->debug_kill_step, "commit");
+	test_assert(set->debug_kill_count == 3);
 	pool_unref(&pool);
 	test_end();
 }
@@ -93,6 +106,11 @@ static void test_migrate_settings_invalid(void)
 		{ "migrate_batch_size", "lots", "migrate_batch_size" },
 		{ "migrate_source_timeout", "soon", "migrate_source_timeout" },
 		{ "migrate_escape_char", "ab", "migrate_escape_char" },
+		{ "migrate_retries", "101", "migrate_retries" },
+		{ "migrate_retry_delay", "later", "migrate_retry_delay" },
+		{ "migrate_gmail", "maybe", "migrate_gmail" },
+		{ "migrate_debug_kill", "save:0", "migrate_debug_kill" },
+		{ "migrate_debug_kill", "save:x", "migrate_debug_kill" },
 		{ "migrate_source_password_file", "/nonexistent/pw",
 		  "migrate_source_password_file" },
 	};
