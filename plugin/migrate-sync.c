@@ -1590,6 +1590,8 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx,
 
 	if (error == MAIL_ERROR_EXPUNGED)
 		return 0;
+	/* the storage's error buffer changes with its next call */
+	errstr = t_strdup(errstr);
 	if (strstr(errstr, "(FETCH replied: ") != NULL) {
 		/* imapc: the server answered the FETCH without the message
 		   (NO, or OK without it): a refusal, unless it says it is
@@ -1687,7 +1689,7 @@ sync_save_failed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	const char *errstr;
 	uoff_t size;
 
-	errstr = mailbox_get_last_internal_error(dbox, &error);
+	errstr = t_strdup(mailbox_get_last_internal_error(dbox, &error));
 	switch (error) {
 	case MAIL_ERROR_LIMIT:
 	case MAIL_ERROR_PARAMS:

@@ -171,6 +171,24 @@ migrate bad
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[rejected]}" "0/2/0" "once both sides accept them, the 2 are copied and the run exits 0"
 tap_is "$(report bad)" "" "a clean run removes the report"
 
+# the same when a worker process copies the folder (150 messages: it is
+# handed to a worker): its part of the report reaches the owner
+scen big <<'EOF'
+folders = [{"name": "INBOX", "uidvalidity": 29, "messages": []},
+           {"name": "Big", "uidvalidity": 30,
+            "messages": [msg(i, body("big %d" % i), fetch_no=(i == 77),
+                             flags=["Stra\u00dfe", "ok"] if i == 5 else [])
+                         for i in range(1, 151)]}]
+EOF
+user big
+migrate big -o plugin/migrate_workers=2
+R=$(report big)
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[rejected]}" "65/149/1" "a worker's folder: 149 copied, 1 left out, exit 65"
+tap_like "... reported by the owner with a readable reason" \
+	'"folder":"Big","uid":77,"size":[0-9]+,"reason":"the source refused to give it: [^"]*FETCH replied: Some messages could not be FETCHed' "$R"
+tap_is "$(json "$R" 'r["dropped_keywords"]')" "{'Straße': 1}" "... and the keyword the worker dropped"
+tap_like "the worker copied it" 'migrate worker' "$(cat "$MIG_OUT")"
+
 # --- 2. throttling: NO [THROTTLED] is retried, not a refusal -----------------------
 scen throttle <<'EOF'
 folders = [{"name": "INBOX", "uidvalidity": 7,
