@@ -370,8 +370,9 @@ TEMPLATE=$RIG/template.csv
 } >"$TEMPLATE"
 # random faults from the next connection on: each connection gets a cut
 # inside a literal or a RST with probability 0.2, at most 40; a RST comes
-# after 2000-60000 bytes (imapc's reconnect after a fault, ~600 bytes,
-# never gets one; nor does a cut, without a literal)
+# after 2000-60000 bytes (a connection imapc opens only to log out, ~600
+# bytes,
+# never gets one)
 BFIRST=$(($(conns) + 1))
 plan '{"random": {"seed": 8, "p": 0.2, "actions": ["cut_in_literal", "reset"], "max_faults": 40,
 	"min_bytes": 2000, "max_bytes": 60000, "max_literal": 3}}'
@@ -427,11 +428,11 @@ tap_is "$cmp_bad" "" "imap-compare: all $NACC accounts equal to their sources ($
 # their sum, is what the report claims.  What the faults must give:
 # - R <= the faults the proxy log shows landed: no retry without a fault
 #   (nothing else fails here);
-# - not R >= the faults: imapc reconnects by itself within a pass whose
-#   connection was cut and may send the next prefetch chunk there (seen:
-#   10 more bodies fetched), so a second fault can land on a pass that has
-#   already failed; and a RST may land in the LOGOUT reply of a pass that
-#   succeeded.  The proxy log cannot tell those apart (it knows no user),
+# - not R >= the faults: after a cut the pass goes on with its other
+#   folders on a connection imapc opens by itself (seen: 9-14 more bodies
+#   fetched there, the folder that failed is left to the retry), so a
+#   second fault can land on a pass that has already failed; and a RST may
+#   land in the LOGOUT reply of a pass that succeeded.  The proxy log cannot tell those apart (it knows no user),
 #   the source's log can: per source account, in the order the sessions
 #   ended, a session killed mid-way ("Connection closed", not "Logged
 #   out") that does not directly follow another killed one starts a failed
