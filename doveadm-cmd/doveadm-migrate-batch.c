@@ -467,7 +467,10 @@ static void batch_account_finish(struct batch_account *acct)
 	acct->result = exit_code == EX_DATAERR &&
 		batch_field_num(acct, "rejected") > 0 ?
 		"messages left out" : batch_exit_class(exit_code);
-	acct->reason = p_strdup(ctx->pool, batch_reason(acct));
+	/* an account that ended well has no reason, even when errors were
+	   logged on the way (a retried pass) */
+	acct->reason = exit_code == 0 ? NULL :
+		p_strdup(ctx->pool, batch_reason(acct));
 	acct->warnings = batch_warnings(acct);
 	if (!WIFEXITED(acct->wait_status)) {
 		acct->reason = p_strdup_printf(ctx->pool,

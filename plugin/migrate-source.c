@@ -115,44 +115,75 @@ enum migrate_error migrate_error_from_source(enum mail_error error,
 	}
 }
 
-/* imapc logs why a TLS handshake failed, but reports only "Disconnected
-   from server" to its caller: while logging in, the first such log line is
-   kept to name the cause */
+/* imapc logs why a connection failed (TLS handshake, disconnection,
+   timeout), but reports only "Disconnected from server" or "Internal
+   error occurred" to its caller.  While a source is in use, its error log
+   lines are watched: during the login the first TLS one is kept, and
+   always the last one, to name the cause of a failure. */
 static failure_callback_t *source_orig_error_handler;
+static unsigned int source_watchers;
+static bool source_capturing_tls;
 static char *source_tls_error;
+static char *source_last_error;
 
 static void
 source_error_handler(const struct failure_context *ctx, const char *format,
 		     va_list args)
 {
+	const char *line;
 	va_list args2;
 
-	if (source_tls_error == NULL) {
-		const char *line;
-
-		VA_COPY(args2, args);
-		line = t_strdup_vprintf(format, args2);
-		va_end(args2);
-		if (strstr(line, "certificate") != NULL ||
-		    strstr(line, "SSL") != NULL ||
-		    strstr(line, "STARTTLS") != NULL)
-			source_tls_error = i_strdup(line);
+	VA_COPY(args2, args);
+	line = t_strdup_vprintf(format, args2);
+	va_end(args2);
+	/* imapc's own lines: "imapc(host:port): ..." (the prefix is in the
+	   message or in the context) */
+	if (strstr(line, "imapc(") != NULL ||
+	    (ctx->log_prefix != NULL && strstr(ctx->log_prefix, "imapc(") != NULL)) {
+		i_free(source_last_error);
+		source_last_error = i_strdup(line);
 	}
+	if (source_capturing_tls && source_tls_error == NULL &&
+	    (strstr(line, "certificate") != NULL ||
+	     strstr(line, "SSL") != NULL ||
+	     strstr(line, "STARTTLS") != NULL))
+		source_tls_error = i_strdup(line);
 	source_orig_error_handler(ctx, format, args);
 }
 
-static void source_capture_tls_errors(bool capture)
+static void source_watch_errors(bool watch)
 {
 	failure_callback_t *fatal, *error, *info, *debug;
 
-	if (capture) {
+	if (watch) {
+		if (source_watchers++ > 0)
+			return;
 		i_get_failure_handlers(&fatal, &error, &info, &debug);
 		source_orig_error_handler = error;
 		i_set_error_handler(source_error_handler);
 	} else {
+		i_assert(source_watchers > 0);
+		if (--source_watchers > 0)
+			return;
 		i_set_error_handler(source_orig_error_handler);
-		i_free(source_tls_error);
+		i_free(source_last_error);
 	}
+}
+
+static void source_capture_tls_errors(bool capture)
+{
+	source_capturing_tls = capture;
+	if (!capture)
+		i_free(source_tls_error);
+}
+
+const char *migrate_source_explain_error(const char *error)
+{
+	if (source_last_error == NULL ||
+	    strstr(error, MAIL_ERRSTR_CRITICAL_MSG) == NULL)
+		return error;
+	/* the generic error says nothing: the line imapc logged does */
+	return t_strdup_printf("%s (%s)", error, source_last_error);
 }
 
 static const char *const *
@@ -299,6 +330,8 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 	const char *resolver_dir = NULL, *error;
 
 	source = i_new(struct migrate_source, 1);
+	source_watch_errors(TRUE);
+	source->watching = TRUE;
 	if (set->source_ssl_hostname != NULL &&
 	    migrate_resolver_start(set->source_ssl_hostname,
 				   set->source_host, &source->resolver,
@@ -306,7 +339,7 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 		*error_code_r = MIGRATE_ERROR_TEMP;
 		*error_r = t_strdup_printf("Resolver for %s failed: %s",
 			MIGRATE_SETTING_SOURCE_SSL_HOSTNAME, error);
-		i_free(source);
+		migrate_source_deinit(&source);
 		return -1;
 	}
 	source->resolver_dir = i_strdup(resolver_dir);
@@ -329,6 +362,8 @@ void migrate_source_deinit(struct migrate_source **_source)
 	if (source->user != NULL)
 		mail_user_deinit(&source->user);
 	migrate_resolver_stop(&source->resolver);
+	if (source->watching)
+		source_watch_errors(FALSE);
 	i_free(source->resolver_dir);
 	i_free(source);
 }

@@ -60,6 +60,9 @@ bool migrate_progress_due(struct timeval *last, bool tty, bool force);
 enum migrate_error migrate_error_from_dest(struct mailbox *box,
 					   const char *what,
 					   const char **error_r);
+/* error, with the cause imapc logged when error is only Dovecot's generic
+   "Internal error occurred" (while a source is in use). */
+const char *migrate_source_explain_error(const char *error);
 /* Classify a storage error of the source. */
 enum migrate_error migrate_error_from_source(enum mail_error error,
 					     const char *errstr);
@@ -70,6 +73,8 @@ struct migrate_source {
 	struct migrate_resolver *resolver;
 	/* base_dir whose dns-client socket the resolver answers, or NULL */
 	char *resolver_dir;
+	/* its error log lines are watched (migrate_source_explain_error()) */
+	bool watching;
 };
 
 /* Create a mail user for reading the remote source over imapc, from the

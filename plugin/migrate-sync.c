@@ -315,7 +315,8 @@ sync_set_source_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
 	errstr = mailbox_get_last_internal_error(box, &error);
 	sync_set_error(ctx, migrate_error_from_source(error, errstr),
 		       t_strdup_printf("Source: %s %s failed: %s", what,
-				       mailbox_get_vname(box), errstr));
+				       mailbox_get_vname(box),
+				       migrate_source_explain_error(errstr)));
 }
 
 /* A worker's progress goes to its owner, who shows it. */
@@ -764,7 +765,8 @@ sync_source_list_deinit(struct migrate_sync_ctx *ctx,
 	errstr = mailbox_list_get_last_internal_error(ctx->src_ns->list,
 						      &error);
 	sync_set_error(ctx, migrate_error_from_source(error, errstr),
-		t_strdup_printf("Source: Listing %s failed: %s", what, errstr));
+		t_strdup_printf("Source: Listing %s failed: %s", what,
+				migrate_source_explain_error(errstr)));
 	return -1;
 }
 
@@ -1605,7 +1607,8 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx,
 	if (code != MIGRATE_ERROR_FAILED) {
 		sync_set_error(ctx, code, t_strdup_printf(
 			"Source: Fetching UID %u of %s failed: %s",
-			smail->uid, mailbox_get_vname(smail->box), errstr));
+			smail->uid, mailbox_get_vname(smail->box),
+			migrate_source_explain_error(errstr)));
 		return -1;
 	}
 	if (mail_get_virtual_size(smail, &size) < 0)
