@@ -106,6 +106,8 @@ rig_init() {
 		# run-tests.sh stops what a killed script left behind
 		echo "$RIG" >>"$RIG_REGISTRY"
 	fi
+	# the secrets sampler counts the processes naming it as this run's
+	[ -n "${RIG_SECRETS:-}" ] && echo "$RIG" >>"${RIG_SECRETS%/*}/rigs"
 
 	MIGRATE_BUILDDIR=${MIGRATE_BUILDDIR:-$RIG_SRCDIR}
 	RIG_PLUGIN_SO=$MIGRATE_BUILDDIR/plugin/.libs/lib20_migrate_plugin.so
