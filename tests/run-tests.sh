@@ -106,9 +106,10 @@ registry=$(mktemp /tmp/rig-registry.XXXXXX)
 secrets=$(mktemp -d /tmp/rig-secrets.XXXXXX)
 : >"$secrets/registry" >"$secrets/findings" >"$secrets/scanned" >"$secrets/rigs"
 chmod 600 "$secrets/registry" "$secrets/findings"
-sampler=
+sampler= sampler_cpu=
 stop_sampler() {
 	[ -n "$sampler" ] || return 0
+	sampler_cpu=$(ps -o times= -p "$sampler" 2>/dev/null | tr -d ' ')
 	kill -TERM "$sampler" 2>/dev/null
 	wait "$sampler" 2>/dev/null
 	sampler=
@@ -241,6 +242,7 @@ if [ "$ran_scripts" != 0 ]; then
 		else
 			echo "ok $n - the command line sampler ran ($nticks samples, every ${SECRETS_INTERVAL:-0.05}s)"
 		fi
+		echo "# the sampler used ${sampler_cpu:-?}s of CPU"
 		check "no password in $nlines distinct sampled command lines" cmdline
 		nout=$("${scan[@]}" paths --registry "$secrets/registry" --findings "$secrets/findings" \
 			--kind output "${outlogs[@]}")
