@@ -13,7 +13,7 @@ root-only directory.  This tool finds them again:
       to S
   secret-scan.py paths --registry R --findings F --kind KIND PATH...
       the given files (test outputs, core files); prints how many
-  secret-scan.py sample OUT --runner PID --rigs FILE [--interval 0.05]
+  secret-scan.py sample OUT --runner PID --rigs FILE [--interval 0.1]
       until SIGTERM: every distinct /proc/*/cmdline seen, as "1 HEX" when
       the process belongs to this run (PID, the runner, or a process whose
       command line names one of the rig directories listed in FILE, such
@@ -366,7 +366,7 @@ def main():
     p.set_defaults(func=cmd_paths)
     p = sub.add_parser("sample")
     p.add_argument("out")
-    p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--interval", type=float, default=0.1)
     p.add_argument("--runner", required=True)
     p.add_argument("--rigs", required=True)
     p.set_defaults(func=cmd_sample)
