@@ -6,6 +6,15 @@
 # 2. every tests/integration/t-*.sh (TAP-like "ok N - text" /
 #    "not ok N - text"), each under a timeout, its output in
 #    BUILDDIR/tests/out/<name>.log.
+# 3. the secrets checks ("secrets", log in BUILDDIR/tests/out/secrets.log):
+#    every password the scripts registered (tests/lib/rig.sh rig_secret)
+#    must be absent from each test's files (scanned by rig_cleanup before
+#    $RIG goes, by reap() after a killed script), from the command lines of
+#    all processes (/proc/*/cmdline, sampled every SECRETS_INTERVAL s,
+#    default 0.1, while the scripts run), from the scripts' outputs and
+#    from core files; see tests/tools/secret-scan.py.  Registry, samples
+#    and findings stay in a 0700 directory removed at exit; findings name
+#    the file and the secret ("t-name#N (label)"), never the password.
 # Ends with the line "N passed, N failed" (individual assertions) and exits
 # non-zero when anything failed.
 #
@@ -93,7 +102,23 @@ fi
 
 # --- integration scripts -------------------------------------------------------
 registry=$(mktemp /tmp/rig-registry.XXXXXX)
-trap 'rm -f "$registry"' EXIT
+# the secrets: registry, cmdline samples, findings (mktemp -d: mode 0700)
+secrets=$(mktemp -d /tmp/rig-secrets.XXXXXX)
+: >"$secrets/registry" >"$secrets/findings" >"$secrets/scanned" >"$secrets/rigs"
+chmod 600 "$secrets/registry" "$secrets/findings"
+sampler= sampler_cpu=
+stop_sampler() {
+	[ -n "$sampler" ] || return 0
+	sampler_cpu=$(ps -o times= -p "$sampler" 2>/dev/null | tr -d ' ')
+	kill -TERM "$sampler" 2>/dev/null
+	wait "$sampler" 2>/dev/null
+	sampler=
+}
+trap 'stop_sampler; rm -f "$registry"; rm -rf "$secrets"' EXIT
+scan=(/usr/bin/python3 "$srcdir/tests/tools/secret-scan.py")
+run_start=$(date +%s)
+ran_scripts=0
+outlogs=()
 
 # stop instances a killed script left running (its rig_cleanup did not run)
 reap() {
@@ -114,6 +139,12 @@ reap() {
 				kill -KILL "$pid" 2>/dev/null
 			fi
 		done
+		# the script's own rig_cleanup did not scan it
+		if [ ! -e "$dir/.secret-scanned" ]; then
+			"${scan[@]}" files "$dir" --registry "$secrets/registry" \
+				--findings "$secrets/findings" --stats "$secrets/scanned" \
+				--test "$name" >/dev/null
+		fi
 		[ "${RIG_KEEP:-0}" = 1 ] || [ "${RIG_KEEP_ON_FAIL:-0}" = 1 ] || rm -rf "$dir"
 	done <"$registry"
 	: >"$registry"
@@ -126,7 +157,14 @@ for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
 	log=$out/$name.log
 	start=$SECONDS
 	rc=0
-	RIG_REGISTRY=$registry timeout --kill-after=15 "$timeout_s" bash "$t" >"$log" 2>&1 </dev/null || rc=$?
+	if [ -z "$sampler" ]; then
+		"${scan[@]}" sample "$secrets/cmdlines" --interval "${SECRETS_INTERVAL:-0.1}" \
+			--runner $$ --rigs "$secrets/rigs" &
+		sampler=$!
+	fi
+	ran_scripts=$((ran_scripts + 1))
+	outlogs+=("$log")
+	RIG_REGISTRY=$registry RIG_SECRETS=$secrets/registry timeout --kill-after=15 "$timeout_s" bash "$t" >"$log" 2>&1 </dev/null || rc=$?
 	reap
 	ok=$(grep -cE '^ok [0-9]+' "$log")
 	# a "not ok ... # TODO" is a known failure (TAP): reported, not counted
@@ -159,6 +197,83 @@ for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
 		show_tail "$log"
 	fi
 done
+
+# --- secrets -----------------------------------------------------------------------
+stop_sampler
+if [ "$ran_scripts" != 0 ]; then
+	start=$SECONDS
+	log=$out/secrets.log
+	read -r nsec nshort < <("${scan[@]}" registry --registry "$secrets/registry")
+	n=0 sbad=0
+	# check TEXT KIND: ok when the findings file has no line of KIND
+	check() {
+		n=$((n + 1))
+		if grep -q "^$2"$'\t' "$secrets/findings"; then
+			sbad=$((sbad + 1))
+			echo "not ok $n - $1"
+			grep "^$2"$'\t' "$secrets/findings" | awk -F '\t' \
+				'{ printf "#   %s holds %s (%s)\n", $2, $3, $4 }' | head -n 40
+		else
+			echo "ok $n - $1"
+		fi
+	}
+	{
+		echo "# $nsec passwords registered by the scripts ($nshort shorter than 6 bytes not looked for)"
+		# the whole suite registers some: else registering is broken
+		if [ "$nsec" = 0 ] && [ -z "${TESTS:-}" ]; then
+			n=$((n + 1))
+			sbad=$((sbad + 1))
+			echo "not ok $n - the scripts registered passwords"
+		fi
+		# a test dir is counted once (a killed script's dir by reap)
+		read -r nfiles ndirs nsecs < <(awk '$1 == "files" { f += $3; d++; t += $5 } END { printf "%d %d %.1f\n", f, d, t }' "$secrets/scanned")
+		echo "# the scans of the test dirs took ${nsecs}s"
+		check "no password in $nfiles files of $ndirs test dirs (logs, reports, state, rawlogs, cores)" file
+		read -r nlines nticks nforeign < <("${scan[@]}" cmdlines "$secrets/cmdlines" \
+			--registry "$secrets/registry" --findings "$secrets/findings")
+		# processes neither of this runner nor of its rigs' daemons:
+		# another run of the suite on this host, same passwords
+		[ "${nforeign:-0}" = 0 ] ||
+			echo "# $nforeign command lines of other processes (not this run's) held a password: not counted"
+		n=$((n + 1))
+		if [ "${nticks:-0}" -lt 2 ]; then
+			sbad=$((sbad + 1))
+			echo "not ok $n - the command line sampler ran (${nticks:-0} samples)"
+		else
+			echo "ok $n - the command line sampler ran ($nticks samples, every ${SECRETS_INTERVAL:-0.1}s)"
+		fi
+		echo "# the sampler used ${sampler_cpu:-?}s of CPU"
+		check "no password in $nlines distinct sampled command lines" cmdline
+		nout=$("${scan[@]}" paths --registry "$secrets/registry" --findings "$secrets/findings" \
+			--kind output "${outlogs[@]}")
+		check "no password in the scripts' outputs ($nout logs in $out)" output
+		# cores: core_pattern "core[.PID]" lands in the crashing process'
+		# cwd (Dovecot: its base_dir, under \$RIG, scanned above; doveadm
+		# and the tools: the build or the source tree); systemd-coredump
+		# and apport keep theirs in /var
+		mapfile -t cores < <(find "$builddir" "$srcdir/tests" /tmp -maxdepth 4 -type f \
+			\( -name core -o -name 'core.[0-9]*' \) -newermt "@$run_start" 2>/dev/null
+			find /var/crash /var/lib/systemd/coredump /var/lib/apport/coredump -type f \
+				-newermt "@$run_start" 2>/dev/null)
+		ncores=$("${scan[@]}" paths --registry "$secrets/registry" --findings "$secrets/findings" \
+			--kind core "${cores[@]}")
+		if command -v coredumpctl >/dev/null; then
+			echo "# coredumpctl: $(coredumpctl list --no-pager --since "@$run_start" 2>/dev/null | grep -c .) dumps since the start (their files are in /var/lib/systemd/coredump)"
+		fi
+		check "no password in the $ncores core files written since the start" core
+		echo "1..$n"
+	} >"$log" 2>&1
+	ok=$(grep -cE '^ok [0-9]+' "$log")
+	bad=$(grep -cE '^not ok [0-9]+' "$log")
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	printf '%-32s %4d passed, %d failed (%ds)\n' "secrets" "$ok" "$bad" $((SECONDS - start))
+	grep -E '^(ok|not ok) ' "$log" | sed 's/^/  /'
+	if [ "$bad" != 0 ]; then
+		failures+=("secrets")
+		grep -E '^#   ' "$log" | head -n 40
+	fi
+fi
 
 [ "$skipped" != 0 ] && echo "($skipped skipped)"
 [ ${#failures[@]} != 0 ] && echo "failed: ${failures[*]} (logs in $out)"

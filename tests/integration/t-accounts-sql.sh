@@ -28,7 +28,12 @@ runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG/data" -l "$PG/log" -w \
 	start >/dev/null || rig_die "PostgreSQL did not start"
 rig_on_exit "runuser -u postgres -- $PGBIN/pg_ctl -D $PG/data -m immediate stop >/dev/null 2>&1"
 psql() { "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -v ON_ERROR_STOP=1 -qAt "$@"; }
-psql -U postgres -c "CREATE USER dovecot PASSWORD 'Db!pass1'" &&
+# the database password: registered, and never on a command line (psql
+# reads the statement on stdin; the conf file is written by awk from the
+# environment)
+DB_PW='Db!pass1'
+rig_secret "$DB_PW" "PostgreSQL user dovecot"
+printf "CREATE USER dovecot PASSWORD '%s'\n" "$DB_PW" | psql -U postgres &&
 	psql -U postgres -c "CREATE DATABASE mail OWNER dovecot" &&
 	psql -U dovecot -d mail -f "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts.sql" ||
 	rig_die "loading the schema failed"
@@ -37,8 +42,9 @@ tap_ok "a private PostgreSQL on port $PGPORT with the shipped schema"
 # --- a private Dovecot with the shipped queries ----------------------------------
 rig_start_dest dest || exit 1
 SQLCONF=$RIG/accounts-sql.conf.ext
-sed "s|^connect = .*|connect = host=127.0.0.1 port=$PGPORT dbname=mail user=dovecot password=Db!pass1|" \
+DB_PW=$DB_PW awk -v port="$PGPORT" '/^connect = / { $0 = "connect = host=127.0.0.1 port=" port " dbname=mail user=dovecot password=" ENVIRON["DB_PW"] } 1' \
 	"$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts-sql.conf.ext" >"$SQLCONF"
+rig_secret_input "$SQLCONF"
 chmod 644 "$SQLCONF"
 rig_conf_add dest "passdb {
   driver = sql
@@ -66,6 +72,10 @@ TEMPLATE=$RIG/contas.csv
 			"$i" "$(pw "$i")" "$quota" $((i % 2)) "$i"
 	done
 } >"$TEMPLATE"
+for i in $(seq 1 40); do
+	rig_secret "$(pw "$i")" "contas.csv row $i"
+done
+rig_secret_input "$TEMPLATE"
 
 rc=0
 acc "$TEMPLATE" >"$RIG/run1.out" 2>"$RIG/run1.err" || rc=$?
@@ -95,6 +105,7 @@ tap_is "$rc $(grep -c ' unchanged ' "$RIG/run2.out")" "0 40" "the same file agai
 tap_is "$(dump | sha256sum)" "$before" "the table is unchanged"
 
 sed 's/^sql03;\(.*\);5;1;/sql03;\1;8;1;/' "$TEMPLATE" >"$RIG/changed.csv"
+rig_secret_input "$RIG/changed.csv"
 acc --update "$RIG/changed.csv" >"$RIG/run3.out" 2>&1
 tap_like "--update rewrites a changed quota" "sql03@cliente.example +4 +updated +differs: quota_rule" \
 	"$(cat "$RIG/run3.out")"
@@ -103,8 +114,8 @@ tap_is "$(psql -U dovecot -d mail -c "SELECT quota_mib FROM migrate_accounts WHE
 
 leaks=0
 for i in $(seq 1 40); do
-	if dump | grep -qF -- "$(pw "$i")" ||
-	   grep -qF -- "$(pw "$i")" "$RIG"/run*.out "$RIG"/run*.err "$(rig_log dest)" "$PG/log"; then
+	if dump | grep -qFf <(pw "$i"; echo) ||
+	   grep -qFf <(pw "$i"; echo) "$RIG"/run*.out "$RIG"/run*.err "$(rig_log dest)" "$PG/log"; then
 		leaks=$((leaks + 1))
 	fi
 done

@@ -36,6 +36,10 @@ TEMPLATE=$RIG/contas.csv
 			"$i" "$(pw "$i")" "$quota" $((i % 2)) "$i"
 	done
 } >"$TEMPLATE"
+for i in $(seq 1 40); do
+	rig_secret "$(pw "$i")" "contas.csv row $i"
+done
+rig_secret_input "$TEMPLATE"
 
 rc=0
 acc --json "$RIG/report.json" --csv "$RIG/report.csv" "$TEMPLATE" >"$RIG/run1.out" 2>"$RIG/run1.err" || rc=$?
@@ -93,6 +97,7 @@ tap_is "$(sum "$STORE") $(stat -c %Y.%y "$STORE")" "$before $mtime" \
 
 # --- an existing account with other values: skipped, or updated -------------------
 sed 's/^user05;\(.*\);5;1;/user05;\1;7;1;/' "$TEMPLATE" >"$RIG/changed.csv"
+rig_secret_input "$RIG/changed.csv"
 acc "$RIG/changed.csv" >"$RIG/run3.out" 2>&1
 tap_like "a changed quota is skipped without --update" \
 	"user05@cliente.example +6 +skipped +differs: quota_rule" "$(cat "$RIG/run3.out")"
@@ -109,7 +114,11 @@ else
 fi
 
 # a new password: reported, and with --update rehashed
-sed 's/^user06;cliente.example;"[^"]*"/user06;cliente.example;"Nova!Senha6"/' "$RIG/changed.csv" >"$RIG/newpw.csv"
+# (the new password from the environment: not on a command line)
+NEWPW='Nova!Senha6' awk '{ sub(/^user06;cliente.example;"[^"]*"/, "user06;cliente.example;\"" ENVIRON["NEWPW"] "\"") } 1' \
+	"$RIG/changed.csv" >"$RIG/newpw.csv"
+rig_secret 'Nova!Senha6' "newpw.csv user06"
+rig_secret_input "$RIG/newpw.csv"
 acc "$RIG/newpw.csv" >"$RIG/run5.out" 2>&1
 tap_like "a changed password is reported" "user06@cliente.example +7 +skipped +differs: password" \
 	"$(cat "$RIG/run5.out")"
@@ -143,6 +152,9 @@ BAD=$RIG/bad.csv
 	echo 'bad13,cliente.example,Good!pass1,1,0'
 	echo 'bad14,cliente.example,"Good!pass1,1,0,Ana,pt-br,America/Sao_Paulo,x'
 } >"$BAD"
+rig_secret 'Good!pass1' "bad.csv"
+rig_secret 'nouppercase!1' "bad.csv"
+rig_secret_input "$BAD"
 before=$(sum "$STORE")
 rc=0
 acc --json "$RIG/bad.json" --csv "$RIG/bad.csv.report" "$BAD" >"$RIG/bad.out" 2>"$RIG/bad.err" || rc=$?
@@ -177,6 +189,8 @@ fi
 
 # --- few rows: a warning, not an error; -n writes nothing ----------------------
 printf 'username;domain;password;quota;type;full name;language;time zone\nsolo;cliente.example;Solo!pass1;1;0;Solo;en;UTC\n' >"$RIG/few.csv"
+rig_secret 'Solo!pass1' "few.csv"
+rig_secret_input "$RIG/few.csv"
 before=$(sum "$STORE")
 rc=0
 acc -n "$RIG/few.csv" >"$RIG/few.out" 2>&1 || rc=$?
@@ -189,7 +203,7 @@ tap_is "$(sum "$STORE")" "$before" "-n writes nothing"
 leaks=0
 for i in $(seq 1 40); do
 	p=$(pw "$i")
-	if grep -rqF -- "$p" "$STORE" "$RIG"/run*.out "$RIG"/run*.err "$RIG/report.json" \
+	if grep -rqFf <(printf '%s\n' "$p") "$STORE" "$RIG"/run*.out "$RIG"/run*.err "$RIG/report.json" \
 		"$RIG/report.csv" "$(rig_log dest)" 2>/dev/null; then
 		leaks=$((leaks + 1))
 	fi

@@ -42,10 +42,14 @@ TEMPLATE=$RIG/template.csv
 			"$(dest_user "$i")" "$(q 'Str0ng!dest')"
 	done
 } >"$TEMPLATE"
+# the customer's files and our password files hold them on purpose
+rig_secret 'Str0ng!dest' "template dest_password"
+rig_secret_input "$TEMPLATE"
 
 for i in $(seq 1 20); do
 	inst=$(src_inst "$i")
 	printf '%s' "$(src_pw "$i")" >"$RIG/pw.$i"
+	rig_secret_input "$RIG/pw.$i"
 	chmod 600 "$RIG/pw.$i"
 	"$PY" "$T/gen-corpus.py" --port "$(rig_port "$inst")" --user "old$i" \
 		--password-file "$RIG/pw.$i" --seed "$((100 + i))" \
@@ -92,6 +96,8 @@ rig_add_user dest weak@example.com "$DEST_PW"
 	printf '127.0.0.1:%s;old5;pw;mx;u05@example.com;Str0ng!dest\n' "$(rig_port src1)"
 	printf '127.0.0.1:%s;old5;pw;mx;u06@example.com;Str0ng!dest\n' "$(rig_port src1)"
 } >"$BAD"
+rig_secret 'weakpass' "bad.txt dest_password"
+rig_secret_input "$BAD"
 batch "$BAD"
 tap_is "$BATCH_RC" 65 "a template with bad lines is refused (exit 65)"
 err=$(cat "$BATCH_ERR")
@@ -168,6 +174,9 @@ rig_add_user dest down@example.com "$DEST_PW"
 	printf '127.0.0.1:%s;qa;Quota!pw1;mx;qa@example.com;Str0ng!dest\n' "$(rig_port src1)"
 	printf '127.0.0.1:%s;nobody;Down!pw1;mx;down@example.com;Str0ng!dest\n' "$(rig_free_port)"
 } >"$MIXED"
+rig_secret 'Wrong!pw' "mixed.txt wrong source password"
+rig_secret 'Down!pw1' "mixed.txt unreachable source"
+rig_secret_input "$MIXED"
 # the pre-flight check finds the problems before any mail moves
 rc=0
 rig_doveadm dest migrate check --json "$RIG/check.json" "$MIXED" \
@@ -199,12 +208,13 @@ for i in $(seq 1 20) Wrong Quota Down; do
 	Down) pw='Down!pw1' ;;
 	*) pw=$(src_pw "$i") ;;
 	esac
+	# (the password on grep's stdin, not its command line)
 	hits=$(grep -rlF --exclude-dir=credentials --exclude='pw.*' \
 		--exclude='template.csv' --exclude='mixed.txt' \
-		--exclude='bad.txt' --exclude=users -- "$pw" "$RIG" 2>/dev/null)
+		--exclude='bad.txt' --exclude=users -f <(printf '%s\n' "$pw") "$RIG" 2>/dev/null)
 	[ -z "$hits" ] || { leaks=$((leaks + 1)); tap_diag "password of $i in: $hits"; }
 done
 tap_is "$leaks" 0 "no source password in output, reports, logs or state"
-tap_like "the credential store does hold them" "." "$(grep -rlF -- "$(src_pw 3)" "$STORE")"
+tap_like "the credential store does hold them" "." "$(grep -rlFf <(src_pw 3; echo) "$STORE")"
 
 tap_done

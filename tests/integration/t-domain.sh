@@ -32,6 +32,8 @@ for u in alice carol; do
 	printf '127.0.0.1:%s;%s;%s;mx.example.com;%s@example.com;Str0ng!dest\n' \
 		"$(rig_port src)" "$u" "$SRC_PW" "$u"
 done >"$TEMPLATE"
+rig_secret 'Str0ng!dest' "template dest_password"
+rig_secret_input "$TEMPLATE"
 
 dom() { rig_doveadm dest migrate domain "$@"; }
 src() { rig_imap src "$1" "$SRC_PW" "${@:2}"; }
@@ -209,7 +211,7 @@ mig -u alice@example.com
 tap_is "$MIG_RC" 78 "after finish a sync is refused"
 # no source password of the domain left on our side (the template is the
 # customer's file, the source users file the old provider's)
-hits=$(grep -rlF --exclude=template.txt --exclude-dir=src -- "$SRC_PW" "$RIG" 2>/dev/null)
+hits=$(grep -rlF --exclude=template.txt --exclude-dir=src -f <(printf '%s\n' "$SRC_PW") "$RIG" 2>/dev/null)
 tap_is "$hits" "" "after finish no source password of the domain is on disk"
 dom status >"$RIG/status.out" 2>&1
 tap_like "status keeps the history" "example.com +finished +[0-9-]+ [0-9:]+ +[0-9-]+ [0-9:]+ +[0-9-]+ [0-9:]+" "$(cat "$RIG/status.out")"

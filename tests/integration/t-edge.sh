@@ -96,7 +96,7 @@ tap_is "$MIG_RC" 64 "an unexpected argument is a usage error (64)"
 simap dave append INBOX "$RIG/slash.eml" >/dev/null
 migrate dave -D migrate -u dave@example.com
 tap_is "$MIG_RC" 0 "a run with doveadm -D exits 0"
-if grep -qF -e "$SRC_PW" -e 'Edge;pass' "$MIG_OUT"; then
+if grep -qFf <(printf '%s\n' "$SRC_PW" 'Edge;pass') "$MIG_OUT"; then
 	tap_fail "debug output contains the source password"
 else
 	tap_ok "debug output ($(wc -l <"$MIG_OUT") lines) has no password"
@@ -118,6 +118,8 @@ tap_run "checker: the messages are all there (flags aside)" compare erin --no-fl
 
 # --- an admin (master) login at the source ----------------------------------------
 printf 'admin:{PLAIN}Admin!pw9\n' >"$RIG/masters"
+rig_secret 'Admin!pw9' "master user admin"
+rig_secret_input "$RIG/masters"
 chgrp dovecot "$RIG/masters" 2>/dev/null
 chmod 640 "$RIG/masters"
 rig_conf_add src "auth_master_user_separator = *

@@ -221,13 +221,13 @@ n=$(last_conn)
 tap_is "$(grep -c "^conn $n body INBOX 3 $(stat -c %s "$Q/m3.eml")\$" "$QLOG")" 1 \
 	"the log has one body line for that download"
 blob=$(printf '\0quser\0%s' "$QPW" | base64 -w0)
-if grep -qF -e "$QPW" -e "$blob" -e 'Quirk;pw' "$QLOG"; then
+if grep -qFf <(printf '%s\n' "$QPW" "$blob" 'Quirk;pw') "$QLOG"; then
 	tap_fail "the server log has no password"
 else
 	tap_ok "the server log ($(wc -l <"$QLOG") lines) has no password"
 fi
-TAP_EXPECT_RC=2 tap_run_fails "a wrong password is refused" \
-	env IMAP_PASSWORD=wrong "$PY" "$T/imaptool.py" --port "$QPORT" --user quser count INBOX
+IMAP_PASSWORD=wrong TAP_EXPECT_RC=2 tap_run_fails "a wrong password is refused" \
+	"$PY" "$T/imaptool.py" --port "$QPORT" --user quser count INBOX
 
 # a changed UIDVALIDITY is seen by the next connection
 mkscen 12 1 "$CAPS_FULL" '{}'

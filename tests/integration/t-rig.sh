@@ -61,6 +61,7 @@ tap_like "source advertises CONDSTORE, SPECIAL-USE, MULTIAPPEND" \
 # the imapc password comes from a 0600 file read by the config parser
 printf '%s' 'src secret' >"$RIG/imapc.secret"
 chmod 600 "$RIG/imapc.secret"
+rig_secret_input "$RIG/imapc.secret"
 rig_conf_add dest "imapc_host = 127.0.0.1
 imapc_port = $(rig_port src)
 imapc_user = alice
@@ -110,8 +111,8 @@ tap_like "... and the extra one" 'extra folder: Nihongo' "$TAP_OUT"
 tap_run "--map '日本語=Nihongo' pairs them again (the 2 expunged still differ)" \
 	exits_1 compare --map '日本語=Nihongo'
 tap_like "... with no folder differences" 'folders [0-9]+ compared \(0 missing, 0 extra' "$TAP_OUT"
-TAP_EXPECT_RC=2 tap_run_fails "a wrong password is an error (exit 2)" \
-	env DEST_IMAP_PASSWORD=wrong "$PY" "$T/imap-compare.py" --src-port "$(rig_port src)" \
+DEST_IMAP_PASSWORD=wrong TAP_EXPECT_RC=2 tap_run_fails "a wrong password is an error (exit 2)" \
+	"$PY" "$T/imap-compare.py" --src-port "$(rig_port src)" \
 	--src-user alice --dest-port "$(rig_port dest)" --dest-user alice
 
 # --- destination plumbing ---------------------------------------------------
@@ -134,18 +135,19 @@ fi
 rig_start_source cour --sep . --prefix INBOX. || exit 1
 rig_add_user cour bob 'bob pw'
 rig_add_user src carol 'carol pw'
-tap_run "gen-corpus seeds a Courier-style account" \
-	env IMAP_PASSWORD='bob pw' "$PY" "$T/gen-corpus.py" --port "$(rig_port cour)" \
+# passwords in the environment (env VAR=... would show them in its argv)
+IMAP_PASSWORD='bob pw' tap_run "gen-corpus seeds a Courier-style account" \
+	"$PY" "$T/gen-corpus.py" --port "$(rig_port cour)" \
 	--user bob --seed 7 --messages 60
 clist=$(rig_imap cour bob 'bob pw' list)
 tap_like "imaptool lists INBOX.Work.Projects.2021" $'(^|\n)INBOX\\.Work\\.Projects\\.2021(\n|$)' "$clist"
 tap_like "imaptool lists INBOX.Relatórios decoded" $'(^|\n)INBOX\\.Relatórios(\n|$)' "$clist"
 tap_like "imaptool lists INBOX.Ação.Caixa" $'(^|\n)INBOX\\.Ação\\.Caixa(\n|$)' "$clist"
-tap_run "the same corpus into a '/' account" \
-	env IMAP_PASSWORD='carol pw' "$PY" "$T/gen-corpus.py" --port "$(rig_port src)" \
+IMAP_PASSWORD='carol pw' tap_run "the same corpus into a '/' account" \
+	"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" \
 	--user carol --seed 7 --messages 60
-tap_run "imap-compare maps INBOX. and '.' to '/' (Courier vs Dovecot)" \
-	env SRC_IMAP_PASSWORD='bob pw' DEST_IMAP_PASSWORD='carol pw' \
+SRC_IMAP_PASSWORD='bob pw' DEST_IMAP_PASSWORD='carol pw' \
+	tap_run "imap-compare maps INBOX. and '.' to '/' (Courier vs Dovecot)" \
 	"$PY" "$T/imap-compare.py" --src-port "$(rig_port cour)" --src-user bob \
 	--dest-port "$(rig_port src)" --dest-user carol --subscriptions
 tap_like "... over all 16 folders" 'folders 16 compared' "$TAP_OUT"

@@ -71,7 +71,7 @@ tap_is "${MIG[copied]}" "$N" "first run copies all $N messages"
 tap_run "checker: destination equals source (hash, flags, dates, folders)" \
 	compare --subscriptions
 tap_diag "$(tail -n 3 <<<"$TAP_OUT")"
-if grep -qF -- "$SRC_PW" "$MIG_OUT"; then
+if grep -qFf <(printf '%s\n' "$SRC_PW") "$MIG_OUT"; then
 	tap_fail "first run output contains the source password"
 else
 	tap_ok "first run output has no password"
@@ -187,7 +187,8 @@ tap_is "$MIG_RC" 77 "wrong source password exits 77"
 tap_like "the error says the login failed" 'AUTHENTICATIONFAILED|[Aa]uthentication failed' "$(cat "$MIG_OUT")"
 tap_is "$(snapshot)" "$before" "nothing changed at the destination"
 tap_run "no state written for the failed account" test ! -e "$BOB_HOME/.migrate/state"
-leaks=$(grep -rlF -e "$SRC_PW" -e 'Wrong!pass9' "$RIG"/out.* "$(rig_log dest)" 2>/dev/null)
+# (the passwords on grep's stdin, not its command line)
+leaks=$(grep -rlFf <(printf '%s\n' "$SRC_PW" 'Wrong!pass9') "$RIG"/out.* "$(rig_log dest)" 2>/dev/null)
 tap_is "$leaks" "" "no password in any output or log"
 
 # --- bad settings ---------------------------------------------------------------

@@ -30,7 +30,8 @@
 #                            of its virtdomain authorization (crypt hash
 #                            made by openssl passwd -6 -stdin); the login
 #                            name is then USER@rig.test (mailutils'
-#                            virtual domains need one), printed here
+#                            virtual domains need one), printed here;
+#                            the password is registered (rig_secret)
 #
 # The instances are registered with the rig: rig_port NAME, rig_imap,
 # rig_log NAME ($RIG/NAME/server.log; Cyrus logs only to syslog, which is
@@ -255,6 +256,9 @@ rig_start_cyrus() {
 	dir=$RIG/$name
 	[ -e "$root/.complete" ] || rig_die "call rig_foreign_fetch cyrus first"
 	mkdir -p "$dir"/{conf,spool,socket,lock,proc,run,sieve}
+	# the sasldb holds the users' passwords in clear (auxprop); the
+	# admin's password file is ours
+	rig_secret_input "$name/sasldb2" "$name/admin.pw"
 	chown -R "${RIG_MAIL_USER:-nobody}:${RIG_MAIL_GROUP:-nogroup}" "$dir"
 	for _ in 1 2 3; do
 		port=$(rig_free_port) || rig_die "no free port"
@@ -318,6 +322,7 @@ rig__cyrus_add_user() {
 		# the admin, to create mailboxes; a random password
 		"$RIG_PY" -c 'import secrets; print(secrets.token_hex(12))' >"$dir/admin.pw"
 		chmod 600 "$dir/admin.pw"
+		rig_secret "$(cat "$dir/admin.pw")" "Cyrus admin of $name"
 		rig__cyrus_env "$root/usr/sbin/saslpasswd2" -p -c -f "$dir/sasldb2" \
 			-u rigcyrus cyrus <"$dir/admin.pw" || return 1
 	fi
@@ -417,6 +422,7 @@ rig__mailutils_add_user() {
 }
 
 rig_foreign_add_user() {
+	rig_secret "$3" "rig_foreign_add_user $1 $2"
 	case ${RIG_KIND[$1]:-} in
 	cyrus) rig__cyrus_add_user "$@" ;;
 	mailutils) rig__mailutils_add_user "$@" ;;

@@ -35,6 +35,14 @@
 #   rig_log_tail NAME [N] / rig_diag_logs [N]   log tails (diagnostics)
 #   rig_on_exit 'COMMAND'    run at exit, before the instances stop (use
 #                            it instead of your own EXIT trap)
+#   rig_secret PASSWORD [LABEL]   a password the test uses: under
+#                            run-tests.sh (RIG_SECRETS, the registry) it
+#                            must then appear nowhere but in the declared
+#                            inputs (rig_add_user, rig_password_file and
+#                            rig_foreign_add_user register theirs)
+#   rig_secret_input PATH... files (or directories) under $RIG that hold a
+#                            password on purpose: the test's templates and
+#                            password files (the rig declares its own)
 #
 # TAP helpers (print "ok N - text" / "not ok N - text"):
 #   tap_ok TEXT / tap_fail TEXT / tap_diag LINE...
@@ -59,6 +67,12 @@
 # assertion failed; RIG_DEBUG=1 turns on Dovecot's auth/mail debug logging;
 # RIG_MAIL_USER / RIG_MAIL_GROUP (default nobody / nogroup); RIG_TMPDIR
 # (default /tmp) is where $RIG is made, e.g. a tmpfs for benchmarks.
+#
+# Secrets scan: with RIG_SECRETS set (tests/run-tests.sh does), rig_cleanup
+# runs tools/secret-scan.py over every file under $RIG but the declared
+# inputs before removing it (also when it is kept); findings go to the
+# runner's root-only directory and make the run fail, naming the file and
+# the secret ("t-name#N (label)"), never the password.
 
 RIG_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RIG_TOOLS=$RIG_SRCDIR/tests/tools
@@ -92,6 +106,8 @@ rig_init() {
 		# run-tests.sh stops what a killed script left behind
 		echo "$RIG" >>"$RIG_REGISTRY"
 	fi
+	# the secrets sampler counts the processes naming it as this run's
+	[ -n "${RIG_SECRETS:-}" ] && echo "$RIG" >>"${RIG_SECRETS%/*}/rigs"
 
 	MIGRATE_BUILDDIR=${MIGRATE_BUILDDIR:-$RIG_SRCDIR}
 	RIG_PLUGIN_SO=$MIGRATE_BUILDDIR/plugin/.libs/lib20_migrate_plugin.so
@@ -146,6 +162,7 @@ rig_cleanup() {
 	trap - EXIT HUP INT TERM
 	rig__run_exit_hooks
 	rig__stop_all
+	rig__secret_scan
 	if [ -n "$RIG" ] && [ -d "$RIG" ]; then
 		if [ "${RIG_KEEP:-0}" = 1 ] ||
 			{ [ "${RIG_KEEP_ON_FAIL:-0}" = 1 ] && [ "$TAP_FAILED" -gt 0 ]; }; then
@@ -155,6 +172,41 @@ rig_cleanup() {
 		fi
 	fi
 	exit "$rc"
+}
+
+# --- secrets -------------------------------------------------------------------
+# registry line: TEST <TAB> LABEL <TAB> hex of the password (od reads it on
+# stdin: a password never goes on a command line)
+declare -A RIG_SECRETS_SEEN=()
+rig_secret() {
+	local pw=$1 label=${2:-rig_secret} hex
+	[ -n "${RIG_SECRETS:-}" ] || return 0
+	[ -n "$pw" ] || return 0
+	[ -z "${RIG_SECRETS_SEEN[$pw]:-}" ] || return 0
+	RIG_SECRETS_SEEN[$pw]=1
+	hex=$(printf '%s' "$pw" | od -An -v -tx1 | tr -d ' \n')
+	printf '%s\t%s\t%s\n' "$(basename "$0" .sh)" "${label//$'\t'/ }" "$hex" >>"$RIG_SECRETS"
+}
+
+# paths under $RIG (absolute or relative to it) that hold a password on
+# purpose; recorded in $RIG/.secret-inputs for the scan
+rig_secret_input() {
+	local p
+	[ -n "$RIG" ] || rig_die "call rig_init first"
+	for p in "$@"; do
+		p=${p#"$RIG"/}
+		case $p in /*) rig_die "rig_secret_input: $p is not under \$RIG" ;; esac
+		printf '%s\n' "$p" >>"$RIG/.secret-inputs"
+	done
+}
+
+rig__secret_scan() {
+	[ -n "${RIG_SECRETS:-}" ] && [ -n "$RIG" ] && [ -d "$RIG" ] || return 0
+	"$RIG_PY" "$RIG_TOOLS/secret-scan.py" files "$RIG" --registry "$RIG_SECRETS" \
+		--findings "${RIG_SECRETS%/*}/findings" --stats "${RIG_SECRETS%/*}/scanned" \
+		--test "$(basename "$0" .sh)" >/dev/null &&
+		: >"$RIG/.secret-scanned" ||
+		echo "# rig: the secrets scan of $RIG failed" >&2
 }
 
 # user callbacks run before the instances are stopped
@@ -361,6 +413,10 @@ rig__start() {
 	: >"$dir/users"
 	chgrp dovecot "$dir/users" 2>/dev/null
 	chmod 640 "$dir/users"
+	rig_secret_input "$name/users"
+	# the documented credential store of doveadm migrate batch (source
+	# passwords until finish); 0600 files
+	[ "$kind" = dest ] && rig_secret_input "$name/state/migrate/credentials"
 	touch "$dir/extra.conf" "$dir/plugin.settings"
 	: >"$dir/plugin.conf"
 	RIG_KIND[$name]=$kind
@@ -587,6 +643,7 @@ rig_add_user() {
 	[ -e "$f" ] || rig_die "no instance $name"
 	case "$user$pass" in *:*|*$'\n'*) rig_die "':' or newline in user or password" ;; esac
 	case "$*" in *$'\n'*) rig_die "newline in extra fields" ;; esac
+	rig_secret "$pass" "rig_add_user $name $user"
 	local line="$user:{PLAIN}$pass::::::"
 	[ $# -gt 0 ] && line="$line$*"
 	# replace an existing entry of this user
@@ -616,6 +673,8 @@ rig_add_user() {
 rig_password_file() {
 	local name=$1 password=$2
 	local f=$RIG/$name.pw
+	rig_secret "$password" "rig_password_file $name"
+	rig_secret_input "$f"
 	printf '%s\n' "$password" >"$f"
 	chown "${RIG_MAIL_USER:-nobody}" "$f"
 	chmod 400 "$f"
