@@ -361,6 +361,10 @@ TEMPLATE=$RIG/template.csv
 			"$PPORT" "$i" "$(src_pw "$i")" "$i"
 	done
 } >"$TEMPLATE"
+# the template is the batch's input: it holds the passwords (the source
+# ones are registered by rig_add_user)
+rig_secret 'Str0ng!dest' "template dest_password"
+rig_secret_input "$TEMPLATE"
 # random faults from the next connection on: each connection gets a cut
 # inside a literal or a RST with probability 0.2, at most 40; a RST comes
 # after 2000-60000 bytes (a connection imapc opens only to log out, ~600
