@@ -66,6 +66,8 @@ struct batch_account {
 	unsigned int attempts;
 	/* the children's own retries (after a lost source), all attempts */
 	unsigned int source_retries;
+	/* what the earlier attempts copied (a later one goes on from it) */
+	uint64_t earlier_copied, earlier_bytes;
 
 	pid_t pid;
 	int fd_out, fd_err;
@@ -149,6 +151,20 @@ static uint64_t batch_field_num(const struct batch_account *acct,
 
 	if (value == NULL || str_to_uint64(value, &num) < 0)
 		return 0;
+	return num;
+}
+
+/* A count of the whole account: what the earlier attempts copied is added
+   to the last one's. */
+static uint64_t batch_account_num(const struct batch_account *acct,
+				  const char *name)
+{
+	uint64_t num = batch_field_num(acct, name);
+
+	if (strcmp(name, "copied") == 0)
+		num += acct->earlier_copied;
+	else if (strcmp(name, "bytes") == 0)
+		num += acct->earlier_bytes;
 	return num;
 }
 
@@ -293,17 +309,17 @@ static void batch_log_account(struct batch_account *acct)
 	if (acct->exit_code == 0 && ctx->check) {
 		line = t_strdup_printf("%s: ok, %"PRIu64" messages, %.1f MB "
 			"to copy%s%s", acct->user,
-			batch_field_num(acct, "copied"),
-			batch_field_num(acct, "bytes") / 1e6,
+			batch_account_num(acct, "copied"),
+			batch_account_num(acct, "bytes") / 1e6,
 			acct->reason == NULL ? "" : "; ",
 			acct->reason == NULL ? "" : acct->reason);
 	} else if (acct->exit_code == 0) {
 		line = t_strdup_printf("%s: ok, %"PRIu64" copied, %"PRIu64
 			" updated, %"PRIu64" deleted, %.1f MB in %.1f s",
-			acct->user, batch_field_num(acct, "copied"),
+			acct->user, batch_account_num(acct, "copied"),
 			batch_field_num(acct, "updated"),
 			batch_field_num(acct, "deleted"),
-			batch_field_num(acct, "bytes") / 1e6, acct->secs);
+			batch_account_num(acct, "bytes") / 1e6, acct->secs);
 	} else {
 		line = t_strdup_printf("%s: %s (exit %d, %u attempt%s)%s%s",
 			acct->user, acct->result, acct->exit_code,
@@ -347,8 +363,8 @@ static void batch_record_account(struct batch_account *acct)
 	account.when = ioloop_time;
 	account.result = acct->result;
 	account.exit_code = acct->exit_code;
-	account.copied = batch_field_num(acct, "copied");
-	account.bytes = batch_field_num(acct, "bytes");
+	account.copied = batch_account_num(acct, "copied");
+	account.bytes = batch_account_num(acct, "bytes");
 	account.msecs = (unsigned int)(acct->secs * 1000);
 	account.reason = acct->reason;
 	if (hash_table_is_created(ctx->recorded)) {
@@ -380,8 +396,8 @@ static void batch_account_done(struct batch_account *acct)
 	ctx->done++;
 	if (acct->exit_code != 0)
 		ctx->failed++;
-	ctx->bytes += batch_field_num(acct, "bytes");
-	ctx->messages += batch_field_num(acct, "copied");
+	ctx->bytes += batch_account_num(acct, "bytes");
+	ctx->messages += batch_account_num(acct, "copied");
 	batch_log_account(acct);
 	if (ctx->domain_store != NULL)
 		batch_record_account(acct);
@@ -412,7 +428,7 @@ static void batch_check_quota_finish(struct batch_account *acct,
 		/* no quota plugin for this user: nothing to compare */
 		acct->reason = "destination quota unknown";
 	} else if (acct->quota_limited) {
-		need_kb = (batch_field_num(acct, "bytes") + 1023) / 1024;
+		need_kb = (batch_account_num(acct, "bytes") + 1023) / 1024;
 		free_kb = acct->quota_limit_kb > acct->quota_used_kb ?
 			acct->quota_limit_kb - acct->quota_used_kb : 0;
 		if (need_kb > free_kb) {
@@ -455,6 +471,12 @@ static void batch_account_finish(struct batch_account *acct)
 	}
 	acct->secs = timeval_diff_msecs(&now, &acct->start) / 1000.0;
 
+	if (!ctx->dry_run && !ctx->check) {
+		/* the summary row is the last attempt's */
+		acct->earlier_copied += batch_field_num(acct, "copied");
+		acct->earlier_bytes += batch_field_num(acct, "bytes");
+	}
+	acct->out_header = acct->out_row = NULL;
 	lines = t_strsplit(str_c(acct->out), "\n");
 	if (str_array_length(lines) >= 2) {
 		acct->out_header = (const char *const *)
@@ -804,8 +826,8 @@ static int batch_write_json(struct batch_ctx *ctx, const char *path)
 		for (i = 0; i < N_ELEMENTS(batch_report_fields); i++) {
 			str_printfa(str, ",\"%s\":%"PRIu64,
 				    batch_report_fields[i],
-				    batch_field_num(acct,
-						    batch_report_fields[i]));
+				    batch_account_num(acct,
+						      batch_report_fields[i]));
 		}
 		str_append(str, ",\"warnings\":[");
 		for (i = 0; acct->warnings != NULL && acct->warnings[i] != NULL; i++) {
@@ -849,7 +871,7 @@ static int batch_write_csv(struct batch_ctx *ctx, const char *path)
 		str_printfa(str, ",%d,%u,%u", acct->exit_code, acct->attempts,
 			    acct->source_retries);
 		for (i = 0; i < N_ELEMENTS(batch_report_fields); i++) {
-			str_printfa(str, ",%"PRIu64, batch_field_num(acct,
+			str_printfa(str, ",%"PRIu64, batch_account_num(acct,
 					batch_report_fields[i]));
 		}
 		str_printfa(str, ",%.3f,", acct->secs);
@@ -917,9 +939,9 @@ static void batch_print_check_table(struct batch_ctx *ctx)
 					      acct->row->source_host));
 		doveadm_print(acct->result == NULL ? "not run" : acct->result);
 		doveadm_print_num(batch_field_num(acct, "folders"));
-		doveadm_print_num(batch_field_num(acct, "copied"));
+		doveadm_print_num(batch_account_num(acct, "copied"));
 		doveadm_print(t_strdup_printf("%.1f",
-			batch_field_num(acct, "bytes") / 1e6));
+			batch_account_num(acct, "bytes") / 1e6));
 		if (!acct->quota_known)
 			doveadm_print("?");
 		else if (!acct->quota_limited)
@@ -952,10 +974,10 @@ static void batch_print_table(struct batch_ctx *ctx)
 		doveadm_print(acct->result == NULL ? "not run" : acct->result);
 		doveadm_print_num(acct->attempts);
 		doveadm_print_num(batch_field_num(acct, "folders"));
-		doveadm_print_num(batch_field_num(acct, "copied"));
+		doveadm_print_num(batch_account_num(acct, "copied"));
 		doveadm_print_num(batch_field_num(acct, "updated"));
 		doveadm_print_num(batch_field_num(acct, "deleted"));
-		doveadm_print_num(batch_field_num(acct, "bytes"));
+		doveadm_print_num(batch_account_num(acct, "bytes"));
 		doveadm_print(t_strdup_printf("%.1f", acct->secs));
 		doveadm_print(acct->reason == NULL ? "" : acct->reason);
 	} T_END;
