@@ -85,7 +85,7 @@ tap_is "$(( $(simap count INBOX) + $(simap count Work) + $(simap count Big) ))" 
 declare -A MIG
 MIG_N=0
 migrate() {
-	local u=$1 header row i t0
+	local u=$1 t0
 	shift
 	MIG_N=$((MIG_N + 1))
 	MIG_OUT=$RIG/mig.$MIG_N.$u
@@ -93,12 +93,7 @@ migrate() {
 	t0=$EPOCHREALTIME
 	rig_doveadm dest -f tab "$@" migrate -w 1 -u "$u@example.com" >"$MIG_OUT" 2>&1 || MIG_RC=$?
 	MIG_SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-	header=$(grep -m1 $'^user\tresult' "$MIG_OUT")
-	row=$(grep -A1 -m1 $'^user\tresult' "$MIG_OUT" | tail -n 1)
-	MIG=()
-	IFS=$'\t' read -r -a h <<<"$header"
-	IFS=$'\t' read -r -a r <<<"$row"
-	for i in "${!h[@]}"; do MIG[${h[$i]}]=${r[$i]:-}; done
+	rig_summary "$MIG_OUT"
 }
 duser() { rig_add_user dest "$1@example.com" "$DEST_PW" userdb_migrate_source_user=fsrc; }
 report() { cat "$(rig_home dest "$1@example.com")/.migrate/report.json" 2>/dev/null; }

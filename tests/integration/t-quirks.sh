@@ -94,17 +94,12 @@ user() {
 # migrate U [doveadm args]: MIG_RC, MIG_OUT, and MIG[field] from the summary
 declare -A MIG
 migrate() {
-	local u=$1 header row i
+	local u=$1
 	shift
 	MIG_OUT=$RIG/mig.$u.$RANDOM
 	MIG_RC=0
 	rig_doveadm dest -f tab "$@" migrate -u "$u@example.com" >"$MIG_OUT" 2>&1 || MIG_RC=$?
-	header=$(grep -m1 $'^user\tresult' "$MIG_OUT")
-	row=$(grep -A1 -m1 $'^user\tresult' "$MIG_OUT" | tail -n 1)
-	MIG=()
-	IFS=$'\t' read -r -a h <<<"$header"
-	IFS=$'\t' read -r -a r <<<"$row"
-	for i in "${!h[@]}"; do MIG[${h[$i]}]=${r[$i]:-}; done
+	rig_summary "$MIG_OUT"
 }
 report() { cat "$(rig_home dest "$1@example.com")/.migrate/report.json" 2>/dev/null; }
 json() {   # json FILE-CONTENT PYTHON-EXPR(r)

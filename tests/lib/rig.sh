@@ -33,6 +33,9 @@
 #   rig_port / rig_conf / rig_dir / rig_log / rig_base_dir / rig_lmtp_socket
 #   rig_users_file NAME / rig_home NAME USER / rig_maildir NAME USER
 #   rig_log_tail NAME [N] / rig_diag_logs [N]   log tails (diagnostics)
+#   rig_summary FILE         the doveadm -f tab summary row in FILE into the
+#                            associative array MIG (MIG[copied], ...; the
+#                            caller declares it with declare -A MIG)
 #   rig_on_exit 'COMMAND'    run at exit, before the instances stop (use
 #                            it instead of your own EXIT trap)
 #   rig_secret PASSWORD [LABEL]   a password the test uses: under
@@ -729,6 +732,17 @@ rig_imap() {
 rig_imap_append() {
 	local name=$1 user=$2 pass=$3 folder=$4 file=$5 flags=${6:-}
 	rig_imap "$name" "$user" "$pass" append --create --flags "$flags" "$folder" "$file"
+}
+
+rig_summary() {
+	local file=$1 header row i
+	local -a h r
+	header=$(grep -m1 $'^user\tresult' "$file")
+	row=$(grep -A1 -m1 $'^user\tresult' "$file" | tail -n 1)
+	MIG=()
+	IFS=$'\t' read -r -a h <<<"$header"
+	IFS=$'\t' read -r -a r <<<"$row"
+	for i in "${!h[@]}"; do MIG[${h[$i]}]=${r[$i]:-}; done
 }
 
 rig_log_tail() {
