@@ -91,6 +91,9 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import rigimap  # noqa: E402 (after the line above)
+
 LIT_RE = re.compile(rb"~?\{(\d+)\+?\}\r?\n$")
 
 
@@ -445,29 +448,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     threading.stack_size(256 * 1024)
     proxy = Proxy(args)
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        lsock.bind(("127.0.0.1", args.port))
-    except OSError as exc:
-        sys.exit("faultproxy: cannot listen on port %d: %s" % (args.port, exc))
-    lsock.listen(512)
-    if args.daemon:
-        pid = os.fork()
-        if pid:
-            if args.pidfile:
-                with open(args.pidfile + ".tmp", "w") as f:
-                    f.write("%d\n" % pid)
-                os.rename(args.pidfile + ".tmp", args.pidfile)
-            os._exit(0)
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1):
-            os.dup2(devnull, fd)
-    elif args.pidfile:
-        with open(args.pidfile + ".tmp", "w") as f:
-            f.write("%d\n" % os.getpid())
-        os.rename(args.pidfile + ".tmp", args.pidfile)
+    lsock = rigimap.serve_listen(args.port, 512, args.daemon, args.pidfile)
 
     def on_exit(*_):
         proxy.summary()

@@ -1467,29 +1467,7 @@ def main():
         server = Server(args, password)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         rigimap.die("scenario %s: %s" % (args.scenario, exc))
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        lsock.bind(("127.0.0.1", args.port))
-    except OSError as exc:
-        rigimap.die("cannot listen on port %d: %s" % (args.port, exc))
-    lsock.listen(128)
-    if args.daemon:
-        pid = os.fork()
-        if pid:
-            if args.pidfile:
-                with open(args.pidfile + ".tmp", "w") as f:
-                    f.write("%d\n" % pid)
-                os.rename(args.pidfile + ".tmp", args.pidfile)
-            os._exit(0)
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1):
-            os.dup2(devnull, fd)
-    elif args.pidfile:
-        with open(args.pidfile + ".tmp", "w") as f:
-            f.write("%d\n" % os.getpid())
-        os.rename(args.pidfile + ".tmp", args.pidfile)
+    lsock = rigimap.serve_listen(args.port, 128, args.daemon, args.pidfile)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     while True:

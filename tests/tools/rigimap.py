@@ -492,3 +492,32 @@ def fetch_items(data):
 def die(msg, code=2):
     sys.stderr.write("%s: %s\n" % (os.path.basename(sys.argv[0]), msg))
     sys.exit(code)
+
+
+def serve_listen(port, backlog, daemon, pidfile):
+    """A listening socket on 127.0.0.1:port for the test servers.  With
+    daemon, fork: the parent writes the child's pid to pidfile (once the
+    socket listens, so "the pidfile exists" means "the port answers") and
+    exits; the child detaches from the terminal.  Without, our own pid
+    goes to pidfile.  Returns the socket (in the child)."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        lsock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        die("cannot listen on port %d: %s" % (port, exc))
+    lsock.listen(backlog)
+    pid = os.fork() if daemon else 0
+    if daemon and pid == 0:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(devnull, fd)
+        return lsock
+    if pidfile:
+        with open(pidfile + ".tmp", "w") as f:
+            f.write("%d\n" % (pid or os.getpid()))
+        os.rename(pidfile + ".tmp", pidfile)
+    if daemon:
+        os._exit(0)
+    return lsock
