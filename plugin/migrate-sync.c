@@ -64,8 +64,14 @@ struct migrate_sync_folder {
 	/* a worker copies this folder's messages, this many */
 	bool delegated;
 	unsigned int delegated_count;
+	/* the source UIDs this run set out to copy: once the copy is over,
+	   each is mapped, left out or gone from the source */
+	ARRAY_TYPE(seq_range) copying_uids;
 	/* messages left out by this run: the folder is not complete */
 	unsigned int rejected;
+	/* messages the source no longer had when we fetched them: the
+	   folder is not complete until a run sees them gone */
+	unsigned int skipped;
 	/* Gmail's All Mail: copied into our Archive, only the messages
 	   that carry no label */
 	bool gmail_all;
@@ -1667,8 +1673,10 @@ sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 
 	ret = sync_copy_get_input(ctx, f, smail, large, &input, &received);
 	if (ret != 1) {
-		if (ret == 0)
+		if (ret == 0) {
 			ctx->stats->messages_skipped++;
+			f->skipped++;
+		}
 		if (ret >= 0) {
 			ctx->progress_done++;
 			ret = 0;
@@ -2187,8 +2195,11 @@ sync_folder_set_complete(struct migrate_sync_ctx *ctx,
 {
 	struct migrate_state_folder *state = f->state;
 
-	if (f->rejected > 0) {
-		/* what was left out is tried again by the next run */
+	if (f->rejected > 0 || f->skipped > 0) {
+		/* what was left out is tried again by the next run, and what
+		   seemed gone is looked for again: a source that said so by
+		   mistake would otherwise lose it for good, as the folder's
+		   STATUS would still match */
 		migrate_state_folder_update(ctx->state, state);
 		return;
 	}
@@ -2196,6 +2207,53 @@ sync_folder_set_complete(struct migrate_sync_ctx *ctx,
 	state->src_messages = f->src_status.messages;
 	state->src_highestmodseq = f->src_status.highest_modseq;
 	migrate_state_folder_update(ctx->state, state);
+}
+
+/* Every message the copy set out to copy must now be mapped, left out
+   (reported) or gone from the source (skipped).  Anything else is a loss
+   that nothing else would notice: the folder is then not complete, the
+   run fails and the next run copies what is missing. */
+static int
+sync_folder_check_copied(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f)
+{
+	const struct seq_range *range;
+	ARRAY_TYPE(seq_range) missing;
+	unsigned int count, wanted;
+	uint32_t uid;
+	string_t *str;
+
+	if (!array_is_created(&f->copying_uids) ||
+	    array_count(&f->copying_uids) == 0)
+		return 0;
+	wanted = seq_range_count(&f->copying_uids);
+	t_array_init(&missing, 8);
+	array_foreach(&f->copying_uids, range) {
+		for (uid = range->seq1; uid <= range->seq2; uid++) {
+			if (migrate_state_map_lookup(f->state, uid) == NULL)
+				seq_range_array_add(&missing, uid);
+			if (uid == (uint32_t)-1)
+				break;
+		}
+	}
+	array_clear(&f->copying_uids);
+	count = seq_range_count(&missing);
+	if (count <= f->rejected + f->skipped)
+		return 0;
+
+	str = t_str_new(128);
+	imap_write_seq_range(str, &missing);
+	if (str_len(str) > 200) {
+		str_truncate(str, 200);
+		str_append(str, "...");
+	}
+	sync_set_error(ctx, MIGRATE_ERROR_TEMP, t_strdup_printf(
+		"%s: %u of %u messages were neither copied, left out nor "
+		"gone from the source (UIDs %s, %u left out, %u gone): the "
+		"next run copies them", f->dest_name,
+		count - f->rejected - f->skipped, wanted, str_c(str),
+		f->rejected, f->skipped));
+	return -1;
 }
 
 /* After the copy: map what reached the destination since the last scan,
@@ -2214,6 +2272,10 @@ sync_folder_finish(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	if (dstatus.uidnext > state->dest_uidnext &&
 	    sync_scan_new_dest(ctx, f, dbox) < 0)
 		return -1;
+	if (sync_folder_check_copied(ctx, f) < 0) {
+		migrate_state_folder_update(ctx->state, state);
+		return -1;
+	}
 	/* with deletions pending, the folder is complete only once they are
 	   made */
 	if (array_count(&f->delete_src_uids) == 0 &&
@@ -2423,6 +2485,11 @@ sync_folder(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	if (ret == 0 && ctx->gmail && array_count(&copy_uids) > 0 &&
 	    !ctx->opts->dry_run)
 		ret = sync_gmail_folder_copy(ctx, f, sbox, dbox, &copy_uids);
+	if (ret == 0 && array_count(&copy_uids) > 0 && !ctx->opts->dry_run) {
+		p_array_init(&f->copying_uids, ctx->pool,
+			     array_count(&copy_uids));
+		array_append_array(&f->copying_uids, &copy_uids);
+	}
 	if (ret == 0 && array_count(&copy_uids) > 0) {
 		if (ctx->opts->dry_run)
 			ret = sync_dry_run_copy(ctx, sbox, &copy_uids);
@@ -2530,6 +2597,7 @@ sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ctx->stats->bytes_copied += bytes;
 	ctx->stats->messages_skipped += skipped;
 	ctx->stats->flags_dropped += dropped;
+	f->skipped += skipped;
 	done = strcmp(args[0], "DONE") == 0;
 	report_idx = done ? 5 : 7;
 	if (str_array_length(args) > report_idx)

@@ -352,4 +352,35 @@ tap_like "Gmail: each copy has its own folder's flags" '\\Seen' "$(dimap gm fetc
 migrate gm
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[updated]}/${MIG[deleted]}" "0/0/0/0" "Gmail: the next run has nothing to do"
 
+
+# --- 7. a session that does not see every message --------------------------------------
+# Some clustered servers give each session its own view for a while.  The
+# owner sees 120 messages and hands them to a worker, whose session does not
+# see UIDs 50 and 51: it copies 118 and says it is done.  The owner checks
+# that every message it handed over is now copied, left out or gone: these
+# two are none of that, so the run fails and the folder stays incomplete
+# (its STATUS would otherwise match next time and they would never come).
+first=$(( $(grep -c '^conn [0-9]* open ' "$QLOG") + 1 ))
+split_scen() {   # the connections that do not see UIDs 50 and 51 (a Python list)
+	scen split <<-EOF
+	hide = $1
+	folders = [{"name": "INBOX", "uidvalidity": 21,
+	            "messages": [msg(i, body("split %d" % i, size=1200),
+	                             **({"hidden_on_connections": hide} if i in (50, 51) else {}))
+	                         for i in range(1, 121)]}]
+	EOF
+}
+split_scen "list(range($first + 1, $first + 40))"
+user split
+migrate split -o plugin/migrate_workers=2
+tap_is "$MIG_RC" 75 "a worker's session missed 2 messages: the run fails (75), not silently"
+tap_like "the error names the folder, the count and the UIDs" \
+	'INBOX: 2 of 120 messages were neither copied, left out nor gone from the source \(UIDs 50:51' \
+	"$(cat "$MIG_OUT")"
+tap_is "$(dimap split count INBOX)" 118 "the 118 the worker copied are kept"
+split_scen "[]"
+migrate split -o plugin/migrate_workers=2
+tap_is "$MIG_RC/${MIG[copied]}" "0/2" "once every session sees them, the next run copies the 2 (the folder was not marked complete)"
+tap_run "checker: equal after the split view" compare split
+
 tap_done

@@ -21,6 +21,10 @@ rig_migrate_source dest src "$SRC_PW"
 # small batches: many commits for the kills below to fall between
 rig_dest_plugin_set dest migrate_batch_messages 50
 
+# a worker's command line names our destination's config: another test
+# (or suite) on this machine may run workers for the same user names
+WORKER_OF="$(rig_conf dest) migrate worker -u"
+
 compare() {
 	local user=$1
 	shift
@@ -73,7 +77,7 @@ if [ "$(wc -w <<<"$inbox_pids")" = 1 ] && [ -n "$work_pids" ] &&
 else
 	tap_fail "INBOX writers: $inbox_pids; Work writers: $work_pids"
 fi
-if pgrep -f "migrate worker -u wanda@example.com" >/dev/null; then
+if pgrep -f "$WORKER_OF wanda@example.com" >/dev/null; then
 	tap_fail "a worker is still running after its owner ended"
 else
 	tap_ok "no worker left after the run"
@@ -117,9 +121,9 @@ wait_saved "$kmd" 100
 pkill -9 -P "$pid"
 wait "$pid" 2>/dev/null
 sleep 0.5
-if pgrep -f "migrate worker -u kill1@example.com" >/dev/null; then
+if pgrep -f "$WORKER_OF kill1@example.com" >/dev/null; then
 	tap_fail "the worker outlived its killed owner"
-	pkill -9 -f "migrate worker -u kill1@example.com"
+	pkill -9 -f "$WORKER_OF kill1@example.com"
 else
 	tap_ok "the worker died with its owner"
 fi
@@ -140,7 +144,7 @@ rc=0
 rig_doveadm dest migrate -u kill2@example.com >"$RIG/kill2.log" 2>&1 &
 pid=$!
 wait_saved "$kmd" 100
-pkill -9 -f "migrate worker -u kill2@example.com"
+pkill -9 -f "$WORKER_OF kill2@example.com"
 wait "$pid" || rc=$?
 tap_is "$rc" 75 "a worker killed mid-copy makes the run exit 75 (tempfail)"
 tap_like "the error names the folder and the worker" \

@@ -54,6 +54,10 @@ Scenario (JSON):
             "gm_msgid": 123, "gm_thrid": 1, "gm_labels": ["\\Inbox", "Work"],
             "size_lie": 100,         RFC822.SIZE reported instead of the
                                      real size
+            "hidden_on_connections": [2]  on those connections (numbers
+                                     as for bye_connections) the message
+                                     does not exist at all: a cluster
+                                     whose sessions see different views
             "fetch_no": true         a FETCH asking for this message's
                                      body (BODY[...], BODY.PEEK[...],
                                      RFC822*, BINARY) answers the whole
@@ -119,6 +123,7 @@ Log (--log, one line per event, the password never appears):
 import argparse
 import base64
 import calendar
+import copy
 import json
 import os
 import re
@@ -172,7 +177,7 @@ class Log:
 
 class Message:
     __slots__ = ("uid", "body", "flags", "date", "modseq", "gm_msgid",
-                 "gm_thrid", "gm_labels", "size_lie", "fetch_no")
+                 "gm_thrid", "gm_labels", "size_lie", "fetch_no", "hidden_on")
 
 
 class Folder:
@@ -238,6 +243,7 @@ class Scenario:
                 m.gm_labels = md.get("gm_labels", [])
                 m.size_lie = md.get("size_lie")
                 m.fetch_no = bool(md.get("fetch_no", False))
+                m.hidden_on = [int(n) for n in md.get("hidden_on_connections", [])]
                 msgs.append(m)
             msgs.sort(key=lambda x: x.uid)
             for a, b in zip(msgs, msgs[1:]):
@@ -251,6 +257,22 @@ class Scenario:
 
     def has(self, cap):
         return cap.upper() in self.capset
+
+    def view_for(self, conn_no):
+        """The scenario as connection conn_no sees it: without the messages
+        hidden on it (a shallow copy; the shared one is not changed)."""
+        if not any(conn_no in m.hidden_on for fo in self.folders
+                   for m in fo.messages):
+            return self
+        view = copy.copy(self)
+        view.folders = []
+        for fo in self.folders:
+            nf = Folder()
+            for slot in Folder.__slots__:
+                setattr(nf, slot, getattr(fo, slot))
+            nf.messages = [m for m in fo.messages if conn_no not in m.hidden_on]
+            view.folders.append(nf)
+        return view
 
     def find(self, wire_name):
         """Folder by its wire (mUTF-7) name; INBOX case-insensitive."""
@@ -549,7 +571,7 @@ class Session:
         self.sock = sock
         self.no = no
         self.buf = b""
-        self.sc = server.load()
+        self.sc = server.load().view_for(no)
         self.authed = False
         self.tls = False
         self.box = None          # selected Folder
