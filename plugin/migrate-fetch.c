@@ -2,12 +2,15 @@
 
 #include "lib.h"
 #include "str.h"
+#include "strnum.h"
+#include "seq-range-array.h"
 #include "istream.h"
 #include "safe-mkstemp.h"
 #include "write-full.h"
 #include "imap-arg.h"
 #include "imap-utf7.h"
 #include "imap-quote.h"
+#include "imap-util.h"
 #include "imapc-client.h"
 #include "mail-user.h"
 #include "migrate-settings.h"
@@ -36,6 +39,8 @@ struct migrate_fetcher {
 	/* LIST replies go here while migrate_fetcher_list() runs */
 	pool_t list_pool;
 	ARRAY_TYPE(const_string) *list_names;
+	/* SEARCH replies go here while migrate_fetcher_uids_present() runs */
+	ARRAY_TYPE(seq_range) *search_uids;
 };
 
 static void fetcher_set_error(struct migrate_fetcher *fetcher,
@@ -139,6 +144,19 @@ fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 	    reply->args[1].type != IMAP_ARG_EOL &&
 	    reply->args[2].type != IMAP_ARG_EOL) {
 		fetcher_untagged_list(fetcher, reply);
+		return;
+	}
+
+	if (strcasecmp(reply->name, "SEARCH") == 0 &&
+	    fetcher->search_uids != NULL) {
+		const struct imap_arg *arg;
+		const char *atom;
+
+		for (arg = reply->args; arg->type != IMAP_ARG_EOL; arg++) {
+			if (imap_arg_get_atom(arg, &atom) &&
+			    str_to_uint32(atom, &uid) == 0 && uid != 0)
+				seq_range_array_add(fetcher->search_uids, uid);
+		}
 		return;
 	}
 
@@ -397,9 +415,11 @@ int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 	return 0;
 }
 
-int migrate_fetcher_list(struct migrate_fetcher *fetcher, pool_t pool,
-			 ARRAY_TYPE(const_string) *names,
-			 const char **error_r)
+/* Run a LIST command, its names (UTF-8) into names */
+static int
+fetcher_list_cmd(struct migrate_fetcher *fetcher, pool_t pool,
+		 ARRAY_TYPE(const_string) *names, const char *cmd_str,
+		 const char **error_r)
 {
 	struct imapc_command *cmd;
 
@@ -410,12 +430,102 @@ int migrate_fetcher_list(struct migrate_fetcher *fetcher, pool_t pool,
 	/* not a mailbox command: nothing needs to be selected */
 	cmd = imapc_client_cmd(fetcher->client, fetcher_cmd_callback, fetcher);
 	fetcher->pending++;
-	imapc_command_send(cmd, "LIST \"\" \"*\"");
+	imapc_command_send(cmd, cmd_str);
 	fetcher_run(fetcher);
 	fetcher->list_names = NULL;
 	if (fetcher->failed) {
-		*error_r = t_strdup_printf("LIST failed: %s", fetcher->error);
+		*error_r = t_strdup_printf("%s failed: %s", cmd_str,
+					   fetcher->error);
 		return -1;
 	}
 	return 0;
+}
+
+int migrate_fetcher_list(struct migrate_fetcher *fetcher, pool_t pool,
+			 ARRAY_TYPE(const_string) *names,
+			 const char **error_r)
+{
+	return fetcher_list_cmd(fetcher, pool, names, "LIST \"\" \"*\"",
+				error_r);
+}
+
+/* UID SEARCH commands of at most this many ranges each: a line length
+   every server takes */
+#define MIGRATE_FETCH_SEARCH_RANGES 200
+
+int migrate_fetcher_uids_present(struct migrate_fetcher *fetcher,
+				 const char *mailbox,
+				 const ARRAY_TYPE(seq_range) *uids,
+				 ARRAY_TYPE(seq_range) *present,
+				 const char **error_r)
+{
+	const struct seq_range *range;
+	ARRAY_TYPE(seq_range) part;
+	unsigned int i, count;
+	string_t *cmd;
+
+	/* a view of its own, as of now: EXAMINE again */
+	i_free(fetcher->selected);
+	if (fetcher_select(fetcher, mailbox, error_r) < 0)
+		return -1;
+	fetcher->search_uids = present;
+	fetcher->failed = FALSE;
+	i_free(fetcher->error);
+	range = array_get(uids, &count);
+	t_array_init(&part, MIGRATE_FETCH_SEARCH_RANGES);
+	cmd = t_str_new(1024);
+	for (i = 0; i < count; i += MIGRATE_FETCH_SEARCH_RANGES) {
+		array_clear(&part);
+		array_append(&part, range + i,
+			     I_MIN(count - i, MIGRATE_FETCH_SEARCH_RANGES));
+		str_truncate(cmd, 0);
+		str_append(cmd, "UID SEARCH UID ");
+		imap_write_seq_range(cmd, &part);
+		fetcher_send(fetcher, str_c(cmd), FALSE);
+	}
+	fetcher_run(fetcher);
+	fetcher->search_uids = NULL;
+	if (fetcher->failed) {
+		*error_r = t_strdup_printf("UID SEARCH in %s failed: %s",
+					   mailbox, fetcher->error);
+		return -1;
+	}
+	/* a server may answer with UIDs around the ones asked for */
+	seq_range_array_intersect(present, uids);
+	return 0;
+}
+
+int migrate_fetcher_mailbox_exists(struct migrate_fetcher *fetcher,
+				   const char *mailbox, bool *exists_r,
+				   const char **error_r)
+{
+	ARRAY_TYPE(const_string) names;
+	const char *const *namep;
+	string_t *name, *cmd;
+	pool_t pool;
+	int ret;
+
+	*exists_r = FALSE;
+	name = t_str_new(128);
+	if (imap_utf8_to_utf7(mailbox, name) < 0) {
+		*error_r = t_strdup_printf("Invalid mailbox name %s", mailbox);
+		return -1;
+	}
+	cmd = t_str_new(128);
+	str_append(cmd, "LIST \"\" ");
+	imap_append_astring(cmd, str_c(name));
+	/* not the data stack: the replies are handled in frames of their
+	   own */
+	pool = pool_alloconly_create("migrate fetcher list", 1024);
+	p_array_init(&names, pool, 4);
+	ret = fetcher_list_cmd(fetcher, pool, &names, str_c(cmd), error_r);
+	if (ret == 0) {
+		/* a name with % or * in it is a pattern: the exact name only */
+		array_foreach(&names, namep) {
+			if (strcmp(*namep, mailbox) == 0)
+				*exists_r = TRUE;
+		}
+	}
+	pool_unref(&pool);
+	return ret;
 }

@@ -47,4 +47,17 @@ int migrate_fetcher_list(struct migrate_fetcher *fetcher, pool_t pool,
 			 ARRAY_TYPE(const_string) *names,
 			 const char **error_r);
 
+/* Which of uids mailbox has now, by UID SEARCH in a new EXAMINE of it
+   (a second look, before deleting their copies).  present gets them; it
+   is filled while replies arrive, so not on the data stack. */
+int migrate_fetcher_uids_present(struct migrate_fetcher *fetcher,
+				 const char *mailbox,
+				 const ARRAY_TYPE(seq_range) *uids,
+				 ARRAY_TYPE(seq_range) *present,
+				 const char **error_r);
+/* Whether the source's LIST shows mailbox (UTF-8) by this exact name. */
+int migrate_fetcher_mailbox_exists(struct migrate_fetcher *fetcher,
+				   const char *mailbox, bool *exists_r,
+				   const char **error_r);
+
 #endif

@@ -72,6 +72,9 @@ struct migrate_sync_folder {
 	/* messages the source no longer had when we fetched them: the
 	   folder is not complete until a run sees them gone */
 	unsigned int skipped;
+	/* a second look found messages that the pass did not see: their
+	   copies stay and the folder is not complete */
+	bool deletes_unconfirmed;
 	/* Gmail's All Mail: copied into our Archive, only the messages
 	   that carry no label */
 	bool gmail_all;
@@ -177,6 +180,17 @@ void migrate_sync_report_keyword(struct migrate_sync_report *report,
 	kw = array_append_space(&report->dropped_keywords);
 	kw->keyword = p_strdup(report->pool, keyword);
 	kw->count = count;
+}
+
+/* Our own connection to the source (large messages, raw LIST, second
+   looks), opened when first needed. */
+static struct migrate_fetcher *sync_fetcher(struct migrate_sync_ctx *ctx)
+{
+	if (ctx->fetcher == NULL) {
+		ctx->fetcher = migrate_fetcher_init(ctx->set, ctx->dest_user,
+			ctx->source->resolver_dir, ctx->event);
+	}
+	return ctx->fetcher;
 }
 
 /* A message left out, with why; the run goes on. */
@@ -719,12 +733,8 @@ static void sync_check_inbox_case(struct migrate_sync_ctx *ctx)
 	}
 	if (!children)
 		return;
-	if (ctx->fetcher == NULL) {
-		ctx->fetcher = migrate_fetcher_init(ctx->set, ctx->dest_user,
-			ctx->source->resolver_dir, ctx->event);
-	}
 	p_array_init(&names, ctx->pool, 32);
-	if (migrate_fetcher_list(ctx->fetcher, ctx->pool, &names,
+	if (migrate_fetcher_list(sync_fetcher(ctx), ctx->pool, &names,
 				 &error) < 0) {
 		e_warning(ctx->event, "Source: Checking the case of INBOX's "
 			  "children failed: %s", error);
@@ -1648,11 +1658,8 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx,
 		i_stream_ref(*input_r);
 		return 1;
 	}
-	if (ctx->fetcher == NULL) {
-		ctx->fetcher = migrate_fetcher_init(ctx->set, ctx->dest_user,
-			ctx->source->resolver_dir, ctx->event);
-	}
-	if (migrate_fetcher_fetch(ctx->fetcher, mailbox_get_vname(smail->box),
+	if (migrate_fetcher_fetch(sync_fetcher(ctx),
+				  mailbox_get_vname(smail->box),
 				  smail->uid, size, input_r, &expunged,
 				  &refused, &errstr) < 0) {
 		return sync_copy_source_failed(ctx, f, smail,
@@ -2195,7 +2202,7 @@ sync_folder_set_complete(struct migrate_sync_ctx *ctx,
 {
 	struct migrate_state_folder *state = f->state;
 
-	if (f->rejected > 0 || f->skipped > 0) {
+	if (f->rejected > 0 || f->skipped > 0 || f->deletes_unconfirmed) {
 		/* what was left out is tried again by the next run, and what
 		   seemed gone is looked for again: a source that said so by
 		   mistake would otherwise lose it for good, as the folder's
@@ -2902,6 +2909,91 @@ sync_delete_folder(struct migrate_sync_ctx *ctx,
 	return ret;
 }
 
+/* Before deleting copies because the pass did not see their source
+   messages, look again on a connection of our own: a message the source
+   shows there, or a folder its LIST still gives, keeps its copies (a
+   server whose sessions disagree, a listing cut short).  Returns how many
+   deletions are withheld. */
+static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_sync_folder *f;
+	struct migrate_state_folder *state;
+	ARRAY_TYPE(seq_range) present;
+	unsigned int i, n, withheld = 0;
+	const char *error;
+	bool exists;
+	string_t *str;
+
+	i_array_init(&present, 8);
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (f->state == NULL || array_count(&f->delete_src_uids) == 0)
+			continue;
+		array_clear(&present);
+		n = seq_range_count(&f->delete_src_uids);
+		if (migrate_fetcher_uids_present(sync_fetcher(ctx),
+						 f->src_name,
+						 &f->delete_src_uids,
+						 &present, &error) < 0) {
+			e_warning(ctx->event, "%s: Not deleting %u messages: "
+				  "the source could not confirm that they are "
+				  "gone: %s", f->dest_name, n,
+				  migrate_source_explain_error(error));
+			array_clear(&f->delete_src_uids);
+			f->deletes_unconfirmed = TRUE;
+			withheld += n;
+			continue;
+		}
+		if (array_count(&present) == 0)
+			continue;
+		n = seq_range_count(&present);
+		str = t_str_new(128);
+		imap_write_seq_range(str, &present);
+		if (str_len(str) > 200) {
+			str_truncate(str, 200);
+			str_append(str, "...");
+		}
+		e_warning(event_create_passthrough(ctx->event)->
+			  set_name("migrate_deletes_unconfirmed")->
+			  add_str("folder", f->src_name)->
+			  add_int("messages", n)->event(),
+			  "%s: Not deleting %u messages: the source still has "
+			  "them on a second look (UIDs %s)", f->dest_name, n,
+			  str_c(str));
+		seq_range_array_remove_seq_range(&f->delete_src_uids,
+						 &present);
+		f->deletes_unconfirmed = TRUE;
+		withheld += n;
+	}
+	array_free(&present);
+
+	for (i = 0; i < array_count(&ctx->gone_folders); ) {
+		state = array_idx_elem(&ctx->gone_folders, i);
+		if (migrate_fetcher_mailbox_exists(sync_fetcher(ctx),
+						   state->src_name, &exists,
+						   &error) < 0) {
+			e_warning(ctx->event, "%s: Not deleting the folder: "
+				  "the source could not confirm that it is "
+				  "gone: %s", state->dest_name,
+				  migrate_source_explain_error(error));
+		} else if (exists) {
+			e_warning(event_create_passthrough(ctx->event)->
+				  set_name("migrate_deletes_unconfirmed")->
+				  add_str("folder", state->src_name)->
+				  add_int("messages", array_count(&state->map))->
+				  event(),
+				  "%s: Not deleting the folder: the source "
+				  "still lists %s on a second look",
+				  state->dest_name, state->src_name);
+		} else {
+			i++;
+			continue;
+		}
+		withheld += array_count(&state->map);
+		array_delete(&ctx->gone_folders, i, 1);
+	}
+	return withheld;
+}
+
 static void sync_deletions(struct migrate_sync_ctx *ctx)
 {
 	struct migrate_state_folder *const *sfp;
@@ -2944,6 +3036,7 @@ static void sync_deletions(struct migrate_sync_ctx *ctx)
 		ctx->stats->folders_deleted += array_count(&ctx->gone_folders);
 		return;
 	}
+	ctx->stats->deletes_withheld += sync_confirm_deletions(ctx);
 	array_foreach_modifiable(&ctx->folders, f) {
 		if (f->state == NULL ||
 		    (array_count(&f->delete_src_uids) == 0 &&

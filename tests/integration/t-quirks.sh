@@ -383,4 +383,41 @@ migrate split -o plugin/migrate_workers=2
 tap_is "$MIG_RC/${MIG[copied]}" "0/2" "once every session sees them, the next run copies the 2 (the folder was not marked complete)"
 tap_run "checker: equal after the split view" compare split
 
+# --- 8. a session that misses what it copied before: a second look ---------------------
+# The mirror deletes a copy only when the source message is gone.  Here the
+# owner's own session does not see UIDs 60 and 61 nor the folder Keep, all
+# copied by the run before.  Before deleting, a connection of our own looks
+# again, finds them, and nothing is deleted.
+look_scen() {   # the connections that miss INBOX's 60, 61 and the folder Keep
+	scen look <<-EOF
+	hide = $1
+	folders = [{"name": "INBOX", "uidvalidity": 22,
+	            "messages": [msg(i, body("look %d" % i, size=900),
+	                             **({"hidden_on_connections": hide} if i in (60, 61) else {}))
+	                         for i in range(1, 81)]},
+	           {"name": "Keep", "uidvalidity": 23, "hidden_on_connections": hide,
+	            "messages": [msg(i, body("keep %d" % i), fid=1) for i in range(1, 4)]}]
+	EOF
+}
+look_scen "[]"
+user look
+migrate look
+tap_is "$MIG_RC/${MIG[copied]}" "0/83" "a second look: the first run copies 83"
+first=$(( $(grep -c '^conn [0-9]* open ' "$QLOG") + 1 ))
+look_scen "[$first]"
+migrate look
+tap_is "$MIG_RC/${MIG[deleted]}/${MIG[folders_deleted]}" "0/0/0" \
+	"the owner's session misses 2 messages and a folder: nothing is deleted"
+tap_is "${MIG[deletes_withheld]}" 5 "the summary counts the 5 withheld deletions (2 + Keep's 3)"
+tap_like "the warning names the folder and the UIDs" \
+	'INBOX: Not deleting 2 messages: the source still has them on a second look \(UIDs 60:61\)' \
+	"$(cat "$MIG_OUT")"
+tap_like "... and the folder the source still lists" \
+	'Keep: Not deleting the folder: the source still lists Keep on a second look' "$(cat "$MIG_OUT")"
+tap_is "$(dimap look count INBOX)/$(dimap look count Keep)" "80/3" "the copies are all still there"
+look_scen "[]"
+migrate look
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/0/0" "once the session sees them again: nothing copied twice, nothing deleted"
+tap_run "checker: equal after the second look" compare look
+
 tap_done

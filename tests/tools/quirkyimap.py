@@ -44,6 +44,8 @@ Scenario (JSON):
         "attributes": ["\\Noselect"],  optional; \\Noselect folders
                                      cannot be selected/examined/STATUSed
         "subscribed": true,          optional (default true)
+        "hidden_on_connections": [3],  optional: on those connections
+                                     the folder is not there at all
         "messages": [
           { "uid": 1,
             "file": "m1.eml" (relative to the scenario file)
@@ -182,7 +184,7 @@ class Message:
 
 class Folder:
     __slots__ = ("name", "wire", "uidvalidity", "uidnext", "hms", "special",
-                 "attrs", "subscribed", "messages")
+                 "attrs", "subscribed", "messages", "hidden_on")
 
 
 def parse_date(s):
@@ -224,6 +226,7 @@ class Scenario:
             fo.special = fd.get("special_use")
             fo.attrs = list(fd.get("attributes", []))
             fo.subscribed = bool(fd.get("subscribed", True))
+            fo.hidden_on = [int(n) for n in fd.get("hidden_on_connections", [])]
             msgs = []
             for md in fd.get("messages", []):
                 m = Message()
@@ -259,14 +262,18 @@ class Scenario:
         return cap.upper() in self.capset
 
     def view_for(self, conn_no):
-        """The scenario as connection conn_no sees it: without the messages
-        hidden on it (a shallow copy; the shared one is not changed)."""
-        if not any(conn_no in m.hidden_on for fo in self.folders
-                   for m in fo.messages):
+        """The scenario as connection conn_no sees it: without the folders
+        and messages hidden on it (a shallow copy; the shared one is not
+        changed)."""
+        if not any(conn_no in fo.hidden_on or
+                   any(conn_no in m.hidden_on for m in fo.messages)
+                   for fo in self.folders):
             return self
         view = copy.copy(self)
         view.folders = []
         for fo in self.folders:
+            if conn_no in fo.hidden_on:
+                continue
             nf = Folder()
             for slot in Folder.__slots__:
                 setattr(nf, slot, getattr(fo, slot))
