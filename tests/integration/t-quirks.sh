@@ -5,7 +5,9 @@
 # header, over the size limit), 40 keywords and keywords the destination
 # refuses, throttling, BYE in the middle of a FETCH, a UIDVALIDITY that
 # changes between runs, Exchange-style localised folders without
-# SPECIAL-USE, CONDSTORE or UIDPLUS.
+# SPECIAL-USE, CONDSTORE or UIDPLUS, Gmail (detected, forced, off), and a
+# server whose sessions disagree (a worker's session misses messages; the
+# owner's misses copied ones before the mirror deletes).
 
 . "$(dirname "$0")/../lib/rig.sh"
 rig_init t-quirks
@@ -351,6 +353,43 @@ tap_is "$(dimap gm fetch-hash Work | cut -d' ' -f2 | sort | tr '\n' ' ')" \
 tap_like "Gmail: each copy has its own folder's flags" '\\Seen' "$(dimap gm fetch-hash Travel --uids 5)"
 migrate gm
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[updated]}/${MIG[deleted]}" "0/0/0/0" "Gmail: the next run has nothing to do"
+# migrate_gmail = no: the same account copied as any server's, every folder
+# as it is (All Mail too), each folder's messages downloaded from it
+user gmno userdb_migrate_gmail=no
+start_line=$(($(wc -l <"$QLOG") + 1))
+migrate gmno
+tap_is "$MIG_RC" 0 "migrate_gmail=no: the run exits 0"
+tap_like "migrate_gmail=no: All Mail is copied as a folder" 'All Mail' "$(dimap gmno list)"
+bodies=$(tail -n +"$start_line" "$QLOG" | grep -c '^conn [0-9]* body ')
+tap_is "$bodies" 21 "migrate_gmail=no: each folder's messages downloaded from it (21 bodies)"
+# migrate_gmail = yes: a Gmail account whose views have other names (no
+# [Gmail]/ folder to detect it by): the preset goes by SPECIAL-USE
+scen gmyes <<'EOF'
+caps = ["IMAP4rev1", "LITERAL+", "AUTH=PLAIN", "SPECIAL-USE", "UIDPLUS", "CONDSTORE",
+        "NAMESPACE", "ID", "ENABLE", "UNSELECT", "IDLE", "X-GM-EXT-1"]
+B = {n: body("gmail-yes message %d" % n, size=1000 * n) for n in range(1, 5)}
+def g(uid, n, fid, **kw):
+    return msg(uid, B[n], fid=fid, gm_msgid=2000 + n,
+               date="0%d-Apr-2022 10:00:00 +0000" % n, **kw)
+folders = [
+    {"name": "INBOX", "uidvalidity": 31, "messages": [g(1, 1, 1), g(2, 2, 1)]},
+    {"name": "Arbeit", "uidvalidity": 32, "messages": [g(1, 1, 2), g(2, 3, 2)]},
+    {"name": "Alle Nachrichten", "uidvalidity": 33, "special_use": "\\All",
+     "messages": [g(n, n, 3) for n in (1, 2, 3, 4)]},
+    {"name": "Wichtig", "uidvalidity": 34, "special_use": "\\Important",
+     "messages": [g(1, 1, 4)]},
+]
+EOF
+user gmyes userdb_migrate_gmail=yes
+start_line=$(($(wc -l <"$QLOG") + 1))
+migrate gmyes
+tap_is "$MIG_RC" 0 "migrate_gmail=yes: the run exits 0"
+counts=""
+for fo in $(dimap gmyes list | LC_ALL=C sort); do counts+="$fo=$(dimap gmyes count "$fo") "; done
+tap_is "$counts" "Arbeit=2 Archive=1 INBOX=2 " \
+	"migrate_gmail=yes: by SPECIAL-USE, \\All gives only its unlabeled message to Archive and \\Important is not copied"
+bodies=$(tail -n +"$start_line" "$QLOG" | grep -c '^conn [0-9]* body ')
+tap_is "$bodies" 4 "migrate_gmail=yes: 4 distinct messages, 4 bodies downloaded"
 
 
 # --- 7. a session that does not see every message --------------------------------------
