@@ -184,9 +184,11 @@ static void cmd_migrate_prepare_cmd(struct doveadm_cmd_context *cctx)
 			if (argv[i].value_set)
 				i_fatal_status(EX_USAGE, "%s: -d goes without "
 					       "-u", cctx->cmd->name);
-			/* lives as long as the command */
+			/* used only within the wrapper call below: the data
+			   stack frame we are called in outlives it (and a
+			   long-lived doveadm server frees it afterwards) */
 			argv[i].value.v_string =
-				p_strconcat(default_pool, "*@", domain, NULL);
+				t_strconcat("*@", domain, NULL);
 			argv[i].value_set = TRUE;
 		}
 	}
