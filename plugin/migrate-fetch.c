@@ -41,6 +41,10 @@ struct migrate_fetcher {
 	ARRAY_TYPE(const_string) *list_names;
 	/* SEARCH replies go here while migrate_fetcher_uids_present() runs */
 	ARRAY_TYPE(seq_range) *search_uids;
+	/* migrate_fetcher_size(): the UID asked for, and its RFC822.SIZE */
+	uint32_t size_uid;
+	uoff_t size;
+	bool got_size;
 };
 
 static void fetcher_set_error(struct migrate_fetcher *fetcher,
@@ -160,7 +164,8 @@ fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 		return;
 	}
 
-	if (strcasecmp(reply->name, "FETCH") != 0 || fetcher->fd == -1 ||
+	if (strcasecmp(reply->name, "FETCH") != 0 ||
+	    (fetcher->fd == -1 && fetcher->size_uid == 0) ||
 	    !imap_arg_get_list_full(reply->args, &list, &count))
 		return;
 	for (i = 0; i + 1 < count; i += 2) {
@@ -171,7 +176,17 @@ fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 				uid = 0;
 		}
 	}
-	if (uid != fetcher->uid)
+	if (uid != 0 && uid == fetcher->size_uid) {
+		for (i = 0; i + 1 < count; i += 2) {
+			if (imap_arg_get_atom(&list[i], &key) &&
+			    strcasecmp(key, "RFC822.SIZE") == 0 &&
+			    str_to_uoff(imap_arg_as_astring(&list[i+1]),
+					&fetcher->size) == 0)
+				fetcher->got_size = TRUE;
+		}
+		return;
+	}
+	if (fetcher->fd == -1 || uid != fetcher->uid)
 		return;
 	for (i = 0; i + 1 < count; i += 2) {
 		if (!imap_arg_get_atom(&list[i], &key) ||
@@ -528,4 +543,29 @@ int migrate_fetcher_mailbox_exists(struct migrate_fetcher *fetcher,
 	}
 	pool_unref(&pool);
 	return ret;
+}
+
+int migrate_fetcher_size(struct migrate_fetcher *fetcher, const char *mailbox,
+			 uint32_t uid, uoff_t *size_r, const char **error_r)
+{
+	if (fetcher_select(fetcher, mailbox, error_r) < 0)
+		return -1;
+	fetcher->size_uid = uid;
+	fetcher->got_size = FALSE;
+	fetcher->failed = FALSE;
+	i_free(fetcher->error);
+	fetcher_send(fetcher, t_strdup_printf("UID FETCH %u (RFC822.SIZE)", uid),
+		     FALSE);
+	fetcher_run(fetcher);
+	fetcher->size_uid = 0;
+	if (fetcher->failed) {
+		*error_r = t_strdup(fetcher->error);
+		return -1;
+	}
+	if (!fetcher->got_size) {
+		*error_r = t_strdup_printf("UID %u is gone", uid);
+		return -1;
+	}
+	*size_r = fetcher->size;
+	return 0;
 }

@@ -55,6 +55,10 @@ int migrate_fetcher_uids_present(struct migrate_fetcher *fetcher,
 				 const ARRAY_TYPE(seq_range) *uids,
 				 ARRAY_TYPE(seq_range) *present,
 				 const char **error_r);
+/* The RFC822.SIZE of one message (for a report when the source's storage
+   could not tell it). */
+int migrate_fetcher_size(struct migrate_fetcher *fetcher, const char *mailbox,
+			 uint32_t uid, uoff_t *size_r, const char **error_r);
 /* Whether the source's LIST shows mailbox (UTF-8) by this exact name. */
 int migrate_fetcher_mailbox_exists(struct migrate_fetcher *fetcher,
 				   const char *mailbox, bool *exists_r,

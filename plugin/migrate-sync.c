@@ -1627,8 +1627,16 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx,
 			migrate_source_explain_error(errstr)));
 		return -1;
 	}
-	if (mail_get_virtual_size(smail, &size) < 0)
-		size = 0;
+	if (mail_get_virtual_size(smail, &size) < 0) {
+		/* the storage's FETCH failed as a whole: ask for the size
+		   alone, on our own connection */
+		const char *size_error;
+
+		if (migrate_fetcher_size(sync_fetcher(ctx),
+					 mailbox_get_vname(smail->box),
+					 smail->uid, &size, &size_error) < 0)
+			size = 0;
+	}
 	sync_reject(ctx, f, smail->uid, size,
 		    t_strconcat("the source refused to give it: ", errstr,
 				NULL));

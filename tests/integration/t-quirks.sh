@@ -141,6 +141,8 @@ tap_like "the report gives the size and the reason of the too large one" \
 	'"folder":"INBOX","uid":5,"size":4[0-9]{5},"reason":"the destination refused it: Mail size is larger than the maximum' "$R"
 tap_like "the log names each one (event migrate_message_rejected)" \
 	'INBOX: Leaving out UID 6 \([0-9]+ bytes\): the source refused to give it' "$(cat "$MIG_OUT")"
+tap_like "the one the source refused is reported with its real size (asked for alone)" \
+	"\"folder\":\"INBOX\",\"uid\":6,\"size\":$(stat -c %s "$Q/bad.0.6.eml")," "$R"
 tap_is "$(dimap bad count INBOX)" 5 "INBOX has the other 5 messages"
 tap_like "NUL bytes stored as Dovecot allows (served as 0x80)" \
 	"$(printf 'before\x80after' | od -An -tx1 | tr -d ' \n')" \
@@ -182,7 +184,7 @@ migrate big -o plugin/migrate_workers=2
 R=$(report big)
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[rejected]}" "65/149/1" "a worker's folder: 149 copied, 1 left out, exit 65"
 tap_like "... reported by the owner with a readable reason" \
-	'"folder":"Big","uid":77,"size":[0-9]+,"reason":"the source refused to give it: [^"]*FETCH replied: Some messages could not be FETCHed' "$R"
+	"\"folder\":\"Big\",\"uid\":77,\"size\":$(stat -c %s "$Q/big.0.77.eml"),\"reason\":\"the source refused to give it: [^\"]*FETCH replied: Some messages could not be FETCHed" "$R"
 tap_is "$(json "$R" 'r["dropped_keywords"]')" "{'Straße': 1}" "... and the keyword the worker dropped"
 tap_like "the worker copied it" 'migrate worker' "$(cat "$MIG_OUT")"
 
