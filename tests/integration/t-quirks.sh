@@ -355,6 +355,16 @@ tap_is "$(dimap gm fetch-hash Work | cut -d' ' -f2 | sort | tr '\n' ' ')" \
 tap_like "Gmail: each copy has its own folder's flags" '\\Seen' "$(dimap gm fetch-hash Travel --uids 5)"
 migrate gm
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[updated]}/${MIG[deleted]}" "0/0/0/0" "Gmail: the next run has nothing to do"
+# a label added after the message was copied: m2 gets Travel (a new UID
+# there); the next run copies it from our INBOX, not from the source
+cp "$Q/gmail.recipe" "$Q/gmail.in"
+sed -i 's/g(6, 4, 3)\]}/g(6, 4, 3), g(7, 2, 3)]}/' "$Q/gmail.in"
+scen gmail <"$Q/gmail.in"
+start_line=$(($(wc -l <"$QLOG") + 1))
+migrate gm
+tap_is "$MIG_RC/${MIG[copied]}/$(dimap gm count Travel)" "0/1/3" "Gmail: a label added later: the message is copied into its folder"
+tap_is "$(tail -n +"$start_line" "$QLOG" | grep -c '^conn [0-9]* body ')" 0 \
+	"Gmail: ... from its copy here, not downloaded again"
 # migrate_gmail = no: the same account copied as any server's, every folder
 # as it is (All Mail too), each folder's messages downloaded from it
 user gmno userdb_migrate_gmail=no
@@ -363,7 +373,7 @@ migrate gmno
 tap_is "$MIG_RC" 0 "migrate_gmail=no: the run exits 0"
 tap_like "migrate_gmail=no: All Mail is copied as a folder" 'All Mail' "$(dimap gmno list)"
 bodies=$(tail -n +"$start_line" "$QLOG" | grep -c '^conn [0-9]* body ')
-tap_is "$bodies" 21 "migrate_gmail=no: each folder's messages downloaded from it (21 bodies)"
+tap_is "$bodies" 22 "migrate_gmail=no: each folder's messages downloaded from it (22 bodies for 22 folder entries)"
 # migrate_gmail = yes: a Gmail account whose views have other names (no
 # [Gmail]/ folder to detect it by): the preset goes by SPECIAL-USE
 scen gmyes <<'EOF'
