@@ -169,7 +169,7 @@ tap_like "a further run copies and deletes nothing" \
 
 # the long lock waits seen now and then after a kill (README, "not
 # understood yet"): show what held which lock, for whoever looks into it
-locks=$(grep -h 'was locked for\|while waiting for lock' "$RIG/runs.log" \
+locks=$(grep -h 'was locked for\|while waiting for lock' "$RIG"/*.log \
 	"$(rig_log dest)" 2>/dev/null | head -n 5)
 [ -z "$locks" ] || tap_diag "lock waits in this run:" "$locks"
 
