@@ -155,6 +155,48 @@ tap_is "$rc" 0 "the run after the worker's death completes"
 tap_run "checker: exact mirror, no duplicate, after the worker was killed" \
 	compare kill2@example.com
 
+# --- soak (make soak): kill -9 the owner or its worker at random points ------
+# T_WORKERS_KILLS accounts (0 in make check), each copied by runs killed
+# once or twice (the owner or the worker, once the account holds a random
+# number of messages), then by one clean run: an exact mirror every time.
+SOAK=${T_WORKERS_KILLS:-0}
+if [ "$SOAK" -gt 0 ]; then
+	soak_kill() {   # USER: one run, killed at a random point
+		local u=$1 pid target i
+		rig_doveadm dest migrate -u "$u" >>"$RIG/soak.log" 2>&1 &
+		pid=$!
+		target=$((RANDOM % 2400 + 20))
+		for i in $(seq 1 3000); do
+			[ "$(find "$(rig_maildir dest "$u")" -path '*/cur/*' -o -path '*/new/*' 2>/dev/null |
+				wc -l)" -ge "$target" ] && break
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.01
+		done
+		if [ $((RANDOM % 2)) = 0 ]; then
+			pkill -9 -P "$pid" && SOAK_OWNER=$((SOAK_OWNER + 1))
+		else
+			pkill -9 -f "$WORKER_OF $u\$" && SOAK_WORKER=$((SOAK_WORKER + 1))
+		fi
+		wait "$pid" 2>/dev/null
+		pkill -9 -f "$WORKER_OF $u\$"
+	}
+	SOAK_OWNER=0 SOAK_WORKER=0 soak_bad=0
+	for k in $(seq 1 "$SOAK"); do
+		u=soak$k@example.com
+		rig_add_user dest "$u" "$DEST_PW" userdb_migrate_source_user=wanda
+		soak_kill "$u"
+		[ $((RANDOM % 2)) = 0 ] && soak_kill "$u"
+		rc=0
+		rig_doveadm dest migrate -u "$u" >>"$RIG/soak.log" 2>&1 || rc=$?
+		if [ "$rc" != 0 ] || ! compare "$u" >"$RIG/soak-compare.out" 2>&1; then
+			soak_bad=$((soak_bad + 1))
+			tap_diag "soak: $u: exit $rc" "$(tail -n 3 "$RIG/soak-compare.out")"
+		fi
+	done
+	tap_diag "soak: $SOAK accounts, $SOAK_OWNER owner and $SOAK_WORKER worker processes killed"
+	tap_is "$soak_bad" 0 "soak: after random kills of the owner or its worker, one clean run leaves an exact mirror ($SOAK accounts)"
+fi
+
 # --- credentials from the batch reach the worker, never its argv ------------
 rig_add_user dest batch1@example.com "$DEST_PW"
 tmpl=$RIG/template.txt
