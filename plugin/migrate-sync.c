@@ -3039,12 +3039,13 @@ static void sync_deletions(struct migrate_sync_ctx *ctx)
 			ctx->set->max_delete_percent));
 		return;
 	}
+	ctx->stats->deletes_withheld += sync_confirm_deletions(ctx);
 	if (ctx->opts->dry_run) {
-		ctx->stats->messages_deleted += planned;
+		/* what a real run would delete, after the second look */
+		ctx->stats->messages_deleted += sync_count_deletions(ctx);
 		ctx->stats->folders_deleted += array_count(&ctx->gone_folders);
 		return;
 	}
-	ctx->stats->deletes_withheld += sync_confirm_deletions(ctx);
 	array_foreach_modifiable(&ctx->folders, f) {
 		if (f->state == NULL ||
 		    (array_count(&f->delete_src_uids) == 0 &&

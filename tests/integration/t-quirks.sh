@@ -454,6 +454,14 @@ look_scen "[]"
 user look
 migrate look
 tap_is "$MIG_RC/${MIG[copied]}" "0/83" "a second look: the first run copies 83"
+# a dry run says what a real run would delete: nothing
+first=$(( $(grep -c '^conn [0-9]* open ' "$QLOG") + 1 ))
+look_scen "[$first]"
+rc=0
+rig_doveadm dest -f tab migrate -n -u look@example.com >"$RIG/look-dry.out" 2>&1 || rc=$?
+rig_summary "$RIG/look-dry.out"
+tap_is "$rc/${MIG[deleted]}/${MIG[folders_deleted]}/${MIG[deletes_withheld]}" "0/0/0/5" \
+	"a dry run takes the second look too: 0 deletions, 5 withheld"
 first=$(( $(grep -c '^conn [0-9]* open ' "$QLOG") + 1 ))
 look_scen "[$first]"
 migrate look
