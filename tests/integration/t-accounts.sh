@@ -181,7 +181,9 @@ for want in \
 	'bad.csv:15: a quoted field is not closed'; do
 	tap_like "reported: ${want//\\/}" "$want" "$errs"
 done
-if grep -q 'Good!pass1\|Sh!1\|nouppercase!1' <<<"$errs"; then
+# the patterns come on a file descriptor: a password on grep's command
+# line would be in the process list (the secrets sampler finds it there)
+if grep -qFf <(printf '%s\n' 'Good!pass1' 'Sh!1' 'nouppercase!1') <<<"$errs"; then
 	tap_fail "an error message quotes a password"
 else
 	tap_ok "no error message quotes a password"
