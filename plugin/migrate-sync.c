@@ -2224,6 +2224,19 @@ sync_folder_set_complete(struct migrate_sync_ctx *ctx,
 	migrate_state_folder_update(ctx->state, state);
 }
 
+/* UIDs for a log line: the IMAP set, cut after 200 characters */
+static const char *sync_uids_str(const ARRAY_TYPE(seq_range) *uids)
+{
+	string_t *str = t_str_new(128);
+
+	imap_write_seq_range(str, uids);
+	if (str_len(str) > 200) {
+		str_truncate(str, 200);
+		str_append(str, "...");
+	}
+	return str_c(str);
+}
+
 /* Every message the copy set out to copy must now be mapped, left out
    (reported) or gone from the source (skipped).  Anything else is a loss
    that nothing else would notice: the folder is then not complete, the
@@ -2236,7 +2249,6 @@ sync_folder_check_copied(struct migrate_sync_ctx *ctx,
 	ARRAY_TYPE(seq_range) missing;
 	unsigned int count, wanted;
 	uint32_t uid;
-	string_t *str;
 
 	if (!array_is_created(&f->copying_uids) ||
 	    array_count(&f->copying_uids) == 0)
@@ -2256,18 +2268,12 @@ sync_folder_check_copied(struct migrate_sync_ctx *ctx,
 	if (count <= f->rejected + f->skipped)
 		return 0;
 
-	str = t_str_new(128);
-	imap_write_seq_range(str, &missing);
-	if (str_len(str) > 200) {
-		str_truncate(str, 200);
-		str_append(str, "...");
-	}
 	sync_set_error(ctx, MIGRATE_ERROR_TEMP, t_strdup_printf(
 		"%s: %u of %u messages were neither copied, left out nor "
 		"gone from the source (UIDs %s, %u left out, %u gone): the "
 		"next run copies them", f->dest_name,
-		count - f->rejected - f->skipped, wanted, str_c(str),
-		f->rejected, f->skipped));
+		count - f->rejected - f->skipped, wanted,
+		sync_uids_str(&missing), f->rejected, f->skipped));
 	return -1;
 }
 
@@ -2930,7 +2936,6 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 	unsigned int i, n, withheld = 0;
 	const char *error;
 	bool exists;
-	string_t *str;
 
 	i_array_init(&present, 8);
 	array_foreach_modifiable(&ctx->folders, f) {
@@ -2954,19 +2959,13 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 		if (array_count(&present) == 0)
 			continue;
 		n = seq_range_count(&present);
-		str = t_str_new(128);
-		imap_write_seq_range(str, &present);
-		if (str_len(str) > 200) {
-			str_truncate(str, 200);
-			str_append(str, "...");
-		}
 		e_warning(event_create_passthrough(ctx->event)->
 			  set_name("migrate_deletes_unconfirmed")->
 			  add_str("folder", f->src_name)->
 			  add_int("messages", n)->event(),
 			  "%s: Not deleting %u messages: the source still has "
 			  "them on a second look (UIDs %s)", f->dest_name, n,
-			  str_c(str));
+			  sync_uids_str(&present));
 		seq_range_array_remove_seq_range(&f->delete_src_uids,
 						 &present);
 		f->deletes_unconfirmed = TRUE;

@@ -306,8 +306,7 @@ tap_run "checker: equal (with the name mapping)" compare exch \
 # Mail (archived); m6 is sent; Trash and Spam are outside All Mail, as at
 # Gmail.  Detected by the [Gmail]/ folders (migrate_gmail = auto).
 scen gmail <<'EOF'
-caps = ["IMAP4rev1", "LITERAL+", "AUTH=PLAIN", "SPECIAL-USE", "UIDPLUS", "CONDSTORE",
-        "NAMESPACE", "ID", "ENABLE", "UNSELECT", "IDLE", "X-GM-EXT-1"]
+caps = caps + ["X-GM-EXT-1"]
 B = {n: body("gmail message %d" % n, size=1500 * n) for n in range(1, 10)}
 def g(uid, n, fid, **kw):
     return msg(uid, B[n], fid=fid, gm_msgid=1000 + n,
@@ -377,8 +376,7 @@ tap_is "$bodies" 22 "migrate_gmail=no: each folder's messages downloaded from it
 # migrate_gmail = yes: a Gmail account whose views have other names (no
 # [Gmail]/ folder to detect it by): the preset goes by SPECIAL-USE
 scen gmyes <<'EOF'
-caps = ["IMAP4rev1", "LITERAL+", "AUTH=PLAIN", "SPECIAL-USE", "UIDPLUS", "CONDSTORE",
-        "NAMESPACE", "ID", "ENABLE", "UNSELECT", "IDLE", "X-GM-EXT-1"]
+caps = caps + ["X-GM-EXT-1"]
 B = {n: body("gmail-yes message %d" % n, size=1000 * n) for n in range(1, 5)}
 def g(uid, n, fid, **kw):
     return msg(uid, B[n], fid=fid, gm_msgid=2000 + n,
