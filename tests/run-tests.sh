@@ -1,7 +1,7 @@
 #!/bin/bash
 # run-tests.sh BUILDDIR - the project's test runner (make check-local)
 #
-# 1. BUILDDIR/plugin/test-migrate (Dovecot lib-test: "name ...: ok" /
+# 1. BUILDDIR/plugin/core/test-migrate (Dovecot lib-test: "name ...: ok" /
 #    ": FAILED" lines and a closing "N / M tests failed");
 # 2. every tests/integration/t-*.sh (TAP-like "ok N - text" /
 #    "not ok N - text"), each under a timeout, its output in
@@ -61,12 +61,12 @@ show_tail() {
 }
 
 # --- unit tests -------------------------------------------------------------
-unit=$builddir/plugin/test-migrate
+unit=$builddir/plugin/core/test-migrate
 if selected unit || [ -z "${TESTS:-}" ]; then
 	if [ -x "$unit" ]; then
 		log=$out/unit.log
 		rc=0
-		(cd "$builddir/plugin" && timeout --kill-after=10 "$timeout_s" ./test-migrate) >"$log" 2>&1 || rc=$?
+		(cd "$builddir/plugin/core" && timeout --kill-after=10 "$timeout_s" ./test-migrate) >"$log" 2>&1 || rc=$?
 		ok=$(grep -c ': ok$' "$log")
 		bad=$(grep -c ': FAILED' "$log")
 		summary=$(grep -E '^[0-9]+ / [0-9]+ tests failed' "$log" | tail -n 1)
