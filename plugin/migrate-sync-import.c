@@ -1,0 +1,681 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "istream.h"
+#include "time-util.h"
+#include "mail-storage.h"
+#include "mail-search-build.h"
+#include "migrate-fetch.h"
+#include "migrate-sync-private.h"
+
+#include <stdio.h>
+
+/* destination GUIDs of copied messages encode where they came from, so
+   that a message saved just before a crash is found again instead of
+   being copied twice: magic, state folder id, source UIDVALIDITY, UID */
+#define MIGRATE_GUID_MAGIC 0x6d677274U
+
+static const char *
+sync_dest_guid(const struct migrate_state_folder *state, uint32_t uid)
+{
+	return t_strdup_printf("%08x%08x%08x%08x", MIGRATE_GUID_MAGIC,
+			       state->id, state->src_uidvalidity, uid);
+}
+
+/* Returns TRUE and the source UID when guid is one that we gave to a copy
+   of this folder's current UIDVALIDITY. */
+bool
+migrate_sync_guid_parse(const struct migrate_state_folder *state,
+		     const char *guid, uint32_t *src_uid_r)
+{
+	unsigned int magic, id, uidvalidity, uid;
+
+	if (strlen(guid) != 32 ||
+	    sscanf(guid, "%8x%8x%8x%8x", &magic, &id, &uidvalidity,
+		   &uid) != 4)
+		return FALSE;
+	if (magic != MIGRATE_GUID_MAGIC || id != state->id ||
+	    uidvalidity != state->src_uidvalidity || uid == 0)
+		return FALSE;
+	*src_uid_r = uid;
+	return TRUE;
+}
+
+/* keywords without those box refuses */
+const char *const *
+migrate_sync_valid_keywords(struct mailbox *box, const char *const *keywords)
+{
+	ARRAY_TYPE(const_string) valid;
+	const char *error;
+	unsigned int i;
+
+	for (i = 0; keywords[i] != NULL; i++) {
+		if (!mailbox_keyword_is_valid(box, keywords[i], &error))
+			break;
+	}
+	if (keywords[i] == NULL)
+		return keywords;
+	t_array_init(&valid, 8);
+	for (i = 0; keywords[i] != NULL; i++) {
+		if (mailbox_keyword_is_valid(box, keywords[i], &error))
+			array_push_back(&valid, &keywords[i]);
+	}
+	array_append_zero(&valid);
+	return array_front(&valid);
+}
+
+struct mail_keywords *
+migrate_sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
+	      const char *const *keywords)
+{
+	const char *const *valid, *error;
+	unsigned int i;
+
+	if (keywords[0] == NULL)
+		return NULL;
+	/* a keyword the destination refuses is dropped, never the mail.
+	   Filtered here: 2.3.19's mailbox_keywords_create_valid() drops
+	   every keyword of a message when one of them is invalid. */
+	valid = migrate_sync_valid_keywords(dbox, keywords);
+	if (valid != keywords) {
+		ctx->stats->flags_dropped += str_array_length(keywords) -
+			str_array_length(valid);
+		for (i = 0; keywords[i] != NULL; i++) {
+			if (mailbox_keyword_is_valid(dbox, keywords[i],
+						     &error))
+				continue;
+			e_debug(ctx->event, "%s: Dropping keyword %s: %s",
+				mailbox_get_vname(dbox), keywords[i], error);
+			if (ctx->opts->report != NULL) {
+				migrate_sync_report_keyword(ctx->opts->report,
+							    keywords[i], 1);
+			}
+		}
+	}
+	return mailbox_keywords_create_valid(dbox, valid);
+}
+
+/* Map the batch's source UIDs to the UIDs the commit assigned. */
+static int
+sync_copy_map_saved(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		    const struct migrate_sync_batch *batch,
+		    const struct mail_transaction_commit_changes *changes)
+{
+	struct migrate_state_folder *state = f->state;
+	struct seq_range_iter iter;
+	const uint32_t *src_uids;
+	unsigned int i, count, n = 0;
+	uint32_t dest_uid;
+
+	src_uids = array_get(&batch->src_uids, &count);
+	if (seq_range_count(&changes->saved_uids) != count) {
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, t_strdup_printf(
+			"%s: the commit returned %u UIDs for %u saved messages",
+			f->dest_name, seq_range_count(&changes->saved_uids),
+			count));
+		return -1;
+	}
+	seq_range_array_iter_init(&iter, &changes->saved_uids);
+	for (i = 0; i < count; i++) {
+		if (!seq_range_array_iter_nth(&iter, n++, &dest_uid))
+			i_unreached();
+		migrate_state_map_add(ctx->state, state, src_uids[i], dest_uid);
+		if (dest_uid >= state->dest_uidnext)
+			state->dest_uidnext = dest_uid + 1;
+	}
+	return 0;
+}
+
+int
+migrate_sync_import_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *dbox, struct migrate_sync_batch *batch)
+{
+	struct mail_transaction_commit_changes changes;
+	const char *error;
+	int ret = 0;
+
+	if (batch->t == NULL)
+		return 0;
+	if (ctx->state == NULL) {
+		/* a worker: the owner maps the copies by their GUIDs */
+		if (mailbox_transaction_commit(&batch->t) < 0) {
+			migrate_sync_set_dest_error(ctx, dbox, "Saving to");
+			ret = -1;
+		}
+		migrate_sync_kill_point(ctx, "commit");
+		batch->bytes = 0;
+		array_clear(&batch->src_uids);
+		return ret;
+	}
+	if (f->state->dest_pending_uidnext == 0) {
+		/* recorded durably before the commit, see
+		   migrate_state_folder.dest_pending_uidnext */
+		struct mailbox_status status;
+
+		/* the open status does not move with our commits */
+		mailbox_get_open_status(dbox, STATUS_UIDNEXT, &status);
+		f->state->dest_pending_uidnext =
+			I_MAX(status.uidnext, f->state->dest_uidnext);
+		migrate_state_folder_update(ctx->state, f->state);
+		if (migrate_state_flush(ctx->state, ctx->state_fsync,
+					&error) < 0) {
+			migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+			mailbox_transaction_rollback(&batch->t);
+			return -1;
+		}
+	}
+	if (mailbox_transaction_commit_get_changes(&batch->t, &changes) < 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Saving to");
+		ret = -1;
+	} else {
+		migrate_sync_kill_point(ctx, "commit");
+		/* the UIDs the saves got, in save order; rescanning the
+		   folder instead (as crash recovery does, by GUID) would
+		   read a Maildir's whole cur/ after every batch */
+		ret = sync_copy_map_saved(ctx, f, batch, &changes);
+		pool_unref(&changes.pool);
+	}
+	batch->bytes = 0;
+	array_clear(&batch->src_uids);
+	if (ret == 0 && array_count(&f->recover_dest_uids) == 0)
+		f->state->dest_pending_uidnext = 0;
+	migrate_state_folder_update(ctx->state, f->state);
+	if (migrate_state_flush(ctx->state, ctx->state_fsync, &error) < 0) {
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+		ret = -1;
+	}
+	migrate_sync_kill_point(ctx, "state");
+	return ret;
+}
+
+#define MIGRATE_SAVE_BLOCK_SIZE (128*1024)
+
+
+/* Whether a source's refusal to give a message is temporary: it asks us
+   to slow down or has a passing problem (Gmail, Exchange, Yahoo:
+   NO [THROTTLED] / [LIMIT] / [UNAVAILABLE] ..., or only words to that
+   effect).  imapc keeps the response code only in the text of its
+   "didn't send" error, and drops it elsewhere: so the text decides. */
+static bool sync_source_refusal_temporary(const char *errstr)
+{
+	static const char *const temporary[] = {
+		"[throttled]", "[limit]", "[unavailable]", "[serverbug]",
+		"[overquota]", "[inuse]", "throttl", "rate limit",
+		"slow down", "too many", "try again", "temporar", NULL
+	};
+	const char *lerr = t_str_lcase(errstr);
+	unsigned int i;
+
+	for (i = 0; temporary[i] != NULL; i++) {
+		if (strstr(lerr, temporary[i]) != NULL)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* The source could not give smail: 0 when it is gone (skipped), 2 when
+   the source refuses this one message (left out and reported, the run
+   goes on), -1 when the failure is the connection's or the server's. */
+static int
+sync_copy_source_failed(struct migrate_sync_ctx *ctx,
+			struct migrate_sync_folder *f, struct mail *smail,
+			enum mail_error error, const char *errstr)
+{
+	enum migrate_error code;
+	uoff_t size;
+
+	if (error == MAIL_ERROR_EXPUNGED)
+		return 0;
+	/* the storage's error buffer changes with its next call */
+	errstr = t_strdup(errstr);
+	if (strstr(errstr, "(FETCH replied: ") != NULL) {
+		/* imapc: the server answered the FETCH without the message
+		   (NO, or OK without it): a refusal, unless it says it is
+		   temporary */
+		code = sync_source_refusal_temporary(errstr) ?
+			MIGRATE_ERROR_SOURCE_TEMP : MIGRATE_ERROR_FAILED;
+	} else if (sync_source_refusal_temporary(errstr))
+		code = MIGRATE_ERROR_SOURCE_TEMP;
+	else
+		code = migrate_error_from_source(error, errstr);
+	if (code != MIGRATE_ERROR_FAILED) {
+		migrate_sync_set_error(ctx, code, t_strdup_printf(
+			"Source: Fetching UID %u of %s failed: %s",
+			smail->uid, mailbox_get_vname(smail->box),
+			migrate_source_explain_error(errstr)));
+		return -1;
+	}
+	if (mail_get_virtual_size(smail, &size) < 0) {
+		/* the storage's FETCH failed as a whole: ask for the size
+		   alone, on our own connection */
+		const char *size_error;
+
+		if (migrate_fetcher_size(migrate_sync_fetcher(ctx),
+					 mailbox_get_vname(smail->box),
+					 smail->uid, &size, &size_error) < 0)
+			size = 0;
+	}
+	migrate_sync_reject(ctx, f, smail->uid, size,
+		    t_strconcat("the source refused to give it: ", errstr,
+				NULL));
+	return 2;
+}
+
+/* Returns 1 with the message's body, 0 when the source no longer has it,
+   2 when the source refuses it (reported), -1 on error.  A large message
+   is read in pieces, the rest through the source storage (prefetched). */
+static int
+sync_copy_get_input(struct migrate_sync_ctx *ctx,
+		    struct migrate_sync_folder *f, struct mail *smail,
+		    bool large, struct istream **input_r, time_t *received_r)
+{
+	enum mail_error error;
+	const char *errstr;
+	uoff_t size;
+	bool expunged, refused;
+
+	if (mail_get_received_date(smail, received_r) < 0 ||
+	    (large && mail_get_virtual_size(smail, &size) < 0) ||
+	    (!large && mail_get_stream(smail, NULL, NULL, input_r) < 0)) {
+		errstr = mailbox_get_last_internal_error(smail->box, &error);
+		return sync_copy_source_failed(ctx, f, smail, error, errstr);
+	}
+	if (!large) {
+		i_stream_ref(*input_r);
+		return 1;
+	}
+	if (migrate_fetcher_fetch(migrate_sync_fetcher(ctx),
+				  mailbox_get_vname(smail->box),
+				  smail->uid, size, input_r, &expunged,
+				  &refused, &errstr) < 0) {
+		return sync_copy_source_failed(ctx, f, smail,
+			expunged ? MAIL_ERROR_EXPUNGED :
+			refused ? MAIL_ERROR_PARAMS : MAIL_ERROR_TEMP, errstr);
+	}
+	return 1;
+}
+
+static int
+sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	      struct mailbox *dbox, struct migrate_sync_batch *batch,
+	      struct mail *smail, bool large)
+{
+	struct istream *input;
+	time_t received;
+	int ret;
+
+	ret = sync_copy_get_input(ctx, f, smail, large, &input, &received);
+	if (ret != 1) {
+		if (ret == 0) {
+			ctx->stats->messages_skipped++;
+			f->skipped++;
+		}
+		if (ret >= 0) {
+			ctx->progress_done++;
+			ret = 0;
+		}
+		return ret;
+	}
+	ret = migrate_sync_import_save(ctx, f, dbox, batch, smail, input, received);
+	i_stream_unref(&input);
+	return ret;
+}
+
+/* Saving smail failed: a message the destination refuses as such (too
+   large, invalid) is left out and reported, and the run goes on (0); any
+   other failure stops the folder (-1). */
+static int
+sync_save_failed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *dbox, struct mail *smail,
+		 struct istream *input)
+{
+	enum mail_error error;
+	const char *errstr;
+	uoff_t size;
+
+	errstr = t_strdup(mailbox_get_last_internal_error(dbox, &error));
+	switch (error) {
+	case MAIL_ERROR_LIMIT:
+	case MAIL_ERROR_PARAMS:
+	case MAIL_ERROR_INVALIDDATA:
+	case MAIL_ERROR_CONVERSION:
+		break;
+	default:
+		migrate_sync_set_dest_error(ctx, dbox, "Saving to");
+		return -1;
+	}
+	if (mail_get_virtual_size(smail, &size) < 0)
+		size = input->v_offset;
+	migrate_sync_reject(ctx, f, smail->uid, size,
+		    t_strconcat("the destination refused it: ", errstr, NULL));
+	ctx->progress_done++;
+	return 0;
+}
+
+int
+migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	      struct mailbox *dbox, struct migrate_sync_batch *batch,
+	      struct mail *smail, struct istream *input, time_t received)
+{
+	struct mail_save_context *save;
+	struct mail_keywords *kw;
+	ssize_t rret;
+	int ret = 0;
+
+	if (batch->t == NULL) {
+		batch->t = mailbox_transaction_begin(dbox,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL |
+			MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS, __func__);
+	}
+	save = mailbox_save_alloc(batch->t);
+	kw = migrate_sync_keywords(ctx, dbox, mail_get_keywords(smail));
+	mailbox_save_set_flags(save, mail_get_flags(smail) &
+			       MAIL_FLAGS_NONRECENT, kw);
+	if (kw != NULL)
+		mailbox_keywords_unref(&kw);
+	mailbox_save_set_received_date(save, received, 0);
+	mailbox_save_set_guid(save, sync_dest_guid(f->state, smail->uid));
+	if (f->state->dest_uidvalidity == f->state->src_uidvalidity)
+		mailbox_save_set_uid(save, smail->uid);
+
+	/* the streams the save path stacks on input inherit its buffer
+	   size: larger blocks, fewer write()s to the new mail file */
+	i_stream_set_max_buffer_size(input, MIGRATE_SAVE_BLOCK_SIZE);
+	if (mailbox_save_begin(&save, input) < 0)
+		return sync_save_failed(ctx, f, dbox, smail, input);
+	do {
+		if (mailbox_save_continue(save) < 0) {
+			ret = -1;
+			break;
+		}
+	} while ((rret = i_stream_read(input)) > 0 || rret == -2);
+
+	if (input->stream_errno != 0) {
+		/* never save a partial message */
+		mailbox_save_cancel(&save);
+		migrate_sync_set_source_error(ctx, smail->box, t_strdup_printf(
+			"Reading UID %u of", smail->uid));
+		return -1;
+	}
+	if (ret < 0) {
+		mailbox_save_cancel(&save);
+		return sync_save_failed(ctx, f, dbox, smail, input);
+	}
+	if (mailbox_save_finish(&save) < 0)
+		return sync_save_failed(ctx, f, dbox, smail, input);
+	migrate_sync_kill_point(ctx, "save");
+	array_push_back(&batch->src_uids, &smail->uid);
+	batch->bytes += input->v_offset;
+	ctx->stats->messages_copied++;
+	ctx->stats->bytes_copied += input->v_offset;
+	ctx->progress_done++;
+	migrate_sync_progress(ctx, FALSE);
+	if (array_count(&batch->src_uids) >= ctx->set->batch_messages ||
+	    batch->bytes >= ctx->set->batch_size)
+		return migrate_sync_import_commit(ctx, f, dbox, batch);
+	return 0;
+}
+
+ARRAY_DEFINE_TYPE(seq_range_array, ARRAY_TYPE(seq_range));
+
+/* Plans the copy from the sizes (RFC822.SIZE, no bodies): messages larger
+   than MIGRATE_FETCH_LARGE_SIZE go to large_uids (read in pieces), the
+   rest into chunks of at most migrate_prefetch messages and
+   MIGRATE_PREFETCH_BYTES.  Each chunk is fetched ahead as a whole, so
+   the source streams without a pause per message and memory stays
+   bounded by the chunk.  *bytes_r is the size of them all (what a dry
+   run reports). */
+static int
+sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+	       const ARRAY_TYPE(seq_range) *uids,
+	       ARRAY_TYPE(seq_range_array) *chunks,
+	       ARRAY_TYPE(seq_range) *large_uids, uoff_t *bytes_r)
+{
+	struct mailbox_transaction_context *st;
+	struct mail_search_context *search_ctx;
+	ARRAY_TYPE(seq_range) *chunk = NULL;
+	unsigned int chunk_count = 0;
+	uoff_t size, chunk_bytes = 0;
+	struct mail *smail;
+	int ret = 0;
+
+	*bytes_r = 0;
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = migrate_sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
+	while (mailbox_search_next(search_ctx, &smail)) {
+		if (mail_get_virtual_size(smail, &size) < 0)
+			size = 0;
+		*bytes_r += size;
+		if (size > MIGRATE_FETCH_LARGE_SIZE) {
+			seq_range_array_add(large_uids, smail->uid);
+			continue;
+		}
+		if (chunk == NULL || chunk_count >= I_MAX(ctx->set->prefetch, 1) ||
+		    chunk_bytes + size > MIGRATE_PREFETCH_BYTES) {
+			chunk = array_append_space(chunks);
+			t_array_init(chunk, 8);
+			chunk_count = 0;
+			chunk_bytes = 0;
+		}
+		seq_range_array_add(chunk, smail->uid);
+		chunk_count++;
+		chunk_bytes += size;
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Fetching sizes of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	return ret;
+}
+
+/* A dry run: what the copy would do, from the sizes only. */
+int
+migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+		  const ARRAY_TYPE(seq_range) *uids)
+{
+	ARRAY_TYPE(seq_range_array) chunks;
+	ARRAY_TYPE(seq_range) large_uids;
+	uoff_t bytes;
+	int ret;
+
+	t_array_init(&chunks, 8);
+	t_array_init(&large_uids, 8);
+	ret = sync_plan_copy(ctx, sbox, uids, &chunks, &large_uids, &bytes);
+	ctx->stats->messages_copied += seq_range_count(uids);
+	ctx->stats->bytes_copied += bytes;
+	return ret;
+}
+
+static int
+sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	       struct mailbox *sbox, struct mailbox *dbox,
+	       struct migrate_sync_batch *batch,
+	       const ARRAY_TYPE(seq_range) *uids, bool large)
+{
+	struct mailbox_transaction_context *st;
+	struct mail_search_context *search_ctx;
+	struct mail *smail;
+	int ret = 0;
+
+	if (array_count(uids) == 0)
+		return 0;
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	/* large ones: the metadata only, the body comes in pieces */
+	search_ctx = migrate_sync_search_uids(st, uids,
+		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
+		(large ? MAIL_FETCH_VIRTUAL_SIZE :
+		 MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY), NULL);
+	while (mailbox_search_next(search_ctx, &smail)) {
+		T_BEGIN {
+			ret = sync_copy_one(ctx, f, dbox, batch, smail, large);
+		} T_END;
+		if (ret < 0)
+			break;
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Fetching messages of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	return ret;
+}
+
+int
+migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *sbox, struct mailbox *dbox,
+		 const ARRAY_TYPE(seq_range) *copy_uids)
+{
+	ARRAY_TYPE(seq_range_array) chunks;
+	ARRAY_TYPE(seq_range) large_uids, *chunk;
+	struct migrate_sync_batch batch;
+	uoff_t bytes;
+	int ret;
+
+	i_zero(&batch);
+	/* not on the data stack: saves happen in their own stack frames */
+	i_array_init(&batch.src_uids, 64);
+	i_gettimeofday(&ctx->folder_start);
+	ctx->progress_folder = f->dest_name;
+	ctx->progress_done = 0;
+	ctx->progress_total = seq_range_count(copy_uids);
+
+	t_array_init(&chunks, 8);
+	t_array_init(&large_uids, 8);
+	ret = sync_plan_copy(ctx, sbox, copy_uids, &chunks, &large_uids,
+			     &bytes);
+	if (ret == 0) {
+		array_foreach_modifiable(&chunks, chunk) {
+			ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, chunk,
+					     FALSE);
+			if (ret < 0)
+				break;
+		}
+	}
+	if (ret == 0) {
+		ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, &large_uids,
+				     TRUE);
+	}
+	/* keep what was saved completely, even after a failure */
+	if (migrate_sync_import_commit(ctx, f, dbox, &batch) < 0)
+		ret = -1;
+	array_free(&batch.src_uids);
+	return ret;
+}
+
+static const char *sync_mail_match_key(struct mail *mail)
+{
+	const char *message_id;
+	time_t received;
+	uoff_t size;
+
+	if (mail_get_received_date(mail, &received) < 0 ||
+	    mail_get_virtual_size(mail, &size) < 0)
+		return NULL;
+	if (mail_get_first_header(mail, "Message-ID", &message_id) <= 0)
+		message_id = "";
+	return t_strdup_printf("%lld %"PRIuUOFF_T" %s",
+			       (long long)received, size, message_id);
+}
+
+/* Find copies made earlier among candidates (destination UIDs) by content
+   (INTERNALDATE, size, Message-ID): after a UIDVALIDITY change, and after
+   a crash that lost the GUIDs of a batch.  Matched candidates are mapped
+   and removed from copy_uids and candidates. */
+int
+migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
+		    struct migrate_sync_folder *f, struct mailbox *sbox,
+		    struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids,
+		    ARRAY_TYPE(seq_range) *candidates, const char *what)
+{
+	static const char *const match_headers[] = { "Message-ID", NULL };
+	HASH_TABLE(const char *, void *) orphans;
+	struct mailbox_header_lookup_ctx *headers;
+	struct mailbox_transaction_context *st, *dt;
+	struct mail_search_context *search_ctx;
+	struct mail *mail, *dmail;
+	struct mail_keywords *kw;
+	const char *key;
+	void *value;
+	uint32_t dest_uid;
+	unsigned int matched = 0;
+	pool_t pool;
+	int ret = 0;
+
+	pool = pool_alloconly_create("migrate rematch", 4096);
+	hash_table_create(&orphans, pool, 0, str_hash, strcmp);
+	if (mailbox_sync(dbox, 0) < 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Opening");
+		pool_unref(&pool);
+		return -1;
+	}
+	headers = mailbox_header_lookup_init(dbox, match_headers);
+	dt = mailbox_transaction_begin(dbox, 0, __func__);
+	search_ctx = migrate_sync_search_uids(dt, candidates,
+		MAIL_FETCH_RECEIVED_DATE | MAIL_FETCH_VIRTUAL_SIZE, headers);
+	mailbox_header_lookup_unref(&headers);
+	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		key = sync_mail_match_key(mail);
+		if (key != NULL && !hash_table_lookup_full(orphans, key,
+							   &key, &value)) {
+			const char *pkey = p_strdup(pool, key);
+
+			hash_table_insert(orphans, pkey,
+					  POINTER_CAST(mail->uid));
+		}
+	} T_END;
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Reading");
+		ret = -1;
+	}
+
+	headers = mailbox_header_lookup_init(sbox, match_headers);
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = migrate_sync_search_uids(st, copy_uids,
+		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
+		MAIL_FETCH_VIRTUAL_SIZE, headers);
+	mailbox_header_lookup_unref(&headers);
+	dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
+	while (ret == 0 && mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		key = sync_mail_match_key(mail);
+		if (key != NULL &&
+		    hash_table_lookup_full(orphans, key, &key, &value)) {
+			dest_uid = POINTER_CAST_TO(value, uint32_t);
+			hash_table_remove(orphans, key);
+			if (mail_set_uid(dmail, dest_uid)) {
+				migrate_state_map_add(ctx->state, f->state,
+						      mail->uid, dest_uid);
+				seq_range_array_remove(copy_uids, mail->uid);
+				seq_range_array_remove(candidates, dest_uid);
+				mail_update_flags(dmail, MODIFY_REPLACE,
+					mail_get_flags(mail) &
+					MAIL_FLAGS_NONRECENT);
+				kw = mailbox_keywords_create_valid(dbox,
+					migrate_sync_valid_keywords(dbox,
+						mail_get_keywords(mail)));
+				mail_update_keywords(dmail, MODIFY_REPLACE, kw);
+				mailbox_keywords_unref(&kw);
+				matched++;
+			}
+		}
+	} T_END;
+	mail_free(&dmail);
+	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Fetching headers of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	if (mailbox_transaction_commit(&dt) < 0 ||
+	    mailbox_sync(dbox, 0) < 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Updating flags in");
+		ret = -1;
+	}
+	e_info(ctx->event, "%s: %u %s found again, %u to copy",
+	       f->dest_name, matched, what, seq_range_count(copy_uids));
+	ctx->stats->messages_recovered += matched;
+	hash_table_destroy(&orphans);
+	pool_unref(&pool);
+	return ret;
+}

@@ -1,0 +1,673 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "ioloop.h"
+#include "str.h"
+#include "imap-util.h"
+#include "mail-storage.h"
+#include "mail-search-build.h"
+#include "migrate-sync-private.h"
+
+/* Record every destination message from state->dest_uidnext on: ours (by
+   GUID) are mapped, the rest are foreign. */
+static int
+sync_scan_new_dest(struct migrate_sync_ctx *ctx,
+		   struct migrate_sync_folder *f, struct mailbox *dbox)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *search_ctx;
+	ARRAY_TYPE(seq_range) new_uids;
+	struct mailbox_status status;
+	struct mail *mail;
+	const char *guid;
+	enum mailbox_sync_flags sync_flags = 0;
+	uint32_t src_uid;
+	int ret = 0;
+
+	if (state->dest_pending_uidnext != 0) {
+		/* a batch was interrupted: a Maildir commit killed after it
+		   wrote dovecot-uidlist and the directories' mtimes to the
+		   index, but before the appends, leaves messages that only a
+		   full resync shows (and saving with their UIDs would then
+		   clash with them) */
+		sync_flags |= MAILBOX_SYNC_FLAG_FORCE_RESYNC |
+			MAILBOX_SYNC_FLAG_FIX_INCONSISTENT;
+	}
+	if (mailbox_sync(dbox, sync_flags) < 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Syncing");
+		return -1;
+	}
+	mailbox_get_open_status(dbox, STATUS_UIDNEXT, &status);
+	if (status.uidnext <= state->dest_uidnext)
+		return 0;
+
+	t_array_init(&new_uids, 1);
+	seq_range_array_add_range(&new_uids, I_MAX(state->dest_uidnext, 1),
+				  status.uidnext - 1);
+	t = mailbox_transaction_begin(dbox, 0, __func__);
+	search_ctx = migrate_sync_search_uids(t, &new_uids, MAIL_FETCH_GUID, NULL);
+	while (mailbox_search_next(search_ctx, &mail)) {
+		if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0) {
+			if (mailbox_get_last_mail_error(dbox) ==
+			    MAIL_ERROR_EXPUNGED)
+				continue;
+			migrate_sync_set_dest_error(ctx, dbox, "Reading GUIDs of");
+			ret = -1;
+			break;
+		}
+		if (!migrate_sync_guid_parse(state, guid, &src_uid)) {
+			if (state->dest_pending_uidnext != 0 &&
+			    mail->uid >= state->dest_pending_uidnext)
+				seq_range_array_add(&f->recover_dest_uids,
+						    mail->uid);
+			else
+				ctx->stats->messages_foreign++;
+			continue;
+		}
+		if (migrate_state_map_lookup(state, src_uid) != NULL) {
+			/* a second copy of one source message can only come
+			   from a bug: keep the first, leave this one */
+			e_warning(ctx->event, "%s: UID %u is a second copy of "
+				  "source UID %u", f->dest_name, mail->uid,
+				  src_uid);
+			continue;
+		}
+		migrate_state_map_add(ctx->state, state, src_uid, mail->uid);
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Searching");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&t);
+	if (ret == 0)
+		state->dest_uidnext = status.uidnext;
+	return ret;
+}
+
+static int
+sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	       struct mailbox **dbox_r)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox *dbox;
+	struct mailbox_status status;
+	struct mailbox_update update;
+	enum mail_error error;
+
+	dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
+	if (mailbox_create(dbox, NULL, FALSE) == 0) {
+		migrate_sync_kill_point(ctx, "create");
+		ctx->stats->folders_created++;
+		e_debug(ctx->event, "Created %s", f->dest_name);
+		/* keep the source's UIDs when nobody else uses the box */
+		i_zero(&update);
+		update.uid_validity = f->src_status.uidvalidity;
+		if (mailbox_update(dbox, &update) < 0) {
+			e_debug(ctx->event, "Keeping UIDVALIDITY of %s failed: %s",
+				f->dest_name,
+				mailbox_get_last_internal_error(dbox, NULL));
+		}
+	} else {
+		(void)mailbox_get_last_internal_error(dbox, &error);
+		if (error != MAIL_ERROR_EXISTS) {
+			migrate_sync_set_dest_error(ctx, dbox, "Creating");
+			mailbox_free(&dbox);
+			return -1;
+		}
+	}
+	if (mailbox_sync(dbox, 0) < 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Opening");
+		mailbox_free(&dbox);
+		return -1;
+	}
+	mailbox_get_open_status(dbox, STATUS_UIDVALIDITY, &status);
+	if (state->dest_uidvalidity != status.uidvalidity) {
+		if (state->dest_uidvalidity != 0) {
+			e_warning(ctx->event, "%s was recreated at the "
+				  "destination: copying it again",
+				  f->dest_name);
+		}
+		migrate_state_folder_clear_map(ctx->state, state);
+		state->dest_uidvalidity = status.uidvalidity;
+		state->dest_uidnext = 0;
+	}
+	*dbox_r = dbox;
+	return 0;
+}
+
+/* <source messages> */
+
+static bool
+sync_flags_equal(enum mail_flags flags1, const char *const *keywords1,
+		 enum mail_flags flags2, const char *const *keywords2)
+{
+	unsigned int i, count1 = str_array_length(keywords1);
+
+	if ((flags1 & MAIL_FLAGS_NONRECENT) != (flags2 & MAIL_FLAGS_NONRECENT))
+		return FALSE;
+	if (count1 != str_array_length(keywords2))
+		return FALSE;
+	for (i = 0; i < count1; i++) {
+		if (!str_array_find(keywords2, keywords1[i]))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Pass over the source metadata: update flags of mapped messages, find
+   what is to be copied and what is gone. */
+/* The final sync copies a message only when it is new: never copied
+   before (whether or not it is still here: the user may have deleted it)
+   and above the folder's high-water mark of the last complete sync, or
+   with --maxage, received within the window. */
+static bool
+sync_final_wanted(struct migrate_sync_ctx *ctx,
+		  const struct migrate_state_folder *state, struct mail *smail,
+		  const struct migrate_uid_map *map)
+{
+	time_t received;
+
+	if (map != NULL)
+		return FALSE;
+	if (ctx->opts->maxage_days == 0)
+		return state->src_uidnext == 0 || smail->uid >= state->src_uidnext;
+	if (mail_get_received_date(smail, &received) < 0)
+		return TRUE;
+	return received >= ioloop_time -
+		(time_t)ctx->opts->maxage_days * 24 * 3600;
+}
+
+/* <archived copies> */
+
+
+/* A destination folder that copies were moved to (doveadm migrate
+   archive), open while a pass over a folder looks at them. */
+struct sync_location {
+	unsigned int loc;
+	struct mailbox *box;
+	struct mailbox_transaction_context *t;
+	struct mail *mail;
+	/* it could not be opened: leave its copies alone this time */
+	bool failed;
+};
+ARRAY_DEFINE_TYPE(sync_location, struct sync_location);
+
+static struct mailbox *
+sync_location_alloc(struct migrate_sync_ctx *ctx, unsigned int loc)
+{
+	return migrate_sync_dest_alloc(ctx,
+		migrate_state_location_name(ctx->state, loc));
+}
+
+/* The mail of location loc's folder, NULL when the folder is gone (its
+   copies count as deleted here); *skip_r when it could not be opened. */
+static struct mail *
+sync_location_mail(struct migrate_sync_ctx *ctx,
+		   ARRAY_TYPE(sync_location) *locs, unsigned int loc,
+		   bool *skip_r)
+{
+	struct sync_location *l;
+	enum mail_error error;
+
+	*skip_r = FALSE;
+	array_foreach_modifiable(locs, l) {
+		if (l->loc == loc) {
+			*skip_r = l->failed;
+			return l->mail;
+		}
+	}
+	l = array_append_space(locs);
+	l->loc = loc;
+	l->box = sync_location_alloc(ctx, loc);
+	if (mailbox_sync(l->box, 0) < 0) {
+		(void)mailbox_get_last_internal_error(l->box, &error);
+		if (error != MAIL_ERROR_NOTFOUND) {
+			migrate_sync_set_dest_error(ctx, l->box, "Opening");
+			l->failed = TRUE;
+			*skip_r = TRUE;
+		}
+		return NULL;
+	}
+	/* not EXTERNAL: the flag changes go to the mail files */
+	l->t = mailbox_transaction_begin(l->box, 0, __func__);
+	l->mail = mail_alloc(l->t, MAIL_FETCH_FLAGS, NULL);
+	return l->mail;
+}
+
+static int
+sync_locations_finish(struct migrate_sync_ctx *ctx,
+		      ARRAY_TYPE(sync_location) *locs, bool commit)
+{
+	struct sync_location *l;
+	int ret = 0;
+
+	array_foreach_modifiable(locs, l) {
+		if (l->mail != NULL)
+			mail_free(&l->mail);
+		if (l->t != NULL && !commit)
+			mailbox_transaction_rollback(&l->t);
+		else if (l->t != NULL &&
+			 (mailbox_transaction_commit(&l->t) < 0 ||
+			  mailbox_sync(l->box, 0) < 0)) {
+			migrate_sync_set_dest_error(ctx, l->box, "Updating flags in");
+			ret = -1;
+		}
+		mailbox_free(&l->box);
+	}
+	array_clear(locs);
+	return ret;
+}
+
+static int
+sync_folder_metadata(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f, struct mailbox *sbox,
+		     struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox_transaction_context *st, *dt = NULL;
+	struct mail_search_args *search_args;
+	struct mail_search_context *search_ctx;
+	struct mail *smail, *dmail = NULL, *tmail;
+	const struct migrate_uid_map *map;
+	ARRAY_TYPE(sync_location) locs;
+	ARRAY_TYPE(seq_range) seen;
+	bool skip;
+	enum mail_flags flags;
+	const char *const *keywords;
+	struct mail_keywords *kw;
+	int ret = 0;
+
+	if (dbox != NULL) {
+		/* not EXTERNAL: that would mark the changes as already in
+		   the mail files */
+		dt = mailbox_transaction_begin(dbox, 0, __func__);
+		dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
+	}
+	t_array_init(&seen, 64);
+	t_array_init(&locs, 4);
+	search_args = mail_search_build_init();
+	mail_search_build_add_all(search_args);
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = mailbox_search_init(st, search_args, NULL,
+					 MAIL_FETCH_FLAGS |
+					 (ctx->opts->maxage_days > 0 ?
+					  MAIL_FETCH_RECEIVED_DATE : 0), NULL);
+	mail_search_args_unref(&search_args);
+	while (mailbox_search_next(search_ctx, &smail)) {
+		seq_range_array_add(&seen, smail->uid);
+		map = migrate_state_map_lookup(state, smail->uid);
+		if (ctx->opts->final) {
+			if (sync_final_wanted(ctx, state, smail, map))
+				seq_range_array_add(copy_uids, smail->uid);
+			continue;
+		}
+		tmail = dmail;
+		if (map != NULL && dmail != NULL && map->dest_loc != 0) {
+			/* archived: the copy lives in a year folder now */
+			tmail = sync_location_mail(ctx, &locs, map->dest_loc,
+						   &skip);
+			if (skip)
+				continue;
+		}
+		if (map != NULL && dmail != NULL &&
+		    (tmail == NULL || !mail_set_uid(tmail, map->dest_uid))) {
+			/* deleted at the destination behind our back: the
+			   mirror copies it again */
+			migrate_state_map_remove(ctx->state, state, smail->uid);
+			map = NULL;
+		}
+		if (map == NULL || dmail == NULL) {
+			seq_range_array_add(copy_uids, smail->uid);
+			continue;
+		}
+		flags = mail_get_flags(smail) & MAIL_FLAGS_NONRECENT;
+		keywords = mail_get_keywords(smail);
+		/* a keyword the destination refuses is not a difference:
+		   it was dropped when the message was copied */
+		if (sync_flags_equal(flags,
+				     migrate_sync_valid_keywords(tmail->box, keywords),
+				     mail_get_flags(tmail),
+				     mail_get_keywords(tmail)))
+			continue;
+		ctx->stats->messages_updated++;
+		if (ctx->opts->dry_run)
+			continue;
+		mail_update_flags(tmail, MODIFY_REPLACE, flags);
+		kw = migrate_sync_keywords(ctx, tmail->box, keywords);
+		if (kw == NULL) {
+			kw = mailbox_keywords_create_valid(tmail->box,
+				(const char *const[]){ NULL });
+		}
+		mail_update_keywords(tmail, MODIFY_REPLACE, kw);
+		mailbox_keywords_unref(&kw);
+	}
+	if (sync_locations_finish(ctx, &locs, !ctx->opts->dry_run) < 0)
+		ret = -1;
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Fetching flags of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	if (dt != NULL) {
+		mail_free(&dmail);
+		/* the sync applies the changes to the mail files */
+		if (mailbox_transaction_commit(&dt) < 0 ||
+		    mailbox_sync(dbox, 0) < 0) {
+			migrate_sync_set_dest_error(ctx, dbox, "Updating flags in");
+			ret = -1;
+		}
+		migrate_sync_kill_point(ctx, "flags");
+	}
+	if (ret < 0)
+		return -1;
+	if (ctx->opts->final) {
+		/* the final sync deletes nothing */
+		return 0;
+	}
+
+	/* what we copied and the source no longer lists is gone */
+	array_foreach(&state->map, map) {
+		if (!seq_range_exists(&seen, map->src_uid))
+			seq_range_array_add(&f->delete_src_uids, map->src_uid);
+	}
+	return 0;
+}
+
+/* A dry run over a new folder: what the copy would download, from the
+   sizes only. */
+static int
+sync_folder_count_bytes(struct migrate_sync_ctx *ctx,
+			const struct migrate_sync_folder *f)
+{
+	struct mailbox *sbox;
+	struct mailbox_metadata metadata;
+	int ret = 0;
+
+	if (f->src_status.messages == 0)
+		return 0;
+	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+			     MAILBOX_FLAG_READONLY);
+	if (mailbox_get_metadata(sbox, MAILBOX_METADATA_VIRTUAL_SIZE,
+				 &metadata) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Fetching sizes of");
+		ret = -1;
+	} else {
+		ctx->stats->bytes_copied += metadata.virtual_size;
+	}
+	mailbox_free(&sbox);
+	return ret;
+}
+
+static bool
+sync_folder_unchanged(const struct migrate_sync_folder *f)
+{
+	const struct migrate_state_folder *state = f->state;
+	const struct mailbox_status *status = &f->src_status;
+
+	return state->src_uidnext != 0 &&
+		state->src_uidvalidity == status->uidvalidity &&
+		state->src_uidnext == status->uidnext &&
+		state->src_messages == status->messages &&
+		status->highest_modseq != 0 &&
+		state->src_highestmodseq == status->highest_modseq;
+}
+
+int
+migrate_sync_mailbox_status(struct migrate_sync_ctx *ctx,
+		   struct migrate_sync_folder *f)
+{
+	const enum mailbox_status_items items = STATUS_UIDVALIDITY |
+		STATUS_UIDNEXT | STATUS_MESSAGES | STATUS_HIGHESTMODSEQ;
+	struct mailbox *sbox;
+	int ret = 0;
+
+	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+			     MAILBOX_FLAG_READONLY);
+
+	if (mailbox_get_status(sbox, items, &f->src_status) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "STATUS of");
+		ret = -1;
+	} else if (f->src_status.uidvalidity == 0) {
+		/* a STATUS reply imapc could not use (mailutils' imap4d
+		   does not quote a name with a space in it): EXAMINE
+		   tells the same */
+		if (mailbox_sync(sbox, 0) < 0) {
+			migrate_sync_set_source_error(ctx, sbox, "Opening");
+			ret = -1;
+		} else {
+			mailbox_get_open_status(sbox, items, &f->src_status);
+		}
+		if (ret == 0 && f->src_status.uidvalidity == 0) {
+			/* never skip a folder in silence */
+			migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED,
+				t_strdup_printf("Source: %s has no UIDVALIDITY",
+						f->src_name));
+			ret = -1;
+		}
+	}
+	mailbox_free(&sbox);
+	return ret;
+}
+
+static void
+sync_mailbox_uidvalidity_changed(struct migrate_sync_ctx *ctx,
+				struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+	const struct migrate_uid_map *map;
+
+	e_warning(ctx->event, "Source UIDVALIDITY of %s changed (%u -> %u): "
+		  "its messages are matched again by content",
+		  f->src_name, state->src_uidvalidity,
+		  f->src_status.uidvalidity);
+	/* the copies of the old UIDVALIDITY stay until the run proves them
+	   gone; the new UIDs are copied anew.  Archived copies stay where
+	   they are, foreign from now on. */
+	array_foreach(&state->map, map) {
+		if (map->dest_loc == 0) {
+			seq_range_array_add(&f->delete_orphan_dest_uids,
+					    map->dest_uid);
+		}
+	}
+	migrate_state_folder_clear_map(ctx->state, state);
+}
+
+/* Record the source status taken before reading the folder: what changed
+   since then is seen by the next run. */
+void
+migrate_sync_mailbox_set_complete(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+
+	if (f->rejected > 0 || f->skipped > 0 || f->deletes_unconfirmed) {
+		/* what was left out is tried again by the next run, and what
+		   seemed gone is looked for again: a source that said so by
+		   mistake would otherwise lose it for good, as the folder's
+		   STATUS would still match */
+		migrate_state_folder_update(ctx->state, state);
+		return;
+	}
+	state->src_uidnext = f->src_status.uidnext;
+	state->src_messages = f->src_status.messages;
+	state->src_highestmodseq = f->src_status.highest_modseq;
+	migrate_state_folder_update(ctx->state, state);
+}
+
+/* Every message the copy set out to copy must now be mapped, left out
+   (reported) or gone from the source (skipped).  Anything else is a loss
+   that nothing else would notice: the folder is then not complete, the
+   run fails and the next run copies what is missing. */
+static int
+sync_folder_check_copied(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f)
+{
+	const struct seq_range *range;
+	ARRAY_TYPE(seq_range) missing;
+	unsigned int count, wanted;
+	uint32_t uid;
+
+	if (!array_is_created(&f->copying_uids) ||
+	    array_count(&f->copying_uids) == 0)
+		return 0;
+	wanted = seq_range_count(&f->copying_uids);
+	t_array_init(&missing, 8);
+	array_foreach(&f->copying_uids, range) {
+		for (uid = range->seq1; uid <= range->seq2; uid++) {
+			if (migrate_state_map_lookup(f->state, uid) == NULL)
+				seq_range_array_add(&missing, uid);
+			if (uid == (uint32_t)-1)
+				break;
+		}
+	}
+	array_clear(&f->copying_uids);
+	count = seq_range_count(&missing);
+	if (count <= f->rejected + f->skipped)
+		return 0;
+
+	migrate_sync_set_error(ctx, MIGRATE_ERROR_TEMP, t_strdup_printf(
+		"%s: %u of %u messages were neither copied, left out nor "
+		"gone from the source (UIDs %s, %u left out, %u gone): the "
+		"next run copies them", f->dest_name,
+		count - f->rejected - f->skipped, wanted,
+		migrate_sync_uids_str(&missing), f->rejected, f->skipped));
+	return -1;
+}
+
+/* After the copy: map what reached the destination since the last scan,
+   and record the folder as complete unless deletions are pending. */
+int
+migrate_sync_mailbox_finish(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		   struct mailbox *dbox)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox_status dstatus;
+
+	if (mailbox_get_status(dbox, STATUS_UIDNEXT, &dstatus) < 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Opening");
+		return -1;
+	}
+	if (dstatus.uidnext > state->dest_uidnext &&
+	    sync_scan_new_dest(ctx, f, dbox) < 0)
+		return -1;
+	if (sync_folder_check_copied(ctx, f) < 0) {
+		migrate_state_folder_update(ctx->state, state);
+		return -1;
+	}
+	/* with deletions pending, the folder is complete only once they are
+	   made */
+	if (array_count(&f->delete_src_uids) == 0 &&
+	    array_count(&f->delete_orphan_dest_uids) == 0)
+		migrate_sync_mailbox_set_complete(ctx, f);
+	else
+		migrate_state_folder_update(ctx->state, state);
+	migrate_sync_kill_point(ctx, "finish");
+	return 0;
+}
+
+
+int
+migrate_sync_mailbox(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox *sbox, *dbox = NULL;
+	ARRAY_TYPE(seq_range) copy_uids;
+	int ret = 0;
+
+	/* --maxage looks at every message in its window again */
+	if (state != NULL && ctx->opts->maxage_days == 0 &&
+	    sync_folder_unchanged(f)) {
+		/* nothing changed at the source since the last complete
+		   sync: no SELECT, nothing downloaded */
+		ctx->stats->folders_unchanged++;
+		return 0;
+	}
+	if (ctx->opts->dry_run && state == NULL) {
+		ctx->stats->folders_created++;
+		ctx->stats->messages_copied += f->src_status.messages;
+		return sync_folder_count_bytes(ctx, f);
+	}
+	if (state == NULL) {
+		state = f->state = migrate_state_folder_add(ctx->state,
+			f->src_name, f->dest_name);
+		state->src_uidvalidity = f->src_status.uidvalidity;
+		migrate_state_folder_update(ctx->state, state);
+	} else if (state->src_uidvalidity != f->src_status.uidvalidity) {
+		if (!ctx->opts->dry_run)
+			sync_mailbox_uidvalidity_changed(ctx, f);
+		state->src_uidvalidity = f->src_status.uidvalidity;
+	}
+
+	if (!ctx->opts->dry_run) {
+		if (sync_dest_open(ctx, f, &dbox) < 0)
+			return -1;
+		if (sync_scan_new_dest(ctx, f, dbox) < 0) {
+			mailbox_free(&dbox);
+			return -1;
+		}
+	} else {
+		dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
+		if (mailbox_open(dbox) < 0)
+			mailbox_free(&dbox);
+	}
+
+	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+			     MAILBOX_FLAG_READONLY);
+	if (mailbox_sync(sbox, 0) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Opening");
+		ret = -1;
+	}
+	t_array_init(&copy_uids, 64);
+	if (ret == 0) {
+		ret = sync_folder_metadata(ctx, f, sbox, dbox, &copy_uids);
+	}
+	if (ret == 0 && array_count(&copy_uids) > 0 &&
+	    array_count(&f->recover_dest_uids) > 0 && !ctx->opts->dry_run) {
+		ret = migrate_sync_import_rematch(ctx, f, sbox, dbox, &copy_uids,
+			&f->recover_dest_uids,
+			"copies of an interrupted batch");
+	}
+	if (ret == 0 && !ctx->opts->dry_run) {
+		/* what is left did not come from us */
+		ctx->stats->messages_foreign +=
+			seq_range_count(&f->recover_dest_uids);
+		array_clear(&f->recover_dest_uids);
+		state->dest_pending_uidnext = 0;
+	}
+	if (ret == 0 && array_count(&copy_uids) > 0 &&
+	    array_count(&f->delete_orphan_dest_uids) > 0 &&
+	    !ctx->opts->dry_run) {
+		ret = migrate_sync_import_rematch(ctx, f, sbox, dbox, &copy_uids,
+			&f->delete_orphan_dest_uids,
+			"messages of the old UIDVALIDITY");
+	}
+	if (ret == 0 && ctx->gmail && array_count(&copy_uids) > 0 &&
+	    !ctx->opts->dry_run)
+		ret = migrate_sync_gmail_import(ctx, f, sbox, dbox, &copy_uids);
+	if (ret == 0 && array_count(&copy_uids) > 0 && !ctx->opts->dry_run) {
+		p_array_init(&f->copying_uids, ctx->pool,
+			     array_count(&copy_uids));
+		array_append_array(&f->copying_uids, &copy_uids);
+	}
+	if (ret == 0 && array_count(&copy_uids) > 0) {
+		if (ctx->opts->dry_run)
+			ret = migrate_sync_import_dry_run(ctx, sbox, &copy_uids);
+		else if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids)) {
+			/* sync_worker_done() finishes the folder */
+			mailbox_free(&sbox);
+			mailbox_free(&dbox);
+			return 0;
+		} else {
+			ret = migrate_sync_import(ctx, f, sbox, dbox, &copy_uids);
+		}
+	}
+	mailbox_free(&sbox);
+
+	if (ret == 0 && !ctx->opts->dry_run)
+		ret = migrate_sync_mailbox_finish(ctx, f, dbox);
+	if (dbox != NULL)
+		mailbox_free(&dbox);
+	return ret;
+}

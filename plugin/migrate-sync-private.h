@@ -1,0 +1,239 @@
+#ifndef MIGRATE_SYNC_PRIVATE_H
+#define MIGRATE_SYNC_PRIVATE_H
+
+/* The sync engine's shared context, for its parts:
+   migrate-sync.c         the run: folders in order, errors, progress
+   migrate-sync-tree.c    the source's folder tree: listing, names,
+                          subscriptions, renames
+   migrate-sync-mailbox.c one folder: status, destination scan, flag pass,
+                          archived copies, completion
+   migrate-sync-import.c  the copy: plan, fetch, save, commit, rematch
+   migrate-sync-gmail.c   Gmail's labels and views
+   migrate-sync-delete.c  what the source proved gone
+   migrate-sync-worker.c  both ends of the worker protocol */
+
+#include "hash.h"
+#include "seq-range-array.h"
+#include "mail-storage.h"
+#include "migrate-settings.h"
+#include "migrate-state.h"
+#include "migrate-sync.h"
+
+struct mail_namespace;
+struct mail_search_context;
+struct mailbox_header_lookup_ctx;
+struct migrate_fetcher;
+struct sync_gmail_copy;
+
+struct migrate_sync_folder {
+	const char *src_name;
+	const char *dest_name;
+	bool subscribed;
+	bool selected;
+
+	struct migrate_state_folder *state;
+	struct mailbox_status src_status;
+
+	/* deletions planned for the end of the run */
+	ARRAY_TYPE(seq_range) delete_src_uids;
+	/* messages of a previous UIDVALIDITY, not matched to the new one */
+	ARRAY_TYPE(seq_range) delete_orphan_dest_uids;
+	/* destination messages without our GUID saved in a batch that a
+	   crash interrupted: ours if their content matches a source message */
+	ARRAY_TYPE(seq_range) recover_dest_uids;
+	/* a worker copies this folder's messages, this many */
+	bool delegated;
+	unsigned int delegated_count;
+	/* the source UIDs this run set out to copy: once the copy is over,
+	   each is mapped, left out or gone from the source */
+	ARRAY_TYPE(seq_range) copying_uids;
+	/* messages left out by this run: the folder is not complete */
+	unsigned int rejected;
+	/* messages the source no longer had when we fetched them: the
+	   folder is not complete until a run sees them gone */
+	unsigned int skipped;
+	/* a second look found messages that the pass did not see: their
+	   copies stay and the folder is not complete */
+	bool deletes_unconfirmed;
+	/* Gmail's All Mail: copied into our Archive, only the messages
+	   that carry no label */
+	bool gmail_all;
+};
+
+struct migrate_sync_ctx {
+	pool_t pool;
+	struct event *event;
+	struct mail_user *dest_user, *src_user;
+	struct migrate_source *source;
+	struct migrate_fetcher *fetcher;
+	struct mail_namespace *src_ns;
+	char src_sep;
+	const char *src_prefix;
+	const struct migrate_settings *set;
+	/* fdatasync the state: never more durable than the mail itself */
+	bool state_fsync;
+	const struct migrate_sync_options *opts;
+	struct migrate_sync_stats *stats;
+	struct migrate_state *state;
+
+	ARRAY(struct migrate_sync_folder) folders;
+	/* every name the source listed, selected or not */
+	HASH_TABLE(const char *, void *) src_names;
+	ARRAY(struct migrate_state_folder *) gone_folders;
+
+	struct migrate_failure failure;
+
+	struct timeval start, last_progress, folder_start;
+	bool progress_tty, progress_printed;
+	unsigned int folder_idx;
+	const char *progress_folder;
+	unsigned int progress_done, progress_total;
+
+	/* in a worker: the owner reads our answers here, else -1 */
+	int worker_out_fd;
+	/* times the migrate_debug_kill step was reached */
+	unsigned int debug_kill_seen;
+
+	/* the source is Gmail: a message is in every folder of its labels
+	   (with the same X-GM-MSGID, which imapc gives as the GUID) */
+	bool gmail;
+	/* GUID -> every source folder and UID it is in, built when a first
+	   folder has something to copy */
+	HASH_TABLE(const char *, struct sync_gmail_copy *) gmail_guids;
+	bool gmail_guids_failed;
+	struct timeval last_worker_progress;
+};
+
+/* saves not committed yet */
+struct migrate_sync_batch {
+	struct mailbox_transaction_context *t;
+	uoff_t bytes;
+	/* the source UIDs saved in this batch, in save order */
+	ARRAY(uint32_t) src_uids;
+};
+
+/* migrate-sync.c */
+extern struct event_category event_category_migrate;
+
+struct migrate_fetcher *migrate_sync_fetcher(struct migrate_sync_ctx *ctx);
+/* migrate_debug_kill: die at this step */
+void migrate_sync_kill_point(struct migrate_sync_ctx *ctx, const char *step);
+/* Keep the failure that decides the run's exit code (and log it). */
+void migrate_sync_set_error(struct migrate_sync_ctx *ctx,
+			    enum migrate_error code, const char *error);
+void migrate_sync_set_dest_error(struct migrate_sync_ctx *ctx,
+				 struct mailbox *box, const char *what);
+void migrate_sync_set_source_error(struct migrate_sync_ctx *ctx,
+				   struct mailbox *box, const char *what);
+/* A message left out, with why (logged, counted, reported). */
+void migrate_sync_reject(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f, uint32_t uid,
+			 uoff_t size, const char *reason);
+/* A whole folder left out (uid 0 in the report). */
+void migrate_sync_reject_folder(struct migrate_sync_ctx *ctx,
+				const char *folder, const char *reason);
+void migrate_sync_progress(struct migrate_sync_ctx *ctx, bool force);
+struct mail_search_context *
+migrate_sync_search_uids(struct mailbox_transaction_context *t,
+			 const ARRAY_TYPE(seq_range) *uids,
+			 enum mail_fetch_field wanted_fields,
+			 struct mailbox_header_lookup_ctx *wanted_headers);
+struct mailbox *
+migrate_sync_dest_alloc(struct migrate_sync_ctx *ctx, const char *name);
+/* UIDs for a log line: the IMAP set, cut after 200 characters */
+const char *migrate_sync_uids_str(const ARRAY_TYPE(seq_range) *uids);
+
+/* migrate-sync-tree.c */
+/* List the source's folders, give each its destination name. */
+int migrate_sync_tree_list(struct migrate_sync_ctx *ctx);
+/* Folders of the state the source no longer lists: renamed (renamed
+   here too) or gone (ctx->gone_folders). */
+void migrate_sync_tree_find_gone(struct migrate_sync_ctx *ctx);
+/* Subscribe here to what the user had subscribed at the source. */
+void migrate_sync_tree_subscribe(struct migrate_sync_ctx *ctx);
+
+/* migrate-sync-mailbox.c */
+int migrate_sync_mailbox_status(struct migrate_sync_ctx *ctx,
+				struct migrate_sync_folder *f);
+int migrate_sync_mailbox(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f);
+/* After the copy: map what reached the destination since the last scan,
+   and record the folder as complete unless deletions are pending. */
+int migrate_sync_mailbox_finish(struct migrate_sync_ctx *ctx,
+				struct migrate_sync_folder *f,
+				struct mailbox *dbox);
+void migrate_sync_mailbox_set_complete(struct migrate_sync_ctx *ctx,
+				       struct migrate_sync_folder *f);
+
+/* migrate-sync-import.c */
+/* Returns TRUE and the source UID when guid is one that we gave to a copy
+   of this folder's current UIDVALIDITY. */
+bool migrate_sync_guid_parse(const struct migrate_state_folder *state,
+			     const char *guid, uint32_t *src_uid_r);
+/* keywords without those box refuses */
+const char *const *
+migrate_sync_valid_keywords(struct mailbox *box, const char *const *keywords);
+struct mail_keywords *
+migrate_sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
+		      const char *const *keywords);
+/* Copy copy_uids of f from sbox into dbox. */
+int migrate_sync_import(struct migrate_sync_ctx *ctx,
+			struct migrate_sync_folder *f, struct mailbox *sbox,
+			struct mailbox *dbox,
+			const ARRAY_TYPE(seq_range) *copy_uids);
+/* A dry run: what the copy would do, from the sizes only. */
+int migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx,
+				struct mailbox *sbox,
+				const ARRAY_TYPE(seq_range) *uids);
+/* Save smail's body from input into the batch (committed when full). */
+int migrate_sync_import_save(struct migrate_sync_ctx *ctx,
+			     struct migrate_sync_folder *f,
+			     struct mailbox *dbox,
+			     struct migrate_sync_batch *batch,
+			     struct mail *smail, struct istream *input,
+			     time_t received);
+int migrate_sync_import_commit(struct migrate_sync_ctx *ctx,
+			       struct migrate_sync_folder *f,
+			       struct mailbox *dbox,
+			       struct migrate_sync_batch *batch);
+/* Find copies made earlier among candidates (destination UIDs) by
+   content. */
+int migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
+				struct migrate_sync_folder *f,
+				struct mailbox *sbox, struct mailbox *dbox,
+				ARRAY_TYPE(seq_range) *copy_uids,
+				ARRAY_TYPE(seq_range) *candidates,
+				const char *what);
+
+/* migrate-sync-gmail.c */
+bool migrate_sync_gmail_detect(struct migrate_sync_ctx *ctx);
+void migrate_sync_gmail_select(struct migrate_sync_ctx *ctx,
+			       ARRAY_TYPE(const_string) *special_uses);
+const char *migrate_sync_gmail_strip_prefix(const char *name, char sep);
+int migrate_sync_gmail_import(struct migrate_sync_ctx *ctx,
+			      struct migrate_sync_folder *f,
+			      struct mailbox *sbox, struct mailbox *dbox,
+			      ARRAY_TYPE(seq_range) *copy_uids);
+void migrate_sync_gmail_deinit(struct migrate_sync_ctx *ctx);
+
+/* migrate-sync-delete.c */
+/* Delete what the run proved gone from the source. */
+void migrate_sync_delete(struct migrate_sync_ctx *ctx);
+/* Expunge the given destination UIDs (all copied by us). */
+int migrate_sync_expunge(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
+			 const ARRAY_TYPE(seq_range) *dest_uids);
+/* Expunge the copies of these map entries that were moved elsewhere. */
+int migrate_sync_expunge_moved(struct migrate_sync_ctx *ctx,
+			       const ARRAY_TYPE(migrate_uid_map) *maps);
+
+/* migrate-sync-worker.c */
+void migrate_sync_worker_send_progress(struct migrate_sync_ctx *ctx);
+/* Give the copy to an idle worker: TRUE when one took it. */
+bool migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
+				  struct migrate_sync_folder *f,
+				  struct mailbox *dbox,
+				  const ARRAY_TYPE(seq_range) *copy_uids);
+/* Take the answers of the workers that are done; with wait, of all. */
+void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait);
+
+#endif

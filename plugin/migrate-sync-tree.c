@@ -1,0 +1,473 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "str.h"
+#include "mail-user.h"
+#include "mail-namespace.h"
+#include "mail-storage.h"
+#include "mailbox-list-iter.h"
+#include "migrate-fetch.h"
+#include "migrate-names.h"
+#include "migrate-sync-private.h"
+
+HASH_TABLE_DEFINE_TYPE(migrate_names, const char *, const char *);
+
+/* <folder names> */
+
+static const char *
+sync_dest_special_name(struct migrate_sync_ctx *ctx,
+		       enum migrate_special_use use)
+{
+	static const char *const default_names[MIGRATE_SPECIAL_COUNT] = {
+		[MIGRATE_SPECIAL_SENT] = "Sent",
+		[MIGRATE_SPECIAL_TRASH] = "Trash",
+		[MIGRATE_SPECIAL_DRAFTS] = "Drafts",
+		[MIGRATE_SPECIAL_JUNK] = "Junk",
+		[MIGRATE_SPECIAL_ARCHIVE] = "Archive",
+	};
+	struct mail_namespace *ns =
+		mail_namespace_find_inbox(ctx->dest_user->namespaces);
+	const char *flag = migrate_special_use_flag(use);
+	struct mailbox_settings *const *boxp;
+
+	/* the mailbox the destination configured for this SPECIAL-USE */
+	if (array_is_created(&ns->set->mailboxes)) {
+		array_foreach(&ns->set->mailboxes, boxp) {
+			const char *const *uses =
+				t_strsplit_spaces((*boxp)->special_use, " ");
+			if (str_array_icase_find(uses, flag))
+				return t_strconcat(ns->prefix, (*boxp)->name,
+						   NULL);
+		}
+	}
+	return t_strconcat(ns->prefix, default_names[use], NULL);
+}
+
+static const char *
+sync_map_name(struct migrate_sync_ctx *ctx, const char *src_name,
+	      const char *special_use_flags, bool map_special_use)
+{
+	struct mail_namespace *ns =
+		mail_namespace_find_inbox(ctx->dest_user->namespaces);
+	char dest_sep = mail_namespace_get_sep(ns);
+	const char *name, *top, *rest, *p;
+	enum migrate_special_use use;
+
+	name = migrate_name_convert(src_name, ctx->src_sep, ctx->src_prefix,
+				    dest_sep, ctx->set->escape_char);
+	if (ctx->gmail)
+		name = migrate_sync_gmail_strip_prefix(name, dest_sep);
+	if (strcasecmp(name, "INBOX") == 0)
+		return "INBOX";
+	if (map_special_use) {
+		p = strchr(name, dest_sep);
+		top = p == NULL ? name : t_strdup_until(name, p);
+		rest = p == NULL ? "" : p;
+		use = p == NULL && special_use_flags != NULL ?
+			migrate_special_use_parse(special_use_flags) :
+			MIGRATE_SPECIAL_NONE;
+		if (use == MIGRATE_SPECIAL_NONE)
+			use = migrate_special_use_from_name(top);
+		if (use != MIGRATE_SPECIAL_NONE) {
+			name = t_strconcat(sync_dest_special_name(ctx, use),
+					   rest, NULL);
+		}
+	}
+	if (ns->prefix_len > 0 && strncmp(name, "INBOX", 5) != 0)
+		name = t_strconcat(ns->prefix, name, NULL);
+	return name;
+}
+
+static const char *sync_detect_prefix(struct migrate_sync_ctx *ctx)
+{
+	const struct migrate_sync_folder *f;
+	const char *prefix;
+	size_t len;
+	bool any = FALSE;
+
+	if (ctx->set->source_prefix[0] != '\0')
+		return ctx->set->source_prefix;
+	/* Courier-style servers put every folder under "INBOX." */
+	prefix = t_strdup_printf("INBOX%c", ctx->src_sep);
+	len = strlen(prefix);
+	array_foreach(&ctx->folders, f) {
+		if (strcasecmp(f->src_name, "INBOX") == 0)
+			continue;
+		if (strncasecmp(f->src_name, prefix, len) != 0)
+			return "";
+		any = TRUE;
+	}
+	return any && ctx->src_sep == '.' ? prefix : "";
+}
+
+
+/* Dovecot folds the case of INBOX in names: a source with both
+   "INBOX/x" and "inbox/x" (mailutils, Cyrus with some settings) shows
+   them to us as one folder.  The source's own LIST tells them apart; the
+   second cannot be read through imapc, so it is left out and reported,
+   never merged into the first. */
+static void sync_check_inbox_case(struct migrate_sync_ctx *ctx)
+{
+	const struct migrate_sync_folder *f;
+	ARRAY_TYPE(const_string) names;
+	const char *name, *error;
+	bool children = FALSE;
+
+	array_foreach(&ctx->folders, f) {
+		if (strncmp(f->src_name, "INBOX", 5) == 0 &&
+		    f->src_name[5] == ctx->src_sep)
+			children = TRUE;
+	}
+	if (!children)
+		return;
+	p_array_init(&names, ctx->pool, 32);
+	if (migrate_fetcher_list(migrate_sync_fetcher(ctx), ctx->pool, &names,
+				 &error) < 0) {
+		e_warning(ctx->event, "Source: Checking the case of INBOX's "
+			  "children failed: %s", error);
+		return;
+	}
+	array_foreach_elem(&names, name) {
+		if (strncasecmp(name, "INBOX", 5) != 0 ||
+		    name[5] != ctx->src_sep || strncmp(name, "INBOX", 5) == 0)
+			continue;
+		if (!array_lsearch(&names, &(const char *){
+				t_strconcat("INBOX", name + 5, NULL) },
+				i_strcmp_p))
+			continue;
+		migrate_sync_reject_folder(ctx, name, t_strdup_printf(
+			"Dovecot's IMAP client cannot tell it from INBOX%s "
+			"(INBOX is case-insensitive to Dovecot)", name + 5));
+	}
+}
+
+static struct migrate_sync_folder *
+sync_folder_find(struct migrate_sync_ctx *ctx, const char *src_name)
+{
+	struct migrate_sync_folder *f;
+
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (strcmp(f->src_name, src_name) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+/* A LIST that fails authorises nothing: the run stops before any
+   deletion. */
+static int
+sync_source_list_deinit(struct migrate_sync_ctx *ctx,
+			struct mailbox_list_iterate_context **iter,
+			const char *what)
+{
+	enum mail_error error;
+	const char *errstr;
+
+	if (mailbox_list_iter_deinit(iter) == 0)
+		return 0;
+	errstr = mailbox_list_get_last_internal_error(ctx->src_ns->list,
+						      &error);
+	migrate_sync_set_error(ctx, migrate_error_from_source(error, errstr),
+		t_strdup_printf("Source: Listing %s failed: %s", what,
+				migrate_source_explain_error(errstr)));
+	return -1;
+}
+
+static int sync_list_source_subscriptions(struct migrate_sync_ctx *ctx)
+{
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	struct migrate_sync_folder *f;
+
+	if (!ctx->set->subscriptions)
+		return 0;
+	iter = mailbox_list_iter_init(ctx->src_ns->list, "*",
+				      MAILBOX_LIST_ITER_SELECT_SUBSCRIBED |
+				      MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		f = sync_folder_find(ctx, info->vname);
+		if (f != NULL)
+			f->subscribed = TRUE;
+	}
+	return sync_source_list_deinit(ctx, &iter, "subscriptions");
+}
+
+/* Subscribe here to what the user had subscribed at the source; never
+   unsubscribe (the user may have subscribed here on purpose). */
+void migrate_sync_tree_subscribe(struct migrate_sync_ctx *ctx)
+{
+	struct mail_namespace *ns;
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	const struct migrate_sync_folder *f;
+	struct mailbox *box;
+	HASH_TABLE(const char *, void *) subscribed;
+
+	if (!ctx->set->subscriptions || ctx->opts->dry_run)
+		return;
+	hash_table_create(&subscribed, ctx->pool, 0, str_hash, strcmp);
+	iter = mailbox_list_iter_init_namespaces(ctx->dest_user->namespaces,
+		(const char *const[]){ "*", NULL },
+		MAIL_NAMESPACE_TYPE_PRIVATE,
+		MAILBOX_LIST_ITER_SELECT_SUBSCRIBED |
+		MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		const char *name = p_strdup(ctx->pool, info->vname);
+
+		hash_table_update(subscribed, name, POINTER_CAST(1));
+	}
+	if (mailbox_list_iter_deinit(&iter) < 0)
+		e_warning(ctx->event, "Listing subscriptions failed");
+
+	array_foreach(&ctx->folders, f) {
+		if (!f->subscribed || !f->selected || f->dest_name == NULL ||
+		    hash_table_lookup(subscribed, f->dest_name) != NULL)
+			continue;
+		ns = mail_namespace_find(ctx->dest_user->namespaces,
+					 f->dest_name);
+		box = mailbox_alloc(ns->list, f->dest_name, 0);
+		if (mailbox_set_subscribed(box, TRUE) == 0)
+			migrate_sync_kill_point(ctx, "subscribe");
+		else {
+			e_warning(ctx->event, "Subscribing %s failed: %s",
+				  f->dest_name,
+				  mailbox_get_last_internal_error(box, NULL));
+		}
+		mailbox_free(&box);
+	}
+	hash_table_destroy(&subscribed);
+}
+
+static void
+sync_assign_dest_name(struct migrate_sync_ctx *ctx,
+		      HASH_TABLE_TYPE(migrate_names) dest_names,
+		      struct migrate_sync_folder *f, const char *dest_name)
+{
+	const char *base = dest_name, *other;
+	unsigned int suffix = 2;
+
+	other = hash_table_lookup(dest_names, dest_name);
+	if (other != NULL) {
+		/* two source folders must never be merged into one */
+		do {
+			dest_name = t_strdup_printf("%s%c%u", base,
+				ctx->set->escape_char, suffix++);
+		} while (hash_table_lookup(dest_names, dest_name) != NULL);
+		e_warning(ctx->event, "Source folders %s and %s both map to "
+			  "%s: copying %s to %s", other, f->src_name, base,
+			  f->src_name, dest_name);
+	}
+	f->dest_name = p_strdup(ctx->pool, dest_name);
+	hash_table_insert(dest_names, f->dest_name, f->src_name);
+}
+
+/* Give every source folder its destination name.  A folder copied before
+   keeps its name.  A name the source uses literally wins over a special-use
+   mapping onto it: with both "Sent" and "Itens Enviados" at the source,
+   "Sent" stays "Sent". */
+static void
+sync_assign_dest_names(struct migrate_sync_ctx *ctx,
+		       const ARRAY_TYPE(const_string) *special_uses)
+{
+	HASH_TABLE_TYPE(migrate_names) dest_names;
+	ARRAY_TYPE(const_string) mapped_names;
+	struct migrate_sync_folder *f;
+	const char *plain, *mapped;
+	unsigned int i, n = array_count(&ctx->folders);
+
+	hash_table_create(&dest_names, ctx->pool, 0, str_hash, strcmp);
+	t_array_init(&mapped_names, n);
+	for (i = 0; i < n; i++) {
+		const struct migrate_state_folder *state;
+
+		f = array_idx_modifiable(&ctx->folders, i);
+		state = migrate_state_folder_lookup(ctx->state, f->src_name);
+		if (state != NULL &&
+		    hash_table_lookup(dest_names, state->dest_name) == NULL) {
+			f->dest_name = p_strdup(ctx->pool, state->dest_name);
+			hash_table_insert(dest_names, f->dest_name,
+					  f->src_name);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		f = array_idx_modifiable(&ctx->folders, i);
+		if (f->dest_name != NULL) {
+			array_push_back(&mapped_names,
+					&(const char *){ NULL });
+			continue;
+		}
+		plain = sync_map_name(ctx, f->src_name, NULL, FALSE);
+		mapped = !ctx->set->special_use ? plain :
+			sync_map_name(ctx, f->src_name,
+				      array_idx_elem(special_uses, i), TRUE);
+		if (strcmp(plain, mapped) == 0) {
+			sync_assign_dest_name(ctx, dest_names, f, plain);
+			mapped = NULL;
+		}
+		array_push_back(&mapped_names, &mapped);
+	}
+	for (i = 0; i < n; i++) {
+		mapped = array_idx_elem(&mapped_names, i);
+		if (mapped == NULL)
+			continue;
+		f = array_idx_modifiable(&ctx->folders, i);
+		if (hash_table_lookup(dest_names, mapped) != NULL) {
+			e_info(ctx->event, "Not mapping %s onto %s: the source "
+			       "has a folder of that name too",
+			       f->src_name, mapped);
+			mapped = sync_map_name(ctx, f->src_name, NULL, FALSE);
+		}
+		sync_assign_dest_name(ctx, dest_names, f, mapped);
+	}
+}
+
+/* <renames and deletions> */
+
+int migrate_sync_tree_list(struct migrate_sync_ctx *ctx)
+{
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	struct migrate_sync_folder *f;
+	ARRAY_TYPE(const_string) special_uses;
+	const char *name;
+
+	ctx->src_ns = ctx->src_user->namespaces;
+	ctx->src_sep = mail_namespace_get_sep(ctx->src_ns);
+	p_array_init(&ctx->folders, ctx->pool, 32);
+	p_array_init(&special_uses, ctx->pool, 32);
+	hash_table_create(&ctx->src_names, ctx->pool, 0, str_hash, strcmp);
+
+	iter = mailbox_list_iter_init(ctx->src_ns->list, "*",
+				      MAILBOX_LIST_ITER_RETURN_SPECIALUSE);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		name = p_strdup(ctx->pool, info->vname);
+		hash_table_update(ctx->src_names, name, POINTER_CAST(1));
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0)
+			continue;
+		f = array_append_space(&ctx->folders);
+		f->src_name = name;
+		f->selected = migrate_name_is_selected(name,
+			ctx->set->include, ctx->set->exclude);
+		array_push_back(&special_uses, &(const char *){
+			p_strdup(ctx->pool, info->special_use) });
+	}
+	if (sync_source_list_deinit(ctx, &iter, "folders") < 0)
+		return -1;
+	if (sync_list_source_subscriptions(ctx) < 0)
+		return -1;
+	if (hash_table_lookup(ctx->src_names, (const char *)"INBOX") == NULL) {
+		/* some servers do not list INBOX with "*" */
+		f = array_append_space(&ctx->folders);
+		f->src_name = "INBOX";
+		f->selected = migrate_name_is_selected("INBOX",
+			ctx->set->include, ctx->set->exclude);
+		array_push_back(&special_uses, &(const char *){ NULL });
+		hash_table_update(ctx->src_names, (const char *)"INBOX",
+				  POINTER_CAST(1));
+	}
+	ctx->src_prefix = p_strdup(ctx->pool, sync_detect_prefix(ctx));
+	sync_check_inbox_case(ctx);
+	ctx->gmail = migrate_sync_gmail_detect(ctx);
+	if (ctx->gmail) {
+		e_debug(ctx->event, "The source is Gmail");
+		migrate_sync_gmail_select(ctx, &special_uses);
+	}
+
+	sync_assign_dest_names(ctx, &special_uses);
+	return 0;
+}
+
+static struct migrate_sync_folder *
+sync_find_renamed(struct migrate_sync_ctx *ctx,
+		  const struct migrate_state_folder *state)
+{
+	struct migrate_sync_folder *f;
+
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (f->state == NULL && f->selected &&
+		    f->src_status.uidvalidity != 0 &&
+		    f->src_status.uidvalidity == state->src_uidvalidity &&
+		    migrate_state_folder_lookup(ctx->state,
+						f->src_name) == NULL)
+			return f;
+	}
+	return NULL;
+}
+
+static int
+sync_rename_dest(struct migrate_sync_ctx *ctx,
+		 const struct migrate_state_folder *state,
+		 const struct migrate_sync_folder *f)
+{
+	struct mailbox *box, *dest_box;
+	enum mailbox_existence old_exists, new_exists;
+	int ret = 0;
+
+	if (strcmp(state->dest_name, f->dest_name) == 0)
+		return 0;
+	box = migrate_sync_dest_alloc(ctx, state->dest_name);
+	dest_box = migrate_sync_dest_alloc(ctx, f->dest_name);
+	if (mailbox_exists(box, FALSE, &old_exists) < 0 ||
+	    mailbox_exists(dest_box, FALSE, &new_exists) < 0) {
+		migrate_sync_set_dest_error(ctx, box, "Looking up");
+		ret = -1;
+	} else if (old_exists == MAILBOX_EXISTENCE_NONE &&
+		   new_exists == MAILBOX_EXISTENCE_SELECT) {
+		/* renamed already, by a run that stopped before it could
+		   record it */
+	} else if (mailbox_rename(box, dest_box) < 0) {
+		migrate_sync_set_dest_error(ctx, box, "Renaming");
+		ret = -1;
+	} else {
+		migrate_sync_kill_point(ctx, "rename");
+	}
+	mailbox_free(&box);
+	mailbox_free(&dest_box);
+	return ret;
+}
+
+void migrate_sync_tree_find_gone(struct migrate_sync_ctx *ctx)
+{
+	const ARRAY_TYPE(migrate_state_folder) *sfolders;
+	struct migrate_state_folder *const *sfp, *state;
+	struct migrate_sync_folder *f;
+	const char *error;
+
+	p_array_init(&ctx->gone_folders, ctx->pool, 8);
+	sfolders = migrate_state_get_folders(ctx->state);
+	array_foreach(sfolders, sfp) {
+		state = *sfp;
+		if (hash_table_lookup(ctx->src_names, state->src_name) != NULL)
+			continue;
+		/* not listed: renamed (same UIDVALIDITY under a new name
+		   that we do not know yet) or gone */
+		f = sync_find_renamed(ctx, state);
+		if (f == NULL) {
+			array_push_back(&ctx->gone_folders, &state);
+			continue;
+		}
+		e_info(ctx->event, "Source folder %s was renamed to %s",
+		       state->src_name, f->src_name);
+		ctx->stats->folders_renamed++;
+		if (ctx->opts->dry_run) {
+			f->state = state;
+			continue;
+		}
+		if (sync_rename_dest(ctx, state, f) < 0) {
+			/* never copy the folder again under its new name */
+			f->selected = FALSE;
+			continue;
+		}
+		state->src_name = p_strdup(ctx->pool, f->src_name);
+		state->dest_name = p_strdup(ctx->pool, f->dest_name);
+		migrate_state_folder_update(ctx->state, state);
+		f->state = state;
+		/* a crash now must not find the folder renamed but the state
+		   not */
+		if (migrate_state_flush(ctx->state, ctx->state_fsync, &error) < 0)
+			migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+	}
+}

@@ -1,0 +1,358 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "strescape.h"
+#include "strnum.h"
+#include "write-full.h"
+#include "time-util.h"
+#include "imap-util.h"
+#include "imap-seqset.h"
+#include "mail-storage.h"
+#include "migrate-fetch.h"
+#include "migrate-workers.h"
+#include "migrate-sync-private.h"
+
+/* how often a worker tells its owner how far it is */
+#define MIGRATE_WORKER_PROGRESS_MSECS 500
+/* a folder with fewer messages to copy is not worth a worker's job */
+#define MIGRATE_WORKER_MIN_MESSAGES 100
+
+/* The report of a job as one field: a line per item, tab-separated */
+static void
+sync_worker_report_append(string_t *answer,
+			  const struct migrate_sync_report *report)
+{
+	const struct migrate_sync_rejected *rej;
+	const struct migrate_sync_dropped_keyword *kw;
+	string_t *str = t_str_new(128);
+
+	array_foreach(&report->rejected, rej) {
+		str_append(str, "R\t");
+		str_append_tabescaped(str, rej->folder);
+		str_printfa(str, "\t%u\t%"PRIuUOFF_T"\t", rej->uid,
+			    rej->size);
+		str_append_tabescaped(str, rej->reason);
+		str_append_c(str, '\n');
+	}
+	array_foreach(&report->dropped_keywords, kw) {
+		str_append(str, "K\t");
+		str_append_tabescaped(str, kw->keyword);
+		str_printfa(str, "\t%u\n", kw->count);
+	}
+	str_append_c(answer, '\t');
+	str_append_tabescaped(answer, str_c(str));
+}
+
+/* The owner's side: add a job's report field to ours. */
+static void
+sync_worker_report_merge(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f, const char *field)
+{
+	const char *const *lines, *const *args;
+	unsigned int uid, count;
+	uoff_t size;
+
+	lines = t_strsplit(field, "\n");
+	for (; *lines != NULL; lines++) {
+		args = t_strsplit_tabescaped(*lines);
+		if (args[0] == NULL)
+			continue;
+		if (strcmp(args[0], "R") == 0 &&
+		    str_array_length(args) == 5 &&
+		    str_to_uint(args[2], &uid) == 0 &&
+		    str_to_uoff(args[3], &size) == 0) {
+			ctx->stats->messages_rejected++;
+			f->rejected++;
+			if (ctx->opts->report != NULL) {
+				migrate_sync_report_rejected(ctx->opts->report,
+					args[1], uid, size, args[4]);
+			}
+		} else if (strcmp(args[0], "K") == 0 &&
+			   str_array_length(args) == 3 &&
+			   str_to_uint(args[2], &count) == 0) {
+			if (ctx->opts->report != NULL) {
+				migrate_sync_report_keyword(ctx->opts->report,
+							    args[1], count);
+			}
+		}
+	}
+}
+
+/* A worker's progress goes to its owner, who shows it. */
+void migrate_sync_worker_send_progress(struct migrate_sync_ctx *ctx)
+{
+	struct timeval now;
+	const char *line;
+
+	i_gettimeofday(&now);
+	if (timeval_diff_msecs(&now, &ctx->last_worker_progress) <
+	    MIGRATE_WORKER_PROGRESS_MSECS)
+		return;
+	ctx->last_worker_progress = now;
+	line = t_strdup_printf("P\t%u\n", ctx->progress_done);
+	/* the owner reads it when it next looks; a lost line is no loss */
+	(void)write_full(ctx->worker_out_fd, line, strlen(line));
+}
+
+/* <worker processes> */
+
+/* Give the copy to an idle worker, when there is one and the copy is
+   worth it.  Returns TRUE when a worker took it. */
+bool
+migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f, struct mailbox *dbox,
+		     const ARRAY_TYPE(seq_range) *copy_uids)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox_status status;
+	unsigned int count = seq_range_count(copy_uids);
+	const char *error;
+	string_t *line;
+
+	if (ctx->gmail) {
+		/* a message in several labels is downloaded once: that
+		   needs one process to know what is copied */
+		return FALSE;
+	}
+	if (ctx->opts->workers == NULL ||
+	    count < MIGRATE_WORKER_MIN_MESSAGES ||
+	    migrate_workers_idle(ctx->opts->workers) == 0)
+		return FALSE;
+	/* the worker's commits are recovered like our own batches when we
+	   crash before we have mapped them */
+	mailbox_get_open_status(dbox, STATUS_UIDNEXT, &status);
+	state->dest_pending_uidnext = status.uidnext;
+	migrate_state_folder_update(ctx->state, state);
+	if (migrate_state_flush(ctx->state, ctx->state_fsync, &error) < 0) {
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+		return FALSE;
+	}
+
+	line = t_str_new(256);
+	str_printfa(line, "COPY\t%u\t%u\t%u\t", state->id,
+		    state->src_uidvalidity, state->dest_uidvalidity);
+	str_append_tabescaped(line, f->src_name);
+	str_append_c(line, '\t');
+	str_append_tabescaped(line, f->dest_name);
+	str_append_c(line, '\t');
+	imap_write_seq_range(line, copy_uids);
+	if (!migrate_workers_submit(ctx->opts->workers, str_c(line), f))
+		return FALSE;
+	f->delegated = TRUE;
+	f->delegated_count = count;
+	e_debug(ctx->event, "%s: a worker copies %u messages",
+		f->dest_name, count);
+	return TRUE;
+}
+
+/* A worker's answer for folder f (NULL: the worker died). */
+static void
+sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 const char *line)
+{
+	const char *const *args = NULL;
+	unsigned int copied, skipped, dropped, code = MIGRATE_ERROR_FAILED;
+	unsigned int report_idx;
+	struct mailbox *dbox;
+	const char *error;
+	uoff_t bytes;
+	bool done;
+
+	f->delegated = FALSE;
+	if (line != NULL)
+		args = t_strsplit_tabescaped(line);
+	if (args == NULL || str_array_length(args) < 5 ||
+	    str_to_uint(args[1], &copied) < 0 ||
+	    str_to_uoff(args[2], &bytes) < 0 ||
+	    str_to_uint(args[3], &skipped) < 0 ||
+	    str_to_uint(args[4], &dropped) < 0 ||
+	    (strcmp(args[0], "DONE") != 0 &&
+	     (strcmp(args[0], "FAIL") != 0 || str_array_length(args) < 7 ||
+	      str_to_uint(args[5], &code) < 0))) {
+		/* what it saved is found by GUID next time */
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_TEMP, t_strdup_printf(
+			"%s: The worker copying it %s", f->dest_name,
+			line == NULL ? "exited without an answer" :
+			"gave an invalid answer"));
+		return;
+	}
+	ctx->stats->messages_copied += copied;
+	ctx->stats->bytes_copied += bytes;
+	ctx->stats->messages_skipped += skipped;
+	ctx->stats->flags_dropped += dropped;
+	f->skipped += skipped;
+	done = strcmp(args[0], "DONE") == 0;
+	report_idx = done ? 5 : 7;
+	if (str_array_length(args) > report_idx)
+		sync_worker_report_merge(ctx, f, args[report_idx]);
+	if (!done) {
+		/* the worker has logged it; what it saved is found by GUID
+		   next time (dest_pending_uidnext stays) */
+		migrate_sync_set_error(ctx, code <= MIGRATE_ERROR_FAILED ||
+			       code > MIGRATE_ERROR_TEMP ?
+			       MIGRATE_ERROR_FAILED : code, t_strdup_printf(
+			       "%s: %s", f->dest_name, args[6]));
+		return;
+	}
+	/* every copy it made carries our GUID: anything else that arrived
+	   meanwhile is foreign */
+	f->state->dest_pending_uidnext = 0;
+	dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
+	(void)migrate_sync_mailbox_finish(ctx, f, dbox);
+	mailbox_free(&dbox);
+	if (migrate_state_flush(ctx->state, ctx->state_fsync, &error) < 0)
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+	e_debug(event_create_passthrough(ctx->event)->
+		set_name("migrate_mailbox_synced")->
+		add_str("mailbox", f->dest_name)->
+		add_str("source_mailbox", f->src_name)->
+		event(), "Synced %s (worker)", f->dest_name);
+}
+
+/* Take the answers of the workers that are done; with wait, of all of
+   them, showing their progress meanwhile. */
+void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait)
+{
+	struct migrate_workers *workers = ctx->opts->workers;
+	struct migrate_sync_folder *f;
+	const char *line;
+	void *context;
+	int ret;
+
+	if (workers == NULL)
+		return;
+	while ((ret = migrate_workers_next_result(workers, wait,
+			MIGRATE_WORKER_PROGRESS_MSECS, &context, &line)) >= 0) {
+		if (ret > 0) {
+			T_BEGIN {
+				sync_worker_done(ctx, context, line);
+			} T_END;
+			continue;
+		}
+		if (!wait)
+			break;
+		array_foreach_modifiable(&ctx->folders, f) {
+			if (!f->delegated)
+				continue;
+			ctx->progress_folder = f->dest_name;
+			ctx->progress_done =
+				migrate_workers_progress(workers, f);
+			ctx->progress_total = f->delegated_count;
+			migrate_sync_progress(ctx, FALSE);
+			break;
+		}
+	}
+}
+
+/* <the worker's side> */
+
+/* One COPY job: <state folder id> <source UIDVALIDITY> <destination
+   UIDVALIDITY> <source folder> <destination folder> <UID set>.  The answer
+   is DONE|FAIL <copied> <bytes> <skipped> <flags dropped>, for FAIL
+   <error code> <error>, then the job's report (messages left out,
+   keywords dropped; see sync_worker_report_append()). */
+static void
+sync_worker_answer(int out_fd, const struct migrate_sync_stats *stats,
+		   const struct migrate_failure *failure,
+		   const struct migrate_sync_report *report)
+{
+	string_t *answer = t_str_new(128);
+
+	str_printfa(answer, "%s\t%u\t%"PRIuUOFF_T"\t%u\t%u",
+		    failure->code == MIGRATE_ERROR_NONE ? "DONE" : "FAIL",
+		    stats->messages_copied, stats->bytes_copied,
+		    stats->messages_skipped, stats->flags_dropped);
+	if (failure->code != MIGRATE_ERROR_NONE) {
+		str_printfa(answer, "\t%u\t", (unsigned int)failure->code);
+		str_append_tabescaped(answer, failure->error);
+	}
+	if (report != NULL)
+		sync_worker_report_append(answer, report);
+	str_append_c(answer, '\n');
+	if (write_full(out_fd, str_data(answer), str_len(answer)) < 0)
+		i_error("migrate worker: write(stdout) failed: %m");
+}
+
+void migrate_sync_worker_fail(int out_fd, enum migrate_error code,
+			      const char *error)
+{
+	struct migrate_sync_stats stats;
+	struct migrate_failure failure = { .code = code, .error = error };
+
+	i_zero(&stats);
+	sync_worker_answer(out_fd, &stats, &failure, NULL);
+}
+
+enum migrate_error
+migrate_sync_worker_job(struct mail_user *dest_user,
+			struct migrate_source *source,
+			const struct migrate_settings *set,
+			const char *line, int out_fd)
+{
+	struct migrate_sync_options opts;
+	enum migrate_error failure_code;
+	struct migrate_sync_ctx ctx;
+	struct migrate_sync_stats stats;
+	struct migrate_state_folder state;
+	struct migrate_sync_folder f;
+	ARRAY_TYPE(seq_range) uids;
+	struct mailbox *sbox, *dbox;
+	const char *const *args;
+
+	i_zero(&ctx);
+	i_zero(&stats);
+	i_zero(&state);
+	i_zero(&f);
+	ctx.pool = pool_alloconly_create("migrate worker job", 1024);
+	ctx.dest_user = dest_user;
+	ctx.source = source;
+	ctx.src_user = source->user;
+	ctx.src_ns = ctx.src_user->namespaces;
+	ctx.set = set;
+	i_zero(&opts);
+	opts.report = migrate_sync_report_init();
+	ctx.opts = &opts;
+	ctx.stats = &stats;
+	ctx.worker_out_fd = out_fd;
+	ctx.event = event_create(dest_user->event);
+	event_add_category(ctx.event, &event_category_migrate);
+	event_set_append_log_prefix(ctx.event, "migrate worker: ");
+	i_gettimeofday(&ctx.start);
+
+	t_array_init(&uids, 16);
+	args = t_strsplit_tabescaped(line);
+	if (str_array_length(args) != 7 || strcmp(args[0], "COPY") != 0 ||
+	    str_to_uint(args[1], &state.id) < 0 ||
+	    str_to_uint32(args[2], &state.src_uidvalidity) < 0 ||
+	    str_to_uint32(args[3], &state.dest_uidvalidity) < 0 ||
+	    imap_seq_set_parse(args[6], &uids) < 0) {
+		migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED,
+			       "Invalid job from the owner process");
+	} else {
+		f.src_name = state.src_name = args[4];
+		f.dest_name = state.dest_name = args[5];
+		f.state = &state;
+		sbox = mailbox_alloc(ctx.src_ns->list, f.src_name,
+				     MAILBOX_FLAG_READONLY);
+		dbox = migrate_sync_dest_alloc(&ctx, f.dest_name);
+		if (mailbox_sync(sbox, 0) < 0)
+			migrate_sync_set_source_error(&ctx, sbox, "Opening");
+		else if (mailbox_sync(dbox, 0) < 0)
+			migrate_sync_set_dest_error(&ctx, dbox, "Opening");
+		else
+			(void)migrate_sync_import(&ctx, &f, sbox, dbox, &uids);
+		mailbox_free(&sbox);
+		mailbox_free(&dbox);
+	}
+	if (ctx.fetcher != NULL)
+		migrate_fetcher_deinit(&ctx.fetcher);
+
+	failure_code = ctx.failure.code;
+	sync_worker_answer(out_fd, &stats, &ctx.failure, opts.report);
+	migrate_sync_report_deinit(&opts.report);
+	event_unref(&ctx.event);
+	pool_unref(&ctx.pool);
+	return failure_code;
+}
