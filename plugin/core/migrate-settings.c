@@ -123,63 +123,51 @@ read_password_file(const char *path, const char **password_r,
 }
 
 static int
-migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
-			   const char *default_user, const char *home,
-			   bool require_source, struct migrate_settings *set)
+reader_time(struct migrate_settings_reader *r, const char *key,
+	    unsigned int default_secs, unsigned int *secs_r)
 {
-	const char *value, *password_file, *error;
-	unsigned int num;
+	const char *value = reader_get(r, key), *error;
 
-	set->source_host = p_strdup(pool,
-		reader_get(r, MIGRATE_SETTING_SOURCE_HOST));
-	if (set->source_host == NULL && require_source) {
-		r->error = MIGRATE_SETTING_SOURCE_HOST" is not set";
+	if (value == NULL) {
+		*secs_r = default_secs;
+		return 0;
+	}
+	if (settings_get_time(value, secs_r, &error) < 0) {
+		r->error = t_strdup_printf("%s: %s", key, error);
 		return -1;
 	}
+	return 0;
+}
 
-	value = reader_get(r, MIGRATE_SETTING_SOURCE_SSL);
-	if (value == NULL)
-		value = MIGRATE_DEFAULT_SOURCE_SSL;
-	if (strcmp(value, "no") == 0)
-		set->source_ssl = MIGRATE_SSL_NO;
-	else if (strcmp(value, "imaps") == 0)
-		set->source_ssl = MIGRATE_SSL_IMAPS;
-	else if (strcmp(value, "starttls") == 0)
-		set->source_ssl = MIGRATE_SSL_STARTTLS;
-	else {
-		r->error = t_strdup_printf(
-			"%s: Invalid value '%s' (use imaps, starttls or no)",
-			MIGRATE_SETTING_SOURCE_SSL, value);
-		return -1;
+/* One of names (index = the enum's value); NULL value: default_idx. */
+static int
+reader_enum(struct migrate_settings_reader *r, const char *key,
+	    const char *const *names, unsigned int default_idx,
+	    const char *valid, unsigned int *idx_r)
+{
+	const char *value = reader_get(r, key);
+	unsigned int i;
+
+	if (value == NULL) {
+		*idx_r = default_idx;
+		return 0;
 	}
-	if (reader_bool(r, MIGRATE_SETTING_SOURCE_SSL_VERIFY, TRUE,
-			&set->source_ssl_verify) < 0)
-		return -1;
-
-	set->source_ssl_hostname = p_strdup(pool,
-		reader_get(r, MIGRATE_SETTING_SOURCE_SSL_HOSTNAME));
-	if (set->source_ssl_hostname != NULL && set->source_host != NULL) {
-		struct ip_addr ip;
-
-		if (net_addr2ip(set->source_host, &ip) < 0) {
-			r->error = t_strdup_printf(
-				"%s is set, so %s must be an IP address, not '%s'",
-				MIGRATE_SETTING_SOURCE_SSL_HOSTNAME,
-				MIGRATE_SETTING_SOURCE_HOST, set->source_host);
-			return -1;
+	for (i = 0; names[i] != NULL; i++) {
+		if (strcasecmp(value, names[i]) == 0) {
+			*idx_r = i;
+			return 0;
 		}
 	}
+	r->error = t_strdup_printf("%s: Invalid value '%s' (use %s)",
+				   key, value, valid);
+	return -1;
+}
 
-	if (reader_uint(r, MIGRATE_SETTING_SOURCE_PORT,
-			set->source_ssl == MIGRATE_SSL_IMAPS ? 993 : 143,
-			1, 65535, &num) < 0)
-		return -1;
-	set->source_port = num;
-
-	value = reader_get(r, MIGRATE_SETTING_SOURCE_USER);
-	set->source_user = p_strdup(pool, value != NULL ? value : default_user);
-	set->source_master_user = p_strdup(pool,
-		reader_get(r, MIGRATE_SETTING_SOURCE_MASTER_USER));
+static int
+settings_read_password(pool_t pool, struct migrate_settings_reader *r,
+		       bool require_source, struct migrate_settings *set)
+{
+	const char *value, *password_file, *error;
 
 	value = reader_get(r, MIGRATE_SETTING_SOURCE_PASSWORD);
 	password_file = reader_get(r, MIGRATE_SETTING_SOURCE_PASSWORD_FILE);
@@ -201,61 +189,116 @@ migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
 		return -1;
 	}
 	set->source_password = p_strdup(pool, value);
+	return 0;
+}
 
+/* The old server: where, how, as whom. */
+static int
+settings_read_source(pool_t pool, struct migrate_settings_reader *r,
+		     const char *default_user, bool require_source,
+		     struct migrate_settings *set)
+{
+	static const char *const ssl_names[] = {
+		[MIGRATE_SSL_NO] = "no",
+		[MIGRATE_SSL_IMAPS] = "imaps",
+		[MIGRATE_SSL_STARTTLS] = "starttls",
+		NULL
+	};
+	const char *value;
+	unsigned int num;
+	struct ip_addr ip;
+
+	set->source_host = p_strdup(pool,
+		reader_get(r, MIGRATE_SETTING_SOURCE_HOST));
+	if (set->source_host == NULL && require_source) {
+		r->error = MIGRATE_SETTING_SOURCE_HOST" is not set";
+		return -1;
+	}
+	if (reader_enum(r, MIGRATE_SETTING_SOURCE_SSL, ssl_names,
+			MIGRATE_DEFAULT_SOURCE_SSL, "imaps, starttls or no",
+			&num) < 0)
+		return -1;
+	set->source_ssl = num;
+	if (reader_bool(r, MIGRATE_SETTING_SOURCE_SSL_VERIFY, TRUE,
+			&set->source_ssl_verify) < 0)
+		return -1;
+
+	set->source_ssl_hostname = p_strdup(pool,
+		reader_get(r, MIGRATE_SETTING_SOURCE_SSL_HOSTNAME));
+	if (set->source_ssl_hostname != NULL && set->source_host != NULL &&
+	    net_addr2ip(set->source_host, &ip) < 0) {
+		r->error = t_strdup_printf(
+			"%s is set, so %s must be an IP address, not '%s'",
+			MIGRATE_SETTING_SOURCE_SSL_HOSTNAME,
+			MIGRATE_SETTING_SOURCE_HOST, set->source_host);
+		return -1;
+	}
+	if (reader_uint(r, MIGRATE_SETTING_SOURCE_PORT,
+			set->source_ssl == MIGRATE_SSL_IMAPS ? 993 : 143,
+			1, 65535, &num) < 0)
+		return -1;
+	set->source_port = num;
+
+	value = reader_get(r, MIGRATE_SETTING_SOURCE_USER);
+	set->source_user = p_strdup(pool, value != NULL ? value : default_user);
+	set->source_master_user = p_strdup(pool,
+		reader_get(r, MIGRATE_SETTING_SOURCE_MASTER_USER));
+	if (settings_read_password(pool, r, require_source, set) < 0)
+		return -1;
 	value = reader_get(r, MIGRATE_SETTING_SOURCE_PREFIX);
 	set->source_prefix = p_strdup(pool, value != NULL ? value : "");
+	return reader_time(r, MIGRATE_SETTING_SOURCE_TIMEOUT,
+			   MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS,
+			   &set->source_timeout_secs);
+}
 
-	value = reader_get(r, MIGRATE_SETTING_SOURCE_TIMEOUT);
-	if (value == NULL)
-		set->source_timeout_secs = MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS;
-	else if (settings_get_time(value, &set->source_timeout_secs,
-				   &error) < 0) {
-		r->error = t_strdup_printf("%s: %s",
-			MIGRATE_SETTING_SOURCE_TIMEOUT, error);
-		return -1;
-	}
-
-	value = reader_get(r, MIGRATE_SETTING_RETRY_DELAY);
-	if (value == NULL)
-		set->retry_delay_secs = MIGRATE_DEFAULT_RETRY_DELAY_SECS;
-	else if (settings_get_time(value, &set->retry_delay_secs,
-				   &error) < 0) {
-		r->error = t_strdup_printf("%s: %s",
-			MIGRATE_SETTING_RETRY_DELAY, error);
-		return -1;
-	}
-	if (reader_uint(r, MIGRATE_SETTING_RETRIES, MIGRATE_DEFAULT_RETRIES,
-			0, 100, &set->retries) < 0)
-		return -1;
+static int
+settings_read_debug_kill(pool_t pool, struct migrate_settings_reader *r,
+			 struct migrate_settings *set)
+{
+	const char *value, *p;
 
 	value = reader_get(r, MIGRATE_SETTING_DEBUG_KILL);
-	if (value != NULL) {
-		const char *p = strchr(value, ':');
-
-		set->debug_kill_count = 1;
-		if (p != NULL && (str_to_uint(p + 1, &set->debug_kill_count) < 0 ||
-				  set->debug_kill_count == 0)) {
-			r->error = t_strdup_printf(
-				"%s: Invalid count in '%s' (STEP[:N], N >= 1)",
-				MIGRATE_SETTING_DEBUG_KILL, value);
-			return -1;
-		}
-		set->debug_kill_step = p_strdup(pool, p == NULL ? value :
-						t_strdup_until(value, p));
-	}
-
-	value = reader_get(r, MIGRATE_SETTING_GMAIL);
-	if (value == NULL || strcasecmp(value, "auto") == 0)
-		set->gmail = MIGRATE_GMAIL_AUTO;
-	else if (strcasecmp(value, "yes") == 0)
-		set->gmail = MIGRATE_GMAIL_YES;
-	else if (strcasecmp(value, "no") == 0)
-		set->gmail = MIGRATE_GMAIL_NO;
-	else {
-		r->error = t_strdup_printf("%s: Invalid value '%s' "
-			"(use auto, yes or no)", MIGRATE_SETTING_GMAIL, value);
+	if (value == NULL)
+		return 0;
+	p = strchr(value, ':');
+	set->debug_kill_count = 1;
+	if (p != NULL && (str_to_uint(p + 1, &set->debug_kill_count) < 0 ||
+			  set->debug_kill_count == 0)) {
+		r->error = t_strdup_printf(
+			"%s: Invalid count in '%s' (STEP[:N], N >= 1)",
+			MIGRATE_SETTING_DEBUG_KILL, value);
 		return -1;
 	}
+	set->debug_kill_step = p_strdup(pool, p == NULL ? value :
+					t_strdup_until(value, p));
+	return 0;
+}
+
+/* What a run copies and how: retries, folders, batches, workers. */
+static int
+settings_read_run(pool_t pool, struct migrate_settings_reader *r,
+		  struct migrate_settings *set)
+{
+	static const char *const gmail_names[] = {
+		[MIGRATE_GMAIL_AUTO] = "auto",
+		[MIGRATE_GMAIL_YES] = "yes",
+		[MIGRATE_GMAIL_NO] = "no",
+		NULL
+	};
+	const char *value, *error;
+	unsigned int num;
+
+	if (reader_time(r, MIGRATE_SETTING_RETRY_DELAY,
+			MIGRATE_DEFAULT_RETRY_DELAY_SECS,
+			&set->retry_delay_secs) < 0 ||
+	    reader_uint(r, MIGRATE_SETTING_RETRIES, MIGRATE_DEFAULT_RETRIES,
+			0, 100, &set->retries) < 0 ||
+	    settings_read_debug_kill(pool, r, set) < 0 ||
+	    reader_enum(r, MIGRATE_SETTING_GMAIL, gmail_names,
+			MIGRATE_GMAIL_AUTO, "auto, yes or no", &num) < 0)
+		return -1;
+	set->gmail = num;
 
 	set->include = p_strdup(pool, reader_get(r, MIGRATE_SETTING_INCLUDE));
 	set->exclude = p_strdup(pool, reader_get(r, MIGRATE_SETTING_EXCLUDE));
@@ -290,6 +333,15 @@ migrate_settings_read_real(pool_t pool, struct migrate_settings_reader *r,
 			set->batch_size == 0 ? "Must not be 0" : error);
 		return -1;
 	}
+	return 0;
+}
+
+/* Our side: the state, archive folders, names. */
+static int
+settings_read_local(pool_t pool, struct migrate_settings_reader *r,
+		    const char *home, struct migrate_settings *set)
+{
+	const char *value;
 
 	value = reader_get(r, MIGRATE_SETTING_STATE_DIR);
 	if (value == NULL)
@@ -344,8 +396,10 @@ int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
 	struct migrate_settings *set;
 
 	set = p_new(pool, struct migrate_settings, 1);
-	if (migrate_settings_read_real(pool, &r, default_user, home,
-				       require_source, set) < 0) {
+	if (settings_read_source(pool, &r, default_user, require_source,
+				 set) < 0 ||
+	    settings_read_run(pool, &r, set) < 0 ||
+	    settings_read_local(pool, &r, home, set) < 0) {
 		*error_r = r.error;
 		return -1;
 	}

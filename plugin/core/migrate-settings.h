@@ -36,7 +36,7 @@
 #define MIGRATE_SETTING_ARCHIVE_INBOX "migrate_archive_inbox"
 #define MIGRATE_SETTING_ARCHIVE_SENT "migrate_archive_sent"
 
-#define MIGRATE_DEFAULT_SOURCE_SSL "starttls"
+#define MIGRATE_DEFAULT_SOURCE_SSL MIGRATE_SSL_STARTTLS
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
 /* a run that loses the source retries this many times, after
    migrate_retry_delay, doubled each time up to MIGRATE_MAX_RETRY_DELAY_SECS */
