@@ -7,6 +7,7 @@
 #include "migrate-settings.h"
 #include "migrate-prepare.h"
 #include "doveadm-migrate.h"
+#include "doveadm-migrate-progress.h"
 
 /* doveadm migrate archive | index | prepare: before cutover, big INBOX and
    Sent folders get per-year folders and everything gets full-text
@@ -53,6 +54,7 @@ static int cmd_migrate_prepare_run(struct doveadm_mail_cmd_context *_ctx,
 		container_of(_ctx, struct prepare_cmd_context, mctx.ctx);
 	const struct migrate_settings *set;
 	struct migrate_prepare_options opts;
+	struct migrate_cmd_progress progress;
 	struct migrate_archive_stats astats;
 	struct migrate_index_stats istats;
 	enum migrate_error error_code = MIGRATE_ERROR_NONE;
@@ -62,7 +64,11 @@ static int cmd_migrate_prepare_run(struct doveadm_mail_cmd_context *_ctx,
 	i_zero(&astats);
 	i_zero(&istats);
 	opts.dry_run = ctx->mctx.dry_run;
-	opts.progress = !ctx->mctx.quiet;
+	if (!ctx->mctx.quiet) {
+		migrate_cmd_progress_init(&progress);
+		opts.progress_callback = migrate_cmd_progress_show;
+		opts.progress_context = &progress;
+	}
 	if ((ctx->steps & PREPARE_ARCHIVE) != 0) {
 		if (migrate_user_settings_read(user, FALSE, &set,
 					       &error) < 0) {
@@ -79,6 +85,8 @@ static int cmd_migrate_prepare_run(struct doveadm_mail_cmd_context *_ctx,
 	    error_code == MIGRATE_ERROR_NONE && !opts.dry_run)
 		(void)migrate_index_run(user, &opts, &istats, &error_code,
 					&error);
+	if (!ctx->mctx.quiet)
+		migrate_cmd_progress_finish(&progress);
 	prepare_print(user, error_code, ctx->steps, &astats, &istats);
 	if (error_code != MIGRATE_ERROR_NONE) {
 		migrate_cmd_failed(&ctx->mctx, error_code);

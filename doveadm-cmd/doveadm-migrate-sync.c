@@ -20,6 +20,7 @@
 #include "migrate-sync.h"
 #include "migrate-workers.h"
 #include "doveadm-migrate.h"
+#include "doveadm-migrate-progress.h"
 
 #include <unistd.h>
 #include <fcntl.h>
@@ -391,6 +392,7 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 {
 	struct doveadm_mail_cmd_context *_ctx = &ctx->ctx;
 	struct migrate_sync_options opts;
+	struct migrate_cmd_progress progress;
 	struct migrate_sync_stats pass;
 	struct migrate_source *source;
 	enum migrate_error error_code;
@@ -400,8 +402,13 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 	i_zero(&opts);
 	opts.dry_run = ctx->dry_run;
 	opts.force = ctx->force;
-	opts.progress = !ctx->quiet;
-	opts.final = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER;
+	if (!ctx->quiet) {
+		migrate_cmd_progress_init(&progress);
+		opts.progress_callback = migrate_cmd_progress_show;
+		opts.progress_context = &progress;
+	}
+	opts.mode = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
+		MIGRATE_SYNC_MODE_FINAL : MIGRATE_SYNC_MODE_MIRROR;
 	opts.maxage_days = ctx->maxage_days;
 	opts.workers = ctx->workers;
 	opts.report = report;
@@ -418,6 +425,8 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 			if (migrate_sync_run(user, source, set, &opts, &pass,
 					     &error_code, &error) == 0)
 				error_code = MIGRATE_ERROR_NONE;
+			if (!ctx->quiet)
+				migrate_cmd_progress_finish(&progress);
 			migrate_source_deinit(&source);
 		}
 		migrate_sync_stats_add(stats, &pass);

@@ -23,10 +23,6 @@
    expunges in INBOX/Sent */
 #define MIGRATE_ARCHIVE_BATCH 1000
 
-static struct event_category event_category_migrate = {
-	.name = "migrate",
-};
-
 struct archive_dest_src {
 	uint32_t dest_uid;
 	uint32_t src_uid;
@@ -60,8 +56,7 @@ struct prepare_ctx {
 
 	struct migrate_failure failure;
 
-	struct timeval start, last_progress;
-	bool progress_tty, progress_printed;
+	struct timeval start;
 };
 
 struct archive_folder {
@@ -93,25 +88,29 @@ prepare_set_box_error(struct prepare_ctx *ctx, struct mailbox *box,
 	enum migrate_error code;
 	const char *error;
 
-	code = migrate_error_from_dest(box, what, &error);
+	code = migrate_dest_error(box, what, &error);
 	prepare_set_error(ctx, code, error);
 }
 
 static void
 prepare_progress(struct prepare_ctx *ctx, const char *what,
 		 const char *vname, unsigned int done, unsigned int total,
-		 bool force)
+		 bool folder_done)
 {
-	if (!ctx->opts->progress ||
-	    !migrate_progress_due(&ctx->last_progress, ctx->progress_tty,
-				  force))
+	struct migrate_progress progress;
+	struct timeval now;
+
+	if (ctx->opts->progress_callback == NULL)
 		return;
-	fprintf(stderr, "%smigrate %s: %s: %u/%u messages, %lld s%s",
-		ctx->progress_tty ? "\r\033[K" : "", what, vname, done, total,
-		(long long)timeval_diff_msecs(&ctx->last_progress,
-					      &ctx->start) / 1000,
-		ctx->progress_tty ? "" : "\n");
-	ctx->progress_printed = TRUE;
+	i_gettimeofday(&now);
+	i_zero(&progress);
+	progress.what = what;
+	progress.folder = vname;
+	progress.done = done;
+	progress.total = total;
+	progress.elapsed_msecs = timeval_diff_msecs(&now, &ctx->start);
+	progress.folder_done = folder_done;
+	ctx->opts->progress_callback(&progress, ctx->opts->progress_context);
 }
 
 static void prepare_init(struct prepare_ctx *ctx, struct mail_user *user,
@@ -128,8 +127,6 @@ static void prepare_init(struct prepare_ctx *ctx, struct mail_user *user,
 	event_add_category(ctx->event, &event_category_migrate);
 	event_set_append_log_prefix(ctx->event, t_strdup_printf("%s: ", name));
 	i_gettimeofday(&ctx->start);
-	ctx->last_progress = ctx->start;
-	ctx->progress_tty = isatty(STDERR_FILENO) != 0;
 	ns = mail_namespace_find_inbox(user->namespaces);
 	ctx->sep = mail_namespace_get_sep(ns);
 	ctx->prefix = ns->prefix;
@@ -140,8 +137,6 @@ static unsigned int prepare_deinit(struct prepare_ctx *ctx)
 {
 	struct timeval end;
 
-	if (ctx->progress_printed && ctx->progress_tty)
-		fputc('\n', stderr);
 	if (ctx->state != NULL)
 		migrate_state_close(&ctx->state);
 	i_gettimeofday(&end);
@@ -333,6 +328,7 @@ static int archive_checkpoint(struct archive_folder *af)
 	struct mailbox_transaction_context *t;
 	struct archive_target *tg;
 	struct seq_range_iter iter;
+	ARRAY_TYPE(uint32_t) dest_uids;
 	const uint32_t *src_uids;
 	unsigned int i, count, n;
 	struct mail *mail;
@@ -351,23 +347,18 @@ static int archive_checkpoint(struct archive_folder *af)
 			continue;
 		}
 		src_uids = array_get(&tg->pending_src, &count);
-		if (seq_range_count(&changes.saved_uids) != count) {
-			prepare_set_error(ctx, MIGRATE_ERROR_FAILED,
-				t_strdup_printf("%s: the commit returned %u UIDs "
-					"for %u copies", tg->name,
-					seq_range_count(&changes.saved_uids),
-					count));
+		t_array_init(&dest_uids, count);
+		if (migrate_dest_saved_uids(tg->box, &changes, count,
+					    &dest_uids, &error) < 0) {
+			prepare_set_error(ctx, MIGRATE_ERROR_FAILED, error);
 			ret = -1;
 		} else if (af->sf != NULL) {
-			seq_range_array_iter_init(&iter, &changes.saved_uids);
-			for (i = n = 0; i < count; i++) {
-				if (!seq_range_array_iter_nth(&iter, n++, &uid))
-					i_unreached();
-				if (src_uids[i] != 0) {
-					migrate_state_map_move(ctx->state,
-						af->sf, src_uids[i], tg->loc,
-						uid);
-				}
+			for (i = 0; i < count; i++) {
+				if (src_uids[i] == 0)
+					continue;
+				migrate_state_map_move(ctx->state, af->sf,
+					src_uids[i], tg->loc,
+					*array_idx(&dest_uids, i));
 			}
 		}
 		pool_unref(&changes.pool);
@@ -619,9 +610,7 @@ int migrate_archive_run(struct mail_user *user,
 	i_zero(stats_r);
 	prepare_init(&ctx, user, opts, "archive");
 	ctx.set = set;
-	ctx.state_fsync = set->fsync &&
-		mail_user_set_get_storage_set(user)->parsed_fsync_mode !=
-		FSYNC_MODE_NEVER;
+	ctx.state_fsync = migrate_dest_state_fsync(user, set);
 	now = time(NULL);
 	tm = localtime(&now);
 	ctx.current_year = tm->tm_year + 1900;

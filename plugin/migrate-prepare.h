@@ -1,7 +1,7 @@
 #ifndef MIGRATE_PREPARE_H
 #define MIGRATE_PREPARE_H
 
-#include "migrate-source.h"
+#include "migrate-dest.h"
 
 struct mail_user;
 struct migrate_settings;
@@ -12,8 +12,9 @@ struct migrate_settings;
 struct migrate_prepare_options {
 	/* archive: report what would move, change nothing */
 	bool dry_run;
-	/* progress lines on stderr */
-	bool progress;
+	/* told where the run is, or NULL */
+	migrate_progress_callback_t *progress_callback;
+	void *progress_context;
 };
 
 struct migrate_archive_stats {

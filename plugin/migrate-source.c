@@ -3,7 +3,6 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
-#include "time-util.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mail-storage.h"
@@ -11,141 +10,7 @@
 #include "mailbox-list-iter.h"
 #include "imapc-settings.h"
 #include "migrate-settings.h"
-#include "migrate-resolver.h"
-#include "migrate-source.h"
-
-#define MIGRATE_PROGRESS_TTY_MSECS 1000
-#define MIGRATE_PROGRESS_LOG_MSECS 15000
-
-bool migrate_progress_due(struct timeval *last, bool tty, bool force)
-{
-	struct timeval now;
-
-	i_gettimeofday(&now);
-	if (!force && timeval_diff_msecs(&now, last) <
-	    (tty ? MIGRATE_PROGRESS_TTY_MSECS : MIGRATE_PROGRESS_LOG_MSECS))
-		return FALSE;
-	*last = now;
-	return TRUE;
-}
-
-static bool migrate_error_is_tls(const char *errstr)
-{
-	return strstr(errstr, "certificate") != NULL ||
-		strstr(errstr, "SSL") != NULL ||
-		strstr(errstr, "STARTTLS") != NULL;
-}
-
-enum migrate_error migrate_error_from_dest(struct mailbox *box,
-					   const char *what,
-					   const char **error_r)
-{
-	enum mail_error error;
-	const char *errstr;
-
-	errstr = mailbox_get_last_internal_error(box, &error);
-	*error_r = t_strdup_printf("%s %s failed: %s", what,
-				   mailbox_get_vname(box), errstr);
-	return error == MAIL_ERROR_NOQUOTA ?
-		MIGRATE_ERROR_DEST_QUOTA : MIGRATE_ERROR_FAILED;
-}
-
-enum migrate_error migrate_error_from_source(enum mail_error error,
-					     const char *errstr)
-{
-	if (errstr != NULL &&
-	    strstr(errstr, "[AUTHENTICATIONFAILED]") != NULL)
-		return MIGRATE_ERROR_SOURCE_AUTH;
-	if (errstr != NULL && migrate_error_is_tls(errstr))
-		return MIGRATE_ERROR_SOURCE_TLS;
-	switch (error) {
-	case MAIL_ERROR_PERM:
-		return MIGRATE_ERROR_SOURCE_AUTH;
-	case MAIL_ERROR_NOTFOUND:
-	case MAIL_ERROR_EXPUNGED:
-	case MAIL_ERROR_PARAMS:
-	case MAIL_ERROR_NOTPOSSIBLE:
-	case MAIL_ERROR_EXISTS:
-	case MAIL_ERROR_CONVERSION:
-	case MAIL_ERROR_INVALIDDATA:
-		return MIGRATE_ERROR_FAILED;
-	default:
-		/* connection problems, timeouts and anything unknown:
-		   a retry may succeed */
-		return MIGRATE_ERROR_SOURCE_TEMP;
-	}
-}
-
-/* imapc logs why a connection failed (TLS handshake, disconnection,
-   timeout), but reports only "Disconnected from server" or "Internal
-   error occurred" to its caller.  While a source is in use, its error log
-   lines are watched: during the login the first TLS one is kept, and
-   always the last one, to name the cause of a failure. */
-static failure_callback_t *source_orig_error_handler;
-static unsigned int source_watchers;
-static bool source_capturing_tls;
-static char *source_tls_error;
-static char *source_last_error;
-
-static void
-source_error_handler(const struct failure_context *ctx, const char *format,
-		     va_list args)
-{
-	const char *line;
-	va_list args2;
-
-	VA_COPY(args2, args);
-	line = t_strdup_vprintf(format, args2);
-	va_end(args2);
-	/* imapc's own lines: "imapc(host:port): ..." (the prefix is in the
-	   message or in the context) */
-	if (strstr(line, "imapc(") != NULL ||
-	    (ctx->log_prefix != NULL && strstr(ctx->log_prefix, "imapc(") != NULL)) {
-		i_free(source_last_error);
-		source_last_error = i_strdup(line);
-	}
-	if (source_capturing_tls && source_tls_error == NULL &&
-	    (strstr(line, "certificate") != NULL ||
-	     strstr(line, "SSL") != NULL ||
-	     strstr(line, "STARTTLS") != NULL))
-		source_tls_error = i_strdup(line);
-	source_orig_error_handler(ctx, format, args);
-}
-
-static void source_watch_errors(bool watch)
-{
-	failure_callback_t *fatal, *error, *info, *debug;
-
-	if (watch) {
-		if (source_watchers++ > 0)
-			return;
-		i_get_failure_handlers(&fatal, &error, &info, &debug);
-		source_orig_error_handler = error;
-		i_set_error_handler(source_error_handler);
-	} else {
-		i_assert(source_watchers > 0);
-		if (--source_watchers > 0)
-			return;
-		i_set_error_handler(source_orig_error_handler);
-		i_free(source_last_error);
-	}
-}
-
-static void source_capture_tls_errors(bool capture)
-{
-	source_capturing_tls = capture;
-	if (!capture)
-		i_free(source_tls_error);
-}
-
-const char *migrate_source_explain_error(const char *error)
-{
-	if (source_last_error == NULL ||
-	    strstr(error, MAIL_ERRSTR_CRITICAL_MSG) == NULL)
-		return error;
-	/* the generic error says nothing: the line imapc logged does */
-	return t_strdup_printf("%s (%s)", error, source_last_error);
-}
+#include "migrate-source-private.h"
 
 static const char *const *
 migrate_source_userdb_fields(const struct migrate_settings *set,
@@ -193,13 +58,13 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 }
 
 static int
-migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
+migrate_source_user_init(struct migrate_source *source,
+			 struct mail_storage_service_ctx *service_ctx,
 			 struct mail_storage_service_user *dest_service_user,
-			 struct mail_user *dest_user,
-			 const struct migrate_settings *set,
-			 const char *resolver_dir, struct mail_user **src_user_r,
 			 enum migrate_error *error_code_r, const char **error_r)
 {
+	struct mail_user *dest_user = source->dest_user;
+	const struct migrate_settings *set = source->set;
 	struct mail_storage_service_input input;
 	struct mail_storage_service_user *service_user;
 	struct mail_user *user;
@@ -219,7 +84,7 @@ migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
 	if (mail_user_get_home(dest_user, &home) <= 0)
 		home = "/";
 	input.userdb_fields = migrate_source_userdb_fields(set, home,
-							   resolver_dir);
+						source->resolver_dir);
 	input.flags_override_add = MAIL_STORAGE_SERVICE_FLAG_NO_NAMESPACES |
 		MAIL_STORAGE_SERVICE_FLAG_NO_RESTRICT_ACCESS |
 		MAIL_STORAGE_SERVICE_FLAG_NO_PLUGINS;
@@ -242,11 +107,11 @@ migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
 	i_assert(imapc_set != NULL);
 	imapc_set->imapc_password = p_strdup(user->pool, set->source_password);
 
-	source_capture_tls_errors(TRUE);
+	migrate_source_capture_tls(source, TRUE);
 	ret = mail_namespaces_init_location(user, "imapc:", &error);
-	if (ret < 0 && source_tls_error != NULL)
-		error = t_strdup_printf("imapc: %s", source_tls_error);
-	source_capture_tls_errors(FALSE);
+	if (ret < 0 && source->tls_error != NULL)
+		error = t_strdup_printf("imapc: %s", source->tls_error);
+	migrate_source_capture_tls(source, FALSE);
 	mail_storage_service_io_deactivate_user(service_user);
 	mail_storage_service_user_unref(&service_user);
 	mail_storage_service_io_activate_user(dest_service_user);
@@ -254,7 +119,7 @@ migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
 		/* imapc logs in while the namespace is created */
 		*error_code_r = !str_begins(error, "imapc:") ?
 			MIGRATE_ERROR_CONFIG :
-			migrate_error_from_source(MAIL_ERROR_TEMP, error);
+			migrate_source_error_code(MAIL_ERROR_TEMP, error);
 		*error_r = t_strdup_printf(
 			"Source namespace initialization failed: %s", error);
 		mail_user_deinit(&user);
@@ -269,14 +134,102 @@ migrate_source_user_init(struct mail_storage_service_ctx *service_ctx,
 	if (mailbox_list_iter_deinit(&iter) < 0) {
 		error = mailbox_list_get_last_internal_error(
 			user->namespaces->list, &mail_error);
-		*error_code_r = migrate_error_from_source(mail_error, error);
+		*error_code_r = migrate_source_error_code(mail_error, error);
 		*error_r = t_strdup_printf("Source %s:%u: %s",
 			set->source_host, set->source_port, error);
 		mail_user_deinit(&user);
 		return -1;
 	}
-	*src_user_r = user;
+	source->user = user;
 	return 0;
+}
+
+static void source_imapc_deinit(struct migrate_source *source)
+{
+	if (source->conn != NULL)
+		migrate_source_conn_deinit(&source->conn);
+	migrate_resolver_stop(&source->resolver);
+}
+
+/* Our own connection, opened when first needed. */
+static struct migrate_source_conn *source_conn(struct migrate_source *source)
+{
+	if (source->conn == NULL) {
+		source->conn = migrate_source_conn_init(source->set,
+			source->dest_user, source->resolver_dir,
+			source->event);
+	}
+	return source->conn;
+}
+
+static int
+source_imapc_fetch_large(struct migrate_source *source, const char *mailbox,
+			 uint32_t uid, uoff_t size, struct istream **input_r,
+			 bool *expunged_r, bool *refused_r,
+			 const char **error_r)
+{
+	return migrate_source_conn_fetch(source_conn(source), mailbox, uid,
+					 size, input_r, expunged_r, refused_r,
+					 error_r);
+}
+
+static int
+source_imapc_list_names(struct migrate_source *source, pool_t pool,
+			ARRAY_TYPE(const_string) *names, const char **error_r)
+{
+	return migrate_source_conn_list(source_conn(source), pool, names,
+					error_r);
+}
+
+static int
+source_imapc_uids_present(struct migrate_source *source, const char *mailbox,
+			  const ARRAY_TYPE(seq_range) *uids,
+			  ARRAY_TYPE(seq_range) *present, const char **error_r)
+{
+	return migrate_source_conn_uids_present(source_conn(source), mailbox,
+						uids, present, error_r);
+}
+
+static int
+source_imapc_message_size(struct migrate_source *source, const char *mailbox,
+			  uint32_t uid, uoff_t *size_r, const char **error_r)
+{
+	return migrate_source_conn_size(source_conn(source), mailbox, uid,
+					size_r, error_r);
+}
+
+static int
+source_imapc_mailbox_exists(struct migrate_source *source,
+			    const char *mailbox, bool *exists_r,
+			    const char **error_r)
+{
+	return migrate_source_conn_mailbox_exists(source_conn(source),
+						  mailbox, exists_r, error_r);
+}
+
+static const struct migrate_source_vfuncs source_imapc_vfuncs = {
+	.deinit = source_imapc_deinit,
+	.fetch_large = source_imapc_fetch_large,
+	.list_names = source_imapc_list_names,
+	.uids_present = source_imapc_uids_present,
+	.message_size = source_imapc_message_size,
+	.mailbox_exists = source_imapc_mailbox_exists,
+};
+
+static struct migrate_source *
+source_alloc(struct mail_user *dest_user, const struct migrate_settings *set,
+	     const struct migrate_source_vfuncs *v)
+{
+	struct migrate_source *source;
+
+	source = i_new(struct migrate_source, 1);
+	source->v = *v;
+	source->dest_user = dest_user;
+	source->set = set;
+	source->event = event_create(dest_user->event);
+	event_set_append_log_prefix(source->event, "migrate: ");
+	migrate_source_log_init(source);
+	return source;
 }
 
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
@@ -290,9 +243,7 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 	struct migrate_source *source;
 	const char *resolver_dir = NULL, *error;
 
-	source = i_new(struct migrate_source, 1);
-	source_watch_errors(TRUE);
-	source->watching = TRUE;
+	source = source_alloc(dest_user, set, &source_imapc_vfuncs);
 	if (set->source_ssl_hostname != NULL &&
 	    migrate_resolver_start(set->source_ssl_hostname,
 				   set->source_host, &source->resolver,
@@ -304,10 +255,8 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 		return -1;
 	}
 	source->resolver_dir = i_strdup(resolver_dir);
-	if (migrate_source_user_init(service_ctx, dest_service_user,
-				     dest_user, set, resolver_dir,
-				     &source->user, error_code_r,
-				     error_r) < 0) {
+	if (migrate_source_user_init(source, service_ctx, dest_service_user,
+				     error_code_r, error_r) < 0) {
 		migrate_source_deinit(&source);
 		return -1;
 	}
@@ -315,16 +264,77 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 	return 0;
 }
 
+struct migrate_source *
+migrate_source_init_local(struct mail_user *dest_user,
+			  const struct migrate_settings *set,
+			  struct mail_user *src_user)
+{
+	struct migrate_source *source;
+
+	source = source_alloc(dest_user, set, &migrate_source_local_vfuncs);
+	source->user = src_user;
+	source->user_borrowed = TRUE;
+	return source;
+}
+
 void migrate_source_deinit(struct migrate_source **_source)
 {
 	struct migrate_source *source = *_source;
 
 	*_source = NULL;
-	if (source->user != NULL)
+	source->v.deinit(source);
+	if (source->user != NULL && !source->user_borrowed)
 		mail_user_deinit(&source->user);
-	migrate_resolver_stop(&source->resolver);
-	if (source->watching)
-		source_watch_errors(FALSE);
+	migrate_source_log_deinit(source);
+	event_unref(&source->event);
 	i_free(source->resolver_dir);
 	i_free(source);
+}
+
+struct mail_namespace *
+migrate_source_get_namespace(struct migrate_source *source)
+{
+	return source->user->namespaces;
+}
+
+int migrate_source_fetch_large(struct migrate_source *source,
+			       const char *mailbox, uint32_t uid, uoff_t size,
+			       struct istream **input_r, bool *expunged_r,
+			       bool *refused_r, const char **error_r)
+{
+	*expunged_r = *refused_r = FALSE;
+	return source->v.fetch_large(source, mailbox, uid, size, input_r,
+				     expunged_r, refused_r, error_r);
+}
+
+int migrate_source_list_names(struct migrate_source *source, pool_t pool,
+			      ARRAY_TYPE(const_string) *names,
+			      const char **error_r)
+{
+	return source->v.list_names(source, pool, names, error_r);
+}
+
+int migrate_source_uids_present(struct migrate_source *source,
+				const char *mailbox,
+				const ARRAY_TYPE(seq_range) *uids,
+				ARRAY_TYPE(seq_range) *present,
+				const char **error_r)
+{
+	return source->v.uids_present(source, mailbox, uids, present,
+				      error_r);
+}
+
+int migrate_source_message_size(struct migrate_source *source,
+				const char *mailbox, uint32_t uid,
+				uoff_t *size_r, const char **error_r)
+{
+	return source->v.message_size(source, mailbox, uid, size_r, error_r);
+}
+
+int migrate_source_mailbox_exists(struct migrate_source *source,
+				  const char *mailbox, bool *exists_r,
+				  const char **error_r)
+{
+	*exists_r = FALSE;
+	return source->v.mailbox_exists(source, mailbox, exists_r, error_r);
 }

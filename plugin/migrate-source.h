@@ -1,45 +1,43 @@
 #ifndef MIGRATE_SOURCE_H
 #define MIGRATE_SOURCE_H
 
+/* The old provider's IMAP server: everything that talks to it is behind
+   this header.
+   - The source as a mail user on imapc storage: its folders, STATUS,
+     flags, and the bodies of all but large messages, fetched ahead.
+   - A connection of our own (lib-imap-client), opened when first needed,
+     for what imapc 2.3.19 cannot do: large messages in bounded pieces
+     (imapc reads a whole BODY[] literal into memory, about three times
+     its size), the raw LIST and second looks before deleting.
+   - A private resolver, so that imapc can connect to the IP address the
+     admin gave while verifying the certificate against the host name.
+   - What the source's failures mean (enum migrate_error), with the cause
+     its connections logged when the storage only says "Internal error". */
+
 #include "mail-error.h"
+#include "seq-range-array.h"
 #include "migrate-error.h"
 
+struct istream;
 struct mailbox;
+struct mail_namespace;
 struct mail_user;
 struct mail_storage_service_ctx;
 struct mail_storage_service_user;
 struct migrate_settings;
+struct migrate_source;
 
-/* Progress lines: on a terminal a line redrawn every second, in a log a
-   line now and then.  Returns TRUE (and moves *last) when one is due. */
-bool migrate_progress_due(struct timeval *last, bool tty, bool force);
-/* A failed operation ("Saving to", ...) on a destination mailbox: its
-   error code (a full quota is MIGRATE_ERROR_DEST_QUOTA) and message. */
-enum migrate_error migrate_error_from_dest(struct mailbox *box,
-					   const char *what,
-					   const char **error_r);
-/* error, with the cause imapc logged when error is only Dovecot's generic
-   "Internal error occurred" (while a source is in use). */
-const char *migrate_source_explain_error(const char *error);
-/* Classify a storage error of the source. */
-enum migrate_error migrate_error_from_source(enum mail_error error,
-					     const char *errstr);
+/* messages larger than this (by RFC822.SIZE) are read in pieces over our
+   own connection; smaller ones through the source storage, fetched ahead
+   in chunks of at most migrate_prefetch messages and
+   MIGRATE_SOURCE_PREFETCH_BYTES, each held in memory whole */
+#define MIGRATE_SOURCE_LARGE_SIZE (512*1024)
+#define MIGRATE_SOURCE_PREFETCH_BYTES (8*1024*1024)
 
-struct migrate_source {
-	/* the source as a mail user on imapc storage */
-	struct mail_user *user;
-	struct migrate_resolver *resolver;
-	/* base_dir whose dns-client socket the resolver answers, or NULL */
-	char *resolver_dir;
-	/* its error log lines are watched (migrate_source_explain_error()) */
-	bool watching;
-};
-
-/* Create a mail user for reading the remote source over imapc, from the
-   destination user's migrate settings.  The password goes straight into
-   the imapc settings: it is never a userdb field, so even mail_debug
-   does not log it.  The source is logged in to at once, so a refused
-   login is reported here as MIGRATE_ERROR_SOURCE_AUTH. */
+/* Log in to the source of dest_user (its migrate settings).  The
+   password goes straight into the imapc settings: it is never a userdb
+   field, so even mail_debug does not log it.  A refused login is
+   reported here as MIGRATE_ERROR_SOURCE_AUTH. */
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct mail_storage_service_user *dest_service_user,
 			struct mail_user *dest_user,
@@ -47,6 +45,75 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
 			const char **error_r);
+/* A source that is a mail user of this server, read through its storage:
+   the engine on real storage without an IMAP server (unit tests).
+   src_user stays the caller's and must outlive the source. */
+struct migrate_source *
+migrate_source_init_local(struct mail_user *dest_user,
+			  const struct migrate_settings *set,
+			  struct mail_user *src_user);
 void migrate_source_deinit(struct migrate_source **source);
+
+/* The source's folders, as the source storage shows them (UTF-8 names,
+   the source's separator). */
+struct mail_namespace *
+migrate_source_get_namespace(struct migrate_source *source);
+
+/* Fetch message uid of mailbox (its name as the source storage shows it)
+   in pieces, into a temporary file.  size (RFC822.SIZE) only sizes the
+   first window of pieces: reading goes on until a piece comes back
+   short.  The returned stream reads a file that is gone when the stream
+   is.  Returns -1 with *expunged_r when the source no longer has the
+   message, with *refused_r when it answered NO (it will not give this
+   message), and otherwise for errors of the connection. */
+int migrate_source_fetch_large(struct migrate_source *source,
+			       const char *mailbox, uint32_t uid, uoff_t size,
+			       struct istream **input_r, bool *expunged_r,
+			       bool *refused_r, const char **error_r);
+/* The source's folder names as its LIST gives them (UTF-8), without the
+   case folding of INBOX that Dovecot applies to its own names. */
+int migrate_source_list_names(struct migrate_source *source, pool_t pool,
+			      ARRAY_TYPE(const_string) *names,
+			      const char **error_r);
+/* Which of uids mailbox has now, by UID SEARCH in a new EXAMINE of it
+   (a second look, before deleting their copies).  present is filled
+   while replies arrive, so not on the data stack. */
+int migrate_source_uids_present(struct migrate_source *source,
+				const char *mailbox,
+				const ARRAY_TYPE(seq_range) *uids,
+				ARRAY_TYPE(seq_range) *present,
+				const char **error_r);
+/* The RFC822.SIZE of one message (for a report when the source storage
+   could not tell it). */
+int migrate_source_message_size(struct migrate_source *source,
+				const char *mailbox, uint32_t uid,
+				uoff_t *size_r, const char **error_r);
+/* Whether the source's LIST shows mailbox (UTF-8) by this exact name. */
+int migrate_source_mailbox_exists(struct migrate_source *source,
+				  const char *mailbox, bool *exists_r,
+				  const char **error_r);
+
+/* What a storage error of the source means. */
+enum migrate_error migrate_source_error_code(enum mail_error error,
+					     const char *errstr);
+/* The last error of a source mailbox operation ("Opening", ...): its
+   code and "Source: <what> <mailbox> failed: <cause>". */
+enum migrate_error
+migrate_source_mailbox_error(struct migrate_source *source,
+			     struct mailbox *box, const char *what,
+			     const char **error_r);
+/* The last error of listing the source's folders or subscriptions. */
+enum migrate_error
+migrate_source_list_error(struct migrate_source *source, const char *what,
+			  const char **error_r);
+/* A failure to fetch one message (not "gone"): TRUE when the source
+   refuses to give this one message (leave it out, go on), FALSE with
+   *code_r when it is the connection's or the server's failure. */
+bool migrate_source_refuses_message(enum mail_error error, const char *errstr,
+				    enum migrate_error *code_r);
+/* error, with the cause the source's connections logged when error is
+   only Dovecot's generic "Internal error occurred". */
+const char *migrate_source_explain(struct migrate_source *source,
+				   const char *error);
 
 #endif

@@ -3,7 +3,6 @@
 #include "lib.h"
 #include "array.h"
 #include "mail-storage.h"
-#include "migrate-fetch.h"
 #include "migrate-sync-private.h"
 
 /* Expunge the copies of these map entries that were moved elsewhere,
@@ -217,14 +216,14 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 			continue;
 		array_clear(&present);
 		n = seq_range_count(&f->delete_src_uids);
-		if (migrate_fetcher_uids_present(migrate_sync_fetcher(ctx),
+		if (migrate_source_uids_present(ctx->source,
 						 f->src_name,
 						 &f->delete_src_uids,
 						 &present, &error) < 0) {
 			e_warning(ctx->event, "%s: Not deleting %u messages: "
 				  "the source could not confirm that they are "
 				  "gone: %s", f->dest_name, n,
-				  migrate_source_explain_error(error));
+				  migrate_source_explain(ctx->source, error));
 			array_clear(&f->delete_src_uids);
 			f->deletes_unconfirmed = TRUE;
 			withheld += n;
@@ -249,13 +248,13 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 
 	for (i = 0; i < array_count(&ctx->gone_folders); ) {
 		state = array_idx_elem(&ctx->gone_folders, i);
-		if (migrate_fetcher_mailbox_exists(migrate_sync_fetcher(ctx),
+		if (migrate_source_mailbox_exists(ctx->source,
 						   state->src_name, &exists,
 						   &error) < 0) {
 			e_warning(ctx->event, "%s: Not deleting the folder: "
 				  "the source could not confirm that it is "
 				  "gone: %s", state->dest_name,
-				  migrate_source_explain_error(error));
+				  migrate_source_explain(ctx->source, error));
 		} else if (exists) {
 			e_warning(event_create_passthrough(ctx->event)->
 				  set_name("migrate_deletes_unconfirmed")->
@@ -283,7 +282,7 @@ void migrate_sync_delete(struct migrate_sync_ctx *ctx)
 	const char *error;
 
 	planned = sync_count_deletions(ctx);
-	if (ctx->opts->final) {
+	if (ctx->mode == MIGRATE_SYNC_MODE_FINAL) {
 		/* after cutover nothing is deleted here; folders the source
 		   no longer has stay too */
 		ctx->stats->deletes_withheld = planned;
@@ -313,7 +312,7 @@ void migrate_sync_delete(struct migrate_sync_ctx *ctx)
 		return;
 	}
 	ctx->stats->deletes_withheld += sync_confirm_deletions(ctx);
-	if (ctx->opts->dry_run) {
+	if (ctx->dry_run) {
 		/* what a real run would delete, after the second look */
 		ctx->stats->messages_deleted += sync_count_deletions(ctx);
 		ctx->stats->folders_deleted += array_count(&ctx->gone_folders);

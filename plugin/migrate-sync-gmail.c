@@ -238,7 +238,7 @@ sync_gmail_copy_local(struct migrate_sync_ctx *ctx,
 	i_zero(&batch);
 	i_array_init(&batch.src_uids, 64);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = migrate_sync_search_uids(st, &uids, MAIL_FETCH_FLAGS |
+	search_ctx = migrate_search_uids(st, &uids, MAIL_FETCH_FLAGS |
 				      MAIL_FETCH_RECEIVED_DATE, NULL);
 	i = 0;
 	while (ret == 0 && mailbox_search_next(search_ctx, &smail)) {
@@ -324,7 +324,7 @@ migrate_sync_gmail_import(struct migrate_sync_ctx *ctx,
 		return -1;
 	t_array_init(&locals, 16);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = migrate_sync_search_uids(st, copy_uids, MAIL_FETCH_GUID, NULL);
+	search_ctx = migrate_search_uids(st, copy_uids, MAIL_FETCH_GUID, NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		if (mail_get_special(smail, MAIL_FETCH_GUID, &guid) < 0 ||
 		    guid[0] == '\0')

@@ -7,7 +7,6 @@
 #include "time-util.h"
 #include "mail-storage.h"
 #include "mail-search-build.h"
-#include "migrate-fetch.h"
 #include "migrate-sync-private.h"
 
 #include <stdio.h>
@@ -100,30 +99,27 @@ migrate_sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 /* Map the batch's source UIDs to the UIDs the commit assigned. */
 static int
 sync_copy_map_saved(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		    const struct migrate_sync_batch *batch,
+		    struct mailbox *dbox, const struct migrate_sync_batch *batch,
 		    const struct mail_transaction_commit_changes *changes)
 {
 	struct migrate_state_folder *state = f->state;
-	struct seq_range_iter iter;
-	const uint32_t *src_uids;
-	unsigned int i, count, n = 0;
-	uint32_t dest_uid;
+	ARRAY_TYPE(uint32_t) dest_uids;
+	const uint32_t *src_uids, *dest_uid;
+	unsigned int i, count;
+	const char *error;
 
 	src_uids = array_get(&batch->src_uids, &count);
-	if (seq_range_count(&changes->saved_uids) != count) {
-		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, t_strdup_printf(
-			"%s: the commit returned %u UIDs for %u saved messages",
-			f->dest_name, seq_range_count(&changes->saved_uids),
-			count));
+	t_array_init(&dest_uids, count);
+	if (migrate_dest_saved_uids(dbox, changes, count, &dest_uids,
+				    &error) < 0) {
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
 		return -1;
 	}
-	seq_range_array_iter_init(&iter, &changes->saved_uids);
 	for (i = 0; i < count; i++) {
-		if (!seq_range_array_iter_nth(&iter, n++, &dest_uid))
-			i_unreached();
-		migrate_state_map_add(ctx->state, state, src_uids[i], dest_uid);
-		if (dest_uid >= state->dest_uidnext)
-			state->dest_uidnext = dest_uid + 1;
+		dest_uid = array_idx(&dest_uids, i);
+		migrate_state_map_add(ctx->state, state, src_uids[i], *dest_uid);
+		if (*dest_uid >= state->dest_uidnext)
+			state->dest_uidnext = *dest_uid + 1;
 	}
 	return 0;
 }
@@ -138,7 +134,7 @@ migrate_sync_import_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_fol
 
 	if (batch->t == NULL)
 		return 0;
-	if (ctx->state == NULL) {
+	if (ctx->role == SYNC_ROLE_WORKER) {
 		/* a worker: the owner maps the copies by their GUIDs */
 		if (mailbox_transaction_commit(&batch->t) < 0) {
 			migrate_sync_set_dest_error(ctx, dbox, "Saving to");
@@ -174,7 +170,7 @@ migrate_sync_import_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_fol
 		/* the UIDs the saves got, in save order; rescanning the
 		   folder instead (as crash recovery does, by GUID) would
 		   read a Maildir's whole cur/ after every batch */
-		ret = sync_copy_map_saved(ctx, f, batch, &changes);
+		ret = sync_copy_map_saved(ctx, f, dbox, batch, &changes);
 		pool_unref(&changes.pool);
 	}
 	batch->bytes = 0;
@@ -193,28 +189,6 @@ migrate_sync_import_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_fol
 #define MIGRATE_SAVE_BLOCK_SIZE (128*1024)
 
 
-/* Whether a source's refusal to give a message is temporary: it asks us
-   to slow down or has a passing problem (Gmail, Exchange, Yahoo:
-   NO [THROTTLED] / [LIMIT] / [UNAVAILABLE] ..., or only words to that
-   effect).  imapc keeps the response code only in the text of its
-   "didn't send" error, and drops it elsewhere: so the text decides. */
-static bool sync_source_refusal_temporary(const char *errstr)
-{
-	static const char *const temporary[] = {
-		"[throttled]", "[limit]", "[unavailable]", "[serverbug]",
-		"[overquota]", "[inuse]", "throttl", "rate limit",
-		"slow down", "too many", "try again", "temporar", NULL
-	};
-	const char *lerr = t_str_lcase(errstr);
-	unsigned int i;
-
-	for (i = 0; temporary[i] != NULL; i++) {
-		if (strstr(lerr, temporary[i]) != NULL)
-			return TRUE;
-	}
-	return FALSE;
-}
-
 /* The source could not give smail: 0 when it is gone (skipped), 2 when
    the source refuses this one message (left out and reported, the run
    goes on), -1 when the failure is the connection's or the server's. */
@@ -230,21 +204,11 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx,
 		return 0;
 	/* the storage's error buffer changes with its next call */
 	errstr = t_strdup(errstr);
-	if (strstr(errstr, "(FETCH replied: ") != NULL) {
-		/* imapc: the server answered the FETCH without the message
-		   (NO, or OK without it): a refusal, unless it says it is
-		   temporary */
-		code = sync_source_refusal_temporary(errstr) ?
-			MIGRATE_ERROR_SOURCE_TEMP : MIGRATE_ERROR_FAILED;
-	} else if (sync_source_refusal_temporary(errstr))
-		code = MIGRATE_ERROR_SOURCE_TEMP;
-	else
-		code = migrate_error_from_source(error, errstr);
-	if (code != MIGRATE_ERROR_FAILED) {
+	if (!migrate_source_refuses_message(error, errstr, &code)) {
 		migrate_sync_set_error(ctx, code, t_strdup_printf(
 			"Source: Fetching UID %u of %s failed: %s",
 			smail->uid, mailbox_get_vname(smail->box),
-			migrate_source_explain_error(errstr)));
+			migrate_source_explain(ctx->source, errstr)));
 		return -1;
 	}
 	if (mail_get_virtual_size(smail, &size) < 0) {
@@ -252,9 +216,9 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx,
 		   alone, on our own connection */
 		const char *size_error;
 
-		if (migrate_fetcher_size(migrate_sync_fetcher(ctx),
-					 mailbox_get_vname(smail->box),
-					 smail->uid, &size, &size_error) < 0)
+		if (migrate_source_message_size(ctx->source,
+				mailbox_get_vname(smail->box), smail->uid,
+				&size, &size_error) < 0)
 			size = 0;
 	}
 	migrate_sync_reject(ctx, f, smail->uid, size,
@@ -286,10 +250,10 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx,
 		i_stream_ref(*input_r);
 		return 1;
 	}
-	if (migrate_fetcher_fetch(migrate_sync_fetcher(ctx),
-				  mailbox_get_vname(smail->box),
-				  smail->uid, size, input_r, &expunged,
-				  &refused, &errstr) < 0) {
+	if (migrate_source_fetch_large(ctx->source,
+				       mailbox_get_vname(smail->box),
+				       smail->uid, size, input_r, &expunged,
+				       &refused, &errstr) < 0) {
 		return sync_copy_source_failed(ctx, f, smail,
 			expunged ? MAIL_ERROR_EXPUNGED :
 			refused ? MAIL_ERROR_PARAMS : MAIL_ERROR_TEMP, errstr);
@@ -411,7 +375,7 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 	ctx->stats->messages_copied++;
 	ctx->stats->bytes_copied += input->v_offset;
 	ctx->progress_done++;
-	migrate_sync_progress(ctx, FALSE);
+	migrate_sync_progress(ctx);
 	if (array_count(&batch->src_uids) >= ctx->set->batch_messages ||
 	    batch->bytes >= ctx->set->batch_size)
 		return migrate_sync_import_commit(ctx, f, dbox, batch);
@@ -421,9 +385,9 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 ARRAY_DEFINE_TYPE(seq_range_array, ARRAY_TYPE(seq_range));
 
 /* Plans the copy from the sizes (RFC822.SIZE, no bodies): messages larger
-   than MIGRATE_FETCH_LARGE_SIZE go to large_uids (read in pieces), the
+   than MIGRATE_SOURCE_LARGE_SIZE go to large_uids (read in pieces), the
    rest into chunks of at most migrate_prefetch messages and
-   MIGRATE_PREFETCH_BYTES.  Each chunk is fetched ahead as a whole, so
+   MIGRATE_SOURCE_PREFETCH_BYTES.  Each chunk is fetched ahead as a whole, so
    the source streams without a pause per message and memory stays
    bounded by the chunk.  *bytes_r is the size of them all (what a dry
    run reports). */
@@ -443,17 +407,17 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 
 	*bytes_r = 0;
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = migrate_sync_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
+	search_ctx = migrate_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		if (mail_get_virtual_size(smail, &size) < 0)
 			size = 0;
 		*bytes_r += size;
-		if (size > MIGRATE_FETCH_LARGE_SIZE) {
+		if (size > MIGRATE_SOURCE_LARGE_SIZE) {
 			seq_range_array_add(large_uids, smail->uid);
 			continue;
 		}
 		if (chunk == NULL || chunk_count >= I_MAX(ctx->set->prefetch, 1) ||
-		    chunk_bytes + size > MIGRATE_PREFETCH_BYTES) {
+		    chunk_bytes + size > MIGRATE_SOURCE_PREFETCH_BYTES) {
 			chunk = array_append_space(chunks);
 			t_array_init(chunk, 8);
 			chunk_count = 0;
@@ -504,7 +468,7 @@ sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		return 0;
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	/* large ones: the metadata only, the body comes in pieces */
-	search_ctx = migrate_sync_search_uids(st, uids,
+	search_ctx = migrate_search_uids(st, uids,
 		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
 		(large ? MAIL_FETCH_VIRTUAL_SIZE :
 		 MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY), NULL);
@@ -613,7 +577,7 @@ migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 	}
 	headers = mailbox_header_lookup_init(dbox, match_headers);
 	dt = mailbox_transaction_begin(dbox, 0, __func__);
-	search_ctx = migrate_sync_search_uids(dt, candidates,
+	search_ctx = migrate_search_uids(dt, candidates,
 		MAIL_FETCH_RECEIVED_DATE | MAIL_FETCH_VIRTUAL_SIZE, headers);
 	mailbox_header_lookup_unref(&headers);
 	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
@@ -633,7 +597,7 @@ migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 
 	headers = mailbox_header_lookup_init(sbox, match_headers);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = migrate_sync_search_uids(st, copy_uids,
+	search_ctx = migrate_search_uids(st, copy_uids,
 		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
 		MAIL_FETCH_VIRTUAL_SIZE, headers);
 	mailbox_header_lookup_unref(&headers);

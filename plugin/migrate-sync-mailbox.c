@@ -47,7 +47,7 @@ sync_scan_new_dest(struct migrate_sync_ctx *ctx,
 	seq_range_array_add_range(&new_uids, I_MAX(state->dest_uidnext, 1),
 				  status.uidnext - 1);
 	t = mailbox_transaction_begin(dbox, 0, __func__);
-	search_ctx = migrate_sync_search_uids(t, &new_uids, MAIL_FETCH_GUID, NULL);
+	search_ctx = migrate_search_uids(t, &new_uids, MAIL_FETCH_GUID, NULL);
 	while (mailbox_search_next(search_ctx, &mail)) {
 		if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0) {
 			if (mailbox_get_last_mail_error(dbox) ==
@@ -156,8 +156,6 @@ sync_flags_equal(enum mail_flags flags1, const char *const *keywords1,
 	return TRUE;
 }
 
-/* Pass over the source metadata: update flags of mapped messages, find
-   what is to be copied and what is gone. */
 /* The final sync copies a message only when it is new: never copied
    before (whether or not it is still here: the user may have deleted it)
    and above the folder's high-water mark of the last complete sync, or
@@ -260,10 +258,49 @@ sync_locations_finish(struct migrate_sync_ctx *ctx,
 	return ret;
 }
 
+/* The final sync's pass over the source: what is new goes to copy_uids;
+   nothing else changes, nothing is deleted. */
 static int
-sync_folder_metadata(struct migrate_sync_ctx *ctx,
-		     struct migrate_sync_folder *f, struct mailbox *sbox,
-		     struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids)
+sync_folder_final_pass(struct migrate_sync_ctx *ctx,
+		       struct migrate_sync_folder *f, struct mailbox *sbox,
+		       ARRAY_TYPE(seq_range) *copy_uids)
+{
+	struct mailbox_transaction_context *st;
+	struct mail_search_args *search_args;
+	struct mail_search_context *search_ctx;
+	const struct migrate_uid_map *map;
+	struct mail *smail;
+	int ret = 0;
+
+	search_args = mail_search_build_init();
+	mail_search_build_add_all(search_args);
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = mailbox_search_init(st, search_args, NULL,
+					 MAIL_FETCH_FLAGS |
+					 (ctx->opts->maxage_days > 0 ?
+					  MAIL_FETCH_RECEIVED_DATE : 0), NULL);
+	mail_search_args_unref(&search_args);
+	while (mailbox_search_next(search_ctx, &smail)) {
+		map = migrate_state_map_lookup(f->state, smail->uid);
+		if (sync_final_wanted(ctx, f->state, smail, map))
+			seq_range_array_add(copy_uids, smail->uid);
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Fetching flags of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	return ret;
+}
+
+/* The mirror's pass over the source: update the flags of our copies
+   (only count them in a dry run), find what is to be copied (copy_uids)
+   and what is gone (f->delete_src_uids).  dbox is NULL when the dry run
+   found no destination folder yet. */
+static int
+sync_folder_mirror_pass(struct migrate_sync_ctx *ctx,
+			struct migrate_sync_folder *f, struct mailbox *sbox,
+			struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids)
 {
 	struct migrate_state_folder *state = f->state;
 	struct mailbox_transaction_context *st, *dt = NULL;
@@ -277,6 +314,7 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 	enum mail_flags flags;
 	const char *const *keywords;
 	struct mail_keywords *kw;
+	bool update = !ctx->dry_run;
 	int ret = 0;
 
 	if (dbox != NULL) {
@@ -291,18 +329,11 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 	mail_search_build_add_all(search_args);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = mailbox_search_init(st, search_args, NULL,
-					 MAIL_FETCH_FLAGS |
-					 (ctx->opts->maxage_days > 0 ?
-					  MAIL_FETCH_RECEIVED_DATE : 0), NULL);
+					 MAIL_FETCH_FLAGS, NULL);
 	mail_search_args_unref(&search_args);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		seq_range_array_add(&seen, smail->uid);
 		map = migrate_state_map_lookup(state, smail->uid);
-		if (ctx->opts->final) {
-			if (sync_final_wanted(ctx, state, smail, map))
-				seq_range_array_add(copy_uids, smail->uid);
-			continue;
-		}
 		tmail = dmail;
 		if (map != NULL && dmail != NULL && map->dest_loc != 0) {
 			/* archived: the copy lives in a year folder now */
@@ -332,7 +363,7 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 				     mail_get_keywords(tmail)))
 			continue;
 		ctx->stats->messages_updated++;
-		if (ctx->opts->dry_run)
+		if (!update)
 			continue;
 		mail_update_flags(tmail, MODIFY_REPLACE, flags);
 		kw = migrate_sync_keywords(ctx, tmail->box, keywords);
@@ -343,7 +374,7 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 		mail_update_keywords(tmail, MODIFY_REPLACE, kw);
 		mailbox_keywords_unref(&kw);
 	}
-	if (sync_locations_finish(ctx, &locs, !ctx->opts->dry_run) < 0)
+	if (sync_locations_finish(ctx, &locs, update) < 0)
 		ret = -1;
 	if (mailbox_search_deinit(&search_ctx) < 0) {
 		migrate_sync_set_source_error(ctx, sbox, "Fetching flags of");
@@ -362,10 +393,6 @@ sync_folder_metadata(struct migrate_sync_ctx *ctx,
 	}
 	if (ret < 0)
 		return -1;
-	if (ctx->opts->final) {
-		/* the final sync deletes nothing */
-		return 0;
-	}
 
 	/* what we copied and the source no longer lists is gone */
 	array_foreach(&state->map, map) {
@@ -568,106 +595,161 @@ migrate_sync_mailbox_finish(struct migrate_sync_ctx *ctx, struct migrate_sync_fo
 }
 
 
-int
-migrate_sync_mailbox(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
+static int
+sync_folder_pass(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *sbox, struct mailbox *dbox,
+		 ARRAY_TYPE(seq_range) *copy_uids)
+{
+	switch (ctx->mode) {
+	case MIGRATE_SYNC_MODE_MIRROR:
+		return sync_folder_mirror_pass(ctx, f, sbox, dbox, copy_uids);
+	case MIGRATE_SYNC_MODE_FINAL:
+		return sync_folder_final_pass(ctx, f, sbox, copy_uids);
+	}
+	i_unreached();
+}
+
+static struct mailbox *
+sync_source_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
+{
+	struct mailbox *sbox;
+
+	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+			     MAILBOX_FLAG_READONLY);
+	if (mailbox_sync(sbox, 0) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Opening");
+		mailbox_free(&sbox);
+		return NULL;
+	}
+	return sbox;
+}
+
+/* A dry run of one folder: what a real run would create, copy, update
+   and delete, changing nothing here. */
+static int
+sync_folder_dry_run(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 {
 	struct migrate_state_folder *state = f->state;
-	struct mailbox *sbox, *dbox = NULL;
+	struct mailbox *sbox, *dbox;
 	ARRAY_TYPE(seq_range) copy_uids;
-	int ret = 0;
+	int ret;
 
-	/* --maxage looks at every message in its window again */
-	if (state != NULL && ctx->opts->maxage_days == 0 &&
-	    sync_folder_unchanged(f)) {
-		/* nothing changed at the source since the last complete
-		   sync: no SELECT, nothing downloaded */
-		ctx->stats->folders_unchanged++;
-		return 0;
-	}
-	if (ctx->opts->dry_run && state == NULL) {
+	if (state == NULL) {
+		/* new: all of it would be copied */
 		ctx->stats->folders_created++;
 		ctx->stats->messages_copied += f->src_status.messages;
 		return sync_folder_count_bytes(ctx, f);
 	}
+	state->src_uidvalidity = f->src_status.uidvalidity;
+	dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
+	if (mailbox_open(dbox) < 0)
+		mailbox_free(&dbox);
+	if ((sbox = sync_source_open(ctx, f)) == NULL)
+		ret = -1;
+	else {
+		t_array_init(&copy_uids, 64);
+		ret = sync_folder_pass(ctx, f, sbox, dbox, &copy_uids);
+		if (ret == 0 && array_count(&copy_uids) > 0)
+			ret = migrate_sync_import_dry_run(ctx, sbox, &copy_uids);
+		mailbox_free(&sbox);
+	}
+	if (dbox != NULL)
+		mailbox_free(&dbox);
+	return ret;
+}
+
+/* Before the copy: find again what earlier runs copied but did not
+   record (a crash, a new UIDVALIDITY), and what Gmail has here already. */
+static int
+sync_folder_find_copies(struct migrate_sync_ctx *ctx,
+			struct migrate_sync_folder *f, struct mailbox *sbox,
+			struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids)
+{
+	int ret = 0;
+
+	if (array_count(copy_uids) > 0 &&
+	    array_count(&f->recover_dest_uids) > 0) {
+		ret = migrate_sync_import_rematch(ctx, f, sbox, dbox,
+			copy_uids, &f->recover_dest_uids,
+			"copies of an interrupted batch");
+	}
+	if (ret < 0)
+		return -1;
+	/* what is left did not come from us */
+	ctx->stats->messages_foreign += seq_range_count(&f->recover_dest_uids);
+	array_clear(&f->recover_dest_uids);
+	f->state->dest_pending_uidnext = 0;
+	if (array_count(copy_uids) > 0 &&
+	    array_count(&f->delete_orphan_dest_uids) > 0 &&
+	    migrate_sync_import_rematch(ctx, f, sbox, dbox, copy_uids,
+					&f->delete_orphan_dest_uids,
+					"messages of the old UIDVALIDITY") < 0)
+		return -1;
+	if (ctx->gmail && array_count(copy_uids) > 0)
+		return migrate_sync_gmail_import(ctx, f, sbox, dbox, copy_uids);
+	return 0;
+}
+
+/* Sync one folder: flags, then the copy (here or by a worker). */
+static int
+sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+	struct mailbox *sbox, *dbox;
+	ARRAY_TYPE(seq_range) copy_uids;
+	int ret;
+
 	if (state == NULL) {
 		state = f->state = migrate_state_folder_add(ctx->state,
 			f->src_name, f->dest_name);
 		state->src_uidvalidity = f->src_status.uidvalidity;
 		migrate_state_folder_update(ctx->state, state);
 	} else if (state->src_uidvalidity != f->src_status.uidvalidity) {
-		if (!ctx->opts->dry_run)
-			sync_mailbox_uidvalidity_changed(ctx, f);
+		sync_mailbox_uidvalidity_changed(ctx, f);
 		state->src_uidvalidity = f->src_status.uidvalidity;
 	}
 
-	if (!ctx->opts->dry_run) {
-		if (sync_dest_open(ctx, f, &dbox) < 0)
-			return -1;
-		if (sync_scan_new_dest(ctx, f, dbox) < 0) {
-			mailbox_free(&dbox);
-			return -1;
-		}
-	} else {
-		dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
-		if (mailbox_open(dbox) < 0)
-			mailbox_free(&dbox);
-	}
-
-	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
-			     MAILBOX_FLAG_READONLY);
-	if (mailbox_sync(sbox, 0) < 0) {
-		migrate_sync_set_source_error(ctx, sbox, "Opening");
-		ret = -1;
+	if (sync_dest_open(ctx, f, &dbox) < 0)
+		return -1;
+	if (sync_scan_new_dest(ctx, f, dbox) < 0 ||
+	    (sbox = sync_source_open(ctx, f)) == NULL) {
+		mailbox_free(&dbox);
+		return -1;
 	}
 	t_array_init(&copy_uids, 64);
-	if (ret == 0) {
-		ret = sync_folder_metadata(ctx, f, sbox, dbox, &copy_uids);
-	}
-	if (ret == 0 && array_count(&copy_uids) > 0 &&
-	    array_count(&f->recover_dest_uids) > 0 && !ctx->opts->dry_run) {
-		ret = migrate_sync_import_rematch(ctx, f, sbox, dbox, &copy_uids,
-			&f->recover_dest_uids,
-			"copies of an interrupted batch");
-	}
-	if (ret == 0 && !ctx->opts->dry_run) {
-		/* what is left did not come from us */
-		ctx->stats->messages_foreign +=
-			seq_range_count(&f->recover_dest_uids);
-		array_clear(&f->recover_dest_uids);
-		state->dest_pending_uidnext = 0;
-	}
-	if (ret == 0 && array_count(&copy_uids) > 0 &&
-	    array_count(&f->delete_orphan_dest_uids) > 0 &&
-	    !ctx->opts->dry_run) {
-		ret = migrate_sync_import_rematch(ctx, f, sbox, dbox, &copy_uids,
-			&f->delete_orphan_dest_uids,
-			"messages of the old UIDVALIDITY");
-	}
-	if (ret == 0 && ctx->gmail && array_count(&copy_uids) > 0 &&
-	    !ctx->opts->dry_run)
-		ret = migrate_sync_gmail_import(ctx, f, sbox, dbox, &copy_uids);
-	if (ret == 0 && array_count(&copy_uids) > 0 && !ctx->opts->dry_run) {
+	ret = sync_folder_pass(ctx, f, sbox, dbox, &copy_uids);
+	if (ret == 0)
+		ret = sync_folder_find_copies(ctx, f, sbox, dbox, &copy_uids);
+	if (ret == 0 && array_count(&copy_uids) > 0) {
 		p_array_init(&f->copying_uids, ctx->pool,
 			     array_count(&copy_uids));
 		array_append_array(&f->copying_uids, &copy_uids);
-	}
-	if (ret == 0 && array_count(&copy_uids) > 0) {
-		if (ctx->opts->dry_run)
-			ret = migrate_sync_import_dry_run(ctx, sbox, &copy_uids);
-		else if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids)) {
-			/* sync_worker_done() finishes the folder */
+		if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids)) {
+			/* the worker's answer finishes the folder */
 			mailbox_free(&sbox);
 			mailbox_free(&dbox);
 			return 0;
-		} else {
-			ret = migrate_sync_import(ctx, f, sbox, dbox, &copy_uids);
 		}
+		ret = migrate_sync_import(ctx, f, sbox, dbox, &copy_uids);
 	}
 	mailbox_free(&sbox);
-
-	if (ret == 0 && !ctx->opts->dry_run)
+	if (ret == 0)
 		ret = migrate_sync_mailbox_finish(ctx, f, dbox);
-	if (dbox != NULL)
-		mailbox_free(&dbox);
+	mailbox_free(&dbox);
 	return ret;
+}
+
+int migrate_sync_mailbox(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f)
+{
+	/* --maxage looks at every message in its window again */
+	if (f->state != NULL && ctx->opts->maxage_days == 0 &&
+	    sync_folder_unchanged(f)) {
+		/* nothing changed at the source since the last complete
+		   sync: no SELECT, nothing downloaded */
+		ctx->stats->folders_unchanged++;
+		return 0;
+	}
+	return ctx->dry_run ? sync_folder_dry_run(ctx, f) :
+		sync_folder_apply(ctx, f);
 }

@@ -17,12 +17,13 @@
 #include "mail-storage.h"
 #include "migrate-settings.h"
 #include "migrate-state.h"
+#include "migrate-source.h"
+#include "migrate-dest.h"
 #include "migrate-sync.h"
 
 struct mail_namespace;
 struct mail_search_context;
 struct mailbox_header_lookup_ctx;
-struct migrate_fetcher;
 struct sync_gmail_copy;
 
 struct migrate_sync_folder {
@@ -60,12 +61,25 @@ struct migrate_sync_folder {
 	bool gmail_all;
 };
 
+/* what this process does in the run */
+enum sync_role {
+	/* it owns the account's state: lists the source, plans, copies
+	   (itself or through workers), deletes, commits the state */
+	SYNC_ROLE_OWNER = 0,
+	/* a worker process: copies the folders its owner hands it and
+	   answers with what it did; it has no state */
+	SYNC_ROLE_WORKER,
+};
+
 struct migrate_sync_ctx {
 	pool_t pool;
+	enum migrate_sync_mode mode;
+	enum sync_role role;
+	/* change nothing, count what a real run would do */
+	bool dry_run;
 	struct event *event;
-	struct mail_user *dest_user, *src_user;
+	struct mail_user *dest_user;
 	struct migrate_source *source;
-	struct migrate_fetcher *fetcher;
 	struct mail_namespace *src_ns;
 	char src_sep;
 	const char *src_prefix;
@@ -83,13 +97,12 @@ struct migrate_sync_ctx {
 
 	struct migrate_failure failure;
 
-	struct timeval start, last_progress, folder_start;
-	bool progress_tty, progress_printed;
+	struct timeval start, folder_start;
 	unsigned int folder_idx;
 	const char *progress_folder;
 	unsigned int progress_done, progress_total;
 
-	/* in a worker: the owner reads our answers here, else -1 */
+	/* in a worker: the owner reads our answers here */
 	int worker_out_fd;
 	/* times the migrate_debug_kill step was reached */
 	unsigned int debug_kill_seen;
@@ -113,9 +126,6 @@ struct migrate_sync_batch {
 };
 
 /* migrate-sync.c */
-extern struct event_category event_category_migrate;
-
-struct migrate_fetcher *migrate_sync_fetcher(struct migrate_sync_ctx *ctx);
 /* migrate_debug_kill: die at this step */
 void migrate_sync_kill_point(struct migrate_sync_ctx *ctx, const char *step);
 /* Keep the failure that decides the run's exit code (and log it). */
@@ -132,12 +142,8 @@ void migrate_sync_reject(struct migrate_sync_ctx *ctx,
 /* A whole folder left out (uid 0 in the report). */
 void migrate_sync_reject_folder(struct migrate_sync_ctx *ctx,
 				const char *folder, const char *reason);
-void migrate_sync_progress(struct migrate_sync_ctx *ctx, bool force);
-struct mail_search_context *
-migrate_sync_search_uids(struct mailbox_transaction_context *t,
-			 const ARRAY_TYPE(seq_range) *uids,
-			 enum mail_fetch_field wanted_fields,
-			 struct mailbox_header_lookup_ctx *wanted_headers);
+/* Tell opts->progress_callback (or a worker's owner) where the run is. */
+void migrate_sync_progress(struct migrate_sync_ctx *ctx);
 struct mailbox *
 migrate_sync_dest_alloc(struct migrate_sync_ctx *ctx, const char *name);
 /* UIDs for a log line: the IMAP set, cut after 200 characters */

@@ -8,7 +8,6 @@
 #include "mail-namespace.h"
 #include "mail-storage.h"
 #include "mailbox-list-iter.h"
-#include "migrate-fetch.h"
 #include "migrate-names.h"
 #include "migrate-sync-private.h"
 
@@ -123,7 +122,7 @@ static void sync_check_inbox_case(struct migrate_sync_ctx *ctx)
 	if (!children)
 		return;
 	p_array_init(&names, ctx->pool, 32);
-	if (migrate_fetcher_list(migrate_sync_fetcher(ctx), ctx->pool, &names,
+	if (migrate_source_list_names(ctx->source, ctx->pool, &names,
 				 &error) < 0) {
 		e_warning(ctx->event, "Source: Checking the case of INBOX's "
 			  "children failed: %s", error);
@@ -162,16 +161,13 @@ sync_source_list_deinit(struct migrate_sync_ctx *ctx,
 			struct mailbox_list_iterate_context **iter,
 			const char *what)
 {
-	enum mail_error error;
-	const char *errstr;
+	enum migrate_error code;
+	const char *error;
 
 	if (mailbox_list_iter_deinit(iter) == 0)
 		return 0;
-	errstr = mailbox_list_get_last_internal_error(ctx->src_ns->list,
-						      &error);
-	migrate_sync_set_error(ctx, migrate_error_from_source(error, errstr),
-		t_strdup_printf("Source: Listing %s failed: %s", what,
-				migrate_source_explain_error(errstr)));
+	code = migrate_source_list_error(ctx->source, what, &error);
+	migrate_sync_set_error(ctx, code, error);
 	return -1;
 }
 
@@ -205,7 +201,7 @@ void migrate_sync_tree_subscribe(struct migrate_sync_ctx *ctx)
 	struct mailbox *box;
 	HASH_TABLE(const char *, void *) subscribed;
 
-	if (!ctx->set->subscriptions || ctx->opts->dry_run)
+	if (!ctx->set->subscriptions || ctx->dry_run)
 		return;
 	hash_table_create(&subscribed, ctx->pool, 0, str_hash, strcmp);
 	iter = mailbox_list_iter_init_namespaces(ctx->dest_user->namespaces,
@@ -333,7 +329,7 @@ int migrate_sync_tree_list(struct migrate_sync_ctx *ctx)
 	ARRAY_TYPE(const_string) special_uses;
 	const char *name;
 
-	ctx->src_ns = ctx->src_user->namespaces;
+	ctx->src_ns = migrate_source_get_namespace(ctx->source);
 	ctx->src_sep = mail_namespace_get_sep(ctx->src_ns);
 	p_array_init(&ctx->folders, ctx->pool, 32);
 	p_array_init(&special_uses, ctx->pool, 32);
@@ -452,7 +448,7 @@ void migrate_sync_tree_find_gone(struct migrate_sync_ctx *ctx)
 		e_info(ctx->event, "Source folder %s was renamed to %s",
 		       state->src_name, f->src_name);
 		ctx->stats->folders_renamed++;
-		if (ctx->opts->dry_run) {
+		if (ctx->dry_run) {
 			f->state = state;
 			continue;
 		}

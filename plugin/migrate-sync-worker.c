@@ -10,7 +10,6 @@
 #include "imap-util.h"
 #include "imap-seqset.h"
 #include "mail-storage.h"
-#include "migrate-fetch.h"
 #include "migrate-workers.h"
 #include "migrate-sync-private.h"
 
@@ -240,7 +239,7 @@ void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait)
 			ctx->progress_done =
 				migrate_workers_progress(workers, f);
 			ctx->progress_total = f->delegated_count;
-			migrate_sync_progress(ctx, FALSE);
+			migrate_sync_progress(ctx);
 			break;
 		}
 	}
@@ -308,13 +307,13 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	ctx.pool = pool_alloconly_create("migrate worker job", 1024);
 	ctx.dest_user = dest_user;
 	ctx.source = source;
-	ctx.src_user = source->user;
-	ctx.src_ns = ctx.src_user->namespaces;
+	ctx.src_ns = migrate_source_get_namespace(source);
 	ctx.set = set;
 	i_zero(&opts);
 	opts.report = migrate_sync_report_init();
 	ctx.opts = &opts;
 	ctx.stats = &stats;
+	ctx.role = SYNC_ROLE_WORKER;
 	ctx.worker_out_fd = out_fd;
 	ctx.event = event_create(dest_user->event);
 	event_add_category(ctx.event, &event_category_migrate);
@@ -346,8 +345,6 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 		mailbox_free(&sbox);
 		mailbox_free(&dbox);
 	}
-	if (ctx.fetcher != NULL)
-		migrate_fetcher_deinit(&ctx.fetcher);
 
 	failure_code = ctx.failure.code;
 	sync_worker_answer(out_fd, &stats, &ctx.failure, opts.report);

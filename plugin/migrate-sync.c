@@ -10,16 +10,10 @@
 #include "mail-storage.h"
 #include "mail-search-build.h"
 #include "imap-util.h"
-#include "migrate-fetch.h"
 #include "migrate-sync-private.h"
 
-#include <stdio.h>
 #include <signal.h>
 #include <unistd.h>
-
-struct event_category event_category_migrate = {
-	.name = "migrate",
-};
 
 struct migrate_sync_report *migrate_sync_report_init(void)
 {
@@ -70,17 +64,6 @@ void migrate_sync_report_keyword(struct migrate_sync_report *report,
 	kw = array_append_space(&report->dropped_keywords);
 	kw->keyword = p_strdup(report->pool, keyword);
 	kw->count = count;
-}
-
-/* Our own connection to the source (large messages, raw LIST, second
-   looks), opened when first needed. */
-struct migrate_fetcher *migrate_sync_fetcher(struct migrate_sync_ctx *ctx)
-{
-	if (ctx->fetcher == NULL) {
-		ctx->fetcher = migrate_fetcher_init(ctx->set, ctx->dest_user,
-			ctx->source->resolver_dir, ctx->event);
-	}
-	return ctx->fetcher;
 }
 
 /* A message left out, with why; the run goes on. */
@@ -150,7 +133,7 @@ migrate_sync_set_dest_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
 	enum migrate_error code;
 	const char *error;
 
-	code = migrate_error_from_dest(box, what, &error);
+	code = migrate_dest_error(box, what, &error);
 	migrate_sync_set_error(ctx, code, error);
 }
 
@@ -158,76 +141,39 @@ void
 migrate_sync_set_source_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
 		      const char *what)
 {
-	enum mail_error error;
-	const char *errstr;
+	enum migrate_error code;
+	const char *error;
 
-	errstr = mailbox_get_last_internal_error(box, &error);
-	migrate_sync_set_error(ctx, migrate_error_from_source(error, errstr),
-		       t_strdup_printf("Source: %s %s failed: %s", what,
-				       mailbox_get_vname(box),
-				       migrate_source_explain_error(errstr)));
+	code = migrate_source_mailbox_error(ctx->source, box, what, &error);
+	migrate_sync_set_error(ctx, code, error);
 }
 
-void migrate_sync_progress(struct migrate_sync_ctx *ctx, bool force)
+void migrate_sync_progress(struct migrate_sync_ctx *ctx)
 {
+	struct migrate_progress progress;
 	struct timeval now;
-	long long msecs, folder_msecs, eta_secs = -1;
-	double mb, rate;
 
-	if (ctx->worker_out_fd != -1) {
+	if (ctx->role == SYNC_ROLE_WORKER) {
+		/* its owner shows it */
 		migrate_sync_worker_send_progress(ctx);
 		return;
 	}
-	if (!ctx->opts->progress ||
-	    !migrate_progress_due(&ctx->last_progress, ctx->progress_tty,
-				  force))
+	if (ctx->opts->progress_callback == NULL)
 		return;
-	now = ctx->last_progress;
-	msecs = timeval_diff_msecs(&now, &ctx->start);
-	mb = ctx->stats->bytes_copied / (1024.0*1024.0);
-	rate = msecs == 0 ? 0 : mb * 1000.0 / msecs;
-	/* the folder's remaining messages at the folder's rate so far */
-	folder_msecs = timeval_diff_msecs(&now, &ctx->folder_start);
-	if (ctx->progress_done > 0 && ctx->progress_total >= ctx->progress_done) {
-		eta_secs = folder_msecs *
-			(long long)(ctx->progress_total - ctx->progress_done) /
-			ctx->progress_done / 1000;
-	}
-	fprintf(stderr, "%smigrate: [%u/%u] %s: %u/%u messages, ETA %s; "
-		"total %u copied, %.1f MB, %.1f MB/s, %lld s%s",
-		ctx->progress_tty ? "\r\033[K" : "",
-		ctx->folder_idx, array_count(&ctx->folders),
-		ctx->progress_folder, ctx->progress_done,
-		ctx->progress_total,
-		eta_secs < 0 ? "?" : t_strdup_printf("%llds", eta_secs),
-		ctx->stats->messages_copied, mb, rate,
-		msecs / 1000, ctx->progress_tty ? "" : "\n");
-	ctx->progress_printed = TRUE;
+	i_gettimeofday(&now);
+	i_zero(&progress);
+	progress.what = "sync";
+	progress.folder = ctx->progress_folder;
+	progress.folder_idx = ctx->folder_idx;
+	progress.folder_count = array_count(&ctx->folders);
+	progress.done = ctx->progress_done;
+	progress.total = ctx->progress_total;
+	progress.folder_msecs = timeval_diff_msecs(&now, &ctx->folder_start);
+	progress.copied = ctx->stats->messages_copied;
+	progress.bytes = ctx->stats->bytes_copied;
+	progress.elapsed_msecs = timeval_diff_msecs(&now, &ctx->start);
+	ctx->opts->progress_callback(&progress, ctx->opts->progress_context);
 }
-
-/* Search the messages with the given UIDs. */
-struct mail_search_context *
-migrate_sync_search_uids(struct mailbox_transaction_context *t,
-		 const ARRAY_TYPE(seq_range) *uids,
-		 enum mail_fetch_field wanted_fields,
-		 struct mailbox_header_lookup_ctx *wanted_headers)
-{
-	struct mail_search_args *search_args;
-	struct mail_search_arg *sarg;
-	struct mail_search_context *search_ctx;
-
-	search_args = mail_search_build_init();
-	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
-	p_array_init(&sarg->value.seqset, search_args->pool,
-		     array_count(uids));
-	array_append_array(&sarg->value.seqset, uids);
-	search_ctx = mailbox_search_init(t, search_args, NULL,
-					 wanted_fields, wanted_headers);
-	mail_search_args_unref(&search_args);
-	return search_ctx;
-}
-
-/* <destination mailboxes> */
 
 struct mailbox *
 migrate_sync_dest_alloc(struct migrate_sync_ctx *ctx, const char *name)
@@ -299,7 +245,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 		T_BEGIN {
 			(void)migrate_sync_mailbox(ctx, f);
 		} T_END;
-		if (!ctx->opts->dry_run &&
+		if (!ctx->dry_run &&
 		    migrate_state_flush(ctx->state, ctx->state_fsync,
 					&error) < 0)
 			migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
@@ -353,20 +299,17 @@ int migrate_sync_run(struct mail_user *dest_user,
 	ctx.pool = pool_alloconly_create("migrate sync", 4096);
 	ctx.dest_user = dest_user;
 	ctx.source = source;
-	ctx.src_user = source->user;
 	ctx.set = set;
-	ctx.state_fsync = set->fsync &&
-		mail_user_set_get_storage_set(dest_user)->parsed_fsync_mode !=
-		FSYNC_MODE_NEVER;
+	ctx.state_fsync = migrate_dest_state_fsync(dest_user, set);
 	ctx.opts = opts;
+	ctx.mode = opts->mode;
+	ctx.dry_run = opts->dry_run;
+	ctx.role = SYNC_ROLE_OWNER;
 	ctx.stats = stats_r;
 	ctx.event = event_create(dest_user->event);
 	event_add_category(ctx.event, &event_category_migrate);
 	event_set_append_log_prefix(ctx.event, "migrate: ");
 	i_gettimeofday(&ctx.start);
-	ctx.last_progress = ctx.start;
-	ctx.progress_tty = isatty(STDERR_FILENO) != 0;
-	ctx.worker_out_fd = -1;
 
 	if (migrate_state_open(set->state_dir, &ctx.state, &locked,
 			       &error) < 0) {
@@ -378,7 +321,7 @@ int migrate_sync_run(struct mail_user *dest_user,
 		migrate_sync_delete(&ctx);
 		migrate_sync_tree_subscribe(&ctx);
 		migrate_sync_kill_point(&ctx, "state-commit");
-		if (!opts->dry_run &&
+		if (!ctx.dry_run &&
 		    migrate_state_commit(ctx.state, &error) < 0)
 			migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
 	}
@@ -392,10 +335,6 @@ int migrate_sync_run(struct mail_user *dest_user,
 			stats_r->messages_rejected == 1 ? "" : "s");
 		e_warning(ctx.event, "%s", ctx.failure.error);
 	}
-	if (ctx.progress_printed && ctx.progress_tty)
-		fputc('\n', stderr);
-	if (ctx.fetcher != NULL)
-		migrate_fetcher_deinit(&ctx.fetcher);
 	if (ctx.state != NULL)
 		migrate_state_close(&ctx.state);
 	if (hash_table_is_created(ctx.src_names))

@@ -2,6 +2,7 @@
 #define MIGRATE_SYNC_H
 
 #include "migrate-source.h"
+#include "migrate-dest.h"
 
 struct mail_user;
 struct migrate_settings;
@@ -44,19 +45,28 @@ void migrate_sync_report_rejected(struct migrate_sync_report *report,
 void migrate_sync_report_keyword(struct migrate_sync_report *report,
 				 const char *keyword, unsigned int count);
 
+enum migrate_sync_mode {
+	/* the syncs before cutover: the destination becomes an exact mirror
+	   of the source (copy what is new, update flags, delete copies of
+	   what the source proves gone) */
+	MIGRATE_SYNC_MODE_MIRROR = 0,
+	/* the final sync after cutover: copy only what reached the source
+	   since the last complete sync (above each folder's UID high-water
+	   mark, and never copied before); never delete, never change
+	   flags, never copy again what the user deleted here */
+	MIGRATE_SYNC_MODE_FINAL,
+};
+
 struct migrate_sync_options {
+	enum migrate_sync_mode mode;
 	/* report what would be done, change nothing */
 	bool dry_run;
 	/* delete even when more than migrate_max_delete_percent of the
 	   account would go */
 	bool force;
-	/* print progress lines to stderr */
-	bool progress;
-	/* the final sync after cutover: copy only what reached the source
-	   since the last complete sync (above each folder's UID high-water
-	   mark, and never copied before); never delete, never change
-	   flags, never copy again what the user deleted here */
-	bool final;
+	/* told where the run is, or NULL */
+	migrate_progress_callback_t *progress_callback;
+	void *progress_context;
 	/* final sync: instead of the high-water marks, every message whose
 	   INTERNALDATE is within this many days, still never copied twice */
 	unsigned int maxage_days;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # run-tests.sh BUILDDIR - the project's test runner (make check-local)
 #
-# 1. BUILDDIR/plugin/core/test-migrate (Dovecot lib-test: "name ...: ok" /
+# 1. BUILDDIR/plugin/core/test-migrate and plugin/test-migrate-sync
+#    (Dovecot lib-test: "name ...: ok" /
 #    ": FAILED" lines and a closing "N / M tests failed");
 # 2. every tests/integration/t-*.sh (TAP-like "ok N - text" /
 #    "not ok N - text"), each under a timeout, its output in
@@ -61,12 +62,17 @@ show_tail() {
 }
 
 # --- unit tests -------------------------------------------------------------
-unit=$builddir/plugin/core/test-migrate
-if selected unit || [ -z "${TESTS:-}" ]; then
+# plugin/core/test-migrate (the library without lib-storage) and
+# plugin/test-migrate-sync (the engine on real storage)
+for unit in "$builddir/plugin/core/test-migrate" "$builddir/plugin/test-migrate-sync"; do
+	if ! selected unit && [ -n "${TESTS:-}" ]; then
+		break
+	fi
+	uname=$(basename "$unit")
 	if [ -x "$unit" ]; then
-		log=$out/unit.log
+		log=$out/unit-$uname.log
 		rc=0
-		(cd "$builddir/plugin/core" && timeout --kill-after=10 "$timeout_s" ./test-migrate) >"$log" 2>&1 || rc=$?
+		(cd "$(dirname "$unit")" && timeout --kill-after=10 "$timeout_s" "./$uname") >"$log" 2>&1 || rc=$?
 		ok=$(grep -c ': ok$' "$log")
 		bad=$(grep -c ': FAILED' "$log")
 		summary=$(grep -E '^[0-9]+ / [0-9]+ tests failed' "$log" | tail -n 1)
@@ -81,24 +87,24 @@ if selected unit || [ -z "${TESTS:-}" ]; then
 		fi
 		if [ $rc != 0 ] && [ "$bad" = 0 ]; then
 			bad=1
-			echo "unit: test-migrate exited with status $rc" >>"$log"
+			echo "unit: $uname exited with status $rc" >>"$log"
 		fi
 		passed=$((passed + ok))
 		failed=$((failed + bad))
-		printf '%-32s %4d passed, %d failed\n' "unit (test-migrate)" "$ok" "$bad"
+		printf '%-32s %4d passed, %d failed\n' "unit ($uname)" "$ok" "$bad"
 		if [ "$bad" != 0 ]; then
-			failures+=("unit")
+			failures+=("unit ($uname)")
 			grep -E ': FAILED|tests failed' "$log" | head -n 20
 			show_tail "$log"
 		fi
 	else
-		echo "unit (test-migrate): not built at $unit (run make check)"
+		echo "unit ($uname): not built at $unit (run make check)"
 		if [ "${TESTS:-}" = unit ]; then
 			failed=$((failed + 1))
-			failures+=("unit (not built)")
+			failures+=("unit ($uname, not built)")
 		fi
 	fi
-fi
+done
 
 # --- integration scripts -------------------------------------------------------
 registry=$(mktemp /tmp/rig-registry.XXXXXX)

@@ -5,7 +5,7 @@
 #include "str.h"
 #include "strescape.h"
 #include "write-full.h"
-#include "migrate-resolver.h"
+#include "migrate-source-private.h"
 
 #include <signal.h>
 #include <stdio.h>

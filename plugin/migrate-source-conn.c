@@ -14,11 +14,11 @@
 #include "imapc-client.h"
 #include "mail-user.h"
 #include "migrate-settings.h"
-#include "migrate-fetch.h"
+#include "migrate-source-private.h"
 
 #include <unistd.h>
 
-struct migrate_fetcher {
+struct migrate_source_conn {
 	struct event *event;
 	struct imapc_client *client;
 	struct imapc_client_mailbox *box;
@@ -36,38 +36,38 @@ struct migrate_fetcher {
 	char *error;
 	char *temp_prefix;
 
-	/* LIST replies go here while migrate_fetcher_list() runs */
+	/* LIST replies go here while migrate_source_conn_list() runs */
 	pool_t list_pool;
 	ARRAY_TYPE(const_string) *list_names;
-	/* SEARCH replies go here while migrate_fetcher_uids_present() runs */
+	/* SEARCH replies go here while migrate_source_conn_uids_present() runs */
 	ARRAY_TYPE(seq_range) *search_uids;
-	/* migrate_fetcher_size(): the UID asked for, and its RFC822.SIZE */
+	/* migrate_source_conn_size(): the UID asked for, and its RFC822.SIZE */
 	uint32_t size_uid;
 	uoff_t size;
 	bool got_size;
 };
 
-static void fetcher_set_error(struct migrate_fetcher *fetcher,
+static void conn_set_error(struct migrate_source_conn *conn,
 			      const char *error)
 {
-	if (fetcher->error == NULL)
-		fetcher->error = i_strdup(error);
-	fetcher->failed = TRUE;
+	if (conn->error == NULL)
+		conn->error = i_strdup(error);
+	conn->failed = TRUE;
 }
 
 /* the pieces arrive in order on one connection: each is appended */
 static void
-fetcher_piece(struct migrate_fetcher *fetcher, const struct imap_arg *arg,
+conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	      const struct imapc_untagged_reply *reply, uoff_t offset)
 {
 	const char *data;
 	size_t size;
 
-	if (offset != fetcher->written) {
+	if (offset != conn->written) {
 		/* pieces arrive in order, so a gap is an error */
-		fetcher_set_error(fetcher, t_strdup_printf(
+		conn_set_error(conn, t_strdup_printf(
 			"UID %u: piece at offset %"PRIuUOFF_T", expected "
-			"%"PRIuUOFF_T, fetcher->uid, offset, fetcher->written));
+			"%"PRIuUOFF_T, conn->uid, offset, conn->written));
 		return;
 	}
 	if (arg->type == IMAP_ARG_LITERAL_SIZE) {
@@ -77,66 +77,66 @@ fetcher_piece(struct migrate_fetcher *fetcher, const struct imap_arg *arg,
 		int fd;
 
 		if (reply->file_args_count == 0) {
-			fetcher_set_error(fetcher, "Literal without its file");
+			conn_set_error(conn, "Literal without its file");
 			return;
 		}
 		fd = reply->file_args[0].fd;
 		if (lseek(fd, 0, SEEK_SET) < 0) {
-			fetcher_set_error(fetcher, "lseek() failed");
+			conn_set_error(conn, "lseek() failed");
 			return;
 		}
 		uoff_t piece = 0;
 
 		while ((ret = read(fd, buf, sizeof(buf))) > 0) {
-			if (write_full(fetcher->fd, buf, ret) < 0)
+			if (write_full(conn->fd, buf, ret) < 0)
 				break;
 			piece += ret;
 		}
 		if (ret < 0)
-			fetcher_set_error(fetcher, "Reading the literal failed");
-		fetcher->written += piece;
-		if (piece < MIGRATE_FETCH_PIECE_SIZE)
-			fetcher->eof = TRUE;
+			conn_set_error(conn, "Reading the literal failed");
+		conn->written += piece;
+		if (piece < MIGRATE_SOURCE_PIECE_SIZE)
+			conn->eof = TRUE;
 		return;
 	}
 	if (!imap_arg_get_nstring(arg, &data)) {
-		fetcher_set_error(fetcher, "Invalid BODY[] in FETCH reply");
+		conn_set_error(conn, "Invalid BODY[] in FETCH reply");
 		return;
 	}
 	/* NIL or "" past the end */
 	size = data == NULL ? 0 : arg->str_len;
-	if (write_full(fetcher->fd, data, size) < 0) {
-		fetcher_set_error(fetcher, t_strdup_printf(
+	if (write_full(conn->fd, data, size) < 0) {
+		conn_set_error(conn, t_strdup_printf(
 			"write(temp file) failed: %m"));
 		return;
 	}
-	fetcher->written += size;
-	if (size < MIGRATE_FETCH_PIECE_SIZE)
-		fetcher->eof = TRUE;
+	conn->written += size;
+	if (size < MIGRATE_SOURCE_PIECE_SIZE)
+		conn->eof = TRUE;
 }
 
 static void
-fetcher_untagged_list(struct migrate_fetcher *fetcher,
+conn_untagged_list(struct migrate_source_conn *conn,
 		      const struct imapc_untagged_reply *reply)
 {
 	const char *name;
 	string_t *utf8;
 
 	/* (attributes) separator name */
-	if (fetcher->list_names == NULL ||
+	if (conn->list_names == NULL ||
 	    !imap_arg_get_astring(&reply->args[2], &name))
 		return;
 	utf8 = t_str_new(128);
 	if (imap_utf7_to_utf8(name, utf8) < 0)
 		str_append(utf8, name);
-	name = p_strdup(fetcher->list_pool, str_c(utf8));
-	array_push_back(fetcher->list_names, &name);
+	name = p_strdup(conn->list_pool, str_c(utf8));
+	array_push_back(conn->list_names, &name);
 }
 
 static void
-fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
+conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 {
-	struct migrate_fetcher *fetcher = context;
+	struct migrate_source_conn *conn = context;
 	const struct imap_arg *list;
 	const char *key, *p;
 	unsigned int i, count;
@@ -147,25 +147,25 @@ fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 	    imap_arg_get_list(&reply->args[0], &list) &&
 	    reply->args[1].type != IMAP_ARG_EOL &&
 	    reply->args[2].type != IMAP_ARG_EOL) {
-		fetcher_untagged_list(fetcher, reply);
+		conn_untagged_list(conn, reply);
 		return;
 	}
 
 	if (strcasecmp(reply->name, "SEARCH") == 0 &&
-	    fetcher->search_uids != NULL) {
+	    conn->search_uids != NULL) {
 		const struct imap_arg *arg;
 		const char *atom;
 
 		for (arg = reply->args; arg->type != IMAP_ARG_EOL; arg++) {
 			if (imap_arg_get_atom(arg, &atom) &&
 			    str_to_uint32(atom, &uid) == 0 && uid != 0)
-				seq_range_array_add(fetcher->search_uids, uid);
+				seq_range_array_add(conn->search_uids, uid);
 		}
 		return;
 	}
 
 	if (strcasecmp(reply->name, "FETCH") != 0 ||
-	    (fetcher->fd == -1 && fetcher->size_uid == 0) ||
+	    (conn->fd == -1 && conn->size_uid == 0) ||
 	    !imap_arg_get_list_full(reply->args, &list, &count))
 		return;
 	for (i = 0; i + 1 < count; i += 2) {
@@ -176,17 +176,17 @@ fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 				uid = 0;
 		}
 	}
-	if (uid != 0 && uid == fetcher->size_uid) {
+	if (uid != 0 && uid == conn->size_uid) {
 		for (i = 0; i + 1 < count; i += 2) {
 			if (imap_arg_get_atom(&list[i], &key) &&
 			    strcasecmp(key, "RFC822.SIZE") == 0 &&
 			    str_to_uoff(imap_arg_as_astring(&list[i+1]),
-					&fetcher->size) == 0)
-				fetcher->got_size = TRUE;
+					&conn->size) == 0)
+				conn->got_size = TRUE;
 		}
 		return;
 	}
-	if (fetcher->fd == -1 || uid != fetcher->uid)
+	if (conn->fd == -1 || uid != conn->uid)
 		return;
 	for (i = 0; i + 1 < count; i += 2) {
 		if (!imap_arg_get_atom(&list[i], &key) ||
@@ -195,80 +195,80 @@ fetcher_untagged(const struct imapc_untagged_reply *reply, void *context)
 		p = strchr(key + 7, '>');
 		if (p == NULL || str_to_uoff(t_strdup_until(key + 7, p),
 					     &offset) < 0) {
-			fetcher_set_error(fetcher, t_strdup_printf(
+			conn_set_error(conn, t_strdup_printf(
 				"Invalid FETCH item %s", key));
 			return;
 		}
-		fetcher->got_piece = TRUE;
-		if (fetcher->eof) {
+		conn->got_piece = TRUE;
+		if (conn->eof) {
 			/* pieces sent past the end in the same window */
 			continue;
 		}
-		fetcher_piece(fetcher, &list[i+1], reply, offset);
+		conn_piece(conn, &list[i+1], reply, offset);
 	}
 }
 
 static void
-fetcher_cmd_callback(const struct imapc_command_reply *reply, void *context)
+conn_cmd_callback(const struct imapc_command_reply *reply, void *context)
 {
-	struct migrate_fetcher *fetcher = context;
+	struct migrate_source_conn *conn = context;
 
-	i_assert(fetcher->pending > 0);
-	if (reply->state == IMAPC_COMMAND_STATE_NO && fetcher->uid != 0 &&
+	i_assert(conn->pending > 0);
+	if (reply->state == IMAPC_COMMAND_STATE_NO && conn->uid != 0 &&
 	    null_strcmp(reply->resp_text_key, "EXPUNGEISSUED") == 0) {
 		/* expunged by another session meanwhile */
-		fetcher->expunged = TRUE;
-		fetcher_set_error(fetcher, reply->text_full);
+		conn->expunged = TRUE;
+		conn_set_error(conn, reply->text_full);
 	} else if (reply->state == IMAPC_COMMAND_STATE_NO &&
-		   fetcher->uid != 0) {
+		   conn->uid != 0) {
 		/* the server will not give this message (an expunged one
 		   gives an OK without it) */
-		fetcher->refused = TRUE;
-		fetcher_set_error(fetcher, reply->text_full);
+		conn->refused = TRUE;
+		conn_set_error(conn, reply->text_full);
 	} else if (reply->state != IMAPC_COMMAND_STATE_OK) {
-		fetcher_set_error(fetcher, t_strdup_printf("%s: %s",
+		conn_set_error(conn, t_strdup_printf("%s: %s",
 			imapc_command_state_names[reply->state],
 			reply->text_full));
 	}
-	if (--fetcher->pending == 0)
-		imapc_client_stop(fetcher->client);
+	if (--conn->pending == 0)
+		imapc_client_stop(conn->client);
 }
 
 static void
-fetcher_send(struct migrate_fetcher *fetcher, const char *cmd_str,
+conn_send(struct migrate_source_conn *conn, const char *cmd_str,
 	     bool select)
 {
 	struct imapc_command *cmd;
 
-	cmd = imapc_client_mailbox_cmd(fetcher->box, fetcher_cmd_callback,
-				       fetcher);
+	cmd = imapc_client_mailbox_cmd(conn->box, conn_cmd_callback,
+				       conn);
 	if (select)
 		imapc_command_set_flags(cmd, IMAPC_COMMAND_FLAG_SELECT);
-	fetcher->pending++;
+	conn->pending++;
 	imapc_command_send(cmd, cmd_str);
 }
 
-static void fetcher_run(struct migrate_fetcher *fetcher)
+static void conn_run(struct migrate_source_conn *conn)
 {
-	if (fetcher->pending > 0)
-		imapc_client_run(fetcher->client);
+	if (conn->pending > 0)
+		imapc_client_run(conn->client);
 }
 
-struct migrate_fetcher *
-migrate_fetcher_init(const struct migrate_settings *set,
+struct migrate_source_conn *
+migrate_source_conn_init(const struct migrate_settings *set,
 		     struct mail_user *ssl_user, const char *dns_base_dir,
 		     struct event *event_parent)
 {
-	struct migrate_fetcher *fetcher;
+	struct migrate_source_conn *conn;
 	struct imapc_client_settings cset;
 	string_t *temp_prefix;
 
-	fetcher = i_new(struct migrate_fetcher, 1);
-	fetcher->fd = -1;
-	fetcher->event = event_create(event_parent);
+	conn = i_new(struct migrate_source_conn, 1);
+	conn->fd = -1;
+	conn->event = event_create(event_parent);
 	temp_prefix = t_str_new(128);
 	mail_user_set_get_temp_prefix(temp_prefix, ssl_user->set);
-	fetcher->temp_prefix = i_strdup(str_c(temp_prefix));
+	conn->temp_prefix = i_strdup(str_c(temp_prefix));
 
 	i_zero(&cset);
 	/* with a resolver, the host name is verified and resolved by it */
@@ -286,7 +286,7 @@ migrate_fetcher_init(const struct migrate_settings *set,
 	cset.session_id_prefix = NULL;
 	cset.dns_client_socket_path = dns_base_dir == NULL ? "" :
 		t_strconcat(dns_base_dir, "/dns-client", NULL);
-	cset.temp_path_prefix = fetcher->temp_prefix;
+	cset.temp_path_prefix = conn->temp_prefix;
 	mail_user_init_ssl_client_settings(ssl_user, &cset.ssl_set);
 	if (!set->source_ssl_verify)
 		cset.ssl_set.allow_invalid_cert = TRUE;
@@ -308,39 +308,39 @@ migrate_fetcher_init(const struct migrate_settings *set,
 	cset.cmd_timeout_msecs = set->source_timeout_secs * 1000;
 	cset.max_line_length = IMAPC_DEFAULT_MAX_LINE_LENGTH;
 
-	fetcher->client = imapc_client_init(&cset, fetcher->event);
-	imapc_client_register_untagged(fetcher->client, fetcher_untagged,
-				       fetcher);
-	fetcher->box = imapc_client_mailbox_open(fetcher->client, NULL);
-	return fetcher;
+	conn->client = imapc_client_init(&cset, conn->event);
+	imapc_client_register_untagged(conn->client, conn_untagged,
+				       conn);
+	conn->box = imapc_client_mailbox_open(conn->client, NULL);
+	return conn;
 }
 
-void migrate_fetcher_deinit(struct migrate_fetcher **_fetcher)
+void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 {
-	struct migrate_fetcher *fetcher = *_fetcher;
+	struct migrate_source_conn *conn = *_conn;
 
-	*_fetcher = NULL;
-	imapc_client_mailbox_close(&fetcher->box);
-	imapc_client_logout(fetcher->client);
-	imapc_client_deinit(&fetcher->client);
-	i_close_fd(&fetcher->fd);
-	event_unref(&fetcher->event);
-	i_free(fetcher->temp_prefix);
-	i_free(fetcher->selected);
-	i_free(fetcher->error);
-	i_free(fetcher);
+	*_conn = NULL;
+	imapc_client_mailbox_close(&conn->box);
+	imapc_client_logout(conn->client);
+	imapc_client_deinit(&conn->client);
+	i_close_fd(&conn->fd);
+	event_unref(&conn->event);
+	i_free(conn->temp_prefix);
+	i_free(conn->selected);
+	i_free(conn->error);
+	i_free(conn);
 }
 
 static int
-fetcher_select(struct migrate_fetcher *fetcher, const char *mailbox,
+conn_select(struct migrate_source_conn *conn, const char *mailbox,
 	       const char **error_r)
 {
 	string_t *name, *cmd;
 
-	if (fetcher->selected != NULL &&
-	    strcmp(fetcher->selected, mailbox) == 0)
+	if (conn->selected != NULL &&
+	    strcmp(conn->selected, mailbox) == 0)
 		return 0;
-	i_free(fetcher->selected);
+	i_free(conn->selected);
 	name = t_str_new(128);
 	if (imap_utf8_to_utf7(mailbox, name) < 0) {
 		*error_r = t_strdup_printf("Invalid mailbox name %s", mailbox);
@@ -349,20 +349,20 @@ fetcher_select(struct migrate_fetcher *fetcher, const char *mailbox,
 	cmd = t_str_new(128);
 	str_append(cmd, "EXAMINE ");
 	imap_append_astring(cmd, str_c(name));
-	fetcher->failed = FALSE;
-	i_free(fetcher->error);
-	fetcher_send(fetcher, str_c(cmd), TRUE);
-	fetcher_run(fetcher);
-	if (fetcher->failed) {
+	conn->failed = FALSE;
+	i_free(conn->error);
+	conn_send(conn, str_c(cmd), TRUE);
+	conn_run(conn);
+	if (conn->failed) {
 		*error_r = t_strdup_printf("EXAMINE %s failed: %s", mailbox,
-					   fetcher->error);
+					   conn->error);
 		return -1;
 	}
-	fetcher->selected = i_strdup(mailbox);
+	conn->selected = i_strdup(mailbox);
 	return 0;
 }
 
-int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
+int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 			  const char *mailbox, uint32_t uid, uoff_t size,
 			  struct istream **input_r, bool *expunged_r,
 			  bool *refused_r, const char **error_r)
@@ -373,14 +373,14 @@ int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 
 	*expunged_r = FALSE;
 	*refused_r = FALSE;
-	fetcher->uid = 0;
-	if (fetcher_select(fetcher, mailbox, error_r) < 0)
+	conn->uid = 0;
+	if (conn_select(conn, mailbox, error_r) < 0)
 		return -1;
 
 	path = t_str_new(128);
-	str_append(path, fetcher->temp_prefix);
-	fetcher->fd = safe_mkstemp_hostpid(path, 0600, (uid_t)-1, (gid_t)-1);
-	if (fetcher->fd == -1) {
+	str_append(path, conn->temp_prefix);
+	conn->fd = safe_mkstemp_hostpid(path, 0600, (uid_t)-1, (gid_t)-1);
+	if (conn->fd == -1) {
 		*error_r = t_strdup_printf("safe_mkstemp(%s) failed: %m",
 					   str_c(path));
 		return -1;
@@ -388,87 +388,87 @@ int migrate_fetcher_fetch(struct migrate_fetcher *fetcher,
 	/* nobody else ever sees the file */
 	i_unlink(str_c(path));
 
-	fetcher->uid = uid;
-	fetcher->written = 0;
-	fetcher->eof = FALSE;
-	fetcher->got_piece = FALSE;
-	fetcher->failed = FALSE;
-	fetcher->expunged = FALSE;
-	fetcher->refused = FALSE;
-	i_free(fetcher->error);
+	conn->uid = uid;
+	conn->written = 0;
+	conn->eof = FALSE;
+	conn->got_piece = FALSE;
+	conn->failed = FALSE;
+	conn->expunged = FALSE;
+	conn->refused = FALSE;
+	i_free(conn->error);
 	/* RFC822.SIZE is only a hint (some servers get it wrong): read until
 	   a piece comes back short */
-	while (!fetcher->eof && !fetcher->failed) {
+	while (!conn->eof && !conn->failed) {
 		/* a few pieces in flight: the round trip is paid once per
 		   window, memory is a few pieces */
-		for (i = 0; i < MIGRATE_FETCH_PIECES_IN_FLIGHT &&
+		for (i = 0; i < MIGRATE_SOURCE_PIECES_IN_FLIGHT &&
 			    (i == 0 || offset < size); i++) {
-			fetcher_send(fetcher, t_strdup_printf(
+			conn_send(conn, t_strdup_printf(
 				"UID FETCH %u (BODY.PEEK[]<%"PRIuUOFF_T".%u>)",
-				uid, offset, MIGRATE_FETCH_PIECE_SIZE), FALSE);
-			offset += MIGRATE_FETCH_PIECE_SIZE;
+				uid, offset, MIGRATE_SOURCE_PIECE_SIZE), FALSE);
+			offset += MIGRATE_SOURCE_PIECE_SIZE;
 		}
-		fetcher_run(fetcher);
-		if (!fetcher->got_piece && !fetcher->failed) {
+		conn_run(conn);
+		if (!conn->got_piece && !conn->failed) {
 			/* UID FETCH of a UID that is gone answers OK with
 			   nothing */
-			fetcher->expunged = TRUE;
-			fetcher_set_error(fetcher, t_strdup_printf(
+			conn->expunged = TRUE;
+			conn_set_error(conn, t_strdup_printf(
 				"UID %u is gone", uid));
 		}
 	}
-	fetcher->uid = 0;
-	if (fetcher->failed) {
-		*expunged_r = fetcher->expunged;
-		*refused_r = fetcher->refused;
-		*error_r = t_strdup(fetcher->error);
-		i_close_fd(&fetcher->fd);
+	conn->uid = 0;
+	if (conn->failed) {
+		*expunged_r = conn->expunged;
+		*refused_r = conn->refused;
+		*error_r = t_strdup(conn->error);
+		i_close_fd(&conn->fd);
 		return -1;
 	}
-	*input_r = i_stream_create_fd_autoclose(&fetcher->fd, IO_BLOCK_SIZE);
+	*input_r = i_stream_create_fd_autoclose(&conn->fd, IO_BLOCK_SIZE);
 	i_stream_set_name(*input_r, t_strdup_printf("%s UID %u", mailbox, uid));
 	return 0;
 }
 
 /* Run a LIST command, its names (UTF-8) into names */
 static int
-fetcher_list_cmd(struct migrate_fetcher *fetcher, pool_t pool,
+conn_list_cmd(struct migrate_source_conn *conn, pool_t pool,
 		 ARRAY_TYPE(const_string) *names, const char *cmd_str,
 		 const char **error_r)
 {
 	struct imapc_command *cmd;
 
-	fetcher->list_pool = pool;
-	fetcher->list_names = names;
-	fetcher->failed = FALSE;
-	i_free(fetcher->error);
+	conn->list_pool = pool;
+	conn->list_names = names;
+	conn->failed = FALSE;
+	i_free(conn->error);
 	/* not a mailbox command: nothing needs to be selected */
-	cmd = imapc_client_cmd(fetcher->client, fetcher_cmd_callback, fetcher);
-	fetcher->pending++;
+	cmd = imapc_client_cmd(conn->client, conn_cmd_callback, conn);
+	conn->pending++;
 	imapc_command_send(cmd, cmd_str);
-	fetcher_run(fetcher);
-	fetcher->list_names = NULL;
-	if (fetcher->failed) {
+	conn_run(conn);
+	conn->list_names = NULL;
+	if (conn->failed) {
 		*error_r = t_strdup_printf("%s failed: %s", cmd_str,
-					   fetcher->error);
+					   conn->error);
 		return -1;
 	}
 	return 0;
 }
 
-int migrate_fetcher_list(struct migrate_fetcher *fetcher, pool_t pool,
+int migrate_source_conn_list(struct migrate_source_conn *conn, pool_t pool,
 			 ARRAY_TYPE(const_string) *names,
 			 const char **error_r)
 {
-	return fetcher_list_cmd(fetcher, pool, names, "LIST \"\" \"*\"",
+	return conn_list_cmd(conn, pool, names, "LIST \"\" \"*\"",
 				error_r);
 }
 
 /* UID SEARCH commands of at most this many ranges each: a line length
    every server takes */
-#define MIGRATE_FETCH_SEARCH_RANGES 200
+#define MIGRATE_SOURCE_SEARCH_RANGES 200
 
-int migrate_fetcher_uids_present(struct migrate_fetcher *fetcher,
+int migrate_source_conn_uids_present(struct migrate_source_conn *conn,
 				 const char *mailbox,
 				 const ARRAY_TYPE(seq_range) *uids,
 				 ARRAY_TYPE(seq_range) *present,
@@ -480,29 +480,29 @@ int migrate_fetcher_uids_present(struct migrate_fetcher *fetcher,
 	string_t *cmd;
 
 	/* a view of its own, as of now: EXAMINE again */
-	i_free(fetcher->selected);
-	if (fetcher_select(fetcher, mailbox, error_r) < 0)
+	i_free(conn->selected);
+	if (conn_select(conn, mailbox, error_r) < 0)
 		return -1;
-	fetcher->search_uids = present;
-	fetcher->failed = FALSE;
-	i_free(fetcher->error);
+	conn->search_uids = present;
+	conn->failed = FALSE;
+	i_free(conn->error);
 	range = array_get(uids, &count);
-	t_array_init(&part, MIGRATE_FETCH_SEARCH_RANGES);
+	t_array_init(&part, MIGRATE_SOURCE_SEARCH_RANGES);
 	cmd = t_str_new(1024);
-	for (i = 0; i < count; i += MIGRATE_FETCH_SEARCH_RANGES) {
+	for (i = 0; i < count; i += MIGRATE_SOURCE_SEARCH_RANGES) {
 		array_clear(&part);
 		array_append(&part, range + i,
-			     I_MIN(count - i, MIGRATE_FETCH_SEARCH_RANGES));
+			     I_MIN(count - i, MIGRATE_SOURCE_SEARCH_RANGES));
 		str_truncate(cmd, 0);
 		str_append(cmd, "UID SEARCH UID ");
 		imap_write_seq_range(cmd, &part);
-		fetcher_send(fetcher, str_c(cmd), FALSE);
+		conn_send(conn, str_c(cmd), FALSE);
 	}
-	fetcher_run(fetcher);
-	fetcher->search_uids = NULL;
-	if (fetcher->failed) {
+	conn_run(conn);
+	conn->search_uids = NULL;
+	if (conn->failed) {
 		*error_r = t_strdup_printf("UID SEARCH in %s failed: %s",
-					   mailbox, fetcher->error);
+					   mailbox, conn->error);
 		return -1;
 	}
 	/* a server may answer with UIDs around the ones asked for */
@@ -510,7 +510,7 @@ int migrate_fetcher_uids_present(struct migrate_fetcher *fetcher,
 	return 0;
 }
 
-int migrate_fetcher_mailbox_exists(struct migrate_fetcher *fetcher,
+int migrate_source_conn_mailbox_exists(struct migrate_source_conn *conn,
 				   const char *mailbox, bool *exists_r,
 				   const char **error_r)
 {
@@ -531,9 +531,9 @@ int migrate_fetcher_mailbox_exists(struct migrate_fetcher *fetcher,
 	imap_append_astring(cmd, str_c(name));
 	/* not the data stack: the replies are handled in frames of their
 	   own */
-	pool = pool_alloconly_create("migrate fetcher list", 1024);
+	pool = pool_alloconly_create("migrate conn list", 1024);
 	p_array_init(&names, pool, 4);
-	ret = fetcher_list_cmd(fetcher, pool, &names, str_c(cmd), error_r);
+	ret = conn_list_cmd(conn, pool, &names, str_c(cmd), error_r);
 	if (ret == 0) {
 		/* a name with % or * in it is a pattern: the exact name only */
 		array_foreach(&names, namep) {
@@ -545,27 +545,27 @@ int migrate_fetcher_mailbox_exists(struct migrate_fetcher *fetcher,
 	return ret;
 }
 
-int migrate_fetcher_size(struct migrate_fetcher *fetcher, const char *mailbox,
+int migrate_source_conn_size(struct migrate_source_conn *conn, const char *mailbox,
 			 uint32_t uid, uoff_t *size_r, const char **error_r)
 {
-	if (fetcher_select(fetcher, mailbox, error_r) < 0)
+	if (conn_select(conn, mailbox, error_r) < 0)
 		return -1;
-	fetcher->size_uid = uid;
-	fetcher->got_size = FALSE;
-	fetcher->failed = FALSE;
-	i_free(fetcher->error);
-	fetcher_send(fetcher, t_strdup_printf("UID FETCH %u (RFC822.SIZE)", uid),
+	conn->size_uid = uid;
+	conn->got_size = FALSE;
+	conn->failed = FALSE;
+	i_free(conn->error);
+	conn_send(conn, t_strdup_printf("UID FETCH %u (RFC822.SIZE)", uid),
 		     FALSE);
-	fetcher_run(fetcher);
-	fetcher->size_uid = 0;
-	if (fetcher->failed) {
-		*error_r = t_strdup(fetcher->error);
+	conn_run(conn);
+	conn->size_uid = 0;
+	if (conn->failed) {
+		*error_r = t_strdup(conn->error);
 		return -1;
 	}
-	if (!fetcher->got_size) {
+	if (!conn->got_size) {
 		*error_r = t_strdup_printf("UID %u is gone", uid);
 		return -1;
 	}
-	*size_r = fetcher->size;
+	*size_r = conn->size;
 	return 0;
 }

@@ -1,0 +1,114 @@
+#ifndef MIGRATE_SOURCE_PRIVATE_H
+#define MIGRATE_SOURCE_PRIVATE_H
+
+/* The parts of the source (migrate-source.h):
+   migrate-source.c          the source as a mail user on imapc storage
+   migrate-source-conn.c     our own connection (lib-imap-client)
+   migrate-source-resolver.c the private resolver
+   migrate-source-error.c    what its failures mean, and their causes */
+
+#include "migrate-source.h"
+
+/* large messages are read in pieces of this size, this many in flight */
+#define MIGRATE_SOURCE_PIECE_SIZE (1024*1024)
+#define MIGRATE_SOURCE_PIECES_IN_FLIGHT 4
+
+struct migrate_source_conn;
+struct migrate_resolver;
+
+/* What the source does besides its storage: over our own connection for
+   a remote server, through the storage for a local one. */
+struct migrate_source_vfuncs {
+	void (*deinit)(struct migrate_source *source);
+	int (*fetch_large)(struct migrate_source *source, const char *mailbox,
+			   uint32_t uid, uoff_t size, struct istream **input_r,
+			   bool *expunged_r, bool *refused_r,
+			   const char **error_r);
+	int (*list_names)(struct migrate_source *source, pool_t pool,
+			  ARRAY_TYPE(const_string) *names,
+			  const char **error_r);
+	int (*uids_present)(struct migrate_source *source,
+			    const char *mailbox,
+			    const ARRAY_TYPE(seq_range) *uids,
+			    ARRAY_TYPE(seq_range) *present,
+			    const char **error_r);
+	int (*message_size)(struct migrate_source *source, const char *mailbox,
+			    uint32_t uid, uoff_t *size_r,
+			    const char **error_r);
+	int (*mailbox_exists)(struct migrate_source *source,
+			      const char *mailbox, bool *exists_r,
+			      const char **error_r);
+};
+
+struct migrate_source {
+	struct migrate_source_vfuncs v;
+	/* the destination user whose source this is: its settings, its TLS
+	   client settings and temp dir */
+	struct mail_user *dest_user;
+	const struct migrate_settings *set;
+	/* parent of our connection's events */
+	struct event *event;
+
+	/* the source as a mail user on imapc storage (or a local one) */
+	struct mail_user *user;
+	/* the user is the caller's: not ours to free */
+	bool user_borrowed;
+	/* our own connection, NULL until first needed */
+	struct migrate_source_conn *conn;
+
+	struct migrate_resolver *resolver;
+	/* base_dir whose dns-client socket the resolver answers, or NULL */
+	char *resolver_dir;
+
+	/* the last line imapc logged at warning level or above */
+	char *last_error;
+	/* while logging in: the first TLS failure imapc logged */
+	bool capturing_tls;
+	char *tls_error;
+};
+
+/* migrate-source-local.c */
+extern const struct migrate_source_vfuncs migrate_source_local_vfuncs;
+
+/* migrate-source-error.c: keep the lines imapc logs while the source
+   exists (last_error, tls_error). */
+void migrate_source_log_init(struct migrate_source *source);
+void migrate_source_capture_tls(struct migrate_source *source, bool capture);
+void migrate_source_log_deinit(struct migrate_source *source);
+
+/* migrate-source-conn.c */
+struct migrate_source_conn *
+migrate_source_conn_init(const struct migrate_settings *set,
+			 struct mail_user *ssl_user, const char *dns_base_dir,
+			 struct event *event_parent);
+void migrate_source_conn_deinit(struct migrate_source_conn **conn);
+int migrate_source_conn_fetch(struct migrate_source_conn *conn,
+			      const char *mailbox, uint32_t uid, uoff_t size,
+			      struct istream **input_r, bool *expunged_r,
+			      bool *refused_r, const char **error_r);
+int migrate_source_conn_list(struct migrate_source_conn *conn, pool_t pool,
+			     ARRAY_TYPE(const_string) *names,
+			     const char **error_r);
+int migrate_source_conn_uids_present(struct migrate_source_conn *conn,
+				     const char *mailbox,
+				     const ARRAY_TYPE(seq_range) *uids,
+				     ARRAY_TYPE(seq_range) *present,
+				     const char **error_r);
+int migrate_source_conn_size(struct migrate_source_conn *conn,
+			     const char *mailbox, uint32_t uid,
+			     uoff_t *size_r, const char **error_r);
+int migrate_source_conn_mailbox_exists(struct migrate_source_conn *conn,
+				       const char *mailbox, bool *exists_r,
+				       const char **error_r);
+
+/* migrate-source-resolver.c: a resolver that answers one host name with
+   one IP address, in Dovecot's dns-client protocol: imapc resolves its
+   imapc_host through base_dir/dns-client when that socket path is set.
+   The answering process is a child that dies with us.  *base_dir_r is
+   the directory holding the "dns-client" socket. */
+int migrate_resolver_start(const char *name, const char *ip,
+			   struct migrate_resolver **resolver_r,
+			   const char **base_dir_r, const char **error_r);
+void migrate_resolver_stop(struct migrate_resolver **resolver);
+
+#endif
