@@ -170,6 +170,13 @@ cmd_migrate_sync_read_store(struct migrate_cmd_context *ctx,
 	return 0;
 }
 
+static const char *migrate_cmd_user_set_lookup(const char *key, void *context)
+{
+	const struct mail_user_settings *user_set = context;
+
+	return mail_user_set_plugin_getenv(user_set, key);
+}
+
 /* As root: the user's worker processes (migrate-workers.h), which copy
    large folders while this process goes on with the others.  Without
    them (a failure to start one included) this process copies
@@ -183,21 +190,17 @@ cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
 		mail_storage_service_user_get_set(service_user)[0];
 	ARRAY_TYPE(const_string) argv;
 	unsigned int i, count = ctx->workers_count;
-	const char *value, *arg, *error;
+	const char *arg, *error;
 	string_t *first_line;
 
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
-	if (count == 0) {
-		value = mail_user_set_plugin_getenv(user_set,
-						    MIGRATE_SETTING_WORKERS);
-		count = MIGRATE_DEFAULT_WORKERS;
-		if (value != NULL && value[0] != '\0' &&
-		    (str_to_uint(value, &count) < 0 || count < 1 ||
-		     count > MIGRATE_MAX_WORKERS)) {
-			/* the settings check names it again, with the user */
-			count = 1;
-		}
+	if (count == 0 &&
+	    migrate_settings_read_workers(migrate_cmd_user_set_lookup,
+					  (void *)user_set, &count,
+					  &error) < 0) {
+		/* the settings check names it again, with the user */
+		count = 1;
 	}
 	if (count <= 1 || ctx->dry_run ||
 	    ctx->domain_phase == MIGRATE_DOMAIN_FINISHED)

@@ -407,6 +407,23 @@ int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
 	return 0;
 }
 
+int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,
+				  void *context, unsigned int *workers_r,
+				  const char **error_r)
+{
+	struct migrate_settings_reader r = {
+		.lookup = lookup,
+		.context = context,
+	};
+
+	if (reader_uint(&r, MIGRATE_SETTING_WORKERS, MIGRATE_DEFAULT_WORKERS,
+			1, MIGRATE_MAX_WORKERS, workers_r) < 0) {
+		*error_r = r.error;
+		return -1;
+	}
+	return 0;
+}
+
 const char *migrate_ssl_mode_to_str(enum migrate_ssl_mode mode)
 {
 	switch (mode) {

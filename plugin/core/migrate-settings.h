@@ -136,6 +136,11 @@ int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
 			  const struct migrate_settings **set_r,
 			  const char **error_r);
 
+/* migrate_workers alone, by the rules of migrate_settings_read(): for
+   doveadm, which starts the workers before the user exists. */
+int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,
+				  void *context, unsigned int *workers_r,
+				  const char **error_r);
 const char *migrate_ssl_mode_to_str(enum migrate_ssl_mode mode);
 
 #endif

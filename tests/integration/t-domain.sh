@@ -85,6 +85,25 @@ tap_like "... logged as a named event" "migrate: Delivery deferred: example.com 
 rc=0; lda bob@other.example "$RIG/lda.eml" || rc=$?
 tap_is "$rc" 0 "another domain's mail is delivered as usual"
 
+# a bad migrate setting of a user: IMAP never reads the migrate settings,
+# dovecot-lda (migrate_lda) refuses to deliver as if it were not there
+rig_add_user dest dora@other.example "$DEST_PW" userdb_migrate_workers=lots
+tap_is "$(rig_imap dest dora@other.example "$DEST_PW" count INBOX)" 0 \
+	"a user with a bad migrate setting still logs in over IMAP"
+rc=0; lda dora@other.example "$RIG/lda.eml" || rc=$?
+tap_is "$rc" 75 "... while dovecot-lda defers the user's mail (exit 75)"
+tap_like "... naming the setting" "migrate: Invalid settings: migrate_workers: Invalid number 'lots'" \
+	"$(cat "$(rig_log dest)")"
+# the lda module declares its binary: an IMAP process refuses to load it
+rig_conf_add dest 'protocol imap {
+  mail_plugins = $mail_plugins migrate_lda
+}'
+rc=0; rig_imap dest bob@other.example "$DEST_PW" count INBOX >/dev/null 2>&1 || rc=$?
+tap_like "migrate_lda loaded by IMAP is refused" "intended to be used only by lda binary" \
+	"$(cat "$(rig_log dest)")"
+sed -i '/^protocol imap {$/,/^}$/d' "$RIG/dest/extra.conf"
+rig_reload dest
+
 # --- LMTP while migrating: relayed to the old MX by Dovecot's LMTP proxy --------
 # the shipped relay passdb goes first, lmtp_proxy on
 sed -e "s|^uri = .*|uri = file:$RIG/dest/state/migrate/domains|" \

@@ -367,11 +367,12 @@ rig__write_conf() {
 			if [ "$_migrate" = 1 ] && [ "$RIG_HAVE_PLUGIN" = 1 ]; then
 				plugins="$plugins migrate"
 			fi
-			local lmtp_plugins="" imap_plugins="imap_quota" p
+			local lmtp_plugins="" lda_plugins="" imap_plugins="imap_quota" p
 			if [ "$_migrate" = 1 ]; then
 				for p in "${RIG_EXTRA_MAIL_PLUGINS[@]}"; do
 					case $p in
 					*lmtp*) lmtp_plugins="$lmtp_plugins $p" ;;
+					*lda*) lda_plugins="$lda_plugins $p" ;;
 					*imap*) imap_plugins="$imap_plugins $p" ;;
 					*) plugins="$plugins $p" ;;
 					esac
@@ -385,6 +386,9 @@ rig__write_conf() {
 			}
 			protocol lmtp {
 			  mail_plugins = \$mail_plugins$lmtp_plugins
+			}
+			protocol lda {
+			  mail_plugins = \$mail_plugins$lda_plugins
 			}
 			service lmtp {
 			  unix_listener lmtp {
