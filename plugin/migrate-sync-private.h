@@ -126,6 +126,12 @@ struct migrate_sync_batch {
 };
 
 /* migrate-sync.c */
+void migrate_sync_ctx_init(struct migrate_sync_ctx *ctx, enum sync_role role,
+			   struct mail_user *dest_user,
+			   struct migrate_source *source,
+			   const struct migrate_settings *set,
+			   const struct migrate_sync_options *opts,
+			   struct migrate_sync_stats *stats);
 /* migrate_debug_kill: die at this step */
 void migrate_sync_kill_point(struct migrate_sync_ctx *ctx, const char *step);
 /* Keep the failure that decides the run's exit code (and log it). */

@@ -329,7 +329,6 @@ int migrate_sync_tree_list(struct migrate_sync_ctx *ctx)
 	ARRAY_TYPE(const_string) special_uses;
 	const char *name;
 
-	ctx->src_ns = migrate_source_get_namespace(ctx->source);
 	ctx->src_sep = mail_namespace_get_sep(ctx->src_ns);
 	p_array_init(&ctx->folders, ctx->pool, 32);
 	p_array_init(&special_uses, ctx->pool, 32);

@@ -300,25 +300,14 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	struct mailbox *sbox, *dbox;
 	const char *const *args;
 
-	i_zero(&ctx);
 	i_zero(&stats);
 	i_zero(&state);
 	i_zero(&f);
-	ctx.pool = pool_alloconly_create("migrate worker job", 1024);
-	ctx.dest_user = dest_user;
-	ctx.source = source;
-	ctx.src_ns = migrate_source_get_namespace(source);
-	ctx.set = set;
 	i_zero(&opts);
 	opts.report = migrate_sync_report_init();
-	ctx.opts = &opts;
-	ctx.stats = &stats;
-	ctx.role = SYNC_ROLE_WORKER;
+	migrate_sync_ctx_init(&ctx, SYNC_ROLE_WORKER, dest_user, source, set,
+			      &opts, &stats);
 	ctx.worker_out_fd = out_fd;
-	ctx.event = event_create(dest_user->event);
-	event_add_category(ctx.event, &event_category_migrate);
-	event_set_append_log_prefix(ctx.event, "migrate worker: ");
-	i_gettimeofday(&ctx.start);
 
 	t_array_init(&uids, 16);
 	args = t_strsplit_tabescaped(line);

@@ -260,6 +260,32 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 	migrate_sync_worker_collect(ctx, TRUE);
 }
 
+void migrate_sync_ctx_init(struct migrate_sync_ctx *ctx, enum sync_role role,
+			   struct mail_user *dest_user,
+			   struct migrate_source *source,
+			   const struct migrate_settings *set,
+			   const struct migrate_sync_options *opts,
+			   struct migrate_sync_stats *stats)
+{
+	i_zero(ctx);
+	ctx->role = role;
+	ctx->pool = pool_alloconly_create(role == SYNC_ROLE_OWNER ?
+		"migrate sync" : "migrate worker job", 4096);
+	ctx->dest_user = dest_user;
+	ctx->source = source;
+	ctx->src_ns = migrate_source_get_namespace(source);
+	ctx->set = set;
+	ctx->opts = opts;
+	ctx->mode = opts->mode;
+	ctx->dry_run = opts->dry_run;
+	ctx->stats = stats;
+	ctx->event = event_create(dest_user->event);
+	event_add_category(ctx->event, &event_category_migrate);
+	event_set_append_log_prefix(ctx->event, role == SYNC_ROLE_OWNER ?
+				    "migrate: " : "migrate worker: ");
+	i_gettimeofday(&ctx->start);
+}
+
 void migrate_sync_stats_add(struct migrate_sync_stats *dest,
 			    const struct migrate_sync_stats *src)
 {
@@ -295,21 +321,9 @@ int migrate_sync_run(struct mail_user *dest_user,
 	bool locked;
 
 	i_zero(stats_r);
-	i_zero(&ctx);
-	ctx.pool = pool_alloconly_create("migrate sync", 4096);
-	ctx.dest_user = dest_user;
-	ctx.source = source;
-	ctx.set = set;
+	migrate_sync_ctx_init(&ctx, SYNC_ROLE_OWNER, dest_user, source, set,
+			      opts, stats_r);
 	ctx.state_fsync = migrate_dest_state_fsync(dest_user, set);
-	ctx.opts = opts;
-	ctx.mode = opts->mode;
-	ctx.dry_run = opts->dry_run;
-	ctx.role = SYNC_ROLE_OWNER;
-	ctx.stats = stats_r;
-	ctx.event = event_create(dest_user->event);
-	event_add_category(ctx.event, &event_category_migrate);
-	event_set_append_log_prefix(ctx.event, "migrate: ");
-	i_gettimeofday(&ctx.start);
 
 	if (migrate_state_open(set->state_dir, &ctx.state, &locked,
 			       &error) < 0) {
