@@ -3,6 +3,13 @@
 
 #include "test-common.h"
 
+/* A directory for the tests' files, created at the first call and
+   removed after the tests. */
+const char *test_migrate_dir(void);
+/* Writes contents to name in test_migrate_dir(); returns its path. */
+const char *test_migrate_write(const char *name, const char *contents);
+
+void test_migrate_csv(void);
 void test_migrate_names(void);
 void test_migrate_settings(void);
 void test_migrate_state(void);
