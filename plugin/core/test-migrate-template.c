@@ -7,7 +7,6 @@
 #include "write-full.h"
 #include "test-migrate.h"
 #include "migrate-template.h"
-#include "migrate-credentials.h"
 
 #include <unistd.h>
 #include <fcntl.h>
@@ -196,72 +195,6 @@ static void test_password_policy(void)
 	test_end();
 }
 
-static void test_credentials(void)
-{
-	const char *dir = t_strconcat(test_dir, "/store", NULL);
-	struct migrate_credentials cred, cred2;
-	const char *error, *path;
-	unsigned int count;
-	pool_t pool = pool_alloconly_create("test", 1024);
-
-	test_begin("credential store");
-	i_zero(&cred);
-	cred.source_host = "imap.old.example";
-	cred.source_port = 993;
-	cred.source_user = "ana";
-	cred.source_password = "p;\t\n\"x ç";
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) == 0);
-	test_assert(migrate_credentials_write(dir, "ana@example.com", &cred,
-					      &error) == 0);
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) == 1);
-	test_assert_strcmp(cred2.source_host, "imap.old.example");
-	test_assert(cred2.source_port == 993);
-	test_assert_strcmp(cred2.source_user, "ana");
-	test_assert_strcmp(cred2.source_password, cred.source_password);
-	/* a name can't leave the directory */
-	test_assert(migrate_credentials_write(dir, "../x", &cred, &error) == 0);
-	path = t_strconcat(test_dir, "/x", NULL);
-	test_assert(access(path, F_OK) < 0);
-	/* readable by others: refused */
-	path = t_strconcat(dir, "/ana@example.com", NULL);
-	test_assert(chmod(path, 0644) == 0);
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) < 0);
-	test_assert(strstr(error, "0600") != NULL);
-	test_assert(chmod(path, 0600) == 0);
-	test_assert(chmod(dir, 0755) == 0);
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) < 0);
-	test_assert(chmod(dir, 0700) == 0);
-	test_assert(migrate_credentials_delete(dir, "ana@example.com",
-					       &error) == 0);
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) == 0);
-	test_assert(migrate_credentials_delete(dir, "ana@example.com",
-					       &error) == 0);
-
-	/* a domain's users, names that needed escaping included */
-	test_assert(migrate_credentials_write(dir, "a b@example.com", &cred,
-					      &error) == 0);
-	test_assert(migrate_credentials_write(dir, "c@Example.COM", &cred,
-					      &error) == 0);
-	test_assert(migrate_credentials_write(dir, "d@other.example", &cred,
-					      &error) == 0);
-	test_assert(migrate_credentials_delete_domain(dir, "example.com",
-						      &count, &error) == 0);
-	test_assert(count == 2);
-	test_assert(migrate_credentials_read(dir, "a b@example.com", pool,
-					     &cred2, &error) == 0);
-	test_assert(migrate_credentials_read(dir, "c@Example.COM", pool,
-					     &cred2, &error) == 0);
-	test_assert(migrate_credentials_read(dir, "d@other.example", pool,
-					     &cred2, &error) == 1);
-	pool_unref(&pool);
-	test_end();
-}
-
 void test_migrate_template(void)
 {
 	const char *error;
@@ -275,7 +208,6 @@ void test_migrate_template(void)
 	test_template_errors();
 	test_template_missing();
 	test_password_policy();
-	test_credentials();
 	if (unlink_directory(test_dir, UNLINK_DIRECTORY_FLAG_RMDIR,
 			     &error) < 0)
 		i_error("%s", error);

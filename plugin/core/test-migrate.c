@@ -57,6 +57,7 @@ int main(void)
 		test_migrate_settings,
 		test_migrate_state,
 		test_migrate_template,
+		test_migrate_credentials,
 		test_migrate_cleanup,
 		NULL
 	};

@@ -14,5 +14,6 @@ void test_migrate_names(void);
 void test_migrate_settings(void);
 void test_migrate_state(void);
 void test_migrate_template(void);
+void test_migrate_credentials(void);
 
 #endif
