@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "array.h"
 #include "unlink-directory.h"
 #include "write-full.h"
 #include "test-migrate.h"
@@ -37,6 +38,17 @@ const char *test_migrate_write(const char *name, const char *contents)
 	return path;
 }
 
+void test_migrate_assert_one_error(const ARRAY_TYPE(const_string) *errors,
+				   const char *path, const char *expected,
+				   unsigned int idx)
+{
+	test_assert_idx(array_count(errors) == 1, idx);
+	if (array_count(errors) > 0) {
+		test_assert_strcmp_idx(array_idx_elem(errors, 0),
+				       t_strconcat(path, expected, NULL), idx);
+	}
+}
+
 /* the last of the test functions */
 static void test_migrate_cleanup(void)
 {
@@ -57,6 +69,7 @@ int main(void)
 		test_migrate_settings,
 		test_migrate_state,
 		test_migrate_template,
+		test_migrate_accounts,
 		test_migrate_credentials,
 		test_migrate_cleanup,
 		NULL

@@ -9,11 +9,18 @@ const char *test_migrate_dir(void);
 /* Writes contents to name in test_migrate_dir(); returns its path. */
 const char *test_migrate_write(const char *name, const char *contents);
 
+/* A must-fail row of a template reader: errors holds exactly one, path
+   followed by expected. */
+void test_migrate_assert_one_error(const ARRAY_TYPE(const_string) *errors,
+				   const char *path, const char *expected,
+				   unsigned int idx);
+
 void test_migrate_csv(void);
 void test_migrate_names(void);
 void test_migrate_settings(void);
 void test_migrate_state(void);
 void test_migrate_template(void);
+void test_migrate_accounts(void);
 void test_migrate_credentials(void);
 
 #endif
