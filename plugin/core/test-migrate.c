@@ -71,6 +71,7 @@ int main(void)
 		test_migrate_template,
 		test_migrate_accounts,
 		test_migrate_credentials,
+		test_migrate_domain,
 		test_migrate_cleanup,
 		NULL
 	};

@@ -22,5 +22,6 @@ void test_migrate_state(void);
 void test_migrate_template(void);
 void test_migrate_accounts(void);
 void test_migrate_credentials(void);
+void test_migrate_domain(void);
 
 #endif
