@@ -65,6 +65,7 @@ int main(void)
 {
 	static void (*const test_functions[])(void) = {
 		test_migrate_csv,
+		test_migrate_file,
 		test_migrate_names,
 		test_migrate_settings,
 		test_migrate_state,
