@@ -35,16 +35,6 @@ accounts_sql_lookup(const char *user, void *context)
 	return row == NULL ? NULL : &row->stored;
 }
 
-static const char *
-accounts_sql_escape(struct sql_db *db, const char *value)
-{
-	const char *escaped, *error;
-
-	if (sql_escape_string(db, value, &escaped, &error) < 0)
-		i_fatal("sql_escape_string() failed: %s", error);
-	return escaped;
-}
-
 /* The domain's rows, as the lookup of migrate_accounts_plan() wants
    them. */
 static int
@@ -53,16 +43,16 @@ accounts_sql_read(struct sql_db *db, const char *domain, pool_t pool,
 {
 	struct migrate_account acc;
 	struct accounts_sql_row *row;
+	struct sql_statement *stmt;
 	struct sql_result *result;
-	const char *query;
 	unsigned int type;
 	int ret;
 
-	query = t_strdup_printf("SELECT username, password, quota_mib, "
+	stmt = sql_statement_init(db, "SELECT username, password, quota_mib, "
 		"account_type, full_name, language, time_zone, date_format "
-		"FROM migrate_accounts WHERE domain = '%s'",
-		accounts_sql_escape(db, domain));
-	result = sql_query_s(db, query);
+		"FROM migrate_accounts WHERE domain = ?");
+	sql_statement_bind_str(stmt, 0, domain);
+	result = sql_statement_query_s(&stmt);
 	while ((ret = sql_result_next_row(result)) > 0) {
 		i_zero(&acc);
 		acc.user = p_strdup(pool, sql_result_get_field_value(result, 0));
@@ -98,18 +88,36 @@ accounts_sql_read(struct sql_db *db, const char *domain, pool_t pool,
 	return 0;
 }
 
-static const char *
-accounts_sql_values(struct sql_db *db, const struct migrate_account *acc,
-		    const char *password)
+/* A statement of the account's row: bound values, never SQL text of
+   ours (the driver quotes them, or the database binds them). */
+static void
+accounts_sql_write(struct sql_db *db, struct sql_transaction_context *trans,
+		   const struct migrate_account_report *report)
 {
-	return t_strdup_printf("'%s', '%s', %"PRIu64", %u, '%s', '%s', '%s', "
-		"'%s'", accounts_sql_escape(db, password),
-		accounts_sql_escape(db, strchr(acc->user, '@') + 1),
-		acc->quota_mib, acc->type,
-		accounts_sql_escape(db, acc->full_name),
-		accounts_sql_escape(db, acc->language),
-		accounts_sql_escape(db, acc->time_zone),
-		accounts_sql_escape(db, acc->date_format));
+	const struct migrate_account *acc = report->account;
+	struct sql_statement *stmt;
+
+	if (report->result != MIGRATE_ACCOUNT_CREATED) {
+		/* updated: the row is written anew */
+		stmt = sql_statement_init(db,
+			"DELETE FROM migrate_accounts WHERE username = ?");
+		sql_statement_bind_str(stmt, 0, acc->user);
+		sql_update_stmt(trans, &stmt);
+	}
+	stmt = sql_statement_init(db, "INSERT INTO migrate_accounts "
+		"(username, password, domain, quota_mib, account_type, "
+		"full_name, language, time_zone, date_format) "
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	sql_statement_bind_str(stmt, 0, acc->user);
+	sql_statement_bind_str(stmt, 1, report->stored_password);
+	sql_statement_bind_str(stmt, 2, strchr(acc->user, '@') + 1);
+	sql_statement_bind_int64(stmt, 3, (int64_t)acc->quota_mib);
+	sql_statement_bind_int64(stmt, 4, acc->type);
+	sql_statement_bind_str(stmt, 5, acc->full_name);
+	sql_statement_bind_str(stmt, 6, acc->language);
+	sql_statement_bind_str(stmt, 7, acc->time_zone);
+	sql_statement_bind_str(stmt, 8, acc->date_format);
+	sql_update_stmt(trans, &stmt);
 }
 
 int migrate_accounts_sql_apply(const char *driver, const char *connect,
@@ -160,26 +168,10 @@ int migrate_accounts_sql_apply(const char *driver, const char *connect,
 		/* one transaction: all rows or none */
 		trans = sql_transaction_begin(db);
 		array_foreach(reports, report) {
-			const struct migrate_account *acc = report->account;
-
 			if (report->stored_password == NULL)
 				continue;
 			changed = TRUE;
-			if (report->result != MIGRATE_ACCOUNT_CREATED) {
-				/* updated: the row is written anew */
-				sql_update(trans, t_strdup_printf(
-					"DELETE FROM migrate_accounts "
-					"WHERE username = '%s'",
-					accounts_sql_escape(db, acc->user)));
-			}
-			sql_update(trans, t_strdup_printf(
-				"INSERT INTO migrate_accounts "
-				"(username, password, domain, quota_mib, "
-				"account_type, full_name, language, "
-				"time_zone, date_format) VALUES ('%s', %s)",
-				accounts_sql_escape(db, acc->user),
-				accounts_sql_values(db, acc,
-					report->stored_password)));
+			accounts_sql_write(db, trans, report);
 		}
 		if (!changed)
 			sql_transaction_rollback(&trans);

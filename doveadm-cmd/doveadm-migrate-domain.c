@@ -9,7 +9,6 @@
 #include "str.h"
 #include "ioloop.h"
 #include "net.h"
-#include "time-util.h"
 #include "mkdir-parents.h"
 #include "master-service.h"
 #include "master-service-settings.h"
@@ -45,15 +44,11 @@ int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
 		mset->base_dir, store_r, error_r);
 }
 
-static const char *time_or_dash(time_t t)
-{
-	return t == 0 ? "-" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
-}
-
-/* Opens the store and looks the domain up; exits on errors. */
+/* Opens the store and looks the domain up (phase none when it never
+   migrated); exits on errors. */
 static struct migrate_domain_store *
-domain_cmd_init(struct doveadm_cmd_context *cctx, const char **domain_r,
-		struct migrate_domain *domain, bool *exists_r)
+domain_cmd_init(struct doveadm_cmd_context *cctx,
+		struct migrate_domain *domain)
 {
 	struct migrate_domain_store *store;
 	const char *name, *error;
@@ -70,9 +65,23 @@ domain_cmd_init(struct doveadm_cmd_context *cctx, const char **domain_r,
 		migrate_domain_store_close(&store);
 		i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name, error);
 	}
-	*exists_r = ret > 0;
-	*domain_r = domain->name;
 	return store;
+}
+
+/* The phase change of the command, or exit with why it is refused. */
+static void
+domain_cmd_transition(struct doveadm_cmd_context *cctx,
+		      struct migrate_domain_store **store,
+		      struct migrate_domain *domain,
+		      enum migrate_domain_phase to)
+{
+	const char *error;
+
+	if (migrate_domain_transition(domain, to, ioloop_time, domain,
+				      &error) < 0) {
+		migrate_domain_store_close(store);
+		i_fatal_status(EX_USAGE, "%s: %s", cctx->cmd->name, error);
+	}
 }
 
 static void domain_cmd_save(struct doveadm_cmd_context *cctx,
@@ -129,29 +138,20 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 {
 	struct migrate_domain_store *store;
 	struct migrate_domain domain;
-	const char *name, *old_mx, *host, *addrs, *error;
-	bool exists;
+	const char *old_mx, *host, *addrs, *error;
+	in_port_t port;
 
 	if (!doveadm_cmd_param_str(cctx, "old-mx", &old_mx))
 		help_ver2(cctx->cmd);
-	store = domain_cmd_init(cctx, &name, &domain, &exists);
-	if (exists && domain.phase != MIGRATE_DOMAIN_FINISHED) {
-		migrate_domain_store_close(&store);
-		i_fatal_status(EX_USAGE, "%s: %s is already in phase %s "
-			       "(since %s)", cctx->cmd->name, name,
-			       migrate_domain_phase_to_str(domain.phase),
-			       time_or_dash(domain.started));
-	}
-	if (domain_resolve_mx(old_mx, &host, &domain.old_mx_port, &addrs,
-			      &error) < 0) {
+	store = domain_cmd_init(cctx, &domain);
+	domain_cmd_transition(cctx, &store, &domain, MIGRATE_DOMAIN_MIGRATING);
+	if (domain_resolve_mx(old_mx, &host, &port, &addrs, &error) < 0) {
 		migrate_domain_store_close(&store);
 		i_fatal_status(EX_USAGE, "%s: %s", cctx->cmd->name, error);
 	}
 	domain.old_mx = old_mx;
 	domain.old_mx_addrs = addrs;
-	domain.phase = MIGRATE_DOMAIN_MIGRATING;
-	domain.started = ioloop_time;
-	domain.cutover = domain.finished = 0;
+	domain.old_mx_port = port;
 	domain_cmd_save(cctx, &store, &domain);
 }
 
@@ -159,20 +159,11 @@ static void cmd_migrate_domain_cutover(struct doveadm_cmd_context *cctx)
 {
 	struct migrate_domain_store *store;
 	struct migrate_domain domain;
-	const char *name;
-	bool exists;
 
-	store = domain_cmd_init(cctx, &name, &domain, &exists);
-	if (!exists || domain.phase != MIGRATE_DOMAIN_MIGRATING) {
-		migrate_domain_store_close(&store);
-		i_fatal_status(EX_USAGE, "%s: %s is %s, not migrating",
-			       cctx->cmd->name, name, !exists ? "unknown" :
-			       migrate_domain_phase_to_str(domain.phase));
-	}
+	store = domain_cmd_init(cctx, &domain);
 	/* one write: the syncs see the final phase (no deletions) at the
 	   same moment that delivery sees the domain as ours again */
-	domain.phase = MIGRATE_DOMAIN_CUTOVER;
-	domain.cutover = ioloop_time;
+	domain_cmd_transition(cctx, &store, &domain, MIGRATE_DOMAIN_CUTOVER);
 	domain_cmd_save(cctx, &store, &domain);
 }
 
@@ -180,30 +171,21 @@ static void cmd_migrate_domain_finish(struct doveadm_cmd_context *cctx)
 {
 	struct migrate_domain_store *store;
 	struct migrate_domain domain;
-	const char *name, *error;
+	const char *error;
 	unsigned int count;
-	bool exists;
 
-	store = domain_cmd_init(cctx, &name, &domain, &exists);
-	if (!exists || domain.phase != MIGRATE_DOMAIN_CUTOVER) {
-		migrate_domain_store_close(&store);
-		i_fatal_status(EX_USAGE, "%s: %s is %s; finish comes after "
-			       "cutover", cctx->cmd->name, name,
-			       !exists ? "unknown" :
-			       migrate_domain_phase_to_str(domain.phase));
-	}
+	store = domain_cmd_init(cctx, &domain);
+	domain_cmd_transition(cctx, &store, &domain, MIGRATE_DOMAIN_FINISHED);
 	if (migrate_credentials_delete_domain(
 		migrate_credentials_dir(
 			master_service_settings_get(master_service)->state_dir),
-		name, &count, &error) < 0) {
+		domain.name, &count, &error) < 0) {
 		migrate_domain_store_close(&store);
 		i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name, error);
 	}
 	i_info("%s: %s: deleted the stored source credentials of %u "
-	       "account%s", cctx->cmd->name, name, count,
+	       "account%s", cctx->cmd->name, domain.name, count,
 	       count == 1 ? "" : "s");
-	domain.phase = MIGRATE_DOMAIN_FINISHED;
-	domain.finished = ioloop_time;
 	domain_cmd_save(cctx, &store, &domain);
 }
 
@@ -220,9 +202,9 @@ domain_status_print(const struct migrate_domain *domain,
 	}
 	doveadm_print(domain->name);
 	doveadm_print(migrate_domain_phase_to_str(domain->phase));
-	doveadm_print(time_or_dash(domain->started));
-	doveadm_print(time_or_dash(domain->cutover));
-	doveadm_print(time_or_dash(domain->finished));
+	doveadm_print(migrate_domain_time_str(domain->started));
+	doveadm_print(migrate_domain_time_str(domain->cutover));
+	doveadm_print(migrate_domain_time_str(domain->finished));
 	doveadm_print(domain->old_mx == NULL ? "-" :
 		      t_strdup_printf("%s (%s)", domain->old_mx,
 				      domain->old_mx_addrs));
@@ -282,7 +264,7 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 			doveadm_print(domain.name);
 			doveadm_print(migrate_domain_phase_to_str(domain.phase));
 			doveadm_print(account->user);
-			doveadm_print(time_or_dash(account->when));
+			doveadm_print(migrate_domain_time_str(account->when));
 			doveadm_print(account->result == NULL ? "-" :
 				      account->result);
 			doveadm_print_num(account->copied);
@@ -293,7 +275,7 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 		i_info("%s: %s: phase %s since %s, old MX %s (%s), %u accounts",
 		       cctx->cmd->name, domain.name,
 		       migrate_domain_phase_to_str(domain.phase),
-		       time_or_dash(domain.phase == MIGRATE_DOMAIN_FINISHED ?
+		       migrate_domain_time_str(domain.phase == MIGRATE_DOMAIN_FINISHED ?
 				    domain.finished :
 				    domain.phase == MIGRATE_DOMAIN_CUTOVER ?
 				    domain.cutover : domain.started),

@@ -8,7 +8,7 @@
 #include "unichar.h"
 #include "istream.h"
 #include "file-lock.h"
-#include "migrate-csv.h"
+#include "migrate-table.h"
 #include "migrate-file.h"
 #include "migrate-template.h"
 #include "migrate-accounts.h"
@@ -25,93 +25,33 @@
 #define MIGRATE_ACCOUNTS_MAX_QUOTA_GB 1000000
 #define MIGRATE_ACCOUNTS_LOCK_TIMEOUT_SECS 30
 
-static const char *const column_names[MIGRATE_ACCOUNTS_COLUMN_COUNT] = {
-	"username", "domain", "password", "quota", "type", "full name",
-	"language", "time zone", "date format",
-};
-/* the header's names, lowercase with spaces, '_' and '-' removed; the
-   guide's Portuguese ones with and without accents */
-static const char *const column_aliases[MIGRATE_ACCOUNTS_COLUMN_COUNT][5] = {
-	{ "username", "user", "usuario", "usu\xc3\xa1rio", NULL },
-	{ "domain", "dominio", "dom\xc3\xadnio", NULL },
-	{ "password", "senha", NULL },
-	{ "quota", "quotagb", "cota", "cotagb", NULL },
-	{ "type", "tipo", "accounttype", "tipodeconta", NULL },
-	{ "fullname", "name", "nomecompleto", "nome", NULL },
-	{ "language", "idioma", "lang", NULL },
-	{ "timezone", "fusohorario", "fusohor\xc3\xa1rio", "tz", NULL },
-	{ "dateformat", "formatodedata", "formatodata", NULL },
-};
-
-struct accounts_error {
-	unsigned int line, seq;
-	const char *msg;
+/* the header's names as migrate_table_name_key() makes them; the guide's
+   Portuguese ones with and without accents */
+static const struct migrate_table_column
+accounts_columns[MIGRATE_ACCOUNTS_COLUMN_COUNT] = {
+	{ "username", MIGRATE_TABLE_ALIASES("username", "user", "usuario",
+					    "usu\xc3\xa1rio") },
+	{ "domain", MIGRATE_TABLE_ALIASES("domain", "dominio",
+					  "dom\xc3\xadnio") },
+	{ "password", MIGRATE_TABLE_ALIASES("password", "senha") },
+	{ "quota", MIGRATE_TABLE_ALIASES("quota", "quotagb", "cota",
+					 "cotagb") },
+	{ "type", MIGRATE_TABLE_ALIASES("type", "tipo", "accounttype",
+					"tipodeconta") },
+	{ "full name", MIGRATE_TABLE_ALIASES("fullname", "name",
+					     "nomecompleto", "nome") },
+	{ "language", MIGRATE_TABLE_ALIASES("language", "idioma", "lang") },
+	{ "time zone", MIGRATE_TABLE_ALIASES("timezone", "fusohorario",
+					     "fusohor\xc3\xa1rio", "tz") },
+	{ "date format", MIGRATE_TABLE_ALIASES("dateformat", "formatodedata",
+					       "formatodata") },
 };
 
 struct accounts_reader {
 	struct migrate_accounts *accounts;
+	struct migrate_table *table;
 	const char *zoneinfo_dir;
-	/* file column -> ours, or -1 */
-	int map[64];
-	unsigned int columns;
-	bool have[MIGRATE_ACCOUNTS_COLUMN_COUNT];
-	/* sorted by line into migrate_accounts.errors at the end */
-	ARRAY(struct accounts_error) found;
 };
-
-static void ATTR_FORMAT(4, 5)
-accounts_error(struct accounts_reader *r, unsigned int line,
-	       int column, const char *fmt, ...)
-{
-	struct migrate_accounts *accounts = r->accounts;
-	struct accounts_error *err;
-	const char *msg;
-	va_list args;
-
-	va_start(args, fmt);
-	msg = t_strdup_vprintf(fmt, args);
-	va_end(args);
-	if (column >= 0) {
-		msg = p_strdup_printf(accounts->pool,
-				      "%s:%u: column %d (%s): %s",
-				      accounts->path, line, column + 1,
-				      column_names[column], msg);
-	} else {
-		msg = p_strdup_printf(accounts->pool, "%s:%u: %s",
-				      accounts->path, line, msg);
-	}
-	err = array_append_space(&r->found);
-	err->line = line;
-	err->seq = array_count(&r->found);
-	err->msg = msg;
-}
-
-static const char *column_key(const char *name)
-{
-	string_t *key = t_str_new(32);
-
-	for (; *name != '\0'; name++) {
-		if (*name == ' ' || *name == '_' || *name == '-' ||
-		    *name == '(' || *name == ')')
-			continue;
-		str_append_c(key, i_tolower(*name));
-	}
-	return str_c(key);
-}
-
-static int column_by_name(const char *name)
-{
-	const char *key = column_key(name);
-	unsigned int i, j;
-
-	for (i = 0; i < MIGRATE_ACCOUNTS_COLUMN_COUNT; i++) {
-		for (j = 0; column_aliases[i][j] != NULL; j++) {
-			if (strcmp(key, column_aliases[i][j]) == 0)
-				return (int)i;
-		}
-	}
-	return -1;
-}
 
 static bool
 accounts_header(struct accounts_reader *r,
@@ -119,33 +59,29 @@ accounts_header(struct accounts_reader *r,
 {
 	unsigned int i;
 	int column;
-	bool ok = TRUE;
+	bool twice, ok = TRUE;
 
-	r->columns = I_MIN(rec->count, N_ELEMENTS(r->map));
-	for (i = 0; i < r->columns; i++) {
-		column = column_by_name(rec->fields[i]);
-		r->map[i] = column;
+	for (i = 0; i < rec->count; i++) {
+		column = migrate_table_header_add(r->table, rec->fields[i],
+						  &twice);
 		if (column < 0) {
-			const char *note = p_strdup_printf(r->accounts->pool,
-				"%s:%u: column %u (%s) is not one of ours: "
-				"ignored", r->accounts->path, rec->line, i + 1,
-				rec->fields[i]);
-			array_push_back(&r->accounts->notes, &note);
-		} else if (r->have[column]) {
-			accounts_error(r, rec->line, column,
-				       "named twice in the header");
+			migrate_table_note(r->table, rec->line,
+				"column %u (%s) is not one of ours: ignored",
+				i + 1, rec->fields[i]);
+		} else if (twice) {
+			migrate_table_error(r->table, rec->line, column,
+					    "named twice in the header");
 			ok = FALSE;
-		} else {
-			r->have[column] = TRUE;
 		}
 	}
 	for (i = 0; i < MIGRATE_ACCOUNTS_COLUMN_COUNT; i++) {
-		if (!r->have[i] && i != MIGRATE_ACCOUNTS_DATE_FORMAT) {
-			accounts_error(r, rec->line, -1,
+		if (!migrate_table_has_column(r->table, i) &&
+		    i != MIGRATE_ACCOUNTS_DATE_FORMAT) {
+			migrate_table_error(r->table, rec->line, -1,
 				"the header has no column %s (expected: "
 				"username, domain, password, quota, type, full "
 				"name, language, time zone, date format)",
-				column_names[i]);
+				accounts_columns[i].name);
 			ok = FALSE;
 		}
 	}
@@ -298,40 +234,37 @@ static void
 accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 {
 	struct migrate_accounts *accounts = r->accounts;
+	struct migrate_table *table = r->table;
 	const char *value[MIGRATE_ACCOUNTS_COLUMN_COUNT];
 	struct migrate_account acc;
 	const char *reason, *local;
-	unsigned int i, errors = array_count(&r->found);
+	unsigned int i, line = rec->line;
+	unsigned int errors = migrate_table_error_count(table);
 
-	if (rec->count != r->columns) {
-		accounts_error(r, rec->line, -1,
-			       "%u fields, the header has %u", rec->count,
-			       r->columns);
+	if (!migrate_table_values(table, rec, value)) {
+		migrate_table_error(table, line, -1,
+				    "%u fields, the header has %u", rec->count,
+				    migrate_table_header_count(table));
 		return;
-	}
-	i_zero(&value);
-	for (i = 0; i < r->columns; i++) {
-		if (r->map[i] >= 0)
-			value[r->map[i]] = rec->fields[i];
 	}
 	for (i = 0; i < MIGRATE_ACCOUNTS_COLUMN_COUNT; i++) {
 		if (value[i] == NULL)
 			value[i] = "";
 		if (value[i][0] == '\0' && i != MIGRATE_ACCOUNTS_DATE_FORMAT) {
-			accounts_error(r, rec->line, i, "empty");
+			migrate_table_error(table, line, i, "empty");
 			value[i] = NULL;
 		}
 	}
 	i_zero(&acc);
-	acc.line = rec->line;
+	acc.line = line;
 	if (value[MIGRATE_ACCOUNTS_USERNAME] != NULL) {
 		local = t_str_lcase(value[MIGRATE_ACCOUNTS_USERNAME]);
 		if (strchr(local, '@') != NULL) {
-			accounts_error(r, rec->line,
+			migrate_table_error(table, line,
 				MIGRATE_ACCOUNTS_USERNAME,
 				"only the part before the @");
 		} else if (!user_valid(local)) {
-			accounts_error(r, rec->line,
+			migrate_table_error(table, line,
 				MIGRATE_ACCOUNTS_USERNAME,
 				"invalid user name '%s' (letters, digits "
 				"and . _ + - only, no leading, trailing or "
@@ -340,12 +273,13 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 		acc.user = local;
 	}
 	if (value[MIGRATE_ACCOUNTS_DOMAIN] != NULL) {
-		const char *domain = t_str_lcase(value[MIGRATE_ACCOUNTS_DOMAIN]);
+		const char *domain =
+			t_str_lcase(value[MIGRATE_ACCOUNTS_DOMAIN]);
 
 		if (domain[0] == '@')
 			domain++;
 		if (!domain_valid(domain)) {
-			accounts_error(r, rec->line,
+			migrate_table_error(table, line,
 				MIGRATE_ACCOUNTS_DOMAIN,
 				"invalid domain '%s'", domain);
 		}
@@ -355,17 +289,16 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 	acc.password = value[MIGRATE_ACCOUNTS_PASSWORD];
 	if (acc.password != NULL &&
 	    !migrate_password_policy_check(acc.password, &reason)) {
-		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_PASSWORD,
-			       "the password has %s (policy: at least 8 "
-			       "characters, a lowercase and an uppercase "
-			       "letter, a digit and a special character)",
-			       reason);
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_PASSWORD,
+			"the password has %s (policy: at least 8 characters, "
+			"a lowercase and an uppercase letter, a digit and a "
+			"special character)", reason);
 	}
 	if (value[MIGRATE_ACCOUNTS_QUOTA] != NULL &&
 	    !quota_parse(value[MIGRATE_ACCOUNTS_QUOTA], &acc.quota_mib)) {
-		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_QUOTA,
-			       "'%s' is not a positive number of GB (e.g. 5 "
-			       "or 2.5)", value[MIGRATE_ACCOUNTS_QUOTA]);
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_QUOTA,
+			"'%s' is not a positive number of GB (e.g. 5 or 2.5)",
+			value[MIGRATE_ACCOUNTS_QUOTA]);
 	}
 	if (value[MIGRATE_ACCOUNTS_TYPE] != NULL) {
 		if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "0") == 0)
@@ -373,40 +306,37 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 		else if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "1") == 0)
 			acc.type = 1;
 		else {
-			accounts_error(r, rec->line,
-				MIGRATE_ACCOUNTS_TYPE, "'%s' is not 0 (basic) "
-				"or 1 (sync)", value[MIGRATE_ACCOUNTS_TYPE]);
+			migrate_table_error(table, line, MIGRATE_ACCOUNTS_TYPE,
+				"'%s' is not 0 (basic) or 1 (sync)",
+				value[MIGRATE_ACCOUNTS_TYPE]);
 		}
 	}
 	acc.full_name = value[MIGRATE_ACCOUNTS_FULL_NAME];
 	if (acc.full_name != NULL && !full_name_valid(acc.full_name)) {
-		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_FULL_NAME,
-			       "'%s' has a character other than letters, "
-			       "digits, space, apostrophe, dot, @ and hyphen",
-			       acc.full_name);
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_FULL_NAME,
+			"'%s' has a character other than letters, digits, "
+			"space, apostrophe, dot, @ and hyphen", acc.full_name);
 	}
 	acc.language = value[MIGRATE_ACCOUNTS_LANGUAGE];
 	if (acc.language != NULL && !language_valid(acc.language)) {
-		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_LANGUAGE,
-			       "'%s' is not a language tag (e.g. pt-br)",
-			       acc.language);
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_LANGUAGE,
+			"'%s' is not a language tag (e.g. pt-br)",
+			acc.language);
 	}
 	acc.time_zone = value[MIGRATE_ACCOUNTS_TIME_ZONE];
 	if (acc.time_zone != NULL &&
 	    !time_zone_valid(r->zoneinfo_dir, acc.time_zone)) {
-		accounts_error(r, rec->line, MIGRATE_ACCOUNTS_TIME_ZONE,
-			       "'%s' is not a time zone of %s (e.g. "
-			       "America/Sao_Paulo)", acc.time_zone,
-			       r->zoneinfo_dir);
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_TIME_ZONE,
+			"'%s' is not a time zone of %s (e.g. "
+			"America/Sao_Paulo)", acc.time_zone, r->zoneinfo_dir);
 	}
 	acc.date_format = value[MIGRATE_ACCOUNTS_DATE_FORMAT];
 	if (!date_format_valid(acc.date_format)) {
-		accounts_error(r, rec->line,
-			       MIGRATE_ACCOUNTS_DATE_FORMAT,
-			       "'%s' has a space or control character, or is "
-			       "longer than 32", acc.date_format);
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_DATE_FORMAT,
+			"'%s' has a space or control character, or is longer "
+			"than 32", acc.date_format);
 	}
-	if (array_count(&r->found) != errors)
+	if (migrate_table_error_count(table) != errors)
 		return;
 	acc.user = p_strdup(accounts->pool, acc.user);
 	acc.password = p_strdup(accounts->pool, acc.password);
@@ -440,7 +370,7 @@ static void accounts_check_rows(struct accounts_reader *r)
 		array_push_back(&domains, &domain);
 		first = hash_table_lookup(users, acc->user);
 		if (first != NULL) {
-			accounts_error(r, acc->line,
+			migrate_table_error(r->table, acc->line,
 				MIGRATE_ACCOUNTS_USERNAME,
 				"%s is already on line %u", acc->user,
 				first->line);
@@ -455,7 +385,7 @@ static void accounts_check_rows(struct accounts_reader *r)
 	accounts->domain = p_strdup(accounts->pool, best);
 	array_foreach(&accounts->accounts, acc) {
 		if (best != NULL && strcmp(account_domain(acc), best) != 0) {
-			accounts_error(r, acc->line,
+			migrate_table_error(r->table, acc->line,
 				MIGRATE_ACCOUNTS_DOMAIN,
 				"%s: one domain per file, and most rows are "
 				"for %s", account_domain(acc), best);
@@ -464,24 +394,13 @@ static void accounts_check_rows(struct accounts_reader *r)
 	hash_table_destroy(&users);
 }
 
-/* "PATH:LINE: ..." by line, then in the order they were found */
-static int accounts_error_cmp(const struct accounts_error *a,
-			      const struct accounts_error *b)
-{
-	if (a->line != b->line)
-		return a->line < b->line ? -1 : 1;
-	return a->seq < b->seq ? -1 : (a->seq > b->seq ? 1 : 0);
-}
-
 int migrate_accounts_read(const char *path, const char *zoneinfo_dir,
 			  struct migrate_accounts **accounts_r,
 			  const char **error_r)
 {
 	struct migrate_accounts *accounts;
-	struct migrate_csv_reader *csv;
-	struct migrate_csv_record rec;
+	const struct migrate_csv_record *rec;
 	struct accounts_reader r;
-	const struct accounts_error *err;
 	bool header = FALSE, header_ok = FALSE;
 	int ret;
 
@@ -495,43 +414,39 @@ int migrate_accounts_read(const char *path, const char *zoneinfo_dir,
 	i_zero(&r);
 	r.accounts = accounts;
 	r.zoneinfo_dir = zoneinfo_dir;
-	i_array_init(&r.found, 16);
+	r.table = migrate_table_open(path, accounts_columns,
+				     N_ELEMENTS(accounts_columns), pool);
 
-	csv = migrate_csv_open(path, pool);
-	while ((ret = migrate_csv_next(csv, &rec, error_r)) > 0) T_BEGIN {
-		if (rec.error != NULL)
-			accounts_error(&r, rec.line, -1, "%s", rec.error);
-		else if (!header) {
+	while ((ret = migrate_table_next(r.table, &rec, error_r)) > 0) T_BEGIN {
+		if (!header) {
 			header = TRUE;
-			header_ok = accounts_header(&r, &rec);
+			header_ok = accounts_header(&r, rec);
 		} else if (header_ok) {
-			accounts_row(&r, &rec);
+			accounts_row(&r, rec);
 		}
 	} T_END;
-	migrate_csv_close(&csv);
 	if (ret < 0) {
 		*error_r = t_strdup(*error_r);
-		array_free(&r.found);
+		migrate_table_close(&r.table, &accounts->errors,
+				    &accounts->notes);
 		pool_unref(&pool);
 		return -1;
 	}
-	if (!header)
-		accounts_error(&r, 1, -1, "no header row and no accounts");
+	if (!header) {
+		migrate_table_error(r.table, 1, -1,
+				    "no header row and no accounts");
+	}
 	T_BEGIN {
 		accounts_check_rows(&r);
 	} T_END;
 	if (header_ok && array_count(&accounts->accounts) <
 	    MIGRATE_ACCOUNTS_FEW) {
-		const char *note = p_strdup_printf(pool,
-			"%s: %u accounts: the template is meant for %u or "
-			"more (fewer are quicker to create by hand)", path,
-			array_count(&accounts->accounts), MIGRATE_ACCOUNTS_FEW);
-		array_push_back(&accounts->notes, &note);
+		migrate_table_note(r.table, 0, "%u accounts: the template is "
+			"meant for %u or more (fewer are quicker to create by "
+			"hand)", array_count(&accounts->accounts),
+			MIGRATE_ACCOUNTS_FEW);
 	}
-	array_sort(&r.found, accounts_error_cmp);
-	array_foreach(&r.found, err)
-		array_push_back(&accounts->errors, &err->msg);
-	array_free(&r.found);
+	migrate_table_close(&r.table, &accounts->errors, &accounts->notes);
 	*accounts_r = accounts;
 	return 0;
 }

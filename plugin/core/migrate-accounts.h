@@ -15,8 +15,8 @@
      time zone one of the system's tz database, e.g. America/Sao_Paulo
      date format as given, without spaces (optional column)
 
-   Every problem is "FILE:LINE: column N (name): problem".  The CSV layer
-   is migrate-csv.h. */
+   Every problem is "FILE:LINE: column N (name): problem".  The header and
+   the problems are migrate-table.h's. */
 
 enum migrate_accounts_column {
 	MIGRATE_ACCOUNTS_USERNAME = 0,
@@ -53,7 +53,7 @@ struct migrate_accounts {
 	const char *path;
 	const char *domain;
 	ARRAY_TYPE(migrate_account) accounts;
-	/* in file order; the file is valid when errors is empty */
+	/* sorted by line; the file is valid when errors is empty */
 	ARRAY_TYPE(const_string) errors;
 	ARRAY_TYPE(const_string) notes;
 };

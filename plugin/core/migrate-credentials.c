@@ -202,23 +202,38 @@ int migrate_credentials_read(const char *dir, const char *user, pool_t pool,
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-	    (st.st_mode & 0077) != 0 || st.st_size > CREDENTIALS_MAX_SIZE) {
+	    (st.st_mode & 0077) != 0) {
 		*error_r = t_strdup_printf(
 			"%s must be a file owned by uid %ld with mode 0600",
 			path, (long)geteuid());
 		i_close_fd(&fd);
 		return -1;
 	}
+	if (st.st_size > CREDENTIALS_MAX_SIZE) {
+		*error_r = t_strdup_printf("%s: not a credentials file (%lld "
+					   "bytes)", path,
+					   (long long)st.st_size);
+		i_close_fd(&fd);
+		return -1;
+	}
 	data = t_malloc0(st.st_size + 1);
-	ret = pread_full(fd, data, st.st_size, 0);
+	ret = st.st_size == 0 ? 1 : pread_full(fd, data, st.st_size, 0);
 	i_close_fd(&fd);
 	if (ret <= 0) {
 		*error_r = ret < 0 ?
 			t_strdup_printf("read(%s) failed: %m", path) :
 			t_strdup_printf("read(%s): file shrank", path);
-		return -1;
+		result = -1;
+	} else if (st.st_size > 0 && data[st.st_size - 1] != '\n') {
+		/* we always end it with a line feed: a file cut short
+		   would otherwise give a cut password */
+		*error_r = t_strdup_printf("%s: truncated (the last line is "
+					   "incomplete)", path);
+		result = -1;
+	} else {
+		result = migrate_credentials_parse(path, data, pool, cred_r,
+						   error_r);
 	}
-	result = migrate_credentials_parse(path, data, pool, cred_r, error_r);
 	safe_memset(data, 0, st.st_size);
 	return result < 0 ? -1 : 1;
 }

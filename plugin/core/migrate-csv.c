@@ -11,7 +11,10 @@
 
 /* a template row has a dozen fields; more is not a template */
 #define MIGRATE_CSV_MAX_FIELDS 64
+/* bounds the memory of one line, and of one record (a quoted field may
+   span lines) */
 #define MIGRATE_CSV_MAX_LINE (64 * 1024)
+#define MIGRATE_CSV_MAX_RECORD (64 * 1024)
 
 struct migrate_csv_reader {
 	pool_t pool;
@@ -21,7 +24,10 @@ struct migrate_csv_reader {
 	bool parser_initialized;
 
 	unsigned int line, record_line;
+	size_t record_size;
 	bool in_record, record_done, too_many;
+	/* after a line or record over the limits: nothing more is read */
+	bool stopped;
 	ARRAY_TYPE(const_string) fields;
 	const char *open_error;
 };
@@ -102,6 +108,20 @@ migrate_csv_record(struct migrate_csv_reader *reader,
 	reader->in_record = FALSE;
 	reader->record_done = FALSE;
 	reader->too_many = FALSE;
+	reader->record_size = 0;
+}
+
+/* A line or record over the limits: the parser cannot find where the
+   next record starts, so this one is the last. */
+static void
+migrate_csv_stop(struct migrate_csv_reader *reader,
+		 struct migrate_csv_record *record_r, const char *what,
+		 unsigned int limit)
+{
+	migrate_csv_record(reader, record_r, t_strdup_printf(
+		"the %s is longer than %u bytes; the rest of the file is "
+		"not read", what, limit));
+	reader->stopped = TRUE;
 }
 
 int migrate_csv_next(struct migrate_csv_reader *reader,
@@ -115,10 +135,19 @@ int migrate_csv_next(struct migrate_csv_reader *reader,
 		*error_r = reader->open_error;
 		return -1;
 	}
+	if (reader->stopped)
+		return 0;
 	for (;;) {
 		line = i_stream_read_next_line(reader->input);
-		if (line == NULL)
-			break;
+		if (line == NULL) {
+			if (reader->input->stream_errno != ENOBUFS)
+				break;
+			/* named by its own line, also inside a record */
+			reader->record_line = ++reader->line;
+			migrate_csv_stop(reader, record_r, "line",
+					 MIGRATE_CSV_MAX_LINE);
+			return 1;
+		}
 		reader->line++;
 		if (reader->line == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0)
 			line += 3;
@@ -132,6 +161,12 @@ int migrate_csv_next(struct migrate_csv_reader *reader,
 			reader->in_record = TRUE;
 		}
 		len = strlen(line);
+		reader->record_size += len + 1;
+		if (reader->record_size > MIGRATE_CSV_MAX_RECORD) {
+			migrate_csv_stop(reader, record_r, "record",
+					 MIGRATE_CSV_MAX_RECORD);
+			return 1;
+		}
 		if (csv_parse(&reader->parser, line, len, migrate_csv_field_cb,
 			      migrate_csv_record_cb, reader) != len ||
 		    csv_parse(&reader->parser, "\n", 1, migrate_csv_field_cb,

@@ -5,7 +5,9 @@
    ';' (whichever the first record uses; pt-BR spreadsheets write ';'),
    quoted fields (which may hold the separator, quotes and line breaks),
    UTF-8 with or without BOM, CRLF or LF, '#' comment lines and blank
-   lines skipped. */
+   lines skipped.  Bounded: more than 64 fields is an error of the record;
+   a line or a record (a quoted field may span lines) over 64 KiB is an
+   error of its line, and the last record read. */
 
 struct migrate_csv_reader;
 

@@ -5,6 +5,7 @@
 #include "str.h"
 #include "strescape.h"
 #include "strnum.h"
+#include "time-util.h"
 #include "dict.h"
 #include "json-parser.h"
 #include "migrate-domain.h"
@@ -28,6 +29,67 @@ const char *migrate_domain_phase_to_str(enum migrate_domain_phase phase)
 {
 	i_assert(phase < N_ELEMENTS(phase_names));
 	return phase_names[phase];
+}
+
+const char *migrate_domain_time_str(time_t t)
+{
+	return t == 0 ? "-" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
+}
+
+/* "unknown" for a domain that never migrated */
+static const char *phase_or_unknown(const struct migrate_domain *domain)
+{
+	return domain->phase == MIGRATE_DOMAIN_NONE ? "unknown" :
+		migrate_domain_phase_to_str(domain->phase);
+}
+
+int migrate_domain_transition(const struct migrate_domain *cur,
+			      enum migrate_domain_phase to, time_t now,
+			      struct migrate_domain *new_r,
+			      const char **error_r)
+{
+	struct migrate_domain domain = *cur;
+
+	switch (to) {
+	case MIGRATE_DOMAIN_NONE:
+		*error_r = t_strdup_printf("%s: a migration cannot be undone",
+					   cur->name);
+		return -1;
+	case MIGRATE_DOMAIN_MIGRATING:
+		/* a finished domain may migrate again (e.g. from a second
+		   provider); a running migration is not restarted */
+		if (cur->phase != MIGRATE_DOMAIN_NONE &&
+		    cur->phase != MIGRATE_DOMAIN_FINISHED) {
+			*error_r = t_strdup_printf(
+				"%s is already in phase %s (since %s)",
+				cur->name, phase_or_unknown(cur),
+				migrate_domain_time_str(cur->started));
+			return -1;
+		}
+		domain.started = now;
+		domain.cutover = domain.finished = 0;
+		break;
+	case MIGRATE_DOMAIN_CUTOVER:
+		if (cur->phase != MIGRATE_DOMAIN_MIGRATING) {
+			*error_r = t_strdup_printf("%s is %s, not migrating",
+				cur->name, phase_or_unknown(cur));
+			return -1;
+		}
+		domain.cutover = now;
+		break;
+	case MIGRATE_DOMAIN_FINISHED:
+		if (cur->phase != MIGRATE_DOMAIN_CUTOVER) {
+			*error_r = t_strdup_printf(
+				"%s is %s; finish comes after cutover",
+				cur->name, phase_or_unknown(cur));
+			return -1;
+		}
+		domain.finished = now;
+		break;
+	}
+	domain.phase = to;
+	*new_r = domain;
+	return 0;
 }
 
 static bool phase_from_str(const char *str, enum migrate_domain_phase *phase_r)

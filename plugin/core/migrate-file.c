@@ -1,7 +1,7 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
-#include "write-full.h"
+#include "ostream.h"
 #include "migrate-file.h"
 
 #include <stdio.h>
@@ -9,44 +9,166 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-int migrate_file_replace(const char *path, const void *data, size_t size,
-			 mode_t mode, uid_t uid, gid_t gid,
-			 const char **error_r)
+struct migrate_file_replace {
+	char *path, *temp_path;
+	int fd;
+	struct ostream *output;
+};
+
+static void migrate_file_replace_free(struct migrate_file_replace **_rep)
 {
+	struct migrate_file_replace *rep = *_rep;
+
+	*_rep = NULL;
+	o_stream_destroy(&rep->output);
+	i_close_fd(&rep->fd);
+	i_free(rep->path);
+	i_free(rep->temp_path);
+	i_free(rep);
+}
+
+/* a failure: the temp file goes, error_r gets why it could not */
+static void
+migrate_file_replace_fail(struct migrate_file_replace **_rep,
+			  const char **error_r)
+{
+	struct migrate_file_replace *rep = *_rep;
+
+	if (unlink(rep->temp_path) < 0 && errno != ENOENT) {
+		*error_r = t_strdup_printf("%s (and unlink(%s) failed: %m)",
+					   *error_r, rep->temp_path);
+	}
+	migrate_file_replace_free(_rep);
+}
+
+int migrate_file_replace_begin(const char *path, mode_t mode, uid_t uid,
+			       gid_t gid, struct migrate_file_replace **rep_r,
+			       const char **error_r)
+{
+	struct migrate_file_replace *rep;
 	const char *temp_path = t_strconcat(path, ".tmp", NULL);
-	int fd, ret = 0;
+	int fd;
 
 	/* a temp file left by a crash */
-	i_unlink_if_exists(temp_path);
+	if (unlink(temp_path) < 0 && errno != ENOENT) {
+		*error_r = t_strdup_printf("unlink(%s) failed: %m", temp_path);
+		return -1;
+	}
 	fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
 	if (fd == -1) {
 		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);
 		return -1;
 	}
+	rep = i_new(struct migrate_file_replace, 1);
+	rep->path = i_strdup(path);
+	rep->temp_path = i_strdup(temp_path);
+	rep->fd = fd;
 	if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
 	    fchown(fd, uid, gid) < 0) {
 		*error_r = t_strdup_printf("fchown(%s) failed: %m", temp_path);
-		ret = -1;
-	} else if (fchmod(fd, mode) < 0) {
+		migrate_file_replace_fail(&rep, error_r);
+		return -1;
+	}
+	if (fchmod(fd, mode) < 0) {
 		*error_r = t_strdup_printf("fchmod(%s) failed: %m", temp_path);
-		ret = -1;
-	} else if (write_full(fd, data, size) < 0) {
-		*error_r = t_strdup_printf("write(%s) failed: %m", temp_path);
-		ret = -1;
-	} else if (fsync(fd) < 0) {
-		*error_r = t_strdup_printf("fsync(%s) failed: %m", temp_path);
-		ret = -1;
+		migrate_file_replace_fail(&rep, error_r);
+		return -1;
 	}
-	if (close(fd) < 0 && ret == 0) {
-		*error_r = t_strdup_printf("close(%s) failed: %m", temp_path);
-		ret = -1;
+	rep->output = o_stream_create_fd_file(fd, 0, FALSE);
+	o_stream_cork(rep->output);
+	*rep_r = rep;
+	return 0;
+}
+
+struct ostream *migrate_file_replace_output(struct migrate_file_replace *rep)
+{
+	return rep->output;
+}
+
+/* the rename must reach the disk before the caller removes what the new
+   file replaces */
+static int migrate_file_fsync_dir(const char *path, const char **error_r)
+{
+	const char *p = strrchr(path, '/');
+	const char *dir = p == NULL ? "." :
+		p == path ? "/" : t_strdup_until(path, p);
+	int fd;
+
+	fd = open(dir, O_RDONLY);
+	if (fd == -1) {
+		*error_r = t_strdup_printf("open(%s) failed: %m", dir);
+		return -1;
 	}
-	if (ret == 0 && rename(temp_path, path) < 0) {
+	if (fsync(fd) < 0 && errno != EINVAL) {
+		/* EINVAL: the filesystem can't fsync directories */
+		*error_r = t_strdup_printf("fsync(%s) failed: %m", dir);
+		i_close_fd(&fd);
+		return -1;
+	}
+	i_close_fd(&fd);
+	return 0;
+}
+
+int migrate_file_replace_finish(struct migrate_file_replace **_rep,
+				const char **error_r)
+{
+	struct migrate_file_replace *rep = *_rep;
+	int ret;
+
+	/* 1. the whole new file on disk */
+	if (o_stream_finish(rep->output) < 0) {
+		*error_r = t_strdup_printf("write(%s) failed: %s",
+					   rep->temp_path,
+					   o_stream_get_error(rep->output));
+		migrate_file_replace_fail(_rep, error_r);
+		return -1;
+	}
+	o_stream_destroy(&rep->output);
+	if (fsync(rep->fd) < 0) {
+		*error_r = t_strdup_printf("fsync(%s) failed: %m",
+					   rep->temp_path);
+		migrate_file_replace_fail(_rep, error_r);
+		return -1;
+	}
+	ret = close(rep->fd);
+	rep->fd = -1;
+	if (ret < 0) {
+		*error_r = t_strdup_printf("close(%s) failed: %m",
+					   rep->temp_path);
+		migrate_file_replace_fail(_rep, error_r);
+		return -1;
+	}
+	/* 2. in its place at once */
+	if (rename(rep->temp_path, rep->path) < 0) {
 		*error_r = t_strdup_printf("rename(%s, %s) failed: %m",
-					   temp_path, path);
-		ret = -1;
+					   rep->temp_path, rep->path);
+		migrate_file_replace_fail(_rep, error_r);
+		return -1;
 	}
-	if (ret < 0)
-		i_unlink_if_exists(temp_path);
+	/* 3. and the rename durable */
+	ret = migrate_file_fsync_dir(rep->path, error_r);
+	migrate_file_replace_free(_rep);
 	return ret;
+}
+
+void migrate_file_replace_abort(struct migrate_file_replace **_rep)
+{
+	struct migrate_file_replace *rep = *_rep;
+
+	o_stream_abort(rep->output);
+	i_unlink_if_exists(rep->temp_path);
+	migrate_file_replace_free(_rep);
+}
+
+int migrate_file_replace(const char *path, const void *data, size_t size,
+			 mode_t mode, uid_t uid, gid_t gid,
+			 const char **error_r)
+{
+	struct migrate_file_replace *rep;
+
+	if (migrate_file_replace_begin(path, mode, uid, gid, &rep,
+				       error_r) < 0)
+		return -1;
+	o_stream_nsend(rep->output, data, size);
+	return migrate_file_replace_finish(&rep, error_r);
 }

@@ -3,10 +3,27 @@
 
 #include <sys/types.h>
 
-/* Replace path with data atomically: written to path.tmp (created anew,
-   never through a symlink, 0600 until it gets mode and, unless they are
-   (uid_t)-1 / (gid_t)-1, uid and gid), fsync'd and renamed over path.
-   On failure the temp file is removed and path is untouched. */
+/* Replacing a file so that a crash leaves either the old or the new one,
+   whole: the new contents go to path.tmp (created anew, never through a
+   symlink, 0600 until it gets mode and, unless they are (uid_t)-1 /
+   (gid_t)-1, uid and gid), which is fsync'd and renamed over path, and
+   the directory is fsync'd.  Once finish returns, the new file is what a
+   crash leaves, so the caller may remove what it replaces (the state's
+   journal).  On failure the temp file is removed and path is untouched. */
+
+struct migrate_file_replace;
+
+int migrate_file_replace_begin(const char *path, mode_t mode, uid_t uid,
+			       gid_t gid, struct migrate_file_replace **rep_r,
+			       const char **error_r);
+/* The new contents go here; write errors are reported by finish. */
+struct ostream *migrate_file_replace_output(struct migrate_file_replace *rep);
+int migrate_file_replace_finish(struct migrate_file_replace **rep,
+				const char **error_r);
+/* Removes the temp file; path stays as it was. */
+void migrate_file_replace_abort(struct migrate_file_replace **rep);
+
+/* The whole of it, for contents in memory. */
 int migrate_file_replace(const char *path, const void *data, size_t size,
 			 mode_t mode, uid_t uid, gid_t gid,
 			 const char **error_r);

@@ -13,6 +13,7 @@
 #include "write-full.h"
 #include "istream.h"
 #include "ostream.h"
+#include "migrate-file.h"
 #include "migrate-state.h"
 
 #include <stdio.h>
@@ -54,7 +55,6 @@
 #define MIGRATE_STATE_FNAME "state"
 #define MIGRATE_STATE_JOURNAL_FNAME "journal"
 #define MIGRATE_STATE_LOCK_FNAME "lock"
-#define MIGRATE_STATE_TEMP_SUFFIX ".tmp"
 
 #define MIGRATE_STATE_HEADER "dovecot-migrate state"
 #define MIGRATE_STATE_JOURNAL_HEADER "dovecot-migrate journal"
@@ -1013,65 +1013,9 @@ migrate_state_write(struct migrate_state *state, struct ostream *output)
 	}
 }
 
-static int migrate_state_fsync_dir(struct migrate_state *state,
-				   const char **error_r)
-{
-	int fd;
-
-	fd = open(state->dir, O_RDONLY);
-	if (fd == -1) {
-		*error_r = t_strdup_printf("open(%s) failed: %m", state->dir);
-		return -1;
-	}
-	if (fsync(fd) < 0 && errno != EINVAL) {
-		/* EINVAL: the filesystem can't fsync directories */
-		*error_r = t_strdup_printf("fsync(%s) failed: %m", state->dir);
-		i_close_fd(&fd);
-		return -1;
-	}
-	i_close_fd(&fd);
-	return 0;
-}
-
-static int migrate_state_write_temp(struct migrate_state *state,
-				    const char *temp_path,
-				    const char **error_r)
-{
-	struct ostream *output;
-	int fd, ret = 0;
-
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC,
-		  MIGRATE_STATE_FILE_MODE);
-	if (fd == -1) {
-		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);
-		return -1;
-	}
-	output = o_stream_create_fd_file(fd, 0, FALSE);
-	o_stream_cork(output);
-	T_BEGIN {
-		migrate_state_write(state, output);
-	} T_END;
-	if (o_stream_finish(output) < 0) {
-		*error_r = t_strdup_printf("write(%s) failed: %s", temp_path,
-					   o_stream_get_error(output));
-		ret = -1;
-	}
-	o_stream_destroy(&output);
-
-	if (ret == 0 && fsync(fd) < 0) {
-		*error_r = t_strdup_printf("fsync(%s) failed: %m", temp_path);
-		ret = -1;
-	}
-	if (close(fd) < 0 && ret == 0) {
-		*error_r = t_strdup_printf("close(%s) failed: %m", temp_path);
-		ret = -1;
-	}
-	return ret;
-}
-
 int migrate_state_commit(struct migrate_state *state, const char **error_r)
 {
-	const char *temp_path;
+	struct migrate_file_replace *rep;
 	struct stat st;
 
 	/* an unchanged state is not rewritten: a re-run that finds nothing
@@ -1081,28 +1025,20 @@ int migrate_state_commit(struct migrate_state *state, const char **error_r)
 	    stat(state->state_path, &st) == 0)
 		return 0;
 
-	temp_path = t_strconcat(state->state_path, MIGRATE_STATE_TEMP_SUFFIX,
-				NULL);
-	if (migrate_state_write_temp(state, temp_path, error_r) < 0) {
-		if (unlink(temp_path) < 0 && errno != ENOENT) {
-			*error_r = t_strdup_printf(
-				"%s (and unlink(%s) failed: %m)",
-				*error_r, temp_path);
-		}
+	/* The crash-safe order: write the new state, fsync it, rename it
+	   over the old one and fsync the directory (migrate-file.h), and
+	   only then unlink the journal.  A crash before the rename leaves
+	   the old state and the journal; one after it, the new state and a
+	   journal whose records it already holds (replayed, they change
+	   nothing). */
+	if (migrate_file_replace_begin(state->state_path,
+				       MIGRATE_STATE_FILE_MODE, (uid_t)-1,
+				       (gid_t)-1, &rep, error_r) < 0)
 		return -1;
-	}
-	if (rename(temp_path, state->state_path) < 0) {
-		*error_r = t_strdup_printf("rename(%s, %s) failed: %m",
-					   temp_path, state->state_path);
-		if (unlink(temp_path) < 0 && errno != ENOENT) {
-			*error_r = t_strdup_printf(
-				"%s (and unlink(%s) failed: %m)",
-				*error_r, temp_path);
-		}
-		return -1;
-	}
-	/* the rename must be durable before the journal goes away */
-	if (migrate_state_fsync_dir(state, error_r) < 0)
+	T_BEGIN {
+		migrate_state_write(state, migrate_file_replace_output(rep));
+	} T_END;
+	if (migrate_file_replace_finish(&rep, error_r) < 0)
 		return -1;
 	if (unlink(state->journal_path) < 0 && errno != ENOENT) {
 		*error_r = t_strdup_printf("unlink(%s) failed: %m",

@@ -126,8 +126,9 @@ migrate_state_map_lookup_dest(const struct migrate_state_folder *folder,
    (fsync only when fsync is TRUE). */
 int migrate_state_flush(struct migrate_state *state, bool fsync,
 			const char **error_r);
-/* Write the whole state to a new file, fsync, rename over the state file,
-   then unlink the journal. */
+/* Write the whole state to a new file, fsync, rename it over the state
+   file and fsync the directory (migrate_file_replace_*()), then unlink
+   the journal. */
 int migrate_state_commit(struct migrate_state *state, const char **error_r);
 
 #endif

@@ -14,7 +14,8 @@
    without BOM, CRLF or LF, '#' comment lines and blank lines.  A source
    host may carry a port: "host:993", "[2001:db8::1]:143".
 
-   Nothing in an error or a note ever quotes a password. */
+   Nothing in an error or a note ever quotes a password.  The header and
+   the problems are migrate-table.h's. */
 
 enum migrate_template_column {
 	MIGRATE_TEMPLATE_SOURCE_HOST = 0,
@@ -45,30 +46,13 @@ struct migrate_template {
 	pool_t pool;
 	const char *path;
 	ARRAY_TYPE(migrate_template_row) rows;
-	/* "FILE:LINE: column N (name): problem", in file order */
+	/* "FILE:LINE: column N (name): problem", sorted by line */
 	ARRAY_TYPE(const_string) errors;
 	/* warnings that do not stop the file, same form */
 	ARRAY_TYPE(const_string) notes;
 	/* the destination domain of every row ("" when the users have none) */
 	const char *dest_domain;
 };
-
-struct migrate_template_iter;
-
-/* Row by row: each row's own problems (column count, empty fields, host
-   syntax) are reported through migrate_template_iter_next()'s errors and
-   the row is skipped.  Fails only when the file cannot be read. */
-struct migrate_template_iter *
-migrate_template_iter_init(const char *path, pool_t pool);
-/* Returns TRUE with the next valid row; problems met on the way are
-   appended to errors/notes. */
-bool migrate_template_iter_next(struct migrate_template_iter *iter,
-				struct migrate_template_row *row_r,
-				ARRAY_TYPE(const_string) *errors,
-				ARRAY_TYPE(const_string) *notes);
-/* Returns -1 (and the error) when the file could not be read. */
-int migrate_template_iter_deinit(struct migrate_template_iter **iter,
-				 const char **error_r);
 
 /* Reads and checks the whole file: per row, then across rows (one
    destination domain, no account twice, the destination password

@@ -3,31 +3,8 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
-#include "unlink-directory.h"
-#include "write-full.h"
 #include "test-migrate.h"
 #include "migrate-template.h"
-#include "migrate-credentials.h"
-
-#include <unistd.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-
-static const char *test_dir;
-
-static const char *test_write(const char *name, const char *contents)
-{
-	const char *path = t_strconcat(test_dir, "/", name, NULL);
-	int fd;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd == -1)
-		i_fatal("open(%s) failed: %m", path);
-	if (write_full(fd, contents, strlen(contents)) < 0)
-		i_fatal("write(%s) failed: %m", path);
-	i_close_fd(&fd);
-	return path;
-}
 
 static struct migrate_template *test_read(const char *name,
 					  const char *contents)
@@ -35,7 +12,7 @@ static struct migrate_template *test_read(const char *name,
 	struct migrate_template *tmpl;
 	const char *path, *error;
 
-	path = test_write(name, contents);
+	path = test_migrate_write(name, contents);
 	test_assert(migrate_template_read(path, &tmpl, &error) == 0);
 	return tmpl;
 }
@@ -163,14 +140,148 @@ static void test_template_errors(void)
 	test_end();
 }
 
+#define OK_ROW "h;ana;pw;mx;ana@example.com;Str0ng!pass\n"
+#define HEADER "source_host,source_user,source_password,dest_host,dest_user,dest_password\n"
+
+/* must fail: each file has exactly this one problem, after "FILE" */
+static const struct {
+	const char *contents, *error;
+} test_template_fail_rows[] = {
+	/* the imapsync form: 6 columns, or 7 with imapsync's options */
+	{ "h;ana;pw;mx;ana@example.com\n",
+	  ":1: 5 columns, expected 6 (source_host;source_user;"
+	  "source_password;dest_host;dest_user;dest_password)" },
+	{ "h;ana;pw;mx;ana@example.com;Str0ng!pass;--opt;x\n",
+	  ":1: 8 columns, expected 6 (source_host;source_user;"
+	  "source_password;dest_host;dest_user;dest_password)" },
+	{ ";ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): is empty" },
+	{ "h;;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 2 (source_user): is empty" },
+	{ "h;ana;;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 3 (source_password): is empty" },
+	{ "h;ana;pw;;ana@example.com;Str0ng!pass\n",
+	  ":1: column 4 (dest_host): is empty" },
+	{ "h;ana;pw;mx;;Str0ng!pass\n",
+	  ":1: column 5 (dest_user): is empty" },
+	{ "h;ana;pw;mx;ana@example.com;\n",
+	  ":1: column 6 (dest_password): is empty" },
+	/* hosts */
+	{ "[2001:db8::1;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): '[' without ']'" },
+	{ "[2001:db8::1]x;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): unexpected text after ']'" },
+	{ "2001:db8::1;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): an IPv6 address needs [brackets]" },
+	{ ":143;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): no host name" },
+	{ "[]:143;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): no host name" },
+	{ "imap/old;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): not a host name or address" },
+	{ "ana@imap;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): not a host name or address" },
+	{ "imap old;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): not a host name or address" },
+	{ "h:99999;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): not a valid port" },
+	{ "h:0;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): not a valid port" },
+	{ "h:imaps;ana;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 1 (source_host): not a valid port" },
+	{ "h;ana;pw;mx\\1;ana@example.com;Str0ng!pass\n",
+	  ":1: column 4 (dest_host): not a host name or address" },
+	/* users */
+	{ "h;an\001a;pw;mx;ana@example.com;Str0ng!pass\n",
+	  ":1: column 2 (source_user): contains control characters" },
+	{ "h;ana;pw;mx;ana b@example.com;Str0ng!pass\n",
+	  ":1: column 5 (dest_user): is not a valid user name" },
+	{ "h;ana;pw;mx;ana/b@example.com;Str0ng!pass\n",
+	  ":1: column 5 (dest_user): is not a valid user name" },
+	{ "h;ana;pw;mx;ana\tb@example.com;Str0ng!pass\n",
+	  ":1: column 5 (dest_user): is not a valid user name" },
+	/* across rows: one domain, each account once */
+	{ OK_ROW "h;bob;pw;mx;bob@example.com;Str0ng!pass\n"
+	  "h;old2;pw;mx;u02@other.example;Str0ng!pass\n",
+	  ":3: column 5 (dest_user): domain 'other.example' differs from "
+	  "'example.com' of line 2 (one domain per file)" },
+	{ OK_ROW "h;bob;pw;mx;ANA@example.com;Str0ng!pass\n",
+	  ":2: column 5 (dest_user): ANA@example.com is also on line 1" },
+	{ "127.0.0.1:1143;old5;pw;mx;u05@example.com;Str0ng!pass\n"
+	  "127.0.0.1:1143;old5;pw;mx;u06@example.com;Str0ng!pass\n",
+	  ":2: column 2 (source_user): old5 at 127.0.0.1 is also on line 1" },
+	/* the destination password policy */
+	{ "h;weak;pw;mx;weak@example.com;weakpass\n",
+	  ":1: column 6 (dest_password): does not meet the password policy: "
+	  "no uppercase letter" },
+	{ "h;weak;pw;mx;weak@example.com;Sh0rt!\n",
+	  ":1: column 6 (dest_password): does not meet the password policy: "
+	  "fewer than 8 characters" },
+	/* the file */
+	{ OK_ROW "h;ivy;\"open;mx;ivy@example.com;Str0ng!pass\n",
+	  ":2: a quoted field is not closed" },
+	{ "# nothing\n\n", ": no accounts" },
+	/* with a header */
+	{ "host1;user1;password1;host2;user2\n",
+	  ":1: the header has no dest_password column" },
+	{ "source_host,host1,source_user,source_password,dest_host,dest_user,"
+	  "dest_password\nh,h,ana,pw,mx,ana@example.com,Str0ng!pass\n",
+	  ":1: header column 2 (host1) names source_host twice" },
+	{ HEADER "h,ana,pw,mx,ana@example.com\n",
+	  ":2: 5 columns, but the header has 6" },
+	{ HEADER "h,ana,pw,mx,ana@example.com,Str0ng!pass,x\n",
+	  ":2: 7 columns, but the header has 6" },
+	{ HEADER "h,ana,pw,mx,ana@example.com,\n",
+	  ":2: column 6 (dest_password): is empty" },
+};
+
+static void test_template_must_fail(void)
+{
+	struct migrate_template *tmpl;
+	unsigned int i;
+
+	test_begin("template: must-fail rows");
+	for (i = 0; i < N_ELEMENTS(test_template_fail_rows); i++) T_BEGIN {
+		tmpl = test_read(t_strdup_printf("fail%u.txt", i),
+				 test_template_fail_rows[i].contents);
+		test_migrate_assert_one_error(&tmpl->errors, tmpl->path,
+			test_template_fail_rows[i].error, i);
+		migrate_template_free(&tmpl);
+	} T_END;
+	test_end();
+}
+
+static void test_template_bounds(void)
+{
+	struct migrate_template *tmpl;
+	string_t *str = t_str_new(70000);
+	unsigned int i;
+
+	test_begin("template: a line over the CSV reader's limit");
+	str_append(str, OK_ROW "h;bob;");
+	for (i = 0; i < 70000; i++)
+		str_append_c(str, 'x');
+	str_append(str, ";mx;bob@example.com;Str0ng!pass\n" OK_ROW);
+	tmpl = test_read("long.txt", str_c(str));
+	test_assert(array_count(&tmpl->errors) == 1);
+	if (array_count(&tmpl->errors) == 1) {
+		test_assert_strcmp(array_idx_elem(&tmpl->errors, 0),
+			t_strconcat(tmpl->path, ":2: the line is longer than "
+				    "65536 bytes; the rest of the file is not "
+				    "read", NULL));
+	}
+	migrate_template_free(&tmpl);
+	test_end();
+}
+
 static void test_template_missing(void)
 {
 	struct migrate_template *tmpl = NULL;
 	const char *error;
 
 	test_begin("template: unreadable file");
-	test_assert(migrate_template_read(t_strconcat(test_dir, "/nonexistent", NULL),
-					  &tmpl, &error) < 0);
+	test_assert(migrate_template_read(t_strconcat(test_migrate_dir(),
+		"/nonexistent", NULL), &tmpl, &error) < 0);
 	test_assert(strstr(error, "nonexistent") != NULL);
 	test_assert(tmpl == NULL);
 	test_end();
@@ -196,87 +307,13 @@ static void test_password_policy(void)
 	test_end();
 }
 
-static void test_credentials(void)
-{
-	const char *dir = t_strconcat(test_dir, "/store", NULL);
-	struct migrate_credentials cred, cred2;
-	const char *error, *path;
-	unsigned int count;
-	pool_t pool = pool_alloconly_create("test", 1024);
-
-	test_begin("credential store");
-	i_zero(&cred);
-	cred.source_host = "imap.old.example";
-	cred.source_port = 993;
-	cred.source_user = "ana";
-	cred.source_password = "p;\t\n\"x ç";
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) == 0);
-	test_assert(migrate_credentials_write(dir, "ana@example.com", &cred,
-					      &error) == 0);
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) == 1);
-	test_assert_strcmp(cred2.source_host, "imap.old.example");
-	test_assert(cred2.source_port == 993);
-	test_assert_strcmp(cred2.source_user, "ana");
-	test_assert_strcmp(cred2.source_password, cred.source_password);
-	/* a name can't leave the directory */
-	test_assert(migrate_credentials_write(dir, "../x", &cred, &error) == 0);
-	path = t_strconcat(test_dir, "/x", NULL);
-	test_assert(access(path, F_OK) < 0);
-	/* readable by others: refused */
-	path = t_strconcat(dir, "/ana@example.com", NULL);
-	test_assert(chmod(path, 0644) == 0);
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) < 0);
-	test_assert(strstr(error, "0600") != NULL);
-	test_assert(chmod(path, 0600) == 0);
-	test_assert(chmod(dir, 0755) == 0);
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) < 0);
-	test_assert(chmod(dir, 0700) == 0);
-	test_assert(migrate_credentials_delete(dir, "ana@example.com",
-					       &error) == 0);
-	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
-					     &cred2, &error) == 0);
-	test_assert(migrate_credentials_delete(dir, "ana@example.com",
-					       &error) == 0);
-
-	/* a domain's users, names that needed escaping included */
-	test_assert(migrate_credentials_write(dir, "a b@example.com", &cred,
-					      &error) == 0);
-	test_assert(migrate_credentials_write(dir, "c@Example.COM", &cred,
-					      &error) == 0);
-	test_assert(migrate_credentials_write(dir, "d@other.example", &cred,
-					      &error) == 0);
-	test_assert(migrate_credentials_delete_domain(dir, "example.com",
-						      &count, &error) == 0);
-	test_assert(count == 2);
-	test_assert(migrate_credentials_read(dir, "a b@example.com", pool,
-					     &cred2, &error) == 0);
-	test_assert(migrate_credentials_read(dir, "c@Example.COM", pool,
-					     &cred2, &error) == 0);
-	test_assert(migrate_credentials_read(dir, "d@other.example", pool,
-					     &cred2, &error) == 1);
-	pool_unref(&pool);
-	test_end();
-}
-
 void test_migrate_template(void)
 {
-	const char *error;
-
-	test_dir = t_strdup_printf("/tmp/test-migrate-template.%ld",
-				   (long)getpid());
-	if (mkdir(test_dir, 0700) < 0)
-		i_fatal("mkdir(%s) failed: %m", test_dir);
 	test_template_imapsync();
 	test_template_header();
 	test_template_errors();
+	test_template_must_fail();
+	test_template_bounds();
 	test_template_missing();
 	test_password_policy();
-	test_credentials();
-	if (unlink_directory(test_dir, UNLINK_DIRECTORY_FLAG_RMDIR,
-			     &error) < 0)
-		i_error("%s", error);
 }

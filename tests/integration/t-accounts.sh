@@ -165,22 +165,10 @@ tap_is "$(grep -c ',invalid,' "$RIG/bad.csv.report")" 13 "the CSV report has the
 tap_is "$(sum "$STORE")" "$before" "... and changes nothing"
 tap_like "nothing was created" "nothing was created" "$(cat "$RIG/bad.err")"
 errs=$(cat "$RIG/bad.err")
-for want in \
-	'bad.csv:3: column 3 \(password\): the password has fewer than 8 characters' \
-	'bad.csv:4: column 3 \(password\): the password has no uppercase letter' \
-	'bad.csv:5: column 6 \(full name\): .Ana <boss>. has a character' \
-	'bad.csv:6: column 2 \(domain\): outro.example: one domain per file' \
-	'bad.csv:7: column 1 \(username\): invalid user name .bad 06.' \
-	'bad.csv:8: column 4 \(quota\): .-2. is not a positive number' \
-	'bad.csv:9: column 4 \(quota\): .0. is not a positive number' \
-	'bad.csv:10: column 5 \(type\): .2. is not 0' \
-	'bad.csv:11: column 7 \(language\): .portugues do brasil. is not a language tag' \
-	'bad.csv:12: column 8 \(time zone\): .America/Atlantis. is not a time zone' \
-	'bad.csv:13: column 1 \(username\): ok01@cliente.example is already on line 2' \
-	'bad.csv:14: 5 fields, the header has 9' \
-	'bad.csv:15: a quoted field is not closed'; do
-	tap_like "reported: ${want//\\/}" "$want" "$errs"
-done
+# one problem shown as the user sees it; every rule is a must-fail row of
+# plugin/core/test-migrate-accounts.c
+tap_like "reported: bad.csv:3: column 3 (password): the password has fewer than 8 characters" \
+	'bad.csv:3: column 3 \(password\): the password has fewer than 8 characters' "$errs"
 # the patterns come on a file descriptor: a password on grep's command
 # line would be in the process list (the secrets sampler finds it there)
 if grep -qFf <(printf '%s\n' 'Good!pass1' 'Sh!1' 'nouppercase!1') <<<"$errs"; then

@@ -101,10 +101,9 @@ rig_secret_input "$BAD"
 batch "$BAD"
 tap_is "$BATCH_RC" 65 "a template with bad lines is refused (exit 65)"
 err=$(cat "$BATCH_ERR")
+# one problem shown as the user sees it; every rule is a must-fail row of
+# plugin/core/test-migrate-template.c
 tap_like "line 1: wrong column count" "bad.txt:1: 5 columns" "$err"
-tap_like "line 2: a second destination domain" "bad.txt:2: column 5 \(dest_user\): domain 'other.example'" "$err"
-tap_like "line 4: weak destination password" "bad.txt:4: column 6 \(dest_password\): does not meet the password policy" "$err"
-tap_like "line 6: the same source account twice" "bad.txt:6: column 2 \(source_user\): old5 at 127.0.0.1 is also on line 5" "$err"
 tap_like "nothing was changed, it says" "problems?; nothing was changed" "$err"
 # the unknown user is found once the file itself is clean
 sed -i '1d;2d;4d;6d' "$BAD"
