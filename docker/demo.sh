@@ -209,6 +209,28 @@ run_container() {
 		dk_die "docker run $name failed"
 }
 
+# conf_common PROTOCOLS PORT: what the two Dovecot configs share
+conf_common() {
+	cat <<-EOF
+	protocols = $1
+	listen = 127.0.0.1
+	ssl = no
+	disable_plaintext_auth = no
+	auth_mechanisms = plain login
+	log_path = /dev/stderr
+	mail_location = maildir:~/Maildir
+	service imap-login {
+	  inet_listener imap {
+	    address = 127.0.0.1
+	    port = $2
+	  }
+	  inet_listener imaps {
+	    port = 0
+	  }
+	}
+	EOF
+}
+
 dk_say "Starting the containers (host network, 127.0.0.1, free ports)"
 PG_PORT=$(rig_free_port)
 run_container "$C_PG" -e PGPORT="$PG_PORT" "$PG_IMAGE"
@@ -224,40 +246,27 @@ echo "$C_PG: PostgreSQL on 127.0.0.1:$PG_PORT, database mail with conf.d/dovecot
 # --- the old provider ---------------------------------------------------------
 OLD_PORT=$(rig_free_port)
 mkdir -p "$T/old/vmail"
-cat >"$T/old/dovecot.conf" <<EOF
-# docker/demo.sh: the old provider, Debian's Dovecot without the plugin,
-# Courier-style namespace (INBOX. prefix, '.' separator)
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-log_path = /dev/stderr
-mail_location = maildir:~/Maildir
-passdb {
-  driver = passwd-file
-  args = /etc/dovecot/users
-}
-userdb {
-  driver = passwd-file
-  args = /etc/dovecot/users
-  default_fields = uid=vmail gid=vmail home=/var/vmail/%n
-}
-namespace inbox {
-  inbox = yes
-  separator = .
-  prefix = INBOX.
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $OLD_PORT
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-EOF
+{
+	echo "# docker/demo.sh: the old provider, Debian's Dovecot without the plugin,"
+	echo "# Courier-style namespace (INBOX. prefix, '.' separator)"
+	conf_common imap "$OLD_PORT"
+	cat <<-'EOF'
+	passdb {
+	  driver = passwd-file
+	  args = /etc/dovecot/users
+	}
+	userdb {
+	  driver = passwd-file
+	  args = /etc/dovecot/users
+	  default_fields = uid=vmail gid=vmail home=/var/vmail/%n
+	}
+	namespace inbox {
+	  inbox = yes
+	  separator = .
+	  prefix = INBOX.
+	}
+	EOF
+} >"$T/old/dovecot.conf"
 # SHA512-CRYPT hashes, from openssl's stdin
 (umask 077 && : >"$T/old/users")
 for u in "${USERS[@]}"; do
@@ -290,71 +299,43 @@ chmod 700 "$T/new/state" "$T/new/input"
 	done <"$DK_SRCDIR/conf.d/dovecot-migrate-accounts-sql.conf.ext" >"$T/new/accounts-sql.conf.ext"
 )
 SQLCONF=/etc/dovecot/dovecot-migrate-accounts-sql.conf.ext
-cat >"$T/new/dovecot.conf" <<EOF
-# docker/demo.sh: our Dovecot, image $DK_IMAGE; the plugin and its
-# settings come from the image's conf.d/90-migrate.conf (included below)
-protocols = imap lmtp
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-log_path = /dev/stderr
-mail_location = maildir:~/Maildir
-passdb {
-  driver = sql
-  args = $SQLCONF
-}
-userdb {
-  driver = sql
-  args = $SQLCONF
-  default_fields = uid=vmail gid=vmail home=/var/vmail/%d/%n
-}
-namespace inbox {
-  inbox = yes
-  separator = /
-  mailbox Sent {
-    special_use = \\Sent
-    auto = no
-  }
-  mailbox Trash {
-    special_use = \\Trash
-    auto = no
-  }
-  mailbox Drafts {
-    special_use = \\Drafts
-    auto = no
-  }
-  mailbox Junk {
-    special_use = \\Junk
-    auto = no
-  }
-  mailbox Archive {
-    special_use = \\Archive
-    auto = no
-  }
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $NEW_PORT
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-mail_plugins = \$mail_plugins quota
-# before any protocol { mail_plugins }: it adds migrate to the global ones
-!include /etc/dovecot/conf.d/90-migrate.conf
-protocol imap {
-  mail_plugins = \$mail_plugins imap_quota
-}
-plugin {
-  quota = maildir:User quota
-  migrate_accounts_sql = $SQLCONF
-  # the demo's old server has no TLS
-  migrate_source_ssl = no
-}
-EOF
+{
+	echo "# docker/demo.sh: our Dovecot, image $DK_IMAGE; the plugin and its"
+	echo "# settings come from the image's conf.d/90-migrate.conf (included below)"
+	conf_common "imap lmtp" "$NEW_PORT"
+	cat <<-EOF
+	passdb {
+	  driver = sql
+	  args = $SQLCONF
+	}
+	userdb {
+	  driver = sql
+	  args = $SQLCONF
+	  default_fields = uid=vmail gid=vmail home=/var/vmail/%d/%n
+	}
+	namespace inbox {
+	  inbox = yes
+	  separator = /
+	EOF
+	for box in Sent Trash Drafts Junk Archive; do
+		printf '  mailbox %s {\n    special_use = \\%s\n    auto = no\n  }\n' "$box" "$box"
+	done
+	cat <<-EOF
+	}
+	mail_plugins = \$mail_plugins quota
+	# before any protocol { mail_plugins }: it adds migrate to the global ones
+	!include /etc/dovecot/conf.d/90-migrate.conf
+	protocol imap {
+	  mail_plugins = \$mail_plugins imap_quota
+	}
+	plugin {
+	  quota = maildir:User quota
+	  migrate_accounts_sql = $SQLCONF
+	  # the demo's old server has no TLS
+	  migrate_source_ssl = no
+	}
+	EOF
+} >"$T/new/dovecot.conf"
 run_container "$C_NEW" \
 	-v "$T/new/dovecot.conf:/etc/dovecot/dovecot.conf:ro" \
 	-v "$T/new/accounts-sql.conf.ext:$SQLCONF:ro" \
