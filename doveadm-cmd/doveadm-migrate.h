@@ -51,7 +51,7 @@ int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
 				  const char **error_r);
 
 /* Record the failure of one user: the exit code follows the error that
-   matters most over all users (a temporary failure wins). */
+   matters most over all users (migrate_exit_code_merge()). */
 void migrate_cmd_failed(struct migrate_cmd_context *ctx,
 			enum migrate_error error);
 

@@ -3,6 +3,7 @@
 
 #include "test-common.h"
 
+void test_migrate_error(void);
 void test_migrate_names(void);
 void test_migrate_settings(void);
 void test_migrate_state(void);
