@@ -8,7 +8,7 @@
 #include "strescape.h"
 #include "safe-memset.h"
 #include "randgen.h"
-#include "json-parser.h"
+#include "migrate-json.h"
 #include "migrate-file.h"
 #include "istream.h"
 #include "master-service.h"
@@ -282,6 +282,13 @@ cmd_migrate_sync_report_unchanged(const char *path, const string_t *data)
 	return equal;
 }
 
+/* The result column of the summary row, and of the reports. */
+static const char *cmd_migrate_sync_result(enum migrate_error error_code)
+{
+	return error_code == MIGRATE_ERROR_NONE ? "ok" :
+		error_code == MIGRATE_ERROR_REJECTED ? "partial" : "failed";
+}
+
 /* <state_dir>/report.json: the last run's result with what the summary
    row cannot hold (each message left out, each keyword dropped, each
    retry), when it has any of them or failed; a clean run removes it.
@@ -298,63 +305,58 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 	const struct migrate_sync_dropped_keyword *kw;
 	const struct migrate_sync_retry *retry;
 	string_t *str = t_str_new(1024);
+	struct migrate_json json;
 	const char *path, *errstr;
-	bool first;
 
-	str_append(str, "{\"user\":\"");
-	json_append_escaped(str, user->username);
-	str_printfa(str, "\",\"mode\":\"%s\",\"result\":\"%s\","
-		    "\"exit_code\":%d,\"error\":",
-		    ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
-		    "final" : "mirror",
-		    error_code == MIGRATE_ERROR_NONE ? "ok" :
-		    error_code == MIGRATE_ERROR_REJECTED ? "partial" : "failed",
-		    migrate_error_to_exit_code(error_code));
-	if (error == NULL)
-		str_append(str, "null");
-	else {
-		str_append_c(str, '"');
-		json_append_escaped(str, error);
-		str_append_c(str, '"');
-	}
-	str_printfa(str, ",\n\"copied\":%u,\"updated\":%u,\"deleted\":%u,"
-		    "\"skipped\":%u,\"rejected\":%u,\"flags_dropped\":%u,"
-		    "\"bytes\":%"PRIuUOFF_T",",
-		    stats->messages_copied, stats->messages_updated,
-		    stats->messages_deleted, stats->messages_skipped,
-		    stats->messages_rejected, stats->flags_dropped,
-		    stats->bytes_copied);
-	str_append(str, "\n\"retries\":[");
-	first = TRUE;
+	migrate_json_init(&json, str);
+	migrate_json_object_begin(&json, NULL);
+	migrate_json_string(&json, "user", user->username);
+	migrate_json_string(&json, "mode",
+			    ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
+			    "final" : "mirror");
+	migrate_json_string(&json, "result", cmd_migrate_sync_result(error_code));
+	migrate_json_int(&json, "exit_code",
+			 migrate_error_to_exit_code(error_code));
+	migrate_json_string(&json, "error", error);
+	migrate_json_newline(&json);
+	migrate_json_uint(&json, "copied", stats->messages_copied);
+	migrate_json_uint(&json, "updated", stats->messages_updated);
+	migrate_json_uint(&json, "deleted", stats->messages_deleted);
+	migrate_json_uint(&json, "skipped", stats->messages_skipped);
+	migrate_json_uint(&json, "rejected", stats->messages_rejected);
+	migrate_json_uint(&json, "flags_dropped", stats->flags_dropped);
+	migrate_json_uint(&json, "bytes", stats->bytes_copied);
+	migrate_json_newline(&json);
+	migrate_json_array_begin(&json, "retries");
 	array_foreach(&report->retries, retry) {
-		str_append(str, first ? "\n" : ",\n");
-		first = FALSE;
-		str_printfa(str, "{\"delay_secs\":%u,\"error\":\"",
-			    retry->delay_secs);
-		json_append_escaped(str, retry->error);
-		str_append(str, "\"}");
+		migrate_json_newline(&json);
+		migrate_json_object_begin(&json, NULL);
+		migrate_json_uint(&json, "delay_secs", retry->delay_secs);
+		migrate_json_string(&json, "error", retry->error);
+		migrate_json_object_end(&json);
 	}
-	str_append(str, "],\n\"rejected_messages\":[");
-	first = TRUE;
+	migrate_json_array_end(&json);
+	migrate_json_newline(&json);
+	migrate_json_array_begin(&json, "rejected_messages");
 	array_foreach(&report->rejected, rej) {
-		str_append(str, first ? "\n" : ",\n");
-		first = FALSE;
-		str_append(str, "{\"folder\":\"");
-		json_append_escaped(str, rej->folder);
-		str_printfa(str, "\",\"uid\":%u,\"size\":%"PRIuUOFF_T
-			    ",\"reason\":\"", rej->uid, rej->size);
-		json_append_escaped(str, rej->reason);
-		str_append(str, "\"}");
+		migrate_json_newline(&json);
+		migrate_json_object_begin(&json, NULL);
+		migrate_json_string(&json, "folder", rej->folder);
+		migrate_json_uint(&json, "uid", rej->uid);
+		migrate_json_uint(&json, "size", rej->size);
+		migrate_json_string(&json, "reason", rej->reason);
+		migrate_json_object_end(&json);
 	}
-	str_append(str, "],\n\"dropped_keywords\":{");
-	first = TRUE;
+	migrate_json_array_end(&json);
+	migrate_json_newline(&json);
+	migrate_json_object_begin(&json, "dropped_keywords");
 	array_foreach(&report->dropped_keywords, kw) {
-		str_append(str, first ? "\n\"" : ",\n\"");
-		first = FALSE;
-		json_append_escaped(str, kw->keyword);
-		str_printfa(str, "\":%u", kw->count);
+		migrate_json_newline(&json);
+		migrate_json_uint(&json, kw->keyword, kw->count);
 	}
-	str_append(str, "}}\n");
+	migrate_json_object_end(&json);
+	migrate_json_object_end(&json);
+	str_append_c(str, '\n');
 
 	if (access(set->state_dir, F_OK) < 0) {
 		/* the run failed before anything was recorded */
@@ -507,9 +509,8 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	}
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
-	cmd_migrate_sync_print(user, error_code == MIGRATE_ERROR_NONE ? "ok" :
-			       error_code == MIGRATE_ERROR_REJECTED ?
-			       "partial" : "failed", &stats,
+	cmd_migrate_sync_print(user, cmd_migrate_sync_result(error_code),
+			       &stats,
 			       ctx->dry_run ? "dry-run" :
 			       ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
 			       "final" : "mirror");

@@ -7,6 +7,7 @@ int main(void)
 {
 	static void (*const test_functions[])(void) = {
 		test_migrate_error,
+		test_migrate_json,
 		test_migrate_names,
 		test_migrate_settings,
 		test_migrate_state,

@@ -4,6 +4,7 @@
 #include "test-common.h"
 
 void test_migrate_error(void);
+void test_migrate_json(void);
 void test_migrate_names(void);
 void test_migrate_settings(void);
 void test_migrate_state(void);
