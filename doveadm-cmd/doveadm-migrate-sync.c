@@ -19,6 +19,7 @@
 #include "migrate-settings.h"
 #include "migrate-sync.h"
 #include "migrate-workers.h"
+#include "doveadm-migrate-record.h"
 #include "doveadm-migrate.h"
 
 #include <unistd.h>
@@ -112,6 +113,7 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 	const char *error;
 	int ret;
 
+	migrate_record_user_begin(input->username);
 	ctx->domain = p_strdup(_ctx->pool, migrate_user_domain(input->username));
 	ctx->domain_phase = MIGRATE_DOMAIN_NONE;
 	if (ctx->domain[0] != '\0') {
@@ -469,32 +471,30 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_sync_stats stats;
 	struct migrate_sync_report *report;
 	enum migrate_error error_code;
-	const char *error;
+	const char *mode, *error = NULL;
 
 	i_zero(&stats);
 	if (ctx->domain_phase == MIGRATE_DOMAIN_FINISHED) {
-		i_error("migrate: %s: The migration of %s is finished; "
-			"nothing is synced any more", user->username,
-			ctx->domain);
-		error_code = MIGRATE_ERROR_CONFIG;
+		error = t_strdup_printf("The migration of %s is finished; "
+					"nothing is synced any more",
+					ctx->domain);
 	} else if (ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER &&
 		   ctx->mirror) {
-		i_error("migrate: %s: %s is past cutover: a mirror sync could "
-			"delete mail delivered here since. Run without "
+		error = t_strdup_printf("%s is past cutover: a mirror sync "
+			"could delete mail delivered here since. Run without "
 			"--mirror for the final sync, which copies what is new "
-			"and deletes nothing", user->username, ctx->domain);
-		error_code = MIGRATE_ERROR_CONFIG;
+			"and deletes nothing", ctx->domain);
 	} else if (ctx->maxage_days > 0 &&
 		   ctx->domain_phase != MIGRATE_DOMAIN_CUTOVER) {
-		i_error("migrate: %s: --maxage is only for the final sync, "
+		error = t_strdup_printf("--maxage is only for the final sync, "
 			"after doveadm migrate domain cutover %s",
-			user->username, ctx->domain[0] == '\0' ?
-			"DOMAIN" : ctx->domain);
-		error_code = MIGRATE_ERROR_CONFIG;
+			ctx->domain[0] == '\0' ? "DOMAIN" : ctx->domain);
 	} else if (migrate_cmd_settings(user, ctx->credentials, &set,
 					&error) < 0) {
-		i_error("migrate: %s: Invalid settings: %s",
-			user->username, error);
+		error = t_strdup_printf("Invalid settings: %s", error);
+	}
+	if (error != NULL) {
+		i_error("migrate: %s: %s", user->username, error);
 		error_code = MIGRATE_ERROR_CONFIG;
 	} else {
 		report = migrate_sync_report_init();
@@ -505,15 +505,17 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 						      &stats, error_code,
 						      error);
 		}
+		/* it lives in the report's pool */
+		error = t_strdup(error);
 		migrate_sync_report_deinit(&report);
 	}
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
+	mode = ctx->dry_run ? "dry-run" :
+		ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ? "final" : "mirror";
 	cmd_migrate_sync_print(user, cmd_migrate_sync_result(error_code),
-			       &stats,
-			       ctx->dry_run ? "dry-run" :
-			       ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
-			       "final" : "mirror");
+			       &stats, mode);
+	migrate_record_user_finish(user, error_code, error, mode, &stats);
 	if (error_code != MIGRATE_ERROR_NONE) {
 		migrate_cmd_failed(ctx, error_code);
 		return -1;
@@ -537,6 +539,8 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 
 	if (args[0] != NULL)
 		doveadm_mail_help_name("migrate sync");
+	if (ctx->record_fd != -1)
+		migrate_record_writer_init(ctx->record_fd, _ctx->cctx->username);
 	if (ctx->credentials_stdin)
 		cmd_migrate_sync_read_stdin(ctx);
 	for (i = 0; i < N_ELEMENTS(fields); i++)
@@ -571,6 +575,12 @@ static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 	case 'K':
 		ctx->credentials_stdin = TRUE;
 		break;
+	case 'R':
+		if (str_to_int(optarg, &ctx->record_fd) < 0 ||
+		    ctx->record_fd < 0 || fcntl(ctx->record_fd, F_GETFD) < 0)
+			i_fatal_status(EX_USAGE, "migrate: -R: not an open file "
+				       "descriptor: %s", optarg);
+		break;
 	case 'w':
 		if (str_to_uint(optarg, &ctx->workers_count) < 0 ||
 		    ctx->workers_count < 1 ||
@@ -592,6 +602,8 @@ static void cmd_migrate_sync_deinit(struct doveadm_mail_cmd_context *_ctx)
 	/* a user whose run never came */
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
+	migrate_record_writer_deinit(_ctx->exit_code != 0 ? _ctx->exit_code :
+				     doveadm_exit_code);
 }
 
 static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
@@ -599,7 +611,8 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
-	ctx->ctx.getopt_args = "nfqKMa:w:";
+	ctx->ctx.getopt_args = "nfqKMa:w:R:";
+	ctx->record_fd = -1;
 	ctx->ctx.v.parse_arg = cmd_migrate_sync_parse_arg;
 	ctx->ctx.v.init = cmd_migrate_sync_init;
 	ctx->ctx.v.prerun = cmd_migrate_sync_prerun;
@@ -619,6 +632,7 @@ DOVEADM_CMD_PARAM('M', "mirror", CMD_PARAM_BOOL, 0) \
 DOVEADM_CMD_PARAM('a', "maxage", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('w', "workers", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('K', "credentials-stdin", CMD_PARAM_BOOL, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
+DOVEADM_CMD_PARAM('R', "result-fd", CMD_PARAM_INT64, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
 DOVEADM_CMD_PARAMS_END
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync = {
