@@ -4,7 +4,7 @@
 #include "array.h"
 #include "str.h"
 #include "strnum.h"
-#include "json-parser.h"
+#include "migrate-json.h"
 #include "istream.h"
 #include "password-scheme.h"
 #include "doveadm-print.h"
@@ -123,29 +123,29 @@ accounts_write_json(const char *cmd_name, const struct migrate_accounts *acc,
 {
 	const struct migrate_account_report *r;
 	string_t *str = t_str_new(4096);
-	bool first = TRUE;
+	struct migrate_json json;
 
-	str_append(str, "{\"template\":\"");
-	json_append_escaped(str, acc->path);
-	str_append(str, "\",\"accounts\":[");
+	migrate_json_init(&json, str);
+	migrate_json_object_begin(&json, NULL);
+	migrate_json_string(&json, "template", acc->path);
+	migrate_json_array_begin(&json, "accounts");
 	array_foreach(reports, r) {
-		if (!first)
-			str_append_c(str, ',');
-		first = FALSE;
-		str_append(str, "\n{\"user\":\"");
-		json_append_escaped(str, r->account->user);
-		str_printfa(str, "\",\"line\":%u,\"result\":\"%s\"",
-			    r->account->line,
-			    migrate_account_result_name(r->result));
-		if (r->reason != NULL) {
-			str_append(str, ",\"reason\":\"");
-			json_append_escaped(str, r->reason);
-			str_append_c(str, '"');
-		}
-		str_printfa(str, ",\"quota_mib\":%"PRIu64",\"type\":%u}",
-			    r->account->quota_mib, r->account->type);
+		migrate_json_newline(&json);
+		migrate_json_object_begin(&json, NULL);
+		migrate_json_string(&json, "user", r->account->user);
+		migrate_json_uint(&json, "line", r->account->line);
+		migrate_json_string(&json, "result",
+				    migrate_account_result_name(r->result));
+		if (r->reason != NULL)
+			migrate_json_string(&json, "reason", r->reason);
+		migrate_json_uint(&json, "quota_mib", r->account->quota_mib);
+		migrate_json_uint(&json, "type", r->account->type);
+		migrate_json_object_end(&json);
 	}
-	str_append(str, "\n]}\n");
+	migrate_json_newline(&json);
+	migrate_json_array_end(&json);
+	migrate_json_object_end(&json);
+	str_append_c(str, '\n');
 	return migrate_cmd_write_report(cmd_name, path, str);
 }
 
@@ -176,14 +176,16 @@ accounts_write_invalid(const char *cmd_name,
 		       const char *path)
 {
 	string_t *str = t_str_new(4096);
+	struct migrate_json jw;
 	const char *msg, *reason;
 	unsigned int line;
-	bool first = TRUE;
 
 	if (json) {
-		str_append(str, "{\"template\":\"");
-		json_append_escaped(str, accounts->path);
-		str_append(str, "\",\"result\":\"invalid\",\"problems\":[");
+		migrate_json_init(&jw, str);
+		migrate_json_object_begin(&jw, NULL);
+		migrate_json_string(&jw, "template", accounts->path);
+		migrate_json_string(&jw, "result", "invalid");
+		migrate_json_array_begin(&jw, "problems");
 	} else {
 		str_append(str, "user,line,result,reason\r\n");
 	}
@@ -197,20 +199,24 @@ accounts_write_invalid(const char *cmd_name,
 		if (*reason == ' ')
 			reason++;
 		if (json) {
-			str_append(str, first ? "\n" : ",\n");
-			str_printfa(str, "{\"line\":%u,\"result\":\"invalid\","
-				    "\"reason\":\"", line);
-			json_append_escaped(str, reason);
-			str_append(str, "\"}");
+			migrate_json_newline(&jw);
+			migrate_json_object_begin(&jw, NULL);
+			migrate_json_uint(&jw, "line", line);
+			migrate_json_string(&jw, "result", "invalid");
+			migrate_json_string(&jw, "reason", reason);
+			migrate_json_object_end(&jw);
 		} else {
 			str_printfa(str, ",%u,invalid,", line);
 			migrate_cmd_csv_append(str, reason);
 			str_append(str, "\r\n");
 		}
-		first = FALSE;
 	}
-	if (json)
-		str_append(str, "\n]}\n");
+	if (json) {
+		migrate_json_newline(&jw);
+		migrate_json_array_end(&jw);
+		migrate_json_object_end(&jw);
+		str_append_c(str, '\n');
+	}
 	return migrate_cmd_write_report(cmd_name, path, str);
 }
 

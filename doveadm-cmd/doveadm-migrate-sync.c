@@ -8,7 +8,7 @@
 #include "strescape.h"
 #include "safe-memset.h"
 #include "randgen.h"
-#include "json-parser.h"
+#include "migrate-json.h"
 #include "migrate-file.h"
 #include "istream.h"
 #include "master-service.h"
@@ -19,6 +19,7 @@
 #include "migrate-settings.h"
 #include "migrate-sync.h"
 #include "migrate-workers.h"
+#include "doveadm-migrate-record.h"
 #include "doveadm-migrate.h"
 #include "doveadm-migrate-progress.h"
 
@@ -113,6 +114,7 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 	const char *error;
 	int ret;
 
+	migrate_record_user_begin(input->username);
 	ctx->domain = p_strdup(_ctx->pool, migrate_user_domain(input->username));
 	ctx->domain_phase = MIGRATE_DOMAIN_NONE;
 	if (ctx->domain[0] != '\0') {
@@ -286,6 +288,13 @@ cmd_migrate_sync_report_unchanged(const char *path, const string_t *data)
 	return equal;
 }
 
+/* The result column of the summary row, and of the reports. */
+static const char *cmd_migrate_sync_result(enum migrate_error error_code)
+{
+	return error_code == MIGRATE_ERROR_NONE ? "ok" :
+		error_code == MIGRATE_ERROR_REJECTED ? "partial" : "failed";
+}
+
 /* <state_dir>/report.json: the last run's result with what the summary
    row cannot hold (each message left out, each keyword dropped, each
    retry), when it has any of them or failed; a clean run removes it.
@@ -302,63 +311,58 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 	const struct migrate_sync_dropped_keyword *kw;
 	const struct migrate_sync_retry *retry;
 	string_t *str = t_str_new(1024);
+	struct migrate_json json;
 	const char *path, *errstr;
-	bool first;
 
-	str_append(str, "{\"user\":\"");
-	json_append_escaped(str, user->username);
-	str_printfa(str, "\",\"mode\":\"%s\",\"result\":\"%s\","
-		    "\"exit_code\":%d,\"error\":",
-		    ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
-		    "final" : "mirror",
-		    error_code == MIGRATE_ERROR_NONE ? "ok" :
-		    error_code == MIGRATE_ERROR_REJECTED ? "partial" : "failed",
-		    migrate_error_to_exit_code(error_code));
-	if (error == NULL)
-		str_append(str, "null");
-	else {
-		str_append_c(str, '"');
-		json_append_escaped(str, error);
-		str_append_c(str, '"');
-	}
-	str_printfa(str, ",\n\"copied\":%u,\"updated\":%u,\"deleted\":%u,"
-		    "\"skipped\":%u,\"rejected\":%u,\"flags_dropped\":%u,"
-		    "\"bytes\":%"PRIuUOFF_T",",
-		    stats->messages_copied, stats->messages_updated,
-		    stats->messages_deleted, stats->messages_skipped,
-		    stats->messages_rejected, stats->flags_dropped,
-		    stats->bytes_copied);
-	str_append(str, "\n\"retries\":[");
-	first = TRUE;
+	migrate_json_init(&json, str);
+	migrate_json_object_begin(&json, NULL);
+	migrate_json_string(&json, "user", user->username);
+	migrate_json_string(&json, "mode",
+			    ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
+			    "final" : "mirror");
+	migrate_json_string(&json, "result", cmd_migrate_sync_result(error_code));
+	migrate_json_int(&json, "exit_code",
+			 migrate_error_to_exit_code(error_code));
+	migrate_json_string(&json, "error", error);
+	migrate_json_newline(&json);
+	migrate_json_uint(&json, "copied", stats->messages_copied);
+	migrate_json_uint(&json, "updated", stats->messages_updated);
+	migrate_json_uint(&json, "deleted", stats->messages_deleted);
+	migrate_json_uint(&json, "skipped", stats->messages_skipped);
+	migrate_json_uint(&json, "rejected", stats->messages_rejected);
+	migrate_json_uint(&json, "flags_dropped", stats->flags_dropped);
+	migrate_json_uint(&json, "bytes", stats->bytes_copied);
+	migrate_json_newline(&json);
+	migrate_json_array_begin(&json, "retries");
 	array_foreach(&report->retries, retry) {
-		str_append(str, first ? "\n" : ",\n");
-		first = FALSE;
-		str_printfa(str, "{\"delay_secs\":%u,\"error\":\"",
-			    retry->delay_secs);
-		json_append_escaped(str, retry->error);
-		str_append(str, "\"}");
+		migrate_json_newline(&json);
+		migrate_json_object_begin(&json, NULL);
+		migrate_json_uint(&json, "delay_secs", retry->delay_secs);
+		migrate_json_string(&json, "error", retry->error);
+		migrate_json_object_end(&json);
 	}
-	str_append(str, "],\n\"rejected_messages\":[");
-	first = TRUE;
+	migrate_json_array_end(&json);
+	migrate_json_newline(&json);
+	migrate_json_array_begin(&json, "rejected_messages");
 	array_foreach(&report->rejected, rej) {
-		str_append(str, first ? "\n" : ",\n");
-		first = FALSE;
-		str_append(str, "{\"folder\":\"");
-		json_append_escaped(str, rej->folder);
-		str_printfa(str, "\",\"uid\":%u,\"size\":%"PRIuUOFF_T
-			    ",\"reason\":\"", rej->uid, rej->size);
-		json_append_escaped(str, rej->reason);
-		str_append(str, "\"}");
+		migrate_json_newline(&json);
+		migrate_json_object_begin(&json, NULL);
+		migrate_json_string(&json, "folder", rej->folder);
+		migrate_json_uint(&json, "uid", rej->uid);
+		migrate_json_uint(&json, "size", rej->size);
+		migrate_json_string(&json, "reason", rej->reason);
+		migrate_json_object_end(&json);
 	}
-	str_append(str, "],\n\"dropped_keywords\":{");
-	first = TRUE;
+	migrate_json_array_end(&json);
+	migrate_json_newline(&json);
+	migrate_json_object_begin(&json, "dropped_keywords");
 	array_foreach(&report->dropped_keywords, kw) {
-		str_append(str, first ? "\n\"" : ",\n\"");
-		first = FALSE;
-		json_append_escaped(str, kw->keyword);
-		str_printfa(str, "\":%u", kw->count);
+		migrate_json_newline(&json);
+		migrate_json_uint(&json, kw->keyword, kw->count);
 	}
-	str_append(str, "}}\n");
+	migrate_json_object_end(&json);
+	migrate_json_object_end(&json);
+	str_append_c(str, '\n');
 
 	if (access(set->state_dir, F_OK) < 0) {
 		/* the run failed before anything was recorded */
@@ -479,32 +483,30 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_sync_stats stats;
 	struct migrate_sync_report *report;
 	enum migrate_error error_code;
-	const char *error;
+	const char *mode, *error = NULL;
 
 	i_zero(&stats);
 	if (ctx->domain_phase == MIGRATE_DOMAIN_FINISHED) {
-		i_error("migrate: %s: The migration of %s is finished; "
-			"nothing is synced any more", user->username,
-			ctx->domain);
-		error_code = MIGRATE_ERROR_CONFIG;
+		error = t_strdup_printf("The migration of %s is finished; "
+					"nothing is synced any more",
+					ctx->domain);
 	} else if (ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER &&
 		   ctx->mirror) {
-		i_error("migrate: %s: %s is past cutover: a mirror sync could "
-			"delete mail delivered here since. Run without "
+		error = t_strdup_printf("%s is past cutover: a mirror sync "
+			"could delete mail delivered here since. Run without "
 			"--mirror for the final sync, which copies what is new "
-			"and deletes nothing", user->username, ctx->domain);
-		error_code = MIGRATE_ERROR_CONFIG;
+			"and deletes nothing", ctx->domain);
 	} else if (ctx->maxage_days > 0 &&
 		   ctx->domain_phase != MIGRATE_DOMAIN_CUTOVER) {
-		i_error("migrate: %s: --maxage is only for the final sync, "
+		error = t_strdup_printf("--maxage is only for the final sync, "
 			"after doveadm migrate domain cutover %s",
-			user->username, ctx->domain[0] == '\0' ?
-			"DOMAIN" : ctx->domain);
-		error_code = MIGRATE_ERROR_CONFIG;
+			ctx->domain[0] == '\0' ? "DOMAIN" : ctx->domain);
 	} else if (migrate_cmd_settings(user, ctx->credentials, &set,
 					&error) < 0) {
-		i_error("migrate: %s: Invalid settings: %s",
-			user->username, error);
+		error = t_strdup_printf("Invalid settings: %s", error);
+	}
+	if (error != NULL) {
+		i_error("migrate: %s: %s", user->username, error);
 		error_code = MIGRATE_ERROR_CONFIG;
 	} else {
 		report = migrate_sync_report_init();
@@ -515,16 +517,17 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 						      &stats, error_code,
 						      error);
 		}
+		/* it lives in the report's pool */
+		error = t_strdup(error);
 		migrate_sync_report_deinit(&report);
 	}
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
-	cmd_migrate_sync_print(user, error_code == MIGRATE_ERROR_NONE ? "ok" :
-			       error_code == MIGRATE_ERROR_REJECTED ?
-			       "partial" : "failed", &stats,
-			       ctx->dry_run ? "dry-run" :
-			       ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
-			       "final" : "mirror");
+	mode = ctx->dry_run ? "dry-run" :
+		ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ? "final" : "mirror";
+	cmd_migrate_sync_print(user, cmd_migrate_sync_result(error_code),
+			       &stats, mode);
+	migrate_record_user_finish(user, error_code, error, mode, &stats);
 	if (error_code != MIGRATE_ERROR_NONE) {
 		migrate_cmd_failed(ctx, error_code);
 		return -1;
@@ -548,6 +551,8 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 
 	if (args[0] != NULL)
 		doveadm_mail_help_name("migrate sync");
+	if (ctx->record_fd != -1)
+		migrate_record_writer_init(ctx->record_fd, _ctx->cctx->username);
 	if (ctx->credentials_stdin)
 		cmd_migrate_sync_read_stdin(ctx);
 	for (i = 0; i < N_ELEMENTS(fields); i++)
@@ -582,6 +587,12 @@ static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 	case 'K':
 		ctx->credentials_stdin = TRUE;
 		break;
+	case 'R':
+		if (str_to_int(optarg, &ctx->record_fd) < 0 ||
+		    ctx->record_fd < 0 || fcntl(ctx->record_fd, F_GETFD) < 0)
+			i_fatal_status(EX_USAGE, "migrate: -R: not an open file "
+				       "descriptor: %s", optarg);
+		break;
 	case 'w':
 		if (str_to_uint(optarg, &ctx->workers_count) < 0 ||
 		    ctx->workers_count < 1 ||
@@ -603,6 +614,8 @@ static void cmd_migrate_sync_deinit(struct doveadm_mail_cmd_context *_ctx)
 	/* a user whose run never came */
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
+	migrate_record_writer_deinit(_ctx->exit_code != 0 ? _ctx->exit_code :
+				     doveadm_exit_code);
 }
 
 static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
@@ -610,7 +623,8 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
-	ctx->ctx.getopt_args = "nfqKMa:w:";
+	ctx->ctx.getopt_args = "nfqKMa:w:R:";
+	ctx->record_fd = -1;
 	ctx->ctx.v.parse_arg = cmd_migrate_sync_parse_arg;
 	ctx->ctx.v.init = cmd_migrate_sync_init;
 	ctx->ctx.v.prerun = cmd_migrate_sync_prerun;
@@ -630,6 +644,7 @@ DOVEADM_CMD_PARAM('M', "mirror", CMD_PARAM_BOOL, 0) \
 DOVEADM_CMD_PARAM('a', "maxage", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('w', "workers", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('K', "credentials-stdin", CMD_PARAM_BOOL, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
+DOVEADM_CMD_PARAM('R', "result-fd", CMD_PARAM_INT64, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
 DOVEADM_CMD_PARAMS_END
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync = {

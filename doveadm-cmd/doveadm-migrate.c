@@ -15,10 +15,8 @@ const char *doveadm_migrate_plugin_version = DOVECOT_ABI_VERSION;
 void migrate_cmd_failed(struct migrate_cmd_context *ctx,
 			enum migrate_error error)
 {
-	int exit_code = migrate_error_to_exit_code(error);
-
-	if (ctx->ctx.exit_code == 0 || exit_code == EX_TEMPFAIL)
-		ctx->ctx.exit_code = exit_code;
+	ctx->ctx.exit_code = migrate_exit_code_merge(ctx->ctx.exit_code,
+				migrate_error_to_exit_code(error));
 }
 
 const char *migrate_cmd_doveadm_path(void)

@@ -26,6 +26,9 @@ struct migrate_cmd_context {
 	/* the current user's domain: its phase, looked up as root */
 	const char *domain;
 	enum migrate_domain_phase domain_phase;
+	/* -R: the file descriptor for each user's result record
+	   (doveadm-migrate-record.h), -1 without */
+	int record_fd;
 	/* -w: worker processes per account (1 = none, 0 = not given) */
 	unsigned int workers_count;
 	/* started as root in prerun, for the current user */
@@ -51,7 +54,7 @@ int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
 				  const char **error_r);
 
 /* Record the failure of one user: the exit code follows the error that
-   matters most over all users (a temporary failure wins). */
+   matters most over all users (migrate_exit_code_merge()). */
 void migrate_cmd_failed(struct migrate_cmd_context *ctx,
 			enum migrate_error error);
 

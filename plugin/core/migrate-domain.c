@@ -7,7 +7,7 @@
 #include "strnum.h"
 #include "time-util.h"
 #include "dict.h"
-#include "json-parser.h"
+#include "migrate-json.h"
 #include "migrate-domain.h"
 
 #define DOMAIN_KEY_PREFIX DICT_PATH_SHARED"migrate/domain/"
@@ -278,16 +278,19 @@ int migrate_domain_lookup(struct migrate_domain_store *store,
 static const char *relay_json(const struct migrate_domain *domain)
 {
 	string_t *str = t_str_new(128);
-	const char *addr;
+	struct migrate_json json;
 
-	addr = t_strcut(domain->old_mx_addrs, ' ');
-	str_append(str, "{\"proxy\":\"y\",\"host\":\"");
-	json_append_escaped(str, addr);
+	migrate_json_init(&json, str);
+	migrate_json_object_begin(&json, NULL);
+	migrate_json_string(&json, "proxy", "y");
+	migrate_json_string(&json, "host", t_strcut(domain->old_mx_addrs, ' '));
+	migrate_json_string(&json, "port", dec2str(domain->old_mx_port == 0 ?
+						   25 : domain->old_mx_port));
+	migrate_json_string(&json, "protocol", "smtp");
 	/* nopassword: this entry answers only LMTP's lookups (the key has
 	   the service), which check no password */
-	str_printfa(str, "\",\"port\":\"%u\",\"protocol\":\"smtp\","
-		    "\"nopassword\":\"y\"}",
-		    domain->old_mx_port == 0 ? 25 : domain->old_mx_port);
+	migrate_json_string(&json, "nopassword", "y");
+	migrate_json_object_end(&json);
 	return str_c(str);
 }
 

@@ -25,19 +25,66 @@ int migrate_error_to_exit_code(enum migrate_error error)
 		return EX_DATAERR;
 	case MIGRATE_ERROR_FAILED:
 		return EX_SOFTWARE;
-	case MIGRATE_ERROR_CONFIG:
-		return EX_CONFIG;
-	case MIGRATE_ERROR_SOURCE_AUTH:
-		return EX_NOPERM;
-	case MIGRATE_ERROR_SOURCE_TLS:
-		return EX_PROTOCOL;
-	case MIGRATE_ERROR_DEST_QUOTA:
-		return EX_CANTCREAT;
 	case MIGRATE_ERROR_DELETE_LIMIT:
 		return EX_DATAERR;
+	case MIGRATE_ERROR_DEST_QUOTA:
+		return EX_CANTCREAT;
+	case MIGRATE_ERROR_SOURCE_TLS:
+		return EX_PROTOCOL;
+	case MIGRATE_ERROR_SOURCE_AUTH:
+		return EX_NOPERM;
+	case MIGRATE_ERROR_CONFIG:
+		return EX_CONFIG;
 	case MIGRATE_ERROR_SOURCE_TEMP:
 	case MIGRATE_ERROR_TEMP:
 		return EX_TEMPFAIL;
 	}
 	i_unreached();
+}
+
+const char *migrate_error_name(enum migrate_error error)
+{
+	switch (error) {
+	case MIGRATE_ERROR_NONE:
+		return "none";
+	case MIGRATE_ERROR_REJECTED:
+		return "rejected";
+	case MIGRATE_ERROR_FAILED:
+		return "failed";
+	case MIGRATE_ERROR_DELETE_LIMIT:
+		return "delete_limit";
+	case MIGRATE_ERROR_DEST_QUOTA:
+		return "dest_quota";
+	case MIGRATE_ERROR_SOURCE_TLS:
+		return "source_tls";
+	case MIGRATE_ERROR_SOURCE_AUTH:
+		return "source_auth";
+	case MIGRATE_ERROR_CONFIG:
+		return "config";
+	case MIGRATE_ERROR_SOURCE_TEMP:
+		return "source_temp";
+	case MIGRATE_ERROR_TEMP:
+		return "temp";
+	}
+	i_unreached();
+}
+
+/* the latest class in the order that exits with exit_code */
+static enum migrate_error migrate_exit_code_rank(int exit_code)
+{
+	enum migrate_error error;
+
+	if (exit_code == 0)
+		return MIGRATE_ERROR_NONE;
+	for (error = MIGRATE_ERROR_TEMP; error > MIGRATE_ERROR_NONE; error--) {
+		if (migrate_error_to_exit_code(error) == exit_code)
+			return error;
+	}
+	return MIGRATE_ERROR_FAILED;
+}
+
+int migrate_exit_code_merge(int cur, int next)
+{
+	return migrate_exit_code_rank(next) > migrate_exit_code_rank(cur) ?
+		next : cur;
 }

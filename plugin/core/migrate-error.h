@@ -1,8 +1,14 @@
 #ifndef MIGRATE_ERROR_H
 #define MIGRATE_ERROR_H
 
-/* Why a run failed, in the order of precedence used for the exit code:
-   a temporary failure wins over the others (it may go away by itself). */
+/* Why a run failed, in the one order of precedence used everywhere: for
+   the failure of a run (migrate_failure_set()) and for the exit code over
+   several users or accounts (migrate_exit_code_merge()).  What matters
+   more comes later: a temporary failure wins over the others (re-running
+   may be all it takes, and a re-run shows what else is left), then the
+   classes that need the admin, the most fundamental first; a failure
+   without a class ranks below them all.  REJECTED, FAILED and TEMP keep
+   their places at the ends: code compares against them. */
 enum migrate_error {
 	MIGRATE_ERROR_NONE = 0,
 	/* the run finished, but left out messages the destination or the
@@ -10,17 +16,17 @@ enum migrate_error {
 	MIGRATE_ERROR_REJECTED,
 	/* something failed that is not one of the below */
 	MIGRATE_ERROR_FAILED,
-	/* bad settings */
-	MIGRATE_ERROR_CONFIG,
-	/* the source refused the login */
-	MIGRATE_ERROR_SOURCE_AUTH,
+	/* too much would be deleted: refused without --force */
+	MIGRATE_ERROR_DELETE_LIMIT,
+	/* the destination is over quota */
+	MIGRATE_ERROR_DEST_QUOTA,
 	/* TLS to the source failed: certificate not trusted, wrong name,
 	   no TLS offered */
 	MIGRATE_ERROR_SOURCE_TLS,
-	/* the destination is over quota */
-	MIGRATE_ERROR_DEST_QUOTA,
-	/* too much would be deleted: refused without --force */
-	MIGRATE_ERROR_DELETE_LIMIT,
+	/* the source refused the login */
+	MIGRATE_ERROR_SOURCE_AUTH,
+	/* bad settings */
+	MIGRATE_ERROR_CONFIG,
 	/* the source was unreachable, dropped the connection, timed out or
 	   asked us to slow down: the run retries by itself */
 	MIGRATE_ERROR_SOURCE_TEMP,
@@ -30,6 +36,14 @@ enum migrate_error {
 
 /* The sysexits code doveadm should exit with. */
 int migrate_error_to_exit_code(enum migrate_error error);
+/* The error's name in reports: "none", "rejected", "source_auth"... */
+const char *migrate_error_name(enum migrate_error error);
+
+/* Of two exit codes, the one to exit with: the one whose class comes
+   later in enum migrate_error (65 ranks as the delete limit, 75 as a
+   temporary failure; a code no class maps to, such as 67 or a crash's
+   70, as MIGRATE_ERROR_FAILED); cur on a tie.  0 is no failure. */
+int migrate_exit_code_merge(int cur, int next);
 
 /* The failure of a run that decides its exit code: of all errors, the
    one that matters most (a temporary failure wins). */

@@ -66,7 +66,10 @@ int main(void)
 	static void (*const test_functions[])(void) = {
 		test_migrate_csv,
 		test_migrate_file,
+		test_migrate_error,
+		test_migrate_json,
 		test_migrate_names,
+		test_migrate_record,
 		test_migrate_settings,
 		test_migrate_state,
 		test_migrate_template,

@@ -17,7 +17,10 @@ void test_migrate_assert_one_error(const ARRAY_TYPE(const_string) *errors,
 
 void test_migrate_csv(void);
 void test_migrate_file(void);
+void test_migrate_error(void);
+void test_migrate_json(void);
 void test_migrate_names(void);
+void test_migrate_record(void);
 void test_migrate_settings(void);
 void test_migrate_state(void);
 void test_migrate_template(void);

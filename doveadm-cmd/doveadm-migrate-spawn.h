@@ -1,0 +1,142 @@
+#ifndef DOVEADM_MIGRATE_SPAWN_H
+#define DOVEADM_MIGRATE_SPAWN_H
+
+#include "doveadm-migrate-record.h"
+
+/* What "migrate batch" and "migrate check" share: the sync template,
+   checked as a whole before anything runs; every account as its own
+   "doveadm migrate -u USER" child with the source credentials on its
+   stdin, -j at a time, a temporary failure retried with backoff; each
+   child's outcome from its result record (doveadm-migrate-record.h),
+   never from its output or its log; the per-account JSON and CSV
+   reports. */
+
+struct doveadm_cmd_context;
+struct migrate_template;
+struct migrate_template_row;
+struct migrate_credentials;
+struct migrate_spawn;
+
+enum migrate_spawn_state {
+	MIGRATE_SPAWN_PENDING,
+	MIGRATE_SPAWN_RUNNING,
+	MIGRATE_SPAWN_RETRY_WAIT,
+	MIGRATE_SPAWN_DONE,
+};
+
+struct migrate_spawn_account {
+	struct migrate_spawn *spawn;
+	const struct migrate_template_row *row;
+	/* as the userdb spells it */
+	const char *user;
+	enum migrate_spawn_state state;
+	unsigned int attempts;
+	/* the children's own retries (after a lost source), all attempts */
+	unsigned int source_retries;
+	/* what the earlier attempts copied (a later one goes on from it) */
+	uint64_t earlier_copied, earlier_bytes;
+
+	/* the running child */
+	pid_t pid;
+	int fd_record, fd_err;
+	struct io *io_record, *io_err;
+	/* its record, and the end of its log for the operator */
+	string_t *record, *err;
+	bool exited;
+	int wait_status;
+	struct timeout *to_retry;
+	struct timeval start, retry_at;
+
+	/* the outcome */
+	int exit_code;
+	const char *result, *reason;
+	/* the last attempt's record; all zero when it wrote none */
+	struct migrate_record rec;
+	double secs;
+};
+ARRAY_DEFINE_TYPE(migrate_spawn_account, struct migrate_spawn_account *);
+
+struct migrate_spawn_vfuncs {
+	/* The account's outcome is final (no retry follows), before it is
+	   counted and logged: the verb may change it or record it. */
+	void (*finished)(struct migrate_spawn_account *acct, void *context);
+	/* the log line of an account that ended well */
+	const char *(*ok_line)(const struct migrate_spawn_account *acct);
+};
+
+struct migrate_spawn_settings {
+	unsigned int jobs, retries, retry_delay_secs;
+	/* batch -n: every child is a dry run, and the reports say so */
+	bool dry_run;
+	/* check: every child is a dry run too */
+	bool preflight;
+};
+
+struct migrate_spawn {
+	pool_t pool;
+	/* "migrate batch" or "migrate check", for messages */
+	const char *cmd_name;
+	struct migrate_spawn_settings set;
+	const struct migrate_spawn_vfuncs *v;
+	void *context;
+
+	struct migrate_template *tmpl;
+	ARRAY_TYPE(migrate_spawn_account) accounts;
+	/* accounts finished and failed; what they copied */
+	unsigned int done, failed;
+	uint64_t bytes, messages;
+
+	/* private to doveadm-migrate-spawn.c */
+	struct ioloop *ioloop;
+	struct child_wait *child_wait;
+	const char *doveadm_path;
+	unsigned int next, running;
+	bool tty, progress_printed;
+	struct timeval start;
+	struct timeout *to_progress;
+};
+
+/* The parameters both verbs have (doveadm-cmd.h): -j, --json, --csv,
+   which migrate_spawn_params() reads, and the template. */
+#define MIGRATE_SPAWN_PARAMS \
+DOVEADM_CMD_PARAM('j', "jobs", CMD_PARAM_INT64, 0) \
+DOVEADM_CMD_PARAM('\0', "json", CMD_PARAM_STR, 0) \
+DOVEADM_CMD_PARAM('\0', "csv", CMD_PARAM_STR, 0) \
+DOVEADM_CMD_PARAM('\0', "template", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+
+/* -j, --json and --csv, common to both verbs (exits on a bad value). */
+void migrate_spawn_params(struct doveadm_cmd_context *cctx,
+			  const char *cmd_name,
+			  struct migrate_spawn_settings *set,
+			  const char **json_path_r, const char **csv_path_r);
+
+struct migrate_spawn *
+migrate_spawn_init(const char *cmd_name,
+		   const struct migrate_spawn_settings *set,
+		   const struct migrate_spawn_vfuncs *v, void *context);
+void migrate_spawn_deinit(struct migrate_spawn **spawn);
+
+/* Read the template at path and check it: the file, then its destination
+   users against the userdb (canonical names from there).  Returns 0 when
+   all of it is valid; otherwise, with every problem logged, the exit code
+   (and nothing must be changed). */
+int migrate_spawn_read_template(struct migrate_spawn *spawn,
+				const char *path);
+/* Run every account until each is done. */
+void migrate_spawn_run(struct migrate_spawn *spawn);
+/* The exit code over all accounts (migrate_exit_code_merge()). */
+int migrate_spawn_exit_code(const struct migrate_spawn *spawn);
+/* --json and --csv (NULL: not asked for); -1 when one failed (logged). */
+int migrate_spawn_write_reports(struct migrate_spawn *spawn,
+				const char *json_path, const char *csv_path);
+
+/* The account's counts over all its attempts. */
+uint64_t migrate_spawn_account_copied(const struct migrate_spawn_account *acct);
+uint64_t migrate_spawn_account_bytes(const struct migrate_spawn_account *acct);
+/* What the operator reads for an exit code: "ok", "over quota"... */
+const char *migrate_spawn_exit_class(int exit_code);
+/* The row's source account, pointing into the row. */
+void migrate_spawn_row_credentials(const struct migrate_template_row *row,
+				   struct migrate_credentials *cred_r);
+
+#endif

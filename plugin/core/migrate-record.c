@@ -1,0 +1,112 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "strnum.h"
+#include "migrate-json.h"
+#include "migrate-record.h"
+
+void migrate_record_append(string_t *dest, const struct migrate_record *rec)
+{
+	struct migrate_json json;
+	unsigned int i;
+
+	migrate_json_init(&json, dest);
+	migrate_json_object_begin(&json, NULL);
+	migrate_json_string(&json, "user", rec->user);
+	migrate_json_string(&json, "result", rec->result);
+	migrate_json_int(&json, "exit_code", rec->exit_code);
+	migrate_json_string(&json, "error_code", rec->error_code);
+	migrate_json_string(&json, "error", rec->error);
+	migrate_json_string(&json, "mode", rec->mode);
+	migrate_json_uint(&json, "folders", rec->folders);
+	migrate_json_uint(&json, "copied", rec->copied);
+	migrate_json_uint(&json, "updated", rec->updated);
+	migrate_json_uint(&json, "deleted", rec->deleted);
+	migrate_json_uint(&json, "skipped", rec->skipped);
+	migrate_json_uint(&json, "rejected", rec->rejected);
+	migrate_json_uint(&json, "bytes", rec->bytes);
+	migrate_json_uint(&json, "retries", rec->retries);
+	migrate_json_array_begin(&json, "warnings");
+	for (i = 0; rec->warnings != NULL && rec->warnings[i] != NULL; i++)
+		migrate_json_string(&json, NULL, rec->warnings[i]);
+	migrate_json_array_end(&json);
+	if (!rec->quota_known)
+		migrate_json_null(&json, "quota");
+	else {
+		migrate_json_object_begin(&json, "quota");
+		migrate_json_uint(&json, "used_kb", rec->quota_used_kb);
+		if (rec->quota_limited)
+			migrate_json_uint(&json, "limit_kb", rec->quota_limit_kb);
+		else
+			migrate_json_null(&json, "limit_kb");
+		migrate_json_object_end(&json);
+	}
+	migrate_json_object_end(&json);
+	str_append_c(dest, '\n');
+}
+
+int migrate_record_parse(const void *data, size_t size, pool_t pool,
+			 struct migrate_record *rec_r, const char **error_r)
+{
+	const struct json_tree_node *root, *node;
+	ARRAY_TYPE(const_string) warnings;
+	struct json_tree *tree;
+	const unsigned char *nl;
+	const char *value;
+
+	i_zero(rec_r);
+	nl = memchr(data, '\n', size);
+	if (nl != NULL)
+		size = nl - (const unsigned char *)data;
+	if (migrate_json_parse(data, size, &tree, error_r) < 0)
+		return -1;
+	root = json_tree_root(tree);
+	rec_r->user = p_strdup(pool, migrate_json_node_str(root, "user"));
+	rec_r->result = p_strdup(pool, migrate_json_node_str(root, "result"));
+	value = migrate_json_node_str(root, "exit_code");
+	if (rec_r->user == NULL || rec_r->result == NULL || value == NULL ||
+	    str_to_int(value, &rec_r->exit_code) < 0) {
+		json_tree_deinit(&tree);
+		*error_r = "user, result or exit_code missing";
+		return -1;
+	}
+	rec_r->error_code = p_strdup(pool,
+		migrate_json_node_str(root, "error_code"));
+	rec_r->error = p_strdup(pool, migrate_json_node_str(root, "error"));
+	rec_r->mode = p_strdup(pool, migrate_json_node_str(root, "mode"));
+	rec_r->folders = migrate_json_node_uint(root, "folders");
+	rec_r->copied = migrate_json_node_uint(root, "copied");
+	rec_r->updated = migrate_json_node_uint(root, "updated");
+	rec_r->deleted = migrate_json_node_uint(root, "deleted");
+	rec_r->skipped = migrate_json_node_uint(root, "skipped");
+	rec_r->rejected = migrate_json_node_uint(root, "rejected");
+	rec_r->bytes = migrate_json_node_uint(root, "bytes");
+	rec_r->retries = migrate_json_node_uint(root, "retries");
+
+	p_array_init(&warnings, pool, 4);
+	node = json_tree_find_key(root, "warnings");
+	if (node != NULL && node->value_type == JSON_TYPE_ARRAY) {
+		for (node = json_tree_get_child(node); node != NULL;
+		     node = node->next) {
+			if (node->value_type != JSON_TYPE_STRING)
+				continue;
+			value = p_strdup(pool, json_tree_get_value_str(node));
+			array_push_back(&warnings, &value);
+		}
+	}
+	array_append_zero(&warnings);
+	rec_r->warnings = array_front(&warnings);
+
+	node = json_tree_find_key(root, "quota");
+	if (node != NULL && node->value_type == JSON_TYPE_OBJECT) {
+		rec_r->quota_known = TRUE;
+		rec_r->quota_used_kb = migrate_json_node_uint(node, "used_kb");
+		rec_r->quota_limited =
+			migrate_json_node_str(node, "limit_kb") != NULL;
+		rec_r->quota_limit_kb = migrate_json_node_uint(node, "limit_kb");
+	}
+	json_tree_deinit(&tree);
+	return 0;
+}

@@ -1,0 +1,72 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "migrate-error.h"
+#include "test-migrate.h"
+
+#include <sysexits.h>
+
+static void test_migrate_exit_code_merge(void)
+{
+	/* the documented order, what matters most first */
+	static const int order[] = {
+		EX_TEMPFAIL, EX_CONFIG, EX_NOPERM, EX_PROTOCOL, EX_CANTCREAT,
+		EX_DATAERR, EX_SOFTWARE, 0,
+	};
+	static const struct {
+		int cur, next, result;
+	} ties[] = {
+		/* codes without a class rank as a failure without one: the
+		   first met stays */
+		{ EX_SOFTWARE, EX_NOUSER, EX_SOFTWARE },
+		{ EX_NOUSER, EX_SOFTWARE, EX_NOUSER },
+		{ EX_OSERR, EX_DATAERR, EX_DATAERR },
+		{ EX_NOUSER, 0, EX_NOUSER },
+		{ 0, EX_NOUSER, EX_NOUSER },
+	};
+	unsigned int i, j;
+
+	test_begin("migrate exit code precedence");
+	for (i = 0; i < N_ELEMENTS(order); i++) {
+		for (j = 0; j < N_ELEMENTS(order); j++) {
+			int winner = order[I_MIN(i, j)];
+
+			test_assert_idx(migrate_exit_code_merge(order[i],
+				order[j]) == winner, i * 100 + j);
+		}
+	}
+	for (i = 0; i < N_ELEMENTS(ties); i++) {
+		test_assert_idx(migrate_exit_code_merge(ties[i].cur,
+			ties[i].next) == ties[i].result, i);
+	}
+	test_end();
+}
+
+static void test_migrate_error_order(void)
+{
+	enum migrate_error error;
+	int exit_code = 0;
+
+	test_begin("migrate error order follows the exit code precedence");
+	/* each class wins over the ones before it, also as an exit code
+	   (but the two classes of 65 around the classless failure) */
+	for (error = MIGRATE_ERROR_NONE; error <= MIGRATE_ERROR_TEMP; error++) {
+		int next = migrate_error_to_exit_code(error);
+
+		if (error == MIGRATE_ERROR_FAILED)
+			continue;
+		test_assert_idx(migrate_exit_code_merge(exit_code, next) == next,
+				error);
+		exit_code = next;
+		test_assert_idx(migrate_error_name(error)[0] != '\0', error);
+	}
+	test_assert_strcmp(migrate_error_name(MIGRATE_ERROR_SOURCE_AUTH),
+			   "source_auth");
+	test_end();
+}
+
+void test_migrate_error(void)
+{
+	test_migrate_exit_code_merge();
+	test_migrate_error_order();
+}
