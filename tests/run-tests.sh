@@ -234,11 +234,10 @@ reap_job() {
 # for the order when the build directory has no durations file yet; a
 # script not listed counts as long (it may be new)
 declare -A expect=(
-	[t-quirks]=30 [t-batch]=60 [t-killpoints]=50 [t-faults]=45
-	[t-archive]=40 [t-accounts]=30 [t-edge]=25 [t-sources]=25
-	[t-crash]=25 [t-workers]=25 [t-faultkit]=20 [t-accounts-sql]=20
-	[t-sync]=20 [t-large]=15 [t-domain]=15 [t-rig]=15 [t-tls]=10
-	[t-secretscan]=2
+	[t-accounts]=60 [t-faults]=55 [t-archive]=50 [t-crash]=45
+	[t-workers]=45 [t-killpoints]=40 [t-accounts-sql]=40 [t-sources]=40
+	[t-batch]=35 [t-sync]=30 [t-faultkit]=30 [t-edge]=30 [t-large]=25
+	[t-rig]=25 [t-quirks]=20 [t-domain]=20 [t-tls]=15 [t-secretscan]=3
 )
 if [ -s "$out/durations" ]; then
 	while read -r n secs; do
