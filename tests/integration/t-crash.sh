@@ -100,8 +100,8 @@ simap expunge Sent --first 20 >/dev/null
 simap expunge INBOX --first 30 >/dev/null
 simap set-flags Work --all --flags '\Flagged $Forwarded' >/dev/null
 simap rename-folder 'Old Stuff' 'Renamed Stuff' >/dev/null
-# enough new mail (a mirror run of the rest takes some 50 ms) that the
-# kills below land in the middle of copying it
+# enough new mail that the kills below land in the middle of copying it
+# (with 40 new messages the whole mirror run took 46 ms)
 for i in $(seq 1 400); do
 	printf 'From: crash@example.org\r\nSubject: after %s\r\nMessage-ID: <after-%s@example.org>\r\n\r\nBody %s\r\n' \
 		"$i" "$i" "$i" >"$RIG/a$i.eml"
