@@ -19,6 +19,10 @@ RANDOM=$SEED
 
 rig_start_source src || exit 1
 rig_start_dest dest || exit 1
+# the kills (of doveadm, and of the source's imap processes below) must
+# not leave a lock that stalls the next run for 120 s
+rig_dotlocks_with_pid src
+rig_dotlocks_with_pid dest
 rig_add_user src carol "$SRC_PW"
 rig_add_user dest carol@example.com "$DEST_PW" userdb_migrate_source_user=carol
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW

@@ -25,6 +25,9 @@
 #   rig_conf_add NAME TEXT   more config lines (any section)
 #                            (both check the config and reload a running
 #                            instance, returning once it reloaded)
+#   rig_dotlocks_with_pid NAME   dotlock_use_excl = no, for the tests that
+#                            kill -9 Dovecot processes (see the function;
+#                            RIG_DOTLOCK_EXCL=yes keeps Dovecot's default)
 #   rig_reload NAME / rig_stop NAME / rig_restart NAME (same port)
 #   rig_doveadm NAME ARGS... doveadm -c <NAME's config> ARGS; for a
 #                            destination inside a private mount namespace
@@ -617,6 +620,17 @@ rig_conf_add() {
 	fi
 	rm -f "$f.bak"
 	rig_reload "$name"
+}
+
+# kill -9 between Dovecot creating a dotlock with O_EXCL (dotlock_use_excl =
+# yes, the default) and writing its PID into it leaves the lock empty: with
+# no PID to check, the next process overrides it only after its stale
+# timeout, 120 s for dovecot-uidlist.lock and dovecot-keywords.lock (seen
+# as "dovecot.list.index.log was locked for 123 seconds", held meanwhile).
+# Linked into place instead, a lock always holds the PID, and a stale one
+# is overridden after 2 s.
+rig_dotlocks_with_pid() {
+	rig_conf_add "$1" "dotlock_use_excl = ${RIG_DOTLOCK_EXCL:-no}"
 }
 
 # plugin { KEY = VALUE }, last value of a key wins
