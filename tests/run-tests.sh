@@ -6,7 +6,12 @@
 #    ": FAILED" lines and a closing "N / M tests failed");
 # 2. every tests/integration/t-*.sh (TAP-like "ok N - text" /
 #    "not ok N - text"), each under a timeout, its output in
-#    BUILDDIR/tests/out/<name>.log.
+#    BUILDDIR/tests/out/<name>.log.  The scripts are independent (each has
+#    its own temporary directory, free ports and processes it alone
+#    signals), and mostly wait on servers and timers, so RUN_JOBS of them
+#    (default 4) run at once, the longest first (by their times in the
+#    last run, BUILDDIR/tests/out/durations, else by the estimates
+#    below); a line per script as it finishes.
 # 3. the secrets checks ("secrets", log in BUILDDIR/tests/out/secrets.log):
 #    every password the scripts registered (tests/lib/rig.sh rig_secret)
 #    must be absent from each test's files (scanned by rig_cleanup before
@@ -14,14 +19,16 @@
 #    all processes (/proc/*/cmdline, sampled every SECRETS_INTERVAL s,
 #    default 0.1, while the scripts run), from the scripts' outputs and
 #    from core files; see tests/tools/secret-scan.py.  Registry, samples
-#    and findings stay in a 0700 directory removed at exit; findings name
-#    the file and the secret ("t-name#N (label)"), never the password.
-# Ends with the line "N passed, N failed" (individual assertions) and exits
-# non-zero when anything failed.
+#    and findings stay in a 0700 directory (in TMPDIR, default /tmp)
+#    removed at exit; findings name the file and the secret
+#    ("t-name#N (label)"), never the password.
+# Ends with the line "N passed, N failed in S s" (individual assertions;
+# the runner's wall time) and exits non-zero when anything failed.
 #
 # Environment: TESTS="pattern ..." runs only the integration scripts whose
 # name contains one of the (glob) patterns ("unit" selects the unit tests;
-# without "unit" in TESTS they are skipped); TEST_TIMEOUT (seconds per
+# without "unit" in TESTS they are skipped); RUN_JOBS (scripts at once,
+# default 4; 1 runs them one after the other); TEST_TIMEOUT (seconds per
 # script, default 900); RIG_KEEP / RIG_KEEP_ON_FAIL are passed on;
 # TESTS_DIR runs the t-*.sh of another directory (default
 # tests/integration; for testing this runner).
@@ -107,11 +114,12 @@ for unit in "$builddir/plugin/core/test-migrate" "$builddir/plugin/test-migrate-
 done
 
 # --- integration scripts -------------------------------------------------------
-registry=$(mktemp /tmp/rig-registry.XXXXXX)
-# the secrets: registry, cmdline samples, findings (mktemp -d: mode 0700)
-secrets=$(mktemp -d /tmp/rig-secrets.XXXXXX)
+# the secrets: registry, cmdline samples, findings, and per script the rig
+# dirs it made (reap) (mktemp -d: mode 0700)
+secrets=$(mktemp -d "${TMPDIR:-/tmp}/rig-secrets.XXXXXX")
 : >"$secrets/registry" >"$secrets/findings" >"$secrets/scanned" >"$secrets/rigs"
 chmod 600 "$secrets/registry" "$secrets/findings"
+mkdir "$secrets/reap" "$secrets/status"
 sampler= sampler_cpu=
 stop_sampler() {
 	[ -n "$sampler" ] || return 0
@@ -120,15 +128,30 @@ stop_sampler() {
 	wait "$sampler" 2>/dev/null
 	sampler=
 }
-trap 'stop_sampler; rm -f "$registry"; rm -rf "$secrets"' EXIT
+declare -A job_name=()
+# a stopped runner (Ctrl-C, make killed) stops its scripts: their own
+# cleanup stops their servers
+stop_jobs() {
+	local pid
+	for pid in "${!job_name[@]}"; do
+		pkill -TERM -P "$pid" 2>/dev/null
+	done
+	for pid in "${!job_name[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+}
+trap 'stop_jobs; stop_sampler; rm -rf "$secrets"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 scan=(/usr/bin/python3 "$srcdir/tests/tools/secret-scan.py")
 run_start=$(date +%s)
 ran_scripts=0
 outlogs=()
 
-# stop instances a killed script left running (its rig_cleanup did not run)
+# reap REGISTRY NAME: stop the instances a killed script left running (its
+# rig_cleanup did not run); the registry lists that script's rig dirs only
 reap() {
-	local dir pid
+	local registry=$1 name=$2 dir pid pidf
 	while read -r dir; do
 		[ -d "$dir" ] || continue
 		for pidf in "$dir"/*/run/master.pid; do
@@ -153,25 +176,25 @@ reap() {
 		fi
 		[ "${RIG_KEEP:-0}" = 1 ] || [ "${RIG_KEEP_ON_FAIL:-0}" = 1 ] || rm -rf "$dir"
 	done <"$registry"
-	: >"$registry"
 }
 
-for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
-	[ -e "$t" ] || continue
-	name=$(basename "$t" .sh)
-	selected "$name" || continue
-	log=$out/$name.log
-	start=$SECONDS
-	rc=0
-	if [ -z "$sampler" ]; then
-		"${scan[@]}" sample "$secrets/cmdlines" --interval "${SECRETS_INTERVAL:-0.1}" \
-			--runner $$ --rigs "$secrets/rigs" &
-		sampler=$!
-	fi
-	ran_scripts=$((ran_scripts + 1))
-	outlogs+=("$log")
-	RIG_REGISTRY=$registry RIG_SECRETS=$secrets/registry timeout --kill-after=15 "$timeout_s" bash "$t" >"$log" 2>&1 </dev/null || rc=$?
-	reap
+# run_script PATH NAME (in the background): the script under its timeout,
+# then the reap of what it left; "RC SECONDS" in $secrets/status/NAME
+run_script() {
+	local t=$1 name=$2 rc=0 start=$SECONDS
+	local registry=$secrets/reap/$name
+	: >"$registry"
+	RIG_REGISTRY=$registry RIG_SECRETS=$secrets/registry timeout --kill-after=15 "$timeout_s" \
+		bash "$t" >"$out/$name.log" 2>&1 </dev/null || rc=$?
+	reap "$registry" "$name" >>"$out/$name.log" 2>&1
+	echo "$rc $((SECONDS - start))" >"$secrets/status/$name"
+}
+
+# report NAME: count a finished script's assertions, print its line
+report() {
+	local name=$1 log=$out/$1.log rc secs ok todo bad skip note plan
+	read -r rc secs <"$secrets/status/$name" || { rc=1 secs=0; }
+	durations+=("$name $secs")
 	ok=$(grep -cE '^ok [0-9]+' "$log")
 	# a "not ok ... # TODO" is a known failure (TAP): reported, not counted
 	todo=$(grep -cE '^not ok [0-9]+.*# *TODO' "$log")
@@ -179,14 +202,14 @@ for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
 	skip=$(grep -cE '^ok [0-9]+.*# *(SKIP|skip)' "$log")
 	note=
 	plan=$(grep -E '^1\.\.[0-9]+' "$log" | tail -n 1)
-	if [ $rc = 124 ] || [ $rc = 137 ]; then
+	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 		bad=$((bad + 1))
 		note=" (timed out after ${timeout_s}s)"
 	elif [ -n "$plan" ] && [ "${plan#1..}" -gt $((ok + bad + todo)) ]; then
 		# planned assertions that never ran
 		bad=$((${plan#1..} - ok - todo))
 		note=" (stopped early)"
-	elif [ $rc != 0 ] && [ "$bad" = 0 ]; then
+	elif [ "$rc" != 0 ] && [ "$bad" = 0 ]; then
 		bad=1
 		note=" (exit status $rc)"
 	fi
@@ -195,14 +218,70 @@ for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
 	failed=$((failed + bad))
 	skipped=$((skipped + skip))
 	[ "$todo" != 0 ] && note="$note ($todo known failures, TODO)"
-	printf '%-32s %4d passed, %d failed%s (%ds)\n' "$name" "$ok" "$bad" "$note" $((SECONDS - start))
+	printf '%-32s %4d passed, %d failed%s (%ds)\n' "$name" "$ok" "$bad" "$note" "$secs"
 	[ "$todo" != 0 ] && grep -E '^not ok [0-9]+.*# *TODO' "$log" | head -n 20
 	if [ "$bad" != 0 ]; then
 		failures+=("$name")
 		grep -E '^not ok' "$log" | head -n 20
 		show_tail "$log"
 	fi
+}
+
+# wait for one script to finish and report it
+reap_job() {
+	local pid=
+	wait -n -p pid
+	[ -n "$pid" ] && [ -n "${job_name[$pid]:-}" ] || return 0
+	report "${job_name[$pid]}"
+	unset "job_name[$pid]"
+}
+
+# seconds each script took in make check on a 2-core machine (RUN_JOBS=4),
+# for the order when the build directory has no durations file yet; a
+# script not listed counts as long (it may be new)
+declare -A expect=(
+	[t-accounts]=60 [t-faults]=55 [t-archive]=50 [t-crash]=45
+	[t-workers]=45 [t-killpoints]=40 [t-accounts-sql]=40 [t-sources]=40
+	[t-batch]=35 [t-sync]=30 [t-faultkit]=30 [t-edge]=30 [t-large]=25
+	[t-rig]=25 [t-quirks]=20 [t-domain]=20 [t-tls]=15 [t-secretscan]=3
+)
+if [ -s "$out/durations" ]; then
+	while read -r n secs; do
+		[[ $secs =~ ^[0-9]+$ ]] && expect[$n]=$secs
+	done <"$out/durations"
+fi
+scripts=()
+for t in "${TESTS_DIR:-$srcdir/tests/integration}"/t-*.sh; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t" .sh)
+	selected "$name" || continue
+	scripts+=("$(printf '%06d %s' "${expect[$name]:-100}" "$t")")
 done
+mapfile -t scripts < <(printf '%s\n' "${scripts[@]}" | sort -k1,1nr -k2 | cut -d' ' -f2- | grep .)
+
+njobs=${RUN_JOBS:-4}
+[[ $njobs =~ ^[1-9][0-9]*$ ]] || njobs=4
+durations=()
+for t in "${scripts[@]}"; do
+	name=$(basename "$t" .sh)
+	if [ -z "$sampler" ]; then
+		"${scan[@]}" sample "$secrets/cmdlines" --interval "${SECRETS_INTERVAL:-0.1}" \
+			--runner $$ --rigs "$secrets/rigs" &
+		sampler=$!
+	fi
+	while [ ${#job_name[@]} -ge "$njobs" ]; do
+		reap_job
+	done
+	ran_scripts=$((ran_scripts + 1))
+	outlogs+=("$out/$name.log")
+	run_script "$t" "$name" &
+	job_name[$!]=$name
+done
+while [ ${#job_name[@]} -gt 0 ]; do
+	reap_job
+done
+# the next run's order (only a whole run's: a partial one would lose the rest)
+[ -z "${TESTS:-}" ] && [ -z "${TESTS_DIR:-}" ] && printf '%s\n' "${durations[@]}" >"$out/durations"
 
 # --- secrets -----------------------------------------------------------------------
 stop_sampler
@@ -283,5 +362,5 @@ fi
 
 [ "$skipped" != 0 ] && echo "($skipped skipped)"
 [ ${#failures[@]} != 0 ] && echo "failed: ${failures[*]} (logs in $out)"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed in $SECONDS s"
 [ "$failed" = 0 ]

@@ -14,6 +14,16 @@ DEST_PW='Arch!dst1'
 YEAR=$(date +%Y)
 FIRST=$((YEAR - 7))
 NEEDLE=zebrafinchquux
+# ann's INBOX and Sent are archived (more than the threshold), bob's INBOX
+# is not; make check: above 2 commit batches of 1000 moves per folder
+# (migrate-prepare.c); make soak (T_ARCHIVE_FULL=1): the default threshold
+# and an account of 23,000 messages, then its full-text index
+if [ "${T_ARCHIVE_FULL:-0}" = 1 ]; then
+	ANN_INBOX=12000 ANN_SENT=11000 BOB_INBOX=5000 THRESHOLD=
+else
+	ANN_INBOX=2400 ANN_SENT=2200 BOB_INBOX=1000 THRESHOLD=2000
+fi
+ANN=$((ANN_INBOX + ANN_SENT))
 
 have_xapian=0
 [ -e /usr/lib/dovecot/modules/lib21_fts_xapian_plugin.so ] && have_xapian=1
@@ -37,6 +47,7 @@ if [ "$have_xapian" = 1 ]; then
 	# a body search must go through the index, never a scan
 	rig_dest_plugin_set dest fts_enforced yes
 fi
+[ -z "$THRESHOLD" ] || rig_dest_plugin_set dest migrate_archive_threshold "$THRESHOLD"
 
 simap() { rig_imap src "$1" "$SRC_PW" "${@:2}"; }
 dimap() { rig_imap dest "$1" "$DEST_PW" "${@:2}"; }
@@ -66,30 +77,33 @@ col() {
 		$c["user"] == u && c[want] { print $c[want]; exit }' "$1"
 }
 
-tap_run "gen-years: INBOX 12000 and Sent 11000 messages over 8 years" \
+tap_run "gen-years: INBOX $ANN_INBOX and Sent $ANN_SENT messages over 8 years" \
 	"$PY" "$T/gen-years.py" --port "$(rig_port src)" --user ann \
 	--password-env SRC_IMAP_PASSWORD --first-year "$FIRST" --last-year "$YEAR" \
-	--folder INBOX:12000 --folder Sent:11000 --needle "$NEEDLE" --needle-index 3
+	--folder "INBOX:$ANN_INBOX" --folder "Sent:$ANN_SENT" --needle "$NEEDLE" --needle-index 3
 tap_run "gen-years: a small account for the index, the word in an old message" \
 	"$PY" "$T/gen-years.py" --port "$(rig_port src)" --user cat \
 	--password-env SRC_IMAP_PASSWORD --first-year "$FIRST" --last-year "$YEAR" \
 	--folder INBOX:300 --folder Sent:50 --needle "$NEEDLE" --needle-index 3 --seed 3
-tap_run "gen-years: INBOX 5000 messages" \
+tap_run "gen-years: INBOX $BOB_INBOX messages" \
 	"$PY" "$T/gen-years.py" --port "$(rig_port src)" --user bob \
 	--password-env SRC_IMAP_PASSWORD --first-year "$FIRST" --last-year "$YEAR" \
-	--folder INBOX:5000 --seed 2
+	--folder "INBOX:$BOB_INBOX" --seed 2
 tap_is "$(dadm migrate -q -u ann@example.com >/dev/null 2>&1; echo $?)" 0 "the first sync of ann exits 0"
 tap_is "$(dadm migrate -q -u bob@example.com >/dev/null 2>&1; echo $?)" 0 "the first sync of bob exits 0"
 tap_is "$(dadm migrate -q -u cat@example.net >/dev/null 2>&1; echo $?)" 0 "the first sync of cat exits 0"
 snapshot ann@example.com >"$RIG/before.txt"
-tap_is "$(wc -l <"$RIG/before.txt")" 23000 "ann has 23000 messages before the archive"
+tap_is "$(wc -l <"$RIG/before.txt")" "$ANN" "ann has $ANN messages before the archive"
 
 # --- archive ------------------------------------------------------------------
 rc=0
 dadm -f tab migrate archive -n -u ann@example.com >"$RIG/dry.out" 2>&1 || rc=$?
 dry_moved=$(col "$RIG/dry.out" moved ann@example.com)
-tap_like "archive -n exits 0 and reports the moves ($dry_moved)" "^0 2[0-9]{4}$" "$rc $dry_moved"
-if dimap ann@example.com list | grep -q ARCHIVE || [ "$(count_of ann@example.com INBOX)" != 12000 ]; then
+# every message of the 7 years before this one: 7/8 of them or more
+tap_like "archive -n exits 0 and reports the moves ($dry_moved)" "^0 yes$" \
+	"$rc $( [[ $dry_moved =~ ^[0-9]+$ ]] && [ "$dry_moved" -ge $((ANN * 85 / 100)) ] &&
+		[ "$dry_moved" -le "$ANN" ] && echo yes)"
+if dimap ann@example.com list | grep -q ARCHIVE || [ "$(count_of ann@example.com INBOX)" != "$ANN_INBOX" ]; then
 	tap_fail "archive -n changed something"
 else
 	tap_ok "archive -n creates no folder and moves nothing"
@@ -109,12 +123,12 @@ tap_is "$(awk '$1 == "ann@example.com" { print $5 }' "$RIG/archive.out")" "$dry_
 	"it moves what -n said it would"
 rss_kb=$(cat "$RIG/archive.rss")
 if [ "$rss_kb" -lt 40960 ]; then
-	tap_ok "archive of 23000 messages peaks at $((rss_kb / 1024)) MB (< 40 MB)"
+	tap_ok "archive of $ANN messages peaks at $((rss_kb / 1024)) MB (< 40 MB)"
 else
 	tap_fail "archive peaked at $((rss_kb / 1024)) MB"
 fi
 tap_like "archive reports progress per folder" \
-	"migrate archive: INBOX: 12000/12000 messages" "$(cat "$RIG/archive.err")"
+	"migrate archive: INBOX: $ANN_INBOX/$ANN_INBOX messages" "$(cat "$RIG/archive.err")"
 tap_is "$(years_of ann@example.com INBOX | awk '{ print $1 }' | tr '\n' ' ')" "$YEAR " \
 	"INBOX keeps only the current year"
 tap_is "$(years_of ann@example.com Sent | awk '{ print $1 }' | tr '\n' ' ')" "$YEAR " \
@@ -133,7 +147,7 @@ else
 fi
 snapshot ann@example.com >"$RIG/after.txt"
 if cmp -s "$RIG/before.txt" "$RIG/after.txt"; then
-	tap_ok "all 23000 messages kept: content hashes, sizes, dates and flags unchanged"
+	tap_ok "all $ANN messages kept: content hashes, sizes, dates and flags unchanged"
 else
 	tap_fail "the archive changed messages: $(diff "$RIG/before.txt" "$RIG/after.txt" | head -4 | tr '\n' ' ')"
 fi
@@ -147,13 +161,13 @@ fi
 
 # a small INBOX is left alone
 dadm migrate archive -u bob@example.com >"$RIG/bob.out" 2>"$RIG/bob.err"
-tap_is "$(count_of bob@example.com INBOX)" 5000 "an INBOX of 5000 messages is left alone"
+tap_is "$(count_of bob@example.com INBOX)" "$BOB_INBOX" "an INBOX of $BOB_INBOX messages is left alone"
 if dimap bob@example.com list | grep -q ARCHIVE; then
 	tap_fail "an ARCHIVE folder was created for bob"
 else
 	tap_ok "no ARCHIVE folder for bob"
 fi
-tap_like "the log says why" "INBOX: 5000 messages, not more than migrate_archive_threshold \\(10000\\)" \
+tap_like "the log says why" "INBOX: $BOB_INBOX messages, not more than migrate_archive_threshold \\(${THRESHOLD:-10000}\\)" \
 	"$(cat "$RIG/bob.err")"
 
 # twice: nothing changes
@@ -209,7 +223,7 @@ total=0
 while IFS= read -r f; do
 	total=$((total + $(count_of ann@example.com "$f")))
 done < <(dimap ann@example.com list)
-tap_is "$total" $((23000 - 1 + 2)) "no message is duplicated anywhere (23001 in all)"
+tap_is "$total" $((ANN - 1 + 2)) "no message is duplicated anywhere ($((ANN + 1)) in all)"
 
 # --- prepare: archive, then index, for a whole domain --------------------------
 # cat@example.net: 350 messages, archived with a lower threshold; the word
@@ -257,7 +271,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$RIG/index-big.l
 		tap_diag "$(grep -v Info "$RIG/index-big.log" | tail -3)"
 		# most of it fts-xapian's own buffers
 		if [ "$rss_kb" -lt 81920 ]; then
-			tap_ok "index of 23000 messages peaks at $((rss_kb / 1024)) MB (< 80 MB)"
+			tap_ok "index of $ANN messages peaks at $((rss_kb / 1024)) MB (< 80 MB)"
 		else
 			tap_fail "index peaked at $((rss_kb / 1024)) MB"
 		fi

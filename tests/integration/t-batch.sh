@@ -31,6 +31,7 @@ src_inst() { if [ "$1" -le 10 ]; then echo src1; else echo src2; fi; }
 q() { local s=${1//\"/\"\"}; printf '"%s"' "$s"; }
 
 TEMPLATE=$RIG/template.csv
+rig_users_defer
 {
 	printf '# customer sync template\r\n'
 	for i in $(seq 1 20); do
@@ -42,6 +43,7 @@ TEMPLATE=$RIG/template.csv
 			"$(dest_user "$i")" "$(q 'Str0ng!dest')"
 	done
 } >"$TEMPLATE"
+rig_users_settle
 # the customer's files and our password files hold them on purpose
 rig_secret 'Str0ng!dest' "template dest_password"
 rig_secret_input "$TEMPLATE"

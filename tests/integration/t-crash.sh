@@ -1,6 +1,8 @@
 #!/bin/bash
 # t-crash.sh - kill -9 doveadm migrate at random points, again and again;
 # the next complete run must leave an exact mirror with no duplicate.
+# make check kills the runs of each phase at most 6 times (T_CRASH_KILLS),
+# make soak up to 60 times.
 
 . "$(dirname "$0")/../lib/rig.sh"
 rig_init t-crash
@@ -8,7 +10,7 @@ rig_init t-crash
 PY=$RIG_PY
 T=$RIG_TOOLS
 N=${T_CRASH_MESSAGES:-2000}
-KILLS=${T_CRASH_KILLS:-60}
+KILLS=${T_CRASH_KILLS:-6}
 SRC_PW='Crash!src1'
 DEST_PW='Crash!dst1'
 # reproducible "random" kill points; the seed is printed for a re-run
@@ -17,6 +19,10 @@ RANDOM=$SEED
 
 rig_start_source src || exit 1
 rig_start_dest dest || exit 1
+# the kills (of doveadm, and of the source's imap processes below) must
+# not leave a lock that stalls the next run for 120 s
+rig_dotlocks_with_pid src
+rig_dotlocks_with_pid dest
 rig_add_user src carol "$SRC_PW"
 rig_add_user dest carol@example.com "$DEST_PW" userdb_migrate_source_user=carol
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
@@ -32,12 +38,20 @@ compare() {
 		--dest-port "$(rig_port dest)" --dest-user carol@example.com "$@"
 }
 
-# start a run and kill -9 it after DELAY ms; returns 0 when the kill came
-# before the run finished
+# start a run and kill -9 it DELAY ms after doveadm started; returns 0
+# when the kill came before the run finished
 killed_run() {
-	local delay=$1 pid
+	local delay=$1 pid i
 	rig_doveadm dest migrate -u carol@example.com >>"$RIG/runs.log" 2>&1 &
 	pid=$!
+	# from doveadm's start: on a busy machine the subshell may not have
+	# got there within DELAY, and a kill that finds nothing to kill would
+	# count as a run that finished by itself
+	for i in $(seq 1 1000); do
+		pgrep -x -P "$pid" doveadm >/dev/null && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.002
+	done
 	sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
 	# $! is the subshell running rig_doveadm: kill what it runs (doveadm
 	# itself, exec'd by unshare and sh), then collect the subshell
@@ -72,7 +86,9 @@ tap_run "gen-corpus seeds $N messages" \
 	--password-env SRC_IMAP_PASSWORD --seed 11 --messages "$N" --max-size 2M
 
 # --- phase 1: the first copy, killed repeatedly -------------------------------
-kill_until_done 60
+# 20 ms steps from doveadm's start: 3 kills or more before a run gets
+# through, even where the copy is quick
+kill_until_done 20
 tap_diag "phase 1: $KILLED runs were killed mid-way"
 if [ "$KILLED" -ge 3 ]; then
 	tap_ok "runs were killed mid-copy ($KILLED)"
@@ -89,11 +105,13 @@ simap expunge Sent --first 20 >/dev/null
 simap expunge INBOX --first 30 >/dev/null
 simap set-flags Work --all --flags '\Flagged $Forwarded' >/dev/null
 simap rename-folder 'Old Stuff' 'Renamed Stuff' >/dev/null
-for i in $(seq 1 40); do
+# enough new mail that the kills below land in the middle of copying it
+# (with 40 new messages the whole mirror run took 46 ms)
+for i in $(seq 1 400); do
 	printf 'From: crash@example.org\r\nSubject: after %s\r\nMessage-ID: <after-%s@example.org>\r\n\r\nBody %s\r\n' \
 		"$i" "$i" "$i" >"$RIG/a$i.eml"
 done
-simap append INBOX "$RIG"/a{1..40}.eml >/dev/null
+simap append INBOX "$RIG"/a{1..400}.eml >/dev/null
 kill_until_done 25
 tap_diag "phase 2: $KILLED runs killed"
 if [ "$KILLED" -ge 1 ]; then

@@ -49,6 +49,14 @@ killed_at() {
 		grep -q "killing this process at step $1 " "$RUN_OUT"
 }
 
+# every step's accounts at once (one wait for Dovecot to see them)
+rig_users_defer
+for i in $(seq 1 ${#STEPS[@]}); do
+	rig_add_user src "k$i" "$SRC_PW"
+	rig_add_user dest "k$i@example.com" "$DEST_PW" userdb_migrate_source_user="k$i"
+done
+rig_users_settle
+
 i=0
 for entry in "${STEPS[@]}"; do
 	i=$((i + 1))
@@ -56,8 +64,6 @@ for entry in "${STEPS[@]}"; do
 	read -r step workers <<<"$entry"
 	workers=${workers:-1}
 	name=${step%%:*}
-	rig_add_user src "$u" "$SRC_PW"
-	rig_add_user dest "$u@example.com" "$DEST_PW" userdb_migrate_source_user="$u"
 	"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user "$u" \
 		--password-env SRC_IMAP_PASSWORD --seed 21 --messages 300 \
 		--max-size 96K >/dev/null || tap_fail "$u: seeding failed"

@@ -13,6 +13,8 @@ DEST_PW='Work!dst1'
 
 rig_start_source src || exit 1
 rig_start_dest dest || exit 1
+# the kills must not leave a lock that stalls the next run for 120 s
+rig_dotlocks_with_pid dest
 rig_add_user src wanda "$SRC_PW"
 rig_add_user dest wanda@example.com "$DEST_PW" userdb_migrate_source_user=wanda
 rig_add_user dest solo@example.com "$DEST_PW" userdb_migrate_source_user=wanda

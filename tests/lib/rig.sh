@@ -15,11 +15,19 @@
 #                            quota, IMAP port and LMTP socket
 #   rig_add_user NAME USER PASSWORD [userdb_KEY=VALUE ...]
 #                            passwd-file entry ({PLAIN}); replaces USER's
-#                            old entry; Dovecot re-reads the file
+#                            old entry; Dovecot re-reads the file (a
+#                            running instance: returns once it will, up
+#                            to a second later)
+#   rig_users_defer / rig_users_settle   between the two, rig_add_user
+#                            does not wait: rig_users_settle waits once
+#                            for all of them (many users at once)
 #   rig_dest_plugin_set NAME KEY VALUE   plugin { KEY = VALUE }, last wins
 #   rig_conf_add NAME TEXT   more config lines (any section)
 #                            (both check the config and reload a running
 #                            instance, returning once it reloaded)
+#   rig_dotlocks_with_pid NAME   dotlock_use_excl = no, for the tests that
+#                            kill -9 Dovecot processes (see the function;
+#                            RIG_DOTLOCK_EXCL=yes keeps Dovecot's default)
 #   rig_reload NAME / rig_stop NAME / rig_restart NAME (same port)
 #   rig_doveadm NAME ARGS... doveadm -c <NAME's config> ARGS; for a
 #                            destination inside a private mount namespace
@@ -618,6 +626,17 @@ rig_conf_add() {
 	rig_reload "$name"
 }
 
+# kill -9 between Dovecot creating a dotlock with O_EXCL (dotlock_use_excl =
+# yes, the default) and writing its PID into it leaves the lock empty: with
+# no PID to check, the next process overrides it only after its stale
+# timeout, 120 s for dovecot-uidlist.lock and dovecot-keywords.lock (seen
+# as "dovecot.list.index.log was locked for 123 seconds", held meanwhile).
+# Linked into place instead, a lock always holds the PID, and a stale one
+# is overridden after 2 s.
+rig_dotlocks_with_pid() {
+	rig_conf_add "$1" "dotlock_use_excl = ${RIG_DOTLOCK_EXCL:-no}"
+}
+
 # plugin { KEY = VALUE }, last value of a key wins
 rig_dest_plugin_set() {
 	local name=$1 key=$2 value=$3
@@ -665,14 +684,34 @@ rig_add_user() {
 	now=$(date +%s)
 	[ "$now" -gt "$old" ] || touch -d "@$((old + 1))" "$f.new"
 	mv "$f.new" "$f"
-	# ... and it stats the file at most once a second: a running instance
-	# sees the change from the next second on
 	if rig__master_pid "$name" >/dev/null; then
-		local us=${EPOCHREALTIME#*.}
-		sleep "$(printf '%d.%06d' $(((1000000 - 10#$us) / 1000000)) $(((1000000 - 10#$us) % 1000000)))"
-		sleep 0.01
+		if [ "$RIG_USERS_DEFER" = 1 ]; then
+			RIG_USERS_PENDING=1
+		else
+			rig__users_wait
+		fi
 	fi
 	mkdir -p "$RIG/$name/mail"
+}
+
+# ... and it stats the file at most once a second: a running instance
+# sees the change from the next second on
+rig__users_wait() {
+	local us=${EPOCHREALTIME#*.}
+	sleep "$(printf '%d.%06d' $(((1000000 - 10#$us) / 1000000)) $(((1000000 - 10#$us) % 1000000)))"
+	sleep 0.01
+}
+
+RIG_USERS_DEFER=0
+RIG_USERS_PENDING=0
+rig_users_defer() {
+	RIG_USERS_DEFER=1
+}
+
+rig_users_settle() {
+	RIG_USERS_DEFER=0
+	[ "$RIG_USERS_PENDING" = 1 ] && rig__users_wait
+	RIG_USERS_PENDING=0
 }
 
 # a source password in a file only the mail user can read (doveadm migrate

@@ -67,13 +67,15 @@ Scenario (JSON):
                                      items are sent); other items are OK
           } ] } ],
     "quirks": {
-      "throttle": {"every": N, "commands": ["UID FETCH"],
+      "throttle": {"every": N, "commands": ["UID FETCH"], "max": M,
                    "text": "..."},
           every Nth matching command (counted over all connections since
           the scenario was (re)loaded; names as "UID FETCH", "SELECT", "LOGIN"...; missing
           "commands" = every command) answers
           "NO [THROTTLED] Too many commands, slow down"; as N > 1, the
-          retry of the same command works
+          retry of the same command works; with "max", only the first M
+          times (a client's back-off grows with each one: imapc doubles
+          its delay before every later command, up to 16 s)
       "bye_after_fetch_responses": N, "bye_connections": [1, 2],
           on those connection numbers (1-based since server start; missing
           = every connection) after N untagged FETCH responses were sent,
@@ -345,8 +347,11 @@ class Server:
         every = int(th.get("every", 0))
         if every <= 0:
             return False
+        limit = int(th.get("max", 0))
         with self.lock:
             self.throttle_count += 1
+            if limit > 0 and self.throttle_count > limit * every:
+                return False
             return self.throttle_count % every == 0
 
     def scenario_quirk(self, name):
