@@ -70,6 +70,28 @@ migrate_source_list_error(struct migrate_source *source, const char *what,
 	return migrate_source_error_code(error, errstr);
 }
 
+/* The login failed: imapc's "imapc: Login to HOST failed: REASON", where
+   REASON is the server's answer to LOGIN or AUTHENTICATE, or "Disconnected
+   from server" when the connection failed.  A server that says no (NO or
+   BAD without a code, as Courier does, or [AUTHENTICATIONFAILED],
+   [AUTHORIZATIONFAILED], [EXPIRED] or any code that is not a passing
+   problem) has refused this login: trying again only counts against the
+   account at the old provider, which may lock it or ban us. */
+static bool source_refusal_temporary(const char *errstr);
+
+enum migrate_error migrate_source_login_error_code(const char *error)
+{
+	const char *reason = strstr(error, " failed: ");
+
+	reason = reason == NULL ? error : reason + strlen(" failed: ");
+	if (source_error_is_tls(reason))
+		return MIGRATE_ERROR_SOURCE_TLS;
+	if (strcmp(reason, "Disconnected from server") == 0 ||
+	    source_refusal_temporary(reason))
+		return MIGRATE_ERROR_SOURCE_TEMP;
+	return MIGRATE_ERROR_SOURCE_AUTH;
+}
+
 /* Whether a source's refusal to give a message is temporary: it asks us
    to slow down or has a passing problem (Gmail, Exchange, Yahoo:
    NO [THROTTLED] / [LIMIT] / [UNAVAILABLE] ..., or only words to that

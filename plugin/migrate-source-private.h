@@ -75,6 +75,8 @@ extern const struct migrate_source_vfuncs migrate_source_local_vfuncs;
 void migrate_source_log_init(struct migrate_source *source);
 void migrate_source_capture_tls(struct migrate_source *source, bool capture);
 void migrate_source_log_deinit(struct migrate_source *source);
+/* What a failed login ("imapc: Login to HOST failed: REASON") means. */
+enum migrate_error migrate_source_login_error_code(const char *error);
 
 /* migrate-source-conn.c */
 struct migrate_source_conn *

@@ -119,7 +119,7 @@ migrate_source_user_init(struct migrate_source *source,
 		/* imapc logs in while the namespace is created */
 		*error_code_r = !str_begins(error, "imapc:") ?
 			MIGRATE_ERROR_CONFIG :
-			migrate_source_error_code(MAIL_ERROR_TEMP, error);
+			migrate_source_login_error_code(error);
 		*error_r = t_strdup_printf(
 			"Source namespace initialization failed: %s", error);
 		mail_user_deinit(&user);

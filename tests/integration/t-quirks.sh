@@ -474,4 +474,29 @@ migrate look
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/0/0" "once the session sees them again: nothing copied twice, nothing deleted"
 tap_run "checker: equal after the second look" compare look
 
+# --- 9. a refused login is refused once ---------------------------------------------
+# Courier answers a wrong password "NO Login failed." without a code; others
+# with an RFC 5530 code.  Each is exit 77 at the first attempt, one login,
+# never retried (old providers lock accounts after a few failures); a
+# server that says it is unavailable stays temporary (75).
+user refused
+for lf in courier auth authorization expired; do
+	scen "login-$lf" <<-EOF
+	quirks = {"login_fail": "$lf"}
+	folders = [{"name": "INBOX", "uidvalidity": 1, "messages": []}]
+	EOF
+	before=$(grep -c ' login quser failed$' "$QLOG")
+	start=$SECONDS
+	migrate refused -o plugin/migrate_retries=3
+	tap_is "$MIG_RC" 77 "login refused ($lf): exit 77"
+	tap_is "$(( $(grep -c ' login quser failed$' "$QLOG") - before ))" 1 \
+		"... after one login, not retried ($((SECONDS - start)) s)"
+done
+scen login-unavailable <<'EOF'
+quirks = {"login_fail": "unavailable"}
+folders = [{"name": "INBOX", "uidvalidity": 1, "messages": []}]
+EOF
+migrate refused -o plugin/migrate_retries=0
+tap_is "$MIG_RC" 75 "NO [UNAVAILABLE] to the login stays temporary (75)"
+
 tap_done

@@ -81,8 +81,10 @@ Scenario (JSON):
           = every connection) after N untagged FETCH responses were sent,
           send "* BYE Connection reset by quirk" and close
       "fetch_no_text": "Some messages could not be FETCHed (Failure)",
-      "login_fail": "auth" | "unavailable",
-          every login answers NO [AUTHENTICATIONFAILED] / NO [UNAVAILABLE]
+      "login_fail": "auth" | "courier" | "authorization" | "expired" | "unavailable",
+          every login answers NO [AUTHENTICATIONFAILED] / NO without a code
+          (Courier's "Login failed.") / NO [AUTHORIZATIONFAILED] /
+          NO [EXPIRED] / NO [UNAVAILABLE]
       "fetch_delay_ms": N,   sleep before each body literal
       "greeting_delay_ms": N
     } }
@@ -879,7 +881,12 @@ class Session:
               and password == self.srv.password)
         self.log("conn %d login %s %s" % (self.no, user, "ok" if ok else "failed"))
         if not ok:
-            raise No("[AUTHENTICATIONFAILED] Authentication failed.")
+            # how servers say no: Courier without a code, others with
+            # one of RFC 5530's
+            raise No({"courier": "Login failed.",
+                      "authorization": "[AUTHORIZATIONFAILED] Not authorized.",
+                      "expired": "[EXPIRED] Password expired."}.get(
+                          lf, "[AUTHENTICATIONFAILED] Authentication failed."))
         self.authed = True
         return "[CAPABILITY %s] Logged in" % self.caps()
 
