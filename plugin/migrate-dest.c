@@ -21,8 +21,14 @@ enum migrate_error migrate_dest_error(struct mailbox *box, const char *what,
 	errstr = mailbox_get_last_internal_error(box, &error);
 	*error_r = t_strdup_printf("%s %s failed: %s", what,
 				   mailbox_get_vname(box), errstr);
-	return error == MAIL_ERROR_NOQUOTA ?
-		MIGRATE_ERROR_DEST_QUOTA : MIGRATE_ERROR_FAILED;
+	/* a full file system is no quota to Dovecot 2.3.19 (an internal
+	   error with the errno's text), but the same to the admin: room
+	   must be made before a re-run can go on */
+	if (error == MAIL_ERROR_NOQUOTA ||
+	    strstr(errstr, "No space left on device") != NULL ||
+	    strstr(errstr, "Disk quota exceeded") != NULL)
+		return MIGRATE_ERROR_DEST_QUOTA;
+	return MIGRATE_ERROR_FAILED;
 }
 
 bool migrate_dest_state_fsync(struct mail_user *user,

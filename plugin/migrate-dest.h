@@ -39,7 +39,8 @@ typedef void migrate_progress_callback_t(const struct migrate_progress *progress
 					 void *context);
 
 /* A failed operation ("Saving to", ...) on a destination mailbox: its
-   error code (a full quota is MIGRATE_ERROR_DEST_QUOTA) and message. */
+   error code (a full quota or file system is MIGRATE_ERROR_DEST_QUOTA)
+   and message. */
 enum migrate_error migrate_dest_error(struct mailbox *box, const char *what,
 				      const char **error_r);
 

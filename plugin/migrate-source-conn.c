@@ -56,6 +56,49 @@ static void conn_set_error(struct migrate_source_conn *conn,
 }
 
 /* the pieces arrive in order on one connection: each is appended */
+/* Append the piece imapc wrote to fd.  Only a piece read whole may end
+   the message: a failed read or write fails it, never truncates it. */
+static void
+conn_piece_file(struct migrate_source_conn *conn, const struct imap_arg *arg,
+		int fd)
+{
+	unsigned char buf[IO_BLOCK_SIZE];
+	uoff_t size, piece = 0;
+	ssize_t ret;
+
+	if (!imap_arg_get_literal_size(arg, &size)) {
+		conn_set_error(conn, "Invalid literal in FETCH reply");
+		return;
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		conn_set_error(conn, t_strdup_printf("lseek(literal) failed: %m"));
+		return;
+	}
+	while ((ret = read(fd, buf, sizeof(buf))) > 0) {
+		if (write_full(conn->fd, buf, ret) < 0) {
+			conn_set_error(conn, t_strdup_printf(
+				"write(temp file) failed: %m"));
+			return;
+		}
+		piece += ret;
+	}
+	if (ret < 0) {
+		conn_set_error(conn, t_strdup_printf(
+			"read(literal) failed: %m"));
+		return;
+	}
+	if (piece != size) {
+		conn_set_error(conn, t_strdup_printf(
+			"UID %u: the literal at %"PRIuUOFF_T" has %"PRIuUOFF_T
+			" of its %"PRIuUOFF_T" bytes", conn->uid, conn->written,
+			piece, size));
+		return;
+	}
+	conn->written += piece;
+	if (piece < MIGRATE_SOURCE_PIECE_SIZE)
+		conn->eof = TRUE;
+}
+
 static void
 conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	      const struct imapc_untagged_reply *reply, uoff_t offset)
@@ -72,31 +115,11 @@ conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	}
 	if (arg->type == IMAP_ARG_LITERAL_SIZE) {
 		/* imapc put the literal into a file */
-		unsigned char buf[IO_BLOCK_SIZE];
-		ssize_t ret;
-		int fd;
-
 		if (reply->file_args_count == 0) {
 			conn_set_error(conn, "Literal without its file");
 			return;
 		}
-		fd = reply->file_args[0].fd;
-		if (lseek(fd, 0, SEEK_SET) < 0) {
-			conn_set_error(conn, "lseek() failed");
-			return;
-		}
-		uoff_t piece = 0;
-
-		while ((ret = read(fd, buf, sizeof(buf))) > 0) {
-			if (write_full(conn->fd, buf, ret) < 0)
-				break;
-			piece += ret;
-		}
-		if (ret < 0)
-			conn_set_error(conn, "Reading the literal failed");
-		conn->written += piece;
-		if (piece < MIGRATE_SOURCE_PIECE_SIZE)
-			conn->eof = TRUE;
+		conn_piece_file(conn, arg, reply->file_args[0].fd);
 		return;
 	}
 	if (!imap_arg_get_nstring(arg, &data)) {

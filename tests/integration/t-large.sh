@@ -65,4 +65,61 @@ tap_run "checker: equal again" \
 	"$PY" "$T/imap-compare.py" --src-port "$(rig_port src)" --src-user lea \
 	--dest-port "$(rig_port dest)" --dest-user lea@example.com
 
+# --- a full temporary directory never gives a truncated copy -----------------------
+# the pieces of a large message go to a file in mail_temp_dir: on a 3 MB
+# tmpfs a 6 MB message cannot fit.  The run fails; what it saved is whole;
+# the next run, with space, completes the mirror.
+rig_add_user src tom "$SRC_PW"
+rig_add_user dest tom@example.com "$DEST_PW" userdb_migrate_source_user=tom
+rig_imap src tom "$SRC_PW" append INBOX "$RIG/big6.eml" >/dev/null
+for i in 1 2 3 4 5; do
+	printf 'From: small@example.org\r\nSubject: small %s\r\n\r\nsmall %s\r\n' "$i" "$i" >"$RIG/small$i.eml"
+done
+rig_imap src tom "$SRC_PW" append INBOX "$RIG"/small[1-5].eml >/dev/null
+SMALL=$RIG/smalltmp
+mkdir -p "$SMALL"
+mount -t tmpfs -o size=3m,mode=1777 tmpfs "$SMALL" || rig_die "mount tmpfs"
+rig_on_exit 'umount "$SMALL" 2>/dev/null'
+rc=0
+rig_doveadm dest -o "mail_temp_dir=$SMALL" -o plugin/migrate_retries=0 \
+	migrate -u tom@example.com >"$RIG/full.log" 2>&1 || rc=$?
+tap_like "a full mail_temp_dir fails the run (exit $rc)" '^(75|70)$' "$rc"
+rig_imap src tom "$SRC_PW" fetch-hash INBOX | awk '{ print $2 }' | sort >"$RIG/src.hashes"
+rig_imap dest tom@example.com "$DEST_PW" fetch-hash INBOX | awk '{ print $2 }' | sort >"$RIG/dest.hashes"
+tap_is "$(comm -13 "$RIG/src.hashes" "$RIG/dest.hashes" | wc -l)" 0 \
+	"... and every message it saved is byte-identical to its source ($(wc -l <"$RIG/dest.hashes") saved)"
+umount "$SMALL"
+rc=0
+rig_doveadm dest migrate -u tom@example.com >"$RIG/full2.log" 2>&1 || rc=$?
+tap_is "$rc" 0 "with space, the next run exits 0"
+tap_run "checker: equal" \
+	"$PY" "$T/imap-compare.py" --src-port "$(rig_port src)" --src-user tom \
+	--dest-port "$(rig_port dest)" --dest-user tom@example.com
+
+# --- a full destination file system never gives a truncated copy -------------------
+# ulf's mail on a 4 MB tmpfs, 6 MB and 9 MB messages and small ones to
+# copy: the run fails, every message it saved is whole, and once the file
+# system grows the next run completes the mirror
+rig_add_user src ulf "$SRC_PW"
+rig_add_user dest ulf@example.com "$DEST_PW" userdb_migrate_source_user=ulf
+rig_imap src ulf "$SRC_PW" append INBOX "$RIG"/small[1-5].eml "$RIG/big6.eml" "$RIG/big9.eml" >/dev/null
+ULF=$(rig_home dest ulf@example.com)
+mkdir -p "$ULF"
+mount -t tmpfs -o size=4m,mode=0777 tmpfs "$ULF" || rig_die "mount tmpfs"
+rig_on_exit 'umount "$ULF" 2>/dev/null'
+rc=0
+rig_doveadm dest -o plugin/migrate_retries=0 migrate -u ulf@example.com >"$RIG/dfull.log" 2>&1 || rc=$?
+tap_is "$rc" 73 "a full destination file system fails the run (73, as a full quota)"
+rig_imap src ulf "$SRC_PW" fetch-hash INBOX | awk '{ print $2 }' | sort >"$RIG/ulf.src"
+rig_imap dest ulf@example.com "$DEST_PW" fetch-hash INBOX 2>/dev/null | awk '{ print $2 }' | sort >"$RIG/ulf.dest"
+tap_is "$(comm -13 "$RIG/ulf.src" "$RIG/ulf.dest" | wc -l)" 0 \
+	"... and every message it saved is byte-identical to its source ($(wc -l <"$RIG/ulf.dest") saved)"
+mount -o remount,size=64m "$ULF"
+rc=0
+rig_doveadm dest migrate -u ulf@example.com >"$RIG/dfull2.log" 2>&1 || rc=$?
+tap_is "$rc" 0 "once it grows, the next run exits 0"
+tap_run "checker: equal after the full file system" \
+	"$PY" "$T/imap-compare.py" --src-port "$(rig_port src)" --src-user ulf \
+	--dest-port "$(rig_port dest)" --dest-user ulf@example.com
+
 tap_done
