@@ -65,6 +65,21 @@ int migrate_dest_saved_uids(struct mailbox *box,
 }
 
 struct mail_search_context *
+migrate_search_all(struct mailbox_transaction_context *t,
+		   enum mail_fetch_field wanted_fields)
+{
+	struct mail_search_args *search_args;
+	struct mail_search_context *search_ctx;
+
+	search_args = mail_search_build_init();
+	mail_search_build_add_all(search_args);
+	search_ctx = mailbox_search_init(t, search_args, NULL,
+					 wanted_fields, NULL);
+	mail_search_args_unref(&search_args);
+	return search_ctx;
+}
+
+struct mail_search_context *
 migrate_search_uids(struct mailbox_transaction_context *t,
 			 const ARRAY_TYPE(seq_range) *uids,
 			 enum mail_fetch_field wanted_fields,

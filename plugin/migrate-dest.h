@@ -56,6 +56,10 @@ int migrate_dest_saved_uids(struct mailbox *box,
 			    unsigned int count, ARRAY_TYPE(uint32_t) *dest_uids,
 			    const char **error_r);
 
+/* Search every message of the transaction's mailbox. */
+struct mail_search_context *
+migrate_search_all(struct mailbox_transaction_context *t,
+		   enum mail_fetch_field wanted_fields);
 /* Search the messages with the given UIDs. */
 struct mail_search_context *
 migrate_search_uids(struct mailbox_transaction_context *t,

@@ -220,17 +220,13 @@ static int
 archive_target_load_guids(struct prepare_ctx *ctx, struct archive_target *tg)
 {
 	struct mailbox_transaction_context *t;
-	struct mail_search_args *args;
 	struct mail_search_context *search;
 	struct mail *mail;
 	const char *guid;
 	int ret = 0;
 
 	t = mailbox_transaction_begin(tg->box, 0, __func__);
-	args = mail_search_build_init();
-	mail_search_build_add_all(args);
-	search = mailbox_search_init(t, args, NULL, MAIL_FETCH_GUID, NULL);
-	mail_search_args_unref(&args);
+	search = migrate_search_all(t, MAIL_FETCH_GUID);
 	while (mailbox_search_next(search, &mail)) {
 		if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0 ||
 		    guid[0] == '\0')
@@ -448,7 +444,6 @@ static int archive_folder_run(struct archive_folder *af)
 {
 	struct prepare_ctx *ctx = af->ctx;
 	struct mailbox_transaction_context *t;
-	struct mail_search_args *args;
 	struct mail_search_context *search;
 	const struct migrate_uid_map *map;
 	struct archive_target *tg;
@@ -474,12 +469,8 @@ static int archive_folder_run(struct archive_folder *af)
 	i_array_init(&af->expunge_uids, 64);
 
 	t = mailbox_transaction_begin(af->box, 0, __func__);
-	args = mail_search_build_init();
-	mail_search_build_add_all(args);
-	search = mailbox_search_init(t, args, NULL,
-				     MAIL_FETCH_RECEIVED_DATE |
-				     MAIL_FETCH_GUID, NULL);
-	mail_search_args_unref(&args);
+	search = migrate_search_all(t, MAIL_FETCH_RECEIVED_DATE |
+				    MAIL_FETCH_GUID);
 	while (ret == 0 && mailbox_search_next(search, &mail)) T_BEGIN {
 		af->done++;
 		if (mail_get_received_date(mail, &received) < 0) {

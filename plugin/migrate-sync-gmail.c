@@ -7,7 +7,6 @@
 #include "istream.h"
 #include "mail-namespace.h"
 #include "mail-storage.h"
-#include "mail-search-build.h"
 #include "migrate-sync-private.h"
 
 /* Gmail: where a message (by X-GM-MSGID) is at the source */
@@ -103,7 +102,6 @@ static int sync_gmail_index(struct migrate_sync_ctx *ctx)
 	struct migrate_sync_folder *f;
 	struct mailbox *box;
 	struct mailbox_transaction_context *t;
-	struct mail_search_args *search_args;
 	struct mail_search_context *search_ctx;
 	struct sync_gmail_copy *copy, *first;
 	struct mail *mail;
@@ -125,11 +123,7 @@ static int sync_gmail_index(struct migrate_sync_ctx *ctx)
 			break;
 		}
 		t = mailbox_transaction_begin(box, 0, __func__);
-		search_args = mail_search_build_init();
-		mail_search_build_add_all(search_args);
-		search_ctx = mailbox_search_init(t, search_args, NULL,
-						 MAIL_FETCH_GUID, NULL);
-		mail_search_args_unref(&search_args);
+		search_ctx = migrate_search_all(t, MAIL_FETCH_GUID);
 		while (mailbox_search_next(search_ctx, &mail)) {
 			if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0 ||
 			    guid[0] == '\0')

@@ -6,7 +6,6 @@
 #include "istream.h"
 #include "time-util.h"
 #include "mail-storage.h"
-#include "mail-search-build.h"
 #include "migrate-sync-private.h"
 
 #include <stdio.h>

@@ -6,7 +6,6 @@
 #include "str.h"
 #include "imap-util.h"
 #include "mail-storage.h"
-#include "mail-search-build.h"
 #include "migrate-sync-private.h"
 
 /* Record every destination message from state->dest_uidnext on: ours (by
@@ -266,20 +265,14 @@ sync_folder_final_pass(struct migrate_sync_ctx *ctx,
 		       ARRAY_TYPE(seq_range) *copy_uids)
 {
 	struct mailbox_transaction_context *st;
-	struct mail_search_args *search_args;
 	struct mail_search_context *search_ctx;
 	const struct migrate_uid_map *map;
 	struct mail *smail;
 	int ret = 0;
 
-	search_args = mail_search_build_init();
-	mail_search_build_add_all(search_args);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = mailbox_search_init(st, search_args, NULL,
-					 MAIL_FETCH_FLAGS |
-					 (ctx->opts->maxage_days > 0 ?
-					  MAIL_FETCH_RECEIVED_DATE : 0), NULL);
-	mail_search_args_unref(&search_args);
+	search_ctx = migrate_search_all(st, MAIL_FETCH_FLAGS |
+		(ctx->opts->maxage_days > 0 ? MAIL_FETCH_RECEIVED_DATE : 0));
 	while (mailbox_search_next(search_ctx, &smail)) {
 		map = migrate_state_map_lookup(f->state, smail->uid);
 		if (sync_final_wanted(ctx, f->state, smail, map))
@@ -304,7 +297,6 @@ sync_folder_mirror_pass(struct migrate_sync_ctx *ctx,
 {
 	struct migrate_state_folder *state = f->state;
 	struct mailbox_transaction_context *st, *dt = NULL;
-	struct mail_search_args *search_args;
 	struct mail_search_context *search_ctx;
 	struct mail *smail, *dmail = NULL, *tmail;
 	const struct migrate_uid_map *map;
@@ -325,12 +317,8 @@ sync_folder_mirror_pass(struct migrate_sync_ctx *ctx,
 	}
 	t_array_init(&seen, 64);
 	t_array_init(&locs, 4);
-	search_args = mail_search_build_init();
-	mail_search_build_add_all(search_args);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = mailbox_search_init(st, search_args, NULL,
-					 MAIL_FETCH_FLAGS, NULL);
-	mail_search_args_unref(&search_args);
+	search_ctx = migrate_search_all(st, MAIL_FETCH_FLAGS);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		seq_range_array_add(&seen, smail->uid);
 		map = migrate_state_map_lookup(state, smail->uid);

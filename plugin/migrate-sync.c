@@ -8,7 +8,6 @@
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mail-storage.h"
-#include "mail-search-build.h"
 #include "imap-util.h"
 #include "migrate-sync-private.h"
 
