@@ -104,6 +104,7 @@ rc=0
 rig_doveadm dest -o "mail_temp_dir=$SMALL" -o plugin/migrate_retries=0 \
 	migrate -u tom@example.com >"$RIG/full.log" 2>&1 || rc=$?
 tap_is "$rc" 75 "a full mail_temp_dir fails the run (75)"
+tap_like "... saying why" 'write\(temp file\) failed: No space left on device' "$(cat "$RIG/full.log")"
 saved_whole tom
 umount "$SMALL"
 rerun_equal tom "with space"

@@ -499,31 +499,4 @@ EOF
 migrate refused -o plugin/migrate_retries=0
 tap_is "$MIG_RC" 75 "NO [UNAVAILABLE] to the login stays temporary (75)"
 
-# --- 10. a full temporary directory never gives a truncated copy ----------------------
-# our connection writes a large message's pieces to a file in mail_temp_dir
-# (this server sends BODY[] last, so imapc hands each piece over in a file
-# of its own); on a 2.5 MB tmpfs a 6 MB message cannot fit: the run fails,
-# what it saved is whole, and the next run, with space, completes it
-scen fulltmp <<'EOF'
-folders = [{"name": "INBOX", "uidvalidity": 1, "messages": [
-    msg(1, body("small one")), msg(2, body("large", size=6 * 1024 * 1024)),
-    msg(3, body("small two"))]}]
-EOF
-user fulltmp
-SMALL=$RIG/smalltmp
-mkdir -p "$SMALL"
-mount -t tmpfs -o size=2560k,mode=1777 tmpfs "$SMALL" || rig_die "mount tmpfs"
-rig_on_exit 'umount "$SMALL" 2>/dev/null'
-migrate fulltmp -o "mail_temp_dir=$SMALL" -o plugin/migrate_retries=0
-tap_is "$MIG_RC" 75 "a full mail_temp_dir fails the run (75)"
-tap_like "... saying why" 'write\(temp file\) failed: No space left on device' "$(cat "$MIG_OUT")"
-for f in "$Q"/fulltmp.0.*.eml; do sha "$f"; done | sort >"$RIG/fulltmp.src"
-dimap fulltmp fetch-hash INBOX | awk '{ print $2 }' | sort >"$RIG/fulltmp.dest"
-tap_is "$(comm -13 "$RIG/fulltmp.src" "$RIG/fulltmp.dest" | wc -l)/$(wc -l <"$RIG/fulltmp.dest")" "0/2" \
-	"... and saves the two small messages whole, not a truncated large one"
-umount "$SMALL"
-migrate fulltmp
-tap_is "$MIG_RC/${MIG[copied]}" "0/1" "with space, the next run copies the large one"
-tap_run "checker: equal after the full temporary directory" compare fulltmp
-
 tap_done
