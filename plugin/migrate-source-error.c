@@ -222,7 +222,7 @@ void migrate_source_log_deinit(struct migrate_source *source)
 const char *migrate_source_explain(struct migrate_source *source,
 				   const char *error)
 {
-	if (source == NULL || source->last_error == NULL ||
+	if (source->last_error == NULL ||
 	    strstr(error, MAIL_ERRSTR_CRITICAL_MSG) == NULL)
 		return error;
 	/* the generic error says nothing: the line imapc logged does */
