@@ -401,6 +401,9 @@ def cmd_report(a):
               "peak MB is the largest single process" % (
                   b["accounts"], b["messages"], batch_mb, b["jobs"]))
     print("filesystem of the mail: %s" % meta.get("filesystem"))
+    if meta.get("latency_ms_each_way"):
+        print("every tool through a proxy adding %d ms per chunk each way"
+              % meta["latency_ms_each_way"])
     out = dict(meta)
     out["runs"] = runs
     with open(a.out, "w") as f:

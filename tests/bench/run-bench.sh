@@ -41,7 +41,10 @@
 # Knobs: BENCH_KEEP=1 keeps the temp dir; BENCH_MESSAGES, BENCH_MAX_SIZE,
 # BENCH_SEED, BENCH_TIMEOUT (seconds per tool run), BENCH_ACCOUNTS,
 # BENCH_ACCOUNT_MESSAGES, BENCH_JOBS override the preset; RIG_TMPDIR=DIR
-# puts the servers and all mail there (e.g. a tmpfs).
+# puts the servers and all mail there (e.g. a tmpfs); BENCH_LATENCY_MS=N
+# puts tools/faultproxy.py between every tool and the source once the
+# corpus is loaded, each chunk waiting N ms in either direction (a round
+# trip of about 2N ms, as across the internet).
 
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -162,6 +165,21 @@ xargs -a "$RIG/accounts" -P "$JOBS" -I{} sh -c '
 batch_bytes=$(cat "$RIG/batch-manifest/"* | awk -F '\t' '{ s += $3 } END { printf "%d", s }')
 batch_msgs=$(cat "$RIG/batch-manifest/"* | wc -l)
 log "batch corpus: $batch_msgs messages, $((batch_bytes / 1000000)) MB"
+
+# --- every tool through a delay proxy (BENCH_LATENCY_MS) -------------------
+if [ -n "${BENCH_LATENCY_MS:-}" ]; then
+	[[ $BENCH_LATENCY_MS =~ ^[0-9]+$ ]] || { log "BENCH_LATENCY_MS: not a number of ms"; exit 2; }
+	PROXY=$(rig_free_port)
+	printf '{"latency_ms": %s}' "$BENCH_LATENCY_MS" >"$RIG/proxy-plan.json"
+	"$PY" "$T/faultproxy.py" --port "$PROXY" --target-port "$SRC_PORT" \
+		--plan "$RIG/proxy-plan.json" --log "$RIG/logs/proxy.log" \
+		--pidfile "$RIG/proxy.pid" --daemon || exit 2
+	rig_on_exit 'kill "$(cat "$RIG/proxy.pid")" 2>/dev/null'
+	SRC_PORT=$PROXY
+	rig_dest_plugin_set mig migrate_source_port "$PROXY"
+	rig_conf_add dsync "imapc_port = $PROXY" || exit 2
+	log "every tool through a proxy adding $BENCH_LATENCY_MS ms per chunk each way"
+fi
 
 # --- mbsync configuration -------------------------------------------------
 # mbsync_conf DIR USER FSYNC: one channel pulling USER's account into DIR
@@ -418,6 +436,7 @@ print(json.dumps({
     "destination": "rig instances, maildir, mail_fsync = never "
                    "(a-fsync: optimized)",
     "filesystem": out("findmnt", "-n", "-o", "FSTYPE", "--target", e["RIG_DIR"]),
+    "latency_ms_each_way": int(e.get("BENCH_LATENCY_MS") or 0),
     "bench_seconds": float(e["BENCH_S"]),
 }))
 EOF
