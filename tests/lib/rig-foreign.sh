@@ -4,8 +4,9 @@
 # non-Dovecot source.  Both servers conflict with dovecot-imapd as installed
 # packages, so they run from Debian's packages unpacked with dpkg-deb -x
 # into a cache that survives runs ($RIG_FOREIGN_CACHE, default
-# $MIGRATE_BUILDDIR/tests/.foreign; .gitignore'd) and is only read by the
-# tests.  Everything a server writes (config, spool, sockets, pid, log)
+# $MIGRATE_BUILDDIR/tests/.foreign, .gitignore'd, or
+# /var/cache/dovecot-migrate-tests/foreign when the mail user cannot enter
+# the build tree) and is only read by the tests.  Everything a server writes (config, spool, sockets, pid, log)
 # lives in $RIG/NAME; both listen on 127.0.0.1 on a free port.
 #
 #   rig_foreign_fetch cyrus|mailutils
@@ -45,6 +46,13 @@
 # RIG_FOREIGN_MU_TYPE=mbox gives mailutils mbox storage (default maildir).
 
 RIG_FOREIGN_CACHE=${RIG_FOREIGN_CACHE:-${MIGRATE_BUILDDIR:-$RIG_SRCDIR}/tests/.foreign}
+# the servers run as the mail user, from the cache: in a tree it cannot
+# enter (a clone in a mktemp -d directory is 0700) they cannot start, so
+# the cache moves to a directory of its own under /var/cache
+if ! runuser -u "${RIG_MAIL_USER:-nobody}" -- test -x "${RIG_FOREIGN_CACHE%/*}" 2>/dev/null; then
+	RIG_FOREIGN_CACHE=/var/cache/dovecot-migrate-tests/foreign
+	mkdir -p "$RIG_FOREIGN_CACHE" && chmod 755 "${RIG_FOREIGN_CACHE%/*}" "$RIG_FOREIGN_CACHE"
+fi
 RIG_FOREIGN_TRIPLET=$(gcc -print-multiarch 2>/dev/null)
 RIG_FOREIGN_TRIPLET=${RIG_FOREIGN_TRIPLET:-x86_64-linux-gnu}
 
