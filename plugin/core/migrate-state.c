@@ -32,19 +32,24 @@
        <dest_pending_uidnext>
      L <location id> <dest_name>
      M <id> <src_uid> <dest_uid> <count> [<location id>]
+     O <id> <dest_uid> <count>
 
    "M" is a run: src_uid+i was copied to dest_uid+i for i < count, so a
    folder copied in UID order takes one line no matter its size.  With a
    location, the copies have moved to that destination folder (doveadm
    migrate archive), dest_uid being their UID there.  The state lists the
    locations, then each folder's F and its M runs in src_uid order.
-   Version 1 files (no locations) are read as well.
+   "O" adds dest_uid..dest_uid+count-1 to the folder's orphans (copies of
+   an earlier source UIDVALIDITY not matched or deleted yet); a folder's O
+   records follow its M runs.  Version 1 files (no locations) and 2 (no
+   orphans) are read as well.
 
    The journal ("dovecot-migrate journal 1") uses the same F and M
    records, each a replay of one mutating call, plus:
 
      R <id>             folder removed
-     C <id>             map cleared
+     C <id>             map and orphans cleared
+     P <id>             orphans cleared (O records follow with the new set)
      X <id> <src_uid>   map entry removed
 
    Every record overwrites (F, M) or deletes (R, C, X) something, so
@@ -58,7 +63,7 @@
 
 #define MIGRATE_STATE_HEADER "dovecot-migrate state"
 #define MIGRATE_STATE_JOURNAL_HEADER "dovecot-migrate journal"
-#define MIGRATE_STATE_VERSION 2
+#define MIGRATE_STATE_VERSION 3
 #define MIGRATE_STATE_MIN_VERSION 1
 
 /* bounds the memory used for one line; two escaped folder names fit */
@@ -141,6 +146,7 @@ migrate_state_folder_new(struct migrate_state *state, unsigned int id,
 	/* the maps can grow large and one at a time: keep them out of the
 	   alloconly pool so that growing and freeing them returns memory */
 	i_array_init(&folder->map, 16);
+	i_array_init(&folder->orphans, 4);
 
 	array_push_back(&state->folders, &folder);
 	hash_table_insert(state->folders_by_id, POINTER_CAST(id), folder);
@@ -182,6 +188,7 @@ migrate_state_folder_free(struct migrate_state *state,
 		}
 	}
 	array_free(&folder->map);
+	array_free(&folder->orphans);
 	/* the folder itself stays in the pool until close */
 }
 
@@ -248,6 +255,18 @@ migrate_state_append_run(string_t *dest, unsigned int folder_id,
 	if (loc != 0)
 		str_printfa(dest, "\t%u", loc);
 	str_append_c(dest, '\n');
+}
+
+static void
+migrate_state_append_orphans(string_t *dest,
+			     const struct migrate_state_folder *folder)
+{
+	const struct seq_range *range;
+
+	array_foreach(&folder->orphans, range) {
+		str_printfa(dest, "O\t%u\t%u\t%u\n", folder->id, range->seq1,
+			    range->seq2 - range->seq1 + 1);
+	}
 }
 
 static void
@@ -409,6 +428,36 @@ migrate_state_parse_run(struct migrate_state_reader *ctx,
 }
 
 static int
+migrate_state_parse_orphans(struct migrate_state_reader *ctx,
+			    char *const *args, unsigned int count,
+			    const char **error_r)
+{
+	struct migrate_state_folder *folder;
+	uint32_t dest_uid, run_count;
+
+	if (count != 4) {
+		*error_r = t_strdup_printf(
+			"Orphans record has %u fields, expected 4", count);
+		return -1;
+	}
+	if (migrate_state_parse_folder_id(ctx, args[1], &folder, error_r) < 0 ||
+	    migrate_state_parse_uid(args[2], "destination UID", &dest_uid,
+				    error_r) < 0 ||
+	    migrate_state_parse_uid(args[3], "count", &run_count,
+				    error_r) < 0)
+		return -1;
+	if (dest_uid > (uint32_t)-1 - (run_count - 1)) {
+		*error_r = "Orphans run overflows UID range";
+		return -1;
+	}
+	if (folder != NULL) {
+		seq_range_array_add_range(&folder->orphans, dest_uid,
+					  dest_uid + (run_count - 1));
+	}
+	return 0;
+}
+
+static int
 migrate_state_parse_location(struct migrate_state_reader *ctx,
 			     char *const *args, unsigned int count,
 			     const char **error_r)
@@ -465,6 +514,8 @@ migrate_state_parse_record(struct migrate_state_reader *ctx, char *line,
 		return migrate_state_parse_run(ctx, args, count, error_r);
 	case 'L':
 		return migrate_state_parse_location(ctx, args, count, error_r);
+	case 'O':
+		return migrate_state_parse_orphans(ctx, args, count, error_r);
 	case 'N':
 		if (ctx->journal)
 			break;
@@ -477,6 +528,7 @@ migrate_state_parse_record(struct migrate_state_reader *ctx, char *line,
 		return 0;
 	case 'R':
 	case 'C':
+	case 'P':
 		if (!ctx->journal)
 			break;
 		if (count != 2) {
@@ -491,8 +543,11 @@ migrate_state_parse_record(struct migrate_state_reader *ctx, char *line,
 			;
 		else if (args[0][0] == 'R')
 			migrate_state_folder_free(state, folder);
-		else
-			array_clear(&folder->map);
+		else {
+			if (args[0][0] == 'C')
+				array_clear(&folder->map);
+			array_clear(&folder->orphans);
+		}
 		return 0;
 	case 'X':
 		if (!ctx->journal)
@@ -794,6 +849,20 @@ void migrate_state_folder_clear_map(struct migrate_state *state,
 	migrate_state_journal_end_run(state);
 	str_printfa(state->journal, "C\t%u\n", folder->id);
 	array_clear(&folder->map);
+	array_clear(&folder->orphans);
+}
+
+void migrate_state_orphans_set(struct migrate_state *state,
+			       struct migrate_state_folder *folder,
+			       const ARRAY_TYPE(seq_range) *uids)
+{
+	if (&folder->orphans != uids) {
+		array_clear(&folder->orphans);
+		array_append_array(&folder->orphans, uids);
+	}
+	migrate_state_journal_end_run(state);
+	str_printfa(state->journal, "P\t%u\n", folder->id);
+	migrate_state_append_orphans(state->journal, folder);
 }
 
 static void
@@ -1010,6 +1079,9 @@ migrate_state_write(struct migrate_state *state, struct ostream *output)
 						 i - start, maps[start].dest_loc);
 			o_stream_nsend(output, str_data(str), str_len(str));
 		}
+		str_truncate(str, 0);
+		migrate_state_append_orphans(str, folder);
+		o_stream_nsend(output, str_data(str), str_len(str));
 	}
 }
 

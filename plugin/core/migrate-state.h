@@ -1,6 +1,8 @@
 #ifndef MIGRATE_STATE_H
 #define MIGRATE_STATE_H
 
+#include "seq-range-array.h"
+
 /* Durable per-user migration state, the isync way: a versioned state file
    plus an append-only journal, committed by write-new, fsync, rename and
    unlink.  Needs no mail user: it is plain files under a directory.
@@ -52,6 +54,12 @@ struct migrate_state_folder {
 
 	/* sorted by src_uid, unique src_uid and dest_uid */
 	ARRAY_TYPE(migrate_uid_map) map;
+	/* destination UIDs (in the folder's own destination) of copies made
+	   under an earlier source UIDVALIDITY that no message of the current
+	   one has been matched to yet: they are matched by content or, once
+	   a second look proves them gone, deleted; until then they stay.
+	   Change them only with migrate_state_orphans_set(). */
+	ARRAY_TYPE(seq_range) orphans;
 };
 ARRAY_DEFINE_TYPE(migrate_state_folder, struct migrate_state_folder *);
 
@@ -86,9 +94,15 @@ void migrate_state_folder_update(struct migrate_state *state,
    afterwards. */
 void migrate_state_folder_remove(struct migrate_state *state,
 				 struct migrate_state_folder *folder);
-/* Drop the whole map (journaled), e.g. after a UIDVALIDITY change. */
+/* Drop the whole map and the orphans (journaled), e.g. after a
+   UIDVALIDITY change. */
 void migrate_state_folder_clear_map(struct migrate_state *state,
 				    struct migrate_state_folder *folder);
+
+/* Replace the folder's orphans with uids (journaled). */
+void migrate_state_orphans_set(struct migrate_state *state,
+			       struct migrate_state_folder *folder,
+			       const ARRAY_TYPE(seq_range) *uids);
 
 /* Record that src_uid was copied to dest_uid (journaled).  Replaces an
    existing entry for src_uid.  Both UIDs are non-zero.  Ascending src_uid

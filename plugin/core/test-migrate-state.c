@@ -376,7 +376,7 @@ static void test_migrate_state_journal(void)
 		migrate_state_map_add(state, folder, 11, 11);
 	test_state_flush(state);
 	test_assert(strncmp(test_read_file(journal_path),
-			    "dovecot-migrate journal 2\n", 26) == 0);
+			    "dovecot-migrate journal 3\n", 26) == 0);
 	migrate_state_close(&state);
 	state = test_state_open(dir);
 	folder = migrate_state_folder_lookup(state, "Sent");
@@ -490,6 +490,67 @@ static void test_migrate_state_replay_twice(void)
 	test_assert(a != NULL && array_count(&a->map) == 9 &&
 		    migrate_state_map_lookup(a, 5) == NULL);
 	test_assert(c != NULL && c->id == 3 && array_count(&c->map) == 1);
+	migrate_state_close(&state);
+	test_end();
+}
+
+static void test_migrate_state_orphans(void)
+{
+	struct migrate_state *state;
+	struct migrate_state_folder *a;
+	ARRAY_TYPE(seq_range) uids;
+	const char *dir, *journal_path, *journal;
+
+	test_begin("migrate state orphans");
+	dir = test_state_dir();
+	journal_path = t_strconcat(dir, "/journal", NULL);
+	t_array_init(&uids, 4);
+
+	/* set, replaced, read back from the journal */
+	state = test_state_open(dir);
+	a = migrate_state_folder_add(state, "a", "a");
+	migrate_state_map_add(state, a, 1, 1);
+	seq_range_array_add_range(&uids, 1, 5);
+	seq_range_array_add(&uids, 9);
+	migrate_state_orphans_set(state, a, &uids);
+	seq_range_array_remove(&uids, 3);
+	migrate_state_orphans_set(state, a, &uids);
+	test_state_flush(state);
+	migrate_state_close(&state);
+	state = test_state_open(dir);
+	a = migrate_state_folder_lookup(state, "a");
+	test_assert(a != NULL && seq_range_count(&a->orphans) == 5 &&
+		    !seq_range_exists(&a->orphans, 3) &&
+		    seq_range_exists(&a->orphans, 9));
+
+	/* written by commit, and the journal replayed over it */
+	test_state_commit(state);
+	migrate_state_close(&state);
+	state = test_state_open(dir);
+	a = migrate_state_folder_lookup(state, "a");
+	test_assert(a != NULL && seq_range_count(&a->orphans) == 5 &&
+		    array_count(&a->map) == 1);
+	array_clear(&uids);
+	seq_range_array_add(&uids, 2);
+	migrate_state_orphans_set(state, a, &uids);
+	test_state_flush(state);
+	journal = test_read_file(journal_path);
+	test_state_commit(state);
+	migrate_state_close(&state);
+	test_write_file(journal_path, journal, FALSE);
+	state = test_state_open(dir);
+	a = migrate_state_folder_lookup(state, "a");
+	test_assert(a != NULL && seq_range_count(&a->orphans) == 1 &&
+		    seq_range_exists(&a->orphans, 2));
+
+	/* clearing the map clears them */
+	migrate_state_folder_clear_map(state, a);
+	test_assert(array_count(&a->orphans) == 0);
+	test_state_flush(state);
+	migrate_state_close(&state);
+	state = test_state_open(dir);
+	a = migrate_state_folder_lookup(state, "a");
+	test_assert(a != NULL && array_count(&a->orphans) == 0);
 	migrate_state_close(&state);
 	test_end();
 }
@@ -632,8 +693,14 @@ static const struct {
 	/* must fail */
 	{ "dovecot-migrate state 1\nN\t2\nbad record\n", NULL,
 	  "state line 3: Invalid record type" },
-	{ "dovecot-migrate state 3\n", NULL,
-	  "state line 1: Unsupported version 3" },
+	{ "dovecot-migrate state 4\n", NULL,
+	  "state line 1: Unsupported version 4" },
+	{ "dovecot-migrate state 3\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
+	  "O\t1\t4294967295\t2\n", NULL, "state line 3: Orphans run overflows" },
+	{ "dovecot-migrate state 3\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
+	  "O\t1\t5\n", NULL, "state line 3: Orphans record has 3 fields" },
+	{ "dovecot-migrate state 3\nP\t1\n", NULL,
+	  "state line 2: Invalid record type: 'P'" },
 	{ "dovecot-migrate state\n", NULL, "state line 1: Invalid header" },
 	{ "dovecot-migrate state x\n", NULL, "state line 1: Invalid version" },
 	{ "dovecot-migrate journal 1\n", NULL, "state line 1: Invalid header" },
@@ -663,8 +730,8 @@ static const struct {
 	  "M\t1\t1\t1\n", NULL, "state line 3: Map record has 4 fields" },
 	{ "dovecot-migrate state 1\nR\t1\n", NULL,
 	  "state line 2: Invalid record type: 'R'" },
-	{ NULL, "dovecot-migrate journal 3\n",
-	  "journal line 1: Unsupported version 3" },
+	{ NULL, "dovecot-migrate journal 4\n",
+	  "journal line 1: Unsupported version 4" },
 	{ "dovecot-migrate state 2\nL\t2\tARCHIVE/2019\n", NULL,
 	  "state line 2: Location 2 out of order" },
 	{ "dovecot-migrate state 2\nL\t1\tA\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
@@ -693,6 +760,10 @@ static const struct {
 	/* version 2, a moved run */
 	{ "dovecot-migrate state 2\nL\t1\tA\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
 	  "M\t1\t1\t1\t1\t1\n", NULL, NULL },
+	/* version 3, orphans */
+	{ "dovecot-migrate state 3\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\n"
+	  "O\t1\t3\t2\n", "dovecot-migrate journal 3\nP\t1\nO\t1\t4\t1\n",
+	  NULL },
 	/* CRLF line endings */
 	{ "dovecot-migrate state 1\r\nF\t1\ta\tb\t1\t2\t3\t4\t5\t6\t0\r\n", NULL,
 	  NULL },
@@ -930,6 +1001,7 @@ void test_migrate_state(void)
 		test_migrate_state_journal();
 		test_migrate_state_journal_order();
 		test_migrate_state_replay_twice();
+		test_migrate_state_orphans();
 		test_migrate_state_folder_ids();
 		test_migrate_state_permissions();
 		test_migrate_state_write_errors();
