@@ -41,6 +41,8 @@ struct migrate_source_conn {
 	ARRAY_TYPE(const_string) *list_names;
 	/* SEARCH replies go here while migrate_source_conn_uids_present() runs */
 	ARRAY_TYPE(seq_range) *search_uids;
+	/* the UIDVALIDITY the last EXAMINE reported (0: none) */
+	uint32_t uidvalidity;
 	/* migrate_source_conn_size(): the UID asked for, and its RFC822.SIZE */
 	uint32_t size_uid;
 	uoff_t size;
@@ -171,6 +173,14 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 	    reply->args[1].type != IMAP_ARG_EOL &&
 	    reply->args[2].type != IMAP_ARG_EOL) {
 		conn_untagged_list(conn, reply);
+		return;
+	}
+
+	if (reply->resp_text_key != NULL &&
+	    strcasecmp(reply->resp_text_key, "UIDVALIDITY") == 0) {
+		if (str_to_uint32(reply->resp_text_value,
+				  &conn->uidvalidity) < 0)
+			conn->uidvalidity = 0;
 		return;
 	}
 
@@ -372,6 +382,7 @@ conn_select(struct migrate_source_conn *conn, const char *mailbox,
 	cmd = t_str_new(128);
 	str_append(cmd, "EXAMINE ");
 	imap_append_astring(cmd, str_c(name));
+	conn->uidvalidity = 0;
 	conn->failed = FALSE;
 	i_free(conn->error);
 	conn_send(conn, str_c(cmd), TRUE);
@@ -495,6 +506,7 @@ int migrate_source_conn_uids_present(struct migrate_source_conn *conn,
 				 const char *mailbox,
 				 const ARRAY_TYPE(seq_range) *uids,
 				 ARRAY_TYPE(seq_range) *present,
+				 uint32_t *uidvalidity_r,
 				 const char **error_r)
 {
 	const struct seq_range *range;
@@ -530,6 +542,7 @@ int migrate_source_conn_uids_present(struct migrate_source_conn *conn,
 	}
 	/* a server may answer with UIDs around the ones asked for */
 	seq_range_array_intersect(present, uids);
+	*uidvalidity_r = conn->uidvalidity;
 	return 0;
 }
 

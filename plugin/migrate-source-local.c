@@ -133,16 +133,20 @@ source_local_list_names(struct migrate_source *source, pool_t pool,
 static int
 source_local_uids_present(struct migrate_source *source, const char *mailbox,
 			  const ARRAY_TYPE(seq_range) *uids,
-			  ARRAY_TYPE(seq_range) *present, const char **error_r)
+			  ARRAY_TYPE(seq_range) *present,
+			  uint32_t *uidvalidity_r, const char **error_r)
 {
 	struct mailbox_transaction_context *t;
 	struct mail_search_context *search_ctx;
+	struct mailbox_status status;
 	struct mailbox *box;
 	struct mail *mail;
 	int ret = 0;
 
 	if ((box = source_local_open(source, mailbox, error_r)) == NULL)
 		return -1;
+	mailbox_get_open_status(box, STATUS_UIDVALIDITY, &status);
+	*uidvalidity_r = status.uidvalidity;
 	t = mailbox_transaction_begin(box, 0, __func__);
 	search_ctx = migrate_search_uids(t, uids, 0, NULL);
 	while (mailbox_search_next(search_ctx, &mail))

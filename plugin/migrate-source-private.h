@@ -31,7 +31,7 @@ struct migrate_source_vfuncs {
 			    const char *mailbox,
 			    const ARRAY_TYPE(seq_range) *uids,
 			    ARRAY_TYPE(seq_range) *present,
-			    const char **error_r);
+			    uint32_t *uidvalidity_r, const char **error_r);
 	int (*message_size)(struct migrate_source *source, const char *mailbox,
 			    uint32_t uid, uoff_t *size_r,
 			    const char **error_r);
@@ -95,6 +95,7 @@ int migrate_source_conn_uids_present(struct migrate_source_conn *conn,
 				     const char *mailbox,
 				     const ARRAY_TYPE(seq_range) *uids,
 				     ARRAY_TYPE(seq_range) *present,
+				     uint32_t *uidvalidity_r,
 				     const char **error_r);
 int migrate_source_conn_size(struct migrate_source_conn *conn,
 			     const char *mailbox, uint32_t uid,

@@ -184,10 +184,12 @@ source_imapc_list_names(struct migrate_source *source, pool_t pool,
 static int
 source_imapc_uids_present(struct migrate_source *source, const char *mailbox,
 			  const ARRAY_TYPE(seq_range) *uids,
-			  ARRAY_TYPE(seq_range) *present, const char **error_r)
+			  ARRAY_TYPE(seq_range) *present,
+			  uint32_t *uidvalidity_r, const char **error_r)
 {
 	return migrate_source_conn_uids_present(source_conn(source), mailbox,
-						uids, present, error_r);
+						uids, present, uidvalidity_r,
+						error_r);
 }
 
 static int
@@ -318,10 +320,11 @@ int migrate_source_uids_present(struct migrate_source *source,
 				const char *mailbox,
 				const ARRAY_TYPE(seq_range) *uids,
 				ARRAY_TYPE(seq_range) *present,
-				const char **error_r)
+				uint32_t *uidvalidity_r, const char **error_r)
 {
+	*uidvalidity_r = 0;
 	return source->v.uids_present(source, mailbox, uids, present,
-				      error_r);
+				      uidvalidity_r, error_r);
 }
 
 int migrate_source_message_size(struct migrate_source *source,

@@ -76,13 +76,14 @@ int migrate_source_list_names(struct migrate_source *source, pool_t pool,
 			      ARRAY_TYPE(const_string) *names,
 			      const char **error_r);
 /* Which of uids mailbox has now, by UID SEARCH in a new EXAMINE of it
-   (a second look, before deleting their copies).  present is filled
-   while replies arrive, so not on the data stack. */
+   (a second look, before deleting their copies), and the UIDVALIDITY that
+   view has (0 when the server did not tell).  uids may be empty.  present
+   is filled while replies arrive, so not on the data stack. */
 int migrate_source_uids_present(struct migrate_source *source,
 				const char *mailbox,
 				const ARRAY_TYPE(seq_range) *uids,
 				ARRAY_TYPE(seq_range) *present,
-				const char **error_r);
+				uint32_t *uidvalidity_r, const char **error_r);
 /* The RFC822.SIZE of one message (for a report when the source storage
    could not tell it). */
 int migrate_source_message_size(struct migrate_source *source,

@@ -148,6 +148,15 @@ sync_delete_in_folder(struct migrate_sync_ctx *ctx,
 	seq_range_array_iter_init(&iter, &f->delete_src_uids);
 	while (seq_range_array_iter_nth(&iter, n++, &src_uid))
 		migrate_state_map_remove(ctx->state, state, src_uid);
+	if (array_count(&f->delete_orphan_dest_uids) > 0) {
+		ARRAY_TYPE(seq_range) left;
+
+		t_array_init(&left, 4);
+		array_append_array(&left, &state->orphans);
+		seq_range_array_remove_seq_range(&left,
+						 &f->delete_orphan_dest_uids);
+		migrate_state_orphans_set(ctx->state, state, &left);
+	}
 	migrate_sync_mailbox_set_complete(ctx, f);
 	return 0;
 }
@@ -196,6 +205,50 @@ sync_delete_folder(struct migrate_sync_ctx *ctx,
 	return ret;
 }
 
+static void
+sync_withhold(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	      ARRAY_TYPE(seq_range) *uids, unsigned int *withheld,
+	      const char *why)
+{
+	unsigned int n = seq_range_count(uids);
+
+	e_warning(event_create_passthrough(ctx->event)->
+		  set_name("migrate_deletes_unconfirmed")->
+		  add_str("folder", f->src_name)->
+		  add_int("messages", n)->event(),
+		  "%s: Not deleting %u messages: %s", f->dest_name, n, why);
+	array_clear(uids);
+	f->deletes_unconfirmed = TRUE;
+	*withheld += n;
+}
+
+/* The copies of an earlier UIDVALIDITY that no message of the new one
+   matched go only when a second session sees the new UIDVALIDITY too: a
+   server whose sessions disagree about it proves nothing. */
+static void
+sync_confirm_orphans(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f, unsigned int *withheld)
+{
+	ARRAY_TYPE(seq_range) none, present;
+	uint32_t uidvalidity;
+	const char *error;
+
+	t_array_init(&none, 1);
+	t_array_init(&present, 1);
+	if (migrate_source_uids_present(ctx->source, f->src_name, &none,
+					&present, &uidvalidity, &error) < 0) {
+		sync_withhold(ctx, f, &f->delete_orphan_dest_uids, withheld,
+			t_strdup_printf("copies of an earlier UIDVALIDITY, and "
+				"the source could not confirm the new one: %s",
+				migrate_source_explain(ctx->source, error)));
+	} else if (uidvalidity != f->src_status.uidvalidity) {
+		sync_withhold(ctx, f, &f->delete_orphan_dest_uids, withheld,
+			t_strdup_printf("copies of an earlier UIDVALIDITY, and "
+				"a second look sees UIDVALIDITY %u, not %u",
+				uidvalidity, f->src_status.uidvalidity));
+	}
+}
+
 /* Before deleting copies because the pass did not see their source
    messages, look again on a connection of our own: a message the source
    shows there, or a folder its LIST still gives, keeps its copies (a
@@ -207,11 +260,16 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 	struct migrate_state_folder *state;
 	ARRAY_TYPE(seq_range) present;
 	unsigned int i, n, withheld = 0;
+	uint32_t uidvalidity;
 	const char *error;
 	bool exists;
 
 	i_array_init(&present, 8);
 	array_foreach_modifiable(&ctx->folders, f) {
+		if (f->state != NULL &&
+		    array_count(&f->delete_orphan_dest_uids) > 0) T_BEGIN {
+			sync_confirm_orphans(ctx, f, &withheld);
+		} T_END;
 		if (f->state == NULL || array_count(&f->delete_src_uids) == 0)
 			continue;
 		array_clear(&present);
@@ -219,7 +277,8 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 		if (migrate_source_uids_present(ctx->source,
 						 f->src_name,
 						 &f->delete_src_uids,
-						 &present, &error) < 0) {
+						 &present, &uidvalidity,
+						 &error) < 0) {
 			e_warning(ctx->event, "%s: Not deleting %u messages: "
 				  "the source could not confirm that they are "
 				  "gone: %s", f->dest_name, n,
@@ -227,6 +286,15 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 			array_clear(&f->delete_src_uids);
 			f->deletes_unconfirmed = TRUE;
 			withheld += n;
+			continue;
+		}
+		if (uidvalidity != 0 &&
+		    uidvalidity != f->src_status.uidvalidity) {
+			/* its UIDs mean other messages there */
+			sync_withhold(ctx, f, &f->delete_src_uids, &withheld,
+				t_strdup_printf("a second look sees UIDVALIDITY "
+					"%u, not %u", uidvalidity,
+					f->src_status.uidvalidity));
 			continue;
 		}
 		if (array_count(&present) == 0)
@@ -274,6 +342,41 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 	return withheld;
 }
 
+/* The deletion limit per folder as well: many large folders must not
+   hide a small one emptied by mistake.  A folder may always lose up to
+   MIGRATE_SYNC_FOLDER_DELETE_MIN messages.  Returns how many deletions
+   are withheld. */
+static unsigned int sync_check_folder_limits(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_sync_folder *f;
+	unsigned int planned, copies, withheld = 0;
+
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (f->state == NULL)
+			continue;
+		planned = seq_range_count(&f->delete_src_uids) +
+			seq_range_count(&f->delete_orphan_dest_uids);
+		copies = array_count(&f->state->map) +
+			seq_range_count(&f->delete_orphan_dest_uids);
+		if (planned <= MIGRATE_SYNC_FOLDER_DELETE_MIN ||
+		    (unsigned long long)planned * 100 <=
+		    (unsigned long long)copies * ctx->set->max_delete_percent)
+			continue;
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_DELETE_LIMIT,
+			t_strdup_printf("%s: Refusing to delete %u of its %u "
+				"copies (more than %s=%u%% of the folder): "
+				"check the source, then re-run with --force",
+				f->dest_name, planned, copies,
+				MIGRATE_SETTING_MAX_DELETE_PERCENT,
+				ctx->set->max_delete_percent));
+		array_clear(&f->delete_src_uids);
+		array_clear(&f->delete_orphan_dest_uids);
+		f->deletes_unconfirmed = TRUE;
+		withheld += planned;
+	}
+	return withheld;
+}
+
 void migrate_sync_delete(struct migrate_sync_ctx *ctx)
 {
 	struct migrate_state_folder *const *sfp;
@@ -312,6 +415,8 @@ void migrate_sync_delete(struct migrate_sync_ctx *ctx)
 		return;
 	}
 	ctx->stats->deletes_withheld += sync_confirm_deletions(ctx);
+	if (!ctx->opts->force)
+		ctx->stats->deletes_withheld += sync_check_folder_limits(ctx);
 	if (ctx->dry_run) {
 		/* what a real run would delete, after the second look */
 		ctx->stats->messages_deleted += sync_count_deletions(ctx);

@@ -528,71 +528,108 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return ret;
 }
 
-static const char *sync_mail_match_key(struct mail *mail)
+/* The content key of a message: INTERNALDATE, size and Message-ID.
+   *weak_r is TRUE when it has no Message-ID: then two different messages
+   of the same date and size share it. */
+const char *migrate_sync_mail_match_key(struct mail *mail, bool *weak_r)
 {
 	const char *message_id;
 	time_t received;
 	uoff_t size;
 
+	*weak_r = FALSE;
 	if (mail_get_received_date(mail, &received) < 0 ||
 	    mail_get_virtual_size(mail, &size) < 0)
 		return NULL;
-	if (mail_get_first_header(mail, "Message-ID", &message_id) <= 0)
+	if (mail_get_first_header(mail, "Message-ID", &message_id) <= 0 ||
+	    message_id[0] == '\0') {
 		message_id = "";
+		*weak_r = TRUE;
+	}
 	return t_strdup_printf("%lld %"PRIuUOFF_T" %s",
 			       (long long)received, size, message_id);
 }
 
-/* Find copies made earlier among candidates (destination UIDs) by content
-   (INTERNALDATE, size, Message-ID): after a UIDVALIDITY change, and after
-   a crash that lost the GUIDs of a batch.  Matched candidates are mapped
-   and removed from copy_uids and candidates. */
-int
-migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
-		    struct migrate_sync_folder *f, struct mailbox *sbox,
-		    struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids,
-		    ARRAY_TYPE(seq_range) *candidates, const char *what)
+/* value of a key that two messages without a Message-ID share: it
+   matches nothing */
+#define REMATCH_AMBIGUOUS POINTER_CAST(0)
+
+HASH_TABLE_DEFINE_TYPE(rematch_keys, const char *, void *);
+
+/* Add key (with value) to keys, or mark a weak key seen twice ambiguous.
+   A strong key seen twice keeps its first value: those are copies of one
+   message. */
+static void
+rematch_add_key(pool_t pool, HASH_TABLE_TYPE(rematch_keys) keys,
+		const char *key, bool weak, void *value)
+{
+	const char *orig_key;
+	void *orig_value;
+
+	if (!hash_table_lookup_full(keys, key, &orig_key, &orig_value)) {
+		orig_key = p_strdup(pool, key);
+		hash_table_insert(keys, orig_key, value);
+	} else if (weak)
+		hash_table_update(keys, orig_key, REMATCH_AMBIGUOUS);
+}
+
+struct rematch_source {
+	uint32_t uid;
+	const char *key;
+	enum mail_flags flags;
+	const char *const *keywords;
+};
+ARRAY_DEFINE_TYPE(rematch_source, struct rematch_source);
+
+/* The content keys of the candidates (destination UIDs), into keys. */
+static int
+rematch_read_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
+		  struct mailbox_transaction_context *dt,
+		  const ARRAY_TYPE(seq_range) *candidates, pool_t pool,
+		  HASH_TABLE_TYPE(rematch_keys) keys)
 {
 	static const char *const match_headers[] = { "Message-ID", NULL };
-	HASH_TABLE(const char *, void *) orphans;
 	struct mailbox_header_lookup_ctx *headers;
-	struct mailbox_transaction_context *st, *dt;
 	struct mail_search_context *search_ctx;
-	struct mail *mail, *dmail;
-	struct mail_keywords *kw;
+	struct mail *mail;
 	const char *key;
-	void *value;
-	uint32_t dest_uid;
-	unsigned int matched = 0;
-	pool_t pool;
-	int ret = 0;
+	bool weak;
 
-	pool = pool_alloconly_create("migrate rematch", 4096);
-	hash_table_create(&orphans, pool, 0, str_hash, strcmp);
-	if (mailbox_sync(dbox, 0) < 0) {
-		migrate_sync_set_dest_error(ctx, dbox, "Opening");
-		pool_unref(&pool);
-		return -1;
-	}
 	headers = mailbox_header_lookup_init(dbox, match_headers);
-	dt = mailbox_transaction_begin(dbox, 0, __func__);
 	search_ctx = migrate_search_uids(dt, candidates,
 		MAIL_FETCH_RECEIVED_DATE | MAIL_FETCH_VIRTUAL_SIZE, headers);
 	mailbox_header_lookup_unref(&headers);
 	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
-		key = sync_mail_match_key(mail);
-		if (key != NULL && !hash_table_lookup_full(orphans, key,
-							   &key, &value)) {
-			const char *pkey = p_strdup(pool, key);
-
-			hash_table_insert(orphans, pkey,
-					  POINTER_CAST(mail->uid));
+		key = migrate_sync_mail_match_key(mail, &weak);
+		if (key != NULL) {
+			rematch_add_key(pool, keys, key, weak,
+					POINTER_CAST(mail->uid));
 		}
 	} T_END;
 	if (mailbox_search_deinit(&search_ctx) < 0) {
 		migrate_sync_set_dest_error(ctx, dbox, "Reading");
-		ret = -1;
+		return -1;
 	}
+	return 0;
+}
+
+/* The content keys of the source messages in copy_uids, into sources;
+   keys counts them (a weak key twice is ambiguous). */
+static int
+rematch_read_source(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+		    const ARRAY_TYPE(seq_range) *copy_uids, pool_t pool,
+		    HASH_TABLE_TYPE(rematch_keys) keys,
+		    ARRAY_TYPE(rematch_source) *sources)
+{
+	static const char *const match_headers[] = { "Message-ID", NULL };
+	struct mailbox_header_lookup_ctx *headers;
+	struct mailbox_transaction_context *st;
+	struct mail_search_context *search_ctx;
+	struct rematch_source *src;
+	struct mail *mail;
+	const char *key;
+	bool weak;
+	int ret = 0;
 
 	headers = mailbox_header_lookup_init(sbox, match_headers);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
@@ -600,36 +637,88 @@ migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
 		MAIL_FETCH_VIRTUAL_SIZE, headers);
 	mailbox_header_lookup_unref(&headers);
-	dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
-	while (ret == 0 && mailbox_search_next(search_ctx, &mail)) T_BEGIN {
-		key = sync_mail_match_key(mail);
-		if (key != NULL &&
-		    hash_table_lookup_full(orphans, key, &key, &value)) {
-			dest_uid = POINTER_CAST_TO(value, uint32_t);
-			hash_table_remove(orphans, key);
-			if (mail_set_uid(dmail, dest_uid)) {
-				migrate_state_map_add(ctx->state, f->state,
-						      mail->uid, dest_uid);
-				seq_range_array_remove(copy_uids, mail->uid);
-				seq_range_array_remove(candidates, dest_uid);
-				mail_update_flags(dmail, MODIFY_REPLACE,
-					mail_get_flags(mail) &
-					MAIL_FLAGS_NONRECENT);
-				kw = mailbox_keywords_create_valid(dbox,
-					migrate_sync_valid_keywords(dbox,
-						mail_get_keywords(mail)));
-				mail_update_keywords(dmail, MODIFY_REPLACE, kw);
-				mailbox_keywords_unref(&kw);
-				matched++;
-			}
+	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		key = migrate_sync_mail_match_key(mail, &weak);
+		if (key != NULL) {
+			src = array_append_space(sources);
+			src->uid = mail->uid;
+			src->key = p_strdup(pool, key);
+			src->flags = mail_get_flags(mail) & MAIL_FLAGS_NONRECENT;
+			src->keywords = p_strarray_dup(pool,
+				mail_get_keywords(mail));
+			rematch_add_key(pool, keys, key, weak,
+					POINTER_CAST(1));
 		}
 	} T_END;
-	mail_free(&dmail);
-	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+	if (mailbox_search_deinit(&search_ctx) < 0) {
 		migrate_sync_set_source_error(ctx, sbox, "Fetching headers of");
 		ret = -1;
 	}
 	(void)mailbox_transaction_commit(&st);
+	return ret;
+}
+
+/* Find copies made earlier among candidates (destination UIDs) by content
+   (INTERNALDATE, size, Message-ID): after a UIDVALIDITY change, and after
+   a crash that lost the GUIDs of a batch.  Matched candidates are mapped
+   and removed from copy_uids and candidates.  A key without a Message-ID
+   that two source messages or two candidates share matches nothing: those
+   messages are copied again rather than risk taking one for the other. */
+int
+migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
+		    struct migrate_sync_folder *f, struct mailbox *sbox,
+		    struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids,
+		    ARRAY_TYPE(seq_range) *candidates, const char *what)
+{
+	HASH_TABLE_TYPE(rematch_keys) dest_keys;
+	HASH_TABLE_TYPE(rematch_keys) src_keys;
+	ARRAY_TYPE(rematch_source) sources;
+	const struct rematch_source *src;
+	struct mailbox_transaction_context *dt;
+	struct mail *dmail;
+	struct mail_keywords *kw;
+	void *value;
+	uint32_t dest_uid;
+	unsigned int matched = 0;
+	pool_t pool;
+	int ret = 0;
+
+	if (mailbox_sync(dbox, 0) < 0) {
+		migrate_sync_set_dest_error(ctx, dbox, "Opening");
+		return -1;
+	}
+	pool = pool_alloconly_create("migrate rematch", 4096);
+	hash_table_create(&dest_keys, pool, 0, str_hash, strcmp);
+	hash_table_create(&src_keys, pool, 0, str_hash, strcmp);
+	p_array_init(&sources, pool, 64);
+	dt = mailbox_transaction_begin(dbox, 0, __func__);
+	if (rematch_read_dest(ctx, dbox, dt, candidates, pool, dest_keys) < 0 ||
+	    rematch_read_source(ctx, sbox, copy_uids, pool, src_keys,
+				&sources) < 0)
+		ret = -1;
+
+	dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
+	array_foreach(&sources, src) {
+		if (ret < 0)
+			break;
+		if (hash_table_lookup(src_keys, src->key) == REMATCH_AMBIGUOUS ||
+		    (value = hash_table_lookup(dest_keys, src->key)) == NULL)
+			continue;
+		dest_uid = POINTER_CAST_TO(value, uint32_t);
+		hash_table_remove(dest_keys, src->key);
+		if (!mail_set_uid(dmail, dest_uid))
+			continue;
+		migrate_state_map_add(ctx->state, f->state, src->uid, dest_uid);
+		seq_range_array_remove(copy_uids, src->uid);
+		seq_range_array_remove(candidates, dest_uid);
+		mail_update_flags(dmail, MODIFY_REPLACE, src->flags);
+		kw = mailbox_keywords_create_valid(dbox,
+			migrate_sync_valid_keywords(dbox, src->keywords));
+		mail_update_keywords(dmail, MODIFY_REPLACE, kw);
+		mailbox_keywords_unref(&kw);
+		matched++;
+	}
+	mail_free(&dmail);
 	if (mailbox_transaction_commit(&dt) < 0 ||
 	    mailbox_sync(dbox, 0) < 0) {
 		migrate_sync_set_dest_error(ctx, dbox, "Updating flags in");
@@ -638,7 +727,8 @@ migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 	e_info(ctx->event, "%s: %u %s found again, %u to copy",
 	       f->dest_name, matched, what, seq_range_count(copy_uids));
 	ctx->stats->messages_recovered += matched;
-	hash_table_destroy(&orphans);
+	hash_table_destroy(&dest_keys);
+	hash_table_destroy(&src_keys);
 	pool_unref(&pool);
 	return ret;
 }

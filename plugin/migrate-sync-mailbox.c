@@ -422,6 +422,7 @@ sync_folder_unchanged(const struct migrate_sync_folder *f)
 	const struct mailbox_status *status = &f->src_status;
 
 	return state->src_uidnext != 0 &&
+		array_count(&state->orphans) == 0 &&
 		state->src_uidvalidity == status->uidvalidity &&
 		state->src_uidnext == status->uidnext &&
 		state->src_messages == status->messages &&
@@ -472,21 +473,24 @@ sync_mailbox_uidvalidity_changed(struct migrate_sync_ctx *ctx,
 {
 	struct migrate_state_folder *state = f->state;
 	const struct migrate_uid_map *map;
+	ARRAY_TYPE(seq_range) orphans;
 
 	e_warning(ctx->event, "Source UIDVALIDITY of %s changed (%u -> %u): "
 		  "its messages are matched again by content",
 		  f->src_name, state->src_uidvalidity,
 		  f->src_status.uidvalidity);
-	/* the copies of the old UIDVALIDITY stay until the run proves them
-	   gone; the new UIDs are copied anew.  Archived copies stay where
-	   they are, foreign from now on. */
+	/* the copies of the old UIDVALIDITY stay, as the folder's orphans,
+	   until a run matches them or proves them gone; the new UIDs are
+	   copied anew.  Archived copies stay where they are, foreign from
+	   now on. */
+	t_array_init(&orphans, 16);
+	array_append_array(&orphans, &state->orphans);
 	array_foreach(&state->map, map) {
-		if (map->dest_loc == 0) {
-			seq_range_array_add(&f->delete_orphan_dest_uids,
-					    map->dest_uid);
-		}
+		if (map->dest_loc == 0)
+			seq_range_array_add(&orphans, map->dest_uid);
 	}
 	migrate_state_folder_clear_map(ctx->state, state);
+	migrate_state_orphans_set(ctx->state, state, &orphans);
 }
 
 /* Record the source status taken before reading the folder: what changed
@@ -668,11 +672,16 @@ sync_folder_find_copies(struct migrate_sync_ctx *ctx,
 	array_clear(&f->recover_dest_uids);
 	f->state->dest_pending_uidnext = 0;
 	if (array_count(copy_uids) > 0 &&
-	    array_count(&f->delete_orphan_dest_uids) > 0 &&
-	    migrate_sync_import_rematch(ctx, f, sbox, dbox, copy_uids,
-					&f->delete_orphan_dest_uids,
-					"messages of the old UIDVALIDITY") < 0)
-		return -1;
+	    array_count(&f->delete_orphan_dest_uids) > 0) {
+		ret = migrate_sync_import_rematch(ctx, f, sbox, dbox, copy_uids,
+			&f->delete_orphan_dest_uids,
+			"messages of the old UIDVALIDITY");
+		/* the matched ones are copies of the new UIDVALIDITY now */
+		migrate_state_orphans_set(ctx->state, f->state,
+					  &f->delete_orphan_dest_uids);
+		if (ret < 0)
+			return -1;
+	}
 	if (ctx->gmail && array_count(copy_uids) > 0)
 		return migrate_sync_gmail_import(ctx, f, sbox, dbox, copy_uids);
 	return 0;
@@ -699,6 +708,9 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 
 	if (sync_dest_open(ctx, f, &dbox) < 0)
 		return -1;
+	/* what earlier runs could not match or prove gone is looked at
+	   again */
+	array_append_array(&f->delete_orphan_dest_uids, &state->orphans);
 	if (sync_scan_new_dest(ctx, f, dbox) < 0 ||
 	    (sbox = sync_source_open(ctx, f)) == NULL) {
 		mailbox_free(&dbox);

@@ -21,6 +21,11 @@
 #include "migrate-dest.h"
 #include "migrate-sync.h"
 
+/* a folder may always lose this many messages, whatever
+   migrate_max_delete_percent says of the folder (the limit of the whole
+   account still holds) */
+#define MIGRATE_SYNC_FOLDER_DELETE_MIN 10
+
 struct mail_namespace;
 struct mail_search_context;
 struct mailbox_header_lookup_ctx;
@@ -210,6 +215,7 @@ int migrate_sync_import_commit(struct migrate_sync_ctx *ctx,
 			       struct migrate_sync_batch *batch);
 /* Find copies made earlier among candidates (destination UIDs) by
    content. */
+const char *migrate_sync_mail_match_key(struct mail *mail, bool *weak_r);
 int migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 				struct migrate_sync_folder *f,
 				struct mailbox *sbox, struct mailbox *dbox,

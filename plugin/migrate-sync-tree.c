@@ -392,6 +392,173 @@ sync_find_renamed(struct migrate_sync_ctx *ctx,
 	return NULL;
 }
 
+/* mapped messages compared by content before a rename is believed */
+#define MIGRATE_SYNC_RENAME_SAMPLE 5
+
+HASH_TABLE_DEFINE_TYPE(rename_keys, void *, const char *);
+
+/* The content keys of the sample's source UIDs in the folder f, into
+   keys (UID -> key); a UID the source no longer has is not there. */
+static int
+sync_rename_read_source(struct migrate_sync_ctx *ctx,
+			const struct migrate_sync_folder *f,
+			const ARRAY_TYPE(seq_range) *uids, pool_t pool,
+			HASH_TABLE_TYPE(rename_keys) keys)
+{
+	static const char *const match_headers[] = { "Message-ID", NULL };
+	struct mailbox_header_lookup_ctx *headers;
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *search_ctx;
+	struct mailbox *sbox;
+	struct mail *mail;
+	const char *key;
+	bool weak;
+	int ret = 0;
+
+	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+			     MAILBOX_FLAG_READONLY);
+	if (mailbox_sync(sbox, 0) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Opening");
+		mailbox_free(&sbox);
+		return -1;
+	}
+	headers = mailbox_header_lookup_init(sbox, match_headers);
+	t = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = migrate_search_uids(t, uids, MAIL_FETCH_RECEIVED_DATE |
+					 MAIL_FETCH_VIRTUAL_SIZE, headers);
+	mailbox_header_lookup_unref(&headers);
+	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		key = migrate_sync_mail_match_key(mail, &weak);
+		if (key != NULL) {
+			key = p_strdup(pool, key);
+			hash_table_update(keys, POINTER_CAST(mail->uid), key);
+		}
+	} T_END;
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Fetching headers of");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&t);
+	mailbox_free(&sbox);
+	return ret;
+}
+
+/* The destination folder that holds the copies of state: its own name,
+   or the new name when a rename of its parent already carried it there. */
+static struct mailbox *
+sync_rename_open_dest(struct migrate_sync_ctx *ctx,
+		      const struct migrate_state_folder *state,
+		      const struct migrate_sync_folder *f, uint32_t loc)
+{
+	struct mailbox *dbox;
+
+	if (loc != 0) {
+		dbox = migrate_sync_dest_alloc(ctx,
+			migrate_state_location_name(ctx->state, loc));
+	} else {
+		dbox = migrate_sync_dest_alloc(ctx, state->dest_name);
+		if (mailbox_sync(dbox, 0) == 0)
+			return dbox;
+		mailbox_free(&dbox);
+		dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
+	}
+	if (mailbox_sync(dbox, 0) < 0)
+		mailbox_free(&dbox);
+	return dbox;
+}
+
+/* Compare one mapped copy with its source's key: 1 equal, 0 different,
+   -1 when the copy is not there to compare. */
+static int
+sync_rename_compare(struct migrate_sync_ctx *ctx,
+		    const struct migrate_state_folder *state,
+		    const struct migrate_sync_folder *f,
+		    const struct migrate_uid_map *map, const char *src_key)
+{
+	static const char *const match_headers[] = { "Message-ID", NULL };
+	struct mailbox_header_lookup_ctx *headers;
+	struct mailbox_transaction_context *t;
+	struct mailbox *dbox;
+	struct mail *mail;
+	const char *key = NULL;
+	bool weak;
+
+	dbox = sync_rename_open_dest(ctx, state, f, map->dest_loc);
+	if (dbox == NULL)
+		return -1;
+	headers = mailbox_header_lookup_init(dbox, match_headers);
+	t = mailbox_transaction_begin(dbox, 0, __func__);
+	mail = mail_alloc(t, MAIL_FETCH_RECEIVED_DATE |
+			  MAIL_FETCH_VIRTUAL_SIZE, headers);
+	mailbox_header_lookup_unref(&headers);
+	if (mail_set_uid(mail, map->dest_uid))
+		key = migrate_sync_mail_match_key(mail, &weak);
+	mail_free(&mail);
+	(void)mailbox_transaction_commit(&t);
+	mailbox_free(&dbox);
+	if (key == NULL)
+		return -1;
+	return strcmp(key, src_key) == 0 ? 1 : 0;
+}
+
+/* A folder the source no longer lists and a new one with its UIDVALIDITY
+   are one folder renamed only when the new one still holds what we
+   copied: a sample of the mapped messages, spread over the map, must be
+   there at their UIDs with the same content (a server may reuse a
+   UIDVALIDITY for another folder).  Returns 1 when proven, 0 when not
+   (the old folder is then gone and the new one new), -1 when the source
+   could not be read. */
+static int
+sync_rename_proven(struct migrate_sync_ctx *ctx,
+		   const struct migrate_state_folder *state,
+		   const struct migrate_sync_folder *f)
+{
+	HASH_TABLE_TYPE(rename_keys) keys;
+	const struct migrate_uid_map *maps;
+	ARRAY_TYPE(seq_range) uids;
+	const char *src_key;
+	unsigned int i, count, step, matched = 0, differ = 0;
+	pool_t pool;
+	int ret;
+
+	maps = array_get(&state->map, &count);
+	if (count == 0)
+		return 0;
+	step = I_MAX(count / MIGRATE_SYNC_RENAME_SAMPLE, 1);
+	t_array_init(&uids, MIGRATE_SYNC_RENAME_SAMPLE);
+	for (i = 0; i < count; i += step)
+		seq_range_array_add(&uids, maps[i].src_uid);
+
+	pool = pool_alloconly_create("migrate rename sample", 1024);
+	hash_table_create_direct(&keys, pool, 0);
+	ret = sync_rename_read_source(ctx, f, &uids, pool, keys);
+	for (i = 0; ret == 0 && i < count; i += step) {
+		src_key = hash_table_lookup(keys, POINTER_CAST(maps[i].src_uid));
+		if (src_key == NULL)
+			continue;
+		switch (sync_rename_compare(ctx, state, f, &maps[i], src_key)) {
+		case 1:
+			matched++;
+			break;
+		case 0:
+			differ++;
+			break;
+		}
+	}
+	hash_table_destroy(&keys);
+	pool_unref(&pool);
+	if (ret < 0)
+		return -1;
+	if (matched == 0 || differ > 0) {
+		e_warning(ctx->event, "Source folder %s has the UIDVALIDITY "
+			  "%s had, but not its messages (%u of %u compared "
+			  "differ): a new folder, not a rename", f->src_name,
+			  state->src_name, differ, matched + differ);
+		return 0;
+	}
+	return 1;
+}
+
 static int
 sync_rename_dest(struct migrate_sync_ctx *ctx,
 		 const struct migrate_state_folder *state,
@@ -430,6 +597,7 @@ void migrate_sync_tree_find_gone(struct migrate_sync_ctx *ctx)
 	struct migrate_state_folder *const *sfp, *state;
 	struct migrate_sync_folder *f;
 	const char *error;
+	int proven = 0;
 
 	p_array_init(&ctx->gone_folders, ctx->pool, 8);
 	sfolders = migrate_state_get_folders(ctx->state);
@@ -440,7 +608,15 @@ void migrate_sync_tree_find_gone(struct migrate_sync_ctx *ctx)
 		/* not listed: renamed (same UIDVALIDITY under a new name
 		   that we do not know yet) or gone */
 		f = sync_find_renamed(ctx, state);
-		if (f == NULL) {
+		if (f != NULL) T_BEGIN {
+			proven = sync_rename_proven(ctx, state, f);
+		} T_END;
+		if (f != NULL && proven < 0) {
+			/* neither a rename nor gone until the source tells */
+			f->selected = FALSE;
+			continue;
+		}
+		if (f == NULL || proven == 0) {
 			array_push_back(&ctx->gone_folders, &state);
 			continue;
 		}
