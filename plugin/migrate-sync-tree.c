@@ -514,29 +514,30 @@ sync_rename_proven(struct migrate_sync_ctx *ctx,
 		   const struct migrate_sync_folder *f)
 {
 	HASH_TABLE_TYPE(rename_keys) keys;
-	const struct migrate_uid_map *maps;
+	const struct migrate_uid_map *maps, *map;
 	ARRAY_TYPE(seq_range) uids;
 	const char *src_key;
-	unsigned int i, count, step, matched = 0, differ = 0;
+	unsigned int i, count, samples, matched = 0, differ = 0;
 	pool_t pool;
 	int ret;
 
 	maps = array_get(&state->map, &count);
 	if (count == 0)
 		return 0;
-	step = I_MAX(count / MIGRATE_SYNC_RENAME_SAMPLE, 1);
-	t_array_init(&uids, MIGRATE_SYNC_RENAME_SAMPLE);
-	for (i = 0; i < count; i += step)
-		seq_range_array_add(&uids, maps[i].src_uid);
+	samples = I_MIN(count, MIGRATE_SYNC_RENAME_SAMPLE);
+	t_array_init(&uids, samples);
+	for (i = 0; i < samples; i++)
+		seq_range_array_add(&uids, maps[i * count / samples].src_uid);
 
 	pool = pool_alloconly_create("migrate rename sample", 1024);
 	hash_table_create_direct(&keys, pool, 0);
 	ret = sync_rename_read_source(ctx, f, &uids, pool, keys);
-	for (i = 0; ret == 0 && i < count; i += step) {
-		src_key = hash_table_lookup(keys, POINTER_CAST(maps[i].src_uid));
+	for (i = 0; ret == 0 && i < samples; i++) {
+		map = &maps[i * count / samples];
+		src_key = hash_table_lookup(keys, POINTER_CAST(map->src_uid));
 		if (src_key == NULL)
 			continue;
-		switch (sync_rename_compare(ctx, state, f, &maps[i], src_key)) {
+		switch (sync_rename_compare(ctx, state, f, map, src_key)) {
 		case 1:
 			matched++;
 			break;

@@ -499,4 +499,122 @@ EOF
 migrate refused -o plugin/migrate_retries=0
 tap_is "$MIG_RC" 75 "NO [UNAVAILABLE] to the login stays temporary (75)"
 
+# --- 10. deletions need proof ----------------------------------------------------------
+# A folder gone and a new one with its UIDVALIDITY are one folder renamed
+# only when the new one still holds what was copied: a server that reuses
+# a UIDVALIDITY for another folder must not make Beta inherit Alpha's
+# copies (and Beta's own messages never come).
+user proof
+proof_scen() {   # the folders (a Python list) besides INBOX
+	scen proof <<-EOF
+	inbox = [msg(i, body("proof inbox %d" % i)) for i in range(1, 41)]
+	alpha = [msg(i, body("alpha %d" % i), fid=1) for i in range(1, 13)]
+	beta = [msg(i, body("beta %d" % i), fid=2) for i in range(1, 13)]
+	folders = [{"name": "INBOX", "uidvalidity": 60, "messages": inbox}] + $1
+	EOF
+}
+proof_scen '[{"name": "Alpha", "uidvalidity": 61, "messages": alpha}]'
+migrate proof
+tap_is "$MIG_RC/${MIG[copied]}" "0/52" "proof: the first run copies 52"
+proof_scen '[{"name": "Beta", "uidvalidity": 61, "messages": beta}]'
+migrate proof
+tap_is "$MIG_RC/${MIG[renamed]}/${MIG[copied]}/${MIG[deleted]}" "0/0/12/12" \
+	"Beta has Alpha's UIDVALIDITY but other messages: not a rename, its 12 copied, Alpha's 12 deleted"
+tap_like "the log says why it is no rename" \
+	'Source folder Beta has the UIDVALIDITY Alpha had, but not its messages \(5 of 5 compared differ\)' \
+	"$(cat "$MIG_OUT")"
+tap_run "checker: equal after a reused UIDVALIDITY" compare proof
+proof_scen '[{"name": "Gamma", "uidvalidity": 61, "messages": beta}]'
+migrate proof
+tap_is "$MIG_RC/${MIG[renamed]}/${MIG[copied]}/${MIG[deleted]}" "0/1/0/0" \
+	"a real rename (same UIDVALIDITY, same messages) is still a rename: nothing copied or deleted"
+tap_is "$(dimap proof count Gamma)" 12 "Gamma holds the 12"
+
+# Two messages without a Message-ID, of the same date and size, differ only
+# in their text.  After a UIDVALIDITY change the server numbers them the
+# other way round: matching by content must not take one for the other.
+user twins
+twins_scen() {   # UIDVALIDITY, the twins' UIDs (a, b)
+	scen twins <<-EOF
+	def twin(uid, letter):
+	    return msg(uid, ("From: twin@example.org\r\nSubject: twin\r\n\r\nbody %s\r\n"
+	                     % letter).encode(), fid=$1, date="01-Mar-2022 10:00:00 +0000")
+	msgs = [msg(10 + i, body("twins %d" % i), fid=$1, date="0%d-Feb-2022 10:00:00 +0000" % (i + 1))
+	        for i in range(8)]
+	msgs += [twin($2, "A"), twin($3, "B")]
+	folders = [{"name": "INBOX", "uidvalidity": $1, "messages": sorted(msgs, key=lambda m: m["uid"])}]
+	EOF
+}
+twins_scen 70 1 2
+migrate twins
+tap_is "$MIG_RC/${MIG[copied]}" "0/10" "twins: 10 copied"
+twins_scen 71 2 1
+migrate twins
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/2/2" \
+	"after a UIDVALIDITY change the 2 twins are copied again and their old copies deleted, the 8 others matched"
+tap_run "checker: the twins are not mixed up" compare twins
+
+# The copies of the old UIDVALIDITY that match nothing go only when a second
+# session sees the new UIDVALIDITY too; until then they are kept, and the
+# state remembers them for the next run.
+user orphans
+orphans_scen() {   # UIDVALIDITY, first UID, count, connections that still see UIDVALIDITY 80
+	scen orphans <<-EOF
+	msgs = [msg($2 + n, body("orphan %d" % i), fid=$1, date="1%d-Jan-2020 10:00:00 +0000" % (i % 9))
+	        for n, i in enumerate(range(1, $3 + 1))]
+	folders = [{"name": "INBOX", "uidvalidity": $1, "messages": msgs,
+	            "uidvalidity_on_connections": {str(c): 80 for c in $4}}]
+	EOF
+}
+orphans_scen 80 1 30 "[]"
+migrate orphans -o plugin/migrate_workers=1
+tap_is "$MIG_RC/${MIG[copied]}" "0/30" "orphans: 30 copied"
+first=$(( $(grep -c '^conn [0-9]* open ' "$QLOG") + 1 ))
+orphans_scen 81 101 27 "list(range($first + 1, $first + 40))"
+migrate orphans -o plugin/migrate_workers=1
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}/${MIG[deletes_withheld]}" "0/0/0/3" \
+	"UIDVALIDITY 80 -> 81, 27 matched, but a second session still sees 80: the 3 others are kept"
+tap_like "the warning says why" \
+	'INBOX: Not deleting 3 messages: copies of an earlier UIDVALIDITY, and a second look sees UIDVALIDITY 80, not 81' \
+	"$(cat "$MIG_OUT")"
+tap_is "$(dimap orphans count INBOX)" 30 "the 30 copies are all there"
+orphans_scen 81 101 27 "[]"
+migrate orphans -o plugin/migrate_workers=1
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/0/3" \
+	"once every session sees 81, the next run deletes the 3 (the state kept them)"
+tap_run "checker: equal after the orphans went" compare orphans
+
+# The deletion limit holds per folder as well: 15 of Small's 20 gone is
+# refused even though the account loses only 15 of 90 (under 30%); a folder
+# may always lose up to 10 (Tiny loses 8 of 10).
+user budget
+budget_scen() {   # messages left in Small, in Tiny
+	scen budget <<-EOF
+	folders = [{"name": "INBOX", "uidvalidity": 90,
+	            "messages": [msg(i, body("budget inbox %d" % i)) for i in range(1, 61)]},
+	           {"name": "Small", "uidvalidity": 91,
+	            "messages": [msg(i, body("small %d" % i), fid=1) for i in range(1, $1 + 1)]},
+	           {"name": "Tiny", "uidvalidity": 92,
+	            "messages": [msg(i, body("tiny %d" % i), fid=2) for i in range(1, $2 + 1)]}]
+	EOF
+}
+budget_scen 20 10
+migrate budget
+tap_is "$MIG_RC/${MIG[copied]}" "0/90" "budget: 90 copied"
+budget_scen 5 2
+migrate budget
+tap_is "$MIG_RC/${MIG[deleted]}" "65/8" "Small would lose 15 of 20: exit 65, only Tiny's 8 deleted"
+tap_like "the error names the folder and the limit" \
+	'Small: Refusing to delete 15 of its 20 copies \(more than migrate_max_delete_percent=30% of the folder\)' \
+	"$(cat "$MIG_OUT")"
+tap_is "$(dimap budget count Small)/$(dimap budget count Tiny)" "20/2" "Small keeps its 20, Tiny has 2"
+migrate budget
+tap_is "$MIG_RC/${MIG[deleted]}" "65/0" "the next run refuses again"
+MIG_OUT=$RIG/mig.budget.force
+MIG_RC=0
+rig_doveadm dest -f tab migrate -f -u budget@example.com >"$MIG_OUT" 2>&1 || MIG_RC=$?
+rig_summary "$MIG_OUT"
+tap_is "$MIG_RC/${MIG[deleted]}" "0/15" "with --force the 15 go"
+tap_run "checker: equal after the forced deletion" compare budget
+
 tap_done

@@ -46,6 +46,10 @@ Scenario (JSON):
         "subscribed": true,          optional (default true)
         "hidden_on_connections": [3],  optional: on those connections
                                      the folder is not there at all
+        "uidvalidity_on_connections": {"4": 7},  optional: on those
+                                     connections the folder has that
+                                     UIDVALIDITY (same messages): a
+                                     cluster whose sessions disagree
         "messages": [
           { "uid": 1,
             "file": "m1.eml" (relative to the scenario file)
@@ -188,7 +192,7 @@ class Message:
 
 class Folder:
     __slots__ = ("name", "wire", "uidvalidity", "uidnext", "hms", "special",
-                 "attrs", "subscribed", "messages", "hidden_on")
+                 "attrs", "subscribed", "messages", "hidden_on", "uv_on")
 
 
 def parse_date(s):
@@ -231,6 +235,8 @@ class Scenario:
             fo.attrs = list(fd.get("attributes", []))
             fo.subscribed = bool(fd.get("subscribed", True))
             fo.hidden_on = [int(n) for n in fd.get("hidden_on_connections", [])]
+            fo.uv_on = {int(n): int(v) for n, v in
+                        fd.get("uidvalidity_on_connections", {}).items()}
             msgs = []
             for md in fd.get("messages", []):
                 m = Message()
@@ -269,7 +275,7 @@ class Scenario:
         """The scenario as connection conn_no sees it: without the folders
         and messages hidden on it (a shallow copy; the shared one is not
         changed)."""
-        if not any(conn_no in fo.hidden_on or
+        if not any(conn_no in fo.hidden_on or conn_no in fo.uv_on or
                    any(conn_no in m.hidden_on for m in fo.messages)
                    for fo in self.folders):
             return self
@@ -282,6 +288,7 @@ class Scenario:
             for slot in Folder.__slots__:
                 setattr(nf, slot, getattr(fo, slot))
             nf.messages = [m for m in fo.messages if conn_no not in m.hidden_on]
+            nf.uidvalidity = fo.uv_on.get(conn_no, fo.uidvalidity)
             view.folders.append(nf)
         return view
 
