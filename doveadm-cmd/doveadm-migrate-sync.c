@@ -58,7 +58,8 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 }
 
 /* The user's settings; the template's source account, when there is one,
-   replaces the configured one. */
+   replaces the configured one.  Otherwise the configured password file is
+   read here, as the mail user: a sync is what needs it. */
 static int
 migrate_cmd_settings(struct mail_user *user,
 		     const struct migrate_credentials *cred,
@@ -70,12 +71,15 @@ migrate_cmd_settings(struct mail_user *user,
 
 	if (migrate_user_settings_read(user, cred == NULL, &set, error_r) < 0)
 		return -1;
-	if (cred == NULL) {
-		*set_r = set;
-		return 0;
-	}
 	new_set = p_new(user->pool, struct migrate_settings, 1);
 	*new_set = *set;
+	if (cred == NULL) {
+		if (migrate_settings_read_password_file(user->pool, new_set,
+							error_r) < 0)
+			return -1;
+		*set_r = new_set;
+		return 0;
+	}
 	new_set->source_host = p_strdup(user->pool, cred->source_host);
 	if (cred->source_port != 0)
 		new_set->source_port = cred->source_port;

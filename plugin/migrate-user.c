@@ -59,7 +59,8 @@ int migrate_user_settings_read(struct mail_user *user, bool require_source,
 		*error_r = MIGRATE_SETTING_SOURCE_HOST" is not set";
 		return -1;
 	}
-	if (require_source && muser->set->source_password == NULL) {
+	if (require_source && muser->set->source_password == NULL &&
+	    muser->set->source_password_file == NULL) {
 		*error_r = "Neither "MIGRATE_SETTING_SOURCE_PASSWORD" nor "
 			MIGRATE_SETTING_SOURCE_PASSWORD_FILE" is set";
 		return -1;

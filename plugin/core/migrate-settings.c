@@ -167,7 +167,7 @@ static int
 settings_read_password(pool_t pool, struct migrate_settings_reader *r,
 		       bool require_source, struct migrate_settings *set)
 {
-	const char *value, *password_file, *error;
+	const char *value, *password_file;
 
 	value = reader_get(r, MIGRATE_SETTING_SOURCE_PASSWORD);
 	password_file = reader_get(r, MIGRATE_SETTING_SOURCE_PASSWORD_FILE);
@@ -177,18 +177,13 @@ settings_read_password(pool_t pool, struct migrate_settings_reader *r,
 			" are mutually exclusive";
 		return -1;
 	}
-	if (password_file != NULL) {
-		if (read_password_file(password_file, &value, &error) < 0) {
-			r->error = error;
-			return -1;
-		}
-	}
-	if (value == NULL && require_source) {
+	if (value == NULL && password_file == NULL && require_source) {
 		r->error = "Neither "MIGRATE_SETTING_SOURCE_PASSWORD" nor "
 			MIGRATE_SETTING_SOURCE_PASSWORD_FILE" is set";
 		return -1;
 	}
 	set->source_password = p_strdup(pool, value);
+	set->source_password_file = p_strdup(pool, password_file);
 	return 0;
 }
 
@@ -404,6 +399,21 @@ int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
 		return -1;
 	}
 	*set_r = set;
+	return 0;
+}
+
+int migrate_settings_read_password_file(pool_t pool,
+					struct migrate_settings *set,
+					const char **error_r)
+{
+	const char *password;
+
+	if (set->source_password_file == NULL)
+		return 0;
+	if (read_password_file(set->source_password_file, &password,
+			       error_r) < 0)
+		return -1;
+	set->source_password = p_strdup(pool, password);
 	return 0;
 }
 

@@ -86,9 +86,12 @@ struct migrate_settings {
 	const char *source_ssl_hostname;
 	const char *source_user;
 	const char *source_master_user;
-	/* from migrate_source_password or the first line of
-	   migrate_source_password_file; never logged */
+	/* migrate_source_password, or after
+	   migrate_settings_read_password_file() the first line of
+	   source_password_file; never logged */
 	const char *source_password;
+	/* migrate_source_password_file, not read by migrate_settings_read() */
+	const char *source_password_file;
 	const char *source_prefix;
 	unsigned int source_timeout_secs;
 	/* retries of a run that lost the source, and the first delay */
@@ -129,12 +132,22 @@ typedef const char *migrate_settings_lookup_t(const char *key, void *context);
 /* Parse all settings.  default_user is used when migrate_source_user is
    unset, home resolves a relative state dir.  Fails with an error naming
    the setting on any bad value; an unset source host or password is an
-   error only when require_source is TRUE. */
+   error only when require_source is TRUE.  The password file is not
+   opened here (see below). */
 int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
 			  void *context, const char *default_user,
 			  const char *home, bool require_source,
 			  const struct migrate_settings **set_r,
 			  const char **error_r);
+
+/* Sets set->source_password to the first line of
+   set->source_password_file, read now with the caller's privileges; does
+   nothing when no file is set.  Only a sync needs the password: whatever
+   else reads the settings never opens the file, so a file that only the
+   mail user (or only root) can read breaks nothing but syncs. */
+int migrate_settings_read_password_file(pool_t pool,
+					struct migrate_settings *set,
+					const char **error_r);
 
 /* migrate_workers alone, by the rules of migrate_settings_read(): for
    doveadm, which starts the workers before the user exists. */

@@ -111,8 +111,6 @@ static void test_migrate_settings_invalid(void)
 		{ "migrate_gmail", "maybe", "migrate_gmail" },
 		{ "migrate_debug_kill", "save:0", "migrate_debug_kill" },
 		{ "migrate_debug_kill", "save:x", "migrate_debug_kill" },
-		{ "migrate_source_password_file", "/nonexistent/pw",
-		  "migrate_source_password_file" },
 	};
 	const struct migrate_settings *set;
 	const char *error;
@@ -123,9 +121,7 @@ static void test_migrate_settings_invalid(void)
 		const char *const pairs[] = {
 			"migrate_source_host", "h",
 			tests[i].key, tests[i].value,
-			"migrate_source_password", strcmp(tests[i].key,
-				"migrate_source_password_file") == 0 ?
-				NULL : "pw",
+			"migrate_source_password", "pw",
 			NULL
 		};
 		pool_t pool = pool_alloconly_create("test", 1024);
@@ -174,10 +170,58 @@ static void test_migrate_settings_required(void)
 	test_end();
 }
 
+static void test_migrate_settings_password_file(void)
+{
+	const char *path = test_migrate_write("pw", "f1le!pw\nsecond line\n");
+	const char *empty = test_migrate_write("pw-empty", "");
+	const char *pairs[] = {
+		"migrate_source_host", "h",
+		"migrate_source_password_file", "/nonexistent/pw",
+		NULL
+	};
+	const struct migrate_settings *set;
+	struct migrate_settings *set_copy;
+	const char *error;
+	pool_t pool = pool_alloconly_create("test", 1024);
+
+	test_begin("migrate settings password file");
+	/* read only when asked for: a missing file is no error yet, and
+	   counts as a password that is set */
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)pairs,
+		"u", "/h", TRUE, &set, &error) == 0);
+	test_assert(set->source_password == NULL);
+	test_assert_strcmp(set->source_password_file, "/nonexistent/pw");
+	set_copy = p_new(pool, struct migrate_settings, 1);
+	*set_copy = *set;
+	test_assert(migrate_settings_read_password_file(pool, set_copy,
+							&error) < 0);
+	test_assert(strstr(error, "migrate_source_password_file") != NULL);
+	test_assert(set_copy->source_password == NULL);
+
+	pairs[3] = empty;
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)pairs,
+		"u", "/h", TRUE, &set, &error) == 0);
+	*set_copy = *set;
+	test_assert(migrate_settings_read_password_file(pool, set_copy,
+							&error) < 0);
+	test_assert(strstr(error, "No password in file") != NULL);
+
+	pairs[3] = path;
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)pairs,
+		"u", "/h", TRUE, &set, &error) == 0);
+	*set_copy = *set;
+	test_assert(migrate_settings_read_password_file(pool, set_copy,
+							&error) == 0);
+	test_assert_strcmp(set_copy->source_password, "f1le!pw");
+	pool_unref(&pool);
+	test_end();
+}
+
 void test_migrate_settings(void)
 {
 	test_migrate_settings_defaults();
 	test_migrate_settings_values();
 	test_migrate_settings_invalid();
 	test_migrate_settings_required();
+	test_migrate_settings_password_file();
 }
