@@ -3,9 +3,10 @@
 #include "lib.h"
 #include "migrate-plugin.h"
 
-/* The engine lives in this module for doveadm migrate and for the
-   modules that depend on it; nothing happens at a login: the settings
-   are read when a migration or a delivery asks for them. */
+/* The engine lives in this module for doveadm migrate, the only process
+   that loads it (conf.d/90-migrate.conf: protocol doveadm); nothing
+   happens when a user is created: the settings are read when a verb asks
+   for them. */
 
 const char *migrate_plugin_version = DOVECOT_ABI_VERSION;
 

@@ -86,13 +86,17 @@ rc=0; lda bob@other.example "$RIG/lda.eml" || rc=$?
 tap_is "$rc" 0 "another domain's mail is delivered as usual"
 
 # a bad migrate setting of a user: IMAP never reads the migrate settings,
-# dovecot-lda (migrate_lda) refuses to deliver as if it were not there
+# dovecot-lda (migrate_lda) reads only migrate_domain_dict, and refuses to
+# deliver as if a bad one were not there (more in t-settings)
 rig_add_user dest dora@other.example "$DEST_PW" userdb_migrate_workers=lots
+rig_add_user dest erin@other.example "$DEST_PW" userdb_migrate_domain_dict=nosuchdriver:x
 tap_is "$(rig_imap dest dora@other.example "$DEST_PW" count INBOX)" 0 \
 	"a user with a bad migrate setting still logs in over IMAP"
 rc=0; lda dora@other.example "$RIG/lda.eml" || rc=$?
-tap_is "$rc" 75 "... while dovecot-lda defers the user's mail (exit 75)"
-tap_like "... naming the setting" "migrate: Invalid settings: migrate_workers: Invalid number 'lots'" \
+tap_is "$rc" 0 "... and dovecot-lda, which does not read it, delivers"
+rc=0; lda erin@other.example "$RIG/lda.eml" || rc=$?
+tap_is "$rc" 75 "a bad migrate_domain_dict: dovecot-lda defers the user's mail (exit 75)"
+tap_like "... naming the setting" "migrate: Invalid settings: migrate_domain_dict=nosuchdriver:x: Unknown dict module" \
 	"$(cat "$(rig_log dest)")"
 # the lda module declares its binary: an IMAP process refuses to load it
 rig_conf_add dest 'protocol imap {
