@@ -323,7 +323,8 @@ SQLCONF=/etc/dovecot/dovecot-migrate-accounts-sql.conf.ext
 	cat <<-EOF
 	}
 	mail_plugins = \$mail_plugins quota
-	# before any protocol { mail_plugins }: it adds migrate to the global ones
+	# after the global mail_plugins: its protocol blocks (doveadm, lda)
+	# add our plugins to them
 	!include /etc/dovecot/conf.d/90-migrate.conf
 	protocol imap {
 	  mail_plugins = \$mail_plugins imap_quota

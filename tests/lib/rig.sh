@@ -11,8 +11,9 @@
 #                            IMAP server; --sep . --prefix INBOX. is the
 #                            Courier-style namespace
 #   rig_start_dest NAME [--layout maildir++|fs] [--no-migrate]
-#                            the destination: our mail plugin (when built),
-#                            quota, IMAP port and LMTP socket
+#                            the destination: our plugins (when built)
+#                            where conf.d/90-migrate.conf loads them
+#                            (doveadm, lda), quota, IMAP port, LMTP socket
 #   rig_add_user NAME USER PASSWORD [userdb_KEY=VALUE ...]
 #                            passwd-file entry ({PLAIN}); replaces USER's
 #                            old entry; Dovecot re-reads the file (a
@@ -371,9 +372,12 @@ rig__write_conf() {
 		}
 		EOF
 		if [ "$kind" = dest ]; then
+			# as conf.d/90-migrate.conf loads them: the engine for
+			# doveadm only, the delivery module for lda only
 			plugins="quota"
+			local doveadm_plugins=""
 			if [ "$_migrate" = 1 ] && [ "$RIG_HAVE_PLUGIN" = 1 ]; then
-				plugins="$plugins migrate"
+				doveadm_plugins=" migrate"
 			fi
 			local lmtp_plugins="" lda_plugins="" imap_plugins="imap_quota" p
 			if [ "$_migrate" = 1 ]; then
@@ -394,6 +398,9 @@ rig__write_conf() {
 			}
 			protocol lmtp {
 			  mail_plugins = \$mail_plugins$lmtp_plugins
+			}
+			protocol doveadm {
+			  mail_plugins = \$mail_plugins$doveadm_plugins
 			}
 			protocol lda {
 			  mail_plugins = \$mail_plugins$lda_plugins
