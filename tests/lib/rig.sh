@@ -38,6 +38,9 @@
 #                            1 rejected, 2 error
 #   rig_imap NAME USER PASSWORD SUBCOMMAND ARGS...   tools/imaptool.py
 #   rig_imap_append NAME USER PASSWORD FOLDER FILE [FLAGS]
+#   rig_pop3_enable NAME     POP3 too (Debian's dovecot-pop3d, installed
+#                            when missing), on a port of its own
+#   rig_pop3 NAME USER PASSWORD   POP3 login and STAT; prints the count
 #   rig_free_port            a free TCP port on 127.0.0.1
 #   rig_port / rig_conf / rig_dir / rig_log / rig_base_dir / rig_lmtp_socket
 #   rig_users_file NAME / rig_home NAME USER / rig_maildir NAME USER
@@ -91,7 +94,7 @@ RIG_TOOLS=$RIG_SRCDIR/tests/tools
 RIG_PY=${RIG_PY:-/usr/bin/python3}
 RIG_SYS_MODULES=/usr/lib/dovecot/modules
 
-declare -A RIG_KIND=() RIG_PORTS=()
+declare -A RIG_KIND=() RIG_PORTS=() RIG_POP3_PORTS=()
 RIG_INSTANCES=()
 RIG=
 TAP_N=0
@@ -777,6 +780,41 @@ rig_imap() {
 	shift 3
 	IMAP_PASSWORD=$pass "$RIG_PY" "$RIG_TOOLS/imaptool.py" --host 127.0.0.1 \
 		--port "$(rig_port "$name")" --user "$user" "$@"
+}
+
+rig_pop3_enable() {
+	local name=$1 port
+	[ -n "${RIG_KIND[$name]:-}" ] || rig_die "no instance $name"
+	if [ ! -x /usr/lib/dovecot/pop3 ]; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends dovecot-pop3d >/dev/null 2>&1 ||
+			rig_die "POP3 needs Debian's dovecot-pop3d"
+	fi
+	port=$(rig_free_port) || rig_die "no free port"
+	rig_conf_add "$name" "protocols = \$protocols pop3
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}" || return 1
+	RIG_POP3_PORTS[$name]=$port
+}
+
+rig_pop3() {
+	local name=$1 user=$2 pass=$3
+	[ -n "${RIG_POP3_PORTS[$name]:-}" ] || rig_die "no POP3 on $name"
+	POP3_PASSWORD=$pass "$RIG_PY" - "${RIG_POP3_PORTS[$name]}" "$user" <<-'EOF'
+	import os, poplib, sys
+	pop = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=30)
+	pop.user(sys.argv[2])
+	pop.pass_(os.environ["POP3_PASSWORD"])
+	print(pop.stat()[0])
+	pop.quit()
+	EOF
 }
 
 rig_imap_append() {
