@@ -123,6 +123,16 @@ chmod 400 "$RIG/root.pw"
 mig -u alice@example.com
 tap_is "$MIG_RC" 0 "readable by the mail user: the sync runs"
 tap_is "$(in_maildir alice@example.com srcmail)" 1 "... and copies the message"
+# batch hands its processes the template's password: the file, root-only
+# again, is never opened
+chown root:root "$RIG/root.pw"
+chmod 600 "$RIG/root.pw"
+printf '127.0.0.1:%s;alice;%s;mx.example.com;alice@example.com;Str0ng!dest\n' \
+	"$(rig_port src)" "$SRC_PW" >"$RIG/template.txt"
+rig_secret 'Str0ng!dest' "template dest_password"
+rig_secret_input "$RIG/template.txt"
+mig batch -j 1 "$RIG/template.txt"
+tap_is "$MIG_RC" 0 "batch syncs with the template's password, the file unread"
 
 # --- dovecot-lda checks what its check reads ----------------------------------
 rig_dest_plugin_set dest migrate_domain_dict "nosuchdriver:x"
