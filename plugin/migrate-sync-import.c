@@ -381,20 +381,37 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 	return 0;
 }
 
-ARRAY_DEFINE_TYPE(seq_range_array, ARRAY_TYPE(seq_range));
+/* A part of the copy: small messages fetched ahead as a whole, or large
+   ones read in pieces. */
+struct sync_copy_chunk {
+	ARRAY_TYPE(seq_range) uids;
+	bool large;
+};
+ARRAY_DEFINE_TYPE(sync_copy_chunk, struct sync_copy_chunk);
 
-/* Plans the copy from the sizes (RFC822.SIZE, no bodies): messages larger
-   than MIGRATE_SOURCE_LARGE_SIZE go to large_uids (read in pieces), the
-   rest into chunks of at most migrate_prefetch messages and
-   MIGRATE_SOURCE_PREFETCH_BYTES.  Each chunk is fetched ahead as a whole, so
-   the source streams without a pause per message and memory stays
-   bounded by the chunk.  *bytes_r is the size of them all (what a dry
-   run reports). */
+static ARRAY_TYPE(seq_range) *
+sync_plan_chunk(ARRAY_TYPE(sync_copy_chunk) *chunks, bool large)
+{
+	struct sync_copy_chunk *chunk;
+
+	chunk = array_append_space(chunks);
+	t_array_init(&chunk->uids, 8);
+	chunk->large = large;
+	return &chunk->uids;
+}
+
+/* Plans the copy from the sizes (RFC822.SIZE, no bodies), in ascending UID
+   order, so that every message can keep its source UID: messages larger
+   than MIGRATE_SOURCE_LARGE_SIZE in chunks of their own (read in pieces),
+   the rest in chunks of at most migrate_prefetch messages and
+   MIGRATE_SOURCE_PREFETCH_BYTES.  Each small chunk is fetched ahead as a
+   whole, so the source streams without a pause per message and memory
+   stays bounded by the chunk.  *bytes_r is the size of them all (what a
+   dry run reports). */
 static int
 sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	       const ARRAY_TYPE(seq_range) *uids,
-	       ARRAY_TYPE(seq_range_array) *chunks,
-	       ARRAY_TYPE(seq_range) *large_uids, uoff_t *bytes_r)
+	       ARRAY_TYPE(sync_copy_chunk) *chunks, uoff_t *bytes_r)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
@@ -402,6 +419,7 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	unsigned int chunk_count = 0;
 	uoff_t size, chunk_bytes = 0;
 	struct mail *smail;
+	bool large, chunk_large = FALSE;
 	int ret = 0;
 
 	*bytes_r = 0;
@@ -411,14 +429,13 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 		if (mail_get_virtual_size(smail, &size) < 0)
 			size = 0;
 		*bytes_r += size;
-		if (size > MIGRATE_SOURCE_LARGE_SIZE) {
-			seq_range_array_add(large_uids, smail->uid);
-			continue;
-		}
-		if (chunk == NULL || chunk_count >= I_MAX(ctx->set->prefetch, 1) ||
-		    chunk_bytes + size > MIGRATE_SOURCE_PREFETCH_BYTES) {
-			chunk = array_append_space(chunks);
-			t_array_init(chunk, 8);
+		large = size > MIGRATE_SOURCE_LARGE_SIZE;
+		if (chunk == NULL || large != chunk_large ||
+		    (!large && (chunk_count >= I_MAX(ctx->set->prefetch, 1) ||
+				chunk_bytes + size >
+				MIGRATE_SOURCE_PREFETCH_BYTES))) {
+			chunk = sync_plan_chunk(chunks, large);
+			chunk_large = large;
 			chunk_count = 0;
 			chunk_bytes = 0;
 		}
@@ -439,14 +456,12 @@ int
 migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 		  const ARRAY_TYPE(seq_range) *uids)
 {
-	ARRAY_TYPE(seq_range_array) chunks;
-	ARRAY_TYPE(seq_range) large_uids;
+	ARRAY_TYPE(sync_copy_chunk) chunks;
 	uoff_t bytes;
 	int ret;
 
 	t_array_init(&chunks, 8);
-	t_array_init(&large_uids, 8);
-	ret = sync_plan_copy(ctx, sbox, uids, &chunks, &large_uids, &bytes);
+	ret = sync_plan_copy(ctx, sbox, uids, &chunks, &bytes);
 	ctx->stats->messages_copied += seq_range_count(uids);
 	ctx->stats->bytes_copied += bytes;
 	return ret;
@@ -491,8 +506,8 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		 struct mailbox *sbox, struct mailbox *dbox,
 		 const ARRAY_TYPE(seq_range) *copy_uids)
 {
-	ARRAY_TYPE(seq_range_array) chunks;
-	ARRAY_TYPE(seq_range) large_uids, *chunk;
+	ARRAY_TYPE(sync_copy_chunk) chunks;
+	struct sync_copy_chunk *chunk;
 	struct migrate_sync_batch batch;
 	uoff_t bytes;
 	int ret;
@@ -506,20 +521,14 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ctx->progress_total = seq_range_count(copy_uids);
 
 	t_array_init(&chunks, 8);
-	t_array_init(&large_uids, 8);
-	ret = sync_plan_copy(ctx, sbox, copy_uids, &chunks, &large_uids,
-			     &bytes);
+	ret = sync_plan_copy(ctx, sbox, copy_uids, &chunks, &bytes);
 	if (ret == 0) {
 		array_foreach_modifiable(&chunks, chunk) {
-			ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, chunk,
-					     FALSE);
+			ret = sync_copy_uids(ctx, f, sbox, dbox, &batch,
+					     &chunk->uids, chunk->large);
 			if (ret < 0)
 				break;
 		}
-	}
-	if (ret == 0) {
-		ret = sync_copy_uids(ctx, f, sbox, dbox, &batch, &large_uids,
-				     TRUE);
 	}
 	/* keep what was saved completely, even after a failure */
 	if (migrate_sync_import_commit(ctx, f, dbox, &batch) < 0)
