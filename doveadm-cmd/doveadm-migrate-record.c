@@ -279,6 +279,7 @@ void migrate_record_user_finish(struct mail_user *user,
 	rec.deleted = stats->messages_deleted;
 	rec.skipped = stats->messages_skipped;
 	rec.rejected = stats->messages_rejected;
+	rec.uids_changed = stats->messages_uid_changed;
 	rec.bytes = stats->bytes_copied;
 	rec.retries = stats->retries;
 	migrate_record_quota(user, &rec);

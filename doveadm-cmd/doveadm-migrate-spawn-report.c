@@ -24,7 +24,7 @@ int migrate_spawn_exit_code(const struct migrate_spawn *spawn)
 /* the counts of the reports, in their order */
 static void
 migrate_spawn_report_counts(const struct migrate_spawn_account *acct,
-			    uint64_t counts_r[7])
+			    uint64_t counts_r[8])
 {
 	counts_r[0] = acct->rec.folders;
 	counts_r[1] = migrate_spawn_account_copied(acct);
@@ -33,10 +33,11 @@ migrate_spawn_report_counts(const struct migrate_spawn_account *acct,
 	counts_r[4] = acct->rec.skipped;
 	counts_r[5] = acct->rec.rejected;
 	counts_r[6] = migrate_spawn_account_bytes(acct);
+	counts_r[7] = acct->earlier_uids_changed + acct->rec.uids_changed;
 }
 static const char *const migrate_spawn_report_fields[] = {
 	"folders", "copied", "updated", "deleted", "skipped", "rejected",
-	"bytes",
+	"bytes", "uids_changed",
 };
 
 static int migrate_spawn_write_json(struct migrate_spawn *spawn,
@@ -102,7 +103,8 @@ static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 
 	str_append(str, "user,line,source_host,source_user,status,class,"
 		   "exit_code,attempts,source_retries,folders,copied,updated,"
-		   "deleted,skipped,rejected,bytes,seconds,reason,warnings\r\n");
+		   "deleted,skipped,rejected,bytes,uids_changed,seconds,reason,"
+		   "warnings\r\n");
 	array_foreach_elem(&spawn->accounts, acct) {
 		migrate_cmd_csv_append(str, acct->user);
 		str_printfa(str, ",%u,", acct->row->line);

@@ -250,6 +250,7 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 		/* the record is the last attempt's */
 		acct->earlier_copied += acct->rec.copied;
 		acct->earlier_bytes += acct->rec.bytes;
+		acct->earlier_uids_changed += acct->rec.uids_changed;
 	}
 	if (migrate_spawn_read_record(acct, how)) {
 		/* an account that ended well has no reason, even when

@@ -34,7 +34,7 @@ struct migrate_spawn_account {
 	/* the children's own retries (after a lost source), all attempts */
 	unsigned int source_retries;
 	/* what the earlier attempts copied (a later one goes on from it) */
-	uint64_t earlier_copied, earlier_bytes;
+	uint64_t earlier_copied, earlier_bytes, earlier_uids_changed;
 
 	/* the running child */
 	pid_t pid;

@@ -55,6 +55,8 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 	doveadm_print(mode);
 	doveadm_print_num(stats->retries);
 	doveadm_print_num(stats->messages_rejected);
+	doveadm_print_num(stats->messages_uid_changed);
+	doveadm_print_num(stats->folders_uid_changed);
 }
 
 /* The user's settings; the template's source account, when there is one,
@@ -336,6 +338,9 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 	migrate_json_uint(&json, "rejected", stats->messages_rejected);
 	migrate_json_uint(&json, "flags_dropped", stats->flags_dropped);
 	migrate_json_uint(&json, "bytes", stats->bytes_copied);
+	migrate_json_uint(&json, "uids_changed", stats->messages_uid_changed);
+	migrate_json_uint(&json, "folders_uids_changed",
+			  stats->folders_uid_changed);
 	migrate_json_newline(&json);
 	migrate_json_array_begin(&json, "retries");
 	array_foreach(&report->retries, retry) {
@@ -375,7 +380,8 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 	path = t_strconcat(set->state_dir, "/report.json", NULL);
 	if (error_code == MIGRATE_ERROR_NONE &&
 	    array_count(&report->retries) == 0 &&
-	    array_count(&report->dropped_keywords) == 0) {
+	    array_count(&report->dropped_keywords) == 0 &&
+	    stats->messages_uid_changed == 0) {
 		/* nothing to report: a clean run leaves no report behind
 		   (and an unchanged re-run writes nothing) */
 		i_unlink_if_exists(path);
@@ -550,6 +556,7 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 		"skipped", "foreign", "recovered", "flags_dropped",
 		"deletes_withheld",
 		"bytes", "seconds", "mode", "retries", "rejected",
+		"uids_changed", "folders_uids_changed",
 	};
 	unsigned int i;
 

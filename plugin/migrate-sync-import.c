@@ -95,6 +95,34 @@ migrate_sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 	return mailbox_keywords_create_valid(dbox, valid);
 }
 
+void migrate_sync_count_uid_changed(struct migrate_sync_ctx *ctx,
+				    struct migrate_sync_folder *f,
+				    unsigned int messages)
+{
+	if (messages == 0)
+		return;
+	ctx->stats->messages_uid_changed += messages;
+	if (!f->uid_changed) {
+		f->uid_changed = TRUE;
+		ctx->stats->folders_uid_changed++;
+	}
+}
+
+/* A mail client that cached the source folder knows a message by its UID
+   under the folder's UIDVALIDITY: with either changed, it downloads the
+   message again. */
+void migrate_sync_map_copy(struct migrate_sync_ctx *ctx,
+			   struct migrate_sync_folder *f,
+			   uint32_t src_uid, uint32_t dest_uid)
+{
+	struct migrate_state_folder *state = f->state;
+
+	migrate_state_map_add(ctx->state, state, src_uid, dest_uid);
+	if (dest_uid != src_uid ||
+	    state->dest_uidvalidity != state->src_uidvalidity)
+		migrate_sync_count_uid_changed(ctx, f, 1);
+}
+
 /* Map the batch's source UIDs to the UIDs the commit assigned. */
 static int
 sync_copy_map_saved(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
@@ -116,7 +144,7 @@ sync_copy_map_saved(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	}
 	for (i = 0; i < count; i++) {
 		dest_uid = array_idx(&dest_uids, i);
-		migrate_state_map_add(ctx->state, state, src_uids[i], *dest_uid);
+		migrate_sync_map_copy(ctx, f, src_uids[i], *dest_uid);
 		if (*dest_uid >= state->dest_uidnext)
 			state->dest_uidnext = *dest_uid + 1;
 	}
@@ -717,7 +745,7 @@ migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 		hash_table_remove(dest_keys, src->key);
 		if (!mail_set_uid(dmail, dest_uid))
 			continue;
-		migrate_state_map_add(ctx->state, f->state, src->uid, dest_uid);
+		migrate_sync_map_copy(ctx, f, src->uid, dest_uid);
 		seq_range_array_remove(copy_uids, src->uid);
 		seq_range_array_remove(candidates, dest_uid);
 		mail_update_flags(dmail, MODIFY_REPLACE, src->flags);

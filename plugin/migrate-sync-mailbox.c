@@ -73,7 +73,7 @@ sync_scan_new_dest(struct migrate_sync_ctx *ctx,
 				  src_uid);
 			continue;
 		}
-		migrate_state_map_add(ctx->state, state, src_uid, mail->uid);
+		migrate_sync_map_copy(ctx, f, src_uid, mail->uid);
 	}
 	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
 		migrate_sync_set_dest_error(ctx, dbox, "Searching");
@@ -85,6 +85,22 @@ sync_scan_new_dest(struct migrate_sync_ctx *ctx,
 	return ret;
 }
 
+/* Give dbox the source folder's UIDVALIDITY, so that its messages can keep
+   their UIDs. */
+static void
+sync_dest_keep_uidvalidity(struct migrate_sync_ctx *ctx,
+			   struct migrate_sync_folder *f, struct mailbox *dbox)
+{
+	struct mailbox_update update;
+
+	i_zero(&update);
+	update.uid_validity = f->src_status.uidvalidity;
+	if (mailbox_update(dbox, &update) < 0) {
+		e_debug(ctx->event, "Keeping UIDVALIDITY of %s failed: %s",
+			f->dest_name, mailbox_get_last_internal_error(dbox, NULL));
+	}
+}
+
 static int
 sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	       struct mailbox **dbox_r)
@@ -92,7 +108,6 @@ sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	struct migrate_state_folder *state = f->state;
 	struct mailbox *dbox;
 	struct mailbox_status status;
-	struct mailbox_update update;
 	enum mail_error error;
 
 	dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
@@ -101,13 +116,7 @@ sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		ctx->stats->folders_created++;
 		e_debug(ctx->event, "Created %s", f->dest_name);
 		/* keep the source's UIDs when nobody else uses the box */
-		i_zero(&update);
-		update.uid_validity = f->src_status.uidvalidity;
-		if (mailbox_update(dbox, &update) < 0) {
-			e_debug(ctx->event, "Keeping UIDVALIDITY of %s failed: %s",
-				f->dest_name,
-				mailbox_get_last_internal_error(dbox, NULL));
-		}
+		sync_dest_keep_uidvalidity(ctx, f, dbox);
 	} else {
 		(void)mailbox_get_last_internal_error(dbox, &error);
 		if (error != MAIL_ERROR_EXISTS) {
@@ -121,7 +130,20 @@ sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		mailbox_free(&dbox);
 		return -1;
 	}
-	mailbox_get_open_status(dbox, STATUS_UIDVALIDITY, &status);
+	mailbox_get_open_status(dbox, STATUS_UIDVALIDITY | STATUS_MESSAGES,
+				&status);
+	if (state->dest_uidvalidity == 0 && status.messages == 0 &&
+	    status.uidvalidity != f->src_status.uidvalidity) {
+		/* there already but empty, as INBOX is once the user logged
+		   in: nothing refers to its UIDVALIDITY yet */
+		sync_dest_keep_uidvalidity(ctx, f, dbox);
+		if (mailbox_sync(dbox, 0) < 0) {
+			migrate_sync_set_dest_error(ctx, dbox, "Opening");
+			mailbox_free(&dbox);
+			return -1;
+		}
+		mailbox_get_open_status(dbox, STATUS_UIDVALIDITY, &status);
+	}
 	if (state->dest_uidvalidity != status.uidvalidity) {
 		if (state->dest_uidvalidity != 0) {
 			e_warning(ctx->event, "%s was recreated at the "
@@ -616,6 +638,47 @@ sync_source_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	return sbox;
 }
 
+/* What a real run would copy without its source UID: a folder here
+   already, with mail (or after a change of the source's UIDVALIDITY),
+   takes new UIDs for everything; otherwise what is below its UIDNEXT.
+   copy_uids is NULL for a folder the run has not seen yet (all of it). */
+static void
+sync_dry_run_uid_changed(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f,
+			 const ARRAY_TYPE(seq_range) *copy_uids)
+{
+	struct mailbox_status status;
+	struct mailbox *dbox;
+	enum mailbox_existence existence;
+	const struct seq_range *range;
+	unsigned int lost = 0;
+
+	dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
+	if (mailbox_exists(dbox, FALSE, &existence) < 0 ||
+	    existence != MAILBOX_EXISTENCE_SELECT ||
+	    mailbox_get_status(dbox, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
+			       STATUS_MESSAGES, &status) < 0) {
+		/* created by the run, with the source's UIDVALIDITY */
+		mailbox_free(&dbox);
+		return;
+	}
+	mailbox_free(&dbox);
+	if (copy_uids == NULL) {
+		if (status.messages > 0)
+			lost = f->src_status.messages;
+	} else if (status.uidvalidity != f->src_status.uidvalidity) {
+		lost = seq_range_count(copy_uids);
+	} else {
+		array_foreach(copy_uids, range) {
+			if (range->seq1 < status.uidnext) {
+				lost += I_MIN(range->seq2, status.uidnext - 1) -
+					range->seq1 + 1;
+			}
+		}
+	}
+	migrate_sync_count_uid_changed(ctx, f, lost);
+}
+
 /* A dry run of one folder: what a real run would create, copy, update
    and delete, changing nothing here. */
 static int
@@ -630,6 +693,7 @@ sync_folder_dry_run(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		/* new: all of it would be copied */
 		ctx->stats->folders_created++;
 		ctx->stats->messages_copied += f->src_status.messages;
+		sync_dry_run_uid_changed(ctx, f, NULL);
 		return sync_folder_count_bytes(ctx, f);
 	}
 	state->src_uidvalidity = f->src_status.uidvalidity;
@@ -643,6 +707,8 @@ sync_folder_dry_run(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		ret = sync_folder_pass(ctx, f, sbox, dbox, &copy_uids);
 		if (ret == 0 && array_count(&copy_uids) > 0)
 			ret = migrate_sync_import_dry_run(ctx, sbox, &copy_uids);
+		if (ret == 0)
+			sync_dry_run_uid_changed(ctx, f, &copy_uids);
 		mailbox_free(&sbox);
 	}
 	if (dbox != NULL)

@@ -64,6 +64,8 @@ struct migrate_sync_folder {
 	/* Gmail's All Mail: copied into our Archive, only the messages
 	   that carry no label */
 	bool gmail_all;
+	/* a copy in it did not keep its source UID (counted once) */
+	bool uid_changed;
 };
 
 /* what this process does in the run */
@@ -216,6 +218,15 @@ int migrate_sync_import_commit(struct migrate_sync_ctx *ctx,
 /* Find copies made earlier among candidates (destination UIDs) by
    content. */
 const char *migrate_sync_mail_match_key(struct mail *mail, bool *weak_r);
+/* Record that src_uid was copied to dest_uid, counting a copy that lost
+   its source UID or UIDVALIDITY. */
+void migrate_sync_map_copy(struct migrate_sync_ctx *ctx,
+			   struct migrate_sync_folder *f,
+			   uint32_t src_uid, uint32_t dest_uid);
+/* Count messages copies that would lose their source UIDs (a dry run). */
+void migrate_sync_count_uid_changed(struct migrate_sync_ctx *ctx,
+				    struct migrate_sync_folder *f,
+				    unsigned int messages);
 int migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 				struct migrate_sync_folder *f,
 				struct mailbox *sbox, struct mailbox *dbox,

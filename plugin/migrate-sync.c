@@ -303,6 +303,8 @@ void migrate_sync_stats_add(struct migrate_sync_stats *dest,
 	dest->flags_dropped += src->flags_dropped;
 	dest->bytes_copied += src->bytes_copied;
 	dest->deletes_withheld = src->deletes_withheld;
+	dest->messages_uid_changed += src->messages_uid_changed;
+	dest->folders_uid_changed += src->folders_uid_changed;
 	dest->retries += src->retries;
 	dest->total_msecs += src->total_msecs;
 }
@@ -363,6 +365,7 @@ int migrate_sync_run(struct mail_user *dest_user,
 	       add_int("messages_updated", stats_r->messages_updated)->
 	       add_int("messages_deleted", stats_r->messages_deleted)->
 	       add_int("bytes", stats_r->bytes_copied)->
+	       add_int("messages_uid_changed", stats_r->messages_uid_changed)->
 	       add_str("error", ctx.failure.error)->event(),
 	       "%s: %u folders, %u copied, %u updated, %u deleted, "
 	       "%"PRIuUOFF_T" bytes in %u.%03u s",

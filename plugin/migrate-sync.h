@@ -101,6 +101,11 @@ struct migrate_sync_stats {
 	uoff_t bytes_copied;
 	/* planned deletions that were not made (limit or errors) */
 	unsigned int deletes_withheld;
+	/* copies that did not keep their source UID and UIDVALIDITY (a mail
+	   client's cache of the source does not know them: it downloads them
+	   again), and the folders that have any */
+	unsigned int messages_uid_changed;
+	unsigned int folders_uid_changed;
 	/* times the run lost the source and went on after a pause */
 	unsigned int retries;
 	unsigned int total_msecs;

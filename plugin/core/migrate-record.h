@@ -17,6 +17,9 @@ struct migrate_record {
 	/* "mirror", "final" or "dry-run"; NULL when the run did not start */
 	const char *mode;
 	uint64_t folders, copied, updated, deleted, skipped, rejected, bytes;
+	/* copies that did not keep their source UID (mail clients download
+	   them again) */
+	uint64_t uids_changed;
 	/* passes the run retried after losing the source */
 	uint64_t retries;
 	/* what the run warned about, without the "migrate: USER: " that

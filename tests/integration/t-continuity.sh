@@ -57,7 +57,7 @@ mbsync_conf() {
 	Channel cont
 	Far :far:
 	Near :near:
-	Patterns *
+	Patterns * "!Old Stuff"
 	Create Near
 	Expunge None
 	Sync All
@@ -110,14 +110,36 @@ mbsync_conf src cy "$MB_SRC_PW"
 mbsync_run src1 "mbsync syncs its local store from the source"
 MB_FIRST=$MB_NEW
 
+# before the migration the user logged in here once (INBOX exists, empty,
+# with a UIDVALIDITY of its own), and "Old Stuff" already holds a message
+# delivered here: its copies cannot keep their UIDs, and the dry run says
+# so before anything is copied
+declare -A MIG
+rig_imap dest cy@example.com "$DEST_PW" count INBOX >/dev/null
+printf 'From: local@example.com\r\nSubject: here first\r\n\r\nlocal\r\n' >"$RIG/local.eml"
+rig_imap dest cy@example.com "$DEST_PW" append --create 'Old Stuff' "$RIG/local.eml" >/dev/null
+old_stuff=$(rig_imap src cy "$SRC_PW" count 'Old Stuff')
+rc=0
+rig_doveadm dest -f tab migrate -n -u cy@example.com >"$RIG/dry.log" 2>&1 || rc=$?
+rig_summary "$RIG/dry.log"
+tap_is "$rc/${MIG[uids_changed]}/${MIG[folders_uids_changed]}" "0/$old_stuff/1" \
+	"a dry run says which copies would lose their UIDs: Old Stuff's $old_stuff, in 1 folder"
+
 rc=0
 rig_doveadm dest -f tab migrate -w 2 -u cy@example.com >"$RIG/run1.log" 2>&1 || rc=$?
+rig_summary "$RIG/run1.log"
 tap_is "$rc" 0 "the first run, with a worker, exits 0"
-tap_run "checker: every folder has the source's UIDVALIDITY and every message its source UID" \
-	compare --check-uids
+tap_is "${MIG[uids_changed]}/${MIG[folders_uids_changed]}" "$old_stuff/1" \
+	"the summary counts the copies that lost their UIDs (Old Stuff's) and their folder"
+tap_like "... and so does report.json" "\"uids_changed\":$old_stuff,\"folders_uids_changed\":1" \
+	"$(cat "$(rig_home dest cy@example.com)/.migrate/report.json")"
+tap_run "checker: every other folder has the source's UIDVALIDITY and every message its source UID (INBOX too, though it existed)" \
+	compare --check-uids --ignore-src-folder 'Old Stuff' --ignore-dest-folder 'Old Stuff'
+tap_run "checker: Old Stuff is a mirror too, with the local message" \
+	compare --allow-extra-dest-uid 'Old Stuff:1'
 tap_diag "$(tail -n 1 <<<"$TAP_OUT")"
-tap_like "mbsync had fetched all the messages of the account ($MB_FIRST)" \
-	"messages $MB_FIRST src" "$(tail -n 1 <<<"$TAP_OUT")"
+tap_like "mbsync had fetched all the messages of the account ($MB_FIRST and Old Stuff's $old_stuff)" \
+	"messages $((MB_FIRST + old_stuff)) src" "$(tail -n 1 <<<"$TAP_OUT")"
 
 # new mail, a large message among it, copied by the next mirror run: the
 # destination's UIDNEXT is the source's, so the new UIDs are kept as well
@@ -130,16 +152,21 @@ rig_imap src cy "$SRC_PW" append Work "$RIG/large1.eml" >/dev/null
 rc=0
 rig_doveadm dest -f tab migrate -w 2 -u cy@example.com >"$RIG/run2.log" 2>&1 || rc=$?
 tap_is "$rc" 0 "the mirror run with new mail exits 0"
-tap_run "checker: the new messages kept their source UIDs too" compare --check-uids
+rig_summary "$RIG/run2.log"
+new_old_stuff=$(( $(rig_imap src cy "$SRC_PW" count 'Old Stuff') - old_stuff ))
+tap_is "${MIG[uids_changed]}" "$new_old_stuff" "... and counts as lost only the UIDs of Old Stuff's $new_old_stuff new ones"
+tap_run "checker: the new messages kept their source UIDs too" \
+	compare --check-uids --ignore-src-folder 'Old Stuff' --ignore-dest-folder 'Old Stuff' 
 
 # the same client, store and state, pointed at us after the switch: it
-# finds its cache valid and transfers nothing in either direction
+# finds its cache valid and transfers nothing in either direction (Old
+# Stuff, whose UIDs the summary said were lost, is left out of its channel)
 mbsync_conf dest cy@example.com "$MB_DEST_PW"
 # (what came after the client's last sync at the old server is not there
 # yet: it arrives now, and nothing else)
 mbsync_run dest1 "mbsync, switched to the destination, syncs"
-tap_is "$MB_NEW/$MB_GONE/$MB_FLAGS" "42/0/0" \
-	"... and fetches only the 42 messages that arrived after its last sync, changes nothing"
+tap_is "$MB_NEW/$MB_GONE/$MB_FLAGS" "$((42 - new_old_stuff))/0/0" \
+	"... and fetches only the messages that arrived after its last sync, changes nothing"
 if grep -qi 'UIDVALIDITY' "$MB/dest1.log"; then
 	tap_fail "... without finding a changed UIDVALIDITY"
 	tap_diag "$(grep -i UIDVALIDITY "$MB/dest1.log" | head -n 5)"
@@ -149,6 +176,7 @@ fi
 
 # later mirror runs: new mail and changed flags; the client transfers
 # exactly those
+before_old_stuff=$(rig_imap src cy "$SRC_PW" count 'Old Stuff')
 "$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user cy \
 	--password-env SRC_IMAP_PASSWORD --seed 41 --messages 10 --max-size 20K \
 	--connections 1 >/dev/null || rig_die "gen-corpus"
@@ -157,10 +185,12 @@ rc=0
 rig_doveadm dest -f tab migrate -u cy@example.com >"$RIG/run3.log" 2>&1 || rc=$?
 tap_is "$rc" 0 "a mirror run with 10 new messages and 5 flagged exits 0"
 mbsync_run dest2 "mbsync syncs again"
-tap_is "$MB_NEW/$MB_GONE/$((MB_FLAGS <= 5))" "10/0/1" \
-	"... and fetches only the 10 new messages (and at most the 5 changed flags: $MB_FLAGS)"
+new_old_stuff=$(( $(rig_imap src cy "$SRC_PW" count 'Old Stuff') - before_old_stuff ))
+tap_is "$MB_NEW/$MB_GONE/$((MB_FLAGS <= 5))" "$((10 - new_old_stuff))/0/1" \
+	"... and fetches only the new messages (and at most the 5 changed flags: $MB_FLAGS)"
 mbsync_run dest3 "mbsync once more"
 tap_is "$MB_NEW/$MB_GONE/$MB_FLAGS" "0/0/0" "... then nothing"
-tap_run "checker: mbsync changed nothing at the destination" compare --check-uids
+tap_run "checker: mbsync changed nothing at the destination" \
+	compare --check-uids --ignore-src-folder 'Old Stuff' --ignore-dest-folder 'Old Stuff' 
 
 tap_done
