@@ -1,13 +1,15 @@
 #!/bin/bash
 # t-sources.sh - the same seeded account (tools/seed-account.py) migrated
-# from four kinds of source: Dovecot with '/' separator, Dovecot
+# from five kinds of source: Dovecot with '/' separator, Dovecot
 # Courier-style ('.' separator, INBOX. prefix), Cyrus IMAP 3.6 (classic
-# INBOX. / '.') and GNU mailutils imap4d ('/', maildir storage), the last
-# two run from Debian's packages (tests/lib/rig-foreign.sh).  Each is checked
-# against its own source (imap-compare.py: content hash, flags, dates,
-# folder names), the four destinations against each other, a re-run copies
-# nothing, and two source folders that map to one destination name are both
-# kept (one renamed, with a warning), never merged.
+# INBOX. / '.'), GNU mailutils imap4d ('/', maildir storage) and
+# Courier-IMAP 5.0 (INBOX. / '.', Maildir++), the last three run from
+# Debian's packages (tests/lib/rig-foreign.sh; Courier is skipped, with the
+# reason, when its packages cannot be had).  Each is checked against its own
+# source (imap-compare.py: content hash, flags, dates, folder names), the
+# destinations against each other, a re-run copies nothing, and two source
+# folders that map to one destination name are both kept (one renamed, with
+# a warning), never merged.
 #
 # The seed has folder names with spaces, nesting, Latin and CJK non-ASCII
 # characters, and a folder named "a_b" (our escape character).  Folders only
@@ -16,6 +18,9 @@
 #     name: it becomes "a_b" and collides with "INBOX.a_b"; and "INBOX.Inbox",
 #     which becomes "INBOX" and collides with the real INBOX;
 #   Cyrus: "INBOX.Inbox" (Cyrus refuses '/' in names, so no "a/b" there);
+#   Courier: "INBOX.Inbox" (it refuses '/' too), and its Trash,
+#     "INBOX.Trash" (the rig turns Debian's IMAP_EMPTYTRASH=Trash:7 off:
+#     what a test leaves there stays);
 #   mailutils: "INBOX/Receipts" and "inbox/Receipts", two folders to it,
 #     both "INBOX/Receipts" to us ('/' is its separator: no "a/b");
 #   Dovecot '/': none (it refuses '/' in a name and folds "inbox" to INBOX).
@@ -29,7 +34,7 @@
 #     flags and dates but serves BODY[] with X-IMAPbase/X-UID/Status headers
 #     added, and cannot hold a folder with both messages and children.)
 # So mailutils' destination is compared with the others on folder, content
-# hash and system flags; the three others are equal on everything.  Against
+# hash and system flags; the others are equal on everything.  Against
 # its own source every destination is compared on everything.
 #
 # mailutils answers STATUS with a name that has a space unquoted ("* STATUS
@@ -47,7 +52,8 @@ T=$RIG_TOOLS
 SRC_PW='Src;pass 7'
 DEST_PW='Dest!pw 8'
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
-SOURCES="dslash dcour cyrus mu"
+SOURCES="dslash dcour cyrus mu courier"
+has() { [[ " $SOURCES " == *" $1 "* ]]; }
 
 for s in cyrus mailutils; do
 	if why=$(rig_foreign_fetch $s); then
@@ -58,21 +64,34 @@ for s in cyrus mailutils; do
 		tap_done
 	fi
 done
+if why=$(rig_foreign_fetch courier); then
+	tap_ok "courier packages unpacked in $RIG_FOREIGN_CACHE"
+else
+	tap_ok "# SKIP Courier-IMAP as a source: ${why//$'\n'/ }"
+	SOURCES=${SOURCES% courier}
+fi
 
 rig_start_source dslash || exit 1
 rig_start_source dcour --sep . --prefix INBOX. || exit 1
 rig_conf_add dcour "mail_plugins = \$mail_plugins listescape" || exit 1
 rig_start_cyrus cyrus || exit 1
 rig_start_mailutils mu || exit 1
+if has courier; then
+	rig_start_courier courier || exit 1
+fi
 rig_start_dest dest || exit 1
 tap_ok "sources up: Dovecot '/' :$(rig_port dslash), Courier-style :$(rig_port dcour)," \
-	"Cyrus :$(rig_port cyrus), mailutils :$(rig_port mu)"
+	"Cyrus :$(rig_port cyrus), mailutils :$(rig_port mu)$(has courier &&
+		echo ", Courier-IMAP :$(rig_port courier)")"
 
-declare -A SRC_USER=([dslash]=carol [dcour]=carol [cyrus]=carol)
+declare -A SRC_USER=([dslash]=carol [dcour]=carol [cyrus]=carol [courier]=carol)
 rig_add_user dslash carol "$SRC_PW"
 rig_add_user dcour carol "$SRC_PW"
 rig_foreign_add_user cyrus carol "$SRC_PW" || exit 1
 SRC_USER[mu]=$(rig_foreign_add_user mu carol "$SRC_PW") || exit 1
+if has courier; then
+	rig_foreign_add_user courier carol "$SRC_PW" || exit 1
+fi
 
 # the destination: host, TLS and the password globally, port and login name
 # per user
@@ -94,6 +113,7 @@ declare -A EXTRAS=(
 	[dcour]="INBOX.a/b INBOX.Inbox"
 	[cyrus]="INBOX.Inbox"
 	[mu]="INBOX/Receipts inbox/Receipts"
+	[courier]="INBOX.Inbox INBOX.Trash"
 )
 tap_run "seed Dovecot '/'" seed dslash
 tap_run "seed Courier-style Dovecot, with INBOX.a/b and INBOX.Inbox" \
@@ -103,6 +123,17 @@ tap_run "seed mailutils, with INBOX/Receipts and inbox/Receipts" \
 	seed mu --extra 'rcpt=INBOX/Receipts' --extra 'rcpt2=inbox/Receipts'
 tap_like "mailutils takes no keywords (seeded with system flags only)" \
 	'keeps no keywords' "$TAP_OUT"
+if has courier; then
+	tap_run "seed Courier, with INBOX.Inbox and INBOX.Trash" \
+		seed courier --extra 'inbox=INBOX.Inbox' --extra 'trash=INBOX.Trash'
+	tap_like "Courier's imapd runs with IMAP_EMPTYTRASH off" $'(^|\n)IMAP_EMPTYTRASH=(\n|$)' \
+		"$(tr '\0' '\n' <"/proc/$(cat "$RIG/courier/run/couriertcpd.pid")/environ")"
+	tap_is "$(rig_imap courier carol "$SRC_PW" count INBOX.Trash)" 2 \
+		"... and its Trash keeps what was put there"
+	tap_like "Courier lists INBOX.Inbox apart from INBOX, with INBOX. and '.'" \
+		$'(^|\n)INBOX\\.Inbox(\n|$)(.|\n)*INBOX\\.Old Projects\\.Q1 2024|INBOX\\.Old Projects\\.Q1 2024(.|\n)*(^|\n)INBOX\\.Inbox(\n|$)' \
+		"$(rig_imap courier carol "$SRC_PW" list)"
+fi
 tap_like "Cyrus lists the classic namespace, INBOX.Inbox apart from INBOX" \
 	$'(^|\n)INBOX\\.Inbox(\n|$)(.|\n)*INBOX\\.Old Projects\\.Q1 2024|INBOX\\.Old Projects\\.Q1 2024(.|\n)*(^|\n)INBOX\\.Inbox(\n|$)' \
 	"$(rig_imap cyrus carol "$SRC_PW" list)"
@@ -124,8 +155,8 @@ warnings() {
 		sort -u
 }
 
-declare -A EXPECT_COLLISIONS=([dslash]=0 [dcour]=2 [cyrus]=1 [mu]=0)
-declare -A EXPECT_RC=([dslash]=0 [dcour]=0 [cyrus]=0 [mu]=65)
+declare -A EXPECT_COLLISIONS=([dslash]=0 [dcour]=2 [cyrus]=1 [mu]=0 [courier]=1)
+declare -A EXPECT_RC=([dslash]=0 [dcour]=0 [cyrus]=0 [mu]=65 [courier]=0)
 declare -A IGNORE=([mu]="--ignore-src-folder inbox/Receipts")
 for s in $SOURCES; do
 	migrate "$s"
@@ -164,7 +195,7 @@ for s in $SOURCES; do
 	tap_is "$MIG_RC/$(field 8)" "${EXPECT_RC[$s]}/0" "$s: a re-run exits ${EXPECT_RC[$s]} and copies 0"
 done
 
-# --- the four destinations against each other -----------------------------------
+# --- the destinations against each other -----------------------------------------
 # Only the seed's common folders are compared (the per-source extras are
 # checked above).  A common folder a collision renamed (Y common, X an
 # extra: "copying Y to W") is compared under its mapped name Z.
@@ -196,7 +227,8 @@ done
 tap_is "$(cut -f1 "$RIG/snap.dslash" | sort -u)" "$(sort -u <<<"$COMMON")" \
 	"Dovecot '/' destination has every common folder"
 tap_is "$(wc -l <"$RIG/snap.dslash")" 20 "... and the 20 common messages"
-for s in dcour cyrus; do
+for s in dcour cyrus courier; do
+	has "$s" || continue
 	if d=$(diff "$RIG/snap.dslash" "$RIG/snap.$s"); then
 		tap_ok "$s and Dovecot '/' destinations equal (folders, hash, flags, dates)"
 	else
