@@ -4,10 +4,19 @@
 #include "str.h"
 #include "unichar.h"
 #include "wildcard-match.h"
+#include "imap-utf7.h"
 #include "migrate-names.h"
+
+#include <ctype.h>
 
 #define MIGRATE_INBOX_NAME "INBOX"
 #define MIGRATE_INBOX_NAME_LEN 5
+
+/* what migrate_name_convert() escapes wherever it is ('~' only at the
+   start of a name, where Dovecot refuses it) */
+#define MIGRATE_NAME_ESCAPED_CHARS "~*%"
+/* escape_char, this, two hex digits: one byte */
+#define MIGRATE_NAME_ESCAPE_MARK 'x'
 
 struct migrate_special_name {
 	const char *name;
@@ -214,46 +223,155 @@ migrate_name_strip_prefix(const char *name, char sep, const char *prefix)
 	return *rest == '\0' ? name : rest;
 }
 
-const char *migrate_name_convert(const char *src_vname, char src_sep,
-				 const char *src_prefix, char dest_sep,
-				 char escape_char)
+bool migrate_name_escape_char_is_valid(char c)
 {
-	const char *name = src_vname;
-	bool empty_component = TRUE;
+	return c > ' ' && c < 0x7f && !i_isalnum(c) &&
+		strchr(MIGRATE_NAME_ESCAPED_CHARS "/.", c) == NULL;
+}
+
+/* level (len bytes) with the source client's <escape><hex><hex> turned
+   back into the bytes they stand for */
+static const char *
+migrate_name_unescape_source(const char *level, size_t len, char escape_char)
+{
+	const char *p;
+	unsigned char chr;
+	string_t *raw;
+
+	level = t_strndup(level, len);
+	if (escape_char == '\0' || strchr(level, escape_char) == NULL)
+		return level;
+	raw = t_str_new(len);
+	for (p = level; *p != '\0'; p++) {
+		if (*p == escape_char && p[1] != '\0' &&
+		    imap_escaped_utf8_hex_to_char(p + 1, &chr) == 0) {
+			str_append_c(raw, chr);
+			p += 2;
+		} else {
+			str_append_c(raw, *p);
+		}
+	}
+	return str_c(raw);
+}
+
+static bool migrate_name_is_escape_at(const char *p, char escape_char)
+{
+	return p[0] == escape_char && p[1] == MIGRATE_NAME_ESCAPE_MARK &&
+		i_isxdigit(p[2]) && i_isxdigit(p[3]);
+}
+
+static bool
+migrate_name_char_is_unsafe(const struct migrate_name_params *params,
+			    const char *p, bool name_start)
+{
+	unsigned char c = *p;
+
+	if (c < 0x20 || c == 0x7f)
+		return TRUE;
+	if (strchr(MIGRATE_NAME_ESCAPED_CHARS, c) != NULL)
+		return c != '~' || name_start;
+	if (params->dest_unsafe_chars != NULL &&
+	    strchr(params->dest_unsafe_chars, c) != NULL)
+		return TRUE;
+	return migrate_name_is_escape_at(p, params->escape_char);
+}
+
+static void
+migrate_name_append_escaped(string_t *dest, char escape_char,
+			    unsigned char c)
+{
+	str_printfa(dest, "%c%c%02x", escape_char, MIGRATE_NAME_ESCAPE_MARK, c);
+}
+
+/* One level of the source's name, with its source escapes undone, as a
+   level of ours (see migrate_name_convert()). */
+static void
+migrate_name_append_level(string_t *dest,
+			  const struct migrate_name_params *params,
+			  const char *level, bool name_start)
+{
+	size_t start = str_len(dest), n = strlen(level), pos = 0;
+	unichar_t chr;
+	int len;
+
+	if (n == 0) {
+		str_append_c(dest, params->escape_char);
+		return;
+	}
+	while (pos < n) {
+		len = uni_utf8_get_char_n(level + pos, n - pos, &chr);
+		if (len <= 0) {
+			/* no valid UTF-8 */
+			migrate_name_append_escaped(dest, params->escape_char,
+						    level[pos++]);
+		} else if (len > 1) {
+			str_append_data(dest, level + pos, len);
+			pos += len;
+		} else if (level[pos] == params->dest_sep) {
+			str_append_c(dest, params->escape_char);
+			pos++;
+		} else if (migrate_name_char_is_unsafe(params, level + pos,
+						       name_start && pos == 0)) {
+			migrate_name_append_escaped(dest, params->escape_char,
+						    level[pos++]);
+		} else {
+			str_append_c(dest, level[pos++]);
+		}
+	}
+	/* "." and ".." are this directory and its parent to a file system */
+	if (strcmp(str_c(dest) + start, ".") == 0 ||
+	    strcmp(str_c(dest) + start, "..") == 0) {
+		str_truncate(dest, start);
+		migrate_name_append_escaped(dest, params->escape_char, '.');
+		if (n == 2)
+			str_append_c(dest, '.');
+	}
+}
+
+const char *migrate_name_convert(const char *src_vname,
+				 const struct migrate_name_params *params)
+{
+	const char *name = src_vname, *level_end;
+	bool name_start = TRUE;
 	string_t *dest;
 
-	i_assert(dest_sep != '\0');
-	i_assert(escape_char != '\0' && escape_char != dest_sep);
+	i_assert(params->dest_sep != '\0');
+	i_assert(migrate_name_escape_char_is_valid(params->escape_char));
+	i_assert(params->escape_char != params->dest_sep);
 
 	if (*src_vname == '\0')
 		return "";
-	if (src_prefix != NULL && src_prefix[0] != '\0')
-		name = migrate_name_strip_prefix(src_vname, src_sep,
-						 src_prefix);
+	if (params->src_prefix != NULL && params->src_prefix[0] != '\0') {
+		name = migrate_name_strip_prefix(src_vname, params->src_sep,
+						 params->src_prefix);
+	}
 
 	dest = t_str_new(strlen(name) + 16);
-	if (migrate_name_has_inbox(name, src_sep)) {
+	if (migrate_name_has_inbox(name, params->src_sep)) {
 		/* INBOX is case-insensitive: use one spelling */
 		str_append(dest, MIGRATE_INBOX_NAME);
 		name += MIGRATE_INBOX_NAME_LEN;
-		empty_component = FALSE;
+		if (*name == '\0')
+			return str_c(dest);
+		/* the separator after it */
+		name++;
+		str_append_c(dest, params->dest_sep);
+		name_start = FALSE;
 	}
-	/* Dovecot refuses leading, trailing and adjacent separators, so an
-	   empty component (".a", "a.", "a..b") becomes one escape_char
-	   ("_/a", "a/_", "a/_/b"): the level is kept, the name stays valid */
-	for (;; name++) {
-		if (*name == '\0' || (src_sep != '\0' && *name == src_sep)) {
-			if (empty_component)
-				str_append_c(dest, escape_char);
-			if (*name == '\0')
-				break;
-			str_append_c(dest, dest_sep);
-			empty_component = TRUE;
-		} else {
-			str_append_c(dest, *name == dest_sep ?
-				     escape_char : *name);
-			empty_component = FALSE;
-		}
+	for (;;) {
+		level_end = params->src_sep == '\0' ? NULL :
+			strchr(name, params->src_sep);
+		if (level_end == NULL)
+			level_end = name + strlen(name);
+		migrate_name_append_level(dest, params,
+			migrate_name_unescape_source(name, level_end - name,
+						     params->src_escape_char),
+			name_start);
+		if (*level_end == '\0')
+			break;
+		str_append_c(dest, params->dest_sep);
+		name = level_end + 1;
+		name_start = FALSE;
 	}
 	return str_c(dest);
 }

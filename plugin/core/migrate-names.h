@@ -27,23 +27,56 @@ enum migrate_special_use migrate_special_use_parse(const char *flags);
    name is a single hierarchy level, not a path. */
 enum migrate_special_use migrate_special_use_from_name(const char *name);
 
+/* How migrate_name_convert() maps names. */
+struct migrate_name_params {
+	/* the source's hierarchy separator ('\0': none) and namespace prefix
+	   to strip (e.g. "INBOX." on Courier-style servers; NULL or "") */
+	char src_sep;
+	const char *src_prefix;
+	/* the character with which the source's client escaped bytes of a
+	   name as <char><hex><hex> (Dovecot's imapc: '~', so "~7e" is '~');
+	   '\0': none */
+	char src_escape_char;
+	/* the destination's hierarchy separator, and other characters it
+	   cannot hold inside a level (its storage's own separator; NULL:
+	   none) */
+	char dest_sep;
+	const char *dest_unsafe_chars;
+	/* migrate_escape_char: see migrate_name_escape_char_is_valid() */
+	char escape_char;
+};
+
 /* Convert a source vname into a destination vname:
-   - strip src_prefix (e.g. "INBOX." on Courier-style servers) when the
-     name starts with it ("INBOX" itself stays "INBOX"); matching of the
-     "INBOX" component is case-insensitive;
-   - split on src_sep, and inside each component replace dest_sep (which
-     would otherwise create hierarchy) by escape_char;
+   - strip src_prefix when the name starts with it ("INBOX" itself stays
+     "INBOX"); matching of the "INBOX" component is case-insensitive.  It
+     is stripped only as whole hierarchy levels ("INBOX" works like
+     "INBOX.") and never when nothing would be left ("INBOX." becomes
+     "INBOX/_").  A leading INBOX level, in any case, becomes "INBOX";
+   - split on src_sep; in each level, undo the source client's escapes,
+     then:
+     - dest_sep becomes escape_char ("a/b" -> "a_b"; two such names may
+       meet: the caller keeps them apart);
+     - a byte the destination cannot hold or IMAP clients cannot ask for
+       becomes escape_char 'x' and two lower-case hex digits: '*', '%',
+       control characters, dest_unsafe_chars, bytes that are no valid
+       UTF-8, a '~' that begins the name ("~a" -> "_x7ea"), the first dot
+       of a level "." or "..", and escape_char itself where 'x' and two
+       hex digits follow it ("_x41" -> "_x5fx41"), so that the escapes
+       can be read back: every escape_char 'x' <hex> <hex> of the result
+       is one byte of the source's name;
+     - an empty level becomes one escape_char (Dovecot refuses leading,
+       trailing and adjacent separators: ".a" -> "_/a", "a..b" ->
+       "a/_/b");
    - join with dest_sep.
-   src_prefix may be "" or NULL.  It is stripped only as whole hierarchy
-   levels ("INBOX" works like "INBOX.") and never when nothing would be
-   left ("INBOX." becomes "INBOX/_").  A leading INBOX level, in any case, becomes
-   "INBOX".  Dovecot refuses leading, trailing and adjacent separators, so
-   each empty level becomes one escape_char: ".a" -> "_/a", "a." -> "a/_",
-   "a..b" -> "a/_/b".  "" stays "".  escape_char must not be '\0' or
-   dest_sep.  Allocated from the data stack. */
-const char *migrate_name_convert(const char *src_vname, char src_sep,
-				 const char *src_prefix, char dest_sep,
-				 char escape_char);
+   "" stays "".  escape_char must pass migrate_name_escape_char_is_valid()
+   and be neither dest_sep nor one of dest_unsafe_chars.  Allocated from
+   the data stack. */
+const char *migrate_name_convert(const char *src_vname,
+				 const struct migrate_name_params *params);
+/* Whether c can be migrate_escape_char: printable ASCII, no letter or
+   digit (escapes end in hex digits), none of the characters it escapes
+   ("~*%") and no usual separator ("/."). */
+bool migrate_name_escape_char_is_valid(char c);
 
 /* Space-separated wildcard patterns ('*' and '?', matching across
    hierarchy levels; "INBOX" case-insensitively).  A name is selected when

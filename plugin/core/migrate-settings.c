@@ -6,6 +6,7 @@
 #include "settings-parser.h"
 #include "istream.h"
 #include "net.h"
+#include "migrate-names.h"
 #include "migrate-settings.h"
 
 #include <fcntl.h>
@@ -366,10 +367,11 @@ settings_read_local(pool_t pool, struct migrate_settings_reader *r,
 	value = reader_get(r, MIGRATE_SETTING_ESCAPE_CHAR);
 	if (value == NULL)
 		set->escape_char = MIGRATE_DEFAULT_ESCAPE_CHAR;
-	else if (strlen(value) != 1 || (unsigned char)value[0] < 0x20 ||
-		 (unsigned char)value[0] >= 0x7f) {
+	else if (strlen(value) != 1 ||
+		 !migrate_name_escape_char_is_valid(value[0])) {
 		r->error = t_strdup_printf(
-			"%s: Must be a single printable ASCII character",
+			"%s: Must be a single printable ASCII character, "
+			"no letter, digit, space or one of ~*%%/.",
 			MIGRATE_SETTING_ESCAPE_CHAR);
 		return -1;
 	} else {

@@ -1,6 +1,8 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "str.h"
+#include "imap-utf7.h"
 #include "migrate-names.h"
 #include "test-migrate.h"
 
@@ -195,19 +197,138 @@ static void test_migrate_name_convert(void)
 		{ "", '.', "INBOX.", '/', '_', "" },
 		/* no hierarchy at the source */
 		{ "a.b/c", '\0', NULL, '/', '_', "a.b_c" },
+		/* characters IMAP clients cannot ask for or Dovecot refuses
+		   become escape_char 'x' <hex><hex> */
+		{ "a*b", '/', NULL, '/', '_', "a_x2ab" },
+		{ "100%", '/', NULL, '/', '_', "100_x25" },
+		{ "ctl\001x\177", '/', NULL, '/', '_', "ctl_x01x_x7f" },
+		{ "tab\tnl\n", '/', NULL, '/', '_', "tab_x09nl_x0a" },
+		{ "a*b", '/', NULL, '/', '-', "a-x2ab" },
+		/* '~' only where a name begins */
+		{ "~tilde", '/', NULL, '/', '_', "_x7etilde" },
+		{ "~", '/', NULL, '/', '_', "_x7e" },
+		{ "INBOX.~tilde", '.', "INBOX.", '/', '_', "_x7etilde" },
+		{ "a~b/~c", '/', NULL, '/', '_', "a~b/~c" },
+		{ "INBOX/~x", '/', NULL, '/', '_', "INBOX/~x" },
+		/* bytes that are no UTF-8 */
+		{ "caf\xe9", '/', NULL, '/', '_', "caf_xe9" },
+		{ "\xc3", '/', NULL, '/', '_', "_xc3" },
+		/* "." and ".." are no folder names to a file system */
+		{ ".", '/', NULL, '/', '_', "_x2e" },
+		{ "a/../b", '/', NULL, '/', '_', "a/_x2e./b" },
+		{ "a/.../.x", '/', NULL, '/', '_', "a/.../.x" },
+		/* escape_char stays, unless it would read as an escape */
+		{ "a_b_2020", '/', NULL, '/', '_', "a_b_2020" },
+		{ "_x41", '/', NULL, '/', '_', "_x5fx41" },
+		{ "_x4", '/', NULL, '/', '_', "_x4" },
+		{ "_xg1", '/', NULL, '/', '_', "_xg1" },
+		{ "__x2a", '/', NULL, '/', '_', "__x5fx2a" },
 	};
+	static const struct {
+		const char *src_vname;
+		char src_sep, src_escape_char;
+		char dest_sep;
+		const char *dest_unsafe_chars;
+		const char *dest_vname;
+	} escape_tests[] = {
+		/* Dovecot's imapc shows a source's '~' as "~7e", a control
+		   character as "~01", raw 8-bit bytes each as "~XX" */
+		{ "INBOX.~7etilde", '.', '~', '/', NULL, "_x7etilde" },
+		{ "INBOX.a~7eb", '.', '~', '/', NULL, "a~b" },
+		{ "INBOX.Sub.~7esub", '.', '~', '/', NULL, "Sub/~sub" },
+		{ "ctl~01x", '.', '~', '/', NULL, "ctl_x01x" },
+		{ "caf~c3~a9", '.', '~', '/', NULL, "caf\xc3\xa9" },
+		{ "caf~e9", '.', '~', '/', NULL, "caf_xe9" },
+		{ "a~2fb.c", '.', '~', '/', NULL, "a_b/c" },
+		{ "a~zz", '.', '~', '/', NULL, "a~zz" },
+		{ "a~7", '.', '~', '/', NULL, "a~7" },
+		/* the destination's storage separator ('.' for Maildir++
+		   under a '/' namespace, '/' under a '.' one) */
+		{ "v1.2/x", '/', '\0', '/', ".", "v1_x2e2/x" },
+		{ "a/b.c", '.', '\0', '.', "/", "a_x2fb.c" },
+		{ "Rel\xc3\xb3rios", '/', '\0', '/', ".",
+		  "Rel\xc3\xb3rios" },
+	};
+	struct migrate_name_params params;
 	unsigned int i;
 
 	test_begin("migrate name convert");
 	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
-		test_assert_strcmp_idx(
-			migrate_name_convert(tests[i].src_vname,
-					     tests[i].src_sep,
-					     tests[i].src_prefix,
-					     tests[i].dest_sep,
-					     tests[i].escape_char),
-			tests[i].dest_vname, i);
+		i_zero(&params);
+		params.src_sep = tests[i].src_sep;
+		params.src_prefix = tests[i].src_prefix;
+		params.dest_sep = tests[i].dest_sep;
+		params.escape_char = tests[i].escape_char;
+		test_assert_strcmp_idx(migrate_name_convert(tests[i].src_vname,
+							    &params),
+				       tests[i].dest_vname, i);
 	} T_END;
+	for (i = 0; i < N_ELEMENTS(escape_tests); i++) T_BEGIN {
+		i_zero(&params);
+		params.src_sep = escape_tests[i].src_sep;
+		params.src_prefix = "INBOX.";
+		params.src_escape_char = escape_tests[i].src_escape_char;
+		params.dest_sep = escape_tests[i].dest_sep;
+		params.dest_unsafe_chars = escape_tests[i].dest_unsafe_chars;
+		params.escape_char = '_';
+		test_assert_strcmp_idx(
+			migrate_name_convert(escape_tests[i].src_vname,
+					     &params),
+			escape_tests[i].dest_vname, 100 + i);
+	} T_END;
+	test_end();
+}
+
+/* Every escape of a converted name reads back as the byte of the source's
+   name it stands for, and nothing else reads as an escape. */
+static const char *test_name_unescape(const char *name)
+{
+	string_t *str = t_str_new(64);
+	unsigned char chr;
+
+	for (; *name != '\0'; name++) {
+		if (name[0] == '_' && name[1] == 'x' && name[2] != '\0' &&
+		    imap_escaped_utf8_hex_to_char(name + 2, &chr) == 0) {
+			str_append_c(str, chr);
+			name += 3;
+		} else {
+			str_append_c(str, *name);
+		}
+	}
+	return str_c(str);
+}
+
+static void test_migrate_name_convert_reversible(void)
+{
+	static const char *const names[] = {
+		"~tilde", "a*b%c", "ctl\001x", "_x41", "__x2a", "_x_x41",
+		"x_", "_", "a_2f", "caf\xe9", ".", "..", "_x7e~", "a~b",
+	};
+	struct migrate_name_params params = {
+		.src_sep = '/', .dest_sep = '/', .dest_unsafe_chars = ".",
+		.escape_char = '_',
+	};
+	unsigned int i;
+
+	test_begin("migrate name convert is reversible");
+	for (i = 0; i < N_ELEMENTS(names); i++) T_BEGIN {
+		test_assert_strcmp_idx(test_name_unescape(
+			migrate_name_convert(names[i], &params)), names[i], i);
+	} T_END;
+	test_end();
+}
+
+static void test_migrate_name_escape_char(void)
+{
+	static const char valid[] = "_-+=#!@^,;";
+	static const char invalid[] = "aZ09~*%/. \t\177";
+	unsigned int i;
+
+	test_begin("migrate name escape char");
+	for (i = 0; valid[i] != '\0'; i++)
+		test_assert_idx(migrate_name_escape_char_is_valid(valid[i]), i);
+	for (i = 0; invalid[i] != '\0'; i++)
+		test_assert_idx(!migrate_name_escape_char_is_valid(invalid[i]), i);
 	test_end();
 }
 
@@ -272,5 +393,7 @@ void test_migrate_names(void)
 	test_migrate_special_use_flags();
 	test_migrate_special_use_from_name();
 	test_migrate_name_convert();
+	test_migrate_name_convert_reversible();
+	test_migrate_name_escape_char();
 	test_migrate_name_is_selected();
 }

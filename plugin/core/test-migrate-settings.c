@@ -106,6 +106,10 @@ static void test_migrate_settings_invalid(void)
 		{ "migrate_batch_size", "lots", "migrate_batch_size" },
 		{ "migrate_source_timeout", "soon", "migrate_source_timeout" },
 		{ "migrate_escape_char", "ab", "migrate_escape_char" },
+		/* escapes end in hex digits, and it must not need one */
+		{ "migrate_escape_char", "x", "migrate_escape_char" },
+		{ "migrate_escape_char", "~", "migrate_escape_char" },
+		{ "migrate_escape_char", "/", "migrate_escape_char" },
 		{ "migrate_retries", "101", "migrate_retries" },
 		{ "migrate_retry_delay", "later", "migrate_retry_delay" },
 		{ "migrate_gmail", "maybe", "migrate_gmail" },
