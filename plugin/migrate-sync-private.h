@@ -16,6 +16,7 @@
 #include "seq-range-array.h"
 #include "mail-storage.h"
 #include "migrate-settings.h"
+#include "migrate-names.h"
 #include "migrate-state.h"
 #include "migrate-source.h"
 #include "migrate-dest.h"
@@ -68,6 +69,8 @@ struct migrate_sync_folder {
 	bool uid_changed;
 };
 
+ARRAY_DEFINE_TYPE(migrate_sync_folder_p, struct migrate_sync_folder *);
+
 /* what this process does in the run */
 enum sync_role {
 	/* it owns the account's state: lists the source, plans, copies
@@ -90,6 +93,8 @@ struct migrate_sync_ctx {
 	struct mail_namespace *src_ns;
 	char src_sep;
 	const char *src_prefix;
+	/* how source names become ours (migrate-names.h) */
+	struct migrate_name_params name_params;
 	const struct migrate_settings *set;
 	/* fdatasync the state: never more durable than the mail itself */
 	bool state_fsync;
@@ -103,6 +108,8 @@ struct migrate_sync_ctx {
 	ARRAY(struct migrate_state_folder *) gone_folders;
 
 	struct migrate_failure failure;
+	/* of stats->messages_rejected, whole folders */
+	unsigned int folders_rejected;
 
 	struct timeval start, folder_start;
 	unsigned int folder_idx;

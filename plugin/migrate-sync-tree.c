@@ -11,6 +11,12 @@
 #include "migrate-names.h"
 #include "migrate-sync-private.h"
 
+#include <limits.h>
+
+/* room under PATH_MAX for what a folder's directory holds: "cur/" and a
+   Maildir file name */
+#define SYNC_DEST_FILE_ROOM (4 + NAME_MAX + 1)
+
 HASH_TABLE_DEFINE_TYPE(migrate_names, const char *, const char *);
 
 /* <folder names> */
@@ -54,8 +60,7 @@ sync_map_name(struct migrate_sync_ctx *ctx, const char *src_name,
 	const char *name, *top, *rest, *p;
 	enum migrate_special_use use;
 
-	name = migrate_name_convert(src_name, ctx->src_sep, ctx->src_prefix,
-				    dest_sep, ctx->set->escape_char);
+	name = migrate_name_convert(src_name, &ctx->name_params);
 	if (ctx->gmail)
 		name = migrate_sync_gmail_strip_prefix(name, dest_sep);
 	if (strcasecmp(name, "INBOX") == 0)
@@ -99,6 +104,122 @@ static const char *sync_detect_prefix(struct migrate_sync_ctx *ctx)
 		any = TRUE;
 	}
 	return any && ctx->src_sep == '.' ? prefix : "";
+}
+
+
+/* The destination's rules for names, once the source's prefix is known.
+   An escape character that separates folders here would make hierarchy
+   out of escapes: a configuration error. */
+static int sync_name_params_init(struct migrate_sync_ctx *ctx)
+{
+	struct mail_namespace *ns =
+		mail_namespace_find_inbox(ctx->dest_user->namespaces);
+	struct migrate_name_params *params = &ctx->name_params;
+	char list_sep = mailbox_list_get_hierarchy_sep(ns->list);
+	string_t *unsafe = str_new(ctx->pool, 4);
+
+	i_zero(params);
+	params->src_sep = ctx->src_sep;
+	params->src_prefix = ctx->src_prefix;
+	params->src_escape_char =
+		mailbox_list_get_settings(ctx->src_ns->list)->vname_escape_char;
+	params->dest_sep = mail_namespace_get_sep(ns);
+	/* Dovecot refuses the storage's own separator inside a name when
+	   the namespace uses another one (Maildir++ under '/'), and '/'
+	   wherever it separates no directories */
+	if (list_sep != params->dest_sep)
+		str_append_c(unsafe, list_sep);
+	if (list_sep != '/' && params->dest_sep != '/')
+		str_append_c(unsafe, '/');
+	params->dest_unsafe_chars = str_c(unsafe);
+	params->escape_char = ctx->set->escape_char;
+	if (params->escape_char == params->dest_sep ||
+	    strchr(params->dest_unsafe_chars, params->escape_char) != NULL) {
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_CONFIG,
+			t_strdup_printf("%s: '%c' separates folders here",
+					MIGRATE_SETTING_ESCAPE_CHAR,
+					params->escape_char));
+		return -1;
+	}
+	return 0;
+}
+
+/* Why the file system refuses a folder at path (NULL: it does not): no
+   directory name over NAME_MAX (Maildir++ keeps every level of a name
+   in one), and room left under PATH_MAX for the files inside. */
+static const char *sync_dest_path_refused(const char *path)
+{
+	const char *const *parts;
+	size_t len = strlen(path);
+
+	if (len + SYNC_DEST_FILE_ROOM >= PATH_MAX) {
+		return t_strdup_printf("Mailbox name too long for the file "
+			"system: a path of %zu bytes (at most %d)", len,
+			PATH_MAX - SYNC_DEST_FILE_ROOM - 1);
+	}
+	for (parts = t_strsplit(path, "/"); *parts != NULL; parts++) {
+		if (strlen(*parts) > NAME_MAX) {
+			return t_strdup_printf("Mailbox name too long for the "
+				"file system: a directory name of %zu bytes "
+				"(at most %d)", strlen(*parts), NAME_MAX);
+		}
+	}
+	return NULL;
+}
+
+/* Why the destination cannot hold a new folder of this name (NULL: it
+   can): Dovecot's rules for a new name, and the file system's for the
+   directories the folder gets. */
+static const char *
+sync_dest_name_refused(struct migrate_sync_ctx *ctx, const char *name)
+{
+	static const enum mailbox_list_path_type path_types[] = {
+		MAILBOX_LIST_PATH_TYPE_MAILBOX,
+		MAILBOX_LIST_PATH_TYPE_CONTROL,
+		MAILBOX_LIST_PATH_TYPE_INDEX,
+	};
+	struct mailbox *box;
+	const char *path, *reason = NULL;
+	unsigned int i;
+
+	if (strcmp(name, "INBOX") == 0)
+		return NULL;
+	box = migrate_sync_dest_alloc(ctx, name);
+	if (mailbox_verify_create_name(box) < 0)
+		reason = t_strdup(mailbox_get_last_error(box, NULL));
+	for (i = 0; reason == NULL && i < N_ELEMENTS(path_types); i++) {
+		if (mailbox_list_get_path(mailbox_get_namespace(box)->list,
+					  mailbox_get_name(box),
+					  path_types[i], &path) > 0)
+			reason = sync_dest_path_refused(path);
+	}
+	mailbox_free(&box);
+	return reason;
+}
+
+/* A name the state recorded stays while the destination accepts it or
+   has it (a folder is never renamed under the user's feet); one it
+   neither accepts nor has was never created (an earlier version tried
+   and failed), and the folder gets a name anew. */
+static bool
+sync_state_name_usable(struct migrate_sync_ctx *ctx, const char *name)
+{
+	enum mailbox_existence existence;
+	struct mailbox *box;
+	const char *reason;
+	bool usable;
+
+	if ((reason = sync_dest_name_refused(ctx, name)) == NULL)
+		return TRUE;
+	box = migrate_sync_dest_alloc(ctx, name);
+	usable = mailbox_exists(box, FALSE, &existence) == 0 &&
+		existence != MAILBOX_EXISTENCE_NONE;
+	mailbox_free(&box);
+	if (!usable) {
+		e_info(ctx->event, "%s was never created here (%s): giving "
+		       "its source folder a name anew", name, reason);
+	}
+	return usable;
 }
 
 
@@ -241,7 +362,7 @@ sync_assign_dest_name(struct migrate_sync_ctx *ctx,
 		      HASH_TABLE_TYPE(migrate_names) dest_names,
 		      struct migrate_sync_folder *f, const char *dest_name)
 {
-	const char *base = dest_name, *other;
+	const char *base = dest_name, *other, *reason;
 	unsigned int suffix = 2;
 
 	other = hash_table_lookup(dest_names, dest_name);
@@ -255,8 +376,42 @@ sync_assign_dest_name(struct migrate_sync_ctx *ctx,
 			  "%s: copying %s to %s", other, f->src_name, base,
 			  f->src_name, dest_name);
 	}
+	reason = sync_dest_name_refused(ctx, dest_name);
+	if (reason != NULL) {
+		/* what the destination cannot hold is left out, the rest of
+		   the account is copied (a folder not selected is not
+		   copied anyway) */
+		if (f->selected) {
+			migrate_sync_reject_folder(ctx, f->src_name,
+				t_strdup_printf("The destination refuses the "
+						"name %s: %s", dest_name,
+						reason));
+		}
+		f->selected = FALSE;
+		return;
+	}
 	f->dest_name = p_strdup(ctx->pool, dest_name);
 	hash_table_insert(dest_names, f->dest_name, f->src_name);
+}
+
+/* Record the new names of folders whose recorded name was never created
+   here. */
+static void
+sync_state_rename(struct migrate_sync_ctx *ctx,
+		  const ARRAY_TYPE(migrate_sync_folder_p) *renamed)
+{
+	struct migrate_sync_folder *f;
+	struct migrate_state_folder *state;
+
+	if (ctx->dry_run)
+		return;
+	array_foreach_elem(renamed, f) {
+		if (f->dest_name == NULL)
+			continue;
+		state = migrate_state_folder_lookup(ctx->state, f->src_name);
+		state->dest_name = f->dest_name;
+		migrate_state_folder_update(ctx->state, state);
+	}
 }
 
 /* Give every source folder its destination name.  A folder copied before
@@ -269,19 +424,25 @@ sync_assign_dest_names(struct migrate_sync_ctx *ctx,
 {
 	HASH_TABLE_TYPE(migrate_names) dest_names;
 	ARRAY_TYPE(const_string) mapped_names;
+	ARRAY_TYPE(migrate_sync_folder_p) renamed;
 	struct migrate_sync_folder *f;
 	const char *plain, *mapped;
 	unsigned int i, n = array_count(&ctx->folders);
 
 	hash_table_create(&dest_names, ctx->pool, 0, str_hash, strcmp);
 	t_array_init(&mapped_names, n);
+	t_array_init(&renamed, 4);
 	for (i = 0; i < n; i++) {
 		const struct migrate_state_folder *state;
 
 		f = array_idx_modifiable(&ctx->folders, i);
 		state = migrate_state_folder_lookup(ctx->state, f->src_name);
-		if (state != NULL &&
-		    hash_table_lookup(dest_names, state->dest_name) == NULL) {
+		if (state == NULL ||
+		    hash_table_lookup(dest_names, state->dest_name) != NULL)
+			;
+		else if (!sync_state_name_usable(ctx, state->dest_name))
+			array_push_back(&renamed, &f);
+		else {
 			f->dest_name = p_strdup(ctx->pool, state->dest_name);
 			hash_table_insert(dest_names, f->dest_name,
 					  f->src_name);
@@ -317,6 +478,7 @@ sync_assign_dest_names(struct migrate_sync_ctx *ctx,
 		}
 		sync_assign_dest_name(ctx, dest_names, f, mapped);
 	}
+	sync_state_rename(ctx, &renamed);
 }
 
 /* <renames and deletions> */
@@ -364,6 +526,8 @@ int migrate_sync_tree_list(struct migrate_sync_ctx *ctx)
 				  POINTER_CAST(1));
 	}
 	ctx->src_prefix = p_strdup(ctx->pool, sync_detect_prefix(ctx));
+	if (sync_name_params_init(ctx) < 0)
+		return -1;
 	sync_check_inbox_case(ctx);
 	ctx->gmail = migrate_sync_gmail_detect(ctx);
 	if (ctx->gmail) {

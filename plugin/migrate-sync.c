@@ -108,6 +108,7 @@ migrate_sync_reject_folder(struct migrate_sync_ctx *ctx, const char *folder,
 		   const char *reason)
 {
 	ctx->stats->messages_rejected++;
+	ctx->folders_rejected++;
 	e_warning(event_create_passthrough(ctx->event)->
 		  set_name("migrate_folder_rejected")->
 		  add_str("folder", folder)->add_str("reason", reason)->event(),
@@ -309,6 +310,22 @@ void migrate_sync_stats_add(struct migrate_sync_stats *dest,
 	dest->total_msecs += src->total_msecs;
 }
 
+/* "2 messages", "1 folder", "1 folder and 2 messages" */
+static const char *sync_rejected_str(const struct migrate_sync_ctx *ctx)
+{
+	unsigned int folders = ctx->folders_rejected;
+	unsigned int messages = ctx->stats->messages_rejected - folders;
+	const char *msgs = t_strdup_printf("%u message%s", messages,
+					   messages == 1 ? "" : "s");
+
+	if (folders == 0)
+		return msgs;
+	return t_strdup_printf("%u folder%s%s%s", folders,
+			       folders == 1 ? "" : "s",
+			       messages == 0 ? "" : " and ",
+			       messages == 0 ? "" : msgs);
+}
+
 int migrate_sync_run(struct mail_user *dest_user,
 		     struct migrate_source *source,
 		     const struct migrate_settings *set,
@@ -345,9 +362,8 @@ int migrate_sync_run(struct mail_user *dest_user,
 		/* each one was logged with its reason */
 		ctx.failure.code = MIGRATE_ERROR_REJECTED;
 		ctx.failure.error = p_strdup_printf(ctx.pool,
-			"%u message%s left out (refused by the destination "
-			"or the source)", stats_r->messages_rejected,
-			stats_r->messages_rejected == 1 ? "" : "s");
+			"%s left out (refused by the destination or the "
+			"source)", sync_rejected_str(&ctx));
 		e_warning(ctx.event, "%s", ctx.failure.error);
 	}
 	if (ctx.state != NULL)

@@ -19,6 +19,7 @@
 #include "test-common.h"
 #include "test-mail-storage-common.h"
 #include "migrate-settings.h"
+#include "migrate-state.h"
 #include "migrate-source.h"
 #include "migrate-sync.h"
 
@@ -340,6 +341,74 @@ static void test_migrate_sync_crash_resume(void)
 	test_end();
 }
 
+static uint32_t test_uidvalidity(struct mail_user *user, const char *name)
+{
+	struct mailbox *box = test_box(user, name, FALSE);
+	struct mailbox_status status;
+
+	mailbox_get_open_status(box, STATUS_UIDVALIDITY, &status);
+	mailbox_free(&box);
+	return status.uidvalidity;
+}
+
+/* The recorded destination name of a folder (NULL: none). */
+static const char *test_state_dest_name(const char *src_name)
+{
+	struct migrate_state *state;
+	struct migrate_state_folder *folder;
+	const char *name = NULL, *error;
+	bool locked;
+
+	if (migrate_state_open(t.set->state_dir, &state, &locked, &error) < 0)
+		i_fatal("state: %s", error);
+	folder = migrate_state_folder_lookup(state, src_name);
+	if (folder != NULL)
+		name = t_strdup(folder->dest_name);
+	migrate_state_close(&state);
+	return name;
+}
+
+static void test_migrate_sync_state_bad_name(void)
+{
+	struct migrate_sync_stats stats;
+	struct migrate_state *state;
+	struct migrate_state_folder *folder;
+	enum migrate_error code;
+	const char *error;
+	bool locked;
+
+	test_begin("sync: a recorded name never created here is replaced");
+	test_sync_init(NULL);
+	test_src_append("INBOX", 1, 0);
+	test_src_append("Work", 2, 0);
+	/* an earlier version recorded a name that Dovecot then refused
+	   to create ("Creating Wo\001rk failed: Control characters not
+	   allowed in new mailbox names") */
+	if (migrate_state_open(t.set->state_dir, &state, &locked,
+			       &error) < 0)
+		i_fatal("state: %s", error);
+	folder = migrate_state_folder_add(state, "Work", "Wo\001rk");
+	folder->src_uidvalidity = test_uidvalidity(t.src_user, "Work");
+	migrate_state_folder_update(state, folder);
+	if (migrate_state_commit(state, &error) < 0)
+		i_fatal("state: %s", error);
+	migrate_state_close(&state);
+
+	test_assert(test_sync_run(MIGRATE_SYNC_MODE_MIRROR, FALSE, FALSE,
+				  &stats, &code) == 0);
+	test_assert(code == MIGRATE_ERROR_NONE);
+	test_assert(stats.messages_copied == 3);
+	test_assert_strcmp(test_uids(t.dest_user, "Work"), "1,2");
+	test_assert_strcmp(test_state_dest_name("Work"), "Work");
+	/* and it stays */
+	test_assert(test_sync_run(MIGRATE_SYNC_MODE_MIRROR, FALSE, FALSE,
+				  &stats, &code) == 0);
+	test_assert(stats.messages_copied == 0);
+	test_assert(stats.folders_created == 0);
+	test_sync_deinit();
+	test_end();
+}
+
 static void test_migrate_sync_final(void)
 {
 	struct migrate_sync_stats stats;
@@ -425,6 +494,7 @@ int main(int argc, char **argv)
 		test_migrate_sync_dry_run,
 		test_migrate_sync_crash_resume,
 		test_migrate_sync_final,
+		test_migrate_sync_state_bad_name,
 		test_migrate_sync_delete_budget,
 		test_migrate_sync_large,
 		NULL
