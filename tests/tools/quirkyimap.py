@@ -37,6 +37,11 @@ Scenario (JSON):
                                              system flags and \\*)
     "folders": [
       { "name": "INBOX",             UTF-8; modified UTF-7 on the wire
+        "wire_b64": "Y2Fm6Q==",       optional: the name's exact bytes on
+                                     the wire instead (raw 8-bit or
+                                     control characters, invalid mUTF-7:
+                                     what a broken server sends; a
+                                     literal when not printable ASCII)
         "uidvalidity": 1,
         "uidnext": 10,               optional (default highest UID + 1)
         "highestmodseq": 7,          optional (default highest modseq, >= 1)
@@ -172,7 +177,8 @@ class Closed(Exception):
 
 class Log:
     def __init__(self, path):
-        self.f = open(path, "a", encoding="utf-8", buffering=1) if path else None
+        self.f = open(path, "a", encoding="utf-8", errors="backslashreplace",
+                      buffering=1) if path else None
         self.lock = threading.Lock()
 
     def __call__(self, line):
@@ -229,7 +235,11 @@ class Scenario:
             if fo.name in seen:
                 raise ValueError("folder %s twice" % fo.name)
             seen.add(fo.name)
-            fo.wire = mutf7_encode(fo.name)
+            if "wire_b64" in fd:
+                fo.wire = base64.b64decode(fd["wire_b64"]).decode(
+                    "utf-8", "surrogateescape")
+            else:
+                fo.wire = mutf7_encode(fo.name)
             fo.uidvalidity = int(fd.get("uidvalidity", 1))
             fo.special = fd.get("special_use")
             fo.attrs = list(fd.get("attributes", []))
@@ -482,7 +492,7 @@ def seqset(tok, maxval, is_uid=False):
 def qstr(v):
     """An IMAP string: quoted when possible, else a literal (bytes)."""
     if isinstance(v, str):
-        v = v.encode("utf-8")
+        v = v.encode("utf-8", "surrogateescape")
     if all(0x20 <= c < 0x7f for c in v) and len(v) < 1000:
         return b'"' + v.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(v) + v
@@ -1079,12 +1089,13 @@ class Session:
 
     def folder_arg(self, tok):
         wire = s(tok)
-        try:
-            mutf7_decode(wire)
-        except ValueError:
-            raise No("[CANNOT] Invalid mailbox name")
+        # a folder whose wire name is raw (wire_b64) is found as it is
         fo = self.sc.find(wire)
         if fo is None:
+            try:
+                mutf7_decode(wire)
+            except ValueError:
+                raise No("[CANNOT] Invalid mailbox name")
             raise No("[NONEXISTENT] Mailbox doesn't exist: %s" % wire)
         if any(a.upper() in ("\\NOSELECT", "\\NONEXISTENT") for a in fo.attrs):
             raise No("[CANNOT] Mailbox isn't selectable: %s" % wire)
