@@ -254,7 +254,7 @@ static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 	if (accounts_scheme == NULL)
 		accounts_scheme = MIGRATE_DEFAULT_ACCOUNTS_SCHEME;
 	if (password_generate_encoded == NULL || password_verify == NULL) {
-		i_fatal_status(EX_SOFTWARE, "%s: needs the doveadm binary's "
+		i_fatal_status(EX_USAGE, "%s: needs the doveadm binary's "
 			       "password schemes (run /usr/bin/doveadm, not "
 			       "doveadm-server)", name);
 	}

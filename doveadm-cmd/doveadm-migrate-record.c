@@ -155,7 +155,7 @@ migrate_record_fatal_handler(const struct failure_context *ctx,
 	if (ctx->type == LOG_TYPE_FATAL && writer->user != NULL) T_BEGIN {
 		i_zero(&rec);
 		rec.result = "failed";
-		rec.exit_code = ctx->exit_status;
+		rec.exit_code = migrate_exit_code_normalize(ctx->exit_status);
 		rec.error_code = migrate_error_name(MIGRATE_ERROR_FAILED);
 		VA_COPY(args_copy, args);
 		rec.error = migrate_record_log_text(writer, ctx, format,
@@ -296,7 +296,8 @@ void migrate_record_writer_deinit(int exit_code)
 	if (writer->user != NULL && !writer->user_written) T_BEGIN {
 		i_zero(&rec);
 		rec.result = "failed";
-		rec.exit_code = exit_code != 0 ? exit_code : EX_SOFTWARE;
+		rec.exit_code = exit_code != 0 ?
+			migrate_exit_code_normalize(exit_code) : EX_TEMPFAIL;
 		rec.error_code = migrate_error_name(MIGRATE_ERROR_FAILED);
 		migrate_record_write(writer, &rec);
 	} T_END;

@@ -240,8 +240,11 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 	if (WIFEXITED(acct->wait_status)) {
 		exit_code = WEXITSTATUS(acct->wait_status);
 		how = t_strdup_printf("exited with %d", exit_code);
+		/* Dovecot's fatal errors (89...) are not ours to pass on:
+		   what stopped the child kept what it had done */
+		exit_code = migrate_exit_code_normalize(exit_code);
 	} else {
-		exit_code = EX_SOFTWARE;
+		exit_code = EX_TEMPFAIL;
 		how = t_strdup_printf("was killed by signal %d",
 				      WTERMSIG(acct->wait_status));
 	}
@@ -261,7 +264,7 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 			"doveadm migrate %s without its result", how);
 		/* no result is no success */
 		if (exit_code == 0)
-			exit_code = EX_SOFTWARE;
+			exit_code = EX_TEMPFAIL;
 	}
 	if (!WIFEXITED(acct->wait_status)) {
 		acct->reason = p_strdup_printf(spawn->pool,
@@ -270,7 +273,12 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 	acct->source_retries += acct->rec.retries;
 	acct->exit_code = exit_code;
 	acct->result = exit_code == EX_DATAERR && acct->rec.rejected > 0 ?
-		"messages left out" : migrate_spawn_exit_class(exit_code);
+		"messages left out" :
+		/* an unexpected error exits 75 too, but is no passing
+		   problem of the source */
+		exit_code == EX_TEMPFAIL &&
+		null_strcmp(acct->rec.error_code, "failed") == 0 ? "failed" :
+		migrate_spawn_exit_class(exit_code);
 
 	if (exit_code == EX_TEMPFAIL && acct->attempts <= spawn->set.retries) {
 		delay = spawn->set.retry_delay_secs << (acct->attempts - 1);
@@ -503,7 +511,7 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 		acct = accounts[spawn->next++];
 		T_BEGIN {
 			if (migrate_spawn_child(acct) < 0) {
-				acct->exit_code = EX_OSERR;
+				acct->exit_code = EX_TEMPFAIL;
 				acct->result = "failed";
 				acct->reason = "could not start doveadm";
 				migrate_spawn_account_done(acct);

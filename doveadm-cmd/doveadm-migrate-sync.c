@@ -261,10 +261,10 @@ static void cmd_migrate_sync_read_stdin(struct migrate_cmd_context *ctx)
 	while ((ret = i_stream_read(input)) > 0) ;
 	data = i_stream_get_data(input, &size);
 	if (input->stream_errno != 0)
-		i_fatal("migrate: read(stdin) failed: %s",
-			i_stream_get_error(input));
+		i_fatal_status(EX_TEMPFAIL, "migrate: read(stdin) failed: %s",
+			       i_stream_get_error(input));
 	if (ret == -2)
-		i_fatal("migrate: stdin: credentials too large");
+		i_fatal_status(EX_USAGE, "migrate: stdin: credentials too large");
 	ctx->credentials = p_new(ctx->ctx.pool, struct migrate_credentials, 1);
 	if (migrate_credentials_parse("stdin", t_strndup(data, size),
 				      ctx->ctx.pool, ctx->credentials,
@@ -625,6 +625,9 @@ static void cmd_migrate_sync_deinit(struct doveadm_mail_cmd_context *_ctx)
 	/* a user whose run never came */
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
+	/* doveadm's own codes (an unknown user, a failed lookup) are
+	   documented too; anything else is not ours to exit with */
+	_ctx->exit_code = migrate_exit_code_normalize(_ctx->exit_code);
 	migrate_record_writer_deinit(_ctx->exit_code != 0 ? _ctx->exit_code :
 				     doveadm_exit_code);
 }
@@ -740,7 +743,7 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 	if (p == NULL || str_to_long(t_strdup_until(line, p), &owner_pid) < 0) {
 		i_error("migrate worker: Invalid first line from the owner");
 		i_stream_unref(&input);
-		_ctx->exit_code = EX_SOFTWARE;
+		_ctx->exit_code = EX_USAGE;
 		return -1;
 	}
 	line = p + 1;
@@ -758,7 +761,7 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 					      _ctx->pool, &cred, &error) < 0) {
 			i_error("migrate worker: %s", error);
 			i_stream_unref(&input);
-			_ctx->exit_code = EX_SOFTWARE;
+			_ctx->exit_code = EX_USAGE;
 			return -1;
 		}
 		ctx->credentials = &cred;

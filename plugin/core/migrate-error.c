@@ -24,7 +24,7 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	case MIGRATE_ERROR_REJECTED:
 		return EX_DATAERR;
 	case MIGRATE_ERROR_FAILED:
-		return EX_SOFTWARE;
+		return EX_TEMPFAIL;
 	case MIGRATE_ERROR_DELETE_LIMIT:
 		return EX_DATAERR;
 	case MIGRATE_ERROR_DEST_QUOTA:
@@ -40,6 +40,25 @@ int migrate_error_to_exit_code(enum migrate_error error)
 		return EX_TEMPFAIL;
 	}
 	i_unreached();
+}
+
+int migrate_exit_code_normalize(int exit_code)
+{
+	switch (exit_code) {
+	case 0:
+	case EX_USAGE:
+	case EX_DATAERR:
+	case EX_NOINPUT:
+	case EX_NOUSER:
+	case EX_CANTCREAT:
+	case EX_TEMPFAIL:
+	case EX_PROTOCOL:
+	case EX_NOPERM:
+	case EX_CONFIG:
+		return exit_code;
+	default:
+		return EX_TEMPFAIL;
+	}
 }
 
 const char *migrate_error_name(enum migrate_error error)

@@ -14,7 +14,11 @@ enum migrate_error {
 	/* the run finished, but left out messages the destination or the
 	   source refused (each one reported) */
 	MIGRATE_ERROR_REJECTED,
-	/* something failed that is not one of the below */
+	/* something failed that is not one of the below: an unexpected
+	   error of the destination's storage or of this tool.  Progress is
+	   kept and nothing partial is, so it exits as a temporary failure
+	   (as doveadm's own commands do for a storage's internal error),
+	   but ranks below every other class within a run */
 	MIGRATE_ERROR_FAILED,
 	/* too much would be deleted: refused without --force */
 	MIGRATE_ERROR_DELETE_LIMIT,
@@ -36,13 +40,19 @@ enum migrate_error {
 
 /* The sysexits code doveadm should exit with. */
 int migrate_error_to_exit_code(enum migrate_error error);
+/* exit_code when it is one of the documented codes (README, "Output and
+   exit codes": 0, 64, 65, 66, 67, 73, 75, 76, 77, 78), else EX_TEMPFAIL:
+   what ended a process otherwise (a crash, a fatal error, a child that
+   could not start) kept what it had done and left nothing partial, so a
+   re-run goes on. */
+int migrate_exit_code_normalize(int exit_code);
 /* The error's name in reports: "none", "rejected", "source_auth"... */
 const char *migrate_error_name(enum migrate_error error);
 
 /* Of two exit codes, the one to exit with: the one whose class comes
    later in enum migrate_error (65 ranks as the delete limit, 75 as a
-   temporary failure; a code no class maps to, such as 67 or a crash's
-   70, as MIGRATE_ERROR_FAILED); cur on a tie.  0 is no failure. */
+   temporary failure; a code no class maps to, such as 64, 66 or 67, as
+   MIGRATE_ERROR_FAILED); cur on a tie.  0 is no failure. */
 int migrate_exit_code_merge(int cur, int next);
 
 /* The failure of a run that decides its exit code: of all errors, the

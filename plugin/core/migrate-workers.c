@@ -306,7 +306,7 @@ int migrate_workers_next_result(struct migrate_workers *workers, bool block,
 		}
 		if (poll(array_front_modifiable(&fds), array_count(&fds),
 			 (int)timeout_msecs) < 0 && errno != EINTR)
-			i_fatal("poll() failed: %m");
+			i_fatal_status(EX_TEMPFAIL, "poll() failed: %m");
 		waited = TRUE;
 	}
 }

@@ -65,8 +65,47 @@ static void test_migrate_error_order(void)
 	test_end();
 }
 
+static void test_migrate_exit_code_normalize(void)
+{
+	/* README, "Output and exit codes" */
+	static const int documented[] = {
+		0, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOUSER, EX_CANTCREAT,
+		EX_TEMPFAIL, EX_PROTOCOL, EX_NOPERM, EX_CONFIG,
+	};
+	/* doveadm's and Dovecot's other codes, a crash as the shell sees
+	   it: nothing partial was kept, a re-run goes on */
+	static const int others[] = {
+		1, EX_NOHOST, EX_SOFTWARE, EX_OSERR, EX_IOERR, 83, 89, 134, 137,
+	};
+	enum migrate_error error;
+	unsigned int i;
+
+	test_begin("migrate exit codes are the documented ones");
+	for (i = 0; i < N_ELEMENTS(documented); i++) {
+		test_assert_idx(migrate_exit_code_normalize(documented[i]) ==
+				documented[i], i);
+	}
+	for (i = 0; i < N_ELEMENTS(others); i++) {
+		test_assert_idx(migrate_exit_code_normalize(others[i]) ==
+				EX_TEMPFAIL, i);
+	}
+	/* every class of failure exits with a documented code */
+	for (error = MIGRATE_ERROR_NONE; error <= MIGRATE_ERROR_TEMP; error++) {
+		int code = migrate_error_to_exit_code(error);
+
+		test_assert_idx(migrate_exit_code_normalize(code) == code,
+				error);
+	}
+	/* an unexpected error of the destination or of this tool: progress
+	   is kept, a re-run goes on; within a run it ranks last */
+	test_assert(migrate_error_to_exit_code(MIGRATE_ERROR_FAILED) ==
+		    EX_TEMPFAIL);
+	test_end();
+}
+
 void test_migrate_error(void)
 {
 	test_migrate_exit_code_merge();
 	test_migrate_error_order();
+	test_migrate_exit_code_normalize();
 }
