@@ -75,6 +75,13 @@ printf 'From: a@example.org\r\nSubject: exit codes\r\n\r\nHello.\r\n' >"$RIG/m.e
 for i in 1 2 3; do rig_imap src ok "$SRC_PW" append INBOX "$RIG/m.eml" >/dev/null; done
 for i in $(seq 1 10); do rig_imap src del "$SRC_PW" append INBOX "$RIG/m.eml" >/dev/null; done
 
+# one CSV field, quoted; a sync template of one account
+q() { local s=${1//\"/\"\"}; printf '"%s"' "$s"; }
+rig_secret 'Str0ng!dest' "template dest_password"
+printf '127.0.0.1:%s;ok;%s;mx.example.com;ok@example.com;%s\n' "$(rig_port src)" \
+	"$(q "$SRC_PW")" "$(q 'Str0ng!dest')" >"$RIG/one.txt"
+rig_secret_input "$RIG/one.txt"
+
 # code TEXT EXPECTED doveadm-args...: run doveadm (stdin from /dev/null
 # unless CODE_STDIN names a file) and assert its exit code
 code() {
@@ -121,6 +128,15 @@ code "domain status of a domain never migrated" 67 migrate domain status never.t
 # --- 73: the destination is full ---------------------------------------------------
 code "a destination over quota" 73 migrate -u quota@example.com
 
+code "batch: a --json report that cannot be written" 73 \
+	migrate batch --retries 0 --json "$RIG/no/such/dir/report.json" "$RIG/one.txt"
+printf 'username;domain;password;quota;type;full name;language;time zone\nana;example.com;%s;1;0;Ana Silva;pt-br;America/Sao_Paulo\n' \
+	"$(q 'Ana!pass1')" >"$RIG/accounts.csv"
+rig_secret 'Ana!pass1' "accounts template password"
+rig_secret_input "$RIG/accounts.csv"
+code "accounts: a --json report that cannot be written" 73 \
+	migrate accounts --json "$RIG/no/such/dir/accounts.json" "$RIG/accounts.csv"
+
 # --- 75: temporary, or an unexpected error: progress is kept -------------------------
 code "the source unreachable" 75 migrate -u gone@example.com
 # another run's lock, held by a process of our own
@@ -142,11 +158,6 @@ tap_like "... report.json names the storage's error, class failed" \
 	'"result":"failed","exit_code":75,"error":"[^"]*Permission denied' "$(report ok@example.com)"
 chmod 0700 "$md/tmp"
 code "... and the next run completes" 0 migrate -u ok@example.com
-# one CSV field, quoted
-q() { local s=${1//\"/\"\"}; printf '"%s"' "$s"; }
-printf '127.0.0.1:%s;ok;%s;mx.example.com;ok@example.com;%s\n' "$(rig_port src)" \
-	"$(q "$SRC_PW")" "$(q 'Str0ng!dest')" >"$RIG/one.txt"
-rig_secret_input "$RIG/one.txt"
 code "batch: an account whose process was killed (it was 70)" 75 \
 	-o plugin/migrate_debug_kill=list migrate batch --retries 0 "$RIG/one.txt"
 tap_like "... the batch says so" 'killed by signal 9' "$(cat "$CODE_OUT")"
