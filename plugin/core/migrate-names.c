@@ -244,7 +244,8 @@ migrate_name_unescape_source(const char *level, size_t len, char escape_char)
 	raw = t_str_new(len);
 	for (p = level; *p != '\0'; p++) {
 		if (*p == escape_char && p[1] != '\0' &&
-		    imap_escaped_utf8_hex_to_char(p + 1, &chr) == 0) {
+		    imap_escaped_utf8_hex_to_char(p + 1, &chr) == 0 &&
+		    chr != '\0') {
 			str_append_c(raw, chr);
 			p += 2;
 		} else {

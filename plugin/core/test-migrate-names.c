@@ -242,6 +242,7 @@ static void test_migrate_name_convert(void)
 		{ "a~2fb.c", '.', '~', '/', NULL, "a_b/c" },
 		{ "a~zz", '.', '~', '/', NULL, "a~zz" },
 		{ "a~7", '.', '~', '/', NULL, "a~7" },
+		{ "a~00b", '.', '~', '/', NULL, "a~00b" },
 		/* the destination's storage separator ('.' for Maildir++
 		   under a '/' namespace, '/' under a '.' one) */
 		{ "v1.2/x", '/', '\0', '/', ".", "v1_x2e2/x" },
