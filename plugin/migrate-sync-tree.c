@@ -106,7 +106,6 @@ static const char *sync_detect_prefix(struct migrate_sync_ctx *ctx)
 	return any && ctx->src_sep == '.' ? prefix : "";
 }
 
-
 /* The destination's rules for names, once the source's prefix is known.
    An escape character that separates folders here would make hierarchy
    out of escapes: a configuration error. */
@@ -221,7 +220,6 @@ sync_state_name_usable(struct migrate_sync_ctx *ctx, const char *name)
 	}
 	return usable;
 }
-
 
 /* Dovecot folds the case of INBOX in names: a source with both
    "INBOX/x" and "inbox/x" (mailutils, Cyrus with some settings) shows
@@ -439,14 +437,13 @@ sync_assign_dest_names(struct migrate_sync_ctx *ctx,
 		state = migrate_state_folder_lookup(ctx->state, f->src_name);
 		if (state == NULL ||
 		    hash_table_lookup(dest_names, state->dest_name) != NULL)
-			;
-		else if (!sync_state_name_usable(ctx, state->dest_name))
+			continue;
+		if (!sync_state_name_usable(ctx, state->dest_name)) {
 			array_push_back(&renamed, &f);
-		else {
-			f->dest_name = p_strdup(ctx->pool, state->dest_name);
-			hash_table_insert(dest_names, f->dest_name,
-					  f->src_name);
+			continue;
 		}
+		f->dest_name = p_strdup(ctx->pool, state->dest_name);
+		hash_table_insert(dest_names, f->dest_name, f->src_name);
 	}
 	for (i = 0; i < n; i++) {
 		f = array_idx_modifiable(&ctx->folders, i);
