@@ -15,7 +15,8 @@
 #      with them;
 #   3. a real Dovecot source (LAYOUT=fs, UTF-8 names) that holds '.',
 #      '*' and '%' in names, a 200-byte UTF-8 name (268 bytes in our
-#      modified UTF-7) and 40 levels.
+#      modified UTF-7) and 40 levels;
+#   4. a destination with the '.' separator, where '/' is escaped.
 # (A state that recorded a name the destination never had is in
 # plugin/test-migrate-sync.c.)
 
@@ -259,5 +260,20 @@ tap_diag "$(tail -n 2 <<<"$TAP_OUT")"
 migrate $DV
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}/${MIG[created]}" "65/0/0/0" \
 	"a re-run: exit 65, nothing copied, deleted or created"
+
+# --- 4. a destination whose namespace separates with '.' -----------------------
+# ('/' is no separator there: Dovecot refuses it in a name)
+rig_start_dest dot --sep . || exit 1
+rig_dest_plugin_set dot migrate_source_host 127.0.0.1
+rig_dest_plugin_set dot migrate_source_ssl no
+rig_dest_plugin_set dot migrate_source_password_file "$(rig_password_file dot-source "$QPW")"
+rig_add_user dot qd@example.com "$DEST_PW" userdb_migrate_source_user=quser \
+	"userdb_migrate_source_port=$QPORT"
+rc=0
+rig_doveadm dot -f tab migrate -u qd@example.com >"$RIG/dot.out" 2>&1 || rc=$?
+tap_is "$rc" 65 "a '.' destination: the same 2 folders left out, exit 65"
+tap_is "$(rig_doveadm dot mailbox list -u qd@example.com | LC_ALL=C sort | tr '\n' '|')" \
+	'100_x25|INBOX|Sub|Sub.~sub|_x7etilde|a_b|a_x2fb|a~b|bell_x07|caf_xe9|café|ctl_x01x|naïve|star_x2as|star_x5fx2as|x_x5fx41|' \
+	"... where '/' inside a name is escaped (a/b is a_x2fb, apart from a_b)"
 
 tap_done
