@@ -178,7 +178,10 @@ scen_touch
 user bad userdb_quota_max_mail_size=10M
 migrate bad
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[rejected]}" "0/2/0" "once both sides accept them, the 2 are copied and the run exits 0"
-tap_is "$(report bad)" "" "a clean run removes the report"
+tap_is "${MIG[uids_changed]}/$(json "$(report bad)" 'r["uids_changed"], r["rejected"]')" "2/(2, 0)" \
+	"... below the folder's UIDNEXT now, they get new UIDs: the summary and the report say so"
+migrate bad
+tap_is "$MIG_RC/${MIG[copied]}/$(report bad)" "0/0/" "a clean run removes the report"
 
 # the same when a worker process copies the folder (150 messages: it is
 # handed to a worker): its part of the report reaches the owner
