@@ -140,6 +140,30 @@ reader_time(struct migrate_settings_reader *r, const char *key,
 	return 0;
 }
 
+/* A size ("8M"), at least min_value. */
+static int
+reader_size(struct migrate_settings_reader *r, const char *key,
+	    uoff_t default_value, uoff_t min_value, uoff_t *value_r)
+{
+	const char *value = reader_get(r, key), *error;
+
+	if (value == NULL) {
+		*value_r = default_value;
+		return 0;
+	}
+	if (settings_get_size(value, value_r, &error) < 0) {
+		r->error = t_strdup_printf("%s: %s", key, error);
+		return -1;
+	}
+	if (*value_r < min_value) {
+		r->error = t_strdup_printf(
+			"%s: '%s' is less than the minimum %"PRIuUOFF_T" bytes",
+			key, value, min_value);
+		return -1;
+	}
+	return 0;
+}
+
 /* One of names (index = the enum's value); NULL value: default_idx. */
 static int
 reader_enum(struct migrate_settings_reader *r, const char *key,
@@ -380,6 +404,29 @@ settings_read_local(pool_t pool, struct migrate_settings_reader *r,
 	return 0;
 }
 
+/* Bounds against a source that misbehaves. */
+static int
+settings_read_bounds(struct migrate_settings_reader *r,
+		     struct migrate_settings *set)
+{
+	return reader_size(r, MIGRATE_SETTING_SOURCE_MAX_LINE_LENGTH,
+			   MIGRATE_DEFAULT_SOURCE_MAX_LINE_LENGTH,
+			   MIGRATE_MIN_SOURCE_MAX_LINE_LENGTH,
+			   &set->source_max_line_length) < 0 ||
+		reader_size(r, MIGRATE_SETTING_MAX_MESSAGE_SIZE,
+			    MIGRATE_DEFAULT_MAX_MESSAGE_SIZE, 1,
+			    &set->max_message_size) < 0 ||
+		reader_time(r, MIGRATE_SETTING_ACCOUNT_TIMEOUT,
+			    MIGRATE_DEFAULT_ACCOUNT_TIMEOUT_SECS,
+			    &set->account_timeout_secs) < 0 ||
+		reader_size(r, MIGRATE_SETTING_MIN_RATE,
+			    MIGRATE_DEFAULT_MIN_RATE, 0, &set->min_rate) < 0 ||
+		reader_uint(r, MIGRATE_SETTING_MAX_FOLDERS,
+			    MIGRATE_DEFAULT_MAX_FOLDERS, 1,
+			    MIGRATE_MAX_MAX_FOLDERS, &set->max_folders) < 0 ?
+		-1 : 0;
+}
+
 int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
 			  void *context, const char *default_user,
 			  const char *home, bool require_source,
@@ -396,7 +443,8 @@ int migrate_settings_read(pool_t pool, migrate_settings_lookup_t *lookup,
 	if (settings_read_source(pool, &r, default_user, require_source,
 				 set) < 0 ||
 	    settings_read_run(pool, &r, set) < 0 ||
-	    settings_read_local(pool, &r, home, set) < 0) {
+	    settings_read_local(pool, &r, home, set) < 0 ||
+	    settings_read_bounds(&r, set) < 0) {
 		*error_r = r.error;
 		return -1;
 	}

@@ -35,6 +35,11 @@
 #define MIGRATE_SETTING_ARCHIVE_THRESHOLD "migrate_archive_threshold"
 #define MIGRATE_SETTING_ARCHIVE_INBOX "migrate_archive_inbox"
 #define MIGRATE_SETTING_ARCHIVE_SENT "migrate_archive_sent"
+#define MIGRATE_SETTING_SOURCE_MAX_LINE_LENGTH "migrate_source_max_line_length"
+#define MIGRATE_SETTING_MAX_MESSAGE_SIZE "migrate_max_message_size"
+#define MIGRATE_SETTING_ACCOUNT_TIMEOUT "migrate_account_timeout"
+#define MIGRATE_SETTING_MIN_RATE "migrate_min_rate"
+#define MIGRATE_SETTING_MAX_FOLDERS "migrate_max_folders"
 
 #define MIGRATE_DEFAULT_SOURCE_SSL MIGRATE_SSL_STARTTLS
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
@@ -62,6 +67,17 @@
 /* '/' separates levels, whatever the namespace's separator */
 #define MIGRATE_DEFAULT_ARCHIVE_INBOX "ARCHIVE/%{year}"
 #define MIGRATE_DEFAULT_ARCHIVE_SENT "ARCHIVE/Sent/%{year}"
+
+/* bounds against a source that misbehaves: a line of a reply (literals
+   are not lines), one message, one account's run, the rate while we
+   wait for the source, the folders of one LIST */
+#define MIGRATE_DEFAULT_SOURCE_MAX_LINE_LENGTH (8*1024*1024)
+#define MIGRATE_MIN_SOURCE_MAX_LINE_LENGTH (64*1024)
+#define MIGRATE_DEFAULT_MAX_MESSAGE_SIZE (100*1024*1024)
+#define MIGRATE_DEFAULT_ACCOUNT_TIMEOUT_SECS (12*60*60)
+#define MIGRATE_DEFAULT_MIN_RATE 1024
+#define MIGRATE_DEFAULT_MAX_FOLDERS 10000
+#define MIGRATE_MAX_MAX_FOLDERS 1000000
 
 enum migrate_gmail_mode {
 	/* when the source lists [Gmail]/ or [Google Mail]/ folders */
@@ -124,6 +140,17 @@ struct migrate_settings {
 	unsigned int archive_threshold;
 	const char *archive_inbox;
 	const char *archive_sent;
+
+	/* bounds against a hostile or broken source */
+	uoff_t source_max_line_length;
+	/* messages larger than this are left out (never 0) */
+	uoff_t max_message_size;
+	/* the whole run of one account, 0 = no deadline */
+	unsigned int account_timeout_secs;
+	/* bytes per second while waiting for the source, measured over
+	   each source_timeout_secs of waiting; 0 = not checked */
+	uoff_t min_rate;
+	unsigned int max_folders;
 };
 
 /* Returns the value of a plugin setting, or NULL when unset. */

@@ -46,6 +46,13 @@ static void test_migrate_settings_defaults(void)
 	test_assert(set->retry_delay_secs == MIGRATE_DEFAULT_RETRY_DELAY_SECS);
 	test_assert(set->gmail == MIGRATE_GMAIL_AUTO);
 	test_assert(set->debug_kill_step == NULL);
+	test_assert(set->source_max_line_length ==
+		    MIGRATE_DEFAULT_SOURCE_MAX_LINE_LENGTH);
+	test_assert(set->max_message_size == MIGRATE_DEFAULT_MAX_MESSAGE_SIZE);
+	test_assert(set->account_timeout_secs ==
+		    MIGRATE_DEFAULT_ACCOUNT_TIMEOUT_SECS);
+	test_assert(set->min_rate == MIGRATE_DEFAULT_MIN_RATE);
+	test_assert(set->max_folders == MIGRATE_DEFAULT_MAX_FOLDERS);
 	pool_unref(&pool);
 	test_end();
 }
@@ -65,6 +72,11 @@ static void test_migrate_settings_values(void)
 		"migrate_retry_delay", "2 mins",
 		"migrate_gmail", "yes",
 		"migrate_debug_kill", "commit:3",
+		"migrate_source_max_line_length", "1M",
+		"migrate_max_message_size", "20M",
+		"migrate_account_timeout", "10s",
+		"migrate_min_rate", "0",
+		"migrate_max_folders", "50",
 		NULL
 	};
 	const struct migrate_settings *set;
@@ -87,6 +99,11 @@ static void test_migrate_settings_values(void)
 	test_assert(set->gmail == MIGRATE_GMAIL_YES);
 	test_assert_strcmp(set->debug_kill_step, "commit");
 	test_assert(set->debug_kill_count == 3);
+	test_assert(set->source_max_line_length == 1024*1024);
+	test_assert(set->max_message_size == 20*1024*1024);
+	test_assert(set->account_timeout_secs == 10);
+	test_assert(set->min_rate == 0);
+	test_assert(set->max_folders == 50);
 	pool_unref(&pool);
 	test_end();
 }
@@ -115,6 +132,17 @@ static void test_migrate_settings_invalid(void)
 		{ "migrate_gmail", "maybe", "migrate_gmail" },
 		{ "migrate_debug_kill", "save:0", "migrate_debug_kill" },
 		{ "migrate_debug_kill", "save:x", "migrate_debug_kill" },
+		{ "migrate_source_max_line_length", "lots",
+		  "migrate_source_max_line_length" },
+		{ "migrate_source_max_line_length", "1k",
+		  "migrate_source_max_line_length" },
+		{ "migrate_max_message_size", "0", "migrate_max_message_size" },
+		{ "migrate_max_message_size", "big", "migrate_max_message_size" },
+		{ "migrate_account_timeout", "forever", "migrate_account_timeout" },
+		{ "migrate_min_rate", "fast", "migrate_min_rate" },
+		{ "migrate_max_folders", "0", "migrate_max_folders" },
+		{ "migrate_max_folders", "2000000", "migrate_max_folders" },
+		{ "migrate_max_folders", "many", "migrate_max_folders" },
 	};
 	const struct migrate_settings *set;
 	const char *error;
