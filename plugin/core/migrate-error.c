@@ -26,6 +26,7 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	case MIGRATE_ERROR_FAILED:
 		return EX_TEMPFAIL;
 	case MIGRATE_ERROR_DELETE_LIMIT:
+	case MIGRATE_ERROR_SOURCE_LIMIT:
 		return EX_DATAERR;
 	case MIGRATE_ERROR_DEST_QUOTA:
 		return EX_CANTCREAT;
@@ -72,6 +73,8 @@ const char *migrate_error_name(enum migrate_error error)
 		return "failed";
 	case MIGRATE_ERROR_DELETE_LIMIT:
 		return "delete_limit";
+	case MIGRATE_ERROR_SOURCE_LIMIT:
+		return "source_limit";
 	case MIGRATE_ERROR_DEST_QUOTA:
 		return "dest_quota";
 	case MIGRATE_ERROR_SOURCE_TLS:

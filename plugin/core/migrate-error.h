@@ -22,6 +22,9 @@ enum migrate_error {
 	MIGRATE_ERROR_FAILED,
 	/* too much would be deleted: refused without --force */
 	MIGRATE_ERROR_DELETE_LIMIT,
+	/* the source is beyond a bound an admin must raise first: more
+	   folders than migrate_max_folders */
+	MIGRATE_ERROR_SOURCE_LIMIT,
 	/* the destination is over quota */
 	MIGRATE_ERROR_DEST_QUOTA,
 	/* TLS to the source failed: certificate not trusted, wrong name,

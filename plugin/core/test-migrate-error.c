@@ -62,6 +62,10 @@ static void test_migrate_error_order(void)
 	}
 	test_assert_strcmp(migrate_error_name(MIGRATE_ERROR_SOURCE_AUTH),
 			   "source_auth");
+	test_assert_strcmp(migrate_error_name(MIGRATE_ERROR_SOURCE_LIMIT),
+			   "source_limit");
+	test_assert(migrate_error_to_exit_code(MIGRATE_ERROR_SOURCE_LIMIT) ==
+		    EX_DATAERR);
 	test_end();
 }
 
