@@ -8,10 +8,7 @@
 #include "str.h"
 #include "fd-util.h"
 #include "write-full.h"
-#include "module-dir.h"
 #include "mail-user.h"
-#include "mail-storage-service.h"
-#include "quota.h"
 #include "migrate-sync.h"
 #include "doveadm-migrate-record.h"
 
@@ -213,48 +210,18 @@ void migrate_record_user_begin(const char *username)
 	str_truncate(writer->last_error, 0);
 }
 
-/* The first quota root with a storage resource, through the quota
-   plugin's API.  The plugin is loaded only when mail_plugins has it, so
-   its functions are looked up in the loaded module, not linked. */
+/* The destination's quota, when the user has the quota plugin. */
 static void migrate_record_quota(struct mail_user *user,
 				 struct migrate_record *rec)
 {
-	typeof(quota_root_iter_init_user) *iter_init;
-	typeof(quota_root_iter_next) *iter_next;
-	typeof(quota_root_iter_deinit) *iter_deinit;
-	typeof(quota_get_resource) *get_resource;
-	struct quota_root_iter *iter;
-	struct quota_root *root;
-	enum quota_get_result ret;
-	struct module *module;
-	uint64_t value, limit;
-	const char *error;
+	struct migrate_dest_quota quota;
 
-	module = module_dir_find(mail_storage_service_modules, "quota");
-	if (module == NULL || !mail_user_is_plugin_loaded(user, module))
+	if (!migrate_dest_quota_get(user, &quota))
 		return;
-	iter_init = module_get_symbol(module, "quota_root_iter_init_user");
-	iter_next = module_get_symbol(module, "quota_root_iter_next");
-	iter_deinit = module_get_symbol(module, "quota_root_iter_deinit");
-	get_resource = module_get_symbol(module, "quota_get_resource");
-	if (iter_init == NULL || iter_next == NULL || iter_deinit == NULL ||
-	    get_resource == NULL)
-		return;
-
-	iter = iter_init(user);
-	while ((root = iter_next(iter)) != NULL) {
-		ret = get_resource(root, "", QUOTA_NAME_STORAGE_KILOBYTES,
-				   &value, &limit, &error);
-		if (ret == QUOTA_GET_RESULT_LIMITED ||
-		    ret == QUOTA_GET_RESULT_UNLIMITED) {
-			rec->quota_known = TRUE;
-			rec->quota_limited = ret == QUOTA_GET_RESULT_LIMITED;
-			rec->quota_used_kb = value;
-			rec->quota_limit_kb = rec->quota_limited ? limit : 0;
-			break;
-		}
-	}
-	iter_deinit(&iter);
+	rec->quota_known = TRUE;
+	rec->quota_limited = quota.limited;
+	rec->quota_used_kb = quota.used_kb;
+	rec->quota_limit_kb = quota.limit_kb;
 }
 
 void migrate_record_user_finish(struct mail_user *user,

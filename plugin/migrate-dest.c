@@ -5,6 +5,10 @@
 #include "mail-user.h"
 #include "mail-storage-settings.h"
 #include "mail-search-build.h"
+#include "module-dir.h"
+#include "settings-parser.h"
+#include "mail-storage-service.h"
+#include "quota.h"
 #include "migrate-settings.h"
 #include "migrate-dest.h"
 
@@ -37,6 +41,72 @@ bool migrate_dest_state_fsync(struct mail_user *user,
 	return set->fsync &&
 		mail_user_set_get_storage_set(user)->parsed_fsync_mode !=
 		FSYNC_MODE_NEVER;
+}
+
+uoff_t migrate_dest_max_message_size(struct mail_user *user,
+				     const struct migrate_settings *set,
+				     const char **reason_r)
+{
+	const char *value, *error;
+	uoff_t quota_max;
+
+	*reason_r = t_strdup_printf("larger than %s (%"PRIuUOFF_T" bytes)",
+				    MIGRATE_SETTING_MAX_MESSAGE_SIZE,
+				    set->max_message_size);
+	/* the quota plugin's own limit: the same words as its refusal */
+	value = mail_user_plugin_getenv(user, "quota_max_mail_size");
+	if (value == NULL || settings_get_size(value, &quota_max, &error) < 0 ||
+	    quota_max == 0 || quota_max >= set->max_message_size)
+		return set->max_message_size;
+	*reason_r = t_strdup_printf("the destination refused it: Mail size is "
+		"larger than the maximum size allowed by server configuration "
+		"(quota_max_mail_size, %"PRIuUOFF_T" bytes)", quota_max);
+	return quota_max;
+}
+
+/* The quota plugin is loaded only when mail_plugins has it, so its
+   functions are looked up in the loaded module, not linked. */
+bool migrate_dest_quota_get(struct mail_user *user,
+			    struct migrate_dest_quota *quota_r)
+{
+	typeof(quota_root_iter_init_user) *iter_init;
+	typeof(quota_root_iter_next) *iter_next;
+	typeof(quota_root_iter_deinit) *iter_deinit;
+	typeof(quota_get_resource) *get_resource;
+	struct quota_root_iter *iter;
+	struct quota_root *root;
+	enum quota_get_result ret;
+	struct module *module;
+	uint64_t value, limit;
+	const char *error;
+	bool known = FALSE;
+
+	i_zero(quota_r);
+	module = module_dir_find(mail_storage_service_modules, "quota");
+	if (module == NULL || !mail_user_is_plugin_loaded(user, module))
+		return FALSE;
+	iter_init = module_get_symbol(module, "quota_root_iter_init_user");
+	iter_next = module_get_symbol(module, "quota_root_iter_next");
+	iter_deinit = module_get_symbol(module, "quota_root_iter_deinit");
+	get_resource = module_get_symbol(module, "quota_get_resource");
+	if (iter_init == NULL || iter_next == NULL || iter_deinit == NULL ||
+	    get_resource == NULL)
+		return FALSE;
+
+	iter = iter_init(user);
+	while (!known && (root = iter_next(iter)) != NULL) {
+		ret = get_resource(root, "", QUOTA_NAME_STORAGE_KILOBYTES,
+				   &value, &limit, &error);
+		if (ret == QUOTA_GET_RESULT_LIMITED ||
+		    ret == QUOTA_GET_RESULT_UNLIMITED) {
+			known = TRUE;
+			quota_r->limited = ret == QUOTA_GET_RESULT_LIMITED;
+			quota_r->used_kb = value;
+			quota_r->limit_kb = quota_r->limited ? limit : 0;
+		}
+	}
+	iter_deinit(&iter);
+	return known;
 }
 
 int migrate_dest_saved_uids(struct mailbox *box,

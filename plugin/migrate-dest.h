@@ -49,6 +49,24 @@ enum migrate_error migrate_dest_error(struct mailbox *box, const char *what,
 bool migrate_dest_state_fsync(struct mail_user *user,
 			      const struct migrate_settings *set);
 
+/* The largest message the destination takes from the source (by its
+   RFC822.SIZE): migrate_max_message_size, or quota_max_mail_size when
+   that is set and smaller.  *reason_r is why a larger one is left out,
+   as reports give it. */
+uoff_t migrate_dest_max_message_size(struct mail_user *user,
+				     const struct migrate_settings *set,
+				     const char **reason_r);
+
+/* The user's storage quota, through the quota plugin's API: the first
+   quota root with a storage resource.  Unknown (FALSE) when the user has
+   no quota plugin. */
+struct migrate_dest_quota {
+	bool limited;
+	uint64_t used_kb, limit_kb;
+};
+bool migrate_dest_quota_get(struct mail_user *user,
+			    struct migrate_dest_quota *quota_r);
+
 /* The UIDs a commit gave to its count saves, in save order, into
    dest_uids.  Fails when the commit did not return one UID per save. */
 int migrate_dest_saved_uids(struct mailbox *box,
