@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <time.h>
 #include <sys/prctl.h>
 
 /* One summary row per user, failed ones included. */
@@ -396,6 +397,13 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 		i_error("migrate: %s: %s", user->username, errstr);
 }
 
+/* When the account's run must end (migrate_account_timeout), 0 never. */
+static time_t cmd_migrate_sync_deadline(const struct migrate_settings *set)
+{
+	return set->account_timeout_secs == 0 ? 0 :
+		time(NULL) + set->account_timeout_secs;
+}
+
 /* Sync passes until one succeeds, fails for good, or the retries for a
    lost source run out.  Each pass starts with a new connection and goes
    on from what the state says is copied. */
@@ -414,6 +422,7 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 	struct migrate_source *source;
 	enum migrate_error error_code;
 	unsigned int delay = set->retry_delay_secs, sleep_secs;
+	time_t deadline = cmd_migrate_sync_deadline(set);
 	const char *error;
 
 	i_zero(&opts);
@@ -435,7 +444,8 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 		array_clear(&report->rejected);
 		if (migrate_source_init(_ctx->storage_service,
 					_ctx->cur_service_user, user, set,
-					&source, &error_code, &error) < 0)
+					deadline, &source, &error_code,
+					&error) < 0)
 			i_error("migrate: %s: %s", user->username, error);
 		else {
 			/* the engine logs its own errors */
@@ -460,10 +470,16 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 				stats->retries == 1 ? "y" : "ies", error);
 			return error_code;
 		}
-		stats->retries++;
 		/* a little jitter keeps the accounts of a batch that lost
 		   the server together from coming back together */
 		sleep_secs = delay + i_rand_limit(delay / 4 + 1);
+		if (deadline != 0 && time(NULL) + sleep_secs >= deadline) {
+			i_error("migrate: %s: Giving up: a retry would start "
+				"after %s: %s", user->username,
+				MIGRATE_SETTING_ACCOUNT_TIMEOUT, error);
+			return error_code;
+		}
+		stats->retries++;
 		e_warning(event_create_passthrough(user->event)->
 			  set_name("migrate_retry")->
 			  add_int("retry", stats->retries)->
@@ -686,13 +702,17 @@ cmd_migrate_worker_jobs(struct doveadm_mail_cmd_context *_ctx,
 {
 	struct migrate_source *source = NULL;
 	enum migrate_error error_code;
+	/* from its first job on; the owner stops waiting for it at its own
+	   deadline, and it dies with the owner */
+	time_t deadline = cmd_migrate_sync_deadline(set);
 	const char *line, *error;
 
 	while ((line = i_stream_read_next_line(input)) != NULL) T_BEGIN {
 		if (source == NULL &&
 		    migrate_source_init(_ctx->storage_service,
 					_ctx->cur_service_user, user, set,
-					&source, &error_code, &error) < 0) {
+					deadline, &source, &error_code,
+					&error) < 0) {
 			i_error("migrate worker: %s", error);
 			migrate_sync_worker_fail(STDOUT_FILENO, error_code,
 						 error);

@@ -20,19 +20,22 @@
 
 struct migrate_source_conn {
 	struct event *event;
+	struct migrate_source_guard *guard;
 	struct imapc_client *client;
 	struct imapc_client_mailbox *box;
 	char *selected;
 
-	/* the message being read */
+	/* the message being read, and where reading it ends at the latest */
 	int fd;
 	uint32_t uid;
-	uoff_t written;
+	uoff_t written, end;
 	unsigned int pending;
 	/* a piece came back shorter than asked: the end of the message */
 	bool eof;
 	bool got_piece;
 	bool failed, expunged, refused;
+	/* it sent more than it said the message has */
+	bool oversized;
 	char *error;
 	char *temp_prefix;
 
@@ -101,6 +104,20 @@ conn_piece_file(struct migrate_source_conn *conn, const struct imap_arg *arg,
 		conn->eof = TRUE;
 }
 
+/* A piece that takes the message past its end: the source sends more
+   than it said the message has (a broken or hostile server may do so
+   for ever).  The message is left out. */
+static bool conn_piece_past_end(struct migrate_source_conn *conn)
+{
+	if (conn->written <= conn->end)
+		return FALSE;
+	conn->oversized = conn->refused = TRUE;
+	conn_set_error(conn, t_strdup_printf(
+		"it sent more than %"PRIuUOFF_T" bytes, twice its RFC822.SIZE "
+		"and a piece (a broken or hostile server)", conn->end));
+	return TRUE;
+}
+
 static void
 conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	      const struct imapc_untagged_reply *reply, uoff_t offset)
@@ -122,6 +139,7 @@ conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 			return;
 		}
 		conn_piece_file(conn, arg, reply->file_args[0].fd);
+		(void)conn_piece_past_end(conn);
 		return;
 	}
 	if (!imap_arg_get_nstring(arg, &data)) {
@@ -138,6 +156,7 @@ conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	conn->written += size;
 	if (size < MIGRATE_SOURCE_PIECE_SIZE)
 		conn->eof = TRUE;
+	(void)conn_piece_past_end(conn);
 }
 
 static void
@@ -151,6 +170,7 @@ conn_untagged_list(struct migrate_source_conn *conn,
 	if (conn->list_names == NULL ||
 	    !imap_arg_get_astring(&reply->args[2], &name))
 		return;
+	migrate_source_guard_folder(conn->guard);
 	utf8 = t_str_new(128);
 	if (imap_utf7_to_utf8(name, utf8) < 0)
 		str_append(utf8, name);
@@ -233,7 +253,7 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 			return;
 		}
 		conn->got_piece = TRUE;
-		if (conn->eof) {
+		if (conn->eof || conn->oversized) {
 			/* pieces sent past the end in the same window */
 			continue;
 		}
@@ -290,6 +310,7 @@ static void conn_run(struct migrate_source_conn *conn)
 struct migrate_source_conn *
 migrate_source_conn_init(const struct migrate_settings *set,
 		     struct mail_user *ssl_user, const char *dns_base_dir,
+		     struct migrate_source_guard *guard,
 		     struct event *event_parent)
 {
 	struct migrate_source_conn *conn;
@@ -298,6 +319,7 @@ migrate_source_conn_init(const struct migrate_settings *set,
 
 	conn = i_new(struct migrate_source_conn, 1);
 	conn->fd = -1;
+	conn->guard = guard;
 	conn->event = event_create(event_parent);
 	temp_prefix = t_str_new(128);
 	mail_user_set_get_temp_prefix(temp_prefix, ssl_user->set);
@@ -339,7 +361,8 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	cset.connect_timeout_msecs = IMAPC_DEFAULT_CONNECT_TIMEOUT_MSECS;
 	cset.connect_retry_count = 0;
 	cset.cmd_timeout_msecs = set->source_timeout_secs * 1000;
-	cset.max_line_length = IMAPC_DEFAULT_MAX_LINE_LENGTH;
+	/* a reply's line (not its literals) is held in memory whole */
+	cset.max_line_length = set->source_max_line_length;
 
 	conn->client = imapc_client_init(&cset, conn->event);
 	imapc_client_register_untagged(conn->client, conn_untagged,
@@ -424,14 +447,16 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 
 	conn->uid = uid;
 	conn->written = 0;
+	/* RFC822.SIZE is only a hint (some servers get it wrong): read until
+	   a piece comes back short, but not for ever */
+	conn->end = 2 * size + MIGRATE_SOURCE_PIECE_SIZE;
+	conn->oversized = FALSE;
 	conn->eof = FALSE;
 	conn->got_piece = FALSE;
 	conn->failed = FALSE;
 	conn->expunged = FALSE;
 	conn->refused = FALSE;
 	i_free(conn->error);
-	/* RFC822.SIZE is only a hint (some servers get it wrong): read until
-	   a piece comes back short */
 	while (!conn->eof && !conn->failed) {
 		/* a few pieces in flight: the round trip is paid once per
 		   window, memory is a few pieces */
@@ -480,7 +505,9 @@ conn_list_cmd(struct migrate_source_conn *conn, pool_t pool,
 	cmd = imapc_client_cmd(conn->client, conn_cmd_callback, conn);
 	conn->pending++;
 	imapc_command_send(cmd, cmd_str);
+	migrate_source_guard_count_folders(conn->guard, TRUE);
 	conn_run(conn);
+	migrate_source_guard_count_folders(conn->guard, FALSE);
 	conn->list_names = NULL;
 	if (conn->failed) {
 		*error_r = t_strdup_printf("%s failed: %s", cmd_str,

@@ -46,9 +46,13 @@ migrate_source_mailbox_error(struct migrate_source *source,
 			     struct mailbox *box, const char *what,
 			     const char **error_r)
 {
+	enum migrate_error code;
 	enum mail_error error;
 	const char *errstr;
 
+	/* the source was given up: that is why it failed */
+	if (migrate_source_check(source, &code, error_r) < 0)
+		return code;
 	errstr = mailbox_get_last_internal_error(box, &error);
 	*error_r = t_strdup_printf("Source: %s %s failed: %s", what,
 				   mailbox_get_vname(box),
@@ -60,9 +64,12 @@ enum migrate_error
 migrate_source_list_error(struct migrate_source *source, const char *what,
 			  const char **error_r)
 {
+	enum migrate_error code;
 	enum mail_error error;
 	const char *errstr;
 
+	if (migrate_source_check(source, &code, error_r) < 0)
+		return code;
 	errstr = mailbox_list_get_last_internal_error(
 		source->user->namespaces->list, &error);
 	*error_r = t_strdup_printf("Source: Listing %s failed: %s", what,

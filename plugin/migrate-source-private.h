@@ -14,12 +14,15 @@
 #define MIGRATE_SOURCE_PIECES_IN_FLIGHT 4
 
 struct migrate_source_conn;
+struct migrate_source_guard;
 struct migrate_resolver;
 
 /* What the source does besides its storage: over our own connection for
    a remote server, through the storage for a local one. */
 struct migrate_source_vfuncs {
 	void (*deinit)(struct migrate_source *source);
+	/* after the source user is deinitialized (may be NULL) */
+	void (*deinit_post)(struct migrate_source *source);
 	int (*fetch_large)(struct migrate_source *source, const char *mailbox,
 			   uint32_t uid, uoff_t size, struct istream **input_r,
 			   bool *expunged_r, bool *refused_r,
@@ -55,6 +58,8 @@ struct migrate_source {
 	bool user_borrowed;
 	/* our own connection, NULL until first needed */
 	struct migrate_source_conn *conn;
+	/* the bounds of a remote source (NULL for a local one) */
+	struct migrate_source_guard *guard;
 
 	struct migrate_resolver *resolver;
 	/* base_dir whose dns-client socket the resolver answers, or NULL */
@@ -78,10 +83,39 @@ void migrate_source_log_deinit(struct migrate_source *source);
 /* What a failed login ("imapc: Login to HOST failed: REASON") means. */
 enum migrate_error migrate_source_login_error_code(const char *error);
 
+/* migrate-source-guard.c: the bounds of a remote source (see there).
+   deadline is the account's (0: none). */
+struct migrate_source_guard *
+migrate_source_guard_init(struct mail_user *dest_user,
+			  const struct migrate_settings *set, time_t deadline);
+void migrate_source_guard_deinit(struct migrate_source_guard **guard);
+/* Watch the source user: its temporary files and the folders its
+   storage lists. */
+void migrate_source_guard_watch(struct migrate_source_guard *guard,
+				struct mail_user *user);
+void migrate_source_guard_add_temp_prefix(struct migrate_source_guard *guard,
+					  const char *prefix);
+/* Give the source up: its sockets are shut down, and every later check
+   fails with code and error. */
+void migrate_source_guard_trip(struct migrate_source_guard *guard,
+			       enum migrate_error code, const char *error);
+/* 0, or -1 with why the source was given up (the deadline is checked
+   here too). */
+int migrate_source_guard_check(struct migrate_source_guard *guard,
+			       enum migrate_error *code_r,
+			       const char **error_r);
+/* Count the folders listed from now on (count) or stop counting; one
+   more folder listed (a LIST or LSUB reply).  More than
+   migrate_max_folders gives the source up. */
+void migrate_source_guard_count_folders(struct migrate_source_guard *guard,
+					bool count);
+void migrate_source_guard_folder(struct migrate_source_guard *guard);
+
 /* migrate-source-conn.c */
 struct migrate_source_conn *
 migrate_source_conn_init(const struct migrate_settings *set,
 			 struct mail_user *ssl_user, const char *dns_base_dir,
+			 struct migrate_source_guard *guard,
 			 struct event *event_parent);
 void migrate_source_conn_deinit(struct migrate_source_conn **conn);
 int migrate_source_conn_fetch(struct migrate_source_conn *conn,

@@ -45,6 +45,9 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 	ADD("imapc_features=rfc822.size fetch-headers modseq");
 	ADD(t_strdup_printf("imapc_cmd_timeout=%us",
 			    set->source_timeout_secs));
+	/* a reply's line (not its literals) is held in memory whole */
+	ADD(t_strdup_printf("imapc_max_line_length=%"PRIuUOFF_T,
+			    set->source_max_line_length));
 	/* imapc 2.3.19 reconnects without delay and without counting, a
 	   loop against a server that keeps failing; a failed run is re-run
 	   instead, and resumes where it stopped */
@@ -151,13 +154,20 @@ static void source_imapc_deinit(struct migrate_source *source)
 	migrate_resolver_stop(&source->resolver);
 }
 
+/* After the source user is gone: its LOGOUT too is bounded. */
+static void source_imapc_deinit_post(struct migrate_source *source)
+{
+	if (source->guard != NULL)
+		migrate_source_guard_deinit(&source->guard);
+}
+
 /* Our own connection, opened when first needed. */
 static struct migrate_source_conn *source_conn(struct migrate_source *source)
 {
 	if (source->conn == NULL) {
 		source->conn = migrate_source_conn_init(source->set,
 			source->dest_user, source->resolver_dir,
-			source->event);
+			source->guard, source->event);
 	}
 	return source->conn;
 }
@@ -211,6 +221,7 @@ source_imapc_mailbox_exists(struct migrate_source *source,
 
 static const struct migrate_source_vfuncs source_imapc_vfuncs = {
 	.deinit = source_imapc_deinit,
+	.deinit_post = source_imapc_deinit_post,
 	.fetch_large = source_imapc_fetch_large,
 	.list_names = source_imapc_list_names,
 	.uids_present = source_imapc_uids_present,
@@ -237,7 +248,7 @@ source_alloc(struct mail_user *dest_user, const struct migrate_settings *set,
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct mail_storage_service_user *dest_service_user,
 			struct mail_user *dest_user,
-			const struct migrate_settings *set,
+			const struct migrate_settings *set, time_t deadline,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
 			const char **error_r)
@@ -246,6 +257,8 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 	const char *resolver_dir = NULL, *error;
 
 	source = source_alloc(dest_user, set, &source_imapc_vfuncs);
+	/* from the start: the login is bounded too */
+	source->guard = migrate_source_guard_init(dest_user, set, deadline);
 	if (set->source_ssl_hostname != NULL &&
 	    migrate_resolver_start(set->source_ssl_hostname,
 				   set->source_host, &source->resolver,
@@ -259,9 +272,12 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 	source->resolver_dir = i_strdup(resolver_dir);
 	if (migrate_source_user_init(source, service_ctx, dest_service_user,
 				     error_code_r, error_r) < 0) {
+		/* given up while logging in: that is the cause */
+		(void)migrate_source_check(source, error_code_r, error_r);
 		migrate_source_deinit(&source);
 		return -1;
 	}
+	migrate_source_guard_watch(source->guard, source->user);
 	*source_r = source;
 	return 0;
 }
@@ -287,6 +303,8 @@ void migrate_source_deinit(struct migrate_source **_source)
 	source->v.deinit(source);
 	if (source->user != NULL && !source->user_borrowed)
 		mail_user_deinit(&source->user);
+	if (source->v.deinit_post != NULL)
+		source->v.deinit_post(source);
 	migrate_source_log_deinit(source);
 	event_unref(&source->event);
 	i_free(source->resolver_dir);
@@ -340,4 +358,18 @@ int migrate_source_mailbox_exists(struct migrate_source *source,
 {
 	*exists_r = FALSE;
 	return source->v.mailbox_exists(source, mailbox, exists_r, error_r);
+}
+
+int migrate_source_check(struct migrate_source *source,
+			 enum migrate_error *code_r, const char **error_r)
+{
+	if (source->guard == NULL)
+		return 0;
+	return migrate_source_guard_check(source->guard, code_r, error_r);
+}
+
+void migrate_source_count_folders(struct migrate_source *source, bool count)
+{
+	if (source->guard != NULL)
+		migrate_source_guard_count_folders(source->guard, count);
 }

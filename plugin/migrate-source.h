@@ -37,11 +37,13 @@ struct migrate_source;
 /* Log in to the source of dest_user (its migrate settings).  The
    password goes straight into the imapc settings: it is never a userdb
    field, so even mail_debug does not log it.  A refused login is
-   reported here as MIGRATE_ERROR_SOURCE_AUTH. */
+   reported here as MIGRATE_ERROR_SOURCE_AUTH.  From now until deinit the
+   source is bounded (migrate_source_check()); deadline is when the
+   account's run must end (0: never). */
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct mail_storage_service_user *dest_service_user,
 			struct mail_user *dest_user,
-			const struct migrate_settings *set,
+			const struct migrate_settings *set, time_t deadline,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
 			const char **error_r);
@@ -54,18 +56,35 @@ migrate_source_init_local(struct mail_user *dest_user,
 			  struct mail_user *src_user);
 void migrate_source_deinit(struct migrate_source **source);
 
+/* 0 while the source may be talked to, -1 with why it was given up:
+   the account's deadline passed (migrate_account_timeout,
+   MIGRATE_ERROR_TEMP), it sent slower than migrate_min_rate while we
+   waited (MIGRATE_ERROR_SOURCE_TEMP, a retry may do better), a reply
+   larger than twice the largest message taken (MIGRATE_ERROR_TEMP), or
+   more folders than migrate_max_folders (MIGRATE_ERROR_SOURCE_LIMIT).
+   Once given up, the source's connections are shut down: whatever
+   waited on them failed, and the run must stop talking to it (a new
+   command would connect again, and be cut within a second). */
+int migrate_source_check(struct migrate_source *source,
+			 enum migrate_error *code_r, const char **error_r);
+/* Count the folders the source lists (LIST and LSUB replies) from now
+   on, or stop counting.  More than migrate_max_folders gives the source
+   up and ends the listing. */
+void migrate_source_count_folders(struct migrate_source *source, bool count);
+
 /* The source's folders, as the source storage shows them (UTF-8 names,
    the source's separator). */
 struct mail_namespace *
 migrate_source_get_namespace(struct migrate_source *source);
 
 /* Fetch message uid of mailbox (its name as the source storage shows it)
-   in pieces, into a temporary file.  size (RFC822.SIZE) only sizes the
-   first window of pieces: reading goes on until a piece comes back
-   short.  The returned stream reads a file that is gone when the stream
-   is.  Returns -1 with *expunged_r when the source no longer has the
-   message, with *refused_r when it answered NO (it will not give this
-   message), and otherwise for errors of the connection. */
+   in pieces, into a temporary file.  size (RFC822.SIZE) is only a hint
+   (some servers get it wrong): reading goes on until a piece comes back
+   short, but ends at twice size and a piece.  The returned stream reads a
+   file that is gone when the stream is.  Returns -1 with *expunged_r when
+   the source no longer has the message, with *refused_r when it answered
+   NO or sent more than that (it will not give this message), and
+   otherwise for errors of the connection. */
 int migrate_source_fetch_large(struct migrate_source *source,
 			       const char *mailbox, uint32_t uid, uoff_t size,
 			       struct istream **input_r, bool *expunged_r,

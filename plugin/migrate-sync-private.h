@@ -162,6 +162,12 @@ void migrate_sync_reject(struct migrate_sync_ctx *ctx,
 /* A whole folder left out (uid 0 in the report). */
 void migrate_sync_reject_folder(struct migrate_sync_ctx *ctx,
 				const char *folder, const char *reason);
+/* Whether the source was given up (migrate_source_check()): then the run
+   stops talking to it. */
+bool migrate_sync_source_given_up(struct migrate_sync_ctx *ctx);
+/* At the end of a run or job: a source given up is the failure, whatever
+   failed after it (it failed because of it). */
+void migrate_sync_given_up_failure(struct migrate_sync_ctx *ctx);
 /* Tell opts->progress_callback (or a worker's owner) where the run is. */
 void migrate_sync_progress(struct migrate_sync_ctx *ctx);
 struct mailbox *

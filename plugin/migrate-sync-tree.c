@@ -298,9 +298,11 @@ static int sync_list_source_subscriptions(struct migrate_sync_ctx *ctx)
 
 	if (!ctx->set->subscriptions)
 		return 0;
+	migrate_source_count_folders(ctx->source, TRUE);
 	iter = mailbox_list_iter_init(ctx->src_ns->list, "*",
 				      MAILBOX_LIST_ITER_SELECT_SUBSCRIBED |
 				      MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	migrate_source_count_folders(ctx->source, FALSE);
 	while ((info = mailbox_list_iter_next(iter)) != NULL) {
 		f = sync_folder_find(ctx, info->vname);
 		if (f != NULL)
@@ -493,8 +495,12 @@ int migrate_sync_tree_list(struct migrate_sync_ctx *ctx)
 	p_array_init(&special_uses, ctx->pool, 32);
 	hash_table_create(&ctx->src_names, ctx->pool, 0, str_hash, strcmp);
 
+	/* a source listing more than migrate_max_folders is given up while
+	   it lists them, not read to its end */
+	migrate_source_count_folders(ctx->source, TRUE);
 	iter = mailbox_list_iter_init(ctx->src_ns->list, "*",
 				      MAILBOX_LIST_ITER_RETURN_SPECIALUSE);
+	migrate_source_count_folders(ctx->source, FALSE);
 	while ((info = mailbox_list_iter_next(iter)) != NULL) {
 		name = p_strdup(ctx->pool, info->vname);
 		hash_table_update(ctx->src_names, name, POINTER_CAST(1));

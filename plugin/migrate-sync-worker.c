@@ -232,6 +232,12 @@ void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait)
 		}
 		if (!wait)
 			break;
+		if (migrate_sync_source_given_up(ctx)) {
+			/* the account's deadline: stop waiting, their jobs
+			   are done by the next run */
+			migrate_workers_kill_busy(workers);
+			continue;
+		}
 		array_foreach_modifiable(&ctx->folders, f) {
 			if (!f->delegated)
 				continue;
@@ -335,6 +341,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 		mailbox_free(&dbox);
 	}
 
+	migrate_sync_given_up_failure(&ctx);
 	failure_code = ctx.failure.code;
 	sync_worker_answer(out_fd, &stats, &ctx.failure, opts.report);
 	migrate_sync_report_deinit(&opts.report);

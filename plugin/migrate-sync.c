@@ -148,6 +148,27 @@ migrate_sync_set_source_error(struct migrate_sync_ctx *ctx, struct mailbox *box,
 	migrate_sync_set_error(ctx, code, error);
 }
 
+bool migrate_sync_source_given_up(struct migrate_sync_ctx *ctx)
+{
+	enum migrate_error code;
+	const char *error;
+
+	return migrate_source_check(ctx->source, &code, &error) < 0;
+}
+
+void migrate_sync_given_up_failure(struct migrate_sync_ctx *ctx)
+{
+	enum migrate_error code;
+	const char *error;
+
+	if (migrate_source_check(ctx->source, &code, &error) == 0)
+		return;
+	if (null_strcmp(ctx->failure.error, error) != 0)
+		e_error(ctx->event, "%s", error);
+	ctx->failure.code = code;
+	ctx->failure.error = p_strdup(ctx->pool, error);
+}
+
 void migrate_sync_progress(struct migrate_sync_ctx *ctx)
 {
 	struct migrate_progress progress;
@@ -222,7 +243,8 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 			continue;
 		f->state = migrate_state_folder_lookup(ctx->state,
 						       f->src_name);
-		(void)migrate_sync_mailbox_status(ctx, f);
+		if (!migrate_sync_source_given_up(ctx))
+			(void)migrate_sync_mailbox_status(ctx, f);
 	}
 	migrate_sync_tree_find_gone(ctx);
 
@@ -236,6 +258,8 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 
 	array_foreach_elem(&order, f) {
 		ctx->folder_idx++;
+		if (migrate_sync_source_given_up(ctx))
+			break;
 		if (!f->selected || f->src_status.uidvalidity == 0)
 			continue;
 		migrate_sync_worker_collect(ctx, FALSE);
@@ -357,6 +381,7 @@ int migrate_sync_run(struct mail_user *dest_user,
 		    migrate_state_commit(ctx.state, &error) < 0)
 			migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
 	}
+	migrate_sync_given_up_failure(&ctx);
 	if (stats_r->messages_rejected > 0 &&
 	    ctx.failure.code == MIGRATE_ERROR_NONE) {
 		/* each one was logged with its reason */

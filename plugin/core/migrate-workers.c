@@ -311,6 +311,16 @@ int migrate_workers_next_result(struct migrate_workers *workers, bool block,
 	}
 }
 
+void migrate_workers_kill_busy(struct migrate_workers *workers)
+{
+	struct migrate_worker *worker;
+
+	array_foreach_modifiable(&workers->workers, worker) {
+		if (worker->busy && !worker->dead)
+			(void)kill(worker->pid, SIGKILL);
+	}
+}
+
 unsigned int migrate_workers_progress(const struct migrate_workers *workers,
 				      const void *context)
 {

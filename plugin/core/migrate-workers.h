@@ -48,6 +48,10 @@ int migrate_workers_next_result(struct migrate_workers *workers, bool block,
 				unsigned int timeout_msecs,
 				void **context_r, const char **line_r);
 
+/* Kill the workers that have a job (SIGKILL: what they saved is found
+   by its GUIDs, as after a crash); their answers come as deaths. */
+void migrate_workers_kill_busy(struct migrate_workers *workers);
+
 /* The messages done so far by the running job of context, from its P
    lines. */
 unsigned int migrate_workers_progress(const struct migrate_workers *workers,

@@ -1,0 +1,453 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+/* The bounds of a source that misbehaves, on purpose or by accident:
+   imapc's command timeout restarts with every byte, and a reply's
+   literal goes to a temporary file of whatever size the server
+   announces.  The guard looks at the source's connections once a second
+   and gives the source up when the account's deadline passed, when it
+   sends slower than migrate_min_rate while we wait for it, when one of
+   our temporary files grows beyond any message we would take, or when it
+   lists more than migrate_max_folders folders.  Giving up shuts the
+   source's sockets down: what waits on them fails at once, the engine
+   stops talking to the source, and what it copied stays.
+
+   The look comes from a POSIX timer's signal, handled by lib-signals in
+   whatever ioloop runs (LIBSIG_FLAG_IOLOOP_AUTOMOVE): imapc runs an
+   ioloop of its own for every command, where a timeout of ours would
+   never fire.  An ioloop runs (nearly) only while the run waits for the
+   source, so the ticks also measure how long it waited.  Linux only:
+   /proc/self/fd names the sockets and files, TCP_INFO counts bytes. */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "strnum.h"
+#include "time-util.h"
+#include "net.h"
+#include "lib-signals.h"
+#include "mail-user.h"
+#include "mailbox-list-private.h"
+#include "imapc-client.h"
+#include "imapc-storage.h"
+#include "imapc-list.h"
+#include "migrate-settings.h"
+#include "migrate-dest.h"
+#include "migrate-source-private.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
+
+#define GUARD_TICK_MSECS 1000
+/* a longer gap between ticks was spent outside an ioloop (saving,
+   waiting for a worker): not waiting for the source */
+#define GUARD_MAX_TICK_GAP_MSECS (2*GUARD_TICK_MSECS)
+#define GUARD_SIGNAL (SIGRTMIN + 4)
+
+ARRAY_DEFINE_TYPE(guard_ino, ino_t);
+
+struct guard_socket {
+	ino_t ino;
+	uint64_t bytes;
+};
+
+/* what one look at /proc/self/fd found */
+struct guard_scan {
+	unsigned int sockets;
+	/* received since the last look, on sockets TCP_INFO counts */
+	uint64_t new_bytes;
+	uoff_t largest_temp_file;
+};
+
+struct migrate_source_guard {
+	/* the imapc list's module context: its LIST replies are counted */
+	union mailbox_list_module_context module_ctx;
+
+	const struct migrate_settings *set;
+	in_port_t port;
+	ARRAY_TYPE(const_string) temp_prefixes;
+	pool_t pool;
+	uoff_t temp_file_limit;
+	time_t deadline;
+
+	timer_t timer;
+	bool timer_created;
+
+	struct timeval last_tick;
+	unsigned int window_msecs;
+	uint64_t window_bytes;
+	ARRAY(struct guard_socket) sockets;
+
+	bool counting_folders;
+	unsigned int folders;
+
+	/* given up: why */
+	enum migrate_error code;
+	char *error;
+};
+
+static MODULE_CONTEXT_DEFINE_INIT(migrate_source_list_module,
+				  &mailbox_list_module_register);
+
+static bool guard_is_source_socket(struct migrate_source_guard *guard, int fd)
+{
+	struct ip_addr ip;
+	in_port_t port;
+
+	/* a unix socket has no port: 0 */
+	return net_getpeername(fd, &ip, &port) == 0 &&
+		(ip.family == AF_INET || ip.family == AF_INET6) &&
+		port == guard->port;
+}
+
+/* Bytes this socket received since the last look (0 when TCP_INFO
+   cannot tell). */
+static uint64_t
+guard_socket_new_bytes(struct migrate_source_guard *guard, int fd,
+		       ARRAY_TYPE(guard_ino) *seen)
+{
+	struct tcp_info info;
+	socklen_t len = sizeof(info);
+	struct guard_socket *sock;
+	struct stat st;
+	uint64_t diff;
+
+	if (fstat(fd, &st) < 0)
+		return 0;
+	array_push_back(seen, &st.st_ino);
+	i_zero(&info);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) +
+	    sizeof(info.tcpi_bytes_received))
+		return 0;
+	array_foreach_modifiable(&guard->sockets, sock) {
+		if (sock->ino == st.st_ino) {
+			diff = info.tcpi_bytes_received - sock->bytes;
+			sock->bytes = info.tcpi_bytes_received;
+			return diff;
+		}
+	}
+	sock = array_append_space(&guard->sockets);
+	sock->ino = st.st_ino;
+	sock->bytes = info.tcpi_bytes_received;
+	return info.tcpi_bytes_received;
+}
+
+static int guard_ino_cmp(const ino_t *ino1, const ino_t *ino2)
+{
+	return *ino1 < *ino2 ? -1 : (*ino1 > *ino2 ? 1 : 0);
+}
+
+/* forget the sockets that are gone */
+static void
+guard_sockets_prune(struct migrate_source_guard *guard,
+		    const ARRAY_TYPE(guard_ino) *seen)
+{
+	const struct guard_socket *socks;
+	unsigned int i, count;
+
+	socks = array_get(&guard->sockets, &count);
+	for (i = count; i > 0; i--) {
+		if (!array_lsearch(seen, &socks[i-1].ino, guard_ino_cmp)) {
+			array_delete(&guard->sockets, i-1, 1);
+			socks = array_get(&guard->sockets, &count);
+		}
+	}
+}
+
+/* a temporary file of ours: created under a temp prefix and unlinked */
+static bool
+guard_is_temp_file(struct migrate_source_guard *guard, const char *target)
+{
+	const char *prefix;
+	size_t len = strlen(target);
+
+	if (len < 10 || strcmp(target + len - 10, " (deleted)") != 0)
+		return FALSE;
+	array_foreach_elem(&guard->temp_prefixes, prefix) {
+		if (str_begins(target, prefix))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static void
+guard_scan_fd(struct migrate_source_guard *guard, int fd, bool shut_down,
+	      ARRAY_TYPE(guard_ino) *seen, struct guard_scan *scan)
+{
+	char path[64], target[PATH_MAX];
+	struct stat st;
+	ssize_t ret;
+
+	i_snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ret = readlink(path, target, sizeof(target) - 1);
+	if (ret <= 0)
+		return;
+	target[ret] = '\0';
+	if (str_begins(target, "socket:")) {
+		if (!guard_is_source_socket(guard, fd))
+			return;
+		scan->sockets++;
+		if (shut_down)
+			(void)shutdown(fd, SHUT_RDWR);
+		else
+			scan->new_bytes += guard_socket_new_bytes(guard, fd, seen);
+	} else if (guard_is_temp_file(guard, target) && fstat(fd, &st) == 0 &&
+		   (uoff_t)st.st_size > scan->largest_temp_file) {
+		scan->largest_temp_file = st.st_size;
+	}
+}
+
+/* One look at the process' sockets and files; with shut_down, every
+   socket of the source is shut down. */
+static void
+guard_scan(struct migrate_source_guard *guard, bool shut_down,
+	   struct guard_scan *scan_r)
+{
+	ARRAY_TYPE(guard_ino) seen;
+	struct dirent *d;
+	DIR *dir;
+	int fd;
+
+	i_zero(scan_r);
+	dir = opendir("/proc/self/fd");
+	if (dir == NULL)
+		return;
+	t_array_init(&seen, 8);
+	while ((d = readdir(dir)) != NULL) {
+		if (str_to_int(d->d_name, &fd) < 0 || fd == dirfd(dir))
+			continue;
+		guard_scan_fd(guard, fd, shut_down, &seen, scan_r);
+	}
+	(void)closedir(dir);
+	if (!shut_down)
+		guard_sockets_prune(guard, &seen);
+}
+
+void migrate_source_guard_trip(struct migrate_source_guard *guard,
+			       enum migrate_error code, const char *error)
+{
+	struct guard_scan scan;
+
+	if (guard->error != NULL)
+		return;
+	guard->code = code;
+	guard->error = i_strdup(error);
+	T_BEGIN {
+		guard_scan(guard, TRUE, &scan);
+	} T_END;
+}
+
+static bool guard_deadline_passed(struct migrate_source_guard *guard)
+{
+	if (guard->deadline == 0 || time(NULL) < guard->deadline)
+		return FALSE;
+	migrate_source_guard_trip(guard, MIGRATE_ERROR_TEMP, t_strdup_printf(
+		"Source: The account's run took longer than %s (%u s): given "
+		"up, what is copied is kept", MIGRATE_SETTING_ACCOUNT_TIMEOUT,
+		guard->set->account_timeout_secs));
+	return TRUE;
+}
+
+/* The rate while waiting, over each source_timeout_secs of waiting. */
+static void
+guard_check_rate(struct migrate_source_guard *guard,
+		 const struct guard_scan *scan)
+{
+	struct timeval now;
+	long long gap;
+	uint64_t rate;
+
+	i_gettimeofday(&now);
+	gap = timeval_diff_msecs(&now, &guard->last_tick);
+	guard->last_tick = now;
+	if (scan->sockets == 0 || guard->set->min_rate == 0)
+		return;
+	guard->window_msecs += I_MIN(I_MAX(gap, 0), GUARD_MAX_TICK_GAP_MSECS);
+	guard->window_bytes += scan->new_bytes;
+	if (guard->window_msecs < guard->set->source_timeout_secs * 1000U)
+		return;
+	rate = guard->window_bytes * 1000 / guard->window_msecs;
+	if (rate < guard->set->min_rate) {
+		migrate_source_guard_trip(guard, MIGRATE_ERROR_SOURCE_TEMP,
+			t_strdup_printf("Source: It sent %"PRIu64" bytes in %u s "
+				"of waiting, less than %s (%"PRIuUOFF_T" bytes/s)",
+				guard->window_bytes, guard->window_msecs / 1000,
+				MIGRATE_SETTING_MIN_RATE, guard->set->min_rate));
+	}
+	guard->window_msecs = 0;
+	guard->window_bytes = 0;
+}
+
+static void guard_tick(const siginfo_t *si ATTR_UNUSED, void *context)
+{
+	struct migrate_source_guard *guard = context;
+	struct guard_scan scan;
+
+	T_BEGIN {
+		if (guard->error != NULL) {
+			/* given up: what imapc connects again is closed */
+			guard_scan(guard, TRUE, &scan);
+		} else if (!guard_deadline_passed(guard)) {
+			guard_scan(guard, FALSE, &scan);
+			if (scan.largest_temp_file > guard->temp_file_limit) {
+				migrate_source_guard_trip(guard,
+					MIGRATE_ERROR_TEMP, t_strdup_printf(
+					"Source: It sent a reply of more than "
+					"%"PRIuUOFF_T" bytes (twice the largest "
+					"message taken, %s)",
+					guard->temp_file_limit,
+					MIGRATE_SETTING_MAX_MESSAGE_SIZE));
+			} else {
+				guard_check_rate(guard, &scan);
+			}
+		}
+	} T_END;
+}
+
+static void guard_timer_start(struct migrate_source_guard *guard)
+{
+	struct sigevent sev;
+	struct itimerspec its;
+
+	lib_signals_set_handler(GUARD_SIGNAL, LIBSIG_FLAGS_SAFE |
+				LIBSIG_FLAG_IOLOOP_AUTOMOVE, guard_tick, guard);
+	i_zero(&sev);
+	sev.sigev_notify = SIGEV_SIGNAL;
+	sev.sigev_signo = GUARD_SIGNAL;
+	if (timer_create(CLOCK_MONOTONIC, &sev, &guard->timer) < 0) {
+		i_error("migrate: timer_create() failed: %m");
+		return;
+	}
+	guard->timer_created = TRUE;
+	i_zero(&its);
+	its.it_value.tv_sec = its.it_interval.tv_sec =
+		GUARD_TICK_MSECS / 1000;
+	if (timer_settime(guard->timer, 0, &its, NULL) < 0)
+		i_error("migrate: timer_settime() failed: %m");
+}
+
+struct migrate_source_guard *
+migrate_source_guard_init(struct mail_user *dest_user,
+			  const struct migrate_settings *set, time_t deadline)
+{
+	struct migrate_source_guard *guard;
+	const char *reason;
+	string_t *prefix;
+
+	guard = i_new(struct migrate_source_guard, 1);
+	guard->pool = pool_alloconly_create("migrate source guard", 256);
+	guard->set = set;
+	guard->port = set->source_port;
+	guard->deadline = deadline;
+	/* a large message's pieces are read up to twice its size plus a
+	   piece (migrate-source-conn.c) */
+	guard->temp_file_limit = 2 * migrate_dest_max_message_size(dest_user,
+		set, &reason) + 2 * MIGRATE_SOURCE_PIECE_SIZE;
+	p_array_init(&guard->temp_prefixes, guard->pool, 2);
+	i_array_init(&guard->sockets, 4);
+	prefix = t_str_new(128);
+	mail_user_set_get_temp_prefix(prefix, dest_user->set);
+	migrate_source_guard_add_temp_prefix(guard, str_c(prefix));
+	i_gettimeofday(&guard->last_tick);
+	guard_timer_start(guard);
+	return guard;
+}
+
+void migrate_source_guard_add_temp_prefix(struct migrate_source_guard *guard,
+					  const char *prefix)
+{
+	const char *p;
+
+	if (array_lsearch(&guard->temp_prefixes, &prefix, i_strcmp_p) != NULL)
+		return;
+	p = p_strdup(guard->pool, prefix);
+	array_push_back(&guard->temp_prefixes, &p);
+}
+
+void migrate_source_guard_deinit(struct migrate_source_guard **_guard)
+{
+	struct migrate_source_guard *guard = *_guard;
+
+	*_guard = NULL;
+	if (guard->timer_created)
+		(void)timer_delete(guard->timer);
+	lib_signals_unset_handler(GUARD_SIGNAL, guard_tick, guard);
+	array_free(&guard->sockets);
+	pool_unref(&guard->pool);
+	i_free(guard->error);
+	i_free(guard);
+}
+
+int migrate_source_guard_check(struct migrate_source_guard *guard,
+			       enum migrate_error *code_r,
+			       const char **error_r)
+{
+	if (guard->error == NULL) T_BEGIN {
+		(void)guard_deadline_passed(guard);
+	} T_END;
+	if (guard->error == NULL)
+		return 0;
+	*code_r = guard->code;
+	*error_r = t_strdup(guard->error);
+	return -1;
+}
+
+void migrate_source_guard_count_folders(struct migrate_source_guard *guard,
+					bool count)
+{
+	guard->counting_folders = count;
+	guard->folders = 0;
+}
+
+void migrate_source_guard_folder(struct migrate_source_guard *guard)
+{
+	if (!guard->counting_folders || ++guard->folders <= guard->set->max_folders)
+		return;
+	migrate_source_guard_trip(guard, MIGRATE_ERROR_SOURCE_LIMIT,
+		t_strdup_printf("Source: It lists more than %u folders (%s): "
+			"nothing is synced; raise %s for this account if they "
+			"are real", guard->set->max_folders,
+			MIGRATE_SETTING_MAX_FOLDERS,
+			MIGRATE_SETTING_MAX_FOLDERS));
+	guard->counting_folders = FALSE;
+}
+
+static void
+guard_untagged_list(const struct imapc_untagged_reply *reply ATTR_UNUSED,
+		    struct imapc_storage_client *client)
+{
+	struct migrate_source_guard *guard;
+
+	if (client->_list == NULL)
+		return;
+	guard = MODULE_CONTEXT(&client->_list->list,
+			       migrate_source_list_module);
+	if (guard != NULL)
+		migrate_source_guard_folder(guard);
+}
+
+void migrate_source_guard_watch(struct migrate_source_guard *guard,
+				struct mail_user *user)
+{
+	struct mailbox_list *list = user->namespaces->list;
+	struct imapc_mailbox_list *ilist;
+	string_t *prefix;
+
+	prefix = t_str_new(128);
+	mail_user_set_get_temp_prefix(prefix, user->set);
+	migrate_source_guard_add_temp_prefix(guard, str_c(prefix));
+	if (strcmp(list->name, MAILBOX_LIST_NAME_IMAPC) != 0)
+		return;
+	ilist = (struct imapc_mailbox_list *)list;
+	MODULE_CONTEXT_SET(list, migrate_source_list_module, guard);
+	imapc_storage_client_register_untagged(ilist->client, "LIST",
+					       guard_untagged_list);
+	imapc_storage_client_register_untagged(ilist->client, "LSUB",
+					       guard_untagged_list);
+}
