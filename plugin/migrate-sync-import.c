@@ -428,6 +428,38 @@ sync_plan_chunk(ARRAY_TYPE(sync_copy_chunk) *chunks, bool large)
 	return &chunk->uids;
 }
 
+/* The largest message a copy takes (by RFC822.SIZE), so that a larger one
+   is never downloaded. */
+struct sync_size_cap {
+	uoff_t max;
+	/* why a larger one is left out */
+	const char *reason;
+	/* the free quota is the bound: a larger message ends the copy as a
+	   full quota does (make room, re-run), it is not left out */
+	bool quota;
+	uint32_t quota_uid;
+	uoff_t quota_size;
+};
+
+static void sync_copy_cap(struct migrate_sync_ctx *ctx,
+			  struct sync_size_cap *cap_r)
+{
+	struct migrate_dest_quota quota;
+	uint64_t free_bytes;
+
+	i_zero(cap_r);
+	cap_r->max = migrate_dest_max_message_size(ctx->dest_user, ctx->set,
+						   &cap_r->reason);
+	if (!migrate_dest_quota_get(ctx->dest_user, &quota) || !quota.limited)
+		return;
+	free_bytes = quota.limit_kb <= quota.used_kb ? 0 :
+		(quota.limit_kb - quota.used_kb) * 1024;
+	if (free_bytes < cap_r->max) {
+		cap_r->max = free_bytes;
+		cap_r->quota = TRUE;
+	}
+}
+
 /* Plans the copy from the sizes (RFC822.SIZE, no bodies), in ascending UID
    order, so that every message can keep its source UID: messages larger
    than MIGRATE_SOURCE_LARGE_SIZE in chunks of their own (read in pieces),
@@ -435,11 +467,13 @@ sync_plan_chunk(ARRAY_TYPE(sync_copy_chunk) *chunks, bool large)
    MIGRATE_SOURCE_PREFETCH_BYTES.  Each small chunk is fetched ahead as a
    whole, so the source streams without a pause per message and memory
    stays bounded by the chunk.  *bytes_r is the size of them all (what a
-   dry run reports). */
+   dry run reports).  With cap, a message larger than cap->max is left out
+   (or ends the plan, when the quota is the bound). */
 static int
-sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
-	       const ARRAY_TYPE(seq_range) *uids,
-	       ARRAY_TYPE(sync_copy_chunk) *chunks, uoff_t *bytes_r)
+sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	       struct mailbox *sbox, const ARRAY_TYPE(seq_range) *uids,
+	       struct sync_size_cap *cap, ARRAY_TYPE(sync_copy_chunk) *chunks,
+	       uoff_t *bytes_r)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
@@ -456,6 +490,17 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	while (mailbox_search_next(search_ctx, &smail)) {
 		if (mail_get_virtual_size(smail, &size) < 0)
 			size = 0;
+		if (cap != NULL && size > cap->max) {
+			if (cap->quota) {
+				cap->quota_uid = smail->uid;
+				cap->quota_size = size;
+				break;
+			}
+			migrate_sync_reject(ctx, f, smail->uid, size,
+					    cap->reason);
+			ctx->progress_done++;
+			continue;
+		}
 		*bytes_r += size;
 		large = size > MIGRATE_SOURCE_LARGE_SIZE;
 		if (chunk == NULL || large != chunk_large ||
@@ -489,7 +534,7 @@ migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	int ret;
 
 	t_array_init(&chunks, 8);
-	ret = sync_plan_copy(ctx, sbox, uids, &chunks, &bytes);
+	ret = sync_plan_copy(ctx, NULL, sbox, uids, NULL, &chunks, &bytes);
 	ctx->stats->messages_copied += seq_range_count(uids);
 	ctx->stats->bytes_copied += bytes;
 	return ret;
@@ -537,6 +582,7 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ARRAY_TYPE(sync_copy_chunk) chunks;
 	struct sync_copy_chunk *chunk;
 	struct migrate_sync_batch batch;
+	struct sync_size_cap cap;
 	uoff_t bytes;
 	int ret;
 
@@ -549,7 +595,8 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ctx->progress_total = seq_range_count(copy_uids);
 
 	t_array_init(&chunks, 8);
-	ret = sync_plan_copy(ctx, sbox, copy_uids, &chunks, &bytes);
+	sync_copy_cap(ctx, &cap);
+	ret = sync_plan_copy(ctx, f, sbox, copy_uids, &cap, &chunks, &bytes);
 	if (ret == 0) {
 		array_foreach_modifiable(&chunks, chunk) {
 			ret = sync_copy_uids(ctx, f, sbox, dbox, &batch,
@@ -561,6 +608,16 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	/* keep what was saved completely, even after a failure */
 	if (migrate_sync_import_commit(ctx, f, dbox, &batch) < 0)
 		ret = -1;
+	if (cap.quota_uid != 0) {
+		/* never downloaded: it would not fit */
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_DEST_QUOTA,
+			t_strdup_printf("Saving to %s: UID %u (%"PRIuUOFF_T
+				" bytes) does not fit into the quota left "
+				"(%"PRIuUOFF_T" bytes): Quota exceeded",
+				f->dest_name, cap.quota_uid, cap.quota_size,
+				cap.max));
+		ret = -1;
+	}
 	array_free(&batch.src_uids);
 	return ret;
 }
