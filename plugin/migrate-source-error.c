@@ -6,6 +6,7 @@
 #include "mail-storage.h"
 #include "mailbox-list.h"
 #include "mail-namespace.h"
+#include "migrate-settings.h"
 #include "migrate-source-private.h"
 
 static bool source_error_is_tls(const char *errstr)
@@ -233,5 +234,12 @@ const char *migrate_source_explain(struct migrate_source *source,
 	    strstr(error, MAIL_ERRSTR_CRITICAL_MSG) == NULL)
 		return error;
 	/* the generic error says nothing: the line imapc logged does */
+	if (strstr(source->last_error, "too large input") != NULL ||
+	    strstr(source->last_error, "line too large") != NULL) {
+		return t_strdup_printf("%s (%s: a reply's line is longer than "
+			"%s, %"PRIuUOFF_T" bytes)", error, source->last_error,
+			MIGRATE_SETTING_SOURCE_MAX_LINE_LENGTH,
+			source->set->source_max_line_length);
+	}
 	return t_strdup_printf("%s (%s)", error, source->last_error);
 }

@@ -1,37 +1,37 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
-/* The bounds of a source that misbehaves, on purpose or by accident:
-   imapc's command timeout restarts with every byte, and a reply's
-   literal goes to a temporary file of whatever size the server
-   announces.  The guard looks at the source's connections once a second
-   and gives the source up when the account's deadline passed, when it
-   sends slower than migrate_min_rate while we wait for it, when one of
-   our temporary files grows beyond any message we would take, or when it
-   lists more than migrate_max_folders folders.  Giving up shuts the
-   source's sockets down: what waits on them fails at once, the engine
-   stops talking to the source, and what it copied stays.
+/* The bounds of a source that misbehaves, on purpose or by accident,
+   beyond the one imapc keeps itself (a reply's line, literals included:
+   2.3.19's imapc reads every literal into memory as part of its line, so
+   migrate_source_max_line_length bounds them too).  imapc's command
+   timeout restarts with every byte: the guard looks at the source's
+   connections once a second and gives the source up when the account's
+   deadline passed or when it sends slower than migrate_min_rate while we
+   wait for it; it also counts the folders the source lists, up to
+   migrate_max_folders.  Giving up shuts the source's sockets down: what
+   waits on them fails at once, the engine stops talking to the source,
+   and what it copied stays.
 
    The look comes from a POSIX timer's signal, handled by lib-signals in
    whatever ioloop runs (LIBSIG_FLAG_IOLOOP_AUTOMOVE): imapc runs an
    ioloop of its own for every command, where a timeout of ours would
    never fire.  An ioloop runs (nearly) only while the run waits for the
    source, so the ticks also measure how long it waited.  Linux only:
-   /proc/self/fd names the sockets and files, TCP_INFO counts bytes. */
+   /proc/self/fd names the sockets, TCP_INFO counts their bytes. */
 
 #include "lib.h"
 #include "array.h"
-#include "str.h"
 #include "strnum.h"
 #include "time-util.h"
 #include "net.h"
 #include "lib-signals.h"
 #include "mail-user.h"
+#include "mail-namespace.h"
 #include "mailbox-list-private.h"
 #include "imapc-client.h"
 #include "imapc-storage.h"
 #include "imapc-list.h"
 #include "migrate-settings.h"
-#include "migrate-dest.h"
 #include "migrate-source-private.h"
 
 #include <dirent.h>
@@ -61,7 +61,6 @@ struct guard_scan {
 	unsigned int sockets;
 	/* received since the last look, on sockets TCP_INFO counts */
 	uint64_t new_bytes;
-	uoff_t largest_temp_file;
 };
 
 struct migrate_source_guard {
@@ -70,9 +69,6 @@ struct migrate_source_guard {
 
 	const struct migrate_settings *set;
 	in_port_t port;
-	ARRAY_TYPE(const_string) temp_prefixes;
-	pool_t pool;
-	uoff_t temp_file_limit;
 	time_t deadline;
 
 	timer_t timer;
@@ -160,28 +156,11 @@ guard_sockets_prune(struct migrate_source_guard *guard,
 	}
 }
 
-/* a temporary file of ours: created under a temp prefix and unlinked */
-static bool
-guard_is_temp_file(struct migrate_source_guard *guard, const char *target)
-{
-	const char *prefix;
-	size_t len = strlen(target);
-
-	if (len < 10 || strcmp(target + len - 10, " (deleted)") != 0)
-		return FALSE;
-	array_foreach_elem(&guard->temp_prefixes, prefix) {
-		if (str_begins(target, prefix))
-			return TRUE;
-	}
-	return FALSE;
-}
-
 static void
 guard_scan_fd(struct migrate_source_guard *guard, int fd, bool shut_down,
 	      ARRAY_TYPE(guard_ino) *seen, struct guard_scan *scan)
 {
-	char path[64], target[PATH_MAX];
-	struct stat st;
+	char path[64], target[64];
 	ssize_t ret;
 
 	i_snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
@@ -189,21 +168,17 @@ guard_scan_fd(struct migrate_source_guard *guard, int fd, bool shut_down,
 	if (ret <= 0)
 		return;
 	target[ret] = '\0';
-	if (str_begins(target, "socket:")) {
-		if (!guard_is_source_socket(guard, fd))
-			return;
-		scan->sockets++;
-		if (shut_down)
-			(void)shutdown(fd, SHUT_RDWR);
-		else
-			scan->new_bytes += guard_socket_new_bytes(guard, fd, seen);
-	} else if (guard_is_temp_file(guard, target) && fstat(fd, &st) == 0 &&
-		   (uoff_t)st.st_size > scan->largest_temp_file) {
-		scan->largest_temp_file = st.st_size;
-	}
+	if (!str_begins(target, "socket:") ||
+	    !guard_is_source_socket(guard, fd))
+		return;
+	scan->sockets++;
+	if (shut_down)
+		(void)shutdown(fd, SHUT_RDWR);
+	else
+		scan->new_bytes += guard_socket_new_bytes(guard, fd, seen);
 }
 
-/* One look at the process' sockets and files; with shut_down, every
+/* One look at the process' sockets; with shut_down, every
    socket of the source is shut down. */
 static void
 guard_scan(struct migrate_source_guard *guard, bool shut_down,
@@ -295,17 +270,7 @@ static void guard_tick(const siginfo_t *si ATTR_UNUSED, void *context)
 			guard_scan(guard, TRUE, &scan);
 		} else if (!guard_deadline_passed(guard)) {
 			guard_scan(guard, FALSE, &scan);
-			if (scan.largest_temp_file > guard->temp_file_limit) {
-				migrate_source_guard_trip(guard,
-					MIGRATE_ERROR_TEMP, t_strdup_printf(
-					"Source: It sent a reply of more than "
-					"%"PRIuUOFF_T" bytes (twice the largest "
-					"message taken, %s)",
-					guard->temp_file_limit,
-					MIGRATE_SETTING_MAX_MESSAGE_SIZE));
-			} else {
-				guard_check_rate(guard, &scan);
-			}
+			guard_check_rate(guard, &scan);
 		}
 	} T_END;
 }
@@ -326,48 +291,26 @@ static void guard_timer_start(struct migrate_source_guard *guard)
 	}
 	guard->timer_created = TRUE;
 	i_zero(&its);
-	its.it_value.tv_sec = its.it_interval.tv_sec =
-		GUARD_TICK_MSECS / 1000;
+	its.it_value.tv_sec = GUARD_TICK_MSECS / 1000;
+	its.it_value.tv_nsec = (GUARD_TICK_MSECS % 1000) * 1000000L;
+	its.it_interval = its.it_value;
 	if (timer_settime(guard->timer, 0, &its, NULL) < 0)
 		i_error("migrate: timer_settime() failed: %m");
 }
 
 struct migrate_source_guard *
-migrate_source_guard_init(struct mail_user *dest_user,
-			  const struct migrate_settings *set, time_t deadline)
+migrate_source_guard_init(const struct migrate_settings *set, time_t deadline)
 {
 	struct migrate_source_guard *guard;
-	const char *reason;
-	string_t *prefix;
 
 	guard = i_new(struct migrate_source_guard, 1);
-	guard->pool = pool_alloconly_create("migrate source guard", 256);
 	guard->set = set;
 	guard->port = set->source_port;
 	guard->deadline = deadline;
-	/* a large message's pieces are read up to twice its size plus a
-	   piece (migrate-source-conn.c) */
-	guard->temp_file_limit = 2 * migrate_dest_max_message_size(dest_user,
-		set, &reason) + 2 * MIGRATE_SOURCE_PIECE_SIZE;
-	p_array_init(&guard->temp_prefixes, guard->pool, 2);
 	i_array_init(&guard->sockets, 4);
-	prefix = t_str_new(128);
-	mail_user_set_get_temp_prefix(prefix, dest_user->set);
-	migrate_source_guard_add_temp_prefix(guard, str_c(prefix));
 	i_gettimeofday(&guard->last_tick);
 	guard_timer_start(guard);
 	return guard;
-}
-
-void migrate_source_guard_add_temp_prefix(struct migrate_source_guard *guard,
-					  const char *prefix)
-{
-	const char *p;
-
-	if (array_lsearch(&guard->temp_prefixes, &prefix, i_strcmp_p) != NULL)
-		return;
-	p = p_strdup(guard->pool, prefix);
-	array_push_back(&guard->temp_prefixes, &p);
 }
 
 void migrate_source_guard_deinit(struct migrate_source_guard **_guard)
@@ -379,7 +322,6 @@ void migrate_source_guard_deinit(struct migrate_source_guard **_guard)
 		(void)timer_delete(guard->timer);
 	lib_signals_unset_handler(GUARD_SIGNAL, guard_tick, guard);
 	array_free(&guard->sockets);
-	pool_unref(&guard->pool);
 	i_free(guard->error);
 	i_free(guard);
 }
@@ -407,7 +349,8 @@ void migrate_source_guard_count_folders(struct migrate_source_guard *guard,
 
 void migrate_source_guard_folder(struct migrate_source_guard *guard)
 {
-	if (!guard->counting_folders || ++guard->folders <= guard->set->max_folders)
+	if (!guard->counting_folders ||
+	    ++guard->folders <= guard->set->max_folders)
 		return;
 	migrate_source_guard_trip(guard, MIGRATE_ERROR_SOURCE_LIMIT,
 		t_strdup_printf("Source: It lists more than %u folders (%s): "
@@ -437,11 +380,7 @@ void migrate_source_guard_watch(struct migrate_source_guard *guard,
 {
 	struct mailbox_list *list = user->namespaces->list;
 	struct imapc_mailbox_list *ilist;
-	string_t *prefix;
 
-	prefix = t_str_new(128);
-	mail_user_set_get_temp_prefix(prefix, user->set);
-	migrate_source_guard_add_temp_prefix(guard, str_c(prefix));
 	if (strcmp(list->name, MAILBOX_LIST_NAME_IMAPC) != 0)
 		return;
 	ilist = (struct imapc_mailbox_list *)list;

@@ -86,15 +86,11 @@ enum migrate_error migrate_source_login_error_code(const char *error);
 /* migrate-source-guard.c: the bounds of a remote source (see there).
    deadline is the account's (0: none). */
 struct migrate_source_guard *
-migrate_source_guard_init(struct mail_user *dest_user,
-			  const struct migrate_settings *set, time_t deadline);
+migrate_source_guard_init(const struct migrate_settings *set, time_t deadline);
 void migrate_source_guard_deinit(struct migrate_source_guard **guard);
-/* Watch the source user: its temporary files and the folders its
-   storage lists. */
+/* Watch the folders the source user's storage lists. */
 void migrate_source_guard_watch(struct migrate_source_guard *guard,
 				struct mail_user *user);
-void migrate_source_guard_add_temp_prefix(struct migrate_source_guard *guard,
-					  const char *prefix);
 /* Give the source up: its sockets are shut down, and every later check
    fails with code and error. */
 void migrate_source_guard_trip(struct migrate_source_guard *guard,

@@ -130,16 +130,20 @@ migrate_source_user_init(struct migrate_source *source,
 	}
 
 	/* log in now, so that a refused login is told apart from later
-	   failures */
+	   failures; the folders it lists are counted */
+	migrate_source_guard_watch(source->guard, user);
+	migrate_source_guard_count_folders(source->guard, TRUE);
 	iter = mailbox_list_iter_init(user->namespaces->list, "",
 				      MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	migrate_source_guard_count_folders(source->guard, FALSE);
 	while (mailbox_list_iter_next(iter) != NULL) ;
 	if (mailbox_list_iter_deinit(&iter) < 0) {
 		error = mailbox_list_get_last_internal_error(
 			user->namespaces->list, &mail_error);
 		*error_code_r = migrate_source_error_code(mail_error, error);
 		*error_r = t_strdup_printf("Source %s:%u: %s",
-			set->source_host, set->source_port, error);
+			set->source_host, set->source_port,
+			migrate_source_explain(source, error));
 		mail_user_deinit(&user);
 		return -1;
 	}
@@ -258,7 +262,7 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 
 	source = source_alloc(dest_user, set, &source_imapc_vfuncs);
 	/* from the start: the login is bounded too */
-	source->guard = migrate_source_guard_init(dest_user, set, deadline);
+	source->guard = migrate_source_guard_init(set, deadline);
 	if (set->source_ssl_hostname != NULL &&
 	    migrate_resolver_start(set->source_ssl_hostname,
 				   set->source_host, &source->resolver,
@@ -277,7 +281,6 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 		migrate_source_deinit(&source);
 		return -1;
 	}
-	migrate_source_guard_watch(source->guard, source->user);
 	*source_r = source;
 	return 0;
 }

@@ -59,9 +59,9 @@ void migrate_source_deinit(struct migrate_source **source);
 /* 0 while the source may be talked to, -1 with why it was given up:
    the account's deadline passed (migrate_account_timeout,
    MIGRATE_ERROR_TEMP), it sent slower than migrate_min_rate while we
-   waited (MIGRATE_ERROR_SOURCE_TEMP, a retry may do better), a reply
-   larger than twice the largest message taken (MIGRATE_ERROR_TEMP), or
-   more folders than migrate_max_folders (MIGRATE_ERROR_SOURCE_LIMIT).
+   waited (MIGRATE_ERROR_SOURCE_TEMP, a retry may do better), or it
+   listed more folders than migrate_max_folders
+   (MIGRATE_ERROR_SOURCE_LIMIT).
    Once given up, the source's connections are shut down: whatever
    waited on them failed, and the run must stop talking to it (a new
    command would connect again, and be cut within a second). */
