@@ -95,7 +95,22 @@ Scenario (JSON):
           (Courier's "Login failed.") / NO [AUTHORIZATIONFAILED] /
           NO [EXPIRED] / NO [UNAVAILABLE]
       "fetch_delay_ms": N,   sleep before each body literal
-      "greeting_delay_ms": N
+      "greeting_delay_ms": N,
+      hostile servers (each one endless, until the client closes):
+      "list_endless_line": true,  LIST with a * pattern answers a
+          "* LIST" line that never ends
+      "list_literal_4g": true,    ... a "* LIST" whose name is a literal
+          announced as 4 GB ({4294967296}), then endless bytes
+      "fetch_literal_4g": true,   a FETCH of a message's body (BODY[...],
+          RFC822...) sends its literal as {4294967296}, then endless bytes
+      "endless_pieces": true,     BODY[]<offset.length> always answers
+          length bytes, past the end of the message, for ever
+      "drip_ms": N,               after the login's OK, every byte the
+          server sends comes N ms after the one before
+      "drip_from_uid": U,         ... only from the first body literal of
+          a message with UID U or above on (with drip_ms)
+      "extra_folders": N          LIST and LSUB with a * pattern list N
+          more folders ("Extra000001"...) that do not exist otherwise
     } }
 Bodies are bytes (NUL bytes and bare LF go out verbatim in a literal of
 the exact length).  The server is read-only: SELECT works (READ-WRITE
@@ -608,6 +623,7 @@ class Session:
         self.box = None          # selected Folder
         self.readonly = True
         self.fetch_responses = 0
+        self.drip_ms = 0
         self.log = server.log
         self.log("conn %d open %s:%d" % (no, peer[0], peer[1]))
 
@@ -644,9 +660,22 @@ class Session:
 
     def send(self, data):
         try:
-            self.sock.sendall(data)
+            if self.drip_ms:
+                for i in range(len(data)):
+                    self.sock.sendall(data[i:i + 1])
+                    time.sleep(self.drip_ms / 1000.0)
+            else:
+                self.sock.sendall(data)
         except (OSError, ssl.SSLError):
             raise Closed()
+
+    def send_endless(self, head, filler=b"x"):
+        """head, then filler bytes until the client goes away"""
+        self.log("conn %d endless %s" % (self.no, head[:60].decode("utf-8", "replace")))
+        block = filler * (65536 // len(filler))
+        self.send(head)
+        while True:
+            self.send(block)
 
     def caps(self):
         out = []
@@ -743,12 +772,17 @@ class Session:
                         th = q.get("throttle") or {}
                         self.tagged(tag, "NO", th.get("text", "[THROTTLED] Too many commands, slow down"))
                         continue
+                    was_authed = self.authed
                     text = self.dispatch(tag, cmd, sub, toks)
                     if text is None:
                         return
                     if text is _SENT:
                         continue
                     self.tagged(tag, "OK", text)
+                    if self.authed and not was_authed and q.get("drip_ms") and \
+                            not q.get("drip_from_uid"):
+                        self.log("conn %d drip" % self.no)
+                        self.drip_ms = int(q["drip_ms"])
                 except Bad as exc:
                     self.tagged(tag, "BAD", str(exc))
                 except No as exc:
@@ -1046,6 +1080,12 @@ class Session:
         if cmd == "LIST" and pats == [""]:
             self.send(b"* LIST (\\Noselect) " + (qstr(sep) if sep else b"NIL") + b' ""\r\n')
             return "List completed."
+        q = self.sc.quirks
+        if any("*" in (ref + p) for p in pats):
+            if q.get("list_endless_line"):
+                self.send_endless(b"* LIST (\\HasNoChildren) " + qstr(sep) + b" ", b"Endless")
+            if q.get("list_literal_4g"):
+                self.send_endless(b"* LIST (\\HasNoChildren) " + qstr(sep) + b" {4294967296}\r\n")
         tree = self.visible_tree()
         want_special = self.sc.has("SPECIAL-USE") and (
             not extended or "SPECIAL-USE" in ret_opts or "SPECIAL-USE" in sel_opts)
@@ -1085,7 +1125,16 @@ class Session:
             if ret_status and fo is not None and "\\NOSELECT" not in (a.upper() for a in fo.attrs):
                 lines.append(self.status_line(fo, ret_status))
         self.send(b"".join(lines))
+        if q.get("extra_folders") and any("*" in (ref + p) for p in pats):
+            self.send_extra_folders(cmd, sep, int(q["extra_folders"]))
         return "%s completed." % cmd.capitalize()
+
+    def send_extra_folders(self, cmd, sep, n):
+        self.log("conn %d extra folders %d" % (self.no, n))
+        for start in range(1, n + 1, 10000):
+            self.send(b"".join(
+                ("* %s (\\HasNoChildren) " % cmd).encode() + qstr(sep) +
+                b' "Extra%06d"\r\n' % i for i in range(start, min(n, start + 9999) + 1)))
 
     def folder_arg(self, tok):
         wire = s(tok)
@@ -1320,6 +1369,13 @@ class Session:
             d = self.sc.quirks.get("fetch_delay_ms")
             if d:
                 time.sleep(d / 1000.0)
+            q = self.sc.quirks
+            if logkind == "body" and q.get("drip_from_uid") and m.uid >= int(q["drip_from_uid"]) \
+                    and not self.drip_ms:
+                self.log("conn %d drip" % self.no)
+                self.drip_ms = int(q.get("drip_ms", 1000))
+            if logkind == "body" and q.get("fetch_literal_4g"):
+                self.send_endless(b"* 1 FETCH (UID %d " % m.uid + name + b" {4294967296}\r\n")
             return (name + b" {%d}\r\n" % len(data) + data, logkind, len(data))
         if kind == "UID":
             return (b"UID %d" % m.uid, None, 0)
@@ -1361,7 +1417,11 @@ class Session:
             return (name + b" NIL", None, 0)
         if partial is not None:
             off, ln = partial
-            data = data[off:off + ln]
+            if self.sc.quirks.get("endless_pieces") and is_body:
+                # as much as asked for, past the end, for ever
+                data = (data * (ln // max(len(data), 1) + 2))[:ln]
+            else:
+                data = data[off:off + ln]
             name += b"<%d>" % off
         return lit(name, data, "body" if is_body else "header")
 
