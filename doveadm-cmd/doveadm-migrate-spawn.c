@@ -124,6 +124,26 @@ const char *migrate_spawn_exit_class(int exit_code)
 	}
 }
 
+/* The class of an account's exit code, told apart where 65 means more
+   than one thing. */
+static const char *
+migrate_spawn_account_class(const struct migrate_spawn_account *acct,
+			    int exit_code)
+{
+	if (exit_code == EX_DATAERR && acct->rec.rejected > 0)
+		return "messages left out";
+	if (exit_code == EX_DATAERR &&
+	    null_strcmp(acct->rec.error_code,
+			migrate_error_name(MIGRATE_ERROR_SOURCE_LIMIT)) == 0)
+		return "source limit";
+	/* an unexpected error exits 75 too, but is no passing problem of
+	   the source */
+	if (exit_code == EX_TEMPFAIL &&
+	    null_strcmp(acct->rec.error_code, "failed") == 0)
+		return "failed";
+	return migrate_spawn_exit_class(exit_code);
+}
+
 void migrate_spawn_row_credentials(const struct migrate_template_row *row,
 				   struct migrate_credentials *cred_r)
 {
@@ -272,13 +292,7 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 	}
 	acct->source_retries += acct->rec.retries;
 	acct->exit_code = exit_code;
-	acct->result = exit_code == EX_DATAERR && acct->rec.rejected > 0 ?
-		"messages left out" :
-		/* an unexpected error exits 75 too, but is no passing
-		   problem of the source */
-		exit_code == EX_TEMPFAIL &&
-		null_strcmp(acct->rec.error_code, "failed") == 0 ? "failed" :
-		migrate_spawn_exit_class(exit_code);
+	acct->result = migrate_spawn_account_class(acct, exit_code);
 
 	if (exit_code == EX_TEMPFAIL && acct->attempts <= spawn->set.retries) {
 		delay = spawn->set.retry_delay_secs << (acct->attempts - 1);
