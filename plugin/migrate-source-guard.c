@@ -340,6 +340,18 @@ int migrate_source_guard_check(struct migrate_source_guard *guard,
 	return -1;
 }
 
+time_t migrate_source_guard_get_deadline(struct migrate_source_guard *guard)
+{
+	return guard->deadline;
+}
+
+void migrate_source_guard_set_deadline(struct migrate_source_guard *guard,
+				       time_t deadline)
+{
+	if (deadline != 0 && (guard->deadline == 0 || deadline < guard->deadline))
+		guard->deadline = deadline;
+}
+
 void migrate_source_guard_count_folders(struct migrate_source_guard *guard,
 					bool count)
 {

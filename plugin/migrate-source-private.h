@@ -100,6 +100,10 @@ void migrate_source_guard_trip(struct migrate_source_guard *guard,
 int migrate_source_guard_check(struct migrate_source_guard *guard,
 			       enum migrate_error *code_r,
 			       const char **error_r);
+time_t migrate_source_guard_get_deadline(struct migrate_source_guard *guard);
+/* deadline, when it is earlier than the guard's (0: none) */
+void migrate_source_guard_set_deadline(struct migrate_source_guard *guard,
+				       time_t deadline);
 /* Count the folders listed from now on (count) or stop counting; one
    more folder listed (a LIST or LSUB reply).  More than
    migrate_max_folders gives the source up. */

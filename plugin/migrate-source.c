@@ -376,3 +376,16 @@ void migrate_source_count_folders(struct migrate_source *source, bool count)
 	if (source->guard != NULL)
 		migrate_source_guard_count_folders(source->guard, count);
 }
+
+time_t migrate_source_get_deadline(struct migrate_source *source)
+{
+	return source->guard == NULL ? 0 :
+		migrate_source_guard_get_deadline(source->guard);
+}
+
+void migrate_source_set_deadline(struct migrate_source *source,
+				 time_t deadline)
+{
+	if (source->guard != NULL)
+		migrate_source_guard_set_deadline(source->guard, deadline);
+}

@@ -67,6 +67,11 @@ void migrate_source_deinit(struct migrate_source **source);
    command would connect again, and be cut within a second). */
 int migrate_source_check(struct migrate_source *source,
 			 enum migrate_error *code_r, const char **error_r);
+/* When the account's run must end (0: never); a worker takes its
+   owner's, when that is earlier than its own. */
+time_t migrate_source_get_deadline(struct migrate_source *source);
+void migrate_source_set_deadline(struct migrate_source *source,
+				 time_t deadline);
 /* Count the folders the source lists (LIST and LSUB replies) from now
    on, or stop counting.  More than migrate_max_folders gives the source
    up and ends the listing. */

@@ -15,6 +15,8 @@
 
 /* how often a worker tells its owner how far it is */
 #define MIGRATE_WORKER_PROGRESS_MSECS 500
+/* how long a worker may take to answer once the source was given up */
+#define MIGRATE_WORKER_GIVE_UP_MSECS (10*1000)
 /* a folder with fewer messages to copy is not worth a worker's job */
 #define MIGRATE_WORKER_MIN_MESSAGES 100
 
@@ -137,6 +139,8 @@ migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 	str_append_tabescaped(line, f->dest_name);
 	str_append_c(line, '\t');
 	imap_write_seq_range(line, copy_uids);
+	/* the worker ends at our deadline, with what it saved committed */
+	str_printfa(line, "\t%ld", (long)migrate_source_get_deadline(ctx->source));
 	if (!migrate_workers_submit(ctx->opts->workers, str_c(line), f))
 		return FALSE;
 	f->delegated = TRUE;
@@ -210,12 +214,34 @@ sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		event(), "Synced %s (worker)", f->dest_name);
 }
 
+/* The source was given up (the account's deadline) while workers copy:
+   they were given the same deadline and answer with what they saved
+   committed; one that has not answered MIGRATE_WORKER_GIVE_UP_MSECS
+   later is killed (the next run finds its copies by their GUIDs).
+   Returns TRUE once the source is given up. */
+static bool
+sync_worker_give_up(struct migrate_sync_ctx *ctx, struct timeval *given_up)
+{
+	struct timeval now;
+
+	if (!migrate_sync_source_given_up(ctx))
+		return FALSE;
+	i_gettimeofday(&now);
+	if (given_up->tv_sec == 0)
+		*given_up = now;
+	else if (timeval_diff_msecs(&now, given_up) >
+		 MIGRATE_WORKER_GIVE_UP_MSECS)
+		migrate_workers_kill_busy(ctx->opts->workers);
+	return TRUE;
+}
+
 /* Take the answers of the workers that are done; with wait, of all of
    them, showing their progress meanwhile. */
 void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait)
 {
 	struct migrate_workers *workers = ctx->opts->workers;
 	struct migrate_sync_folder *f;
+	struct timeval given_up = { 0, 0 };
 	const char *line;
 	void *context;
 	int ret;
@@ -232,12 +258,8 @@ void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait)
 		}
 		if (!wait)
 			break;
-		if (migrate_sync_source_given_up(ctx)) {
-			/* the account's deadline: stop waiting, their jobs
-			   are done by the next run */
-			migrate_workers_kill_busy(workers);
+		if (sync_worker_give_up(ctx, &given_up))
 			continue;
-		}
 		array_foreach_modifiable(&ctx->folders, f) {
 			if (!f->delegated)
 				continue;
@@ -254,7 +276,8 @@ void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait)
 /* <the worker's side> */
 
 /* One COPY job: <state folder id> <source UIDVALIDITY> <destination
-   UIDVALIDITY> <source folder> <destination folder> <UID set>.  The answer
+   UIDVALIDITY> <source folder> <destination folder> <UID set> <the
+   owner's deadline, 0 for none>.  The answer
    is DONE|FAIL <copied> <bytes> <skipped> <flags dropped>, for FAIL
    <error code> <error>, then the job's report (messages left out,
    keywords dropped; see sync_worker_report_append()). */
@@ -305,6 +328,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	ARRAY_TYPE(seq_range) uids;
 	struct mailbox *sbox, *dbox;
 	const char *const *args;
+	long deadline;
 
 	i_zero(&stats);
 	i_zero(&state);
@@ -317,14 +341,16 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 
 	t_array_init(&uids, 16);
 	args = t_strsplit_tabescaped(line);
-	if (str_array_length(args) != 7 || strcmp(args[0], "COPY") != 0 ||
+	if (str_array_length(args) != 8 || strcmp(args[0], "COPY") != 0 ||
 	    str_to_uint(args[1], &state.id) < 0 ||
 	    str_to_uint32(args[2], &state.src_uidvalidity) < 0 ||
 	    str_to_uint32(args[3], &state.dest_uidvalidity) < 0 ||
-	    imap_seq_set_parse(args[6], &uids) < 0) {
+	    imap_seq_set_parse(args[6], &uids) < 0 ||
+	    str_to_long(args[7], &deadline) < 0) {
 		migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED,
 			       "Invalid job from the owner process");
 	} else {
+		migrate_source_set_deadline(source, (time_t)deadline);
 		f.src_name = state.src_name = args[4];
 		f.dest_name = state.dest_name = args[5];
 		f.state = &state;

@@ -46,7 +46,7 @@ quirky() {
 	    line = b"y" * 76 + b"\r\n"
 	    return b + line * max(0, (size - len(b)) // len(line))
 	def msg(uid, data, **kw):
-	    path = "%d.eml" % uid
+	    path = "%s.%d.eml" % (kw.pop("fid", "m"), uid)
 	    with open(os.path.join(qdir, path), "wb") as f:
 	        f.write(data)
 	    m = {"uid": uid, "file": path,
@@ -109,6 +109,13 @@ folders = [{"name": "INBOX", "uidvalidity": 8,
             "messages": [msg(i, body("drip %d" % i)) for i in range(1, 7)]}]
 quirks = {"drip_ms": 1000, "drip_from_uid": 4}
 EOF
+quirky dripw <<'EOF'
+folders = [{"name": "INBOX", "uidvalidity": 9,
+            "messages": [msg(i, body("dripw %d" % i)) for i in range(1, 151)]},
+           {"name": "Other", "uidvalidity": 10,
+            "messages": [msg(i, body("other %d" % i), fid="o") for i in range(1, 4)]}]
+quirks = {"drip_ms": 1000, "drip_from_uid": 60}
+EOF
 quirky slow <<EOF
 $inbox5
 quirks = {"drip_ms": 50}
@@ -132,6 +139,9 @@ rig_add_user dest toolarge@example.com "$DEST_PW"
 # is what ends it, not the rate
 rig_add_user dest drip@example.com "$DEST_PW" userdb_migrate_prefetch=1 \
 	userdb_migrate_min_rate=0
+rig_add_user dest dripw@example.com "$DEST_PW" userdb_migrate_prefetch=1 \
+	userdb_migrate_min_rate=0 userdb_migrate_workers=2 \
+	"userdb_migrate_source_port=${QPORT[dripw]}" userdb_migrate_source_user=quser
 # the rate over 3 s of waiting
 rig_add_user dest slow@example.com "$DEST_PW" userdb_migrate_source_timeout=3s
 rig_add_user dest folders@example.com "$DEST_PW"
@@ -146,6 +156,16 @@ for n in $NAMES; do
 		"${QPORT[$n]}" "$QPW" "$n"
 done >"$TEMPLATE"
 rig_secret_input "$TEMPLATE"
+
+# meanwhile, a worker copies a folder that drips (150 messages: handed to
+# a worker) while its owner copies the other one
+(
+	rc=0
+	start=$SECONDS
+	rig_doveadm dest -f tab migrate -u dripw@example.com >"$RIG/dripw.out" 2>&1 || rc=$?
+	echo "$rc $((SECONDS - start))" >"$RIG/dripw.rc"
+) &
+DRIPW=$!
 
 # the batch, timed: %e wall seconds, %M the largest RSS (KB) of any
 # process of the tree (each one waited for)
@@ -184,12 +204,21 @@ tap_like "one byte a second: 75 at the account's deadline, saying so" \
 tap_like "20 bytes a second: 75, below the minimum rate" \
 	'"exit_code":75.*"reason":"Source: It sent [0-9]+ bytes in 3 s of waiting, less than migrate_min_rate \(1024 bytes/s\)' "$(acct slow)"
 tap_like "100,000 folders: 65, more than migrate_max_folders" \
-	'"exit_code":65.*"reason":"Source: It lists more than 10000 folders \(migrate_max_folders\)' "$(acct folders)"
+	'"class":"source limit","exit_code":65.*"reason":"Source: It lists more than 10000 folders \(migrate_max_folders\)' "$(acct folders)"
 tap_diag "batch: $secs s, largest RSS $((rss_kb / 1024)) MB"
 # generous bounds: the deadline is 10 s; without the bounds the endless
 # replies grow without end
 tap_like "the whole batch ends in bounded time ($secs s < 90 s)" '^([0-9]|[1-8][0-9])\.' "$secs"
 tap_like "... and memory ($((rss_kb / 1024)) MB < 200 MB)" '^([0-9]{1,5}|1[0-9]{5}|20[0-4][0-9]{3})$' "$rss_kb"
+
+wait "$DRIPW"
+read -r rc secs <"$RIG/dripw.rc"
+tap_is "$rc" 75 "a worker's folder that drips: 75 too"
+tap_like "... after the deadline and the workers' answers, not later (${secs} s < 40 s)" '^([0-9]|[1-3][0-9])$' "$secs"
+tap_like "... saying why" "The account's run took longer than migrate_account_timeout" "$(cat "$RIG/dripw.out")"
+tap_like "the worker copied it" 'migrate worker' "$(cat "$RIG/dripw.out")"
+tap_is "$(rig_imap dest dripw@example.com "$DEST_PW" count INBOX)/$(rig_imap dest dripw@example.com "$DEST_PW" count Other)" \
+	"59/3" "what the worker saved before the drip is kept (59), and the owner's folder (3)"
 
 # what each one reported
 report() { cat "$(rig_home dest "$1@example.com")/.migrate/report.json" 2>/dev/null; }
