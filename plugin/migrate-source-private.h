@@ -5,7 +5,8 @@
    migrate-source.c          the source as a mail user on imapc storage
    migrate-source-conn.c     our own connection (lib-imap-client)
    migrate-source-resolver.c the private resolver
-   migrate-source-error.c    what its failures mean, and their causes */
+   migrate-source-error.c    what its failures mean, and their causes
+   migrate-source-guard.c    its bounds: deadline, rate, folders */
 
 #include "migrate-source.h"
 

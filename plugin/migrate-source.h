@@ -12,7 +12,10 @@
    - A private resolver, so that imapc can connect to the IP address the
      admin gave while verifying the certificate against the host name.
    - What the source's failures mean (enum migrate_error), with the cause
-     its connections logged when the storage only says "Internal error". */
+     its connections logged when the storage only says "Internal error".
+   - Bounds against a hostile or broken source: the line length of both
+     connections, the account's deadline, a minimum rate, the folders it
+     may list (migrate_source_check()). */
 
 #include "mail-error.h"
 #include "seq-range-array.h"
