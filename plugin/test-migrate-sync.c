@@ -487,6 +487,30 @@ static void test_migrate_sync_large(void)
 	test_end();
 }
 
+static void test_migrate_sync_max_message_size(void)
+{
+	static const char *const settings[] = {
+		"migrate_max_message_size", "2000", NULL
+	};
+	struct migrate_sync_stats stats;
+	enum migrate_error code;
+
+	test_begin("sync: a message over migrate_max_message_size is left out");
+	test_sync_init(settings);
+	test_src_append("INBOX", 2, 0);
+	test_src_append("INBOX", 1, 5000);
+	/* the message left out, and the run's summary of it */
+	test_expect_errors(2);
+	test_assert(test_sync_run(MIGRATE_SYNC_MODE_MIRROR, FALSE, FALSE,
+				  &stats, &code) < 0);
+	test_assert(code == MIGRATE_ERROR_REJECTED);
+	test_assert(stats.messages_copied == 2);
+	test_assert(stats.messages_rejected == 1);
+	test_assert_strcmp(test_uids(t.dest_user, "INBOX"), "1,2");
+	test_sync_deinit();
+	test_end();
+}
+
 int main(int argc, char **argv)
 {
 	static void (*const test_functions[])(void) = {
@@ -497,6 +521,7 @@ int main(int argc, char **argv)
 		test_migrate_sync_state_bad_name,
 		test_migrate_sync_delete_budget,
 		test_migrate_sync_large,
+		test_migrate_sync_max_message_size,
 		NULL
 	};
 	int ret;
