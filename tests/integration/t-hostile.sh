@@ -252,4 +252,11 @@ tap_like "the error says it does not fit" 'UID 2 \([0-9]+ bytes\) does not fit i
 tap_is "$(( $(grep -c ' body INBOX ' "$RIG/q/toolarge/log") - before ))" 1 \
 	"only the small one was downloaded"
 
+# --- a bad bound is a bad setting ------------------------------------------
+MIG_RC=0
+rig_doveadm dest -o plugin/migrate_max_folders=0 -f tab migrate -u normal@example.com \
+	>"$RIG/bad.out" 2>&1 || MIG_RC=$?
+tap_is "$MIG_RC" 78 "migrate_max_folders = 0: exit 78"
+tap_like "... naming the setting" 'Invalid settings: migrate_max_folders' "$(cat "$RIG/bad.out")"
+
 tap_done
