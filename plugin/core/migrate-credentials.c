@@ -105,6 +105,11 @@ void migrate_credentials_serialize(string_t *dest,
 	str_append(dest, "\npassword\t");
 	str_append_tabescaped(dest, cred->source_password);
 	str_append_c(dest, '\n');
+	if (cred->source_tls_name != NULL) {
+		str_append(dest, "tls_name\t");
+		str_append_tabescaped(dest, cred->source_tls_name);
+		str_append_c(dest, '\n');
+	}
 }
 
 int migrate_credentials_write(const char *dir, const char *user,
@@ -164,6 +169,8 @@ int migrate_credentials_parse(const char *path, const char *data, pool_t pool,
 		} else if (strcmp(args[0], "password") == 0) {
 			cred_r->source_password = p_strdup(pool, value);
 			have_password = TRUE;
+		} else if (strcmp(args[0], "tls_name") == 0) {
+			cred_r->source_tls_name = p_strdup(pool, value);
 		}
 		/* unknown keys: written by a newer version, ignored */
 	}

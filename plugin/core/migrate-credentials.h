@@ -17,6 +17,9 @@ struct migrate_credentials {
 	in_port_t source_port;
 	const char *source_user;
 	const char *source_password;
+	/* the template row's certificate name for a source_host given by
+	   IP address; NULL: none (migrate-tls.h) */
+	const char *source_tls_name;
 };
 
 /* The file format, also what "doveadm migrate -K" reads on stdin. */

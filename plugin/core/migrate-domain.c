@@ -8,10 +8,12 @@
 #include "time-util.h"
 #include "dict.h"
 #include "migrate-json.h"
+#include "migrate-tls.h"
 #include "migrate-domain.h"
 
 #define DOMAIN_KEY_PREFIX DICT_PATH_SHARED"migrate/domain/"
 #define ACCOUNT_KEY_PREFIX DICT_PATH_SHARED"migrate/account/"
+#define PIN_KEY_PREFIX DICT_PATH_SHARED"migrate/pin/"
 /* what a dict passdb answers to LMTP's lookup of a migrating domain's
    recipient: Dovecot's own LMTP proxy then relays it to the old MX */
 #define RELAY_KEY_PREFIX DICT_PATH_SHARED"migrate/relay/lmtp/"
@@ -270,6 +272,8 @@ int migrate_domain_lookup(struct migrate_domain_store *store,
 	value = field_value(fields, "old_mx_port");
 	if (value != NULL && net_str2port(value, &port) == 0)
 		domain_r->old_mx_port = port;
+	domain_r->source_tls_name = p_strdup(pool,
+		field_value(fields, "source_tls_name"));
 	return 1;
 }
 
@@ -310,6 +314,7 @@ int migrate_domain_save(struct migrate_domain_store *store,
 	append_field(str, "old_mx_addrs", domain->old_mx_addrs);
 	if (domain->old_mx_port != 0)
 		append_field(str, "old_mx_port", dec2str(domain->old_mx_port));
+	append_field(str, "source_tls_name", domain->source_tls_name);
 	key = t_strconcat(DOMAIN_KEY_PREFIX, dict_escape_string(domain->name),
 			  NULL);
 	relay_key = t_strconcat(RELAY_KEY_PREFIX,
@@ -364,6 +369,73 @@ int migrate_domain_list(struct migrate_domain_store *store, pool_t pool,
 {
 	return store_iterate(store, DOMAIN_KEY_PREFIX, pool, names_r, NULL,
 			     error_r);
+}
+
+static const char *pin_prefix(const char *domain)
+{
+	return t_strconcat(PIN_KEY_PREFIX,
+		dict_escape_string(t_str_lcase(domain)), "/", NULL);
+}
+
+int migrate_domain_pin_save(struct migrate_domain_store *store,
+			    const char *domain,
+			    const struct migrate_domain_pin *pin,
+			    const char **error_r)
+{
+	string_t *str = t_str_new(128);
+
+	append_field(str, "sha256", pin->sha256);
+	append_field(str, "when", time_str(pin->when));
+	append_field(str, "subject", pin->subject);
+	append_field(str, "not_after", pin->not_after);
+	return store_set(store, t_strconcat(pin_prefix(domain),
+		dict_escape_string(pin->source), NULL), str_c(str), error_r);
+}
+
+int migrate_domain_pins(struct migrate_domain_store *store,
+			const char *domain, pool_t pool,
+			ARRAY_TYPE(migrate_domain_pin) *pins_r,
+			const char **error_r)
+{
+	ARRAY_TYPE(const_string) keys, values;
+	struct migrate_domain_pin *pin;
+	const char *const *fields, *sha256;
+	unsigned int i, count;
+
+	t_array_init(&keys, 8);
+	t_array_init(&values, 8);
+	if (store_iterate(store, pin_prefix(domain), pool_datastack_create(),
+			  &keys, &values, error_r) < 0)
+		return -1;
+	count = array_count(&keys);
+	for (i = 0; i < count; i++) {
+		fields = t_strsplit_tabescaped(array_idx_elem(&values, i));
+		sha256 = field_value(fields, "sha256");
+		if (sha256 == NULL ||
+		    (sha256 = migrate_tls_fingerprint_normalize(sha256)) == NULL)
+			continue;
+		pin = array_append_space(pins_r);
+		pin->source = p_strdup(pool, array_idx_elem(&keys, i));
+		pin->sha256 = p_strdup(pool, sha256);
+		pin->when = field_time(fields, "when");
+		pin->subject = p_strdup(pool, field_value(fields, "subject"));
+		pin->not_after = p_strdup(pool,
+					  field_value(fields, "not_after"));
+	}
+	return 0;
+}
+
+const struct migrate_domain_pin *
+migrate_domain_pin_find(const ARRAY_TYPE(migrate_domain_pin) *pins,
+			const char *source)
+{
+	const struct migrate_domain_pin *pin;
+
+	array_foreach(pins, pin) {
+		if (strcmp(pin->source, source) == 0)
+			return pin;
+	}
+	return NULL;
 }
 
 int migrate_domain_account_save(struct migrate_domain_store *store,

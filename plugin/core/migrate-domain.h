@@ -31,7 +31,26 @@ struct migrate_domain {
 	/* its addresses, resolved when the migration started */
 	const char *old_mx_addrs;
 	in_port_t old_mx_port;
+	/* the name to verify the certificates of sources given by IP
+	   address against, unless a template row names one (domain start
+	   --source-tls-name); NULL: none */
+	const char *source_tls_name;
 };
+
+/* A source's certificate, pinned by doveadm migrate check --pin: from
+   then on every connection of the domain's syncs to that source refuses
+   any other certificate, verified or not.  Kept with the domain, one per
+   source, apart from the phase (a check may come before domain start). */
+struct migrate_domain_pin {
+	/* migrate_tls_source_key(): "host:port" */
+	const char *source;
+	/* migrate_tls_fingerprint_normalize() form */
+	const char *sha256;
+	time_t when;
+	/* of the certificate, for the operator */
+	const char *subject, *not_after;
+};
+ARRAY_DEFINE_TYPE(migrate_domain_pin, struct migrate_domain_pin);
 
 /* One account's last sync, as migrate batch recorded it. */
 struct migrate_domain_account {
@@ -80,6 +99,21 @@ int migrate_domain_accounts(struct migrate_domain_store *store,
 			    const char *domain, pool_t pool,
 			    ARRAY_TYPE(migrate_domain_account) *accounts_r,
 			    const char **error_r);
+
+/* Pin a source's certificate for the domain (replacing its pin). */
+int migrate_domain_pin_save(struct migrate_domain_store *store,
+			    const char *domain,
+			    const struct migrate_domain_pin *pin,
+			    const char **error_r);
+/* The domain's pins, sorted by source; a broken entry is skipped. */
+int migrate_domain_pins(struct migrate_domain_store *store,
+			const char *domain, pool_t pool,
+			ARRAY_TYPE(migrate_domain_pin) *pins_r,
+			const char **error_r);
+/* The pin of source (migrate_tls_source_key()) among pins, or NULL. */
+const struct migrate_domain_pin *
+migrate_domain_pin_find(const ARRAY_TYPE(migrate_domain_pin) *pins,
+			const char *source);
 
 const char *migrate_domain_phase_to_str(enum migrate_domain_phase phase);
 /* "YYYY-MM-DD HH:MM:SS" in local time, "-" for 0. */

@@ -7,6 +7,69 @@
 #include "migrate-json.h"
 #include "migrate-record.h"
 
+void migrate_record_tls_append(struct migrate_json *json, const char *key,
+			       const struct migrate_record_tls *tls)
+{
+	if (tls->mode == NULL) {
+		migrate_json_null(json, key);
+		return;
+	}
+	migrate_json_object_begin(json, key);
+	migrate_json_string(json, "host", tls->host);
+	migrate_json_uint(json, "port", tls->port);
+	migrate_json_string(json, "mode", tls->mode);
+	migrate_json_bool(json, "verify", tls->verify);
+	migrate_json_string(json, "name", tls->name);
+	migrate_json_string(json, "pin", tls->pin);
+	migrate_json_bool(json, "pin_mismatch", tls->pin_mismatch);
+	migrate_json_string(json, "insecure", tls->insecure);
+	if (tls->cert.sha256 == NULL)
+		migrate_json_null(json, "certificate");
+	else {
+		migrate_json_object_begin(json, "certificate");
+		migrate_json_string(json, "subject", tls->cert.subject);
+		migrate_json_string(json, "issuer", tls->cert.issuer);
+		migrate_json_string(json, "not_after", tls->cert.not_after);
+		migrate_json_string(json, "sha256", tls->cert.sha256);
+		migrate_json_object_end(json);
+	}
+	migrate_json_object_end(json);
+}
+
+static void
+migrate_record_tls_parse(const struct json_tree_node *root, pool_t pool,
+			 struct migrate_record_tls *tls_r)
+{
+	const struct json_tree_node *node, *cert;
+
+	node = json_tree_find_key(root, "tls");
+	if (node == NULL || node->value_type != JSON_TYPE_OBJECT)
+		return;
+	tls_r->host = p_strdup(pool, migrate_json_node_str(node, "host"));
+	tls_r->port = (unsigned int)I_MIN(migrate_json_node_uint(node, "port"),
+					  UINT_MAX);
+	tls_r->mode = p_strdup(pool, migrate_json_node_str(node, "mode"));
+	tls_r->verify = null_strcmp(migrate_json_node_str(node, "verify"),
+				    "true") == 0;
+	tls_r->name = p_strdup(pool, migrate_json_node_str(node, "name"));
+	tls_r->pin = p_strdup(pool, migrate_json_node_str(node, "pin"));
+	tls_r->pin_mismatch = null_strcmp(
+		migrate_json_node_str(node, "pin_mismatch"), "true") == 0;
+	tls_r->insecure = p_strdup(pool,
+		migrate_json_node_str(node, "insecure"));
+	cert = json_tree_find_key(node, "certificate");
+	if (cert == NULL || cert->value_type != JSON_TYPE_OBJECT)
+		return;
+	tls_r->cert.subject = p_strdup(pool,
+		migrate_json_node_str(cert, "subject"));
+	tls_r->cert.issuer = p_strdup(pool,
+		migrate_json_node_str(cert, "issuer"));
+	tls_r->cert.not_after = p_strdup(pool,
+		migrate_json_node_str(cert, "not_after"));
+	tls_r->cert.sha256 = p_strdup(pool,
+		migrate_json_node_str(cert, "sha256"));
+}
+
 void migrate_record_append(string_t *dest, const struct migrate_record *rec)
 {
 	struct migrate_json json;
@@ -44,6 +107,7 @@ void migrate_record_append(string_t *dest, const struct migrate_record *rec)
 			migrate_json_null(&json, "limit_kb");
 		migrate_json_object_end(&json);
 	}
+	migrate_record_tls_append(&json, "tls", &rec->tls);
 	migrate_json_object_end(&json);
 	str_append_c(dest, '\n');
 }
@@ -109,6 +173,7 @@ int migrate_record_parse(const void *data, size_t size, pool_t pool,
 			migrate_json_node_str(node, "limit_kb") != NULL;
 		rec_r->quota_limit_kb = migrate_json_node_uint(node, "limit_kb");
 	}
+	migrate_record_tls_parse(root, pool, &rec_r->tls);
 	json_tree_deinit(&tree);
 	return 0;
 }

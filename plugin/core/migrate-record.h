@@ -1,6 +1,33 @@
 #ifndef MIGRATE_RECORD_H
 #define MIGRATE_RECORD_H
 
+#include "migrate-tls.h"
+
+struct migrate_json;
+
+/* How the run reached its source. */
+struct migrate_record_tls {
+	/* where it connected; NULL when the run did not get that far */
+	const char *host;
+	unsigned int port;
+	/* migrate_source_ssl: "no", "imaps" or "starttls" */
+	const char *mode;
+	/* migrate_source_ssl_verify */
+	bool verify;
+	/* the name the certificate was verified against, NULL: host */
+	const char *name;
+	/* the certificate pinned for the source, NULL: none */
+	const char *pin;
+	/* why the connection is not safe ("migrate_source_ssl = no",
+	   "migrate_source_ssl_verify = no"), warned about in every run;
+	   NULL when it is */
+	const char *insecure;
+	/* the certificate the source showed (sha256 NULL: none), and
+	   whether it was refused for not being the pinned one */
+	struct migrate_tls_cert cert;
+	bool pin_mismatch;
+};
+
 /* The outcome of one user's "doveadm migrate -R FD" run: the child writes
    it on FD as one JSON object a line, also when the run fails (a fatal
    error included), and "migrate batch" and "migrate check" read it
@@ -29,7 +56,13 @@ struct migrate_record {
 	   for the user: what is used and, when limited, the limit */
 	bool quota_known, quota_limited;
 	uint64_t quota_used_kb, quota_limit_kb;
+	struct migrate_record_tls tls;
 };
+
+/* The "tls" object of a record, also of report.json and the batch
+   reports (an object key; NULL in an array). */
+void migrate_record_tls_append(struct migrate_json *json, const char *key,
+			       const struct migrate_record_tls *tls);
 
 /* The record as one JSON line. */
 void migrate_record_append(string_t *dest, const struct migrate_record *rec);

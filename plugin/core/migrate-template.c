@@ -8,6 +8,7 @@
 #include "unichar.h"
 #include "safe-memset.h"
 #include "migrate-table.h"
+#include "migrate-tls.h"
 #include "migrate-template.h"
 
 #include <ctype.h>
@@ -21,6 +22,9 @@ template_columns[MIGRATE_TEMPLATE_COLUMN_COUNT] = {
 	{ "dest_host", MIGRATE_TABLE_ALIASES("desthost", "host2") },
 	{ "dest_user", MIGRATE_TABLE_ALIASES("destuser", "user2") },
 	{ "dest_password", MIGRATE_TABLE_ALIASES("destpassword", "password2") },
+	{ "tls_name", MIGRATE_TABLE_ALIASES("tlsname", "sourcetlsname",
+		"certificatename", "certname", "sslhostname",
+		"nomedocertificado", "nometls") },
 };
 
 struct template_reader {
@@ -60,7 +64,7 @@ template_header(struct template_reader *r,
 				template_columns[column].name);
 		}
 	}
-	for (i = 0; i < MIGRATE_TEMPLATE_COLUMN_COUNT; i++) {
+	for (i = 0; i < MIGRATE_TEMPLATE_REQUIRED_COUNT; i++) {
 		if (!migrate_table_has_column(r->table, i)) {
 			migrate_table_error(r->table, rec->line, -1,
 				"the header has no %s column",
@@ -131,6 +135,34 @@ static bool template_user_valid(const char *user)
 	return TRUE;
 }
 
+/* The row's certificate name (none when empty): a host name, for a
+   source given by IP address (a host name is verified itself). */
+static bool
+template_tls_name(struct template_reader *r, unsigned int line,
+		  const char *value, const char *source_host,
+		  const char **name_r)
+{
+	*name_r = NULL;
+	if (value == NULL || value[0] == '\0')
+		return TRUE;
+	if (!migrate_tls_name_valid(value)) {
+		migrate_table_error(r->table, line,
+				    MIGRATE_TEMPLATE_SOURCE_TLS_NAME,
+				    "not a host name");
+		return FALSE;
+	}
+	if (source_host != NULL && !migrate_tls_host_is_ip(source_host)) {
+		migrate_table_error(r->table, line,
+				    MIGRATE_TEMPLATE_SOURCE_TLS_NAME,
+				    "is only for a source_host given by IP "
+				    "address (%s is verified as itself)",
+				    source_host);
+		return FALSE;
+	}
+	*name_r = p_strdup(r->tmpl->pool, value);
+	return TRUE;
+}
+
 /* A row: checked and added to the rows, or its problems. */
 static void
 template_row(struct template_reader *r, const struct migrate_csv_record *rec)
@@ -157,27 +189,29 @@ template_row(struct template_reader *r, const struct migrate_csv_record *rec)
 			return;
 		}
 	} else {
-		if (rec->count < MIGRATE_TEMPLATE_COLUMN_COUNT ||
-		    rec->count > MIGRATE_TEMPLATE_COLUMN_COUNT + 1) {
+		if (rec->count < MIGRATE_TEMPLATE_REQUIRED_COUNT ||
+		    rec->count > MIGRATE_TEMPLATE_REQUIRED_COUNT + 1) {
 			migrate_table_error(r->table, line, -1,
 				"%u columns, expected %u (source_host;"
 				"source_user;source_password;dest_host;"
 				"dest_user;dest_password)", rec->count,
-				MIGRATE_TEMPLATE_COLUMN_COUNT);
+				MIGRATE_TEMPLATE_REQUIRED_COUNT);
 			return;
 		}
-		if (rec->count > MIGRATE_TEMPLATE_COLUMN_COUNT &&
+		if (rec->count > MIGRATE_TEMPLATE_REQUIRED_COUNT &&
 		    !r->extras_noted) {
 			migrate_table_note(r->table, line,
 				"column 7 (imapsync options) is ignored, here "
 				"and on the lines after");
 			r->extras_noted = TRUE;
 		}
-		for (i = 0; i < MIGRATE_TEMPLATE_COLUMN_COUNT; i++)
+		for (i = 0; i < MIGRATE_TEMPLATE_REQUIRED_COUNT; i++)
 			values[i] = rec->fields[i];
+		for (; i < MIGRATE_TEMPLATE_COLUMN_COUNT; i++)
+			values[i] = NULL;
 	}
 
-	for (i = 0; i < MIGRATE_TEMPLATE_COLUMN_COUNT; i++) {
+	for (i = 0; i < MIGRATE_TEMPLATE_REQUIRED_COUNT; i++) {
 		if (values[i] == NULL || values[i][0] == '\0') {
 			migrate_table_error(r->table, line, (int)i, "is empty");
 			ok = FALSE;
@@ -207,6 +241,9 @@ template_row(struct template_reader *r, const struct migrate_csv_record *rec)
 	row.dest_user = values[MIGRATE_TEMPLATE_DEST_USER];
 	row.source_password = values[MIGRATE_TEMPLATE_SOURCE_PASSWORD];
 	row.dest_password = values[MIGRATE_TEMPLATE_DEST_PASSWORD];
+	if (!template_tls_name(r, line, values[MIGRATE_TEMPLATE_SOURCE_TLS_NAME],
+			       row.source_host, &row.source_tls_name))
+		ok = FALSE;
 	if (!template_user_valid(row.source_user)) {
 		migrate_table_error(r->table, line,
 				    MIGRATE_TEMPLATE_SOURCE_USER,

@@ -12,7 +12,9 @@
    note), or a CSV file whose first row names the columns (',' or ';').
    Quoting as in CSV, so a password may hold any character; UTF-8 with or
    without BOM, CRLF or LF, '#' comment lines and blank lines.  A source
-   host may carry a port: "host:993", "[2001:db8::1]:143".
+   host may carry a port: "host:993", "[2001:db8::1]:143".  A file with a
+   header may add a tls_name column: the name to verify the certificate
+   of a source given by IP address against (migrate-tls.h).
 
    Nothing in an error or a note ever quotes a password.  The header and
    the problems are migrate-table.h's. */
@@ -24,6 +26,11 @@ enum migrate_template_column {
 	MIGRATE_TEMPLATE_DEST_HOST,
 	MIGRATE_TEMPLATE_DEST_USER,
 	MIGRATE_TEMPLATE_DEST_PASSWORD,
+	/* the columns every row has: imapsync's */
+	MIGRATE_TEMPLATE_REQUIRED_COUNT,
+
+	/* optional, and only in a file with a header */
+	MIGRATE_TEMPLATE_SOURCE_TLS_NAME = MIGRATE_TEMPLATE_REQUIRED_COUNT,
 
 	MIGRATE_TEMPLATE_COLUMN_COUNT
 };
@@ -39,6 +46,9 @@ struct migrate_template_row {
 	const char *dest_host;
 	const char *dest_user;
 	const char *dest_password;
+	/* the certificate name of a source_host given by IP address; NULL
+	   when not given */
+	const char *source_tls_name;
 };
 ARRAY_DEFINE_TYPE(migrate_template_row, struct migrate_template_row);
 

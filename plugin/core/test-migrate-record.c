@@ -110,8 +110,68 @@ static void test_migrate_record_invalid(void)
 	test_end();
 }
 
+static void test_migrate_record_tls(void)
+{
+	struct migrate_record rec, parsed;
+	string_t *str = t_str_new(512);
+	const char *error;
+	pool_t pool = pool_datastack_create();
+
+	test_begin("migrate record: the source's TLS");
+	i_zero(&rec);
+	rec.user = "ana@example.com";
+	rec.result = "failed";
+	rec.exit_code = 76;
+	rec.tls.host = "192.0.2.1";
+	rec.tls.port = 993;
+	rec.tls.mode = "imaps";
+	rec.tls.verify = FALSE;
+	rec.tls.name = "imap.old.example";
+	rec.tls.pin = "AA:BB";
+	rec.tls.pin_mismatch = TRUE;
+	rec.tls.insecure = "migrate_source_ssl_verify = no";
+	rec.tls.cert.subject = "CN=imap.old.example";
+	rec.tls.cert.issuer = "CN=Test CA,O=\"Quoted\"";
+	rec.tls.cert.not_after = "2030-01-01 00:00:00 UTC";
+	rec.tls.cert.sha256 = "CC:DD";
+	migrate_record_append(str, &rec);
+	test_assert(migrate_record_parse(str_data(str), str_len(str), pool,
+					 &parsed, &error) == 0);
+	test_assert_strcmp(parsed.tls.host, "192.0.2.1");
+	test_assert(parsed.tls.port == 993);
+	test_assert_strcmp(parsed.tls.mode, "imaps");
+	test_assert(!parsed.tls.verify && parsed.tls.pin_mismatch);
+	test_assert_strcmp(parsed.tls.name, "imap.old.example");
+	test_assert_strcmp(parsed.tls.pin, "AA:BB");
+	test_assert_strcmp(parsed.tls.insecure, rec.tls.insecure);
+	test_assert_strcmp(parsed.tls.cert.subject, rec.tls.cert.subject);
+	test_assert_strcmp(parsed.tls.cert.issuer, rec.tls.cert.issuer);
+	test_assert_strcmp(parsed.tls.cert.not_after, rec.tls.cert.not_after);
+	test_assert_strcmp(parsed.tls.cert.sha256, "CC:DD");
+
+	/* verified, no certificate seen; and a run that did not get there */
+	str_truncate(str, 0);
+	i_zero(&rec.tls.cert);
+	rec.tls.verify = TRUE;
+	rec.tls.insecure = NULL;
+	migrate_record_append(str, &rec);
+	test_assert(migrate_record_parse(str_data(str), str_len(str), pool,
+					 &parsed, &error) == 0);
+	test_assert(parsed.tls.verify && parsed.tls.insecure == NULL &&
+		    parsed.tls.cert.sha256 == NULL);
+	str_truncate(str, 0);
+	i_zero(&rec.tls);
+	migrate_record_append(str, &rec);
+	test_assert(strstr(str_c(str), "\"tls\":null") != NULL);
+	test_assert(migrate_record_parse(str_data(str), str_len(str), pool,
+					 &parsed, &error) == 0);
+	test_assert(parsed.tls.mode == NULL && parsed.tls.host == NULL);
+	test_end();
+}
+
 void test_migrate_record(void)
 {
 	test_migrate_record_roundtrip();
 	test_migrate_record_invalid();
+	test_migrate_record_tls();
 }

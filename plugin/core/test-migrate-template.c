@@ -99,6 +99,41 @@ static void test_template_header(void)
 	test_end();
 }
 
+static void test_template_tls_name(void)
+{
+	struct migrate_template *tmpl;
+	const struct migrate_template_row *rows;
+	unsigned int count;
+
+	test_begin("template: the optional tls_name column");
+	tmpl = test_read("tls.csv",
+		"source_host;source_user;source_password;dest_host;dest_user;"
+		"dest_password;TLS Name\n"
+		"192.0.2.1:993;ana;pw;mx;ana@example.com;Str0ng!pass;"
+		"imap.old.example\n"
+		"[2001:db8::5];bob;pw;mx;bob@example.com;Str0ng!pass;\n"
+		"imap.old;carl;pw;mx;carl@example.com;Str0ng!pass;\n");
+	test_assert(array_count(&tmpl->errors) == 0);
+	test_assert(array_count(&tmpl->notes) == 0);
+	rows = array_get(&tmpl->rows, &count);
+	test_assert(count == 3);
+	if (count == 3) {
+		test_assert_strcmp(rows[0].source_tls_name, "imap.old.example");
+		test_assert(rows[1].source_tls_name == NULL);
+		test_assert(rows[2].source_tls_name == NULL);
+	}
+	migrate_template_free(&tmpl);
+
+	/* optional: the files without it have no name */
+	tmpl = test_read("notls.txt",
+		"h;ana;pw;mx;ana@example.com;Str0ng!pass\n");
+	test_assert(array_count(&tmpl->errors) == 0);
+	rows = array_get(&tmpl->rows, &count);
+	test_assert(count == 1 && rows[0].source_tls_name == NULL);
+	migrate_template_free(&tmpl);
+	test_end();
+}
+
 static void test_template_errors(void)
 {
 	struct migrate_template *tmpl;
@@ -233,6 +268,16 @@ static const struct {
 	  ":2: 7 columns, but the header has 6" },
 	{ HEADER "h,ana,pw,mx,ana@example.com,\n",
 	  ":2: column 6 (dest_password): is empty" },
+	/* the certificate name of a source given by IP address */
+	{ "source_host,source_user,source_password,dest_host,dest_user,"
+	  "dest_password,TLS name\n"
+	  "imap.old,ana,pw,mx,ana@example.com,Str0ng!pass,imap.old.example\n",
+	  ":2: column 7 (tls_name): is only for a source_host given by IP "
+	  "address (imap.old is verified as itself)" },
+	{ "source_host,source_user,source_password,dest_host,dest_user,"
+	  "dest_password,tls_name\n"
+	  "192.0.2.1,ana,pw,mx,ana@example.com,Str0ng!pass,192.0.2.2\n",
+	  ":2: column 7 (tls_name): not a host name" },
 };
 
 static void test_template_must_fail(void)
@@ -311,6 +356,7 @@ void test_migrate_template(void)
 {
 	test_template_imapsync();
 	test_template_header();
+	test_template_tls_name();
 	test_template_errors();
 	test_template_must_fail();
 	test_template_bounds();

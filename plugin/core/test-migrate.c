@@ -76,6 +76,7 @@ int main(void)
 		test_migrate_accounts,
 		test_migrate_credentials,
 		test_migrate_domain,
+		test_migrate_tls,
 		test_migrate_cleanup,
 		NULL
 	};

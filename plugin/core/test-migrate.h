@@ -27,5 +27,6 @@ void test_migrate_template(void);
 void test_migrate_accounts(void);
 void test_migrate_credentials(void);
 void test_migrate_domain(void);
+void test_migrate_tls(void);
 
 #endif
