@@ -227,7 +227,8 @@ static void migrate_record_quota(struct mail_user *user,
 void migrate_record_user_finish(struct mail_user *user,
 				enum migrate_error error_code,
 				const char *error, const char *mode,
-				const struct migrate_sync_stats *stats)
+				const struct migrate_sync_stats *stats,
+				const struct migrate_record_tls *tls)
 {
 	struct migrate_record rec;
 
@@ -249,6 +250,8 @@ void migrate_record_user_finish(struct mail_user *user,
 	rec.uids_changed = stats->messages_uid_changed;
 	rec.bytes = stats->bytes_copied;
 	rec.retries = stats->retries;
+	if (tls != NULL)
+		rec.tls = *tls;
 	migrate_record_quota(user, &rec);
 	migrate_record_write(record_writer, &rec);
 }

@@ -16,11 +16,13 @@ void migrate_record_writer_init(int fd, const char *username);
 /* A user's run begins: what was kept for the one before is dropped. */
 void migrate_record_user_begin(const char *username);
 /* The user's run ended: write its record, with the destination's quota
-   (quota plugin API).  error NULL with a failure: the last error logged. */
+   (quota plugin API).  error NULL with a failure: the last error logged;
+   tls NULL when the run did not get to its source's settings. */
 void migrate_record_user_finish(struct mail_user *user,
 				enum migrate_error error_code,
 				const char *error, const char *mode,
-				const struct migrate_sync_stats *stats);
+				const struct migrate_sync_stats *stats,
+				const struct migrate_record_tls *tls);
 /* A user whose run began but wrote no record (its user lookup failed...)
    gets a failed one with exit_code and the last error logged. */
 void migrate_record_writer_deinit(int exit_code);

@@ -17,6 +17,7 @@
 #include "doveadm-print.h"
 #include "migrate-plugin.h"
 #include "migrate-settings.h"
+#include "migrate-tls.h"
 #include "migrate-sync.h"
 #include "migrate-workers.h"
 #include "doveadm-migrate-record.h"
@@ -62,13 +63,17 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 
 /* The user's settings; the template's source account, when there is one,
    replaces the configured one.  Otherwise the configured password file is
-   read here, as the mail user: a sync is what needs it. */
+   read here, as the mail user: a sync is what needs it.  The certificate
+   name of a source given by IP address is the template row's, else the
+   domain's, else migrate_source_ssl_hostname for the configured host
+   (migrate_tls_name_choose()); the pin is the domain's for the source. */
 static int
-migrate_cmd_settings(struct mail_user *user,
-		     const struct migrate_credentials *cred,
+migrate_cmd_settings(struct migrate_cmd_context *ctx, struct mail_user *user,
 		     const struct migrate_settings **set_r,
 		     const char **error_r)
 {
+	const struct migrate_credentials *cred = ctx->credentials;
+	const struct migrate_domain_pin *pin;
 	const struct migrate_settings *set;
 	struct migrate_settings *new_set;
 
@@ -80,21 +85,27 @@ migrate_cmd_settings(struct mail_user *user,
 		if (migrate_settings_read_password_file(user->pool, new_set,
 							error_r) < 0)
 			return -1;
-		*set_r = new_set;
-		return 0;
+	} else {
+		new_set->source_host = p_strdup(user->pool, cred->source_host);
+		if (cred->source_port != 0)
+			new_set->source_port = cred->source_port;
+		new_set->source_user = p_strdup(user->pool, cred->source_user);
+		new_set->source_password = p_strdup(user->pool,
+						    cred->source_password);
 	}
-	new_set->source_host = p_strdup(user->pool, cred->source_host);
-	if (cred->source_port != 0)
-		new_set->source_port = cred->source_port;
-	new_set->source_user = p_strdup(user->pool, cred->source_user);
-	new_set->source_password = p_strdup(user->pool,
-					    cred->source_password);
-	if (new_set->source_ssl_hostname != NULL &&
-	    null_strcmp(new_set->source_host, set->source_host) != 0) {
-		/* the configured certificate name belongs to the
-		   configured host */
-		new_set->source_ssl_hostname = NULL;
-	}
+	/* a certificate name only where there is a certificate */
+	new_set->source_ssl_hostname = set->source_ssl == MIGRATE_SSL_NO ?
+		NULL : p_strdup(user->pool,
+		migrate_tls_name_choose(new_set->source_host,
+			cred == NULL ? NULL : cred->source_tls_name,
+			ctx->domain_tls_name, set->source_host,
+			set->source_ssl_hostname));
+	pin = new_set->source_host == NULL ? NULL :
+		migrate_domain_pin_find(&ctx->domain_pins,
+			migrate_tls_source_key(new_set->source_host,
+					       new_set->source_port));
+	if (pin != NULL)
+		new_set->source_ssl_pin = p_strdup(user->pool, pin->sha256);
 	*set_r = new_set;
 	return 0;
 }
@@ -107,6 +118,41 @@ cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
 			       struct mail_storage_service_user *service_user,
 			       const char *username);
 
+/* The user's domain: its phase, its certificate name for sources given by
+   IP address and its pins (as root). */
+static int
+cmd_migrate_sync_read_domain(struct migrate_cmd_context *ctx,
+			     const char *username, const char **error_r)
+{
+	struct migrate_domain_store *store = NULL;
+	struct migrate_domain domain;
+	const char *error;
+	int ret = 0;
+
+	ctx->domain = p_strdup(ctx->ctx.pool, migrate_user_domain(username));
+	ctx->domain_phase = MIGRATE_DOMAIN_NONE;
+	ctx->domain_tls_name = NULL;
+	array_clear(&ctx->domain_pins);
+	if (ctx->domain[0] == '\0')
+		return 0;
+
+	if (migrate_cmd_domain_store_open(&store, &error) < 0 ||
+	    (ret = migrate_domain_lookup(store, ctx->domain, ctx->ctx.pool,
+					 &domain, &error)) < 0 ||
+	    migrate_domain_pins(store, ctx->domain, ctx->ctx.pool,
+				&ctx->domain_pins, &error) < 0) {
+		migrate_domain_store_close(&store);
+		*error_r = t_strdup_printf("migrate: %s: %s", username, error);
+		return -1;
+	}
+	migrate_domain_store_close(&store);
+	if (ret > 0) {
+		ctx->domain_phase = domain.phase;
+		ctx->domain_tls_name = domain.source_tls_name;
+	}
+	return 0;
+}
+
 /* As root, before the user's privileges are taken: the domain's phase, the
    template's credentials for this user when the credential store has
    them, and the worker processes. */
@@ -118,29 +164,10 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 	const struct mail_storage_service_input *input =
 		mail_storage_service_user_get_input(service_user);
-	const char *error;
-	int ret;
 
 	migrate_record_user_begin(input->username);
-	ctx->domain = p_strdup(_ctx->pool, migrate_user_domain(input->username));
-	ctx->domain_phase = MIGRATE_DOMAIN_NONE;
-	if (ctx->domain[0] != '\0') {
-		struct migrate_domain_store *store;
-		struct migrate_domain domain;
-
-		if (migrate_cmd_domain_store_open(&store, &error) < 0 ||
-		    (ret = migrate_domain_lookup(store, ctx->domain,
-						 _ctx->pool, &domain,
-						 &error)) < 0) {
-			migrate_domain_store_close(&store);
-			*error_r = t_strdup_printf("migrate: %s: %s",
-						   input->username, error);
-			return -1;
-		}
-		migrate_domain_store_close(&store);
-		if (ret > 0)
-			ctx->domain_phase = domain.phase;
-	}
+	if (cmd_migrate_sync_read_domain(ctx, input->username, error_r) < 0)
+		return -1;
 
 	if (!ctx->credentials_stdin) {
 		if (cmd_migrate_sync_read_store(ctx, input->username,
@@ -186,6 +213,69 @@ static const char *migrate_cmd_user_set_lookup(const char *key, void *context)
 	return mail_user_set_plugin_getenv(user_set, key);
 }
 
+/* For a worker's first line: the domain's certificate name and pins,
+   "TLS" <name> <count> (<source> <sha256>)..., each field followed by a
+   tab. */
+static void
+cmd_migrate_worker_tls_append(string_t *dest,
+			      const struct migrate_cmd_context *ctx)
+{
+	const struct migrate_domain_pin *pin;
+
+	str_append(dest, "TLS\t");
+	if (ctx->domain_tls_name != NULL)
+		str_append_tabescaped(dest, ctx->domain_tls_name);
+	str_printfa(dest, "\t%u\t", array_count(&ctx->domain_pins));
+	array_foreach(&ctx->domain_pins, pin) {
+		str_append_tabescaped(dest, pin->source);
+		str_append_c(dest, '\t');
+		str_append_tabescaped(dest, pin->sha256);
+		str_append_c(dest, '\t');
+	}
+}
+
+/* The next tab-separated field of *line, unescaped; *line moves past it. */
+static const char *cmd_migrate_line_field(const char **line)
+{
+	const char *p = strchr(*line, '\t'), *field;
+
+	if (p == NULL) {
+		field = *line;
+		*line += strlen(*line);
+	} else {
+		field = t_strdup_until(*line, p);
+		*line = p + 1;
+	}
+	return t_str_tabunescape(field);
+}
+
+/* The worker's side of cmd_migrate_worker_tls_append(). */
+static int
+cmd_migrate_worker_tls_read(struct migrate_cmd_context *ctx,
+			    const char **line)
+{
+	struct migrate_domain_pin *pin;
+	unsigned int i, count;
+	const char *name;
+
+	if (!str_begins(*line, "TLS\t"))
+		return -1;
+	*line += 4;
+	name = cmd_migrate_line_field(line);
+	ctx->domain_tls_name = name[0] == '\0' ? NULL :
+		p_strdup(ctx->ctx.pool, name);
+	if (str_to_uint(cmd_migrate_line_field(line), &count) < 0)
+		return -1;
+	for (i = 0; i < count; i++) {
+		pin = array_append_space(&ctx->domain_pins);
+		pin->source = p_strdup(ctx->ctx.pool,
+				       cmd_migrate_line_field(line));
+		pin->sha256 = p_strdup(ctx->ctx.pool,
+				       cmd_migrate_line_field(line));
+	}
+	return 0;
+}
+
 /* As root: the user's worker processes (migrate-workers.h), which copy
    large folders while this process goes on with the others.  Without
    them (a failure to start one included) this process copies
@@ -218,6 +308,7 @@ cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
 	/* our PID: a worker whose owner is gone stops (see below) */
 	first_line = t_str_new(256);
 	str_printfa(first_line, "%ld\t", (long)getpid());
+	cmd_migrate_worker_tls_append(first_line, ctx);
 	if (ctx->credentials == NULL)
 		str_append(first_line, "NOCRED");
 	else {
@@ -304,7 +395,9 @@ static const char *cmd_migrate_sync_result(enum migrate_error error_code)
 
 /* <state_dir>/report.json: the last run's result with what the summary
    row cannot hold (each message left out, each keyword dropped, each
-   retry), when it has any of them or failed; a clean run removes it.
+   retry, the source's TLS), when it has any of them, failed or reached
+   its source without TLS or without verifying its certificate; a clean
+   run removes it.
    Written as the mail user, like the state. */
 static void
 cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
@@ -312,6 +405,7 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 			      const struct migrate_settings *set,
 			      const struct migrate_sync_report *report,
 			      const struct migrate_sync_stats *stats,
+			      const struct migrate_record_tls *tls,
 			      enum migrate_error error_code, const char *error)
 {
 	const struct migrate_sync_rejected *rej;
@@ -371,6 +465,8 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 		migrate_json_uint(&json, kw->keyword, kw->count);
 	}
 	migrate_json_object_end(&json);
+	migrate_json_newline(&json);
+	migrate_record_tls_append(&json, "tls", tls);
 	migrate_json_object_end(&json);
 	str_append_c(str, '\n');
 
@@ -382,7 +478,8 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 	if (error_code == MIGRATE_ERROR_NONE &&
 	    array_count(&report->retries) == 0 &&
 	    array_count(&report->dropped_keywords) == 0 &&
-	    stats->messages_uid_changed == 0) {
+	    stats->messages_uid_changed == 0 &&
+	    tls->insecure == NULL) {
 		/* nothing to report: a clean run leaves no report behind
 		   (and an unchanged re-run writes nothing) */
 		i_unlink_if_exists(path);
@@ -413,6 +510,7 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 			const struct migrate_settings *set,
 			struct migrate_sync_report *report,
 			struct migrate_sync_stats *stats,
+			struct migrate_source_peer *peer,
 			const char **error_r)
 {
 	struct doveadm_mail_cmd_context *_ctx = &ctx->ctx;
@@ -444,7 +542,7 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 		array_clear(&report->rejected);
 		if (migrate_source_init(_ctx->storage_service,
 					_ctx->cur_service_user, user, set,
-					deadline, &source, &error_code,
+					deadline, peer, &source, &error_code,
 					&error) < 0)
 			i_error("migrate: %s: %s", user->username, error);
 		else {
@@ -454,6 +552,8 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 				error_code = MIGRATE_ERROR_NONE;
 			if (!ctx->quiet)
 				migrate_cmd_progress_finish(&progress);
+			/* our own connection's handshakes too */
+			migrate_source_get_peer(source, peer);
 			migrate_source_deinit(&source);
 		}
 		migrate_sync_stats_add(stats, &pass);
@@ -500,6 +600,43 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 	}
 }
 
+/* How the run reaches its source, for the record and report.json; a
+   connection without TLS, or whose certificate is not verified, is
+   warned about in every run. */
+static void
+cmd_migrate_sync_tls_begin(struct mail_user *user,
+			   const struct migrate_settings *set,
+			   struct migrate_record_tls *tls_r)
+{
+	i_zero(tls_r);
+	tls_r->host = set->source_host;
+	tls_r->port = set->source_port;
+	tls_r->mode = migrate_ssl_mode_to_str(set->source_ssl);
+	tls_r->pin = set->source_ssl_pin;
+	if (set->source_ssl != MIGRATE_SSL_NO) {
+		/* without TLS nothing is verified, as nothing */
+		tls_r->verify = set->source_ssl_verify;
+		tls_r->name = set->source_ssl_hostname;
+	}
+	if (set->source_ssl == MIGRATE_SSL_NO) {
+		tls_r->insecure = MIGRATE_SETTING_SOURCE_SSL" = no";
+		i_warning("migrate: %s: The source %s:%u is read without TLS "
+			  "(%s): the password and the mail cross the network "
+			  "in clear", user->username, set->source_host,
+			  set->source_port, tls_r->insecure);
+	} else if (!set->source_ssl_verify) {
+		tls_r->insecure = MIGRATE_SETTING_SOURCE_SSL_VERIFY" = no";
+		i_warning("migrate: %s: The certificate of the source %s:%u "
+			  "is not verified (%s): %s", user->username,
+			  set->source_host, set->source_port, tls_r->insecure,
+			  set->source_ssl_pin != NULL ?
+			  t_strdup_printf("only the pinned one (SHA-256 %s) "
+					  "is accepted", set->source_ssl_pin) :
+			  "anyone on the way could pose as it and read the "
+			  "password; pin it with doveadm migrate check --pin");
+	}
+}
+
 static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 				struct mail_user *user)
 {
@@ -508,10 +645,13 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	const struct migrate_settings *set;
 	struct migrate_sync_stats stats;
 	struct migrate_sync_report *report;
+	struct migrate_source_peer peer;
+	struct migrate_record_tls tls, *tlsp = NULL;
 	enum migrate_error error_code;
 	const char *mode, *error = NULL;
 
 	i_zero(&stats);
+	i_zero(&peer);
 	if (ctx->domain_phase == MIGRATE_DOMAIN_FINISHED) {
 		error = t_strdup_printf("The migration of %s is finished; "
 					"nothing is synced any more",
@@ -527,20 +667,23 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		error = t_strdup_printf("--maxage is only for the final sync, "
 			"after doveadm migrate domain cutover %s",
 			ctx->domain[0] == '\0' ? "DOMAIN" : ctx->domain);
-	} else if (migrate_cmd_settings(user, ctx->credentials, &set,
-					&error) < 0) {
+	} else if (migrate_cmd_settings(ctx, user, &set, &error) < 0) {
 		error = t_strdup_printf("Invalid settings: %s", error);
 	}
 	if (error != NULL) {
 		i_error("migrate: %s: %s", user->username, error);
 		error_code = MIGRATE_ERROR_CONFIG;
 	} else {
+		cmd_migrate_sync_tls_begin(user, set, &tls);
+		tlsp = &tls;
 		report = migrate_sync_report_init();
 		error_code = cmd_migrate_sync_passes(ctx, user, set, report,
-						     &stats, &error);
+						     &stats, &peer, &error);
+		tls.cert = peer.cert;
+		tls.pin_mismatch = peer.pin_mismatch;
 		if (!ctx->dry_run) {
 			cmd_migrate_sync_write_report(ctx, user, set, report,
-						      &stats, error_code,
+						      &stats, &tls, error_code,
 						      error);
 		}
 		/* it lives in the report's pool */
@@ -553,7 +696,8 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ? "final" : "mirror";
 	cmd_migrate_sync_print(user, cmd_migrate_sync_result(error_code),
 			       &stats, mode);
-	migrate_record_user_finish(user, error_code, error, mode, &stats);
+	migrate_record_user_finish(user, error_code, error, mode, &stats,
+				   tlsp);
 	if (error_code != MIGRATE_ERROR_NONE) {
 		migrate_cmd_failed(ctx, error_code);
 		return -1;
@@ -653,6 +797,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
+	p_array_init(&ctx->domain_pins, ctx->ctx.pool, 4);
 	ctx->ctx.getopt_args = "nfqKMa:w:R:";
 	ctx->record_fd = -1;
 	ctx->ctx.v.parse_arg = cmd_migrate_sync_parse_arg;
@@ -711,7 +856,7 @@ cmd_migrate_worker_jobs(struct doveadm_mail_cmd_context *_ctx,
 		if (source == NULL &&
 		    migrate_source_init(_ctx->storage_service,
 					_ctx->cur_service_user, user, set,
-					deadline, &source, &error_code,
+					deadline, NULL, &source, &error_code,
 					&error) < 0) {
 			i_error("migrate worker: %s", error);
 			migrate_sync_worker_fail(STDOUT_FILENO, error_code,
@@ -732,9 +877,10 @@ cmd_migrate_worker_jobs(struct doveadm_mail_cmd_context *_ctx,
 }
 
 /* "doveadm migrate worker -u USER": started by "doveadm migrate" for its
-   user, never by hand.  The first line of stdin is the owner's PID and the
-   source credentials (<pid> CRED <escaped credentials>, or <pid> NOCRED),
-   then one job per line. */
+   user, never by hand.  The first line of stdin is the owner's PID, the
+   domain's certificate name and pins (cmd_migrate_worker_tls_append())
+   and the source credentials (<pid> TLS ... CRED <escaped credentials>,
+   or <pid> TLS ... NOCRED), then one job per line. */
 static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 				  struct mail_user *user)
 {
@@ -767,6 +913,12 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 		return -1;
 	}
 	line = p + 1;
+	if (cmd_migrate_worker_tls_read(ctx, &line) < 0) {
+		i_error("migrate worker: Invalid first line from the owner");
+		i_stream_unref(&input);
+		_ctx->exit_code = EX_SOFTWARE;
+		return -1;
+	}
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		i_error("migrate worker: prctl(PR_SET_PDEATHSIG) failed: %m");
 	if ((long)getppid() != owner_pid) {
@@ -787,7 +939,7 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 		ctx->credentials = &cred;
 	}
 	safe_memset((void *)line, 0, strlen(line));
-	if (migrate_cmd_settings(user, ctx->credentials, &set, &error) < 0)
+	if (migrate_cmd_settings(ctx, user, &set, &error) < 0)
 		i_error("migrate worker: Invalid settings: %s", error);
 	else
 		ret = cmd_migrate_worker_jobs(_ctx, user, set, input);
@@ -805,6 +957,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_worker_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
+	p_array_init(&ctx->domain_pins, ctx->ctx.pool, 4);
 	ctx->ctx.v.run = cmd_migrate_worker_run;
 	return &ctx->ctx;
 }

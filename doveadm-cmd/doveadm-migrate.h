@@ -26,6 +26,11 @@ struct migrate_cmd_context {
 	/* the current user's domain: its phase, looked up as root */
 	const char *domain;
 	enum migrate_domain_phase domain_phase;
+	/* its certificate name for sources given by IP address and its
+	   pinned certificates (migrate-domain.h); a worker has them from
+	   its owner */
+	const char *domain_tls_name;
+	ARRAY_TYPE(migrate_domain_pin) domain_pins;
 	/* -R: the file descriptor for each user's result record
 	   (doveadm-migrate-record.h), -1 without */
 	int record_fd;

@@ -5,6 +5,8 @@
    migrate-source.c          the source as a mail user on imapc storage
    migrate-source-conn.c     our own connection (lib-imap-client)
    migrate-source-resolver.c the private resolver
+   migrate-source-tls.c      the certificate of each TLS connection, and
+                             its pin
    migrate-source-error.c    what its failures mean, and their causes
    migrate-source-guard.c    its bounds: deadline, rate, folders */
 
@@ -17,6 +19,7 @@
 struct migrate_source_conn;
 struct migrate_source_guard;
 struct migrate_resolver;
+struct migrate_source_tls;
 
 /* What the source does besides its storage: over our own connection for
    a remote server, through the storage for a local one. */
@@ -65,6 +68,8 @@ struct migrate_source {
 	struct migrate_resolver *resolver;
 	/* base_dir whose dns-client socket the resolver answers, or NULL */
 	char *resolver_dir;
+	/* the certificates of the TLS connections, NULL without TLS */
+	struct migrate_source_tls *tls;
 
 	/* the last line imapc logged at warning level or above */
 	char *last_error;
@@ -138,6 +143,20 @@ int migrate_source_conn_size(struct migrate_source_conn *conn,
 int migrate_source_conn_mailbox_exists(struct migrate_source_conn *conn,
 				       const char *mailbox, bool *exists_r,
 				       const char **error_r);
+
+/* migrate-source-tls.c: from now until deinit, every TLS connection of
+   this process is a connection to this source: its certificate is
+   recorded and, with pin (migrate_tls_fingerprint_normalize() form),
+   any other certificate ends the handshake, even with
+   migrate_source_ssl_verify=no.  source->tls is set also when it fails. */
+int migrate_source_tls_init(struct migrate_source *source, const char *pin,
+			    const char **error_r);
+void migrate_source_tls_deinit(struct migrate_source_tls **tls);
+/* The last certificate seen (tls may be NULL: none), strings from pool. */
+void migrate_source_tls_get_peer(const struct migrate_source_tls *tls,
+				 pool_t pool, struct migrate_source_peer *peer_r);
+/* Why a connection was refused for its pin, or NULL when none was. */
+const char *migrate_source_tls_pin_error(const struct migrate_source_tls *tls);
 
 /* migrate-source-resolver.c: a resolver that answers one host name with
    one IP address, in Dovecot's dns-client protocol: imapc resolves its

@@ -60,6 +60,24 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 	return array_front(&fields);
 }
 
+/* A certificate refused for not naming a source given by IP address
+   (Dovecot: "... doesn't match expected host name"): the operator needs
+   to know where the name goes. */
+static const char *
+source_tls_name_hint(const struct migrate_settings *set,
+		     enum migrate_error code, const char *error)
+{
+	if (code != MIGRATE_ERROR_SOURCE_TLS ||
+	    set->source_ssl_hostname != NULL ||
+	    !migrate_tls_host_is_ip(set->source_host) ||
+	    strstr(error, "host name") == NULL)
+		return "";
+	return t_strdup_printf(" (the source is given by IP address: name "
+		"the host name its certificate carries with doveadm migrate "
+		"domain start --source-tls-name, a tls_name column in the "
+		"template or %s)", MIGRATE_SETTING_SOURCE_SSL_HOSTNAME);
+}
+
 static int
 migrate_source_user_init(struct migrate_source *source,
 			 struct mail_storage_service_ctx *service_ctx,
@@ -112,7 +130,10 @@ migrate_source_user_init(struct migrate_source *source,
 
 	migrate_source_capture_tls(source, TRUE);
 	ret = mail_namespaces_init_location(user, "imapc:", &error);
-	if (ret < 0 && source->tls_error != NULL)
+	if (ret < 0 && migrate_source_tls_pin_error(source->tls) != NULL) {
+		error = t_strdup_printf("imapc: %s",
+			migrate_source_tls_pin_error(source->tls));
+	} else if (ret < 0 && source->tls_error != NULL)
 		error = t_strdup_printf("imapc: %s", source->tls_error);
 	migrate_source_capture_tls(source, FALSE);
 	mail_storage_service_io_deactivate_user(service_user);
@@ -124,7 +145,8 @@ migrate_source_user_init(struct migrate_source *source,
 			MIGRATE_ERROR_CONFIG :
 			migrate_source_login_error_code(error);
 		*error_r = t_strdup_printf(
-			"Source namespace initialization failed: %s", error);
+			"Source namespace initialization failed: %s%s", error,
+			source_tls_name_hint(set, *error_code_r, error));
 		mail_user_deinit(&user);
 		return -1;
 	}
@@ -140,6 +162,8 @@ migrate_source_user_init(struct migrate_source *source,
 	if (mailbox_list_iter_deinit(&iter) < 0) {
 		error = mailbox_list_get_last_internal_error(
 			user->namespaces->list, &mail_error);
+		if (migrate_source_tls_pin_error(source->tls) != NULL)
+			error = migrate_source_tls_pin_error(source->tls);
 		*error_code_r = migrate_source_error_code(mail_error, error);
 		*error_r = t_strdup_printf("Source %s:%u: %s",
 			set->source_host, set->source_port,
@@ -176,23 +200,35 @@ static struct migrate_source_conn *source_conn(struct migrate_source *source)
 	return source->conn;
 }
 
+/* A failure of our own connection: one that refused the source's
+   certificate for its pin says so (and counts as a TLS failure). */
+static int source_conn_result(struct migrate_source *source, int ret,
+			      const char **error_r)
+{
+	if (ret < 0 && migrate_source_tls_pin_error(source->tls) != NULL)
+		*error_r = migrate_source_tls_pin_error(source->tls);
+	return ret;
+}
+
 static int
 source_imapc_fetch_large(struct migrate_source *source, const char *mailbox,
 			 uint32_t uid, uoff_t size, struct istream **input_r,
 			 bool *expunged_r, bool *refused_r,
 			 const char **error_r)
 {
-	return migrate_source_conn_fetch(source_conn(source), mailbox, uid,
-					 size, input_r, expunged_r, refused_r,
-					 error_r);
+	return source_conn_result(source,
+		migrate_source_conn_fetch(source_conn(source), mailbox, uid,
+					  size, input_r, expunged_r, refused_r,
+					  error_r), error_r);
 }
 
 static int
 source_imapc_list_names(struct migrate_source *source, pool_t pool,
 			ARRAY_TYPE(const_string) *names, const char **error_r)
 {
-	return migrate_source_conn_list(source_conn(source), pool, names,
-					error_r);
+	return source_conn_result(source,
+		migrate_source_conn_list(source_conn(source), pool, names,
+					 error_r), error_r);
 }
 
 static int
@@ -201,17 +237,20 @@ source_imapc_uids_present(struct migrate_source *source, const char *mailbox,
 			  ARRAY_TYPE(seq_range) *present,
 			  uint32_t *uidvalidity_r, const char **error_r)
 {
-	return migrate_source_conn_uids_present(source_conn(source), mailbox,
-						uids, present, uidvalidity_r,
-						error_r);
+	return source_conn_result(source,
+		migrate_source_conn_uids_present(source_conn(source), mailbox,
+						 uids, present, uidvalidity_r,
+						 error_r),
+		error_r);
 }
 
 static int
 source_imapc_message_size(struct migrate_source *source, const char *mailbox,
 			  uint32_t uid, uoff_t *size_r, const char **error_r)
 {
-	return migrate_source_conn_size(source_conn(source), mailbox, uid,
-					size_r, error_r);
+	return source_conn_result(source,
+		migrate_source_conn_size(source_conn(source), mailbox, uid,
+					 size_r, error_r), error_r);
 }
 
 static int
@@ -219,8 +258,10 @@ source_imapc_mailbox_exists(struct migrate_source *source,
 			    const char *mailbox, bool *exists_r,
 			    const char **error_r)
 {
-	return migrate_source_conn_mailbox_exists(source_conn(source),
-						  mailbox, exists_r, error_r);
+	return source_conn_result(source,
+		migrate_source_conn_mailbox_exists(source_conn(source),
+						   mailbox, exists_r, error_r),
+		error_r);
 }
 
 static const struct migrate_source_vfuncs source_imapc_vfuncs = {
@@ -249,20 +290,30 @@ source_alloc(struct mail_user *dest_user, const struct migrate_settings *set,
 	return source;
 }
 
-int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
-			struct mail_storage_service_user *dest_service_user,
-			struct mail_user *dest_user,
-			const struct migrate_settings *set, time_t deadline,
-			struct migrate_source **source_r,
-			enum migrate_error *error_code_r,
-			const char **error_r)
+static int
+source_init_connect(struct migrate_source *source,
+		    struct mail_storage_service_ctx *service_ctx,
+		    struct mail_storage_service_user *dest_service_user,
+		    enum migrate_error *error_code_r, const char **error_r)
 {
-	struct migrate_source *source;
+	const struct migrate_settings *set = source->set;
 	const char *resolver_dir = NULL, *error;
 
-	source = source_alloc(dest_user, set, &source_imapc_vfuncs);
-	/* from the start: the login is bounded too */
-	source->guard = migrate_source_guard_init(set, deadline);
+	if (set->source_ssl == MIGRATE_SSL_NO && set->source_ssl_pin != NULL) {
+		/* no certificate is not the pinned one */
+		*error_code_r = MIGRATE_ERROR_SOURCE_TLS;
+		*error_r = t_strdup_printf("The certificate of the source "
+			"%s:%u is pinned (SHA-256 %s), but %s = no would read "
+			"it without TLS", set->source_host, set->source_port,
+			set->source_ssl_pin, MIGRATE_SETTING_SOURCE_SSL);
+		return -1;
+	}
+	if (set->source_ssl != MIGRATE_SSL_NO &&
+	    migrate_source_tls_init(source, set->source_ssl_pin, &error) < 0) {
+		*error_code_r = MIGRATE_ERROR_FAILED;
+		*error_r = t_strdup_printf("TLS: %s", error);
+		return -1;
+	}
 	if (set->source_ssl_hostname != NULL &&
 	    migrate_resolver_start(set->source_ssl_hostname,
 				   set->source_host, &source->resolver,
@@ -270,7 +321,6 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 		*error_code_r = MIGRATE_ERROR_TEMP;
 		*error_r = t_strdup_printf("Resolver for %s failed: %s",
 			MIGRATE_SETTING_SOURCE_SSL_HOSTNAME, error);
-		migrate_source_deinit(&source);
 		return -1;
 	}
 	source->resolver_dir = i_strdup(resolver_dir);
@@ -278,11 +328,43 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 				     error_code_r, error_r) < 0) {
 		/* given up while logging in: that is the cause */
 		(void)migrate_source_check(source, error_code_r, error_r);
+		return -1;
+	}
+	return 0;
+}
+
+int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
+			struct mail_storage_service_user *dest_service_user,
+			struct mail_user *dest_user,
+			const struct migrate_settings *set, time_t deadline,
+			struct migrate_source_peer *peer_r,
+			struct migrate_source **source_r,
+			enum migrate_error *error_code_r,
+			const char **error_r)
+{
+	struct migrate_source *source;
+	int ret;
+
+	source = source_alloc(dest_user, set, &source_imapc_vfuncs);
+	/* from the start: the login is bounded too */
+	source->guard = migrate_source_guard_init(set, deadline);
+	ret = source_init_connect(source, service_ctx, dest_service_user,
+				  error_code_r, error_r);
+	if (peer_r != NULL)
+		migrate_source_get_peer(source, peer_r);
+	if (ret < 0) {
 		migrate_source_deinit(&source);
 		return -1;
 	}
 	*source_r = source;
 	return 0;
+}
+
+void migrate_source_get_peer(struct migrate_source *source,
+			     struct migrate_source_peer *peer_r)
+{
+	migrate_source_tls_get_peer(source->tls, source->dest_user->pool,
+				    peer_r);
 }
 
 struct migrate_source *
@@ -308,6 +390,8 @@ void migrate_source_deinit(struct migrate_source **_source)
 		mail_user_deinit(&source->user);
 	if (source->v.deinit_post != NULL)
 		source->v.deinit_post(source);
+	/* after every connection is closed */
+	migrate_source_tls_deinit(&source->tls);
 	migrate_source_log_deinit(source);
 	event_unref(&source->event);
 	i_free(source->resolver_dir);

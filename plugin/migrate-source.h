@@ -20,6 +20,7 @@
 #include "mail-error.h"
 #include "seq-range-array.h"
 #include "migrate-error.h"
+#include "migrate-tls.h"
 
 struct istream;
 struct mailbox;
@@ -37,19 +38,34 @@ struct migrate_source;
 #define MIGRATE_SOURCE_LARGE_SIZE (512*1024)
 #define MIGRATE_SOURCE_PREFETCH_BYTES (8*1024*1024)
 
+/* What the source's TLS showed: the last certificate (sha256 NULL when
+   none), and whether a connection was refused for not showing the
+   pinned one. */
+struct migrate_source_peer {
+	struct migrate_tls_cert cert;
+	bool pin_mismatch;
+};
+
 /* Log in to the source of dest_user (its migrate settings).  The
    password goes straight into the imapc settings: it is never a userdb
    field, so even mail_debug does not log it.  A refused login is
-   reported here as MIGRATE_ERROR_SOURCE_AUTH.  From now until deinit the
-   source is bounded (migrate_source_check()); deadline is when the
-   account's run must end (0: never). */
+   reported here as MIGRATE_ERROR_SOURCE_AUTH; a certificate that is not
+   set->source_ssl_pin as MIGRATE_ERROR_SOURCE_TLS.  From now until deinit
+   the source is bounded (migrate_source_check()); deadline is when the
+   account's run must end (0: never).  peer_r (may be NULL) is filled
+   whether the login succeeds or not, its strings from dest_user's pool. */
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct mail_storage_service_user *dest_service_user,
 			struct mail_user *dest_user,
 			const struct migrate_settings *set, time_t deadline,
+			struct migrate_source_peer *peer_r,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
 			const char **error_r);
+/* What the source's TLS connections showed so far (as for
+   migrate_source_init()). */
+void migrate_source_get_peer(struct migrate_source *source,
+			     struct migrate_source_peer *peer_r);
 /* A source that is a mail user of this server, read through its storage:
    the engine on real storage without an IMAP server (unit tests).
    src_user stays the caller's and must outlive the source. */

@@ -100,6 +100,10 @@ struct migrate_settings {
 	/* the name the server's certificate is verified against while
 	   connecting to source_host, an IP address; NULL = source_host */
 	const char *source_ssl_hostname;
+	/* not a setting: the certificate pinned for the source (doveadm
+	   migrate check --pin, kept with the domain), whose SHA-256 every
+	   connection to it must show, verified or not; NULL: none */
+	const char *source_ssl_pin;
 	const char *source_user;
 	const char *source_master_user;
 	/* migrate_source_password, or after
