@@ -17,6 +17,7 @@
 #include "doveadm-print.h"
 #include "doveadm-settings.h"
 #include "migrate-domain.h"
+#include "migrate-tls.h"
 #include "migrate-credentials.h"
 #include "doveadm-migrate.h"
 
@@ -138,11 +139,17 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 {
 	struct migrate_domain_store *store;
 	struct migrate_domain domain;
-	const char *old_mx, *host, *addrs, *error;
+	const char *old_mx, *tls_name = NULL, *host, *addrs, *error;
 	in_port_t port;
 
 	if (!doveadm_cmd_param_str(cctx, "old-mx", &old_mx))
 		help_ver2(cctx->cmd);
+	if (doveadm_cmd_param_str(cctx, "source-tls-name", &tls_name) &&
+	    !migrate_tls_name_valid(tls_name)) {
+		i_fatal_status(EX_USAGE, "%s: --source-tls-name %s: not a host "
+			       "name (the name in the old server's "
+			       "certificate)", cctx->cmd->name, tls_name);
+	}
 	store = domain_cmd_init(cctx, &domain);
 	domain_cmd_transition(cctx, &store, &domain, MIGRATE_DOMAIN_MIGRATING);
 	if (domain_resolve_mx(old_mx, &host, &port, &addrs, &error) < 0) {
@@ -152,7 +159,14 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 	domain.old_mx = old_mx;
 	domain.old_mx_addrs = addrs;
 	domain.old_mx_port = port;
+	/* a new migration may come from another provider */
+	domain.source_tls_name = tls_name;
 	domain_cmd_save(cctx, &store, &domain);
+	if (tls_name != NULL) {
+		i_info("%s: %s: the certificates of sources given by IP "
+		       "address are verified as %s", cctx->cmd->name,
+		       domain.name, tls_name);
+	}
 }
 
 static void cmd_migrate_domain_cutover(struct doveadm_cmd_context *cctx)
@@ -211,6 +225,38 @@ domain_status_print(const struct migrate_domain *domain,
 	doveadm_print_num(array_count(accounts));
 	doveadm_print_num(ok);
 	doveadm_print_num(array_count(accounts) - ok);
+}
+
+/* the certificate name for sources given by IP, and the pins */
+static void
+domain_status_tls(struct doveadm_cmd_context *cctx,
+		  struct migrate_domain_store *store,
+		  const struct migrate_domain *domain)
+{
+	ARRAY_TYPE(migrate_domain_pin) pins;
+	const struct migrate_domain_pin *pin;
+	const char *error;
+
+	if (domain->source_tls_name != NULL) {
+		i_info("%s: %s: sources given by IP address are verified as "
+		       "%s", cctx->cmd->name, domain->name,
+		       domain->source_tls_name);
+	}
+	t_array_init(&pins, 4);
+	if (migrate_domain_pins(store, domain->name, pool_datastack_create(),
+				&pins, &error) < 0) {
+		i_error("%s: %s", cctx->cmd->name, error);
+		doveadm_exit_code = EX_TEMPFAIL;
+		return;
+	}
+	array_foreach(&pins, pin) {
+		i_info("%s: %s: source %s pinned to SHA-256 %s (subject %s, "
+		       "expires %s) since %s", cctx->cmd->name, domain->name,
+		       pin->source, pin->sha256,
+		       pin->subject == NULL ? "-" : pin->subject,
+		       pin->not_after == NULL ? "-" : pin->not_after,
+		       migrate_domain_time_str(pin->when));
+	}
 }
 
 static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
@@ -282,6 +328,7 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 		       domain.old_mx == NULL ? "-" : domain.old_mx,
 		       domain.old_mx_addrs == NULL ? "-" : domain.old_mx_addrs,
 		       array_count(&accounts));
+		domain_status_tls(cctx, store, &domain);
 		migrate_domain_store_close(&store);
 		return;
 	}
@@ -312,9 +359,10 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_start = {
 	.name = "migrate domain start",
 	.cmd = cmd_migrate_domain_start,
-	.usage = "--old-mx <host>[:<port>] <domain>",
+	.usage = "--old-mx <host>[:<port>] [--source-tls-name <name>] <domain>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('\0', "old-mx", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "source-tls-name", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };
