@@ -5,18 +5,35 @@
    of its own (doveadm-migrate-spawn.h), which logs in at the source,
    counts what the first (or next) sync would copy and reports the
    destination's quota in its result record.  An account whose mail would
-   not fit is named with what it needs.  Nothing is stored or copied. */
+   not fit is named with what it needs.  Each source's certificate, as
+   the accounts' connections saw it, is shown, and with --pin kept with
+   the domain (migrate-domain.h); nothing else is stored, nothing is
+   copied. */
 
 #include "lib.h"
 #include "array.h"
 #include "doveadm.h"
 #include "doveadm-cmd.h"
 #include "doveadm-print.h"
+#include "ioloop.h"
 #include "migrate-template.h"
+#include "migrate-tls.h"
 #include "doveadm-migrate.h"
 #include "doveadm-migrate-spawn.h"
 
 #define CHECK_DEFAULT_RATE_MBPS 20
+
+/* A source as the accounts' records show it. */
+struct check_source {
+	/* migrate_tls_source_key() */
+	const char *key;
+	/* the first record that reached it, with its certificate when one
+	   was seen */
+	const struct migrate_record_tls *tls;
+	/* another account saw another certificate */
+	const char *other_sha256;
+};
+ARRAY_DEFINE_TYPE(check_source, struct check_source);
 
 struct check_context {
 	pool_t pool;
@@ -146,6 +163,159 @@ static void check_print_table(struct migrate_spawn *spawn)
 	} T_END;
 }
 
+static struct check_source *
+check_source_find(ARRAY_TYPE(check_source) *sources, const char *key)
+{
+	struct check_source *src;
+
+	array_foreach_modifiable(sources, src) {
+		if (strcmp(src->key, key) == 0)
+			return src;
+	}
+	return NULL;
+}
+
+/* the sources of the accounts' records, one each */
+static void
+check_sources_collect(struct migrate_spawn *spawn,
+		      ARRAY_TYPE(check_source) *sources)
+{
+	struct migrate_spawn_account *acct;
+	const struct migrate_record_tls *tls;
+	struct check_source *src;
+	const char *key;
+
+	array_foreach_elem(&spawn->accounts, acct) {
+		tls = &acct->rec.tls;
+		if (tls->mode == NULL || tls->host == NULL)
+			continue;
+		key = p_strdup(spawn->pool,
+			       migrate_tls_source_key(tls->host, tls->port));
+		src = check_source_find(sources, key);
+		if (src == NULL) {
+			src = array_append_space(sources);
+			src->key = key;
+			src->tls = tls;
+		} else if (src->tls->cert.sha256 == NULL) {
+			src->tls = tls;
+		} else if (tls->cert.sha256 != NULL &&
+			   strcmp(tls->cert.sha256,
+				  src->tls->cert.sha256) != 0) {
+			src->other_sha256 = tls->cert.sha256;
+		}
+	}
+}
+
+/* One line per source: its TLS and the certificate it showed. */
+static void
+check_source_print(const char *name, const struct check_source *src)
+{
+	const struct migrate_record_tls *tls = src->tls;
+	const struct migrate_tls_cert *cert = &tls->cert;
+	const char *how, *pin = "";
+
+	if (strcmp(tls->mode, "no") == 0) {
+		i_warning("%s: source %s: no TLS (migrate_source_ssl = no): "
+			  "the password crosses the network in clear", name,
+			  src->key);
+		return;
+	}
+	how = t_strdup_printf("%s, %s%s", tls->mode,
+		tls->verify ? "verified" : "NOT verified",
+		tls->name == NULL ? "" : t_strconcat(" as ", tls->name, NULL));
+	if (cert->sha256 == NULL) {
+		i_info("%s: source %s (%s): no certificate seen", name,
+		       src->key, how);
+		return;
+	}
+	if (tls->pin != NULL) {
+		pin = strcmp(tls->pin, cert->sha256) == 0 ? "; pinned" :
+			t_strdup_printf("; NOT the pinned one (SHA-256 %s)",
+					tls->pin);
+	}
+	i_info("%s: source %s (%s): certificate subject %s, issuer %s, "
+	       "expires %s, SHA-256 %s%s", name, src->key, how, cert->subject,
+	       cert->issuer, cert->not_after, cert->sha256, pin);
+	if (src->other_sha256 != NULL) {
+		i_error("%s: source %s: another account saw another "
+			"certificate (SHA-256 %s)", name, src->key,
+			src->other_sha256);
+	}
+}
+
+/* --pin: each source's certificate, kept with the domain.  Returns the
+   exit code of what could not be pinned (0: all). */
+static int check_sources_pin(const char *name, const char *domain,
+			     const ARRAY_TYPE(check_source) *sources)
+{
+	const struct check_source *src;
+	struct migrate_domain_store *store;
+	struct migrate_domain_pin pin;
+	const char *error;
+	int exit_code = 0;
+
+	if (domain[0] == '\0') {
+		i_error("%s: --pin: the template's users have no domain to "
+			"keep the pins with", name);
+		return EX_USAGE;
+	}
+	if (migrate_cmd_domain_store_open(&store, &error) < 0) {
+		i_error("%s: --pin: %s", name, error);
+		return EX_TEMPFAIL;
+	}
+	array_foreach(sources, src) {
+		if (src->tls->cert.sha256 == NULL || src->other_sha256 != NULL) {
+			i_error("%s: source %s: not pinned: %s", name, src->key,
+				src->other_sha256 != NULL ?
+				"the accounts saw different certificates" :
+				"no certificate seen");
+			exit_code = migrate_exit_code_merge(exit_code,
+							    EX_PROTOCOL);
+			continue;
+		}
+		i_zero(&pin);
+		pin.source = src->key;
+		pin.sha256 = src->tls->cert.sha256;
+		pin.when = ioloop_time;
+		pin.subject = src->tls->cert.subject;
+		pin.not_after = src->tls->cert.not_after;
+		if (migrate_domain_pin_save(store, domain, &pin, &error) < 0) {
+			i_error("%s: --pin: %s", name, error);
+			exit_code = migrate_exit_code_merge(exit_code,
+							    EX_TEMPFAIL);
+			continue;
+		}
+		i_info("%s: source %s: pinned SHA-256 %s for %s: from now on "
+		       "any other certificate is refused", name, src->key,
+		       pin.sha256, domain);
+	}
+	migrate_domain_store_close(&store);
+	return exit_code;
+}
+
+/* Each source's certificate; with --pin, pinned. */
+static int check_sources(struct migrate_spawn *spawn, bool pin)
+{
+	ARRAY_TYPE(check_source) sources;
+	const struct check_source *src;
+
+	t_array_init(&sources, 4);
+	check_sources_collect(spawn, &sources);
+	array_foreach(&sources, src)
+		check_source_print(spawn->cmd_name, src);
+	if (!pin)
+		return 0;
+	array_foreach(&sources, src) {
+		if (strcmp(src->tls->mode, "no") == 0) {
+			i_error("%s: source %s: not pinned: read without TLS",
+				spawn->cmd_name, src->key);
+			return EX_PROTOCOL;
+		}
+	}
+	return check_sources_pin(spawn->cmd_name, spawn->tmpl->dest_domain,
+				 &sources);
+}
+
 static void cmd_migrate_check(struct doveadm_cmd_context *cctx)
 {
 	const char *name = cctx->cmd->name;
@@ -155,10 +325,12 @@ static void cmd_migrate_check(struct doveadm_cmd_context *cctx)
 	const char *path, *json_path, *csv_path;
 	unsigned int total;
 	int64_t num;
-	int exit_code;
+	int exit_code, pin_exit_code;
+	bool pin = FALSE;
 
 	if (!doveadm_cmd_param_str(cctx, "template", &path))
 		help_ver2(cctx->cmd);
+	(void)doveadm_cmd_param_bool(cctx, "pin", &pin);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	i_zero(&ctx);
 	if (doveadm_cmd_param_int64(cctx, "rate", &num)) {
@@ -185,6 +357,10 @@ static void cmd_migrate_check(struct doveadm_cmd_context *cctx)
 
 	check_print_table(spawn);
 	exit_code = migrate_spawn_exit_code(spawn);
+	T_BEGIN {
+		pin_exit_code = check_sources(spawn, pin);
+	} T_END;
+	exit_code = migrate_exit_code_merge(exit_code, pin_exit_code);
 	if (migrate_spawn_write_reports(spawn, json_path, csv_path) < 0 &&
 	    exit_code == 0)
 		exit_code = EX_CANTCREAT;
@@ -206,10 +382,11 @@ static void cmd_migrate_check(struct doveadm_cmd_context *cctx)
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_check = {
 	.name = "migrate check",
 	.cmd = cmd_migrate_check,
-	.usage = "[-j <jobs>] [--rate <MB/s>] [--json <file>] [--csv <file>] "
-		 "<template>",
+	.usage = "[-j <jobs>] [--rate <MB/s>] [--pin] [--json <file>] "
+		 "[--csv <file>] <template>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('\0', "rate", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "pin", CMD_PARAM_BOOL, 0)
 MIGRATE_SPAWN_PARAMS
 DOVEADM_CMD_PARAMS_END
 };

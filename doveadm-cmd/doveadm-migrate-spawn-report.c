@@ -80,6 +80,9 @@ static int migrate_spawn_write_json(struct migrate_spawn *spawn,
 		migrate_json_array_end(&json);
 		migrate_json_double(&json, "seconds", acct->secs, 3);
 		migrate_json_string(&json, "reason", acct->reason);
+		/* how the source was reached: no TLS or no verification is
+		   in "insecure" */
+		migrate_record_tls_append(&json, "tls", &acct->rec.tls);
 		migrate_json_object_end(&json);
 	}
 	migrate_json_newline(&json);
@@ -93,6 +96,23 @@ static int migrate_spawn_write_json(struct migrate_spawn *spawn,
 	return migrate_cmd_write_report(spawn->cmd_name, path, str);
 }
 
+/* the CSV report's columns of the source's TLS, each after a comma */
+static void migrate_spawn_csv_tls(string_t *str,
+				  const struct migrate_record_tls *tls)
+{
+	str_append_c(str, ',');
+	migrate_cmd_csv_append(str, tls->mode);
+	str_append_c(str, ',');
+	if (tls->mode != NULL)
+		str_append(str, tls->verify ? "yes" : "no");
+	str_append_c(str, ',');
+	migrate_cmd_csv_append(str, tls->name);
+	str_append_c(str, ',');
+	migrate_cmd_csv_append(str, tls->insecure);
+	str_append_c(str, ',');
+	migrate_cmd_csv_append(str, tls->cert.sha256);
+}
+
 static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 				   const char *path)
 {
@@ -104,7 +124,7 @@ static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 	str_append(str, "user,line,source_host,source_user,status,class,"
 		   "exit_code,attempts,source_retries,folders,copied,updated,"
 		   "deleted,skipped,rejected,bytes,uids_changed,seconds,reason,"
-		   "warnings\r\n");
+		   "warnings,tls,tls_verify,tls_name,tls_insecure,cert_sha256\r\n");
 	array_foreach_elem(&spawn->accounts, acct) {
 		migrate_cmd_csv_append(str, acct->user);
 		str_printfa(str, ",%u,", acct->row->line);
@@ -124,6 +144,7 @@ static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 		str_append_c(str, ',');
 		migrate_cmd_csv_append(str, acct->rec.warnings == NULL ? "" :
 				       t_strarray_join(acct->rec.warnings, "; "));
+		migrate_spawn_csv_tls(str, &acct->rec.tls);
 		str_append(str, "\r\n");
 	}
 	return migrate_cmd_write_report(spawn->cmd_name, path, str);
