@@ -111,7 +111,12 @@ Scenario (JSON):
           a message with UID U or above on (with drip_ms)
       "extra_folders": N          LIST and LSUB with a * pattern list N
           more folders ("Extra000001"...) that do not exist otherwise
-    } }
+    },
+    "tls_certs": {"3": {"cert": "other.pem", "key": "other.key"}}
+        STARTTLS on those connection numbers (as for bye_connections)
+        shows this certificate instead of --tls-cert (files relative to
+        the scenario file): a man in the middle of some connections
+  }
 Bodies are bytes (NUL bytes and bare LF go out verbatim in a literal of
 the exact length).  The server is read-only: SELECT works (READ-WRITE
 reported only as in a normal server) but STORE, APPEND, COPY, MOVE,
@@ -240,6 +245,10 @@ class Scenario:
         self.prefix = d.get("prefix", "")
         self.permflags = d.get("permanentflags")
         self.quirks = d.get("quirks", {}) or {}
+        self.tls_certs = {}
+        for no, c in (d.get("tls_certs", {}) or {}).items():
+            self.tls_certs[int(no)] = (os.path.join(base, c["cert"]),
+                                       os.path.join(base, c["key"]))
         self.folders = []
         seen = set()
         for fd in d.get("folders", []):
@@ -342,6 +351,16 @@ class Server:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.tls.load_cert_chain(args.tls_cert, args.tls_key)
         self.load()
+
+    def tls_context(self, no, sc):
+        """The TLS context for connection no: the scenario's for it, or
+        --tls-cert's."""
+        files = sc.tls_certs.get(no)
+        if files is None:
+            return self.tls
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(files[0], files[1])
+        return ctx
 
     def load(self):
         """The current scenario (re-read when its mtime changed)."""
@@ -916,7 +935,8 @@ class Session:
             raise Bad("Pipelined data after STARTTLS")
         self.tagged(tag, "OK", "Begin TLS negotiation now.")
         try:
-            self.sock = self.srv.tls.wrap_socket(self.sock, server_side=True)
+            self.sock = self.srv.tls_context(self.no, self.sc).wrap_socket(
+                self.sock, server_side=True)
         except (OSError, ssl.SSLError) as exc:
             self.log("conn %d tls failed %s" % (self.no, exc))
             raise Closed()
