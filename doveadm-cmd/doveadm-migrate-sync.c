@@ -393,11 +393,65 @@ static const char *cmd_migrate_sync_result(enum migrate_error error_code)
 		error_code == MIGRATE_ERROR_REJECTED ? "partial" : "failed";
 }
 
+/* report.json's counts and lists of a run that had something to report
+   besides its TLS */
+static void
+cmd_migrate_sync_report_findings(struct migrate_json *json,
+				 const struct migrate_sync_report *report,
+				 const struct migrate_sync_stats *stats)
+{
+	const struct migrate_sync_rejected *rej;
+	const struct migrate_sync_dropped_keyword *kw;
+	const struct migrate_sync_retry *retry;
+
+	migrate_json_uint(json, "copied", stats->messages_copied);
+	migrate_json_uint(json, "updated", stats->messages_updated);
+	migrate_json_uint(json, "deleted", stats->messages_deleted);
+	migrate_json_uint(json, "skipped", stats->messages_skipped);
+	migrate_json_uint(json, "rejected", stats->messages_rejected);
+	migrate_json_uint(json, "flags_dropped", stats->flags_dropped);
+	migrate_json_uint(json, "bytes", stats->bytes_copied);
+	migrate_json_uint(json, "uids_changed", stats->messages_uid_changed);
+	migrate_json_uint(json, "folders_uids_changed",
+			  stats->folders_uid_changed);
+	migrate_json_newline(json);
+	migrate_json_array_begin(json, "retries");
+	array_foreach(&report->retries, retry) {
+		migrate_json_newline(json);
+		migrate_json_object_begin(json, NULL);
+		migrate_json_uint(json, "delay_secs", retry->delay_secs);
+		migrate_json_string(json, "error", retry->error);
+		migrate_json_object_end(json);
+	}
+	migrate_json_array_end(json);
+	migrate_json_newline(json);
+	migrate_json_array_begin(json, "rejected_messages");
+	array_foreach(&report->rejected, rej) {
+		migrate_json_newline(json);
+		migrate_json_object_begin(json, NULL);
+		migrate_json_string(json, "folder", rej->folder);
+		migrate_json_uint(json, "uid", rej->uid);
+		migrate_json_uint(json, "size", rej->size);
+		migrate_json_string(json, "reason", rej->reason);
+		migrate_json_object_end(json);
+	}
+	migrate_json_array_end(json);
+	migrate_json_newline(json);
+	migrate_json_object_begin(json, "dropped_keywords");
+	array_foreach(&report->dropped_keywords, kw) {
+		migrate_json_newline(json);
+		migrate_json_uint(json, kw->keyword, kw->count);
+	}
+	migrate_json_object_end(json);
+	migrate_json_newline(json);
+}
+
 /* <state_dir>/report.json: the last run's result with what the summary
    row cannot hold (each message left out, each keyword dropped, each
-   retry, the source's TLS), when it has any of them, failed or reached
-   its source without TLS or without verifying its certificate; a clean
-   run removes it.
+   retry) and how it reached its source, when it has any of them, failed,
+   or reached its source without TLS or without verifying its
+   certificate; a clean run removes it.  A run whose only finding is its
+   TLS records no counts, so that an unchanged re-run writes nothing.
    Written as the mail user, like the state. */
 static void
 cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
@@ -408,12 +462,26 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 			      const struct migrate_record_tls *tls,
 			      enum migrate_error error_code, const char *error)
 {
-	const struct migrate_sync_rejected *rej;
-	const struct migrate_sync_dropped_keyword *kw;
-	const struct migrate_sync_retry *retry;
 	string_t *str = t_str_new(1024);
 	struct migrate_json json;
 	const char *path, *errstr;
+	bool findings;
+
+	if (access(set->state_dir, F_OK) < 0) {
+		/* the run failed before anything was recorded */
+		return;
+	}
+	path = t_strconcat(set->state_dir, "/report.json", NULL);
+	findings = error_code != MIGRATE_ERROR_NONE ||
+		array_count(&report->retries) > 0 ||
+		array_count(&report->dropped_keywords) > 0 ||
+		stats->messages_uid_changed > 0;
+	if (!findings && tls->insecure == NULL) {
+		/* nothing to report: a clean run leaves no report behind
+		   (and an unchanged re-run writes nothing) */
+		i_unlink_if_exists(path);
+		return;
+	}
 
 	migrate_json_init(&json, str);
 	migrate_json_object_begin(&json, NULL);
@@ -426,65 +494,12 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 			 migrate_error_to_exit_code(error_code));
 	migrate_json_string(&json, "error", error);
 	migrate_json_newline(&json);
-	migrate_json_uint(&json, "copied", stats->messages_copied);
-	migrate_json_uint(&json, "updated", stats->messages_updated);
-	migrate_json_uint(&json, "deleted", stats->messages_deleted);
-	migrate_json_uint(&json, "skipped", stats->messages_skipped);
-	migrate_json_uint(&json, "rejected", stats->messages_rejected);
-	migrate_json_uint(&json, "flags_dropped", stats->flags_dropped);
-	migrate_json_uint(&json, "bytes", stats->bytes_copied);
-	migrate_json_uint(&json, "uids_changed", stats->messages_uid_changed);
-	migrate_json_uint(&json, "folders_uids_changed",
-			  stats->folders_uid_changed);
-	migrate_json_newline(&json);
-	migrate_json_array_begin(&json, "retries");
-	array_foreach(&report->retries, retry) {
-		migrate_json_newline(&json);
-		migrate_json_object_begin(&json, NULL);
-		migrate_json_uint(&json, "delay_secs", retry->delay_secs);
-		migrate_json_string(&json, "error", retry->error);
-		migrate_json_object_end(&json);
-	}
-	migrate_json_array_end(&json);
-	migrate_json_newline(&json);
-	migrate_json_array_begin(&json, "rejected_messages");
-	array_foreach(&report->rejected, rej) {
-		migrate_json_newline(&json);
-		migrate_json_object_begin(&json, NULL);
-		migrate_json_string(&json, "folder", rej->folder);
-		migrate_json_uint(&json, "uid", rej->uid);
-		migrate_json_uint(&json, "size", rej->size);
-		migrate_json_string(&json, "reason", rej->reason);
-		migrate_json_object_end(&json);
-	}
-	migrate_json_array_end(&json);
-	migrate_json_newline(&json);
-	migrate_json_object_begin(&json, "dropped_keywords");
-	array_foreach(&report->dropped_keywords, kw) {
-		migrate_json_newline(&json);
-		migrate_json_uint(&json, kw->keyword, kw->count);
-	}
-	migrate_json_object_end(&json);
-	migrate_json_newline(&json);
+	if (findings)
+		cmd_migrate_sync_report_findings(&json, report, stats);
 	migrate_record_tls_append(&json, "tls", tls);
 	migrate_json_object_end(&json);
 	str_append_c(str, '\n');
 
-	if (access(set->state_dir, F_OK) < 0) {
-		/* the run failed before anything was recorded */
-		return;
-	}
-	path = t_strconcat(set->state_dir, "/report.json", NULL);
-	if (error_code == MIGRATE_ERROR_NONE &&
-	    array_count(&report->retries) == 0 &&
-	    array_count(&report->dropped_keywords) == 0 &&
-	    stats->messages_uid_changed == 0 &&
-	    tls->insecure == NULL) {
-		/* nothing to report: a clean run leaves no report behind
-		   (and an unchanged re-run writes nothing) */
-		i_unlink_if_exists(path);
-		return;
-	}
 	if (cmd_migrate_sync_report_unchanged(path, str)) {
 		/* an unchanged re-run writes nothing */
 		return;
