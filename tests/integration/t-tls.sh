@@ -356,6 +356,16 @@ rig_doveadm dest migrate -u r1@row.example >"$RIG/clean.out" 2>&1
 tap_run "a clean run removes the report (a verified one: moved here from t-quirks.sh)" \
 	test ! -e "$REPORT"
 
+# the old provider renews its certificate: check --pin again pins it
+use_cert two || rig_die "restart casrc"
+rc=0
+rig_doveadm dest migrate check --pin "$IPT" >"$RIG/check.4.out" 2>"$RIG/check.4.err" || rc=$?
+tap_is "$rc" 76 "check --pin against the old pin: the accounts fail (76) ..."
+tap_like "... and the new certificate is pinned" \
+	"source 127.0.0.1:$CAPORT: pinned SHA-256 $FP2 for ip.example" "$(cat "$RIG/check.4.err")"
+batch -- "$IPT"
+tap_is "$B_RC" 0 "the next batch accepts the renewed certificate"
+
 # --- our own connection checks the pin too ----------------------------------
 # a source whose later connections show another certificate: imapc's login
 # connection gets the pinned one, ours (for the large message) the other
