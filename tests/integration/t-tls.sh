@@ -379,14 +379,19 @@ cp "$CA/one.pem" "$CA/one.key" "$CA/two.pem" "$CA/two.key" "$Q2/"
 	head -c $((800 * 1024)) /dev/zero | tr '\0' 'x' | fold -w 76 | sed 's/$/\r/'
 } >"$Q2/big.eml"
 # q2scen [N]: the scenario; connections from N on get certificate two
+# (q2scen N many: also a folder of 150 small messages, for a worker)
 q2scen() {
-	"$PY" - "$Q2" "${1:-0}" <<-'EOF'
+	"$PY" - "$Q2" "${1:-0}" "${2:-}" <<-'EOF'
 	import json, os, sys
 	q, first = sys.argv[1], int(sys.argv[2])
 	sc = {"user": "q2user", "capabilities": ["IMAP4rev1", "AUTH=PLAIN", "LITERAL+", "STARTTLS"],
 	      "separator": "/", "prefix": "",
 	      "folders": [{"name": "INBOX", "uidvalidity": 7, "messages": [
 	          {"uid": 1, "file": "big.eml", "internaldate": "01-Jan-2021 10:00:00 +0000"}]}]}
+	if sys.argv[3] == "many":
+	    sc["folders"].append({"name": "Many", "uidvalidity": 8, "messages": [
+	        {"uid": u, "body": "Subject: m%d\r\n\r\nsmall\r\n" % u,
+	         "internaldate": "01-Jan-2021 10:00:00 +0000"} for u in range(1, 151)]})
 	if first:
 	    sc["tls_certs"] = {str(n): {"cert": "two.pem", "key": "two.key"} for n in range(first, first + 20)}
 	with open(os.path.join(q, "s.tmp"), "w") as f:
@@ -423,6 +428,24 @@ q2scen 0
 touch -d "@$(($(date +%s) + 10))" "$Q2/scenario.json"
 batch -o plugin/migrate_retries=0 -- "$QT"
 tap_is "$B_RC" 0 "with the pinned certificate on every connection, the large message is copied"
+
+# a worker process (a folder of 150 to copy) connects on its own: it has
+# the pin from its owner
+n=$(grep -c '^conn [0-9]* open' "$Q2/log")
+q2scen $((n + 2)) many
+touch -d "@$(($(date +%s) + 15))" "$Q2/scenario.json"
+rc=0
+rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 2 -u q1@quirk.example \
+	>"$RIG/worker.out" 2>&1 || rc=$?
+tap_is "$rc" 76 "a worker's connection refuses a certificate that is not the pinned one (76)"
+tap_like "... the worker says so" "migrate worker: .*not the one pinned for it" "$(cat "$RIG/worker.out")"
+q2scen 0 many
+touch -d "@$(($(date +%s) + 20))" "$Q2/scenario.json"
+rc=0
+rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 2 -u q1@quirk.example \
+	>"$RIG/worker2.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "with the pinned certificate, the worker copies the folder"
+tap_is "$(rig_imap dest q1@quirk.example "$DEST_PW" count Many)" 150 "... all 150"
 
 leftover=$(find /tmp -maxdepth 1 -name 'dovecot-migrate.*' -newer "$RIG/cert.pem" 2>/dev/null)
 tap_is "$leftover" "" "the private resolver leaves nothing behind"
