@@ -371,10 +371,54 @@ int migrate_domain_list(struct migrate_domain_store *store, pool_t pool,
 			     error_r);
 }
 
-static const char *pin_prefix(const char *domain)
+/* where a domain's entries of one kind (ACCOUNT_KEY_PREFIX,
+   PIN_KEY_PREFIX) are: the kind's prefix, the domain, '/' */
+static const char *domain_prefix(const char *kind, const char *domain)
 {
-	return t_strconcat(PIN_KEY_PREFIX,
-		dict_escape_string(t_str_lcase(domain)), "/", NULL);
+	return t_strconcat(kind, dict_escape_string(t_str_lcase(domain)), "/",
+			   NULL);
+}
+
+/* set a domain's entry of one kind, by its name */
+static int
+domain_entry_set(struct migrate_domain_store *store, const char *kind,
+		 const char *domain, const char *name, const char *value,
+		 const char **error_r)
+{
+	return store_set(store, t_strconcat(domain_prefix(kind, domain),
+		dict_escape_string(name), NULL), value, error_r);
+}
+
+struct store_entry {
+	/* after the prefix, unescaped */
+	const char *key;
+	const char *const *fields;
+};
+ARRAY_DEFINE_TYPE(store_entry, struct store_entry);
+
+/* Every entry under prefix with its fields, on the data stack. */
+static int
+store_entries(struct migrate_domain_store *store, const char *prefix,
+	      ARRAY_TYPE(store_entry) *entries_r, const char **error_r)
+{
+	ARRAY_TYPE(const_string) keys, values;
+	struct store_entry *entry;
+	unsigned int i, count;
+
+	t_array_init(&keys, 16);
+	t_array_init(&values, 16);
+	if (store_iterate(store, prefix, pool_datastack_create(), &keys,
+			  &values, error_r) < 0)
+		return -1;
+	count = array_count(&keys);
+	t_array_init(entries_r, count + 1);
+	for (i = 0; i < count; i++) {
+		entry = array_append_space(entries_r);
+		entry->key = array_idx_elem(&keys, i);
+		entry->fields = t_strsplit_tabescaped(
+			array_idx_elem(&values, i));
+	}
+	return 0;
 }
 
 int migrate_domain_pin_save(struct migrate_domain_store *store,
@@ -388,8 +432,8 @@ int migrate_domain_pin_save(struct migrate_domain_store *store,
 	append_field(str, "when", time_str(pin->when));
 	append_field(str, "subject", pin->subject);
 	append_field(str, "not_after", pin->not_after);
-	return store_set(store, t_strconcat(pin_prefix(domain),
-		dict_escape_string(pin->source), NULL), str_c(str), error_r);
+	return domain_entry_set(store, PIN_KEY_PREFIX, domain, pin->source,
+				str_c(str), error_r);
 }
 
 int migrate_domain_pins(struct migrate_domain_store *store,
@@ -397,30 +441,27 @@ int migrate_domain_pins(struct migrate_domain_store *store,
 			ARRAY_TYPE(migrate_domain_pin) *pins_r,
 			const char **error_r)
 {
-	ARRAY_TYPE(const_string) keys, values;
+	ARRAY_TYPE(store_entry) entries;
+	const struct store_entry *entry;
 	struct migrate_domain_pin *pin;
-	const char *const *fields, *sha256;
-	unsigned int i, count;
+	const char *sha256;
 
-	t_array_init(&keys, 8);
-	t_array_init(&values, 8);
-	if (store_iterate(store, pin_prefix(domain), pool_datastack_create(),
-			  &keys, &values, error_r) < 0)
+	if (store_entries(store, domain_prefix(PIN_KEY_PREFIX, domain),
+			  &entries, error_r) < 0)
 		return -1;
-	count = array_count(&keys);
-	for (i = 0; i < count; i++) {
-		fields = t_strsplit_tabescaped(array_idx_elem(&values, i));
-		sha256 = field_value(fields, "sha256");
+	array_foreach(&entries, entry) {
+		sha256 = field_value(entry->fields, "sha256");
 		if (sha256 == NULL ||
 		    (sha256 = migrate_tls_fingerprint_normalize(sha256)) == NULL)
 			continue;
 		pin = array_append_space(pins_r);
-		pin->source = p_strdup(pool, array_idx_elem(&keys, i));
+		pin->source = p_strdup(pool, entry->key);
 		pin->sha256 = p_strdup(pool, sha256);
-		pin->when = field_time(fields, "when");
-		pin->subject = p_strdup(pool, field_value(fields, "subject"));
+		pin->when = field_time(entry->fields, "when");
+		pin->subject = p_strdup(pool,
+			field_value(entry->fields, "subject"));
 		pin->not_after = p_strdup(pool,
-					  field_value(fields, "not_after"));
+			field_value(entry->fields, "not_after"));
 	}
 	return 0;
 }
@@ -454,9 +495,8 @@ int migrate_domain_account_save(struct migrate_domain_store *store,
 	append_field(str, "total_bytes", dec2str(account->total_bytes));
 	append_field(str, "total_msecs", dec2str(account->total_msecs));
 	append_field(str, "reason", account->reason);
-	return store_set(store, t_strconcat(ACCOUNT_KEY_PREFIX,
-		dict_escape_string(t_str_lcase(domain)), "/",
-		dict_escape_string(account->user), NULL), str_c(str), error_r);
+	return domain_entry_set(store, ACCOUNT_KEY_PREFIX, domain,
+				account->user, str_c(str), error_r);
 }
 
 int migrate_domain_accounts(struct migrate_domain_store *store,
@@ -464,23 +504,19 @@ int migrate_domain_accounts(struct migrate_domain_store *store,
 			    ARRAY_TYPE(migrate_domain_account) *accounts_r,
 			    const char **error_r)
 {
-	ARRAY_TYPE(const_string) keys, values;
+	ARRAY_TYPE(store_entry) entries;
+	const struct store_entry *entry;
 	struct migrate_domain_account *account;
 	const char *const *fields, *value;
-	unsigned int i, count;
 	int exit_code;
 
-	t_array_init(&keys, 16);
-	t_array_init(&values, 16);
-	if (store_iterate(store, t_strconcat(ACCOUNT_KEY_PREFIX,
-			dict_escape_string(t_str_lcase(domain)), "/", NULL),
-			pool_datastack_create(), &keys, &values, error_r) < 0)
+	if (store_entries(store, domain_prefix(ACCOUNT_KEY_PREFIX, domain),
+			  &entries, error_r) < 0)
 		return -1;
-	count = array_count(&keys);
-	for (i = 0; i < count; i++) {
-		fields = t_strsplit_tabescaped(array_idx_elem(&values, i));
+	array_foreach(&entries, entry) {
+		fields = entry->fields;
 		account = array_append_space(accounts_r);
-		account->user = p_strdup(pool, array_idx_elem(&keys, i));
+		account->user = p_strdup(pool, entry->key);
 		account->when = field_time(fields, "when");
 		account->result = p_strdup(pool, field_value(fields, "result"));
 		value = field_value(fields, "exit_code");
