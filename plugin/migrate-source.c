@@ -60,6 +60,20 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 	return array_front(&fields);
 }
 
+/* Why the login failed: imapc's error says only "Disconnected" when TLS
+   failed, and the cause was logged (or refused by our pin). */
+static const char *
+source_login_error(struct migrate_source *source, const char *error)
+{
+	const char *pin_error = migrate_source_tls_pin_error(source->tls);
+
+	if (pin_error != NULL)
+		return t_strdup_printf("imapc: %s", pin_error);
+	if (source->tls_error != NULL)
+		return t_strdup_printf("imapc: %s", source->tls_error);
+	return error;
+}
+
 /* A certificate refused for not naming a source given by IP address
    (Dovecot: "... doesn't match expected host name"): the operator needs
    to know where the name goes. */
@@ -130,11 +144,8 @@ migrate_source_user_init(struct migrate_source *source,
 
 	migrate_source_capture_tls(source, TRUE);
 	ret = mail_namespaces_init_location(user, "imapc:", &error);
-	if (ret < 0 && migrate_source_tls_pin_error(source->tls) != NULL) {
-		error = t_strdup_printf("imapc: %s",
-			migrate_source_tls_pin_error(source->tls));
-	} else if (ret < 0 && source->tls_error != NULL)
-		error = t_strdup_printf("imapc: %s", source->tls_error);
+	if (ret < 0)
+		error = source_login_error(source, error);
 	migrate_source_capture_tls(source, FALSE);
 	mail_storage_service_io_deactivate_user(service_user);
 	mail_storage_service_user_unref(&service_user);
