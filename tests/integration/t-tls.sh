@@ -103,18 +103,27 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=127.0.0.1" \
 	-addext "subjectAltName=IP:127.0.0.1" -keyout "$Q/key.pem" \
 	-out "$Q/cert.pem" 2>/dev/null || rig_die "openssl failed"
 printf 'From: q@example.org\r\nSubject: over TLS\r\n\r\nHello.\r\n' >"$Q/m1.eml"
+# scenario_put DIR: the scenario JSON on stdin becomes DIR/scenario.json
+# (atomically), with an mtime later than the last one's: quirkyimap
+# re-reads it at its next connection when the mtime changed
+scenario_put() {
+	local old now
+	old=$(stat -c %Y "$1/scenario.json" 2>/dev/null || echo 0)
+	now=$(date +%s)
+	[ "$now" -gt "$old" ] || now=$old
+	cat >"$1/s.tmp" && mv "$1/s.tmp" "$1/scenario.json" || rig_die "scenario_put $1"
+	touch -d "@$((now + 1))" "$1/scenario.json"
+}
 # qscen STARTTLS(0|1): the scenario, with or without STARTTLS offered
 qscen() {
-	"$PY" - "$Q" "$1" <<-'EOF'
-	import json, os, sys
-	q, tls = sys.argv[1], sys.argv[2] == "1"
+	"$PY" - "$1" <<-'EOF' | scenario_put "$Q"
+	import json, sys
+	tls = sys.argv[1] == "1"
 	caps = ["IMAP4rev1", "AUTH=PLAIN", "LITERAL+"] + (["STARTTLS"] if tls else [])
 	sc = {"user": "quser", "capabilities": caps, "separator": "/", "prefix": "",
 	      "folders": [{"name": "INBOX", "uidvalidity": 5, "messages": [
 	          {"uid": 1, "file": "m1.eml", "internaldate": "01-Jan-2021 10:00:00 +0000"}]}]}
-	with open(os.path.join(q, "s.tmp"), "w") as f:
-	    json.dump(sc, f)
-	os.rename(os.path.join(q, "s.tmp"), os.path.join(q, "scenario.json"))
+	print(json.dumps(sc))
 	EOF
 }
 qscen 1
@@ -148,7 +157,6 @@ migrate
 tap_is "$MIG_RC" 76 "the other customer's source is still verified (its name mismatch still refused)"
 # the source stops offering STARTTLS (a man in the middle strips it)
 qscen 0
-touch -d "@$(($(date +%s) + 5))" "$Q/scenario.json"
 logins=$(grep -c ' login ' "$Q/log")
 qmigrate
 tap_is "$MIG_RC" 76 "a STARTTLS source that stops offering STARTTLS is refused (76)"
@@ -381,22 +389,20 @@ cp "$CA/one.pem" "$CA/one.key" "$CA/two.pem" "$CA/two.key" "$Q2/"
 # q2scen [N]: the scenario; connections from N on get certificate two
 # (q2scen N many: also a folder of 150 small messages, for a worker)
 q2scen() {
-	"$PY" - "$Q2" "${1:-0}" "${2:-}" <<-'EOF'
-	import json, os, sys
-	q, first = sys.argv[1], int(sys.argv[2])
+	"$PY" - "${1:-0}" "${2:-}" <<-'EOF' | scenario_put "$Q2"
+	import json, sys
+	first = int(sys.argv[1])
 	sc = {"user": "q2user", "capabilities": ["IMAP4rev1", "AUTH=PLAIN", "LITERAL+", "STARTTLS"],
 	      "separator": "/", "prefix": "",
 	      "folders": [{"name": "INBOX", "uidvalidity": 7, "messages": [
 	          {"uid": 1, "file": "big.eml", "internaldate": "01-Jan-2021 10:00:00 +0000"}]}]}
-	if sys.argv[3] == "many":
+	if sys.argv[2] == "many":
 	    sc["folders"].append({"name": "Many", "uidvalidity": 8, "messages": [
 	        {"uid": u, "body": "Subject: m%d\r\n\r\nsmall\r\n" % u,
 	         "internaldate": "01-Jan-2021 10:00:00 +0000"} for u in range(1, 151)]})
 	if first:
 	    sc["tls_certs"] = {str(n): {"cert": "two.pem", "key": "two.key"} for n in range(first, first + 20)}
-	with open(os.path.join(q, "s.tmp"), "w") as f:
-	    json.dump(sc, f)
-	os.rename(os.path.join(q, "s.tmp"), os.path.join(q, "scenario.json"))
+	print(json.dumps(sc))
 	EOF
 }
 q2scen 0
@@ -417,7 +423,6 @@ n=$(grep -c '^conn [0-9]* open' "$Q2/log")
 # the sync's first connection (imapc's) shows the pinned certificate, every
 # later one (ours, which reads the large message in pieces) the other
 q2scen $((n + 2))
-touch -d "@$(($(date +%s) + 5))" "$Q2/scenario.json"
 batch -o plugin/migrate_retries=0 -- "$QT"
 tap_is "$B_RC" 76 "our own connection refuses a certificate that is not the pinned one (76)"
 tap_like "... while fetching the large message" "Fetching UID 1 of INBOX failed: The source's certificate \\(SHA-256 $FP2" \
@@ -425,7 +430,6 @@ tap_like "... while fetching the large message" "Fetching UID 1 of INBOX failed:
 tap_like "... after imapc's connection logged in with the pinned one" "conn $((n + 1)) login q2user ok" "$(cat "$Q2/log")"
 tap_is "$(grep -c "^conn $((n + 2)) login" "$Q2/log")" 0 "... and ours never sent the login"
 q2scen 0
-touch -d "@$(($(date +%s) + 10))" "$Q2/scenario.json"
 batch -o plugin/migrate_retries=0 -- "$QT"
 tap_is "$B_RC" 0 "with the pinned certificate on every connection, the large message is copied"
 
@@ -433,14 +437,12 @@ tap_is "$B_RC" 0 "with the pinned certificate on every connection, the large mes
 # the pin from its owner
 n=$(grep -c '^conn [0-9]* open' "$Q2/log")
 q2scen $((n + 2)) many
-touch -d "@$(($(date +%s) + 15))" "$Q2/scenario.json"
 rc=0
 rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 2 -u q1@quirk.example \
 	>"$RIG/worker.out" 2>&1 || rc=$?
 tap_is "$rc" 76 "a worker's connection refuses a certificate that is not the pinned one (76)"
 tap_like "... the worker says so" "migrate worker: .*not the one pinned for it" "$(cat "$RIG/worker.out")"
 q2scen 0 many
-touch -d "@$(($(date +%s) + 20))" "$Q2/scenario.json"
 rc=0
 rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 2 -u q1@quirk.example \
 	>"$RIG/worker2.out" 2>&1 || rc=$?
