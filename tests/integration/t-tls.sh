@@ -264,6 +264,10 @@ tap_like "... saying where the certificate's name goes" "given by IP address: .*
 
 rc=0
 rig_doveadm dest migrate domain start --old-mx "127.0.0.1:$(rig_free_port)" \
+	--source-tls-name 192.0.2.7 ip.example >"$RIG/start.out" 2>&1 || rc=$?
+tap_is "$rc" 64 "domain start --source-tls-name takes a host name, not an address"
+rc=0
+rig_doveadm dest migrate domain start --old-mx "127.0.0.1:$(rig_free_port)" \
 	--source-tls-name "$CANAME" ip.example >"$RIG/start.out" 2>&1 || rc=$?
 tap_is "$rc" 0 "domain start --source-tls-name $CANAME ip.example"
 batch -- "$IPT"
