@@ -356,6 +356,12 @@ rig_doveadm dest -o plugin/migrate_source_ssl=no migrate -u r1@row.example \
 tap_like "... every run" "read without TLS" "$(cat "$RIG/nossl2.out")"
 batch -o plugin/migrate_source_ssl=no -- "$ROWT"
 tap_is "$B_RC" 0 "batch with migrate_source_ssl=no"
+rc=0
+rig_doveadm dest -o plugin/migrate_source_ssl=no migrate check --pin "$ROWT" \
+	>"$RIG/check.nossl.out" 2>"$RIG/check.nossl.err" || rc=$?
+tap_is "$rc" 76 "check --pin of a source without TLS: nothing to pin (76)"
+tap_like "... saying so" "source 127.0.0.1:$CAPORT: not pinned: read without TLS" \
+	"$(cat "$RIG/check.nossl.err")"
 tap_is "$(acct_field "$B_JSON" r1@row.example tls.insecure)" "migrate_source_ssl = no" "... in the batch JSON"
 tap_like "... and in the batch CSV" ',no,no,,migrate_source_ssl = no,' "$(grep r1@row.example "$B_CSV")"
 rc=0
