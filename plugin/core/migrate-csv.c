@@ -3,6 +3,8 @@
 #include "lib.h"
 #include "array.h"
 #include "istream.h"
+#include "str.h"
+#include "migrate-text.h"
 #include "migrate-csv.h"
 
 #include <csv.h>
@@ -204,4 +206,28 @@ void migrate_csv_close(struct migrate_csv_reader **_reader)
 	if (reader->parser_initialized)
 		csv_free(&reader->parser);
 	i_stream_unref(&reader->input);
+}
+
+void migrate_csv_append_field(string_t *dest, const char *value)
+{
+	const char *p;
+	bool formula;
+
+	if (value == NULL || value[0] == '\0')
+		return;
+	formula = strchr("=+-@\t\r", value[0]) != NULL;
+	value = migrate_text_escape(value);
+	if (!formula && strpbrk(value, ",;\"") == NULL) {
+		str_append(dest, value);
+		return;
+	}
+	str_append_c(dest, '"');
+	if (formula)
+		str_append_c(dest, '\'');
+	for (p = value; *p != '\0'; p++) {
+		if (*p == '"')
+			str_append_c(dest, '"');
+		str_append_c(dest, *p);
+	}
+	str_append_c(dest, '"');
 }

@@ -30,4 +30,13 @@ int migrate_csv_next(struct migrate_csv_reader *reader,
 		     const char **error_r);
 void migrate_csv_close(struct migrate_csv_reader **reader);
 
+/* One text cell of a CSV file we write (a report, to be opened in a
+   spreadsheet): control characters escaped (migrate-text.h); a value a
+   spreadsheet would take for a formula (one starting with '=', '+', '-',
+   '@', a tab or a CR) neutralised the OWASP way, with a "'" in front and
+   quoted; any other value quoted when it holds ',', ';' or '"'.  NULL is
+   an empty cell.  Every text cell goes through here; the numbers the tool
+   counts are written as numbers and never do. */
+void migrate_csv_append_field(string_t *dest, const char *value);
+
 #endif

@@ -3,6 +3,7 @@
 #include "lib.h"
 #include "str.h"
 #include "test-migrate.h"
+#include "migrate-text.h"
 #include "migrate-csv.h"
 
 #define BIG (64 * 1024)
@@ -169,9 +170,65 @@ static void test_csv_unreadable(void)
 	test_end();
 }
 
+/* a cell as we write it: a formula never starts one */
+static const struct {
+	const char *value, *cell;
+} test_csv_cells[] = {
+	{ NULL, "" },
+	{ "", "" },
+	{ "INBOX", "INBOX" },
+	{ "a,b", "\"a,b\"" },
+	{ "a;b", "\"a;b\"" },
+	{ "say \"hi\"", "\"say \"\"hi\"\"\"" },
+	{ "1-2=3", "1-2=3" },
+	{ "a\x1b[31mb", "a\\x1b[31mb" },
+	{ "a\r\nb", "a\\x0d\\x0ab" },
+	/* neutralised: "'" in front, quoted */
+	{ "=1+2", "\"'=1+2\"" },
+	{ "=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\"" },
+	{ "+1", "\"'+1\"" },
+	{ "-2", "\"'-2\"" },
+	{ "@SUM(A1)", "\"'@SUM(A1)\"" },
+	{ "\t=1", "\"'\\x09=1\"" },
+	{ "\r=1", "\"'\\x0d=1\"" },
+	{ "=cmd|' /C calc'!A0", "\"'=cmd|' /C calc'!A0\"" },
+};
+
+static void test_csv_write(void)
+{
+	string_t *str = t_str_new(128);
+	const char *path, *expected;
+	unsigned int i;
+
+	test_begin("csv: cells we write");
+	for (i = 0; i < N_ELEMENTS(test_csv_cells); i++) {
+		str_truncate(str, 0);
+		migrate_csv_append_field(str, test_csv_cells[i].value);
+		test_assert_strcmp_idx(str_c(str), test_csv_cells[i].cell, i);
+	}
+	test_end();
+
+	/* as a report: a header row, so that ',' is the separator */
+	test_begin("csv: cells we write read back as they were written");
+	for (i = 2; i < N_ELEMENTS(test_csv_cells); i++) T_BEGIN {
+		str_truncate(str, 0);
+		str_append(str, "h,i,j\r\nx,");
+		migrate_csv_append_field(str, test_csv_cells[i].value);
+		str_append(str, ",y\r\n");
+		path = test_migrate_write("w.csv", str_c(str));
+		expected = migrate_text_escape(test_csv_cells[i].value);
+		if (strchr("=+-@\t\r", test_csv_cells[i].value[0]) != NULL)
+			expected = t_strconcat("'", expected, NULL);
+		test_assert_strcmp_idx(test_csv_records(path),
+			t_strconcat("1:h|i|j\n2:x|", expected, "|y", NULL), i);
+	} T_END;
+	test_end();
+}
+
 void test_migrate_csv(void)
 {
 	test_csv_table();
 	test_csv_bounds();
 	test_csv_unreadable();
+	test_csv_write();
 }

@@ -64,6 +64,7 @@ static void test_migrate_cleanup(void)
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
+		test_migrate_text,
 		test_migrate_csv,
 		test_migrate_file,
 		test_migrate_error,

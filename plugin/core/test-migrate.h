@@ -16,6 +16,7 @@ void test_migrate_assert_one_error(const ARRAY_TYPE(const_string) *errors,
 				   unsigned int idx);
 
 void test_migrate_csv(void);
+void test_migrate_text(void);
 void test_migrate_file(void);
 void test_migrate_error(void);
 void test_migrate_json(void);
