@@ -4,6 +4,7 @@
 #include "array.h"
 #include "str.h"
 #include "strnum.h"
+#include "migrate-csv.h"
 #include "migrate-json.h"
 #include "istream.h"
 #include "password-scheme.h"
@@ -159,10 +160,10 @@ accounts_write_csv(const char *cmd_name,
 
 	str_append(str, "user,line,result,reason\r\n");
 	array_foreach(reports, r) {
-		migrate_cmd_csv_append(str, r->account->user);
+		migrate_csv_append_field(str, r->account->user);
 		str_printfa(str, ",%u,%s,", r->account->line,
 			    migrate_account_result_name(r->result));
-		migrate_cmd_csv_append(str, r->reason);
+		migrate_csv_append_field(str, r->reason);
 		str_append(str, "\r\n");
 	}
 	return migrate_cmd_write_report(cmd_name, path, str);
@@ -207,7 +208,7 @@ accounts_write_invalid(const char *cmd_name,
 			migrate_json_object_end(&jw);
 		} else {
 			str_printfa(str, ",%u,invalid,", line);
-			migrate_cmd_csv_append(str, reason);
+			migrate_csv_append_field(str, reason);
 			str_append(str, "\r\n");
 		}
 	}

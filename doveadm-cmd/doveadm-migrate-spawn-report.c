@@ -6,6 +6,7 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
+#include "migrate-csv.h"
 #include "migrate-json.h"
 #include "migrate-template.h"
 #include "doveadm-migrate.h"
@@ -126,13 +127,13 @@ static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 		   "deleted,skipped,rejected,bytes,uids_changed,seconds,reason,"
 		   "warnings,tls,tls_verify,tls_name,tls_insecure,cert_sha256\r\n");
 	array_foreach_elem(&spawn->accounts, acct) {
-		migrate_cmd_csv_append(str, acct->user);
+		migrate_csv_append_field(str, acct->user);
 		str_printfa(str, ",%u,", acct->row->line);
-		migrate_cmd_csv_append(str, acct->row->source_host);
+		migrate_csv_append_field(str, acct->row->source_host);
 		str_append_c(str, ',');
-		migrate_cmd_csv_append(str, acct->row->source_user);
+		migrate_csv_append_field(str, acct->row->source_user);
 		str_printfa(str, ",%s,", acct->exit_code == 0 ? "ok" : "failed");
-		migrate_cmd_csv_append(str, acct->result == NULL ?
+		migrate_csv_append_field(str, acct->result == NULL ?
 				       "not run" : acct->result);
 		str_printfa(str, ",%d,%u,%u", acct->exit_code, acct->attempts,
 			    acct->source_retries);
@@ -140,9 +141,9 @@ static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 		for (i = 0; i < N_ELEMENTS(counts); i++)
 			str_printfa(str, ",%"PRIu64, counts[i]);
 		str_printfa(str, ",%.3f,", acct->secs);
-		migrate_cmd_csv_append(str, acct->reason);
+		migrate_csv_append_field(str, acct->reason);
 		str_append_c(str, ',');
-		migrate_cmd_csv_append(str, acct->rec.warnings == NULL ? "" :
+		migrate_csv_append_field(str, acct->rec.warnings == NULL ? "" :
 				       t_strarray_join(acct->rec.warnings, "; "));
 		migrate_spawn_csv_tls(str, &acct->rec.tls);
 		str_append(str, "\r\n");

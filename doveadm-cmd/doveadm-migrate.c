@@ -49,25 +49,6 @@ void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv)
 	}
 }
 
-void migrate_cmd_csv_append(string_t *dest, const char *value)
-{
-	const char *p;
-
-	if (value == NULL)
-		value = "";
-	if (strpbrk(value, ",;\"\r\n") == NULL) {
-		str_append(dest, value);
-		return;
-	}
-	str_append_c(dest, '"');
-	for (p = value; *p != '\0'; p++) {
-		if (*p == '"')
-			str_append_c(dest, '"');
-		str_append_c(dest, *p);
-	}
-	str_append_c(dest, '"');
-}
-
 int migrate_cmd_write_report(const char *cmd_name, const char *path,
 			     const string_t *data)
 {

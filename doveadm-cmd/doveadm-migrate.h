@@ -69,8 +69,6 @@ const char *migrate_cmd_doveadm_path(void);
    and our -o settings. */
 void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv);
 
-/* One CSV field, quoted when it needs to be. */
-void migrate_cmd_csv_append(string_t *dest, const char *value);
 /* Write a report file atomically; logs the error. */
 int migrate_cmd_write_report(const char *cmd_name, const char *path,
 			     const string_t *data);
