@@ -84,6 +84,8 @@ tap_like "the full name is kept (GECOS)" "^user01@cliente.example:[^:]*:::Jo.o d
 tap_like "the JSON report has every row" '"user":"user40@cliente.example","line":41,"result":"created"' \
 	"$(cat "$RIG/report.json")"
 tap_is "$(grep -c ',created,' "$RIG/report.csv")" 40 "the CSV report too"
+tap_is "$(stat -c '%a %U' "$RIG/report.json" "$RIG/report.csv" | sort -u)" "600 root" \
+	"the reports (the customer's user names) are 0600, root's"
 
 # --- twice: nothing changes -----------------------------------------------------
 before=$(sum "$STORE")
@@ -175,6 +177,31 @@ if grep -qFf <(printf '%s\n' 'Good!pass1' 'Sh!1' 'nouppercase!1') <<<"$errs"; th
 	tap_fail "an error message quotes a password"
 else
 	tap_ok "no error message quotes a password"
+fi
+
+# --- no problem shows a value that may be a password ---------------------------
+# no header row: the first account is no header, and its password no column
+# name; columns in another order than the header's: a password under quota
+printf 'ana,cliente.example,Sem!header9,1,0,Ana,pt-br,UTC\n' >"$RIG/noheader.csv"
+printf 'username,domain,quota,password,type,full name,language,time zone\nana,cliente.example,Mis!align9,1,0,Ana,pt-br,UTC\n' \
+	>"$RIG/misaligned.csv"
+rig_secret 'Sem!header9' "noheader.csv"
+rig_secret 'Mis!align9' "misaligned.csv"
+rig_secret_input "$RIG/noheader.csv"
+rig_secret_input "$RIG/misaligned.csv"
+rc=0
+acc --csv "$RIG/noheader.report" "$RIG/noheader.csv" >"$RIG/noheader.out" 2>&1 || rc=$?
+tap_is "$rc" 65 "a template without its header row exits 65"
+tap_like "... saying the first row is no header" "noheader.csv:1: .*not a header" "$(cat "$RIG/noheader.out")"
+rc=0
+acc --csv "$RIG/misaligned.report" "$RIG/misaligned.csv" >"$RIG/misaligned.out" 2>&1 || rc=$?
+tap_is "$rc" 65 "a row whose values are under other columns exits 65"
+tap_like "... naming the column" "misaligned.csv:2: column 4 \(quota\)" "$(cat "$RIG/misaligned.out")"
+if grep -qFf <(printf '%s\n' 'Sem!header9' 'Mis!align9') "$RIG/noheader.out" \
+	"$RIG/noheader.report" "$RIG/misaligned.out" "$RIG/misaligned.report"; then
+	tap_fail "a problem quotes a password that is in the wrong column"
+else
+	tap_ok "no problem quotes a password that is in the wrong column"
 fi
 
 # --- few rows: a warning, not an error; -n writes nothing ----------------------

@@ -138,6 +138,8 @@ n=$(grep -c '"status":"ok"' "$RIG/report.json")
 tap_is "$n" 20 "the JSON report has 20 accounts ok"
 tap_like "the CSV report has a header and 20 rows" "^21$" "$(wc -l <"$RIG/report.csv")"
 tap_like "the table shows every account" "u20@example.com +old20@127.0.0.1 +ok" "$(cat "$BATCH_OUT")"
+tap_is "$(stat -c '%a %U' "$RIG/report.json" "$RIG/report.csv" | sort -u)" "600 root" \
+	"the JSON and CSV reports are 0600, root's"
 mode=$(stat -c '%a %U' "$STORE")
 tap_is "$mode" "700 root" "the credential store is a root-only directory"
 tap_is "$(find "$STORE" -type f ! -perm 0600 | wc -l)" 0 "... and its files are 0600"
@@ -161,6 +163,38 @@ rc=0
 rig_doveadm dest migrate -u u15@example.com >"$RIG/single.out" 2>&1 || rc=$?
 tap_is "$rc" 0 "doveadm migrate -u USER uses the stored credentials"
 tap_like "... and copies the new message" "u15@example.com	ok	([0-9]+	){5}1	" "$(cat "$RIG/single.out")"
+
+# --- reports that are safe to open ---------------------------------------------
+# A source folder may be named like a spreadsheet formula: its name reaches
+# the CSV report (the warning that the folder was recreated here), as text.
+FORMULA='=HYPERLINK("x")'
+printf 'From: formula@example.org\r\nSubject: formula\r\n\r\nformula\r\n' >"$RIG/formula.eml"
+rig_imap_append src1 old1 "$(src_pw 1)" "$FORMULA" "$RIG/formula.eml" >/dev/null
+ONE=$RIG/one.txt
+grep ';old1;' "$TEMPLATE" >"$ONE"
+rig_secret_input "$ONE"
+batch "$ONE"
+tap_is "$BATCH_RC" 0 "the formula folder is copied (exit 0)"
+rig_doveadm dest mailbox delete -u u01@example.com "$FORMULA" >/dev/null 2>&1 ||
+	tap_diag "mailbox delete failed"
+batch --csv "$RIG/formula.csv" "$ONE"
+tap_is "$BATCH_RC" 0 "the recreated folder is copied again (exit 0)"
+# every cell as a spreadsheet reads it: none starts a formula, and the
+# warning keeps the name behind a quote
+cells=$("$PY" -c 'import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+print("\n".join(c for r in rows[1:] for c in r))' "$RIG/formula.csv")
+tap_is "$(grep -c '^[-=+@]' <<<"$cells")" 0 "no CSV cell starts with = + - @"
+tap_like "the folder's name is in the warnings, neutralised" \
+	"^'=HYPERLINK\(\"x\"\) was recreated at the destination" "$cells"
+# a source user named like a formula, in a row that fails
+FORMULA_ROW=$RIG/formula-user.txt
+printf '127.0.0.1:%s;=1+2;Wrong!pw;mx;u01@example.com;Str0ng!dest\n' \
+	"$(rig_port src1)" >"$FORMULA_ROW"
+rig_secret_input "$FORMULA_ROW"
+batch -n --retries 0 --csv "$RIG/formula-user.csv" "$FORMULA_ROW"
+tap_like "... and a source user named =1+2 is written '=1+2" \
+	"^u01@example.com,1,127.0.0.1,\"'=1\+2\"," "$(sed -n 2p "$RIG/formula-user.csv")"
 
 # --- failures of single accounts -------------------------------------------------
 MIXED=$RIG/mixed.txt
@@ -211,6 +245,41 @@ tap_like "... with the reason" '"user":"down@example.com"[^}]*"reason":"[^"]*[Cc
 batch --retries 0 "$REACHABLE"
 tap_is "$BATCH_RC" 77 "... with the most serious class: the refused login"
 
+# --- the processes that hold passwords dump no core -----------------------------
+# a source that accepts and never greets holds the account's process
+STALL_PORT=$(rig_free_port)
+"$PY" -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+held = []
+while True:
+    held.append(s.accept()[0])' "$STALL_PORT" &
+STALL_PID=$!
+STALL=$RIG/stall.txt
+printf '127.0.0.1:%s;stall;Stall!pw1;mx;u02@example.com;Str0ng!dest\n' \
+	"$STALL_PORT" >"$STALL"
+rig_secret 'Stall!pw1' "stall.txt source password"
+rig_secret_input "$STALL"
+rig_doveadm dest migrate batch -n --retries 0 "$STALL" >"$RIG/stall.out" 2>&1 &
+# the job is a subshell; doveadm (batch) its child, the account's its grandchild
+child_of() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' | head -n 1; }
+bpid="" cpid=""
+for _ in $(seq 1 100); do
+	bpid=$(child_of $!)
+	[ -n "$bpid" ] && cpid=$(child_of "$bpid")
+	[ -n "$cpid" ] && break
+	sleep 0.1
+done
+core_limit() { awk '/^Max core file size/ { print $5 " " $6 }' "/proc/$1/limits" 2>/dev/null; }
+tap_is "$(core_limit "$bpid")" "0 0" "batch runs with no core dump allowed (RLIMIT_CORE 0, hard 0)"
+tap_is "$(core_limit "$cpid")" "0 0" "... and so does its account's process"
+[ -n "$cpid" ] && kill "$cpid" 2>/dev/null
+[ -n "$bpid" ] && kill "$bpid" 2>/dev/null
+kill "$STALL_PID" 2>/dev/null
+wait
+
 # --- no password anywhere but the credential store -------------------------------
 leaks=0
 for i in $(seq 1 20) Wrong Quota Down; do
@@ -223,7 +292,8 @@ for i in $(seq 1 20) Wrong Quota Down; do
 	# (the password on grep's stdin, not its command line)
 	hits=$(grep -rlF --exclude-dir=credentials --exclude='pw.*' \
 		--exclude='template.csv' --exclude='mixed.txt' --exclude='mixed2.txt' \
-		--exclude='bad.txt' --exclude=users -f <(printf '%s\n' "$pw") "$RIG" 2>/dev/null)
+		--exclude='bad.txt' --exclude='one.txt' --exclude='formula-user.txt' \
+		--exclude='stall.txt' --exclude=users -f <(printf '%s\n' "$pw") "$RIG" 2>/dev/null)
 	[ -z "$hits" ] || { leaks=$((leaks + 1)); tap_diag "password of $i in: $hits"; }
 done
 tap_is "$leaks" 0 "no source password in output, reports, logs or state"

@@ -67,6 +67,10 @@ tap_run "domain start example.com --old-mx 127.0.0.1:$MX_PORT" \
 dom status >"$RIG/status.out" 2>&1
 tap_like "status: migrating, with the resolved old MX" \
 	"example.com +migrating .*127.0.0.1:$MX_PORT \(127.0.0.1\)" "$(cat "$RIG/status.out")"
+# the accounts' results go in there too: root writes it, the mail processes'
+# group (mail_gid, here nogroup; dovecot-lda reads it) reads it, no one else
+tap_is "$(stat -c '%a %U %G' "$RIG/dest/state/migrate/domains")" "640 root nogroup" \
+	"the domain dict file is 0640 root:<mail_gid>"
 rc=0; dom start --old-mx 127.0.0.1:25 example.com >/dev/null 2>&1 || rc=$?
 tap_is "$rc" 64 "a second start is refused"
 
@@ -238,5 +242,23 @@ hits=$(grep -rlF --exclude=template.txt --exclude-dir=src -f <(printf '%s\n' "$S
 tap_is "$hits" "" "after finish no source password of the domain is on disk"
 dom status >"$RIG/status.out" 2>&1
 tap_like "status keeps the history" "example.com +finished +[0-9-]+ [0-9:]+ +[0-9-]+ [0-9:]+ +[0-9-]+ [0-9:]+" "$(cat "$RIG/status.out")"
+
+# --- a finished domain stays closed ------------------------------------------------
+rc=0
+rig_doveadm dest migrate batch "$TEMPLATE" >"$RIG/batch3.out" 2>"$RIG/batch3.err" || rc=$?
+tap_is "$rc" 78 "batch refuses a finished domain (78)"
+tap_like "... saying why and how to start again" \
+	"example.com is finished.*domain start --force" "$(cat "$RIG/batch3.err")"
+tap_is "$(find "$STORE" -type f | wc -l)" 0 "... and stores no credentials"
+rc=0
+rig_doveadm dest migrate batch -n "$TEMPLATE" >/dev/null 2>&1 || rc=$?
+tap_is "$rc" 78 "... a dry run too"
+rc=0; dom start --old-mx "127.0.0.1:$MX_PORT" example.com >/dev/null 2>"$RIG/start.err" || rc=$?
+tap_is "$rc" 64 "domain start of a finished domain needs --force (64)"
+tap_like "... and says so" "example.com is finished.*--force" "$(cat "$RIG/start.err")"
+tap_run "domain start --force example.com migrates it again" \
+	dom start --force --old-mx "127.0.0.1:$MX_PORT" example.com
+dom status >"$RIG/status.out" 2>&1
+tap_like "... in phase migrating" "example.com +migrating " "$(cat "$RIG/status.out")"
 
 tap_done
