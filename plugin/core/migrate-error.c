@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "migrate-text.h"
 #include "migrate-error.h"
 
 #include <sysexits.h>
@@ -9,6 +10,9 @@ void migrate_failure_set(struct migrate_failure *failure, pool_t pool,
 			 struct event *event, enum migrate_error code,
 			 const char *error)
 {
+	/* it quotes folder names and the source's replies, and goes on to
+	   the log, the record and the reports */
+	error = migrate_text_escape(error);
 	e_error(event, "%s", error);
 	if (code >= failure->code) {
 		failure->error = p_strdup(pool, error);

@@ -66,7 +66,8 @@ struct migrate_failure {
 	const char *error;
 };
 /* Log error to event and keep it (copied from pool) when it matters at
-   least as much as the one kept so far. */
+   least as much as the one kept so far; its control characters escaped
+   (migrate_text_escape()) in both. */
 void migrate_failure_set(struct migrate_failure *failure, pool_t pool,
 			 struct event *event, enum migrate_error code,
 			 const char *error);

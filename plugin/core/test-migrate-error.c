@@ -107,9 +107,32 @@ static void test_migrate_exit_code_normalize(void)
 	test_end();
 }
 
+static void test_migrate_failure_escaped(void)
+{
+	struct migrate_failure failure;
+	pool_t pool = pool_alloconly_create("test failure", 256);
+	struct event *event = event_create(NULL);
+
+	test_begin("migrate failure: a source's text is escaped");
+	i_zero(&failure);
+	/* a folder name or a server's reply with control characters */
+	test_expect_error_string("Fetching UID 1 of a\\x1b[2Jb failed: "
+				 "NO x\\x0aError: forged");
+	migrate_failure_set(&failure, pool, event, MIGRATE_ERROR_FAILED,
+			    "Fetching UID 1 of a\x1b[2Jb failed: "
+			    "NO x\nError: forged");
+	test_expect_no_more_errors();
+	test_assert_strcmp(failure.error, "Fetching UID 1 of a\\x1b[2Jb "
+			   "failed: NO x\\x0aError: forged");
+	test_end();
+	event_unref(&event);
+	pool_unref(&pool);
+}
+
 void test_migrate_error(void)
 {
 	test_migrate_exit_code_merge();
 	test_migrate_error_order();
 	test_migrate_exit_code_normalize();
+	test_migrate_failure_escaped();
 }
