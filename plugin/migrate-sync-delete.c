@@ -3,6 +3,7 @@
 #include "lib.h"
 #include "array.h"
 #include "mail-storage.h"
+#include "migrate-text.h"
 #include "migrate-sync-private.h"
 
 /* Expunge the copies of these map entries that were moved elsewhere,
@@ -281,8 +282,10 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 						 &error) < 0) {
 			e_warning(ctx->event, "%s: Not deleting %u messages: "
 				  "the source could not confirm that they are "
-				  "gone: %s", f->dest_name, n,
-				  migrate_source_explain(ctx->source, error));
+				  "gone: %s",
+				  migrate_text_escape(f->dest_name), n,
+				  migrate_text_escape(migrate_source_explain(
+					ctx->source, error)));
 			array_clear(&f->delete_src_uids);
 			f->deletes_unconfirmed = TRUE;
 			withheld += n;
@@ -305,7 +308,8 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 			  add_str("folder", f->src_name)->
 			  add_int("messages", n)->event(),
 			  "%s: Not deleting %u messages: the source still has "
-			  "them on a second look (UIDs %s)", f->dest_name, n,
+			  "them on a second look (UIDs %s)",
+			  migrate_text_escape(f->dest_name), n,
 			  migrate_sync_uids_str(&present));
 		seq_range_array_remove_seq_range(&f->delete_src_uids,
 						 &present);
@@ -321,8 +325,10 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 						   &error) < 0) {
 			e_warning(ctx->event, "%s: Not deleting the folder: "
 				  "the source could not confirm that it is "
-				  "gone: %s", state->dest_name,
-				  migrate_source_explain(ctx->source, error));
+				  "gone: %s",
+				  migrate_text_escape(state->dest_name),
+				  migrate_text_escape(migrate_source_explain(
+					ctx->source, error)));
 		} else if (exists) {
 			e_warning(event_create_passthrough(ctx->event)->
 				  set_name("migrate_deletes_unconfirmed")->
@@ -331,7 +337,8 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 				  event(),
 				  "%s: Not deleting the folder: the source "
 				  "still lists %s on a second look",
-				  state->dest_name, state->src_name);
+				  migrate_text_escape(state->dest_name),
+				  migrate_text_escape(state->src_name));
 		} else {
 			i++;
 			continue;

@@ -7,6 +7,7 @@
 #include "istream.h"
 #include "mail-namespace.h"
 #include "mail-storage.h"
+#include "migrate-text.h"
 #include "migrate-sync-private.h"
 
 /* Gmail: where a message (by X-GM-MSGID) is at the source */
@@ -88,7 +89,7 @@ migrate_sync_gmail_select(struct migrate_sync_ctx *ctx,
 			if (f->selected) {
 				e_info(ctx->event, "Gmail: not copying %s, "
 				       "a view of messages in other folders",
-				       f->src_name);
+				       migrate_text_escape(f->src_name));
 			}
 			f->selected = FALSE;
 		}
@@ -289,8 +290,8 @@ sync_gmail_copy_local(struct migrate_sync_ctx *ctx,
 	array_free(&batch.src_uids);
 	if (done > 0) {
 		e_info(ctx->event, "%s: %u messages copied from their other "
-		       "labels here, not downloaded again", f->dest_name,
-		       done);
+		       "labels here, not downloaded again",
+		       migrate_text_escape(f->dest_name), done);
 	}
 	return ret;
 }

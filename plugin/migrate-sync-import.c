@@ -6,6 +6,7 @@
 #include "istream.h"
 #include "time-util.h"
 #include "mail-storage.h"
+#include "migrate-text.h"
 #include "migrate-sync-private.h"
 
 #include <stdio.h>
@@ -819,7 +820,8 @@ migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 		ret = -1;
 	}
 	e_info(ctx->event, "%s: %u %s found again, %u to copy",
-	       f->dest_name, matched, what, seq_range_count(copy_uids));
+	       migrate_text_escape(f->dest_name), matched, what,
+	       seq_range_count(copy_uids));
 	ctx->stats->messages_recovered += matched;
 	hash_table_destroy(&dest_keys);
 	hash_table_destroy(&src_keys);

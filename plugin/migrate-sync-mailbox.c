@@ -6,6 +6,7 @@
 #include "str.h"
 #include "imap-util.h"
 #include "mail-storage.h"
+#include "migrate-text.h"
 #include "migrate-sync-private.h"
 
 /* Record every destination message from state->dest_uidnext on: ours (by
@@ -69,7 +70,8 @@ sync_scan_new_dest(struct migrate_sync_ctx *ctx,
 			/* a second copy of one source message can only come
 			   from a bug: keep the first, leave this one */
 			e_warning(ctx->event, "%s: UID %u is a second copy of "
-				  "source UID %u", f->dest_name, mail->uid,
+				  "source UID %u",
+				  migrate_text_escape(f->dest_name), mail->uid,
 				  src_uid);
 			continue;
 		}
@@ -148,7 +150,7 @@ sync_dest_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		if (state->dest_uidvalidity != 0) {
 			e_warning(ctx->event, "%s was recreated at the "
 				  "destination: copying it again",
-				  f->dest_name);
+				  migrate_text_escape(f->dest_name));
 		}
 		migrate_state_folder_clear_map(ctx->state, state);
 		state->dest_uidvalidity = status.uidvalidity;
@@ -499,7 +501,7 @@ sync_mailbox_uidvalidity_changed(struct migrate_sync_ctx *ctx,
 
 	e_warning(ctx->event, "Source UIDVALIDITY of %s changed (%u -> %u): "
 		  "its messages are matched again by content",
-		  f->src_name, state->src_uidvalidity,
+		  migrate_text_escape(f->src_name), state->src_uidvalidity,
 		  f->src_status.uidvalidity);
 	/* the copies of the old UIDVALIDITY stay, as the folder's orphans,
 	   until a run matches them or proves them gone; the new UIDs are

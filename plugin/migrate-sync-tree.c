@@ -8,6 +8,7 @@
 #include "mail-namespace.h"
 #include "mail-storage.h"
 #include "mailbox-list-iter.h"
+#include "migrate-text.h"
 #include "migrate-names.h"
 #include "migrate-sync-private.h"
 
@@ -244,7 +245,7 @@ static void sync_check_inbox_case(struct migrate_sync_ctx *ctx)
 	if (migrate_source_list_names(ctx->source, ctx->pool, &names,
 				 &error) < 0) {
 		e_warning(ctx->event, "Source: Checking the case of INBOX's "
-			  "children failed: %s", error);
+			  "children failed: %s", migrate_text_escape(error));
 		return;
 	}
 	array_foreach_elem(&names, name) {
@@ -348,9 +349,12 @@ void migrate_sync_tree_subscribe(struct migrate_sync_ctx *ctx)
 		if (mailbox_set_subscribed(box, TRUE) == 0)
 			migrate_sync_kill_point(ctx, "subscribe");
 		else {
+			const char *error =
+				mailbox_get_last_internal_error(box, NULL);
+
 			e_warning(ctx->event, "Subscribing %s failed: %s",
-				  f->dest_name,
-				  mailbox_get_last_internal_error(box, NULL));
+				  migrate_text_escape(f->dest_name),
+				  migrate_text_escape(error));
 		}
 		mailbox_free(&box);
 	}
@@ -373,8 +377,11 @@ sync_assign_dest_name(struct migrate_sync_ctx *ctx,
 				ctx->set->escape_char, suffix++);
 		} while (hash_table_lookup(dest_names, dest_name) != NULL);
 		e_warning(ctx->event, "Source folders %s and %s both map to "
-			  "%s: copying %s to %s", other, f->src_name, base,
-			  f->src_name, dest_name);
+			  "%s: copying %s to %s", migrate_text_escape(other),
+			  migrate_text_escape(f->src_name),
+			  migrate_text_escape(base),
+			  migrate_text_escape(f->src_name),
+			  migrate_text_escape(dest_name));
 	}
 	reason = sync_dest_name_refused(ctx, dest_name);
 	if (reason != NULL) {
@@ -472,7 +479,8 @@ sync_assign_dest_names(struct migrate_sync_ctx *ctx,
 		if (hash_table_lookup(dest_names, mapped) != NULL) {
 			e_info(ctx->event, "Not mapping %s onto %s: the source "
 			       "has a folder of that name too",
-			       f->src_name, mapped);
+			       migrate_text_escape(f->src_name),
+			       migrate_text_escape(mapped));
 			mapped = sync_map_name(ctx, f->src_name, NULL, FALSE);
 		}
 		sync_assign_dest_name(ctx, dest_names, f, mapped);
@@ -789,7 +797,8 @@ void migrate_sync_tree_find_gone(struct migrate_sync_ctx *ctx)
 			continue;
 		}
 		e_info(ctx->event, "Source folder %s was renamed to %s",
-		       state->src_name, f->src_name);
+		       migrate_text_escape(state->src_name),
+		       migrate_text_escape(f->src_name));
 		ctx->stats->folders_renamed++;
 		if (ctx->dry_run) {
 			f->state = state;

@@ -9,6 +9,7 @@
 #include "mail-namespace.h"
 #include "mail-storage.h"
 #include "imap-util.h"
+#include "migrate-text.h"
 #include "migrate-sync-private.h"
 
 #include <signal.h>
@@ -79,7 +80,8 @@ migrate_sync_reject(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		  add_str("folder", folder)->add_int("uid", uid)->
 		  add_int("size", size)->add_str("reason", reason)->event(),
 		  "%s: Leaving out UID %u (%"PRIuUOFF_T" bytes): %s",
-		  folder, uid, size, reason);
+		  migrate_text_escape(folder), uid, size,
+		  migrate_text_escape(reason));
 	if (ctx->opts->report != NULL) {
 		migrate_sync_report_rejected(ctx->opts->report, folder, uid,
 					     size, reason);
@@ -112,7 +114,8 @@ migrate_sync_reject_folder(struct migrate_sync_ctx *ctx, const char *folder,
 	e_warning(event_create_passthrough(ctx->event)->
 		  set_name("migrate_folder_rejected")->
 		  add_str("folder", folder)->add_str("reason", reason)->event(),
-		  "Leaving out folder %s: %s", folder, reason);
+		  "Leaving out folder %s: %s", migrate_text_escape(folder),
+		  migrate_text_escape(reason));
 	if (ctx->opts->report != NULL) {
 		migrate_sync_report_rejected(ctx->opts->report, folder, 0, 0,
 					     reason);
