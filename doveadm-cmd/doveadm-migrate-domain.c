@@ -18,6 +18,7 @@
 #include "doveadm-settings.h"
 #include "migrate-domain.h"
 #include "migrate-tls.h"
+#include "migrate-text.h"
 #include "migrate-credentials.h"
 #include "doveadm-migrate.h"
 
@@ -315,8 +316,9 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 				      account->result);
 			doveadm_print_num(account->copied);
 			doveadm_print_num(account->bytes);
+			/* recorded by an older version, maybe as it came */
 			doveadm_print(account->reason == NULL ? "" :
-				      account->reason);
+				      migrate_text_escape(account->reason));
 		}
 		i_info("%s: %s: phase %s since %s, old MX %s (%s), %u accounts",
 		       cctx->cmd->name, domain.name,

@@ -18,6 +18,7 @@
 #include "doveadm.h"
 #include "doveadm-cmd.h"
 #include "migrate-template.h"
+#include "migrate-text.h"
 #include "migrate-credentials.h"
 #include "doveadm-migrate.h"
 #include "doveadm-migrate-spawn.h"
@@ -226,6 +227,21 @@ static void migrate_spawn_retry_timeout(struct migrate_spawn_account *acct)
 	migrate_spawn_fill(acct->spawn);
 }
 
+/* a child's log as lines to show: each one's control characters
+   escaped, the line breaks kept */
+static const char *migrate_spawn_log_lines(const char *log)
+{
+	const char *const *lines = t_strsplit(log, "\n");
+	string_t *str = t_str_new(strlen(log) + 64);
+
+	for (; *lines != NULL; lines++) {
+		if (str_len(str) > 0)
+			str_append_c(str, '\n');
+		migrate_text_append_escaped(str, *lines);
+	}
+	return str_c(str);
+}
+
 /* The child's record; FALSE when it wrote none (the operator gets its
    log instead).  how: "exited with N", "was killed by signal N". */
 static bool migrate_spawn_read_record(struct migrate_spawn_account *acct,
@@ -243,7 +259,7 @@ static bool migrate_spawn_read_record(struct migrate_spawn_account *acct,
 	i_error("%s: %s: doveadm migrate %s without its result%s%s; "
 		"its log ends with:\n%s", spawn->cmd_name, acct->user, how,
 		error == NULL ? "" : ": ", error == NULL ? "" : error,
-		str_c(acct->err));
+		migrate_spawn_log_lines(str_c(acct->err)));
 	return FALSE;
 }
 
@@ -279,7 +295,8 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 	if (migrate_spawn_read_record(acct, how)) {
 		/* an account that ended well has no reason, even when
 		   errors were logged on the way (a retried pass) */
-		acct->reason = exit_code == 0 ? NULL : acct->rec.error;
+		acct->reason = exit_code == 0 ? NULL : p_strdup(spawn->pool,
+			migrate_text_escape(acct->rec.error));
 	} else {
 		acct->reason = p_strdup_printf(spawn->pool,
 			"doveadm migrate %s without its result", how);

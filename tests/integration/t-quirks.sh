@@ -628,4 +628,18 @@ rig_summary "$MIG_OUT"
 tap_is "$MIG_RC/${MIG[deleted]}" "0/15" "with --force the 15 go"
 tap_run "checker: equal after the forced deletion" compare budget
 
+# --- 11. control characters in a source's names are escaped ---------------------------
+# a folder whose name clears the screen, with a message the source will not
+# give: the name reaches the log, the summary's error and report.json
+user ctl
+scen ctl <<'EOF'
+folders = [{"name": "INBOX", "uidvalidity": 1, "messages": [msg(1, body("one"))]},
+           {"name": "Ctl\x1b[2Jx", "uidvalidity": 2,
+            "messages": [msg(1, body("ctl"), fetch_no=True)]}]
+EOF
+migrate ctl
+tap_is "$(grep -c $'\x1b' "$MIG_OUT")" 0 "no control character of a folder's name reaches the output"
+tap_like "... it is shown as \\x1b" 'Ctl\\x1b\[2Jx' "$(cat "$MIG_OUT")"
+tap_is "$(report ctl | grep -c $'\x1b')" 0 "... nor report.json"
+
 tap_done
