@@ -10,6 +10,9 @@
 #include "ioloop.h"
 #include "net.h"
 #include "mkdir-parents.h"
+#include "strnum.h"
+#include "ipwd.h"
+#include "settings-parser.h"
 #include "master-service.h"
 #include "master-service-settings.h"
 #include "doveadm.h"
@@ -22,6 +25,92 @@
 #include "migrate-credentials.h"
 #include "doveadm-migrate.h"
 
+#include <fcntl.h>
+
+
+/* mail_gid of doveadm's configuration (doveadm's own settings do not
+   have it): the group the mail processes run as */
+struct migrate_cmd_mail_settings {
+	const char *mail_gid;
+};
+static const struct setting_define migrate_cmd_mail_setting_defines[] = {
+	SETTING_DEFINE_STRUCT_STR("mail_gid", mail_gid,
+				  struct migrate_cmd_mail_settings),
+	SETTING_DEFINE_LIST_END
+};
+static const struct migrate_cmd_mail_settings
+migrate_cmd_mail_default_settings = {
+	.mail_gid = "",
+};
+static const struct setting_parser_info migrate_cmd_mail_setting_parser_info = {
+	.module_name = "mail",
+	.defines = migrate_cmd_mail_setting_defines,
+	.defaults = &migrate_cmd_mail_default_settings,
+	.type_offset = SIZE_MAX,
+	.struct_size = sizeof(struct migrate_cmd_mail_settings),
+	.parent_offset = SIZE_MAX,
+};
+
+void migrate_cmd_domain_settings_register(void)
+{
+	doveadm_setting_roots_add(&migrate_cmd_mail_setting_parser_info);
+}
+
+/* mail_gid as a gid, (gid_t)-1 when it is unset or unknown */
+static gid_t migrate_cmd_mail_gid(void)
+{
+	const struct migrate_cmd_mail_settings *set =
+		doveadm_setting_roots_get_settings(
+			&migrate_cmd_mail_setting_parser_info);
+	struct group grp;
+	gid_t gid;
+
+	/* NULL when the settings were read before the module was loaded */
+	if (set == NULL || set->mail_gid[0] == '\0')
+		return (gid_t)-1;
+	if (str_to_gid(set->mail_gid, &gid) == 0)
+		return gid;
+	if (i_getgrnam(set->mail_gid, &grp) <= 0) {
+		i_warning("migrate: mail_gid %s: no such group", set->mail_gid);
+		return (gid_t)-1;
+	}
+	return grp.gr_gid;
+}
+
+/* The default file dict holds the accounts' results besides the phases:
+   root writes it, the mail processes' group reads it (dovecot-lda looks
+   the phase up as the mail user), no one else.  Dovecot's file dict keeps
+   the mode and group of the file it replaces, so it is made right once,
+   before the dict first writes it. */
+static int migrate_cmd_domain_dict_create(const char *path,
+					  const char **error_r)
+{
+	gid_t gid = migrate_cmd_mail_gid();
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+	if (fd == -1) {
+		/* EACCES: not root, and then not writing it either */
+		if (errno == EEXIST || errno == EACCES)
+			return 0;
+		*error_r = t_strdup_printf("open(%s) failed: %m", path);
+		return -1;
+	}
+	if (gid == (gid_t)-1) {
+		i_warning("migrate: %s: created 0600 (mail_gid is not set): "
+			  "dovecot-lda with migrate_lda cannot read it until "
+			  "it is given the mail processes' group and mode 0640",
+			  path);
+	} else if (fchown(fd, (uid_t)-1, gid) < 0 || fchmod(fd, 0640) < 0) {
+		*error_r = t_strdup_printf("fchown/fchmod(%s) failed: %m",
+					   path);
+		i_close_fd(&fd);
+		i_unlink(path);
+		return -1;
+	}
+	i_close_fd(&fd);
+	return 0;
+}
 
 int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
 				  const char **error_r)
@@ -40,6 +129,9 @@ int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
 			*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
 			return -1;
 		}
+		if (migrate_cmd_domain_dict_create(
+			t_strconcat(dir, "/domains", NULL), error_r) < 0)
+			return -1;
 	}
 	return migrate_domain_store_open(
 		migrate_domain_dict_uri(setting, mset->state_dir),

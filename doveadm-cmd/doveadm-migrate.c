@@ -54,7 +54,9 @@ int migrate_cmd_write_report(const char *cmd_name, const char *path,
 {
 	const char *error;
 
-	if (migrate_file_replace(path, str_data(data), str_len(data), 0644,
+	/* user names, folder names and errors of the customer's accounts:
+	   for root only */
+	if (migrate_file_replace(path, str_data(data), str_len(data), 0600,
 				 (uid_t)-1, (gid_t)-1, &error) < 0) {
 		i_error("%s: %s", cmd_name, error);
 		return -1;
@@ -79,6 +81,7 @@ const char *migrate_cmd_plugin_setting(const char *name)
 
 void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
 {
+	migrate_cmd_domain_settings_register();
 	/* "migrate sync" before "migrate": doveadm takes the first name
 	   that the arguments fully match */
 	doveadm_cmd_register_ver2(&doveadm_cmd_migrate_sync);

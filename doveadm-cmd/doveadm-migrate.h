@@ -54,9 +54,13 @@ extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_index;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_prepare;
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_accounts;
 
-/* The domain store from doveadm's configuration (migrate_domain_dict). */
+/* The domain store from doveadm's configuration (migrate_domain_dict);
+   the default file is created 0640 root:<mail_gid> (0600 without one). */
 int migrate_cmd_domain_store_open(struct migrate_domain_store **store_r,
 				  const char **error_r);
+/* From the module's init, before doveadm reads its settings: the mail
+   settings the domain store needs (mail_gid). */
+void migrate_cmd_domain_settings_register(void);
 
 /* Record the failure of one user: the exit code follows the error that
    matters most over all users (migrate_exit_code_merge()). */
@@ -69,7 +73,8 @@ const char *migrate_cmd_doveadm_path(void);
    and our -o settings. */
 void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv);
 
-/* Write a report file atomically; logs the error. */
+/* Write a report file atomically, 0600 (it names the customer's accounts
+   and folders); logs the error. */
 int migrate_cmd_write_report(const char *cmd_name, const char *path,
 			     const string_t *data);
 struct migrate_accounts;
