@@ -136,6 +136,42 @@ static void batch_print_table(struct migrate_spawn *spawn)
 	} T_END;
 }
 
+/* The template's domain, before anything is stored: a finished one is
+   refused (its credentials were deleted on purpose), and a phase that
+   cannot be read is a temporary failure.  The store stays open to
+   record the results, unless this is a dry run.  Returns the exit code. */
+static int batch_open_domain(struct batch_context *bctx,
+			     struct migrate_spawn *spawn)
+{
+	const char *domain_name = spawn->tmpl->dest_domain;
+	struct migrate_domain domain;
+	const char *error;
+	int ret;
+
+	if (migrate_cmd_domain_store_open(&bctx->domain_store, &error) < 0 ||
+	    (ret = migrate_domain_lookup(bctx->domain_store, domain_name,
+					 spawn->pool, &domain, &error)) < 0) {
+		i_error("%s: %s: Cannot read the domain's phase: %s",
+			spawn->cmd_name, domain_name, error);
+		migrate_domain_store_close(&bctx->domain_store);
+		return EX_TEMPFAIL;
+	}
+	if (ret > 0 && domain.phase == MIGRATE_DOMAIN_FINISHED) {
+		i_error("%s: %s is finished (since %s): its accounts are not "
+			"synced and no credentials are stored; "
+			"\"doveadm migrate domain start --force\" migrates it "
+			"again", spawn->cmd_name, domain_name,
+			migrate_domain_time_str(domain.finished));
+		migrate_domain_store_close(&bctx->domain_store);
+		return EX_CONFIG;
+	}
+	if (spawn->set.dry_run)
+		migrate_domain_store_close(&bctx->domain_store);
+	else
+		batch_load_recorded(bctx, spawn->pool, domain_name);
+	return 0;
+}
+
 /* the template's source accounts, for later runs of single accounts */
 static int batch_store_credentials(struct migrate_spawn *spawn)
 {
@@ -186,7 +222,7 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 	struct migrate_spawn_settings set;
 	struct batch_context bctx;
 	struct migrate_spawn *spawn;
-	const char *path, *json_path, *csv_path, *error;
+	const char *path, *json_path, *csv_path;
 	int exit_code;
 
 	if (!doveadm_cmd_param_str(cctx, "template", &path))
@@ -200,23 +236,18 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 	spawn = migrate_spawn_init(name, &set, &batch_vfuncs, &bctx);
 
 	exit_code = migrate_spawn_read_template(spawn, path);
+	if (exit_code == 0)
+		exit_code = batch_open_domain(&bctx, spawn);
 	if (exit_code == 0 && !set.dry_run &&
 	    batch_store_credentials(spawn) < 0)
 		exit_code = EX_TEMPFAIL;
 	if (exit_code != 0) {
+		migrate_domain_store_close(&bctx.domain_store);
+		if (hash_table_is_created(bctx.recorded))
+			hash_table_destroy(&bctx.recorded);
 		doveadm_exit_code = exit_code;
 		migrate_spawn_deinit(&spawn);
 		return;
-	}
-
-	if (!set.dry_run &&
-	    migrate_cmd_domain_store_open(&bctx.domain_store, &error) < 0) {
-		i_warning("%s: Results are not recorded for domain status: %s",
-			  name, error);
-		bctx.domain_store = NULL;
-	} else if (bctx.domain_store != NULL) {
-		batch_load_recorded(&bctx, spawn->pool,
-				    spawn->tmpl->dest_domain);
 	}
 	migrate_spawn_run(spawn);
 	migrate_domain_store_close(&bctx.domain_store);

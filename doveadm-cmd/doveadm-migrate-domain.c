@@ -162,7 +162,8 @@ domain_cmd_init(struct doveadm_cmd_context *cctx,
 	return store;
 }
 
-/* The phase change of the command, or exit with why it is refused. */
+/* The phase change of the command (--force: start a finished domain
+   again), or exit with why it is refused. */
 static void
 domain_cmd_transition(struct doveadm_cmd_context *cctx,
 		      struct migrate_domain_store **store,
@@ -170,8 +171,10 @@ domain_cmd_transition(struct doveadm_cmd_context *cctx,
 		      enum migrate_domain_phase to)
 {
 	const char *error;
+	bool force = FALSE;
 
-	if (migrate_domain_transition(domain, to, ioloop_time, domain,
+	(void)doveadm_cmd_param_bool(cctx, "force", &force);
+	if (migrate_domain_transition(domain, to, force, ioloop_time, domain,
 				      &error) < 0) {
 		migrate_domain_store_close(store);
 		i_fatal_status(EX_USAGE, "%s: %s", cctx->cmd->name, error);
@@ -453,8 +456,9 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_start = {
 	.name = "migrate domain start",
 	.cmd = cmd_migrate_domain_start,
-	.usage = "--old-mx <host>[:<port>] [--source-tls-name <name>] <domain>",
+	.usage = "[--force] --old-mx <host>[:<port>] [--source-tls-name <name>] <domain>",
 DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('f', "force", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "old-mx", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "source-tls-name", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)

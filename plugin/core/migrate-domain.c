@@ -46,8 +46,8 @@ static const char *phase_or_unknown(const struct migrate_domain *domain)
 }
 
 int migrate_domain_transition(const struct migrate_domain *cur,
-			      enum migrate_domain_phase to, time_t now,
-			      struct migrate_domain *new_r,
+			      enum migrate_domain_phase to, bool force,
+			      time_t now, struct migrate_domain *new_r,
 			      const char **error_r)
 {
 	struct migrate_domain domain = *cur;
@@ -59,7 +59,14 @@ int migrate_domain_transition(const struct migrate_domain *cur,
 		return -1;
 	case MIGRATE_DOMAIN_MIGRATING:
 		/* a finished domain may migrate again (e.g. from a second
-		   provider); a running migration is not restarted */
+		   provider), but not by mistake; a running migration is not
+		   restarted */
+		if (cur->phase == MIGRATE_DOMAIN_FINISHED && !force) {
+			*error_r = t_strdup_printf("%s is finished (its source "
+				"credentials are deleted): starting it again "
+				"needs --force", cur->name);
+			return -1;
+		}
 		if (cur->phase != MIGRATE_DOMAIN_NONE &&
 		    cur->phase != MIGRATE_DOMAIN_FINISHED) {
 			*error_r = t_strdup_printf(

@@ -121,14 +121,15 @@ const char *migrate_domain_time_str(time_t t);
 
 /* The phase rules: cur is the domain as migrate_domain_lookup() found it
    (phase none: never migrated).  Start (to migrating) takes a domain that
-   never migrated or has finished, cutover only a migrating one, finish
-   only one past cutover; each records when (now), and a start forgets
-   the times of an earlier migration.  Returns 0 with the domain to save
-   in new_r (the caller adds what else changes, e.g. the old MX of a
-   start), or -1 with why the change is refused. */
+   never migrated, or one that has finished when forced (its credentials
+   are gone, and a start is a new migration); cutover only a migrating
+   one, finish only one past cutover; each records when (now), and a start
+   forgets the times of an earlier migration.  Returns 0 with the domain
+   to save in new_r (the caller adds what else changes, e.g. the old MX of
+   a start), or -1 with why the change is refused. */
 int migrate_domain_transition(const struct migrate_domain *cur,
-			      enum migrate_domain_phase to, time_t now,
-			      struct migrate_domain *new_r,
+			      enum migrate_domain_phase to, bool force,
+			      time_t now, struct migrate_domain *new_r,
 			      const char **error_r);
 /* The domain part of a user name, lowercased ("" when there is none). */
 const char *migrate_user_domain(const char *user);

@@ -22,19 +22,27 @@ static const struct migrate_domain test_domains[] = {
 	  .old_mx_port = 25 },
 };
 
-/* from the phase of test_domains[from] to the phase to: NULL when
-   allowed, else why not ("%T" the start time) */
+/* from the phase of test_domains[from] to the phase to (forced or not):
+   NULL when allowed, else why not ("%T" the start time) */
 static const struct {
 	enum migrate_domain_phase from, to;
 	const char *error;
+	bool force;
 } test_transitions[] = {
-	/* start */
+	/* start; a finished domain only when forced */
 	{ MIGRATE_DOMAIN_NONE, MIGRATE_DOMAIN_MIGRATING, NULL },
-	{ MIGRATE_DOMAIN_FINISHED, MIGRATE_DOMAIN_MIGRATING, NULL },
+	{ MIGRATE_DOMAIN_FINISHED, MIGRATE_DOMAIN_MIGRATING, NULL, TRUE },
+	{ MIGRATE_DOMAIN_FINISHED, MIGRATE_DOMAIN_MIGRATING,
+	  "example.com is finished (its source credentials are deleted): "
+	  "starting it again needs --force" },
 	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_MIGRATING,
 	  "example.com is already in phase migrating (since %T)" },
+	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_MIGRATING,
+	  "example.com is already in phase migrating (since %T)", TRUE },
 	{ MIGRATE_DOMAIN_CUTOVER, MIGRATE_DOMAIN_MIGRATING,
 	  "example.com is already in phase cutover (since %T)" },
+	{ MIGRATE_DOMAIN_CUTOVER, MIGRATE_DOMAIN_MIGRATING,
+	  "example.com is already in phase cutover (since %T)", TRUE },
 	/* cutover */
 	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_CUTOVER, NULL },
 	{ MIGRATE_DOMAIN_NONE, MIGRATE_DOMAIN_CUTOVER,
@@ -69,6 +77,7 @@ static void test_domain_transitions(void)
 		cur = &test_domains[test_transitions[i].from];
 		error = NULL;
 		ret = migrate_domain_transition(cur, test_transitions[i].to,
+						test_transitions[i].force,
 						NOW, &domain, &error);
 		expected = test_transitions[i].error;
 		if (expected == NULL) {
@@ -100,29 +109,29 @@ static void test_domain_times(void)
 	/* a start forgets the times of the last migration */
 	test_assert(migrate_domain_transition(
 		&test_domains[MIGRATE_DOMAIN_FINISHED],
-		MIGRATE_DOMAIN_MIGRATING, NOW, &domain, &error) == 0);
+		MIGRATE_DOMAIN_MIGRATING, TRUE, NOW, &domain, &error) == 0);
 	test_assert(domain.started == NOW && domain.cutover == 0 &&
 		    domain.finished == 0);
 	/* the others keep what was before */
 	test_assert(migrate_domain_transition(
 		&test_domains[MIGRATE_DOMAIN_MIGRATING],
-		MIGRATE_DOMAIN_CUTOVER, NOW, &domain, &error) == 0);
+		MIGRATE_DOMAIN_CUTOVER, FALSE, NOW, &domain, &error) == 0);
 	test_assert(domain.started == T0 && domain.cutover == NOW &&
 		    domain.finished == 0);
 	test_assert_strcmp(domain.old_mx_addrs, "192.0.2.1");
 	test_assert(migrate_domain_transition(
 		&test_domains[MIGRATE_DOMAIN_CUTOVER],
-		MIGRATE_DOMAIN_FINISHED, NOW, &domain, &error) == 0);
+		MIGRATE_DOMAIN_FINISHED, FALSE, NOW, &domain, &error) == 0);
 	test_assert(domain.started == T0 && domain.cutover == T0 + 60 &&
 		    domain.finished == NOW);
 	/* the domain may be the result too */
 	domain = test_domains[MIGRATE_DOMAIN_MIGRATING];
 	test_assert(migrate_domain_transition(&domain,
-		MIGRATE_DOMAIN_CUTOVER, NOW, &domain, &error) == 0);
+		MIGRATE_DOMAIN_CUTOVER, FALSE, NOW, &domain, &error) == 0);
 	test_assert(domain.phase == MIGRATE_DOMAIN_CUTOVER);
 	domain = test_domains[MIGRATE_DOMAIN_MIGRATING];
 	test_assert(migrate_domain_transition(&domain,
-		MIGRATE_DOMAIN_FINISHED, NOW, &domain, &error) < 0);
+		MIGRATE_DOMAIN_FINISHED, FALSE, NOW, &domain, &error) < 0);
 	test_assert(domain.phase == MIGRATE_DOMAIN_MIGRATING);
 	test_assert_strcmp(migrate_domain_time_str(0), "-");
 	test_end();
