@@ -581,11 +581,13 @@ static int migrate_spawn_check_users(struct migrate_spawn *spawn,
 			i_error("%s:%u: column %d (dest_user): %s does not exist "
 				"in the userdb", spawn->tmpl->path,
 				acct->row->line, MIGRATE_TEMPLATE_DEST_USER + 1,
-				acct->row->dest_user);
+				migrate_template_value_str(
+					acct->row->dest_user, FALSE));
 			(*problems_r)++;
 		} else {
 			i_error("%s: userdb lookup of %s failed%s%s",
-				spawn->cmd_name, acct->row->dest_user,
+				spawn->cmd_name, migrate_template_value_str(
+					acct->row->dest_user, FALSE),
 				fields != NULL && fields[0] != NULL ? ": " : "",
 				fields != NULL && fields[0] != NULL ?
 				fields[0] : "");

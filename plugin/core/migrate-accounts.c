@@ -47,6 +47,9 @@ accounts_columns[MIGRATE_ACCOUNTS_COLUMN_COUNT] = {
 					       "formatodata") },
 };
 
+#define ACCOUNTS_COLUMN_NAMES "username, domain, password, quota, type, " \
+	"full name, language, time zone, date format"
+
 struct accounts_reader {
 	struct migrate_accounts *accounts;
 	struct migrate_table *table;
@@ -61,13 +64,26 @@ accounts_header(struct accounts_reader *r,
 	int column;
 	bool twice, ok = TRUE;
 
+	/* a file without its header row starts with an account: its values
+	   (a password among them) are no column names to show */
+	for (i = 0; i < rec->count; i++) {
+		if (migrate_table_column_by_name(r->table, rec->fields[i]) >= 0)
+			break;
+	}
+	if (i == rec->count) {
+		migrate_table_error(r->table, rec->line, -1,
+			"the first row is not a header: it names none of the "
+			"columns (expected: "ACCOUNTS_COLUMN_NAMES")");
+		return FALSE;
+	}
+
 	for (i = 0; i < rec->count; i++) {
 		column = migrate_table_header_add(r->table, rec->fields[i],
 						  &twice);
 		if (column < 0) {
 			migrate_table_note(r->table, rec->line,
 				"column %u (%s) is not one of ours: ignored",
-				i + 1, rec->fields[i]);
+				i + 1, migrate_template_value_str(rec->fields[i], FALSE));
 		} else if (twice) {
 			migrate_table_error(r->table, rec->line, column,
 					    "named twice in the header");
@@ -79,8 +95,7 @@ accounts_header(struct accounts_reader *r,
 		    i != MIGRATE_ACCOUNTS_DATE_FORMAT) {
 			migrate_table_error(r->table, rec->line, -1,
 				"the header has no column %s (expected: "
-				"username, domain, password, quota, type, full "
-				"name, language, time zone, date format)",
+				ACCOUNTS_COLUMN_NAMES")",
 				accounts_columns[i].name);
 			ok = FALSE;
 		}
@@ -266,9 +281,10 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 		} else if (!user_valid(local)) {
 			migrate_table_error(table, line,
 				MIGRATE_ACCOUNTS_USERNAME,
-				"invalid user name '%s' (letters, digits "
+				"invalid user name %s (letters, digits "
 				"and . _ + - only, no leading, trailing or "
-				"double dot, at most 64)", local);
+				"double dot, at most 64)",
+				migrate_template_value_str(local, TRUE));
 		}
 		acc.user = local;
 	}
@@ -281,7 +297,8 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 		if (!domain_valid(domain)) {
 			migrate_table_error(table, line,
 				MIGRATE_ACCOUNTS_DOMAIN,
-				"invalid domain '%s'", domain);
+				"invalid domain %s",
+				migrate_template_value_str(domain, TRUE));
 		}
 		acc.user = t_strconcat(acc.user == NULL ? "" : acc.user, "@",
 				       domain, NULL);
@@ -297,8 +314,8 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 	if (value[MIGRATE_ACCOUNTS_QUOTA] != NULL &&
 	    !quota_parse(value[MIGRATE_ACCOUNTS_QUOTA], &acc.quota_mib)) {
 		migrate_table_error(table, line, MIGRATE_ACCOUNTS_QUOTA,
-			"'%s' is not a positive number of GB (e.g. 5 or 2.5)",
-			value[MIGRATE_ACCOUNTS_QUOTA]);
+			"%s is not a positive number of GB (e.g. 5 or 2.5)",
+			migrate_template_value_str(value[MIGRATE_ACCOUNTS_QUOTA], TRUE));
 	}
 	if (value[MIGRATE_ACCOUNTS_TYPE] != NULL) {
 		if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "0") == 0)
@@ -307,34 +324,37 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 			acc.type = 1;
 		else {
 			migrate_table_error(table, line, MIGRATE_ACCOUNTS_TYPE,
-				"'%s' is not 0 (basic) or 1 (sync)",
-				value[MIGRATE_ACCOUNTS_TYPE]);
+				"%s is not 0 (basic) or 1 (sync)",
+				migrate_template_value_str(value[MIGRATE_ACCOUNTS_TYPE],
+							   TRUE));
 		}
 	}
 	acc.full_name = value[MIGRATE_ACCOUNTS_FULL_NAME];
 	if (acc.full_name != NULL && !full_name_valid(acc.full_name)) {
 		migrate_table_error(table, line, MIGRATE_ACCOUNTS_FULL_NAME,
-			"'%s' has a character other than letters, digits, "
-			"space, apostrophe, dot, @ and hyphen", acc.full_name);
+			"%s has a character other than letters, digits, "
+			"space, apostrophe, dot, @ and hyphen",
+			migrate_template_value_str(acc.full_name, TRUE));
 	}
 	acc.language = value[MIGRATE_ACCOUNTS_LANGUAGE];
 	if (acc.language != NULL && !language_valid(acc.language)) {
 		migrate_table_error(table, line, MIGRATE_ACCOUNTS_LANGUAGE,
-			"'%s' is not a language tag (e.g. pt-br)",
-			acc.language);
+			"%s is not a language tag (e.g. pt-br)",
+			migrate_template_value_str(acc.language, TRUE));
 	}
 	acc.time_zone = value[MIGRATE_ACCOUNTS_TIME_ZONE];
 	if (acc.time_zone != NULL &&
 	    !time_zone_valid(r->zoneinfo_dir, acc.time_zone)) {
 		migrate_table_error(table, line, MIGRATE_ACCOUNTS_TIME_ZONE,
-			"'%s' is not a time zone of %s (e.g. "
-			"America/Sao_Paulo)", acc.time_zone, r->zoneinfo_dir);
+			"%s is not a time zone of %s (e.g. "
+			"America/Sao_Paulo)", migrate_template_value_str(acc.time_zone, TRUE),
+			r->zoneinfo_dir);
 	}
 	acc.date_format = value[MIGRATE_ACCOUNTS_DATE_FORMAT];
 	if (!date_format_valid(acc.date_format)) {
 		migrate_table_error(table, line, MIGRATE_ACCOUNTS_DATE_FORMAT,
-			"'%s' has a space or control character, or is longer "
-			"than 32", acc.date_format);
+			"%s has a space or control character, or is longer "
+			"than 32", migrate_template_value_str(acc.date_format, TRUE));
 	}
 	if (migrate_table_error_count(table) != errors)
 		return;

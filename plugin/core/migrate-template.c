@@ -7,6 +7,7 @@
 #include "hash.h"
 #include "unichar.h"
 #include "safe-memset.h"
+#include "migrate-text.h"
 #include "migrate-table.h"
 #include "migrate-tls.h"
 #include "migrate-template.h"
@@ -56,11 +57,12 @@ template_header(struct template_reader *r,
 		if (column < 0) {
 			migrate_table_note(r->table, rec->line,
 				"header column %u (%s) is not one we know; "
-				"ignored", i + 1, rec->fields[i]);
+				"ignored", i + 1,
+				migrate_template_value_str(rec->fields[i], FALSE));
 		} else if (twice) {
 			migrate_table_error(r->table, rec->line, -1,
-				"header column %u (%s) names %s twice",
-				i + 1, rec->fields[i],
+				"header column %u (%s) names %s twice", i + 1,
+				migrate_template_value_str(rec->fields[i], FALSE),
 				template_columns[column].name);
 		}
 	}
@@ -294,6 +296,16 @@ bool migrate_password_policy_check(const char *password,
 	return FALSE;
 }
 
+const char *migrate_template_value_str(const char *value, bool quote)
+{
+	const char *reason;
+
+	if (migrate_password_policy_check(value, &reason))
+		return "a value that may be a password (not shown)";
+	value = migrate_text_escape(value);
+	return quote ? t_strdup_printf("'%s'", value) : value;
+}
+
 static const char *user_domain(const char *user)
 {
 	const char *p = strrchr(user, '@');
@@ -365,8 +377,9 @@ template_cross_check(struct migrate_template *tmpl,
 		if (strcmp(domain, tmpl->dest_domain) != 0) {
 			migrate_table_error(table, row->line,
 				MIGRATE_TEMPLATE_DEST_USER,
-				"domain '%s' differs from '%s' of line %u "
-				"(one domain per file)", domain,
+				"domain %s differs from '%s' of line %u "
+				"(one domain per file)",
+				migrate_template_value_str(domain, TRUE),
 				tmpl->dest_domain, main_row->line);
 		}
 
@@ -375,7 +388,8 @@ template_cross_check(struct migrate_template *tmpl,
 		if (value != NULL) {
 			migrate_table_error(table, row->line,
 				MIGRATE_TEMPLATE_DEST_USER,
-				"%s is also on line %u", row->dest_user,
+				"%s is also on line %u",
+				migrate_template_value_str(row->dest_user, FALSE),
 				POINTER_CAST_TO(value, unsigned int));
 		} else {
 			hash_table_insert(dest_users, key,
@@ -390,7 +404,8 @@ template_cross_check(struct migrate_template *tmpl,
 			migrate_table_error(table, row->line,
 				MIGRATE_TEMPLATE_SOURCE_USER,
 				"%s at %s is also on line %u",
-				row->source_user, row->source_host,
+				migrate_template_value_str(row->source_user, FALSE),
+				row->source_host,
 				POINTER_CAST_TO(value, unsigned int));
 		} else {
 			hash_table_insert(sources, key,

@@ -85,4 +85,12 @@ unsigned int migrate_majority_index(const char *const *values,
 bool migrate_password_policy_check(const char *password,
 				   const char **reason_r);
 
+/* A value of a template's row for a problem's text: its control
+   characters escaped, in single quotes when quote is TRUE; but "a value
+   that may be a password (not shown)" when it meets the password policy,
+   whatever its column: in a row whose values are under other columns
+   than the header says, a password can be anywhere.  A password column's
+   value is never given to it. */
+const char *migrate_template_value_str(const char *value, bool quote);
+
 #endif

@@ -278,6 +278,41 @@ static void test_accounts_must_fail(void)
 	test_end();
 }
 
+/* no problem shows a password, wherever it is in the row */
+static void test_accounts_secret_values(void)
+{
+	struct migrate_accounts *accounts;
+	const char *msg;
+
+	test_begin("accounts: a password under another column is not shown");
+	/* no header: the first row would name the columns with its values */
+	accounts = test_accounts_read("noheader.csv", OK_ROW OK_ROW);
+	test_migrate_assert_one_error(&accounts->errors, accounts->path,
+		":1: the first row is not a header: it names none of the "
+		"columns (expected: username, domain, password, quota, type, "
+		"full name, language, time zone, date format)", 0);
+	array_foreach_elem(&accounts->notes, msg)
+		test_assert(strstr(msg, "ass1") == NULL);
+	migrate_accounts_free(&accounts);
+
+	/* the header's columns in another order than the values' */
+	accounts = test_accounts_read("misaligned.csv",
+		"username,domain,quota,password,type,full name,language,"
+		"time zone,date format\n" OK_ROW);
+	test_assert(array_count(&accounts->errors) == 2);
+	if (array_count(&accounts->errors) == 2) {
+		test_assert_strcmp(array_idx_elem(&accounts->errors, 1),
+			t_strconcat(accounts->path, ":2: column 4 (quota): a "
+				    "value that may be a password (not shown) "
+				    "is not a positive number of GB (e.g. 5 or "
+				    "2.5)", NULL));
+	}
+	array_foreach_elem(&accounts->errors, msg)
+		test_assert(strstr(msg, "ass1") == NULL);
+	migrate_accounts_free(&accounts);
+	test_end();
+}
+
 static void test_accounts_sorted(void)
 {
 	struct migrate_accounts *accounts;
@@ -317,6 +352,7 @@ void test_migrate_accounts(void)
 {
 	test_accounts_valid();
 	test_accounts_must_fail();
+	test_accounts_secret_values();
 	test_accounts_sorted();
 	test_accounts_unreadable();
 }

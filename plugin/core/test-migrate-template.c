@@ -296,6 +296,28 @@ static void test_template_must_fail(void)
 	test_end();
 }
 
+/* no problem shows a password, wherever it is in the row */
+static void test_template_secret_values(void)
+{
+	struct migrate_template *tmpl;
+	const char *msg;
+
+	test_begin("template: a password under another column is not shown");
+	/* source_password and dest_user swapped in the header, twice */
+	tmpl = test_read("misaligned.txt",
+		"source_host,source_user,dest_user,dest_host,source_password,"
+		"dest_password\n"
+		"h,ana,0ld!Secret,mx,ana@example.com,Str0ng!pass\n"
+		"h,bob,0ld!Secret,mx,bob@example.com,Str0ng!pass\n");
+	test_migrate_assert_one_error(&tmpl->errors, tmpl->path,
+		":3: column 5 (dest_user): a value that may be a password (not "
+		"shown) is also on line 2", 0);
+	array_foreach_elem(&tmpl->errors, msg)
+		test_assert(strstr(msg, "Secret") == NULL);
+	migrate_template_free(&tmpl);
+	test_end();
+}
+
 static void test_template_bounds(void)
 {
 	struct migrate_template *tmpl;
@@ -359,6 +381,7 @@ void test_migrate_template(void)
 	test_template_tls_name();
 	test_template_errors();
 	test_template_must_fail();
+	test_template_secret_values();
 	test_template_bounds();
 	test_template_missing();
 	test_password_policy();
