@@ -245,6 +245,24 @@ int migrate_credentials_read(const char *dir, const char *user, pool_t pool,
 	return result < 0 ? -1 : 1;
 }
 
+/* A file of a user whose escaped name ends with suffix ("@domain"): the
+   store's own, or a temp file a crashed write left, "NAME.tmp.<...>"
+   (migrate_file_replace()) or "NAME.tmp" (before unique temp names). */
+static bool credentials_name_has_suffix(const char *name, const char *suffix)
+{
+	size_t suffix_len = strlen(suffix);
+	const char *p;
+
+	for (p = name + 1; *p != '\0'; p++) {
+		if (strncasecmp(p, suffix, suffix_len) != 0)
+			continue;
+		if (p[suffix_len] == '\0' || strcmp(p + suffix_len, ".tmp") == 0 ||
+		    str_begins(p + suffix_len, ".tmp."))
+			return TRUE;
+	}
+	return FALSE;
+}
+
 int migrate_credentials_delete_domain(const char *dir, const char *domain,
 				      unsigned int *count_r,
 				      const char **error_r)
@@ -253,7 +271,6 @@ int migrate_credentials_delete_domain(const char *dir, const char *domain,
 	ARRAY_TYPE(const_string) names;
 	const char *name, *path;
 	struct dirent *d;
-	size_t len;
 	DIR *dirp;
 
 	*count_r = 0;
@@ -270,14 +287,8 @@ int migrate_credentials_delete_domain(const char *dir, const char *domain,
 	   included: no name is decoded and encoded again */
 	t_array_init(&names, 16);
 	while ((d = readdir(dirp)) != NULL) {
-		name = d->d_name;
-		len = strlen(name);
-		if (len > 4 && strcmp(name + len - 4, ".tmp") == 0)
-			len -= 4;
-		if (len > str_len(suffix) &&
-		    strncasecmp(name + len - str_len(suffix), str_c(suffix),
-				str_len(suffix)) == 0) {
-			name = t_strdup(name);
+		if (credentials_name_has_suffix(d->d_name, str_c(suffix))) {
+			name = t_strdup(d->d_name);
 			array_push_back(&names, &name);
 		}
 	}

@@ -1,12 +1,18 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "str.h"
+#include "strnum.h"
+#include "hostpid.h"
 #include "ostream.h"
+#include "safe-mkstemp.h"
 #include "migrate-file.h"
 
 #include <stdio.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 struct migrate_file_replace {
@@ -41,36 +47,70 @@ migrate_file_replace_fail(struct migrate_file_replace **_rep,
 	migrate_file_replace_free(_rep);
 }
 
+/* Temp files of path that a writer on this host left when it died (a
+   crash, kill -9): the PID in their name is no process any more.  A
+   living writer's file, or another host's, is not touched. */
+static void migrate_file_remove_stale(const char *path)
+{
+	const char *p = strrchr(path, '/');
+	const char *dir = p == NULL ? "." :
+		p == path ? "/" : t_strdup_until(path, p);
+	const char *prefix = t_strconcat(p == NULL ? path : p + 1, ".tmp.",
+					 my_hostname, ".", NULL);
+	size_t prefix_len = strlen(prefix);
+	const char *end;
+	unsigned int pid;
+	struct dirent *d;
+	DIR *dirp;
+
+	dirp = opendir(dir);
+	if (dirp == NULL)
+		return;
+	while ((d = readdir(dirp)) != NULL) {
+		if (strncmp(d->d_name, prefix, prefix_len) != 0 ||
+		    str_parse_uint(d->d_name + prefix_len, &pid, &end) < 0 ||
+		    *end != '.' || pid == 0 || (pid_t)pid == getpid())
+			continue;
+		if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
+			i_unlink_if_exists(t_strconcat(dir, "/", d->d_name,
+						       NULL));
+		}
+	}
+	(void)closedir(dirp);
+}
+
 int migrate_file_replace_begin(const char *path, mode_t mode, uid_t uid,
 			       gid_t gid, struct migrate_file_replace **rep_r,
 			       const char **error_r)
 {
 	struct migrate_file_replace *rep;
-	const char *temp_path = t_strconcat(path, ".tmp", NULL);
+	string_t *temp_path = t_str_new(256);
 	int fd;
 
-	/* a temp file left by a crash */
-	if (unlink(temp_path) < 0 && errno != ENOENT) {
-		*error_r = t_strdup_printf("unlink(%s) failed: %m", temp_path);
-		return -1;
-	}
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+	migrate_file_remove_stale(path);
+	/* a name of its own: two writers never share a temp file, and no
+	   one can put a symlink where it will be (O_EXCL) */
+	str_printfa(temp_path, "%s.tmp.", path);
+	fd = safe_mkstemp_hostpid(temp_path, 0600, (uid_t)-1, (gid_t)-1);
 	if (fd == -1) {
-		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);
+		*error_r = t_strdup_printf("safe_mkstemp(%s) failed: %m",
+					   str_c(temp_path));
 		return -1;
 	}
 	rep = i_new(struct migrate_file_replace, 1);
 	rep->path = i_strdup(path);
-	rep->temp_path = i_strdup(temp_path);
+	rep->temp_path = i_strdup(str_c(temp_path));
 	rep->fd = fd;
 	if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
 	    fchown(fd, uid, gid) < 0) {
-		*error_r = t_strdup_printf("fchown(%s) failed: %m", temp_path);
+		*error_r = t_strdup_printf("fchown(%s) failed: %m",
+					   rep->temp_path);
 		migrate_file_replace_fail(&rep, error_r);
 		return -1;
 	}
 	if (fchmod(fd, mode) < 0) {
-		*error_r = t_strdup_printf("fchmod(%s) failed: %m", temp_path);
+		*error_r = t_strdup_printf("fchmod(%s) failed: %m",
+					   rep->temp_path);
 		migrate_file_replace_fail(&rep, error_r);
 		return -1;
 	}

@@ -4,12 +4,15 @@
 #include <sys/types.h>
 
 /* Replacing a file so that a crash leaves either the old or the new one,
-   whole: the new contents go to path.tmp (created anew, never through a
-   symlink, 0600 until it gets mode and, unless they are (uid_t)-1 /
-   (gid_t)-1, uid and gid), which is fsync'd and renamed over path, and
-   the directory is fsync'd.  Once finish returns, the new file is what a
-   crash leaves, so the caller may remove what it replaces (the state's
-   journal).  On failure the temp file is removed and path is untouched. */
+   whole: the new contents go to a temp file of a name of its own,
+   path.tmp.<host>.<pid>.<random> (Dovecot's safe_mkstemp_hostpid():
+   created anew with O_EXCL, so never through a symlink; 0600 until it
+   gets mode and, unless they are (uid_t)-1 / (gid_t)-1, uid and gid),
+   which is fsync'd and renamed over path, and the directory is fsync'd.
+   Once finish returns, the new file is what a crash leaves, so the caller
+   may remove what it replaces (the state's journal).  On failure the temp
+   file is removed and path is untouched.  Temp files of path that a
+   process of this host left when it died are removed at begin. */
 
 struct migrate_file_replace;
 

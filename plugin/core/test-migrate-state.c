@@ -617,12 +617,14 @@ static void test_migrate_state_write_errors(void)
 {
 	struct migrate_state *state;
 	struct migrate_state_folder *folder;
-	const char *dir, *journal_path, *temp_path, *error;
+	const char *dir, *journal_path, *state_path, *temp_path, *error;
 
 	test_begin("migrate state write errors");
 	dir = test_state_dir();
 	journal_path = t_strconcat(dir, "/journal", NULL);
-	temp_path = t_strconcat(dir, "/state.tmp", NULL);
+	state_path = t_strconcat(dir, "/state", NULL);
+	/* the temp file's name begins so */
+	temp_path = t_strconcat(state_path, ".tmp.", NULL);
 	state = test_state_open(dir);
 	folder = migrate_state_folder_add(state, "a", "a");
 	migrate_state_map_add(state, folder, 1, 1);
@@ -641,14 +643,15 @@ static void test_migrate_state_write_errors(void)
 	folder = migrate_state_folder_lookup(state, "a");
 	test_assert(folder != NULL && array_count(&folder->map) == 1);
 
-	/* a failed commit leaves the journal */
-	if (mkdir(temp_path, 0700) < 0)
-		i_fatal("mkdir(%s) failed: %m", temp_path);
+	/* a failed commit leaves the journal (a directory where the state
+	   file goes: the rename fails) */
+	if (mkdir(state_path, 0700) < 0)
+		i_fatal("mkdir(%s) failed: %m", state_path);
 	test_assert(migrate_state_commit(state, &error) < 0);
 	test_assert(strstr(error, temp_path) != NULL);
 	test_assert(test_file_exists(journal_path));
-	if (rmdir(temp_path) < 0)
-		i_fatal("rmdir(%s) failed: %m", temp_path);
+	if (rmdir(state_path) < 0)
+		i_fatal("rmdir(%s) failed: %m", state_path);
 	test_state_commit(state);
 	test_assert(!test_file_exists(journal_path));
 	migrate_state_close(&state);
