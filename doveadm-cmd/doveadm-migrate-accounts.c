@@ -235,6 +235,7 @@ static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 
 	if (!doveadm_cmd_param_str(cctx, "template", &path))
 		help_ver2(cctx->cmd);
+	migrate_cmd_protect_secrets(name);
 	(void)doveadm_cmd_param_bool(cctx, "dry-run", &dry_run);
 	(void)doveadm_cmd_param_bool(cctx, "update", &update);
 	(void)doveadm_cmd_param_str(cctx, "json", &json_path);

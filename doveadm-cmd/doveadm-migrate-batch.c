@@ -227,6 +227,7 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 
 	if (!doveadm_cmd_param_str(cctx, "template", &path))
 		help_ver2(cctx->cmd);
+	migrate_cmd_protect_secrets(name);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	i_zero(&set);
 	migrate_spawn_params(cctx, name, &set, &json_path, &csv_path);

@@ -331,6 +331,7 @@ static void cmd_migrate_check(struct doveadm_cmd_context *cctx)
 	if (!doveadm_cmd_param_str(cctx, "template", &path))
 		help_ver2(cctx->cmd);
 	(void)doveadm_cmd_param_bool(cctx, "pin", &pin);
+	migrate_cmd_protect_secrets(name);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	i_zero(&ctx);
 	if (doveadm_cmd_param_int64(cctx, "rate", &num)) {

@@ -665,6 +665,8 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	enum migrate_error error_code;
 	const char *mode, *error = NULL;
 
+	/* the change of user may have made us dumpable again */
+	migrate_cmd_protect_secrets("migrate");
 	i_zero(&stats);
 	i_zero(&peer);
 	if (ctx->domain_phase == MIGRATE_DOMAIN_FINISHED) {
@@ -811,6 +813,9 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 {
 	struct migrate_cmd_context *ctx;
 
+	/* the source passwords: from stdin (-K), the credential store or
+	   the settings */
+	migrate_cmd_protect_secrets("migrate");
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
 	p_array_init(&ctx->domain_pins, ctx->ctx.pool, 4);
 	ctx->ctx.getopt_args = "nfqKMa:w:R:";
@@ -908,6 +913,8 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 	long owner_pid;
 	int ret = -1;
 
+	/* the change of user may have made us dumpable again */
+	migrate_cmd_protect_secrets("migrate worker");
 	/* a job line lists UIDs: a fragmented folder makes it long */
 	input = i_stream_create_fd(STDIN_FILENO, 16*1024*1024);
 	line = i_stream_read_next_line(input);
@@ -971,6 +978,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_worker_alloc(void)
 {
 	struct migrate_cmd_context *ctx;
 
+	migrate_cmd_protect_secrets("migrate worker");
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
 	p_array_init(&ctx->domain_pins, ctx->ctx.pool, 4);
 	ctx->ctx.v.run = cmd_migrate_worker_run;

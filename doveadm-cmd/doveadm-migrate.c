@@ -49,6 +49,14 @@ void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv)
 	}
 }
 
+void migrate_cmd_protect_secrets(const char *cmd_name)
+{
+	const char *error;
+
+	if (migrate_credentials_protect_process(&error) < 0)
+		i_fatal_status(EX_SOFTWARE, "%s: %s", cmd_name, error);
+}
+
 int migrate_cmd_write_report(const char *cmd_name, const char *path,
 			     const string_t *data)
 {

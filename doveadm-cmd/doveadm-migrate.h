@@ -73,6 +73,10 @@ const char *migrate_cmd_doveadm_path(void);
    and our -o settings. */
 void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv);
 
+/* Early in a verb that reads passwords (a template, the credential store,
+   -K), and again after a change of user: no core dump, not dumpable
+   (migrate_credentials_protect_process()); exits 70 when that fails. */
+void migrate_cmd_protect_secrets(const char *cmd_name);
 /* Write a report file atomically, 0600 (it names the customer's accounts
    and folders); logs the error. */
 int migrate_cmd_write_report(const char *cmd_name, const char *path,

@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <dirent.h>
 
 #define CREDENTIALS_HEADER "dovecot-migrate credentials 1"
@@ -91,6 +93,23 @@ static int credentials_dir_check(const char *dir, bool create,
 		return -1;
 	}
 	return 1;
+}
+
+int migrate_credentials_protect_process(const char **error_r)
+{
+	const struct rlimit rlim = { .rlim_cur = 0, .rlim_max = 0 };
+
+	/* prctl() itself: restrict_access_set_dumpable() logs its failure
+	   instead of returning it */
+	if (setrlimit(RLIMIT_CORE, &rlim) < 0) {
+		*error_r = t_strdup_printf("setrlimit(RLIMIT_CORE, 0) failed: %m");
+		return -1;
+	}
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		*error_r = t_strdup_printf("prctl(PR_SET_DUMPABLE, 0) failed: %m");
+		return -1;
+	}
+	return 0;
 }
 
 void migrate_credentials_serialize(string_t *dest,

@@ -22,6 +22,14 @@ struct migrate_credentials {
 	const char *source_tls_name;
 };
 
+/* For a process that is going to hold passwords (source credentials,
+   the passwords of a template): no core dump (RLIMIT_CORE 0, the hard
+   limit too, which a process without privileges cannot raise again) and
+   not dumpable (no ptrace and no /proc/PID/mem by other processes of its
+   uid).  Call it again after a change of user, which may make the
+   process dumpable again.  Returns -1 with why when either fails. */
+int migrate_credentials_protect_process(const char **error_r);
+
 /* The file format, also what "doveadm migrate -K" reads on stdin. */
 void migrate_credentials_serialize(string_t *dest,
 				   const struct migrate_credentials *cred);

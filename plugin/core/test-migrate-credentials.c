@@ -8,6 +8,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 static const char *test_store_dir(const char *name)
 {
@@ -217,8 +220,38 @@ static void test_credentials_parse(void)
 	pool_unref(&pool);
 }
 
+/* in a child of its own: the test process stays as it was */
+static void test_credentials_protect_process(void)
+{
+	struct rlimit rlim;
+	const char *error;
+	pid_t pid;
+	int status, ret;
+
+	test_begin("credentials: a process holding them dumps no core");
+	pid = fork();
+	if (pid < 0)
+		i_fatal("fork() failed: %m");
+	if (pid == 0) {
+		/* 1: failed, 2: still dumpable, 3: a core limit left */
+		ret = 0;
+		if (migrate_credentials_protect_process(&error) < 0)
+			ret = 1;
+		else if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
+			ret = 2;
+		else if (getrlimit(RLIMIT_CORE, &rlim) < 0 ||
+			 rlim.rlim_cur != 0 || rlim.rlim_max != 0)
+			ret = 3;
+		_exit(ret);
+	}
+	test_assert(waitpid(pid, &status, 0) == pid);
+	test_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	test_end();
+}
+
 void test_migrate_credentials(void)
 {
+	test_credentials_protect_process();
 	test_credentials_store();
 	test_credentials_must_fail();
 	test_credentials_parse();
