@@ -5,7 +5,6 @@
 #include "test-migrate.h"
 #include "migrate-credentials.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,17 +27,6 @@ static const char *test_odd_password(void)
 		str_append_c(str, c);
 	str_append(str, "\xc3\xa7\xc3\xa3 \xe2\x82\xac \\t \"x\" 'y' ;,=[]");
 	return str_c(str);
-}
-
-static void test_credentials_file(const char *dir, const char *name)
-{
-	const char *path = t_strconcat(dir, "/", name, NULL);
-	int fd;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	if (fd == -1)
-		i_fatal("open(%s) failed: %m", path);
-	i_close_fd(&fd);
 }
 
 static void test_credentials_store(void)
@@ -114,10 +102,14 @@ static void test_credentials_store(void)
 					      &error) == 0);
 	/* temp files of writes that crashed, of this version and of the
 	   one before (a fixed ".tmp"); the other domain's stays */
-	test_credentials_file(dir, "e@example.com.tmp.host.123.0a1b");
-	test_credentials_file(dir, "f@example.com.tmp");
-	test_credentials_file(dir, "g.tmp.x@EXAMPLE.com.tmp.h.1.2");
-	test_credentials_file(dir, "d@other.example.tmp.host.123.0a1b");
+	(void)test_migrate_write("store/" MIGRATE_CREDENTIALS_SUBDIR
+				 "/e@example.com.tmp.host.123.0a1b", "");
+	(void)test_migrate_write("store/" MIGRATE_CREDENTIALS_SUBDIR
+				 "/f@example.com.tmp", "");
+	(void)test_migrate_write("store/" MIGRATE_CREDENTIALS_SUBDIR
+				 "/g.tmp.x@EXAMPLE.com.tmp.h.1.2", "");
+	(void)test_migrate_write("store/" MIGRATE_CREDENTIALS_SUBDIR
+				 "/d@other.example.tmp.host.123.0a1b", "");
 	test_assert(migrate_credentials_delete_domain(dir, "example.com",
 						      &count, &error) == 0);
 	test_assert(count == 5);

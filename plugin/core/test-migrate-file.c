@@ -53,15 +53,6 @@ static const char *test_file_names(const char *prefix)
 	return t_strarray_join(array_front(&names), " ");
 }
 
-static void test_file_create(const char *path)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-
-	if (fd == -1)
-		i_fatal("open(%s) failed: %m", path);
-	i_close_fd(&fd);
-}
-
 static void test_file_replace(void)
 {
 	const char *path = t_strconcat(test_migrate_dir(), "/replaced", NULL);
@@ -148,9 +139,9 @@ static void test_file_replace_stale(void)
 			       (long)pid);
 	alive = t_strdup_printf("stale.tmp.%s.%s.0a1b", my_hostname, my_pid);
 	other = "stale.tmp.other-host.1.0a1b";
-	test_file_create(t_strconcat(test_migrate_dir(), "/", dead, NULL));
-	test_file_create(t_strconcat(test_migrate_dir(), "/", alive, NULL));
-	test_file_create(t_strconcat(test_migrate_dir(), "/", other, NULL));
+	(void)test_migrate_write(dead, "");
+	(void)test_migrate_write(alive, "");
+	(void)test_migrate_write(other, "");
 	test_assert(migrate_file_replace(path, "x", 1, 0600, (uid_t)-1,
 					 (gid_t)-1, &error) == 0);
 	/* a living writer's (our own) and another host's stay */
