@@ -27,7 +27,6 @@
 
 #include <fcntl.h>
 
-
 /* mail_gid of doveadm's configuration (doveadm's own settings do not
    have it): the group the mail processes run as */
 struct migrate_cmd_mail_settings {
@@ -85,7 +84,7 @@ static gid_t migrate_cmd_mail_gid(void)
 static int migrate_cmd_domain_dict_create(const char *path,
 					  const char **error_r)
 {
-	gid_t gid = migrate_cmd_mail_gid();
+	gid_t gid;
 	int fd;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
@@ -96,6 +95,7 @@ static int migrate_cmd_domain_dict_create(const char *path,
 		*error_r = t_strdup_printf("open(%s) failed: %m", path);
 		return -1;
 	}
+	gid = migrate_cmd_mail_gid();
 	if (gid == (gid_t)-1) {
 		i_warning("migrate: %s: created 0600 (mail_gid is not set): "
 			  "dovecot-lda with migrate_lda cannot read it until "
