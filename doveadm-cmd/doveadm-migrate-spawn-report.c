@@ -102,16 +102,16 @@ static void migrate_spawn_csv_tls(string_t *str,
 				  const struct migrate_record_tls *tls)
 {
 	str_append_c(str, ',');
-	migrate_cmd_csv_append(str, tls->mode);
+	migrate_csv_append_field(str, tls->mode);
 	str_append_c(str, ',');
 	if (tls->mode != NULL)
 		str_append(str, tls->verify ? "yes" : "no");
 	str_append_c(str, ',');
-	migrate_cmd_csv_append(str, tls->name);
+	migrate_csv_append_field(str, tls->name);
 	str_append_c(str, ',');
-	migrate_cmd_csv_append(str, tls->insecure);
+	migrate_csv_append_field(str, tls->insecure);
 	str_append_c(str, ',');
-	migrate_cmd_csv_append(str, tls->cert.sha256);
+	migrate_csv_append_field(str, tls->cert.sha256);
 }
 
 static int migrate_spawn_write_csv(struct migrate_spawn *spawn,

@@ -54,7 +54,7 @@ void migrate_cmd_protect_secrets(const char *cmd_name)
 	const char *error;
 
 	if (migrate_credentials_protect_process(&error) < 0)
-		i_fatal_status(EX_SOFTWARE, "%s: %s", cmd_name, error);
+		i_fatal_status(EX_TEMPFAIL, "%s: %s", cmd_name, error);
 }
 
 int migrate_cmd_write_report(const char *cmd_name, const char *path,

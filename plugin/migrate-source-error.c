@@ -7,6 +7,7 @@
 #include "mailbox-list.h"
 #include "mail-namespace.h"
 #include "migrate-settings.h"
+#include "migrate-text.h"
 #include "migrate-source-private.h"
 
 static bool source_error_is_tls(const char *errstr)
@@ -153,12 +154,23 @@ static struct {
 	ARRAY(struct migrate_source *) sources;
 } source_log;
 
+static void ATTR_FORMAT(2, 3)
+source_log_pass(const struct failure_context *ctx, const char *format, ...)
+{
+	va_list args;
+
+	va_start(args, format);
+	source_log.orig_handler(ctx, format, args);
+	va_end(args);
+}
+
 static void
 source_error_handler(const struct failure_context *ctx, const char *format,
 		     va_list args)
 {
 	struct migrate_source *source;
-	const char *line;
+	const char *line, *escaped;
+	bool passed = FALSE;
 	va_list args2;
 
 	if (array_is_created(&source_log.sources) &&
@@ -179,8 +191,16 @@ source_error_handler(const struct failure_context *ctx, const char *format,
 			    source_error_is_tls(line))
 				source->tls_error = i_strdup(line);
 		}
+		/* the source's folder names and replies in Dovecot's own
+		   lines: no control character reaches the log */
+		escaped = migrate_text_escape(line);
+		if (escaped != line) {
+			source_log_pass(ctx, "%s", escaped);
+			passed = TRUE;
+		}
 	} T_END;
-	source_log.orig_handler(ctx, format, args);
+	if (!passed)
+		source_log.orig_handler(ctx, format, args);
 }
 
 void migrate_source_log_init(struct migrate_source *source)
