@@ -496,6 +496,24 @@ const char *migrate_account_result_name(enum migrate_account_result result)
 	i_unreached();
 }
 
+/* " userdb_KEY=VALUE" with VALUE as the mail process must get it.  %
+   is expanded twice on the way: by the passwd-file userdb (where %w is
+   the login password) and then, the key being no setting of Dovecot's,
+   as a plugin setting of the mail process (where an unknown variable
+   such as %m or %Y fails every login and delivery).  Each % is therefore
+   stored as %%%%: the userdb answers %%, the plugin setting holds %. */
+static void
+account_extra_field(string_t *str, const char *key, const char *value)
+{
+	str_printfa(str, " userdb_%s=", key);
+	for (; *value != '\0'; value++) {
+		if (*value == '%')
+			str_append(str, "%%%%");
+		else
+			str_append_c(str, *value);
+	}
+}
+
 /* The userdb extra fields of an account (split on spaces by passwd-file:
    no value has one). */
 static const char *account_extra_fields(const struct migrate_account *acc)
@@ -505,10 +523,10 @@ static const char *account_extra_fields(const struct migrate_account *acc)
 	str_printfa(str, "userdb_quota_rule=*:storage=%"PRIu64"M",
 		    acc->quota_mib);
 	str_printfa(str, " userdb_account_type=%u", acc->type);
-	str_printfa(str, " userdb_language=%s", acc->language);
-	str_printfa(str, " userdb_time_zone=%s", acc->time_zone);
+	account_extra_field(str, "language", acc->language);
+	account_extra_field(str, "time_zone", acc->time_zone);
 	if (acc->date_format[0] != '\0')
-		str_printfa(str, " userdb_date_format=%s", acc->date_format);
+		account_extra_field(str, "date_format", acc->date_format);
 	return str_c(str);
 }
 

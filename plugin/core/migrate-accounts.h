@@ -99,8 +99,9 @@ struct migrate_account_report {
 ARRAY_DEFINE_TYPE(migrate_account_report, struct migrate_account_report);
 
 /* The account as a passwd-file line after its password:
-   ":uid:gid:full name:home:shell:userdb extra fields".  Stores compare
-   these to tell what changed. */
+   ":uid:gid:full name:home:shell:userdb extra fields", each % of a value
+   stored as %%%% (the userdb and then the mail process's plugin settings
+   expand it).  Stores compare these to tell what changed. */
 const char *migrate_account_tail(const struct migrate_account *acc);
 
 /* What a store has for a user: the stored password ("{SCHEME}...") and

@@ -348,9 +348,38 @@ static void test_accounts_unreadable(void)
 	test_end();
 }
 
+static void test_accounts_tail_escaped(void)
+{
+	struct migrate_account acc = {
+		.user = "ana@cliente.example",
+		.quota_mib = 2560,
+		.type = 1,
+		.full_name = "Ana Lima",
+		.language = "pt-br",
+		.time_zone = "America/Sao_Paulo",
+		.date_format = "%d/%m/%Y",
+	};
+
+	test_begin("accounts: % in a userdb field is stored as %%%%");
+	/* the passwd-file userdb expands it once (%w: the password), the
+	   mail process's plugin settings once more */
+	test_assert_strcmp(migrate_account_tail(&acc),
+		":::Ana Lima:::userdb_quota_rule=*:storage=2560M "
+		"userdb_account_type=1 userdb_language=pt-br "
+		"userdb_time_zone=America/Sao_Paulo "
+		"userdb_date_format=%%%%d/%%%%m/%%%%Y");
+	acc.date_format = "%w";
+	test_assert(strstr(migrate_account_tail(&acc),
+			   " userdb_date_format=%%%%w") != NULL);
+	acc.date_format = "";
+	test_assert(strstr(migrate_account_tail(&acc), "date_format") == NULL);
+	test_end();
+}
+
 void test_migrate_accounts(void)
 {
 	test_accounts_valid();
+	test_accounts_tail_escaped();
 	test_accounts_must_fail();
 	test_accounts_secret_values();
 	test_accounts_sorted();
