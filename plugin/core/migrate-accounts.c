@@ -8,6 +8,8 @@
 #include "unichar.h"
 #include "istream.h"
 #include "file-lock.h"
+#include "sleep.h"
+#include "time-util.h"
 #include "migrate-table.h"
 #include "migrate-file.h"
 #include "migrate-template.h"
@@ -492,6 +494,10 @@ const char *migrate_account_result_name(enum migrate_account_result result)
 		return "updated";
 	case MIGRATE_ACCOUNT_SKIPPED:
 		return "skipped";
+	case MIGRATE_ACCOUNT_FAILED:
+		return "failed";
+	case MIGRATE_ACCOUNT_UNVERIFIED:
+		return "unverified";
 	}
 	i_unreached();
 }
@@ -663,6 +669,17 @@ passwd_file_write(const char *path, const struct stat *old_st, bool exists,
 				    uid, gid, error_r);
 }
 
+/* Dovecot's passwd-file checks the file's mtime and size at most once a
+   second: until the second of our write has passed, a lookup may still
+   be answered from the old file. */
+static void passwd_file_wait_next_second(void)
+{
+	struct timeval now;
+
+	i_gettimeofday(&now);
+	i_sleep_msecs((1000000 - now.tv_usec) / 1000 + 1);
+}
+
 int migrate_accounts_plan(const struct migrate_accounts *accounts,
 			  migrate_account_lookup_t *lookup, void *context,
 			  const struct migrate_accounts_hasher *hasher,
@@ -801,7 +818,10 @@ passwd_file_apply_locked(const char *path,
 	}
 	if (!changed || dry_run)
 		return 0;
-	return passwd_file_write(path, &st, exists, &lines, error_r);
+	if (passwd_file_write(path, &st, exists, &lines, error_r) < 0)
+		return -1;
+	passwd_file_wait_next_second();
+	return 0;
 }
 
 int migrate_accounts_passwd_file_apply(const char *path,

@@ -74,7 +74,14 @@ enum migrate_account_result {
 	MIGRATE_ACCOUNT_UPDATED,
 	/* exists with other values, and no update was asked for */
 	MIGRATE_ACCOUNT_SKIPPED,
+	/* in the store as the template says, but Dovecot's auth cannot look
+	   it up (set after the store by the caller) */
+	MIGRATE_ACCOUNT_FAILED,
+	/* in the store as the template says, not looked up: Dovecot's auth
+	   is not running */
+	MIGRATE_ACCOUNT_UNVERIFIED,
 };
+#define MIGRATE_ACCOUNT_RESULT_COUNT (MIGRATE_ACCOUNT_UNVERIFIED + 1)
 const char *migrate_account_result_name(enum migrate_account_result result);
 
 struct migrate_accounts_hasher {
@@ -129,7 +136,10 @@ int migrate_accounts_plan(const struct migrate_accounts *accounts,
    (its hash kept when the password still matches), one with other values
    is rewritten only with update.  Other lines stay as they are.  The file
    is replaced atomically under path.lock, and not written at all when
-   nothing changes (or with dry_run).  Returns 0 with a report per
+   nothing changes (or with dry_run).  After a write it returns only once
+   the second of the write has passed: Dovecot's passwd-file stats the
+   file at most once a second, so lookups from then on see the new file,
+   and a later write has another mtime.  Returns 0 with a report per
    account, -1 with error_r (nothing written). */
 int migrate_accounts_passwd_file_apply(const char *path,
 				       const struct migrate_accounts *accounts,

@@ -373,6 +373,10 @@ static void test_accounts_tail_escaped(void)
 			   " userdb_date_format=%%%%w") != NULL);
 	acc.date_format = "";
 	test_assert(strstr(migrate_account_tail(&acc), "date_format") == NULL);
+	test_assert_strcmp(migrate_account_result_name(MIGRATE_ACCOUNT_FAILED),
+			   "failed");
+	test_assert_strcmp(migrate_account_result_name(
+		MIGRATE_ACCOUNT_UNVERIFIED), "unverified");
 	test_end();
 }
 
