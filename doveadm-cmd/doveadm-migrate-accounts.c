@@ -11,6 +11,7 @@
 #include "doveadm-print.h"
 #include "migrate-settings.h"
 #include "migrate-accounts.h"
+#include "migrate-error.h"
 #include "doveadm-migrate.h"
 
 #include <stdio.h>
@@ -221,17 +222,101 @@ accounts_write_invalid(const char *cmd_name,
 	return migrate_cmd_write_report(cmd_name, path, str);
 }
 
+/* The table on stdout and the summary; returns the exit code of the
+   rows: 65 when a row failed, 75 when rows are unverified (the store is
+   written: a re-run once Dovecot runs looks them up). */
+static int
+accounts_print(const char *name, const char *store, bool dry_run,
+	       const ARRAY_TYPE(migrate_account_report) *reports)
+{
+	unsigned int counts[MIGRATE_ACCOUNT_RESULT_COUNT] = { 0, };
+	const struct migrate_account_report *r;
+	int exit_code = 0;
+
+	doveadm_print_header_simple("user");
+	doveadm_print_header_simple("line");
+	doveadm_print_header_simple("result");
+	doveadm_print_header_simple("reason");
+	array_foreach(reports, r) {
+		counts[r->result]++;
+		doveadm_print(r->account->user);
+		doveadm_print_num(r->account->line);
+		doveadm_print(migrate_account_result_name(r->result));
+		doveadm_print(r->reason == NULL ? "" : r->reason);
+	}
+	i_info("%s: %s%s: %u created, %u unchanged, %u updated, "
+	       "%u skipped (exists with other values; --update rewrites), "
+	       "%u failed (Dovecot cannot look them up), %u unverified",
+	       name, store, dry_run ? " (dry run)" : "",
+	       counts[MIGRATE_ACCOUNT_CREATED],
+	       counts[MIGRATE_ACCOUNT_UNCHANGED],
+	       counts[MIGRATE_ACCOUNT_UPDATED],
+	       counts[MIGRATE_ACCOUNT_SKIPPED],
+	       counts[MIGRATE_ACCOUNT_FAILED],
+	       counts[MIGRATE_ACCOUNT_UNVERIFIED]);
+	if (counts[MIGRATE_ACCOUNT_FAILED] > 0)
+		exit_code = migrate_exit_code_merge(exit_code, EX_DATAERR);
+	if (counts[MIGRATE_ACCOUNT_UNVERIFIED] > 0)
+		exit_code = migrate_exit_code_merge(exit_code, EX_TEMPFAIL);
+	return exit_code;
+}
+
+/* 2. the store, 3. the lookups of what it holds, then the output */
+static void
+accounts_apply(const char *name, const char *store, const char *sql_conf,
+	       const char *driver, const char *connect,
+	       const struct migrate_accounts *accounts, bool update,
+	       bool dry_run, const char *json_path, const char *csv_path)
+{
+	ARRAY_TYPE(migrate_account_report) reports;
+	const char *error, *hint;
+	pool_t pool;
+
+	pool = pool_alloconly_create("migrate accounts report", 4096);
+	p_array_init(&reports, pool, array_count(&accounts->accounts));
+	if ((sql_conf != NULL ?
+	     migrate_accounts_sql_apply(driver, connect, accounts,
+					&accounts_hasher, update, dry_run,
+					pool, &reports, &error) :
+	     migrate_accounts_passwd_file_apply(store, accounts,
+						&accounts_hasher, update,
+						dry_run, pool, &reports,
+						&error)) < 0) {
+		i_error("%s: %s: %s (nothing was changed)", name, store, error);
+		doveadm_exit_code = EX_TEMPFAIL;
+		pool_unref(&pool);
+		return;
+	}
+	hint = sql_conf != NULL ?
+		t_strdup_printf("(does the userdb read the table of %s = %s, "
+				"and does auth_username_chars allow the "
+				"name?)", MIGRATE_SETTING_ACCOUNTS_SQL,
+				sql_conf) :
+		t_strdup_printf("(does the userdb read %s = %s, and does "
+				"auth_username_chars allow the name?)",
+				MIGRATE_SETTING_ACCOUNTS_PASSWD_FILE, store);
+	if (!dry_run &&
+	    migrate_accounts_verify(&reports, hint, pool, &error) < 0) {
+		i_warning("%s: %s: the accounts are written, but not looked "
+			  "up (unverified); run the same template again once "
+			  "Dovecot runs", name, error);
+	}
+	doveadm_exit_code = accounts_print(name, store, dry_run, &reports);
+	if ((json_path != NULL &&
+	     accounts_write_json(name, accounts, &reports, json_path) < 0) ||
+	    (csv_path != NULL &&
+	     accounts_write_csv(name, &reports, csv_path) < 0))
+		doveadm_exit_code = EX_CANTCREAT;
+	pool_unref(&pool);
+}
+
 static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 {
 	const char *name = cctx->cmd->name;
 	const char *path, *store, *json_path = NULL, *csv_path = NULL;
-	const char *error, *msg, *sql_conf, *driver, *connect;
+	const char *error, *msg, *sql_conf, *driver = NULL, *connect = NULL;
 	struct migrate_accounts *accounts;
-	ARRAY_TYPE(migrate_account_report) reports;
-	const struct migrate_account_report *r;
-	unsigned int counts[MIGRATE_ACCOUNT_SKIPPED + 1] = { 0, };
 	bool dry_run = FALSE, update = FALSE;
-	pool_t pool;
 
 	if (!doveadm_cmd_param_str(cctx, "template", &path))
 		help_ver2(cctx->cmd);
@@ -293,51 +378,10 @@ static void cmd_migrate_accounts(struct doveadm_cmd_context *cctx)
 		     accounts_write_invalid(name, accounts, FALSE,
 					    csv_path) < 0))
 			doveadm_exit_code = EX_CANTCREAT;
-		migrate_accounts_free(&accounts);
-		password_schemes_deinit();
-		return;
-	}
-
-	/* 2. the store */
-	pool = pool_alloconly_create("migrate accounts report", 4096);
-	p_array_init(&reports, pool, array_count(&accounts->accounts));
-	if ((sql_conf != NULL ?
-	     migrate_accounts_sql_apply(driver, connect, accounts,
-					&accounts_hasher, update, dry_run,
-					pool, &reports, &error) :
-	     migrate_accounts_passwd_file_apply(store, accounts,
-						&accounts_hasher, update,
-						dry_run, pool, &reports,
-						&error)) < 0) {
-		i_error("%s: %s: %s (nothing was changed)", name, store, error);
-		doveadm_exit_code = EX_TEMPFAIL;
 	} else {
-		doveadm_print_header_simple("user");
-		doveadm_print_header_simple("line");
-		doveadm_print_header_simple("result");
-		doveadm_print_header_simple("reason");
-		array_foreach(&reports, r) {
-			counts[r->result]++;
-			doveadm_print(r->account->user);
-			doveadm_print_num(r->account->line);
-			doveadm_print(migrate_account_result_name(r->result));
-			doveadm_print(r->reason == NULL ? "" : r->reason);
-		}
-		i_info("%s: %s%s: %u created, %u unchanged, %u updated, "
-		       "%u skipped (exists with other values; --update "
-		       "rewrites)", name, store, dry_run ? " (dry run)" : "",
-		       counts[MIGRATE_ACCOUNT_CREATED],
-		       counts[MIGRATE_ACCOUNT_UNCHANGED],
-		       counts[MIGRATE_ACCOUNT_UPDATED],
-		       counts[MIGRATE_ACCOUNT_SKIPPED]);
-		if ((json_path != NULL &&
-		     accounts_write_json(name, accounts, &reports,
-					 json_path) < 0) ||
-		    (csv_path != NULL &&
-		     accounts_write_csv(name, &reports, csv_path) < 0))
-			doveadm_exit_code = EX_CANTCREAT;
+		accounts_apply(name, store, sql_conf, driver, connect,
+			       accounts, update, dry_run, json_path, csv_path);
 	}
-	pool_unref(&pool);
 	migrate_accounts_free(&accounts);
 	password_schemes_deinit();
 }

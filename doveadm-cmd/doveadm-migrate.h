@@ -90,6 +90,17 @@ int migrate_accounts_sql_apply(const char *driver, const char *connect,
 			       bool update, bool dry_run, pool_t pool,
 			       ARRAY_TYPE(migrate_account_report) *reports,
 			       const char **error_r);
+/* After a store: look up through the running Dovecot's auth, as doveadm
+   user does (for the imap service), every account the store now
+   holds as the template says (created, updated, unchanged), flushing the
+   auth cache of those written first.  A failing lookup makes the row
+   MIGRATE_ACCOUNT_FAILED with the reason (store_hint added to "unknown
+   user": what the userdb should read).  Returns 0, or -1 when auth is not
+   running: those rows are then MIGRATE_ACCOUNT_UNVERIFIED, and error_r
+   says why. */
+int migrate_accounts_verify(ARRAY_TYPE(migrate_account_report) *reports,
+			    const char *store_hint, pool_t pool,
+			    const char **error_r);
 
 /* A plugin {} setting of doveadm's configuration, NULL when unset. */
 const char *migrate_cmd_plugin_setting(const char *name);

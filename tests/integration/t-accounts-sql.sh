@@ -112,6 +112,45 @@ tap_like "--update rewrites a changed quota" "sql03@cliente.example +4 +updated 
 tap_is "$(psql -U dovecot -d mail -c "SELECT quota_mib FROM migrate_accounts WHERE username = 'sql03@cliente.example'")" 8192 \
 	"... in the table"
 
+# --- a date format with %, and addresses tried before their accounts existed --
+# The sql userdb hands the table's values over as they are; the mail
+# process then expands % in them as plugin settings: the shipped
+# user_query doubles each %.  The auth cache (recommended with ARGON2ID)
+# holds "unknown user" for an address tried before its account existed:
+# migrate accounts flushes the entries of what it wrote.
+rig_conf_add dest "auth_cache_size = 1M
+auth_cache_ttl = 1 hour
+auth_cache_negative_ttl = 1 hour" || rig_die "auth cache settings refused"
+{
+	printf 'usuario;dominio;senha;cota;tipo;nome completo;idioma;fuso horario;formato de data\n'
+	printf 'sqlpct01;cliente.example;Pct!pass01;1;1;Ana;pt-br;America/Sao_Paulo;%%d/%%m/%%Y\n'
+	printf 'sqlpct02;cliente.example;Pct!pass02;1;0;Rui;pt-br;America/Sao_Paulo;%%w\n'
+} >"$RIG/pct.csv"
+rig_secret 'Pct!pass01' "pct.csv row 1"
+rig_secret 'Pct!pass02' "pct.csv row 2"
+rig_secret_input "$RIG/pct.csv"
+rig_doveadm dest user sqlpct01@cliente.example >/dev/null 2>&1
+if rig_imap dest sqlpct01@cliente.example 'Pct!pass01' capability >/dev/null 2>&1; then
+	tap_fail "sqlpct01 logs in before it exists"
+fi
+rc=0
+acc "$RIG/pct.csv" >"$RIG/pct.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "a date format with %, addresses tried before: exit 0"
+tap_like "... both created and looked up" "sqlpct01@cliente.example +2 +created.*sqlpct02@cliente.example +3 +created" \
+	"$(tr '\n' ' ' <"$RIG/pct.out")"
+tap_is "$(psql -U dovecot -d mail -c "SELECT date_format FROM migrate_accounts WHERE username = 'sqlpct01@cliente.example'")" \
+	'%d/%m/%Y' "the table holds the template's value"
+if rig_imap dest sqlpct01@cliente.example 'Pct!pass01' capability >/dev/null 2>&1; then
+	tap_ok "the account logs in at once (the cached failure was flushed)"
+else
+	tap_fail "the account cannot log in"
+fi
+printf 'Subject: welcome\n\nhello\n' >"$RIG/welcome.eml"
+tap_run "... and receives mail over LMTP" rig_deliver dest sqlpct01@cliente.example "$RIG/welcome.eml"
+tap_like "doveadm user shows it as the userdb carries it to the mail process (each % doubled)" \
+	"date_format[[:space:]]+%%d/%%m/%%Y" "$(rig_doveadm dest user sqlpct01@cliente.example 2>&1)"
+tap_like "%w stays %w" "date_format[[:space:]]+%%w" "$(rig_doveadm dest user sqlpct02@cliente.example 2>&1)"
+
 leaks=0
 for i in $(seq 1 40); do
 	if dump | grep -qFf <(pw "$i"; echo) ||

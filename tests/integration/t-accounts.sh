@@ -135,6 +135,96 @@ else
 fi
 before=$(sum "$STORE")
 
+# --- values Dovecot would expand, and a row Dovecot cannot look up ------------
+# A date format with % is kept as the template has it: the passwd-file userdb
+# and then the mail process's plugin settings both expand %, so it is stored
+# with each % doubled twice.  %w would otherwise expand to the login password.
+# "ana+x" passes the template's rules, but Dovecot's default
+# auth_username_chars has no "+": the lookup after writing finds it failed.
+PCT=$RIG/pct.csv
+{
+	echo 'username;domain;password;quota;type;full name;language;time zone;date format'
+	echo 'pct01;cliente.example;Pct!pass01;1;1;Ana Lima;pt-br;America/Sao_Paulo;%d/%m/%Y'
+	echo 'pct02;cliente.example;Pct!pass02;1;0;Rui Lima;pt-br;America/Sao_Paulo;%w'
+	echo 'ana+x;cliente.example;Pct!pass03;1;0;Ana Xavier;pt-br;America/Sao_Paulo;dd/mm/aaaa'
+} >"$PCT"
+for i in 1 2 3; do
+	rig_secret "Pct!pass0$i" "pct.csv row $i"
+done
+rig_secret_input "$PCT"
+# the mail processes log the userdb fields they are given: a password that
+# reached one (%w) would be in the log
+rig_conf_add dest "mail_debug = yes" || rig_die "mail_debug refused"
+rc=0
+acc --json "$RIG/pct.json" --csv "$RIG/pct.csv.report" "$PCT" >"$RIG/pct.out" 2>"$RIG/pct.err" || rc=$?
+tap_is "$rc" 65 "a row that Dovecot cannot look up after writing: exit 65"
+tap_like "the % rows are created" "pct01@cliente.example +2 +created.*pct02@cliente.example +3 +created" \
+	"$(tr '\n' ' ' <"$RIG/pct.out")"
+tap_like "the row Dovecot refuses is failed, with the reason" \
+	"ana\+x@cliente.example +4 +failed +created, but Dovecot cannot look it up: unknown user \(does the userdb read" \
+	"$(cat "$RIG/pct.out")"
+tap_like "... in the JSON report" '"user":"ana\+x@cliente.example","line":4,"result":"failed","reason":"created, but' \
+	"$(cat "$RIG/pct.json")"
+tap_like "... and the CSV report" "ana\\+x@cliente.example,4,failed,\"created, but Dovecot cannot look it up" "$(cat "$RIG/pct.csv.report")"
+tap_like "the summary counts it" "2 created, .* 1 failed" "$(cat "$RIG/pct.err")"
+if rig_imap dest pct01@cliente.example 'Pct!pass01' capability >/dev/null 2>&1; then
+	tap_ok "a date format %d/%m/%Y: the account logs in over IMAP"
+else
+	tap_fail "a date format %d/%m/%Y: the account cannot log in"
+fi
+printf 'Subject: welcome\n\nhello\n' >"$RIG/welcome.eml"
+tap_run "... and receives mail over LMTP" rig_deliver dest pct01@cliente.example "$RIG/welcome.eml"
+fields=$(rig_doveadm dest user pct01@cliente.example 2>&1)
+tap_like "doveadm user shows it as the userdb carries it to the mail process (each % doubled)" \
+	"date_format[[:space:]]+%%d/%%m/%%Y" "$fields"
+if rig_imap dest pct02@cliente.example 'Pct!pass02' capability >/dev/null 2>&1; then
+	tap_ok "a date format %w: the account logs in"
+else
+	tap_fail "a date format %w: the account cannot log in"
+fi
+fields=$(rig_doveadm dest user pct02@cliente.example 2>&1)
+tap_like "... and %w stays %w, never the password" "date_format[[:space:]]+%%w" "$fields"
+if grep -qFf <(printf '%s\n' 'Pct!pass02') <<<"$fields" ||
+   grep -qFf <(printf '%s\n' 'Pct!pass02') "$(rig_log dest)"; then
+	tap_fail "the password of the %w row is in doveadm user or the mail process's settings (log)"
+else
+	tap_ok "the password of the %w row is in neither doveadm user nor the mail process's settings (log)"
+fi
+rc=0
+acc "$PCT" >"$RIG/pct2.out" 2>&1 || rc=$?
+tap_is "$rc" 65 "the same file again: the refused row still fails (every row is looked up)"
+tap_like "... the others are unchanged" "pct01@cliente.example +2 +unchanged" "$(cat "$RIG/pct2.out")"
+
+# --- Dovecot's auth not running: written, but not looked up -------------------
+printf 'username;domain;password;quota;type;full name;language;time zone\nlate01;cliente.example;Late!pass1;1;0;Late;en;UTC\n' >"$RIG/late.csv"
+rig_secret 'Late!pass1' "late.csv"
+rig_secret_input "$RIG/late.csv"
+rig_stop dest
+rc=0
+acc "$RIG/late.csv" >"$RIG/late.out" 2>"$RIG/late.err" || rc=$?
+tap_is "$rc" 75 "auth not running: exit 75"
+tap_like "the row is unverified, not created" "late01@cliente.example +2 +unverified +created, not looked up: Dovecot's auth is not running" \
+	"$(cat "$RIG/late.out")"
+tap_is "$(grep -c "auth is not running" "$RIG/late.err")" 1 "one warning says why"
+tap_is "$(grep -c '^late01@cliente.example:' "$STORE")" 1 "... and the account was written"
+rig_restart dest || rig_die "dest did not start again"
+rc=0
+acc "$RIG/late.csv" >"$RIG/late2.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "auth running again, the same file: exit 0"
+tap_like "... the row is looked up and unchanged" "late01@cliente.example +2 +unchanged" "$(cat "$RIG/late2.out")"
+
+# --- a store that Dovecot does not read: every row fails ----------------------
+printf 'username;domain;password;quota;type;full name;language;time zone\nelse01;cliente.example;Else!pass1;1;0;Else;en;UTC\n' >"$RIG/else.csv"
+rig_secret 'Else!pass1' "else.csv"
+rig_secret_input "$RIG/else.csv"
+rc=0
+rig_doveadm dest -o "plugin/migrate_accounts_passwd_file=$RIG/else.users" migrate accounts \
+	"$RIG/else.csv" >"$RIG/else.out" 2>&1 || rc=$?
+tap_is "$rc" 65 "a passwd-file the userdb does not read: exit 65"
+tap_like "... the row failed, naming the setting to check" \
+	"else01@cliente.example +2 +failed +created, but Dovecot cannot look it up: unknown user \(does the userdb read migrate_accounts_passwd_file = $RIG/else.users" \
+	"$(cat "$RIG/else.out")"
+
 # --- every rule broken at least once: nothing is created ----------------------
 BAD=$RIG/bad.csv
 {
