@@ -213,6 +213,17 @@ acc "$RIG/late.csv" >"$RIG/late2.out" 2>&1 || rc=$?
 tap_is "$rc" 0 "auth running again, the same file: exit 0"
 tap_like "... the row is looked up and unchanged" "late01@cliente.example +2 +unchanged" "$(cat "$RIG/late2.out")"
 
+# --- the mail process cannot set the user up: failed, with its reason ---------
+# (a plugin setting it cannot expand, given to this doveadm only: the
+# lookup goes as far as the mail user's settings, as doveadm user does)
+rc=0
+rig_doveadm dest -o "plugin/migrate_accounts_passwd_file=$STORE" -o 'plugin/broken_x=%Y' \
+	migrate accounts "$RIG/late.csv" >"$RIG/broken.out" 2>&1 || rc=$?
+tap_is "$rc" 65 "a mail user that cannot be set up: exit 65"
+tap_like "... the unchanged row is failed, with the mail process's reason" \
+	"late01@cliente.example +2 +failed +unchanged, but Dovecot cannot look it up: Failed to expand plugin setting broken_x = '%Y'" \
+	"$(cat "$RIG/broken.out")"
+
 # --- a store that Dovecot does not read: every row fails ----------------------
 printf 'username;domain;password;quota;type;full name;language;time zone\nelse01;cliente.example;Else!pass1;1;0;Else;en;UTC\n' >"$RIG/else.csv"
 rig_secret 'Else!pass1' "else.csv"
@@ -305,6 +316,14 @@ tap_is "$rc" 0 "-n on a one-row file exits 0"
 tap_like "fewer than 15 rows is a warning" "1 accounts: the template is meant for 15 or more" "$(cat "$RIG/few.out")"
 tap_like "-n reports what it would create" "solo@cliente.example +2 +created" "$(cat "$RIG/few.out")"
 tap_is "$(sum "$STORE")" "$before" "-n writes nothing"
+
+# --- the other exit codes of the accounts table in the README ---------------
+rc=0
+acc "$RIG/nonexistent.csv" >"$RIG/noinput.out" 2>&1 || rc=$?
+tap_is "$rc" 66 "a template that cannot be read: exit 66"
+rc=0
+acc -n --json "$RIG/no/such/dir/report.json" "$RIG/few.csv" >"$RIG/cantcreat.out" 2>&1 || rc=$?
+tap_is "$rc" 73 "a report that cannot be written: exit 73"
 
 # --- no clear-text password anywhere --------------------------------------------
 leaks=0
