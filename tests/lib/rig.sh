@@ -65,6 +65,8 @@
 #                                   on failure shows it and the log tails
 #   tap_run_fails TEXT CMD ARGS...  ok when CMD fails (TAP_EXPECT_RC=N to
 #                                   require a status)
+#   tap_login TEXT NAME USER PASSWORD   ok when USER logs in over IMAP
+#                                   (the password is never shown)
 #   tap_is GOT EXPECTED TEXT / tap_like TEXT REGEX STRING
 #   tap_done                        prints the plan, exits 1 if any failed
 #   TAP_TODO=REASON tap_...         a known failure (TAP's "# TODO REASON"
@@ -889,6 +891,19 @@ tap_run() {
 	tap_fail "$text"
 	tap_diag "command: $*" "exit status: $rc"
 	printf '%s\n' "$TAP_OUT" | tail -n 40 | sed 's/^/#   /'
+	rig_diag_logs 15
+	return 1
+}
+
+# tap_login TEXT NAME USER PASSWORD: ok when USER logs in over IMAP to
+# instance NAME (unlike tap_run, never shows the password on failure)
+tap_login() {
+	local text=$1 name=$2 user=$3 pass=$4
+	if rig_imap "$name" "$user" "$pass" capability >/dev/null 2>&1; then
+		tap_ok "$text"
+		return 0
+	fi
+	tap_fail "$text"
 	rig_diag_logs 15
 	return 1
 }
