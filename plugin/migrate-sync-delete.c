@@ -217,7 +217,8 @@ sync_withhold(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		  set_name("migrate_deletes_unconfirmed")->
 		  add_str("folder", f->src_name)->
 		  add_int("messages", n)->event(),
-		  "%s: Not deleting %u messages: %s", f->dest_name, n, why);
+		  "%s: Not deleting %u messages: %s",
+		  migrate_text_escape(f->dest_name), n, why);
 	array_clear(uids);
 	f->deletes_unconfirmed = TRUE;
 	*withheld += n;
@@ -255,68 +256,59 @@ sync_confirm_orphans(struct migrate_sync_ctx *ctx,
    shows there, or a folder its LIST still gives, keeps its copies (a
    server whose sessions disagree, a listing cut short).  Returns how many
    deletions are withheld. */
-static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
+static void
+sync_confirm_messages(struct migrate_sync_ctx *ctx,
+		      struct migrate_sync_folder *f,
+		      ARRAY_TYPE(seq_range) *present, unsigned int *withheld)
 {
-	struct migrate_sync_folder *f;
-	struct migrate_state_folder *state;
-	ARRAY_TYPE(seq_range) present;
-	unsigned int i, n, withheld = 0;
 	uint32_t uidvalidity;
 	const char *error;
-	bool exists;
+	unsigned int n;
 
-	i_array_init(&present, 8);
-	array_foreach_modifiable(&ctx->folders, f) {
-		if (f->state != NULL &&
-		    array_count(&f->delete_orphan_dest_uids) > 0) T_BEGIN {
-			sync_confirm_orphans(ctx, f, &withheld);
-		} T_END;
-		if (f->state == NULL || array_count(&f->delete_src_uids) == 0)
-			continue;
-		array_clear(&present);
-		n = seq_range_count(&f->delete_src_uids);
-		if (migrate_source_uids_present(ctx->source,
-						 f->src_name,
-						 &f->delete_src_uids,
-						 &present, &uidvalidity,
-						 &error) < 0) {
-			e_warning(ctx->event, "%s: Not deleting %u messages: "
-				  "the source could not confirm that they are "
-				  "gone: %s",
-				  migrate_text_escape(f->dest_name), n,
-				  migrate_text_escape(migrate_source_explain(
-					ctx->source, error)));
-			array_clear(&f->delete_src_uids);
-			f->deletes_unconfirmed = TRUE;
-			withheld += n;
-			continue;
-		}
-		if (uidvalidity != 0 &&
-		    uidvalidity != f->src_status.uidvalidity) {
-			/* its UIDs mean other messages there */
-			sync_withhold(ctx, f, &f->delete_src_uids, &withheld,
-				t_strdup_printf("a second look sees UIDVALIDITY "
-					"%u, not %u", uidvalidity,
-					f->src_status.uidvalidity));
-			continue;
-		}
-		if (array_count(&present) == 0)
-			continue;
-		n = seq_range_count(&present);
-		e_warning(event_create_passthrough(ctx->event)->
-			  set_name("migrate_deletes_unconfirmed")->
-			  add_str("folder", f->src_name)->
-			  add_int("messages", n)->event(),
-			  "%s: Not deleting %u messages: the source still has "
-			  "them on a second look (UIDs %s)",
-			  migrate_text_escape(f->dest_name), n,
-			  migrate_sync_uids_str(&present));
-		seq_range_array_remove_seq_range(&f->delete_src_uids,
-						 &present);
-		f->deletes_unconfirmed = TRUE;
-		withheld += n;
+	array_clear(present);
+	if (migrate_source_uids_present(ctx->source, f->src_name,
+					&f->delete_src_uids, present,
+					&uidvalidity, &error) < 0) {
+		sync_withhold(ctx, f, &f->delete_src_uids, withheld,
+			t_strdup_printf("the source could not confirm that "
+				"they are gone: %s", migrate_text_escape(
+					migrate_source_explain(ctx->source,
+							       error))));
+		return;
 	}
-	array_free(&present);
+	if (uidvalidity != 0 && uidvalidity != f->src_status.uidvalidity) {
+		/* its UIDs mean other messages there */
+		sync_withhold(ctx, f, &f->delete_src_uids, withheld,
+			t_strdup_printf("a second look sees UIDVALIDITY %u, "
+					"not %u", uidvalidity,
+					f->src_status.uidvalidity));
+		return;
+	}
+	if (array_count(present) == 0)
+		return;
+	n = seq_range_count(present);
+	e_warning(event_create_passthrough(ctx->event)->
+		  set_name("migrate_deletes_unconfirmed")->
+		  add_str("folder", f->src_name)->
+		  add_int("messages", n)->event(),
+		  "%s: Not deleting %u messages: the source still has "
+		  "them on a second look (UIDs %s)",
+		  migrate_text_escape(f->dest_name), n,
+		  migrate_sync_uids_str(present));
+	seq_range_array_remove_seq_range(&f->delete_src_uids, present);
+	f->deletes_unconfirmed = TRUE;
+	*withheld += n;
+}
+
+/* The folders the listing did not show go only when the source's LIST
+   of each name on our own connection agrees.  Returns how many copies
+   are withheld. */
+static unsigned int sync_confirm_gone_folders(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_state_folder *state;
+	unsigned int i, withheld = 0;
+	const char *error;
+	bool exists;
 
 	for (i = 0; i < array_count(&ctx->gone_folders); ) {
 		state = array_idx_elem(&ctx->gone_folders, i);
@@ -347,6 +339,28 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 		array_delete(&ctx->gone_folders, i, 1);
 	}
 	return withheld;
+}
+
+static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_sync_folder *f;
+	ARRAY_TYPE(seq_range) present;
+	unsigned int withheld = 0;
+
+	i_array_init(&present, 8);
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (f->state == NULL)
+			continue;
+		T_BEGIN {
+			if (array_count(&f->delete_orphan_dest_uids) > 0)
+				sync_confirm_orphans(ctx, f, &withheld);
+			if (array_count(&f->delete_src_uids) > 0)
+				sync_confirm_messages(ctx, f, &present,
+						      &withheld);
+		} T_END;
+	}
+	array_free(&present);
+	return withheld + sync_confirm_gone_folders(ctx);
 }
 
 /* The deletion limit per folder as well: many large folders must not
