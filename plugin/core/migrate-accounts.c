@@ -247,6 +247,108 @@ static bool date_format_valid(const char *format)
 	return TRUE;
 }
 
+/* The row's user name, domain and password, into acc. */
+static void
+accounts_row_identity(struct migrate_table *table, unsigned int line,
+		      const char *const *value, struct migrate_account *acc)
+{
+	const char *reason, *local;
+
+	if (value[MIGRATE_ACCOUNTS_USERNAME] != NULL) {
+		local = t_str_lcase(value[MIGRATE_ACCOUNTS_USERNAME]);
+		if (strchr(local, '@') != NULL) {
+			migrate_table_error(table, line,
+				MIGRATE_ACCOUNTS_USERNAME,
+				"only the part before the @");
+		} else if (!user_valid(local)) {
+			migrate_table_error(table, line,
+				MIGRATE_ACCOUNTS_USERNAME,
+				"invalid user name %s (letters, digits "
+				"and . _ + - only, no leading, trailing or "
+				"double dot, at most 64)",
+				migrate_template_value_str(local, TRUE));
+		}
+		acc->user = local;
+	}
+	if (value[MIGRATE_ACCOUNTS_DOMAIN] != NULL) {
+		const char *domain =
+			t_str_lcase(value[MIGRATE_ACCOUNTS_DOMAIN]);
+
+		if (domain[0] == '@')
+			domain++;
+		if (!domain_valid(domain)) {
+			migrate_table_error(table, line,
+				MIGRATE_ACCOUNTS_DOMAIN,
+				"invalid domain %s",
+				migrate_template_value_str(domain, TRUE));
+		}
+		acc->user = t_strconcat(acc->user == NULL ? "" : acc->user, "@",
+				       domain, NULL);
+	}
+	acc->password = value[MIGRATE_ACCOUNTS_PASSWORD];
+	if (acc->password != NULL &&
+	    !migrate_password_policy_check(acc->password, &reason)) {
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_PASSWORD,
+			"the password has %s (policy: at least 8 characters, "
+			"a lowercase and an uppercase letter, a digit and a "
+			"special character)", reason);
+	}
+}
+
+/* The row's quota, type and the user's profile, into acc. */
+static void
+accounts_row_profile(struct accounts_reader *r, unsigned int line,
+		     const char *const *value, struct migrate_account *acc)
+{
+	struct migrate_table *table = r->table;
+
+	if (value[MIGRATE_ACCOUNTS_QUOTA] != NULL &&
+	    !quota_parse(value[MIGRATE_ACCOUNTS_QUOTA], &acc->quota_mib)) {
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_QUOTA,
+			"%s is not a positive number of GB (e.g. 5 or 2.5)",
+			migrate_template_value_str(value[MIGRATE_ACCOUNTS_QUOTA], TRUE));
+	}
+	if (value[MIGRATE_ACCOUNTS_TYPE] != NULL) {
+		if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "0") == 0)
+			acc->type = 0;
+		else if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "1") == 0)
+			acc->type = 1;
+		else {
+			migrate_table_error(table, line, MIGRATE_ACCOUNTS_TYPE,
+				"%s is not 0 (basic) or 1 (sync)",
+				migrate_template_value_str(value[MIGRATE_ACCOUNTS_TYPE],
+							   TRUE));
+		}
+	}
+	acc->full_name = value[MIGRATE_ACCOUNTS_FULL_NAME];
+	if (acc->full_name != NULL && !full_name_valid(acc->full_name)) {
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_FULL_NAME,
+			"%s has a character other than letters, digits, "
+			"space, apostrophe, dot, @ and hyphen",
+			migrate_template_value_str(acc->full_name, TRUE));
+	}
+	acc->language = value[MIGRATE_ACCOUNTS_LANGUAGE];
+	if (acc->language != NULL && !language_valid(acc->language)) {
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_LANGUAGE,
+			"%s is not a language tag (e.g. pt-br)",
+			migrate_template_value_str(acc->language, TRUE));
+	}
+	acc->time_zone = value[MIGRATE_ACCOUNTS_TIME_ZONE];
+	if (acc->time_zone != NULL &&
+	    !time_zone_valid(r->zoneinfo_dir, acc->time_zone)) {
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_TIME_ZONE,
+			"%s is not a time zone of %s (e.g. "
+			"America/Sao_Paulo)", migrate_template_value_str(acc->time_zone, TRUE),
+			r->zoneinfo_dir);
+	}
+	acc->date_format = value[MIGRATE_ACCOUNTS_DATE_FORMAT];
+	if (!date_format_valid(acc->date_format)) {
+		migrate_table_error(table, line, MIGRATE_ACCOUNTS_DATE_FORMAT,
+			"%s has a space or control character, or is longer "
+			"than 32", migrate_template_value_str(acc->date_format, TRUE));
+	}
+}
+
 static void
 accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 {
@@ -254,7 +356,6 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 	struct migrate_table *table = r->table;
 	const char *value[MIGRATE_ACCOUNTS_COLUMN_COUNT];
 	struct migrate_account acc;
-	const char *reason, *local;
 	unsigned int i, line = rec->line;
 	unsigned int errors = migrate_table_error_count(table);
 
@@ -274,90 +375,8 @@ accounts_row(struct accounts_reader *r, const struct migrate_csv_record *rec)
 	}
 	i_zero(&acc);
 	acc.line = line;
-	if (value[MIGRATE_ACCOUNTS_USERNAME] != NULL) {
-		local = t_str_lcase(value[MIGRATE_ACCOUNTS_USERNAME]);
-		if (strchr(local, '@') != NULL) {
-			migrate_table_error(table, line,
-				MIGRATE_ACCOUNTS_USERNAME,
-				"only the part before the @");
-		} else if (!user_valid(local)) {
-			migrate_table_error(table, line,
-				MIGRATE_ACCOUNTS_USERNAME,
-				"invalid user name %s (letters, digits "
-				"and . _ + - only, no leading, trailing or "
-				"double dot, at most 64)",
-				migrate_template_value_str(local, TRUE));
-		}
-		acc.user = local;
-	}
-	if (value[MIGRATE_ACCOUNTS_DOMAIN] != NULL) {
-		const char *domain =
-			t_str_lcase(value[MIGRATE_ACCOUNTS_DOMAIN]);
-
-		if (domain[0] == '@')
-			domain++;
-		if (!domain_valid(domain)) {
-			migrate_table_error(table, line,
-				MIGRATE_ACCOUNTS_DOMAIN,
-				"invalid domain %s",
-				migrate_template_value_str(domain, TRUE));
-		}
-		acc.user = t_strconcat(acc.user == NULL ? "" : acc.user, "@",
-				       domain, NULL);
-	}
-	acc.password = value[MIGRATE_ACCOUNTS_PASSWORD];
-	if (acc.password != NULL &&
-	    !migrate_password_policy_check(acc.password, &reason)) {
-		migrate_table_error(table, line, MIGRATE_ACCOUNTS_PASSWORD,
-			"the password has %s (policy: at least 8 characters, "
-			"a lowercase and an uppercase letter, a digit and a "
-			"special character)", reason);
-	}
-	if (value[MIGRATE_ACCOUNTS_QUOTA] != NULL &&
-	    !quota_parse(value[MIGRATE_ACCOUNTS_QUOTA], &acc.quota_mib)) {
-		migrate_table_error(table, line, MIGRATE_ACCOUNTS_QUOTA,
-			"%s is not a positive number of GB (e.g. 5 or 2.5)",
-			migrate_template_value_str(value[MIGRATE_ACCOUNTS_QUOTA], TRUE));
-	}
-	if (value[MIGRATE_ACCOUNTS_TYPE] != NULL) {
-		if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "0") == 0)
-			acc.type = 0;
-		else if (strcmp(value[MIGRATE_ACCOUNTS_TYPE], "1") == 0)
-			acc.type = 1;
-		else {
-			migrate_table_error(table, line, MIGRATE_ACCOUNTS_TYPE,
-				"%s is not 0 (basic) or 1 (sync)",
-				migrate_template_value_str(value[MIGRATE_ACCOUNTS_TYPE],
-							   TRUE));
-		}
-	}
-	acc.full_name = value[MIGRATE_ACCOUNTS_FULL_NAME];
-	if (acc.full_name != NULL && !full_name_valid(acc.full_name)) {
-		migrate_table_error(table, line, MIGRATE_ACCOUNTS_FULL_NAME,
-			"%s has a character other than letters, digits, "
-			"space, apostrophe, dot, @ and hyphen",
-			migrate_template_value_str(acc.full_name, TRUE));
-	}
-	acc.language = value[MIGRATE_ACCOUNTS_LANGUAGE];
-	if (acc.language != NULL && !language_valid(acc.language)) {
-		migrate_table_error(table, line, MIGRATE_ACCOUNTS_LANGUAGE,
-			"%s is not a language tag (e.g. pt-br)",
-			migrate_template_value_str(acc.language, TRUE));
-	}
-	acc.time_zone = value[MIGRATE_ACCOUNTS_TIME_ZONE];
-	if (acc.time_zone != NULL &&
-	    !time_zone_valid(r->zoneinfo_dir, acc.time_zone)) {
-		migrate_table_error(table, line, MIGRATE_ACCOUNTS_TIME_ZONE,
-			"%s is not a time zone of %s (e.g. "
-			"America/Sao_Paulo)", migrate_template_value_str(acc.time_zone, TRUE),
-			r->zoneinfo_dir);
-	}
-	acc.date_format = value[MIGRATE_ACCOUNTS_DATE_FORMAT];
-	if (!date_format_valid(acc.date_format)) {
-		migrate_table_error(table, line, MIGRATE_ACCOUNTS_DATE_FORMAT,
-			"%s has a space or control character, or is longer "
-			"than 32", migrate_template_value_str(acc.date_format, TRUE));
-	}
+	accounts_row_identity(table, line, value, &acc);
+	accounts_row_profile(r, line, value, &acc);
 	if (migrate_table_error_count(table) != errors)
 		return;
 	acc.user = p_strdup(accounts->pool, acc.user);
