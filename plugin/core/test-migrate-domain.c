@@ -30,38 +30,38 @@ static const struct {
 	bool force;
 } test_transitions[] = {
 	/* start; a finished domain only when forced */
-	{ MIGRATE_DOMAIN_NONE, MIGRATE_DOMAIN_MIGRATING, NULL },
+	{ MIGRATE_DOMAIN_NONE, MIGRATE_DOMAIN_MIGRATING, NULL, FALSE },
 	{ MIGRATE_DOMAIN_FINISHED, MIGRATE_DOMAIN_MIGRATING, NULL, TRUE },
 	{ MIGRATE_DOMAIN_FINISHED, MIGRATE_DOMAIN_MIGRATING,
 	  "example.com is finished (its source credentials are deleted): "
-	  "starting it again needs --force" },
+	  "starting it again needs --force", FALSE },
 	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_MIGRATING,
-	  "example.com is already in phase migrating (since %T)" },
+	  "example.com is already in phase migrating (since %T)", FALSE },
 	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_MIGRATING,
 	  "example.com is already in phase migrating (since %T)", TRUE },
 	{ MIGRATE_DOMAIN_CUTOVER, MIGRATE_DOMAIN_MIGRATING,
-	  "example.com is already in phase cutover (since %T)" },
+	  "example.com is already in phase cutover (since %T)", FALSE },
 	{ MIGRATE_DOMAIN_CUTOVER, MIGRATE_DOMAIN_MIGRATING,
 	  "example.com is already in phase cutover (since %T)", TRUE },
 	/* cutover */
-	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_CUTOVER, NULL },
+	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_CUTOVER, NULL, FALSE },
 	{ MIGRATE_DOMAIN_NONE, MIGRATE_DOMAIN_CUTOVER,
-	  "example.com is unknown, not migrating" },
+	  "example.com is unknown, not migrating", FALSE },
 	{ MIGRATE_DOMAIN_CUTOVER, MIGRATE_DOMAIN_CUTOVER,
-	  "example.com is cutover, not migrating" },
+	  "example.com is cutover, not migrating", FALSE },
 	{ MIGRATE_DOMAIN_FINISHED, MIGRATE_DOMAIN_CUTOVER,
-	  "example.com is finished, not migrating" },
+	  "example.com is finished, not migrating", FALSE },
 	/* finish */
-	{ MIGRATE_DOMAIN_CUTOVER, MIGRATE_DOMAIN_FINISHED, NULL },
+	{ MIGRATE_DOMAIN_CUTOVER, MIGRATE_DOMAIN_FINISHED, NULL, FALSE },
 	{ MIGRATE_DOMAIN_NONE, MIGRATE_DOMAIN_FINISHED,
-	  "example.com is unknown; finish comes after cutover" },
+	  "example.com is unknown; finish comes after cutover", FALSE },
 	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_FINISHED,
-	  "example.com is migrating; finish comes after cutover" },
+	  "example.com is migrating; finish comes after cutover", FALSE },
 	{ MIGRATE_DOMAIN_FINISHED, MIGRATE_DOMAIN_FINISHED,
-	  "example.com is finished; finish comes after cutover" },
+	  "example.com is finished; finish comes after cutover", FALSE },
 	/* back to nothing */
 	{ MIGRATE_DOMAIN_MIGRATING, MIGRATE_DOMAIN_NONE,
-	  "example.com: a migration cannot be undone" },
+	  "example.com: a migration cannot be undone", FALSE },
 };
 
 static void test_domain_transitions(void)
