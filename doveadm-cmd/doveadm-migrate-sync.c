@@ -59,6 +59,8 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 	doveadm_print_num(stats->messages_rejected);
 	doveadm_print_num(stats->messages_uid_changed);
 	doveadm_print_num(stats->folders_uid_changed);
+	doveadm_print_num(stats->messages_pop3_uidl);
+	doveadm_print_num(stats->messages_pop3_unmatched);
 }
 
 /* The user's settings; the template's source account, when there is one,
@@ -414,6 +416,9 @@ cmd_migrate_sync_report_findings(struct migrate_json *json,
 	migrate_json_uint(json, "uids_changed", stats->messages_uid_changed);
 	migrate_json_uint(json, "folders_uids_changed",
 			  stats->folders_uid_changed);
+	migrate_json_uint(json, "pop3_uidls", stats->messages_pop3_uidl);
+	migrate_json_uint(json, "pop3_unmatched",
+			  stats->messages_pop3_unmatched);
 	migrate_json_newline(json);
 	migrate_json_array_begin(json, "retries");
 	array_foreach(&report->retries, retry) {
@@ -733,7 +738,8 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 		"skipped", "foreign", "recovered", "flags_dropped",
 		"deletes_withheld",
 		"bytes", "seconds", "mode", "retries", "rejected",
-		"uids_changed", "folders_uids_changed",
+		"uids_changed", "folders_uids_changed", "pop3_uidls",
+		"pop3_unmatched",
 	};
 	unsigned int i;
 

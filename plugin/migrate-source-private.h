@@ -70,6 +70,9 @@ struct migrate_source {
 	char *resolver_dir;
 	/* the certificates of the TLS connections, NULL without TLS */
 	struct migrate_source_tls *tls;
+	/* the source's POP3 server as a mail user on pop3c storage, with
+	   migrate_source_pop3 only */
+	struct mail_user *pop3_user;
 
 	/* the last line imapc logged at warning level or above */
 	char *last_error;
@@ -167,5 +170,21 @@ int migrate_resolver_start(const char *name, const char *ip,
 			   struct migrate_resolver **resolver_r,
 			   const char **base_dir_r, const char **error_r);
 void migrate_resolver_stop(struct migrate_resolver **resolver);
+
+/* Add the userdb fields that point Dovecot's client storage driver
+   ("imapc", "pop3c") at the source server: host (or the certificate name
+   with our resolver), port, user, master user, TLS, no rawlog. */
+void migrate_source_userdb_server(ARRAY_TYPE(const_string) *fields,
+				 const char *driver,
+				 const struct migrate_settings *set,
+				 const char *home, const char *resolver_dir,
+				 unsigned int port, const char *ssl_mode);
+
+/* migrate-source-pop3.c: the POP3 user, created after the imapc one */
+int migrate_source_pop3_init(struct migrate_source *source,
+			     struct mail_storage_service_ctx *service_ctx,
+			     struct mail_storage_service_user *dest_service_user,
+			     const char **error_r);
+void migrate_source_pop3_deinit(struct migrate_source *source);
 
 #endif

@@ -12,6 +12,40 @@
 #include "migrate-settings.h"
 #include "migrate-source-private.h"
 
+void migrate_source_userdb_server(ARRAY_TYPE(const_string) *fields,
+				 const char *driver,
+				 const struct migrate_settings *set,
+				 const char *home, const char *resolver_dir,
+				 unsigned int port, const char *ssl_mode)
+{
+#define ADD(str) array_push_back(fields, &(const char *){ (str) })
+	ADD(t_strdup_printf("mail=%s:", driver));
+	/* nothing is kept on disk; the home only avoids a chdir error */
+	ADD(t_strconcat("home=", home, NULL));
+	ADD("mail_plugins=");
+	if (resolver_dir == NULL) {
+		ADD(t_strdup_printf("%s_host=%s", driver, set->source_host));
+	} else {
+		/* connect to the IP, verify the certificate against the
+		   name: the client resolves the name through our resolver */
+		ADD(t_strdup_printf("%s_host=%s", driver,
+				    set->source_ssl_hostname));
+		ADD(t_strconcat("base_dir=", resolver_dir, NULL));
+	}
+	ADD(t_strdup_printf("%s_port=%u", driver, port));
+	ADD(t_strdup_printf("%s_user=%s", driver, set->source_user));
+	if (set->source_master_user != NULL) {
+		ADD(t_strdup_printf("%s_master_user=%s", driver,
+				    set->source_master_user));
+	}
+	ADD(t_strdup_printf("%s_ssl=%s", driver, ssl_mode));
+	ADD(t_strdup_printf("%s_ssl_verify=%s", driver,
+			    set->source_ssl_verify ? "yes" : "no"));
+	/* a rawlog would contain the password */
+	ADD(t_strdup_printf("%s_rawlog_dir=", driver));
+#undef ADD
+}
+
 static const char *const *
 migrate_source_userdb_fields(const struct migrate_settings *set,
 			     const char *home, const char *resolver_dir)
@@ -19,29 +53,9 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 	ARRAY_TYPE(const_string) fields;
 
 	t_array_init(&fields, 16);
+	migrate_source_userdb_server(&fields, "imapc", set, home, resolver_dir,
+		set->source_port, migrate_ssl_mode_to_str(set->source_ssl));
 #define ADD(str) array_push_back(&fields, &(const char *){ (str) })
-	ADD("mail=imapc:");
-	/* imapc keeps nothing on disk; the home only avoids a chdir error */
-	ADD(t_strconcat("home=", home, NULL));
-	ADD("mail_plugins=");
-	if (resolver_dir == NULL)
-		ADD(t_strconcat("imapc_host=", set->source_host, NULL));
-	else {
-		/* connect to the IP, verify the certificate against the
-		   name: imapc resolves the name through our resolver */
-		ADD(t_strconcat("imapc_host=", set->source_ssl_hostname, NULL));
-		ADD(t_strconcat("base_dir=", resolver_dir, NULL));
-	}
-	ADD(t_strdup_printf("imapc_port=%u", set->source_port));
-	ADD(t_strconcat("imapc_user=", set->source_user, NULL));
-	if (set->source_master_user != NULL) {
-		ADD(t_strconcat("imapc_master_user=",
-				set->source_master_user, NULL));
-	}
-	ADD(t_strconcat("imapc_ssl=", migrate_ssl_mode_to_str(set->source_ssl),
-			NULL));
-	ADD(set->source_ssl_verify ? "imapc_ssl_verify=yes" :
-	    "imapc_ssl_verify=no");
 	ADD("imapc_features=rfc822.size fetch-headers modseq");
 	ADD(t_strdup_printf("imapc_cmd_timeout=%us",
 			    set->source_timeout_secs));
@@ -52,8 +66,6 @@ migrate_source_userdb_fields(const struct migrate_settings *set,
 	   loop against a server that keeps failing; a failed run is re-run
 	   instead, and resumes where it stopped */
 	ADD("imapc_connection_retry_count=0");
-	/* a rawlog would contain the LOGIN command */
-	ADD("imapc_rawlog_dir=");
 	ADD(t_strdup_printf("mail_prefetch_count=%u", set->prefetch));
 	array_append_zero(&fields);
 #undef ADD
@@ -341,7 +353,18 @@ source_init_connect(struct migrate_source *source,
 		(void)migrate_source_check(source, error_code_r, error_r);
 		return -1;
 	}
+	if (set->source_pop3 &&
+	    migrate_source_pop3_init(source, service_ctx, dest_service_user,
+				     error_r) < 0) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		return -1;
+	}
 	return 0;
+}
+
+bool migrate_source_has_pop3(struct migrate_source *source)
+{
+	return source->pop3_user != NULL;
 }
 
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
@@ -397,6 +420,7 @@ void migrate_source_deinit(struct migrate_source **_source)
 
 	*_source = NULL;
 	source->v.deinit(source);
+	migrate_source_pop3_deinit(source);
 	if (source->user != NULL && !source->user_borrowed)
 		mail_user_deinit(&source->user);
 	if (source->v.deinit_post != NULL)

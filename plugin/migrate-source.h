@@ -29,6 +29,7 @@ struct mail_user;
 struct mail_storage_service_ctx;
 struct mail_storage_service_user;
 struct migrate_settings;
+struct mail;
 struct migrate_source;
 
 /* messages larger than this (by RFC822.SIZE) are read in pieces over our
@@ -159,5 +160,30 @@ bool migrate_source_refuses_message(enum mail_error error, const char *errstr,
    only Dovecot's generic "Internal error occurred". */
 const char *migrate_source_explain(struct migrate_source *source,
 				   const char *error);
+
+/* The source's INBOX as its POP3 server shows it (migrate_source_pop3):
+   a message's number, UIDL and header hash (migrate_mail_header_hash()). */
+struct migrate_source_pop3_message {
+	uint32_t seq;
+	const char *uidl;
+	const char *hdr_hash;
+};
+ARRAY_DEFINE_TYPE(migrate_source_pop3_message,
+		  struct migrate_source_pop3_message);
+/* Whether a POP3 message of this UIDL is wanted (its header is read). */
+typedef bool migrate_source_pop3_want_t(const char *uidl, void *context);
+
+/* Whether the source reads POP3 too (migrate_source_pop3 = yes). */
+bool migrate_source_has_pop3(struct migrate_source *source);
+/* The POP3 messages of the source's INBOX that want() wants, in POP3
+   order, into msgs (strings from pool). */
+int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
+				 migrate_source_pop3_want_t *want,
+				 void *context,
+				 ARRAY_TYPE(migrate_source_pop3_message) *msgs,
+				 const char **error_r);
+/* A hash of mail's header that the IMAP and the POP3 view of one message
+   share (Dovecot's message_header_hash, newest version, SHA-1, hex). */
+int migrate_mail_header_hash(struct mail *mail, const char **hash_r);
 
 #endif

@@ -9,6 +9,7 @@
                           archived copies, completion
    migrate-sync-import.c  the copy: plan, fetch, save, commit, rematch
    migrate-sync-gmail.c   Gmail's labels and views
+   migrate-sync-pop3.c    the source's POP3 UIDLs for the copies of INBOX
    migrate-sync-delete.c  what the source proved gone
    migrate-sync-worker.c  both ends of the worker protocol */
 
@@ -230,6 +231,9 @@ int migrate_sync_import_commit(struct migrate_sync_ctx *ctx,
 			       struct migrate_sync_batch *batch);
 /* Find copies made earlier among candidates (destination UIDs) by
    content. */
+/* migrate-sync-pop3.c: keep the source's POP3 UIDLs with the copies of
+   INBOX (migrate_source_pop3) */
+void migrate_sync_pop3(struct migrate_sync_ctx *ctx);
 const char *migrate_sync_mail_match_key(struct mail *mail, bool *weak_r);
 /* Record that src_uid was copied to dest_uid, counting a copy that lost
    its source UID or UIDVALIDITY. */

@@ -333,6 +333,8 @@ void migrate_sync_stats_add(struct migrate_sync_stats *dest,
 	dest->deletes_withheld = src->deletes_withheld;
 	dest->messages_uid_changed += src->messages_uid_changed;
 	dest->folders_uid_changed += src->folders_uid_changed;
+	dest->messages_pop3_uidl += src->messages_pop3_uidl;
+	dest->messages_pop3_unmatched = src->messages_pop3_unmatched;
 	dest->retries += src->retries;
 	dest->total_msecs += src->total_msecs;
 }
@@ -377,6 +379,7 @@ int migrate_sync_run(struct mail_user *dest_user,
 	} else if (migrate_sync_tree_list(&ctx) == 0) {
 		migrate_sync_kill_point(&ctx, "list");
 		sync_run_folders(&ctx);
+		migrate_sync_pop3(&ctx);
 		migrate_sync_delete(&ctx);
 		migrate_sync_tree_subscribe(&ctx);
 		migrate_sync_kill_point(&ctx, "state-commit");

@@ -106,6 +106,10 @@ struct migrate_sync_stats {
 	   again), and the folders that have any */
 	unsigned int messages_uid_changed;
 	unsigned int folders_uid_changed;
+	/* copies of INBOX given the source's POP3 UIDL by this run, and
+	   POP3 messages that matched no copy (migrate_source_pop3) */
+	unsigned int messages_pop3_uidl;
+	unsigned int messages_pop3_unmatched;
 	/* times the run lost the source and went on after a pause */
 	unsigned int retries;
 	unsigned int total_msecs;

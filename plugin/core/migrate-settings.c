@@ -267,6 +267,12 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 		return -1;
 	value = reader_get(r, MIGRATE_SETTING_SOURCE_PREFIX);
 	set->source_prefix = p_strdup(pool, value != NULL ? value : "");
+	if (reader_bool(r, MIGRATE_SETTING_SOURCE_POP3, FALSE,
+			&set->source_pop3) < 0 ||
+	    reader_uint(r, MIGRATE_SETTING_SOURCE_POP3_PORT,
+			set->source_ssl == MIGRATE_SSL_IMAPS ? 995 : 110,
+			1, 65535, &set->source_pop3_port) < 0)
+		return -1;
 	return reader_time(r, MIGRATE_SETTING_SOURCE_TIMEOUT,
 			   MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS,
 			   &set->source_timeout_secs);

@@ -40,6 +40,8 @@
 #define MIGRATE_SETTING_ACCOUNT_TIMEOUT "migrate_account_timeout"
 #define MIGRATE_SETTING_MIN_RATE "migrate_min_rate"
 #define MIGRATE_SETTING_MAX_FOLDERS "migrate_max_folders"
+#define MIGRATE_SETTING_SOURCE_POP3 "migrate_source_pop3"
+#define MIGRATE_SETTING_SOURCE_POP3_PORT "migrate_source_pop3_port"
 
 #define MIGRATE_DEFAULT_SOURCE_SSL MIGRATE_SSL_STARTTLS
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
@@ -114,6 +116,11 @@ struct migrate_settings {
 	const char *source_password_file;
 	const char *source_prefix;
 	unsigned int source_timeout_secs;
+	/* read the INBOX's POP3 UIDLs from the source's POP3 server (same
+	   host, user, password and TLS mode: pop3s for imaps, STLS for
+	   starttls) and keep them with the copies */
+	bool source_pop3;
+	unsigned int source_pop3_port;
 	/* retries of a run that lost the source, and the first delay */
 	unsigned int retries;
 	unsigned int retry_delay_secs;

@@ -1,0 +1,207 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+/* The source's INBOX as its POP3 server shows it: each message's UIDL and
+   a hash of its header, read with Dovecot's pop3c storage as a mail user
+   of its own beside the imapc one (same host, user, password and TLS
+   mode).  The engine matches the hashes with its copies', so that the
+   POP3 server here answers UIDL as the old one did and clients that leave
+   mail on the server download nothing twice. */
+
+#include "lib.h"
+#include "array.h"
+#include "hex-binary.h"
+#include "sha1.h"
+#include "hash-method.h"
+#include "istream.h"
+#include "istream-crlf.h"
+#include "message-size.h"
+#include "message-header-hash.h"
+#include "mail-user.h"
+#include "mail-namespace.h"
+#include "mail-storage.h"
+#include "mail-search-build.h"
+#include "mail-storage-service.h"
+#include "pop3c-settings.h"
+#include "migrate-settings.h"
+#include "migrate-source-private.h"
+
+static const char *migrate_pop3_ssl_mode(enum migrate_ssl_mode mode)
+{
+	switch (mode) {
+	case MIGRATE_SSL_NO:
+		return "no";
+	case MIGRATE_SSL_IMAPS:
+		return "pop3s";
+	case MIGRATE_SSL_STARTTLS:
+		return "starttls";
+	}
+	i_unreached();
+}
+
+static const char *const *
+source_pop3_userdb_fields(const struct migrate_settings *set,
+			  const char *home, const char *resolver_dir)
+{
+	ARRAY_TYPE(const_string) fields;
+
+	t_array_init(&fields, 12);
+	migrate_source_userdb_server(&fields, "pop3c", set, home, resolver_dir,
+		set->source_pop3_port, migrate_pop3_ssl_mode(set->source_ssl));
+	array_append_zero(&fields);
+	return array_front(&fields);
+}
+
+int migrate_source_pop3_init(struct migrate_source *source,
+			     struct mail_storage_service_ctx *service_ctx,
+			     struct mail_storage_service_user *dest_service_user,
+			     const char **error_r)
+{
+	const struct migrate_settings *set = source->set;
+	struct mail_storage_service_input input;
+	struct mail_storage_service_user *service_user;
+	struct pop3c_settings *pop3c_set;
+	struct mail_user *user;
+	const char *home, *error;
+	int ret;
+
+	i_zero(&input);
+	input.module = "mail";
+	input.service = "doveadm";
+	input.username = source->dest_user->username;
+	input.no_userdb_lookup = TRUE;
+	if (mail_user_get_home(source->dest_user, &home) <= 0)
+		home = "/";
+	input.userdb_fields = source_pop3_userdb_fields(set, home,
+							source->resolver_dir);
+	input.flags_override_add = MAIL_STORAGE_SERVICE_FLAG_NO_NAMESPACES |
+		MAIL_STORAGE_SERVICE_FLAG_NO_RESTRICT_ACCESS |
+		MAIL_STORAGE_SERVICE_FLAG_NO_PLUGINS;
+
+	mail_storage_service_io_deactivate_user(dest_service_user);
+	ret = mail_storage_service_lookup_next(service_ctx, &input,
+					       &service_user, &user, &error);
+	if (ret <= 0) {
+		mail_storage_service_io_activate_user(dest_service_user);
+		*error_r = t_strdup_printf("POP3 user initialization failed: %s",
+					   ret == 0 ? "User not found" : error);
+		return -1;
+	}
+	/* the password only now, after the settings were parsed */
+	pop3c_set = (void *)mail_user_set_get_driver_settings(user->set_info,
+							user->set, "pop3c");
+	i_assert(pop3c_set != NULL);
+	pop3c_set->pop3c_password = p_strdup(user->pool, set->source_password);
+	ret = mail_namespaces_init_location(user, "pop3c:", &error);
+	mail_storage_service_io_deactivate_user(service_user);
+	mail_storage_service_user_unref(&service_user);
+	mail_storage_service_io_activate_user(dest_service_user);
+	if (ret < 0) {
+		*error_r = t_strdup_printf("POP3 namespace initialization "
+					   "failed: %s", error);
+		mail_user_deinit(&user);
+		return -1;
+	}
+	source->pop3_user = user;
+	return 0;
+}
+
+void migrate_source_pop3_deinit(struct migrate_source *source)
+{
+	if (source->pop3_user != NULL)
+		mail_user_deinit(&source->pop3_user);
+}
+
+int migrate_mail_header_hash(struct mail *mail, const char **hash_r)
+{
+	struct message_header_hash_context hctx;
+	struct message_size hdr_size;
+	struct sha1_ctxt sha1;
+	unsigned char digest[SHA1_RESULTLEN];
+	struct istream *input, *lf_input;
+	const unsigned char *data;
+	size_t size;
+	int ret = 0;
+
+	if (mail_get_hdr_stream(mail, &hdr_size, &input) < 0)
+		return -1;
+	i_zero(&hctx);
+	sha1_init(&sha1);
+	input = i_stream_create_limit(input, hdr_size.physical_size);
+	/* the same bytes whether stored with CRLF (the source) or LF
+	   (Maildir here) */
+	lf_input = i_stream_create_lf(input);
+	i_stream_unref(&input);
+	input = lf_input;
+	while (i_stream_read_more(input, &data, &size) > 0) {
+		/* the newest hash: it ignores what servers are known to
+		   change between their IMAP and POP3 views (spaces, 8-bit
+		   bytes) */
+		message_header_hash_more(&hctx, &hash_method_sha1, &sha1,
+					 MESSAGE_HEADER_HASH_MAX_VERSION,
+					 data, size);
+		i_stream_skip(input, size);
+	}
+	if (input->stream_errno != 0)
+		ret = -1;
+	i_stream_unref(&input);
+	if (ret < 0)
+		return -1;
+	sha1_result(&sha1, digest);
+	*hash_r = binary_to_hex(digest, sizeof(digest));
+	return 0;
+}
+
+int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
+				 migrate_source_pop3_want_t *want,
+				 void *context,
+				 ARRAY_TYPE(migrate_source_pop3_message) *msgs,
+				 const char **error_r)
+{
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *search_ctx;
+	struct mail_search_args *search_args;
+	struct migrate_source_pop3_message *msg;
+	struct mailbox *box;
+	struct mail *mail;
+	const char *uidl, *hash;
+	int ret = 0;
+
+	i_assert(source->pop3_user != NULL);
+	box = mailbox_alloc(source->pop3_user->namespaces->list, "INBOX",
+			    MAILBOX_FLAG_READONLY);
+	if (mailbox_sync(box, 0) < 0) {
+		*error_r = t_strdup_printf("POP3: %s",
+			mailbox_get_last_internal_error(box, NULL));
+		mailbox_free(&box);
+		return -1;
+	}
+	t = mailbox_transaction_begin(box, 0, __func__);
+	search_args = mail_search_build_init();
+	mail_search_build_add_all(search_args);
+	search_ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
+	mail_search_args_unref(&search_args);
+	while (ret == 0 && mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		if (mail_get_special(mail, MAIL_FETCH_UIDL_BACKEND,
+				     &uidl) < 0 ||
+		    (uidl[0] != '\0' && want(uidl, context) &&
+		     migrate_mail_header_hash(mail, &hash) < 0)) {
+			*error_r = t_strdup_printf("POP3: message %u: %s",
+				mail->seq,
+				mailbox_get_last_internal_error(box, NULL));
+			ret = -1;
+		} else if (uidl[0] != '\0' && want(uidl, context)) {
+			msg = array_append_space(msgs);
+			msg->seq = mail->seq;
+			msg->uidl = p_strdup(pool, uidl);
+			msg->hdr_hash = p_strdup(pool, hash);
+		}
+	} T_END;
+	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+		*error_r = t_strdup_printf("POP3: %s",
+			mailbox_get_last_internal_error(box, NULL));
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&t);
+	mailbox_free(&box);
+	return ret;
+}

@@ -1,0 +1,105 @@
+#!/bin/bash
+# t-pop3.sh - POP3 continuity: with migrate_source_pop3 = yes the copies
+# of INBOX keep the source's POP3 UIDLs, so that the POP3 server here
+# answers UIDL as the old one did (a source whose pop3_uidl_format, %g,
+# differs from ours), for the first run and for the messages of later
+# mirror runs; two messages whose headers are the same are reported, not
+# guessed; without the setting nothing changes.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-pop3
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+SRC_PW='Pop3!src5'
+DEST_PW='Pop3!dst5'
+
+rig_start_source src || exit 1
+rig_start_dest dest || exit 1
+rig_pop3_enable src || exit 1
+rig_conf_add src "pop3_uidl_format = %g" || exit 1
+rig_pop3_enable dest || exit 1
+rig_add_user src pat "$SRC_PW"
+rig_add_user dest pat@example.com "$DEST_PW" userdb_migrate_source_user=pat \
+	userdb_migrate_source_pop3=yes "userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[src]}"
+rig_add_user src nop "$SRC_PW"
+rig_add_user dest nop@example.com "$DEST_PW" userdb_migrate_source_user=nop
+export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
+rig_migrate_source dest src "$SRC_PW"
+
+# uidls INSTANCE USER PASSWORD: "N UIDL" lines of the POP3 server
+uidls() {
+	POP3_PASSWORD=$3 "$PY" - "${RIG_POP3_PORTS[$1]}" "$2" <<-'EOF'
+	import os, poplib, sys
+	pop = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=30)
+	pop.user(sys.argv[2])
+	pop.pass_(os.environ["POP3_PASSWORD"])
+	for line in pop.uidl()[1]:
+	    print(line.decode())
+	pop.quit()
+	EOF
+}
+message() {
+	printf 'From: pop%s@example.org\r\nSubject: pop3 %s\r\nMessage-ID: <pop3.%s@t-pop3>\r\n\r\nbody %s\r\n' \
+		"$1" "$1" "$1" "$1"
+}
+for i in $(seq 1 30); do message "$i" >"$RIG/m$i.eml"; done
+rig_imap_append src pat "$SRC_PW" INBOX "$RIG/m1.eml" >/dev/null
+for i in $(seq 2 30); do
+	rig_imap src pat "$SRC_PW" append INBOX "$RIG/m$i.eml" >/dev/null
+done
+"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user pat \
+	--password-env SRC_IMAP_PASSWORD --seed 5 --messages 60 --max-size 30K \
+	--connections 1 >/dev/null || rig_die "gen-corpus"
+for u in nop; do
+	for i in 1 2 3; do rig_imap src "$u" "$SRC_PW" append INBOX "$RIG/m$i.eml" >/dev/null; done
+done
+
+declare -A MIG
+migrate() {
+	MIG_OUT=$RIG/mig.$1.$RANDOM
+	MIG_RC=0
+	rig_doveadm dest -f tab migrate -u "$1@example.com" >"$MIG_OUT" 2>&1 || MIG_RC=$?
+	rig_summary "$MIG_OUT"
+}
+
+SRC_UIDLS=$(uidls src pat "$SRC_PW")
+n=$(wc -l <<<"$SRC_UIDLS")
+tap_diag "source INBOX: $n POP3 messages, UIDLs like $(head -n 1 <<<"$SRC_UIDLS")"
+migrate pat
+tap_is "$MIG_RC/${MIG[pop3_uidls]}/${MIG[pop3_unmatched]}" "0/$n/0" \
+	"the first run gives all $n copies of INBOX their source UIDL"
+tap_is "$(uidls dest pat@example.com "$DEST_PW")" "$SRC_UIDLS" \
+	"our POP3 server answers UIDL as the source's does, in the same order"
+
+# new mail at the source: the mirror run gives the new copies theirs and
+# reads the headers of the new POP3 messages only
+for i in 31 32 33; do
+	message "$i" >"$RIG/m$i.eml"
+	rig_imap src pat "$SRC_PW" append INBOX "$RIG/m$i.eml" >/dev/null
+done
+migrate pat
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}" "0/3/3" "a mirror run: 3 new copies, 3 UIDLs"
+tap_is "$(uidls dest pat@example.com "$DEST_PW")" "$(uidls src pat "$SRC_PW")" \
+	"... and UIDL is the source's again"
+migrate pat
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}" "0/0/0" "an unchanged re-run assigns nothing"
+
+# two messages whose headers are the same (a copy of one appended twice):
+# no guess, both keep UIDLs of this server, and the run says so
+rig_imap src pat "$SRC_PW" append INBOX "$RIG/m1.eml" >/dev/null
+rig_imap src pat "$SRC_PW" append INBOX "$RIG/m1.eml" >/dev/null
+migrate pat
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}/${MIG[pop3_unmatched]}" "0/2/0/2" \
+	"two new messages with the same header: no UIDL is guessed for them"
+tap_like "... and the log says so" '2 POP3 messages of INBOX match no copy or more than one' \
+	"$(cat "$MIG_OUT")"
+
+# without migrate_source_pop3 nothing of this happens
+migrate nop
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}" "0/3/0" "without migrate_source_pop3: copies, no UIDLs read"
+tap_unlike_uidl=$(uidls dest nop@example.com "$DEST_PW" | cut -d' ' -f2 | sort)
+tap_is "$(grep -c -F -x -f <(uidls src nop "$SRC_PW" | cut -d' ' -f2) <<<"$tap_unlike_uidl")" 0 \
+	"... and our POP3 server gives UIDLs of its own"
+
+tap_done
