@@ -57,33 +57,20 @@ int migrate_source_pop3_init(struct migrate_source *source,
 			     const char **error_r)
 {
 	const struct migrate_settings *set = source->set;
-	struct mail_storage_service_input input;
 	struct mail_storage_service_user *service_user;
 	struct pop3c_settings *pop3c_set;
 	struct mail_user *user;
-	const char *home, *error;
+	const char *error;
 	int ret;
 
-	i_zero(&input);
-	input.module = "mail";
-	input.service = "doveadm";
-	input.username = source->dest_user->username;
-	input.no_userdb_lookup = TRUE;
-	if (mail_user_get_home(source->dest_user, &home) <= 0)
-		home = "/";
-	input.userdb_fields = source_pop3_userdb_fields(set, home,
-							source->resolver_dir);
-	input.flags_override_add = MAIL_STORAGE_SERVICE_FLAG_NO_NAMESPACES |
-		MAIL_STORAGE_SERVICE_FLAG_NO_RESTRICT_ACCESS |
-		MAIL_STORAGE_SERVICE_FLAG_NO_PLUGINS;
-
-	mail_storage_service_io_deactivate_user(dest_service_user);
-	ret = mail_storage_service_lookup_next(service_ctx, &input,
-					       &service_user, &user, &error);
-	if (ret <= 0) {
-		mail_storage_service_io_activate_user(dest_service_user);
+	if (migrate_source_service_lookup(source, service_ctx,
+			dest_service_user,
+			source_pop3_userdb_fields(set,
+				migrate_source_home(source),
+				source->resolver_dir),
+			&service_user, &user, &error) < 0) {
 		*error_r = t_strdup_printf("POP3 user initialization failed: %s",
-					   ret == 0 ? "User not found" : error);
+					   error);
 		return -1;
 	}
 	/* the password only now, after the settings were parsed */
@@ -92,9 +79,7 @@ int migrate_source_pop3_init(struct migrate_source *source,
 	i_assert(pop3c_set != NULL);
 	pop3c_set->pop3c_password = p_strdup(user->pool, set->source_password);
 	ret = mail_namespaces_init_location(user, "pop3c:", &error);
-	mail_storage_service_io_deactivate_user(service_user);
-	mail_storage_service_user_unref(&service_user);
-	mail_storage_service_io_activate_user(dest_service_user);
+	migrate_source_service_done(&service_user, dest_service_user);
 	if (ret < 0) {
 		*error_r = t_strdup_printf("POP3 namespace initialization "
 					   "failed: %s", error);

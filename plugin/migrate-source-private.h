@@ -171,6 +171,20 @@ int migrate_resolver_start(const char *name, const char *ip,
 			   const char **base_dir_r, const char **error_r);
 void migrate_resolver_stop(struct migrate_resolver **resolver);
 
+/* The dest user's home, for the source users' settings ("/" if none). */
+const char *migrate_source_home(struct migrate_source *source);
+/* A mail user for the source with these userdb fields (no namespaces, no
+   plugins), its I/O active instead of dest_service_user's until
+   migrate_source_service_done(). */
+int migrate_source_service_lookup(struct migrate_source *source,
+				  struct mail_storage_service_ctx *service_ctx,
+				  struct mail_storage_service_user *dest_service_user,
+				  const char *const *userdb_fields,
+				  struct mail_storage_service_user **service_user_r,
+				  struct mail_user **user_r, const char **error_r);
+void migrate_source_service_done(struct mail_storage_service_user **service_user,
+				 struct mail_storage_service_user *dest_service_user);
+
 /* Add the userdb fields that point Dovecot's client storage driver
    ("imapc", "pop3c") at the source server: host (or the certificate name
    with our resolver), port, user, master user, TLS, no rawlog. */

@@ -104,47 +104,81 @@ source_tls_name_hint(const struct migrate_settings *set,
 		"template or %s)", MIGRATE_SETTING_SOURCE_SSL_HOSTNAME);
 }
 
-static int
-migrate_source_user_init(struct migrate_source *source,
-			 struct mail_storage_service_ctx *service_ctx,
-			 struct mail_storage_service_user *dest_service_user,
-			 enum migrate_error *error_code_r, const char **error_r)
+const char *migrate_source_home(struct migrate_source *source)
 {
-	struct mail_user *dest_user = source->dest_user;
-	const struct migrate_settings *set = source->set;
-	struct mail_storage_service_input input;
-	struct mail_storage_service_user *service_user;
-	struct mail_user *user;
-	struct imapc_settings *imapc_set;
-	struct mailbox_list_iterate_context *iter;
-	enum mail_error mail_error;
-	const char *home, *error;
-	int ret;
+	const char *home;
 
-	i_assert(set->source_host != NULL && set->source_password != NULL);
+	if (mail_user_get_home(source->dest_user, &home) <= 0)
+		home = "/";
+	return home;
+}
+
+int migrate_source_service_lookup(struct migrate_source *source,
+				  struct mail_storage_service_ctx *service_ctx,
+				  struct mail_storage_service_user *dest_service_user,
+				  const char *const *userdb_fields,
+				  struct mail_storage_service_user **service_user_r,
+				  struct mail_user **user_r, const char **error_r)
+{
+	struct mail_storage_service_input input;
+	const char *error;
+	int ret;
 
 	i_zero(&input);
 	input.module = "mail";
 	input.service = "doveadm";
-	input.username = dest_user->username;
+	input.username = source->dest_user->username;
 	input.no_userdb_lookup = TRUE;
-	if (mail_user_get_home(dest_user, &home) <= 0)
-		home = "/";
-	input.userdb_fields = migrate_source_userdb_fields(set, home,
-						source->resolver_dir);
+	input.userdb_fields = userdb_fields;
 	input.flags_override_add = MAIL_STORAGE_SERVICE_FLAG_NO_NAMESPACES |
 		MAIL_STORAGE_SERVICE_FLAG_NO_RESTRICT_ACCESS |
 		MAIL_STORAGE_SERVICE_FLAG_NO_PLUGINS;
 
 	mail_storage_service_io_deactivate_user(dest_service_user);
 	ret = mail_storage_service_lookup_next(service_ctx, &input,
-					       &service_user, &user, &error);
+					       service_user_r, user_r, &error);
 	if (ret <= 0) {
 		mail_storage_service_io_activate_user(dest_service_user);
+		*error_r = ret == 0 ? "User not found" : error;
+		return -1;
+	}
+	return 0;
+}
+
+void migrate_source_service_done(struct mail_storage_service_user **service_user,
+				 struct mail_storage_service_user *dest_service_user)
+{
+	mail_storage_service_io_deactivate_user(*service_user);
+	mail_storage_service_user_unref(service_user);
+	mail_storage_service_io_activate_user(dest_service_user);
+}
+
+static int
+migrate_source_user_init(struct migrate_source *source,
+			 struct mail_storage_service_ctx *service_ctx,
+			 struct mail_storage_service_user *dest_service_user,
+			 enum migrate_error *error_code_r, const char **error_r)
+{
+	const struct migrate_settings *set = source->set;
+	struct mail_storage_service_user *service_user;
+	struct mail_user *user;
+	struct imapc_settings *imapc_set;
+	struct mailbox_list_iterate_context *iter;
+	enum mail_error mail_error;
+	const char *error;
+	int ret;
+
+	i_assert(set->source_host != NULL && set->source_password != NULL);
+
+	if (migrate_source_service_lookup(source, service_ctx,
+			dest_service_user,
+			migrate_source_userdb_fields(set,
+				migrate_source_home(source),
+				source->resolver_dir),
+			&service_user, &user, &error) < 0) {
 		*error_code_r = MIGRATE_ERROR_CONFIG;
 		*error_r = t_strdup_printf(
-			"Source user initialization failed: %s",
-			ret == 0 ? "User not found" : error);
+			"Source user initialization failed: %s", error);
 		return -1;
 	}
 	/* the password is set only now, after the settings were parsed and
@@ -159,9 +193,7 @@ migrate_source_user_init(struct migrate_source *source,
 	if (ret < 0)
 		error = source_login_error(source, error);
 	migrate_source_capture_tls(source, FALSE);
-	mail_storage_service_io_deactivate_user(service_user);
-	mail_storage_service_user_unref(&service_user);
-	mail_storage_service_io_activate_user(dest_service_user);
+	migrate_source_service_done(&service_user, dest_service_user);
 	if (ret < 0) {
 		/* imapc logs in while the namespace is created */
 		*error_code_r = !str_begins(error, "imapc:") ?
