@@ -4,7 +4,9 @@
 # answers UIDL as the old one did (a source whose pop3_uidl_format, %g,
 # differs from ours), for the first run and for the messages of later
 # mirror runs; two messages whose headers are the same are reported, not
-# guessed; without the setting nothing changes.
+# guessed; a real client, fetchmail with keep and UIDL tracking, switched
+# from the old server to us downloads nothing it had (without the UIDLs it
+# downloads all again); without the setting nothing changes.
 
 . "$(dirname "$0")/../lib/rig.sh"
 rig_init t-pop3
@@ -94,6 +96,54 @@ tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}/${MIG[pop3_unmatched]}" "0/2/0
 	"two new messages with the same header: no UIDL is guessed for them"
 tap_like "... and the log says so" '2 POP3 messages of INBOX match no copy or more than one' \
 	"$(cat "$MIG_OUT")"
+
+# a real POP3 client that leaves mail on the server (fetchmail, keep, with
+# UIDL tracking in its id file), switched from the old server to us: it
+# downloads nothing it had, and what arrives afterwards
+FM=$RIG/fetchmail
+mkdir -p "$FM/mail"
+printf '#!/bin/sh\ncat >"%s/mail/$(date +%%s%%N).$$"\n' "$FM" >"$FM/mda"
+chmod 755 "$FM/mda"
+rig_add_user src fm@example.com "$SRC_PW"
+rig_add_user dest fm@example.com "$DEST_PW" userdb_migrate_source_user=fm@example.com \
+	userdb_migrate_source_pop3=yes "userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[src]}"
+for i in 1 2 3 4 5; do rig_imap src fm@example.com "$SRC_PW" append INBOX "$RIG/m$i.eml" >/dev/null; done
+fm_conf() {   # INSTANCE PASSWORD
+	cat >"$FM/rc" <<-EOF
+	set no bouncemail
+	poll 127.0.0.1 with protocol pop3 service ${RIG_POP3_PORTS[$1]} uidl
+	  user "fm@example.com" there with password "$2" is root here
+	  keep sslproto ""
+	  mda "$FM/mda"
+	EOF
+	chmod 600 "$FM/rc"
+	rig_secret_input "$FM/rc"
+}
+# fm_poll LABEL: one poll; FM_NEW is the number of messages it delivered
+fm_poll() {
+	local before rc=0
+	before=$(ls "$FM/mail" | wc -l)
+	fetchmail -f "$FM/rc" -i "$FM/ids" --nosyslog --nodetach -v \
+		>"$FM/$1.log" 2>&1 || rc=$?
+	# 0: mail delivered, 1: no mail
+	[ "$rc" -le 1 ] || tap_diag "fetchmail exited $rc: $(tail -n 5 "$FM/$1.log")"
+	FM_NEW=$(( $(ls "$FM/mail" | wc -l) - before ))
+}
+fm_conf src "$SRC_PW"
+fm_poll src1
+tap_is "$FM_NEW" 5 "fetchmail (keep, UIDL) downloads the 5 messages from the old server"
+fm_poll src2
+tap_is "$FM_NEW" 0 "... and nothing on its next poll"
+migrate fm
+tap_is "$MIG_RC/${MIG[pop3_uidls]}" "0/5" "the migration gives the 5 copies their UIDLs"
+fm_conf dest "$DEST_PW"
+fm_poll dest1
+tap_is "$FM_NEW" 0 "fetchmail, switched to us with its id file, downloads nothing"
+message 50 >"$RIG/m50.eml"
+rig_deliver dest fm@example.com "$RIG/m50.eml" >/dev/null 2>&1 ||
+	rig_imap dest fm@example.com "$DEST_PW" append INBOX "$RIG/m50.eml" >/dev/null
+fm_poll dest2
+tap_is "$FM_NEW" 1 "... and then exactly the message that arrived here afterwards"
 
 # without migrate_source_pop3 nothing of this happens
 migrate nop
