@@ -34,6 +34,9 @@ large_message() {   # SUBJECT KB
 # mbsync_conf HOST-INSTANCE USER PASSWORD-FILE: one channel "cont" between
 # the account and a local Maildir store with its own sync state; pointing
 # the same channel at another server keeps the store and the state
+command -v mbsync >/dev/null ||
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		isync >/dev/null 2>&1 || rig_die "the client test needs Debian's isync (mbsync)"
 MB=$RIG/mbsync
 mkdir -p "$MB/store"
 mbsync_conf() {

@@ -100,6 +100,9 @@ tap_like "... and the log says so" '2 POP3 messages of INBOX match no copy or mo
 # a real POP3 client that leaves mail on the server (fetchmail, keep, with
 # UIDL tracking in its id file), switched from the old server to us: it
 # downloads nothing it had, and what arrives afterwards
+command -v fetchmail >/dev/null ||
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		fetchmail >/dev/null 2>&1 || rig_die "the client test needs Debian's fetchmail"
 FM=$RIG/fetchmail
 mkdir -p "$FM/mail"
 printf '#!/bin/sh\ncat >"%s/mail/$(date +%%s%%N).$$"\n' "$FM" >"$FM/mda"
