@@ -385,7 +385,7 @@ source_init_connect(struct migrate_source *source,
 		(void)migrate_source_check(source, error_code_r, error_r);
 		return -1;
 	}
-	if (set->source_pop3 &&
+	if (set->source_pop3 != MIGRATE_POP3_NO &&
 	    migrate_source_pop3_init(source, service_ctx, dest_service_user,
 				     error_r) < 0) {
 		*error_code_r = MIGRATE_ERROR_CONFIG;

@@ -13,6 +13,7 @@
 #include "array.h"
 #include "hash.h"
 #include "mail-storage.h"
+#include "migrate-text.h"
 #include "migrate-sync-private.h"
 
 /* a hash two messages share, on either side */
@@ -163,8 +164,16 @@ sync_pop3_folder(struct migrate_sync_ctx *ctx,
 		;
 	else if (migrate_source_pop3_messages(ctx->source, pctx.pool,
 					      sync_pop3_want, &pctx, &msgs,
-					      &error) < 0)
-		migrate_sync_set_error(ctx, MIGRATE_ERROR_TEMP, error);
+					      &error) < 0) {
+		if (ctx->set->source_pop3 == MIGRATE_POP3_YES)
+			migrate_sync_set_error(ctx, MIGRATE_ERROR_TEMP, error);
+		else {
+			/* auto: a source without POP3 */
+			e_info(ctx->event, "Not keeping POP3 UIDLs: the "
+			       "source's POP3 server cannot be read: %s",
+			       migrate_text_escape(error));
+		}
+	}
 	else {
 		unmatched = sync_pop3_assign(ctx, dbox, &pctx, &msgs);
 		ctx->stats->messages_pop3_unmatched += unmatched;

@@ -224,6 +224,12 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 		[MIGRATE_SSL_STARTTLS] = "starttls",
 		NULL
 	};
+	static const char *const pop3_names[] = {
+		[MIGRATE_POP3_NO] = "no",
+		[MIGRATE_POP3_YES] = "yes",
+		[MIGRATE_POP3_AUTO] = "auto",
+		NULL
+	};
 	const char *value;
 	unsigned int num;
 	struct ip_addr ip;
@@ -267,9 +273,11 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 		return -1;
 	value = reader_get(r, MIGRATE_SETTING_SOURCE_PREFIX);
 	set->source_prefix = p_strdup(pool, value != NULL ? value : "");
-	if (reader_bool(r, MIGRATE_SETTING_SOURCE_POP3, FALSE,
-			&set->source_pop3) < 0 ||
-	    reader_uint(r, MIGRATE_SETTING_SOURCE_POP3_PORT,
+	if (reader_enum(r, MIGRATE_SETTING_SOURCE_POP3, pop3_names,
+			MIGRATE_POP3_NO, "no, yes or auto", &num) < 0)
+		return -1;
+	set->source_pop3 = num;
+	if (reader_uint(r, MIGRATE_SETTING_SOURCE_POP3_PORT,
 			set->source_ssl == MIGRATE_SSL_IMAPS ? 995 : 110,
 			1, 65535, &set->source_pop3_port) < 0)
 		return -1;

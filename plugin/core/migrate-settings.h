@@ -81,6 +81,16 @@
 #define MIGRATE_DEFAULT_MAX_FOLDERS 10000
 #define MIGRATE_MAX_MAX_FOLDERS 1000000
 
+enum migrate_pop3_mode {
+	/* the source's POP3 server is not read */
+	MIGRATE_POP3_NO = 0,
+	/* it is read; failing to read it fails the run (75) */
+	MIGRATE_POP3_YES,
+	/* it is read when it answers; when it does not, the run goes on
+	   without UIDLs (logged) */
+	MIGRATE_POP3_AUTO,
+};
+
 enum migrate_gmail_mode {
 	/* when the source lists [Gmail]/ or [Google Mail]/ folders */
 	MIGRATE_GMAIL_AUTO = 0,
@@ -119,7 +129,7 @@ struct migrate_settings {
 	/* read the INBOX's POP3 UIDLs from the source's POP3 server (same
 	   host, user, password and TLS mode: pop3s for imaps, STLS for
 	   starttls) and keep them with the copies */
-	bool source_pop3;
+	enum migrate_pop3_mode source_pop3;
 	unsigned int source_pop3_port;
 	/* retries of a run that lost the source, and the first delay */
 	unsigned int retries;

@@ -148,6 +148,29 @@ rig_deliver dest fm@example.com "$RIG/m50.eml" >/dev/null 2>&1 ||
 fm_poll dest2
 tap_is "$FM_NEW" 1 "... and then exactly the message that arrived here afterwards"
 
+# auto: a source whose POP3 server answers is read, one without is not,
+# and the run goes on; yes without one fails the run (75)
+DEAD=$(rig_free_port)
+for u in auto1 auto2 yes2; do
+	rig_add_user src "$u" "$SRC_PW"
+	for i in 1 2; do rig_imap src "$u" "$SRC_PW" append INBOX "$RIG/m$i.eml" >/dev/null; done
+done
+rig_add_user dest auto1@example.com "$DEST_PW" userdb_migrate_source_user=auto1 \
+	userdb_migrate_source_pop3=auto "userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[src]}"
+rig_add_user dest auto2@example.com "$DEST_PW" userdb_migrate_source_user=auto2 \
+	userdb_migrate_source_pop3=auto "userdb_migrate_source_pop3_port=$DEAD"
+rig_add_user dest yes2@example.com "$DEST_PW" userdb_migrate_source_user=yes2 \
+	userdb_migrate_source_pop3=yes "userdb_migrate_source_pop3_port=$DEAD" \
+	userdb_migrate_retries=0
+migrate auto1
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}" "0/2/2" "auto with a POP3 server: its UIDLs are kept"
+migrate auto2
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}" "0/2/0" "auto without one: the run copies and exits 0"
+tap_like "... saying why no UIDL is kept" "Not keeping POP3 UIDLs: the source's POP3 server cannot be read" \
+	"$(cat "$MIG_OUT")"
+migrate yes2
+tap_is "$MIG_RC/${MIG[copied]}" "75/2" "yes without one: the run fails (75), its copies kept"
+
 # without migrate_source_pop3 nothing of this happens
 migrate nop
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}" "0/3/0" "without migrate_source_pop3: copies, no UIDLs read"
