@@ -10,11 +10,10 @@
 #    once (77 is never retried).
 # 2. Folder names Courier takes and Dovecot refuses or reads as wildcards:
 #    "INBOX.~tilde", "INBOX.a%b", "INBOX.a*b" (made in the maildir with
-#    rig_courier_add_folder), each with a message.  Whatever the names
-#    become, the run is to exit 0 or 65 (a folder reported as left out),
-#    copy the rest of the account and, for "~tilde", the message too.
-#    Today "~tilde" makes the run exit 70 (known failures, TODO, until the
-#    engine escapes such names); the other folders' messages are copied.
+#    rig_courier_add_folder), each with a message: the run exits 0, every
+#    message arrives, in folders named _x7etilde, a_x25b and a_x2ab.
+# 3. Courier's POP3 server (courier-pop): with migrate_source_pop3 our
+#    POP3 server answers UIDL with Courier's UIDLs.
 # And the host's own Courier paths are left as they were.
 
 . "$(dirname "$0")/../lib/rig.sh"
@@ -130,6 +129,38 @@ in_dest 'INBOX.~tilde' && got=yes || got=no
 tap_is "$got" yes "... the message of INBOX.~tilde is at the destination"
 tap_is "$(rig_doveadm dest mailbox list -u odd@example.com | grep -c -x -e '_x7etilde' -e 'a_x25b' -e 'a_x2ab')" 3 \
 	"... in folders named _x7etilde, a_x25b and a_x2ab"
+
+# 3. POP3 UIDLs: Courier's own POP3 server (courier-pop) numbers its
+# messages with UIDLs of Courier's format; with migrate_source_pop3 the
+# copies of INBOX keep them, and our POP3 server answers UIDL as Courier's
+CPOP3=$(rig_courier_pop3 courier)
+rig_pop3_enable dest || exit 1
+for i in 1 2 3; do
+	printf 'From: pop%s@example.org\r\nSubject: courier pop3 %s\r\nMessage-ID: <cpop.%s@t-courier>\r\n\r\nbody %s\r\n' \
+		"$i" "$i" "$i" "$i" >"$RIG/cpop$i.eml"
+	rig_imap_append courier carol "$SRC_PW" INBOX "$RIG/cpop$i.eml" >/dev/null
+done
+rig_add_user dest popc@example.com "$DEST_PW" userdb_migrate_source_user=carol \
+	"userdb_migrate_source_port=$(rig_port courier)" userdb_migrate_source_pop3=yes \
+	"userdb_migrate_source_pop3_port=$CPOP3"
+uidls() {   # PORT USER PASSWORD: "N UIDL" lines
+	POP3_PASSWORD=$3 "$PY" - "$1" "$2" <<-'EOF'
+	import os, poplib, sys
+	pop = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=30)
+	pop.user(sys.argv[2])
+	pop.pass_(os.environ["POP3_PASSWORD"])
+	for line in pop.uidl()[1]:
+	    print(line.decode())
+	pop.quit()
+	EOF
+}
+C_UIDLS=$(uidls "$CPOP3" carol "$SRC_PW")
+tap_diag "Courier's POP3: $(wc -l <<<"$C_UIDLS") messages, UIDLs like $(head -n 1 <<<"$C_UIDLS")"
+migrate popc
+tap_is "$MIG_RC/${MIG[pop3_uidls]}/${MIG[pop3_unmatched]}" "0/$(wc -l <<<"$C_UIDLS")/0" \
+	"every copy of INBOX gets its Courier POP3 UIDL"
+tap_is "$(uidls "${RIG_POP3_PORTS[dest]}" popc@example.com "$DEST_PW")" "$C_UIDLS" \
+	"our POP3 server answers UIDL as Courier's does"
 
 rig_stop courier
 tap_is "$(host_paths)" "$HOST_BEFORE" "the host's /etc/courier, /run/courier and /usr/lib/courier* are as before"

@@ -52,6 +52,10 @@
 #                            its makeuserdb, and the user's maildir; the
 #                            login name is USER;
 #                            the password is registered (rig_secret)
+#   rig_courier_pop3 NAME    Courier's POP3 server too (courier-pop:
+#                            couriertcpd + courierpop3login +
+#                            courierpop3d, Debian's etc/pop3d) on a free
+#                            port of its own, which it prints
 #   rig_courier_add_folder NAME USER FOLDER
 #                            a folder made on disk in USER's Maildir++
 #                            (FOLDER as Courier lists it, "INBOX.a.b", in
@@ -88,10 +92,10 @@ RIG_FOREIGN_TRIPLET=${RIG_FOREIGN_TRIPLET:-x86_64-linux-gnu}
 # unpacking, so a host missing more gets a clear message)
 RIG_FOREIGN_PKGS_cyrus="cyrus-imapd cyrus-common libical3 libzephyr4 sasl2-bin"
 RIG_FOREIGN_PKGS_mailutils="mailutils-imap4d libmailutils9 mailutils-common libgsasl18 libmariadb3 libgssglue1 libidn12 libntlm0"
-RIG_FOREIGN_PKGS_courier="courier-imap courier-base courier-authlib courier-authdaemon courier-authlib-userdb libcourier-unicode4 gamin libgamin0 libltdl7 libidn12 libglib2.0-0"
+RIG_FOREIGN_PKGS_courier="courier-imap courier-pop courier-base courier-authlib courier-authdaemon courier-authlib-userdb libcourier-unicode4 gamin libgamin0 libltdl7 libidn12 libglib2.0-0"
 RIG_FOREIGN_BINS_cyrus="usr/lib/cyrus/bin/master usr/lib/cyrus/bin/imapd usr/lib/cyrus/bin/ctl_cyrusdb usr/sbin/saslpasswd2"
 RIG_FOREIGN_BINS_mailutils="usr/sbin/imap4d"
-RIG_FOREIGN_BINS_courier="usr/sbin/couriertcpd usr/lib/courier/courier/imaplogin usr/bin/imapd usr/lib/courier/courier-authlib/authdaemond usr/lib/courier/courier-authlib/makedatprog usr/libexec/gam_server"
+RIG_FOREIGN_BINS_courier="usr/sbin/couriertcpd usr/lib/courier/courier/imaplogin usr/bin/imapd usr/lib/courier/courier/courierpop3login usr/lib/courier/courier/courierpop3d usr/lib/courier/courier-authlib/authdaemond usr/lib/courier/courier-authlib/makedatprog usr/libexec/gam_server"
 RIG_FOREIGN_MU_DOMAIN=rig.test
 RIG_FOREIGN_MU_TYPE=${RIG_FOREIGN_MU_TYPE:-maildir}
 
@@ -213,7 +217,7 @@ rig__foreign_wait_up() {
 	        os.kill(int(open(pidfile).read().split()[0]), 0)
 	        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
 	            s.settimeout(5)
-	            if s.recv(200).startswith(b"* OK"):
+	            if s.recv(200).startswith((b"* OK", b"+OK")):
 	                sys.exit(0)
 	    except (OSError, ValueError, IndexError):
 	        pass
@@ -547,6 +551,13 @@ rig__courier_write_conf() {
 		echo 'IMAP_EMPTYTRASH='
 		echo "GAM_CLIENT_ID=${RIG##*/}-$name"
 	} >"$dir/etc/imapd"
+	if [ -e "$root/etc/courier/pop3d" ]; then
+		{
+			cat "$root/etc/courier/pop3d"
+			echo '# rig-foreign.sh'
+			echo "GAM_CLIENT_ID=${RIG##*/}-$name"
+		} >"$dir/etc/pop3d"
+	fi
 	: >"$dir/etc/userdb"
 	chmod 600 "$dir/etc/userdb"
 }
@@ -563,6 +574,25 @@ rig__courier_listen() {
 			/usr/bin/imapd "$MAILDIRPATH"' sh \
 		"$dir/run/couriertcpd.pid" "$dir/server.log" "$port" \
 		>>"$dir/server.log" 2>&1 </dev/null
+}
+
+# rig_courier_pop3 NAME: Courier's POP3 server too (courierpop3login +
+# courierpop3d, Debian's etc/pop3d), on a free port of its own, printed
+rig_courier_pop3() {
+	local name=$1 dir=$RIG/$1 port
+	[ "${RIG_KIND[$name]:-}" = courier ] || rig_die "rig_courier_pop3: $name is not a Courier instance"
+	[ -e "$dir/etc/pop3d" ] || rig_die "rig_courier_pop3: courier-pop is not unpacked"
+	port=$(rig_free_port) || rig_die "no free port"
+	rig__courier_enter "$name" sh -c 'set -a; . /etc/courier/pop3d
+		exec /usr/sbin/couriertcpd -pid="$1" -address=127.0.0.1 \
+			-maxprocs="$MAXDAEMONS" -maxperip="$MAXPERIP" $TCPDOPTS \
+			-stderr="$2" "$3" /usr/lib/courier/courier/courierpop3login \
+			/usr/lib/courier/courier/courierpop3d "$MAILDIRPATH"' sh \
+		"$dir/run/pop3d.pid" "$dir/server.log" "$port" \
+		>>"$dir/server.log" 2>&1 </dev/null
+	rig__foreign_wait_up "$port" "$dir/run/pop3d.pid" ||
+		rig_die "Courier's POP3 server $name did not come up on port $port"
+	echo "$port"
 }
 
 rig_start_courier() {
