@@ -68,7 +68,8 @@ struct migrate_source_guard {
 	union mailbox_list_module_context module_ctx;
 
 	const struct migrate_settings *set;
-	in_port_t port;
+	/* the source's IMAP port, and its POP3 port (0: not read) */
+	in_port_t port, pop3_port;
 	time_t deadline;
 
 	timer_t timer;
@@ -98,7 +99,8 @@ static bool guard_is_source_socket(struct migrate_source_guard *guard, int fd)
 	/* a unix socket has no port: 0 */
 	return net_getpeername(fd, &ip, &port) == 0 &&
 		(ip.family == AF_INET || ip.family == AF_INET6) &&
-		port == guard->port;
+		(port == guard->port ||
+		 (guard->pop3_port != 0 && port == guard->pop3_port));
 }
 
 /* Bytes this socket received since the last look (0 when TCP_INFO
@@ -306,6 +308,8 @@ migrate_source_guard_init(const struct migrate_settings *set, time_t deadline)
 	guard = i_new(struct migrate_source_guard, 1);
 	guard->set = set;
 	guard->port = set->source_port;
+	if (set->source_pop3 != MIGRATE_POP3_NO)
+		guard->pop3_port = set->source_pop3_port;
 	guard->deadline = deadline;
 	i_array_init(&guard->sockets, 4);
 	i_gettimeofday(&guard->last_tick);

@@ -6,7 +6,8 @@
 # mirror runs; two messages whose headers are the same are reported, not
 # guessed; a real client, fetchmail with keep and UIDL tracking, switched
 # from the old server to us downloads nothing it had (without the UIDLs it
-# downloads all again); without the setting nothing changes.
+# downloads all again); a POP3 server that never answers ends the run at
+# migrate_account_timeout; without the setting nothing changes.
 
 . "$(dirname "$0")/../lib/rig.sh"
 rig_init t-pop3
@@ -170,6 +171,39 @@ tap_like "... saying why no UIDL is kept" "Not keeping POP3 UIDLs: the source's 
 	"$(cat "$MIG_OUT")"
 migrate yes2
 tap_is "$MIG_RC/${MIG[copied]}" "75/2" "yes without one: the run fails (75), its copies kept"
+
+# a POP3 server that accepts and never answers holds the account no
+# longer than migrate_account_timeout
+SILENT=$(rig_free_port)
+"$PY" - "$SILENT" "$RIG/silent.ready" <<-'EOF' &
+	import socket, sys
+	s = socket.socket()
+	s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+	s.bind(("127.0.0.1", int(sys.argv[1])))
+	s.listen(8)
+	open(sys.argv[2], "w").close()
+	held = []
+	while True:
+	    held.append(s.accept()[0])
+	EOF
+SILENT_PID=$!
+rig_on_exit "kill $SILENT_PID 2>/dev/null"
+for _ in $(seq 1 50); do [ -e "$RIG/silent.ready" ] && break; sleep 0.1; done
+rig_add_user src mute "$SRC_PW"
+rig_imap src mute "$SRC_PW" append INBOX "$RIG/m1.eml" >/dev/null
+rig_add_user dest mute@example.com "$DEST_PW" userdb_migrate_source_user=mute \
+	userdb_migrate_source_pop3=yes "userdb_migrate_source_pop3_port=$SILENT" \
+	userdb_migrate_account_timeout=4s userdb_migrate_retries=0
+start=$SECONDS
+migrate mute
+tap_is "$MIG_RC/${MIG[copied]}" "75/1" "a POP3 server that never answers: 75, the IMAP copy kept"
+tap_like "... after migrate_account_timeout ($((SECONDS - start)) s)" \
+	'migrate_account_timeout' "$(cat "$MIG_OUT")"
+if [ $((SECONDS - start)) -lt 25 ]; then
+	tap_ok "... within seconds, not pop3c's own timeouts ($((SECONDS - start)) s)"
+else
+	tap_fail "... took $((SECONDS - start)) s"
+fi
 
 # without migrate_source_pop3 nothing of this happens
 migrate nop
