@@ -355,81 +355,82 @@ domain_status_tls(struct doveadm_cmd_context *cctx,
 	}
 }
 
-static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
+/* "domain status DOMAIN": a row per account, the phase and the TLS
+   name and pins logged. */
+static void
+domain_status_one(struct doveadm_cmd_context *cctx,
+		  struct migrate_domain_store *store, const char *name)
+{
+	static const char *const account_headers[] = {
+		"domain", "phase", "user", "last_sync", "result", "copied",
+		"bytes", "reason",
+	};
+	struct migrate_domain domain;
+	ARRAY_TYPE(migrate_domain_account) accounts;
+	const struct migrate_domain_account *account;
+	const char *error;
+	unsigned int i;
+	int ret;
+
+	ret = migrate_domain_lookup(store, name, pool_datastack_create(),
+				    &domain, &error);
+	t_array_init(&accounts, 16);
+	if (ret > 0 &&
+	    migrate_domain_accounts(store, domain.name, pool_datastack_create(),
+				    &accounts, &error) < 0)
+		ret = -1;
+	if (ret < 0) {
+		migrate_domain_store_close(&store);
+		i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name, error);
+	}
+	if (ret == 0) {
+		i_error("%s: %s has never been migrated", cctx->cmd->name, name);
+		doveadm_exit_code = EX_NOUSER;
+		return;
+	}
+	for (i = 0; i < N_ELEMENTS(account_headers); i++)
+		doveadm_print_header_simple(account_headers[i]);
+	array_foreach(&accounts, account) {
+		doveadm_print(domain.name);
+		doveadm_print(migrate_domain_phase_to_str(domain.phase));
+		doveadm_print(account->user);
+		doveadm_print(migrate_domain_time_str(account->when));
+		doveadm_print(account->result == NULL ? "-" : account->result);
+		doveadm_print_num(account->copied);
+		doveadm_print_num(account->bytes);
+		/* recorded by an older version, maybe as it came */
+		doveadm_print(account->reason == NULL ? "" :
+			      migrate_text_escape(account->reason));
+	}
+	i_info("%s: %s: phase %s since %s, old MX %s (%s), %u accounts",
+	       cctx->cmd->name, domain.name,
+	       migrate_domain_phase_to_str(domain.phase),
+	       migrate_domain_time_str(domain.phase == MIGRATE_DOMAIN_FINISHED ?
+			domain.finished :
+			domain.phase == MIGRATE_DOMAIN_CUTOVER ?
+			domain.cutover : domain.started),
+	       domain.old_mx == NULL ? "-" : domain.old_mx,
+	       domain.old_mx_addrs == NULL ? "-" : domain.old_mx_addrs,
+	       array_count(&accounts));
+	domain_status_tls(cctx, store, &domain);
+}
+
+/* "domain status": a row per domain. */
+static void
+domain_status_all(struct doveadm_cmd_context *cctx,
+		  struct migrate_domain_store *store)
 {
 	static const char *const domain_headers[] = {
 		"domain", "phase", "started", "cutover", "finished", "old_mx",
 		"accounts", "ok", "failed",
 	};
-	static const char *const account_headers[] = {
-		"domain", "phase", "user", "last_sync", "result", "copied",
-		"bytes", "reason",
-	};
-	struct migrate_domain_store *store;
 	struct migrate_domain domain;
 	ARRAY_TYPE(const_string) names;
 	ARRAY_TYPE(migrate_domain_account) accounts;
-	const struct migrate_domain_account *account;
 	const char *name, *error;
 	unsigned int i;
-	int ret;
 
-	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
-	if (migrate_cmd_domain_store_open(&store, &error) < 0)
-		i_fatal_status(EX_CONFIG, "%s: %s", cctx->cmd->name, error);
 	t_array_init(&names, 8);
-	if (doveadm_cmd_param_str(cctx, "domain", &name)) {
-		/* one domain: a row per account */
-		ret = migrate_domain_lookup(store, name, pool_datastack_create(),
-					    &domain, &error);
-		t_array_init(&accounts, 16);
-		if (ret > 0 &&
-		    migrate_domain_accounts(store, domain.name,
-					    pool_datastack_create(), &accounts,
-					    &error) < 0)
-			ret = -1;
-		if (ret < 0) {
-			migrate_domain_store_close(&store);
-			i_fatal_status(EX_TEMPFAIL, "%s: %s", cctx->cmd->name,
-				       error);
-		}
-		if (ret == 0) {
-			migrate_domain_store_close(&store);
-			i_error("%s: %s has never been migrated",
-				cctx->cmd->name, name);
-			doveadm_exit_code = EX_NOUSER;
-			return;
-		}
-		for (i = 0; i < N_ELEMENTS(account_headers); i++)
-			doveadm_print_header_simple(account_headers[i]);
-		array_foreach(&accounts, account) {
-			doveadm_print(domain.name);
-			doveadm_print(migrate_domain_phase_to_str(domain.phase));
-			doveadm_print(account->user);
-			doveadm_print(migrate_domain_time_str(account->when));
-			doveadm_print(account->result == NULL ? "-" :
-				      account->result);
-			doveadm_print_num(account->copied);
-			doveadm_print_num(account->bytes);
-			/* recorded by an older version, maybe as it came */
-			doveadm_print(account->reason == NULL ? "" :
-				      migrate_text_escape(account->reason));
-		}
-		i_info("%s: %s: phase %s since %s, old MX %s (%s), %u accounts",
-		       cctx->cmd->name, domain.name,
-		       migrate_domain_phase_to_str(domain.phase),
-		       migrate_domain_time_str(domain.phase == MIGRATE_DOMAIN_FINISHED ?
-				    domain.finished :
-				    domain.phase == MIGRATE_DOMAIN_CUTOVER ?
-				    domain.cutover : domain.started),
-		       domain.old_mx == NULL ? "-" : domain.old_mx,
-		       domain.old_mx_addrs == NULL ? "-" : domain.old_mx_addrs,
-		       array_count(&accounts));
-		domain_status_tls(cctx, store, &domain);
-		migrate_domain_store_close(&store);
-		return;
-	}
-
 	if (migrate_domain_list(store, pool_datastack_create(), &names,
 				&error) < 0) {
 		migrate_domain_store_close(&store);
@@ -450,6 +451,20 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 			domain_status_print(&domain, &accounts);
 		}
 	} T_END;
+}
+
+static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
+{
+	struct migrate_domain_store *store;
+	const char *name, *error;
+
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	if (migrate_cmd_domain_store_open(&store, &error) < 0)
+		i_fatal_status(EX_CONFIG, "%s: %s", cctx->cmd->name, error);
+	if (doveadm_cmd_param_str(cctx, "domain", &name))
+		domain_status_one(cctx, store, name);
+	else
+		domain_status_all(cctx, store);
 	migrate_domain_store_close(&store);
 }
 
