@@ -166,12 +166,97 @@ template_tls_name(struct template_reader *r, unsigned int line,
 }
 
 /* A row: checked and added to the rows, or its problems. */
+/* The row's values in column order (NULL: a column the file lacks);
+   FALSE (reported) when the row has the wrong number of fields. */
+static bool
+template_row_values(struct template_reader *r,
+		    const struct migrate_csv_record *rec, const char **values)
+{
+	unsigned int i, line = rec->line;
+
+	if (r->have_header) {
+		if (!migrate_table_values(r->table, rec, values)) {
+			migrate_table_error(r->table, line, -1,
+				"%u columns, but the header has %u",
+				rec->count,
+				migrate_table_header_count(r->table));
+			return FALSE;
+		}
+		return TRUE;
+	}
+	if (rec->count < MIGRATE_TEMPLATE_REQUIRED_COUNT ||
+	    rec->count > MIGRATE_TEMPLATE_REQUIRED_COUNT + 1) {
+		migrate_table_error(r->table, line, -1,
+			"%u columns, expected %u (source_host;"
+			"source_user;source_password;dest_host;"
+			"dest_user;dest_password)", rec->count,
+			MIGRATE_TEMPLATE_REQUIRED_COUNT);
+		return FALSE;
+	}
+	if (rec->count > MIGRATE_TEMPLATE_REQUIRED_COUNT && !r->extras_noted) {
+		migrate_table_note(r->table, line,
+			"column 7 (imapsync options) is ignored, here "
+			"and on the lines after");
+		r->extras_noted = TRUE;
+	}
+	for (i = 0; i < MIGRATE_TEMPLATE_REQUIRED_COUNT; i++)
+		values[i] = rec->fields[i];
+	for (; i < MIGRATE_TEMPLATE_COLUMN_COUNT; i++)
+		values[i] = NULL;
+	return TRUE;
+}
+
+/* Check the row's values into row; FALSE (reported) when one is bad. */
+static bool
+template_row_fill(struct template_reader *r, unsigned int line,
+		  const char *const *values, struct migrate_template_row *row)
+{
+	const char *host, *error;
+	bool ok = TRUE;
+
+	if (!template_parse_host(values[MIGRATE_TEMPLATE_SOURCE_HOST],
+				 &host, &row->source_port, &error)) {
+		migrate_table_error(r->table, line,
+				    MIGRATE_TEMPLATE_SOURCE_HOST, "%s", error);
+		ok = FALSE;
+	} else {
+		row->source_host = p_strdup(r->tmpl->pool, host);
+	}
+	if (!template_parse_host(values[MIGRATE_TEMPLATE_DEST_HOST],
+				 &host, &(in_port_t){ 0 }, &error)) {
+		migrate_table_error(r->table, line,
+				    MIGRATE_TEMPLATE_DEST_HOST, "%s", error);
+		ok = FALSE;
+	}
+	row->dest_host = values[MIGRATE_TEMPLATE_DEST_HOST];
+	row->source_user = values[MIGRATE_TEMPLATE_SOURCE_USER];
+	row->dest_user = values[MIGRATE_TEMPLATE_DEST_USER];
+	row->source_password = values[MIGRATE_TEMPLATE_SOURCE_PASSWORD];
+	row->dest_password = values[MIGRATE_TEMPLATE_DEST_PASSWORD];
+	if (!template_tls_name(r, line, values[MIGRATE_TEMPLATE_SOURCE_TLS_NAME],
+			       row->source_host, &row->source_tls_name))
+		ok = FALSE;
+	if (!template_user_valid(row->source_user)) {
+		migrate_table_error(r->table, line,
+				    MIGRATE_TEMPLATE_SOURCE_USER,
+				    "contains control characters");
+		ok = FALSE;
+	}
+	if (!template_user_valid(row->dest_user) ||
+	    strpbrk(row->dest_user, " \t/") != NULL) {
+		migrate_table_error(r->table, line,
+				    MIGRATE_TEMPLATE_DEST_USER,
+				    "is not a valid user name");
+		ok = FALSE;
+	}
+	return ok;
+}
+
 static void
 template_row(struct template_reader *r, const struct migrate_csv_record *rec)
 {
 	const char *values[MIGRATE_TEMPLATE_COLUMN_COUNT];
 	struct migrate_template_row row;
-	const char *host, *error;
 	unsigned int i, line = rec->line;
 	bool ok = TRUE;
 
@@ -181,38 +266,8 @@ template_row(struct template_reader *r, const struct migrate_csv_record *rec)
 		if (r->have_header)
 			return;
 	}
-
-	if (r->have_header) {
-		if (!migrate_table_values(r->table, rec, values)) {
-			migrate_table_error(r->table, line, -1,
-				"%u columns, but the header has %u",
-				rec->count,
-				migrate_table_header_count(r->table));
-			return;
-		}
-	} else {
-		if (rec->count < MIGRATE_TEMPLATE_REQUIRED_COUNT ||
-		    rec->count > MIGRATE_TEMPLATE_REQUIRED_COUNT + 1) {
-			migrate_table_error(r->table, line, -1,
-				"%u columns, expected %u (source_host;"
-				"source_user;source_password;dest_host;"
-				"dest_user;dest_password)", rec->count,
-				MIGRATE_TEMPLATE_REQUIRED_COUNT);
-			return;
-		}
-		if (rec->count > MIGRATE_TEMPLATE_REQUIRED_COUNT &&
-		    !r->extras_noted) {
-			migrate_table_note(r->table, line,
-				"column 7 (imapsync options) is ignored, here "
-				"and on the lines after");
-			r->extras_noted = TRUE;
-		}
-		for (i = 0; i < MIGRATE_TEMPLATE_REQUIRED_COUNT; i++)
-			values[i] = rec->fields[i];
-		for (; i < MIGRATE_TEMPLATE_COLUMN_COUNT; i++)
-			values[i] = NULL;
-	}
-
+	if (!template_row_values(r, rec, values))
+		return;
 	for (i = 0; i < MIGRATE_TEMPLATE_REQUIRED_COUNT; i++) {
 		if (values[i] == NULL || values[i][0] == '\0') {
 			migrate_table_error(r->table, line, (int)i, "is empty");
@@ -224,42 +279,7 @@ template_row(struct template_reader *r, const struct migrate_csv_record *rec)
 
 	i_zero(&row);
 	row.line = line;
-	if (!template_parse_host(values[MIGRATE_TEMPLATE_SOURCE_HOST],
-				 &host, &row.source_port, &error)) {
-		migrate_table_error(r->table, line,
-				    MIGRATE_TEMPLATE_SOURCE_HOST, "%s", error);
-		ok = FALSE;
-	} else {
-		row.source_host = p_strdup(r->tmpl->pool, host);
-	}
-	if (!template_parse_host(values[MIGRATE_TEMPLATE_DEST_HOST],
-				 &host, &(in_port_t){ 0 }, &error)) {
-		migrate_table_error(r->table, line,
-				    MIGRATE_TEMPLATE_DEST_HOST, "%s", error);
-		ok = FALSE;
-	}
-	row.dest_host = values[MIGRATE_TEMPLATE_DEST_HOST];
-	row.source_user = values[MIGRATE_TEMPLATE_SOURCE_USER];
-	row.dest_user = values[MIGRATE_TEMPLATE_DEST_USER];
-	row.source_password = values[MIGRATE_TEMPLATE_SOURCE_PASSWORD];
-	row.dest_password = values[MIGRATE_TEMPLATE_DEST_PASSWORD];
-	if (!template_tls_name(r, line, values[MIGRATE_TEMPLATE_SOURCE_TLS_NAME],
-			       row.source_host, &row.source_tls_name))
-		ok = FALSE;
-	if (!template_user_valid(row.source_user)) {
-		migrate_table_error(r->table, line,
-				    MIGRATE_TEMPLATE_SOURCE_USER,
-				    "contains control characters");
-		ok = FALSE;
-	}
-	if (!template_user_valid(row.dest_user) ||
-	    strpbrk(row.dest_user, " \t/") != NULL) {
-		migrate_table_error(r->table, line,
-				    MIGRATE_TEMPLATE_DEST_USER,
-				    "is not a valid user name");
-		ok = FALSE;
-	}
-	if (ok)
+	if (template_row_fill(r, line, values, &row))
 		array_push_back(&r->tmpl->rows, &row);
 }
 
