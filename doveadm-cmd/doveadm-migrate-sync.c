@@ -521,6 +521,78 @@ static time_t cmd_migrate_sync_deadline(const struct migrate_settings *set)
 		time(NULL) + set->account_timeout_secs;
 }
 
+/* Whether to try again after a pass lost the source, and after how long
+   (waited here); FALSE: give up with this pass' error. */
+static bool
+cmd_migrate_sync_retry(struct migrate_cmd_context *ctx, struct mail_user *user,
+		       const struct migrate_settings *set,
+		       struct migrate_sync_report *report,
+		       struct migrate_sync_stats *stats, time_t deadline,
+		       unsigned int *delay, const char *error)
+{
+	unsigned int sleep_secs;
+
+	/* a dry run is a quick look: it does not wait */
+	if (ctx->dry_run)
+		return FALSE;
+	if (stats->retries >= set->retries) {
+		if (set->retries > 0) {
+			i_error("migrate: %s: Giving up after %u retr%s: %s",
+				user->username, stats->retries,
+				stats->retries == 1 ? "y" : "ies", error);
+		}
+		return FALSE;
+	}
+	/* a little jitter keeps the accounts of a batch that lost the
+	   server together from coming back together */
+	sleep_secs = *delay + i_rand_limit(*delay / 4 + 1);
+	if (deadline != 0 && time(NULL) + sleep_secs >= deadline) {
+		i_error("migrate: %s: Giving up: a retry would start after "
+			"%s: %s", user->username,
+			MIGRATE_SETTING_ACCOUNT_TIMEOUT, error);
+		return FALSE;
+	}
+	stats->retries++;
+	e_warning(event_create_passthrough(user->event)->
+		  set_name("migrate_retry")->
+		  add_int("retry", stats->retries)->
+		  add_int("retries", set->retries)->
+		  add_int("delay_secs", sleep_secs)->
+		  add_str("error", error)->event(),
+		  "migrate: %s: Retry %u of %u in %u s, going on from what "
+		  "is copied: %s", user->username, stats->retries,
+		  set->retries, sleep_secs, error);
+	array_push_back(&report->retries, &((struct migrate_sync_retry){
+		.delay_secs = sleep_secs,
+		.error = p_strdup(report->pool, error)
+	}));
+	if (sleep_secs > 0)
+		sleep(sleep_secs);
+	*delay = I_MIN(*delay * 2, MIGRATE_MAX_RETRY_DELAY_SECS);
+	return TRUE;
+}
+
+static void
+cmd_migrate_sync_options(struct migrate_cmd_context *ctx,
+			 struct migrate_sync_report *report,
+			 struct migrate_cmd_progress *progress,
+			 struct migrate_sync_options *opts_r)
+{
+	i_zero(opts_r);
+	opts_r->dry_run = ctx->dry_run;
+	opts_r->force = ctx->force;
+	if (!ctx->quiet) {
+		migrate_cmd_progress_init(progress);
+		opts_r->progress_callback = migrate_cmd_progress_show;
+		opts_r->progress_context = progress;
+	}
+	opts_r->mode = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
+		MIGRATE_SYNC_MODE_FINAL : MIGRATE_SYNC_MODE_MIRROR;
+	opts_r->maxage_days = ctx->maxage_days;
+	opts_r->workers = ctx->workers;
+	opts_r->report = report;
+}
+
 /* Sync passes until one succeeds, fails for good, or the retries for a
    lost source run out.  Each pass starts with a new connection and goes
    on from what the state says is copied. */
@@ -539,23 +611,11 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 	struct migrate_sync_stats pass;
 	struct migrate_source *source;
 	enum migrate_error error_code;
-	unsigned int delay = set->retry_delay_secs, sleep_secs;
+	unsigned int delay = set->retry_delay_secs;
 	time_t deadline = cmd_migrate_sync_deadline(set);
 	const char *error;
 
-	i_zero(&opts);
-	opts.dry_run = ctx->dry_run;
-	opts.force = ctx->force;
-	if (!ctx->quiet) {
-		migrate_cmd_progress_init(&progress);
-		opts.progress_callback = migrate_cmd_progress_show;
-		opts.progress_context = &progress;
-	}
-	opts.mode = ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ?
-		MIGRATE_SYNC_MODE_FINAL : MIGRATE_SYNC_MODE_MIRROR;
-	opts.maxage_days = ctx->maxage_days;
-	opts.workers = ctx->workers;
-	opts.report = report;
+	cmd_migrate_sync_options(ctx, report, &progress, &opts);
 	for (;;) {
 		i_zero(&pass);
 		/* a pass tries again what the last one left out */
@@ -579,44 +639,10 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 		migrate_sync_stats_add(stats, &pass);
 		*error_r = error_code == MIGRATE_ERROR_NONE ? NULL :
 			p_strdup(report->pool, error);
-		/* a dry run is a quick look: it does not wait */
-		if (error_code != MIGRATE_ERROR_SOURCE_TEMP || ctx->dry_run)
+		if (error_code != MIGRATE_ERROR_SOURCE_TEMP ||
+		    !cmd_migrate_sync_retry(ctx, user, set, report, stats,
+					    deadline, &delay, error))
 			return error_code;
-		if (stats->retries >= set->retries) {
-			if (set->retries == 0)
-				return error_code;
-			i_error("migrate: %s: Giving up after %u retr%s: %s",
-				user->username, stats->retries,
-				stats->retries == 1 ? "y" : "ies", error);
-			return error_code;
-		}
-		/* a little jitter keeps the accounts of a batch that lost
-		   the server together from coming back together */
-		sleep_secs = delay + i_rand_limit(delay / 4 + 1);
-		if (deadline != 0 && time(NULL) + sleep_secs >= deadline) {
-			i_error("migrate: %s: Giving up: a retry would start "
-				"after %s: %s", user->username,
-				MIGRATE_SETTING_ACCOUNT_TIMEOUT, error);
-			return error_code;
-		}
-		stats->retries++;
-		e_warning(event_create_passthrough(user->event)->
-			  set_name("migrate_retry")->
-			  add_int("retry", stats->retries)->
-			  add_int("retries", set->retries)->
-			  add_int("delay_secs", sleep_secs)->
-			  add_str("error", error)->event(),
-			  "migrate: %s: Retry %u of %u in %u s, going on "
-			  "from what is copied: %s", user->username,
-			  stats->retries, set->retries, sleep_secs, error);
-		array_push_back(&report->retries,
-				&((struct migrate_sync_retry){
-					.delay_secs = sleep_secs,
-					.error = p_strdup(report->pool, error)
-				}));
-		if (sleep_secs > 0)
-			sleep(sleep_secs);
-		delay = I_MIN(delay * 2, MIGRATE_MAX_RETRY_DELAY_SECS);
 	}
 }
 
