@@ -143,23 +143,12 @@ done
 rig_add_user dest popc@example.com "$DEST_PW" userdb_migrate_source_user=carol \
 	"userdb_migrate_source_port=$(rig_port courier)" userdb_migrate_source_pop3=yes \
 	"userdb_migrate_source_pop3_port=$CPOP3"
-uidls() {   # PORT USER PASSWORD: "N UIDL" lines
-	POP3_PASSWORD=$3 "$PY" - "$1" "$2" <<-'EOF'
-	import os, poplib, sys
-	pop = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=30)
-	pop.user(sys.argv[2])
-	pop.pass_(os.environ["POP3_PASSWORD"])
-	for line in pop.uidl()[1]:
-	    print(line.decode())
-	pop.quit()
-	EOF
-}
-C_UIDLS=$(uidls "$CPOP3" carol "$SRC_PW")
+C_UIDLS=$(rig_pop3_uidls "$CPOP3" carol "$SRC_PW")
 tap_diag "Courier's POP3: $(wc -l <<<"$C_UIDLS") messages, UIDLs like $(head -n 1 <<<"$C_UIDLS")"
 migrate popc
 tap_is "$MIG_RC/${MIG[pop3_uidls]}/${MIG[pop3_unmatched]}" "0/$(wc -l <<<"$C_UIDLS")/0" \
 	"every copy of INBOX gets its Courier POP3 UIDL"
-tap_is "$(uidls "${RIG_POP3_PORTS[dest]}" popc@example.com "$DEST_PW")" "$C_UIDLS" \
+tap_is "$(rig_pop3_uidls "${RIG_POP3_PORTS[dest]}" popc@example.com "$DEST_PW")" "$C_UIDLS" \
 	"our POP3 server answers UIDL as Courier's does"
 
 rig_stop courier

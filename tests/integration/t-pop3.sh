@@ -31,17 +31,7 @@ export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
 rig_migrate_source dest src "$SRC_PW"
 
 # uidls INSTANCE USER PASSWORD: "N UIDL" lines of the POP3 server
-uidls() {
-	POP3_PASSWORD=$3 "$PY" - "${RIG_POP3_PORTS[$1]}" "$2" <<-'EOF'
-	import os, poplib, sys
-	pop = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=30)
-	pop.user(sys.argv[2])
-	pop.pass_(os.environ["POP3_PASSWORD"])
-	for line in pop.uidl()[1]:
-	    print(line.decode())
-	pop.quit()
-	EOF
-}
+uidls() { rig_pop3_uidls "${RIG_POP3_PORTS[$1]}" "$2" "$3"; }
 message() {
 	printf 'From: pop%s@example.org\r\nSubject: pop3 %s\r\nMessage-ID: <pop3.%s@t-pop3>\r\n\r\nbody %s\r\n' \
 		"$1" "$1" "$1" "$1"

@@ -41,6 +41,7 @@
 #   rig_pop3_enable NAME     POP3 too (Debian's dovecot-pop3d, installed
 #                            when missing), on a port of its own
 #   rig_pop3 NAME USER PASSWORD   POP3 login and STAT; prints the count
+#   rig_pop3_uidls PORT USER PASSWORD   the "N UIDL" lines of a POP3 server
 #   rig_free_port            a free TCP port on 127.0.0.1
 #   rig_port / rig_conf / rig_dir / rig_log / rig_base_dir / rig_lmtp_socket
 #   rig_users_file NAME / rig_home NAME USER / rig_maildir NAME USER
@@ -809,17 +810,34 @@ service pop3-login {
 	RIG_POP3_PORTS[$name]=$port
 }
 
-rig_pop3() {
-	local name=$1 user=$2 pass=$3
-	[ -n "${RIG_POP3_PORTS[$name]:-}" ] || rig_die "no POP3 on $name"
-	POP3_PASSWORD=$pass "$RIG_PY" - "${RIG_POP3_PORTS[$name]}" "$user" <<-'EOF'
+# rig__pop3_run PORT USER PASSWORD WHAT: log in at the POP3 server on
+# 127.0.0.1:PORT; WHAT "stat" prints the message count, "uidl" the
+# "N UIDL" lines
+rig__pop3_run() {
+	POP3_PASSWORD=$3 "$RIG_PY" - "$1" "$2" "$4" <<-'EOF'
 	import os, poplib, sys
 	pop = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=30)
 	pop.user(sys.argv[2])
 	pop.pass_(os.environ["POP3_PASSWORD"])
-	print(pop.stat()[0])
+	if sys.argv[3] == "uidl":
+	    for line in pop.uidl()[1]:
+	        print(line.decode())
+	else:
+	    print(pop.stat()[0])
 	pop.quit()
 	EOF
+}
+
+rig_pop3() {
+	local name=$1 user=$2 pass=$3
+	[ -n "${RIG_POP3_PORTS[$name]:-}" ] || rig_die "no POP3 on $name"
+	rig__pop3_run "${RIG_POP3_PORTS[$name]}" "$user" "$pass" stat
+}
+
+# rig_pop3_uidls PORT USER PASSWORD: the "N UIDL" lines of any POP3
+# server on 127.0.0.1:PORT (a rig instance's: ${RIG_POP3_PORTS[NAME]})
+rig_pop3_uidls() {
+	rig__pop3_run "$1" "$2" "$3" uidl
 }
 
 rig_imap_append() {
