@@ -140,6 +140,7 @@ int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
 				 migrate_source_pop3_want_t *want,
 				 void *context,
 				 ARRAY_TYPE(migrate_source_pop3_message) *msgs,
+				 enum migrate_error *code_r,
 				 const char **error_r)
 {
 	struct mailbox_transaction_context *t;
@@ -148,15 +149,21 @@ int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
 	struct migrate_source_pop3_message *msg;
 	struct mailbox *box;
 	struct mail *mail;
+	enum mail_error mail_error;
 	const char *uidl, *hash;
 	int ret = 0;
 
 	i_assert(source->pop3_user != NULL);
+	*code_r = MIGRATE_ERROR_TEMP;
 	box = mailbox_alloc(source->pop3_user->namespaces->list, "INBOX",
 			    MAILBOX_FLAG_READONLY);
 	if (mailbox_sync(box, 0) < 0) {
+		/* pop3c: a refused login is MAIL_ERROR_PARAMS with the
+		   server's reply, [IN-USE] is MAIL_ERROR_INUSE */
 		*error_r = t_strdup_printf("POP3: %s",
-			mailbox_get_last_internal_error(box, NULL));
+			mailbox_get_last_internal_error(box, &mail_error));
+		if (mail_error == MAIL_ERROR_PARAMS)
+			*code_r = MIGRATE_ERROR_SOURCE_AUTH;
 		mailbox_free(&box);
 		return -1;
 	}

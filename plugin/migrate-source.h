@@ -176,11 +176,14 @@ typedef bool migrate_source_pop3_want_t(const char *uidl, void *context);
 /* Whether the source reads POP3 too (migrate_source_pop3 = yes). */
 bool migrate_source_has_pop3(struct migrate_source *source);
 /* The POP3 messages of the source's INBOX that want() wants, in POP3
-   order, into msgs (strings from pool). */
+   order, into msgs (strings from pool).  A login the POP3 server refuses
+   is MIGRATE_ERROR_SOURCE_AUTH (never retried), anything else
+   MIGRATE_ERROR_TEMP. */
 int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
 				 migrate_source_pop3_want_t *want,
 				 void *context,
 				 ARRAY_TYPE(migrate_source_pop3_message) *msgs,
+				 enum migrate_error *code_r,
 				 const char **error_r);
 /* A hash of mail's header that the IMAP and the POP3 view of one message
    share (Dovecot's message_header_hash, newest version, SHA-1, hex). */

@@ -147,6 +147,7 @@ sync_pop3_folder(struct migrate_sync_ctx *ctx,
 	ARRAY_TYPE(migrate_source_pop3_message) msgs;
 	struct mailbox *dbox;
 	unsigned int unmatched;
+	enum migrate_error code;
 	const char *error;
 
 	i_zero(&pctx);
@@ -164,9 +165,9 @@ sync_pop3_folder(struct migrate_sync_ctx *ctx,
 		;
 	else if (migrate_source_pop3_messages(ctx->source, pctx.pool,
 					      sync_pop3_want, &pctx, &msgs,
-					      &error) < 0) {
+					      &code, &error) < 0) {
 		if (ctx->set->source_pop3 == MIGRATE_POP3_YES)
-			migrate_sync_set_error(ctx, MIGRATE_ERROR_TEMP, error);
+			migrate_sync_set_error(ctx, code, error);
 		else {
 			/* auto: a source without POP3 */
 			e_info(ctx->event, "Not keeping POP3 UIDLs: the "

@@ -162,6 +162,19 @@ tap_like "... saying why no UIDL is kept" "Not keeping POP3 UIDLs: the source's 
 migrate yes2
 tap_is "$MIG_RC/${MIG[copied]}" "75/2" "yes without one: the run fails (75), its copies kept"
 
+# a POP3 server that refuses the login: 77 at once, one failed login
+# although migrate_retries is 3 (old providers lock accounts); here our own
+# POP3 server, which has no user "refu"
+rig_add_user src refu "$SRC_PW"
+rig_imap src refu "$SRC_PW" append INBOX "$RIG/m1.eml" >/dev/null
+rig_add_user dest refu@example.com "$DEST_PW" userdb_migrate_source_user=refu \
+	userdb_migrate_source_pop3=yes "userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[dest]}" \
+	userdb_migrate_retries=3
+migrate refu
+tap_is "$MIG_RC/${MIG[retries]}" "77/0" "a POP3 login refused: 77, not retried"
+tap_is "$(grep -c 'pop3-login: .*auth failed.*user=<refu>' "$(rig_log dest)")" 1 \
+	"... one failed POP3 login"
+
 # a POP3 server that accepts and never answers holds the account no
 # longer than migrate_account_timeout
 SILENT=$(rig_free_port)
