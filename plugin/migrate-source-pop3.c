@@ -136,22 +136,13 @@ int migrate_mail_header_hash(struct mail *mail, const char **hash_r)
 	return 0;
 }
 
-int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
-				 migrate_source_pop3_want_t *want,
-				 void *context,
-				 ARRAY_TYPE(migrate_source_pop3_message) *msgs,
-				 enum migrate_error *code_r,
-				 const char **error_r)
+/* The POP3 INBOX, logged in; NULL with *code_r and *error_r. */
+static struct mailbox *
+source_pop3_open(struct migrate_source *source, enum migrate_error *code_r,
+		 const char **error_r)
 {
-	struct mailbox_transaction_context *t;
-	struct mail_search_context *search_ctx;
-	struct mail_search_args *search_args;
-	struct migrate_source_pop3_message *msg;
-	struct mailbox *box;
-	struct mail *mail;
 	enum mail_error mail_error;
-	const char *uidl, *hash;
-	int ret = 0;
+	struct mailbox *box;
 
 	i_assert(source->pop3_user != NULL);
 	*code_r = MIGRATE_ERROR_TEMP;
@@ -165,8 +156,72 @@ int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
 		if (mail_error == MAIL_ERROR_PARAMS)
 			*code_r = MIGRATE_ERROR_SOURCE_AUTH;
 		mailbox_free(&box);
-		return -1;
+		return NULL;
 	}
+	return box;
+}
+
+int migrate_source_pop3_read(struct migrate_source *source,
+			     migrate_source_pop3_want_t *want,
+			     migrate_source_pop3_copy_t *copy, void *context,
+			     enum migrate_error *code_r, const char **error_r)
+{
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *search_ctx;
+	struct mail_search_args *search_args;
+	struct mailbox *box;
+	struct mail *mail;
+	const char *uidl;
+	int ret = 0;
+
+	if ((box = source_pop3_open(source, code_r, error_r)) == NULL)
+		return -1;
+	t = mailbox_transaction_begin(box, 0, __func__);
+	search_args = mail_search_build_init();
+	mail_search_build_add_all(search_args);
+	search_ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
+	mail_search_args_unref(&search_args);
+	while (ret == 0 && mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		if (mail_get_special(mail, MAIL_FETCH_UIDL_BACKEND,
+				     &uidl) < 0) {
+			*error_r = t_strdup_printf("POP3: message %u: %s",
+				mail->seq,
+				mailbox_get_last_internal_error(box, NULL));
+			ret = -1;
+		} else if (uidl[0] != '\0' && want(uidl, context) &&
+			   copy(mail, uidl, mail->seq, context) < 0) {
+			*code_r = MIGRATE_ERROR_NONE;
+			ret = -1;
+		}
+	} T_END;
+	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
+		*error_r = t_strdup_printf("POP3: %s",
+			mailbox_get_last_internal_error(box, NULL));
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&t);
+	mailbox_free(&box);
+	return ret;
+}
+
+int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
+				 migrate_source_pop3_want_t *want,
+				 void *context,
+				 ARRAY_TYPE(migrate_source_pop3_message) *msgs,
+				 enum migrate_error *code_r,
+				 const char **error_r)
+{
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *search_ctx;
+	struct mail_search_args *search_args;
+	struct migrate_source_pop3_message *msg;
+	struct mailbox *box;
+	struct mail *mail;
+	const char *uidl, *hash;
+	int ret = 0;
+
+	if ((box = source_pop3_open(source, code_r, error_r)) == NULL)
+		return -1;
 	t = mailbox_transaction_begin(box, 0, __func__);
 	search_args = mail_search_build_init();
 	mail_search_build_add_all(search_args);

@@ -73,6 +73,9 @@ struct migrate_source {
 	/* the source's POP3 server as a mail user on pop3c storage, with
 	   migrate_source_pop3 only */
 	struct mail_user *pop3_user;
+	/* to make the POP3 user again: a new session for a second look */
+	struct mail_storage_service_ctx *service_ctx;
+	struct mail_storage_service_user *dest_service_user;
 
 	/* the last line imapc logged at warning level or above */
 	char *last_error;

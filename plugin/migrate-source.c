@@ -379,6 +379,17 @@ source_init_connect(struct migrate_source *source,
 		return -1;
 	}
 	source->resolver_dir = i_strdup(resolver_dir);
+	source->service_ctx = service_ctx;
+	source->dest_service_user = dest_service_user;
+	if (set->source_pop3_only) {
+		/* no IMAP: the POP3 user alone, logged in when first used */
+		if (migrate_source_pop3_init(source, service_ctx,
+					     dest_service_user, error_r) < 0) {
+			*error_code_r = MIGRATE_ERROR_CONFIG;
+			return -1;
+		}
+		return 0;
+	}
 	if (migrate_source_user_init(source, service_ctx, dest_service_user,
 				     error_code_r, error_r) < 0) {
 		/* given up while logging in: that is the cause */
@@ -397,6 +408,19 @@ source_init_connect(struct migrate_source *source,
 bool migrate_source_has_pop3(struct migrate_source *source)
 {
 	return source->pop3_user != NULL;
+}
+
+bool migrate_source_is_pop3_only(struct migrate_source *source)
+{
+	return source->set->source_pop3_only;
+}
+
+int migrate_source_pop3_reconnect(struct migrate_source *source,
+				  const char **error_r)
+{
+	migrate_source_pop3_deinit(source);
+	return migrate_source_pop3_init(source, source->service_ctx,
+					source->dest_service_user, error_r);
 }
 
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,

@@ -175,6 +175,24 @@ typedef bool migrate_source_pop3_want_t(const char *uidl, void *context);
 
 /* Whether the source reads POP3 too (migrate_source_pop3 = yes). */
 bool migrate_source_has_pop3(struct migrate_source *source);
+/* Whether the source has POP3 only (migrate_source_protocol = pop3): no
+   IMAP user, migrate_source_get_namespace() must not be called. */
+bool migrate_source_is_pop3_only(struct migrate_source *source);
+/* A new POP3 session (a POP3 session is a snapshot): for a second look. */
+int migrate_source_pop3_reconnect(struct migrate_source *source,
+				  const char **error_r);
+/* Called for each POP3 message that migrate_source_pop3_read() reads
+   whole: mail is positioned on it (its stream is the message). */
+typedef int migrate_source_pop3_copy_t(struct mail *mail, const char *uidl,
+				       uint32_t pop3_seq, void *context);
+/* Each message of the POP3 INBOX whose UIDL want() wants, whole, to
+   copy(); want() sees every UIDL.  Errors as for
+   migrate_source_pop3_messages(); copy() failing stops with -1 and
+   *code_r MIGRATE_ERROR_NONE (the caller has its error). */
+int migrate_source_pop3_read(struct migrate_source *source,
+			     migrate_source_pop3_want_t *want,
+			     migrate_source_pop3_copy_t *copy, void *context,
+			     enum migrate_error *code_r, const char **error_r);
 /* The POP3 messages of the source's INBOX that want() wants, in POP3
    order, into msgs (strings from pool).  A login the POP3 server refuses
    is MIGRATE_ERROR_SOURCE_AUTH (never retried), anything else

@@ -12,6 +12,7 @@
 #include "lib.h"
 #include "array.h"
 #include "hash.h"
+#include "istream.h"
 #include "mail-storage.h"
 #include "migrate-text.h"
 #include "migrate-sync-private.h"
@@ -206,4 +207,270 @@ void migrate_sync_pop3(struct migrate_sync_ctx *ctx)
 	T_BEGIN {
 		sync_pop3_folder(ctx, state);
 	} T_END;
+}
+
+/* <a source with POP3 only> */
+
+/* A source without IMAP (migrate_source_protocol = pop3): its INBOX is
+   copied from the POP3 server, each copy carrying its UIDL and POP3 order,
+   so that the UIDLs are the state: a message whose UIDL no copy has is
+   copied, a copy whose UIDL the source no longer lists, twice (a second
+   session looks again), is deleted by a mirror run.  POP3 has no flags
+   and no INTERNALDATE (the received date is parsed from the message). */
+struct sync_pop3_only {
+	struct migrate_sync_ctx *ctx;
+	pool_t pool;
+	struct mailbox *dbox;
+	struct mailbox_transaction_context *dt;
+	unsigned int batch_count;
+	/* UIDL -> the UID of our copy */
+	HASH_TABLE_TYPE(sync_pop3_str) copies;
+	/* the UIDLs the source listed */
+	HASH_TABLE_TYPE(sync_pop3_str) listed;
+};
+
+static void pop3_only_list(struct sync_pop3_only *p, const char *uidl)
+{
+	const char *key;
+
+	if (hash_table_lookup(p->listed, uidl) == NULL) {
+		key = p_strdup(p->pool, uidl);
+		hash_table_insert(p->listed, key, POINTER_CAST(1));
+	}
+}
+
+static bool pop3_only_want(const char *uidl, void *context)
+{
+	struct sync_pop3_only *p = context;
+
+	pop3_only_list(p, uidl);
+	return hash_table_lookup(p->copies, uidl) == NULL;
+}
+
+static bool pop3_only_list_only(const char *uidl, void *context)
+{
+	pop3_only_list(context, uidl);
+	return FALSE;
+}
+
+static int pop3_only_commit(struct sync_pop3_only *p)
+{
+	if (p->dt == NULL)
+		return 0;
+	p->batch_count = 0;
+	if (mailbox_transaction_commit(&p->dt) < 0) {
+		migrate_sync_set_dest_error(p->ctx, p->dbox, "Saving to");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+pop3_only_copy(struct mail *mail, const char *uidl, uint32_t pop3_seq,
+	       void *context)
+{
+	struct sync_pop3_only *p = context;
+	struct migrate_sync_ctx *ctx = p->ctx;
+	struct mail_save_context *save;
+	struct istream *input;
+	time_t received;
+	ssize_t rret;
+	int ret = 0;
+
+	if (ctx->dry_run) {
+		ctx->stats->messages_copied++;
+		return 0;
+	}
+	if (mail_get_stream(mail, NULL, NULL, &input) < 0) {
+		migrate_sync_set_source_error(ctx, mail->box, t_strdup_printf(
+			"Reading POP3 message %u of", pop3_seq));
+		return -1;
+	}
+	if (p->dt == NULL) {
+		p->dt = mailbox_transaction_begin(p->dbox,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+	}
+	save = mailbox_save_alloc(p->dt);
+	if (mail_get_received_date(mail, &received) == 0 &&
+	    received != (time_t)-1)
+		mailbox_save_set_received_date(save, received, 0);
+	mailbox_save_set_pop3_uidl(save, uidl);
+	mailbox_save_set_pop3_order(save, pop3_seq);
+	if (mailbox_save_begin(&save, input) < 0) {
+		migrate_sync_set_dest_error(ctx, p->dbox, "Saving to");
+		return -1;
+	}
+	do {
+		if (mailbox_save_continue(save) < 0) {
+			ret = -1;
+			break;
+		}
+	} while ((rret = i_stream_read(input)) > 0 || rret == -2);
+	if (input->stream_errno != 0) {
+		/* never save a partial message */
+		mailbox_save_cancel(&save);
+		migrate_sync_set_source_error(ctx, mail->box, t_strdup_printf(
+			"Reading POP3 message %u of", pop3_seq));
+		return -1;
+	}
+	if (ret < 0 || mailbox_save_finish(&save) < 0) {
+		if (save != NULL)
+			mailbox_save_cancel(&save);
+		migrate_sync_set_dest_error(ctx, p->dbox, "Saving to");
+		return -1;
+	}
+	ctx->stats->messages_copied++;
+	ctx->stats->messages_pop3_uidl++;
+	ctx->stats->bytes_copied += input->v_offset;
+	if (++p->batch_count >= ctx->set->batch_messages)
+		return pop3_only_commit(p);
+	return 0;
+}
+
+/* Our copies in INBOX: those with a UIDL. */
+static int pop3_only_read_copies(struct sync_pop3_only *p)
+{
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *search_ctx;
+	struct mail *mail;
+	const char *uidl;
+	int ret = 0;
+
+	t = mailbox_transaction_begin(p->dbox, 0, __func__);
+	search_ctx = migrate_search_all(t, MAIL_FETCH_UIDL_BACKEND);
+	while (ret == 0 && mailbox_search_next(search_ctx, &mail)) {
+		if (mail_get_special(mail, MAIL_FETCH_UIDL_BACKEND, &uidl) < 0)
+			ret = -1;
+		else if (uidl[0] == '\0')
+			p->ctx->stats->messages_foreign++;
+		else if (hash_table_lookup(p->copies, uidl) == NULL) {
+			uidl = p_strdup(p->pool, uidl);
+			hash_table_insert(p->copies, uidl,
+					  POINTER_CAST(mail->uid));
+		}
+	}
+	if (mailbox_search_deinit(&search_ctx) < 0)
+		ret = -1;
+	(void)mailbox_transaction_commit(&t);
+	if (ret < 0)
+		migrate_sync_set_dest_error(p->ctx, p->dbox, "Reading");
+	return ret;
+}
+
+/* The copies whose UIDL the source did not list, into uids. */
+static void
+pop3_only_gone(struct sync_pop3_only *p, ARRAY_TYPE(seq_range) *uids)
+{
+	struct hash_iterate_context *iter;
+	const char *uidl;
+	void *value;
+
+	iter = hash_table_iterate_init(p->copies);
+	while (hash_table_iterate(iter, p->copies, &uidl, &value)) {
+		if (hash_table_lookup(p->listed, uidl) == NULL) {
+			seq_range_array_add(uids,
+					    POINTER_CAST_TO(value, uint32_t));
+		}
+	}
+	hash_table_iterate_deinit(&iter);
+}
+
+/* The mirror's deletions: within migrate_max_delete_percent, and only of
+   what a second POP3 session does not list either. */
+static void pop3_only_delete(struct sync_pop3_only *p)
+{
+	struct migrate_sync_ctx *ctx = p->ctx;
+	ARRAY_TYPE(seq_range) gone;
+	enum migrate_error code;
+	unsigned int planned, copies;
+	const char *error;
+
+	t_array_init(&gone, 8);
+	pop3_only_gone(p, &gone);
+	if ((planned = seq_range_count(&gone)) == 0)
+		return;
+	copies = hash_table_count(p->copies);
+	if (!ctx->opts->force &&
+	    (unsigned long long)planned * 100 >
+	    (unsigned long long)copies * ctx->set->max_delete_percent) {
+		ctx->stats->deletes_withheld = planned;
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_DELETE_LIMIT,
+			t_strdup_printf("Refusing to delete %u of %u copied "
+				"messages (more than %s=%u%%): check the "
+				"source, then re-run with --force", planned,
+				copies, MIGRATE_SETTING_MAX_DELETE_PERCENT,
+				ctx->set->max_delete_percent));
+		return;
+	}
+	hash_table_clear(p->listed, FALSE);
+	if (migrate_source_pop3_reconnect(ctx->source, &error) < 0 ||
+	    migrate_source_pop3_read(ctx->source, pop3_only_list_only,
+				     NULL, p, &code, &error) < 0) {
+		ctx->stats->deletes_withheld = planned;
+		e_warning(ctx->event, "INBOX: Not deleting %u messages: the "
+			  "source could not confirm that they are gone: %s",
+			  planned, migrate_text_escape(error));
+		return;
+	}
+	array_clear(&gone);
+	pop3_only_gone(p, &gone);
+	ctx->stats->deletes_withheld = planned - seq_range_count(&gone);
+	if (ctx->dry_run)
+		ctx->stats->messages_deleted += seq_range_count(&gone);
+	else if (array_count(&gone) > 0)
+		(void)migrate_sync_expunge(ctx, p->dbox, &gone);
+}
+
+static int pop3_only_open_dest(struct sync_pop3_only *p)
+{
+	enum mail_error error;
+
+	p->dbox = migrate_sync_dest_alloc(p->ctx, "INBOX");
+	if (mailbox_create(p->dbox, NULL, FALSE) < 0) {
+		(void)mailbox_get_last_internal_error(p->dbox, &error);
+		if (error != MAIL_ERROR_EXISTS) {
+			migrate_sync_set_dest_error(p->ctx, p->dbox,
+						    "Creating");
+			return -1;
+		}
+	}
+	if (mailbox_sync(p->dbox, 0) < 0) {
+		migrate_sync_set_dest_error(p->ctx, p->dbox, "Opening");
+		return -1;
+	}
+	return 0;
+}
+
+void migrate_sync_pop3_only(struct migrate_sync_ctx *ctx)
+{
+	struct sync_pop3_only p;
+	enum migrate_error code;
+	const char *error;
+
+	i_zero(&p);
+	p.ctx = ctx;
+	p.pool = pool_alloconly_create("migrate pop3 only", 4096);
+	hash_table_create(&p.copies, p.pool, 0, str_hash, strcmp);
+	hash_table_create(&p.listed, p.pool, 0, str_hash, strcmp);
+	ctx->stats->folders = 1;
+	if (pop3_only_open_dest(&p) == 0 && pop3_only_read_copies(&p) == 0) {
+		if (migrate_source_pop3_read(ctx->source, pop3_only_want,
+					     pop3_only_copy, &p, &code,
+					     &error) < 0 &&
+		    code != MIGRATE_ERROR_NONE)
+			migrate_sync_set_error(ctx, code, error);
+		/* keep what was saved whole, even after a failure */
+		(void)pop3_only_commit(&p);
+		if (ctx->failure.code == MIGRATE_ERROR_NONE &&
+		    ctx->mode == MIGRATE_SYNC_MODE_MIRROR) T_BEGIN {
+			pop3_only_delete(&p);
+		} T_END;
+	}
+	if (p.dt != NULL)
+		mailbox_transaction_rollback(&p.dt);
+	if (p.dbox != NULL)
+		mailbox_free(&p.dbox);
+	hash_table_destroy(&p.copies);
+	hash_table_destroy(&p.listed);
+	pool_unref(&p.pool);
 }

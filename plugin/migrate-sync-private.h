@@ -234,6 +234,8 @@ int migrate_sync_import_commit(struct migrate_sync_ctx *ctx,
 /* migrate-sync-pop3.c: keep the source's POP3 UIDLs with the copies of
    INBOX (migrate_source_pop3) */
 void migrate_sync_pop3(struct migrate_sync_ctx *ctx);
+/* ... and a source with POP3 only: its INBOX, by UIDL */
+void migrate_sync_pop3_only(struct migrate_sync_ctx *ctx);
 const char *migrate_sync_mail_match_key(struct mail *mail, bool *weak_r);
 /* Record that src_uid was copied to dest_uid, counting a copy that lost
    its source UID or UIDVALIDITY. */

@@ -300,7 +300,9 @@ void migrate_sync_ctx_init(struct migrate_sync_ctx *ctx, enum sync_role role,
 		"migrate sync" : "migrate worker job", 4096);
 	ctx->dest_user = dest_user;
 	ctx->source = source;
-	ctx->src_ns = migrate_source_get_namespace(source);
+	/* a source with POP3 only has no namespace of its folders */
+	ctx->src_ns = migrate_source_is_pop3_only(source) ? NULL :
+		migrate_source_get_namespace(source);
 	ctx->set = set;
 	ctx->opts = opts;
 	ctx->mode = opts->mode;
@@ -376,6 +378,11 @@ int migrate_sync_run(struct mail_user *dest_user,
 			       &error) < 0) {
 		migrate_sync_set_error(&ctx, locked ? MIGRATE_ERROR_TEMP :
 			       MIGRATE_ERROR_FAILED, error);
+	} else if (migrate_source_is_pop3_only(source)) {
+		migrate_sync_pop3_only(&ctx);
+		if (!ctx.dry_run &&
+		    migrate_state_commit(ctx.state, &error) < 0)
+			migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
 	} else if (migrate_sync_tree_list(&ctx) == 0) {
 		migrate_sync_kill_point(&ctx, "list");
 		sync_run_folders(&ctx);

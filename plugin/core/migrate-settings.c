@@ -224,6 +224,7 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 		[MIGRATE_SSL_STARTTLS] = "starttls",
 		NULL
 	};
+	static const char *const protocol_names[] = { "imap", "pop3", NULL };
 	static const char *const pop3_names[] = {
 		[MIGRATE_POP3_NO] = "no",
 		[MIGRATE_POP3_YES] = "yes",
@@ -277,6 +278,10 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 			MIGRATE_POP3_NO, "no, yes or auto", &num) < 0)
 		return -1;
 	set->source_pop3 = num;
+	if (reader_enum(r, MIGRATE_SETTING_SOURCE_PROTOCOL, protocol_names, 0,
+			"imap or pop3", &num) < 0)
+		return -1;
+	set->source_pop3_only = num == 1;
 	if (reader_uint(r, MIGRATE_SETTING_SOURCE_POP3_PORT,
 			set->source_ssl == MIGRATE_SSL_IMAPS ? 995 : 110,
 			1, 65535, &set->source_pop3_port) < 0)

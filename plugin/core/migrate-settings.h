@@ -41,6 +41,7 @@
 #define MIGRATE_SETTING_MIN_RATE "migrate_min_rate"
 #define MIGRATE_SETTING_MAX_FOLDERS "migrate_max_folders"
 #define MIGRATE_SETTING_SOURCE_POP3 "migrate_source_pop3"
+#define MIGRATE_SETTING_SOURCE_PROTOCOL "migrate_source_protocol"
 #define MIGRATE_SETTING_SOURCE_POP3_PORT "migrate_source_pop3_port"
 
 #define MIGRATE_DEFAULT_SOURCE_SSL MIGRATE_SSL_STARTTLS
@@ -130,6 +131,9 @@ struct migrate_settings {
 	   host, user, password and TLS mode: pop3s for imaps, STLS for
 	   starttls) and keep them with the copies */
 	enum migrate_pop3_mode source_pop3;
+	/* the source has POP3 only: its INBOX is copied from the POP3 server
+	   (migrate_source_pop3_port), by UIDL */
+	bool source_pop3_only;
 	unsigned int source_pop3_port;
 	/* retries of a run that lost the source, and the first delay */
 	unsigned int retries;

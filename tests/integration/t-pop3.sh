@@ -7,7 +7,9 @@
 # guessed; a real client, fetchmail with keep and UIDL tracking, switched
 # from the old server to us downloads nothing it had (without the UIDLs it
 # downloads all again); a POP3 server that never answers ends the run at
-# migrate_account_timeout; without the setting nothing changes.
+# migrate_account_timeout; a source with POP3 only is migrated by UIDL
+# (copies, re-runs, the mirror's deletions after a second session, the
+# deletion limit, the final sync); without the setting nothing changes.
 
 . "$(dirname "$0")/../lib/rig.sh"
 rig_init t-pop3
@@ -207,6 +209,66 @@ if [ $((SECONDS - start)) -lt 25 ]; then
 else
 	tap_fail "... took $((SECONDS - start)) s"
 fi
+
+# a source with POP3 only (migrate_source_protocol = pop3; its IMAP port
+# here is one nobody listens on): INBOX is copied by UIDL, re-runs copy
+# what is new, the mirror deletes what the source no longer lists, the
+# final sync copies what is new and deletes nothing
+rig_add_user src only@pop.test "$SRC_PW"
+for i in 1 2 3 4 5; do rig_imap src only@pop.test "$SRC_PW" append INBOX "$RIG/m$i.eml" >/dev/null; done
+rig_add_user dest only@pop.test "$DEST_PW" userdb_migrate_source_user=only@pop.test \
+	userdb_migrate_source_protocol=pop3 "userdb_migrate_source_port=$DEAD" \
+	"userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[src]}"
+migrate_only() {
+	MIG_OUT=$RIG/mig.only.$RANDOM
+	MIG_RC=0
+	rig_doveadm dest -f tab migrate "$@" -u only@pop.test >"$MIG_OUT" 2>&1 || MIG_RC=$?
+	rig_summary "$MIG_OUT"
+}
+compare_only() {
+	"$PY" "$T/imap-compare.py" --src-port "$(rig_port src)" --src-user only@pop.test \
+		--dest-port "$(rig_port dest)" --dest-user only@pop.test --no-dates --no-flags
+}
+migrate_only
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}" "0/5/5" "POP3 only: the first run copies the 5 of INBOX"
+tap_run "checker: INBOX is a mirror (bytes; POP3 has no flags nor dates)" compare_only
+tap_is "$(uidls dest only@pop.test "$DEST_PW")" "$(uidls src only@pop.test "$SRC_PW")" \
+	"... and our POP3 server answers UIDL as the source's"
+migrate_only
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/0/0" "a re-run copies nothing"
+rig_imap src only@pop.test "$SRC_PW" append INBOX "$RIG/m6.eml" >/dev/null
+rig_imap src only@pop.test "$SRC_PW" expunge INBOX --first 1 >/dev/null
+migrate_only -n
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/1/1" "a dry run: 1 to copy, 1 to delete"
+migrate_only
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/1/1" \
+	"the mirror copies the new one and deletes the one gone (confirmed by a second session)"
+tap_run "checker: a mirror again" compare_only
+message 60 >"$RIG/m60.eml"
+rig_deliver dest only@pop.test "$RIG/m60.eml" >/dev/null 2>&1 ||
+	rig_imap dest only@pop.test "$DEST_PW" append INBOX "$RIG/m60.eml" >/dev/null
+for i in 1 2 3; do rig_imap src only@pop.test "$SRC_PW" expunge INBOX --first 1 >/dev/null; done
+migrate_only
+tap_is "$MIG_RC/${MIG[deleted]}/${MIG[foreign]}" "65/0/1" \
+	"3 of 5 gone at once: over migrate_max_delete_percent, nothing deleted (65); the local message is foreign"
+rig_doveadm dest migrate domain start --old-mx 127.0.0.1:25 pop.test >/dev/null 2>&1 ||
+	tap_fail "domain start pop.test"
+rig_doveadm dest migrate domain cutover pop.test >/dev/null 2>&1 || tap_fail "domain cutover pop.test"
+rig_imap src only@pop.test "$SRC_PW" append INBOX "$RIG/m7.eml" >/dev/null
+migrate_only
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}/${MIG[mode]}" "0/1/0/final" \
+	"the final sync copies the new one and deletes nothing"
+tap_is "$(rig_imap dest only@pop.test "$DEST_PW" count INBOX)" 7 \
+	"INBOX: the 5 kept, the 1 new of the mirror, the local one... and the final sync's"
+
+# POP3 only, and the POP3 server refuses the login: 77, one attempt
+rig_add_user dest refu2@example.com "$DEST_PW" userdb_migrate_source_user=refu2 \
+	userdb_migrate_source_protocol=pop3 "userdb_migrate_source_port=$DEAD" \
+	"userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[dest]}" userdb_migrate_retries=3
+migrate refu2
+tap_is "$MIG_RC/${MIG[retries]}" "77/0" "POP3 only, login refused: 77, not retried"
+tap_is "$(grep -c 'pop3-login: .*auth failed.*user=<refu2>' "$(rig_log dest)")" 1 \
+	"... one failed POP3 login"
 
 # without migrate_source_pop3 nothing of this happens
 migrate nop
