@@ -144,6 +144,7 @@ static void test_migrate_settings_invalid(void)
 		{ "migrate_max_folders", "2000000", "migrate_max_folders" },
 		{ "migrate_max_folders", "many", "migrate_max_folders" },
 		{ "migrate_source_pop3", "maybe", "migrate_source_pop3" },
+		{ "migrate_source_protocol", "smtp", "migrate_source_protocol" },
 		{ "migrate_source_pop3_port", "0", "migrate_source_pop3_port" },
 	};
 	const struct migrate_settings *set;
