@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "istream.h"
 #include "array.h"
 #include "mail-user.h"
 #include "mail-storage-settings.h"
@@ -168,4 +169,35 @@ migrate_search_uids(struct mailbox_transaction_context *t,
 					 wanted_fields, wanted_headers);
 	mail_search_args_unref(&search_args);
 	return search_ctx;
+}
+
+enum migrate_dest_save_result
+migrate_dest_save_stream(struct mail_save_context **_save,
+			 struct istream *input)
+{
+	struct mail_save_context *save = *_save;
+	ssize_t rret;
+	int ret = 0;
+
+	*_save = NULL;
+	if (mailbox_save_begin(&save, input) < 0)
+		return MIGRATE_DEST_SAVE_FAILED;
+	do {
+		if (mailbox_save_continue(save) < 0) {
+			ret = -1;
+			break;
+		}
+	} while ((rret = i_stream_read(input)) > 0 || rret == -2);
+	if (input->stream_errno != 0) {
+		/* never save a partial message */
+		mailbox_save_cancel(&save);
+		return MIGRATE_DEST_SAVE_INPUT_FAILED;
+	}
+	if (ret < 0) {
+		mailbox_save_cancel(&save);
+		return MIGRATE_DEST_SAVE_FAILED;
+	}
+	if (mailbox_save_finish(&save) < 0)
+		return MIGRATE_DEST_SAVE_FAILED;
+	return MIGRATE_DEST_SAVE_OK;
 }

@@ -85,4 +85,16 @@ migrate_search_uids(struct mailbox_transaction_context *t,
 			 enum mail_fetch_field wanted_fields,
 			 struct mailbox_header_lookup_ctx *wanted_headers);
 
+enum migrate_dest_save_result {
+	MIGRATE_DEST_SAVE_OK,
+	/* the destination failed (its error is the mailbox's) */
+	MIGRATE_DEST_SAVE_FAILED,
+	/* reading input failed: nothing is saved */
+	MIGRATE_DEST_SAVE_INPUT_FAILED,
+};
+/* Save input whole with *save (consumed), or nothing of it. */
+enum migrate_dest_save_result
+migrate_dest_save_stream(struct mail_save_context **save,
+			 struct istream *input);
+
 #endif

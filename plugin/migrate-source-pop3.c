@@ -204,6 +204,42 @@ int migrate_source_pop3_read(struct migrate_source *source,
 	return ret;
 }
 
+struct source_pop3_messages {
+	pool_t pool;
+	migrate_source_pop3_want_t *want;
+	void *context;
+	ARRAY_TYPE(migrate_source_pop3_message) *msgs;
+	const char *error;
+};
+
+static bool source_pop3_messages_want(const char *uidl, void *context)
+{
+	struct source_pop3_messages *m = context;
+
+	return m->want(uidl, m->context);
+}
+
+static int
+source_pop3_messages_add(struct mail *mail, const char *uidl,
+			 uint32_t pop3_seq, void *context)
+{
+	struct source_pop3_messages *m = context;
+	struct migrate_source_pop3_message *msg;
+	const char *hash;
+
+	if (migrate_mail_header_hash(mail, &hash) < 0) {
+		m->error = p_strdup_printf(m->pool, "POP3: message %u: %s",
+			pop3_seq, mailbox_get_last_internal_error(mail->box,
+								  NULL));
+		return -1;
+	}
+	msg = array_append_space(m->msgs);
+	msg->seq = pop3_seq;
+	msg->uidl = p_strdup(m->pool, uidl);
+	msg->hdr_hash = p_strdup(m->pool, hash);
+	return 0;
+}
+
 int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
 				 migrate_source_pop3_want_t *want,
 				 void *context,
@@ -211,44 +247,21 @@ int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
 				 enum migrate_error *code_r,
 				 const char **error_r)
 {
-	struct mailbox_transaction_context *t;
-	struct mail_search_context *search_ctx;
-	struct mail_search_args *search_args;
-	struct migrate_source_pop3_message *msg;
-	struct mailbox *box;
-	struct mail *mail;
-	const char *uidl, *hash;
-	int ret = 0;
+	struct source_pop3_messages m = {
+		.pool = pool,
+		.want = want,
+		.context = context,
+		.msgs = msgs,
+	};
 
-	if ((box = source_pop3_open(source, code_r, error_r)) == NULL)
-		return -1;
-	t = mailbox_transaction_begin(box, 0, __func__);
-	search_args = mail_search_build_init();
-	mail_search_build_add_all(search_args);
-	search_ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
-	mail_search_args_unref(&search_args);
-	while (ret == 0 && mailbox_search_next(search_ctx, &mail)) T_BEGIN {
-		if (mail_get_special(mail, MAIL_FETCH_UIDL_BACKEND,
-				     &uidl) < 0 ||
-		    (uidl[0] != '\0' && want(uidl, context) &&
-		     migrate_mail_header_hash(mail, &hash) < 0)) {
-			*error_r = t_strdup_printf("POP3: message %u: %s",
-				mail->seq,
-				mailbox_get_last_internal_error(box, NULL));
-			ret = -1;
-		} else if (uidl[0] != '\0' && want(uidl, context)) {
-			msg = array_append_space(msgs);
-			msg->seq = mail->seq;
-			msg->uidl = p_strdup(pool, uidl);
-			msg->hdr_hash = p_strdup(pool, hash);
+	if (migrate_source_pop3_read(source, source_pop3_messages_want,
+				     source_pop3_messages_add, &m,
+				     code_r, error_r) < 0) {
+		if (*code_r == MIGRATE_ERROR_NONE) {
+			*code_r = MIGRATE_ERROR_TEMP;
+			*error_r = m.error;
 		}
-	} T_END;
-	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
-		*error_r = t_strdup_printf("POP3: %s",
-			mailbox_get_last_internal_error(box, NULL));
-		ret = -1;
+		return -1;
 	}
-	(void)mailbox_transaction_commit(&t);
-	mailbox_free(&box);
-	return ret;
+	return 0;
 }

@@ -353,8 +353,6 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 {
 	struct mail_save_context *save;
 	struct mail_keywords *kw;
-	ssize_t rret;
-	int ret = 0;
 
 	if (batch->t == NULL) {
 		batch->t = mailbox_transaction_begin(dbox,
@@ -375,28 +373,16 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 	/* the streams the save path stacks on input inherit its buffer
 	   size: larger blocks, fewer write()s to the new mail file */
 	i_stream_set_max_buffer_size(input, MIGRATE_SAVE_BLOCK_SIZE);
-	if (mailbox_save_begin(&save, input) < 0)
+	switch (migrate_dest_save_stream(&save, input)) {
+	case MIGRATE_DEST_SAVE_OK:
+		break;
+	case MIGRATE_DEST_SAVE_FAILED:
 		return sync_save_failed(ctx, f, dbox, smail, input);
-	do {
-		if (mailbox_save_continue(save) < 0) {
-			ret = -1;
-			break;
-		}
-	} while ((rret = i_stream_read(input)) > 0 || rret == -2);
-
-	if (input->stream_errno != 0) {
-		/* never save a partial message */
-		mailbox_save_cancel(&save);
+	case MIGRATE_DEST_SAVE_INPUT_FAILED:
 		migrate_sync_set_source_error(ctx, smail->box, t_strdup_printf(
 			"Reading UID %u of", smail->uid));
 		return -1;
 	}
-	if (ret < 0) {
-		mailbox_save_cancel(&save);
-		return sync_save_failed(ctx, f, dbox, smail, input);
-	}
-	if (mailbox_save_finish(&save) < 0)
-		return sync_save_failed(ctx, f, dbox, smail, input);
 	migrate_sync_kill_point(ctx, "save");
 	array_push_back(&batch->src_uids, &smail->uid);
 	batch->bytes += input->v_offset;

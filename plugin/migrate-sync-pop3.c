@@ -274,8 +274,6 @@ pop3_only_copy(struct mail *mail, const char *uidl, uint32_t pop3_seq,
 	struct mail_save_context *save;
 	struct istream *input;
 	time_t received;
-	ssize_t rret;
-	int ret = 0;
 
 	if (ctx->dry_run) {
 		ctx->stats->messages_copied++;
@@ -296,27 +294,15 @@ pop3_only_copy(struct mail *mail, const char *uidl, uint32_t pop3_seq,
 		mailbox_save_set_received_date(save, received, 0);
 	mailbox_save_set_pop3_uidl(save, uidl);
 	mailbox_save_set_pop3_order(save, pop3_seq);
-	if (mailbox_save_begin(&save, input) < 0) {
+	switch (migrate_dest_save_stream(&save, input)) {
+	case MIGRATE_DEST_SAVE_OK:
+		break;
+	case MIGRATE_DEST_SAVE_FAILED:
 		migrate_sync_set_dest_error(ctx, p->dbox, "Saving to");
 		return -1;
-	}
-	do {
-		if (mailbox_save_continue(save) < 0) {
-			ret = -1;
-			break;
-		}
-	} while ((rret = i_stream_read(input)) > 0 || rret == -2);
-	if (input->stream_errno != 0) {
-		/* never save a partial message */
-		mailbox_save_cancel(&save);
+	case MIGRATE_DEST_SAVE_INPUT_FAILED:
 		migrate_sync_set_source_error(ctx, mail->box, t_strdup_printf(
 			"Reading POP3 message %u of", pop3_seq));
-		return -1;
-	}
-	if (ret < 0 || mailbox_save_finish(&save) < 0) {
-		if (save != NULL)
-			mailbox_save_cancel(&save);
-		migrate_sync_set_dest_error(ctx, p->dbox, "Saving to");
 		return -1;
 	}
 	ctx->stats->messages_copied++;
