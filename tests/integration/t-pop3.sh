@@ -261,6 +261,22 @@ tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}/${MIG[mode]}" "0/1/0/final" \
 tap_is "$(rig_imap dest only@pop.test "$DEST_PW" count INBOX)" 7 \
 	"INBOX: the 5 kept, the 1 new of the mirror, the local one... and the final sync's"
 
+# an account migrated over IMAP before is not copied again over POP3
+rig_add_user src swi "$SRC_PW"
+rig_imap src swi "$SRC_PW" append INBOX "$RIG/m1.eml" >/dev/null
+rig_add_user dest swi@example.com "$DEST_PW" userdb_migrate_source_user=swi \
+	"userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[src]}"
+migrate swi
+tap_is "$MIG_RC/${MIG[copied]}" "0/1" "an account migrated over IMAP"
+MIG_OUT=$RIG/mig.swi.pop3
+MIG_RC=0
+rig_doveadm dest -f tab -o plugin/migrate_source_protocol=pop3 migrate -u swi@example.com \
+	>"$MIG_OUT" 2>&1 || MIG_RC=$?
+rig_summary "$MIG_OUT"
+tap_is "$MIG_RC/${MIG[copied]}" "78/0" "... then switched to POP3 only: refused (78), nothing copied twice"
+tap_like "... saying why" 'migrate_source_protocol = pop3, but this account was migrated over IMAP before' \
+	"$(cat "$MIG_OUT")"
+
 # POP3 only, and the POP3 server refuses the login: 77, one attempt
 rig_add_user dest refu2@example.com "$DEST_PW" userdb_migrate_source_user=refu2 \
 	userdb_migrate_source_protocol=pop3 "userdb_migrate_source_port=$DEAD" \
