@@ -433,6 +433,16 @@ void migrate_sync_pop3_only(struct migrate_sync_ctx *ctx)
 	enum migrate_error code;
 	const char *error;
 
+	if (array_count(migrate_state_get_folders(ctx->state)) > 0) {
+		/* its copies have no UIDLs: POP3 would copy them again */
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_CONFIG,
+			t_strdup_printf("%s = pop3, but this account was "
+				"migrated over IMAP before (%s): its copies "
+				"would be made again",
+				MIGRATE_SETTING_SOURCE_PROTOCOL,
+				ctx->set->state_dir));
+		return;
+	}
 	i_zero(&p);
 	p.ctx = ctx;
 	p.pool = pool_alloconly_create("migrate pop3 only", 4096);

@@ -378,19 +378,10 @@ int migrate_sync_run(struct mail_user *dest_user,
 			       &error) < 0) {
 		migrate_sync_set_error(&ctx, locked ? MIGRATE_ERROR_TEMP :
 			       MIGRATE_ERROR_FAILED, error);
-	} else if (migrate_source_is_pop3_only(source) &&
-		   array_count(migrate_state_get_folders(ctx.state)) > 0) {
-		/* its copies have no UIDLs: POP3 would copy them again */
-		migrate_sync_set_error(&ctx, MIGRATE_ERROR_CONFIG,
-			t_strdup_printf("%s = pop3, but this account was "
-				"migrated over IMAP before (%s): its copies "
-				"would be made again", MIGRATE_SETTING_SOURCE_PROTOCOL,
-				set->state_dir));
 	} else if (migrate_source_is_pop3_only(source)) {
+		/* the copies' UIDLs are its state: the state is only
+		   locked */
 		migrate_sync_pop3_only(&ctx);
-		if (!ctx.dry_run &&
-		    migrate_state_commit(ctx.state, &error) < 0)
-			migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
 	} else if (migrate_sync_tree_list(&ctx) == 0) {
 		migrate_sync_kill_point(&ctx, "list");
 		sync_run_folders(&ctx);
