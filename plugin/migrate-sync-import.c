@@ -631,18 +631,8 @@ const char *migrate_sync_mail_match_key(struct mail *mail, bool *weak_r)
 			       (long long)received, size, message_id);
 }
 
-/* value of a key that two messages without a Message-ID share: it
-   matches nothing */
-#define REMATCH_AMBIGUOUS POINTER_CAST(0)
-
-HASH_TABLE_DEFINE_TYPE(rematch_keys, const char *, void *);
-
-/* Add key (with value) to keys, or mark a weak key seen twice ambiguous.
-   A strong key seen twice keeps its first value: those are copies of one
-   message. */
-static void
-rematch_add_key(pool_t pool, HASH_TABLE_TYPE(rematch_keys) keys,
-		const char *key, bool weak, void *value)
+void migrate_sync_key_add(pool_t pool, HASH_TABLE_TYPE(migrate_sync_keys) keys,
+			  const char *key, bool weak, void *value)
 {
 	const char *orig_key;
 	void *orig_value;
@@ -651,7 +641,7 @@ rematch_add_key(pool_t pool, HASH_TABLE_TYPE(rematch_keys) keys,
 		orig_key = p_strdup(pool, key);
 		hash_table_insert(keys, orig_key, value);
 	} else if (weak)
-		hash_table_update(keys, orig_key, REMATCH_AMBIGUOUS);
+		hash_table_update(keys, orig_key, MIGRATE_SYNC_KEY_AMBIGUOUS);
 }
 
 struct rematch_source {
@@ -667,7 +657,7 @@ static int
 rematch_read_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 		  struct mailbox_transaction_context *dt,
 		  const ARRAY_TYPE(seq_range) *candidates, pool_t pool,
-		  HASH_TABLE_TYPE(rematch_keys) keys)
+		  HASH_TABLE_TYPE(migrate_sync_keys) keys)
 {
 	static const char *const match_headers[] = { "Message-ID", NULL };
 	struct mailbox_header_lookup_ctx *headers;
@@ -683,7 +673,7 @@ rematch_read_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
 		key = migrate_sync_mail_match_key(mail, &weak);
 		if (key != NULL) {
-			rematch_add_key(pool, keys, key, weak,
+			migrate_sync_key_add(pool, keys, key, weak,
 					POINTER_CAST(mail->uid));
 		}
 	} T_END;
@@ -699,7 +689,7 @@ rematch_read_dest(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 static int
 rematch_read_source(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 		    const ARRAY_TYPE(seq_range) *copy_uids, pool_t pool,
-		    HASH_TABLE_TYPE(rematch_keys) keys,
+		    HASH_TABLE_TYPE(migrate_sync_keys) keys,
 		    ARRAY_TYPE(rematch_source) *sources)
 {
 	static const char *const match_headers[] = { "Message-ID", NULL };
@@ -727,7 +717,7 @@ rematch_read_source(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 			src->flags = mail_get_flags(mail) & MAIL_FLAGS_NONRECENT;
 			src->keywords = p_strarray_dup(pool,
 				mail_get_keywords(mail));
-			rematch_add_key(pool, keys, key, weak,
+			migrate_sync_key_add(pool, keys, key, weak,
 					POINTER_CAST(1));
 		}
 	} T_END;
@@ -751,8 +741,8 @@ migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 		    struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids,
 		    ARRAY_TYPE(seq_range) *candidates, const char *what)
 {
-	HASH_TABLE_TYPE(rematch_keys) dest_keys;
-	HASH_TABLE_TYPE(rematch_keys) src_keys;
+	HASH_TABLE_TYPE(migrate_sync_keys) dest_keys;
+	HASH_TABLE_TYPE(migrate_sync_keys) src_keys;
 	ARRAY_TYPE(rematch_source) sources;
 	const struct rematch_source *src;
 	struct mailbox_transaction_context *dt;
@@ -782,7 +772,7 @@ migrate_sync_import_rematch(struct migrate_sync_ctx *ctx,
 	array_foreach(&sources, src) {
 		if (ret < 0)
 			break;
-		if (hash_table_lookup(src_keys, src->key) == REMATCH_AMBIGUOUS ||
+		if (hash_table_lookup(src_keys, src->key) == MIGRATE_SYNC_KEY_AMBIGUOUS ||
 		    (value = hash_table_lookup(dest_keys, src->key)) == NULL)
 			continue;
 		dest_uid = POINTER_CAST_TO(value, uint32_t);

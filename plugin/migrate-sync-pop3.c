@@ -17,19 +17,14 @@
 #include "migrate-text.h"
 #include "migrate-sync-private.h"
 
-/* a hash two messages share, on either side */
-#define SYNC_POP3_AMBIGUOUS POINTER_CAST(0)
-
-HASH_TABLE_DEFINE_TYPE(sync_pop3_str, const char *, void *);
-
 struct sync_pop3_ctx {
 	pool_t pool;
 	/* the UIDLs our copies carry already */
-	HASH_TABLE_TYPE(sync_pop3_str) known;
+	HASH_TABLE_TYPE(migrate_sync_keys) known;
 	/* header hash -> the UID of our copy without a UIDL */
-	HASH_TABLE_TYPE(sync_pop3_str) copies;
+	HASH_TABLE_TYPE(migrate_sync_keys) copies;
 	/* header hash -> POP3 messages (count) */
-	HASH_TABLE_TYPE(sync_pop3_str) pop3_count;
+	HASH_TABLE_TYPE(migrate_sync_keys) pop3_count;
 };
 
 static bool sync_pop3_want(const char *uidl, void *context)
@@ -37,22 +32,6 @@ static bool sync_pop3_want(const char *uidl, void *context)
 	struct sync_pop3_ctx *pctx = context;
 
 	return hash_table_lookup(pctx->known, uidl) == NULL;
-}
-
-static void
-sync_pop3_add(struct sync_pop3_ctx *pctx,
-	      HASH_TABLE_TYPE(sync_pop3_str) table, const char *key,
-	      void *value)
-{
-	const char *orig_key;
-	void *orig_value;
-
-	if (!hash_table_lookup_full(table, key, &orig_key, &orig_value)) {
-		orig_key = p_strdup(pctx->pool, key);
-		hash_table_insert(table, orig_key, value);
-	} else {
-		hash_table_update(table, orig_key, SYNC_POP3_AMBIGUOUS);
-	}
 }
 
 /* Our copies in dbox: the UIDLs they carry, and the header hashes of
@@ -85,12 +64,13 @@ sync_pop3_read_copies(struct migrate_sync_ctx *ctx,
 				     &uidl) < 0)
 			ret = -1;
 		else if (uidl[0] != '\0')
-			sync_pop3_add(pctx, pctx->known, uidl, POINTER_CAST(1));
+			migrate_sync_key_add(pctx->pool, pctx->known, uidl,
+					     TRUE, POINTER_CAST(1));
 		else if (migrate_mail_header_hash(mail, &hash) < 0)
 			ret = -1;
 		else {
-			sync_pop3_add(pctx, pctx->copies, hash,
-				      POINTER_CAST(mail->uid));
+			migrate_sync_key_add(pctx->pool, pctx->copies, hash,
+					     TRUE, POINTER_CAST(mail->uid));
 		}
 	} T_END;
 	if (mailbox_search_deinit(&search_ctx) < 0)
@@ -115,16 +95,16 @@ sync_pop3_assign(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 	void *value;
 
 	array_foreach(msgs, msg) {
-		sync_pop3_add(pctx, pctx->pop3_count, msg->hdr_hash,
-			      POINTER_CAST(1));
+		migrate_sync_key_add(pctx->pool, pctx->pop3_count,
+				     msg->hdr_hash, TRUE, POINTER_CAST(1));
 	}
 	t = mailbox_transaction_begin(dbox, 0, __func__);
 	mail = mail_alloc(t, 0, NULL);
 	array_foreach(msgs, msg) {
 		value = hash_table_lookup(pctx->copies, msg->hdr_hash);
-		if (value == NULL || value == SYNC_POP3_AMBIGUOUS ||
+		if (value == NULL || value == MIGRATE_SYNC_KEY_AMBIGUOUS ||
 		    hash_table_lookup(pctx->pop3_count, msg->hdr_hash) ==
-		    SYNC_POP3_AMBIGUOUS ||
+		    MIGRATE_SYNC_KEY_AMBIGUOUS ||
 		    !mail_set_uid(mail, POINTER_CAST_TO(value, uint32_t))) {
 			unmatched++;
 			continue;
@@ -224,19 +204,14 @@ struct sync_pop3_only {
 	struct mailbox_transaction_context *dt;
 	unsigned int batch_count;
 	/* UIDL -> the UID of our copy */
-	HASH_TABLE_TYPE(sync_pop3_str) copies;
+	HASH_TABLE_TYPE(migrate_sync_keys) copies;
 	/* the UIDLs the source listed */
-	HASH_TABLE_TYPE(sync_pop3_str) listed;
+	HASH_TABLE_TYPE(migrate_sync_keys) listed;
 };
 
 static void pop3_only_list(struct sync_pop3_only *p, const char *uidl)
 {
-	const char *key;
-
-	if (hash_table_lookup(p->listed, uidl) == NULL) {
-		key = p_strdup(p->pool, uidl);
-		hash_table_insert(p->listed, key, POINTER_CAST(1));
-	}
+	migrate_sync_key_add(p->pool, p->listed, uidl, FALSE, POINTER_CAST(1));
 }
 
 static bool pop3_only_want(const char *uidl, void *context)
@@ -329,10 +304,9 @@ static int pop3_only_read_copies(struct sync_pop3_only *p)
 			ret = -1;
 		else if (uidl[0] == '\0')
 			p->ctx->stats->messages_foreign++;
-		else if (hash_table_lookup(p->copies, uidl) == NULL) {
-			uidl = p_strdup(p->pool, uidl);
-			hash_table_insert(p->copies, uidl,
-					  POINTER_CAST(mail->uid));
+		else {
+			migrate_sync_key_add(p->pool, p->copies, uidl, FALSE,
+					     POINTER_CAST(mail->uid));
 		}
 	}
 	if (mailbox_search_deinit(&search_ctx) < 0)

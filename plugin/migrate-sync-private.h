@@ -237,6 +237,14 @@ void migrate_sync_pop3(struct migrate_sync_ctx *ctx);
 /* ... and a source with POP3 only: its INBOX, by UIDL */
 void migrate_sync_pop3_only(struct migrate_sync_ctx *ctx);
 const char *migrate_sync_mail_match_key(struct mail *mail, bool *weak_r);
+/* Keys (content keys, header hashes) and what each stands for; the value
+   of a key two messages share when it must match nothing */
+HASH_TABLE_DEFINE_TYPE(migrate_sync_keys, const char *, void *);
+#define MIGRATE_SYNC_KEY_AMBIGUOUS POINTER_CAST(0)
+/* Add key (with value) to keys; seen again, a weak key becomes ambiguous
+   and a strong one keeps its first value (copies of one message). */
+void migrate_sync_key_add(pool_t pool, HASH_TABLE_TYPE(migrate_sync_keys) keys,
+			  const char *key, bool weak, void *value);
 /* Record that src_uid was copied to dest_uid, counting a copy that lost
    its source UID or UIDVALIDITY. */
 void migrate_sync_map_copy(struct migrate_sync_ctx *ctx,
