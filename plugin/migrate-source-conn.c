@@ -11,6 +11,7 @@
 #include "imap-utf7.h"
 #include "imap-quote.h"
 #include "imap-util.h"
+#include "imap-date.h"
 #include "imapc-client.h"
 #include "mail-user.h"
 #include "migrate-settings.h"
@@ -29,6 +30,10 @@ struct migrate_source_conn {
 	int fd;
 	uint32_t uid;
 	uoff_t written, end;
+	/* its RFC822.SIZE, and where the next window starts */
+	uoff_t size_hint, next_offset;
+	/* its INTERNALDATE ((time_t)-1: not given) */
+	time_t received;
 	unsigned int pending;
 	/* a piece came back shorter than asked: the end of the message */
 	bool eof;
@@ -46,6 +51,9 @@ struct migrate_source_conn {
 	ARRAY_TYPE(seq_range) *search_uids;
 	/* the UIDVALIDITY the last EXAMINE reported (0: none) */
 	uint32_t uidvalidity;
+	/* STATUS replies go here while migrate_source_conn_status() runs */
+	struct migrate_source_status *status_items;
+	unsigned int status_count;
 	/* migrate_source_conn_size(): the UID asked for, and its RFC822.SIZE */
 	uint32_t size_uid;
 	uoff_t size;
@@ -178,6 +186,56 @@ conn_untagged_list(struct migrate_source_conn *conn,
 	array_push_back(conn->list_names, &name);
 }
 
+/* "* STATUS name (MESSAGES n UIDNEXT n ...)": the folder asked for by that
+   name gets the values; a reply for a name nobody asked for is ignored */
+static void
+conn_untagged_status(struct migrate_source_conn *conn,
+		     const struct imapc_untagged_reply *reply)
+{
+	struct migrate_source_status *item = NULL;
+	const struct imap_arg *list;
+	const char *name, *key, *value;
+	unsigned int i, count;
+	string_t *utf8;
+	uint32_t num;
+	uint64_t num64;
+
+	if (!imap_arg_get_astring(&reply->args[0], &name) ||
+	    !imap_arg_get_list_full(&reply->args[1], &list, &count))
+		return;
+	utf8 = t_str_new(128);
+	if (imap_utf7_to_utf8(name, utf8) < 0)
+		str_append(utf8, name);
+	for (i = 0; i < conn->status_count; i++) {
+		if (strcmp(conn->status_items[i].mailbox, str_c(utf8)) == 0) {
+			item = &conn->status_items[i];
+			break;
+		}
+	}
+	if (item == NULL)
+		return;
+	for (i = 0; i + 1 < count; i += 2) {
+		if (!imap_arg_get_atom(&list[i], &key) ||
+		    !imap_arg_get_atom(&list[i+1], &value))
+			continue;
+		if (strcasecmp(key, "HIGHESTMODSEQ") == 0) {
+			if (str_to_uint64(value, &num64) == 0)
+				item->status.highest_modseq = num64;
+			continue;
+		}
+		if (str_to_uint32(value, &num) < 0)
+			continue;
+		if (strcasecmp(key, "MESSAGES") == 0)
+			item->status.messages = num;
+		else if (strcasecmp(key, "UIDNEXT") == 0)
+			item->status.uidnext = num;
+		else if (strcasecmp(key, "UIDVALIDITY") == 0)
+			item->status.uidvalidity = num;
+	}
+	item->found = item->status.uidvalidity != 0 &&
+		item->status.uidnext != 0;
+}
+
 static void
 conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 {
@@ -193,6 +251,12 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 	    reply->args[1].type != IMAP_ARG_EOL &&
 	    reply->args[2].type != IMAP_ARG_EOL) {
 		conn_untagged_list(conn, reply);
+		return;
+	}
+
+	if (strcasecmp(reply->name, "STATUS") == 0 &&
+	    conn->status_items != NULL) {
+		conn_untagged_status(conn, reply);
 		return;
 	}
 
@@ -242,8 +306,18 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 	if (conn->fd == -1 || uid != conn->uid)
 		return;
 	for (i = 0; i + 1 < count; i += 2) {
-		if (!imap_arg_get_atom(&list[i], &key) ||
-		    strncasecmp(key, "BODY[]<", 7) != 0)
+		if (!imap_arg_get_atom(&list[i], &key))
+			continue;
+		if (strcasecmp(key, "INTERNALDATE") == 0) {
+			const char *date;
+			int tz;
+
+			if (!imap_arg_get_astring(&list[i+1], &date) ||
+			    !imap_parse_datetime(date, &conn->received, &tz))
+				conn->received = (time_t)-1;
+			continue;
+		}
+		if (strncasecmp(key, "BODY[]<", 7) != 0)
 			continue;
 		p = strchr(key + 7, '>');
 		if (p == NULL || str_to_uoff(t_strdup_until(key + 7, p),
@@ -387,11 +461,16 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 	i_free(conn);
 }
 
+static void conn_fetch_abandon(struct migrate_source_conn *conn);
+
 static int
 conn_select(struct migrate_source_conn *conn, const char *mailbox,
 	       const char **error_r)
 {
 	string_t *name, *cmd;
+
+	if (conn->uid != 0)
+		conn_fetch_abandon(conn);
 
 	if (conn->selected != NULL &&
 	    strcmp(conn->selected, mailbox) == 0)
@@ -419,19 +498,78 @@ conn_select(struct migrate_source_conn *conn, const char *mailbox,
 	return 0;
 }
 
-int migrate_source_conn_fetch(struct migrate_source_conn *conn,
-			  const char *mailbox, uint32_t uid, uoff_t size,
-			  struct istream **input_r, bool *expunged_r,
-			  bool *refused_r, const char **error_r)
+/* EXAMINE mailbox, unless it is selected (or being selected) already,
+   without waiting: the commands after it wait for it in the client, and
+   its failure fails them. */
+static int
+conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
+		  const char **error_r)
 {
-	string_t *path;
-	uoff_t offset = 0;
+	string_t *name, *cmd;
+
+	if (conn->selected != NULL &&
+	    strcmp(conn->selected, mailbox) == 0)
+		return 0;
+	i_free(conn->selected);
+	name = t_str_new(128);
+	if (imap_utf8_to_utf7(mailbox, name) < 0) {
+		*error_r = t_strdup_printf("Invalid mailbox name %s", mailbox);
+		return -1;
+	}
+	cmd = t_str_new(128);
+	str_append(cmd, "EXAMINE ");
+	imap_append_astring(cmd, str_c(name));
+	conn->uidvalidity = 0;
+	conn_send(conn, str_c(cmd), TRUE);
+	conn->selected = i_strdup(mailbox);
+	return 0;
+}
+
+/* Send the pieces of the window starting at *offset. */
+static void
+conn_fetch_window(struct migrate_source_conn *conn, uoff_t *offset)
+{
 	unsigned int i;
 
-	*expunged_r = FALSE;
-	*refused_r = FALSE;
+	/* a few pieces in flight: the round trip is paid once per window,
+	   memory is a few pieces */
+	migrate_source_guard_nodelay(conn->guard);
+	for (i = 0; i < MIGRATE_SOURCE_PIECES_IN_FLIGHT &&
+		    (i == 0 || *offset < conn->size_hint); i++) {
+		/* the first piece with the INTERNALDATE: the storage is not
+		   asked for it */
+		conn_send(conn, t_strdup_printf(
+			"UID FETCH %u (%sBODY.PEEK[]<%"PRIuUOFF_T".%u>)",
+			conn->uid, *offset == 0 ? "INTERNALDATE " : "",
+			*offset, MIGRATE_SOURCE_PIECE_SIZE), FALSE);
+		*offset += MIGRATE_SOURCE_PIECE_SIZE;
+	}
+}
+
+/* Forget a message whose pieces are on their way (prefetched and then
+   not asked for): its replies are read and dropped. */
+static void conn_fetch_abandon(struct migrate_source_conn *conn)
+{
+	i_close_fd(&conn->fd);
 	conn->uid = 0;
-	if (conn_select(conn, mailbox, error_r) < 0)
+	conn_run(conn);
+	conn->failed = FALSE;
+	i_free(conn->error);
+}
+
+/* Start reading uid of mailbox into a new temp file: its first window of
+   pieces is sent, nothing is waited for. */
+static int
+conn_fetch_start(struct migrate_source_conn *conn, const char *mailbox,
+		 uint32_t uid, uoff_t size, const char **error_r)
+{
+	string_t *path;
+
+	if (conn->uid != 0)
+		conn_fetch_abandon(conn);
+	conn->failed = FALSE;
+	i_free(conn->error);
+	if (conn_select_async(conn, mailbox, error_r) < 0)
 		return -1;
 
 	path = t_str_new(128);
@@ -446,27 +584,52 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 	i_unlink(str_c(path));
 
 	conn->uid = uid;
+	conn->size_hint = size;
 	conn->written = 0;
+	conn->received = (time_t)-1;
 	/* RFC822.SIZE is only a hint (some servers get it wrong): read until
 	   a piece comes back short, but not for ever */
 	conn->end = 2 * size + MIGRATE_SOURCE_PIECE_SIZE;
 	conn->oversized = FALSE;
 	conn->eof = FALSE;
 	conn->got_piece = FALSE;
-	conn->failed = FALSE;
 	conn->expunged = FALSE;
 	conn->refused = FALSE;
-	i_free(conn->error);
-	while (!conn->eof && !conn->failed) {
-		/* a few pieces in flight: the round trip is paid once per
-		   window, memory is a few pieces */
-		for (i = 0; i < MIGRATE_SOURCE_PIECES_IN_FLIGHT &&
-			    (i == 0 || offset < size); i++) {
-			conn_send(conn, t_strdup_printf(
-				"UID FETCH %u (BODY.PEEK[]<%"PRIuUOFF_T".%u>)",
-				uid, offset, MIGRATE_SOURCE_PIECE_SIZE), FALSE);
-			offset += MIGRATE_SOURCE_PIECE_SIZE;
-		}
+	conn->next_offset = 0;
+	conn_fetch_window(conn, &conn->next_offset);
+	return 0;
+}
+
+void migrate_source_conn_prefetch(struct migrate_source_conn *conn,
+				  const char *mailbox, uint32_t uid,
+				  uoff_t size)
+{
+	const char *error;
+
+	/* one message ahead at most; a failure is seen when it is read */
+	if (conn->uid == 0 &&
+	    conn_fetch_start(conn, mailbox, uid, size, &error) < 0) {
+		i_close_fd(&conn->fd);
+		conn->uid = 0;
+	}
+}
+
+int migrate_source_conn_fetch(struct migrate_source_conn *conn,
+			  const char *mailbox, uint32_t uid, uoff_t size,
+			  struct istream **input_r, time_t *received_r,
+			  bool *expunged_r, bool *refused_r,
+			  const char **error_r)
+{
+	*expunged_r = FALSE;
+	*refused_r = FALSE;
+	if ((conn->uid != uid || conn->selected == NULL ||
+	     strcmp(conn->selected, mailbox) != 0) &&
+	    conn_fetch_start(conn, mailbox, uid, size, error_r) < 0) {
+		i_close_fd(&conn->fd);
+		conn->uid = 0;
+		return -1;
+	}
+	for (;;) {
 		conn_run(conn);
 		if (!conn->got_piece && !conn->failed) {
 			/* UID FETCH of a UID that is gone answers OK with
@@ -475,15 +638,21 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 			conn_set_error(conn, t_strdup_printf(
 				"UID %u is gone", uid));
 		}
+		if (conn->eof || conn->failed)
+			break;
+		conn_fetch_window(conn, &conn->next_offset);
 	}
 	conn->uid = 0;
 	if (conn->failed) {
+		/* the EXAMINE may have been what failed: again next time */
+		i_free(conn->selected);
 		*expunged_r = conn->expunged;
 		*refused_r = conn->refused;
 		*error_r = t_strdup(conn->error);
 		i_close_fd(&conn->fd);
 		return -1;
 	}
+	*received_r = conn->received;
 	*input_r = i_stream_create_fd_autoclose(&conn->fd, IO_BLOCK_SIZE);
 	i_stream_set_name(*input_r, t_strdup_printf("%s UID %u", mailbox, uid));
 	return 0;
@@ -497,6 +666,8 @@ conn_list_cmd(struct migrate_source_conn *conn, pool_t pool,
 {
 	struct imapc_command *cmd;
 
+	if (conn->uid != 0)
+		conn_fetch_abandon(conn);
 	conn->list_pool = pool;
 	conn->list_names = names;
 	conn->failed = FALSE;
@@ -630,5 +801,103 @@ int migrate_source_conn_size(struct migrate_source_conn *conn, const char *mailb
 		return -1;
 	}
 	*size_r = conn->size;
+	return 0;
+}
+
+static void
+conn_start_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
+		    void *context ATTR_UNUSED)
+{
+	/* its failure is seen by the commands after it */
+}
+
+void migrate_source_conn_start(struct migrate_source_conn *conn)
+{
+	struct imapc_command *cmd;
+
+	/* connects now: by the time the connection is first run, the
+	   greeting is waiting and the login is one round trip */
+	cmd = imapc_client_cmd(conn->client, conn_start_callback, conn);
+	imapc_command_send(cmd, "NOOP");
+}
+
+struct conn_status_cmd {
+	struct migrate_source_conn *conn;
+	struct migrate_source_status *item;
+};
+
+static void
+conn_status_callback(const struct imapc_command_reply *reply, void *context)
+{
+	struct conn_status_cmd *scmd = context;
+	struct migrate_source_conn *conn = scmd->conn;
+
+	/* a folder STATUS refuses is looked at the slow way, which tells
+	   why */
+	if (reply->state != IMAPC_COMMAND_STATE_OK)
+		scmd->item->found = FALSE;
+	if (reply->state == IMAPC_COMMAND_STATE_DISCONNECTED)
+		conn_set_error(conn, reply->text_full);
+	i_assert(conn->pending > 0);
+	if (--conn->pending == 0)
+		imapc_client_stop(conn->client);
+}
+
+int migrate_source_conn_status(struct migrate_source_conn *conn,
+			       struct migrate_source_status *items,
+			       unsigned int count, const char **error_r)
+{
+	struct conn_status_cmd *scmds;
+	struct imapc_command *cmd;
+	enum imapc_capability caps;
+	string_t *name, *str;
+	const char *items_str;
+	unsigned int i;
+
+	if (conn->uid != 0)
+		conn_fetch_abandon(conn);
+	for (i = 0; i < count; i++) {
+		i_zero(&items[i].status);
+		items[i].found = FALSE;
+	}
+	/* logs in: HIGHESTMODSEQ only where the source has CONDSTORE */
+	if (imapc_client_get_capabilities(conn->client, &caps) < 0) {
+		*error_r = "Not connected";
+		return -1;
+	}
+	items_str = (caps & IMAPC_CAPABILITY_CONDSTORE) != 0 ?
+		" (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" :
+		" (MESSAGES UIDNEXT UIDVALIDITY)";
+	conn->status_items = items;
+	conn->status_count = count;
+	conn->failed = FALSE;
+	i_free(conn->error);
+	scmds = t_new(struct conn_status_cmd, count);
+	migrate_source_guard_nodelay(conn->guard);
+	name = t_str_new(128);
+	str = t_str_new(256);
+	/* all at once: one round trip for every folder */
+	for (i = 0; i < count; i++) {
+		str_truncate(name, 0);
+		if (imap_utf8_to_utf7(items[i].mailbox, name) < 0)
+			continue;
+		str_truncate(str, 0);
+		str_append(str, "STATUS ");
+		imap_append_astring(str, str_c(name));
+		str_append(str, items_str);
+		scmds[i].conn = conn;
+		scmds[i].item = &items[i];
+		cmd = imapc_client_cmd(conn->client, conn_status_callback,
+				       &scmds[i]);
+		conn->pending++;
+		imapc_command_send(cmd, str_c(str));
+	}
+	conn_run(conn);
+	conn->status_items = NULL;
+	conn->status_count = 0;
+	if (conn->failed) {
+		*error_r = t_strdup_printf("STATUS failed: %s", conn->error);
+		return -1;
+	}
 	return 0;
 }

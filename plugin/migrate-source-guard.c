@@ -56,6 +56,16 @@ struct guard_socket {
 	uint64_t bytes;
 };
 
+/* what a look at /proc/self/fd does with each socket of the source */
+enum guard_scan_action {
+	/* count the bytes it received */
+	GUARD_SCAN_COUNT,
+	/* shut it down: the source is given up */
+	GUARD_SCAN_SHUT_DOWN,
+	/* send what is written without waiting for Nagle's algorithm */
+	GUARD_SCAN_NODELAY,
+};
+
 /* what one look at /proc/self/fd found */
 struct guard_scan {
 	unsigned int sockets;
@@ -159,8 +169,9 @@ guard_sockets_prune(struct migrate_source_guard *guard,
 }
 
 static void
-guard_scan_fd(struct migrate_source_guard *guard, int fd, bool shut_down,
-	      ARRAY_TYPE(guard_ino) *seen, struct guard_scan *scan)
+guard_scan_fd(struct migrate_source_guard *guard, int fd,
+	      enum guard_scan_action action, ARRAY_TYPE(guard_ino) *seen,
+	      struct guard_scan *scan)
 {
 	char path[64], target[64];
 	ssize_t ret;
@@ -174,16 +185,23 @@ guard_scan_fd(struct migrate_source_guard *guard, int fd, bool shut_down,
 	    !guard_is_source_socket(guard, fd))
 		return;
 	scan->sockets++;
-	if (shut_down)
-		(void)shutdown(fd, SHUT_RDWR);
-	else
+	switch (action) {
+	case GUARD_SCAN_COUNT:
 		scan->new_bytes += guard_socket_new_bytes(guard, fd, seen);
+		break;
+	case GUARD_SCAN_SHUT_DOWN:
+		(void)shutdown(fd, SHUT_RDWR);
+		break;
+	case GUARD_SCAN_NODELAY:
+		(void)net_set_tcp_nodelay(fd, TRUE);
+		break;
+	}
 }
 
-/* One look at the process' sockets; with shut_down, every
-   socket of the source is shut down. */
+/* One look at the process' sockets of the source, doing action with
+   each. */
 static void
-guard_scan(struct migrate_source_guard *guard, bool shut_down,
+guard_scan(struct migrate_source_guard *guard, enum guard_scan_action action,
 	   struct guard_scan *scan_r)
 {
 	ARRAY_TYPE(guard_ino) seen;
@@ -199,11 +217,18 @@ guard_scan(struct migrate_source_guard *guard, bool shut_down,
 	while ((d = readdir(dir)) != NULL) {
 		if (str_to_int(d->d_name, &fd) < 0 || fd == dirfd(dir))
 			continue;
-		guard_scan_fd(guard, fd, shut_down, &seen, scan_r);
+		guard_scan_fd(guard, fd, action, &seen, scan_r);
 	}
 	(void)closedir(dir);
-	if (!shut_down)
+	if (action == GUARD_SCAN_COUNT)
 		guard_sockets_prune(guard, &seen);
+}
+
+void migrate_source_guard_nodelay(struct migrate_source_guard *guard)
+{
+	struct guard_scan scan;
+
+	guard_scan(guard, GUARD_SCAN_NODELAY, &scan);
 }
 
 void migrate_source_guard_trip(struct migrate_source_guard *guard,
@@ -216,7 +241,7 @@ void migrate_source_guard_trip(struct migrate_source_guard *guard,
 	guard->code = code;
 	guard->error = i_strdup(error);
 	T_BEGIN {
-		guard_scan(guard, TRUE, &scan);
+		guard_scan(guard, GUARD_SCAN_SHUT_DOWN, &scan);
 	} T_END;
 }
 
@@ -269,9 +294,9 @@ static void guard_tick(const siginfo_t *si ATTR_UNUSED, void *context)
 	T_BEGIN {
 		if (guard->error != NULL) {
 			/* given up: what imapc connects again is closed */
-			guard_scan(guard, TRUE, &scan);
+			guard_scan(guard, GUARD_SCAN_SHUT_DOWN, &scan);
 		} else if (!guard_deadline_passed(guard)) {
-			guard_scan(guard, FALSE, &scan);
+			guard_scan(guard, GUARD_SCAN_COUNT, &scan);
 			guard_check_rate(guard, &scan);
 		}
 	} T_END;

@@ -78,7 +78,8 @@ source_local_copy_temp(struct migrate_source *source, struct istream *input,
 static int
 source_local_fetch_large(struct migrate_source *source, const char *mailbox,
 			 uint32_t uid, uoff_t size ATTR_UNUSED,
-			 struct istream **input_r, bool *expunged_r,
+			 struct istream **input_r,
+			 time_t *received_r ATTR_UNUSED, bool *expunged_r,
 			 bool *refused_r ATTR_UNUSED, const char **error_r)
 {
 	struct mailbox_transaction_context *t;

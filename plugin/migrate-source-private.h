@@ -29,8 +29,11 @@ struct migrate_source_vfuncs {
 	void (*deinit_post)(struct migrate_source *source);
 	int (*fetch_large)(struct migrate_source *source, const char *mailbox,
 			   uint32_t uid, uoff_t size, struct istream **input_r,
-			   bool *expunged_r, bool *refused_r,
-			   const char **error_r);
+			   time_t *received_r, bool *expunged_r,
+			   bool *refused_r, const char **error_r);
+	/* NULL: nothing ahead */
+	void (*prefetch_large)(struct migrate_source *source,
+			       const char *mailbox, uint32_t uid, uoff_t size);
 	int (*list_names)(struct migrate_source *source, pool_t pool,
 			  ARRAY_TYPE(const_string) *names,
 			  const char **error_r);
@@ -45,6 +48,10 @@ struct migrate_source_vfuncs {
 	int (*mailbox_exists)(struct migrate_source *source,
 			      const char *mailbox, bool *exists_r,
 			      const char **error_r);
+	/* NULL: a folder at a time through the storage */
+	int (*status)(struct migrate_source *source,
+		      struct migrate_source_status *items,
+		      unsigned int count, const char **error_r);
 };
 
 struct migrate_source {
@@ -122,6 +129,11 @@ void migrate_source_guard_set_deadline(struct migrate_source_guard *guard,
 void migrate_source_guard_count_folders(struct migrate_source_guard *guard,
 					bool count);
 void migrate_source_guard_folder(struct migrate_source_guard *guard);
+/* Commands written from now on leave at once, several in one packet,
+   not after the reply to the one before (Nagle's algorithm, which
+   Dovecot's output streams turn on again after each cork): for every
+   socket of the source, TCP_NODELAY until the stream's next uncork. */
+void migrate_source_guard_nodelay(struct migrate_source_guard *guard);
 
 /* migrate-source-conn.c */
 struct migrate_source_conn *
@@ -130,10 +142,18 @@ migrate_source_conn_init(const struct migrate_settings *set,
 			 struct migrate_source_guard *guard,
 			 struct event *event_parent);
 void migrate_source_conn_deinit(struct migrate_source_conn **conn);
+/* Connect now, without waiting for anything. */
+void migrate_source_conn_start(struct migrate_source_conn *conn);
 int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 			      const char *mailbox, uint32_t uid, uoff_t size,
-			      struct istream **input_r, bool *expunged_r,
-			      bool *refused_r, const char **error_r);
+			      struct istream **input_r, time_t *received_r,
+			      bool *expunged_r, bool *refused_r,
+			      const char **error_r);
+/* Start reading a large message that migrate_source_conn_fetch() will be
+   asked for next, without waiting (nothing when one is on its way). */
+void migrate_source_conn_prefetch(struct migrate_source_conn *conn,
+				  const char *mailbox, uint32_t uid,
+				  uoff_t size);
 int migrate_source_conn_list(struct migrate_source_conn *conn, pool_t pool,
 			     ARRAY_TYPE(const_string) *names,
 			     const char **error_r);
@@ -149,6 +169,9 @@ int migrate_source_conn_size(struct migrate_source_conn *conn,
 int migrate_source_conn_mailbox_exists(struct migrate_source_conn *conn,
 				       const char *mailbox, bool *exists_r,
 				       const char **error_r);
+int migrate_source_conn_status(struct migrate_source_conn *conn,
+			       struct migrate_source_status *items,
+			       unsigned int count, const char **error_r);
 
 /* migrate-source-tls.c: from now until deinit, every TLS connection of
    this process is a connection to this source: its certificate is

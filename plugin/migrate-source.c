@@ -268,13 +268,21 @@ static int source_conn_result(struct migrate_source *source, int ret,
 static int
 source_imapc_fetch_large(struct migrate_source *source, const char *mailbox,
 			 uint32_t uid, uoff_t size, struct istream **input_r,
-			 bool *expunged_r, bool *refused_r,
-			 const char **error_r)
+			 time_t *received_r, bool *expunged_r,
+			 bool *refused_r, const char **error_r)
 {
 	return source_conn_result(source,
 		migrate_source_conn_fetch(source_conn(source), mailbox, uid,
-					  size, input_r, expunged_r, refused_r,
-					  error_r), error_r);
+					  size, input_r, received_r,
+					  expunged_r, refused_r, error_r),
+		error_r);
+}
+
+static void
+source_imapc_prefetch_large(struct migrate_source *source, const char *mailbox,
+			    uint32_t uid, uoff_t size)
+{
+	migrate_source_conn_prefetch(source_conn(source), mailbox, uid, size);
 }
 
 static int
@@ -284,6 +292,16 @@ source_imapc_list_names(struct migrate_source *source, pool_t pool,
 	return source_conn_result(source,
 		migrate_source_conn_list(source_conn(source), pool, names,
 					 error_r), error_r);
+}
+
+static int
+source_imapc_status(struct migrate_source *source,
+		    struct migrate_source_status *items, unsigned int count,
+		    const char **error_r)
+{
+	return source_conn_result(source,
+		migrate_source_conn_status(source_conn(source), items, count,
+					   error_r), error_r);
 }
 
 static int
@@ -323,10 +341,12 @@ static const struct migrate_source_vfuncs source_imapc_vfuncs = {
 	.deinit = source_imapc_deinit,
 	.deinit_post = source_imapc_deinit_post,
 	.fetch_large = source_imapc_fetch_large,
+	.prefetch_large = source_imapc_prefetch_large,
 	.list_names = source_imapc_list_names,
 	.uids_present = source_imapc_uids_present,
 	.message_size = source_imapc_message_size,
 	.mailbox_exists = source_imapc_mailbox_exists,
+	.status = source_imapc_status,
 };
 
 static struct migrate_source *
@@ -450,6 +470,13 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 	return 0;
 }
 
+void migrate_source_prepare(struct migrate_source *source)
+{
+	if (source->v.status != NULL && !source->set->source_pop3_only &&
+	    source->conn == NULL)
+		migrate_source_conn_start(source_conn(source));
+}
+
 void migrate_source_get_peer(struct migrate_source *source,
 			     struct migrate_source_peer *peer_r)
 {
@@ -497,12 +524,23 @@ migrate_source_get_namespace(struct migrate_source *source)
 
 int migrate_source_fetch_large(struct migrate_source *source,
 			       const char *mailbox, uint32_t uid, uoff_t size,
-			       struct istream **input_r, bool *expunged_r,
-			       bool *refused_r, const char **error_r)
+			       struct istream **input_r, time_t *received_r,
+			       bool *expunged_r, bool *refused_r,
+			       const char **error_r)
 {
 	*expunged_r = *refused_r = FALSE;
+	*received_r = (time_t)-1;
 	return source->v.fetch_large(source, mailbox, uid, size, input_r,
-				     expunged_r, refused_r, error_r);
+				     received_r, expunged_r, refused_r,
+				     error_r);
+}
+
+void migrate_source_prefetch_large(struct migrate_source *source,
+				   const char *mailbox, uint32_t uid,
+				   uoff_t size)
+{
+	if (source->v.prefetch_large != NULL)
+		source->v.prefetch_large(source, mailbox, uid, size);
 }
 
 int migrate_source_list_names(struct migrate_source *source, pool_t pool,
@@ -528,6 +566,17 @@ int migrate_source_message_size(struct migrate_source *source,
 				uoff_t *size_r, const char **error_r)
 {
 	return source->v.message_size(source, mailbox, uid, size_r, error_r);
+}
+
+int migrate_source_status(struct migrate_source *source,
+			  struct migrate_source_status *items,
+			  unsigned int count, const char **error_r)
+{
+	if (source->v.status == NULL) {
+		*error_r = "not supported";
+		return -1;
+	}
+	return source->v.status(source, items, count, error_r);
 }
 
 int migrate_source_mailbox_exists(struct migrate_source *source,

@@ -18,6 +18,7 @@
      may list (migrate_source_check()). */
 
 #include "mail-error.h"
+#include "mail-storage.h"
 #include "seq-range-array.h"
 #include "migrate-error.h"
 #include "migrate-tls.h"
@@ -63,6 +64,9 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
 			const char **error_r);
+/* A sync is about to start: our own connection connects now, while the
+   storage lists the folders. */
+void migrate_source_prepare(struct migrate_source *source);
 /* What the source's TLS connections showed so far (as for
    migrate_source_init()). */
 void migrate_source_get_peer(struct migrate_source *source,
@@ -112,8 +116,15 @@ migrate_source_get_namespace(struct migrate_source *source);
    otherwise for errors of the connection. */
 int migrate_source_fetch_large(struct migrate_source *source,
 			       const char *mailbox, uint32_t uid, uoff_t size,
-			       struct istream **input_r, bool *expunged_r,
-			       bool *refused_r, const char **error_r);
+			       struct istream **input_r, time_t *received_r,
+			       bool *expunged_r, bool *refused_r,
+			       const char **error_r);
+/* The large message that migrate_source_fetch_large() is asked for next:
+   its first pieces are asked for now, and arrive while other work is
+   done (no round trip is waited for when it is read). */
+void migrate_source_prefetch_large(struct migrate_source *source,
+				   const char *mailbox, uint32_t uid,
+				   uoff_t size);
 /* The source's folder names as its LIST gives them (UTF-8), without the
    case folding of INBOX that Dovecot applies to its own names. */
 int migrate_source_list_names(struct migrate_source *source, pool_t pool,
@@ -133,6 +144,20 @@ int migrate_source_uids_present(struct migrate_source *source,
 int migrate_source_message_size(struct migrate_source *source,
 				const char *mailbox, uint32_t uid,
 				uoff_t *size_r, const char **error_r);
+/* The STATUS of many folders in one round trip (all commands pipelined
+   over our own connection).  mailbox (UTF-8) is the caller's; found is
+   TRUE for those whose reply gave UIDVALIDITY and UIDNEXT, and only
+   those have status (MESSAGES, UIDNEXT, UIDVALIDITY, HIGHESTMODSEQ where
+   the source has CONDSTORE).  -1 when it cannot be done this way (a
+   local source, a failed connection): ask through the storage. */
+struct migrate_source_status {
+	const char *mailbox;
+	struct mailbox_status status;
+	bool found;
+};
+int migrate_source_status(struct migrate_source *source,
+			  struct migrate_source_status *items,
+			  unsigned int count, const char **error_r);
 /* Whether the source's LIST shows mailbox (UTF-8) by this exact name. */
 int migrate_source_mailbox_exists(struct migrate_source *source,
 				  const char *mailbox, bool *exists_r,

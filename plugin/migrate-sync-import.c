@@ -257,34 +257,44 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx,
 
 /* Returns 1 with the message's body, 0 when the source no longer has it,
    2 when the source refuses it (reported), -1 on error.  A large message
-   is read in pieces, the rest through the source storage (prefetched). */
+   (size: its planned RFC822.SIZE) is read in pieces with its
+   INTERNALDATE, the rest through the source storage (prefetched). */
 static int
 sync_copy_get_input(struct migrate_sync_ctx *ctx,
 		    struct migrate_sync_folder *f, struct mail *smail,
-		    bool large, struct istream **input_r, time_t *received_r)
+		    bool large, uoff_t size, struct istream **input_r,
+		    time_t *received_r)
 {
 	enum mail_error error;
 	const char *errstr;
-	uoff_t size;
 	bool expunged, refused;
 
-	if (mail_get_received_date(smail, received_r) < 0 ||
-	    (large && mail_get_virtual_size(smail, &size) < 0) ||
-	    (!large && mail_get_stream(smail, NULL, NULL, input_r) < 0)) {
-		errstr = mailbox_get_last_internal_error(smail->box, &error);
-		return sync_copy_source_failed(ctx, f, smail, error, errstr);
-	}
+	if (large && size == 0 && mail_get_virtual_size(smail, &size) < 0)
+		large = FALSE;
 	if (!large) {
+		if (mail_get_received_date(smail, received_r) < 0 ||
+		    mail_get_stream(smail, NULL, NULL, input_r) < 0) {
+			errstr = mailbox_get_last_internal_error(smail->box,
+								 &error);
+			return sync_copy_source_failed(ctx, f, smail, error,
+						       errstr);
+		}
 		i_stream_ref(*input_r);
 		return 1;
 	}
 	if (migrate_source_fetch_large(ctx->source,
 				       mailbox_get_vname(smail->box),
-				       smail->uid, size, input_r, &expunged,
-				       &refused, &errstr) < 0) {
+				       smail->uid, size, input_r, received_r,
+				       &expunged, &refused, &errstr) < 0) {
 		return sync_copy_source_failed(ctx, f, smail,
 			expunged ? MAIL_ERROR_EXPUNGED :
 			refused ? MAIL_ERROR_PARAMS : MAIL_ERROR_TEMP, errstr);
+	}
+	if (*received_r == (time_t)-1 &&
+	    mail_get_received_date(smail, received_r) < 0) {
+		i_stream_unref(input_r);
+		errstr = mailbox_get_last_internal_error(smail->box, &error);
+		return sync_copy_source_failed(ctx, f, smail, error, errstr);
 	}
 	return 1;
 }
@@ -292,13 +302,14 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx,
 static int
 sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	      struct mailbox *dbox, struct migrate_sync_batch *batch,
-	      struct mail *smail, bool large)
+	      struct mail *smail, bool large, uoff_t size)
 {
 	struct istream *input;
 	time_t received;
 	int ret;
 
-	ret = sync_copy_get_input(ctx, f, smail, large, &input, &received);
+	ret = sync_copy_get_input(ctx, f, smail, large, size, &input,
+				  &received);
 	if (ret != 1) {
 		if (ret == 0) {
 			ctx->stats->messages_skipped++;
@@ -396,27 +407,40 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 	return 0;
 }
 
-/* A part of the copy: small messages fetched ahead as a whole, or large
-   ones read in pieces. */
-struct sync_copy_chunk {
-	ARRAY_TYPE(seq_range) uids;
-	bool large;
+/* The plan of a folder's copy, in ascending UID order (so that every
+   message can keep its source UID): the small messages in chunks, each
+   fetched ahead as a whole through the source storage, and the large
+   ones, each read in pieces over our own connection where its UID comes
+   between two small ones.  The next large one is always on its way
+   meanwhile. */
+struct sync_copy_large {
+	uint32_t uid;
+	uoff_t size;
 };
-ARRAY_DEFINE_TYPE(sync_copy_chunk, struct sync_copy_chunk);
 
-static ARRAY_TYPE(seq_range) *
-sync_plan_chunk(ARRAY_TYPE(sync_copy_chunk) *chunks, bool large)
+struct sync_copy_plan {
+	ARRAY(ARRAY_TYPE(seq_range)) chunks;
+	ARRAY(struct sync_copy_large) large;
+	/* the next large one to copy */
+	unsigned int large_idx;
+};
+
+static void sync_plan_init(struct sync_copy_plan *plan)
 {
-	struct sync_copy_chunk *chunk;
-
-	chunk = array_append_space(chunks);
-	t_array_init(&chunk->uids, 8);
-	chunk->large = large;
-	return &chunk->uids;
+	i_zero(plan);
+	t_array_init(&plan->chunks, 8);
+	t_array_init(&plan->large, 8);
 }
 
-/* The largest message a copy takes (by RFC822.SIZE), so that a larger one
-   is never downloaded. */
+static ARRAY_TYPE(seq_range) *sync_plan_chunk(struct sync_copy_plan *plan)
+{
+	ARRAY_TYPE(seq_range) *chunk;
+
+	chunk = array_append_space(&plan->chunks);
+	t_array_init(chunk, 8);
+	return chunk;
+}
+
 struct sync_size_cap {
 	uoff_t max;
 	/* why a larger one is left out */
@@ -447,28 +471,26 @@ static void sync_copy_cap(struct migrate_sync_ctx *ctx,
 	}
 }
 
-/* Plans the copy from the sizes (RFC822.SIZE, no bodies), in ascending UID
-   order, so that every message can keep its source UID: messages larger
-   than MIGRATE_SOURCE_LARGE_SIZE in chunks of their own (read in pieces),
-   the rest in chunks of at most migrate_prefetch messages and
-   MIGRATE_SOURCE_PREFETCH_BYTES.  Each small chunk is fetched ahead as a
-   whole, so the source streams without a pause per message and memory
-   stays bounded by the chunk.  *bytes_r is the size of them all (what a
-   dry run reports).  With cap, a message larger than cap->max is left out
-   (or ends the plan, when the quota is the bound). */
+/* Plans the copy from the sizes (RFC822.SIZE, no bodies): messages larger
+   than MIGRATE_SOURCE_LARGE_SIZE are read in pieces, the rest go in chunks
+   of at most migrate_prefetch messages and MIGRATE_SOURCE_PREFETCH_BYTES,
+   so the source streams without a pause per message and memory stays
+   bounded by the chunk.  *bytes_r is the size of them all (what a dry run
+   reports).  With cap, a message larger than cap->max is left out (or
+   ends the plan, when the quota is the bound). */
 static int
 sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	       struct mailbox *sbox, const ARRAY_TYPE(seq_range) *uids,
-	       struct sync_size_cap *cap, ARRAY_TYPE(sync_copy_chunk) *chunks,
+	       struct sync_size_cap *cap, struct sync_copy_plan *plan,
 	       uoff_t *bytes_r)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
 	ARRAY_TYPE(seq_range) *chunk = NULL;
+	struct sync_copy_large *large;
 	unsigned int chunk_count = 0;
 	uoff_t size, chunk_bytes = 0;
 	struct mail *smail;
-	bool large, chunk_large = FALSE;
 	int ret = 0;
 
 	*bytes_r = 0;
@@ -489,13 +511,16 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 			continue;
 		}
 		*bytes_r += size;
-		large = size > MIGRATE_SOURCE_LARGE_SIZE;
-		if (chunk == NULL || large != chunk_large ||
-		    (!large && (chunk_count >= I_MAX(ctx->set->prefetch, 1) ||
-				chunk_bytes + size >
-				MIGRATE_SOURCE_PREFETCH_BYTES))) {
-			chunk = sync_plan_chunk(chunks, large);
-			chunk_large = large;
+		if (size > MIGRATE_SOURCE_LARGE_SIZE) {
+			large = array_append_space(&plan->large);
+			large->uid = smail->uid;
+			large->size = size;
+			continue;
+		}
+		if (chunk == NULL ||
+		    chunk_count >= I_MAX(ctx->set->prefetch, 1) ||
+		    chunk_bytes + size > MIGRATE_SOURCE_PREFETCH_BYTES) {
+			chunk = sync_plan_chunk(plan);
 			chunk_count = 0;
 			chunk_bytes = 0;
 		}
@@ -516,39 +541,99 @@ int
 migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 		  const ARRAY_TYPE(seq_range) *uids)
 {
-	ARRAY_TYPE(sync_copy_chunk) chunks;
+	struct sync_copy_plan plan;
 	uoff_t bytes;
 	int ret;
 
-	t_array_init(&chunks, 8);
-	ret = sync_plan_copy(ctx, NULL, sbox, uids, NULL, &chunks, &bytes);
+	sync_plan_init(&plan);
+	ret = sync_plan_copy(ctx, NULL, sbox, uids, NULL, &plan, &bytes);
 	ctx->stats->messages_copied += seq_range_count(uids);
 	ctx->stats->bytes_copied += bytes;
 	return ret;
 }
 
+/* Start reading the next large message, if any. */
+static void
+sync_copy_prefetch_large(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+			 const struct sync_copy_plan *plan)
+{
+	const struct sync_copy_large *large;
+
+	if (plan->large_idx >= array_count(&plan->large))
+		return;
+	large = array_idx(&plan->large, plan->large_idx);
+	migrate_source_prefetch_large(ctx->source, mailbox_get_vname(sbox),
+				      large->uid, large->size);
+}
+
+/* Copy the large messages whose UIDs are below limit. */
 static int
-sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-	       struct mailbox *sbox, struct mailbox *dbox,
-	       struct migrate_sync_batch *batch,
-	       const ARRAY_TYPE(seq_range) *uids, bool large)
+sync_copy_large_before(struct migrate_sync_ctx *ctx,
+		       struct migrate_sync_folder *f, struct mailbox *sbox,
+		       struct mailbox *dbox, struct migrate_sync_batch *batch,
+		       struct sync_copy_plan *plan, uint32_t limit)
+{
+	const struct sync_copy_large *large;
+	struct mailbox_transaction_context *st;
+	struct mail *lmail;
+	int ret = 0;
+
+	if (plan->large_idx >= array_count(&plan->large))
+		return 0;
+	large = array_idx(&plan->large, plan->large_idx);
+	if (large->uid >= limit)
+		return 0;
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	/* the flags only: the storage has them already */
+	lmail = mail_alloc(st, MAIL_FETCH_FLAGS, NULL);
+	while (ret == 0 && plan->large_idx < array_count(&plan->large)) {
+		large = array_idx(&plan->large, plan->large_idx);
+		if (large->uid >= limit)
+			break;
+		plan->large_idx++;
+		if (!mail_set_uid(lmail, large->uid)) {
+			/* gone since it was planned */
+			ctx->stats->messages_skipped++;
+			f->skipped++;
+			ctx->progress_done++;
+			continue;
+		}
+		T_BEGIN {
+			ret = sync_copy_one(ctx, f, dbox, batch, lmail, TRUE,
+					    large->size);
+		} T_END;
+		/* the next one streams in while the small ones are saved */
+		sync_copy_prefetch_large(ctx, sbox, plan);
+	}
+	mail_free(&lmail);
+	(void)mailbox_transaction_commit(&st);
+	return ret;
+}
+
+/* Copy a chunk of small messages, and the large ones among them. */
+static int
+sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		struct mailbox *sbox, struct mailbox *dbox,
+		struct migrate_sync_batch *batch,
+		struct sync_copy_plan *plan,
+		const ARRAY_TYPE(seq_range) *uids)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
 	struct mail *smail;
 	int ret = 0;
 
-	if (array_count(uids) == 0)
-		return 0;
+	sync_copy_prefetch_large(ctx, sbox, plan);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	/* large ones: the metadata only, the body comes in pieces */
 	search_ctx = migrate_search_uids(st, uids,
 		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
-		(large ? MAIL_FETCH_VIRTUAL_SIZE :
-		 MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY), NULL);
+		MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY, NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
-		T_BEGIN {
-			ret = sync_copy_one(ctx, f, dbox, batch, smail, large);
+		ret = sync_copy_large_before(ctx, f, sbox, dbox, batch, plan,
+					     smail->uid);
+		if (ret == 0) T_BEGIN {
+			ret = sync_copy_one(ctx, f, dbox, batch, smail,
+					    FALSE, 0);
 		} T_END;
 		if (ret < 0)
 			break;
@@ -561,13 +646,29 @@ sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return ret;
 }
 
+static int
+sync_copy_plan_run(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		   struct mailbox *sbox, struct mailbox *dbox,
+		   struct migrate_sync_batch *batch,
+		   struct sync_copy_plan *plan)
+{
+	const ARRAY_TYPE(seq_range) *chunk;
+
+	array_foreach(&plan->chunks, chunk) {
+		if (sync_copy_chunk(ctx, f, sbox, dbox, batch, plan,
+				    chunk) < 0)
+			return -1;
+	}
+	return sync_copy_large_before(ctx, f, sbox, dbox, batch, plan,
+				      (uint32_t)-1);
+}
+
 int
 migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		 struct mailbox *sbox, struct mailbox *dbox,
 		 const ARRAY_TYPE(seq_range) *copy_uids)
 {
-	ARRAY_TYPE(sync_copy_chunk) chunks;
-	struct sync_copy_chunk *chunk;
+	struct sync_copy_plan plan;
 	struct migrate_sync_batch batch;
 	struct sync_size_cap cap;
 	uoff_t bytes;
@@ -581,17 +682,11 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ctx->progress_done = 0;
 	ctx->progress_total = seq_range_count(copy_uids);
 
-	t_array_init(&chunks, 8);
+	sync_plan_init(&plan);
 	sync_copy_cap(ctx, &cap);
-	ret = sync_plan_copy(ctx, f, sbox, copy_uids, &cap, &chunks, &bytes);
-	if (ret == 0) {
-		array_foreach_modifiable(&chunks, chunk) {
-			ret = sync_copy_uids(ctx, f, sbox, dbox, &batch,
-					     &chunk->uids, chunk->large);
-			if (ret < 0)
-				break;
-		}
-	}
+	ret = sync_plan_copy(ctx, f, sbox, copy_uids, &cap, &plan, &bytes);
+	if (ret == 0)
+		ret = sync_copy_plan_run(ctx, f, sbox, dbox, &batch, &plan);
 	/* keep what was saved completely, even after a failure */
 	if (migrate_sync_import_commit(ctx, f, dbox, &batch) < 0)
 		ret = -1;

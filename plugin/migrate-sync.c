@@ -232,6 +232,39 @@ sync_folder_cmp_size_desc(struct migrate_sync_folder *const *f1,
 	return 0;
 }
 
+/* The STATUS of every folder: all in one round trip where the source
+   allows it, a folder at a time (through the storage) for the rest. */
+static void sync_folders_status(struct migrate_sync_ctx *ctx)
+{
+	ARRAY(struct migrate_source_status) items;
+	struct migrate_source_status *item;
+	struct migrate_sync_folder *f;
+	const char *error;
+	bool all = FALSE;
+
+	t_array_init(&items, array_count(&ctx->folders));
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (!f->selected)
+			continue;
+		item = array_append_space(&items);
+		item->mailbox = f->src_name;
+	}
+	if (array_count(&items) > 1 &&
+	    migrate_source_status(ctx->source, array_front_modifiable(&items),
+				  array_count(&items), &error) == 0)
+		all = TRUE;
+	item = array_front_modifiable(&items);
+	array_foreach_modifiable(&ctx->folders, f) {
+		if (!f->selected)
+			continue;
+		if (all && item->found)
+			f->src_status = item->status;
+		else if (!migrate_sync_source_given_up(ctx))
+			(void)migrate_sync_mailbox_status(ctx, f);
+		item++;
+	}
+}
+
 static void sync_run_folders(struct migrate_sync_ctx *ctx)
 {
 	ARRAY(struct migrate_sync_folder *) order;
@@ -242,13 +275,11 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 		p_array_init(&f->delete_src_uids, ctx->pool, 4);
 		p_array_init(&f->delete_orphan_dest_uids, ctx->pool, 4);
 		p_array_init(&f->recover_dest_uids, ctx->pool, 4);
-		if (!f->selected)
-			continue;
-		f->state = migrate_state_folder_lookup(ctx->state,
-						       f->src_name);
-		if (!migrate_sync_source_given_up(ctx))
-			(void)migrate_sync_mailbox_status(ctx, f);
+		if (f->selected)
+			f->state = migrate_state_folder_lookup(ctx->state,
+							       f->src_name);
 	}
+	sync_folders_status(ctx);
 	migrate_sync_tree_find_gone(ctx);
 
 	/* with workers, the largest folders first: they start on them while
