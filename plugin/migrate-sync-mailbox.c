@@ -756,12 +756,40 @@ sync_folder_find_copies(struct migrate_sync_ctx *ctx,
 }
 
 /* Sync one folder: flags, then the copy (here or by a worker). */
+/* A folder met for the first time whose destination folder is empty:
+   every message is copied, so a worker can take it without this process
+   opening it first (two round trips to the source saved here; the
+   worker tells which UIDs below UIDNEXT the folder does not have). */
+static bool
+sync_folder_delegate_new(struct migrate_sync_ctx *ctx,
+			 struct migrate_sync_folder *f, struct mailbox *dbox)
+{
+	ARRAY_TYPE(seq_range) copy_uids;
+	struct mailbox_status status;
+
+	if (f->src_status.messages == 0 || f->src_status.uidnext <= 1)
+		return FALSE;
+	mailbox_get_open_status(dbox, STATUS_MESSAGES, &status);
+	if (status.messages != 0)
+		return FALSE;
+	t_array_init(&copy_uids, 1);
+	seq_range_array_add_range(&copy_uids, 1, f->src_status.uidnext - 1);
+	p_array_init(&f->copying_uids, ctx->pool, 1);
+	array_append_array(&f->copying_uids, &copy_uids);
+	if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids,
+					 f->src_status.messages))
+		return TRUE;
+	array_clear(&f->copying_uids);
+	return FALSE;
+}
+
 static int
 sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 {
 	struct migrate_state_folder *state = f->state;
 	struct mailbox *sbox, *dbox;
 	ARRAY_TYPE(seq_range) copy_uids;
+	bool new_state = state == NULL;
 	int ret;
 
 	if (state == NULL) {
@@ -779,8 +807,16 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	/* what earlier runs could not match or prove gone is looked at
 	   again */
 	array_append_array(&f->delete_orphan_dest_uids, &state->orphans);
-	if (sync_scan_new_dest(ctx, f, dbox) < 0 ||
-	    (sbox = sync_source_open(ctx, f)) == NULL) {
+	if (sync_scan_new_dest(ctx, f, dbox) < 0) {
+		mailbox_free(&dbox);
+		return -1;
+	}
+	if (new_state && sync_folder_delegate_new(ctx, f, dbox)) {
+		/* the worker's answer finishes the folder */
+		mailbox_free(&dbox);
+		return 0;
+	}
+	if ((sbox = sync_source_open(ctx, f)) == NULL) {
 		mailbox_free(&dbox);
 		return -1;
 	}
@@ -792,7 +828,8 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		p_array_init(&f->copying_uids, ctx->pool,
 			     array_count(&copy_uids));
 		array_append_array(&f->copying_uids, &copy_uids);
-		if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids)) {
+		if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids,
+						 seq_range_count(&copy_uids))) {
 			/* the worker's answer finishes the folder */
 			mailbox_free(&sbox);
 			mailbox_free(&dbox);

@@ -18,12 +18,13 @@
 /* how long a worker may take to answer once the source was given up */
 #define MIGRATE_WORKER_GIVE_UP_MSECS (10*1000)
 /* a folder with fewer messages to copy is not worth a worker's job */
-#define MIGRATE_WORKER_MIN_MESSAGES 100
+#define MIGRATE_WORKER_MIN_MESSAGES 20
 
 /* The report of a job as one field: a line per item, tab-separated */
 static void
 sync_worker_report_append(string_t *answer,
-			  const struct migrate_sync_report *report)
+			  const struct migrate_sync_report *report,
+			  const ARRAY_TYPE(seq_range) *absent)
 {
 	const struct migrate_sync_rejected *rej;
 	const struct migrate_sync_dropped_keyword *kw;
@@ -41,6 +42,12 @@ sync_worker_report_append(string_t *answer,
 		str_append(str, "K\t");
 		str_append_tabescaped(str, kw->keyword);
 		str_printfa(str, "\t%u\n", kw->count);
+	}
+	if (array_count(absent) > 0) {
+		/* UIDs of the job that the folder does not have */
+		str_append(str, "A\t");
+		imap_write_seq_range(str, absent);
+		str_append_c(str, '\n');
 	}
 	str_append_c(answer, '\t');
 	str_append_tabescaped(answer, str_c(str));
@@ -69,6 +76,16 @@ sync_worker_report_merge(struct migrate_sync_ctx *ctx,
 			if (ctx->opts->report != NULL) {
 				migrate_sync_report_rejected(ctx->opts->report,
 					args[1], uid, size, args[4]);
+			}
+		} else if (strcmp(args[0], "A") == 0 &&
+			   str_array_length(args) == 2 &&
+			   array_is_created(&f->copying_uids)) {
+			ARRAY_TYPE(seq_range) absent;
+
+			t_array_init(&absent, 8);
+			if (imap_seq_set_parse(args[1], &absent) == 0) {
+				seq_range_array_remove_seq_range(
+					&f->copying_uids, &absent);
 			}
 		} else if (strcmp(args[0], "K") == 0 &&
 			   str_array_length(args) == 3 &&
@@ -104,11 +121,11 @@ void migrate_sync_worker_send_progress(struct migrate_sync_ctx *ctx)
 bool
 migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 		     struct migrate_sync_folder *f, struct mailbox *dbox,
-		     const ARRAY_TYPE(seq_range) *copy_uids)
+		     const ARRAY_TYPE(seq_range) *copy_uids,
+		     unsigned int count)
 {
 	struct migrate_state_folder *state = f->state;
 	struct mailbox_status status;
-	unsigned int count = seq_range_count(copy_uids);
 	const char *error;
 	string_t *line;
 
@@ -284,7 +301,8 @@ void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait)
 static void
 sync_worker_answer(int out_fd, const struct migrate_sync_stats *stats,
 		   const struct migrate_failure *failure,
-		   const struct migrate_sync_report *report)
+		   const struct migrate_sync_report *report,
+		   const ARRAY_TYPE(seq_range) *absent)
 {
 	string_t *answer = t_str_new(128);
 
@@ -297,7 +315,7 @@ sync_worker_answer(int out_fd, const struct migrate_sync_stats *stats,
 		str_append_tabescaped(answer, failure->error);
 	}
 	if (report != NULL)
-		sync_worker_report_append(answer, report);
+		sync_worker_report_append(answer, report, absent);
 	str_append_c(answer, '\n');
 	if (write_full(out_fd, str_data(answer), str_len(answer)) < 0)
 		i_error("migrate worker: write(stdout) failed: %m");
@@ -310,7 +328,39 @@ void migrate_sync_worker_fail(int out_fd, enum migrate_error code,
 	struct migrate_failure failure = { .code = code, .error = error };
 
 	i_zero(&stats);
-	sync_worker_answer(out_fd, &stats, &failure, NULL);
+	sync_worker_answer(out_fd, &stats, &failure, NULL, NULL);
+}
+
+/* The UIDs of the job that the folder has, as of its EXAMINE: a job for
+   a folder the owner did not look at is all UIDs below its UIDNEXT.  The
+   others are told to the owner, who then does not miss them. */
+static int
+sync_worker_present(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+		    ARRAY_TYPE(seq_range) *uids, ARRAY_TYPE(seq_range) *absent)
+{
+	struct mailbox_transaction_context *st;
+	struct mail_search_context *search_ctx;
+	ARRAY_TYPE(seq_range) present;
+	struct mail *smail;
+	int ret = 0;
+
+	t_array_init(&present, 16);
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	search_ctx = migrate_search_uids(st, uids, 0, NULL);
+	while (mailbox_search_next(search_ctx, &smail))
+		seq_range_array_add(&present, smail->uid);
+	if (mailbox_search_deinit(&search_ctx) < 0) {
+		migrate_sync_set_source_error(ctx, sbox, "Searching");
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&st);
+	if (ret < 0)
+		return -1;
+	array_append_array(absent, uids);
+	seq_range_array_remove_seq_range(absent, &present);
+	array_clear(uids);
+	array_append_array(uids, &present);
+	return 0;
 }
 
 enum migrate_error
@@ -325,7 +375,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	struct migrate_sync_stats stats;
 	struct migrate_state_folder state;
 	struct migrate_sync_folder f;
-	ARRAY_TYPE(seq_range) uids;
+	ARRAY_TYPE(seq_range) uids, absent;
 	struct mailbox *sbox, *dbox;
 	const char *const *args;
 	long deadline;
@@ -340,6 +390,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	ctx.worker_out_fd = out_fd;
 
 	t_array_init(&uids, 16);
+	t_array_init(&absent, 4);
 	args = t_strsplit_tabescaped(line);
 	if (str_array_length(args) != 8 || strcmp(args[0], "COPY") != 0 ||
 	    str_to_uint(args[1], &state.id) < 0 ||
@@ -361,7 +412,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 			migrate_sync_set_source_error(&ctx, sbox, "Opening");
 		else if (mailbox_sync(dbox, 0) < 0)
 			migrate_sync_set_dest_error(&ctx, dbox, "Opening");
-		else
+		else if (sync_worker_present(&ctx, sbox, &uids, &absent) == 0)
 			(void)migrate_sync_import(&ctx, &f, sbox, dbox, &uids);
 		mailbox_free(&sbox);
 		mailbox_free(&dbox);
@@ -369,7 +420,8 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 
 	migrate_sync_given_up_failure(&ctx);
 	failure_code = ctx.failure.code;
-	sync_worker_answer(out_fd, &stats, &ctx.failure, opts.report);
+	sync_worker_answer(out_fd, &stats, &ctx.failure, opts.report,
+			   &absent);
 	migrate_sync_report_deinit(&opts.report);
 	event_unref(&ctx.event);
 	pool_unref(&ctx.pool);
