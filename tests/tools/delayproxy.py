@@ -4,7 +4,7 @@ client and a server, for the benchmark.
 
   delayproxy.py --port P --target-port T [--target-host 127.0.0.1]
                 --rtt-ms N [--bandwidth-mbit M] --log FILE
-                [--label-file F] [--pidfile F] [--daemon]
+                [--label-file F] [--trace] [--pidfile F] [--daemon]
 
 Listens on 127.0.0.1:P and forwards every connection to the target, one
 asyncio loop for all connections (no threads).
@@ -45,6 +45,12 @@ Log (--log): one JSON object a line, with "t" (Unix time, float):
   {"conn": 3, "event": "close", "label": L, "open_t": T0,
    "round_trips": R, "c2s": bytes, "s2c": bytes,
    "c2s_chunks": n, "s2c_chunks": n, "error": "..." (only on one)}
+  {"conn": 3, "event": "wait", "n": 5, "at": S, "burst": "UID FETCH ..."}
+      with --trace, each waited round trip: S seconds after the accept,
+      what the burst begins with: an IMAP command's first line (up to 80
+      bytes) when its verb is one that carries no secret (SELECT, FETCH,
+      STATUS, LIST, ...), else only the verb, or "?" for anything that
+      does not look like a command (a continuation may be a password)
   {"conn": 9, "event": "connect_failed", "error": "..."}
   {"event": "summary", "connections": N, "open": K, "round_trips": R}
       on SIGUSR1 and at exit (SIGTERM/SIGINT)
@@ -64,10 +70,28 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import rigimap  # noqa: E402 (after the line above)
 
+# IMAP verbs whose command line may be traced whole; LOGIN, AUTHENTICATE
+# and anything unknown only by name
+TRACE_WHOLE = {b"SELECT", b"EXAMINE", b"STATUS", b"LIST", b"LSUB", b"FETCH",
+               b"UID", b"SEARCH", b"NOOP", b"CAPABILITY", b"ENABLE", b"ID",
+               b"LOGOUT", b"NAMESPACE", b"CLOSE", b"UNSELECT", b"IDLE",
+               b"GETQUOTAROOT", b"CHECK", b"EXPUNGE", b"STORE"}
 HIGH_WATER = 32 << 20       # bytes held per direction before reading stops
 SEGMENT = 16 << 10          # a rate-capped chunk goes out in these pieces
 READ_SIZE = 1 << 20          # bytes a read may return
 EARLY = 1e-4                # a timer may fire this much before its time
+
+
+def burst_summary(data):
+    """What a client burst starts with, without secrets"""
+    line = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
+    words = line.split(b" ", 2)
+    if len(words) < 2 or not words[0].isalnum() or not words[1].isalpha():
+        return "?"
+    verb = words[1].upper()
+    if verb not in TRACE_WHOLE:
+        return verb.decode("ascii")
+    return line[len(words[0]) + 1:][:80].decode("ascii", "replace")
 
 
 class Log:
@@ -269,6 +293,10 @@ class Conn:
             # a new client burst: it waited when an answer came first
             if self.answered:
                 self.round_trips += 1
+                if self.proxy.args.trace:
+                    self.proxy.log(conn=self.no, event="wait", n=self.round_trips,
+                                   at=round(time.time() - self.open_t, 4),
+                                   burst=burst_summary(data))
             self.answered = False
         direction.feed(data)
 
@@ -340,6 +368,7 @@ def main():
     ap.add_argument("--bandwidth-mbit", type=float, default=0)
     ap.add_argument("--log", required=True)
     ap.add_argument("--label-file")
+    ap.add_argument("--trace", action="store_true")
     ap.add_argument("--pidfile")
     ap.add_argument("--daemon", action="store_true")
     args = ap.parse_args()
