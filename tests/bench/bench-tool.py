@@ -7,15 +7,24 @@ Subcommands:
         (user+sys) and peak RSS (MB) of the command, measured by
         GNU time(1) to JSON; exits with CMD's status (124 on timeout).
   ceiling --port P --user U --password-file F [--json OUT]
-        the fastest possible read of an account: one IMAP connection, per
-        folder SELECT + UID FETCH 1:* BODY.PEEK[] sent together, literal
-        bodies read in big chunks and discarded.  Prints/writes the counts.
+        the fastest possible read of an account: one IMAP connection; after
+        LIST every folder's EXAMINE + UID FETCH 1:* BODY.PEEK[] and the
+        LOGOUT in one write, literal bodies read in big chunks and
+        discarded.  Prints/writes the counts.
+  probe --port P --user U --password-file F [--count N] [--json OUT]
+        N sequential NOOPs, timed (the round trip through a delay proxy).
+  proxy-stats --log PROXYLOG --label L [--wait S] [--out JSON]
+        connections, waited round trips and bytes of the connections that
+        tools/delayproxy.py opened under label L (waits up to S seconds
+        for the last ones to close).
   mbsync-check --port P --user U --password-file F --maildir DIR --inbox DIR
         [--json OUT]
         compares a source account (IMAP: per folder count, RFC822.SIZE sum,
         flags, keywords) with the Maildir tree mbsync wrote.
-  report --results TSV --meta JSON --out JSON
-        turns the per-run records into the table (stdout) and the JSON file.
+  report --results JSONL --meta JSON --out JSON
+        turns the per-run records (one a line, several rounds of a tool
+        and phase allowed) into the table of medians and the ratios the
+        issue's targets use (stdout) and the JSON file.
 """
 
 import argparse
@@ -189,26 +198,110 @@ def exists_of(lines):
 # ceiling
 
 def cmd_ceiling(a):
+    """After LIST, every folder's EXAMINE + UID FETCH and the LOGOUT go
+    out in one write: the client waits for the greeting, LOGIN and LIST
+    and for nothing else, at any round-trip time."""
     start = time.monotonic()
     c = connect(a)
-    folders = messages = 0
+    batch = []
+    out = b""
     for raw, quoted in c.folders():
-        folders += 1
-        # SELECT and the FETCH in one write: no round trip between them
         t1, t2 = c.tag(), c.tag()
-        c.send(t1 + b" EXAMINE " + quoted + b"\r\n" +
-               t2 + b" UID FETCH 1:* BODY.PEEK[]\r\n")
+        out += (t1 + b" EXAMINE " + quoted + b"\r\n" +
+                t2 + b" UID FETCH 1:* BODY.PEEK[]\r\n")
+        batch.append((t1, t2))
+    logout = c.tag()
+    c.send(out + logout + b" LOGOUT\r\n")
+    messages = 0
+    for t1, t2 in batch:
         sel = c.read_until(t1, keep_literals=True)
         got = c.read_until(t2, keep_literals=False)
         if exists_of(sel):
             messages += sum(1 for line in got if b" FETCH " in line[:40])
-    c.command(b"LOGOUT")
-    rec = {"folders": folders, "messages": messages,
+    c.read_until(logout)
+    rec = {"folders": len(batch), "messages": messages,
            "bytes": c.literal_bytes, "wall_s": round(time.monotonic() - start, 3)}
     print(json.dumps(rec))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rec, f)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# probe
+
+def cmd_probe(a):
+    """COUNT sequential NOOPs, each sent when the last one's reply is in:
+    through tools/delayproxy.py each costs one round trip, and the proxy
+    counts COUNT + 2 waited round trips (LOGIN, the NOOPs, LOGOUT)."""
+    start = time.monotonic()
+    c = connect(a)
+    login_s = time.monotonic() - start
+    times = []
+    for _ in range(a.count):
+        t = time.monotonic()
+        c.command(b"NOOP")
+        times.append(time.monotonic() - t)
+    c.command(b"LOGOUT")
+    times.sort()
+    rec = {"noops": a.count, "login_s": round(login_s, 4),
+           "noop_ms_median": round(1000 * times[len(times) // 2], 2),
+           "noop_ms_min": round(1000 * times[0], 2),
+           "noop_ms_max": round(1000 * times[-1], 2)}
+    print(json.dumps(rec))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rec, f)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# proxy-stats
+
+def proxy_conns(path, label):
+    """(connections opened under label, their close records)"""
+    opened, closed = set(), []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if r.get("label") != label or "conn" not in r:
+                    continue
+                if r.get("event") == "open":
+                    opened.add(r["conn"])
+                elif r.get("event") == "close":
+                    closed.append(r)
+    except OSError:
+        pass
+    return opened, closed
+
+
+def cmd_proxy_stats(a):
+    """Sums the proxy's close records of one label, once every connection
+    opened under it has closed (at most --wait seconds)."""
+    deadline = time.monotonic() + a.wait
+    while True:
+        opened, closed = proxy_conns(a.log, a.label)
+        if len(closed) >= len(opened) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    rec = {"connections": len(opened),
+           "connections_unclosed": len(opened) - len(closed),
+           "round_trips": sum(r["round_trips"] for r in closed),
+           "round_trips_per_connection": sorted(
+               (r["round_trips"] for r in closed), reverse=True),
+           "c2s_bytes": sum(r["c2s"] for r in closed),
+           "s2c_bytes": sum(r["s2c"] for r in closed)}
+    text = json.dumps(rec)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    else:
+        print(text)
     return 0
 
 
@@ -335,8 +428,131 @@ def cmd_mbsync_check(a):
 # ---------------------------------------------------------------------------
 # report
 
-TOOLS = ["migrate", "dsync-default", "dsync-tuned", "mbsync", "ceiling"]
+TOOLS = ["migrate", "dsync-default", "dsync-pf1000", "dsync-tuned", "mbsync",
+         "ceiling"]
+SHORT = {"dsync-default": "dsD", "dsync-pf1000": "ds1k", "dsync-tuned": "dsT",
+         "mbsync": "mbs", "ceiling": "ceil"}
 PHASES = ["a-full", "a-fsync", "b-noop", "c-changes", "e-batch"]
+
+
+def median(values):
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2.0
+
+
+def aggregate(runs):
+    """{(tool, phase): row}: medians over the rounds, the verdict of the
+    round that was checked, the worst exit status"""
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["tool"], r["phase"]), []).append(r)
+    rows = {}
+    for key, rs in groups.items():
+        proxy = [r.get("proxy") or {} for r in rs]
+        row = {"tool": key[0], "phase": key[1], "rounds": len(rs),
+               "wall_s_rounds": [r.get("wall_s") for r in rs],
+               "rc": next((r["rc"] for r in rs if r.get("rc") != 0), 0),
+               "faithful": next((r["faithful"] for r in reversed(rs)
+                                 if r.get("faithful") not in (None, "-")), None)}
+        for k in ("wall_s", "cpu_s", "peak_rss_mb"):
+            row[k] = median(r.get(k) for r in rs)
+        for k in ("round_trips", "connections"):
+            row[k] = median(p.get(k) for p in proxy)
+        if proxy[-1]:
+            row["round_trips_per_connection"] = \
+                proxy[-1].get("round_trips_per_connection")
+        rows[key] = row
+    return rows
+
+
+def add_ratios(rows, corpus_mb, batch_mb):
+    for (tool, phase), r in rows.items():
+        mb = {"a-full": corpus_mb, "a-fsync": corpus_mb,
+              "e-batch": batch_mb}.get(phase)
+        if mb and r["wall_s"]:
+            r["mb_per_s"] = round(mb / r["wall_s"], 1)
+        mig = rows.get(("migrate", phase))
+        r["migrate_ratio"] = None
+        if mig and tool != "migrate" and r["wall_s"] and mig["wall_s"] and \
+                mig["rc"] == 0 and r["rc"] == 0:
+            r["migrate_ratio"] = round(mig["wall_s"] / r["wall_s"], 2)
+    # migrate's row: migrate wall / each other tool's wall
+    for (tool, phase), r in rows.items():
+        if tool == "migrate":
+            r["ratio_vs"] = {t: rows[(t, phase)]["migrate_ratio"]
+                             for t in TOOLS[1:] if (t, phase) in rows}
+
+
+def targets(rows, rtt_ms):
+    """The ratios issue 18 sets targets on (and, on loopback, those it
+    keeps from before): [(name, value, limit, met)]"""
+    def wall(tool, phase):
+        r = rows.get((tool, phase))
+        return r["wall_s"] if r and r["rc"] == 0 else None
+
+    def ratio(a, b):
+        return round(a / b, 2) if a and b else None
+    out = []
+
+    def add(name, value, limit, op="<="):
+        met = None if value is None else (value <= limit if op == "<=" else
+                                          value < limit)
+        out.append({"target": name, "value": value, "op": op, "limit": limit,
+                    "met": met})
+    mig = wall("migrate", "a-full")
+    peers = [w for w in (wall("mbsync", "a-full"), wall("dsync-pf1000", "a-full"))
+             if w]
+    add("full copy: migrate / ceiling", ratio(mig, wall("ceiling", "a-full")), 2.0)
+    add("full copy: migrate / min(mbsync, dsync-pf1000)",
+        ratio(mig, min(peers) if peers else None), round(1 / 1.5, 2))
+    for phase, what in (("b-noop", "unchanged"), ("c-changes", "changes")):
+        add("%s re-run: migrate / mbsync" % what,
+            ratio(wall("migrate", phase), wall("mbsync", phase)), 0.5)
+    rss = [r["peak_rss_mb"] for (t, _p), r in rows.items()
+           if t == "migrate" and r["peak_rss_mb"] is not None and _p != "e-batch"]
+    add("migrate peak RSS, MB (one account)", max(rss) if rss else None, 40,
+        "<")
+    if not rtt_ms:
+        add("loopback full copy: migrate / mbsync",
+            ratio(mig, wall("mbsync", "a-full")), 1.0, "<")
+        add("loopback full copy: migrate / dsync-tuned",
+            ratio(mig, wall("dsync-tuned", "a-full")), 0.4)
+    return out
+
+
+def print_table(rows):
+    def fmt(v, spec="%.2f"):
+        return "-" if v is None else spec % v
+    others = [t for t in TOOLS[1:] if any(k[0] == t for k in rows)]
+    ratio_head = "migrate/ " + " ".join("%5s" % SHORT[t] for t in others)
+    head = ("%-13s %-9s %8s %7s %7s %6s %5s %4s  %-*s %s" %
+            ("tool", "phase", "wall s", "cpu s", "peak MB", "MB/s", "RTs",
+             "conn", len(ratio_head), ratio_head, "faithful?"))
+    print(head)
+    print("-" * len(head))
+    for phase in PHASES:
+        for tool in TOOLS:
+            r = rows.get((tool, phase))
+            if not r:
+                continue
+            rv = r.get("ratio_vs", {})
+            ratios = ("        " + " ".join("%5s" % fmt(rv.get(t)) for t in others)
+                      if tool == "migrate"
+                      else "%*s" % (len(ratio_head), fmt(r.get("migrate_ratio"))))
+            status = "" if r["rc"] == 0 else " FAILED rc=%s" % r["rc"]
+            print("%-13s %-9s %8s %7s %7s %6s %5s %4s  %s %s%s" % (
+                tool, phase, fmt(r["wall_s"]), fmt(r["cpu_s"]),
+                fmt(r["peak_rss_mb"], "%.1f"), fmt(r.get("mb_per_s"), "%.1f"),
+                fmt(r["round_trips"], "%d"), fmt(r["connections"], "%d"),
+                ratios, r["faithful"] or "", status))
+    print("\nratios: doveadm migrate's wall time / the other tool's, same phase "
+          "(< 1: migrate is faster); " +
+          ", ".join("%s %s" % (SHORT[t], t) for t in others) + ".\n"
+          "RTs: round trips the client waited for, counted at the delay proxy "
+          "(tools/delayproxy.py), conn: its connections.")
 
 
 def cmd_report(a):
@@ -347,64 +563,42 @@ def cmd_report(a):
         for line in f:
             if line.strip():
                 runs.append(json.loads(line))
-    by = {(r["tool"], r["phase"]): r for r in runs}
+    rows = aggregate(runs)
     corpus_mb = meta["corpus"]["bytes"] / 1e6
     batch_mb = meta.get("batch", {}).get("bytes", 0) / 1e6
-    for r in runs:
-        mb = {"a-full": corpus_mb, "a-fsync": corpus_mb,
-              "e-batch": batch_mb}.get(r["phase"])
-        if mb and r.get("wall_s"):
-            r["mb_per_s"] = round(mb / r["wall_s"], 1)
-        mig = by.get(("migrate", r["phase"]))
-        r["migrate_ratio"] = None
-        if mig and r["tool"] != "migrate" and r.get("wall_s") and \
-                mig.get("rc") == 0 and r.get("rc") == 0:
-            r["migrate_ratio"] = round(mig["wall_s"] / r["wall_s"], 2)
-    # the ratios of migrate's row: migrate wall / other tool's wall
-    for (tool, phase), r in by.items():
-        if tool != "migrate":
-            continue
-        r["ratio_vs"] = {t: by[(t, phase)]["migrate_ratio"]
-                         for t in TOOLS[1:] if (t, phase) in by}
-
-    def fmt(v, spec="%.2f"):
-        return "-" if v is None else spec % v
-
-    head = ("%-13s %-9s %8s %8s %8s %7s  %-27s %s" %
-            ("tool", "phase", "wall s", "cpu s", "peak MB", "MB/s",
-             "migrate/ dsD  dsT  mbs  ceil", "faithful?"))
-    print(head)
-    print("-" * len(head))
-    for phase in PHASES:
-        for tool in TOOLS:
-            r = by.get((tool, phase))
-            if not r:
-                continue
-            rv = r.get("ratio_vs", {})
-            ratios = ("%5s %5s %5s %5s" % tuple(fmt(rv.get(t)) for t in TOOLS[1:])
-                      if tool == "migrate" else "%11s" % fmt(r.get("migrate_ratio")))
-            status = "" if r.get("rc") == 0 else " FAILED rc=%s" % r.get("rc")
-            print("%-13s %-9s %8s %8s %8s %7s  %-27s %s%s" % (
-                tool, phase, fmt(r.get("wall_s")), fmt(r.get("cpu_s")),
-                fmt(r.get("peak_rss_mb"), "%.1f"),
-                fmt(r.get("mb_per_s"), "%.1f"), ratios,
-                r.get("faithful") or "", status))
-    print("\nratios: doveadm migrate's wall time / the other tool's, same phase "
-          "(< 1: migrate is faster);\ndsD dsync-default, dsT dsync-tuned, mbs "
-          "mbsync, ceil ceiling; the other tools' rows show migrate/that tool.\n"
-          "corpus: %d messages, %.1f MB; cpu/peak are the client process(es) "
-          "only; the source was loaded in %.1f s" % (
-              meta["corpus"]["messages"], corpus_mb, meta["corpus"]["load_s"]))
+    add_ratios(rows, corpus_mb, batch_mb)
+    print_table(rows)
+    rounds = max((r["rounds"] for r in rows.values()), default=0)
+    print("wall, cpu, peak, RTs: medians over %d round(s); cpu/peak are the "
+          "client process(es)\nonly (peak: the largest single process)." % rounds)
+    print("corpus: %d messages, %.1f MB; the source was loaded in %.1f s" % (
+        meta["corpus"]["messages"], corpus_mb, meta["corpus"]["load_s"]))
     if batch_mb:
         b = meta["batch"]
-        print("e-batch: %d accounts, %d messages, %.1f MB, %d at a time; "
-              "peak MB is the largest single process" % (
-                  b["accounts"], b["messages"], batch_mb, b["jobs"]))
+        print("e-batch: %d accounts, %d messages, %.1f MB, %d at a time" % (
+            b["accounts"], b["messages"], batch_mb, b["jobs"]))
     print("filesystem of the mail: %s" % meta.get("filesystem"))
-    if meta.get("latency_ms_each_way"):
-        print("every tool through a proxy adding %d ms per chunk each way"
-              % meta["latency_ms_each_way"])
+    net = meta.get("network") or {}
+    if net.get("proxy"):
+        probe = net.get("probe") or {}
+        print("network: every tool through tools/delayproxy.py, RTT %s ms, "
+              "bandwidth %s; a NOOP took %s ms (median of %s), %s waited "
+              "round trips counted for them" % (
+                  net["rtt_ms"], "%s Mbit/s" % net["bandwidth_mbit"]
+                  if net.get("bandwidth_mbit") else "not capped",
+                  probe.get("noop_ms_median"), probe.get("noops"),
+                  (probe.get("proxy") or {}).get("round_trips")))
+    tg = targets(rows, net.get("rtt_ms"))
+    print("\ntargets (issue 18):")
+    for t in tg:
+        print("  %-48s %8s  (target %s %s)%s" % (
+            t["target"], "-" if t["value"] is None else t["value"], t["op"],
+            t["limit"], {True: " met", False: " MISSED", None: ""}[t["met"]]))
     out = dict(meta)
+    out["rows"] = [rows[k] for k in sorted(rows, key=lambda k: (
+        PHASES.index(k[1]) if k[1] in PHASES else 99,
+        TOOLS.index(k[0]) if k[0] in TOOLS else 99))]
+    out["targets"] = tg
     out["runs"] = runs
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1, ensure_ascii=False)
@@ -420,7 +614,7 @@ def main():
     t.add_argument("--log", required=True)
     t.add_argument("--timeout", type=float, default=1800)
     t.add_argument("cmd", nargs=argparse.REMAINDER)
-    for name in ("ceiling", "mbsync-check"):
+    for name in ("ceiling", "mbsync-check", "probe"):
         s = sub.add_parser(name)
         s.add_argument("--host", default="127.0.0.1")
         s.add_argument("--port", type=int, required=True)
@@ -430,13 +624,21 @@ def main():
         if name == "mbsync-check":
             s.add_argument("--maildir", required=True)
             s.add_argument("--inbox", required=True)
+        if name == "probe":
+            s.add_argument("--count", type=int, default=10)
+    ps = sub.add_parser("proxy-stats")
+    ps.add_argument("--log", required=True)
+    ps.add_argument("--label", required=True)
+    ps.add_argument("--wait", type=float, default=5)
+    ps.add_argument("--out")
     r = sub.add_parser("report")
     r.add_argument("--results", required=True)
     r.add_argument("--meta", required=True)
     r.add_argument("--out", required=True)
     a = p.parse_args()
-    return {"time": cmd_time, "ceiling": cmd_ceiling,
-            "mbsync-check": cmd_mbsync_check, "report": cmd_report}[a.sub](a)
+    return {"time": cmd_time, "ceiling": cmd_ceiling, "probe": cmd_probe,
+            "proxy-stats": cmd_proxy_stats, "mbsync-check": cmd_mbsync_check,
+            "report": cmd_report}[a.sub](a)
 
 
 if __name__ == "__main__":

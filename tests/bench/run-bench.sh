@@ -7,32 +7,52 @@
 # (tests/tools/gen-corpus.py); then, on that same corpus, each tool copies
 # the account into a fresh, empty destination:
 #   migrate        doveadm migrate -u USER (our plugin; destination "mig")
-#   dsync-default  doveadm backup -R -u USER imapc:   (destination "dsync")
+#   dsync-default  doveadm backup -R -u USER imapc:   (destination "dsync";
+#                  on loopback only: it fetches message by message)
+#   dsync-pf1000   the same with -o mail_prefetch_count=1000
 #   dsync-tuned    the same with -o mail_prefetch_count=20
 #   mbsync         isync's mbsync pulling into a plain Maildir
-#   ceiling        one IMAP connection, per folder SELECT + pipelined
-#                  UID FETCH 1:* BODY.PEEK[], bodies read and discarded
+#   ceiling        one IMAP connection; after LIST every folder's EXAMINE +
+#                  UID FETCH 1:* BODY.PEEK[] in one write, bodies read and
+#                  discarded
 # Phases:
 #   a-full     empty destination, fsync off everywhere (mail_fsync = never,
 #              mbsync FSync no)
 #   a-fsync    the same into other empty destinations with fsync on
 #              (Dovecot's default mail_fsync = optimized, mbsync FSync yes;
-#              migrate, dsync-tuned and mbsync)
+#              migrate, dsync-tuned and mbsync; on loopback only)
 #   b-noop     re-run, nothing changed (not for the ceiling)
-#   c-changes  re-run after 100 appends, 100 flag changes and 100
-#              expunges at the source, made once for all tools
+#   c-changes  re-run after 100 appends (INBOX), 100 flag changes (second
+#              largest folder) and 100 expunges (largest folder) at the
+#              source, made once for all tools, anew in each round
 #   e-batch    BATCH_ACCOUNTS small accounts (their own corpus, seeds
 #              1001...), BATCH_JOBS of them at a time, each tool as
 #              doveadm migrate batch will run it: one process per account
 #              (migrate, dsync-tuned, mbsync, ceiling); migrate with -w 1,
 #              as batch runs it when it runs accounts in parallel
 # Destinations are rig instances (mail_fsync = never unless a-fsync).
+# Rounds (BENCH_ROUNDS): a-full, b-noop and c-changes run that many times,
+# the tools interleaved within each round (a-full into a destination
+# emptied before each run); a-fsync and e-batch run once.
 #
-# Per tool and phase: wall s, CPU s (user+sys of the client processes, from
-# GNU time's wait4), peak RSS (largest single process), MB/s for the full
-# copies and the batch, migrate's wall time / each other tool's, and
-# fidelity after a, c and e (imap-compare for migrate and the dsyncs;
-# counts/sizes/flags per folder for mbsync).
+# Network (BENCH_RTT_MS=N, presets 0, 20 and 50): with N > 0 every tool,
+# the ceiling included, reaches the source through tools/delayproxy.py, a
+# streaming proxy that releases each chunk N/2 ms after it arrived, in
+# either direction (a round trip costs N ms, a TCP handshake another);
+# BENCH_BANDWIDTH_MBIT=M caps each direction at M Mbit/s (default: no cap,
+# and on its own it puts the proxy in too); BENCH_PROXY=1 uses the proxy at
+# RTT 0, to count round trips on loopback.  The fidelity checks and the
+# changes talk to the source directly.  BENCH_LATENCY_MS=N, the older
+# knob, means one way: BENCH_RTT_MS=2N.
+#
+# Per tool and phase (medians over the rounds): wall s, CPU s (user+sys of
+# the client processes and their children, from GNU time's wait4), peak
+# RSS (largest single process), MB/s for the full copies and the batch,
+# the round trips the client waited for and its connections (counted at
+# the proxy), migrate's wall time / each other tool's, and fidelity after
+# a, c and e in the last round (imap-compare for migrate and the dsyncs;
+# counts/sizes/flags per folder for mbsync); then the ratios issue 18 sets
+# targets on.
 # Output: a table on stdout, all numbers in JSON (default
 # tests/bench/out/bench-<preset>.json).
 #
@@ -40,11 +60,12 @@
 # (exit 0) in every phase, 1 otherwise, 2 on setup errors.
 # Knobs: BENCH_KEEP=1 keeps the temp dir; BENCH_MESSAGES, BENCH_MAX_SIZE,
 # BENCH_SEED, BENCH_TIMEOUT (seconds per tool run), BENCH_ACCOUNTS,
-# BENCH_ACCOUNT_MESSAGES, BENCH_JOBS override the preset; RIG_TMPDIR=DIR
-# puts the servers and all mail there (e.g. a tmpfs); BENCH_LATENCY_MS=N
-# puts tools/faultproxy.py between every tool and the source once the
-# corpus is loaded, each chunk waiting N ms in either direction (a round
-# trip of about 2N ms, as across the internet).
+# BENCH_ACCOUNT_MESSAGES, BENCH_JOBS, BENCH_ROUNDS override the preset;
+# BENCH_TOOLS="migrate mbsync ..." runs only those; BENCH_RTT_MS,
+# BENCH_BANDWIDTH_MBIT, BENCH_PROXY as above; BENCH_TRACE=1 has the proxy
+# log each waited round trip with the command that followed it (in
+# logs/proxy.log of the kept temp dir); RIG_TMPDIR=DIR puts the servers and
+# all mail there (e.g. a tmpfs).
 
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -62,9 +83,9 @@ while [ $# -gt 0 ]; do
 	esac
 done
 case $PRESET in
-quick) messages=5000 max_size=3M timeout=600 accounts=20 account_msgs=250 ;;
+quick) messages=5000 max_size=3M timeout=600 accounts=20 account_msgs=250 rounds=3 ;;
 # gen-corpus.py has a fixed set of 16 folders (15 with messages)
-large) messages=200000 max_size=3M timeout=14400 accounts=200 account_msgs=1000 ;;
+large) messages=200000 max_size=3M timeout=14400 accounts=200 account_msgs=1000 rounds=1 ;;
 *) echo "run-bench: --preset quick|large" >&2; exit 2 ;;
 esac
 MESSAGES=${BENCH_MESSAGES:-$messages}
@@ -74,6 +95,38 @@ TIMEOUT=${BENCH_TIMEOUT:-$timeout}
 ACCOUNTS=${BENCH_ACCOUNTS:-$accounts}
 ACCOUNT_MSGS=${BENCH_ACCOUNT_MESSAGES:-$account_msgs}
 JOBS=${BENCH_JOBS:-$(($(nproc) * 2))}
+ROUNDS=${BENCH_ROUNDS:-$rounds}
+if [ -n "${BENCH_RTT_MS:-}" ]; then
+	RTT_MS=$BENCH_RTT_MS
+elif [ -n "${BENCH_LATENCY_MS:-}" ]; then
+	[[ $BENCH_LATENCY_MS =~ ^[0-9]+$ ]] || { echo "run-bench: BENCH_LATENCY_MS: not a number of ms" >&2; exit 2; }
+	RTT_MS=$((BENCH_LATENCY_MS * 2))
+else
+	RTT_MS=0
+fi
+BANDWIDTH=${BENCH_BANDWIDTH_MBIT:-0}
+for v in RTT_MS:BENCH_RTT_MS BANDWIDTH:BENCH_BANDWIDTH_MBIT ROUNDS:BENCH_ROUNDS; do
+	n=${v%%:*}
+	[[ ${!n} =~ ^[0-9]+$ ]] || { echo "run-bench: ${v#*:}: not a whole number" >&2; exit 2; }
+done
+[ "$ROUNDS" -ge 1 ] || { echo "run-bench: BENCH_ROUNDS: at least 1" >&2; exit 2; }
+USE_PROXY=0
+[ "$RTT_MS" != 0 ] || [ "$BANDWIDTH" != 0 ] || [ "${BENCH_PROXY:-0}" = 1 ] && USE_PROXY=1
+if [ -n "${BENCH_TOOLS:-}" ]; then
+	read -r -a TOOLS <<<"$BENCH_TOOLS"
+elif [ "$RTT_MS" = 0 ]; then
+	TOOLS=(migrate dsync-default dsync-pf1000 dsync-tuned mbsync ceiling)
+else
+	# without prefetch imapc fetches one message per round trip: minutes
+	# at 20 ms for the quick corpus
+	TOOLS=(migrate dsync-pf1000 dsync-tuned mbsync ceiling)
+fi
+for tool in "${TOOLS[@]}"; do
+	case $tool in
+	migrate|dsync-default|dsync-pf1000|dsync-tuned|mbsync|ceiling) ;;
+	*) echo "run-bench: BENCH_TOOLS: no tool $tool" >&2; exit 2 ;;
+	esac
+done
 OUT=${OUT:-$BENCH_DIR/out/bench-$PRESET.json}
 mkdir -p "$(dirname "$OUT")" || exit 2
 OUT=$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")
@@ -89,6 +142,7 @@ for need in mbsync:isync /usr/bin/time:time; do
 done
 
 bench_start=$EPOCHREALTIME
+loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 rig_init bench
 PY=$RIG_PY
 T=$RIG_TOOLS
@@ -118,6 +172,7 @@ rig_add_user mig "$SRC_USER" "$DEST_PW" "userdb_migrate_source_user=$SRC_USER"
 rig_migrate_source mig src "$SRC_PW"
 rig_add_user dsync dsync-default "$DEST_PW"
 rig_add_user dsync dsync-tuned "$DEST_PW"
+rig_add_user dsync dsync-pf1000 "$DEST_PW"
 # a-fsync: the same account again into other empty destinations
 rig_add_user mig "fs-$SRC_USER" "$DEST_PW" "userdb_migrate_source_user=$SRC_USER"
 rig_add_user dsync dsync-fs "$DEST_PW"
@@ -126,7 +181,10 @@ imapc_port = $(rig_port src)
 imapc_user = $SRC_USER
 imapc_password = <$RIG/src.pw
 imapc_features = rfc822.size fetch-headers modseq" || exit 2
+# the tools' way to the source (the proxy's port with one); the checks and
+# the changes always go straight
 SRC_PORT=$(rig_port src)
+TOOL_PORT=$SRC_PORT
 
 # e-batch: the accounts b0001... at the source, at migrate's destination
 # (same name) and at dsync's (dsync-b0001...)
@@ -166,19 +224,36 @@ batch_bytes=$(cat "$RIG/batch-manifest/"* | awk -F '\t' '{ s += $3 } END { print
 batch_msgs=$(cat "$RIG/batch-manifest/"* | wc -l)
 log "batch corpus: $batch_msgs messages, $((batch_bytes / 1000000)) MB"
 
-# --- every tool through a delay proxy (BENCH_LATENCY_MS) -------------------
-if [ -n "${BENCH_LATENCY_MS:-}" ]; then
-	[[ $BENCH_LATENCY_MS =~ ^[0-9]+$ ]] || { log "BENCH_LATENCY_MS: not a number of ms"; exit 2; }
+# --- every tool through the delay proxy (BENCH_RTT_MS) ----------------------
+PROXY_LOG=$RIG/logs/proxy.log
+LABEL=$RIG/proxy-label
+probe_json=null
+if [ "$USE_PROXY" = 1 ]; then
 	PROXY=$(rig_free_port)
-	printf '{"latency_ms": %s}' "$BENCH_LATENCY_MS" >"$RIG/proxy-plan.json"
-	"$PY" "$T/faultproxy.py" --port "$PROXY" --target-port "$SRC_PORT" \
-		--plan "$RIG/proxy-plan.json" --log "$RIG/logs/proxy.log" \
+	echo - >"$LABEL"
+	opts=()
+	[ "$BANDWIDTH" = 0 ] || opts+=(--bandwidth-mbit "$BANDWIDTH")
+	[ "${BENCH_TRACE:-0}" = 1 ] && opts+=(--trace)
+	"$PY" "$T/delayproxy.py" --port "$PROXY" --target-port "$SRC_PORT" \
+		--rtt-ms "$RTT_MS" "${opts[@]}" --log "$PROXY_LOG" --label-file "$LABEL" \
 		--pidfile "$RIG/proxy.pid" --daemon || exit 2
+	# shellcheck disable=SC2016 # expanded at exit
 	rig_on_exit 'kill "$(cat "$RIG/proxy.pid")" 2>/dev/null'
-	SRC_PORT=$PROXY
+	TOOL_PORT=$PROXY
 	rig_dest_plugin_set mig migrate_source_port "$PROXY"
 	rig_conf_add dsync "imapc_port = $PROXY" || exit 2
-	log "every tool through a proxy adding $BENCH_LATENCY_MS ms per chunk each way"
+	# the proxy's own check: a NOOP costs one round trip, counted as one
+	echo probe >"$LABEL"
+	$TOOL probe --port "$TOOL_PORT" --user "$SRC_USER" --password-file "$RIG/src.pw" \
+		--count 10 --json "$RIG/probe.json" >/dev/null || exit 2
+	echo - >"$LABEL"
+	$TOOL proxy-stats --log "$PROXY_LOG" --label probe --out "$RIG/probe-proxy.json"
+	probe_json=$("$PY" -c 'import json, sys
+p = json.load(open(sys.argv[1])); p["proxy"] = json.load(open(sys.argv[2]))
+print(json.dumps(p))' "$RIG/probe.json" "$RIG/probe-proxy.json")
+	bw_text="$BANDWIDTH Mbit/s"
+	[ "$BANDWIDTH" = 0 ] && bw_text="not capped"
+	log "every tool through tools/delayproxy.py: RTT $RTT_MS ms, bandwidth $bw_text; probe $probe_json"
 fi
 
 # --- mbsync configuration -------------------------------------------------
@@ -191,7 +266,7 @@ FSync $fsync
 
 IMAPAccount source
 Host 127.0.0.1
-Port $SRC_PORT
+Port $TOOL_PORT
 User $user
 PassCmd "cat $RIG/src.pw"
 SSLType None
@@ -240,8 +315,10 @@ case \$1 in
 migrate) exec $(printf '%q ' "${MIGRATE[@]}") migrate -w 1 -u "\$2" ;;
 dsync-tuned) exec $(printf '%q ' "${DSYNC[@]}") -o mail_prefetch_count=20 \\
 	-o imapc_user="\$2" backup -R -u "dsync-\$2" imapc: ;;
+dsync-pf1000) exec $(printf '%q ' "${DSYNC[@]}") -o mail_prefetch_count=1000 \\
+	-o imapc_user="\$2" backup -R -u "dsync-\$2" imapc: ;;
 mbsync) exec mbsync -q -c "$RIG/mbsync-batch/\$2/mbsyncrc" -a ;;
-ceiling) exec $PY $BENCH_DIR/bench-tool.py ceiling --port $SRC_PORT \\
+ceiling) exec $PY $BENCH_DIR/bench-tool.py ceiling --port $TOOL_PORT \\
 	--user "\$2" --password-file $RIG/src.pw ;;
 esac
 exit 2
@@ -265,9 +342,11 @@ set_cmd() {
 		-o mail_fsync=optimized backup -R -u dsync-fs imapc:) ;;
 	dsync-tuned:*) CMD=("${DSYNC[@]}" -o mail_prefetch_count=20
 		backup -R -u dsync-tuned imapc:) ;;
+	dsync-pf1000:*) CMD=("${DSYNC[@]}" -o mail_prefetch_count=1000
+		backup -R -u dsync-pf1000 imapc:) ;;
 	mbsync:a-fsync) CMD=(mbsync -q -c "$RIG/mbsync-fs/mbsyncrc" -a) ;;
 	mbsync:*) CMD=(mbsync -q -c "$MBS/mbsyncrc" -a) ;;
-	ceiling:*) CMD=("$PY" "$BENCH_DIR/bench-tool.py" ceiling --port "$SRC_PORT"
+	ceiling:*) CMD=("$PY" "$BENCH_DIR/bench-tool.py" ceiling --port "$TOOL_PORT"
 		--user "$SRC_USER" --password-file "$RIG/src.pw") ;;
 	esac
 }
@@ -348,66 +427,119 @@ check() {
 	esac
 }
 
-# run TOOL for PHASE under the timing wrapper, check it, record a JSON line
+# run TOOL PHASE ROUND [check]: TOOL under the timing wrapper (its proxy
+# connections under the label TOOL/PHASE/ROUND), its result checked when
+# asked, a JSON line recorded
 run() {
-	local tool=$1 phase=$2 rc=0 faithful="-"
-	local rec=$RIG/rec/$tool-$phase.json
-	log "$tool $phase"
+	local tool=$1 phase=$2 round=$3 want_check=${4:-} rc=0 faithful="-"
+	local name=$tool-$phase-$round
+	local rec=$RIG/rec/$name.json
+	log "$tool $phase (round $round)"
 	local CMD
 	set_cmd "$tool" "$phase"
-	$TOOL time --out "$rec" --log "$RIG/logs/$tool-$phase.log" \
+	[ "$USE_PROXY" = 1 ] && echo "$tool/$phase/$round" >"$LABEL"
+	$TOOL time --out "$rec" --log "$RIG/logs/$name.log" \
 		--timeout "$TIMEOUT" -- "${CMD[@]}" || rc=$?
+	if [ "$USE_PROXY" = 1 ]; then
+		echo - >"$LABEL"
+		$TOOL proxy-stats --log "$PROXY_LOG" --label "$tool/$phase/$round" \
+			--out "$rec.proxy"
+	fi
 	if [ "$rc" != 0 ]; then
 		FAILED=1
 		log "$tool $phase FAILED (rc $rc); log tail:"
-		tail -n 5 "$RIG/logs/$tool-$phase.log" >&2
+		tail -n 5 "$RIG/logs/$name.log" >&2
 	fi
-	case $phase in a-*|c-changes|e-batch) faithful=$(check "$tool" "$phase") ;; esac
+	[ -n "$want_check" ] && faithful=$(check "$tool" "$phase")
 	[ "$faithful" = "-" ] || log "  $tool $phase: $faithful"
-	TOOL_NAME=$tool PHASE=$phase FAITHFUL=$faithful "$PY" -c '
+	TOOL_NAME=$tool PHASE=$phase ROUND=$round FAITHFUL=$faithful "$PY" -c '
 import json, os, sys
 r = json.load(open(sys.argv[1]))
 r.update(tool=os.environ["TOOL_NAME"], phase=os.environ["PHASE"],
-         faithful=os.environ["FAITHFUL"])
-print(json.dumps(r))' "$rec" >>"$RESULTS"
+         round=int(os.environ["ROUND"]), faithful=os.environ["FAITHFUL"])
+if os.path.exists(sys.argv[2]):
+    r["proxy"] = json.load(open(sys.argv[2]))
+print(json.dumps(r))' "$rec" "$rec.proxy" >>"$RESULTS"
 }
 
-TOOLS=(migrate dsync-default dsync-tuned mbsync ceiling)
-for tool in "${TOOLS[@]}"; do run "$tool" a-full; done
-for tool in migrate dsync-tuned mbsync; do run "$tool" a-fsync; done
-for tool in "${TOOLS[@]}"; do
-	[ "$tool" = ceiling ] || run "$tool" b-noop
-done
-for tool in migrate dsync-tuned mbsync ceiling; do run "$tool" e-batch; done
+# empties TOOL's destination of the a-full phase (state included)
+wipe() {
+	case $1 in
+	migrate) rm -rf "$(rig_home mig "$SRC_USER")" ;;
+	dsync-*) rm -rf "$(rig_home dsync "$1")" ;;
+	mbsync) rm -rf "$MBS" && mbsync_conf "$MBS" "$SRC_USER" no ;;
+	esac
+}
 
-# --- the same changes once for everyone -----------------------------------
+has_tool() {
+	local t
+	for t in "${TOOLS[@]}"; do [ "$t" = "$1" ] && return 0; done
+	return 1
+}
+
+# the checks run in the last round only
+last() { [ "$1" = "$ROUNDS" ] && echo check; }
+
+for r in $(seq 1 "$ROUNDS"); do
+	for tool in "${TOOLS[@]}"; do
+		wipe "$tool"
+		run "$tool" a-full "$r" "$(last "$r")"
+	done
+done
+if [ "$USE_PROXY" = 0 ]; then
+	# fsync is about the disk, not the network: on loopback only
+	for tool in migrate dsync-tuned mbsync; do
+		has_tool "$tool" && run "$tool" a-fsync 1 check
+	done
+fi
+for r in $(seq 1 "$ROUNDS"); do
+	for tool in "${TOOLS[@]}"; do
+		[ "$tool" = ceiling ] || run "$tool" b-noop "$r"
+	done
+done
+for tool in migrate dsync-tuned mbsync ceiling; do
+	has_tool "$tool" && run "$tool" e-batch 1 check
+done
+
+# --- the same changes for everyone, anew in each round ---------------------
 # expunges in the largest folder, flag changes in the second largest, new
 # messages into INBOX
 mapfile -t big < <(cut -f1 "$RIG/manifest" | sort | uniq -c | sort -rn | head -n2 |
 	sed 's/^ *[0-9]* //')
-log "changes: 100 expunged in ${big[0]}, 100 flag changes in ${big[1]}, 100 new in INBOX"
 imaptool() { "$PY" "$T/imaptool.py" --port "$SRC_PORT" --user "$SRC_USER" \
 	--password-file "$RIG/src.pw" "$@"; }
-mkdir -p "$RIG/new"
-for i in $(seq 1 100); do
-	printf 'From: new%d@example.org\r\nTo: bench@example.com\r\nSubject: new message %d\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <bench-new-%d@example.org>\r\n\r\nbody %d\r\n' \
-		"$i" "$i" "$i" "$i" >"$RIG/new/$i.eml"
-done
-# shellcheck disable=SC2016 # a keyword, not a variable
-{
-	imaptool expunge "${big[0]}" --first 100 &&
-	imaptool set-flags "${big[1]}" --first 100 --mode replace --flags '\Answered $Forwarded' &&
-	imaptool append --flags '\Seen' INBOX "$RIG/new/"*.eml
-} >"$RIG/logs/changes.log" 2>&1 || { cat "$RIG/logs/changes.log" >&2; exit 2; }
 
-for tool in "${TOOLS[@]}"; do run "$tool" c-changes; done
+# changes ROUND: 100 expunged, 100 messages' flags replaced (by other flags
+# than the last round's), 100 new messages
+changes() {
+	# shellcheck disable=SC2016 # a keyword, not a variable
+	local r=$1 i flags='\Answered $Forwarded'
+	[ $((r % 2)) = 0 ] && flags='\Flagged'
+	log "changes (round $r): 100 expunged in ${big[0]}, 100 flag changes in ${big[1]}, 100 new in INBOX"
+	rm -rf "$RIG/new" && mkdir -p "$RIG/new"
+	for i in $(seq 1 100); do
+		printf 'From: new%d@example.org\r\nTo: bench@example.com\r\nSubject: new message %d-%d\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <bench-new-%d-%d@example.org>\r\n\r\nbody %d\r\n' \
+			"$i" "$r" "$i" "$r" "$i" "$i" >"$RIG/new/$i.eml"
+	done
+	{
+		imaptool expunge "${big[0]}" --first 100 &&
+		imaptool set-flags "${big[1]}" --first 100 --mode replace --flags "$flags" &&
+		imaptool append --flags '\Seen' INBOX "$RIG/new/"*.eml
+	} >>"$RIG/logs/changes.log" 2>&1 || { cat "$RIG/logs/changes.log" >&2; exit 2; }
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+	changes "$r"
+	for tool in "${TOOLS[@]}"; do run "$tool" c-changes "$r" "$(last "$r")"; done
+done
 
 # --- report ---------------------------------------------------------------
 bench_s=$(awk -v a="$bench_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 PRESET=$PRESET MESSAGES=$MESSAGES MAX_SIZE=$MAX_SIZE SEED=$SEED \
 CORPUS_MSGS=$corpus_msgs CORPUS_BYTES=$corpus_bytes LOAD_S=$load_s BENCH_S=$bench_s \
 ACCOUNTS=$ACCOUNTS BATCH_MSGS=$batch_msgs BATCH_BYTES=$batch_bytes JOBS=$JOBS \
-RIG_DIR=$RIG \
+RIG_DIR=$RIG ROUNDS=$ROUNDS RTT_MS=$RTT_MS BANDWIDTH=$BANDWIDTH USE_PROXY=$USE_PROXY \
+PROBE=$probe_json LOAD_START=$loadavg_start LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) \
 SRCDIR=$RIG_SRCDIR "$PY" - >"$RIG/meta.json" <<'EOF'
 import json, os, platform, subprocess, time
 def out(*cmd):
@@ -432,11 +564,16 @@ print(json.dumps({
                "bytes": int(e["CORPUS_BYTES"]), "load_s": float(e["LOAD_S"])},
     "batch": {"accounts": int(e["ACCOUNTS"]), "jobs": int(e["JOBS"]),
               "messages": int(e["BATCH_MSGS"]), "bytes": int(e["BATCH_BYTES"])},
-    "changes": "phase c: 100 appended, 100 flag changes, 100 expunged",
+    "changes": "phase c: 100 appended, 100 flag changes, 100 expunged "
+               "(anew in each round)",
+    "rounds": int(e["ROUNDS"]),
     "destination": "rig instances, maildir, mail_fsync = never "
                    "(a-fsync: optimized)",
     "filesystem": out("findmnt", "-n", "-o", "FSTYPE", "--target", e["RIG_DIR"]),
-    "latency_ms_each_way": int(e.get("BENCH_LATENCY_MS") or 0),
+    "network": {"proxy": e["USE_PROXY"] == "1", "rtt_ms": int(e["RTT_MS"]),
+                "bandwidth_mbit": int(e["BANDWIDTH"]) or None,
+                "probe": json.loads(e["PROBE"])},
+    "load_average": {"start": e["LOAD_START"], "end": e["LOAD_END"]},
     "bench_seconds": float(e["BENCH_S"]),
 }))
 EOF
