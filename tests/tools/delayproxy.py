@@ -47,10 +47,11 @@ Log (--log): one JSON object a line, with "t" (Unix time, float):
    "c2s_chunks": n, "s2c_chunks": n, "error": "..." (only on one)}
   {"conn": 3, "event": "wait", "n": 5, "at": S, "burst": "UID FETCH ..."}
       with --trace, each waited round trip: S seconds after the accept,
-      what the burst begins with: an IMAP command's first line (up to 80
-      bytes) when its verb is one that carries no secret (SELECT, FETCH,
-      STATUS, LIST, ...), else only the verb, or "?" for anything that
-      does not look like a command (a continuation may be a password)
+      what the burst begins with: an IMAP command's first line (its first
+      40 and last 37 bytes when longer than 80) when its verb is one that
+      carries no secret (SELECT, FETCH, STATUS, LIST, ...), else only the
+      verb, or "?" for anything that does not look like a command (a
+      continuation may be a password)
   {"conn": 9, "event": "connect_failed", "error": "..."}
   {"event": "summary", "connections": N, "open": K, "round_trips": R}
       on SIGUSR1 and at exit (SIGTERM/SIGINT)
@@ -91,7 +92,10 @@ def burst_summary(data):
     verb = words[1].upper()
     if verb not in TRACE_WHOLE:
         return verb.decode("ascii")
-    return line[len(words[0]) + 1:][:80].decode("ascii", "replace")
+    cmd = line[len(words[0]) + 1:]
+    if len(cmd) > 80:               # keep the fetch items at the end
+        cmd = cmd[:40] + b"..." + cmd[-37:]
+    return cmd.decode("ascii", "replace")
 
 
 class Log:
