@@ -62,7 +62,9 @@
 # Knobs: BENCH_KEEP=1 keeps the temp dir; BENCH_MESSAGES, BENCH_MAX_SIZE,
 # BENCH_SEED, BENCH_TIMEOUT (seconds per tool run), BENCH_ACCOUNTS,
 # BENCH_ACCOUNT_MESSAGES, BENCH_JOBS, BENCH_ROUNDS override the preset;
-# BENCH_TOOLS="migrate mbsync ..." runs only those; BENCH_RTT_MS,
+# (below about 1,000 BENCH_MESSAGES the 100 deletions of c-changes exceed
+# migrate_max_delete_percent in the largest folder and migrate refuses
+# them); BENCH_TOOLS="migrate mbsync ..." runs only those; BENCH_RTT_MS,
 # BENCH_BANDWIDTH_MBIT, BENCH_PROXY as above; BENCH_TRACE=1 has the proxy
 # log each waited round trip with the command that followed it (in
 # logs/proxy.log of the kept temp dir); RIG_TMPDIR=DIR puts the servers and
