@@ -50,8 +50,8 @@ Log (--log): one JSON object a line, with "t" (Unix time, float):
       what the burst begins with: an IMAP command's first line (its first
       40 and last 37 bytes when longer than 80) when its verb is one that
       carries no secret (SELECT, FETCH, STATUS, LIST, ...), else only the
-      verb, or "?" for anything that does not look like a command (a
-      continuation may be a password)
+      verb (LOGIN, AUTHENTICATE, APPEND, ...), or "?" for anything else
+      (the content of a literal, a continuation: a password may be one)
   {"conn": 9, "event": "connect_failed", "error": "..."}
   {"event": "summary", "connections": N, "open": K, "round_trips": R}
       on SIGUSR1 and at exit (SIGTERM/SIGINT)
@@ -62,6 +62,7 @@ import asyncio
 import collections
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -71,27 +72,32 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import rigimap  # noqa: E402 (after the line above)
 
-# IMAP verbs whose command line may be traced whole; LOGIN, AUTHENTICATE
-# and anything unknown only by name
+# IMAP verbs whose command line may be traced whole, and those traced by
+# name only; anything else is traced as "?"
 TRACE_WHOLE = {b"SELECT", b"EXAMINE", b"STATUS", b"LIST", b"LSUB", b"FETCH",
                b"UID", b"SEARCH", b"NOOP", b"CAPABILITY", b"ENABLE", b"ID",
                b"LOGOUT", b"NAMESPACE", b"CLOSE", b"UNSELECT", b"IDLE",
                b"GETQUOTAROOT", b"CHECK", b"EXPUNGE", b"STORE"}
+TRACE_VERB = {b"LOGIN", b"AUTHENTICATE", b"STARTTLS", b"APPEND", b"CREATE",
+              b"DELETE", b"RENAME", b"SUBSCRIBE", b"UNSUBSCRIBE", b"COPY",
+              b"MOVE", b"COMPRESS", b"GETMETADATA", b"SETMETADATA"}
+LITERAL_END = re.compile(rb"\{\d+\}\r?\n$")
 HIGH_WATER = 32 << 20       # bytes held per direction before reading stops
 SEGMENT = 16 << 10          # a rate-capped chunk goes out in these pieces
 READ_SIZE = 1 << 20          # bytes a read may return
 EARLY = 1e-4                # a timer may fire this much before its time
 
 
-def burst_summary(data):
-    """What a client burst starts with, without secrets"""
+def burst_summary(data, in_literal):
+    """What a client burst starts with, without secrets: in_literal when
+    the client's last line announced a literal (this is its content)"""
     line = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
     words = line.split(b" ", 2)
-    if len(words) < 2 or not words[0].isalnum() or not words[1].isalpha():
+    if in_literal or len(words) < 2 or not words[0].isalnum():
         return "?"
     verb = words[1].upper()
     if verb not in TRACE_WHOLE:
-        return verb.decode("ascii")
+        return verb.decode("ascii") if verb in TRACE_VERB else "?"
     cmd = line[len(words[0]) + 1:]
     if len(cmd) > 80:               # keep the fetch items at the end
         cmd = cmd[:40] + b"..." + cmd[-37:]
@@ -260,6 +266,7 @@ class Conn:
         self.server = None
         self.round_trips = 0
         self.answered = False       # server data released since the burst
+        self.c2s_tail = b""         # the client's last bytes (for --trace)
         self.error = None
         self.done = False
 
@@ -300,8 +307,11 @@ class Conn:
                 if self.proxy.args.trace:
                     self.proxy.log(conn=self.no, event="wait", n=self.round_trips,
                                    at=round(time.time() - self.open_t, 4),
-                                   burst=burst_summary(data))
+                                   burst=burst_summary(
+                                       data, LITERAL_END.search(self.c2s_tail)))
             self.answered = False
+        if direction is self.c2s and self.proxy.args.trace:
+            self.c2s_tail = (self.c2s_tail + data[-24:])[-24:]
         direction.feed(data)
 
     def released(self, direction):
