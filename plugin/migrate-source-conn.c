@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "str.h"
+#include "buffer.h"
 #include "strnum.h"
 #include "seq-range-array.h"
 #include "istream.h"
@@ -19,6 +20,29 @@
 
 #include <unistd.h>
 
+/* A small message of a chunk, as it arrived */
+struct conn_body {
+	uint32_t uid;
+	time_t received;
+	buffer_t *data;
+};
+
+/* Small messages asked for in one FETCH (migrate_source_conn_bodies_ask()) */
+struct conn_chunk {
+	struct migrate_source_conn *conn;
+	pool_t pool;
+	char *mailbox;
+	ARRAY_TYPE(seq_range) uids;
+	ARRAY(struct conn_body) bodies;
+	/* a body larger than this is not kept (a broken or hostile server) */
+	uoff_t max_size;
+	/* bodies taken so far (they arrive in UID order, mostly) */
+	unsigned int next_idx;
+	bool done, failed, finished;
+};
+
+static void conn_chunk_free(struct conn_chunk **_chunk);
+
 struct migrate_source_conn {
 	struct event *event;
 	struct migrate_source_guard *guard;
@@ -32,6 +56,15 @@ struct migrate_source_conn {
 	uoff_t written, end;
 	/* its RFC822.SIZE, and where the next window starts */
 	uoff_t size_hint, next_offset;
+	/* which message this is (piece replies of earlier ones are
+	   dropped), and its piece commands not answered yet */
+	unsigned int serial, pieces_pending;
+	/* migrate_source_conn_fetch() waits for the message */
+	bool awaiting_pieces;
+	/* the large message to read after this one (NULL: none) */
+	char *next_mailbox;
+	uint32_t next_uid;
+	uoff_t next_size;
 	/* its INTERNALDATE ((time_t)-1: not given) */
 	time_t received;
 	unsigned int pending;
@@ -51,6 +84,13 @@ struct migrate_source_conn {
 	ARRAY_TYPE(seq_range) *search_uids;
 	/* the UIDVALIDITY the last EXAMINE reported (0: none) */
 	uint32_t uidvalidity;
+	/* why the last chunk that failed as a whole failed */
+	char *chunk_error;
+	/* chunks of small messages asked for, oldest first */
+	ARRAY(struct conn_chunk *) chunks;
+	/* stop running when this chunk is done or awaited_uid arrived */
+	struct conn_chunk *awaited_chunk;
+	uint32_t awaited_uid;
 	/* STATUS replies go here while migrate_source_conn_status() runs */
 	struct migrate_source_status *status_items;
 	unsigned int status_count;
@@ -59,6 +99,8 @@ struct migrate_source_conn {
 	uoff_t size;
 	bool got_size;
 };
+
+static void conn_pieces_stop(struct migrate_source_conn *conn);
 
 static void conn_set_error(struct migrate_source_conn *conn,
 			      const char *error)
@@ -148,6 +190,7 @@ conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 		}
 		conn_piece_file(conn, arg, reply->file_args[0].fd);
 		(void)conn_piece_past_end(conn);
+		conn_pieces_stop(conn);
 		return;
 	}
 	if (!imap_arg_get_nstring(arg, &data)) {
@@ -165,6 +208,7 @@ conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	if (size < MIGRATE_SOURCE_PIECE_SIZE)
 		conn->eof = TRUE;
 	(void)conn_piece_past_end(conn);
+	conn_pieces_stop(conn);
 }
 
 static void
@@ -236,6 +280,104 @@ conn_untagged_status(struct migrate_source_conn *conn,
 		item->status.uidnext != 0;
 }
 
+/* The data of a literal, whether imapc kept it in memory or in a file;
+   FALSE when it is larger than max_size or cannot be read. */
+static bool
+conn_literal_read(const struct imap_arg *arg,
+		  const struct imapc_untagged_reply *reply,
+		  const struct imap_arg *list, unsigned int idx,
+		  uoff_t max_size, buffer_t *dest)
+{
+	unsigned char buf[IO_BLOCK_SIZE];
+	const char *data;
+	unsigned int i;
+	uoff_t size, done = 0;
+	ssize_t ret;
+	int fd = -1;
+
+	if (arg->type != IMAP_ARG_LITERAL_SIZE) {
+		if (!imap_arg_get_nstring(arg, &data))
+			return FALSE;
+		if (data == NULL || arg->str_len > max_size)
+			return FALSE;
+		buffer_append(dest, data, arg->str_len);
+		return TRUE;
+	}
+	if (!imap_arg_get_literal_size(arg, &size) || size > max_size)
+		return FALSE;
+	for (i = 0; i < reply->file_args_count; i++) {
+		if (reply->file_args[i].parent_arg == list - 1 &&
+		    reply->file_args[i].list_idx == idx)
+			fd = reply->file_args[i].fd;
+	}
+	if (fd == -1 && reply->file_args_count == 1)
+		fd = reply->file_args[0].fd;
+	if (fd == -1 || lseek(fd, 0, SEEK_SET) < 0)
+		return FALSE;
+	while (done < size) {
+		ret = read(fd, buf, I_MIN(sizeof(buf), size - done));
+		if (ret <= 0)
+			return FALSE;
+		buffer_append(dest, buf, ret);
+		done += ret;
+	}
+	return TRUE;
+}
+
+/* A FETCH reply with the whole BODY[] of a message of the chunk being
+   received: kept.  Returns FALSE when it is not one. */
+static bool
+conn_chunk_body(struct migrate_source_conn *conn,
+		const struct imapc_untagged_reply *reply,
+		const struct imap_arg *list, unsigned int count, uint32_t uid)
+{
+	struct conn_chunk *chunk = NULL, *const *chunkp;
+	struct conn_body body;
+	const char *key, *date;
+	unsigned int i, body_idx = 0;
+	int tz;
+
+	/* the server may interleave the replies of pipelined FETCHes (and
+	   ends one folder's before it selects the next) */
+	array_foreach(&conn->chunks, chunkp) {
+		if (!(*chunkp)->done &&
+		    seq_range_exists(&(*chunkp)->uids, uid)) {
+			chunk = *chunkp;
+			break;
+		}
+	}
+	if (chunk == NULL)
+		return FALSE;
+	i_zero(&body);
+	body.uid = uid;
+	body.received = (time_t)-1;
+	for (i = 0; i + 1 < count; i += 2) {
+		if (!imap_arg_get_atom(&list[i], &key))
+			continue;
+		if (strcasecmp(key, "INTERNALDATE") == 0) {
+			if (!imap_arg_get_astring(&list[i+1], &date) ||
+			    !imap_parse_datetime(date, &body.received, &tz))
+				body.received = (time_t)-1;
+		} else if (strcasecmp(key, "BODY[]") == 0)
+			body_idx = i + 1;
+	}
+	if (body_idx == 0)
+		return FALSE;
+	if (chunk->finished || body.received == (time_t)-1)
+		return TRUE;
+	body.data = buffer_create_dynamic(default_pool, 4096);
+	if (!conn_literal_read(&list[body_idx], reply, list, body_idx,
+			       chunk->max_size, body.data)) {
+		/* the storage is asked for it, and says what is wrong */
+		buffer_free(&body.data);
+		return TRUE;
+	}
+	array_push_back(&chunk->bodies, &body);
+	if (conn->awaited_uid == uid)
+		imapc_client_stop(conn->client);
+	return TRUE;
+}
+
 static void
 conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 {
@@ -282,7 +424,8 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 	}
 
 	if (strcasecmp(reply->name, "FETCH") != 0 ||
-	    (conn->fd == -1 && conn->size_uid == 0) ||
+	    (conn->fd == -1 && conn->size_uid == 0 &&
+	     array_count(&conn->chunks) == 0) ||
 	    !imap_arg_get_list_full(reply->args, &list, &count))
 		return;
 	for (i = 0; i + 1 < count; i += 2) {
@@ -303,6 +446,8 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 		}
 		return;
 	}
+	if (uid != 0 && conn_chunk_body(conn, reply, list, count, uid))
+		return;
 	if (conn->fd == -1 || uid != conn->uid)
 		return;
 	for (i = 0; i + 1 < count; i += 2) {
@@ -336,11 +481,9 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 }
 
 static void
-conn_cmd_callback(const struct imapc_command_reply *reply, void *context)
+conn_reply_check(struct migrate_source_conn *conn,
+		 const struct imapc_command_reply *reply)
 {
-	struct migrate_source_conn *conn = context;
-
-	i_assert(conn->pending > 0);
 	if (reply->state == IMAPC_COMMAND_STATE_NO && conn->uid != 0 &&
 	    null_strcmp(reply->resp_text_key, "EXPUNGEISSUED") == 0) {
 		/* expunged by another session meanwhile */
@@ -357,8 +500,52 @@ conn_cmd_callback(const struct imapc_command_reply *reply, void *context)
 			imapc_command_state_names[reply->state],
 			reply->text_full));
 	}
+}
+
+static void
+conn_cmd_callback(const struct imapc_command_reply *reply, void *context)
+{
+	struct migrate_source_conn *conn = context;
+
+	i_assert(conn->pending > 0);
+	conn_reply_check(conn, reply);
 	if (--conn->pending == 0)
 		imapc_client_stop(conn->client);
+}
+
+/* A piece command, of the message read as serial */
+struct conn_piece_cmd {
+	struct migrate_source_conn *conn;
+	unsigned int serial;
+};
+
+/* The message is read to its end or failed, or its window is answered:
+   whoever waits for it goes on. */
+static void conn_pieces_stop(struct migrate_source_conn *conn)
+{
+	if (conn->awaiting_pieces &&
+	    (conn->eof || conn->failed || conn->pieces_pending == 0))
+		imapc_client_stop(conn->client);
+}
+
+static void
+conn_piece_callback(const struct imapc_command_reply *reply, void *context)
+{
+	struct conn_piece_cmd *pcmd = context;
+	struct migrate_source_conn *conn = pcmd->conn;
+
+	i_assert(conn->pending > 0);
+	if (pcmd->serial == conn->serial && conn->uid != 0) {
+		conn_reply_check(conn, reply);
+		i_assert(conn->pieces_pending > 0);
+		conn->pieces_pending--;
+	}
+	/* else: past the end of a message already read */
+	i_free(pcmd);
+	if (--conn->pending == 0)
+		imapc_client_stop(conn->client);
+	else
+		conn_pieces_stop(conn);
 }
 
 static void
@@ -393,6 +580,7 @@ migrate_source_conn_init(const struct migrate_settings *set,
 
 	conn = i_new(struct migrate_source_conn, 1);
 	conn->fd = -1;
+	i_array_init(&conn->chunks, 4);
 	conn->guard = guard;
 	conn->event = event_create(event_parent);
 	temp_prefix = t_str_new(128);
@@ -448,15 +636,21 @@ migrate_source_conn_init(const struct migrate_settings *set,
 void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 {
 	struct migrate_source_conn *conn = *_conn;
+	struct conn_chunk **chunkp;
 
 	*_conn = NULL;
 	imapc_client_mailbox_close(&conn->box);
 	imapc_client_logout(conn->client);
 	imapc_client_deinit(&conn->client);
+	array_foreach_modifiable(&conn->chunks, chunkp)
+		conn_chunk_free(chunkp);
+	array_free(&conn->chunks);
 	i_close_fd(&conn->fd);
 	event_unref(&conn->event);
 	i_free(conn->temp_prefix);
 	i_free(conn->selected);
+	i_free(conn->next_mailbox);
+	i_free(conn->chunk_error);
 	i_free(conn->error);
 	i_free(conn);
 }
@@ -483,7 +677,7 @@ conn_select(struct migrate_source_conn *conn, const char *mailbox,
 	}
 	cmd = t_str_new(128);
 	str_append(cmd, "EXAMINE ");
-	imap_append_astring(cmd, str_c(name));
+	imap_append_quoted(cmd, str_c(name));
 	conn->uidvalidity = 0;
 	conn->failed = FALSE;
 	i_free(conn->error);
@@ -518,7 +712,7 @@ conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
 	}
 	cmd = t_str_new(128);
 	str_append(cmd, "EXAMINE ");
-	imap_append_astring(cmd, str_c(name));
+	imap_append_quoted(cmd, str_c(name));
 	conn->uidvalidity = 0;
 	conn_send(conn, str_c(cmd), TRUE);
 	conn->selected = i_strdup(mailbox);
@@ -529,6 +723,8 @@ conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
 static void
 conn_fetch_window(struct migrate_source_conn *conn, uoff_t *offset)
 {
+	struct conn_piece_cmd *pcmd;
+	struct imapc_command *cmd;
 	unsigned int i;
 
 	/* a few pieces in flight: the round trip is paid once per window,
@@ -538,10 +734,17 @@ conn_fetch_window(struct migrate_source_conn *conn, uoff_t *offset)
 		    (i == 0 || *offset < conn->size_hint); i++) {
 		/* the first piece with the INTERNALDATE: the storage is not
 		   asked for it */
-		conn_send(conn, t_strdup_printf(
+		pcmd = i_new(struct conn_piece_cmd, 1);
+		pcmd->conn = conn;
+		pcmd->serial = conn->serial;
+		cmd = imapc_client_mailbox_cmd(conn->box, conn_piece_callback,
+					       pcmd);
+		conn->pending++;
+		conn->pieces_pending++;
+		imapc_command_send(cmd, t_strdup_printf(
 			"UID FETCH %u (%sBODY.PEEK[]<%"PRIuUOFF_T".%u>)",
 			conn->uid, *offset == 0 ? "INTERNALDATE " : "",
-			*offset, MIGRATE_SOURCE_PIECE_SIZE), FALSE);
+			*offset, MIGRATE_SOURCE_PIECE_SIZE));
 		*offset += MIGRATE_SOURCE_PIECE_SIZE;
 	}
 }
@@ -552,7 +755,7 @@ static void conn_fetch_abandon(struct migrate_source_conn *conn)
 {
 	i_close_fd(&conn->fd);
 	conn->uid = 0;
-	conn_run(conn);
+	conn->pieces_pending = 0;
 	conn->failed = FALSE;
 	i_free(conn->error);
 }
@@ -567,6 +770,9 @@ conn_fetch_start(struct migrate_source_conn *conn, const char *mailbox,
 
 	if (conn->uid != 0)
 		conn_fetch_abandon(conn);
+	if (conn->next_mailbox != NULL && conn->next_uid == uid &&
+	    strcmp(conn->next_mailbox, mailbox) == 0)
+		i_free(conn->next_mailbox);
 	conn->failed = FALSE;
 	i_free(conn->error);
 	if (conn_select_async(conn, mailbox, error_r) < 0)
@@ -584,6 +790,8 @@ conn_fetch_start(struct migrate_source_conn *conn, const char *mailbox,
 	i_unlink(str_c(path));
 
 	conn->uid = uid;
+	conn->serial++;
+	conn->pieces_pending = 0;
 	conn->size_hint = size;
 	conn->written = 0;
 	conn->received = (time_t)-1;
@@ -600,15 +808,39 @@ conn_fetch_start(struct migrate_source_conn *conn, const char *mailbox,
 	return 0;
 }
 
+/* The message to read after the one just read starts on its way. */
+static void conn_fetch_next(struct migrate_source_conn *conn)
+{
+	char *mailbox = conn->next_mailbox;
+
+	if (mailbox == NULL)
+		return;
+	conn->next_mailbox = NULL;
+	T_BEGIN {
+		migrate_source_conn_prefetch(conn, mailbox, conn->next_uid,
+					     conn->next_size);
+	} T_END;
+	i_free(mailbox);
+}
+
 void migrate_source_conn_prefetch(struct migrate_source_conn *conn,
 				  const char *mailbox, uint32_t uid,
 				  uoff_t size)
 {
 	const char *error;
 
-	/* one message ahead at most; a failure is seen when it is read */
-	if (conn->uid == 0 &&
-	    conn_fetch_start(conn, mailbox, uid, size, &error) < 0) {
+	if (conn->uid == uid)
+		return;
+	if (conn->uid != 0) {
+		/* one is on its way: this one follows it */
+		i_free(conn->next_mailbox);
+		conn->next_mailbox = i_strdup(mailbox);
+		conn->next_uid = uid;
+		conn->next_size = size;
+		return;
+	}
+	/* a failure is seen when it is read */
+	if (conn_fetch_start(conn, mailbox, uid, size, &error) < 0) {
 		i_close_fd(&conn->fd);
 		conn->uid = 0;
 	}
@@ -630,8 +862,15 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 		return -1;
 	}
 	for (;;) {
-		conn_run(conn);
-		if (!conn->got_piece && !conn->failed) {
+		/* until this message is read or its window answered, not
+		   until the chunks and pieces asked for after it are */
+		if (!conn->eof && !conn->failed && conn->pieces_pending > 0) {
+			conn->awaiting_pieces = TRUE;
+			imapc_client_run(conn->client);
+			conn->awaiting_pieces = FALSE;
+		}
+		if (!conn->got_piece && !conn->failed &&
+		    conn->pieces_pending == 0) {
 			/* UID FETCH of a UID that is gone answers OK with
 			   nothing */
 			conn->expunged = TRUE;
@@ -640,9 +879,11 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 		}
 		if (conn->eof || conn->failed)
 			break;
-		conn_fetch_window(conn, &conn->next_offset);
+		if (conn->pieces_pending == 0)
+			conn_fetch_window(conn, &conn->next_offset);
 	}
 	conn->uid = 0;
+	conn->pieces_pending = 0;
 	if (conn->failed) {
 		/* the EXAMINE may have been what failed: again next time */
 		i_free(conn->selected);
@@ -650,11 +891,13 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 		*refused_r = conn->refused;
 		*error_r = t_strdup(conn->error);
 		i_close_fd(&conn->fd);
+		conn_fetch_next(conn);
 		return -1;
 	}
 	*received_r = conn->received;
 	*input_r = i_stream_create_fd_autoclose(&conn->fd, IO_BLOCK_SIZE);
 	i_stream_set_name(*input_r, t_strdup_printf("%s UID %u", mailbox, uid));
+	conn_fetch_next(conn);
 	return 0;
 }
 
@@ -762,7 +1005,7 @@ int migrate_source_conn_mailbox_exists(struct migrate_source_conn *conn,
 	}
 	cmd = t_str_new(128);
 	str_append(cmd, "LIST \"\" ");
-	imap_append_astring(cmd, str_c(name));
+	imap_append_quoted(cmd, str_c(name));
 	/* not the data stack: the replies are handled in frames of their
 	   own */
 	pool = pool_alloconly_create("migrate conn list", 1024);
@@ -883,7 +1126,7 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 			continue;
 		str_truncate(str, 0);
 		str_append(str, "STATUS ");
-		imap_append_astring(str, str_c(name));
+		imap_append_quoted(str, str_c(name));
 		str_append(str, items_str);
 		scmds[i].conn = conn;
 		scmds[i].item = &items[i];
@@ -900,4 +1143,188 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 		return -1;
 	}
 	return 0;
+}
+
+static void conn_chunk_free(struct conn_chunk **_chunk)
+{
+	struct conn_chunk *chunk = *_chunk;
+	struct conn_body *body;
+
+	*_chunk = NULL;
+	array_foreach_modifiable(&chunk->bodies, body)
+		buffer_free(&body->data);
+	pool_unref(&chunk->pool);
+}
+
+/* Chunks that are done and finished by their reader go. */
+static void conn_chunks_prune(struct migrate_source_conn *conn)
+{
+	struct conn_chunk *chunk;
+
+	while (array_count(&conn->chunks) > 0) {
+		chunk = array_idx_elem(&conn->chunks, 0);
+		if (!chunk->done || !chunk->finished)
+			break;
+		array_pop_front(&conn->chunks);
+		conn_chunk_free(&chunk);
+	}
+}
+
+static void
+conn_chunk_callback(const struct imapc_command_reply *reply, void *context)
+{
+	struct conn_chunk *chunk = context;
+	struct migrate_source_conn *conn = chunk->conn;
+
+	chunk->done = TRUE;
+	/* the messages that did not come are asked for through the storage,
+	   which tells why */
+	if (reply->state != IMAPC_COMMAND_STATE_OK) {
+		chunk->failed = TRUE;
+		i_free(conn->chunk_error);
+		conn->chunk_error = i_strdup_printf("%s: %s",
+			imapc_command_state_names[reply->state],
+			reply->text_full);
+	}
+	i_assert(conn->pending > 0);
+	if (--conn->pending == 0 || conn->awaited_chunk == chunk)
+		imapc_client_stop(conn->client);
+}
+
+void migrate_source_conn_bodies_ask(struct migrate_source_conn *conn,
+				    const char *mailbox,
+				    const ARRAY_TYPE(seq_range) *uids,
+				    uoff_t max_size)
+{
+	struct conn_chunk *chunk;
+	struct imapc_command *cmd;
+	const char *error;
+	string_t *str;
+	pool_t pool;
+
+	pool = pool_alloconly_create("migrate conn chunk", 1024);
+	chunk = p_new(pool, struct conn_chunk, 1);
+	chunk->pool = pool;
+	chunk->conn = conn;
+	chunk->mailbox = p_strdup(pool, mailbox);
+	chunk->max_size = max_size;
+	p_array_init(&chunk->uids, pool, array_count(uids));
+	array_append_array(&chunk->uids, uids);
+	p_array_init(&chunk->bodies, pool, seq_range_count(uids));
+	array_push_back(&conn->chunks, &chunk);
+
+	if (conn_select_async(conn, mailbox, &error) < 0) {
+		chunk->done = chunk->failed = TRUE;
+		return;
+	}
+	str = t_str_new(256);
+	str_append(str, "UID FETCH ");
+	imap_write_seq_range(str, uids);
+	str_append(str, " (UID INTERNALDATE BODY.PEEK[])");
+	migrate_source_guard_nodelay(conn->guard);
+	cmd = imapc_client_mailbox_cmd(conn->box, conn_chunk_callback, chunk);
+	conn->pending++;
+	imapc_command_send(cmd, str_c(str));
+}
+
+/* The chunk that has uid of mailbox, not yet finished */
+static struct conn_chunk *
+conn_chunk_find(struct migrate_source_conn *conn, const char *mailbox,
+		uint32_t uid)
+{
+	struct conn_chunk *const *chunkp;
+
+	array_foreach(&conn->chunks, chunkp) {
+		if (!(*chunkp)->finished &&
+		    strcmp((*chunkp)->mailbox, mailbox) == 0 &&
+		    seq_range_exists(&(*chunkp)->uids, uid))
+			return *chunkp;
+	}
+	return NULL;
+}
+
+static struct conn_body *
+conn_chunk_body_find(struct conn_chunk *chunk, uint32_t uid)
+{
+	struct conn_body *bodies;
+	unsigned int i, count;
+
+	bodies = array_get_modifiable(&chunk->bodies, &count);
+	for (i = chunk->next_idx; i < count; i++) {
+		if (bodies[i].uid == uid) {
+			chunk->next_idx = i + 1;
+			return &bodies[i];
+		}
+	}
+	for (i = 0; i < chunk->next_idx && i < count; i++) {
+		if (bodies[i].uid == uid)
+			return &bodies[i];
+	}
+	return NULL;
+}
+
+static void conn_body_stream_destroy(buffer_t *data)
+{
+	buffer_free(&data);
+}
+
+int migrate_source_conn_body(struct migrate_source_conn *conn,
+			     const char *mailbox, uint32_t uid,
+			     struct istream **input_r, time_t *received_r)
+{
+	struct conn_chunk *chunk;
+	struct conn_body *body;
+	buffer_t *data;
+
+	chunk = conn_chunk_find(conn, mailbox, uid);
+	if (chunk == NULL)
+		return 0;
+	while ((body = conn_chunk_body_find(chunk, uid)) == NULL &&
+	       !chunk->done && conn->pending > 0) {
+		conn->awaited_chunk = chunk;
+		conn->awaited_uid = uid;
+		imapc_client_run(conn->client);
+		conn->awaited_chunk = NULL;
+		conn->awaited_uid = 0;
+	}
+	if (body == NULL || body->data == NULL) {
+		/* a chunk the server did not answer as a whole (NO, or the
+		   connection was lost) */
+		return chunk->failed ? -1 : 0;
+	}
+	data = body->data;
+	body->data = NULL;
+	*received_r = body->received;
+	*input_r = i_stream_create_from_data(data->data, data->used);
+	i_stream_add_destroy_callback(*input_r, conn_body_stream_destroy,
+				      data);
+	i_stream_set_name(*input_r, t_strdup_printf("%s UID %u", mailbox, uid));
+	return 1;
+}
+
+void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,
+				       const char *mailbox,
+				       const ARRAY_TYPE(seq_range) *uids)
+{
+	struct conn_chunk *const *chunkp;
+	struct conn_body *body;
+
+	array_foreach(&conn->chunks, chunkp) {
+		if ((*chunkp)->finished ||
+		    strcmp((*chunkp)->mailbox, mailbox) != 0 ||
+		    array_cmp(&(*chunkp)->uids, uids) == FALSE)
+			continue;
+		(*chunkp)->finished = TRUE;
+		/* what was not taken goes now; what is still on its way is
+		   dropped on arrival */
+		array_foreach_modifiable(&(*chunkp)->bodies, body)
+			buffer_free(&body->data);
+		break;
+	}
+	conn_chunks_prune(conn);
+}
+
+const char *migrate_source_conn_bodies_error(struct migrate_source_conn *conn)
+{
+	return conn->chunk_error == NULL ? "unknown error" : conn->chunk_error;
 }

@@ -31,6 +31,16 @@ struct migrate_source_vfuncs {
 			   uint32_t uid, uoff_t size, struct istream **input_r,
 			   time_t *received_r, bool *expunged_r,
 			   bool *refused_r, const char **error_r);
+	/* NULL: small messages come through the storage */
+	void (*bodies_ask)(struct migrate_source *source, const char *mailbox,
+			   const ARRAY_TYPE(seq_range) *uids,
+			   uoff_t max_size);
+	int (*body)(struct migrate_source *source, const char *mailbox,
+		    uint32_t uid, struct istream **input_r,
+		    time_t *received_r);
+	void (*bodies_finish)(struct migrate_source *source,
+			      const char *mailbox,
+			      const ARRAY_TYPE(seq_range) *uids);
 	/* NULL: nothing ahead */
 	void (*prefetch_large)(struct migrate_source *source,
 			       const char *mailbox, uint32_t uid, uoff_t size);
@@ -154,6 +164,28 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 void migrate_source_conn_prefetch(struct migrate_source_conn *conn,
 				  const char *mailbox, uint32_t uid,
 				  uoff_t size);
+/* Ask for the bodies and INTERNALDATEs of the small messages uids of
+   mailbox in one FETCH, without waiting: several such chunks stay in
+   flight while the caller saves.  A body larger than max_size is not
+   kept. */
+void migrate_source_conn_bodies_ask(struct migrate_source_conn *conn,
+				    const char *mailbox,
+				    const ARRAY_TYPE(seq_range) *uids,
+				    uoff_t max_size);
+/* 1 with the body of uid (asked for with its chunk), waiting for it as
+   long as its chunk is on its way; 0 when it did not come (the caller
+   asks the storage, which tells why); -1 when the chunk failed as a
+   whole (NO, or the connection was lost). */
+int migrate_source_conn_body(struct migrate_source_conn *conn,
+			     const char *mailbox, uint32_t uid,
+			     struct istream **input_r, time_t *received_r);
+/* Why the last chunk that failed as a whole failed. */
+const char *migrate_source_conn_bodies_error(struct migrate_source_conn *conn);
+/* The caller is done with the chunk of uids: what it did not take is
+   freed. */
+void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,
+				       const char *mailbox,
+				       const ARRAY_TYPE(seq_range) *uids);
 int migrate_source_conn_list(struct migrate_source_conn *conn, pool_t pool,
 			     ARRAY_TYPE(const_string) *names,
 			     const char **error_r);

@@ -279,6 +279,29 @@ source_imapc_fetch_large(struct migrate_source *source, const char *mailbox,
 }
 
 static void
+source_imapc_bodies_ask(struct migrate_source *source, const char *mailbox,
+			const ARRAY_TYPE(seq_range) *uids, uoff_t max_size)
+{
+	migrate_source_conn_bodies_ask(source_conn(source), mailbox, uids,
+				       max_size);
+}
+
+static int
+source_imapc_body(struct migrate_source *source, const char *mailbox,
+		  uint32_t uid, struct istream **input_r, time_t *received_r)
+{
+	return migrate_source_conn_body(source_conn(source), mailbox, uid,
+					input_r, received_r);
+}
+
+static void
+source_imapc_bodies_finish(struct migrate_source *source, const char *mailbox,
+			   const ARRAY_TYPE(seq_range) *uids)
+{
+	migrate_source_conn_bodies_finish(source_conn(source), mailbox, uids);
+}
+
+static void
 source_imapc_prefetch_large(struct migrate_source *source, const char *mailbox,
 			    uint32_t uid, uoff_t size)
 {
@@ -342,6 +365,9 @@ static const struct migrate_source_vfuncs source_imapc_vfuncs = {
 	.deinit_post = source_imapc_deinit_post,
 	.fetch_large = source_imapc_fetch_large,
 	.prefetch_large = source_imapc_prefetch_large,
+	.bodies_ask = source_imapc_bodies_ask,
+	.body = source_imapc_body,
+	.bodies_finish = source_imapc_bodies_finish,
 	.list_names = source_imapc_list_names,
 	.uids_present = source_imapc_uids_present,
 	.message_size = source_imapc_message_size,
@@ -533,6 +559,40 @@ int migrate_source_fetch_large(struct migrate_source *source,
 	return source->v.fetch_large(source, mailbox, uid, size, input_r,
 				     received_r, expunged_r, refused_r,
 				     error_r);
+}
+
+bool migrate_source_bodies_ask(struct migrate_source *source,
+			       const char *mailbox,
+			       const ARRAY_TYPE(seq_range) *uids,
+			       uoff_t max_size)
+{
+	if (source->v.bodies_ask == NULL)
+		return FALSE;
+	source->v.bodies_ask(source, mailbox, uids, max_size);
+	return TRUE;
+}
+
+int migrate_source_body(struct migrate_source *source, const char *mailbox,
+			uint32_t uid, struct istream **input_r,
+			time_t *received_r)
+{
+	if (source->v.body == NULL)
+		return 0;
+	return source->v.body(source, mailbox, uid, input_r, received_r);
+}
+
+const char *migrate_source_bodies_error(struct migrate_source *source)
+{
+	return source->conn == NULL ? "not connected" :
+		migrate_source_conn_bodies_error(source->conn);
+}
+
+void migrate_source_bodies_finish(struct migrate_source *source,
+				  const char *mailbox,
+				  const ARRAY_TYPE(seq_range) *uids)
+{
+	if (source->v.bodies_finish != NULL)
+		source->v.bodies_finish(source, mailbox, uids);
 }
 
 void migrate_source_prefetch_large(struct migrate_source *source,

@@ -119,6 +119,25 @@ int migrate_source_fetch_large(struct migrate_source *source,
 			       struct istream **input_r, time_t *received_r,
 			       bool *expunged_r, bool *refused_r,
 			       const char **error_r);
+/* Small messages over our own connection, a chunk at a time, several
+   chunks in flight while the caller saves: ask for the bodies (and
+   INTERNALDATEs) of uids of mailbox (FALSE: this source cannot, use the
+   storage), take each with migrate_source_body() (1; 0 when it did not
+   come: the storage is asked for it, and tells why; -1 when the chunk
+   failed as a whole: the storage is asked for the rest), and say when
+   done with the chunk.  A body larger than max_size is not kept. */
+bool migrate_source_bodies_ask(struct migrate_source *source,
+			       const char *mailbox,
+			       const ARRAY_TYPE(seq_range) *uids,
+			       uoff_t max_size);
+int migrate_source_body(struct migrate_source *source, const char *mailbox,
+			uint32_t uid, struct istream **input_r,
+			time_t *received_r);
+void migrate_source_bodies_finish(struct migrate_source *source,
+				  const char *mailbox,
+				  const ARRAY_TYPE(seq_range) *uids);
+/* Why the last chunk that failed as a whole failed. */
+const char *migrate_source_bodies_error(struct migrate_source *source);
 /* The large message that migrate_source_fetch_large() is asked for next:
    its first pieces are asked for now, and arrive while other work is
    done (no round trip is waited for when it is read). */

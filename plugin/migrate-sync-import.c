@@ -5,7 +5,7 @@
 #include "str.h"
 #include "istream.h"
 #include "time-util.h"
-#include "mail-storage.h"
+#include "mail-storage-private.h"
 #include "migrate-text.h"
 #include "migrate-sync-private.h"
 
@@ -255,33 +255,67 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx,
 	return 2;
 }
 
+/* Where a message's body comes from */
+enum sync_body_from {
+	/* the source storage, fetched ahead with its chunk */
+	SYNC_BODY_STORAGE,
+	/* our own connection, asked for with its chunk (the storage when it
+	   did not come) */
+	SYNC_BODY_AHEAD,
+	/* our own connection in pieces (a large message) */
+	SYNC_BODY_PIECES,
+};
+
+static int
+sync_copy_storage_input(struct migrate_sync_ctx *ctx,
+			struct migrate_sync_folder *f, struct mail *smail,
+			struct istream **input_r, time_t *received_r)
+{
+	enum mail_error error;
+	const char *errstr;
+
+	if (mail_get_received_date(smail, received_r) < 0 ||
+	    mail_get_stream(smail, NULL, NULL, input_r) < 0) {
+		errstr = mailbox_get_last_internal_error(smail->box, &error);
+		return sync_copy_source_failed(ctx, f, smail, error, errstr);
+	}
+	i_stream_ref(*input_r);
+	return 1;
+}
+
 /* Returns 1 with the message's body, 0 when the source no longer has it,
-   2 when the source refuses it (reported), -1 on error.  A large message
-   (size: its planned RFC822.SIZE) is read in pieces with its
-   INTERNALDATE, the rest through the source storage (prefetched). */
+   2 when the source refuses it (reported), 3 when our own connection
+   failed to bring the chunk it is in (nothing done: the storage is to
+   fetch it and the rest), -1 on error.  A large message (size: its
+   planned RFC822.SIZE) is read in pieces with its INTERNALDATE. */
 static int
 sync_copy_get_input(struct migrate_sync_ctx *ctx,
 		    struct migrate_sync_folder *f, struct mail *smail,
-		    bool large, uoff_t size, struct istream **input_r,
-		    time_t *received_r)
+		    enum sync_body_from from, uoff_t size,
+		    struct istream **input_r, time_t *received_r)
 {
 	enum mail_error error;
 	const char *errstr;
 	bool expunged, refused;
+	int ret;
 
-	if (large && size == 0 && mail_get_virtual_size(smail, &size) < 0)
-		large = FALSE;
-	if (!large) {
-		if (mail_get_received_date(smail, received_r) < 0 ||
-		    mail_get_stream(smail, NULL, NULL, input_r) < 0) {
-			errstr = mailbox_get_last_internal_error(smail->box,
-								 &error);
-			return sync_copy_source_failed(ctx, f, smail, error,
-						       errstr);
+	if (from == SYNC_BODY_PIECES && size == 0 &&
+	    mail_get_virtual_size(smail, &size) < 0)
+		from = SYNC_BODY_STORAGE;
+	if (from == SYNC_BODY_AHEAD) {
+		ret = migrate_source_body(ctx->source,
+					  mailbox_get_vname(smail->box),
+					  smail->uid, input_r, received_r);
+		if (ret > 0)
+			return 1;
+		if (ret < 0) {
+			/* the storage takes over from this message on */
+			return 3;
 		}
-		i_stream_ref(*input_r);
-		return 1;
 	}
+	if (from != SYNC_BODY_PIECES)
+		return sync_copy_storage_input(ctx, f, smail, input_r,
+					       received_r);
 	if (migrate_source_fetch_large(ctx->source,
 				       mailbox_get_vname(smail->box),
 				       smail->uid, size, input_r, received_r,
@@ -299,17 +333,21 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx,
 	return 1;
 }
 
+/* 0 when smail was copied, left out or found gone, 1 when our own
+   connection failed to bring it (nothing done), -1 on error. */
 static int
 sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	      struct mailbox *dbox, struct migrate_sync_batch *batch,
-	      struct mail *smail, bool large, uoff_t size)
+	      struct mail *smail, enum sync_body_from from, uoff_t size)
 {
 	struct istream *input;
 	time_t received;
 	int ret;
 
-	ret = sync_copy_get_input(ctx, f, smail, large, size, &input,
+	ret = sync_copy_get_input(ctx, f, smail, from, size, &input,
 				  &received);
+	if (ret == 3)
+		return 1;
 	if (ret != 1) {
 		if (ret == 0) {
 			ctx->stats->messages_skipped++;
@@ -423,7 +461,18 @@ struct sync_copy_plan {
 	ARRAY(struct sync_copy_large) large;
 	/* the next large one to copy */
 	unsigned int large_idx;
+	/* chunks asked for over our own connection so far (0 with FALSE
+	   ahead: the source storage fetches them) */
+	unsigned int chunks_asked;
+	bool ahead;
 };
+
+/* chunks of small messages in flight over our own connection while one
+   is saved (memory: this many times MIGRATE_SOURCE_PREFETCH_BYTES) */
+#define MIGRATE_SYNC_CHUNKS_AHEAD 2
+/* a small message's body larger than this is not taken from our own
+   connection (a broken or hostile server): the storage is asked */
+#define MIGRATE_SYNC_AHEAD_MAX_SIZE (4 * MIGRATE_SOURCE_LARGE_SIZE)
 
 static void sync_plan_init(struct sync_copy_plan *plan)
 {
@@ -440,6 +489,9 @@ static ARRAY_TYPE(seq_range) *sync_plan_chunk(struct sync_copy_plan *plan)
 	t_array_init(chunk, 8);
 	return chunk;
 }
+
+/* how many messages' sizes are asked for at once when a copy is planned */
+#define MIGRATE_SYNC_SIZES_AHEAD 500
 
 struct sync_size_cap {
 	uoff_t max;
@@ -496,6 +548,10 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	*bytes_r = 0;
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = migrate_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
+	/* sizes only: many more at a time than bodies (mail_prefetch_count),
+	   a round trip per MIGRATE_SYNC_SIZES_AHEAD messages */
+	if (search_ctx->max_mails < MIGRATE_SYNC_SIZES_AHEAD)
+		search_ctx->max_mails = MIGRATE_SYNC_SIZES_AHEAD;
 	while (mailbox_search_next(search_ctx, &smail)) {
 		if (mail_get_virtual_size(smail, &size) < 0)
 			size = 0;
@@ -552,16 +608,17 @@ migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	return ret;
 }
 
-/* Start reading the next large message, if any. */
+/* Start reading the idx'th large message, if any (after the one on its
+   way, if another is). */
 static void
 sync_copy_prefetch_large(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
-			 const struct sync_copy_plan *plan)
+			 const struct sync_copy_plan *plan, unsigned int idx)
 {
 	const struct sync_copy_large *large;
 
-	if (plan->large_idx >= array_count(&plan->large))
+	if (idx >= array_count(&plan->large))
 		return;
-	large = array_idx(&plan->large, plan->large_idx);
+	large = array_idx(&plan->large, idx);
 	migrate_source_prefetch_large(ctx->source, mailbox_get_vname(sbox),
 				      large->uid, large->size);
 }
@@ -590,7 +647,10 @@ sync_copy_large_before(struct migrate_sync_ctx *ctx,
 		large = array_idx(&plan->large, plan->large_idx);
 		if (large->uid >= limit)
 			break;
-		plan->large_idx++;
+		/* it is on its way (or starts now), and the next one
+		   follows it at once */
+		sync_copy_prefetch_large(ctx, sbox, plan, plan->large_idx);
+		sync_copy_prefetch_large(ctx, sbox, plan, ++plan->large_idx);
 		if (!mail_set_uid(lmail, large->uid)) {
 			/* gone since it was planned */
 			ctx->stats->messages_skipped++;
@@ -599,44 +659,93 @@ sync_copy_large_before(struct migrate_sync_ctx *ctx,
 			continue;
 		}
 		T_BEGIN {
-			ret = sync_copy_one(ctx, f, dbox, batch, lmail, TRUE,
-					    large->size);
+			ret = sync_copy_one(ctx, f, dbox, batch, lmail,
+					    SYNC_BODY_PIECES, large->size);
 		} T_END;
-		/* the next one streams in while the small ones are saved */
-		sync_copy_prefetch_large(ctx, sbox, plan);
 	}
 	mail_free(&lmail);
 	(void)mailbox_transaction_commit(&st);
 	return ret;
 }
 
-/* Copy a chunk of small messages, and the large ones among them. */
+/* Ask for the chunks up to idx + MIGRATE_SYNC_CHUNKS_AHEAD over our own
+   connection, where the source has it. */
+static void
+sync_copy_ask_ahead(struct mailbox *sbox, struct migrate_sync_ctx *ctx,
+		    struct sync_copy_plan *plan, unsigned int idx)
+{
+	const ARRAY_TYPE(seq_range) *chunk;
+
+	if (plan->chunks_asked == 0 && idx == 0) {
+		plan->ahead = !ctx->dry_run &&
+			migrate_source_bodies_ask(ctx->source,
+				mailbox_get_vname(sbox),
+				array_idx(&plan->chunks, 0),
+				MIGRATE_SYNC_AHEAD_MAX_SIZE);
+		plan->chunks_asked = 1;
+	}
+	while (plan->ahead &&
+	       plan->chunks_asked <= idx + MIGRATE_SYNC_CHUNKS_AHEAD &&
+	       plan->chunks_asked < array_count(&plan->chunks)) {
+		chunk = array_idx(&plan->chunks, plan->chunks_asked++);
+		(void)migrate_source_bodies_ask(ctx->source,
+			mailbox_get_vname(sbox), chunk,
+			MIGRATE_SYNC_AHEAD_MAX_SIZE);
+	}
+}
+
+/* No more chunks over our own connection: those asked for from the
+   first_idx'th on are dropped as they come. */
+static void
+sync_copy_ahead_stop(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+		     struct sync_copy_plan *plan, unsigned int first_idx)
+{
+	unsigned int i;
+
+	if (!plan->ahead)
+		return;
+	for (i = first_idx; i < plan->chunks_asked; i++) {
+		migrate_source_bodies_finish(ctx->source,
+			mailbox_get_vname(sbox), array_idx(&plan->chunks, i));
+	}
+	plan->ahead = FALSE;
+}
+
+/* Copy the small messages uids (and the large ones among them), their
+   bodies from our own connection with ahead, else from the storage.
+   Returns 1 with *resume_uid_r when our own connection failed to bring
+   the chunk from that UID on (the storage is to take over), else 0 or
+   -1. */
 static int
-sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		struct mailbox *sbox, struct mailbox *dbox,
-		struct migrate_sync_batch *batch,
-		struct sync_copy_plan *plan,
-		const ARRAY_TYPE(seq_range) *uids)
+sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	       struct mailbox *sbox, struct mailbox *dbox,
+	       struct migrate_sync_batch *batch, struct sync_copy_plan *plan,
+	       const ARRAY_TYPE(seq_range) *uids, bool ahead,
+	       uint32_t *resume_uid_r)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
 	struct mail *smail;
 	int ret = 0;
 
-	sync_copy_prefetch_large(ctx, sbox, plan);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
-	search_ctx = migrate_search_uids(st, uids,
-		MAIL_FETCH_FLAGS | MAIL_FETCH_RECEIVED_DATE |
-		MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY, NULL);
+	/* over our own connection: the flags only (the storage has them
+	   already) */
+	search_ctx = migrate_search_uids(st, uids, MAIL_FETCH_FLAGS |
+		(ahead ? 0 : MAIL_FETCH_RECEIVED_DATE |
+		 MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY), NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		ret = sync_copy_large_before(ctx, f, sbox, dbox, batch, plan,
 					     smail->uid);
 		if (ret == 0) T_BEGIN {
 			ret = sync_copy_one(ctx, f, dbox, batch, smail,
-					    FALSE, 0);
+				ahead ? SYNC_BODY_AHEAD : SYNC_BODY_STORAGE,
+				0);
 		} T_END;
-		if (ret < 0)
+		if (ret != 0) {
+			*resume_uid_r = smail->uid;
 			break;
+		}
 	}
 	if (mailbox_search_deinit(&search_ctx) < 0 && ret == 0) {
 		migrate_sync_set_source_error(ctx, sbox, "Fetching messages of");
@@ -646,18 +755,62 @@ sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return ret;
 }
 
+/* Copy a chunk of small messages (the idx'th), and the large ones among
+   them. */
+static int
+sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		struct mailbox *sbox, struct mailbox *dbox,
+		struct migrate_sync_batch *batch,
+		struct sync_copy_plan *plan, unsigned int idx)
+{
+	const ARRAY_TYPE(seq_range) *uids = array_idx(&plan->chunks, idx);
+	ARRAY_TYPE(seq_range) rest;
+	uint32_t resume_uid = 0;
+	int ret;
+
+	sync_copy_prefetch_large(ctx, sbox, plan, plan->large_idx);
+	sync_copy_ask_ahead(sbox, ctx, plan, idx);
+	ret = sync_copy_uids(ctx, f, sbox, dbox, batch, plan, uids,
+			     plan->ahead, &resume_uid);
+	if (plan->ahead) {
+		migrate_source_bodies_finish(ctx->source,
+					     mailbox_get_vname(sbox), uids);
+	}
+	if (ret <= 0)
+		return ret;
+	/* our own connection failed: the storage fetches the rest of this
+	   folder (chunks asked for already are dropped as they come) */
+	e_warning(event_create_passthrough(ctx->event)->
+		  set_name("migrate_source_takeover")->
+		  add_str("mailbox", f->dest_name)->
+		  add_int("uid", resume_uid)->event(),
+		  "%s: our own connection to the source did not bring UID %u "
+		  "and after (%s): the source storage fetches them",
+		  migrate_text_escape(f->dest_name), resume_uid,
+		  migrate_text_escape(migrate_source_bodies_error(ctx->source)));
+	sync_copy_ahead_stop(ctx, sbox, plan, idx + 1);
+	t_array_init(&rest, array_count(uids));
+	array_append_array(&rest, uids);
+	if (resume_uid > 1)
+		seq_range_array_remove_range(&rest, 1, resume_uid - 1);
+	ret = sync_copy_uids(ctx, f, sbox, dbox, batch, plan, &rest, FALSE,
+			     &resume_uid);
+	return ret > 0 ? -1 : ret;
+}
+
 static int
 sync_copy_plan_run(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		   struct mailbox *sbox, struct mailbox *dbox,
 		   struct migrate_sync_batch *batch,
 		   struct sync_copy_plan *plan)
 {
-	const ARRAY_TYPE(seq_range) *chunk;
+	unsigned int i, count = array_count(&plan->chunks);
 
-	array_foreach(&plan->chunks, chunk) {
-		if (sync_copy_chunk(ctx, f, sbox, dbox, batch, plan,
-				    chunk) < 0)
+	for (i = 0; i < count; i++) {
+		if (sync_copy_chunk(ctx, f, sbox, dbox, batch, plan, i) < 0) {
+			sync_copy_ahead_stop(ctx, sbox, plan, i + 1);
 			return -1;
+		}
 	}
 	return sync_copy_large_before(ctx, f, sbox, dbox, batch, plan,
 				      (uint32_t)-1);

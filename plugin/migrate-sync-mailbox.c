@@ -777,6 +777,7 @@ sync_folder_delegate_new(struct migrate_sync_ctx *ctx,
 	p_array_init(&f->copying_uids, ctx->pool, 1);
 	array_append_array(&f->copying_uids, &copy_uids);
 	if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids,
+					 f->src_status.messages,
 					 f->src_status.messages))
 		return TRUE;
 	array_clear(&f->copying_uids);
@@ -829,7 +830,8 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 			     array_count(&copy_uids));
 		array_append_array(&f->copying_uids, &copy_uids);
 		if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids,
-						 seq_range_count(&copy_uids))) {
+						 seq_range_count(&copy_uids),
+						 0)) {
 			/* the worker's answer finishes the folder */
 			mailbox_free(&sbox);
 			mailbox_free(&dbox);

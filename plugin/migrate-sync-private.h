@@ -289,7 +289,7 @@ bool migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 				  struct migrate_sync_folder *f,
 				  struct mailbox *dbox,
 				  const ARRAY_TYPE(seq_range) *copy_uids,
-				  unsigned int count);
+				  unsigned int count, unsigned int all_count);
 /* Take the answers of the workers that are done; with wait, of all. */
 void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait);
 

@@ -117,12 +117,15 @@ void migrate_sync_worker_send_progress(struct migrate_sync_ctx *ctx)
 /* <worker processes> */
 
 /* Give the copy to an idle worker, when there is one and the copy is
-   worth it.  Returns TRUE when a worker took it. */
+   worth it (count: the messages it copies).  all_count is 0 for UIDs
+   seen here, else the messages of a folder not looked at here (the job
+   is every UID below its UIDNEXT).  Returns TRUE when a worker took
+   it. */
 bool
 migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 		     struct migrate_sync_folder *f, struct mailbox *dbox,
 		     const ARRAY_TYPE(seq_range) *copy_uids,
-		     unsigned int count)
+		     unsigned int count, unsigned int all_count)
 {
 	struct migrate_state_folder *state = f->state;
 	struct mailbox_status status;
@@ -158,6 +161,10 @@ migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 	imap_write_seq_range(line, copy_uids);
 	/* the worker ends at our deadline, with what it saved committed */
 	str_printfa(line, "\t%ld", (long)migrate_source_get_deadline(ctx->source));
+	/* a folder not looked at here: the messages its STATUS counted,
+	   which the worker must see before it may call the other UIDs of
+	   the job gaps */
+	str_printfa(line, "\t%u", all_count);
 	if (!migrate_workers_submit(ctx->opts->workers, str_c(line), f))
 		return FALSE;
 	f->delegated = TRUE;
@@ -336,7 +343,8 @@ void migrate_sync_worker_fail(int out_fd, enum migrate_error code,
    others are told to the owner, who then does not miss them. */
 static int
 sync_worker_present(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
-		    ARRAY_TYPE(seq_range) *uids, ARRAY_TYPE(seq_range) *absent)
+		    unsigned int all_count, ARRAY_TYPE(seq_range) *uids,
+		    ARRAY_TYPE(seq_range) *absent)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
@@ -356,6 +364,12 @@ sync_worker_present(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	(void)mailbox_transaction_commit(&st);
 	if (ret < 0)
 		return -1;
+	if (all_count == 0 || seq_range_count(&present) < all_count) {
+		/* UIDs the owner saw, or fewer messages than the folder's
+		   STATUS counted: what this session does not see is not
+		   known to be gone, and the owner says so */
+		return 0;
+	}
 	array_append_array(absent, uids);
 	seq_range_array_remove_seq_range(absent, &present);
 	array_clear(uids);
@@ -378,6 +392,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	ARRAY_TYPE(seq_range) uids, absent;
 	struct mailbox *sbox, *dbox;
 	const char *const *args;
+	unsigned int all_count = 0;
 	long deadline;
 
 	i_zero(&stats);
@@ -392,12 +407,13 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	t_array_init(&uids, 16);
 	t_array_init(&absent, 4);
 	args = t_strsplit_tabescaped(line);
-	if (str_array_length(args) != 8 || strcmp(args[0], "COPY") != 0 ||
+	if (str_array_length(args) != 9 || strcmp(args[0], "COPY") != 0 ||
 	    str_to_uint(args[1], &state.id) < 0 ||
 	    str_to_uint32(args[2], &state.src_uidvalidity) < 0 ||
 	    str_to_uint32(args[3], &state.dest_uidvalidity) < 0 ||
 	    imap_seq_set_parse(args[6], &uids) < 0 ||
-	    str_to_long(args[7], &deadline) < 0) {
+	    str_to_long(args[7], &deadline) < 0 ||
+	    str_to_uint(args[8], &all_count) < 0) {
 		migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED,
 			       "Invalid job from the owner process");
 	} else {
@@ -412,7 +428,8 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 			migrate_sync_set_source_error(&ctx, sbox, "Opening");
 		else if (mailbox_sync(dbox, 0) < 0)
 			migrate_sync_set_dest_error(&ctx, dbox, "Opening");
-		else if (sync_worker_present(&ctx, sbox, &uids, &absent) == 0)
+		else if (sync_worker_present(&ctx, sbox, all_count, &uids,
+					     &absent) == 0)
 			(void)migrate_sync_import(&ctx, &f, sbox, dbox, &uids);
 		mailbox_free(&sbox);
 		mailbox_free(&dbox);

@@ -89,6 +89,10 @@ Scenario (JSON):
           on those connection numbers (1-based since server start; missing
           = every connection) after N untagged FETCH responses were sent,
           send "* BYE Connection reset by quirk" and close
+      "bye_after_body_responses": N
+          the same, counting only the FETCH responses that carry a body:
+          whichever connection a client reads bodies on dies N bodies in
+          (bye_connections applies too)
       "fetch_no_text": "Some messages could not be FETCHed (Failure)",
       "login_fail": "auth" | "courier" | "authorization" | "expired" | "unavailable",
           every login answers NO [AUTHENTICATIONFAILED] / NO without a code
@@ -642,6 +646,7 @@ class Session:
         self.box = None          # selected Folder
         self.readonly = True
         self.fetch_responses = 0
+        self.body_responses = 0
         self.drip_ms = 0
         self.log = server.log
         self.log("conn %d open %s:%d" % (no, peer[0], peer[1]))
@@ -1354,9 +1359,16 @@ class Session:
         sel = self.resolve_set(t[0], is_uid)
         failed = False
         q = self.sc.quirks
-        bye_n = q.get("bye_after_fetch_responses")
         bye_conns = q.get("bye_connections")
+        if q.get("bye_after_body_responses") is not None:
+            bye_n = q["bye_after_body_responses"]
+            counted = lambda: self.body_responses
+        else:
+            bye_n = q.get("bye_after_fetch_responses")
+            counted = lambda: self.fetch_responses
         bye_here = bye_n is not None and (bye_conns is None or self.no in bye_conns)
+        if q.get("bye_after_body_responses") is not None and not wants_body:
+            bye_here = False
         for seq, m in sel:
             if changedsince is not None and m.modseq <= changedsince:
                 continue
@@ -1366,16 +1378,18 @@ class Session:
             parts = []
             for kind, section, partial, _ in items:
                 parts.append(self.fetch_item(m, kind, section, partial))
-            if bye_here and self.fetch_responses >= bye_n:
+            if bye_here and counted() >= bye_n:
                 self.log("conn %d bye" % self.no)
                 self.send(b"* BYE Connection reset by quirk\r\n")
                 raise Closed()
             data = b"* %d FETCH (" % seq + b" ".join(p[0] for p in parts) + b")\r\n"
             self.send(data)
             self.fetch_responses += 1
+            if wants_body:
+                self.body_responses += 1
             for _, kindlog, n in (p for p in parts if p[1]):
                 self.log("conn %d %s %s %d %d" % (self.no, kindlog, self.box.name, m.uid, n))
-        if bye_here and self.fetch_responses >= bye_n and sel:
+        if bye_here and counted() >= bye_n and sel:
             self.log("conn %d bye" % self.no)
             self.send(b"* BYE Connection reset by quirk\r\n")
             raise Closed()
