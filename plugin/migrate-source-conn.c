@@ -378,15 +378,53 @@ conn_chunk_body(struct migrate_source_conn *conn,
 	return TRUE;
 }
 
+/* A FETCH reply for the large message being read: its INTERNALDATE and
+   pieces. */
+static void
+conn_untagged_pieces(struct migrate_source_conn *conn,
+		     const struct imapc_untagged_reply *reply,
+		     const struct imap_arg *list, unsigned int count)
+{
+	const char *key, *date, *p;
+	unsigned int i;
+	uoff_t offset;
+	int tz;
+
+	for (i = 0; i + 1 < count; i += 2) {
+		if (!imap_arg_get_atom(&list[i], &key))
+			continue;
+		if (strcasecmp(key, "INTERNALDATE") == 0) {
+			if (!imap_arg_get_astring(&list[i+1], &date) ||
+			    !imap_parse_datetime(date, &conn->received, &tz))
+				conn->received = (time_t)-1;
+			continue;
+		}
+		if (strncasecmp(key, "BODY[]<", 7) != 0)
+			continue;
+		p = strchr(key + 7, '>');
+		if (p == NULL || str_to_uoff(t_strdup_until(key + 7, p),
+					     &offset) < 0) {
+			conn_set_error(conn, t_strdup_printf(
+				"Invalid FETCH item %s", key));
+			return;
+		}
+		conn->got_piece = TRUE;
+		if (conn->eof || conn->oversized) {
+			/* pieces sent past the end in the same window */
+			continue;
+		}
+		conn_piece(conn, &list[i+1], reply, offset);
+	}
+}
+
 static void
 conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 {
 	struct migrate_source_conn *conn = context;
 	const struct imap_arg *list;
-	const char *key, *p;
+	const char *key;
 	unsigned int i, count;
 	uint32_t uid = 0;
-	uoff_t offset;
 
 	if (strcasecmp(reply->name, "LIST") == 0 &&
 	    imap_arg_get_list(&reply->args[0], &list) &&
@@ -448,36 +486,8 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 	}
 	if (uid != 0 && conn_chunk_body(conn, reply, list, count, uid))
 		return;
-	if (conn->fd == -1 || uid != conn->uid)
-		return;
-	for (i = 0; i + 1 < count; i += 2) {
-		if (!imap_arg_get_atom(&list[i], &key))
-			continue;
-		if (strcasecmp(key, "INTERNALDATE") == 0) {
-			const char *date;
-			int tz;
-
-			if (!imap_arg_get_astring(&list[i+1], &date) ||
-			    !imap_parse_datetime(date, &conn->received, &tz))
-				conn->received = (time_t)-1;
-			continue;
-		}
-		if (strncasecmp(key, "BODY[]<", 7) != 0)
-			continue;
-		p = strchr(key + 7, '>');
-		if (p == NULL || str_to_uoff(t_strdup_until(key + 7, p),
-					     &offset) < 0) {
-			conn_set_error(conn, t_strdup_printf(
-				"Invalid FETCH item %s", key));
-			return;
-		}
-		conn->got_piece = TRUE;
-		if (conn->eof || conn->oversized) {
-			/* pieces sent past the end in the same window */
-			continue;
-		}
-		conn_piece(conn, &list[i+1], reply, offset);
-	}
+	if (conn->fd != -1 && uid == conn->uid)
+		conn_untagged_pieces(conn, reply, list, count);
 }
 
 static void
