@@ -427,7 +427,7 @@ source_init_connect(struct migrate_source *source,
 	source->resolver_dir = i_strdup(resolver_dir);
 	source->service_ctx = service_ctx;
 	source->dest_service_user = dest_service_user;
-	if (set->source_pop3_only) {
+	if (set->source_protocol == MIGRATE_SOURCE_PROTOCOL_POP3) {
 		/* no IMAP: the POP3 user alone, logged in when first used */
 		if (migrate_source_pop3_init(source, service_ctx,
 					     dest_service_user, error_r) < 0) {
@@ -458,7 +458,7 @@ bool migrate_source_has_pop3(struct migrate_source *source)
 
 bool migrate_source_is_pop3_only(struct migrate_source *source)
 {
-	return source->set->source_pop3_only;
+	return source->set->source_protocol == MIGRATE_SOURCE_PROTOCOL_POP3;
 }
 
 int migrate_source_pop3_reconnect(struct migrate_source *source,

@@ -212,6 +212,34 @@ settings_read_password(pool_t pool, struct migrate_settings_reader *r,
 	return 0;
 }
 
+static const char *const source_protocol_names[] = {
+	[MIGRATE_SOURCE_PROTOCOL_IMAP] = "imap",
+	[MIGRATE_SOURCE_PROTOCOL_POP3] = "pop3",
+	[MIGRATE_SOURCE_PROTOCOL_AUTO] = "auto",
+	NULL
+};
+
+const char *
+migrate_source_protocol_to_str(enum migrate_source_protocol protocol)
+{
+	i_assert(protocol < N_ELEMENTS(source_protocol_names) - 1);
+	return source_protocol_names[protocol];
+}
+
+bool migrate_source_protocol_parse(const char *value,
+				   enum migrate_source_protocol *protocol_r)
+{
+	unsigned int i;
+
+	for (i = 0; source_protocol_names[i] != NULL; i++) {
+		if (strcasecmp(value, source_protocol_names[i]) == 0) {
+			*protocol_r = i;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
 /* The old server: where, how, as whom. */
 static int
 settings_read_source(pool_t pool, struct migrate_settings_reader *r,
@@ -224,7 +252,6 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 		[MIGRATE_SSL_STARTTLS] = "starttls",
 		NULL
 	};
-	static const char *const protocol_names[] = { "imap", "pop3", NULL };
 	static const char *const pop3_names[] = {
 		[MIGRATE_POP3_NO] = "no",
 		[MIGRATE_POP3_YES] = "yes",
@@ -278,10 +305,11 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 			MIGRATE_POP3_NO, "no, yes or auto", &num) < 0)
 		return -1;
 	set->source_pop3 = num;
-	if (reader_enum(r, MIGRATE_SETTING_SOURCE_PROTOCOL, protocol_names, 0,
-			"imap or pop3", &num) < 0)
+	if (reader_enum(r, MIGRATE_SETTING_SOURCE_PROTOCOL,
+			source_protocol_names, MIGRATE_SOURCE_PROTOCOL_IMAP,
+			"imap, pop3 or auto", &num) < 0)
 		return -1;
-	set->source_pop3_only = num == 1;
+	set->source_protocol = num;
 	if (reader_uint(r, MIGRATE_SETTING_SOURCE_POP3_PORT,
 			set->source_ssl == MIGRATE_SSL_IMAPS ? 995 : 110,
 			1, 65535, &set->source_pop3_port) < 0)

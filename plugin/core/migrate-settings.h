@@ -92,6 +92,18 @@ enum migrate_pop3_mode {
 	MIGRATE_POP3_AUTO,
 };
 
+/* how the source is read (migrate_source_protocol) */
+enum migrate_source_protocol {
+	MIGRATE_SOURCE_PROTOCOL_IMAP = 0,
+	/* the source has POP3 only: its INBOX is copied from the POP3
+	   server, by UIDL */
+	MIGRATE_SOURCE_PROTOCOL_POP3,
+	/* IMAP, unless the account was migrated over POP3 only before, or
+	   (an account never migrated) the IMAP port refuses connections:
+	   then POP3 only */
+	MIGRATE_SOURCE_PROTOCOL_AUTO,
+};
+
 enum migrate_gmail_mode {
 	/* when the source lists [Gmail]/ or [Google Mail]/ folders */
 	MIGRATE_GMAIL_AUTO = 0,
@@ -131,9 +143,9 @@ struct migrate_settings {
 	   host, user, password and TLS mode: pop3s for imaps, STLS for
 	   starttls) and keep them with the copies */
 	enum migrate_pop3_mode source_pop3;
-	/* the source has POP3 only: its INBOX is copied from the POP3 server
-	   (migrate_source_pop3_port), by UIDL */
-	bool source_pop3_only;
+	/* imap, pop3 (the source has POP3 only: its INBOX is copied from
+	   the POP3 server at migrate_source_pop3_port, by UIDL) or auto */
+	enum migrate_source_protocol source_protocol;
 	unsigned int source_pop3_port;
 	/* retries of a run that lost the source, and the first delay */
 	unsigned int retries;
@@ -207,5 +219,12 @@ int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,
 				  void *context, unsigned int *workers_r,
 				  const char **error_r);
 const char *migrate_ssl_mode_to_str(enum migrate_ssl_mode mode);
+/* "imap", "pop3", "auto", and back (case-insensitive; FALSE for anything
+   else): the setting's values, also those of a template row's
+   source_protocol and of doveadm migrate domain start --source-protocol */
+const char *
+migrate_source_protocol_to_str(enum migrate_source_protocol protocol);
+bool migrate_source_protocol_parse(const char *value,
+				   enum migrate_source_protocol *protocol_r);
 
 #endif

@@ -53,6 +53,7 @@ static void test_migrate_settings_defaults(void)
 		    MIGRATE_DEFAULT_ACCOUNT_TIMEOUT_SECS);
 	test_assert(set->min_rate == MIGRATE_DEFAULT_MIN_RATE);
 	test_assert(set->max_folders == MIGRATE_DEFAULT_MAX_FOLDERS);
+	test_assert(set->source_protocol == MIGRATE_SOURCE_PROTOCOL_IMAP);
 	pool_unref(&pool);
 	test_end();
 }
@@ -77,6 +78,7 @@ static void test_migrate_settings_values(void)
 		"migrate_account_timeout", "10s",
 		"migrate_min_rate", "0",
 		"migrate_max_folders", "50",
+		"migrate_source_protocol", "Auto",
 		NULL
 	};
 	const struct migrate_settings *set;
@@ -104,6 +106,7 @@ static void test_migrate_settings_values(void)
 	test_assert(set->account_timeout_secs == 10);
 	test_assert(set->min_rate == 0);
 	test_assert(set->max_folders == 50);
+	test_assert(set->source_protocol == MIGRATE_SOURCE_PROTOCOL_AUTO);
 	pool_unref(&pool);
 	test_end();
 }
@@ -168,6 +171,37 @@ static void test_migrate_settings_invalid(void)
 		test_assert_idx(error != NULL &&
 				strstr(error, tests[i].error_substr) != NULL, i);
 		pool_unref(&pool);
+	}
+	test_end();
+}
+
+static void test_migrate_settings_source_protocol(void)
+{
+	static const struct {
+		const char *value;
+		bool valid;
+		enum migrate_source_protocol protocol;
+	} tests[] = {
+		{ "imap", TRUE, MIGRATE_SOURCE_PROTOCOL_IMAP },
+		{ "POP3", TRUE, MIGRATE_SOURCE_PROTOCOL_POP3 },
+		{ "auto", TRUE, MIGRATE_SOURCE_PROTOCOL_AUTO },
+		{ "", FALSE, 0 },
+		{ "pop", FALSE, 0 },
+		{ "imaps", FALSE, 0 },
+	};
+	enum migrate_source_protocol protocol;
+	unsigned int i;
+
+	test_begin("migrate settings source protocol");
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		test_assert_idx(migrate_source_protocol_parse(tests[i].value,
+			&protocol) == tests[i].valid, i);
+		if (tests[i].valid) {
+			test_assert_idx(protocol == tests[i].protocol, i);
+			test_assert_idx(strcasecmp(
+				migrate_source_protocol_to_str(protocol),
+				tests[i].value) == 0, i);
+		}
 	}
 	test_end();
 }
@@ -257,6 +291,7 @@ void test_migrate_settings(void)
 	test_migrate_settings_defaults();
 	test_migrate_settings_values();
 	test_migrate_settings_invalid();
+	test_migrate_settings_source_protocol();
 	test_migrate_settings_required();
 	test_migrate_settings_password_file();
 }
