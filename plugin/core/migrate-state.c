@@ -60,6 +60,9 @@
 #define MIGRATE_STATE_FNAME "state"
 #define MIGRATE_STATE_JOURNAL_FNAME "journal"
 #define MIGRATE_STATE_LOCK_FNAME "lock"
+/* the account was migrated over POP3 only (migrate_state_is_pop3_only()) */
+#define MIGRATE_STATE_POP3_ONLY_FNAME "pop3-only"
+#define MIGRATE_STATE_POP3_ONLY_CONTENTS "dovecot-migrate pop3-only 1\n"
 
 #define MIGRATE_STATE_HEADER "dovecot-migrate state"
 #define MIGRATE_STATE_JOURNAL_HEADER "dovecot-migrate journal"
@@ -83,6 +86,8 @@ struct migrate_state_folder_private {
 struct migrate_state {
 	pool_t pool;
 	const char *dir, *state_path, *journal_path, *lock_path;
+	const char *pop3_only_path;
+	bool pop3_only;
 
 	int lock_fd;
 	struct file_lock *lock;
@@ -694,6 +699,23 @@ static int migrate_state_load(struct migrate_state *state,
 	return 0;
 }
 
+/* dir/pop3-only: whether it is there */
+static int migrate_state_load_pop3_only(struct migrate_state *state,
+					const char **error_r)
+{
+	struct stat st;
+
+	if (stat(state->pop3_only_path, &st) == 0) {
+		state->pop3_only = TRUE;
+		return 0;
+	}
+	if (errno == ENOENT)
+		return 0;
+	*error_r = t_strdup_printf("stat(%s) failed: %m",
+				   state->pop3_only_path);
+	return -1;
+}
+
 static int migrate_state_lock(struct migrate_state *state, bool *locked_r,
 			      const char **error_r)
 {
@@ -754,6 +776,9 @@ int migrate_state_open(const char *dir, struct migrate_state **state_r,
 					  MIGRATE_STATE_JOURNAL_FNAME, NULL);
 	state->lock_path = p_strconcat(pool, dir, "/",
 				       MIGRATE_STATE_LOCK_FNAME, NULL);
+	state->pop3_only_path = p_strconcat(pool, dir, "/",
+					    MIGRATE_STATE_POP3_ONLY_FNAME,
+					    NULL);
 	state->next_folder_id = 1;
 	p_array_init(&state->folders, pool, 16);
 	p_array_init(&state->locations, pool, 4);
@@ -761,7 +786,8 @@ int migrate_state_open(const char *dir, struct migrate_state **state_r,
 	state->journal = str_new(default_pool, 1024);
 
 	if (migrate_state_lock(state, locked_r, error_r) < 0 ||
-	    migrate_state_load(state, error_r) < 0) {
+	    migrate_state_load(state, error_r) < 0 ||
+	    migrate_state_load_pop3_only(state, error_r) < 0) {
 		migrate_state_close(&state);
 		return -1;
 	}
@@ -792,6 +818,26 @@ const ARRAY_TYPE(migrate_state_folder) *
 migrate_state_get_folders(struct migrate_state *state)
 {
 	return &state->folders;
+}
+
+bool migrate_state_is_pop3_only(struct migrate_state *state)
+{
+	return state->pop3_only;
+}
+
+int migrate_state_set_pop3_only(struct migrate_state *state,
+				const char **error_r)
+{
+	if (state->pop3_only)
+		return 0;
+	if (migrate_file_replace(state->pop3_only_path,
+				 MIGRATE_STATE_POP3_ONLY_CONTENTS,
+				 strlen(MIGRATE_STATE_POP3_ONLY_CONTENTS),
+				 MIGRATE_STATE_FILE_MODE, (uid_t)-1,
+				 (gid_t)-1, error_r) < 0)
+		return -1;
+	state->pop3_only = TRUE;
+	return 0;
 }
 
 struct migrate_state_folder *

@@ -75,6 +75,18 @@ int migrate_state_open(const char *dir, struct migrate_state **state_r,
 /* Release the lock and free memory.  Unflushed journal lines are lost. */
 void migrate_state_close(struct migrate_state **state);
 
+/* Whether the account was migrated over POP3 only (migrate_source_protocol
+   pop3, or auto choosing it): its copies are known by the POP3 UIDLs they
+   carry, not by this state, whose folders stay empty, so an IMAP run would
+   copy its mail again.  Kept in dir/pop3-only, apart from the state file
+   and its journal. */
+bool migrate_state_is_pop3_only(struct migrate_state *state);
+/* Record that, before the first copy: written as migrate_file_replace()
+   writes (0600; a crash leaves it whole or not at all).  Nothing to do
+   when it is recorded already. */
+int migrate_state_set_pop3_only(struct migrate_state *state,
+				const char **error_r);
+
 /* All folders, in the order they were added. */
 const ARRAY_TYPE(migrate_state_folder) *
 migrate_state_get_folders(struct migrate_state *state);

@@ -613,6 +613,36 @@ static void test_migrate_state_permissions(void)
 	test_end();
 }
 
+static void test_migrate_state_pop3_only(void)
+{
+	struct migrate_state *state;
+	const char *dir, *path, *error;
+	struct stat st;
+
+	test_begin("migrate state pop3 only");
+	dir = test_state_dir();
+	path = t_strconcat(dir, "/pop3-only", NULL);
+	state = test_state_open(dir);
+	test_assert(!migrate_state_is_pop3_only(state));
+	test_assert(migrate_state_set_pop3_only(state, &error) == 0);
+	test_assert(migrate_state_is_pop3_only(state));
+	test_assert(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	/* once is enough: the file is not written again */
+	test_assert(unlink(path) == 0);
+	test_assert(migrate_state_set_pop3_only(state, &error) == 0);
+	test_assert(stat(path, &st) < 0 && errno == ENOENT);
+	test_assert(migrate_state_set_pop3_only(state, &error) == 0);
+	migrate_state_close(&state);
+	/* the next open sees it; the state itself stays empty */
+	test_write_file(path, "dovecot-migrate pop3-only 1\n", FALSE);
+	state = test_state_open(dir);
+	test_assert(migrate_state_is_pop3_only(state));
+	test_assert(array_count(migrate_state_get_folders(state)) == 0);
+	migrate_state_close(&state);
+	test_assert(stat(t_strconcat(dir, "/state", NULL), &st) < 0);
+	test_end();
+}
+
 static void test_migrate_state_write_errors(void)
 {
 	struct migrate_state *state;
@@ -1007,6 +1037,7 @@ void test_migrate_state(void)
 		test_migrate_state_orphans();
 		test_migrate_state_folder_ids();
 		test_migrate_state_permissions();
+		test_migrate_state_pop3_only();
 		test_migrate_state_write_errors();
 		test_migrate_state_lock();
 		test_migrate_state_corrupt();
