@@ -164,6 +164,22 @@ source_log_pass(const struct failure_context *ctx, const char *format, ...)
 	va_end(args);
 }
 
+/* imapc's "imapc(...): connect(IP, PORT) failed: Connection refused -
+   trying the next IP" (or "- disconnecting" after the last address),
+   "connect(...) timed out after N seconds", and before it "net_connect_ip
+   (IP:PORT) failed: ..." for an address it could not even try */
+static void source_connect_failure(struct migrate_source *source,
+				   const char *line)
+{
+	if (strstr(line, "connect(") == NULL)
+		return;
+	if (strstr(line, t_strconcat("failed: ", strerror(ECONNREFUSED),
+				     NULL)) != NULL)
+		source->connect_refused = TRUE;
+	else
+		source->connect_failed = TRUE;
+}
+
 static void
 source_error_handler(const struct failure_context *ctx, const char *format,
 		     va_list args)
@@ -190,6 +206,8 @@ source_error_handler(const struct failure_context *ctx, const char *format,
 			if (source->capturing_tls && source->tls_error == NULL &&
 			    source_error_is_tls(line))
 				source->tls_error = i_strdup(line);
+			if (source->capturing_connect)
+				source_connect_failure(source, line);
 		}
 		/* the source's folder names and replies in Dovecot's own
 		   lines: no control character reaches the log */

@@ -333,7 +333,8 @@ migrate_source_guard_init(const struct migrate_settings *set, time_t deadline)
 	guard = i_new(struct migrate_source_guard, 1);
 	guard->set = set;
 	guard->port = set->source_port;
-	if (set->source_pop3 != MIGRATE_POP3_NO)
+	if (set->source_pop3 != MIGRATE_POP3_NO ||
+	    set->source_protocol != MIGRATE_SOURCE_PROTOCOL_IMAP)
 		guard->pop3_port = set->source_pop3_port;
 	guard->deadline = deadline;
 	i_array_init(&guard->sockets, 4);

@@ -88,8 +88,12 @@ struct migrate_source {
 	/* the certificates of the TLS connections, NULL without TLS */
 	struct migrate_source_tls *tls;
 	/* the source's POP3 server as a mail user on pop3c storage, with
-	   migrate_source_pop3 only */
+	   migrate_source_pop3 or for a source read over POP3 only */
 	struct mail_user *pop3_user;
+	/* read over POP3 only: no IMAP user */
+	bool pop3_only;
+	/* with migrate_source_protocol = auto: why IMAP or POP3 */
+	char *protocol_why;
 	/* to make the POP3 user again: a new session for a second look */
 	struct mail_storage_service_ctx *service_ctx;
 	struct mail_storage_service_user *dest_service_user;
@@ -99,6 +103,11 @@ struct migrate_source {
 	/* while logging in: the first TLS failure imapc logged */
 	bool capturing_tls;
 	char *tls_error;
+	/* while logging in over IMAP with migrate_source_protocol = auto:
+	   whether a connection to an address of the source was refused,
+	   and whether one failed otherwise (a timeout...) */
+	bool capturing_connect;
+	bool connect_refused, connect_failed;
 };
 
 /* migrate-source-local.c */

@@ -391,6 +391,49 @@ source_alloc(struct mail_user *dest_user, const struct migrate_settings *set,
 	return source;
 }
 
+/* No IMAP: the POP3 user alone, logged in when first used. */
+static int
+source_init_pop3_only(struct migrate_source *source,
+		      enum migrate_error *error_code_r, const char **error_r)
+{
+	source->pop3_only = TRUE;
+	if (migrate_source_pop3_init(source, source->service_ctx,
+				     source->dest_service_user, error_r) < 0) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		return -1;
+	}
+	return 0;
+}
+
+/* Logged in over IMAP, and the POP3 user of migrate_source_pop3.  With
+   migrate_source_protocol = auto, the failures to connect are kept. */
+static int
+source_init_imap(struct migrate_source *source,
+		 enum migrate_error *error_code_r, const char **error_r)
+{
+	const struct migrate_settings *set = source->set;
+	int ret;
+
+	source->capturing_connect =
+		set->source_protocol == MIGRATE_SOURCE_PROTOCOL_AUTO;
+	ret = migrate_source_user_init(source, source->service_ctx,
+				       source->dest_service_user,
+				       error_code_r, error_r);
+	source->capturing_connect = FALSE;
+	if (ret < 0) {
+		/* given up while logging in: that is the cause */
+		(void)migrate_source_check(source, error_code_r, error_r);
+		return -1;
+	}
+	if (set->source_pop3 != MIGRATE_POP3_NO &&
+	    migrate_source_pop3_init(source, source->service_ctx,
+				     source->dest_service_user, error_r) < 0) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		return -1;
+	}
+	return 0;
+}
+
 static int
 source_init_connect(struct migrate_source *source,
 		    struct mail_storage_service_ctx *service_ctx,
@@ -427,28 +470,31 @@ source_init_connect(struct migrate_source *source,
 	source->resolver_dir = i_strdup(resolver_dir);
 	source->service_ctx = service_ctx;
 	source->dest_service_user = dest_service_user;
-	if (set->source_protocol == MIGRATE_SOURCE_PROTOCOL_POP3) {
-		/* no IMAP: the POP3 user alone, logged in when first used */
-		if (migrate_source_pop3_init(source, service_ctx,
-					     dest_service_user, error_r) < 0) {
-			*error_code_r = MIGRATE_ERROR_CONFIG;
-			return -1;
+	if (set->source_protocol == MIGRATE_SOURCE_PROTOCOL_POP3)
+		return source_init_pop3_only(source, error_code_r, error_r);
+	if (source_init_imap(source, error_code_r, error_r) == 0) {
+		if (set->source_protocol == MIGRATE_SOURCE_PROTOCOL_AUTO) {
+			source->protocol_why = i_strdup_printf(
+				"%s = auto: its IMAP port answered",
+				MIGRATE_SETTING_SOURCE_PROTOCOL);
 		}
 		return 0;
 	}
-	if (migrate_source_user_init(source, service_ctx, dest_service_user,
-				     error_code_r, error_r) < 0) {
-		/* given up while logging in: that is the cause */
-		(void)migrate_source_check(source, error_code_r, error_r);
+	if (set->source_protocol != MIGRATE_SOURCE_PROTOCOL_AUTO ||
+	    *error_code_r != MIGRATE_ERROR_SOURCE_TEMP ||
+	    !source->connect_refused || source->connect_failed)
 		return -1;
-	}
-	if (set->source_pop3 != MIGRATE_POP3_NO &&
-	    migrate_source_pop3_init(source, service_ctx, dest_service_user,
-				     error_r) < 0) {
-		*error_code_r = MIGRATE_ERROR_CONFIG;
-		return -1;
-	}
-	return 0;
+	/* nothing listens on its IMAP port: a source with POP3 only */
+	source->protocol_why = i_strdup_printf(
+		"%s = auto: its IMAP port %s:%u refused the connection",
+		MIGRATE_SETTING_SOURCE_PROTOCOL, set->source_host,
+		set->source_port);
+	e_info(event_create_passthrough(source->event)->
+	       set_name("migrate_source_pop3_only")->
+	       add_str("reason", source->protocol_why)->event(),
+	       "Reading the source over POP3 only (port %u): %s",
+	       set->source_pop3_port, source->protocol_why);
+	return source_init_pop3_only(source, error_code_r, error_r);
 }
 
 bool migrate_source_has_pop3(struct migrate_source *source)
@@ -458,7 +504,7 @@ bool migrate_source_has_pop3(struct migrate_source *source)
 
 bool migrate_source_is_pop3_only(struct migrate_source *source)
 {
-	return source->set->source_protocol == MIGRATE_SOURCE_PROTOCOL_POP3;
+	return source->pop3_only;
 }
 
 int migrate_source_pop3_reconnect(struct migrate_source *source,
@@ -508,6 +554,9 @@ void migrate_source_get_peer(struct migrate_source *source,
 {
 	migrate_source_tls_get_peer(source->tls, source->dest_user->pool,
 				    peer_r);
+	peer_r->pop3_only = source->pop3_only;
+	peer_r->protocol_why = p_strdup(source->dest_user->pool,
+					source->protocol_why);
 }
 
 struct migrate_source *
@@ -538,6 +587,7 @@ void migrate_source_deinit(struct migrate_source **_source)
 	migrate_source_tls_deinit(&source->tls);
 	migrate_source_log_deinit(source);
 	event_unref(&source->event);
+	i_free(source->protocol_why);
 	i_free(source->resolver_dir);
 	i_free(source);
 }

@@ -42,17 +42,28 @@ struct migrate_source;
 
 /* What the source's TLS showed: the last certificate (sha256 NULL when
    none), and whether a connection was refused for not showing the
-   pinned one. */
+   pinned one; and how it is read. */
 struct migrate_source_peer {
 	struct migrate_tls_cert cert;
 	bool pin_mismatch;
+	/* the source is read over POP3 only (migrate_source_protocol = pop3,
+	   or auto choosing it) */
+	bool pop3_only;
+	/* with migrate_source_protocol = auto: why the source is read over
+	   IMAP or POP3 only; NULL otherwise */
+	const char *protocol_why;
 };
 
 /* Log in to the source of dest_user (its migrate settings).  The
    password goes straight into the imapc settings: it is never a userdb
    field, so even mail_debug does not log it.  A refused login is
    reported here as MIGRATE_ERROR_SOURCE_AUTH; a certificate that is not
-   set->source_ssl_pin as MIGRATE_ERROR_SOURCE_TLS.  From now until deinit
+   set->source_ssl_pin as MIGRATE_ERROR_SOURCE_TLS.  With
+   set->source_protocol pop3 only the POP3 user is made (logged in when
+   first used); with auto, a source whose IMAP port refuses the connection
+   (on every address tried, and nothing else failed) is read over POP3
+   only, logged (event migrate_source_pop3_only); a login refused, a
+   timeout or a TLS failure never is.  From now until deinit
    the source is bounded (migrate_source_check()); deadline is when the
    account's run must end (0: never).  peer_r (may be NULL) is filled
    whether the login succeeds or not, its strings from dest_user's pool. */
@@ -219,8 +230,9 @@ typedef bool migrate_source_pop3_want_t(const char *uidl, void *context);
 
 /* Whether the source reads POP3 too (migrate_source_pop3 = yes). */
 bool migrate_source_has_pop3(struct migrate_source *source);
-/* Whether the source has POP3 only (migrate_source_protocol = pop3): no
-   IMAP user, migrate_source_get_namespace() must not be called. */
+/* Whether the source is read over POP3 only (migrate_source_protocol =
+   pop3, or auto choosing it): no IMAP user, migrate_source_get_namespace()
+   must not be called. */
 bool migrate_source_is_pop3_only(struct migrate_source *source);
 /* A new POP3 session (a POP3 session is a snapshot): for a second look. */
 int migrate_source_pop3_reconnect(struct migrate_source *source,

@@ -401,20 +401,92 @@ static int pop3_only_open_dest(struct sync_pop3_only *p)
 	return 0;
 }
 
+/* Why protocol cannot read the account whose state this is: over IMAP
+   one migrated over POP3 only, over POP3 one migrated over IMAP (each
+   would copy its mail again); NULL when it can. */
+static const char *
+sync_protocol_conflict(const struct migrate_settings *set,
+		       struct migrate_state *state,
+		       enum migrate_source_protocol protocol)
+{
+	const char *setting = t_strdup_printf("%s = %s",
+		MIGRATE_SETTING_SOURCE_PROTOCOL,
+		migrate_source_protocol_to_str(set->source_protocol));
+
+	if (protocol != MIGRATE_SOURCE_PROTOCOL_POP3 &&
+	    migrate_state_is_pop3_only(state)) {
+		/* its copies are not in the state: IMAP would copy them
+		   again */
+		return t_strdup_printf("%s, but this account was migrated "
+			"over POP3 only before (%s): an IMAP run would copy "
+			"its mail again", setting, set->state_dir);
+	}
+	if (protocol == MIGRATE_SOURCE_PROTOCOL_POP3 &&
+	    array_count(migrate_state_get_folders(state)) > 0) {
+		/* its copies have no UIDLs: POP3 would copy them again */
+		return t_strdup_printf("%s, but this account was migrated "
+			"over IMAP before (%s): its copies would be made "
+			"again", setting, set->state_dir);
+	}
+	return NULL;
+}
+
+int migrate_sync_protocol_check(struct migrate_sync_ctx *ctx)
+{
+	const char *error;
+
+	error = sync_protocol_conflict(ctx->set, ctx->state,
+		migrate_source_is_pop3_only(ctx->source) ?
+		MIGRATE_SOURCE_PROTOCOL_POP3 : MIGRATE_SOURCE_PROTOCOL_IMAP);
+	if (error == NULL)
+		return 0;
+	migrate_sync_set_error(ctx, MIGRATE_ERROR_CONFIG, error);
+	return -1;
+}
+
+int migrate_sync_choose_protocol(const struct migrate_settings *set,
+				 enum migrate_source_protocol *protocol_r,
+				 const char **why_r, const char **error_r)
+{
+	struct migrate_state *state;
+	const char *error;
+	bool locked;
+	int ret = 0;
+
+	*protocol_r = set->source_protocol;
+	*why_r = NULL;
+	if (migrate_state_open(set->state_dir, &state, &locked, &error) < 0)
+		return 0;
+	if (set->source_protocol != MIGRATE_SOURCE_PROTOCOL_AUTO) {
+		*error_r = sync_protocol_conflict(set, state,
+						  set->source_protocol);
+		ret = *error_r == NULL ? 0 : -1;
+	} else if (migrate_state_is_pop3_only(state)) {
+		*protocol_r = MIGRATE_SOURCE_PROTOCOL_POP3;
+		*why_r = t_strdup_printf("%s = auto: migrated over POP3 only "
+			"before", MIGRATE_SETTING_SOURCE_PROTOCOL);
+	} else if (array_count(migrate_state_get_folders(state)) > 0) {
+		*protocol_r = MIGRATE_SOURCE_PROTOCOL_IMAP;
+		*why_r = t_strdup_printf("%s = auto: migrated over IMAP "
+			"before", MIGRATE_SETTING_SOURCE_PROTOCOL);
+	}
+	migrate_state_close(&state);
+	return ret;
+}
+
 void migrate_sync_pop3_only(struct migrate_sync_ctx *ctx)
 {
 	struct sync_pop3_only p;
 	enum migrate_error code;
 	const char *error;
 
-	if (array_count(migrate_state_get_folders(ctx->state)) > 0) {
-		/* its copies have no UIDLs: POP3 would copy them again */
-		migrate_sync_set_error(ctx, MIGRATE_ERROR_CONFIG,
-			t_strdup_printf("%s = pop3, but this account was "
-				"migrated over IMAP before (%s): its copies "
-				"would be made again",
-				MIGRATE_SETTING_SOURCE_PROTOCOL,
-				ctx->set->state_dir));
+	if (migrate_sync_protocol_check(ctx) < 0)
+		return;
+	if (!ctx->dry_run &&
+	    migrate_state_set_pop3_only(ctx->state, &error) < 0) {
+		/* before the first copy: no later IMAP run may copy it
+		   again */
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
 		return;
 	}
 	i_zero(&p);

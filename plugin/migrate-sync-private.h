@@ -229,13 +229,16 @@ int migrate_sync_import_commit(struct migrate_sync_ctx *ctx,
 			       struct migrate_sync_folder *f,
 			       struct mailbox *dbox,
 			       struct migrate_sync_batch *batch);
-/* Find copies made earlier among candidates (destination UIDs) by
-   content. */
 /* migrate-sync-pop3.c: keep the source's POP3 UIDLs with the copies of
    INBOX (migrate_source_pop3) */
 void migrate_sync_pop3(struct migrate_sync_ctx *ctx);
 /* ... and a source with POP3 only: its INBOX, by UIDL */
 void migrate_sync_pop3_only(struct migrate_sync_ctx *ctx);
+/* 0 when the source's protocol fits how the account was migrated so
+   far; else -1 with the run's error set (MIGRATE_ERROR_CONFIG). */
+int migrate_sync_protocol_check(struct migrate_sync_ctx *ctx);
+/* Find copies made earlier among candidates (destination UIDs) by
+   content. */
 const char *migrate_sync_mail_match_key(struct mail *mail, bool *weak_r);
 /* Keys (content keys, header hashes) and what each stands for; the value
    of a key two messages share when it must match nothing */

@@ -413,7 +413,8 @@ int migrate_sync_run(struct mail_user *dest_user,
 		/* the copies' UIDLs are its state: the state is only
 		   locked */
 		migrate_sync_pop3_only(&ctx);
-	} else if (migrate_sync_tree_list(&ctx) == 0) {
+	} else if (migrate_sync_protocol_check(&ctx) == 0 &&
+		   migrate_sync_tree_list(&ctx) == 0) {
 		migrate_sync_kill_point(&ctx, "list");
 		sync_run_folders(&ctx);
 		migrate_sync_pop3(&ctx);

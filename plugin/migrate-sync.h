@@ -1,6 +1,7 @@
 #ifndef MIGRATE_SYNC_H
 #define MIGRATE_SYNC_H
 
+#include "migrate-settings.h"
 #include "migrate-source.h"
 #include "migrate-dest.h"
 
@@ -119,6 +120,19 @@ struct migrate_sync_stats {
    bytes add up, the folder counts are those of the last pass. */
 void migrate_sync_stats_add(struct migrate_sync_stats *dest,
 			    const struct migrate_sync_stats *src);
+
+/* Which protocol an account's run reads its source with, before it
+   connects: set->source_protocol, but with auto the account's state
+   decides when it has one (IMAP for an account migrated over IMAP, POP3
+   for one migrated over POP3 only; *why_r says so); otherwise auto stays,
+   for migrate_source_init() to try IMAP.  Returns -1 with *error_r
+   (MIGRATE_ERROR_CONFIG) when set->source_protocol would read the account
+   in the other way than it was migrated: it would copy its mail again.
+   A state that cannot be opened now (locked) decides nothing: the run
+   reports it. */
+int migrate_sync_choose_protocol(const struct migrate_settings *set,
+				 enum migrate_source_protocol *protocol_r,
+				 const char **why_r, const char **error_r);
 
 /* Mirror every selected folder of the source into dest_user.  Returns 0 on
    complete success, -1 otherwise with *error_code_r and *error_r of the
