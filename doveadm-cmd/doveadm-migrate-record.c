@@ -228,6 +228,7 @@ void migrate_record_user_finish(struct mail_user *user,
 				enum migrate_error error_code,
 				const char *error, const char *mode,
 				const struct migrate_sync_stats *stats,
+				const char *source_protocol,
 				const struct migrate_record_tls *tls)
 {
 	struct migrate_record rec;
@@ -248,6 +249,7 @@ void migrate_record_user_finish(struct mail_user *user,
 	rec.skipped = stats->messages_skipped;
 	rec.rejected = stats->messages_rejected;
 	rec.uids_changed = stats->messages_uid_changed;
+	rec.source_protocol = source_protocol;
 	rec.bytes = stats->bytes_copied;
 	rec.retries = stats->retries;
 	if (tls != NULL)

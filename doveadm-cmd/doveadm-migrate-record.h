@@ -17,11 +17,13 @@ void migrate_record_writer_init(int fd, const char *username);
 void migrate_record_user_begin(const char *username);
 /* The user's run ended: write its record, with the destination's quota
    (quota plugin API).  error NULL with a failure: the last error logged;
-   tls NULL when the run did not get to its source's settings. */
+   source_protocol "imap" or "pop3" (NULL: the run did not get to its
+   source); tls NULL when the run did not get to its source's settings. */
 void migrate_record_user_finish(struct mail_user *user,
 				enum migrate_error error_code,
 				const char *error, const char *mode,
 				const struct migrate_sync_stats *stats,
+				const char *source_protocol,
 				const struct migrate_record_tls *tls);
 /* A user whose run began but wrote no record (its user lookup failed...)
    gets a failed one with exit_code and the last error logged. */

@@ -69,6 +69,8 @@ static int migrate_spawn_write_json(struct migrate_spawn *spawn,
 		migrate_json_int(&json, "exit_code", acct->exit_code);
 		migrate_json_uint(&json, "attempts", acct->attempts);
 		migrate_json_uint(&json, "source_retries", acct->source_retries);
+		migrate_json_string(&json, "source_protocol",
+				    acct->rec.source_protocol);
 		migrate_spawn_report_counts(acct, counts);
 		for (i = 0; i < N_ELEMENTS(counts); i++) {
 			migrate_json_uint(&json, migrate_spawn_report_fields[i],
@@ -125,7 +127,8 @@ static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 	str_append(str, "user,line,source_host,source_user,status,class,"
 		   "exit_code,attempts,source_retries,folders,copied,updated,"
 		   "deleted,skipped,rejected,bytes,uids_changed,seconds,reason,"
-		   "warnings,tls,tls_verify,tls_name,tls_insecure,cert_sha256\r\n");
+		   "warnings,tls,tls_verify,tls_name,tls_insecure,cert_sha256,"
+		   "source_protocol\r\n");
 	array_foreach_elem(&spawn->accounts, acct) {
 		migrate_csv_append_field(str, acct->user);
 		str_printfa(str, ",%u,", acct->row->line);
@@ -146,6 +149,8 @@ static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 		migrate_csv_append_field(str, acct->rec.warnings == NULL ? "" :
 				       t_strarray_join(acct->rec.warnings, "; "));
 		migrate_spawn_csv_tls(str, &acct->rec.tls);
+		str_append_c(str, ',');
+		migrate_csv_append_field(str, acct->rec.source_protocol);
 		str_append(str, "\r\n");
 	}
 	return migrate_cmd_write_report(spawn->cmd_name, path, str);

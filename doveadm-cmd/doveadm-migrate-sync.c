@@ -30,11 +30,22 @@
 #include <time.h>
 #include <sys/prctl.h>
 
+/* How a run reads its source: the settings of its passes (the user's,
+   with the protocol migrate_sync_choose_protocol() picks for the pass),
+   and for the summary and the reports the protocol ("imap" or "pop3"
+   once a pass tried, "-" when the run did not get that far) and, when
+   migrate_source_protocol = auto chose it, why. */
+struct migrate_cmd_protocol {
+	struct migrate_settings pass_set;
+	const char *name;
+	const char *why;
+};
+
 /* One summary row per user, failed ones included. */
 static void
 cmd_migrate_sync_print(struct mail_user *user, const char *result,
 		       const struct migrate_sync_stats *stats,
-		       const char *mode)
+		       const char *mode, const char *protocol)
 {
 	doveadm_print(user->username);
 	doveadm_print(result);
@@ -61,6 +72,7 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 	doveadm_print_num(stats->folders_uid_changed);
 	doveadm_print_num(stats->messages_pop3_uidl);
 	doveadm_print_num(stats->messages_pop3_unmatched);
+	doveadm_print(protocol);
 }
 
 /* The user's settings; the template's source account, when there is one,
@@ -465,12 +477,13 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 			      const struct migrate_sync_report *report,
 			      const struct migrate_sync_stats *stats,
 			      const struct migrate_record_tls *tls,
+			      const struct migrate_cmd_protocol *protocol,
 			      enum migrate_error error_code, const char *error)
 {
 	string_t *str = t_str_new(1024);
 	struct migrate_json json;
 	const char *path, *errstr;
-	bool findings;
+	bool findings, auto_pop3;
 
 	if (access(set->state_dir, F_OK) < 0) {
 		/* the run failed before anything was recorded */
@@ -481,7 +494,10 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 		array_count(&report->retries) > 0 ||
 		array_count(&report->dropped_keywords) > 0 ||
 		stats->messages_uid_changed > 0;
-	if (!findings && tls->insecure == NULL) {
+	/* auto reading a source over POP3 only is on record */
+	auto_pop3 = protocol->why != NULL &&
+		strcmp(protocol->name, "pop3") == 0;
+	if (!findings && tls->insecure == NULL && !auto_pop3) {
 		/* nothing to report: a clean run leaves no report behind
 		   (and an unchanged re-run writes nothing) */
 		i_unlink_if_exists(path);
@@ -498,6 +514,8 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 	migrate_json_int(&json, "exit_code",
 			 migrate_error_to_exit_code(error_code));
 	migrate_json_string(&json, "error", error);
+	migrate_json_string(&json, "source_protocol", protocol->name);
+	migrate_json_string(&json, "source_protocol_why", protocol->why);
 	migrate_json_newline(&json);
 	if (findings)
 		cmd_migrate_sync_report_findings(&json, report, stats);
@@ -593,6 +611,42 @@ cmd_migrate_sync_options(struct migrate_cmd_context *ctx,
 	opts_r->report = report;
 }
 
+/* The pass' source, read with the protocol migrate_sync_choose_protocol()
+   picks from the account's state (its settings are pass_set's, a copy of
+   set with that protocol); protocol_r says how it is read and why. */
+static int
+cmd_migrate_sync_source_init(struct migrate_cmd_context *ctx,
+			     struct mail_user *user,
+			     const struct migrate_settings *set,
+			     time_t deadline,
+			     struct migrate_cmd_protocol *protocol_r,
+			     struct migrate_source_peer *peer,
+			     struct migrate_source **source_r,
+			     enum migrate_error *error_code_r,
+			     const char **error_r)
+{
+	struct doveadm_mail_cmd_context *_ctx = &ctx->ctx;
+	enum migrate_source_protocol protocol;
+	const char *why;
+	int ret;
+
+	if (migrate_sync_choose_protocol(set, &protocol, &why, error_r) < 0) {
+		protocol_r->name = migrate_source_protocol_to_str(protocol);
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		return -1;
+	}
+	protocol_r->pass_set = *set;
+	protocol_r->pass_set.source_protocol = protocol;
+	ret = migrate_source_init(_ctx->storage_service,
+				  _ctx->cur_service_user, user,
+				  &protocol_r->pass_set, deadline, peer,
+				  source_r, error_code_r, error_r);
+	protocol_r->name = peer->pop3_only ? "pop3" : "imap";
+	protocol_r->why = peer->protocol_why != NULL ? peer->protocol_why :
+		why != NULL ? p_strdup(user->pool, why) : NULL;
+	return ret;
+}
+
 /* Sync passes until one succeeds, fails for good, or the retries for a
    lost source run out.  Each pass starts with a new connection and goes
    on from what the state says is copied. */
@@ -603,9 +657,9 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 			struct migrate_sync_report *report,
 			struct migrate_sync_stats *stats,
 			struct migrate_source_peer *peer,
+			struct migrate_cmd_protocol *protocol,
 			const char **error_r)
 {
-	struct doveadm_mail_cmd_context *_ctx = &ctx->ctx;
 	struct migrate_sync_options opts;
 	struct migrate_cmd_progress progress;
 	struct migrate_sync_stats pass;
@@ -620,15 +674,15 @@ cmd_migrate_sync_passes(struct migrate_cmd_context *ctx,
 		i_zero(&pass);
 		/* a pass tries again what the last one left out */
 		array_clear(&report->rejected);
-		if (migrate_source_init(_ctx->storage_service,
-					_ctx->cur_service_user, user, set,
-					deadline, peer, &source, &error_code,
-					&error) < 0)
+		if (cmd_migrate_sync_source_init(ctx, user, set, deadline,
+						 protocol, peer, &source,
+						 &error_code, &error) < 0)
 			i_error("migrate: %s: %s", user->username, error);
 		else {
 			/* the engine logs its own errors */
-			if (migrate_sync_run(user, source, set, &opts, &pass,
-					     &error_code, &error) == 0)
+			if (migrate_sync_run(user, source, &protocol->pass_set,
+					     &opts, &pass, &error_code,
+					     &error) == 0)
 				error_code = MIGRATE_ERROR_NONE;
 			if (!ctx->quiet)
 				migrate_cmd_progress_finish(&progress);
@@ -693,6 +747,7 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_sync_report *report;
 	struct migrate_source_peer peer;
 	struct migrate_record_tls tls, *tlsp = NULL;
+	struct migrate_cmd_protocol protocol;
 	enum migrate_error error_code;
 	const char *mode, *error = NULL;
 
@@ -700,6 +755,8 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	migrate_cmd_protect_secrets("migrate");
 	i_zero(&stats);
 	i_zero(&peer);
+	i_zero(&protocol);
+	protocol.name = "-";
 	if (ctx->domain_phase == MIGRATE_DOMAIN_FINISHED) {
 		error = t_strdup_printf("The migration of %s is finished; "
 					"nothing is synced any more",
@@ -725,14 +782,17 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		cmd_migrate_sync_tls_begin(user, set, &tls);
 		tlsp = &tls;
 		report = migrate_sync_report_init();
+		protocol.name = migrate_source_protocol_to_str(
+			set->source_protocol);
 		error_code = cmd_migrate_sync_passes(ctx, user, set, report,
-						     &stats, &peer, &error);
+						     &stats, &peer, &protocol,
+						     &error);
 		tls.cert = peer.cert;
 		tls.pin_mismatch = peer.pin_mismatch;
 		if (!ctx->dry_run) {
 			cmd_migrate_sync_write_report(ctx, user, set, report,
-						      &stats, &tls, error_code,
-						      error);
+						      &stats, &tls, &protocol,
+						      error_code, error);
 		}
 		/* it lives in the report's pool */
 		error = t_strdup(error);
@@ -743,9 +803,9 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 	mode = ctx->dry_run ? "dry-run" :
 		ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ? "final" : "mirror";
 	cmd_migrate_sync_print(user, cmd_migrate_sync_result(error_code),
-			       &stats, mode);
+			       &stats, mode, protocol.name);
 	migrate_record_user_finish(user, error_code, error, mode, &stats,
-				   tlsp);
+				   tlsp == NULL ? NULL : protocol.name, tlsp);
 	if (error_code != MIGRATE_ERROR_NONE) {
 		migrate_cmd_failed(ctx, error_code);
 		return -1;
@@ -765,7 +825,7 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 		"deletes_withheld",
 		"bytes", "seconds", "mode", "retries", "rejected",
 		"uids_changed", "folders_uids_changed", "pop3_uidls",
-		"pop3_unmatched",
+		"pop3_unmatched", "source_protocol",
 	};
 	unsigned int i;
 
@@ -939,6 +999,7 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_cmd_context *ctx =
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 	const struct migrate_settings *set;
+	struct migrate_settings worker_set;
 	struct migrate_credentials cred;
 	struct istream *input;
 	const char *line, *p, *error;
@@ -995,8 +1056,12 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 	safe_memset((void *)line, 0, strlen(line));
 	if (migrate_cmd_settings(ctx, user, &set, &error) < 0)
 		i_error("migrate worker: Invalid settings: %s", error);
-	else
-		ret = cmd_migrate_worker_jobs(_ctx, user, set, input);
+	else {
+		/* its jobs are folders the owner read over IMAP */
+		worker_set = *set;
+		worker_set.source_protocol = MIGRATE_SOURCE_PROTOCOL_IMAP;
+		ret = cmd_migrate_worker_jobs(_ctx, user, &worker_set, input);
+	}
 	if (ctx->credentials != NULL)
 		safe_memset((void *)cred.source_password, 0,
 			    strlen(cred.source_password));

@@ -47,6 +47,9 @@ struct migrate_record {
 	/* copies that did not keep their source UID (mail clients download
 	   them again) */
 	uint64_t uids_changed;
+	/* how the source was read: "imap" or "pop3" (NULL: the run did not
+	   get that far) */
+	const char *source_protocol;
 	/* passes the run retried after losing the source */
 	uint64_t retries;
 	/* what the run warned about, without the "migrate: USER: " that

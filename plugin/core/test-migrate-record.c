@@ -33,6 +33,7 @@ static void test_migrate_record_roundtrip(void)
 	rec.rejected = 2;
 	rec.bytes = 5000000000ULL;
 	rec.retries = 1;
+	rec.source_protocol = "pop3";
 	rec.warnings = warnings;
 	rec.quota_known = TRUE;
 	rec.quota_limited = TRUE;
@@ -55,6 +56,7 @@ static void test_migrate_record_roundtrip(void)
 		    parsed.updated == 1 && parsed.deleted == 2 &&
 		    parsed.skipped == 3 && parsed.rejected == 2 &&
 		    parsed.bytes == 5000000000ULL && parsed.retries == 1);
+	test_assert_strcmp(parsed.source_protocol, "pop3");
 	test_assert(str_array_length(parsed.warnings) == 2);
 	test_assert_strcmp(parsed.warnings[0], warnings[0]);
 	test_assert_strcmp(parsed.warnings[1], warnings[1]);
@@ -71,6 +73,7 @@ static void test_migrate_record_roundtrip(void)
 	test_assert(migrate_record_parse(str_data(str), str_len(str), pool,
 					 &parsed, &error) == 0);
 	test_assert(parsed.error == NULL && parsed.mode == NULL &&
+		    parsed.source_protocol == NULL &&
 		    parsed.exit_code == 75 && parsed.copied == 0 &&
 		    !parsed.quota_known && parsed.warnings[0] == NULL);
 
