@@ -154,6 +154,7 @@ void migrate_spawn_row_credentials(const struct migrate_template_row *row,
 	cred_r->source_user = row->source_user;
 	cred_r->source_password = row->source_password;
 	cred_r->source_tls_name = row->source_tls_name;
+	cred_r->source_protocol = row->source_protocol;
 }
 
 static void migrate_spawn_progress(struct migrate_spawn *spawn, bool final)

@@ -10,6 +10,7 @@
 #include "mkdir-parents.h"
 #include "safe-memset.h"
 #include "migrate-file.h"
+#include "migrate-settings.h"
 #include "migrate-credentials.h"
 
 #include <stdio.h>
@@ -129,6 +130,11 @@ void migrate_credentials_serialize(string_t *dest,
 		str_append_tabescaped(dest, cred->source_tls_name);
 		str_append_c(dest, '\n');
 	}
+	if (cred->source_protocol != NULL) {
+		str_append(dest, "protocol\t");
+		str_append_tabescaped(dest, cred->source_protocol);
+		str_append_c(dest, '\n');
+	}
 }
 
 int migrate_credentials_write(const char *dir, const char *user,
@@ -154,6 +160,7 @@ int migrate_credentials_parse(const char *path, const char *data, pool_t pool,
 			      const char **error_r)
 {
 	const char *const *lines, *const *args, *value;
+	enum migrate_source_protocol protocol;
 	unsigned int i;
 	bool have_host = FALSE, have_user = FALSE, have_password = FALSE;
 
@@ -190,6 +197,14 @@ int migrate_credentials_parse(const char *path, const char *data, pool_t pool,
 			have_password = TRUE;
 		} else if (strcmp(args[0], "tls_name") == 0) {
 			cred_r->source_tls_name = p_strdup(pool, value);
+		} else if (strcmp(args[0], "protocol") == 0) {
+			if (!migrate_source_protocol_parse(value, &protocol)) {
+				*error_r = t_strdup_printf(
+					"%s:%u: bad protocol", path, i + 1);
+				return -1;
+			}
+			cred_r->source_protocol =
+				migrate_source_protocol_to_str(protocol);
 		}
 		/* unknown keys: written by a newer version, ignored */
 	}

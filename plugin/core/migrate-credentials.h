@@ -20,6 +20,9 @@ struct migrate_credentials {
 	/* the template row's certificate name for a source_host given by
 	   IP address; NULL: none (migrate-tls.h) */
 	const char *source_tls_name;
+	/* the template row's migrate_source_protocol ("imap", "pop3",
+	   "auto"); NULL: none */
+	const char *source_protocol;
 };
 
 /* For a process that is going to hold passwords (source credentials,

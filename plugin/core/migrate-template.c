@@ -10,6 +10,7 @@
 #include "migrate-text.h"
 #include "migrate-table.h"
 #include "migrate-tls.h"
+#include "migrate-settings.h"
 #include "migrate-template.h"
 
 #include <ctype.h>
@@ -26,6 +27,8 @@ template_columns[MIGRATE_TEMPLATE_COLUMN_COUNT] = {
 	{ "tls_name", MIGRATE_TABLE_ALIASES("tlsname", "sourcetlsname",
 		"certificatename", "certname", "sslhostname",
 		"nomedocertificado", "nometls") },
+	{ "source_protocol", MIGRATE_TABLE_ALIASES("sourceprotocol",
+		"protocol", "protocol1", "protocolo", "protocolodeorigem") },
 };
 
 struct template_reader {
@@ -165,7 +168,27 @@ template_tls_name(struct template_reader *r, unsigned int line,
 	return TRUE;
 }
 
-/* A row: checked and added to the rows, or its problems. */
+/* The row's protocol (none when empty): imap, pop3 or auto. */
+static bool
+template_protocol(struct template_reader *r, unsigned int line,
+		  const char *value, const char **protocol_r)
+{
+	enum migrate_source_protocol protocol;
+
+	*protocol_r = NULL;
+	if (value == NULL || value[0] == '\0')
+		return TRUE;
+	if (!migrate_source_protocol_parse(value, &protocol)) {
+		migrate_table_error(r->table, line,
+				    MIGRATE_TEMPLATE_SOURCE_PROTOCOL,
+				    "%s is not imap, pop3 or auto",
+				    migrate_template_value_str(value, TRUE));
+		return FALSE;
+	}
+	*protocol_r = migrate_source_protocol_to_str(protocol);
+	return TRUE;
+}
+
 /* The row's values in column order (NULL: a column the file lacks);
    FALSE (reported) when the row has the wrong number of fields. */
 static bool
@@ -235,6 +258,10 @@ template_row_fill(struct template_reader *r, unsigned int line,
 	row->dest_password = values[MIGRATE_TEMPLATE_DEST_PASSWORD];
 	if (!template_tls_name(r, line, values[MIGRATE_TEMPLATE_SOURCE_TLS_NAME],
 			       row->source_host, &row->source_tls_name))
+		ok = FALSE;
+	if (!template_protocol(r, line,
+			       values[MIGRATE_TEMPLATE_SOURCE_PROTOCOL],
+			       &row->source_protocol))
 		ok = FALSE;
 	if (!template_user_valid(row->source_user)) {
 		migrate_table_error(r->table, line,

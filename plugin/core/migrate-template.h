@@ -14,7 +14,9 @@
    without BOM, CRLF or LF, '#' comment lines and blank lines.  A source
    host may carry a port: "host:993", "[2001:db8::1]:143".  A file with a
    header may add a tls_name column: the name to verify the certificate
-   of a source given by IP address against (migrate-tls.h).
+   of a source given by IP address against (migrate-tls.h); and a
+   source_protocol column: imap, pop3 or auto (migrate_source_protocol for
+   this account; empty: the setting's).
 
    Nothing in an error or a note ever quotes a password.  The header and
    the problems are migrate-table.h's. */
@@ -31,6 +33,7 @@ enum migrate_template_column {
 
 	/* optional, and only in a file with a header */
 	MIGRATE_TEMPLATE_SOURCE_TLS_NAME = MIGRATE_TEMPLATE_REQUIRED_COUNT,
+	MIGRATE_TEMPLATE_SOURCE_PROTOCOL,
 
 	MIGRATE_TEMPLATE_COLUMN_COUNT
 };
@@ -49,6 +52,9 @@ struct migrate_template_row {
 	/* the certificate name of a source_host given by IP address; NULL
 	   when not given */
 	const char *source_tls_name;
+	/* "imap", "pop3" or "auto" (migrate_source_protocol_to_str()); NULL
+	   when not given */
+	const char *source_protocol;
 };
 ARRAY_DEFINE_TYPE(migrate_template_row, struct migrate_template_row);
 

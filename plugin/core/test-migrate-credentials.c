@@ -146,6 +146,8 @@ static const struct {
 	  "Secret!pw1\n", ":5: broken line" },
 	{ "dovecot-migrate credentials 1\nhost\th\nport\t99999\nuser\tu\n"
 	  "password\tSecret!pw1\n", ":3: bad port" },
+	{ "dovecot-migrate credentials 1\nhost\th\nport\t0\nuser\tu\n"
+	  "password\tSecret!pw1\nprotocol\tsmtp\n", ":6: bad protocol" },
 };
 
 static void test_credentials_must_fail(void)
@@ -199,6 +201,19 @@ static void test_credentials_parse(void)
 	test_assert(cred2.source_port == 143);
 	test_assert_strcmp(cred2.source_user, cred.source_user);
 	test_assert_strcmp(cred2.source_password, cred.source_password);
+	/* no protocol: the file of an older version, or a row without one */
+	test_assert(strstr(str_c(str), "protocol") == NULL);
+	test_assert(cred2.source_protocol == NULL);
+	cred.source_protocol = "pop3";
+	str_truncate(str, 0);
+	migrate_credentials_serialize(str, &cred);
+	test_assert(migrate_credentials_parse("stdin", str_c(str), pool,
+					      &cred2, &error) == 0);
+	test_assert_strcmp(cred2.source_protocol, "pop3");
+	test_assert(migrate_credentials_parse("stdin",
+		"dovecot-migrate credentials 1\nhost\th\nuser\tu\n"
+		"password\tp\nprotocol\tAUTO\n", pool, &cred2, &error) == 0);
+	test_assert_strcmp(cred2.source_protocol, "auto");
 	/* what an operator types needs no line feed at the end, and keys
 	   of a newer version are ignored */
 	test_assert(migrate_credentials_parse("stdin",

@@ -134,6 +134,52 @@ static void test_template_tls_name(void)
 	test_end();
 }
 
+static void test_template_source_protocol(void)
+{
+	struct migrate_template *tmpl;
+	const struct migrate_template_row *rows;
+	unsigned int count;
+
+	test_begin("template: the optional source_protocol column");
+	tmpl = test_read("proto.csv",
+		"host1,user1,password1,host2,user2,password2,Protocolo\n"
+		"h,ana,pw,mx,ana@example.com,Str0ng!pass,POP3\n"
+		"h,bob,pw,mx,bob@example.com,Str0ng!pass,imap\n"
+		"h,carl,pw,mx,carl@example.com,Str0ng!pass,\n"
+		"h,dora,pw,mx,dora@example.com,Str0ng!pass,auto\n");
+	test_assert(array_count(&tmpl->errors) == 0);
+	test_assert(array_count(&tmpl->notes) == 0);
+	rows = array_get(&tmpl->rows, &count);
+	test_assert(count == 4);
+	if (count == 4) {
+		test_assert_strcmp(rows[0].source_protocol, "pop3");
+		test_assert_strcmp(rows[1].source_protocol, "imap");
+		test_assert(rows[2].source_protocol == NULL);
+		test_assert_strcmp(rows[3].source_protocol, "auto");
+	}
+	migrate_template_free(&tmpl);
+
+	/* a bad value is the row's problem, named with its column */
+	tmpl = test_read("badproto.csv",
+		"source_host;source_user;source_password;dest_host;dest_user;"
+		"dest_password;source_protocol\n"
+		"h;ana;pw;mx;ana@example.com;Str0ng!pass;pop3\n"
+		"h;bob;pw;mx;bob@example.com;Str0ng!pass;smtp\n");
+	test_assert(array_count(&tmpl->errors) == 1);
+	test_assert(test_has_error(tmpl, "badproto.csv:3: column 8 "
+		"(source_protocol): 'smtp' is not imap, pop3 or auto", NULL));
+	test_assert(array_count(&tmpl->rows) == 1);
+	migrate_template_free(&tmpl);
+
+	/* optional: the files without it leave it to the setting */
+	tmpl = test_read("noproto.txt",
+		"h;ana;pw;mx;ana@example.com;Str0ng!pass\n");
+	rows = array_get(&tmpl->rows, &count);
+	test_assert(count == 1 && rows[0].source_protocol == NULL);
+	migrate_template_free(&tmpl);
+	test_end();
+}
+
 static void test_template_errors(void)
 {
 	struct migrate_template *tmpl;
@@ -379,6 +425,7 @@ void test_migrate_template(void)
 	test_template_imapsync();
 	test_template_header();
 	test_template_tls_name();
+	test_template_source_protocol();
 	test_template_errors();
 	test_template_must_fail();
 	test_template_secret_values();
