@@ -20,6 +20,7 @@
 #include "doveadm-print.h"
 #include "doveadm-settings.h"
 #include "migrate-domain.h"
+#include "migrate-settings.h"
 #include "migrate-tls.h"
 #include "migrate-text.h"
 #include "migrate-credentials.h"
@@ -235,7 +236,9 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 {
 	struct migrate_domain_store *store;
 	struct migrate_domain domain;
-	const char *old_mx, *tls_name = NULL, *host, *addrs, *error;
+	const char *old_mx, *tls_name = NULL, *protocol_str = NULL;
+	const char *host, *addrs, *error;
+	enum migrate_source_protocol protocol;
 	in_port_t port;
 
 	if (!doveadm_cmd_param_str(cctx, "old-mx", &old_mx))
@@ -245,6 +248,14 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 		i_fatal_status(EX_USAGE, "%s: --source-tls-name %s: not a host "
 			       "name (the name in the old server's "
 			       "certificate)", cctx->cmd->name, tls_name);
+	}
+	if (doveadm_cmd_param_str(cctx, "source-protocol", &protocol_str)) {
+		if (!migrate_source_protocol_parse(protocol_str, &protocol)) {
+			i_fatal_status(EX_USAGE, "%s: --source-protocol %s: "
+				       "not imap, pop3 or auto",
+				       cctx->cmd->name, protocol_str);
+		}
+		protocol_str = migrate_source_protocol_to_str(protocol);
 	}
 	store = domain_cmd_init(cctx, &domain);
 	domain_cmd_transition(cctx, &store, &domain, MIGRATE_DOMAIN_MIGRATING);
@@ -257,11 +268,18 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 	domain.old_mx_port = port;
 	/* a new migration may come from another provider */
 	domain.source_tls_name = tls_name;
+	domain.source_protocol = protocol_str;
 	domain_cmd_save(cctx, &store, &domain);
 	if (tls_name != NULL) {
 		i_info("%s: %s: the certificates of sources given by IP "
 		       "address are verified as %s", cctx->cmd->name,
 		       domain.name, tls_name);
+	}
+	if (protocol_str != NULL) {
+		i_info("%s: %s: its accounts' sources are read with %s = %s, "
+		       "unless a template row says otherwise",
+		       cctx->cmd->name, domain.name,
+		       MIGRATE_SETTING_SOURCE_PROTOCOL, protocol_str);
 	}
 }
 
@@ -337,6 +355,12 @@ domain_status_tls(struct doveadm_cmd_context *cctx,
 		i_info("%s: %s: sources given by IP address are verified as "
 		       "%s", cctx->cmd->name, domain->name,
 		       domain->source_tls_name);
+	}
+	if (domain->source_protocol != NULL) {
+		i_info("%s: %s: sources are read with %s = %s",
+		       cctx->cmd->name, domain->name,
+		       MIGRATE_SETTING_SOURCE_PROTOCOL,
+		       domain->source_protocol);
 	}
 	t_array_init(&pins, 4);
 	if (migrate_domain_pins(store, domain->name, pool_datastack_create(),
@@ -471,11 +495,12 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_start = {
 	.name = "migrate domain start",
 	.cmd = cmd_migrate_domain_start,
-	.usage = "[--force] --old-mx <host>[:<port>] [--source-tls-name <name>] <domain>",
+	.usage = "[--force] --old-mx <host>[:<port>] [--source-tls-name <name>] [--source-protocol imap|pop3|auto] <domain>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('f', "force", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "old-mx", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "source-tls-name", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "source-protocol", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

@@ -75,12 +75,35 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 	doveadm_print(protocol);
 }
 
+/* migrate_source_protocol: the template row's, else the domain's, else
+   the setting. */
+static int
+migrate_cmd_settings_protocol(struct migrate_cmd_context *ctx,
+			      struct migrate_settings *set,
+			      const char **error_r)
+{
+	const struct migrate_credentials *cred = ctx->credentials;
+	const char *value = cred != NULL && cred->source_protocol != NULL ?
+		cred->source_protocol : ctx->domain_protocol;
+
+	/* the credentials' was checked when they were read */
+	if (value != NULL &&
+	    !migrate_source_protocol_parse(value, &set->source_protocol)) {
+		*error_r = t_strdup_printf("The source protocol of domain %s "
+			"is not imap, pop3 or auto: %s (doveadm migrate "
+			"domain start --source-protocol)", ctx->domain, value);
+		return -1;
+	}
+	return 0;
+}
+
 /* The user's settings; the template's source account, when there is one,
    replaces the configured one.  Otherwise the configured password file is
    read here, as the mail user: a sync is what needs it.  The certificate
    name of a source given by IP address is the template row's, else the
    domain's, else migrate_source_ssl_hostname for the configured host
-   (migrate_tls_name_choose()); the pin is the domain's for the source. */
+   (migrate_tls_name_choose()); the pin is the domain's for the source;
+   the protocol as migrate_cmd_settings_protocol() says. */
 static int
 migrate_cmd_settings(struct migrate_cmd_context *ctx, struct mail_user *user,
 		     const struct migrate_settings **set_r,
@@ -120,6 +143,8 @@ migrate_cmd_settings(struct migrate_cmd_context *ctx, struct mail_user *user,
 					       new_set->source_port));
 	if (pin != NULL)
 		new_set->source_ssl_pin = p_strdup(user->pool, pin->sha256);
+	if (migrate_cmd_settings_protocol(ctx, new_set, error_r) < 0)
+		return -1;
 	*set_r = new_set;
 	return 0;
 }
@@ -146,6 +171,7 @@ cmd_migrate_sync_read_domain(struct migrate_cmd_context *ctx,
 	ctx->domain = p_strdup(ctx->ctx.pool, migrate_user_domain(username));
 	ctx->domain_phase = MIGRATE_DOMAIN_NONE;
 	ctx->domain_tls_name = NULL;
+	ctx->domain_protocol = NULL;
 	array_clear(&ctx->domain_pins);
 	if (ctx->domain[0] == '\0')
 		return 0;
@@ -163,6 +189,7 @@ cmd_migrate_sync_read_domain(struct migrate_cmd_context *ctx,
 	if (ret > 0) {
 		ctx->domain_phase = domain.phase;
 		ctx->domain_tls_name = domain.source_tls_name;
+		ctx->domain_protocol = domain.source_protocol;
 	}
 	return 0;
 }

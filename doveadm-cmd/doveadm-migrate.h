@@ -31,6 +31,9 @@ struct migrate_cmd_context {
 	   its owner */
 	const char *domain_tls_name;
 	ARRAY_TYPE(migrate_domain_pin) domain_pins;
+	/* how its sources are read (domain start --source-protocol), NULL:
+	   migrate_source_protocol */
+	const char *domain_protocol;
 	/* -R: the file descriptor for each user's result record
 	   (doveadm-migrate-record.h), -1 without */
 	int record_fd;

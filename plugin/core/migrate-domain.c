@@ -281,6 +281,9 @@ int migrate_domain_lookup(struct migrate_domain_store *store,
 		domain_r->old_mx_port = port;
 	domain_r->source_tls_name = p_strdup(pool,
 		field_value(fields, "source_tls_name"));
+	/* checked by the syncs that use it: delivery does not */
+	domain_r->source_protocol = p_strdup(pool,
+		field_value(fields, "source_protocol"));
 	return 1;
 }
 
@@ -322,6 +325,7 @@ int migrate_domain_save(struct migrate_domain_store *store,
 	if (domain->old_mx_port != 0)
 		append_field(str, "old_mx_port", dec2str(domain->old_mx_port));
 	append_field(str, "source_tls_name", domain->source_tls_name);
+	append_field(str, "source_protocol", domain->source_protocol);
 	key = t_strconcat(DOMAIN_KEY_PREFIX, dict_escape_string(domain->name),
 			  NULL);
 	relay_key = t_strconcat(RELAY_KEY_PREFIX,

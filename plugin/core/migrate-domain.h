@@ -35,6 +35,10 @@ struct migrate_domain {
 	   address against, unless a template row names one (domain start
 	   --source-tls-name); NULL: none */
 	const char *source_tls_name;
+	/* how its accounts' sources are read, unless a template row says
+	   (domain start --source-protocol: "imap", "pop3" or "auto"); NULL:
+	   migrate_source_protocol */
+	const char *source_protocol;
 };
 
 /* A source's certificate, pinned by doveadm migrate check --pin: from

@@ -137,8 +137,38 @@ static void test_domain_times(void)
 	test_end();
 }
 
+static void test_domain_source_protocol(void)
+{
+	const char *uri = t_strdup_printf("file:%s/domains-protocol",
+					  test_migrate_dir());
+	struct migrate_domain_store *store;
+	struct migrate_domain domain, found;
+	const char *error;
+
+	test_begin("domain: the protocol of its sources");
+	test_assert(migrate_domain_store_open(uri, test_migrate_dir(), &store,
+					      &error) == 0);
+	domain = test_domains[MIGRATE_DOMAIN_MIGRATING];
+	test_assert(migrate_domain_save(store, &domain, &error) == 0);
+	test_assert(migrate_domain_lookup(store, "example.com",
+		pool_datastack_create(), &found, &error) == 1);
+	test_assert(found.source_protocol == NULL);
+	domain.source_protocol = "pop3";
+	test_assert(migrate_domain_save(store, &domain, &error) == 0);
+	test_assert(migrate_domain_lookup(store, "example.com",
+		pool_datastack_create(), &found, &error) == 1);
+	test_assert_strcmp(found.source_protocol, "pop3");
+	/* kept by the later phases */
+	test_assert(migrate_domain_transition(&found, MIGRATE_DOMAIN_CUTOVER,
+		FALSE, NOW, &domain, &error) == 0);
+	test_assert_strcmp(domain.source_protocol, "pop3");
+	migrate_domain_store_close(&store);
+	test_end();
+}
+
 void test_migrate_domain(void)
 {
 	test_domain_transitions();
 	test_domain_times();
+	test_domain_source_protocol();
 }
