@@ -249,6 +249,7 @@ void migrate_record_user_finish(struct mail_user *user,
 	rec.skipped = stats->messages_skipped;
 	rec.rejected = stats->messages_rejected;
 	rec.uids_changed = stats->messages_uid_changed;
+	rec.pop3_order_differs = stats->messages_pop3_order_differs;
 	rec.source_protocol = source_protocol;
 	rec.bytes = stats->bytes_copied;
 	rec.retries = stats->retries;

@@ -25,7 +25,7 @@ int migrate_spawn_exit_code(const struct migrate_spawn *spawn)
 /* the counts of the reports, in their order */
 static void
 migrate_spawn_report_counts(const struct migrate_spawn_account *acct,
-			    uint64_t counts_r[8])
+			    uint64_t counts_r[9])
 {
 	counts_r[0] = acct->rec.folders;
 	counts_r[1] = migrate_spawn_account_copied(acct);
@@ -35,10 +35,12 @@ migrate_spawn_report_counts(const struct migrate_spawn_account *acct,
 	counts_r[5] = acct->rec.rejected;
 	counts_r[6] = migrate_spawn_account_bytes(acct);
 	counts_r[7] = acct->earlier_uids_changed + acct->rec.uids_changed;
+	/* the last attempt's look at the order */
+	counts_r[8] = acct->rec.pop3_order_differs;
 }
 static const char *const migrate_spawn_report_fields[] = {
 	"folders", "copied", "updated", "deleted", "skipped", "rejected",
-	"bytes", "uids_changed",
+	"bytes", "uids_changed", "pop3_order_differs",
 };
 
 static int migrate_spawn_write_json(struct migrate_spawn *spawn,
@@ -126,7 +128,8 @@ static int migrate_spawn_write_csv(struct migrate_spawn *spawn,
 
 	str_append(str, "user,line,source_host,source_user,status,class,"
 		   "exit_code,attempts,source_retries,folders,copied,updated,"
-		   "deleted,skipped,rejected,bytes,uids_changed,seconds,reason,"
+		   "deleted,skipped,rejected,bytes,uids_changed,"
+		   "pop3_order_differs,seconds,reason,"
 		   "warnings,tls,tls_verify,tls_name,tls_insecure,cert_sha256,"
 		   "source_protocol\r\n");
 	array_foreach_elem(&spawn->accounts, acct) {

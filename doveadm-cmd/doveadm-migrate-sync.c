@@ -72,6 +72,7 @@ cmd_migrate_sync_print(struct mail_user *user, const char *result,
 	doveadm_print_num(stats->folders_uid_changed);
 	doveadm_print_num(stats->messages_pop3_uidl);
 	doveadm_print_num(stats->messages_pop3_unmatched);
+	doveadm_print_num(stats->messages_pop3_order_differs);
 	doveadm_print(protocol);
 }
 
@@ -458,6 +459,8 @@ cmd_migrate_sync_report_findings(struct migrate_json *json,
 	migrate_json_uint(json, "pop3_uidls", stats->messages_pop3_uidl);
 	migrate_json_uint(json, "pop3_unmatched",
 			  stats->messages_pop3_unmatched);
+	migrate_json_uint(json, "pop3_order_differs",
+			  stats->messages_pop3_order_differs);
 	migrate_json_newline(json);
 	migrate_json_array_begin(json, "retries");
 	array_foreach(&report->retries, retry) {
@@ -852,7 +855,7 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 		"deletes_withheld",
 		"bytes", "seconds", "mode", "retries", "rejected",
 		"uids_changed", "folders_uids_changed", "pop3_uidls",
-		"pop3_unmatched", "source_protocol",
+		"pop3_unmatched", "pop3_order_differs", "source_protocol",
 	};
 	unsigned int i;
 

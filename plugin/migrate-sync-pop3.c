@@ -7,11 +7,19 @@
    when their header hashes match, and only when exactly one of each has
    that hash: anything else is counted and reported, never guessed.  Only
    copies without a UIDL are looked at, so a re-run reads the headers of
-   new POP3 messages only. */
+   new POP3 messages only.
+
+   The POP3 order cannot be given to a message once it is saved, and the
+   POP3 server here lists INBOX in UID order: a run that gives UIDLs also
+   compares the source's POP3 order of all copies that carry one with
+   their UID order, and counts those out of order (all of them but the
+   longest run kept in order). */
 
 #include "lib.h"
 #include "array.h"
 #include "hash.h"
+#include "sort.h"
+#include "bsearch-insert-pos.h"
 #include "istream.h"
 #include "mail-storage.h"
 #include "migrate-text.h"
@@ -19,8 +27,10 @@
 
 struct sync_pop3_ctx {
 	pool_t pool;
-	/* the UIDLs our copies carry already */
+	/* the UIDLs our copies carry already -> the copy's UID */
 	HASH_TABLE_TYPE(migrate_sync_keys) known;
+	/* every UIDL of the source's INBOX, in POP3 order */
+	ARRAY_TYPE(const_string) order;
 	/* header hash -> the UID of our copy without a UIDL */
 	HASH_TABLE_TYPE(migrate_sync_keys) copies;
 	/* header hash -> POP3 messages (count) */
@@ -31,7 +41,51 @@ static bool sync_pop3_want(const char *uidl, void *context)
 {
 	struct sync_pop3_ctx *pctx = context;
 
+	uidl = p_strdup(pctx->pool, uidl);
+	array_push_back(&pctx->order, &uidl);
 	return hash_table_lookup(pctx->known, uidl) == NULL;
+}
+
+unsigned int migrate_sync_pop3_out_of_order(const ARRAY_TYPE(uint32_t) *uids)
+{
+	ARRAY_TYPE(uint32_t) tails;
+	unsigned int idx;
+	uint32_t uid;
+
+	/* tails[i]: the least last UID of a run in order of i+1 messages
+	   (patience sorting) */
+	t_array_init(&tails, array_count(uids) + 1);
+	array_foreach_elem(uids, uid) {
+		if (array_bsearch_insert_pos(&tails, &uid, uint32_cmp, &idx)) {
+			/* the same UID twice makes no run longer */
+			continue;
+		}
+		if (idx == array_count(&tails))
+			array_push_back(&tails, &uid);
+		else
+			array_idx_set(&tails, idx, &uid);
+	}
+	return array_count(uids) - array_count(&tails);
+}
+
+/* The copies with a source UIDL, in the source's POP3 order: how many our
+   POP3 server lists out of that order. */
+static unsigned int sync_pop3_order_differs(struct sync_pop3_ctx *pctx)
+{
+	ARRAY_TYPE(uint32_t) uids;
+	const char *uidl;
+	void *value;
+	uint32_t uid;
+
+	t_array_init(&uids, array_count(&pctx->order) + 1);
+	array_foreach_elem(&pctx->order, uidl) {
+		value = hash_table_lookup(pctx->known, uidl);
+		if (value != NULL) {
+			uid = POINTER_CAST_TO(value, uint32_t);
+			array_push_back(&uids, &uid);
+		}
+	}
+	return migrate_sync_pop3_out_of_order(&uids);
 }
 
 /* Our copies in dbox: the UIDLs they carry, and the header hashes of
@@ -65,7 +119,7 @@ sync_pop3_read_copies(struct migrate_sync_ctx *ctx,
 			ret = -1;
 		else if (uidl[0] != '\0')
 			migrate_sync_key_add(pctx->pool, pctx->known, uidl,
-					     TRUE, POINTER_CAST(1));
+					     TRUE, POINTER_CAST(mail->uid));
 		else if (migrate_mail_header_hash(mail, &hash) < 0)
 			ret = -1;
 		else {
@@ -81,12 +135,13 @@ sync_pop3_read_copies(struct migrate_sync_ctx *ctx,
 	return ret;
 }
 
-/* Give each copy the UIDL of the one POP3 message whose header it shares.
-   Returns the POP3 messages left without a copy. */
-static unsigned int
+/* Give each copy the UIDL of the one POP3 message whose header it shares;
+   *unmatched_r: the POP3 messages left without a copy. */
+static int
 sync_pop3_assign(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 		 struct sync_pop3_ctx *pctx,
-		 const ARRAY_TYPE(migrate_source_pop3_message) *msgs)
+		 const ARRAY_TYPE(migrate_source_pop3_message) *msgs,
+		 unsigned int *unmatched_r)
 {
 	const struct migrate_source_pop3_message *msg;
 	struct mailbox_transaction_context *t;
@@ -110,14 +165,47 @@ sync_pop3_assign(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 			continue;
 		}
 		mail_update_pop3_uidl(mail, msg->uidl);
+		migrate_sync_key_add(pctx->pool, pctx->known, msg->uidl, TRUE,
+				     POINTER_CAST(mail->uid));
 		ctx->stats->messages_pop3_uidl++;
 	}
 	mail_free(&mail);
 	if (mailbox_transaction_commit(&t) < 0) {
 		migrate_sync_set_dest_error(ctx, dbox, "Saving POP3 UIDLs in");
 		ctx->stats->messages_pop3_uidl = 0;
+		return -1;
 	}
-	return unmatched;
+	*unmatched_r = unmatched;
+	return 0;
+}
+
+/* What the matching left: POP3 messages without a copy, copies out of
+   the source's POP3 order. */
+static void
+sync_pop3_report(struct migrate_sync_ctx *ctx, struct sync_pop3_ctx *pctx,
+		 unsigned int unmatched)
+{
+	unsigned int differs;
+
+	ctx->stats->messages_pop3_unmatched += unmatched;
+	if (unmatched > 0) {
+		e_warning(event_create_passthrough(ctx->event)->
+			  set_name("migrate_pop3_unmatched")->
+			  add_int("messages", unmatched)->event(),
+			  "%u POP3 messages of INBOX match no copy or more "
+			  "than one (by header): their copies get UIDLs of "
+			  "this server", unmatched);
+	}
+	differs = sync_pop3_order_differs(pctx);
+	ctx->stats->messages_pop3_order_differs = differs;
+	if (differs > 0) {
+		e_warning(event_create_passthrough(ctx->event)->
+			  set_name("migrate_pop3_order_differs")->
+			  add_int("messages", differs)->event(),
+			  "%u copies of INBOX are listed by POP3 here out of "
+			  "the source's POP3 order (its order cannot be kept: "
+			  "ours is the UID order)", differs);
+	}
 }
 
 static void
@@ -136,6 +224,7 @@ sync_pop3_folder(struct migrate_sync_ctx *ctx,
 	hash_table_create(&pctx.known, pctx.pool, 0, str_hash, strcmp);
 	hash_table_create(&pctx.copies, pctx.pool, 0, str_hash, strcmp);
 	hash_table_create(&pctx.pop3_count, pctx.pool, 0, str_hash, strcmp);
+	p_array_init(&pctx.order, pctx.pool, 64);
 	p_array_init(&msgs, pctx.pool, 64);
 
 	dbox = migrate_sync_dest_alloc(ctx, state->dest_name);
@@ -156,18 +245,8 @@ sync_pop3_folder(struct migrate_sync_ctx *ctx,
 			       migrate_text_escape(error));
 		}
 	}
-	else {
-		unmatched = sync_pop3_assign(ctx, dbox, &pctx, &msgs);
-		ctx->stats->messages_pop3_unmatched += unmatched;
-		if (unmatched > 0) {
-			e_warning(event_create_passthrough(ctx->event)->
-				  set_name("migrate_pop3_unmatched")->
-				  add_int("messages", unmatched)->event(),
-				  "%u POP3 messages of INBOX match no copy "
-				  "or more than one (by header): their copies "
-				  "get UIDLs of this server", unmatched);
-		}
-	}
+	else if (sync_pop3_assign(ctx, dbox, &pctx, &msgs, &unmatched) == 0)
+		sync_pop3_report(ctx, &pctx, unmatched);
 	mailbox_free(&dbox);
 	hash_table_destroy(&pctx.known);
 	hash_table_destroy(&pctx.copies);

@@ -234,6 +234,9 @@ int migrate_sync_import_commit(struct migrate_sync_ctx *ctx,
 void migrate_sync_pop3(struct migrate_sync_ctx *ctx);
 /* ... and a source with POP3 only: its INBOX, by UIDL */
 void migrate_sync_pop3_only(struct migrate_sync_ctx *ctx);
+/* Of uids (the copies' UIDs in the source's POP3 order), those out of
+   order: all but the longest run kept in order. */
+unsigned int migrate_sync_pop3_out_of_order(const ARRAY_TYPE(uint32_t) *uids);
 /* 0 when the source's protocol fits how the account was migrated so
    far; else -1 with the run's error set (MIGRATE_ERROR_CONFIG). */
 int migrate_sync_protocol_check(struct migrate_sync_ctx *ctx);

@@ -368,6 +368,7 @@ void migrate_sync_stats_add(struct migrate_sync_stats *dest,
 	dest->folders_uid_changed += src->folders_uid_changed;
 	dest->messages_pop3_uidl += src->messages_pop3_uidl;
 	dest->messages_pop3_unmatched = src->messages_pop3_unmatched;
+	dest->messages_pop3_order_differs = src->messages_pop3_order_differs;
 	dest->retries += src->retries;
 	dest->total_msecs += src->total_msecs;
 }

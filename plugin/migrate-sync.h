@@ -111,6 +111,10 @@ struct migrate_sync_stats {
 	   POP3 messages that matched no copy (migrate_source_pop3) */
 	unsigned int messages_pop3_uidl;
 	unsigned int messages_pop3_unmatched;
+	/* copies of INBOX with a source UIDL that the POP3 server here lists
+	   out of the source's POP3 order (all but the longest run kept in
+	   order), counted by a run that gives UIDLs (migrate_source_pop3) */
+	unsigned int messages_pop3_order_differs;
 	/* times the run lost the source and went on after a pause */
 	unsigned int retries;
 	unsigned int total_msecs;

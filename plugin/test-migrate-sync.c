@@ -22,6 +22,7 @@
 #include "migrate-state.h"
 #include "migrate-source.h"
 #include "migrate-sync.h"
+#include "migrate-sync-private.h"
 
 #include <unistd.h>
 
@@ -511,6 +512,37 @@ static void test_migrate_sync_max_message_size(void)
 	test_end();
 }
 
+static void test_migrate_sync_pop3_out_of_order(void)
+{
+	static const struct {
+		uint32_t uids[8];
+		unsigned int count, out_of_order;
+	} tests[] = {
+		{ { 0 }, 0, 0 },
+		{ { 7 }, 1, 0 },
+		{ { 1, 2, 3, 9 }, 4, 0 },
+		/* two swapped: one is out of order */
+		{ { 1, 3, 2, 4 }, 4, 1 },
+		/* the last one first */
+		{ { 5, 1, 2, 3, 4 }, 5, 1 },
+		{ { 4, 3, 2, 1 }, 4, 3 },
+		/* the longest run is not the one that starts first */
+		{ { 10, 11, 1, 2, 3, 12 }, 6, 2 },
+		{ { 2, 1, 4, 3, 6, 5 }, 6, 3 },
+	};
+	ARRAY_TYPE(uint32_t) uids;
+	unsigned int i;
+
+	test_begin("sync: POP3 order, messages out of it");
+	for (i = 0; i < N_ELEMENTS(tests); i++) T_BEGIN {
+		t_array_init(&uids, 8);
+		array_append(&uids, tests[i].uids, tests[i].count);
+		test_assert_idx(migrate_sync_pop3_out_of_order(&uids) ==
+				tests[i].out_of_order, i);
+	} T_END;
+	test_end();
+}
+
 int main(int argc, char **argv)
 {
 	static void (*const test_functions[])(void) = {
@@ -522,6 +554,7 @@ int main(int argc, char **argv)
 		test_migrate_sync_delete_budget,
 		test_migrate_sync_large,
 		test_migrate_sync_max_message_size,
+		test_migrate_sync_pop3_out_of_order,
 		NULL
 	};
 	int ret;

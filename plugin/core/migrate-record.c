@@ -91,6 +91,7 @@ void migrate_record_append(string_t *dest, const struct migrate_record *rec)
 	migrate_json_uint(&json, "rejected", rec->rejected);
 	migrate_json_uint(&json, "bytes", rec->bytes);
 	migrate_json_uint(&json, "uids_changed", rec->uids_changed);
+	migrate_json_uint(&json, "pop3_order_differs", rec->pop3_order_differs);
 	migrate_json_string(&json, "source_protocol", rec->source_protocol);
 	migrate_json_uint(&json, "retries", rec->retries);
 	migrate_json_array_begin(&json, "warnings");
@@ -150,6 +151,8 @@ int migrate_record_parse(const void *data, size_t size, pool_t pool,
 	rec_r->rejected = migrate_json_node_uint(root, "rejected");
 	rec_r->bytes = migrate_json_node_uint(root, "bytes");
 	rec_r->uids_changed = migrate_json_node_uint(root, "uids_changed");
+	rec_r->pop3_order_differs =
+		migrate_json_node_uint(root, "pop3_order_differs");
 	rec_r->source_protocol = p_strdup(pool,
 		migrate_json_node_str(root, "source_protocol"));
 	rec_r->retries = migrate_json_node_uint(root, "retries");

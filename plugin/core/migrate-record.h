@@ -47,6 +47,9 @@ struct migrate_record {
 	/* copies that did not keep their source UID (mail clients download
 	   them again) */
 	uint64_t uids_changed;
+	/* copies of INBOX that the POP3 server here lists out of the
+	   source's POP3 order (migrate_source_pop3) */
+	uint64_t pop3_order_differs;
 	/* how the source was read: "imap" or "pop3" (NULL: the run did not
 	   get that far) */
 	const char *source_protocol;
