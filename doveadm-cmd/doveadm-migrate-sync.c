@@ -523,7 +523,8 @@ cmd_migrate_sync_write_report(struct migrate_cmd_context *ctx,
 	findings = error_code != MIGRATE_ERROR_NONE ||
 		array_count(&report->retries) > 0 ||
 		array_count(&report->dropped_keywords) > 0 ||
-		stats->messages_uid_changed > 0;
+		stats->messages_uid_changed > 0 ||
+		stats->messages_pop3_order_differs > 0;
 	/* auto reading a source over POP3 only is on record */
 	auto_pop3 = protocol->why != NULL &&
 		strcmp(protocol->name, "pop3") == 0;
