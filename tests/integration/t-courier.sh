@@ -13,7 +13,10 @@
 #    rig_courier_add_folder), each with a message: the run exits 0, every
 #    message arrives, in folders named _x7etilde, a_x25b and a_x2ab.
 # 3. Courier's POP3 server (courier-pop): with migrate_source_pop3 our
-#    POP3 server answers UIDL with Courier's UIDLs.
+#    POP3 server answers UIDL with Courier's UIDLs, and pop3_order_differs
+#    counts the copies our POP3 server lists out of Courier's POP3 order
+#    (which is at times not its IMAP UID order), as a POP3 client sees
+#    both.
 # And the host's own Courier paths are left as they were.
 
 . "$(dirname "$0")/../lib/rig.sh"
@@ -150,8 +153,16 @@ tap_is "$MIG_RC/${MIG[pop3_uidls]}/${MIG[pop3_unmatched]}" "0/$(wc -l <<<"$C_UID
 	"every copy of INBOX gets its Courier POP3 UIDL"
 # (the same UIDLs; not always in the same order: Courier numbers its POP3
 # messages in an order of its own, ours is the UID order)
-tap_is "$(rig_pop3_uidls "${RIG_POP3_PORTS[dest]}" popc@example.com "$DEST_PW" | cut -d' ' -f2 | sort)" \
+D_UIDLS=$(rig_pop3_uidls "${RIG_POP3_PORTS[dest]}" popc@example.com "$DEST_PW")
+tap_is "$(cut -d' ' -f2 <<<"$D_UIDLS" | sort)" \
 	"$(cut -d' ' -f2 <<<"$C_UIDLS" | sort)" "our POP3 server answers UIDL with Courier's UIDLs"
+# ... and counts the copies our POP3 server lists out of Courier's POP3
+# order, as a POP3 client sees them on both servers (Courier's as the
+# run's POP3 session saw it: after its IMAP session, no later)
+differs=$(rig_pop3_order_differs "$(rig_pop3_uidls "$CPOP3" carol "$SRC_PW")" "$D_UIDLS")
+tap_diag "Courier's POP3 order against ours: $differs out of order"
+tap_is "${MIG[pop3_order_differs]}" "$differs" \
+	"pop3_order_differs is what a POP3 client sees: $differs of Courier's order not kept"
 
 rig_stop courier
 tap_is "$(host_paths)" "$HOST_BEFORE" "the host's /etc/courier, /run/courier and /usr/lib/courier* are as before"

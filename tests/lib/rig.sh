@@ -42,6 +42,10 @@
 #                            when missing), on a port of its own
 #   rig_pop3 NAME USER PASSWORD   POP3 login and STAT; prints the count
 #   rig_pop3_uidls PORT USER PASSWORD   the "N UIDL" lines of a POP3 server
+#   rig_pop3_order_differs SRC_LINES DEST_LINES   of the UIDLs both lists
+#                            of "N UIDL" lines have, those DEST lists out
+#                            of SRC's order (all but the longest run in
+#                            order)
 #   rig_free_port            a free TCP port on 127.0.0.1
 #   rig_port / rig_conf / rig_dir / rig_log / rig_base_dir / rig_lmtp_socket
 #   rig_users_file NAME / rig_home NAME USER / rig_maildir NAME USER
@@ -838,6 +842,21 @@ rig_pop3() {
 # server on 127.0.0.1:PORT (a rig instance's: ${RIG_POP3_PORTS[NAME]})
 rig_pop3_uidls() {
 	rig__pop3_run "$1" "$2" "$3" uidl
+}
+
+rig_pop3_order_differs() {
+	SRC_LINES=$1 DEST_LINES=$2 "$RIG_PY" - <<-'EOF'
+	import bisect, os
+	def uidls(var):
+	    return [l.split(" ", 1)[1] for l in os.environ[var].splitlines() if " " in l]
+	pos = {u: i for i, u in enumerate(uidls("DEST_LINES"))}
+	tails = []
+	seq = [pos[u] for u in uidls("SRC_LINES") if u in pos]
+	for x in seq:
+	    i = bisect.bisect_left(tails, x)
+	    tails[i:i + 1] = [x]
+	print(len(seq) - len(tails))
+	EOF
 }
 
 rig_imap_append() {
