@@ -25,6 +25,8 @@
 #include "migrate-text.h"
 #include "migrate-sync-private.h"
 
+#include <sys/stat.h>
+
 struct sync_pop3_ctx {
 	pool_t pool;
 	/* the UIDLs our copies carry already -> the copy's UID */
@@ -528,13 +530,17 @@ int migrate_sync_choose_protocol(const struct migrate_settings *set,
 				 const char **why_r, const char **error_r)
 {
 	struct migrate_state *state;
+	struct stat st;
 	const char *error;
 	bool locked;
 	int ret = 0;
 
 	*protocol_r = set->source_protocol;
 	*why_r = NULL;
-	if (migrate_state_open(set->state_dir, &state, &locked, &error) < 0)
+	/* an account never migrated has nothing to decide by: nothing is
+	   made for it (its home included) before the source is reached */
+	if (stat(set->state_dir, &st) < 0 ||
+	    migrate_state_open(set->state_dir, &state, &locked, &error) < 0)
 		return 0;
 	if (set->source_protocol != MIGRATE_SOURCE_PROTOCOL_AUTO) {
 		*error_r = sync_protocol_conflict(set, state,

@@ -132,8 +132,9 @@ void migrate_sync_stats_add(struct migrate_sync_stats *dest,
    for migrate_source_init() to try IMAP.  Returns -1 with *error_r
    (MIGRATE_ERROR_CONFIG) when set->source_protocol would read the account
    in the other way than it was migrated: it would copy its mail again.
-   A state that cannot be opened now (locked) decides nothing: the run
-   reports it. */
+   A state directory that is not there (an account never migrated:
+   nothing is created for it here) or a state that cannot be opened now
+   (locked) decides nothing: the run reports the latter. */
 int migrate_sync_choose_protocol(const struct migrate_settings *set,
 				 enum migrate_source_protocol *protocol_r,
 				 const char **why_r, const char **error_r);
