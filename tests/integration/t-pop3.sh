@@ -371,6 +371,16 @@ rig_add_user dest mute2@example.com "$DEST_PW" userdb_migrate_source_user=mute2 
 migrate mute2
 tap_is "$MIG_RC/${MIG[source_protocol]}/$(grep -c 'pop3-login: .*user=<mute2>' "$(rig_log src)")" "75/imap/0" \
 	"auto, an IMAP port that never answers: 75, no POP3 instead"
+# ... nor after a TLS failure (STARTTLS from a server that has none;
+# imaps against a port without TLS is not used here: under load Dovecot
+# 2.3.19's imapc may crash on that failed handshake, before and after this)
+rig_add_user dest tlsx@example.com "$DEST_PW" userdb_migrate_source_user=tlsx \
+	userdb_migrate_source_protocol=auto userdb_migrate_source_ssl=starttls \
+	"userdb_migrate_source_port=$(rig_port src)" "userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[src]}" \
+	userdb_migrate_retries=0
+migrate tlsx
+tap_is "$MIG_RC/${MIG[source_protocol]}/$(grep -c 'pop3-login: .*tlsx' "$(rig_log src)")" "76/imap/0" \
+	"auto, TLS to the IMAP port fails (no STARTTLS): 76, no POP3 instead"
 
 # (c) auto, a source with IMAP: over IMAP, as before
 rig_add_user src aimap "$SRC_PW"
