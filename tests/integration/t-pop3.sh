@@ -392,6 +392,14 @@ tap_is "$MIG_RC/${MIG[copied]}/${MIG[pop3_uidls]}/${MIG[source_protocol]}" "0/2/
 	"auto, a source with IMAP: copied over IMAP (summary: imap)"
 tap_is "$(ls "$(rig_home dest aimap@example.com)/.migrate" | grep -c -x -e state -e pop3-only)" 1 \
 	"... with a state of its folders, no POP3-only record"
+# ... and stays on IMAP: its IMAP port refusing connections later is a
+# failure (75), not a reason to copy its mail again over POP3
+rig_add_user dest aimap@example.com "$DEST_PW" userdb_migrate_source_user=aimap \
+	userdb_migrate_source_protocol=auto "userdb_migrate_source_port=$DEAD" \
+	"userdb_migrate_source_pop3_port=${RIG_POP3_PORTS[src]}" userdb_migrate_retries=0
+migrate aimap
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[source_protocol]}/$(grep -c 'pop3-login: .*user=<aimap>' "$(rig_log src)")" \
+	"75/0/imap/0" "auto, an account migrated over IMAP whose IMAP port now refuses: 75, no POP3"
 
 # (e) a template's source_protocol column: a pop3 row and an imap row, both
 # checked (the POP3 row logs in over POP3, its IMAP port being closed) and
