@@ -9,7 +9,13 @@
 # downloads all again); a POP3 server that never answers ends the run at
 # migrate_account_timeout; a source with POP3 only is migrated by UIDL
 # (copies, re-runs, the mirror's deletions after a second session, the
-# deletion limit, the final sync); without the setting nothing changes.
+# deletion limit, the final sync); migrate_source_protocol = auto reads a
+# Dovecot serving POP3 only over POP3 and keeps each account on the
+# protocol it was migrated with, never falls back after a refused login,
+# a timeout or a TLS failure; a template's source_protocol column (check
+# and batch) and a domain's --source-protocol; pop3_order_differs against
+# Dovecot (0) and a POP3 server of the test's in another order; without
+# the setting nothing changes.
 
 . "$(dirname "$0")/../lib/rig.sh"
 rig_init t-pop3
