@@ -544,7 +544,7 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 
 void migrate_source_prepare(struct migrate_source *source)
 {
-	if (source->v.status != NULL && !source->set->source_pop3_only &&
+	if (source->v.status != NULL && !source->pop3_only &&
 	    source->conn == NULL)
 		migrate_source_conn_start(source_conn(source));
 }
