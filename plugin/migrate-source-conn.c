@@ -42,6 +42,18 @@ struct conn_chunk {
 };
 
 static void conn_chunk_free(struct conn_chunk **_chunk);
+static bool
+conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
+		 unsigned int count, uint32_t uid);
+
+/* The RFC822.SIZEs of a folder's messages from a UID on, asked for ahead
+   (migrate_source_conn_sizes_ask()) */
+struct conn_sizes {
+	char *mailbox;
+	ARRAY_TYPE(migrate_source_size) sizes;
+	bool done, failed;
+};
+static void conn_sizes_free(struct conn_sizes **_sizes);
 
 struct migrate_source_conn {
 	struct event *event;
@@ -84,6 +96,9 @@ struct migrate_source_conn {
 	ARRAY_TYPE(seq_range) *search_uids;
 	/* the UIDVALIDITY the last EXAMINE reported (0: none) */
 	uint32_t uidvalidity;
+	/* the sizes of a folder asked for ahead (NULL: none) */
+	struct conn_sizes *sizes;
+	bool awaiting_sizes;
 	/* why the last chunk that failed as a whole failed */
 	char *chunk_error;
 	/* chunks of small messages asked for, oldest first */
@@ -378,6 +393,37 @@ conn_chunk_body(struct migrate_source_conn *conn,
 	return TRUE;
 }
 
+/* A FETCH reply with an RFC822.SIZE (and no body) while the sizes of a
+   folder are asked for: kept.  Returns FALSE when it is not one. */
+static bool
+conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
+		 unsigned int count, uint32_t uid)
+{
+	struct migrate_source_size *size;
+	const char *key;
+	unsigned int i;
+	uoff_t value;
+	bool have_size = FALSE;
+
+	if (conn->sizes == NULL || conn->sizes->done)
+		return FALSE;
+	for (i = 0; i + 1 < count; i += 2) {
+		if (!imap_arg_get_atom(&list[i], &key))
+			continue;
+		if (strncasecmp(key, "BODY[", 5) == 0)
+			return FALSE;
+		if (strcasecmp(key, "RFC822.SIZE") == 0 &&
+		    str_to_uoff(imap_arg_as_astring(&list[i+1]), &value) == 0)
+			have_size = TRUE;
+	}
+	if (!have_size)
+		return FALSE;
+	size = array_append_space(&conn->sizes->sizes);
+	size->uid = uid;
+	size->size = value;
+	return TRUE;
+}
+
 /* A FETCH reply for the large message being read: its INTERNALDATE and
    pieces. */
 static void
@@ -462,7 +508,7 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 	}
 
 	if (strcasecmp(reply->name, "FETCH") != 0 ||
-	    (conn->fd == -1 && conn->size_uid == 0 &&
+	    (conn->fd == -1 && conn->size_uid == 0 && conn->sizes == NULL &&
 	     array_count(&conn->chunks) == 0) ||
 	    !imap_arg_get_list_full(reply->args, &list, &count))
 		return;
@@ -484,6 +530,8 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 		}
 		return;
 	}
+	if (uid != 0 && conn_sizes_reply(conn, list, count, uid))
+		return;
 	if (uid != 0 && conn_chunk_body(conn, reply, list, count, uid))
 		return;
 	if (conn->fd != -1 && uid == conn->uid)
@@ -649,6 +697,10 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 	struct conn_chunk **chunkp;
 
 	*_conn = NULL;
+	/* what was asked for ahead and not taken is answered first: the
+	   client never sends its LOGOUT while a mailbox it closed is still
+	   being selected */
+	conn_run(conn);
 	imapc_client_mailbox_close(&conn->box);
 	imapc_client_logout(conn->client);
 	imapc_client_deinit(&conn->client);
@@ -661,6 +713,7 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 	i_free(conn->selected);
 	i_free(conn->next_mailbox);
 	i_free(conn->chunk_error);
+	conn_sizes_free(&conn->sizes);
 	i_free(conn->error);
 	i_free(conn);
 }
@@ -1337,4 +1390,83 @@ void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,
 const char *migrate_source_conn_bodies_error(struct migrate_source_conn *conn)
 {
 	return conn->chunk_error == NULL ? "unknown error" : conn->chunk_error;
+}
+
+static void conn_sizes_free(struct conn_sizes **_sizes)
+{
+	struct conn_sizes *sizes = *_sizes;
+
+	if (sizes == NULL)
+		return;
+	*_sizes = NULL;
+	array_free(&sizes->sizes);
+	i_free(sizes->mailbox);
+	i_free(sizes);
+}
+
+static void
+conn_sizes_callback(const struct imapc_command_reply *reply, void *context)
+{
+	struct migrate_source_conn *conn = context;
+
+	i_assert(conn->sizes != NULL);
+	conn->sizes->done = TRUE;
+	if (reply->state != IMAPC_COMMAND_STATE_OK)
+		conn->sizes->failed = TRUE;
+	i_assert(conn->pending > 0);
+	if (--conn->pending == 0 || conn->awaiting_sizes)
+		imapc_client_stop(conn->client);
+}
+
+static int
+conn_size_cmp(const struct migrate_source_size *s1,
+	      const struct migrate_source_size *s2)
+{
+	return s1->uid < s2->uid ? -1 : (s1->uid > s2->uid ? 1 : 0);
+}
+
+/* Until the sizes asked for are in. */
+static void conn_sizes_wait(struct migrate_source_conn *conn)
+{
+	while (conn->sizes != NULL && !conn->sizes->done &&
+	       conn->pending > 0) {
+		conn->awaiting_sizes = TRUE;
+		imapc_client_run(conn->client);
+		conn->awaiting_sizes = FALSE;
+	}
+}
+
+void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
+				   const char *mailbox, uint32_t first_uid)
+{
+	struct imapc_command *cmd;
+	const char *error;
+
+	/* one at a time: an earlier one ends first */
+	conn_sizes_wait(conn);
+	conn_sizes_free(&conn->sizes);
+	if (conn_select_async(conn, mailbox, &error) < 0)
+		return;
+	conn->sizes = i_new(struct conn_sizes, 1);
+	conn->sizes->mailbox = i_strdup(mailbox);
+	i_array_init(&conn->sizes->sizes, 64);
+	migrate_source_guard_nodelay(conn->guard);
+	cmd = imapc_client_mailbox_cmd(conn->box, conn_sizes_callback, conn);
+	conn->pending++;
+	imapc_command_send(cmd, t_strdup_printf(
+		"UID FETCH %u:* (UID RFC822.SIZE)", I_MAX(first_uid, 1)));
+}
+
+int migrate_source_conn_sizes(struct migrate_source_conn *conn,
+			      const char *mailbox,
+			      const ARRAY_TYPE(migrate_source_size) **sizes_r)
+{
+	if (conn->sizes == NULL || strcmp(conn->sizes->mailbox, mailbox) != 0)
+		return -1;
+	conn_sizes_wait(conn);
+	if (!conn->sizes->done || conn->sizes->failed)
+		return -1;
+	array_sort(&conn->sizes->sizes, conn_size_cmp);
+	*sizes_r = &conn->sizes->sizes;
+	return 0;
 }

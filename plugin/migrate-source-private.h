@@ -31,6 +31,11 @@ struct migrate_source_vfuncs {
 			   uint32_t uid, uoff_t size, struct istream **input_r,
 			   time_t *received_r, bool *expunged_r,
 			   bool *refused_r, const char **error_r);
+	/* NULL: the sizes come through the storage */
+	void (*sizes_ask)(struct migrate_source *source, const char *mailbox,
+			  uint32_t first_uid);
+	int (*sizes)(struct migrate_source *source, const char *mailbox,
+		     const ARRAY_TYPE(migrate_source_size) **sizes_r);
 	/* NULL: small messages come through the storage */
 	void (*bodies_ask)(struct migrate_source *source, const char *mailbox,
 			   const ARRAY_TYPE(seq_range) *uids,
@@ -190,6 +195,15 @@ int migrate_source_conn_body(struct migrate_source_conn *conn,
 			     struct istream **input_r, time_t *received_r);
 /* Why the last chunk that failed as a whole failed. */
 const char *migrate_source_conn_bodies_error(struct migrate_source_conn *conn);
+/* Ask for the RFC822.SIZEs of mailbox's messages from first_uid on,
+   without waiting (one folder at a time). */
+void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
+				   const char *mailbox, uint32_t first_uid);
+/* The sizes asked for mailbox, by UID, waiting for them; -1 when they
+   were not asked for or the server did not give them. */
+int migrate_source_conn_sizes(struct migrate_source_conn *conn,
+			      const char *mailbox,
+			      const ARRAY_TYPE(migrate_source_size) **sizes_r);
 /* The caller is done with the chunk of uids: what it did not take is
    freed. */
 void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,

@@ -279,6 +279,20 @@ source_imapc_fetch_large(struct migrate_source *source, const char *mailbox,
 }
 
 static void
+source_imapc_sizes_ask(struct migrate_source *source, const char *mailbox,
+		       uint32_t first_uid)
+{
+	migrate_source_conn_sizes_ask(source_conn(source), mailbox, first_uid);
+}
+
+static int
+source_imapc_sizes(struct migrate_source *source, const char *mailbox,
+		   const ARRAY_TYPE(migrate_source_size) **sizes_r)
+{
+	return migrate_source_conn_sizes(source_conn(source), mailbox, sizes_r);
+}
+
+static void
 source_imapc_bodies_ask(struct migrate_source *source, const char *mailbox,
 			const ARRAY_TYPE(seq_range) *uids, uoff_t max_size)
 {
@@ -365,6 +379,8 @@ static const struct migrate_source_vfuncs source_imapc_vfuncs = {
 	.deinit_post = source_imapc_deinit_post,
 	.fetch_large = source_imapc_fetch_large,
 	.prefetch_large = source_imapc_prefetch_large,
+	.sizes_ask = source_imapc_sizes_ask,
+	.sizes = source_imapc_sizes,
 	.bodies_ask = source_imapc_bodies_ask,
 	.body = source_imapc_body,
 	.bodies_finish = source_imapc_bodies_finish,
@@ -609,6 +625,21 @@ int migrate_source_fetch_large(struct migrate_source *source,
 	return source->v.fetch_large(source, mailbox, uid, size, input_r,
 				     received_r, expunged_r, refused_r,
 				     error_r);
+}
+
+void migrate_source_sizes_ask(struct migrate_source *source,
+			      const char *mailbox, uint32_t first_uid)
+{
+	if (source->v.sizes_ask != NULL)
+		source->v.sizes_ask(source, mailbox, first_uid);
+}
+
+int migrate_source_sizes(struct migrate_source *source, const char *mailbox,
+			 const ARRAY_TYPE(migrate_source_size) **sizes_r)
+{
+	if (source->v.sizes == NULL)
+		return -1;
+	return source->v.sizes(source, mailbox, sizes_r);
 }
 
 bool migrate_source_bodies_ask(struct migrate_source *source,

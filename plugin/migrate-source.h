@@ -130,6 +130,20 @@ int migrate_source_fetch_large(struct migrate_source *source,
 			       struct istream **input_r, time_t *received_r,
 			       bool *expunged_r, bool *refused_r,
 			       const char **error_r);
+/* The RFC822.SIZEs of a folder's messages from first_uid on, asked for
+   over our own connection while the storage opens the folder (nothing
+   for a source without one), and taken when the copy is planned: sorted
+   by UID; -1 when they were not asked for or did not come (ask the
+   storage). */
+struct migrate_source_size {
+	uint32_t uid;
+	uoff_t size;
+};
+ARRAY_DEFINE_TYPE(migrate_source_size, struct migrate_source_size);
+void migrate_source_sizes_ask(struct migrate_source *source,
+			      const char *mailbox, uint32_t first_uid);
+int migrate_source_sizes(struct migrate_source *source, const char *mailbox,
+			 const ARRAY_TYPE(migrate_source_size) **sizes_r);
 /* Small messages over our own connection, a chunk at a time, several
    chunks in flight while the caller saves: ask for the bodies (and
    INTERNALDATEs) of uids of mailbox (FALSE: this source cannot, use the

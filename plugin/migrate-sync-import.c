@@ -10,6 +10,7 @@
 #include "migrate-sync-private.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* destination GUIDs of copied messages encode where they came from, so
    that a message saved just before a crash is found again instead of
@@ -461,6 +462,10 @@ struct sync_copy_plan {
 	ARRAY(struct sync_copy_large) large;
 	/* the next large one to copy */
 	unsigned int large_idx;
+	/* the chunk being filled while planning, its messages and bytes */
+	ARRAY_TYPE(seq_range) *cur_chunk;
+	unsigned int cur_count;
+	uoff_t cur_bytes;
 	/* chunks asked for over our own connection so far (0 with FALSE
 	   ahead: the source storage fetches them) */
 	unsigned int chunks_asked;
@@ -523,13 +528,107 @@ static void sync_copy_cap(struct migrate_sync_ctx *ctx,
 	}
 }
 
-/* Plans the copy from the sizes (RFC822.SIZE, no bodies): messages larger
-   than MIGRATE_SOURCE_LARGE_SIZE are read in pieces, the rest go in chunks
-   of at most migrate_prefetch messages and MIGRATE_SOURCE_PREFETCH_BYTES,
-   so the source streams without a pause per message and memory stays
-   bounded by the chunk.  *bytes_r is the size of them all (what a dry run
-   reports).  With cap, a message larger than cap->max is left out (or
-   ends the plan, when the quota is the bound). */
+/* Add a message to the plan: messages larger than MIGRATE_SOURCE_LARGE_SIZE
+   are read in pieces, the rest go in chunks of at most migrate_prefetch
+   messages and MIGRATE_SOURCE_PREFETCH_BYTES, so the source streams
+   without a pause per message and memory stays bounded by the chunk.
+   With cap, a message larger than cap->max is left out (or ends the
+   plan, when the quota is the bound: returns FALSE). */
+static bool
+sync_plan_add(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+	      struct sync_copy_plan *plan, struct sync_size_cap *cap,
+	      uint32_t uid, uoff_t size, uoff_t *bytes_r)
+{
+	struct sync_copy_large *large;
+
+	if (cap != NULL && size > cap->max) {
+		if (cap->quota) {
+			cap->quota_uid = uid;
+			cap->quota_size = size;
+			return FALSE;
+		}
+		migrate_sync_reject(ctx, f, uid, size, cap->reason);
+		ctx->progress_done++;
+		return TRUE;
+	}
+	*bytes_r += size;
+	if (size > MIGRATE_SOURCE_LARGE_SIZE) {
+		large = array_append_space(&plan->large);
+		large->uid = uid;
+		large->size = size;
+		return TRUE;
+	}
+	if (plan->cur_chunk == NULL ||
+	    plan->cur_count >= I_MAX(ctx->set->prefetch, 1) ||
+	    plan->cur_bytes + size > MIGRATE_SOURCE_PREFETCH_BYTES) {
+		plan->cur_chunk = sync_plan_chunk(plan);
+		plan->cur_count = 0;
+		plan->cur_bytes = 0;
+	}
+	seq_range_array_add(plan->cur_chunk, uid);
+	plan->cur_count++;
+	plan->cur_bytes += size;
+	return TRUE;
+}
+
+static int sync_source_size_cmp(const void *key, const void *elem)
+{
+	const uint32_t *uid = key;
+	const struct migrate_source_size *size = elem;
+
+	return *uid < size->uid ? -1 : (*uid > size->uid ? 1 : 0);
+}
+
+static const struct migrate_source_size *
+sync_source_size_find(const ARRAY_TYPE(migrate_source_size) *sizes,
+		      uint32_t uid)
+{
+	const struct migrate_source_size *arr;
+	unsigned int count;
+
+	arr = array_get(sizes, &count);
+	return count == 0 ? NULL :
+		bsearch(&uid, arr, count, sizeof(*arr), sync_source_size_cmp);
+}
+
+/* The plan from the sizes our own connection brought while the folder
+   was opened; FALSE (nothing planned) when it has not every UID. */
+static bool
+sync_plan_copy_ahead(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f, struct mailbox *sbox,
+		     const ARRAY_TYPE(seq_range) *uids,
+		     struct sync_size_cap *cap, struct sync_copy_plan *plan,
+		     uoff_t *bytes_r)
+{
+	const ARRAY_TYPE(migrate_source_size) *sizes;
+	const struct migrate_source_size *size;
+	struct seq_range_iter iter;
+	unsigned int n = 0;
+	uint32_t uid;
+
+	if (migrate_source_sizes(ctx->source, mailbox_get_vname(sbox),
+				 &sizes) < 0)
+		return FALSE;
+	/* every UID first: a plan is all or nothing */
+	seq_range_array_iter_init(&iter, uids);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		if (sync_source_size_find(sizes, uid) == NULL)
+			return FALSE;
+	}
+	n = 0;
+	seq_range_array_iter_init(&iter, uids);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		size = sync_source_size_find(sizes, uid);
+		if (!sync_plan_add(ctx, f, plan, cap, uid, size->size,
+				   bytes_r))
+			break;
+	}
+	return TRUE;
+}
+
+/* Plans the copy of uids from their sizes (RFC822.SIZE, no bodies): those
+   our own connection brought, else the storage's.  *bytes_r is the size
+   of them all (what a dry run reports). */
 static int
 sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	       struct mailbox *sbox, const ARRAY_TYPE(seq_range) *uids,
@@ -538,14 +637,13 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
-	ARRAY_TYPE(seq_range) *chunk = NULL;
-	struct sync_copy_large *large;
-	unsigned int chunk_count = 0;
-	uoff_t size, chunk_bytes = 0;
+	uoff_t size;
 	struct mail *smail;
 	int ret = 0;
 
 	*bytes_r = 0;
+	if (sync_plan_copy_ahead(ctx, f, sbox, uids, cap, plan, bytes_r))
+		return 0;
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = migrate_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
 	/* sizes only: many more at a time than bodies (mail_prefetch_count),
@@ -555,34 +653,9 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	while (mailbox_search_next(search_ctx, &smail)) {
 		if (mail_get_virtual_size(smail, &size) < 0)
 			size = 0;
-		if (cap != NULL && size > cap->max) {
-			if (cap->quota) {
-				cap->quota_uid = smail->uid;
-				cap->quota_size = size;
-				break;
-			}
-			migrate_sync_reject(ctx, f, smail->uid, size,
-					    cap->reason);
-			ctx->progress_done++;
-			continue;
-		}
-		*bytes_r += size;
-		if (size > MIGRATE_SOURCE_LARGE_SIZE) {
-			large = array_append_space(&plan->large);
-			large->uid = smail->uid;
-			large->size = size;
-			continue;
-		}
-		if (chunk == NULL ||
-		    chunk_count >= I_MAX(ctx->set->prefetch, 1) ||
-		    chunk_bytes + size > MIGRATE_SOURCE_PREFETCH_BYTES) {
-			chunk = sync_plan_chunk(plan);
-			chunk_count = 0;
-			chunk_bytes = 0;
-		}
-		seq_range_array_add(chunk, smail->uid);
-		chunk_count++;
-		chunk_bytes += size;
+		if (!sync_plan_add(ctx, f, plan, cap, smail->uid, size,
+				   bytes_r))
+			break;
 	}
 	if (mailbox_search_deinit(&search_ctx) < 0) {
 		migrate_sync_set_source_error(ctx, sbox, "Fetching sizes of");

@@ -790,7 +790,8 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	struct migrate_state_folder *state = f->state;
 	struct mailbox *sbox, *dbox;
 	ARRAY_TYPE(seq_range) copy_uids;
-	bool new_state = state == NULL;
+	bool new_state = state == NULL, uidvalidity_changed = FALSE;
+	uint32_t first_uid;
 	int ret;
 
 	if (state == NULL) {
@@ -801,6 +802,7 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	} else if (state->src_uidvalidity != f->src_status.uidvalidity) {
 		sync_mailbox_uidvalidity_changed(ctx, f);
 		state->src_uidvalidity = f->src_status.uidvalidity;
+		uidvalidity_changed = TRUE;
 	}
 
 	if (sync_dest_open(ctx, f, &dbox) < 0)
@@ -817,6 +819,12 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		mailbox_free(&dbox);
 		return 0;
 	}
+	/* the sizes of what is new come over our own connection while the
+	   storage opens the folder and lists its flags */
+	first_uid = new_state || uidvalidity_changed ||
+		state->src_uidnext == 0 ? 1 : state->src_uidnext;
+	if (f->src_status.uidnext > first_uid && !ctx->dry_run)
+		migrate_source_sizes_ask(ctx->source, f->src_name, first_uid);
 	if ((sbox = sync_source_open(ctx, f)) == NULL) {
 		mailbox_free(&dbox);
 		return -1;

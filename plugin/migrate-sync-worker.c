@@ -424,6 +424,12 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 		sbox = mailbox_alloc(ctx.src_ns->list, f.src_name,
 				     MAILBOX_FLAG_READONLY);
 		dbox = migrate_sync_dest_alloc(&ctx, f.dest_name);
+		if (array_count(&uids) > 0) {
+			const struct seq_range *first = array_front(&uids);
+
+			migrate_source_sizes_ask(source, f.src_name,
+						 first->seq1);
+		}
 		if (mailbox_sync(sbox, 0) < 0)
 			migrate_sync_set_source_error(&ctx, sbox, "Opening");
 		else if (mailbox_sync(dbox, 0) < 0)

@@ -272,7 +272,9 @@ tap_like "stall: the proxy stalled imapc's connection" '"event": "stall"' "$(fau
 check_case cd "stall beyond the timeout" 1 1 "$FIRST"
 tap_like "stall: the run waited for the 3 s timeout and the 1 s delay (${MIG_SECS}s)" '^yes$' \
 	"$(awk -v t="$MIG_SECS" 'BEGIN { print (t >= 4) ? "yes" : "no" }')"
-tap_like "stall: imapc logged the command timeout" "Command '[^']*UID FETCH [^']*' timed out - disconnecting" "$(cat "$MIG_OUT")"
+# (which command it is depends on where half of imapc's bytes fall: its
+# connection carries no bodies now)
+tap_like "stall: imapc logged the command timeout" "Command '[0-9]+ [A-Z][^']*' timed out - disconnecting" "$(cat "$MIG_OUT")"
 # the retry's recorded cause names what imapc logged (Dovecot's own error
 # is only "Internal error occurred")
 tap_like "stall: report.json names the timeout or disconnection as the retry's cause" \
