@@ -66,6 +66,11 @@ struct migrate_source_conn {
 	int fd;
 	uint32_t uid;
 	uoff_t written, end;
+	/* the pieces (by index) in, the end of the data, and where the
+	   first short piece ended the message */
+	ARRAY_TYPE(seq_range) got_pieces;
+	uoff_t max_end, short_end;
+	bool have_short;
 	/* its RFC822.SIZE, and where the next window starts */
 	uoff_t size_hint, next_offset;
 	/* which message this is (piece replies of earlier ones are
@@ -125,12 +130,12 @@ static void conn_set_error(struct migrate_source_conn *conn,
 	conn->failed = TRUE;
 }
 
-/* the pieces arrive in order on one connection: each is appended */
-/* Append the piece imapc wrote to fd.  Only a piece read whole may end
-   the message: a failed read or write fails it, never truncates it. */
-static void
+/* Write the piece imapc put into fd at offset in our file.  Only a piece
+   read whole may end the message: a failed read or write fails it, never
+   truncates it. */
+static int
 conn_piece_file(struct migrate_source_conn *conn, const struct imap_arg *arg,
-		int fd)
+		int fd, uoff_t offset, uoff_t *size_r)
 {
 	unsigned char buf[IO_BLOCK_SIZE];
 	uoff_t size, piece = 0;
@@ -138,35 +143,34 @@ conn_piece_file(struct migrate_source_conn *conn, const struct imap_arg *arg,
 
 	if (!imap_arg_get_literal_size(arg, &size)) {
 		conn_set_error(conn, "Invalid literal in FETCH reply");
-		return;
+		return -1;
 	}
 	if (lseek(fd, 0, SEEK_SET) < 0) {
 		conn_set_error(conn, t_strdup_printf("lseek(literal) failed: %m"));
-		return;
+		return -1;
 	}
 	while ((ret = read(fd, buf, sizeof(buf))) > 0) {
-		if (write_full(conn->fd, buf, ret) < 0) {
+		if (pwrite_full(conn->fd, buf, ret, offset + piece) < 0) {
 			conn_set_error(conn, t_strdup_printf(
-				"write(temp file) failed: %m"));
-			return;
+				"pwrite(temp file) failed: %m"));
+			return -1;
 		}
 		piece += ret;
 	}
 	if (ret < 0) {
 		conn_set_error(conn, t_strdup_printf(
 			"read(literal) failed: %m"));
-		return;
+		return -1;
 	}
 	if (piece != size) {
 		conn_set_error(conn, t_strdup_printf(
 			"UID %u: the literal at %"PRIuUOFF_T" has %"PRIuUOFF_T
-			" of its %"PRIuUOFF_T" bytes", conn->uid, conn->written,
+			" of its %"PRIuUOFF_T" bytes", conn->uid, offset,
 			piece, size));
-		return;
+		return -1;
 	}
-	conn->written += piece;
-	if (piece < MIGRATE_SOURCE_PIECE_SIZE)
-		conn->eof = TRUE;
+	*size_r = piece;
+	return 0;
 }
 
 /* A piece that takes the message past its end: the source sends more
@@ -174,7 +178,7 @@ conn_piece_file(struct migrate_source_conn *conn, const struct imap_arg *arg,
    for ever).  The message is left out. */
 static bool conn_piece_past_end(struct migrate_source_conn *conn)
 {
-	if (conn->written <= conn->end)
+	if (conn->max_end <= conn->end)
 		return FALSE;
 	conn->oversized = conn->refused = TRUE;
 	conn_set_error(conn, t_strdup_printf(
@@ -183,18 +187,44 @@ static bool conn_piece_past_end(struct migrate_source_conn *conn)
 	return TRUE;
 }
 
+/* The message is read when a piece came back short and every piece
+   before it is in (the server may answer a window's pieces in any
+   order: Dovecot runs pipelined FETCHes in parallel). */
+static void conn_piece_check_eof(struct migrate_source_conn *conn)
+{
+	ARRAY_TYPE(seq_range) want;
+	uint32_t last;
+
+	if (!conn->have_short)
+		return;
+	if (conn->max_end > conn->short_end) {
+		conn_set_error(conn, t_strdup_printf(
+			"UID %u: data past the end a short piece gave "
+			"(%"PRIuUOFF_T")", conn->uid, conn->short_end));
+		return;
+	}
+	last = conn->short_end == 0 ? 0 :
+		(conn->short_end - 1) / MIGRATE_SOURCE_PIECE_SIZE;
+	t_array_init(&want, 1);
+	seq_range_array_add_range(&want, 0, last);
+	seq_range_array_remove_seq_range(&want, &conn->got_pieces);
+	if (array_count(&want) == 0)
+		conn->eof = TRUE;
+}
+
 static void
 conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	      const struct imapc_untagged_reply *reply, uoff_t offset)
 {
 	const char *data;
-	size_t size;
+	uoff_t size, end;
+	uint32_t idx = offset / MIGRATE_SOURCE_PIECE_SIZE;
 
-	if (offset != conn->written) {
-		/* pieces arrive in order, so a gap is an error */
+	if (offset % MIGRATE_SOURCE_PIECE_SIZE != 0 ||
+	    seq_range_exists(&conn->got_pieces, idx)) {
 		conn_set_error(conn, t_strdup_printf(
-			"UID %u: piece at offset %"PRIuUOFF_T", expected "
-			"%"PRIuUOFF_T, conn->uid, offset, conn->written));
+			"UID %u: a piece at offset %"PRIuUOFF_T" not asked "
+			"for", conn->uid, offset));
 		return;
 	}
 	if (arg->type == IMAP_ARG_LITERAL_SIZE) {
@@ -203,26 +233,33 @@ conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 			conn_set_error(conn, "Literal without its file");
 			return;
 		}
-		conn_piece_file(conn, arg, reply->file_args[0].fd);
-		(void)conn_piece_past_end(conn);
-		conn_pieces_stop(conn);
-		return;
-	}
-	if (!imap_arg_get_nstring(arg, &data)) {
+		if (conn_piece_file(conn, arg, reply->file_args[0].fd,
+				    offset, &size) < 0)
+			return;
+	} else if (!imap_arg_get_nstring(arg, &data)) {
 		conn_set_error(conn, "Invalid BODY[] in FETCH reply");
 		return;
+	} else {
+		/* NIL or "" past the end */
+		size = data == NULL ? 0 : arg->str_len;
+		if (size > 0 && pwrite_full(conn->fd, data, size, offset) < 0) {
+			conn_set_error(conn, t_strdup_printf(
+				"pwrite(temp file) failed: %m"));
+			return;
+		}
 	}
-	/* NIL or "" past the end */
-	size = data == NULL ? 0 : arg->str_len;
-	if (write_full(conn->fd, data, size) < 0) {
-		conn_set_error(conn, t_strdup_printf(
-			"write(temp file) failed: %m"));
-		return;
-	}
+	seq_range_array_add(&conn->got_pieces, idx);
 	conn->written += size;
-	if (size < MIGRATE_SOURCE_PIECE_SIZE)
-		conn->eof = TRUE;
-	(void)conn_piece_past_end(conn);
+	end = offset + size;
+	if (size > 0 && end > conn->max_end)
+		conn->max_end = end;
+	if (size < MIGRATE_SOURCE_PIECE_SIZE &&
+	    (!conn->have_short || end < conn->short_end)) {
+		conn->have_short = TRUE;
+		conn->short_end = end;
+	}
+	if (!conn_piece_past_end(conn))
+		conn_piece_check_eof(conn);
 	conn_pieces_stop(conn);
 }
 
@@ -639,6 +676,7 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	conn = i_new(struct migrate_source_conn, 1);
 	conn->fd = -1;
 	i_array_init(&conn->chunks, 4);
+	i_array_init(&conn->got_pieces, 4);
 	conn->guard = guard;
 	conn->event = event_create(event_parent);
 	temp_prefix = t_str_new(128);
@@ -707,6 +745,7 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 	array_foreach_modifiable(&conn->chunks, chunkp)
 		conn_chunk_free(chunkp);
 	array_free(&conn->chunks);
+	array_free(&conn->got_pieces);
 	i_close_fd(&conn->fd);
 	event_unref(&conn->event);
 	i_free(conn->temp_prefix);
@@ -857,6 +896,10 @@ conn_fetch_start(struct migrate_source_conn *conn, const char *mailbox,
 	conn->pieces_pending = 0;
 	conn->size_hint = size;
 	conn->written = 0;
+	conn->max_end = 0;
+	conn->short_end = 0;
+	conn->have_short = FALSE;
+	array_clear(&conn->got_pieces);
 	conn->received = (time_t)-1;
 	/* RFC822.SIZE is only a hint (some servers get it wrong): read until
 	   a piece comes back short, but not for ever */

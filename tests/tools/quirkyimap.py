@@ -89,6 +89,11 @@ Scenario (JSON):
           on those connection numbers (1-based since server start; missing
           = every connection) after N untagged FETCH responses were sent,
           send "* BYE Connection reset by quirk" and close
+      "pieces_reversed": true
+          partial body FETCHes (BODY.PEEK[]<o.n>) that a client pipelined
+          (the next one is already read when one is done) are answered
+          last first, each with its tagged reply: as Dovecot may answer
+          pipelined FETCHes it runs in parallel
       "bye_after_body_responses": N
           the same, counting only the FETCH responses that carry a body:
           whichever connection a client reads bodies on dies N bodies in
@@ -647,6 +652,9 @@ class Session:
         self.readonly = True
         self.fetch_responses = 0
         self.body_responses = 0
+        self.holding = False
+        self.hold_cur = []
+        self.held = []
         self.drip_ms = 0
         self.log = server.log
         self.log("conn %d open %s:%d" % (no, peer[0], peer[1]))
@@ -683,6 +691,9 @@ class Session:
         return d
 
     def send(self, data):
+        if self.holding:
+            self.hold_cur.append(data)
+            return
         try:
             if self.drip_ms:
                 for i in range(len(data)):
@@ -797,12 +808,20 @@ class Session:
                         self.tagged(tag, "NO", th.get("text", "[THROTTLED] Too many commands, slow down"))
                         continue
                     was_authed = self.authed
-                    text = self.dispatch(tag, cmd, sub, toks)
-                    if text is None:
-                        return
+                    piece = q.get("pieces_reversed") and b"BODY.PEEK[]<" in first
+                    if piece:
+                        self.holding = True
+                    try:
+                        text = self.dispatch(tag, cmd, sub, toks)
+                        if text is None:
+                            return
+                        if text is not _SENT:
+                            self.tagged(tag, "OK", text)
+                    finally:
+                        if piece:
+                            self.hold_piece()
                     if text is _SENT:
                         continue
-                    self.tagged(tag, "OK", text)
                     if self.authed and not was_authed and q.get("drip_ms") and \
                             not q.get("drip_from_uid"):
                         self.log("conn %d drip" % self.no)
@@ -819,6 +838,21 @@ class Session:
                 self.sock.close()
             except OSError:
                 pass
+
+    def hold_piece(self):
+        """the answer of a partial body FETCH is held while the next
+        command, already read, is one too; then all go, last first"""
+        self.holding = False
+        self.held.append(b"".join(self.hold_cur))
+        self.hold_cur = []
+        nl = self.buf.find(b"\n")
+        if nl >= 0 and b"BODY.PEEK[]<" in self.buf[:nl]:
+            return
+        if len(self.held) > 1:
+            self.log("conn %d pieces reversed %d" % (self.no, len(self.held)))
+        units, self.held = self.held, []
+        for unit in reversed(units):
+            self.send(unit)
 
     def need_auth(self):
         if not self.authed:
