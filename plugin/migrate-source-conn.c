@@ -34,8 +34,9 @@ struct conn_chunk {
 	char *mailbox;
 	ARRAY_TYPE(seq_range) uids;
 	ARRAY(struct conn_body) bodies;
-	/* a body larger than this is not kept (a broken or hostile server) */
-	uoff_t max_size;
+	/* a body larger than this is not kept, nor bodies past max_bytes
+	   together (a broken or hostile server) */
+	uoff_t max_size, max_bytes, bytes;
 	/* bodies taken so far (they arrive in UID order, mostly) */
 	unsigned int next_idx;
 	bool done, failed, finished;
@@ -376,6 +377,17 @@ conn_literal_read(const struct imap_arg *arg,
 	return TRUE;
 }
 
+static bool conn_chunk_has_body(struct conn_chunk *chunk, uint32_t uid)
+{
+	const struct conn_body *body;
+
+	array_foreach(&chunk->bodies, body) {
+		if (body->uid == uid)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* A FETCH reply with the whole BODY[] of a message of the chunk being
    received: kept.  Returns FALSE when it is not one. */
 static bool
@@ -415,15 +427,19 @@ conn_chunk_body(struct migrate_source_conn *conn,
 	}
 	if (body_idx == 0)
 		return FALSE;
-	if (chunk->finished || body.received == (time_t)-1)
+	if (chunk->finished || body.received == (time_t)-1 ||
+	    conn_chunk_has_body(chunk, uid))
 		return TRUE;
 	body.data = buffer_create_dynamic(default_pool, 4096);
 	if (!conn_literal_read(&list[body_idx], reply, list, body_idx,
-			       chunk->max_size, body.data)) {
+			       I_MIN(chunk->max_size,
+				     chunk->max_bytes - chunk->bytes),
+			       body.data)) {
 		/* the storage is asked for it, and says what is wrong */
 		buffer_free(&body.data);
 		return TRUE;
 	}
+	chunk->bytes += body.data->used;
 	array_push_back(&chunk->bodies, &body);
 	if (conn->awaited_uid == uid)
 		imapc_client_stop(conn->client);
@@ -1314,6 +1330,8 @@ void migrate_source_conn_bodies_ask(struct migrate_source_conn *conn,
 	chunk->conn = conn;
 	chunk->mailbox = p_strdup(pool, mailbox);
 	chunk->max_size = max_size;
+	/* twice what a chunk is planned to hold at most */
+	chunk->max_bytes = 2 * MIGRATE_SOURCE_PREFETCH_BYTES;
 	p_array_init(&chunk->uids, pool, array_count(uids));
 	array_append_array(&chunk->uids, uids);
 	p_array_init(&chunk->bodies, pool, seq_range_count(uids));

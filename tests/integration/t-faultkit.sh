@@ -334,6 +334,40 @@ tap_like "the piece fetcher read UID 1 in 1 MB pieces" \
 tap_is "$(grep -E '^conn [0-9]+ body INBOX 1 ' <<<"$imapc_log" | cut -d' ' -f6 | tr '\n' ,)" \
 	"1048576,$(($(stat -c %s "$Q/big.eml") - 1048576))," "the server logged the two partial body literals"
 
+# bodies far larger than their RFC822.SIZE, all in one chunk: our own
+# connection keeps at most 16 MB of a chunk's bodies (the storage is
+# asked for the rest), so memory does not follow the lie
+"$PY" -c 'import sys
+sys.stdout.buffer.write(b"Subject: liar\r\n\r\n" + b"".join(b"line %07d %s\r\n" % (j, b"z" * 60) for j in range(17000)))' >"$Q/liar.eml"
+"$PY" - "$Q" "$CAPS_FULL" <<-'PYEOF2'
+	import json, sys
+	q, caps = sys.argv[1], json.loads(sys.argv[2])
+	msgs = [{"uid": i, "file": "liar.eml", "size_lie": 1000} for i in range(1, 41)]
+	json.dump({"user": "quser", "capabilities": caps,
+	           "folders": [{"name": "INBOX", "uidvalidity": 4, "messages": msgs}]},
+	          open(q + "/scenario.json.tmp", "w"))
+	PYEOF2
+mv "$Q/scenario.json.tmp" "$Q/scenario.json"
+rig_add_user dest q5@example.com "$DEST_PW" userdb_migrate_source_user=quser \
+	"userdb_migrate_source_port=$QPORT"
+rc=0
+rss_kb=$("$PY" -c '
+import resource, subprocess, sys
+with open(sys.argv[1], "w") as out:
+    rc = subprocess.call(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(rc)' "$RIG/mig5.out" unshare -m -- sh -c \
+	'mount --bind "$1" /usr/lib/dovecot/modules/doveadm && exec doveadm -c "$2" migrate -w 1 -u q5@example.com' \
+	sh "$RIG/mods/doveadm" "$(rig_conf dest)") || rc=$?
+tap_is "$rc" 0 "40 messages of 1.2 MB that claim 1,000 bytes each: exit 0"
+tap_is "$(dimap q5@example.com count INBOX)" 40 "all 40 arrived"
+tap_diag "peak RSS ${rss_kb} kB for 48 MB of bodies in one planned chunk"
+if [ "${rss_kb:-999999}" -lt 61440 ]; then
+	tap_ok "peak RSS ${rss_kb} kB stays below 60 MB (the chunk's bodies are 48 MB)"
+else
+	tap_fail "peak RSS ${rss_kb} kB: memory follows the sizes the source lies about"
+fi
+
 # --- (b) faultproxy in front of a Dovecot source ------------------------------------------
 for i in 1 2 3 4; do
 	"$PY" -c 'import sys
