@@ -66,7 +66,7 @@ struct migrate_source_conn {
 	/* the message being read, and where reading it ends at the latest */
 	int fd;
 	uint32_t uid;
-	uoff_t written, end;
+	uoff_t end;
 	/* the pieces (by index) in, the end of the data, and where the
 	   first short piece ended the message */
 	ARRAY_TYPE(seq_range) got_pieces;
@@ -250,7 +250,6 @@ conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 		}
 	}
 	seq_range_array_add(&conn->got_pieces, idx);
-	conn->written += size;
 	end = offset + size;
 	if (size > 0 && end > conn->max_end)
 		conn->max_end = end;
@@ -774,39 +773,31 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 }
 
 static void conn_fetch_abandon(struct migrate_source_conn *conn);
+static int
+conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
+		  const char **error_r);
 
 static int
 conn_select(struct migrate_source_conn *conn, const char *mailbox,
 	       const char **error_r)
 {
-	string_t *name, *cmd;
-
 	if (conn->uid != 0)
 		conn_fetch_abandon(conn);
 
 	if (conn->selected != NULL &&
 	    strcmp(conn->selected, mailbox) == 0)
 		return 0;
-	i_free(conn->selected);
-	name = t_str_new(128);
-	if (imap_utf8_to_utf7(mailbox, name) < 0) {
-		*error_r = t_strdup_printf("Invalid mailbox name %s", mailbox);
-		return -1;
-	}
-	cmd = t_str_new(128);
-	str_append(cmd, "EXAMINE ");
-	imap_append_quoted(cmd, str_c(name));
-	conn->uidvalidity = 0;
 	conn->failed = FALSE;
 	i_free(conn->error);
-	conn_send(conn, str_c(cmd), TRUE);
+	if (conn_select_async(conn, mailbox, error_r) < 0)
+		return -1;
 	conn_run(conn);
 	if (conn->failed) {
+		i_free(conn->selected);
 		*error_r = t_strdup_printf("EXAMINE %s failed: %s", mailbox,
 					   conn->error);
 		return -1;
 	}
-	conn->selected = i_strdup(mailbox);
 	return 0;
 }
 
@@ -911,7 +902,6 @@ conn_fetch_start(struct migrate_source_conn *conn, const char *mailbox,
 	conn->serial++;
 	conn->pieces_pending = 0;
 	conn->size_hint = size;
-	conn->written = 0;
 	conn->max_end = 0;
 	conn->short_end = 0;
 	conn->have_short = FALSE;
