@@ -261,13 +261,8 @@ if [ "$have_xapian" = 1 ]; then
 	# tens of thousands of messages (fts-xapian indexes about 200 a
 	# second here): make soak
 	if [ "${T_ARCHIVE_FULL:-0}" = 1 ]; then
-		rss_kb=$("$PY" -c '
-import resource, subprocess, sys
-with open(sys.argv[1], "w") as out:
-    rc = subprocess.call(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$RIG/index-big.log" \
-			unshare -m -- sh -c 'mount --bind "$1" /usr/lib/dovecot/modules/doveadm && exec doveadm -c "$2" migrate index -u ann@example.com' \
-			sh "$RIG/mods/doveadm" "$(rig_conf dest)")
+		rss_kb=$(rig_doveadm_rss "$RIG/index-big.log" dest \
+			migrate index -u ann@example.com)
 		tap_diag "$(grep -v Info "$RIG/index-big.log" | tail -3)"
 		# most of it fts-xapian's own buffers
 		if [ "$rss_kb" -lt 81920 ]; then

@@ -351,14 +351,7 @@ mv "$Q/scenario.json.tmp" "$Q/scenario.json"
 rig_add_user dest q5@example.com "$DEST_PW" userdb_migrate_source_user=quser \
 	"userdb_migrate_source_port=$QPORT"
 rc=0
-rss_kb=$("$PY" -c '
-import resource, subprocess, sys
-with open(sys.argv[1], "w") as out:
-    rc = subprocess.call(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-sys.exit(rc)' "$RIG/mig5.out" unshare -m -- sh -c \
-	'mount --bind "$1" /usr/lib/dovecot/modules/doveadm && exec doveadm -c "$2" migrate -w 1 -u q5@example.com' \
-	sh "$RIG/mods/doveadm" "$(rig_conf dest)") || rc=$?
+rss_kb=$(rig_doveadm_rss "$RIG/mig5.out" dest migrate -w 1 -u q5@example.com) || rc=$?
 tap_is "$rc" 0 "40 messages of 1.2 MB that claim 1,000 bytes each: exit 0"
 tap_is "$(dimap q5@example.com count INBOX)" 40 "all 40 arrived"
 tap_diag "peak RSS ${rss_kb} kB for 48 MB of bodies in one planned chunk"

@@ -34,14 +34,7 @@ rig_imap src lea "$SRC_PW" append --flags '\Flagged' INBOX "$RIG/big9.eml" >/dev
 
 # peak RSS of the whole doveadm run, from the kernel's accounting
 rc=0
-rss_kb=$("$PY" -c '
-import resource, subprocess, sys
-with open(sys.argv[1], "w") as out:
-    rc = subprocess.call(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-sys.exit(rc)' "$RIG/run.log" unshare -m -- sh -c \
-	'mount --bind "$1" /usr/lib/dovecot/modules/doveadm && exec doveadm -c "$2" migrate -u lea@example.com' \
-	sh "$RIG/mods/doveadm" "$(rig_conf dest)") || rc=$?
+rss_kb=$(rig_doveadm_rss "$RIG/run.log" dest migrate -u lea@example.com) || rc=$?
 tap_is "$rc" 0 "the account with a 60 MB message migrates"
 tap_diag "peak RSS ${rss_kb} kB"
 if [ "${rss_kb:-999999}" -lt 40960 ]; then

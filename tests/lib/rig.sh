@@ -775,6 +775,23 @@ rig_doveadm() {
 	fi
 }
 
+# rig_doveadm_rss LOG NAME ARGS...: doveadm for destination NAME as
+# rig_doveadm runs it, its stdout and stderr into LOG; prints the peak RSS
+# (kB) of the whole run, from the kernel's accounting, and exits as
+# doveadm did
+rig_doveadm_rss() {
+	local log=$1 name=$2
+	shift 2
+	"$RIG_PY" -c '
+import resource, subprocess, sys
+with open(sys.argv[1], "w") as out:
+    rc = subprocess.call(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(rc)' "$log" unshare -m -- sh -c 'mods=$1 conf=$2; shift 2
+		mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
+		exec doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$(rig_conf "$name")" "$@"
+}
+
 # deliver FILE to USER through NAME's LMTP socket; prints the server's
 # reply to RCPT/DATA, exits 0 delivered, 75 tempfail (4xx), 1 rejected
 rig_deliver() {
