@@ -12,6 +12,7 @@
 #include "imap-utf7.h"
 #include "imap-quote.h"
 #include "imap-util.h"
+#include "imap-seqset.h"
 #include "imap-date.h"
 #include "imapc-client.h"
 #include "mail-user.h"
@@ -47,11 +48,15 @@ static bool
 conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
 		 unsigned int count, uint32_t uid);
 
-/* The RFC822.SIZEs of a folder's messages from a UID on, asked for ahead
-   (migrate_source_conn_sizes_ask()) */
+/* A folder's messages from a UID on (RFC822.SIZE, FLAGS), and with
+   changes the flags changed below it and the UIDs it has there, asked
+   for ahead (migrate_source_conn_sizes_ask()) */
 struct conn_sizes {
 	char *mailbox;
-	ARRAY_TYPE(migrate_source_size) sizes;
+	pool_t pool;
+	struct migrate_source_listing listing;
+	/* its commands not answered yet */
+	unsigned int cmds_pending;
 	bool done, failed;
 };
 static void conn_sizes_free(struct conn_sizes **_sizes);
@@ -119,6 +124,7 @@ struct migrate_source_conn {
 	uint32_t size_uid;
 	uoff_t size;
 	bool got_size;
+	bool logout_sent;
 };
 
 static void conn_pieces_stop(struct migrate_source_conn *conn);
@@ -445,19 +451,52 @@ conn_chunk_body(struct migrate_source_conn *conn,
 	return TRUE;
 }
 
-/* A FETCH reply with an RFC822.SIZE (and no body) while the sizes of a
-   folder are asked for: kept.  Returns FALSE when it is not one. */
+/* The flags of a FETCH reply's FLAGS list, into the listing. */
+static void
+conn_sizes_flags(struct conn_sizes *sizes, uint32_t uid,
+		 const struct imap_arg *arg)
+{
+	struct migrate_source_flags *item;
+	const struct imap_arg *list;
+	ARRAY_TYPE(const_string) keywords;
+	const char *atom;
+
+	if (!imap_arg_get_list(arg, &list))
+		return;
+	item = array_append_space(&sizes->listing.flags);
+	item->uid = uid;
+	p_array_init(&keywords, sizes->pool, 4);
+	for (; list->type != IMAP_ARG_EOL; list++) {
+		if (!imap_arg_get_atom(list, &atom))
+			continue;
+		if (atom[0] == '\\') {
+			item->flags |= imap_parse_system_flag(atom) &
+				MAIL_FLAGS_NONRECENT;
+		} else {
+			atom = p_strdup(sizes->pool, atom);
+			array_push_back(&keywords, &atom);
+		}
+	}
+	array_append_zero(&keywords);
+	item->keywords = array_front(&keywords);
+}
+
+/* A FETCH reply without a body while a folder is listed: its size (from
+   the listing's first UID on) and flags kept.  Returns FALSE when it is
+   not one. */
 static bool
 conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
 		 unsigned int count, uint32_t uid)
 {
+	struct conn_sizes *sizes = conn->sizes;
 	struct migrate_source_size *size;
+	const struct imap_arg *flags = NULL;
 	const char *key;
 	unsigned int i;
 	uoff_t value;
 	bool have_size = FALSE;
 
-	if (conn->sizes == NULL || conn->sizes->done)
+	if (sizes == NULL || sizes->done)
 		return FALSE;
 	for (i = 0; i + 1 < count; i += 2) {
 		if (!imap_arg_get_atom(&list[i], &key))
@@ -467,13 +506,47 @@ conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
 		if (strcasecmp(key, "RFC822.SIZE") == 0 &&
 		    str_to_uoff(imap_arg_as_astring(&list[i+1]), &value) == 0)
 			have_size = TRUE;
+		else if (strcasecmp(key, "FLAGS") == 0)
+			flags = &list[i+1];
 	}
-	if (!have_size)
+	if (!have_size && flags == NULL)
 		return FALSE;
-	size = array_append_space(&conn->sizes->sizes);
-	size->uid = uid;
-	size->size = value;
+	if (have_size && uid < sizes->listing.first_uid) {
+		/* "n:*" gives the last message even when it is below n:
+		   not a change */
+		return TRUE;
+	}
+	if (have_size) {
+		size = array_append_space(&sizes->listing.sizes);
+		size->uid = uid;
+		size->size = value;
+	}
+	if (flags != NULL)
+		conn_sizes_flags(sizes, uid, flags);
 	return TRUE;
+}
+
+/* An ESEARCH reply while a folder is listed: the UIDs it has below the
+   listing's first UID. */
+static void
+conn_sizes_esearch(struct migrate_source_conn *conn,
+		   const struct imapc_untagged_reply *reply)
+{
+	const struct imap_arg *arg;
+	const char *atom, *set;
+
+	if (conn->sizes == NULL || conn->sizes->done ||
+	    !conn->sizes->listing.changes)
+		return;
+	for (arg = reply->args; arg->type != IMAP_ARG_EOL; arg++) {
+		if (!imap_arg_get_atom(arg, &atom) ||
+		    strcasecmp(atom, "ALL") != 0 ||
+		    !imap_arg_get_atom(&arg[1], &set))
+			continue;
+		if (imap_seq_set_parse(set, &conn->sizes->listing.present) < 0)
+			conn->sizes->failed = TRUE;
+		break;
+	}
 }
 
 /* A FETCH reply for the large message being read: its INTERNALDATE and
@@ -546,6 +619,10 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 		return;
 	}
 
+	if (strcasecmp(reply->name, "ESEARCH") == 0) {
+		conn_sizes_esearch(conn, reply);
+		return;
+	}
 	if (strcasecmp(reply->name, "SEARCH") == 0 &&
 	    conn->search_uids != NULL) {
 		const struct imap_arg *arg;
@@ -744,17 +821,51 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	return conn;
 }
 
+static void
+conn_logout_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
+		     void *context)
+{
+	struct migrate_source_conn *conn = context;
+
+	i_assert(conn->pending > 0);
+	if (--conn->pending == 0)
+		imapc_client_stop(conn->client);
+}
+
+void migrate_source_conn_logout(struct migrate_source_conn *conn)
+{
+	struct imapc_command *cmd;
+
+	if (conn->logout_sent)
+		return;
+	conn->logout_sent = TRUE;
+	/* what was asked for ahead and not taken is answered first: the
+	   client never sends its LOGOUT while a mailbox it closed is still
+	   being selected */
+	conn_run(conn);
+	if (!imapc_client_mailbox_is_opened(conn->box)) {
+		/* not logged in, or lost: the client logs out what is left
+		   (a new command would connect again) */
+		imapc_client_mailbox_close(&conn->box);
+		return;
+	}
+	imapc_client_mailbox_close(&conn->box);
+	/* not waited for here: its reply comes while the storage logs out */
+	cmd = imapc_client_cmd(conn->client, conn_logout_callback, conn);
+	imapc_command_set_flags(cmd, IMAPC_COMMAND_FLAG_PRELOGIN |
+				IMAPC_COMMAND_FLAG_LOGOUT);
+	conn->pending++;
+	imapc_command_send(cmd, "LOGOUT");
+}
+
 void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 {
 	struct migrate_source_conn *conn = *_conn;
 	struct conn_chunk **chunkp;
 
 	*_conn = NULL;
-	/* what was asked for ahead and not taken is answered first: the
-	   client never sends its LOGOUT while a mailbox it closed is still
-	   being selected */
+	migrate_source_conn_logout(conn);
 	conn_run(conn);
-	imapc_client_mailbox_close(&conn->box);
 	imapc_client_logout(conn->client);
 	imapc_client_deinit(&conn->client);
 	array_foreach_modifiable(&conn->chunks, chunkp)
@@ -1450,23 +1561,34 @@ static void conn_sizes_free(struct conn_sizes **_sizes)
 	if (sizes == NULL)
 		return;
 	*_sizes = NULL;
-	array_free(&sizes->sizes);
-	i_free(sizes->mailbox);
-	i_free(sizes);
+	pool_unref(&sizes->pool);
 }
 
 static void
 conn_sizes_callback(const struct imapc_command_reply *reply, void *context)
 {
 	struct migrate_source_conn *conn = context;
+	struct conn_sizes *sizes = conn->sizes;
 
-	i_assert(conn->sizes != NULL);
-	conn->sizes->done = TRUE;
+	i_assert(sizes != NULL && sizes->cmds_pending > 0);
 	if (reply->state != IMAPC_COMMAND_STATE_OK)
-		conn->sizes->failed = TRUE;
+		sizes->failed = TRUE;
+	if (--sizes->cmds_pending == 0)
+		sizes->done = TRUE;
 	i_assert(conn->pending > 0);
-	if (--conn->pending == 0 || conn->awaiting_sizes)
+	if (--conn->pending == 0 || (conn->awaiting_sizes && sizes->done))
 		imapc_client_stop(conn->client);
+}
+
+static void
+conn_sizes_send(struct migrate_source_conn *conn, const char *cmd_str)
+{
+	struct imapc_command *cmd;
+
+	cmd = imapc_client_mailbox_cmd(conn->box, conn_sizes_callback, conn);
+	conn->pending++;
+	conn->sizes->cmds_pending++;
+	imapc_command_send(cmd, cmd_str);
 }
 
 static int
@@ -1474,6 +1596,13 @@ conn_size_cmp(const struct migrate_source_size *s1,
 	      const struct migrate_source_size *s2)
 {
 	return s1->uid < s2->uid ? -1 : (s1->uid > s2->uid ? 1 : 0);
+}
+
+static int
+conn_flags_cmp(const struct migrate_source_flags *f1,
+	       const struct migrate_source_flags *f2)
+{
+	return f1->uid < f2->uid ? -1 : (f1->uid > f2->uid ? 1 : 0);
 }
 
 /* Until the sizes asked for are in. */
@@ -1488,36 +1617,58 @@ static void conn_sizes_wait(struct migrate_source_conn *conn)
 }
 
 void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
-				   const char *mailbox, uint32_t first_uid)
+				   const char *mailbox, uint32_t first_uid,
+				   uint64_t changedsince)
 {
-	struct imapc_command *cmd;
+	struct conn_sizes *sizes;
+	enum imapc_capability caps, need;
 	const char *error;
+	pool_t pool;
 
+	first_uid = I_MAX(first_uid, 1);
 	/* one at a time: an earlier one ends first */
 	conn_sizes_wait(conn);
 	conn_sizes_free(&conn->sizes);
 	if (conn_select_async(conn, mailbox, &error) < 0)
 		return;
-	conn->sizes = i_new(struct conn_sizes, 1);
-	conn->sizes->mailbox = i_strdup(mailbox);
-	i_array_init(&conn->sizes->sizes, 64);
+	pool = pool_alloconly_create("migrate conn listing", 4096);
+	sizes = conn->sizes = p_new(pool, struct conn_sizes, 1);
+	sizes->pool = pool;
+	sizes->mailbox = p_strdup(pool, mailbox);
+	sizes->listing.first_uid = first_uid;
+	p_array_init(&sizes->listing.sizes, pool, 64);
+	p_array_init(&sizes->listing.flags, pool, 64);
+	p_array_init(&sizes->listing.present, pool, 16);
+	need = IMAPC_CAPABILITY_CONDSTORE | IMAPC_CAPABILITY_ESEARCH;
+	if (changedsince != 0 && first_uid > 1 &&
+	    imapc_client_get_capabilities(conn->client, &caps) == 0 &&
+	    (caps & need) == need)
+		sizes->listing.changes = TRUE;
 	migrate_source_guard_nodelay(conn->guard);
-	cmd = imapc_client_mailbox_cmd(conn->box, conn_sizes_callback, conn);
-	conn->pending++;
-	imapc_command_send(cmd, t_strdup_printf(
-		"UID FETCH %u:* (UID RFC822.SIZE)", I_MAX(first_uid, 1)));
+	conn_sizes_send(conn, t_strdup_printf(
+		"UID FETCH %u:* (UID RFC822.SIZE FLAGS)", first_uid));
+	if (!sizes->listing.changes)
+		return;
+	/* what changed below it, and what is gone (the UIDs it still
+	   has, as ranges) */
+	conn_sizes_send(conn, t_strdup_printf(
+		"UID FETCH 1:%u (UID FLAGS) (CHANGEDSINCE %"PRIu64")",
+		first_uid - 1, changedsince));
+	conn_sizes_send(conn, t_strdup_printf(
+		"UID SEARCH RETURN (ALL) UID 1:%u", first_uid - 1));
 }
 
-int migrate_source_conn_sizes(struct migrate_source_conn *conn,
-			      const char *mailbox,
-			      const ARRAY_TYPE(migrate_source_size) **sizes_r)
+int migrate_source_conn_listing(struct migrate_source_conn *conn,
+				const char *mailbox,
+				const struct migrate_source_listing **listing_r)
 {
 	if (conn->sizes == NULL || strcmp(conn->sizes->mailbox, mailbox) != 0)
 		return -1;
 	conn_sizes_wait(conn);
 	if (!conn->sizes->done || conn->sizes->failed)
 		return -1;
-	array_sort(&conn->sizes->sizes, conn_size_cmp);
-	*sizes_r = &conn->sizes->sizes;
+	array_sort(&conn->sizes->listing.sizes, conn_size_cmp);
+	array_sort(&conn->sizes->listing.flags, conn_flags_cmp);
+	*listing_r = &conn->sizes->listing;
 	return 0;
 }

@@ -33,9 +33,9 @@ struct migrate_source_vfuncs {
 			   bool *refused_r, const char **error_r);
 	/* NULL: the sizes come through the storage */
 	void (*sizes_ask)(struct migrate_source *source, const char *mailbox,
-			  uint32_t first_uid);
-	int (*sizes)(struct migrate_source *source, const char *mailbox,
-		     const ARRAY_TYPE(migrate_source_size) **sizes_r);
+			  uint32_t first_uid, uint64_t changedsince);
+	int (*listing)(struct migrate_source *source, const char *mailbox,
+		       const struct migrate_source_listing **listing_r);
 	/* NULL: small messages come through the storage */
 	void (*bodies_ask)(struct migrate_source *source, const char *mailbox,
 			   const ARRAY_TYPE(seq_range) *uids,
@@ -165,6 +165,9 @@ migrate_source_conn_init(const struct migrate_settings *set,
 			 struct mail_user *ssl_user, const char *dns_base_dir,
 			 struct migrate_source_guard *guard,
 			 struct event *event_parent);
+/* Send LOGOUT (after what is on its way), without waiting for it. */
+void migrate_source_conn_logout(struct migrate_source_conn *conn);
+/* LOGOUT (waited for) and free. */
 void migrate_source_conn_deinit(struct migrate_source_conn **conn);
 /* Connect now, without waiting for anything. */
 void migrate_source_conn_start(struct migrate_source_conn *conn);
@@ -195,15 +198,17 @@ int migrate_source_conn_body(struct migrate_source_conn *conn,
 			     struct istream **input_r, time_t *received_r);
 /* Why the last chunk that failed as a whole failed. */
 const char *migrate_source_conn_bodies_error(struct migrate_source_conn *conn);
-/* Ask for the RFC822.SIZEs of mailbox's messages from first_uid on,
-   without waiting (one folder at a time). */
+/* Ask for the RFC822.SIZEs and FLAGS of mailbox's messages from first_uid
+   on, and with changedsince (a source with CONDSTORE and ESEARCH) what
+   changed below it, without waiting (one folder at a time). */
 void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
-				   const char *mailbox, uint32_t first_uid);
-/* The sizes asked for mailbox, by UID, waiting for them; -1 when they
-   were not asked for or the server did not give them. */
-int migrate_source_conn_sizes(struct migrate_source_conn *conn,
-			      const char *mailbox,
-			      const ARRAY_TYPE(migrate_source_size) **sizes_r);
+				   const char *mailbox, uint32_t first_uid,
+				   uint64_t changedsince);
+/* What was asked for mailbox, waiting for it; -1 when it was not asked
+   for or the server did not give it. */
+int migrate_source_conn_listing(struct migrate_source_conn *conn,
+				const char *mailbox,
+				const struct migrate_source_listing **listing_r);
 /* The caller is done with the chunk of uids: what it did not take is
    freed. */
 void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,

@@ -232,14 +232,18 @@ migrate_source_user_init(struct migrate_source *source,
 
 static void source_imapc_deinit(struct migrate_source *source)
 {
+	/* both connections' LOGOUTs in one round trip: ours is answered
+	   while the storage waits for its own */
 	if (source->conn != NULL)
-		migrate_source_conn_deinit(&source->conn);
-	migrate_resolver_stop(&source->resolver);
+		migrate_source_conn_logout(source->conn);
 }
 
 /* After the source user is gone: its LOGOUT too is bounded. */
 static void source_imapc_deinit_post(struct migrate_source *source)
 {
+	if (source->conn != NULL)
+		migrate_source_conn_deinit(&source->conn);
+	migrate_resolver_stop(&source->resolver);
 	if (source->guard != NULL)
 		migrate_source_guard_deinit(&source->guard);
 }
@@ -280,16 +284,18 @@ source_imapc_fetch_large(struct migrate_source *source, const char *mailbox,
 
 static void
 source_imapc_sizes_ask(struct migrate_source *source, const char *mailbox,
-		       uint32_t first_uid)
+		       uint32_t first_uid, uint64_t changedsince)
 {
-	migrate_source_conn_sizes_ask(source_conn(source), mailbox, first_uid);
+	migrate_source_conn_sizes_ask(source_conn(source), mailbox, first_uid,
+				      changedsince);
 }
 
 static int
-source_imapc_sizes(struct migrate_source *source, const char *mailbox,
-		   const ARRAY_TYPE(migrate_source_size) **sizes_r)
+source_imapc_listing(struct migrate_source *source, const char *mailbox,
+		     const struct migrate_source_listing **listing_r)
 {
-	return migrate_source_conn_sizes(source_conn(source), mailbox, sizes_r);
+	return migrate_source_conn_listing(source_conn(source), mailbox,
+					   listing_r);
 }
 
 static void
@@ -380,7 +386,7 @@ static const struct migrate_source_vfuncs source_imapc_vfuncs = {
 	.fetch_large = source_imapc_fetch_large,
 	.prefetch_large = source_imapc_prefetch_large,
 	.sizes_ask = source_imapc_sizes_ask,
-	.sizes = source_imapc_sizes,
+	.listing = source_imapc_listing,
 	.bodies_ask = source_imapc_bodies_ask,
 	.body = source_imapc_body,
 	.bodies_finish = source_imapc_bodies_finish,
@@ -628,18 +634,30 @@ int migrate_source_fetch_large(struct migrate_source *source,
 }
 
 void migrate_source_sizes_ask(struct migrate_source *source,
-			      const char *mailbox, uint32_t first_uid)
+			      const char *mailbox, uint32_t first_uid,
+			      uint64_t changedsince)
 {
 	if (source->v.sizes_ask != NULL)
-		source->v.sizes_ask(source, mailbox, first_uid);
+		source->v.sizes_ask(source, mailbox, first_uid, changedsince);
+}
+
+int migrate_source_listing(struct migrate_source *source, const char *mailbox,
+			   const struct migrate_source_listing **listing_r)
+{
+	if (source->v.listing == NULL)
+		return -1;
+	return source->v.listing(source, mailbox, listing_r);
 }
 
 int migrate_source_sizes(struct migrate_source *source, const char *mailbox,
 			 const ARRAY_TYPE(migrate_source_size) **sizes_r)
 {
-	if (source->v.sizes == NULL)
+	const struct migrate_source_listing *listing;
+
+	if (migrate_source_listing(source, mailbox, &listing) < 0)
 		return -1;
-	return source->v.sizes(source, mailbox, sizes_r);
+	*sizes_r = &listing->sizes;
+	return 0;
 }
 
 bool migrate_source_bodies_ask(struct migrate_source *source,

@@ -130,18 +130,43 @@ int migrate_source_fetch_large(struct migrate_source *source,
 			       struct istream **input_r, time_t *received_r,
 			       bool *expunged_r, bool *refused_r,
 			       const char **error_r);
-/* The RFC822.SIZEs of a folder's messages from first_uid on, asked for
-   over our own connection while the storage opens the folder (nothing
-   for a source without one), and taken when the copy is planned: sorted
-   by UID; -1 when they were not asked for or did not come (ask the
-   storage). */
+/* The RFC822.SIZEs and flags of a folder's messages from first_uid on,
+   asked for over our own connection while the storage opens the folder
+   (nothing for a source without one), and taken when the copy is
+   planned: sorted by UID; -1 when they were not asked for or did not
+   come (ask the storage).  With changedsince (the HIGHESTMODSEQ of the
+   folder's last complete sync) on a source with CONDSTORE and ESEARCH,
+   also what changed below first_uid: the flags changed since then
+   (CHANGEDSINCE) and the UIDs still there (changes is TRUE then), so
+   that a re-run costs what changed, not the folder. */
 struct migrate_source_size {
 	uint32_t uid;
 	uoff_t size;
 };
 ARRAY_DEFINE_TYPE(migrate_source_size, struct migrate_source_size);
+struct migrate_source_flags {
+	uint32_t uid;
+	enum mail_flags flags;
+	const char *const *keywords;
+};
+ARRAY_DEFINE_TYPE(migrate_source_flags, struct migrate_source_flags);
+struct migrate_source_listing {
+	uint32_t first_uid;
+	/* from first_uid on */
+	ARRAY_TYPE(migrate_source_size) sizes;
+	/* from first_uid on, and (with changes) those below it whose flags
+	   changed; a UID may be there twice (the server told twice) */
+	ARRAY_TYPE(migrate_source_flags) flags;
+	/* with changes: the UIDs below first_uid the folder has */
+	ARRAY_TYPE(seq_range) present;
+	bool changes;
+};
 void migrate_source_sizes_ask(struct migrate_source *source,
-			      const char *mailbox, uint32_t first_uid);
+			      const char *mailbox, uint32_t first_uid,
+			      uint64_t changedsince);
+int migrate_source_listing(struct migrate_source *source, const char *mailbox,
+			   const struct migrate_source_listing **listing_r);
+/* The sizes of the listing. */
 int migrate_source_sizes(struct migrate_source *source, const char *mailbox,
 			 const ARRAY_TYPE(migrate_source_size) **sizes_r);
 /* Small messages over our own connection, a chunk at a time, several

@@ -354,7 +354,8 @@ static unsigned int sync_confirm_deletions(struct migrate_sync_ctx *ctx)
 		T_BEGIN {
 			if (array_count(&f->delete_orphan_dest_uids) > 0)
 				sync_confirm_orphans(ctx, f, &withheld);
-			if (array_count(&f->delete_src_uids) > 0)
+			if (array_count(&f->delete_src_uids) > 0 &&
+			    !f->deletes_confirmed)
 				sync_confirm_messages(ctx, f, &present,
 						      &withheld);
 		} T_END;

@@ -269,8 +269,11 @@ sync_gmail_copy_local(struct migrate_sync_ctx *ctx,
 		}
 		i_stream_ref(input);
 		T_BEGIN {
-			ret = migrate_sync_import_save(ctx, f, dbox, &batch, smail, input,
-					    received);
+			struct migrate_sync_msg msg;
+
+			migrate_sync_msg_from_mail(&msg, smail);
+			ret = migrate_sync_import_save(ctx, f, dbox, &batch,
+						       &msg, input, received);
 		} T_END;
 		i_stream_unref(&input);
 		done++;

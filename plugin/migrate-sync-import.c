@@ -218,16 +218,47 @@ migrate_sync_import_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_fol
 #define MIGRATE_SAVE_BLOCK_SIZE (128*1024)
 
 
-/* The source could not give smail: 0 when it is gone (skipped), 2 when
+void migrate_sync_msg_from_mail(struct migrate_sync_msg *msg_r,
+				struct mail *mail)
+{
+	i_zero(msg_r);
+	msg_r->uid = mail->uid;
+	msg_r->mailbox = mailbox_get_vname(mail->box);
+	msg_r->mail = mail;
+	msg_r->flags = mail_get_flags(mail) & MAIL_FLAGS_NONRECENT;
+	msg_r->keywords = mail_get_keywords(mail);
+}
+
+/* msg's size for a report: what the listing or the storage says, else
+   what our own connection says now (0: nobody could tell) */
+static uoff_t
+sync_msg_size(struct migrate_sync_ctx *ctx, const struct migrate_sync_msg *msg)
+{
+	const char *error;
+	uoff_t size;
+
+	if (msg->size != 0)
+		return msg->size;
+	if (msg->mail != NULL && mail_get_virtual_size(msg->mail, &size) == 0)
+		return size;
+	/* the storage's FETCH failed as a whole: ask for the size alone, on
+	   our own connection */
+	if (migrate_source_message_size(ctx->source, msg->mailbox, msg->uid,
+					&size, &error) < 0)
+		return 0;
+	return size;
+}
+
+/* The source could not give msg: 0 when it is gone (skipped), 2 when
    the source refuses this one message (left out and reported, the run
    goes on), -1 when the failure is the connection's or the server's. */
 static int
 sync_copy_source_failed(struct migrate_sync_ctx *ctx,
-			struct migrate_sync_folder *f, struct mail *smail,
+			struct migrate_sync_folder *f,
+			const struct migrate_sync_msg *msg,
 			enum mail_error error, const char *errstr)
 {
 	enum migrate_error code;
-	uoff_t size;
 
 	if (error == MAIL_ERROR_EXPUNGED)
 		return 0;
@@ -236,21 +267,11 @@ sync_copy_source_failed(struct migrate_sync_ctx *ctx,
 	if (!migrate_source_refuses_message(error, errstr, &code)) {
 		migrate_sync_set_error(ctx, code, t_strdup_printf(
 			"Source: Fetching UID %u of %s failed: %s",
-			smail->uid, mailbox_get_vname(smail->box),
+			msg->uid, msg->mailbox,
 			migrate_source_explain(ctx->source, errstr)));
 		return -1;
 	}
-	if (mail_get_virtual_size(smail, &size) < 0) {
-		/* the storage's FETCH failed as a whole: ask for the size
-		   alone, on our own connection */
-		const char *size_error;
-
-		if (migrate_source_message_size(ctx->source,
-				mailbox_get_vname(smail->box), smail->uid,
-				&size, &size_error) < 0)
-			size = 0;
-	}
-	migrate_sync_reject(ctx, f, smail->uid, size,
+	migrate_sync_reject(ctx, f, msg->uid, sync_msg_size(ctx, msg),
 		    t_strconcat("the source refused to give it: ", errstr,
 				NULL));
 	return 2;
@@ -269,16 +290,22 @@ enum sync_body_from {
 
 static int
 sync_copy_storage_input(struct migrate_sync_ctx *ctx,
-			struct migrate_sync_folder *f, struct mail *smail,
+			struct migrate_sync_folder *f,
+			const struct migrate_sync_msg *msg,
 			struct istream **input_r, time_t *received_r)
 {
+	struct mail *smail = msg->mail;
 	enum mail_error error;
 	const char *errstr;
 
+	if (smail == NULL) {
+		/* the storage has not opened the folder: it takes over */
+		return 3;
+	}
 	if (mail_get_received_date(smail, received_r) < 0 ||
 	    mail_get_stream(smail, NULL, NULL, input_r) < 0) {
 		errstr = mailbox_get_last_internal_error(smail->box, &error);
-		return sync_copy_source_failed(ctx, f, smail, error, errstr);
+		return sync_copy_source_failed(ctx, f, msg, error, errstr);
 	}
 	i_stream_ref(*input_r);
 	return 1;
@@ -286,12 +313,14 @@ sync_copy_storage_input(struct migrate_sync_ctx *ctx,
 
 /* Returns 1 with the message's body, 0 when the source no longer has it,
    2 when the source refuses it (reported), 3 when our own connection
-   failed to bring the chunk it is in (nothing done: the storage is to
-   fetch it and the rest), -1 on error.  A large message (size: its
-   planned RFC822.SIZE) is read in pieces with its INTERNALDATE. */
+   failed to bring the chunk it is in, or the storage is needed and has
+   not opened the folder (nothing done: the storage is to fetch it and
+   the rest), -1 on error.  A large message (size: its planned
+   RFC822.SIZE) is read in pieces with its INTERNALDATE. */
 static int
 sync_copy_get_input(struct migrate_sync_ctx *ctx,
-		    struct migrate_sync_folder *f, struct mail *smail,
+		    struct migrate_sync_folder *f,
+		    const struct migrate_sync_msg *msg,
 		    enum sync_body_from from, uoff_t size,
 		    struct istream **input_r, time_t *received_r)
 {
@@ -301,12 +330,12 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx,
 	int ret;
 
 	if (from == SYNC_BODY_PIECES && size == 0 &&
-	    mail_get_virtual_size(smail, &size) < 0)
+	    (msg->mail == NULL ||
+	     mail_get_virtual_size(msg->mail, &size) < 0))
 		from = SYNC_BODY_STORAGE;
 	if (from == SYNC_BODY_AHEAD) {
-		ret = migrate_source_body(ctx->source,
-					  mailbox_get_vname(smail->box),
-					  smail->uid, input_r, received_r);
+		ret = migrate_source_body(ctx->source, msg->mailbox, msg->uid,
+					  input_r, received_r);
 		if (ret > 0)
 			return 1;
 		if (ret < 0) {
@@ -315,37 +344,41 @@ sync_copy_get_input(struct migrate_sync_ctx *ctx,
 		}
 	}
 	if (from != SYNC_BODY_PIECES)
-		return sync_copy_storage_input(ctx, f, smail, input_r,
+		return sync_copy_storage_input(ctx, f, msg, input_r,
 					       received_r);
-	if (migrate_source_fetch_large(ctx->source,
-				       mailbox_get_vname(smail->box),
-				       smail->uid, size, input_r, received_r,
+	if (migrate_source_fetch_large(ctx->source, msg->mailbox, msg->uid,
+				       size, input_r, received_r,
 				       &expunged, &refused, &errstr) < 0) {
-		return sync_copy_source_failed(ctx, f, smail,
+		return sync_copy_source_failed(ctx, f, msg,
 			expunged ? MAIL_ERROR_EXPUNGED :
 			refused ? MAIL_ERROR_PARAMS : MAIL_ERROR_TEMP, errstr);
 	}
-	if (*received_r == (time_t)-1 &&
-	    mail_get_received_date(smail, received_r) < 0) {
+	/* without the storage's view, a server that did not send the
+	   INTERNALDATE leaves the date of the save */
+	if (*received_r == (time_t)-1 && msg->mail != NULL &&
+	    mail_get_received_date(msg->mail, received_r) < 0) {
 		i_stream_unref(input_r);
-		errstr = mailbox_get_last_internal_error(smail->box, &error);
-		return sync_copy_source_failed(ctx, f, smail, error, errstr);
+		errstr = mailbox_get_last_internal_error(msg->mail->box,
+							 &error);
+		return sync_copy_source_failed(ctx, f, msg, error, errstr);
 	}
 	return 1;
 }
 
-/* 0 when smail was copied, left out or found gone, 1 when our own
-   connection failed to bring it (nothing done), -1 on error. */
+/* 0 when msg was copied, left out or found gone, 1 when our own
+   connection failed to bring it or the storage must (nothing done), -1
+   on error. */
 static int
 sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	      struct mailbox *dbox, struct migrate_sync_batch *batch,
-	      struct mail *smail, enum sync_body_from from, uoff_t size)
+	      const struct migrate_sync_msg *msg, enum sync_body_from from,
+	      uoff_t size)
 {
 	struct istream *input;
 	time_t received;
 	int ret;
 
-	ret = sync_copy_get_input(ctx, f, smail, from, size, &input,
+	ret = sync_copy_get_input(ctx, f, msg, from, size, &input,
 				  &received);
 	if (ret == 3)
 		return 1;
@@ -360,22 +393,23 @@ sync_copy_one(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		}
 		return ret;
 	}
-	ret = migrate_sync_import_save(ctx, f, dbox, batch, smail, input, received);
+	ret = migrate_sync_import_save(ctx, f, dbox, batch, msg, input,
+				       received);
 	i_stream_unref(&input);
 	return ret;
 }
 
-/* Saving smail failed: a message the destination refuses as such (too
+/* Saving msg failed: a message the destination refuses as such (too
    large, invalid) is left out and reported, and the run goes on (0); any
    other failure stops the folder (-1). */
 static int
 sync_save_failed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		 struct mailbox *dbox, struct mail *smail,
+		 struct mailbox *dbox, const struct migrate_sync_msg *msg,
 		 struct istream *input)
 {
 	enum mail_error error;
 	const char *errstr;
-	uoff_t size;
+	uoff_t size = msg->size;
 
 	errstr = t_strdup(mailbox_get_last_internal_error(dbox, &error));
 	switch (error) {
@@ -388,9 +422,11 @@ sync_save_failed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		migrate_sync_set_dest_error(ctx, dbox, "Saving to");
 		return -1;
 	}
-	if (mail_get_virtual_size(smail, &size) < 0)
+	if (msg->mail != NULL && mail_get_virtual_size(msg->mail, &size) < 0)
+		size = 0;
+	if (size == 0)
 		size = input->v_offset;
-	migrate_sync_reject(ctx, f, smail->uid, size,
+	migrate_sync_reject(ctx, f, msg->uid, size,
 		    t_strconcat("the destination refused it: ", errstr, NULL));
 	ctx->progress_done++;
 	return 0;
@@ -399,7 +435,8 @@ sync_save_failed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 int
 migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	      struct mailbox *dbox, struct migrate_sync_batch *batch,
-	      struct mail *smail, struct istream *input, time_t received)
+	      const struct migrate_sync_msg *msg, struct istream *input,
+	      time_t received)
 {
 	struct mail_save_context *save;
 	struct mail_keywords *kw;
@@ -410,15 +447,14 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 			MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS, __func__);
 	}
 	save = mailbox_save_alloc(batch->t);
-	kw = migrate_sync_keywords(ctx, dbox, mail_get_keywords(smail));
-	mailbox_save_set_flags(save, mail_get_flags(smail) &
-			       MAIL_FLAGS_NONRECENT, kw);
+	kw = migrate_sync_keywords(ctx, dbox, msg->keywords);
+	mailbox_save_set_flags(save, msg->flags & MAIL_FLAGS_NONRECENT, kw);
 	if (kw != NULL)
 		mailbox_keywords_unref(&kw);
 	mailbox_save_set_received_date(save, received, 0);
-	mailbox_save_set_guid(save, sync_dest_guid(f->state, smail->uid));
+	mailbox_save_set_guid(save, sync_dest_guid(f->state, msg->uid));
 	if (f->state->dest_uidvalidity == f->state->src_uidvalidity)
-		mailbox_save_set_uid(save, smail->uid);
+		mailbox_save_set_uid(save, msg->uid);
 
 	/* the streams the save path stacks on input inherit its buffer
 	   size: larger blocks, fewer write()s to the new mail file */
@@ -427,14 +463,23 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 	case MIGRATE_DEST_SAVE_OK:
 		break;
 	case MIGRATE_DEST_SAVE_FAILED:
-		return sync_save_failed(ctx, f, dbox, smail, input);
+		return sync_save_failed(ctx, f, dbox, msg, input);
 	case MIGRATE_DEST_SAVE_INPUT_FAILED:
-		migrate_sync_set_source_error(ctx, smail->box, t_strdup_printf(
-			"Reading UID %u of", smail->uid));
+		if (msg->mail != NULL) {
+			migrate_sync_set_source_error(ctx, msg->mail->box,
+				t_strdup_printf("Reading UID %u of", msg->uid));
+		} else {
+			/* our own connection's bodies are read from memory
+			   or a temporary file */
+			migrate_sync_set_error(ctx, MIGRATE_ERROR_TEMP,
+				t_strdup_printf("Reading UID %u of %s failed: %s",
+					msg->uid, msg->mailbox,
+					i_stream_get_error(input)));
+		}
 		return -1;
 	}
 	migrate_sync_kill_point(ctx, "save");
-	array_push_back(&batch->src_uids, &smail->uid);
+	array_push_back(&batch->src_uids, &msg->uid);
 	batch->bytes += input->v_offset;
 	ctx->stats->messages_copied++;
 	ctx->stats->bytes_copied += input->v_offset;
@@ -470,6 +515,16 @@ struct sync_copy_plan {
 	   ahead: the source storage fetches them) */
 	unsigned int chunks_asked;
 	bool ahead;
+
+	/* the source folder, as the storage names it */
+	const char *mailbox;
+	/* the source storage's folder (opened here when own_sbox) */
+	struct mailbox *sbox;
+	bool own_sbox;
+	/* our own connection's listing, when it describes the messages
+	   (their flags and sizes): the storage opens the folder only when
+	   it must take over */
+	const struct migrate_source_listing *listed;
 };
 
 /* chunks of small messages in flight over our own connection while one
@@ -591,11 +646,56 @@ sync_source_size_find(const ARRAY_TYPE(migrate_source_size) *sizes,
 		bsearch(&uid, arr, count, sizeof(*arr), sync_source_size_cmp);
 }
 
+/* The source storage's folder, opened now if it was not (NULL on
+   failure, with the error set). */
+static struct mailbox *
+sync_plan_storage(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan)
+{
+	if (plan->sbox == NULL) {
+		plan->sbox = migrate_sync_source_open(ctx, plan->mailbox);
+		plan->own_sbox = plan->sbox != NULL;
+	}
+	return plan->sbox;
+}
+
+static int sync_source_flags_cmp(const void *key, const void *elem)
+{
+	const uint32_t *uid = key;
+	const struct migrate_source_flags *flags = elem;
+
+	return *uid < flags->uid ? -1 : (*uid > flags->uid ? 1 : 0);
+}
+
+/* uid as our own connection's listing describes it: FALSE when it does
+   not (the storage must look). */
+static bool
+sync_plan_msg(const struct sync_copy_plan *plan, uint32_t uid,
+	      struct migrate_sync_msg *msg_r)
+{
+	const struct migrate_source_flags *arr, *flags;
+	const struct migrate_source_size *size;
+	unsigned int count;
+
+	arr = array_get(&plan->listed->flags, &count);
+	flags = count == 0 ? NULL :
+		bsearch(&uid, arr, count, sizeof(*arr), sync_source_flags_cmp);
+	size = sync_source_size_find(&plan->listed->sizes, uid);
+	if (flags == NULL || size == NULL)
+		return FALSE;
+	i_zero(msg_r);
+	msg_r->uid = uid;
+	msg_r->flags = flags->flags;
+	msg_r->keywords = flags->keywords;
+	msg_r->size = size->size;
+	msg_r->mailbox = plan->mailbox;
+	return TRUE;
+}
+
 /* The plan from the sizes our own connection brought while the folder
    was opened; FALSE (nothing planned) when it has not every UID. */
 static bool
 sync_plan_copy_ahead(struct migrate_sync_ctx *ctx,
-		     struct migrate_sync_folder *f, struct mailbox *sbox,
+		     struct migrate_sync_folder *f,
 		     const ARRAY_TYPE(seq_range) *uids,
 		     struct sync_size_cap *cap, struct sync_copy_plan *plan,
 		     uoff_t *bytes_r)
@@ -606,8 +706,7 @@ sync_plan_copy_ahead(struct migrate_sync_ctx *ctx,
 	unsigned int n = 0;
 	uint32_t uid;
 
-	if (migrate_source_sizes(ctx->source, mailbox_get_vname(sbox),
-				 &sizes) < 0)
+	if (migrate_source_sizes(ctx->source, plan->mailbox, &sizes) < 0)
 		return FALSE;
 	/* every UID first: a plan is all or nothing */
 	seq_range_array_iter_init(&iter, uids);
@@ -631,19 +730,22 @@ sync_plan_copy_ahead(struct migrate_sync_ctx *ctx,
    of them all (what a dry run reports). */
 static int
 sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-	       struct mailbox *sbox, const ARRAY_TYPE(seq_range) *uids,
+	       const ARRAY_TYPE(seq_range) *uids,
 	       struct sync_size_cap *cap, struct sync_copy_plan *plan,
 	       uoff_t *bytes_r)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
+	struct mailbox *sbox;
 	uoff_t size;
 	struct mail *smail;
 	int ret = 0;
 
 	*bytes_r = 0;
-	if (sync_plan_copy_ahead(ctx, f, sbox, uids, cap, plan, bytes_r))
+	if (sync_plan_copy_ahead(ctx, f, uids, cap, plan, bytes_r))
 		return 0;
+	if ((sbox = sync_plan_storage(ctx, plan)) == NULL)
+		return -1;
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = migrate_search_uids(st, uids, MAIL_FETCH_VIRTUAL_SIZE, NULL);
 	/* sizes only: many more at a time than bodies (mail_prefetch_count),
@@ -675,7 +777,9 @@ migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	int ret;
 
 	sync_plan_init(&plan);
-	ret = sync_plan_copy(ctx, NULL, sbox, uids, NULL, &plan, &bytes);
+	plan.sbox = sbox;
+	plan.mailbox = mailbox_get_vname(sbox);
+	ret = sync_plan_copy(ctx, NULL, uids, NULL, &plan, &bytes);
 	ctx->stats->messages_copied += seq_range_count(uids);
 	ctx->stats->bytes_copied += bytes;
 	return ret;
@@ -684,7 +788,7 @@ migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 /* Start reading the idx'th large message, if any (after the one on its
    way, if another is). */
 static void
-sync_copy_prefetch_large(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
+sync_copy_prefetch_large(struct migrate_sync_ctx *ctx,
 			 const struct sync_copy_plan *plan, unsigned int idx)
 {
 	const struct sync_copy_large *large;
@@ -692,20 +796,29 @@ sync_copy_prefetch_large(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	if (idx >= array_count(&plan->large))
 		return;
 	large = array_idx(&plan->large, idx);
-	migrate_source_prefetch_large(ctx->source, mailbox_get_vname(sbox),
+	migrate_source_prefetch_large(ctx->source, plan->mailbox,
 				      large->uid, large->size);
+}
+
+static void
+sync_copy_gone(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
+{
+	ctx->stats->messages_skipped++;
+	f->skipped++;
+	ctx->progress_done++;
 }
 
 /* Copy the large messages whose UIDs are below limit. */
 static int
 sync_copy_large_before(struct migrate_sync_ctx *ctx,
-		       struct migrate_sync_folder *f, struct mailbox *sbox,
-		       struct mailbox *dbox, struct migrate_sync_batch *batch,
+		       struct migrate_sync_folder *f, struct mailbox *dbox,
+		       struct migrate_sync_batch *batch,
 		       struct sync_copy_plan *plan, uint32_t limit)
 {
 	const struct sync_copy_large *large;
-	struct mailbox_transaction_context *st;
-	struct mail *lmail;
+	struct mailbox_transaction_context *st = NULL;
+	struct migrate_sync_msg msg;
+	struct mail *lmail = NULL;
 	int ret = 0;
 
 	if (plan->large_idx >= array_count(&plan->large))
@@ -713,46 +826,49 @@ sync_copy_large_before(struct migrate_sync_ctx *ctx,
 	large = array_idx(&plan->large, plan->large_idx);
 	if (large->uid >= limit)
 		return 0;
-	st = mailbox_transaction_begin(sbox, 0, __func__);
-	/* the flags only: the storage has them already */
-	lmail = mail_alloc(st, MAIL_FETCH_FLAGS, NULL);
+	if (plan->listed == NULL) {
+		st = mailbox_transaction_begin(plan->sbox, 0, __func__);
+		/* the flags only: the storage has them already */
+		lmail = mail_alloc(st, MAIL_FETCH_FLAGS, NULL);
+	}
 	while (ret == 0 && plan->large_idx < array_count(&plan->large)) {
 		large = array_idx(&plan->large, plan->large_idx);
 		if (large->uid >= limit)
 			break;
 		/* it is on its way (or starts now), and the next one
 		   follows it at once */
-		sync_copy_prefetch_large(ctx, sbox, plan, plan->large_idx);
-		sync_copy_prefetch_large(ctx, sbox, plan, ++plan->large_idx);
-		if (!mail_set_uid(lmail, large->uid)) {
+		sync_copy_prefetch_large(ctx, plan, plan->large_idx);
+		sync_copy_prefetch_large(ctx, plan, ++plan->large_idx);
+		if (lmail != NULL && mail_set_uid(lmail, large->uid))
+			migrate_sync_msg_from_mail(&msg, lmail);
+		else if (lmail != NULL || !sync_plan_msg(plan, large->uid, &msg)) {
 			/* gone since it was planned */
-			ctx->stats->messages_skipped++;
-			f->skipped++;
-			ctx->progress_done++;
+			sync_copy_gone(ctx, f);
 			continue;
 		}
 		T_BEGIN {
-			ret = sync_copy_one(ctx, f, dbox, batch, lmail,
+			ret = sync_copy_one(ctx, f, dbox, batch, &msg,
 					    SYNC_BODY_PIECES, large->size);
 		} T_END;
 	}
-	mail_free(&lmail);
-	(void)mailbox_transaction_commit(&st);
+	if (lmail != NULL) {
+		mail_free(&lmail);
+		(void)mailbox_transaction_commit(&st);
+	}
 	return ret;
 }
 
 /* Ask for the chunks up to idx + MIGRATE_SYNC_CHUNKS_AHEAD over our own
    connection, where the source has it. */
 static void
-sync_copy_ask_ahead(struct mailbox *sbox, struct migrate_sync_ctx *ctx,
-		    struct sync_copy_plan *plan, unsigned int idx)
+sync_copy_ask_ahead(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan,
+		    unsigned int idx)
 {
 	const ARRAY_TYPE(seq_range) *chunk;
 
 	if (plan->chunks_asked == 0 && idx == 0) {
 		plan->ahead = !ctx->dry_run &&
-			migrate_source_bodies_ask(ctx->source,
-				mailbox_get_vname(sbox),
+			migrate_source_bodies_ask(ctx->source, plan->mailbox,
 				array_idx(&plan->chunks, 0),
 				MIGRATE_SYNC_AHEAD_MAX_SIZE);
 		plan->chunks_asked = 1;
@@ -761,27 +877,63 @@ sync_copy_ask_ahead(struct mailbox *sbox, struct migrate_sync_ctx *ctx,
 	       plan->chunks_asked <= idx + MIGRATE_SYNC_CHUNKS_AHEAD &&
 	       plan->chunks_asked < array_count(&plan->chunks)) {
 		chunk = array_idx(&plan->chunks, plan->chunks_asked++);
-		(void)migrate_source_bodies_ask(ctx->source,
-			mailbox_get_vname(sbox), chunk,
-			MIGRATE_SYNC_AHEAD_MAX_SIZE);
+		(void)migrate_source_bodies_ask(ctx->source, plan->mailbox,
+						chunk,
+						MIGRATE_SYNC_AHEAD_MAX_SIZE);
 	}
 }
 
 /* No more chunks over our own connection: those asked for from the
    first_idx'th on are dropped as they come. */
 static void
-sync_copy_ahead_stop(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
-		     struct sync_copy_plan *plan, unsigned int first_idx)
+sync_copy_ahead_stop(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan,
+		     unsigned int first_idx)
 {
 	unsigned int i;
 
 	if (!plan->ahead)
 		return;
 	for (i = first_idx; i < plan->chunks_asked; i++) {
-		migrate_source_bodies_finish(ctx->source,
-			mailbox_get_vname(sbox), array_idx(&plan->chunks, i));
+		migrate_source_bodies_finish(ctx->source, plan->mailbox,
+					     array_idx(&plan->chunks, i));
 	}
 	plan->ahead = FALSE;
+}
+
+/* Copy uids as our own connection's listing describes them, their bodies
+   from its chunks.  Returns 1 with *resume_uid_r when a body must come
+   from the storage from that UID on, else 0 or -1. */
+static int
+sync_copy_uids_listed(struct migrate_sync_ctx *ctx,
+		      struct migrate_sync_folder *f, struct mailbox *dbox,
+		      struct migrate_sync_batch *batch,
+		      struct sync_copy_plan *plan,
+		      const ARRAY_TYPE(seq_range) *uids,
+		      uint32_t *resume_uid_r)
+{
+	struct migrate_sync_msg msg;
+	struct seq_range_iter iter;
+	unsigned int n = 0;
+	uint32_t uid;
+	int ret = 0;
+
+	seq_range_array_iter_init(&iter, uids);
+	while (ret == 0 && seq_range_array_iter_nth(&iter, n++, &uid)) {
+		ret = sync_copy_large_before(ctx, f, dbox, batch, plan, uid);
+		if (ret != 0)
+			break;
+		if (!sync_plan_msg(plan, uid, &msg)) {
+			ret = 1;
+			break;
+		}
+		T_BEGIN {
+			ret = sync_copy_one(ctx, f, dbox, batch, &msg,
+					    SYNC_BODY_AHEAD, 0);
+		} T_END;
+	}
+	if (ret > 0)
+		*resume_uid_r = uid;
+	return ret;
 }
 
 /* Copy the small messages uids (and the large ones among them), their
@@ -791,16 +943,24 @@ sync_copy_ahead_stop(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
    -1. */
 static int
 sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-	       struct mailbox *sbox, struct mailbox *dbox,
-	       struct migrate_sync_batch *batch, struct sync_copy_plan *plan,
+	       struct mailbox *dbox, struct migrate_sync_batch *batch,
+	       struct sync_copy_plan *plan,
 	       const ARRAY_TYPE(seq_range) *uids, bool ahead,
 	       uint32_t *resume_uid_r)
 {
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
+	struct migrate_sync_msg msg;
+	struct mailbox *sbox;
 	struct mail *smail;
 	int ret = 0;
 
+	if (ahead && plan->listed != NULL) {
+		return sync_copy_uids_listed(ctx, f, dbox, batch, plan, uids,
+					     resume_uid_r);
+	}
+	if ((sbox = sync_plan_storage(ctx, plan)) == NULL)
+		return -1;
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	/* over our own connection: the flags only (the storage has them
 	   already) */
@@ -808,10 +968,11 @@ sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		(ahead ? 0 : MAIL_FETCH_RECEIVED_DATE |
 		 MAIL_FETCH_STREAM_HEADER | MAIL_FETCH_STREAM_BODY), NULL);
 	while (mailbox_search_next(search_ctx, &smail)) {
-		ret = sync_copy_large_before(ctx, f, sbox, dbox, batch, plan,
+		ret = sync_copy_large_before(ctx, f, dbox, batch, plan,
 					     smail->uid);
 		if (ret == 0) T_BEGIN {
-			ret = sync_copy_one(ctx, f, dbox, batch, smail,
+			migrate_sync_msg_from_mail(&msg, smail);
+			ret = sync_copy_one(ctx, f, dbox, batch, &msg,
 				ahead ? SYNC_BODY_AHEAD : SYNC_BODY_STORAGE,
 				0);
 		} T_END;
@@ -832,8 +993,7 @@ sync_copy_uids(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
    them. */
 static int
 sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		struct mailbox *sbox, struct mailbox *dbox,
-		struct migrate_sync_batch *batch,
+		struct mailbox *dbox, struct migrate_sync_batch *batch,
 		struct sync_copy_plan *plan, unsigned int idx)
 {
 	const ARRAY_TYPE(seq_range) *uids = array_idx(&plan->chunks, idx);
@@ -841,14 +1001,12 @@ sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	uint32_t resume_uid = 0;
 	int ret;
 
-	sync_copy_prefetch_large(ctx, sbox, plan, plan->large_idx);
-	sync_copy_ask_ahead(sbox, ctx, plan, idx);
-	ret = sync_copy_uids(ctx, f, sbox, dbox, batch, plan, uids,
-			     plan->ahead, &resume_uid);
-	if (plan->ahead) {
-		migrate_source_bodies_finish(ctx->source,
-					     mailbox_get_vname(sbox), uids);
-	}
+	sync_copy_prefetch_large(ctx, plan, plan->large_idx);
+	sync_copy_ask_ahead(ctx, plan, idx);
+	ret = sync_copy_uids(ctx, f, dbox, batch, plan, uids, plan->ahead,
+			     &resume_uid);
+	if (plan->ahead)
+		migrate_source_bodies_finish(ctx->source, plan->mailbox, uids);
 	if (ret <= 0)
 		return ret;
 	/* our own connection failed: the storage fetches the rest of this
@@ -861,31 +1019,30 @@ sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		  "and after (%s): the source storage fetches them",
 		  migrate_text_escape(f->dest_name), resume_uid,
 		  migrate_text_escape(migrate_source_bodies_error(ctx->source)));
-	sync_copy_ahead_stop(ctx, sbox, plan, idx + 1);
+	sync_copy_ahead_stop(ctx, plan, idx + 1);
 	t_array_init(&rest, array_count(uids));
 	array_append_array(&rest, uids);
 	if (resume_uid > 1)
 		seq_range_array_remove_range(&rest, 1, resume_uid - 1);
-	ret = sync_copy_uids(ctx, f, sbox, dbox, batch, plan, &rest, FALSE,
+	ret = sync_copy_uids(ctx, f, dbox, batch, plan, &rest, FALSE,
 			     &resume_uid);
 	return ret > 0 ? -1 : ret;
 }
 
 static int
 sync_copy_plan_run(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		   struct mailbox *sbox, struct mailbox *dbox,
-		   struct migrate_sync_batch *batch,
+		   struct mailbox *dbox, struct migrate_sync_batch *batch,
 		   struct sync_copy_plan *plan)
 {
 	unsigned int i, count = array_count(&plan->chunks);
 
 	for (i = 0; i < count; i++) {
-		if (sync_copy_chunk(ctx, f, sbox, dbox, batch, plan, i) < 0) {
-			sync_copy_ahead_stop(ctx, sbox, plan, i + 1);
+		if (sync_copy_chunk(ctx, f, dbox, batch, plan, i) < 0) {
+			sync_copy_ahead_stop(ctx, plan, i + 1);
 			return -1;
 		}
 	}
-	return sync_copy_large_before(ctx, f, sbox, dbox, batch, plan,
+	return sync_copy_large_before(ctx, f, dbox, batch, plan,
 				      (uint32_t)-1);
 }
 
@@ -909,10 +1066,16 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ctx->progress_total = seq_range_count(copy_uids);
 
 	sync_plan_init(&plan);
+	plan.sbox = sbox;
+	plan.mailbox = f->src_name;
+	if (sbox == NULL &&
+	    migrate_source_listing(ctx->source, f->src_name,
+				   &plan.listed) < 0)
+		plan.listed = NULL;
 	sync_copy_cap(ctx, &cap);
-	ret = sync_plan_copy(ctx, f, sbox, copy_uids, &cap, &plan, &bytes);
+	ret = sync_plan_copy(ctx, f, copy_uids, &cap, &plan, &bytes);
 	if (ret == 0)
-		ret = sync_copy_plan_run(ctx, f, sbox, dbox, &batch, &plan);
+		ret = sync_copy_plan_run(ctx, f, dbox, &batch, &plan);
 	/* keep what was saved completely, even after a failure */
 	if (migrate_sync_import_commit(ctx, f, dbox, &batch) < 0)
 		ret = -1;
@@ -927,6 +1090,8 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		ret = -1;
 	}
 	array_free(&batch.src_uids);
+	if (plan.own_sbox)
+		mailbox_free(&plan.sbox);
 	return ret;
 }
 

@@ -310,6 +310,110 @@ sync_folder_final_pass(struct migrate_sync_ctx *ctx,
 	return ret;
 }
 
+/* The copies of a folder whose flags a pass over the source updates */
+struct sync_flags_pass {
+	struct migrate_sync_ctx *ctx;
+	struct migrate_sync_folder *f;
+	struct mailbox *dbox;
+	struct mailbox_transaction_context *dt;
+	struct mail *dmail;
+	ARRAY_TYPE(sync_location) locs;
+	/* FALSE in a dry run: only counted */
+	bool update;
+};
+
+/* dbox is NULL when the dry run found no destination folder yet. */
+static void
+sync_flags_pass_init(struct sync_flags_pass *pass,
+		     struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f, struct mailbox *dbox)
+{
+	i_zero(pass);
+	pass->ctx = ctx;
+	pass->f = f;
+	pass->dbox = dbox;
+	pass->update = !ctx->dry_run;
+	if (dbox != NULL) {
+		/* not EXTERNAL: that would mark the changes as already in
+		   the mail files */
+		pass->dt = mailbox_transaction_begin(dbox, 0, __func__);
+		pass->dmail = mail_alloc(pass->dt, MAIL_FETCH_FLAGS, NULL);
+	}
+	t_array_init(&pass->locs, 4);
+}
+
+/* Source message uid has flags and keywords: its copy gets them.
+   Returns FALSE when it has no copy here (never copied, or deleted at
+   the destination behind our back: its mapping is dropped), so it is to
+   be copied. */
+static bool
+sync_flags_pass_msg(struct sync_flags_pass *pass, uint32_t uid,
+		    enum mail_flags flags, const char *const *keywords)
+{
+	struct migrate_sync_ctx *ctx = pass->ctx;
+	const struct migrate_uid_map *map;
+	struct mail_keywords *kw;
+	struct mail *tmail;
+	bool skip;
+
+	map = migrate_state_map_lookup(pass->f->state, uid);
+	if (map == NULL || pass->dmail == NULL)
+		return FALSE;
+	tmail = pass->dmail;
+	if (map->dest_loc != 0) {
+		/* archived: the copy lives in a year folder now */
+		tmail = sync_location_mail(ctx, &pass->locs, map->dest_loc,
+					   &skip);
+		if (skip)
+			return TRUE;
+	}
+	if (tmail == NULL || !mail_set_uid(tmail, map->dest_uid)) {
+		/* deleted at the destination behind our back: the mirror
+		   copies it again */
+		migrate_state_map_remove(ctx->state, pass->f->state, uid);
+		return FALSE;
+	}
+	flags &= MAIL_FLAGS_NONRECENT;
+	/* a keyword the destination refuses is not a difference: it was
+	   dropped when the message was copied */
+	if (sync_flags_equal(flags,
+			     migrate_sync_valid_keywords(tmail->box, keywords),
+			     mail_get_flags(tmail), mail_get_keywords(tmail)))
+		return TRUE;
+	ctx->stats->messages_updated++;
+	if (!pass->update)
+		return TRUE;
+	mail_update_flags(tmail, MODIFY_REPLACE, flags);
+	kw = migrate_sync_keywords(ctx, tmail->box, keywords);
+	if (kw == NULL) {
+		kw = mailbox_keywords_create_valid(tmail->box,
+			(const char *const[]){ NULL });
+	}
+	mail_update_keywords(tmail, MODIFY_REPLACE, kw);
+	mailbox_keywords_unref(&kw);
+	return TRUE;
+}
+
+static int sync_flags_pass_finish(struct sync_flags_pass *pass)
+{
+	struct migrate_sync_ctx *ctx = pass->ctx;
+	int ret = 0;
+
+	if (sync_locations_finish(ctx, &pass->locs, pass->update) < 0)
+		ret = -1;
+	if (pass->dt == NULL)
+		return ret;
+	mail_free(&pass->dmail);
+	/* the sync applies the changes to the mail files */
+	if (mailbox_transaction_commit(&pass->dt) < 0 ||
+	    mailbox_sync(pass->dbox, 0) < 0) {
+		migrate_sync_set_dest_error(ctx, pass->dbox, "Updating flags in");
+		ret = -1;
+	}
+	migrate_sync_kill_point(ctx, "flags");
+	return ret;
+}
+
 /* The mirror's pass over the source: update the flags of our copies
    (only count them in a dry run), find what is to be copied (copy_uids)
    and what is gone (f->delete_src_uids).  dbox is NULL when the dry run
@@ -320,90 +424,31 @@ sync_folder_mirror_pass(struct migrate_sync_ctx *ctx,
 			struct mailbox *dbox, ARRAY_TYPE(seq_range) *copy_uids)
 {
 	struct migrate_state_folder *state = f->state;
-	struct mailbox_transaction_context *st, *dt = NULL;
+	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
-	struct mail *smail, *dmail = NULL, *tmail;
+	struct sync_flags_pass pass;
 	const struct migrate_uid_map *map;
-	ARRAY_TYPE(sync_location) locs;
 	ARRAY_TYPE(seq_range) seen;
-	bool skip;
-	enum mail_flags flags;
-	const char *const *keywords;
-	struct mail_keywords *kw;
-	bool update = !ctx->dry_run;
+	struct mail *smail;
 	int ret = 0;
 
-	if (dbox != NULL) {
-		/* not EXTERNAL: that would mark the changes as already in
-		   the mail files */
-		dt = mailbox_transaction_begin(dbox, 0, __func__);
-		dmail = mail_alloc(dt, MAIL_FETCH_FLAGS, NULL);
-	}
+	sync_flags_pass_init(&pass, ctx, f, dbox);
 	t_array_init(&seen, 64);
-	t_array_init(&locs, 4);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = migrate_search_all(st, MAIL_FETCH_FLAGS);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		seq_range_array_add(&seen, smail->uid);
-		map = migrate_state_map_lookup(state, smail->uid);
-		tmail = dmail;
-		if (map != NULL && dmail != NULL && map->dest_loc != 0) {
-			/* archived: the copy lives in a year folder now */
-			tmail = sync_location_mail(ctx, &locs, map->dest_loc,
-						   &skip);
-			if (skip)
-				continue;
-		}
-		if (map != NULL && dmail != NULL &&
-		    (tmail == NULL || !mail_set_uid(tmail, map->dest_uid))) {
-			/* deleted at the destination behind our back: the
-			   mirror copies it again */
-			migrate_state_map_remove(ctx->state, state, smail->uid);
-			map = NULL;
-		}
-		if (map == NULL || dmail == NULL) {
+		if (!sync_flags_pass_msg(&pass, smail->uid,
+					 mail_get_flags(smail),
+					 mail_get_keywords(smail)))
 			seq_range_array_add(copy_uids, smail->uid);
-			continue;
-		}
-		flags = mail_get_flags(smail) & MAIL_FLAGS_NONRECENT;
-		keywords = mail_get_keywords(smail);
-		/* a keyword the destination refuses is not a difference:
-		   it was dropped when the message was copied */
-		if (sync_flags_equal(flags,
-				     migrate_sync_valid_keywords(tmail->box, keywords),
-				     mail_get_flags(tmail),
-				     mail_get_keywords(tmail)))
-			continue;
-		ctx->stats->messages_updated++;
-		if (!update)
-			continue;
-		mail_update_flags(tmail, MODIFY_REPLACE, flags);
-		kw = migrate_sync_keywords(ctx, tmail->box, keywords);
-		if (kw == NULL) {
-			kw = mailbox_keywords_create_valid(tmail->box,
-				(const char *const[]){ NULL });
-		}
-		mail_update_keywords(tmail, MODIFY_REPLACE, kw);
-		mailbox_keywords_unref(&kw);
 	}
-	if (sync_locations_finish(ctx, &locs, update) < 0)
-		ret = -1;
 	if (mailbox_search_deinit(&search_ctx) < 0) {
 		migrate_sync_set_source_error(ctx, sbox, "Fetching flags of");
 		ret = -1;
 	}
 	(void)mailbox_transaction_commit(&st);
-	if (dt != NULL) {
-		mail_free(&dmail);
-		/* the sync applies the changes to the mail files */
-		if (mailbox_transaction_commit(&dt) < 0 ||
-		    mailbox_sync(dbox, 0) < 0) {
-			migrate_sync_set_dest_error(ctx, dbox, "Updating flags in");
-			ret = -1;
-		}
-		migrate_sync_kill_point(ctx, "flags");
-	}
-	if (ret < 0)
+	if (sync_flags_pass_finish(&pass) < 0 || ret < 0)
 		return -1;
 
 	/* what we copied and the source no longer lists is gone */
@@ -625,12 +670,12 @@ sync_folder_pass(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	i_unreached();
 }
 
-static struct mailbox *
-sync_source_open(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
+struct mailbox *
+migrate_sync_source_open(struct migrate_sync_ctx *ctx, const char *src_name)
 {
 	struct mailbox *sbox;
 
-	sbox = mailbox_alloc(ctx->src_ns->list, f->src_name,
+	sbox = mailbox_alloc(ctx->src_ns->list, src_name,
 			     MAILBOX_FLAG_READONLY);
 	if (mailbox_sync(sbox, 0) < 0) {
 		migrate_sync_set_source_error(ctx, sbox, "Opening");
@@ -702,7 +747,7 @@ sync_folder_dry_run(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
 	if (mailbox_open(dbox) < 0)
 		mailbox_free(&dbox);
-	if ((sbox = sync_source_open(ctx, f)) == NULL)
+	if ((sbox = migrate_sync_source_open(ctx, f->src_name)) == NULL)
 		ret = -1;
 	else {
 		t_array_init(&copy_uids, 64);
@@ -755,6 +800,143 @@ sync_folder_find_copies(struct migrate_sync_ctx *ctx,
 	return 0;
 }
 
+/* Whether a re-run of f can take what changed from our own connection's
+   listing (CONDSTORE's CHANGEDSINCE and ESEARCH) instead of the
+   storage's, which lists every message's flags: a mirror of a folder
+   synced completely before, on a source with HIGHESTMODSEQ, with nothing
+   to find again from earlier runs. */
+static bool
+sync_folder_changes_possible(struct migrate_sync_ctx *ctx,
+			     const struct migrate_sync_folder *f)
+{
+	const struct migrate_state_folder *state = f->state;
+
+	return ctx->mode == MIGRATE_SYNC_MODE_MIRROR && !ctx->dry_run &&
+		!ctx->gmail && ctx->opts->maxage_days == 0 &&
+		state->src_uidnext > 1 && state->src_highestmodseq != 0 &&
+		state->src_uidvalidity == f->src_status.uidvalidity &&
+		f->src_status.highest_modseq != 0 &&
+		array_count(&f->recover_dest_uids) == 0 &&
+		array_count(&f->delete_orphan_dest_uids) == 0;
+}
+
+/* The copies of f's messages below first_uid: those the source no
+   longer has are to be deleted, those deleted here behind our back (or
+   never copied) are to be copied. */
+static void
+sync_changes_presence(struct migrate_sync_ctx *ctx,
+		      struct migrate_sync_folder *f, struct mailbox *dbox,
+		      const struct migrate_source_listing *listing,
+		      ARRAY_TYPE(seq_range) *copy_uids)
+{
+	struct migrate_state_folder *state = f->state;
+	const struct migrate_uid_map *map;
+	ARRAY_TYPE(uint32_t) lost;
+	struct seq_range_iter iter;
+	unsigned int n = 0;
+	uint32_t uid, seq1, seq2;
+	const uint32_t *lost_uid;
+
+	t_array_init(&lost, 8);
+	array_foreach(&state->map, map) {
+		if (map->src_uid >= listing->first_uid)
+			continue;
+		if (!seq_range_exists(&listing->present, map->src_uid)) {
+			seq_range_array_add(&f->delete_src_uids, map->src_uid);
+			continue;
+		}
+		if (map->dest_loc != 0)
+			continue;
+		mailbox_get_seq_range(dbox, map->dest_uid, map->dest_uid,
+				      &seq1, &seq2);
+		if (seq1 == 0)
+			array_push_back(&lost, &map->src_uid);
+	}
+	/* deleted at the destination behind our back: the mirror copies
+	   them again */
+	array_foreach(&lost, lost_uid)
+		migrate_state_map_remove(ctx->state, state, *lost_uid);
+	seq_range_array_iter_init(&iter, &listing->present);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		if (migrate_state_map_lookup(state, uid) == NULL)
+			seq_range_array_add(copy_uids, uid);
+	}
+}
+
+/* A re-run of f from our own connection's listing of what changed since
+   the last complete sync: the changed flags, the UIDs still there and
+   what is new.  Returns 1 when the folder is done, 0 when the listing has
+   no changes (the storage lists the folder), -1 on error. */
+static int
+sync_folder_changes(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		    struct mailbox *dbox)
+{
+	const struct migrate_source_listing *listing;
+	const struct migrate_source_flags *flags;
+	const struct migrate_source_size *size;
+	struct sync_flags_pass pass;
+	const struct seq_range *first;
+	struct mailbox *sbox = NULL;
+	ARRAY_TYPE(seq_range) copy_uids;
+	unsigned int changed = 0;
+	int ret = 0;
+
+	if (migrate_source_listing(ctx->source, f->src_name, &listing) < 0 ||
+	    !listing->changes)
+		return 0;
+	f->state->dest_pending_uidnext = 0;
+	t_array_init(&copy_uids, 64);
+	sync_flags_pass_init(&pass, ctx, f, dbox);
+	array_foreach(&listing->flags, flags) {
+		if (flags->uid < listing->first_uid &&
+		    seq_range_exists(&listing->present, flags->uid)) {
+			(void)sync_flags_pass_msg(&pass, flags->uid,
+						  flags->flags,
+						  flags->keywords);
+			changed++;
+		}
+	}
+	if (sync_flags_pass_finish(&pass) < 0)
+		return -1;
+	sync_changes_presence(ctx, f, dbox, listing, &copy_uids);
+	/* the UIDs it still has came from a UID SEARCH on our own
+	   connection, in an EXAMINE of this run: a second look */
+	f->deletes_confirmed = TRUE;
+	array_foreach(&listing->sizes, size) {
+		if (migrate_state_map_lookup(f->state, size->uid) == NULL)
+			seq_range_array_add(&copy_uids, size->uid);
+	}
+	e_debug(event_create_passthrough(ctx->event)->
+		set_name("migrate_folder_changes")->
+		add_str("mailbox", f->dest_name)->
+		add_int("changedsince", f->state->src_highestmodseq)->
+		add_int("flags_changed", changed)->
+		add_int("gone", seq_range_count(&f->delete_src_uids))->
+		add_int("to_copy", seq_range_count(&copy_uids))->event(),
+		"%s: listed the changes since HIGHESTMODSEQ %"PRIu64": %u "
+		"messages' flags changed, %u gone, %u to copy",
+		migrate_text_escape(f->dest_name), f->state->src_highestmodseq,
+		changed, seq_range_count(&f->delete_src_uids),
+		seq_range_count(&copy_uids));
+	if (array_count(&copy_uids) > 0) {
+		p_array_init(&f->copying_uids, ctx->pool,
+			     array_count(&copy_uids));
+		array_append_array(&f->copying_uids, &copy_uids);
+		/* the listing has the flags of the new ones only: the
+		   storage's view for older ones */
+		first = array_front(&copy_uids);
+		if (first->seq1 < listing->first_uid &&
+		    (sbox = migrate_sync_source_open(ctx, f->src_name)) == NULL)
+			return -1;
+		ret = migrate_sync_import(ctx, f, sbox, dbox, &copy_uids);
+		if (sbox != NULL)
+			mailbox_free(&sbox);
+	}
+	if (ret == 0)
+		ret = migrate_sync_mailbox_finish(ctx, f, dbox);
+	return ret < 0 ? -1 : 1;
+}
+
 /* Sync one folder: flags, then the copy (here or by a worker). */
 /* A folder met for the first time whose destination folder is empty:
    every message is copied, so a worker can take it without this process
@@ -791,6 +973,7 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	struct mailbox *sbox, *dbox;
 	ARRAY_TYPE(seq_range) copy_uids;
 	bool new_state = state == NULL, uidvalidity_changed = FALSE;
+	uint64_t changedsince;
 	uint32_t first_uid;
 	int ret;
 
@@ -823,9 +1006,20 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	   storage opens the folder and lists its flags */
 	first_uid = new_state || uidvalidity_changed ||
 		state->src_uidnext == 0 ? 1 : state->src_uidnext;
-	if (f->src_status.uidnext > first_uid && !ctx->dry_run)
-		migrate_source_sizes_ask(ctx->source, f->src_name, first_uid);
-	if ((sbox = sync_source_open(ctx, f)) == NULL) {
+	changedsince = !new_state && !uidvalidity_changed &&
+		sync_folder_changes_possible(ctx, f) ?
+		state->src_highestmodseq : 0;
+	if ((f->src_status.uidnext > first_uid || changedsince != 0) &&
+	    !ctx->dry_run) {
+		migrate_source_sizes_ask(ctx->source, f->src_name, first_uid,
+					 changedsince);
+	}
+	if (changedsince != 0 &&
+	    (ret = sync_folder_changes(ctx, f, dbox)) != 0) {
+		mailbox_free(&dbox);
+		return ret < 0 ? -1 : 0;
+	}
+	if ((sbox = migrate_sync_source_open(ctx, f->src_name)) == NULL) {
 		mailbox_free(&dbox);
 		return -1;
 	}

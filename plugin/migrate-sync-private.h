@@ -63,6 +63,10 @@ struct migrate_sync_folder {
 	/* a second look found messages that the pass did not see: their
 	   copies stay and the folder is not complete */
 	bool deletes_unconfirmed;
+	/* delete_src_uids were found gone by our own connection's UID
+	   SEARCH in an EXAMINE of this run (the listing of the changes):
+	   that was the second look */
+	bool deletes_confirmed;
 	/* Gmail's All Mail: copied into our Archive, only the messages
 	   that carry no label */
 	bool gmail_all;
@@ -133,6 +137,20 @@ struct migrate_sync_ctx {
 };
 
 /* saves not committed yet */
+/* A source message to copy: what its save needs besides its body */
+struct migrate_sync_msg {
+	uint32_t uid;
+	enum mail_flags flags;
+	const char *const *keywords;
+	/* its RFC822.SIZE (0: not known) */
+	uoff_t size;
+	/* its folder, as the source storage names it */
+	const char *mailbox;
+	/* the source storage's view of it (NULL: our own connection's
+	   listing described it, the storage has not opened the folder) */
+	struct mail *mail;
+};
+
 struct migrate_sync_batch {
 	struct mailbox_transaction_context *t;
 	uoff_t bytes;
@@ -197,6 +215,10 @@ int migrate_sync_mailbox_finish(struct migrate_sync_ctx *ctx,
 				struct mailbox *dbox);
 void migrate_sync_mailbox_set_complete(struct migrate_sync_ctx *ctx,
 				       struct migrate_sync_folder *f);
+/* The source storage's folder src_name, opened (NULL on failure, with
+   the error set). */
+struct mailbox *
+migrate_sync_source_open(struct migrate_sync_ctx *ctx, const char *src_name);
 
 /* migrate-sync-import.c */
 /* Returns TRUE and the source UID when guid is one that we gave to a copy
@@ -209,7 +231,10 @@ migrate_sync_valid_keywords(struct mailbox *box, const char *const *keywords);
 struct mail_keywords *
 migrate_sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 		      const char *const *keywords);
-/* Copy copy_uids of f from sbox into dbox. */
+/* Copy copy_uids of f from sbox into dbox.  sbox is NULL when our own
+   connection's listing of the folder (migrate_source_listing()) has the
+   flags and sizes of all of copy_uids: the storage opens the folder only
+   when our own connection fails to bring a body. */
 int migrate_sync_import(struct migrate_sync_ctx *ctx,
 			struct migrate_sync_folder *f, struct mailbox *sbox,
 			struct mailbox *dbox,
@@ -218,13 +243,16 @@ int migrate_sync_import(struct migrate_sync_ctx *ctx,
 int migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx,
 				struct mailbox *sbox,
 				const ARRAY_TYPE(seq_range) *uids);
-/* Save smail's body from input into the batch (committed when full). */
+/* msg described by the source storage's mail */
+void migrate_sync_msg_from_mail(struct migrate_sync_msg *msg_r,
+				struct mail *mail);
+/* Save msg's body from input into the batch (committed when full). */
 int migrate_sync_import_save(struct migrate_sync_ctx *ctx,
 			     struct migrate_sync_folder *f,
 			     struct mailbox *dbox,
 			     struct migrate_sync_batch *batch,
-			     struct mail *smail, struct istream *input,
-			     time_t received);
+			     const struct migrate_sync_msg *msg,
+			     struct istream *input, time_t received);
 int migrate_sync_import_commit(struct migrate_sync_ctx *ctx,
 			       struct migrate_sync_folder *f,
 			       struct mailbox *dbox,

@@ -428,7 +428,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 			const struct seq_range *first = array_front(&uids);
 
 			migrate_source_sizes_ask(source, f.src_name,
-						 first->seq1);
+						 first->seq1, 0);
 		}
 		if (mailbox_sync(sbox, 0) < 0)
 			migrate_sync_set_source_error(&ctx, sbox, "Opening");
