@@ -800,24 +800,31 @@ sync_folder_find_copies(struct migrate_sync_ctx *ctx,
 	return 0;
 }
 
-/* Whether a re-run of f can take what changed from our own connection's
-   listing (CONDSTORE's CHANGEDSINCE and ESEARCH) instead of the
-   storage's, which lists every message's flags: a mirror of a folder
-   synced completely before, on a source with HIGHESTMODSEQ, with nothing
-   to find again from earlier runs. */
+/* Whether f can be synced from our own connection's listing instead of
+   the storage's (whose SELECT lists every message's flags): a mirror with
+   nothing to find again from earlier runs, of a new folder or one synced
+   from scratch (the whole listing), or of a folder synced completely
+   before on a source with HIGHESTMODSEQ (what changed since then). */
 static bool
-sync_folder_changes_possible(struct migrate_sync_ctx *ctx,
+sync_folder_listing_possible(struct migrate_sync_ctx *ctx,
 			     const struct migrate_sync_folder *f)
+{
+	return ctx->mode == MIGRATE_SYNC_MODE_MIRROR && !ctx->dry_run &&
+		!ctx->gmail && ctx->opts->maxage_days == 0 &&
+		array_count(&f->recover_dest_uids) == 0 &&
+		array_count(&f->delete_orphan_dest_uids) == 0;
+}
+
+/* The HIGHESTMODSEQ that f's changes are listed from (0: f is listed
+   whole). */
+static uint64_t
+sync_folder_changedsince(const struct migrate_sync_folder *f)
 {
 	const struct migrate_state_folder *state = f->state;
 
-	return ctx->mode == MIGRATE_SYNC_MODE_MIRROR && !ctx->dry_run &&
-		!ctx->gmail && ctx->opts->maxage_days == 0 &&
-		state->src_uidnext > 1 && state->src_highestmodseq != 0 &&
-		state->src_uidvalidity == f->src_status.uidvalidity &&
-		f->src_status.highest_modseq != 0 &&
-		array_count(&f->recover_dest_uids) == 0 &&
-		array_count(&f->delete_orphan_dest_uids) == 0;
+	return state->src_uidnext > 1 && state->src_highestmodseq != 0 &&
+		f->src_status.highest_modseq != 0 ?
+		state->src_highestmodseq : 0;
 }
 
 /* The copies of f's messages below first_uid: those the source no
@@ -863,76 +870,129 @@ sync_changes_presence(struct migrate_sync_ctx *ctx,
 	}
 }
 
-/* A re-run of f from our own connection's listing of what changed since
-   the last complete sync: the changed flags, the UIDs still there and
-   what is new.  Returns 1 when the folder is done, 0 when the listing has
-   no changes (the storage lists the folder), -1 on error. */
+/* The flags of the copies the listing has flags for; with the whole
+   folder listed, also what is gone.  Returns how many messages' flags
+   were looked at, or -1. */
 static int
-sync_folder_changes(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		    struct mailbox *dbox)
+sync_listed_flags(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		  struct mailbox *dbox,
+		  const struct migrate_source_listing *listing)
 {
-	const struct migrate_source_listing *listing;
 	const struct migrate_source_flags *flags;
 	const struct migrate_source_size *size;
+	const struct migrate_uid_map *map;
 	struct sync_flags_pass pass;
-	const struct seq_range *first;
-	struct mailbox *sbox = NULL;
-	ARRAY_TYPE(seq_range) copy_uids;
-	unsigned int changed = 0;
-	int ret = 0;
+	ARRAY_TYPE(seq_range) present;
+	unsigned int count = 0;
 
-	if (migrate_source_listing(ctx->source, f->src_name, &listing) < 0 ||
-	    !listing->changes)
-		return 0;
-	f->state->dest_pending_uidnext = 0;
-	t_array_init(&copy_uids, 64);
 	sync_flags_pass_init(&pass, ctx, f, dbox);
 	array_foreach(&listing->flags, flags) {
-		if (flags->uid < listing->first_uid &&
-		    seq_range_exists(&listing->present, flags->uid)) {
-			(void)sync_flags_pass_msg(&pass, flags->uid,
-						  flags->flags,
-						  flags->keywords);
-			changed++;
-		}
+		if (listing->changes &&
+		    (flags->uid >= listing->first_uid ||
+		     !seq_range_exists(&listing->present, flags->uid)))
+			continue;
+		(void)sync_flags_pass_msg(&pass, flags->uid, flags->flags,
+					  flags->keywords);
+		count++;
 	}
 	if (sync_flags_pass_finish(&pass) < 0)
 		return -1;
-	sync_changes_presence(ctx, f, dbox, listing, &copy_uids);
-	/* the UIDs it still has came from a UID SEARCH on our own
-	   connection, in an EXAMINE of this run: a second look */
-	f->deletes_confirmed = TRUE;
+	if (listing->changes)
+		return count;
+	/* the whole folder: what we copied and it does not list is gone */
+	t_array_init(&present, 64);
+	array_foreach(&listing->sizes, size)
+		seq_range_array_add(&present, size->uid);
+	array_foreach(&f->state->map, map) {
+		if (!seq_range_exists(&present, map->src_uid))
+			seq_range_array_add(&f->delete_src_uids, map->src_uid);
+	}
+	return count;
+}
+
+/* Copy copy_uids of f: by a worker, else here, the storage opening the
+   folder only for messages the listing has no flags for. */
+static int
+sync_listed_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		 struct mailbox *dbox,
+		 const struct migrate_source_listing *listing,
+		 const ARRAY_TYPE(seq_range) *copy_uids, bool *delegated_r)
+{
+	const struct seq_range *first;
+	struct mailbox *sbox = NULL;
+	int ret;
+
+	*delegated_r = FALSE;
+	p_array_init(&f->copying_uids, ctx->pool, array_count(copy_uids));
+	array_append_array(&f->copying_uids, copy_uids);
+	if (migrate_sync_worker_delegate(ctx, f, dbox, copy_uids,
+					 seq_range_count(copy_uids), 0)) {
+		/* the worker's answer finishes the folder */
+		*delegated_r = TRUE;
+		return 0;
+	}
+	first = array_front(copy_uids);
+	if (listing->changes && first->seq1 < listing->first_uid &&
+	    (sbox = migrate_sync_source_open(ctx, f->src_name)) == NULL)
+		return -1;
+	ret = migrate_sync_import(ctx, f, sbox, dbox, copy_uids);
+	if (sbox != NULL)
+		mailbox_free(&sbox);
+	return ret;
+}
+
+/* Sync f from our own connection's listing: the whole folder, or what
+   changed since the last complete sync (the changed flags, the UIDs still
+   there and what is new).  Returns 1 when the folder is done (or a
+   worker has it), 0 when there is no such listing (the storage lists the
+   folder), -1 on error. */
+static int
+sync_folder_listed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
+		   struct mailbox *dbox)
+{
+	const struct migrate_source_listing *listing;
+	const struct migrate_source_size *size;
+	ARRAY_TYPE(seq_range) copy_uids;
+	bool delegated = FALSE;
+	int ret = 0, flags_count;
+
+	if (migrate_source_listing(ctx->source, f->src_name, &listing) < 0 ||
+	    (listing->first_uid > 1 && !listing->changes))
+		return 0;
+	f->state->dest_pending_uidnext = 0;
+	t_array_init(&copy_uids, 64);
+	if ((flags_count = sync_listed_flags(ctx, f, dbox, listing)) < 0)
+		return -1;
+	if (listing->changes) {
+		sync_changes_presence(ctx, f, dbox, listing, &copy_uids);
+		/* the UIDs it still has came from a UID SEARCH on our own
+		   connection, in an EXAMINE of this run: a second look */
+		f->deletes_confirmed = TRUE;
+		e_debug(event_create_passthrough(ctx->event)->
+			set_name("migrate_folder_changes")->
+			add_str("mailbox", f->dest_name)->
+			add_int("changedsince", f->state->src_highestmodseq)->
+			add_int("flags_changed", flags_count)->
+			add_int("gone", seq_range_count(&f->delete_src_uids))->
+			add_int("to_copy", seq_range_count(&copy_uids) +
+				array_count(&listing->sizes))->event(),
+			"%s: listed the changes since HIGHESTMODSEQ %"PRIu64
+			": %d messages' flags changed, %u gone, %u to copy",
+			migrate_text_escape(f->dest_name),
+			f->state->src_highestmodseq, flags_count,
+			seq_range_count(&f->delete_src_uids),
+			seq_range_count(&copy_uids) +
+			array_count(&listing->sizes));
+	}
 	array_foreach(&listing->sizes, size) {
 		if (migrate_state_map_lookup(f->state, size->uid) == NULL)
 			seq_range_array_add(&copy_uids, size->uid);
 	}
-	e_debug(event_create_passthrough(ctx->event)->
-		set_name("migrate_folder_changes")->
-		add_str("mailbox", f->dest_name)->
-		add_int("changedsince", f->state->src_highestmodseq)->
-		add_int("flags_changed", changed)->
-		add_int("gone", seq_range_count(&f->delete_src_uids))->
-		add_int("to_copy", seq_range_count(&copy_uids))->event(),
-		"%s: listed the changes since HIGHESTMODSEQ %"PRIu64": %u "
-		"messages' flags changed, %u gone, %u to copy",
-		migrate_text_escape(f->dest_name), f->state->src_highestmodseq,
-		changed, seq_range_count(&f->delete_src_uids),
-		seq_range_count(&copy_uids));
 	if (array_count(&copy_uids) > 0) {
-		p_array_init(&f->copying_uids, ctx->pool,
-			     array_count(&copy_uids));
-		array_append_array(&f->copying_uids, &copy_uids);
-		/* the listing has the flags of the new ones only: the
-		   storage's view for older ones */
-		first = array_front(&copy_uids);
-		if (first->seq1 < listing->first_uid &&
-		    (sbox = migrate_sync_source_open(ctx, f->src_name)) == NULL)
-			return -1;
-		ret = migrate_sync_import(ctx, f, sbox, dbox, &copy_uids);
-		if (sbox != NULL)
-			mailbox_free(&sbox);
+		ret = sync_listed_copy(ctx, f, dbox, listing, &copy_uids,
+				       &delegated);
 	}
-	if (ret == 0)
+	if (ret == 0 && !delegated)
 		ret = migrate_sync_mailbox_finish(ctx, f, dbox);
 	return ret < 0 ? -1 : 1;
 }
@@ -972,7 +1032,7 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	struct migrate_state_folder *state = f->state;
 	struct mailbox *sbox, *dbox;
 	ARRAY_TYPE(seq_range) copy_uids;
-	bool new_state = state == NULL, uidvalidity_changed = FALSE;
+	bool new_state = state == NULL, uidvalidity_changed = FALSE, listed;
 	uint64_t changedsince;
 	uint32_t first_uid;
 	int ret;
@@ -1006,16 +1066,17 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	   storage opens the folder and lists its flags */
 	first_uid = new_state || uidvalidity_changed ||
 		state->src_uidnext == 0 ? 1 : state->src_uidnext;
-	changedsince = !new_state && !uidvalidity_changed &&
-		sync_folder_changes_possible(ctx, f) ?
-		state->src_highestmodseq : 0;
+	listed = !uidvalidity_changed && sync_folder_listing_possible(ctx, f);
+	changedsince = listed && first_uid > 1 ?
+		sync_folder_changedsince(f) : 0;
+	if (first_uid > 1 && changedsince == 0)
+		listed = FALSE;
 	if ((f->src_status.uidnext > first_uid || changedsince != 0) &&
 	    !ctx->dry_run) {
 		migrate_source_sizes_ask(ctx->source, f->src_name, first_uid,
 					 changedsince);
 	}
-	if (changedsince != 0 &&
-	    (ret = sync_folder_changes(ctx, f, dbox)) != 0) {
+	if (listed && (ret = sync_folder_listed(ctx, f, dbox)) != 0) {
 		mailbox_free(&dbox);
 		return ret < 0 ? -1 : 0;
 	}

@@ -377,6 +377,39 @@ sync_worker_present(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	return 0;
 }
 
+/* As sync_worker_present(), from our own connection's listing of the
+   folder (its sizes and flags): FALSE when there is none, and the storage
+   opens the folder. */
+static bool
+sync_worker_listed(struct migrate_sync_ctx *ctx, const char *mailbox,
+		   unsigned int all_count, ARRAY_TYPE(seq_range) *uids,
+		   ARRAY_TYPE(seq_range) *absent)
+{
+	const struct migrate_source_listing *listing;
+	const struct migrate_source_size *size;
+	const struct seq_range *first;
+	ARRAY_TYPE(seq_range) present;
+
+	if (array_count(uids) == 0 ||
+	    migrate_source_listing(ctx->source, mailbox, &listing) < 0)
+		return FALSE;
+	first = array_front(uids);
+	if (listing->first_uid > first->seq1)
+		return FALSE;
+	t_array_init(&present, 16);
+	array_foreach(&listing->sizes, size) {
+		if (seq_range_exists(uids, size->uid))
+			seq_range_array_add(&present, size->uid);
+	}
+	if (all_count == 0 || seq_range_count(&present) < all_count)
+		return TRUE;
+	array_append_array(absent, uids);
+	seq_range_array_remove_seq_range(absent, &present);
+	array_clear(uids);
+	array_append_array(uids, &present);
+	return TRUE;
+}
+
 enum migrate_error
 migrate_sync_worker_job(struct mail_user *dest_user,
 			struct migrate_source *source,
@@ -430,10 +463,15 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 			migrate_source_sizes_ask(source, f.src_name,
 						 first->seq1, 0);
 		}
-		if (mailbox_sync(sbox, 0) < 0)
-			migrate_sync_set_source_error(&ctx, sbox, "Opening");
-		else if (mailbox_sync(dbox, 0) < 0)
+		if (mailbox_sync(dbox, 0) < 0)
 			migrate_sync_set_dest_error(&ctx, dbox, "Opening");
+		else if (sync_worker_listed(&ctx, f.src_name, all_count,
+					    &uids, &absent)) {
+			/* the storage opens the folder only if it must
+			   take over */
+			(void)migrate_sync_import(&ctx, &f, NULL, dbox, &uids);
+		} else if (mailbox_sync(sbox, 0) < 0)
+			migrate_sync_set_source_error(&ctx, sbox, "Opening");
 		else if (sync_worker_present(&ctx, sbox, all_count, &uids,
 					     &absent) == 0)
 			(void)migrate_sync_import(&ctx, &f, sbox, dbox, &uids);
