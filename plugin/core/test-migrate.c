@@ -78,6 +78,7 @@ int main(void)
 		test_migrate_credentials,
 		test_migrate_domain,
 		test_migrate_tls,
+		test_migrate_jobs,
 		test_migrate_cleanup,
 		NULL
 	};

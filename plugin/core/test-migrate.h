@@ -29,5 +29,6 @@ void test_migrate_accounts(void);
 void test_migrate_credentials(void);
 void test_migrate_domain(void);
 void test_migrate_tls(void);
+void test_migrate_jobs(void);
 
 #endif
