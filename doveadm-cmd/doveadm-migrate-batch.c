@@ -242,6 +242,8 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 	if (exit_code == 0 && !set.dry_run &&
 	    batch_store_credentials(spawn) < 0)
 		exit_code = EX_TEMPFAIL;
+	if (exit_code == 0)
+		migrate_spawn_choose_jobs(spawn);
 	if (exit_code != 0) {
 		migrate_domain_store_close(&bctx.domain_store);
 		if (hash_table_is_created(bctx.recorded))

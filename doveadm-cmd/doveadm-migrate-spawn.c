@@ -20,6 +20,7 @@
 #include "migrate-template.h"
 #include "migrate-text.h"
 #include "migrate-credentials.h"
+#include "migrate-jobs.h"
 #include "doveadm-migrate.h"
 #include "doveadm-migrate-spawn.h"
 
@@ -28,7 +29,7 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 
-#define MIGRATE_SPAWN_MAX_JOBS 64
+#define MIGRATE_SPAWN_MAX_JOBS MIGRATE_JOBS_MAX
 /* the child's file descriptor for its result record (-R) */
 #define MIGRATE_SPAWN_RECORD_FD 3
 /* a record larger than this is not one */
@@ -44,6 +45,7 @@ void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 			  struct migrate_spawn_settings *set,
 			  const char **json_path_r, const char **csv_path_r)
 {
+	enum migrate_jobs_reason reason;
 	long cpus;
 	int64_t num;
 
@@ -51,12 +53,13 @@ void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 	(void)doveadm_cmd_param_str(cctx, "json", json_path_r);
 	(void)doveadm_cmd_param_str(cctx, "csv", csv_path_r);
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	set->jobs = cpus < 1 ? 2 : (unsigned int)I_MIN(cpus * 2, 16);
+	set->jobs = migrate_jobs_default(cpus < 1 ? 1 : cpus, -1, 0, &reason);
 	if (doveadm_cmd_param_int64(cctx, "jobs", &num)) {
 		if (num < 1 || num > MIGRATE_SPAWN_MAX_JOBS)
 			i_fatal_status(EX_USAGE, "%s: -j must be 1..%u",
 				       cmd_name, MIGRATE_SPAWN_MAX_JOBS);
 		set->jobs = num;
+		set->jobs_given = TRUE;
 	}
 }
 

@@ -66,6 +66,8 @@ struct migrate_spawn_vfuncs {
 
 struct migrate_spawn_settings {
 	unsigned int jobs, retries, retry_delay_secs;
+	/* -j was given: it stays as it is */
+	bool jobs_given;
 	/* batch -n: every child is a dry run, and the reports say so */
 	bool dry_run;
 	/* check: every child is a dry run too */
@@ -104,7 +106,8 @@ DOVEADM_CMD_PARAM('\0', "json", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "csv", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "template", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 
-/* -j, --json and --csv, common to both verbs (exits on a bad value). */
+/* -j, --json and --csv, common to both verbs (exits on a bad value).
+   Without -j, jobs is twice the CPUs, at most 16 (migrate-jobs.h). */
 void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 			  const char *cmd_name,
 			  struct migrate_spawn_settings *set,
@@ -122,6 +125,12 @@ void migrate_spawn_deinit(struct migrate_spawn **spawn);
    (and nothing must be changed). */
 int migrate_spawn_read_template(struct migrate_spawn *spawn,
 				const char *path);
+/* batch: unless -j was given, set the jobs by migrate_jobs_default()
+   from the CPUs, the accounts and the round trip to the first account's
+   source, timed on one connection that never logs in (a NOOP after the
+   greeting; with implicit TLS the TCP connect); either way log them and
+   why, also as the event migrate_batch_jobs. */
+void migrate_spawn_choose_jobs(struct migrate_spawn *spawn);
 /* Run every account until each is done. */
 void migrate_spawn_run(struct migrate_spawn *spawn);
 /* The exit code over all accounts (migrate_exit_code_merge()). */

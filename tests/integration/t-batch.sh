@@ -17,6 +17,17 @@ rig_start_source src2 || exit 1
 rig_start_dest dest || exit 1
 [ "$RIG_HAVE_PLUGIN" = 1 ] && [ "$RIG_HAVE_DOVEADM_MODULE" = 1 ] ||
 	rig_die "the migrate modules are not built"
+# the event of batch's -j, as the stats process exports it
+rig_conf_add dest 'event_exporter log {
+  format = json
+  format_args = time-rfc3339
+  transport = log
+}
+metric migrate_batch_jobs {
+  filter = event=migrate_batch_jobs
+  exporter = log
+  exporter_include = name fields
+}' || tap_fail "the event exporter is configured"
 # the template names the source host, user and password; TLS off here
 rig_dest_plugin_set dest migrate_source_ssl no
 rig_dest_plugin_set dest migrate_retries 0   # the batch's own retries are tested here
@@ -145,11 +156,48 @@ tap_is "$mode" "700 root" "the credential store is a root-only directory"
 tap_is "$(find "$STORE" -type f ! -perm 0600 | wc -l)" 0 "... and its files are 0600"
 tap_is "$(find "$STORE" -type f | wc -l)" 20 "... one file per account"
 
-# a second run: incremental, nothing to copy
+tap_like "-j given: batch runs that many and says so" \
+	"migrate batch: 4 accounts at a time \(-j 4: given\)" "$(cat "$BATCH_ERR")"
+tap_like "... also as the event migrate_batch_jobs" \
+	'"event":"migrate_batch_jobs","fields":\{[^}]*"jobs":4,[^}]*"reason":"given"' \
+	"$(cat "$(rig_log dest)")"
+
+# a second run: incremental, nothing to copy; without -j batch chooses,
+# from the CPUs and the round trip to the first row's source (loopback:
+# twice the CPUs, at most 16), never more than the accounts
 batch "$TEMPLATE"
 tap_is "$BATCH_RC" 0 "the re-run exits 0"
 copied=$(awk 'NR > 1 { s += $6 } END { print s + 0 }' "$BATCH_OUT")
 tap_is "$copied" 0 "... and copies nothing"
+cpus=$(nproc)
+want=$((cpus * 2 > 16 ? 16 : cpus * 2))
+tap_like "without -j, batch says what it chose and why" \
+	"migrate batch: $want accounts at a time \(-j $want: twice the CPUs; $cpus CPUs, source round trip [0-3] ms, 20 accounts\)" \
+	"$(cat "$BATCH_ERR")"
+tap_like "... also as the event, with the round trip it measured" \
+	'"event":"migrate_batch_jobs","fields":\{[^}]*"rtt_msecs":[0-3],[^}]*"jobs":'"$want"',[^}]*"reason":"cpus"' \
+	"$(cat "$(rig_log dest)")"
+
+# the first row's source 50 ms away (tools/delayproxy.py): more accounts
+# in flight fill the line, here as many as there are
+DELAY_PORT=$(rig_free_port)
+"$PY" "$T/delayproxy.py" --port "$DELAY_PORT" --target-port "$(rig_port src1)" \
+	--rtt-ms 50 --log "$RIG/delayproxy.log" --pidfile "$RIG/delayproxy.pid" --daemon ||
+	tap_fail "the delay proxy starts"
+# shellcheck disable=SC2016 # expanded at exit
+rig_on_exit 'kill "$(cat "$RIG/delayproxy.pid")" 2>/dev/null'
+FAR=$RIG/far.csv
+sed "2s/^127\.0\.0\.1:[0-9]*;/127.0.0.1:$DELAY_PORT;/" "$TEMPLATE" >"$FAR"
+rig_secret_input "$FAR"
+batch -n "$FAR"
+tap_is "$BATCH_RC" 0 "batch -n with the first source 50 ms away exits 0"
+tap_like "... measures that round trip and runs more at a time: all 20" \
+	"migrate batch: 20 accounts at a time \(-j 20: no more than the accounts; $cpus CPUs, source round trip (4[6-9]|[5-9][0-9]) ms, 20 accounts\)" \
+	"$(cat "$BATCH_ERR")"
+# the measurement's connection is the one that sent only "R NOOP" and
+# "R LOGOUT" (18 bytes): it never logged in
+tap_is "$(grep -c '"c2s": *18,.*"event": *"close"' "$RIG/delayproxy.log")" 1 \
+	"... on one connection that never logs in"
 
 # a single account later, from the stored credentials alone
 "$PY" "$T/imaptool.py" --port "$(rig_port src2)" --user old15 \
@@ -176,6 +224,9 @@ grep ';old1;' "$TEMPLATE" >"$ONE"
 rig_secret_input "$ONE"
 batch "$ONE"
 tap_is "$BATCH_RC" 0 "the formula folder is copied (exit 0)"
+tap_like "one account: one at a time (its process has its own workers)" \
+	"migrate batch: 1 account at a time \(-j 1: no more than the accounts;" \
+	"$(cat "$BATCH_ERR")"
 {
 	printf 'From: big@example.org\r\nSubject: big\r\n\r\n'
 	for _ in $(seq 1 400); do printf '%076d\r\n' 0; done
@@ -310,7 +361,7 @@ for i in $(seq 1 20) Wrong Quota Down; do
 	hits=$(grep -rlF --exclude-dir=credentials --exclude='pw.*' \
 		--exclude='template.csv' --exclude='mixed.txt' --exclude='mixed2.txt' \
 		--exclude='bad.txt' --exclude='one.txt' --exclude='formula-user.txt' \
-		--exclude='stall.txt' --exclude=users -f <(printf '%s\n' "$pw") "$RIG" 2>/dev/null)
+		--exclude='stall.txt' --exclude='far.csv' --exclude=users -f <(printf '%s\n' "$pw") "$RIG" 2>/dev/null)
 	[ -z "$hits" ] || { leaks=$((leaks + 1)); tap_diag "password of $i in: $hits"; }
 done
 tap_is "$leaks" 0 "no source password in output, reports, logs or state"
