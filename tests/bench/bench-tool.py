@@ -461,6 +461,8 @@ def aggregate(runs):
             row[k] = median(r.get(k) for r in rs)
         for k in ("round_trips", "connections"):
             row[k] = median(p.get(k) for p in proxy)
+        if rs[-1].get("jobs"):
+            row["jobs"] = rs[-1]["jobs"]
         if proxy[-1]:
             row["round_trips_per_connection"] = \
                 proxy[-1].get("round_trips_per_connection")
@@ -575,8 +577,11 @@ def cmd_report(a):
         meta["corpus"]["messages"], corpus_mb, meta["corpus"]["load_s"]))
     if batch_mb:
         b = meta["batch"]
-        print("e-batch: %d accounts, %d messages, %.1f MB, %d at a time" % (
-            b["accounts"], b["messages"], batch_mb, b["jobs"]))
+        jobs = b.get("jobs")
+        if isinstance(jobs, dict):
+            jobs = ", ".join("%s %s" % (t, jobs[t]) for t in TOOLS if t in jobs)
+        print("e-batch: %d accounts, %d messages, %.1f MB, at a time: %s" % (
+            b["accounts"], b["messages"], batch_mb, jobs or "-"))
     print("filesystem of the mail: %s" % meta.get("filesystem"))
     net = meta.get("network") or {}
     if net.get("proxy"):

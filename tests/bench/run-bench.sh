@@ -25,11 +25,14 @@
 #   c-changes  re-run after 100 appends (INBOX), 100 flag changes (second
 #              largest folder) and 100 expunges (largest folder) at the
 #              source, made once for all tools, anew in each round
-#   e-batch    BATCH_ACCOUNTS small accounts (their own corpus, seeds
-#              1001...), BATCH_JOBS of them at a time, each tool as
-#              doveadm migrate batch will run it: one process per account
-#              (migrate, dsync-tuned, mbsync, ceiling); migrate with -w 1,
-#              as batch runs it when it runs accounts in parallel
+#   e-batch    BENCH_ACCOUNTS small accounts (their own corpus, seeds
+#              1001...): migrate as an admin runs them, doveadm migrate
+#              batch of a sync template of these accounts (its own default
+#              -j, unless BENCH_JOBS is set); dsync-tuned, mbsync and the
+#              ceiling one process per account, through xargs -P with
+#              BENCH_JOBS at a time, by default as many as batch chose
+#              when migrate ran (else twice the CPUs); the JSON records
+#              the jobs of each tool's run
 # Destinations are rig instances (mail_fsync = never unless a-fsync).
 # Rounds (BENCH_ROUNDS; quick 3, large 1): a-full, b-noop and c-changes run
 # that many times, the tools interleaved within each round (a-full into a
@@ -67,8 +70,9 @@
 # them); BENCH_TOOLS="migrate mbsync ..." runs only those; BENCH_RTT_MS,
 # BENCH_BANDWIDTH_MBIT, BENCH_PROXY as above; BENCH_TRACE=1 has the proxy
 # log each waited round trip with the command that followed it (in
-# logs/proxy.log of the kept temp dir); RIG_TMPDIR=DIR puts the servers and
-# all mail there (e.g. a tmpfs).
+# logs/proxy.log of the kept temp dir); BENCH_PHASES="a-full e-batch"
+# runs only those phases (default all); RIG_TMPDIR=DIR puts the servers
+# and all mail there (e.g. a tmpfs).
 
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -97,7 +101,9 @@ SEED=${BENCH_SEED:-7}
 TIMEOUT=${BENCH_TIMEOUT:-$timeout}
 ACCOUNTS=${BENCH_ACCOUNTS:-$accounts}
 ACCOUNT_MSGS=${BENCH_ACCOUNT_MESSAGES:-$account_msgs}
-JOBS=${BENCH_JOBS:-$(($(nproc) * 2))}
+# e-batch: BENCH_JOBS, else batch's own choice (migrate) or this
+JOBS=${BENCH_JOBS:-}
+LOAD_JOBS=$(($(nproc) * 2))
 ROUNDS=${BENCH_ROUNDS:-$rounds}
 if [ -n "${BENCH_RTT_MS:-}" ]; then
 	RTT_MS=$BENCH_RTT_MS
@@ -128,6 +134,15 @@ for tool in "${TOOLS[@]}"; do
 	case $tool in
 	migrate|dsync-default|dsync-pf1000|dsync-tuned|mbsync|ceiling) ;;
 	*) echo "run-bench: BENCH_TOOLS: no tool $tool" >&2; exit 2 ;;
+	esac
+done
+[ -z "$JOBS" ] || [[ $JOBS =~ ^[1-9][0-9]*$ ]] ||
+	{ echo "run-bench: BENCH_JOBS: not a whole number" >&2; exit 2; }
+read -r -a PHASES <<<"${BENCH_PHASES:-a-full a-fsync b-noop e-batch c-changes}"
+for phase in "${PHASES[@]}"; do
+	case $phase in
+	a-full|a-fsync|b-noop|c-changes|e-batch) ;;
+	*) echo "run-bench: BENCH_PHASES: no phase $phase" >&2; exit 2 ;;
 	esac
 done
 OUT=${OUT:-$BENCH_DIR/out/bench-$PRESET.json}
@@ -219,7 +234,7 @@ log "corpus: $corpus_msgs messages, $((corpus_bytes / 1000000)) MB, loaded in $l
 log "loading $ACCOUNTS accounts of $ACCOUNT_MSGS messages"
 mkdir -p "$RIG/batch-manifest"
 # shellcheck disable=SC2016 # expanded by the inner sh
-xargs -a "$RIG/accounts" -P "$JOBS" -I{} sh -c '
+xargs -a "$RIG/accounts" -P "$LOAD_JOBS" -I{} sh -c '
 	"$1" "$2/gen-corpus.py" --port "$3" --user "$4" --password-file "$5" \
 		--seed "$(expr 1000 + "${4#b}")" --messages "$6" --max-size "$7" \
 		--connections 1 --manifest "$8/$4" >"$9/gen-corpus-$4.log" 2>&1' \
@@ -318,7 +333,6 @@ cat >"$RIG/acct" <<EOF
 #!/bin/bash
 # acct TOOL USER: one account of the e-batch phase
 case \$1 in
-migrate) exec $(printf '%q ' "${MIGRATE[@]}") migrate -w 1 -u "\$2" ;;
 dsync-tuned) exec $(printf '%q ' "${DSYNC[@]}") -o mail_prefetch_count=20 \\
 	-o imapc_user="\$2" backup -R -u "dsync-\$2" imapc: ;;
 dsync-pf1000) exec $(printf '%q ' "${DSYNC[@]}") -o mail_prefetch_count=1000 \\
@@ -331,13 +345,29 @@ exit 2
 EOF
 chmod 755 "$RIG/acct"
 
+# e-batch of migrate: the sync template of the batch accounts, through
+# the tools' way to the source (0600: it holds the passwords)
+(umask 077
+for u in "${BATCH_USERS[@]}"; do
+	printf '127.0.0.1:%s;%s;%s;mx.example.com;%s;%s\n' "$TOOL_PORT" "$u" \
+		"$SRC_PW" "$u" "$DEST_PW"
+done >"$RIG/batch-template")
+# the jobs of the e-batch runs so far: tool -> jobs
+declare -A BATCH_JOBS=()
+
 # sets CMD to TOOL's command line in PHASE
 set_cmd() {
 	local tool=$1 phase=$2
-	if [ "$phase" = e-batch ]; then
-		CMD=(xargs -a "$RIG/accounts" -P "$JOBS" -n 1 "$RIG/acct" "$tool")
-		return
-	fi
+	case $tool:$phase in
+	migrate:e-batch)
+		CMD=("${MIGRATE[@]}" migrate batch ${JOBS:+-j "$JOBS"}
+			"$RIG/batch-template")
+		return ;;
+	*:e-batch)
+		CMD=(xargs -a "$RIG/accounts" -P "$(other_jobs)" -n 1 "$RIG/acct"
+			"$tool")
+		return ;;
+	esac
 	case $tool:$phase in
 	migrate:a-fsync) CMD=("${MIGRATE[@]}" -o mail_fsync=optimized
 		migrate -u "fs-$SRC_USER") ;;
@@ -433,11 +463,29 @@ check() {
 	esac
 }
 
+# the accounts at a time of the other tools' e-batch: BENCH_JOBS, else
+# what migrate batch chose, else twice the CPUs
+other_jobs() {
+	echo "${JOBS:-${BATCH_JOBS[migrate]:-$LOAD_JOBS}}"
+}
+
+# the jobs of TOOL's e-batch run whose log is LOG: migrate batch logs
+# its -j ("... at a time (-j N...")
+batch_jobs() {
+	local tool=$1 log=$2 n
+	if [ "$tool" = migrate ]; then
+		n=$(sed -n 's/.* at a time (-j \([0-9]*\).*/\1/p' "$log" | head -n1)
+		echo "${n:-$JOBS}"
+	else
+		other_jobs
+	fi
+}
+
 # run TOOL PHASE ROUND [check]: TOOL under the timing wrapper (its proxy
 # connections under the label TOOL/PHASE/ROUND), its result checked when
 # asked, a JSON line recorded
 run() {
-	local tool=$1 phase=$2 round=$3 want_check=${4:-} rc=0 faithful="-"
+	local tool=$1 phase=$2 round=$3 want_check=${4:-} rc=0 faithful="-" jobs=
 	local name=$tool-$phase-$round
 	local rec=$RIG/rec/$name.json
 	log "$tool $phase (round $round)"
@@ -456,13 +504,20 @@ run() {
 		log "$tool $phase FAILED (rc $rc); log tail:"
 		tail -n 5 "$RIG/logs/$name.log" >&2
 	fi
+	if [ "$phase" = e-batch ]; then
+		jobs=$(batch_jobs "$tool" "$RIG/logs/$name.log")
+		BATCH_JOBS[$tool]=$jobs
+		log "  $tool $phase: ${jobs:-?} at a time"
+	fi
 	[ -n "$want_check" ] && faithful=$(check "$tool" "$phase")
 	[ "$faithful" = "-" ] || log "  $tool $phase: $faithful"
-	TOOL_NAME=$tool PHASE=$phase ROUND=$round FAITHFUL=$faithful "$PY" -c '
+	TOOL_NAME=$tool PHASE=$phase ROUND=$round FAITHFUL=$faithful JOBS_USED=$jobs "$PY" -c '
 import json, os, sys
 r = json.load(open(sys.argv[1]))
 r.update(tool=os.environ["TOOL_NAME"], phase=os.environ["PHASE"],
          round=int(os.environ["ROUND"]), faithful=os.environ["FAITHFUL"])
+if os.environ["JOBS_USED"]:
+    r["jobs"] = int(os.environ["JOBS_USED"])
 if os.path.exists(sys.argv[2]):
     r["proxy"] = json.load(open(sys.argv[2]))
 print(json.dumps(r))' "$rec" "$rec.proxy" >>"$RESULTS"
@@ -493,25 +548,32 @@ in_round() { [ "$2" -le "$(rounds_of "$1")" ]; }
 # the checks run in a tool's last round only
 last() { [ "$2" = "$(rounds_of "$1")" ] && echo check; }
 
-for r in $(seq 1 "$ROUNDS"); do
+has_phase() {
+	local p
+	for p in "${PHASES[@]}"; do [ "$p" = "$1" ] && return 0; done
+	return 1
+}
+
+has_phase a-full && for r in $(seq 1 "$ROUNDS"); do
 	for tool in "${TOOLS[@]}"; do
 		in_round "$tool" "$r" || continue
 		wipe "$tool"
 		run "$tool" a-full "$r" "$(last "$tool" "$r")"
 	done
 done
-if [ "$USE_PROXY" = 0 ]; then
+if [ "$USE_PROXY" = 0 ] && has_phase a-fsync; then
 	# fsync is about the disk, not the network: on loopback only
 	for tool in migrate dsync-tuned mbsync; do
 		has_tool "$tool" && run "$tool" a-fsync 1 check
 	done
 fi
-for r in $(seq 1 "$ROUNDS"); do
+has_phase b-noop && for r in $(seq 1 "$ROUNDS"); do
 	for tool in "${TOOLS[@]}"; do
 		[ "$tool" != ceiling ] && in_round "$tool" "$r" && run "$tool" b-noop "$r"
 	done
 done
-for tool in migrate dsync-tuned mbsync ceiling; do
+# migrate first: the others run as many at a time as its batch chose
+has_phase e-batch && for tool in migrate dsync-tuned mbsync ceiling; do
 	has_tool "$tool" && run "$tool" e-batch 1 check
 done
 
@@ -542,7 +604,7 @@ changes() {
 	} >>"$RIG/logs/changes.log" 2>&1 || { cat "$RIG/logs/changes.log" >&2; exit 2; }
 }
 
-for r in $(seq 1 "$ROUNDS"); do
+has_phase c-changes && for r in $(seq 1 "$ROUNDS"); do
 	changes "$r"
 	for tool in "${TOOLS[@]}"; do
 		in_round "$tool" "$r" && run "$tool" c-changes "$r" "$(last "$tool" "$r")"
@@ -553,7 +615,8 @@ done
 bench_s=$(awk -v a="$bench_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 PRESET=$PRESET MESSAGES=$MESSAGES MAX_SIZE=$MAX_SIZE SEED=$SEED \
 CORPUS_MSGS=$corpus_msgs CORPUS_BYTES=$corpus_bytes LOAD_S=$load_s BENCH_S=$bench_s \
-ACCOUNTS=$ACCOUNTS BATCH_MSGS=$batch_msgs BATCH_BYTES=$batch_bytes JOBS=$JOBS \
+ACCOUNTS=$ACCOUNTS BATCH_MSGS=$batch_msgs BATCH_BYTES=$batch_bytes \
+JOBS=$(for t in "${!BATCH_JOBS[@]}"; do printf '%s=%s ' "$t" "${BATCH_JOBS[$t]}"; done) \
 RIG_DIR=$RIG ROUNDS=$ROUNDS RTT_MS=$RTT_MS BANDWIDTH=$BANDWIDTH USE_PROXY=$USE_PROXY \
 PROBE=$probe_json LOAD_START=$loadavg_start LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) \
 SRCDIR=$RIG_SRCDIR "$PY" - >"$RIG/meta.json" <<'EOF'
@@ -578,7 +641,9 @@ print(json.dumps({
     "corpus": {"generator": "tests/tools/gen-corpus.py", "seed": int(e["SEED"]),
                "max_size": e["MAX_SIZE"], "messages": int(e["CORPUS_MSGS"]),
                "bytes": int(e["CORPUS_BYTES"]), "load_s": float(e["LOAD_S"])},
-    "batch": {"accounts": int(e["ACCOUNTS"]), "jobs": int(e["JOBS"]),
+    "batch": {"accounts": int(e["ACCOUNTS"]),
+              "jobs": {t: int(n) for t, n in (w.split("=") for w in e["JOBS"].split())
+                       if n},
               "messages": int(e["BATCH_MSGS"]), "bytes": int(e["BATCH_BYTES"])},
     "changes": "phase c: 100 appended, 100 flag changes, 100 expunged "
                "(anew in each round)",
