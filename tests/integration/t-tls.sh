@@ -433,7 +433,8 @@ n=$(grep -c '^conn [0-9]* open' "$Q2/log")
 # the sync's first connection (imapc's) shows the pinned certificate, every
 # later one (ours, which reads the large message in pieces) the other
 q2scen $((n + 2))
-batch -o plugin/migrate_retries=0 -- "$QT"
+# (-j given: batch opens no connection of its own to time the round trip)
+batch -o plugin/migrate_retries=0 -- -j 1 "$QT"
 tap_is "$B_RC" 76 "our own connection refuses a certificate that is not the pinned one (76)"
 tap_like "... while fetching the large message" "Fetching UID 1 of INBOX failed: The source's certificate \\(SHA-256 $FP2" \
 	"$(acct_field "$B_JSON" q1@quirk.example reason)"
