@@ -451,6 +451,8 @@ conn_chunk_body(struct migrate_source_conn *conn,
 	return TRUE;
 }
 
+static const char *const conn_no_keywords[] = { NULL };
+
 /* The flags of a FETCH reply's FLAGS list, into the listing. */
 static void
 conn_sizes_flags(struct conn_sizes *sizes, uint32_t uid,
@@ -465,7 +467,7 @@ conn_sizes_flags(struct conn_sizes *sizes, uint32_t uid,
 		return;
 	item = array_append_space(&sizes->listing.flags);
 	item->uid = uid;
-	p_array_init(&keywords, sizes->pool, 4);
+	t_array_init(&keywords, 4);
 	for (; list->type != IMAP_ARG_EOL; list++) {
 		if (!imap_arg_get_atom(list, &atom))
 			continue;
@@ -477,8 +479,16 @@ conn_sizes_flags(struct conn_sizes *sizes, uint32_t uid,
 			array_push_back(&keywords, &atom);
 		}
 	}
+	if (array_count(&keywords) == 0) {
+		/* most messages: nothing allocated per message but the
+		   item (a folder's listing is held whole) */
+		item->keywords = conn_no_keywords;
+		return;
+	}
 	array_append_zero(&keywords);
-	item->keywords = array_front(&keywords);
+	item->keywords = p_memdup(sizes->pool, array_front(&keywords),
+				  sizeof(const char *) *
+				  array_count(&keywords));
 }
 
 /* A FETCH reply without a body while a folder is listed: its size (from
@@ -521,8 +531,9 @@ conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
 		size->uid = uid;
 		size->size = value;
 	}
-	if (flags != NULL)
+	if (flags != NULL) T_BEGIN {
 		conn_sizes_flags(sizes, uid, flags);
+	} T_END;
 	return TRUE;
 }
 
