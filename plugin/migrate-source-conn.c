@@ -876,7 +876,9 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 
 	*_conn = NULL;
 	migrate_source_conn_logout(conn);
-	conn_run(conn);
+	/* the client expects the disconnection from here on: the reply to
+	   our LOGOUT and the server's close are read now, usually without
+	   waiting (a second LOGOUT meets a closed connection) */
 	imapc_client_logout(conn->client);
 	imapc_client_deinit(&conn->client);
 	array_foreach_modifiable(&conn->chunks, chunkp)

@@ -76,6 +76,8 @@ tap_is "$(grep -c 'listed the changes since' "$RIG/run2.log")" 2 \
 tap_is "$(grep -c 'Not deleting' "$RIG/run2.log")" 0 \
 	"the deletions are made (the listing's UID SEARCH was their second look)"
 tap_is "$(dest count INBOX)" "$src_inbox" "INBOX has as many messages here as at the source"
+tap_is "$(grep -c ': Error: ' "$RIG/run1.log" "$RIG/run2.log" | cut -d: -f2 | tr '\n' ' ')" "0 0 " \
+	"neither run logs an error (both connections log out as expected)"
 tap_run "checker: the destination mirrors the source again (flags, keywords, contents)" compare
 
 # a second re-run finds nothing to do
