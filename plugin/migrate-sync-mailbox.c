@@ -910,6 +910,9 @@ sync_listed_flags(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return count;
 }
 
+/* a re-run's new messages go to a worker from this many on */
+#define MIGRATE_SYNC_CHANGES_WORKER_MIN 1000
+
 /* Copy copy_uids of f: by a worker, else here, the storage opening the
    folder only for messages the listing has no flags for. */
 static int
@@ -925,7 +928,11 @@ sync_listed_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	*delegated_r = FALSE;
 	p_array_init(&f->copying_uids, ctx->pool, array_count(copy_uids));
 	array_append_array(&f->copying_uids, copy_uids);
-	if (migrate_sync_worker_delegate(ctx, f, dbox, copy_uids,
+	/* what changed since the last sync is copied here unless it is
+	   many: a worker would log in and open the folder first */
+	if ((!listing->changes ||
+	     seq_range_count(copy_uids) >= MIGRATE_SYNC_CHANGES_WORKER_MIN) &&
+	    migrate_sync_worker_delegate(ctx, f, dbox, copy_uids,
 					 seq_range_count(copy_uids), 0)) {
 		/* the worker's answer finishes the folder */
 		*delegated_r = TRUE;
