@@ -124,7 +124,7 @@ struct migrate_source_conn {
 	uint32_t size_uid;
 	uoff_t size;
 	bool got_size;
-	bool logout_sent;
+	bool logout_sent, logout_sent_async;
 };
 
 static void conn_pieces_stop(struct migrate_source_conn *conn);
@@ -862,6 +862,7 @@ void migrate_source_conn_logout(struct migrate_source_conn *conn)
 	}
 	imapc_client_mailbox_close(&conn->box);
 	/* not waited for here: its reply comes while the storage logs out */
+	conn->logout_sent_async = TRUE;
 	cmd = imapc_client_cmd(conn->client, conn_logout_callback, conn);
 	imapc_command_set_flags(cmd, IMAPC_COMMAND_FLAG_PRELOGIN |
 				IMAPC_COMMAND_FLAG_LOGOUT);
@@ -876,10 +877,14 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 
 	*_conn = NULL;
 	migrate_source_conn_logout(conn);
-	/* the client expects the disconnection from here on: the reply to
-	   our LOGOUT and the server's close are read now, usually without
-	   waiting (a second LOGOUT meets a closed connection) */
-	imapc_client_logout(conn->client);
+	if (conn->logout_sent_async) {
+		/* the server has our LOGOUT (answered while the storage
+		   logged out): close without reading the reply, which
+		   lib-imap-client would log as an unexpected disconnection */
+		imapc_client_disconnect(conn->client);
+	} else {
+		imapc_client_logout(conn->client);
+	}
 	imapc_client_deinit(&conn->client);
 	array_foreach_modifiable(&conn->chunks, chunkp)
 		conn_chunk_free(chunkp);
