@@ -172,7 +172,12 @@ class Direction:
             if data is None:
                 self.eof_done = True
                 if not self.dst.is_closing() and self.dst.can_write_eof():
-                    self.dst.write_eof()
+                    try:
+                        self.dst.write_eof()
+                    except OSError:
+                        # the peer is gone already (a reset): nothing to
+                        # half-close, and the connection still ends here
+                        pass
                 self.conn.check_done()
                 return
             self.held -= len(data)
