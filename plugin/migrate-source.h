@@ -3,12 +3,17 @@
 
 /* The old provider's IMAP server: everything that talks to it is behind
    this header.
-   - The source as a mail user on imapc storage: its folders, STATUS,
-     flags, and the bodies of all but large messages, fetched ahead.
-   - A connection of our own (lib-imap-client), opened when first needed,
-     for what imapc 2.3.19 cannot do: large messages in bounded pieces
-     (imapc reads a whole BODY[] literal into memory, about three times
-     its size), the raw LIST and second looks before deleting.
+   - The source as a mail user on imapc storage: the login, its folders
+     and subscriptions, and a folder's messages where our own connection
+     cannot list or bring them (imapc's SELECT fetches every message's
+     flags, and it has one command in flight).
+   - A connection of our own (lib-imap-client), connected when the
+     folders are listed, with many commands in flight: the STATUS of all
+     folders, a folder's listing (sizes and flags; with CONDSTORE and
+     ESEARCH only what changed), small messages' bodies in chunks ahead,
+     large messages in bounded pieces (imapc reads a whole BODY[] literal
+     into memory, about three times its size), the raw LIST and second
+     looks before deleting.
    - A private resolver, so that imapc can connect to the IP address the
      admin gave while verifying the certificate against the host name.
    - What the source's failures mean (enum migrate_error), with the cause
@@ -37,7 +42,7 @@ struct migrate_source;
    own connection; smaller ones through the source storage, fetched ahead
    in chunks of at most migrate_prefetch messages and
    MIGRATE_SOURCE_PREFETCH_BYTES, each held in memory whole */
-#define MIGRATE_SOURCE_LARGE_SIZE (512*1024)
+#define MIGRATE_SOURCE_LARGE_SIZE (1024*1024)
 #define MIGRATE_SOURCE_PREFETCH_BYTES (8*1024*1024)
 
 /* What the source's TLS showed: the last certificate (sha256 NULL when
