@@ -432,7 +432,7 @@ TOOLS = ["migrate", "dsync-default", "dsync-pf1000", "dsync-tuned", "mbsync",
          "ceiling"]
 SHORT = {"dsync-default": "dsD", "dsync-pf1000": "ds1k", "dsync-tuned": "dsT",
          "mbsync": "mbs", "ceiling": "ceil"}
-PHASES = ["a-full", "a-fsync", "b-noop", "c-changes", "e-batch"]
+PHASES = ["a-full", "a-fsync", "b-noop", "c-changes", "d-new", "e-batch"]
 
 
 def median(values):
@@ -519,6 +519,10 @@ def targets(rows, rtt_ms):
             ratio(mig, wall("mbsync", "a-full")), 1.0, "<")
         add("full copy: migrate / dsync-tuned",
             ratio(mig, wall("dsync-tuned", "a-full")), 0.4)
+    # point 3: a re-run after 100 new messages, against the unchanged one
+    if wall("migrate", "d-new"):
+        add("100 new re-run: migrate / its unchanged re-run",
+            ratio(wall("migrate", "d-new"), wall("migrate", "b-noop")), 2.0)
     rss = [r["peak_rss_mb"] for (t, p), r in rows.items()
            if t == "migrate" and r["peak_rss_mb"] is not None and p != "e-batch"]
     add("migrate peak RSS, MB (one account)", max(rss) if rss else None, 40, "<")

@@ -22,6 +22,8 @@
 #              (Dovecot's default mail_fsync = optimized, mbsync FSync yes;
 #              migrate, dsync-tuned and mbsync; on loopback only)
 #   b-noop     re-run, nothing changed (not for the ceiling)
+#   d-new      re-run after 100 appends to INBOX alone (issue 18's point
+#              3; only when BENCH_PHASES names it)
 #   c-changes  re-run after 100 appends (INBOX), 100 flag changes (second
 #              largest folder) and 100 expunges (largest folder) at the
 #              source, made once for all tools, anew in each round
@@ -141,7 +143,7 @@ done
 read -r -a PHASES <<<"${BENCH_PHASES:-a-full a-fsync b-noop e-batch c-changes}"
 for phase in "${PHASES[@]}"; do
 	case $phase in
-	a-full|a-fsync|b-noop|c-changes|e-batch) ;;
+	a-full|a-fsync|b-noop|c-changes|d-new|e-batch) ;;
 	*) echo "run-bench: BENCH_PHASES: no phase $phase" >&2; exit 2 ;;
 	esac
 done
@@ -611,6 +613,27 @@ has_phase c-changes && for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
+# new_mail ROUND: 100 new messages into INBOX, nothing else
+new_mail() {
+	local r=$1 i
+	log "new mail (round $r): 100 new in INBOX"
+	rm -rf "$RIG/new" && mkdir -p "$RIG/new"
+	for i in $(seq 1 100); do
+		printf 'From: d%d@example.org\r\nTo: bench@example.com\r\nSubject: d-new %d-%d\r\nDate: Tue, 2 Jan 2024 10:00:00 +0000\r\nMessage-ID: <bench-d-%d-%d@example.org>\r\n\r\nbody %d\r\n' \
+			"$i" "$r" "$i" "$r" "$i" "$i" >"$RIG/new/$i.eml"
+	done
+	imaptool append INBOX "$RIG/new/"*.eml >>"$RIG/logs/changes.log" 2>&1 ||
+		{ cat "$RIG/logs/changes.log" >&2; exit 2; }
+}
+
+has_phase d-new && for r in $(seq 1 "$ROUNDS"); do
+	new_mail "$r"
+	for tool in "${TOOLS[@]}"; do
+		in_round "$tool" "$r" && [ "$tool" != ceiling ] &&
+			run "$tool" d-new "$r" "$(last "$tool" "$r")"
+	done
+done
+
 # --- report ---------------------------------------------------------------
 bench_s=$(awk -v a="$bench_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 PRESET=$PRESET MESSAGES=$MESSAGES MAX_SIZE=$MAX_SIZE SEED=$SEED \
@@ -646,7 +669,8 @@ print(json.dumps({
                        if n},
               "messages": int(e["BATCH_MSGS"]), "bytes": int(e["BATCH_BYTES"])},
     "changes": "phase c: 100 appended, 100 flag changes, 100 expunged "
-               "(anew in each round)",
+               "(anew in each round); phase d (when run): 100 appended "
+               "to INBOX alone",
     "rounds": int(e["ROUNDS"]),
     "destination": "rig instances, maildir, mail_fsync = never "
                    "(a-fsync: optimized)",
