@@ -571,6 +571,11 @@ void migrate_source_prepare(struct migrate_source *source)
 		migrate_source_conn_start(source_conn(source));
 }
 
+const char *migrate_source_pin_error(struct migrate_source *source)
+{
+	return migrate_source_tls_pin_error(source->tls);
+}
+
 void migrate_source_get_peer(struct migrate_source *source,
 			     struct migrate_source_peer *peer_r)
 {

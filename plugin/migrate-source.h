@@ -87,6 +87,9 @@ void migrate_source_prepare(struct migrate_source *source);
    migrate_source_init()). */
 void migrate_source_get_peer(struct migrate_source *source,
 			     struct migrate_source_peer *peer_r);
+/* NULL, or why a connection to the source was refused: its certificate
+   was not the pinned one (set->source_ssl_pin). */
+const char *migrate_source_pin_error(struct migrate_source *source);
 /* A source that is a mail user of this server, read through its storage:
    the engine on real storage without an IMAP server (unit tests).
    src_user stays the caller's and must outlive the source. */

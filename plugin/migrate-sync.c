@@ -389,6 +389,18 @@ static const char *sync_rejected_str(const struct migrate_sync_ctx *ctx)
 			       messages == 0 ? "" : msgs);
 }
 
+/* A connection that met another certificate than the pinned one read
+   nothing (the storage took over on its own connection, with the pinned
+   one), but the run fails all the same: someone may be in the middle. */
+static void sync_check_pin(struct migrate_sync_ctx *ctx)
+{
+	const char *error = migrate_source_pin_error(ctx->source);
+
+	/* a failure for that reason already says where it happened */
+	if (error != NULL && ctx->failure.code != MIGRATE_ERROR_SOURCE_TLS)
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_SOURCE_TLS, error);
+}
+
 int migrate_sync_run(struct mail_user *dest_user,
 		     struct migrate_source *source,
 		     const struct migrate_settings *set,
@@ -427,6 +439,7 @@ int migrate_sync_run(struct mail_user *dest_user,
 			migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
 	}
 	migrate_sync_given_up_failure(&ctx);
+	sync_check_pin(&ctx);
 	if (stats_r->messages_rejected > 0 &&
 	    ctx.failure.code == MIGRATE_ERROR_NONE) {
 		/* each one was logged with its reason */

@@ -406,6 +406,10 @@ q2scen() {
 	      "separator": "/", "prefix": "",
 	      "folders": [{"name": "INBOX", "uidvalidity": 7, "messages": [
 	          {"uid": 1, "file": "big.eml", "internaldate": "01-Jan-2021 10:00:00 +0000"}]}]}
+	if sys.argv[2] == "small":
+	    sc["folders"].append({"name": "Small", "uidvalidity": 9, "messages": [
+	        {"uid": u, "body": "Subject: s%d\r\n\r\nsmall\r\n" % u,
+	         "internaldate": "01-Jan-2021 10:00:00 +0000"} for u in range(1, 4)]})
 	if sys.argv[2] == "many":
 	    sc["folders"].append({"name": "Many", "uidvalidity": 8, "messages": [
 	        {"uid": u, "body": "Subject: m%d\r\n\r\nsmall\r\n" % u,
@@ -443,6 +447,22 @@ tap_is "$(grep -c "^conn $((n + 2)) login" "$Q2/log")" 0 "... and ours never sen
 q2scen 0
 batch -o plugin/migrate_retries=0 -- "$QT"
 tap_is "$B_RC" 0 "with the pinned certificate on every connection, the large message is copied"
+
+# small messages and the folders' STATUS go over our connection too; where
+# it is refused the storage does that work on its pinned connection, and
+# the run still fails: someone may be in the middle
+n=$(grep -c '^conn [0-9]* open' "$Q2/log")
+q2scen $((n + 2)) small
+rc=0
+rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 1 -u q1@quirk.example \
+	>"$RIG/small.out" 2>&1 || rc=$?
+tap_is "$rc" 76 "small messages only: our connection's refused certificate fails the run (76)"
+tap_like "... naming the pin" "not the one pinned for it" "$(cat "$RIG/small.out")"
+q2scen 0 small
+rc=0
+rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 1 -u q1@quirk.example \
+	>"$RIG/small2.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "with the pinned certificate, the small messages are copied"
 
 # a worker process (a folder of 150 to copy) connects on its own: it has
 # the pin from its owner
