@@ -21,11 +21,13 @@
 
 #include <unistd.h>
 
-/* A small message of a chunk, as it arrived */
+/* A message of a chunk, as it arrived: in memory, or (a body the client
+   spooled to a temporary file) that file's descriptor */
 struct conn_body {
 	uint32_t uid;
 	time_t received;
 	buffer_t *data;
+	int fd;
 };
 
 /* Small messages asked for in one FETCH (migrate_source_conn_bodies_ask()) */
@@ -340,6 +342,22 @@ conn_untagged_status(struct migrate_source_conn *conn,
 
 /* The data of a literal, whether imapc kept it in memory or in a file;
    FALSE when it is larger than max_size or cannot be read. */
+/* The temporary file the client spooled the literal arg (list's idx'th
+   item) to, -1 when it is in memory. */
+static int
+conn_literal_fd(const struct imapc_untagged_reply *reply,
+		const struct imap_arg *list, unsigned int idx)
+{
+	unsigned int i;
+
+	for (i = 0; i < reply->file_args_count; i++) {
+		if (reply->file_args[i].parent_arg == list - 1 &&
+		    reply->file_args[i].list_idx == idx)
+			return reply->file_args[i].fd;
+	}
+	return reply->file_args_count == 1 ? reply->file_args[0].fd : -1;
+}
+
 static bool
 conn_literal_read(const struct imap_arg *arg,
 		  const struct imapc_untagged_reply *reply,
@@ -348,10 +366,9 @@ conn_literal_read(const struct imap_arg *arg,
 {
 	unsigned char buf[IO_BLOCK_SIZE];
 	const char *data;
-	unsigned int i;
 	uoff_t size, done = 0;
 	ssize_t ret;
-	int fd = -1;
+	int fd;
 
 	if (arg->type != IMAP_ARG_LITERAL_SIZE) {
 		if (!imap_arg_get_nstring(arg, &data))
@@ -363,13 +380,7 @@ conn_literal_read(const struct imap_arg *arg,
 	}
 	if (!imap_arg_get_literal_size(arg, &size) || size > max_size)
 		return FALSE;
-	for (i = 0; i < reply->file_args_count; i++) {
-		if (reply->file_args[i].parent_arg == list - 1 &&
-		    reply->file_args[i].list_idx == idx)
-			fd = reply->file_args[i].fd;
-	}
-	if (fd == -1 && reply->file_args_count == 1)
-		fd = reply->file_args[0].fd;
+	fd = conn_literal_fd(reply, list, idx);
 	if (fd == -1 || lseek(fd, 0, SEEK_SET) < 0)
 		return FALSE;
 	while (done < size) {
@@ -395,6 +406,41 @@ static bool conn_chunk_has_body(struct conn_chunk *chunk, uint32_t uid)
 
 /* A FETCH reply with the whole BODY[] of a message of the chunk being
    received: kept.  Returns FALSE when it is not one. */
+/* The body at list[idx] into body: a literal the client spooled to a
+   file stays there (a descriptor of our own; memory holds only small
+   bodies), others are copied.  FALSE when it is larger than the chunk
+   may keep, or unreadable. */
+static bool
+conn_chunk_body_read(struct conn_chunk *chunk,
+		     const struct imapc_untagged_reply *reply,
+		     const struct imap_arg *list, unsigned int idx,
+		     struct conn_body *body)
+{
+	const struct imap_arg *arg = &list[idx];
+	uoff_t size, max_size;
+	int fd;
+
+	max_size = I_MIN(chunk->max_size, chunk->max_bytes - chunk->bytes);
+	if (arg->type == IMAP_ARG_LITERAL_SIZE &&
+	    imap_arg_get_literal_size(arg, &size) && size <= max_size &&
+	    (fd = conn_literal_fd(reply, list, idx)) != -1) {
+		body->fd = dup(fd);
+		if (body->fd == -1) {
+			i_error("dup(literal) failed: %m");
+			return FALSE;
+		}
+		chunk->bytes += size;
+		return TRUE;
+	}
+	body->data = buffer_create_dynamic(default_pool, 4096);
+	if (!conn_literal_read(arg, reply, list, idx, max_size, body->data)) {
+		buffer_free(&body->data);
+		return FALSE;
+	}
+	chunk->bytes += body->data->used;
+	return TRUE;
+}
+
 static bool
 conn_chunk_body(struct migrate_source_conn *conn,
 		const struct imapc_untagged_reply *reply,
@@ -435,16 +481,11 @@ conn_chunk_body(struct migrate_source_conn *conn,
 	if (chunk->finished || body.received == (time_t)-1 ||
 	    conn_chunk_has_body(chunk, uid))
 		return TRUE;
-	body.data = buffer_create_dynamic(default_pool, 4096);
-	if (!conn_literal_read(&list[body_idx], reply, list, body_idx,
-			       I_MIN(chunk->max_size,
-				     chunk->max_bytes - chunk->bytes),
-			       body.data)) {
+	body.fd = -1;
+	if (!conn_chunk_body_read(chunk, reply, list, body_idx, &body)) {
 		/* the storage is asked for it, and says what is wrong */
-		buffer_free(&body.data);
 		return TRUE;
 	}
-	chunk->bytes += body.data->used;
 	array_push_back(&chunk->bodies, &body);
 	if (conn->awaited_uid == uid)
 		imapc_client_stop(conn->client);
@@ -1392,8 +1433,10 @@ static void conn_chunk_free(struct conn_chunk **_chunk)
 	struct conn_body *body;
 
 	*_chunk = NULL;
-	array_foreach_modifiable(&chunk->bodies, body)
+	array_foreach_modifiable(&chunk->bodies, body) {
 		buffer_free(&body->data);
+		i_close_fd(&body->fd);
+	}
 	pool_unref(&chunk->pool);
 }
 
@@ -1530,14 +1573,22 @@ int migrate_source_conn_body(struct migrate_source_conn *conn,
 		conn->awaited_chunk = NULL;
 		conn->awaited_uid = 0;
 	}
-	if (body == NULL || body->data == NULL) {
+	if (body == NULL || (body->data == NULL && body->fd == -1)) {
 		/* a chunk the server did not answer as a whole (NO, or the
 		   connection was lost) */
 		return chunk->failed ? -1 : 0;
 	}
+	*received_r = body->received;
+	if (body->fd != -1) {
+		/* the spooled literal: the file holds exactly the body */
+		*input_r = i_stream_create_fd_autoclose(&body->fd,
+							IO_BLOCK_SIZE);
+		i_stream_set_name(*input_r, t_strdup_printf("%s UID %u",
+							    mailbox, uid));
+		return 1;
+	}
 	data = body->data;
 	body->data = NULL;
-	*received_r = body->received;
 	*input_r = i_stream_create_from_data(data->data, data->used);
 	i_stream_add_destroy_callback(*input_r, conn_body_stream_destroy,
 				      data);
@@ -1560,8 +1611,10 @@ void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,
 		(*chunkp)->finished = TRUE;
 		/* what was not taken goes now; what is still on its way is
 		   dropped on arrival */
-		array_foreach_modifiable(&(*chunkp)->bodies, body)
+		array_foreach_modifiable(&(*chunkp)->bodies, body) {
 			buffer_free(&body->data);
+			i_close_fd(&body->fd);
+		}
 		break;
 	}
 	conn_chunks_prune(conn);

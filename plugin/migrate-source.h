@@ -38,11 +38,13 @@ struct migrate_settings;
 struct mail;
 struct migrate_source;
 
-/* messages larger than this (by RFC822.SIZE) are read in pieces over our
-   own connection; smaller ones through the source storage, fetched ahead
-   in chunks of at most migrate_prefetch messages and
-   MIGRATE_SOURCE_PREFETCH_BYTES, each held in memory whole */
-#define MIGRATE_SOURCE_LARGE_SIZE (1024*1024)
+/* messages larger than this (by RFC822.SIZE; and than half of
+   migrate_source_max_line_length: the client reads a literal as part of
+   its line) are read in pieces over our own connection; smaller ones in
+   chunks of at most migrate_prefetch messages and
+   MIGRATE_SOURCE_PREFETCH_BYTES, fetched ahead: in memory, or those the
+   client spools to a temporary file left there */
+#define MIGRATE_SOURCE_LARGE_SIZE (2*1024*1024)
 #define MIGRATE_SOURCE_PREFETCH_BYTES (8*1024*1024)
 
 /* What the source's TLS showed: the last certificate (sha256 NULL when

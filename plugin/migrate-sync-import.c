@@ -607,7 +607,8 @@ sync_plan_add(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		return TRUE;
 	}
 	*bytes_r += size;
-	if (size > MIGRATE_SOURCE_LARGE_SIZE) {
+	if (size > I_MIN(MIGRATE_SOURCE_LARGE_SIZE,
+			 ctx->set->source_max_line_length / 2)) {
 		large = array_append_space(&plan->large);
 		large->uid = uid;
 		large->size = size;

@@ -94,12 +94,12 @@ MB_DEST_PW=$(rig_password_file mbsync-dest "$DEST_PW")
 chown root "$MB_SRC_PW" "$MB_DEST_PW"
 
 # 3,000 messages, INBOX about 1,200 of them; messages above the piece-wise
-# threshold (1 MB) amid the small ones, in INBOX and elsewhere
+# threshold (2 MB) amid the small ones, in INBOX and elsewhere
 "$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user cy \
 	--password-env SRC_IMAP_PASSWORD --seed 17 --messages 3000 --max-size 1500K \
 	--connections 2 >/dev/null || rig_die "gen-corpus"
 for i in 1 2 3; do
-	large_message "large $i" $((600 + 200 * i)) >"$RIG/large$i.eml"
+	large_message "large $i" $((2000 + 200 * i)) >"$RIG/large$i.eml"
 	rig_imap src cy "$SRC_PW" append INBOX "$RIG/large$i.eml" >/dev/null
 	"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user cy \
 		--password-env SRC_IMAP_PASSWORD --seed $((30 + i)) --messages 150 \
@@ -146,7 +146,7 @@ tap_like "mbsync had fetched all the messages of the account ($MB_FIRST and Old 
 
 # new mail, a large message among it, copied by the next mirror run: the
 # destination's UIDNEXT is the source's, so the new UIDs are kept as well
-large_message "large 4" 700 >"$RIG/large4.eml"
+large_message "large 4" 2300 >"$RIG/large4.eml"
 "$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user cy \
 	--password-env SRC_IMAP_PASSWORD --seed 40 --messages 40 --max-size 20K \
 	--connections 1 >/dev/null || rig_die "gen-corpus"

@@ -314,15 +314,15 @@ else
 	tap_ok "imapc kept to IMAP4rev1 (no BAD, no MODSEQ)"
 fi
 
-# a message over 1 MB goes through the migration's own piece fetcher
+# a message over 2 MB goes through the migration's own piece fetcher
 # (BODY.PEEK[]<o.l>); RFC822.SIZE lies in both directions
 "$PY" -c 'import sys
-sys.stdout.buffer.write(b"Subject: big\r\n\r\n" + b"".join(b"line %07d %s\r\n" % (j, b"y" * 60) for j in range(23000)))' >"$Q/big.eml"
+sys.stdout.buffer.write(b"Subject: big\r\n\r\n" + b"".join(b"line %07d %s\r\n" % (j, b"y" * 60) for j in range(33000)))' >"$Q/big.eml"
 printf 'Subject: small, claims large\r\n\r\nsmall\r\n' >"$Q/claims-large.eml"
 cat >"$Q/scenario.json.tmp" <<-EOF
 	{"user": "quser", "capabilities": $CAPS_FULL, "folders": [{"name": "INBOX", "uidvalidity": 3,
 	 "messages": [{"uid": 1, "file": "big.eml"},
-	              {"uid": 2, "file": "claims-large.eml", "size_lie": 600000},
+	              {"uid": 2, "file": "claims-large.eml", "size_lie": 2600000},
 	              {"uid": 3, "file": "big.eml", "size_lie": 1000}]}]}
 EOF
 mv "$Q/scenario.json.tmp" "$Q/scenario.json"
@@ -331,7 +331,7 @@ rig_add_user dest q4@example.com "$DEST_PW" userdb_migrate_source_user=quser \
 first=$(($(last_conn) + 1))
 MIG_RC=0
 rig_doveadm dest -f tab migrate -u q4@example.com >"$RIG/mig4.out" 2>&1 || MIG_RC=$?
-tap_is "$MIG_RC" 0 "migrate of a 1.7 MB message and two size lies exits 0"
+tap_is "$MIG_RC" 0 "migrate of a 2.4 MB message and two size lies exits 0"
 big=$(sha256sum <"$Q/big.eml" | cut -d' ' -f1)
 tap_is "$(dimap q4@example.com fetch-hash INBOX | cut -d' ' -f1-2 | tr '\n' ,)" \
 	"1 $big,2 $(sha256sum <"$Q/claims-large.eml" | cut -d' ' -f1),3 $big," \
@@ -340,7 +340,7 @@ imapc_log=$(awk -v f="$first" '$1 == "conn" && $2 >= f' "$QLOG")
 tap_like "the piece fetcher read UID 1 in 1 MB pieces" \
 	'UID FETCH 1 \(BODY\.PEEK\[\]<1048576\.1048576>\)' "$imapc_log"
 tap_is "$(grep -E '^conn [0-9]+ body INBOX 1 ' <<<"$imapc_log" | cut -d' ' -f6 | tr '\n' ,)" \
-	"1048576,$(($(stat -c %s "$Q/big.eml") - 1048576))," "the server logged the two partial body literals"
+	"1048576,1048576,$(($(stat -c %s "$Q/big.eml") - 2097152))," "the server logged the three partial body literals"
 
 # bodies far larger than their RFC822.SIZE, all in one chunk: our own
 # connection keeps at most 16 MB of a chunk's bodies (the storage is

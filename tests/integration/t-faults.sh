@@ -49,7 +49,7 @@ plan() {
 # connections the proxy has accepted so far
 conns() { grep -c '"event": "open"' "$PLOG"; }
 
-# --- one source account: INBOX (small messages), Work (flags), Big (> 1 MB)
+# --- one source account: INBOX (small messages), Work (flags), Big (> 2 MB)
 rig_add_user src fsrc "$SRC_PW"
 M=$RIG/msgs
 mkdir -p "$M"
@@ -71,7 +71,7 @@ mkdir -p "$M"
 	            f.write(head + bytes(body))
 	gen("inbox", 1, 60, 2000, 30000)
 	gen("work", 2, 20, 1000, 10000)
-	gen("big", 3, 2, 1500000, 1700000)
+	gen("big", 3, 2, 2500000, 2700000)
 EOF
 simap() { rig_imap src fsrc "$SRC_PW" "$@"; }
 simap append INBOX "$M"/inbox.0[0-3]*.eml >/dev/null
@@ -242,7 +242,7 @@ tap_like "cut in a body on our connection: the retry count is 0 or 1 (the large 
 
 # (b) the piece fetcher's connection is closed 300000 bytes into the first
 # piece of the second large message
-fault_case cb '{"connections": {"@2": {"action": "cut_in_literal", "literal": 3, "bytes": 300000}}}'
+fault_case cb '{"connections": {"@2": {"action": "cut_in_literal", "literal": 4, "bytes": 300000}}}'
 tap_like "cut in the piece fetcher's literal: the proxy cut a 1 MB piece after 300000 bytes" \
 	'"bytes": 300000, .*"event": "cut_in_literal", "literal": [0-9]+, "literal_size": 1048576,' \
 	"$(fault_event $((FIRST + 1)) cut_in_literal)"

@@ -95,7 +95,7 @@ EOF
 quirky pieces <<'EOF'
 folders = [{"name": "INBOX", "uidvalidity": 6,
             "messages": [msg(1, body("small 1")), msg(2, body("small 2")),
-                         msg(3, body("large 3", size=1200 * 1024))]}]
+                         msg(3, body("large 3", size=2500 * 1024))]}]
 quirks = {"endless_pieces": True}
 EOF
 quirky toolarge <<'EOF'
@@ -223,7 +223,7 @@ tap_is "$(rig_imap dest dripw@example.com "$DEST_PW" count INBOX)/$(rig_imap des
 # what each one reported
 report() { cat "$(rig_home dest "$1@example.com")/.migrate/report.json" 2>/dev/null; }
 tap_like "report: the endless message, with why" \
-	'"folder":"INBOX","uid":3,"size":12[0-9]{5},"reason":"the source refused to give it: it sent more than [0-9]+ bytes, twice its RFC822.SIZE' "$(report pieces)"
+	'"folder":"INBOX","uid":3,"size":25[0-9]{5},"reason":"the source refused to give it: it sent more than [0-9]+ bytes, twice its RFC822.SIZE' "$(report pieces)"
 tap_like "report: the one too large, with the limit" \
 	'"folder":"INBOX","uid":3,"size":5[0-9]{6},"reason":"larger than migrate_max_message_size \(4194304 bytes\)' "$(report toolarge)"
 tap_is "$(grep -c ' body INBOX 3 ' "$RIG/q/toolarge/log")" 0 "... and it was never downloaded"

@@ -650,7 +650,7 @@ tap_is "$(report ctl | grep -c $'\x1b')" 0 "... nor report.json"
 user rev
 scen rev <<'EOF'
 msgs = [msg(i, body("rev %d" % i, size=3000)) for i in range(1, 11)]
-msgs += [msg(11, body("rev big 1", size=2600000)), msg(12, body("rev big 2", size=1500000))]
+msgs += [msg(11, body("rev big 1", size=2600000)), msg(12, body("rev big 2", size=2300000))]
 msgs += [msg(i, body("rev %d" % i, size=3000)) for i in range(13, 21)]
 folders = [{"name": "INBOX", "uidvalidity": 12, "messages": msgs}]
 quirks = {"pieces_reversed": True}

@@ -394,7 +394,7 @@ chmod 755 "$Q2"
 cp "$CA/one.pem" "$CA/one.key" "$CA/two.pem" "$CA/two.key" "$Q2/"
 {
 	printf 'From: big@example.org\r\nSubject: big over TLS\r\n\r\n'
-	head -c $((1200 * 1024)) /dev/zero | tr '\0' 'x' | fold -w 76 | sed 's/$/\r/'
+	head -c $((2500 * 1024)) /dev/zero | tr '\0' 'x' | fold -w 76 | sed 's/$/\r/'
 } >"$Q2/big.eml"
 # q2scen [N]: the scenario; connections from N on get certificate two
 # (q2scen N many: also a folder of 150 small messages, for a worker)
