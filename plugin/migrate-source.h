@@ -44,7 +44,7 @@ struct migrate_source;
    chunks of at most migrate_prefetch messages and
    MIGRATE_SOURCE_PREFETCH_BYTES, fetched ahead: in memory, or those the
    client spools to a temporary file left there */
-#define MIGRATE_SOURCE_LARGE_SIZE (2*1024*1024)
+#define MIGRATE_SOURCE_LARGE_SIZE (1024*1024)
 #define MIGRATE_SOURCE_PREFETCH_BYTES (8*1024*1024)
 
 /* What the source's TLS showed: the last certificate (sha256 NULL when

@@ -94,7 +94,7 @@ MB_DEST_PW=$(rig_password_file mbsync-dest "$DEST_PW")
 chown root "$MB_SRC_PW" "$MB_DEST_PW"
 
 # 3,000 messages, INBOX about 1,200 of them; messages above the piece-wise
-# threshold (2 MB) amid the small ones, in INBOX and elsewhere
+# threshold (1 MB) amid the small ones, in INBOX and elsewhere
 "$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user cy \
 	--password-env SRC_IMAP_PASSWORD --seed 17 --messages 3000 --max-size 1500K \
 	--connections 2 >/dev/null || rig_die "gen-corpus"

@@ -314,7 +314,7 @@ else
 	tap_ok "imapc kept to IMAP4rev1 (no BAD, no MODSEQ)"
 fi
 
-# a message over 2 MB goes through the migration's own piece fetcher
+# a message over 1 MB goes through the migration's own piece fetcher
 # (BODY.PEEK[]<o.l>); RFC822.SIZE lies in both directions
 "$PY" -c 'import sys
 sys.stdout.buffer.write(b"Subject: big\r\n\r\n" + b"".join(b"line %07d %s\r\n" % (j, b"y" * 60) for j in range(33000)))' >"$Q/big.eml"

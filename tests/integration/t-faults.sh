@@ -49,7 +49,7 @@ plan() {
 # connections the proxy has accepted so far
 conns() { grep -c '"event": "open"' "$PLOG"; }
 
-# --- one source account: INBOX (small messages), Work (flags), Big (> 2 MB)
+# --- one source account: INBOX (small messages), Work (flags), Big (> 1 MB)
 rig_add_user src fsrc "$SRC_PW"
 M=$RIG/msgs
 mkdir -p "$M"
