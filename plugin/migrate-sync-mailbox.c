@@ -310,8 +310,7 @@ sync_folder_final_pass(struct migrate_sync_ctx *ctx,
 	return ret;
 }
 
-/* The copies of a folder whose flags a pass over the source updates */
-struct sync_flags_pass {
+struct migrate_sync_flags_pass {
 	struct migrate_sync_ctx *ctx;
 	struct migrate_sync_folder *f;
 	struct mailbox *dbox;
@@ -322,13 +321,14 @@ struct sync_flags_pass {
 	bool update;
 };
 
-/* dbox is NULL when the dry run found no destination folder yet. */
-static void
-sync_flags_pass_init(struct sync_flags_pass *pass,
-		     struct migrate_sync_ctx *ctx,
-		     struct migrate_sync_folder *f, struct mailbox *dbox)
+struct migrate_sync_flags_pass *
+migrate_sync_flags_pass_init(struct migrate_sync_ctx *ctx,
+			     struct migrate_sync_folder *f,
+			     struct mailbox *dbox)
 {
-	i_zero(pass);
+	struct migrate_sync_flags_pass *pass;
+
+	pass = t_new(struct migrate_sync_flags_pass, 1);
 	pass->ctx = ctx;
 	pass->f = f;
 	pass->dbox = dbox;
@@ -340,15 +340,12 @@ sync_flags_pass_init(struct sync_flags_pass *pass,
 		pass->dmail = mail_alloc(pass->dt, MAIL_FETCH_FLAGS, NULL);
 	}
 	t_array_init(&pass->locs, 4);
+	return pass;
 }
 
-/* Source message uid has flags and keywords: its copy gets them.
-   Returns FALSE when it has no copy here (never copied, or deleted at
-   the destination behind our back: its mapping is dropped), so it is to
-   be copied. */
-static bool
-sync_flags_pass_msg(struct sync_flags_pass *pass, uint32_t uid,
-		    enum mail_flags flags, const char *const *keywords)
+bool migrate_sync_flags_pass_msg(struct migrate_sync_flags_pass *pass,
+				 uint32_t uid, enum mail_flags flags,
+				 const char *const *keywords)
 {
 	struct migrate_sync_ctx *ctx = pass->ctx;
 	const struct migrate_uid_map *map;
@@ -394,11 +391,14 @@ sync_flags_pass_msg(struct sync_flags_pass *pass, uint32_t uid,
 	return TRUE;
 }
 
-static int sync_flags_pass_finish(struct sync_flags_pass *pass)
+int migrate_sync_flags_pass_finish(struct migrate_sync_flags_pass **_pass)
 {
+	struct migrate_sync_flags_pass *pass = *_pass;
+
 	struct migrate_sync_ctx *ctx = pass->ctx;
 	int ret = 0;
 
+	*_pass = NULL;
 	if (sync_locations_finish(ctx, &pass->locs, pass->update) < 0)
 		ret = -1;
 	if (pass->dt == NULL)
@@ -426,21 +426,21 @@ sync_folder_mirror_pass(struct migrate_sync_ctx *ctx,
 	struct migrate_state_folder *state = f->state;
 	struct mailbox_transaction_context *st;
 	struct mail_search_context *search_ctx;
-	struct sync_flags_pass pass;
+	struct migrate_sync_flags_pass *pass;
 	const struct migrate_uid_map *map;
 	ARRAY_TYPE(seq_range) seen;
 	struct mail *smail;
 	int ret = 0;
 
-	sync_flags_pass_init(&pass, ctx, f, dbox);
+	pass = migrate_sync_flags_pass_init(ctx, f, dbox);
 	t_array_init(&seen, 64);
 	st = mailbox_transaction_begin(sbox, 0, __func__);
 	search_ctx = migrate_search_all(st, MAIL_FETCH_FLAGS);
 	while (mailbox_search_next(search_ctx, &smail)) {
 		seq_range_array_add(&seen, smail->uid);
-		if (!sync_flags_pass_msg(&pass, smail->uid,
-					 mail_get_flags(smail),
-					 mail_get_keywords(smail)))
+		if (!migrate_sync_flags_pass_msg(pass, smail->uid,
+						 mail_get_flags(smail),
+						 mail_get_keywords(smail)))
 			seq_range_array_add(copy_uids, smail->uid);
 	}
 	if (mailbox_search_deinit(&search_ctx) < 0) {
@@ -448,7 +448,7 @@ sync_folder_mirror_pass(struct migrate_sync_ctx *ctx,
 		ret = -1;
 	}
 	(void)mailbox_transaction_commit(&st);
-	if (sync_flags_pass_finish(&pass) < 0 || ret < 0)
+	if (migrate_sync_flags_pass_finish(&pass) < 0 || ret < 0)
 		return -1;
 
 	/* what we copied and the source no longer lists is gone */
@@ -800,210 +800,6 @@ sync_folder_find_copies(struct migrate_sync_ctx *ctx,
 	return 0;
 }
 
-/* Whether f can be synced from our own connection's listing instead of
-   the storage's (whose SELECT lists every message's flags): a mirror with
-   nothing to find again from earlier runs, of a new folder or one synced
-   from scratch (the whole listing), or of a folder synced completely
-   before on a source with HIGHESTMODSEQ (what changed since then). */
-static bool
-sync_folder_listing_possible(struct migrate_sync_ctx *ctx,
-			     const struct migrate_sync_folder *f)
-{
-	return ctx->mode == MIGRATE_SYNC_MODE_MIRROR && !ctx->dry_run &&
-		!ctx->gmail && ctx->opts->maxage_days == 0 &&
-		array_count(&f->recover_dest_uids) == 0 &&
-		array_count(&f->delete_orphan_dest_uids) == 0;
-}
-
-/* The HIGHESTMODSEQ that f's changes are listed from (0: f is listed
-   whole). */
-static uint64_t
-sync_folder_changedsince(const struct migrate_sync_folder *f)
-{
-	const struct migrate_state_folder *state = f->state;
-
-	return state->src_uidnext > 1 && state->src_highestmodseq != 0 &&
-		f->src_status.highest_modseq != 0 ?
-		state->src_highestmodseq : 0;
-}
-
-/* The copies of f's messages below first_uid: those the source no
-   longer has are to be deleted, those deleted here behind our back (or
-   never copied) are to be copied. */
-static void
-sync_changes_presence(struct migrate_sync_ctx *ctx,
-		      struct migrate_sync_folder *f, struct mailbox *dbox,
-		      const struct migrate_source_listing *listing,
-		      ARRAY_TYPE(seq_range) *copy_uids)
-{
-	struct migrate_state_folder *state = f->state;
-	const struct migrate_uid_map *map;
-	ARRAY_TYPE(uint32_t) lost;
-	struct seq_range_iter iter;
-	unsigned int n = 0;
-	uint32_t uid, seq1, seq2;
-	const uint32_t *lost_uid;
-
-	t_array_init(&lost, 8);
-	array_foreach(&state->map, map) {
-		if (map->src_uid >= listing->first_uid)
-			continue;
-		if (!seq_range_exists(&listing->present, map->src_uid)) {
-			seq_range_array_add(&f->delete_src_uids, map->src_uid);
-			continue;
-		}
-		if (map->dest_loc != 0)
-			continue;
-		mailbox_get_seq_range(dbox, map->dest_uid, map->dest_uid,
-				      &seq1, &seq2);
-		if (seq1 == 0)
-			array_push_back(&lost, &map->src_uid);
-	}
-	/* deleted at the destination behind our back: the mirror copies
-	   them again */
-	array_foreach(&lost, lost_uid)
-		migrate_state_map_remove(ctx->state, state, *lost_uid);
-	seq_range_array_iter_init(&iter, &listing->present);
-	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
-		if (migrate_state_map_lookup(state, uid) == NULL)
-			seq_range_array_add(copy_uids, uid);
-	}
-}
-
-/* The flags of the copies the listing has flags for; with the whole
-   folder listed, also what is gone.  Returns how many messages' flags
-   were looked at, or -1. */
-static int
-sync_listed_flags(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		  struct mailbox *dbox,
-		  const struct migrate_source_listing *listing)
-{
-	const struct migrate_source_flags *flags;
-	const struct migrate_source_size *size;
-	const struct migrate_uid_map *map;
-	struct sync_flags_pass pass;
-	ARRAY_TYPE(seq_range) present;
-	unsigned int count = 0;
-
-	sync_flags_pass_init(&pass, ctx, f, dbox);
-	array_foreach(&listing->flags, flags) {
-		if (listing->changes &&
-		    (flags->uid >= listing->first_uid ||
-		     !seq_range_exists(&listing->present, flags->uid)))
-			continue;
-		(void)sync_flags_pass_msg(&pass, flags->uid, flags->flags,
-					  flags->keywords);
-		count++;
-	}
-	if (sync_flags_pass_finish(&pass) < 0)
-		return -1;
-	if (listing->changes)
-		return count;
-	/* the whole folder: what we copied and it does not list is gone */
-	t_array_init(&present, 64);
-	array_foreach(&listing->sizes, size)
-		seq_range_array_add(&present, size->uid);
-	array_foreach(&f->state->map, map) {
-		if (!seq_range_exists(&present, map->src_uid))
-			seq_range_array_add(&f->delete_src_uids, map->src_uid);
-	}
-	return count;
-}
-
-/* a re-run's new messages go to a worker from this many on */
-#define MIGRATE_SYNC_CHANGES_WORKER_MIN 1000
-
-/* Copy copy_uids of f: by a worker, else here, the storage opening the
-   folder only for messages the listing has no flags for. */
-static int
-sync_listed_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		 struct mailbox *dbox,
-		 const struct migrate_source_listing *listing,
-		 const ARRAY_TYPE(seq_range) *copy_uids, bool *delegated_r)
-{
-	const struct seq_range *first;
-	struct mailbox *sbox = NULL;
-	int ret;
-
-	*delegated_r = FALSE;
-	p_array_init(&f->copying_uids, ctx->pool, array_count(copy_uids));
-	array_append_array(&f->copying_uids, copy_uids);
-	/* what changed since the last sync is copied here unless it is
-	   many: a worker would log in and open the folder first */
-	if ((!listing->changes ||
-	     seq_range_count(copy_uids) >= MIGRATE_SYNC_CHANGES_WORKER_MIN) &&
-	    migrate_sync_worker_delegate(ctx, f, dbox, copy_uids,
-					 seq_range_count(copy_uids), 0)) {
-		/* the worker's answer finishes the folder */
-		*delegated_r = TRUE;
-		return 0;
-	}
-	first = array_front(copy_uids);
-	if (listing->changes && first->seq1 < listing->first_uid &&
-	    (sbox = migrate_sync_source_open(ctx, f->src_name)) == NULL)
-		return -1;
-	ret = migrate_sync_import(ctx, f, sbox, dbox, copy_uids);
-	if (sbox != NULL)
-		mailbox_free(&sbox);
-	return ret;
-}
-
-/* Sync f from our own connection's listing: the whole folder, or what
-   changed since the last complete sync (the changed flags, the UIDs still
-   there and what is new).  Returns 1 when the folder is done (or a
-   worker has it), 0 when there is no such listing (the storage lists the
-   folder), -1 on error. */
-static int
-sync_folder_listed(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		   struct mailbox *dbox)
-{
-	const struct migrate_source_listing *listing;
-	const struct migrate_source_size *size;
-	ARRAY_TYPE(seq_range) copy_uids;
-	bool delegated = FALSE;
-	int ret = 0, flags_count;
-
-	if (migrate_source_listing(ctx->source, f->src_name, &listing) < 0 ||
-	    (listing->first_uid > 1 && !listing->changes))
-		return 0;
-	f->state->dest_pending_uidnext = 0;
-	t_array_init(&copy_uids, 64);
-	if ((flags_count = sync_listed_flags(ctx, f, dbox, listing)) < 0)
-		return -1;
-	if (listing->changes) {
-		sync_changes_presence(ctx, f, dbox, listing, &copy_uids);
-		/* the UIDs it still has came from a UID SEARCH on our own
-		   connection, in an EXAMINE of this run: a second look */
-		f->deletes_confirmed = TRUE;
-		e_debug(event_create_passthrough(ctx->event)->
-			set_name("migrate_folder_changes")->
-			add_str("mailbox", f->dest_name)->
-			add_int("changedsince", f->state->src_highestmodseq)->
-			add_int("flags_changed", flags_count)->
-			add_int("gone", seq_range_count(&f->delete_src_uids))->
-			add_int("to_copy", seq_range_count(&copy_uids) +
-				array_count(&listing->sizes))->event(),
-			"%s: listed the changes since HIGHESTMODSEQ %"PRIu64
-			": %d messages' flags changed, %u gone, %u to copy",
-			migrate_text_escape(f->dest_name),
-			f->state->src_highestmodseq, flags_count,
-			seq_range_count(&f->delete_src_uids),
-			seq_range_count(&copy_uids) +
-			array_count(&listing->sizes));
-	}
-	array_foreach(&listing->sizes, size) {
-		if (migrate_state_map_lookup(f->state, size->uid) == NULL)
-			seq_range_array_add(&copy_uids, size->uid);
-	}
-	if (array_count(&copy_uids) > 0) {
-		ret = sync_listed_copy(ctx, f, dbox, listing, &copy_uids,
-				       &delegated);
-	}
-	if (ret == 0 && !delegated)
-		ret = migrate_sync_mailbox_finish(ctx, f, dbox);
-	return ret < 0 ? -1 : 1;
-}
-
 /* Sync one folder: flags, then the copy (here or by a worker). */
 /* A folder met for the first time whose destination folder is empty:
    every message is copied, so a worker can take it without this process
@@ -1073,9 +869,9 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	   storage opens the folder and lists its flags */
 	first_uid = new_state || uidvalidity_changed ||
 		state->src_uidnext == 0 ? 1 : state->src_uidnext;
-	listed = !uidvalidity_changed && sync_folder_listing_possible(ctx, f);
+	listed = !uidvalidity_changed && migrate_sync_listing_possible(ctx, f);
 	changedsince = listed && first_uid > 1 ?
-		sync_folder_changedsince(f) : 0;
+		migrate_sync_listing_changedsince(f) : 0;
 	if (first_uid > 1 && changedsince == 0)
 		listed = FALSE;
 	if ((f->src_status.uidnext > first_uid || changedsince != 0) &&
@@ -1083,7 +879,7 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		migrate_source_sizes_ask(ctx->source, f->src_name, first_uid,
 					 changedsince);
 	}
-	if (listed && (ret = sync_folder_listed(ctx, f, dbox)) != 0) {
+	if (listed && (ret = migrate_sync_listed(ctx, f, dbox)) != 0) {
 		mailbox_free(&dbox);
 		return ret < 0 ? -1 : 0;
 	}

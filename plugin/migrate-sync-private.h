@@ -215,6 +215,35 @@ int migrate_sync_mailbox_finish(struct migrate_sync_ctx *ctx,
 				struct mailbox *dbox);
 void migrate_sync_mailbox_set_complete(struct migrate_sync_ctx *ctx,
 				       struct migrate_sync_folder *f);
+/* A pass that gives our copies of f's messages in dbox (NULL in a dry
+   run without a destination folder yet) the source's flags and keywords
+   (counted only, in a dry run).  _msg() returns FALSE when uid has no
+   copy here (never copied, or deleted here behind our back: its mapping
+   is dropped), so it is to be copied. */
+struct migrate_sync_flags_pass *
+migrate_sync_flags_pass_init(struct migrate_sync_ctx *ctx,
+			     struct migrate_sync_folder *f,
+			     struct mailbox *dbox);
+bool migrate_sync_flags_pass_msg(struct migrate_sync_flags_pass *pass,
+				 uint32_t uid, enum mail_flags flags,
+				 const char *const *keywords);
+int migrate_sync_flags_pass_finish(struct migrate_sync_flags_pass **pass);
+
+/* migrate-sync-listed.c */
+/* Whether f can be synced from our own connection's listing: a mirror
+   with nothing to find again from earlier runs. */
+bool migrate_sync_listing_possible(struct migrate_sync_ctx *ctx,
+				   const struct migrate_sync_folder *f);
+/* The HIGHESTMODSEQ f's changes are listed from; 0 when f is listed
+   whole (never synced completely, or a source without HIGHESTMODSEQ). */
+uint64_t migrate_sync_listing_changedsince(const struct migrate_sync_folder *f);
+/* Sync f from our own connection's listing (asked for with
+   migrate_source_sizes_ask()): 1 when the folder is done (or a worker
+   has it), 0 when there is no such listing (the storage lists the
+   folder), -1 on error. */
+int migrate_sync_listed(struct migrate_sync_ctx *ctx,
+			struct migrate_sync_folder *f, struct mailbox *dbox);
+
 /* The source storage's folder src_name, opened (NULL on failure, with
    the error set). */
 struct mailbox *
