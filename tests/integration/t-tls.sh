@@ -448,36 +448,36 @@ q2scen 0
 batch -o plugin/migrate_retries=0 -- "$QT"
 tap_is "$B_RC" 0 "with the pinned certificate on every connection, the large message is copied"
 
+# pinrun NAME WORKERS: q1's sync with the scenario in place, with that many
+# processes; PIN_RC its exit code, its output in $RIG/NAME.out
+pinrun() {
+	PIN_RC=0
+	rig_doveadm dest -o plugin/migrate_retries=0 migrate -w "$2" -u q1@quirk.example \
+		>"$RIG/$1.out" 2>&1 || PIN_RC=$?
+}
+
 # small messages and the folders' STATUS go over our connection too; where
 # it is refused the storage does that work on its pinned connection, and
 # the run still fails: someone may be in the middle
 n=$(grep -c '^conn [0-9]* open' "$Q2/log")
 q2scen $((n + 2)) small
-rc=0
-rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 1 -u q1@quirk.example \
-	>"$RIG/small.out" 2>&1 || rc=$?
-tap_is "$rc" 76 "small messages only: our connection's refused certificate fails the run (76)"
+pinrun small 1
+tap_is "$PIN_RC" 76 "small messages only: our connection's refused certificate fails the run (76)"
 tap_like "... naming the pin" "not the one pinned for it" "$(cat "$RIG/small.out")"
 q2scen 0 small
-rc=0
-rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 1 -u q1@quirk.example \
-	>"$RIG/small2.out" 2>&1 || rc=$?
-tap_is "$rc" 0 "with the pinned certificate, the small messages are copied"
+pinrun small2 1
+tap_is "$PIN_RC" 0 "with the pinned certificate, the small messages are copied"
 
 # a worker process (a folder of 150 to copy) connects on its own: it has
 # the pin from its owner
 n=$(grep -c '^conn [0-9]* open' "$Q2/log")
 q2scen $((n + 2)) many
-rc=0
-rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 2 -u q1@quirk.example \
-	>"$RIG/worker.out" 2>&1 || rc=$?
-tap_is "$rc" 76 "a worker's connection refuses a certificate that is not the pinned one (76)"
+pinrun worker 2
+tap_is "$PIN_RC" 76 "a worker's connection refuses a certificate that is not the pinned one (76)"
 tap_like "... the worker says so" "migrate worker: .*not the one pinned for it" "$(cat "$RIG/worker.out")"
 q2scen 0 many
-rc=0
-rig_doveadm dest -o plugin/migrate_retries=0 migrate -w 2 -u q1@quirk.example \
-	>"$RIG/worker2.out" 2>&1 || rc=$?
-tap_is "$rc" 0 "with the pinned certificate, the worker copies the folder"
+pinrun worker2 2
+tap_is "$PIN_RC" 0 "with the pinned certificate, the worker copies the folder"
 tap_is "$(rig_imap dest q1@quirk.example "$DEST_PW" count Many)" 150 "... all 150"
 
 leftover=$(find /tmp -maxdepth 1 -name 'dovecot-migrate.*' -newer "$RIG/cert.pem" 2>/dev/null)
