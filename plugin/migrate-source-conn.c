@@ -59,6 +59,9 @@ struct conn_sizes {
 	struct migrate_source_listing listing;
 	/* its commands not answered yet */
 	unsigned int cmds_pending;
+	/* the UID SEARCH's ESEARCH reply came (without it nothing says which
+	   UIDs the folder still has) */
+	bool got_esearch;
 	bool done, failed;
 };
 static void conn_sizes_free(struct conn_sizes **_sizes);
@@ -590,6 +593,7 @@ conn_sizes_esearch(struct migrate_source_conn *conn,
 	if (conn->sizes == NULL || conn->sizes->done ||
 	    !conn->sizes->listing.changes)
 		return;
+	conn->sizes->got_esearch = TRUE;
 	for (arg = reply->args; arg->type != IMAP_ARG_EOL; arg++) {
 		if (!imap_arg_get_atom(arg, &atom) ||
 		    strcasecmp(atom, "ALL") != 0 ||
@@ -1736,7 +1740,8 @@ int migrate_source_conn_listing(struct migrate_source_conn *conn,
 	if (conn->sizes == NULL || strcmp(conn->sizes->mailbox, mailbox) != 0)
 		return -1;
 	conn_sizes_wait(conn);
-	if (!conn->sizes->done || conn->sizes->failed)
+	if (!conn->sizes->done || conn->sizes->failed ||
+	    (conn->sizes->listing.changes && !conn->sizes->got_esearch))
 		return -1;
 	array_sort(&conn->sizes->listing.sizes, conn_size_cmp);
 	array_sort(&conn->sizes->listing.flags, conn_flags_cmp);

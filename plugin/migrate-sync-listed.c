@@ -31,8 +31,10 @@ uint64_t migrate_sync_listing_changedsince(const struct migrate_sync_folder *f)
 {
 	const struct migrate_state_folder *state = f->state;
 
+	/* a HIGHESTMODSEQ that did not grow (a server restored from a
+	   backup, say) proves nothing about what changed */
 	return state->src_uidnext > 1 && state->src_highestmodseq != 0 &&
-		f->src_status.highest_modseq != 0 ?
+		f->src_status.highest_modseq > state->src_highestmodseq ?
 		state->src_highestmodseq : 0;
 }
 

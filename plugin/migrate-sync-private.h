@@ -234,8 +234,10 @@ int migrate_sync_flags_pass_finish(struct migrate_sync_flags_pass **pass);
    with nothing to find again from earlier runs. */
 bool migrate_sync_listing_possible(struct migrate_sync_ctx *ctx,
 				   const struct migrate_sync_folder *f);
-/* The HIGHESTMODSEQ f's changes are listed from; 0 when f is listed
-   whole (never synced completely, or a source without HIGHESTMODSEQ). */
+/* The HIGHESTMODSEQ f's changes are listed from; 0 when they cannot be
+   (never synced completely: f is listed whole; a source without
+   HIGHESTMODSEQ, or one whose HIGHESTMODSEQ did not grow: the storage
+   lists f). */
 uint64_t migrate_sync_listing_changedsince(const struct migrate_sync_folder *f);
 /* Sync f from our own connection's listing (asked for with
    migrate_source_sizes_ask()): 1 when the folder is done (or a worker
