@@ -665,4 +665,39 @@ sed -i 's/"pieces_reversed": true/"pieces_reversed": false/' "$Q/scenario.json"
 scen_touch
 tap_run "checker: equal, the large messages whole" compare rev
 
+# --- 13. a source whose UID SEARCH RETURN (ALL) says nothing ------------------------
+# With CONDSTORE and ESEARCH a changed folder is listed from its
+# HIGHESTMODSEQ, and the ESEARCH reply says which UIDs it still has.  A
+# server that answers OK without that reply proves nothing gone: the
+# storage lists the folder instead, and nothing is deleted.
+user es
+es_scen() {   # es_scen NEW-MESSAGES SILENT(True|False)
+	scen es <<-EOF
+	caps = caps + ["ESEARCH"]
+	msgs = [msg(i, body("es %d" % i, size=1500), modseq=i) for i in range(1, 31)]
+	msgs += [msg(30 + i, body("es new %d" % i, size=1500), modseq=30 + i) for i in range(1, $1 + 1)]
+	folders = [{"name": "INBOX", "uidvalidity": 13, "messages": msgs}]
+	quirks = {"esearch_silent": $2}
+	EOF
+}
+es_scen 0 False
+migrate es
+tap_is "$MIG_RC/${MIG[copied]}" "0/30" "CONDSTORE and ESEARCH: the first run copies 30"
+es_scen 2 True
+before=$(grep -c ' esearch silent' "$QLOG")
+migrate es -D
+tap_is "$(( $(grep -c ' esearch silent' "$QLOG") - before ))" 1 \
+	"the server answered the listing's UID SEARCH without its ESEARCH reply"
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}/$(dimap es count INBOX)" "0/2/0/32" \
+	"... so the storage listed the folder: 2 new copied, nothing deleted, 32 here"
+tap_is "$(grep -c 'listed the changes since' "$MIG_OUT")" 0 "... and no listing of changes was used"
+es_scen 3 False
+migrate es -D
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/1/0" \
+	"with the ESEARCH reply: the new one copied, nothing deleted"
+tap_like "... from the listing of changes" \
+	"INBOX: listed the changes since HIGHESTMODSEQ [0-9]+: 0 messages' flags changed, 0 gone, 1 to copy" \
+	"$(cat "$MIG_OUT")"
+tap_run "checker: equal" compare es
+
 tap_done

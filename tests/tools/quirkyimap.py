@@ -118,6 +118,8 @@ Scenario (JSON):
           server sends comes N ms after the one before
       "drip_from_uid": U,         ... only from the first body literal of
           a message with UID U or above on (with drip_ms)
+      "esearch_silent": true,     UID SEARCH RETURN (ALL) (with ESEARCH
+          among the capabilities) answers OK without its ESEARCH reply
       "extra_folders": N          LIST and LSUB with a * pattern list N
           more folders ("Extra000001"...) that do not exist otherwise
     },
@@ -943,7 +945,7 @@ class Session:
             return self.cmd_fetch(t, cmd == "UID")
         if cmd == "SEARCH" or (cmd == "UID" and sub == "SEARCH"):
             self.need_box()
-            return self.cmd_search(t, cmd == "UID")
+            return self.cmd_search(t, cmd == "UID", tag)
         if cmd == "UID":
             if sub == "EXPUNGE":
                 self.need_cap("UIDPLUS")
@@ -1494,13 +1496,20 @@ class Session:
         return lit(name, data, "body" if is_body else "header")
 
     # -- SEARCH
-    def cmd_search(self, t, is_uid):
+    def cmd_search(self, t, is_uid, tag=""):
+        ret_all = False
+        if t and isinstance(t[0], Atom) and t[0].upper() == "RETURN":
+            if not self.sc.has("ESEARCH"):
+                raise Bad("ESEARCH not supported")
+            if len(t) < 2 or not isinstance(t[1], list) or \
+                    [s(x).upper() for x in t[1]] not in ([], ["ALL"]):
+                raise Bad("Only RETURN (ALL) is supported")
+            ret_all = True
+            t = t[2:]
         if t and isinstance(t[0], Atom) and t[0].upper() == "CHARSET":
             if len(t) < 2 or s(t[1]).upper() not in ("UTF-8", "US-ASCII"):
                 raise No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
             t = t[2:]
-        if t and isinstance(t[0], Atom) and t[0].upper() == "RETURN":
-            raise Bad("ESEARCH not supported")
         if not t:
             raise Bad("Missing search criteria")
         msgs = self.box.messages
@@ -1609,6 +1618,17 @@ class Session:
             preds.append(p)
         hits = [(q, m) for q, m in ((n + 1, mm) for n, mm in enumerate(msgs))
                 if all(p(q, m) for p in preds)]
+        if ret_all:
+            if self.sc.quirks.get("esearch_silent"):
+                # OK without the ESEARCH reply
+                self.log("conn %d esearch silent" % self.no)
+                return "Search completed."
+            line = b'* ESEARCH (TAG "%s")' % tag.encode() + (b" UID" if is_uid else b"")
+            if hits:
+                line += b" ALL " + ",".join(
+                    str(m.uid if is_uid else q) for q, m in hits).encode()
+            self.send(line + b"\r\n")
+            return "Search completed."
         line = b"* SEARCH"
         for q, m in hits:
             line += b" %d" % (m.uid if is_uid else q)
