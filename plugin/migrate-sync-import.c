@@ -745,6 +745,9 @@ sync_plan_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	*bytes_r = 0;
 	if (sync_plan_copy_ahead(ctx, f, uids, cap, plan, bytes_r))
 		return 0;
+	/* the listing does not have them all (messages copied before, an
+	   older listing): the storage's view of them */
+	plan->listed = NULL;
 	if ((sbox = sync_plan_storage(ctx, plan)) == NULL)
 		return -1;
 	st = mailbox_transaction_begin(sbox, 0, __func__);

@@ -121,42 +121,27 @@ sync_listed_flags(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return count;
 }
 
-/* a re-run's new messages go to a worker from this many on */
+/* a re-run's new messages go to a worker from this many on: below, a
+   worker would log in and open the folder before it copies */
 #define MIGRATE_SYNC_CHANGES_WORKER_MIN 1000
 
-/* Copy copy_uids of f: by a worker, else here, the storage opening the
-   folder only for messages the listing has no flags for. */
-static int
-sync_listed_copy(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
-		 struct mailbox *dbox,
-		 const struct migrate_source_listing *listing,
-		 const ARRAY_TYPE(seq_range) *copy_uids, bool *delegated_r)
+static void
+sync_listed_log_changes(struct migrate_sync_ctx *ctx,
+			const struct migrate_sync_folder *f, int flags_count,
+			const ARRAY_TYPE(seq_range) *copy_uids)
 {
-	const struct seq_range *first;
-	struct mailbox *sbox = NULL;
-	int ret;
-
-	*delegated_r = FALSE;
-	p_array_init(&f->copying_uids, ctx->pool, array_count(copy_uids));
-	array_append_array(&f->copying_uids, copy_uids);
-	/* what changed since the last sync is copied here unless it is
-	   many: a worker would log in and open the folder first */
-	if ((!listing->changes ||
-	     seq_range_count(copy_uids) >= MIGRATE_SYNC_CHANGES_WORKER_MIN) &&
-	    migrate_sync_worker_delegate(ctx, f, dbox, copy_uids,
-					 seq_range_count(copy_uids), 0)) {
-		/* the worker's answer finishes the folder */
-		*delegated_r = TRUE;
-		return 0;
-	}
-	first = array_front(copy_uids);
-	if (listing->changes && first->seq1 < listing->first_uid &&
-	    (sbox = migrate_sync_source_open(ctx, f->src_name)) == NULL)
-		return -1;
-	ret = migrate_sync_import(ctx, f, sbox, dbox, copy_uids);
-	if (sbox != NULL)
-		mailbox_free(&sbox);
-	return ret;
+	e_debug(event_create_passthrough(ctx->event)->
+		set_name("migrate_folder_changes")->
+		add_str("mailbox", f->dest_name)->
+		add_int("changedsince", f->state->src_highestmodseq)->
+		add_int("flags_changed", flags_count)->
+		add_int("gone", seq_range_count(&f->delete_src_uids))->
+		add_int("to_copy", seq_range_count(copy_uids))->event(),
+		"%s: listed the changes since HIGHESTMODSEQ %"PRIu64": %d "
+		"messages' flags changed, %u gone, %u to copy",
+		migrate_text_escape(f->dest_name), f->state->src_highestmodseq,
+		flags_count, seq_range_count(&f->delete_src_uids),
+		seq_range_count(copy_uids));
 }
 
 /* Sync f from our own connection's listing: the whole folder, or what
@@ -185,29 +170,19 @@ int migrate_sync_listed(struct migrate_sync_ctx *ctx,
 		/* the UIDs it still has came from a UID SEARCH on our own
 		   connection, in an EXAMINE of this run: a second look */
 		f->deletes_confirmed = TRUE;
-		e_debug(event_create_passthrough(ctx->event)->
-			set_name("migrate_folder_changes")->
-			add_str("mailbox", f->dest_name)->
-			add_int("changedsince", f->state->src_highestmodseq)->
-			add_int("flags_changed", flags_count)->
-			add_int("gone", seq_range_count(&f->delete_src_uids))->
-			add_int("to_copy", seq_range_count(&copy_uids) +
-				array_count(&listing->sizes))->event(),
-			"%s: listed the changes since HIGHESTMODSEQ %"PRIu64
-			": %d messages' flags changed, %u gone, %u to copy",
-			migrate_text_escape(f->dest_name),
-			f->state->src_highestmodseq, flags_count,
-			seq_range_count(&f->delete_src_uids),
-			seq_range_count(&copy_uids) +
-			array_count(&listing->sizes));
 	}
 	array_foreach(&listing->sizes, size) {
 		if (migrate_state_map_lookup(f->state, size->uid) == NULL)
 			seq_range_array_add(&copy_uids, size->uid);
 	}
+	if (listing->changes)
+		sync_listed_log_changes(ctx, f, flags_count, &copy_uids);
 	if (array_count(&copy_uids) > 0) {
-		ret = sync_listed_copy(ctx, f, dbox, listing, &copy_uids,
-				       &delegated);
+		/* the storage opens the folder only for what the listing
+		   does not have */
+		ret = migrate_sync_mailbox_copy(ctx, f, NULL, dbox, &copy_uids,
+			!listing->changes || seq_range_count(&copy_uids) >=
+			MIGRATE_SYNC_CHANGES_WORKER_MIN, &delegated);
 	}
 	if (ret == 0 && !delegated)
 		ret = migrate_sync_mailbox_finish(ctx, f, dbox);

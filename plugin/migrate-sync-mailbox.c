@@ -655,6 +655,24 @@ migrate_sync_mailbox_finish(struct migrate_sync_ctx *ctx, struct migrate_sync_fo
 	return 0;
 }
 
+int migrate_sync_mailbox_copy(struct migrate_sync_ctx *ctx,
+			      struct migrate_sync_folder *f,
+			      struct mailbox *sbox, struct mailbox *dbox,
+			      const ARRAY_TYPE(seq_range) *copy_uids,
+			      bool may_delegate, bool *delegated_r)
+{
+	*delegated_r = FALSE;
+	p_array_init(&f->copying_uids, ctx->pool, array_count(copy_uids));
+	array_append_array(&f->copying_uids, copy_uids);
+	if (may_delegate &&
+	    migrate_sync_worker_delegate(ctx, f, dbox, copy_uids,
+					 seq_range_count(copy_uids), 0)) {
+		/* the worker's answer finishes the folder */
+		*delegated_r = TRUE;
+		return 0;
+	}
+	return migrate_sync_import(ctx, f, sbox, dbox, copy_uids);
+}
 
 static int
 sync_folder_pass(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
@@ -836,6 +854,7 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	struct mailbox *sbox, *dbox;
 	ARRAY_TYPE(seq_range) copy_uids;
 	bool new_state = state == NULL, uidvalidity_changed = FALSE, listed;
+	bool delegated = FALSE;
 	uint64_t changedsince;
 	uint32_t first_uid;
 	int ret;
@@ -865,15 +884,16 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		mailbox_free(&dbox);
 		return 0;
 	}
-	/* the sizes of what is new come over our own connection while the
-	   storage opens the folder and lists its flags */
+	/* our own connection lists the folder, whole or what changed since
+	   its last HIGHESTMODSEQ; where it cannot, it brings the sizes of
+	   what is new while the storage opens the folder and lists its
+	   flags */
 	first_uid = new_state || uidvalidity_changed ||
 		state->src_uidnext == 0 ? 1 : state->src_uidnext;
 	listed = !uidvalidity_changed && migrate_sync_listing_possible(ctx, f);
 	changedsince = listed && first_uid > 1 ?
 		migrate_sync_listing_changedsince(f) : 0;
-	if (first_uid > 1 && changedsince == 0)
-		listed = FALSE;
+	listed = listed && (first_uid == 1 || changedsince != 0);
 	if ((f->src_status.uidnext > first_uid || changedsince != 0) &&
 	    !ctx->dry_run) {
 		migrate_source_sizes_ask(ctx->source, f->src_name, first_uid,
@@ -892,21 +912,11 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 	if (ret == 0)
 		ret = sync_folder_find_copies(ctx, f, sbox, dbox, &copy_uids);
 	if (ret == 0 && array_count(&copy_uids) > 0) {
-		p_array_init(&f->copying_uids, ctx->pool,
-			     array_count(&copy_uids));
-		array_append_array(&f->copying_uids, &copy_uids);
-		if (migrate_sync_worker_delegate(ctx, f, dbox, &copy_uids,
-						 seq_range_count(&copy_uids),
-						 0)) {
-			/* the worker's answer finishes the folder */
-			mailbox_free(&sbox);
-			mailbox_free(&dbox);
-			return 0;
-		}
-		ret = migrate_sync_import(ctx, f, sbox, dbox, &copy_uids);
+		ret = migrate_sync_mailbox_copy(ctx, f, sbox, dbox, &copy_uids,
+						TRUE, &delegated);
 	}
 	mailbox_free(&sbox);
-	if (ret == 0)
+	if (ret == 0 && !delegated)
 		ret = migrate_sync_mailbox_finish(ctx, f, dbox);
 	mailbox_free(&dbox);
 	return ret;

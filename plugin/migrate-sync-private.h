@@ -246,6 +246,14 @@ uint64_t migrate_sync_listing_changedsince(const struct migrate_sync_folder *f);
 int migrate_sync_listed(struct migrate_sync_ctx *ctx,
 			struct migrate_sync_folder *f, struct mailbox *dbox);
 
+/* Copy copy_uids of f (recorded as what this run set out to copy): by a
+   worker when may_delegate and one is idle (*delegated_r: its answer
+   finishes the folder), else here with migrate_sync_import(). */
+int migrate_sync_mailbox_copy(struct migrate_sync_ctx *ctx,
+			      struct migrate_sync_folder *f,
+			      struct mailbox *sbox, struct mailbox *dbox,
+			      const ARRAY_TYPE(seq_range) *copy_uids,
+			      bool may_delegate, bool *delegated_r);
 /* The source storage's folder src_name, opened (NULL on failure, with
    the error set). */
 struct mailbox *
@@ -262,10 +270,11 @@ migrate_sync_valid_keywords(struct mailbox *box, const char *const *keywords);
 struct mail_keywords *
 migrate_sync_keywords(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
 		      const char *const *keywords);
-/* Copy copy_uids of f from sbox into dbox.  sbox is NULL when our own
-   connection's listing of the folder (migrate_source_listing()) has the
-   flags and sizes of all of copy_uids: the storage opens the folder only
-   when our own connection fails to bring a body. */
+/* Copy copy_uids of f from sbox into dbox.  sbox may be NULL: then the
+   copy takes the messages' flags and sizes from our own connection's
+   listing of the folder (migrate_source_listing()) when it has them all,
+   and the storage opens the folder only when it must (the listing does
+   not have them all, or our own connection fails to bring a body). */
 int migrate_sync_import(struct migrate_sync_ctx *ctx,
 			struct migrate_sync_folder *f, struct mailbox *sbox,
 			struct mailbox *dbox,
