@@ -587,18 +587,26 @@ mapfile -t big < <(cut -f1 "$RIG/manifest" | sort | uniq -c | sort -rn | head -n
 imaptool() { "$PY" "$T/imaptool.py" --port "$SRC_PORT" --user "$SRC_USER" \
 	--password-file "$RIG/src.pw" "$@"; }
 
+# new_messages ROUND NAME SUBJECT DATE: 100 new messages into $RIG/new, From
+# NAME<i>@, Subject "SUBJECT ROUND-i", Message-ID
+# <bench-NAME-ROUND-i@>
+new_messages() {
+	local r=$1 name=$2 subject=$3 date=$4 i
+	rm -rf "$RIG/new" && mkdir -p "$RIG/new"
+	for i in $(seq 1 100); do
+		printf 'From: %s%d@example.org\r\nTo: bench@example.com\r\nSubject: %s %d-%d\r\nDate: %s\r\nMessage-ID: <bench-%s-%d-%d@example.org>\r\n\r\nbody %d\r\n' \
+			"$name" "$i" "$subject" "$r" "$i" "$date" "$name" "$r" "$i" "$i" >"$RIG/new/$i.eml"
+	done
+}
+
 # changes ROUND: 100 expunged, 100 messages' flags replaced (by other flags
 # than the last round's), 100 new messages
 changes() {
 	# shellcheck disable=SC2016 # a keyword, not a variable
-	local r=$1 i flags='\Answered $Forwarded'
+	local r=$1 flags='\Answered $Forwarded'
 	[ $((r % 2)) = 0 ] && flags='\Flagged'
 	log "changes (round $r): 100 expunged in ${big[0]}, 100 flag changes in ${big[1]}, 100 new in INBOX"
-	rm -rf "$RIG/new" && mkdir -p "$RIG/new"
-	for i in $(seq 1 100); do
-		printf 'From: new%d@example.org\r\nTo: bench@example.com\r\nSubject: new message %d-%d\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <bench-new-%d-%d@example.org>\r\n\r\nbody %d\r\n' \
-			"$i" "$r" "$i" "$r" "$i" "$i" >"$RIG/new/$i.eml"
-	done
+	new_messages "$r" new "new message" "Mon, 1 Jan 2024 10:00:00 +0000"
 	{
 		imaptool expunge "${big[0]}" --first 100 &&
 		imaptool set-flags "${big[1]}" --first 100 --mode replace --flags "$flags" &&
@@ -606,33 +614,30 @@ changes() {
 	} >>"$RIG/logs/changes.log" 2>&1 || { cat "$RIG/logs/changes.log" >&2; exit 2; }
 }
 
-has_phase c-changes && for r in $(seq 1 "$ROUNDS"); do
-	changes "$r"
-	for tool in "${TOOLS[@]}"; do
-		in_round "$tool" "$r" && run "$tool" c-changes "$r" "$(last "$tool" "$r")"
-	done
-done
-
 # new_mail ROUND: 100 new messages into INBOX, nothing else
 new_mail() {
-	local r=$1 i
-	log "new mail (round $r): 100 new in INBOX"
-	rm -rf "$RIG/new" && mkdir -p "$RIG/new"
-	for i in $(seq 1 100); do
-		printf 'From: d%d@example.org\r\nTo: bench@example.com\r\nSubject: d-new %d-%d\r\nDate: Tue, 2 Jan 2024 10:00:00 +0000\r\nMessage-ID: <bench-d-%d-%d@example.org>\r\n\r\nbody %d\r\n' \
-			"$i" "$r" "$i" "$r" "$i" "$i" >"$RIG/new/$i.eml"
-	done
+	log "new mail (round $1): 100 new in INBOX"
+	new_messages "$1" d d-new "Tue, 2 Jan 2024 10:00:00 +0000"
 	imaptool append INBOX "$RIG/new/"*.eml >>"$RIG/logs/changes.log" 2>&1 ||
 		{ cat "$RIG/logs/changes.log" >&2; exit 2; }
 }
 
-has_phase d-new && for r in $(seq 1 "$ROUNDS"); do
-	new_mail "$r"
-	for tool in "${TOOLS[@]}"; do
-		in_round "$tool" "$r" && [ "$tool" != ceiling ] &&
-			run "$tool" d-new "$r" "$(last "$tool" "$r")"
+# rounds_after PHASE PREPARE: each round, PREPARE ROUND at the source, then
+# every tool's PHASE run of that round (the ceiling only reads: not d-new)
+rounds_after() {
+	local phase=$1 prepare=$2 r tool
+	has_phase "$phase" || return 0
+	for r in $(seq 1 "$ROUNDS"); do
+		"$prepare" "$r"
+		for tool in "${TOOLS[@]}"; do
+			[ "$phase:$tool" = d-new:ceiling ] && continue
+			in_round "$tool" "$r" && run "$tool" "$phase" "$r" "$(last "$tool" "$r")"
+		done
 	done
-done
+	return 0
+}
+rounds_after c-changes changes
+rounds_after d-new new_mail
 
 # --- report ---------------------------------------------------------------
 bench_s=$(awk -v a="$bench_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
