@@ -66,16 +66,14 @@ struct conn_sizes {
 };
 static void conn_sizes_free(struct conn_sizes **_sizes);
 
-struct migrate_source_conn {
-	struct event *event;
-	struct migrate_source_guard *guard;
-	struct imapc_client *client;
-	struct imapc_client_mailbox *box;
-	char *selected;
-
-	/* the message being read, and where reading it ends at the latest */
-	int fd;
+/* A large message read in pieces into a temporary file, asked for ahead
+   of its reading (migrate_source_conn_prefetch()) */
+struct conn_large {
+	struct migrate_source_conn *conn;
+	char *mailbox;
 	uint32_t uid;
+	/* the temporary file, and where reading it ends at the latest */
+	int fd;
 	uoff_t end;
 	/* the pieces (by index) in, the end of the data, and where the
 	   first short piece ended the message */
@@ -84,24 +82,40 @@ struct migrate_source_conn {
 	bool have_short;
 	/* its RFC822.SIZE, and where the next window starts */
 	uoff_t size_hint, next_offset;
-	/* which message this is (piece replies of earlier ones are
-	   dropped), and its piece commands not answered yet */
-	unsigned int serial, pieces_pending;
-	/* migrate_source_conn_fetch() waits for the message */
-	bool awaiting_pieces;
-	/* the large message to read after this one (NULL: none) */
-	char *next_mailbox;
-	uint32_t next_uid;
-	uoff_t next_size;
+	/* its piece commands not answered yet */
+	unsigned int pieces_pending;
 	/* its INTERNALDATE ((time_t)-1: not given) */
 	time_t received;
-	unsigned int pending;
 	/* a piece came back shorter than asked: the end of the message */
 	bool eof;
 	bool got_piece;
 	bool failed, expunged, refused;
 	/* it sent more than it said the message has */
 	bool oversized;
+	/* taken by its reader or abandoned: what still comes is dropped,
+	   and it goes when nothing more does */
+	bool dropped;
+	char *error;
+};
+
+struct migrate_source_conn {
+	struct event *event;
+	struct migrate_source_guard *guard;
+	struct imapc_client *client;
+	/* the folder selected (or being selected), as far as the commands
+	   sent say: the client itself never knows, so that it never waits
+	   for an EXAMINE before it sends what follows */
+	char *selected;
+	/* logged in, and not lost since */
+	bool logged_in;
+
+	/* large messages asked for, oldest first; one taken or abandoned
+	   stays until its pieces are answered */
+	ARRAY(struct conn_large *) larges;
+	/* migrate_source_conn_fetch() waits for this one */
+	struct conn_large *awaited_large;
+	unsigned int pending;
+	bool failed;
 	char *error;
 	char *temp_prefix;
 
@@ -132,7 +146,7 @@ struct migrate_source_conn {
 	bool logout_sent, logout_sent_async;
 };
 
-static void conn_pieces_stop(struct migrate_source_conn *conn);
+static void conn_pieces_stop(struct conn_large *large);
 
 static void conn_set_error(struct migrate_source_conn *conn,
 			      const char *error)
@@ -142,11 +156,18 @@ static void conn_set_error(struct migrate_source_conn *conn,
 	conn->failed = TRUE;
 }
 
+static void large_set_error(struct conn_large *large, const char *error)
+{
+	if (large->error == NULL)
+		large->error = i_strdup(error);
+	large->failed = TRUE;
+}
+
 /* Write the piece imapc put into fd at offset in our file.  Only a piece
    read whole may end the message: a failed read or write fails it, never
    truncates it. */
 static int
-conn_piece_file(struct migrate_source_conn *conn, const struct imap_arg *arg,
+conn_piece_file(struct conn_large *large, const struct imap_arg *arg,
 		int fd, uoff_t offset, uoff_t *size_r)
 {
 	unsigned char buf[IO_BLOCK_SIZE];
@@ -154,30 +175,30 @@ conn_piece_file(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	ssize_t ret;
 
 	if (!imap_arg_get_literal_size(arg, &size)) {
-		conn_set_error(conn, "Invalid literal in FETCH reply");
+		large_set_error(large, "Invalid literal in FETCH reply");
 		return -1;
 	}
 	if (lseek(fd, 0, SEEK_SET) < 0) {
-		conn_set_error(conn, t_strdup_printf("lseek(literal) failed: %m"));
+		large_set_error(large, t_strdup_printf("lseek(literal) failed: %m"));
 		return -1;
 	}
 	while ((ret = read(fd, buf, sizeof(buf))) > 0) {
-		if (pwrite_full(conn->fd, buf, ret, offset + piece) < 0) {
-			conn_set_error(conn, t_strdup_printf(
+		if (pwrite_full(large->fd, buf, ret, offset + piece) < 0) {
+			large_set_error(large, t_strdup_printf(
 				"pwrite(temp file) failed: %m"));
 			return -1;
 		}
 		piece += ret;
 	}
 	if (ret < 0) {
-		conn_set_error(conn, t_strdup_printf(
+		large_set_error(large, t_strdup_printf(
 			"read(literal) failed: %m"));
 		return -1;
 	}
 	if (piece != size) {
-		conn_set_error(conn, t_strdup_printf(
+		large_set_error(large, t_strdup_printf(
 			"UID %u: the literal at %"PRIuUOFF_T" has %"PRIuUOFF_T
-			" of its %"PRIuUOFF_T" bytes", conn->uid, offset,
+			" of its %"PRIuUOFF_T" bytes", large->uid, offset,
 			piece, size));
 		return -1;
 	}
@@ -188,44 +209,44 @@ conn_piece_file(struct migrate_source_conn *conn, const struct imap_arg *arg,
 /* A piece that takes the message past its end: the source sends more
    than it said the message has (a broken or hostile server may do so
    for ever).  The message is left out. */
-static bool conn_piece_past_end(struct migrate_source_conn *conn)
+static bool conn_piece_past_end(struct conn_large *large)
 {
-	if (conn->max_end <= conn->end)
+	if (large->max_end <= large->end)
 		return FALSE;
-	conn->oversized = conn->refused = TRUE;
-	conn_set_error(conn, t_strdup_printf(
+	large->oversized = large->refused = TRUE;
+	large_set_error(large, t_strdup_printf(
 		"it sent more than %"PRIuUOFF_T" bytes, twice its RFC822.SIZE "
-		"and a piece (a broken or hostile server)", conn->end));
+		"and a piece (a broken or hostile server)", large->end));
 	return TRUE;
 }
 
 /* The message is read when a piece came back short and every piece
    before it is in (the server may answer a window's pieces in any
    order: Dovecot runs pipelined FETCHes in parallel). */
-static void conn_piece_check_eof(struct migrate_source_conn *conn)
+static void conn_piece_check_eof(struct conn_large *large)
 {
 	ARRAY_TYPE(seq_range) want;
 	uint32_t last;
 
-	if (!conn->have_short)
+	if (!large->have_short)
 		return;
-	if (conn->max_end > conn->short_end) {
-		conn_set_error(conn, t_strdup_printf(
+	if (large->max_end > large->short_end) {
+		large_set_error(large, t_strdup_printf(
 			"UID %u: data past the end a short piece gave "
-			"(%"PRIuUOFF_T")", conn->uid, conn->short_end));
+			"(%"PRIuUOFF_T")", large->uid, large->short_end));
 		return;
 	}
-	last = conn->short_end == 0 ? 0 :
-		(conn->short_end - 1) / MIGRATE_SOURCE_PIECE_SIZE;
+	last = large->short_end == 0 ? 0 :
+		(large->short_end - 1) / MIGRATE_SOURCE_PIECE_SIZE;
 	t_array_init(&want, 1);
 	seq_range_array_add_range(&want, 0, last);
-	seq_range_array_remove_seq_range(&want, &conn->got_pieces);
+	seq_range_array_remove_seq_range(&want, &large->got_pieces);
 	if (array_count(&want) == 0)
-		conn->eof = TRUE;
+		large->eof = TRUE;
 }
 
 static void
-conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
+conn_piece(struct conn_large *large, const struct imap_arg *arg,
 	      const struct imapc_untagged_reply *reply, uoff_t offset)
 {
 	const char *data;
@@ -233,45 +254,45 @@ conn_piece(struct migrate_source_conn *conn, const struct imap_arg *arg,
 	uint32_t idx = offset / MIGRATE_SOURCE_PIECE_SIZE;
 
 	if (offset % MIGRATE_SOURCE_PIECE_SIZE != 0 ||
-	    seq_range_exists(&conn->got_pieces, idx)) {
-		conn_set_error(conn, t_strdup_printf(
+	    seq_range_exists(&large->got_pieces, idx)) {
+		large_set_error(large, t_strdup_printf(
 			"UID %u: a piece at offset %"PRIuUOFF_T" not asked "
-			"for", conn->uid, offset));
+			"for", large->uid, offset));
 		return;
 	}
 	if (arg->type == IMAP_ARG_LITERAL_SIZE) {
 		/* imapc put the literal into a file */
 		if (reply->file_args_count == 0) {
-			conn_set_error(conn, "Literal without its file");
+			large_set_error(large, "Literal without its file");
 			return;
 		}
-		if (conn_piece_file(conn, arg, reply->file_args[0].fd,
+		if (conn_piece_file(large, arg, reply->file_args[0].fd,
 				    offset, &size) < 0)
 			return;
 	} else if (!imap_arg_get_nstring(arg, &data)) {
-		conn_set_error(conn, "Invalid BODY[] in FETCH reply");
+		large_set_error(large, "Invalid BODY[] in FETCH reply");
 		return;
 	} else {
 		/* NIL or "" past the end */
 		size = data == NULL ? 0 : arg->str_len;
-		if (size > 0 && pwrite_full(conn->fd, data, size, offset) < 0) {
-			conn_set_error(conn, t_strdup_printf(
+		if (size > 0 && pwrite_full(large->fd, data, size, offset) < 0) {
+			large_set_error(large, t_strdup_printf(
 				"pwrite(temp file) failed: %m"));
 			return;
 		}
 	}
-	seq_range_array_add(&conn->got_pieces, idx);
+	seq_range_array_add(&large->got_pieces, idx);
 	end = offset + size;
-	if (size > 0 && end > conn->max_end)
-		conn->max_end = end;
+	if (size > 0 && end > large->max_end)
+		large->max_end = end;
 	if (size < MIGRATE_SOURCE_PIECE_SIZE &&
-	    (!conn->have_short || end < conn->short_end)) {
-		conn->have_short = TRUE;
-		conn->short_end = end;
+	    (!large->have_short || end < large->short_end)) {
+		large->have_short = TRUE;
+		large->short_end = end;
 	}
-	if (!conn_piece_past_end(conn))
-		conn_piece_check_eof(conn);
-	conn_pieces_stop(conn);
+	if (!conn_piece_past_end(large))
+		conn_piece_check_eof(large);
+	conn_pieces_stop(large);
 }
 
 static void
@@ -605,10 +626,25 @@ conn_sizes_esearch(struct migrate_source_conn *conn,
 	}
 }
 
-/* A FETCH reply for the large message being read: its INTERNALDATE and
+/* The large message a FETCH reply for uid is for: the oldest asked for
+   that still waits for pieces (replies come in the order of the
+   commands; a folder's end before the next folder's EXAMINE). */
+static struct conn_large *
+conn_large_replying(struct migrate_source_conn *conn, uint32_t uid)
+{
+	struct conn_large *large;
+
+	array_foreach_elem(&conn->larges, large) {
+		if (large->uid == uid && large->pieces_pending > 0)
+			return large;
+	}
+	return NULL;
+}
+
+/* A FETCH reply for a large message: its INTERNALDATE and
    pieces. */
 static void
-conn_untagged_pieces(struct migrate_source_conn *conn,
+conn_untagged_pieces(struct conn_large *large,
 		     const struct imapc_untagged_reply *reply,
 		     const struct imap_arg *list, unsigned int count)
 {
@@ -622,8 +658,8 @@ conn_untagged_pieces(struct migrate_source_conn *conn,
 			continue;
 		if (strcasecmp(key, "INTERNALDATE") == 0) {
 			if (!imap_arg_get_astring(&list[i+1], &date) ||
-			    !imap_parse_datetime(date, &conn->received, &tz))
-				conn->received = (time_t)-1;
+			    !imap_parse_datetime(date, &large->received, &tz))
+				large->received = (time_t)-1;
 			continue;
 		}
 		if (strncasecmp(key, "BODY[]<", 7) != 0)
@@ -631,16 +667,16 @@ conn_untagged_pieces(struct migrate_source_conn *conn,
 		p = strchr(key + 7, '>');
 		if (p == NULL || str_to_uoff(t_strdup_until(key + 7, p),
 					     &offset) < 0) {
-			conn_set_error(conn, t_strdup_printf(
+			large_set_error(large, t_strdup_printf(
 				"Invalid FETCH item %s", key));
 			return;
 		}
-		conn->got_piece = TRUE;
-		if (conn->eof || conn->oversized) {
+		large->got_piece = TRUE;
+		if (large->eof || large->oversized) {
 			/* pieces sent past the end in the same window */
 			continue;
 		}
-		conn_piece(conn, &list[i+1], reply, offset);
+		conn_piece(large, &list[i+1], reply, offset);
 	}
 }
 
@@ -649,6 +685,7 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 {
 	struct migrate_source_conn *conn = context;
 	const struct imap_arg *list;
+	struct conn_large *large;
 	const char *key;
 	unsigned int i, count;
 	uint32_t uid = 0;
@@ -693,7 +730,8 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 	}
 
 	if (strcasecmp(reply->name, "FETCH") != 0 ||
-	    (conn->fd == -1 && conn->size_uid == 0 && conn->sizes == NULL &&
+	    (array_count(&conn->larges) == 0 && conn->size_uid == 0 &&
+	     conn->sizes == NULL &&
 	     array_count(&conn->chunks) == 0) ||
 	    !imap_arg_get_list_full(reply->args, &list, &count))
 		return;
@@ -719,27 +757,51 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 		return;
 	if (uid != 0 && conn_chunk_body(conn, reply, list, count, uid))
 		return;
-	if (conn->fd != -1 && uid == conn->uid)
-		conn_untagged_pieces(conn, reply, list, count);
+	if (uid != 0 && (large = conn_large_replying(conn, uid)) != NULL &&
+	    !large->dropped)
+		conn_untagged_pieces(large, reply, list, count);
+}
+
+/* Every command's reply: a connection lost (or dropped after a BAD) has
+   nothing selected, and a new one logs in again. */
+static void
+conn_reply_seen(struct migrate_source_conn *conn,
+		const struct imapc_command_reply *reply)
+{
+	if (reply->state == IMAPC_COMMAND_STATE_DISCONNECTED ||
+	    reply->state == IMAPC_COMMAND_STATE_BAD) {
+		conn->logged_in = FALSE;
+		i_free(conn->selected);
+	}
 }
 
 static void
 conn_reply_check(struct migrate_source_conn *conn,
 		 const struct imapc_command_reply *reply)
 {
-	if (reply->state == IMAPC_COMMAND_STATE_NO && conn->uid != 0 &&
+	if (reply->state != IMAPC_COMMAND_STATE_OK) {
+		conn_set_error(conn, t_strdup_printf("%s: %s",
+			imapc_command_state_names[reply->state],
+			reply->text_full));
+	}
+}
+
+static void
+large_reply_check(struct conn_large *large,
+		  const struct imapc_command_reply *reply)
+{
+	if (reply->state == IMAPC_COMMAND_STATE_NO &&
 	    null_strcmp(reply->resp_text_key, "EXPUNGEISSUED") == 0) {
 		/* expunged by another session meanwhile */
-		conn->expunged = TRUE;
-		conn_set_error(conn, reply->text_full);
-	} else if (reply->state == IMAPC_COMMAND_STATE_NO &&
-		   conn->uid != 0) {
+		large->expunged = TRUE;
+		large_set_error(large, reply->text_full);
+	} else if (reply->state == IMAPC_COMMAND_STATE_NO) {
 		/* the server will not give this message (an expunged one
 		   gives an OK without it) */
-		conn->refused = TRUE;
-		conn_set_error(conn, reply->text_full);
+		large->refused = TRUE;
+		large_set_error(large, reply->text_full);
 	} else if (reply->state != IMAPC_COMMAND_STATE_OK) {
-		conn_set_error(conn, t_strdup_printf("%s: %s",
+		large_set_error(large, t_strdup_printf("%s: %s",
 			imapc_command_state_names[reply->state],
 			reply->text_full));
 	}
@@ -751,56 +813,77 @@ conn_cmd_callback(const struct imapc_command_reply *reply, void *context)
 	struct migrate_source_conn *conn = context;
 
 	i_assert(conn->pending > 0);
+	conn_reply_seen(conn, reply);
 	conn_reply_check(conn, reply);
 	if (--conn->pending == 0)
 		imapc_client_stop(conn->client);
 }
 
-/* A piece command, of the message read as serial */
-struct conn_piece_cmd {
-	struct migrate_source_conn *conn;
-	unsigned int serial;
-};
+static void conn_large_free(struct conn_large **_large)
+{
+	struct conn_large *large = *_large;
+
+	*_large = NULL;
+	array_free(&large->got_pieces);
+	i_close_fd(&large->fd);
+	i_free(large->mailbox);
+	i_free(large->error);
+	i_free(large);
+}
+
+/* Those taken or abandoned whose pieces are all answered go. */
+static void conn_larges_prune(struct migrate_source_conn *conn)
+{
+	struct conn_large *large;
+	unsigned int i;
+
+	for (i = 0; i < array_count(&conn->larges); ) {
+		large = array_idx_elem(&conn->larges, i);
+		if (large->dropped && large->pieces_pending == 0) {
+			array_delete(&conn->larges, i, 1);
+			conn_large_free(&large);
+		} else {
+			i++;
+		}
+	}
+}
 
 /* The message is read to its end or failed, or its window is answered:
    whoever waits for it goes on. */
-static void conn_pieces_stop(struct migrate_source_conn *conn)
+static void conn_pieces_stop(struct conn_large *large)
 {
-	if (conn->awaiting_pieces &&
-	    (conn->eof || conn->failed || conn->pieces_pending == 0))
-		imapc_client_stop(conn->client);
+	if (large->conn->awaited_large == large &&
+	    (large->eof || large->failed || large->pieces_pending == 0))
+		imapc_client_stop(large->conn->client);
 }
 
 static void
 conn_piece_callback(const struct imapc_command_reply *reply, void *context)
 {
-	struct conn_piece_cmd *pcmd = context;
-	struct migrate_source_conn *conn = pcmd->conn;
+	struct conn_large *large = context;
+	struct migrate_source_conn *conn = large->conn;
 
 	i_assert(conn->pending > 0);
-	if (pcmd->serial == conn->serial && conn->uid != 0) {
-		conn_reply_check(conn, reply);
-		i_assert(conn->pieces_pending > 0);
-		conn->pieces_pending--;
+	conn_reply_seen(conn, reply);
+	i_assert(large->pieces_pending > 0);
+	large->pieces_pending--;
+	if (!large->dropped) {
+		large_reply_check(large, reply);
+		conn_pieces_stop(large);
+	} else if (large->pieces_pending == 0) {
+		/* past the end of a message already read, or abandoned */
+		conn_larges_prune(conn);
 	}
-	/* else: past the end of a message already read */
-	i_free(pcmd);
 	if (--conn->pending == 0)
 		imapc_client_stop(conn->client);
-	else
-		conn_pieces_stop(conn);
 }
 
 static void
-conn_send(struct migrate_source_conn *conn, const char *cmd_str,
-	     bool select)
+conn_send(struct migrate_source_conn *conn, const char *cmd_str)
 {
 	struct imapc_command *cmd;
 
-	cmd = imapc_client_mailbox_cmd(conn->box, conn_cmd_callback,
-				       conn);
-	if (select)
-		imapc_command_set_flags(cmd, IMAPC_COMMAND_FLAG_SELECT);
+	cmd = imapc_client_cmd(conn->client, conn_cmd_callback, conn);
 	conn->pending++;
 	imapc_command_send(cmd, cmd_str);
 }
@@ -809,6 +892,15 @@ static void conn_run(struct migrate_source_conn *conn)
 {
 	if (conn->pending > 0)
 		imapc_client_run(conn->client);
+}
+
+static void
+conn_state_changed(void *context, enum imapc_state_change_event event,
+		   const char *error ATTR_UNUSED)
+{
+	struct migrate_source_conn *conn = context;
+
+	conn->logged_in = event == IMAPC_STATE_CHANGE_AUTH_OK;
 }
 
 struct migrate_source_conn *
@@ -822,9 +914,8 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	string_t *temp_prefix;
 
 	conn = i_new(struct migrate_source_conn, 1);
-	conn->fd = -1;
 	i_array_init(&conn->chunks, 4);
-	i_array_init(&conn->got_pieces, 4);
+	i_array_init(&conn->larges, 4);
 	conn->guard = guard;
 	conn->event = event_create(event_parent);
 	temp_prefix = t_str_new(128);
@@ -873,7 +964,8 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	conn->client = imapc_client_init(&cset, conn->event);
 	imapc_client_register_untagged(conn->client, conn_untagged,
 				       conn);
-	conn->box = imapc_client_mailbox_open(conn->client, NULL);
+	imapc_client_register_state_change_callback(conn->client,
+						    conn_state_changed, conn);
 	return conn;
 }
 
@@ -899,13 +991,11 @@ void migrate_source_conn_logout(struct migrate_source_conn *conn)
 	   client never sends its LOGOUT while a mailbox it closed is still
 	   being selected */
 	conn_run(conn);
-	if (!imapc_client_mailbox_is_opened(conn->box)) {
+	if (!conn->logged_in) {
 		/* not logged in, or lost: the client logs out what is left
 		   (a new command would connect again) */
-		imapc_client_mailbox_close(&conn->box);
 		return;
 	}
-	imapc_client_mailbox_close(&conn->box);
 	/* not waited for here: its reply comes while the storage logs out */
 	conn->logout_sent_async = TRUE;
 	cmd = imapc_client_cmd(conn->client, conn_logout_callback, conn);
@@ -919,6 +1009,7 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 {
 	struct migrate_source_conn *conn = *_conn;
 	struct conn_chunk **chunkp;
+	struct conn_large **largep;
 
 	*_conn = NULL;
 	migrate_source_conn_logout(conn);
@@ -934,19 +1025,20 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 	array_foreach_modifiable(&conn->chunks, chunkp)
 		conn_chunk_free(chunkp);
 	array_free(&conn->chunks);
-	array_free(&conn->got_pieces);
-	i_close_fd(&conn->fd);
+	array_foreach_modifiable(&conn->larges, largep)
+		conn_large_free(largep);
+	array_free(&conn->larges);
 	event_unref(&conn->event);
 	i_free(conn->temp_prefix);
 	i_free(conn->selected);
-	i_free(conn->next_mailbox);
 	i_free(conn->chunk_error);
 	conn_sizes_free(&conn->sizes);
 	i_free(conn->error);
 	i_free(conn);
 }
 
-static void conn_fetch_abandon(struct migrate_source_conn *conn);
+static void conn_larges_drop(struct migrate_source_conn *conn,
+			     const char *keep_mailbox);
 static int
 conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
 		  const char **error_r);
@@ -955,9 +1047,7 @@ static int
 conn_select(struct migrate_source_conn *conn, const char *mailbox,
 	       const char **error_r)
 {
-	if (conn->uid != 0)
-		conn_fetch_abandon(conn);
-
+	conn_larges_drop(conn, NULL);
 	if (conn->selected != NULL &&
 	    strcmp(conn->selected, mailbox) == 0)
 		return 0;
@@ -997,139 +1087,140 @@ conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
 	str_append(cmd, "EXAMINE ");
 	imap_append_quoted(cmd, str_c(name));
 	conn->uidvalidity = 0;
-	conn_send(conn, str_c(cmd), TRUE);
+	/* not a SELECT to the client, which would wait for its reply before
+	   it sends anything else: it is pipelined with the commands around
+	   it.  Should it fail, the server answers what follows with BAD (no
+	   mailbox selected) and the client drops the connection: those
+	   commands fail, and the storage takes over. */
+	conn_send(conn, str_c(cmd));
 	conn->selected = i_strdup(mailbox);
 	return 0;
 }
 
-/* Send the pieces of the window starting at *offset. */
-static void
-conn_fetch_window(struct migrate_source_conn *conn, uoff_t *offset)
+/* Send the next window of pieces of large. */
+static void conn_fetch_window(struct conn_large *large)
 {
-	struct conn_piece_cmd *pcmd;
+	struct migrate_source_conn *conn = large->conn;
 	struct imapc_command *cmd;
 	unsigned int i;
 
 	/* a few pieces in flight: the round trip is paid once per window,
-	   memory is a few pieces */
+	   memory is a piece (each is written to the file as it comes) */
 	migrate_source_guard_nodelay(conn->guard);
 	for (i = 0; i < MIGRATE_SOURCE_PIECES_IN_FLIGHT &&
-		    (i == 0 || *offset < conn->size_hint); i++) {
+		    (i == 0 || large->next_offset < large->size_hint); i++) {
 		/* the first piece with the INTERNALDATE: the storage is not
 		   asked for it */
-		pcmd = i_new(struct conn_piece_cmd, 1);
-		pcmd->conn = conn;
-		pcmd->serial = conn->serial;
-		cmd = imapc_client_mailbox_cmd(conn->box, conn_piece_callback,
-					       pcmd);
+		cmd = imapc_client_cmd(conn->client, conn_piece_callback,
+					       large);
 		conn->pending++;
-		conn->pieces_pending++;
+		large->pieces_pending++;
 		imapc_command_send(cmd, t_strdup_printf(
 			"UID FETCH %u (%sBODY.PEEK[]<%"PRIuUOFF_T".%u>)",
-			conn->uid, *offset == 0 ? "INTERNALDATE " : "",
-			*offset, MIGRATE_SOURCE_PIECE_SIZE));
-		*offset += MIGRATE_SOURCE_PIECE_SIZE;
+			large->uid,
+			large->next_offset == 0 ? "INTERNALDATE " : "",
+			large->next_offset, MIGRATE_SOURCE_PIECE_SIZE));
+		large->next_offset += MIGRATE_SOURCE_PIECE_SIZE;
 	}
 }
 
-/* Forget a message whose pieces are on their way (prefetched and then
-   not asked for): its replies are read and dropped. */
-static void conn_fetch_abandon(struct migrate_source_conn *conn)
+/* Forget the large messages asked for (but those of keep_mailbox): what
+   still comes for them is dropped. */
+static void
+conn_larges_drop(struct migrate_source_conn *conn, const char *keep_mailbox)
 {
-	i_close_fd(&conn->fd);
-	conn->uid = 0;
-	conn->pieces_pending = 0;
-	conn->failed = FALSE;
-	i_free(conn->error);
+	struct conn_large *large;
+
+	array_foreach_elem(&conn->larges, large) {
+		if (keep_mailbox == NULL ||
+		    strcmp(large->mailbox, keep_mailbox) != 0) {
+			large->dropped = TRUE;
+			i_close_fd(&large->fd);
+		}
+	}
+	conn_larges_prune(conn);
+}
+
+/* The large message uid of mailbox asked for and not yet taken */
+static struct conn_large *
+conn_large_find(struct migrate_source_conn *conn, const char *mailbox,
+		uint32_t uid)
+{
+	struct conn_large *large;
+
+	array_foreach_elem(&conn->larges, large) {
+		if (!large->dropped && large->uid == uid &&
+		    strcmp(large->mailbox, mailbox) == 0)
+			return large;
+	}
+	return NULL;
 }
 
 /* Start reading uid of mailbox into a new temp file: its first window of
    pieces is sent, nothing is waited for. */
-static int
+static struct conn_large *
 conn_fetch_start(struct migrate_source_conn *conn, const char *mailbox,
 		 uint32_t uid, uoff_t size, const char **error_r)
 {
+	struct conn_large *large;
 	string_t *path;
+	int fd;
 
-	if (conn->uid != 0)
-		conn_fetch_abandon(conn);
-	if (conn->next_mailbox != NULL && conn->next_uid == uid &&
-	    strcmp(conn->next_mailbox, mailbox) == 0)
-		i_free(conn->next_mailbox);
-	conn->failed = FALSE;
-	i_free(conn->error);
+	/* one folder's at a time: a reply is told from another by its UID */
+	conn_larges_drop(conn, mailbox);
 	if (conn_select_async(conn, mailbox, error_r) < 0)
-		return -1;
+		return NULL;
 
 	path = t_str_new(128);
 	str_append(path, conn->temp_prefix);
-	conn->fd = safe_mkstemp_hostpid(path, 0600, (uid_t)-1, (gid_t)-1);
-	if (conn->fd == -1) {
+	fd = safe_mkstemp_hostpid(path, 0600, (uid_t)-1, (gid_t)-1);
+	if (fd == -1) {
 		*error_r = t_strdup_printf("safe_mkstemp(%s) failed: %m",
 					   str_c(path));
-		return -1;
+		return NULL;
 	}
 	/* nobody else ever sees the file */
 	i_unlink(str_c(path));
 
-	conn->uid = uid;
-	conn->serial++;
-	conn->pieces_pending = 0;
-	conn->size_hint = size;
-	conn->max_end = 0;
-	conn->short_end = 0;
-	conn->have_short = FALSE;
-	array_clear(&conn->got_pieces);
-	conn->received = (time_t)-1;
+	large = i_new(struct conn_large, 1);
+	large->conn = conn;
+	large->mailbox = i_strdup(mailbox);
+	large->uid = uid;
+	large->fd = fd;
+	large->size_hint = size;
+	i_array_init(&large->got_pieces, 4);
+	large->received = (time_t)-1;
 	/* RFC822.SIZE is only a hint (some servers get it wrong): read until
 	   a piece comes back short, but not for ever */
-	conn->end = 2 * size + MIGRATE_SOURCE_PIECE_SIZE;
-	conn->oversized = FALSE;
-	conn->eof = FALSE;
-	conn->got_piece = FALSE;
-	conn->expunged = FALSE;
-	conn->refused = FALSE;
-	conn->next_offset = 0;
-	conn_fetch_window(conn, &conn->next_offset);
-	return 0;
-}
-
-/* The message to read after the one just read starts on its way. */
-static void conn_fetch_next(struct migrate_source_conn *conn)
-{
-	char *mailbox = conn->next_mailbox;
-
-	if (mailbox == NULL)
-		return;
-	conn->next_mailbox = NULL;
-	T_BEGIN {
-		migrate_source_conn_prefetch(conn, mailbox, conn->next_uid,
-					     conn->next_size);
-	} T_END;
-	i_free(mailbox);
+	large->end = 2 * size + MIGRATE_SOURCE_PIECE_SIZE;
+	array_push_back(&conn->larges, &large);
+	conn_fetch_window(large);
+	return large;
 }
 
 void migrate_source_conn_prefetch(struct migrate_source_conn *conn,
 				  const char *mailbox, uint32_t uid,
 				  uoff_t size)
 {
+	struct conn_large *large;
+	unsigned int count = 0;
 	const char *error;
 
-	if (conn->uid == uid)
+	if (conn_large_find(conn, mailbox, uid) != NULL)
 		return;
-	if (conn->uid != 0) {
-		/* one is on its way: this one follows it */
-		i_free(conn->next_mailbox);
-		conn->next_mailbox = i_strdup(mailbox);
-		conn->next_uid = uid;
-		conn->next_size = size;
-		return;
+	array_foreach_elem(&conn->larges, large) {
+		if (!large->dropped) {
+			if (strcmp(large->mailbox, mailbox) != 0) {
+				/* another folder's are still read */
+				return;
+			}
+			count++;
+		}
 	}
+	if (count >= MIGRATE_SOURCE_LARGE_AHEAD)
+		return;
 	/* a failure is seen when it is read */
-	if (conn_fetch_start(conn, mailbox, uid, size, &error) < 0) {
-		i_close_fd(&conn->fd);
-		conn->uid = 0;
-	}
+	(void)conn_fetch_start(conn, mailbox, uid, size, &error);
 }
 
 int migrate_source_conn_fetch(struct migrate_source_conn *conn,
@@ -1138,52 +1229,62 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 			  bool *expunged_r, bool *refused_r,
 			  const char **error_r)
 {
+	struct conn_large *large, *earlier;
+
 	*expunged_r = FALSE;
 	*refused_r = FALSE;
-	if ((conn->uid != uid || conn->selected == NULL ||
-	     strcmp(conn->selected, mailbox) != 0) &&
-	    conn_fetch_start(conn, mailbox, uid, size, error_r) < 0) {
-		i_close_fd(&conn->fd);
-		conn->uid = 0;
-		return -1;
+	/* one asked for ahead is read as it was asked for (a lost
+	   connection fails it: it is not asked for again here) */
+	large = conn_large_find(conn, mailbox, uid);
+	if (large == NULL) {
+		large = conn_fetch_start(conn, mailbox, uid, size, error_r);
+		if (large == NULL)
+			return -1;
+	}
+	/* those asked for before it are not read any more */
+	array_foreach_elem(&conn->larges, earlier) {
+		if (earlier == large)
+			break;
+		earlier->dropped = TRUE;
+		i_close_fd(&earlier->fd);
 	}
 	for (;;) {
 		/* until this message is read or its window answered, not
 		   until the chunks and pieces asked for after it are */
-		if (!conn->eof && !conn->failed && conn->pieces_pending > 0) {
-			conn->awaiting_pieces = TRUE;
+		if (!large->eof && !large->failed &&
+		    large->pieces_pending > 0) {
+			conn->awaited_large = large;
 			imapc_client_run(conn->client);
-			conn->awaiting_pieces = FALSE;
+			conn->awaited_large = NULL;
 		}
-		if (!conn->got_piece && !conn->failed &&
-		    conn->pieces_pending == 0) {
+		if (!large->got_piece && !large->failed &&
+		    large->pieces_pending == 0) {
 			/* UID FETCH of a UID that is gone answers OK with
 			   nothing */
-			conn->expunged = TRUE;
-			conn_set_error(conn, t_strdup_printf(
+			large->expunged = TRUE;
+			large_set_error(large, t_strdup_printf(
 				"UID %u is gone", uid));
 		}
-		if (conn->eof || conn->failed)
+		if (large->eof || large->failed)
 			break;
-		if (conn->pieces_pending == 0)
-			conn_fetch_window(conn, &conn->next_offset);
+		if (large->pieces_pending == 0)
+			conn_fetch_window(large);
 	}
-	conn->uid = 0;
-	conn->pieces_pending = 0;
-	if (conn->failed) {
+	large->dropped = TRUE;
+	if (large->failed) {
 		/* the EXAMINE may have been what failed: again next time */
 		i_free(conn->selected);
-		*expunged_r = conn->expunged;
-		*refused_r = conn->refused;
-		*error_r = t_strdup(conn->error);
-		i_close_fd(&conn->fd);
-		conn_fetch_next(conn);
+		*expunged_r = large->expunged;
+		*refused_r = large->refused;
+		*error_r = t_strdup(large->error);
+		i_close_fd(&large->fd);
+		conn_larges_prune(conn);
 		return -1;
 	}
-	*received_r = conn->received;
-	*input_r = i_stream_create_fd_autoclose(&conn->fd, IO_BLOCK_SIZE);
+	*received_r = large->received;
+	*input_r = i_stream_create_fd_autoclose(&large->fd, IO_BLOCK_SIZE);
 	i_stream_set_name(*input_r, t_strdup_printf("%s UID %u", mailbox, uid));
-	conn_fetch_next(conn);
+	conn_larges_prune(conn);
 	return 0;
 }
 
@@ -1195,8 +1296,7 @@ conn_list_cmd(struct migrate_source_conn *conn, pool_t pool,
 {
 	struct imapc_command *cmd;
 
-	if (conn->uid != 0)
-		conn_fetch_abandon(conn);
+	conn_larges_drop(conn, NULL);
 	conn->list_pool = pool;
 	conn->list_names = names;
 	conn->failed = FALSE;
@@ -1258,7 +1358,7 @@ int migrate_source_conn_uids_present(struct migrate_source_conn *conn,
 		str_truncate(cmd, 0);
 		str_append(cmd, "UID SEARCH UID ");
 		imap_write_seq_range(cmd, &part);
-		conn_send(conn, str_c(cmd), FALSE);
+		conn_send(conn, str_c(cmd));
 	}
 	conn_run(conn);
 	conn->search_uids = NULL;
@@ -1317,8 +1417,7 @@ int migrate_source_conn_size(struct migrate_source_conn *conn, const char *mailb
 	conn->got_size = FALSE;
 	conn->failed = FALSE;
 	i_free(conn->error);
-	conn_send(conn, t_strdup_printf("UID FETCH %u (RFC822.SIZE)", uid),
-		     FALSE);
+	conn_send(conn, t_strdup_printf("UID FETCH %u (RFC822.SIZE)", uid));
 	conn_run(conn);
 	conn->size_uid = 0;
 	if (conn->failed) {
@@ -1334,9 +1433,9 @@ int migrate_source_conn_size(struct migrate_source_conn *conn, const char *mailb
 }
 
 static void
-conn_start_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
-		    void *context ATTR_UNUSED)
+conn_start_callback(const struct imapc_command_reply *reply, void *context)
 {
+	conn_reply_seen(context, reply);
 	/* its failure is seen by the commands after it */
 }
 
@@ -1361,6 +1460,7 @@ conn_status_callback(const struct imapc_command_reply *reply, void *context)
 	struct conn_status_cmd *scmd = context;
 	struct migrate_source_conn *conn = scmd->conn;
 
+	conn_reply_seen(conn, reply);
 	/* a folder STATUS refuses is looked at the slow way, which tells
 	   why */
 	if (reply->state != IMAPC_COMMAND_STATE_OK)
@@ -1383,8 +1483,7 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 	const char *items_str;
 	unsigned int i;
 
-	if (conn->uid != 0)
-		conn_fetch_abandon(conn);
+	conn_larges_drop(conn, NULL);
 	for (i = 0; i < count; i++) {
 		i_zero(&items[i].status);
 		items[i].found = FALSE;
@@ -1464,6 +1563,7 @@ conn_chunk_callback(const struct imapc_command_reply *reply, void *context)
 	struct conn_chunk *chunk = context;
 	struct migrate_source_conn *conn = chunk->conn;
 
+	conn_reply_seen(conn, reply);
 	chunk->done = TRUE;
 	/* the messages that did not come are asked for through the storage,
 	   which tells why */
@@ -1512,7 +1612,7 @@ void migrate_source_conn_bodies_ask(struct migrate_source_conn *conn,
 	imap_write_seq_range(str, uids);
 	str_append(str, " (UID INTERNALDATE BODY.PEEK[])");
 	migrate_source_guard_nodelay(conn->guard);
-	cmd = imapc_client_mailbox_cmd(conn->box, conn_chunk_callback, chunk);
+	cmd = imapc_client_cmd(conn->client, conn_chunk_callback, chunk);
 	conn->pending++;
 	imapc_command_send(cmd, str_c(str));
 }
@@ -1646,6 +1746,7 @@ conn_sizes_callback(const struct imapc_command_reply *reply, void *context)
 	struct conn_sizes *sizes = conn->sizes;
 
 	i_assert(sizes != NULL && sizes->cmds_pending > 0);
+	conn_reply_seen(conn, reply);
 	if (reply->state != IMAPC_COMMAND_STATE_OK)
 		sizes->failed = TRUE;
 	if (--sizes->cmds_pending == 0)
@@ -1660,7 +1761,7 @@ conn_sizes_send(struct migrate_source_conn *conn, const char *cmd_str)
 {
 	struct imapc_command *cmd;
 
-	cmd = imapc_client_mailbox_cmd(conn->box, conn_sizes_callback, conn);
+	cmd = imapc_client_cmd(conn->client, conn_sizes_callback, conn);
 	conn->pending++;
 	conn->sizes->cmds_pending++;
 	imapc_command_send(cmd, cmd_str);

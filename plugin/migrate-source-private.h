@@ -15,6 +15,9 @@
 /* large messages are read in pieces of this size, this many in flight */
 #define MIGRATE_SOURCE_PIECE_SIZE (1024*1024)
 #define MIGRATE_SOURCE_PIECES_IN_FLIGHT 4
+/* large messages of a folder asked for ahead of their reading (in
+   temporary files as they come: memory does not grow with them) */
+#define MIGRATE_SOURCE_LARGE_AHEAD 4
 
 struct migrate_source_conn;
 struct migrate_source_guard;
@@ -177,7 +180,8 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 			      bool *expunged_r, bool *refused_r,
 			      const char **error_r);
 /* Start reading a large message that migrate_source_conn_fetch() will be
-   asked for next, without waiting (nothing when one is on its way). */
+   asked for, without waiting: nothing when MIGRATE_SOURCE_LARGE_AHEAD are
+   on their way, or another folder's. */
 void migrate_source_conn_prefetch(struct migrate_source_conn *conn,
 				  const char *mailbox, uint32_t uid,
 				  uoff_t size);

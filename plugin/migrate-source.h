@@ -198,9 +198,11 @@ void migrate_source_bodies_finish(struct migrate_source *source,
 				  const ARRAY_TYPE(seq_range) *uids);
 /* Why the last chunk that failed as a whole failed. */
 const char *migrate_source_bodies_error(struct migrate_source *source);
-/* The large message that migrate_source_fetch_large() is asked for next:
-   its first pieces are asked for now, and arrive while other work is
-   done (no round trip is waited for when it is read). */
+/* A large message that migrate_source_fetch_large() will be asked for
+   (the next ones of a folder, in the order they are read): its first
+   pieces are asked for now, and arrive while other work is done (no
+   round trip is waited for when it is read).  Those asked for before the
+   one read are dropped. */
 void migrate_source_prefetch_large(struct migrate_source *source,
 				   const char *mailbox, uint32_t uid,
 				   uoff_t size);

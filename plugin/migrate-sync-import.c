@@ -530,6 +530,9 @@ struct sync_copy_plan {
 /* chunks of small messages in flight over our own connection while one
    is saved (memory: this many times MIGRATE_SOURCE_PREFETCH_BYTES) */
 #define MIGRATE_SYNC_CHUNKS_AHEAD 2
+/* large messages asked for ahead of the one read (the source may keep
+   fewer on their way) */
+#define MIGRATE_SYNC_LARGE_AHEAD 4
 /* a small message's body larger than this is not taken from our own
    connection (a broken or hostile server): the storage is asked */
 #define MIGRATE_SYNC_AHEAD_MAX_SIZE (4 * MIGRATE_SOURCE_LARGE_SIZE)
@@ -789,19 +792,20 @@ migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	return ret;
 }
 
-/* Start reading the idx'th large message, if any (after the one on its
-   way, if another is). */
+/* Start reading the large messages from the idx'th on (as many as the
+   source keeps on their way). */
 static void
 sync_copy_prefetch_large(struct migrate_sync_ctx *ctx,
 			 const struct sync_copy_plan *plan, unsigned int idx)
 {
 	const struct sync_copy_large *large;
+	unsigned int i, count = array_count(&plan->large);
 
-	if (idx >= array_count(&plan->large))
-		return;
-	large = array_idx(&plan->large, idx);
-	migrate_source_prefetch_large(ctx->source, plan->mailbox,
-				      large->uid, large->size);
+	for (i = idx; i < count && i < idx + MIGRATE_SYNC_LARGE_AHEAD; i++) {
+		large = array_idx(&plan->large, i);
+		migrate_source_prefetch_large(ctx->source, plan->mailbox,
+					      large->uid, large->size);
+	}
 }
 
 static void
@@ -839,10 +843,9 @@ sync_copy_large_before(struct migrate_sync_ctx *ctx,
 		large = array_idx(&plan->large, plan->large_idx);
 		if (large->uid >= limit)
 			break;
-		/* it is on its way (or starts now), and the next one
-		   follows it at once */
-		sync_copy_prefetch_large(ctx, plan, plan->large_idx);
-		sync_copy_prefetch_large(ctx, plan, ++plan->large_idx);
+		/* it is on its way (or starts now), and the next ones
+		   follow it at once */
+		sync_copy_prefetch_large(ctx, plan, plan->large_idx++);
 		if (lmail != NULL && mail_set_uid(lmail, large->uid))
 			migrate_sync_msg_from_mail(&msg, lmail);
 		else if (lmail != NULL || !sync_plan_msg(plan, large->uid, &msg)) {

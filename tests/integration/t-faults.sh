@@ -175,13 +175,15 @@ fault_case() {
 # fault_event CONN EVENT: the proxy's log line of that fault
 fault_event() { plog_from "$1" "$2" | grep -m1 "\"conn\": $1,"; }
 # retry_reads CONN: bytes and literals the source sent on the connections
-# opened after the fault on CONN: what the retries read
+# opened after the fault on CONN and the 1 s retry delay: what the retries
+# read (not what the failed pass went on with meanwhile: our connection
+# comes back for the folders after the one that failed)
 retry_reads() { plog_from "$1" | "$PY" -c 'import json, sys
 ev = [json.loads(l) for l in sys.stdin]
 fc = int(sys.argv[1])
 t = min(e["t"] for e in ev if e["conn"] == fc and e["event"] in
         ("cut_in_literal", "reset", "cut", "stall", "refuse"))
-later = {e["conn"] for e in ev if e["event"] == "open" and e["t"] >= t}
+later = {e["conn"] for e in ev if e["event"] == "open" and e["t"] >= t + 0.9}
 print(sum(e["s2c"] for e in ev if e["event"] == "close" and e["conn"] in later),
       sum(e["literals"] for e in ev if e["event"] == "close" and e["conn"] in later))' "$1"; }
 # report U PYTHON-EXPR(r): a value from U's report.json
