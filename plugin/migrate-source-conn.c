@@ -54,15 +54,20 @@ conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
    changes the flags changed below it and the UIDs it has there, asked
    for ahead (migrate_source_conn_sizes_ask()) */
 struct conn_sizes {
+	struct migrate_source_conn *conn;
 	char *mailbox;
+	uint64_t changedsince;
 	pool_t pool;
 	struct migrate_source_listing listing;
+	/* the EXAMINE its folder's replies come after (by its serial): what
+	   came before it was the folder selected before */
+	unsigned int examine_serial;
 	/* its commands not answered yet */
 	unsigned int cmds_pending;
 	/* the UID SEARCH's ESEARCH reply came (without it nothing says which
 	   UIDs the folder still has) */
 	bool got_esearch;
-	bool done, failed;
+	bool done, failed, sorted;
 };
 static void conn_sizes_free(struct conn_sizes **_sizes);
 
@@ -126,9 +131,13 @@ struct migrate_source_conn {
 	ARRAY_TYPE(seq_range) *search_uids;
 	/* the UIDVALIDITY the last EXAMINE reported (0: none) */
 	uint32_t uidvalidity;
-	/* the sizes of a folder asked for ahead (NULL: none) */
-	struct conn_sizes *sizes;
-	bool awaiting_sizes;
+	/* the listings of folders asked for ahead, oldest first: the one in
+	   use, and the next folder's on its way */
+	ARRAY(struct conn_sizes *) listings;
+	/* stop running when this one is done */
+	struct conn_sizes *awaited_sizes;
+	/* EXAMINEs sent, and answered (they are answered in order) */
+	unsigned int examines_sent, examines_done;
 	/* why the last chunk that failed as a whole failed */
 	char *chunk_error;
 	/* chunks of small messages asked for, oldest first */
@@ -559,11 +568,25 @@ conn_sizes_flags(struct conn_sizes *sizes, uint32_t uid,
 /* A FETCH reply without a body while a folder is listed: its size (from
    the listing's first UID on) and flags kept.  Returns FALSE when it is
    not one. */
+/* The listing the replies now coming are for: the oldest not done whose
+   folder is selected by now */
+static struct conn_sizes *conn_sizes_receiving(struct migrate_source_conn *conn)
+{
+	struct conn_sizes *sizes;
+
+	array_foreach_elem(&conn->listings, sizes) {
+		if (!sizes->done)
+			return conn->examines_done >= sizes->examine_serial ?
+				sizes : NULL;
+	}
+	return NULL;
+}
+
 static bool
 conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
 		 unsigned int count, uint32_t uid)
 {
-	struct conn_sizes *sizes = conn->sizes;
+	struct conn_sizes *sizes = conn_sizes_receiving(conn);
 	struct migrate_source_size *size;
 	const struct imap_arg *flags = NULL;
 	const char *key;
@@ -571,7 +594,7 @@ conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
 	uoff_t value;
 	bool have_size = FALSE;
 
-	if (sizes == NULL || sizes->done)
+	if (sizes == NULL)
 		return FALSE;
 	for (i = 0; i + 1 < count; i += 2) {
 		if (!imap_arg_get_atom(&list[i], &key))
@@ -608,20 +631,20 @@ static void
 conn_sizes_esearch(struct migrate_source_conn *conn,
 		   const struct imapc_untagged_reply *reply)
 {
+	struct conn_sizes *sizes = conn_sizes_receiving(conn);
 	const struct imap_arg *arg;
 	const char *atom, *set;
 
-	if (conn->sizes == NULL || conn->sizes->done ||
-	    !conn->sizes->listing.changes)
+	if (sizes == NULL || !sizes->listing.changes)
 		return;
-	conn->sizes->got_esearch = TRUE;
+	sizes->got_esearch = TRUE;
 	for (arg = reply->args; arg->type != IMAP_ARG_EOL; arg++) {
 		if (!imap_arg_get_atom(arg, &atom) ||
 		    strcasecmp(atom, "ALL") != 0 ||
 		    !imap_arg_get_atom(&arg[1], &set))
 			continue;
-		if (imap_seq_set_parse(set, &conn->sizes->listing.present) < 0)
-			conn->sizes->failed = TRUE;
+		if (imap_seq_set_parse(set, &sizes->listing.present) < 0)
+			sizes->failed = TRUE;
 		break;
 	}
 }
@@ -731,7 +754,7 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 
 	if (strcasecmp(reply->name, "FETCH") != 0 ||
 	    (array_count(&conn->larges) == 0 && conn->size_uid == 0 &&
-	     conn->sizes == NULL &&
+	     array_count(&conn->listings) == 0 &&
 	     array_count(&conn->chunks) == 0) ||
 	    !imap_arg_get_list_full(reply->args, &list, &count))
 		return;
@@ -879,6 +902,26 @@ conn_piece_callback(const struct imapc_command_reply *reply, void *context)
 }
 
 static void
+conn_examine_callback(const struct imapc_command_reply *reply, void *context)
+{
+	struct migrate_source_conn *conn = context;
+
+	conn->examines_done++;
+	conn_cmd_callback(reply, context);
+}
+
+static void
+conn_send_full(struct migrate_source_conn *conn, const char *cmd_str,
+	       imapc_command_callback_t *callback)
+{
+	struct imapc_command *cmd;
+
+	cmd = imapc_client_cmd(conn->client, callback, conn);
+	conn->pending++;
+	imapc_command_send(cmd, cmd_str);
+}
+
+static void
 conn_send(struct migrate_source_conn *conn, const char *cmd_str)
 {
 	struct imapc_command *cmd;
@@ -916,6 +959,7 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	conn = i_new(struct migrate_source_conn, 1);
 	i_array_init(&conn->chunks, 4);
 	i_array_init(&conn->larges, 4);
+	i_array_init(&conn->listings, 2);
 	conn->guard = guard;
 	conn->event = event_create(event_parent);
 	temp_prefix = t_str_new(128);
@@ -1010,6 +1054,7 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 	struct migrate_source_conn *conn = *_conn;
 	struct conn_chunk **chunkp;
 	struct conn_large **largep;
+	struct conn_sizes **sizesp;
 
 	*_conn = NULL;
 	migrate_source_conn_logout(conn);
@@ -1032,7 +1077,9 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 	i_free(conn->temp_prefix);
 	i_free(conn->selected);
 	i_free(conn->chunk_error);
-	conn_sizes_free(&conn->sizes);
+	array_foreach_modifiable(&conn->listings, sizesp)
+		conn_sizes_free(sizesp);
+	array_free(&conn->listings);
 	i_free(conn->error);
 	i_free(conn);
 }
@@ -1087,12 +1134,13 @@ conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
 	str_append(cmd, "EXAMINE ");
 	imap_append_quoted(cmd, str_c(name));
 	conn->uidvalidity = 0;
+	conn->examines_sent++;
 	/* not a SELECT to the client, which would wait for its reply before
 	   it sends anything else: it is pipelined with the commands around
 	   it.  Should it fail, the server answers what follows with BAD (no
 	   mailbox selected) and the client drops the connection: those
 	   commands fail, and the storage takes over. */
-	conn_send(conn, str_c(cmd));
+	conn_send_full(conn, str_c(cmd), conn_examine_callback);
 	conn->selected = i_strdup(mailbox);
 	return 0;
 }
@@ -1742,28 +1790,30 @@ static void conn_sizes_free(struct conn_sizes **_sizes)
 static void
 conn_sizes_callback(const struct imapc_command_reply *reply, void *context)
 {
-	struct migrate_source_conn *conn = context;
-	struct conn_sizes *sizes = conn->sizes;
+	struct conn_sizes *sizes = context;
+	struct migrate_source_conn *conn = sizes->conn;
 
-	i_assert(sizes != NULL && sizes->cmds_pending > 0);
+	i_assert(sizes->cmds_pending > 0);
 	conn_reply_seen(conn, reply);
 	if (reply->state != IMAPC_COMMAND_STATE_OK)
 		sizes->failed = TRUE;
 	if (--sizes->cmds_pending == 0)
 		sizes->done = TRUE;
 	i_assert(conn->pending > 0);
-	if (--conn->pending == 0 || (conn->awaiting_sizes && sizes->done))
+	if (--conn->pending == 0 ||
+	    (conn->awaited_sizes == sizes && sizes->done))
 		imapc_client_stop(conn->client);
 }
 
 static void
-conn_sizes_send(struct migrate_source_conn *conn, const char *cmd_str)
+conn_sizes_send(struct conn_sizes *sizes, const char *cmd_str)
 {
+	struct migrate_source_conn *conn = sizes->conn;
 	struct imapc_command *cmd;
 
-	cmd = imapc_client_cmd(conn->client, conn_sizes_callback, conn);
+	cmd = imapc_client_cmd(conn->client, conn_sizes_callback, sizes);
 	conn->pending++;
-	conn->sizes->cmds_pending++;
+	sizes->cmds_pending++;
 	imapc_command_send(cmd, cmd_str);
 }
 
@@ -1781,15 +1831,31 @@ conn_flags_cmp(const struct migrate_source_flags *f1,
 	return f1->uid < f2->uid ? -1 : (f1->uid > f2->uid ? 1 : 0);
 }
 
-/* Until the sizes asked for are in. */
-static void conn_sizes_wait(struct migrate_source_conn *conn)
+/* Until the listing is in. */
+static void conn_sizes_wait(struct conn_sizes *sizes)
 {
-	while (conn->sizes != NULL && !conn->sizes->done &&
-	       conn->pending > 0) {
-		conn->awaiting_sizes = TRUE;
+	struct migrate_source_conn *conn = sizes->conn;
+
+	while (!sizes->done && conn->pending > 0) {
+		conn->awaited_sizes = sizes;
 		imapc_client_run(conn->client);
-		conn->awaiting_sizes = FALSE;
+		conn->awaited_sizes = NULL;
 	}
+}
+
+/* The newest listing of mailbox asked for */
+static struct conn_sizes *
+conn_sizes_find(struct migrate_source_conn *conn, const char *mailbox)
+{
+	struct conn_sizes *const *sizesp;
+	unsigned int count;
+
+	sizesp = array_get(&conn->listings, &count);
+	while (count-- > 0) {
+		if (strcmp(sizesp[count]->mailbox, mailbox) == 0)
+			return sizesp[count];
+	}
+	return NULL;
 }
 
 void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
@@ -1802,35 +1868,52 @@ void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
 	pool_t pool;
 
 	first_uid = I_MAX(first_uid, 1);
-	/* one at a time: an earlier one ends first */
-	conn_sizes_wait(conn);
-	conn_sizes_free(&conn->sizes);
+	sizes = conn_sizes_find(conn, mailbox);
+	if (sizes != NULL && !sizes->failed &&
+	    sizes->listing.first_uid == first_uid &&
+	    sizes->changedsince == changedsince) {
+		/* asked for ahead already */
+		return;
+	}
+	/* two are kept: the oldest goes (its replies came first) */
+	while (array_count(&conn->listings) >= 2) {
+		sizes = array_idx_elem(&conn->listings, 0);
+		conn_sizes_wait(sizes);
+		array_pop_front(&conn->listings);
+		conn_sizes_free(&sizes);
+	}
 	if (conn_select_async(conn, mailbox, &error) < 0)
 		return;
 	pool = pool_alloconly_create("migrate conn listing", 4096);
-	sizes = conn->sizes = p_new(pool, struct conn_sizes, 1);
+	sizes = p_new(pool, struct conn_sizes, 1);
 	sizes->pool = pool;
+	sizes->conn = conn;
 	sizes->mailbox = p_strdup(pool, mailbox);
+	sizes->changedsince = changedsince;
+	/* the folder's replies come after its EXAMINE (this one's, or the
+	   one sent before when it is selected already) */
+	sizes->examine_serial = conn->examines_sent;
 	sizes->listing.first_uid = first_uid;
 	p_array_init(&sizes->listing.sizes, pool, 64);
 	p_array_init(&sizes->listing.flags, pool, 64);
 	p_array_init(&sizes->listing.present, pool, 16);
+	array_push_back(&conn->listings, &sizes);
 	need = IMAPC_CAPABILITY_CONDSTORE | IMAPC_CAPABILITY_ESEARCH;
 	if (changedsince != 0 && first_uid > 1 &&
 	    imapc_client_get_capabilities(conn->client, &caps) == 0 &&
 	    (caps & need) == need)
 		sizes->listing.changes = TRUE;
 	migrate_source_guard_nodelay(conn->guard);
-	conn_sizes_send(conn, t_strdup_printf(
+	conn_sizes_send(sizes, t_strdup_printf(
 		"UID FETCH %u:* (UID RFC822.SIZE FLAGS)", first_uid));
 	if (!sizes->listing.changes)
 		return;
 	/* what changed below it, and what is gone (the UIDs it still
 	   has, as ranges) */
-	conn_sizes_send(conn, t_strdup_printf(
+	conn_sizes_send(sizes, t_strdup_printf(
 		"UID FETCH 1:%u (UID FLAGS) (CHANGEDSINCE %"PRIu64")",
 		first_uid - 1, changedsince));
-	conn_sizes_send(conn, t_strdup_printf(
+	conn_sizes_send(sizes, t_strdup_printf(
 		"UID SEARCH RETURN (ALL) UID 1:%u", first_uid - 1));
 }
 
@@ -1838,14 +1921,20 @@ int migrate_source_conn_listing(struct migrate_source_conn *conn,
 				const char *mailbox,
 				const struct migrate_source_listing **listing_r)
 {
-	if (conn->sizes == NULL || strcmp(conn->sizes->mailbox, mailbox) != 0)
+	struct conn_sizes *sizes;
+
+	sizes = conn_sizes_find(conn, mailbox);
+	if (sizes == NULL)
 		return -1;
-	conn_sizes_wait(conn);
-	if (!conn->sizes->done || conn->sizes->failed ||
-	    (conn->sizes->listing.changes && !conn->sizes->got_esearch))
+	conn_sizes_wait(sizes);
+	if (!sizes->done || sizes->failed ||
+	    (sizes->listing.changes && !sizes->got_esearch))
 		return -1;
-	array_sort(&conn->sizes->listing.sizes, conn_size_cmp);
-	array_sort(&conn->sizes->listing.flags, conn_flags_cmp);
-	*listing_r = &conn->sizes->listing;
+	if (!sizes->sorted) {
+		array_sort(&sizes->listing.sizes, conn_size_cmp);
+		array_sort(&sizes->listing.flags, conn_flags_cmp);
+		sizes->sorted = TRUE;
+	}
+	*listing_r = &sizes->listing;
 	return 0;
 }

@@ -515,6 +515,8 @@ struct sync_copy_plan {
 	   ahead: the source storage fetches them) */
 	unsigned int chunks_asked;
 	bool ahead;
+	/* large messages asked for so far */
+	unsigned int larges_asked;
 
 	/* the source folder, as the storage names it */
 	const char *mailbox;
@@ -792,11 +794,23 @@ migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	return ret;
 }
 
+/* Every message of the plan is asked for over our own connection: the
+   next folder's listing follows them. */
+static void
+sync_copy_all_asked(struct migrate_sync_ctx *ctx,
+		    const struct sync_copy_plan *plan)
+{
+	if (plan->larges_asked >= array_count(&plan->large) &&
+	    (array_count(&plan->chunks) == 0 ||
+	     (plan->ahead && plan->chunks_asked >= array_count(&plan->chunks))))
+		migrate_sync_list_next_ahead(ctx);
+}
+
 /* Start reading the large messages from the idx'th on (as many as the
    source keeps on their way). */
 static void
 sync_copy_prefetch_large(struct migrate_sync_ctx *ctx,
-			 const struct sync_copy_plan *plan, unsigned int idx)
+			 struct sync_copy_plan *plan, unsigned int idx)
 {
 	const struct sync_copy_large *large;
 	unsigned int i, count = array_count(&plan->large);
@@ -805,7 +819,9 @@ sync_copy_prefetch_large(struct migrate_sync_ctx *ctx,
 		large = array_idx(&plan->large, i);
 		migrate_source_prefetch_large(ctx->source, plan->mailbox,
 					      large->uid, large->size);
+		plan->larges_asked = I_MAX(plan->larges_asked, i + 1);
 	}
+	sync_copy_all_asked(ctx, plan);
 }
 
 static void
@@ -888,6 +904,7 @@ sync_copy_ask_ahead(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan,
 						chunk,
 						MIGRATE_SYNC_AHEAD_MAX_SIZE);
 	}
+	sync_copy_all_asked(ctx, plan);
 }
 
 /* No more chunks over our own connection: those asked for from the

@@ -847,16 +847,89 @@ sync_folder_delegate_new(struct migrate_sync_ctx *ctx,
 	return FALSE;
 }
 
+/* What our own connection lists of f: its messages from first_uid on
+   (and with changedsince, what changed below it); listed when that
+   describes the folder (else the storage lists its flags), ask when
+   there is something to ask for.  from_scratch: f is new, or its
+   UIDVALIDITY changed; possible: a listing can describe it. */
+struct sync_listing_params {
+	uint32_t first_uid;
+	uint64_t changedsince;
+	bool listed, ask;
+};
+
+static void
+sync_listing_params(struct migrate_sync_ctx *ctx,
+		    const struct migrate_sync_folder *f, bool from_scratch,
+		    bool possible, struct sync_listing_params *params_r)
+{
+	i_zero(params_r);
+	params_r->first_uid = from_scratch || f->state->src_uidnext == 0 ?
+		1 : f->state->src_uidnext;
+	params_r->listed = possible;
+	if (params_r->listed && params_r->first_uid > 1)
+		params_r->changedsince = migrate_sync_listing_changedsince(f);
+	params_r->listed = params_r->listed &&
+		(params_r->first_uid == 1 || params_r->changedsince != 0);
+	params_r->ask = !ctx->dry_run &&
+		(f->src_status.uidnext > params_r->first_uid ||
+		 params_r->changedsince != 0);
+}
+
+void migrate_sync_list_next_ahead(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_sync_folder *const *order, *g;
+	struct sync_listing_params params;
+	unsigned int i, count;
+	bool uidvalidity_changed;
+
+	if (ctx->role != SYNC_ROLE_OWNER || ctx->next_listing_asked ||
+	    ctx->dry_run || !array_is_created(&ctx->order))
+		return;
+	ctx->next_listing_asked = TRUE;
+	/* folder_idx counts the current one: the next is at its index */
+	order = array_get(&ctx->order, &count);
+	for (i = ctx->folder_idx; i < count; i++) {
+		g = order[i];
+		if (!g->selected || g->src_status.uidvalidity == 0)
+			continue;
+		if (g->state != NULL && ctx->opts->maxage_days == 0 &&
+		    sync_folder_unchanged(g))
+			continue;
+		if (g->state == NULL &&
+		    migrate_sync_worker_would_take(ctx,
+						   g->src_status.messages)) {
+			/* a worker lists it */
+			return;
+		}
+		/* as sync_folder_apply() will see it (what earlier runs
+		   left to find again: the storage lists it) */
+		uidvalidity_changed = g->state != NULL &&
+			g->state->src_uidvalidity != g->src_status.uidvalidity;
+		sync_listing_params(ctx, g,
+			g->state == NULL || uidvalidity_changed,
+			!uidvalidity_changed &&
+			migrate_sync_listing_possible(ctx, g) &&
+			(g->state == NULL ||
+			 array_count(&g->state->orphans) == 0), &params);
+		if (params.ask) {
+			migrate_source_sizes_ask(ctx->source, g->src_name,
+						 params.first_uid,
+						 params.changedsince);
+		}
+		return;
+	}
+}
+
 static int
 sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 {
 	struct migrate_state_folder *state = f->state;
+	struct sync_listing_params params;
 	struct mailbox *sbox, *dbox;
 	ARRAY_TYPE(seq_range) copy_uids;
-	bool new_state = state == NULL, uidvalidity_changed = FALSE, listed;
+	bool new_state = state == NULL, uidvalidity_changed = FALSE;
 	bool delegated = FALSE;
-	uint64_t changedsince;
-	uint32_t first_uid;
 	int ret;
 
 	if (state == NULL) {
@@ -884,22 +957,19 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		mailbox_free(&dbox);
 		return 0;
 	}
-	/* our own connection lists the folder, whole or what changed since
-	   its last HIGHESTMODSEQ; where it cannot, it brings the sizes of
-	   what is new while the storage opens the folder and lists its
-	   flags */
-	first_uid = new_state || uidvalidity_changed ||
-		state->src_uidnext == 0 ? 1 : state->src_uidnext;
-	listed = !uidvalidity_changed && migrate_sync_listing_possible(ctx, f);
-	changedsince = listed && first_uid > 1 ?
-		migrate_sync_listing_changedsince(f) : 0;
-	listed = listed && (first_uid == 1 || changedsince != 0);
-	if ((f->src_status.uidnext > first_uid || changedsince != 0) &&
-	    !ctx->dry_run) {
-		migrate_source_sizes_ask(ctx->source, f->src_name, first_uid,
-					 changedsince);
+	/* our own connection lists the folder (unless it did while the
+	   folder before was copied), whole or what changed since its last
+	   HIGHESTMODSEQ; where it cannot, it brings the sizes of what is new
+	   while the storage opens the folder and lists its flags */
+	sync_listing_params(ctx, f, new_state || uidvalidity_changed,
+			    !uidvalidity_changed &&
+			    migrate_sync_listing_possible(ctx, f), &params);
+	if (params.ask) {
+		migrate_source_sizes_ask(ctx->source, f->src_name,
+					 params.first_uid,
+					 params.changedsince);
 	}
-	if (listed && (ret = migrate_sync_listed(ctx, f, dbox)) != 0) {
+	if (params.listed && (ret = migrate_sync_listed(ctx, f, dbox)) != 0) {
 		mailbox_free(&dbox);
 		return ret < 0 ? -1 : 0;
 	}

@@ -118,6 +118,11 @@ struct migrate_sync_ctx {
 
 	struct timeval start, folder_start;
 	unsigned int folder_idx;
+	/* the folders in the order they are synced (folder_idx counts
+	   them), and whether the next one's listing was asked for while
+	   the current one was copied */
+	ARRAY(struct migrate_sync_folder *) order;
+	bool next_listing_asked;
 	const char *progress_folder;
 	unsigned int progress_done, progress_total;
 
@@ -206,6 +211,11 @@ void migrate_sync_tree_subscribe(struct migrate_sync_ctx *ctx);
 /* migrate-sync-mailbox.c */
 int migrate_sync_mailbox_status(struct migrate_sync_ctx *ctx,
 				struct migrate_sync_folder *f);
+/* Everything of the current folder is asked for over our own connection:
+   the next folder's listing is asked for behind it (by the owner, for a
+   folder it will list itself), so that it is in when that folder's turn
+   comes. */
+void migrate_sync_list_next_ahead(struct migrate_sync_ctx *ctx);
 int migrate_sync_mailbox(struct migrate_sync_ctx *ctx,
 			 struct migrate_sync_folder *f);
 /* After the copy: map what reached the destination since the last scan,
@@ -358,6 +368,9 @@ int migrate_sync_expunge_moved(struct migrate_sync_ctx *ctx,
 
 /* migrate-sync-worker.c */
 void migrate_sync_worker_send_progress(struct migrate_sync_ctx *ctx);
+/* Whether a worker would take a folder of count messages to copy now */
+bool migrate_sync_worker_would_take(struct migrate_sync_ctx *ctx,
+				    unsigned int count);
 /* Give the copy to an idle worker: TRUE when one took it. */
 bool migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 				  struct migrate_sync_folder *f,

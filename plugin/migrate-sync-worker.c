@@ -116,6 +116,16 @@ void migrate_sync_worker_send_progress(struct migrate_sync_ctx *ctx)
 
 /* <worker processes> */
 
+bool migrate_sync_worker_would_take(struct migrate_sync_ctx *ctx,
+				    unsigned int count)
+{
+	/* with Gmail, a message in several labels is downloaded once: that
+	   needs one process to know what is copied */
+	return !ctx->gmail && ctx->opts->workers != NULL &&
+		count >= MIGRATE_WORKER_MIN_MESSAGES &&
+		migrate_workers_idle(ctx->opts->workers) > 0;
+}
+
 /* Give the copy to an idle worker, when there is one and the copy is
    worth it (count: the messages it copies).  all_count is 0 for UIDs
    seen here, else the messages of a folder not looked at here (the job
@@ -132,14 +142,7 @@ migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 	const char *error;
 	string_t *line;
 
-	if (ctx->gmail) {
-		/* a message in several labels is downloaded once: that
-		   needs one process to know what is copied */
-		return FALSE;
-	}
-	if (ctx->opts->workers == NULL ||
-	    count < MIGRATE_WORKER_MIN_MESSAGES ||
-	    migrate_workers_idle(ctx->opts->workers) == 0)
+	if (!migrate_sync_worker_would_take(ctx, count))
 		return FALSE;
 	/* the worker's commits are recovered like our own batches when we
 	   crash before we have mapped them */
@@ -428,6 +431,8 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	unsigned int all_count = 0;
 	long deadline;
 
+	/* a worker never lists the folder tree */
+	migrate_source_release_listing(source);
 	i_zero(&stats);
 	i_zero(&state);
 	i_zero(&f);

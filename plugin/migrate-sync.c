@@ -267,7 +267,6 @@ static void sync_folders_status(struct migrate_sync_ctx *ctx)
 
 static void sync_run_folders(struct migrate_sync_ctx *ctx)
 {
-	ARRAY(struct migrate_sync_folder *) order;
 	struct migrate_sync_folder *f;
 	const char *error;
 
@@ -284,14 +283,15 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 
 	/* with workers, the largest folders first: they start on them while
 	   we go on with the rest */
-	t_array_init(&order, array_count(&ctx->folders));
+	t_array_init(&ctx->order, array_count(&ctx->folders));
 	array_foreach_modifiable(&ctx->folders, f)
-		array_push_back(&order, &f);
+		array_push_back(&ctx->order, &f);
 	if (ctx->opts->workers != NULL)
-		array_sort(&order, sync_folder_cmp_size_desc);
+		array_sort(&ctx->order, sync_folder_cmp_size_desc);
 
-	array_foreach_elem(&order, f) {
+	array_foreach_elem(&ctx->order, f) {
 		ctx->folder_idx++;
+		ctx->next_listing_asked = FALSE;
 		if (migrate_sync_source_given_up(ctx))
 			break;
 		if (!f->selected || f->src_status.uidvalidity == 0)
@@ -316,6 +316,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 		}
 	}
 	migrate_sync_worker_collect(ctx, TRUE);
+	i_zero(&ctx->order);
 }
 
 void migrate_sync_ctx_init(struct migrate_sync_ctx *ctx, enum sync_role role,
