@@ -28,7 +28,8 @@
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mailbox-list-private.h"
-#include "imapc-client.h"
+#include "imapc-client-private.h"
+#include "imapc-connection.h"
 #include "imapc-storage.h"
 #include "imapc-list.h"
 #include "migrate-settings.h"
@@ -431,4 +432,35 @@ void migrate_source_guard_watch(struct migrate_source_guard *guard,
 					       guard_untagged_list);
 	imapc_storage_client_register_untagged(ilist->client, "LSUB",
 					       guard_untagged_list);
+}
+
+static void
+guard_logout_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
+		      void *context ATTR_UNUSED)
+{
+}
+
+void migrate_source_guard_logout_storage(struct mail_user *user)
+{
+	struct mailbox_list *list = user->namespaces->list;
+	struct imapc_client_connection *conn;
+	struct imapc_command *cmd;
+	struct imapc_client *client;
+
+	if (strcmp(list->name, MAILBOX_LIST_NAME_IMAPC) != 0)
+		return;
+	client = ((struct imapc_mailbox_list *)list)->client->client;
+	array_foreach_elem(&client->conns, conn) {
+		/* never a new connection (a login) only to log out */
+		if (imapc_connection_get_state(conn->conn) !=
+		    IMAPC_CONNECTION_STATE_DONE)
+			continue;
+		imapc_connection_set_no_reconnect(conn->conn);
+		cmd = imapc_connection_cmd(conn->conn, guard_logout_callback,
+					   NULL);
+		imapc_command_set_flags(cmd, IMAPC_COMMAND_FLAG_PRELOGIN |
+					IMAPC_COMMAND_FLAG_LOGOUT);
+		imapc_command_send(cmd, "LOGOUT");
+	}
+	imapc_client_disconnect(client);
 }

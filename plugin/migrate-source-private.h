@@ -83,6 +83,10 @@ struct migrate_source {
 
 	/* the source as a mail user on imapc storage (or a local one) */
 	struct mail_user *user;
+	/* an iterator kept open from the login's listing until the folder
+	   tree is listed: imapc keeps the folders it listed while one is
+	   open, and lists them once, not twice */
+	struct mailbox_list_iterate_context *list_hold;
 	/* the user is the caller's: not ours to free */
 	bool user_borrowed;
 	/* our own connection, NULL until first needed */
@@ -137,6 +141,10 @@ void migrate_source_guard_deinit(struct migrate_source_guard **guard);
 /* Watch the folders the source user's storage lists. */
 void migrate_source_guard_watch(struct migrate_source_guard *guard,
 				struct mail_user *user);
+/* The LOGOUT of user's imapc storage, sent without waiting for its reply:
+   the connection closes once it is written (the storage's own logout,
+   later, has nothing left to wait for). */
+void migrate_source_guard_logout_storage(struct mail_user *user);
 /* Give the source up: its sockets are shut down, and every later check
    fails with code and error. */
 void migrate_source_guard_trip(struct migrate_source_guard *guard,

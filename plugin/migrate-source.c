@@ -7,7 +7,7 @@
 #include "mail-namespace.h"
 #include "mail-storage.h"
 #include "mail-storage-service.h"
-#include "mailbox-list-iter.h"
+#include "mailbox-list-private.h"
 #include "imapc-settings.h"
 #include "migrate-settings.h"
 #include "migrate-source-private.h"
@@ -214,6 +214,13 @@ migrate_source_user_init(struct migrate_source *source,
 				      MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
 	migrate_source_guard_count_folders(source->guard, FALSE);
 	while (mailbox_list_iter_next(iter) != NULL) ;
+	/* what it listed is kept for the folder tree (no LIST of its own);
+	   after a failure nothing is (a new LIST would replace its error) */
+	if (!iter->failed) {
+		source->list_hold = mailbox_list_iter_init(
+			user->namespaces->list, "",
+			MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	}
 	if (mailbox_list_iter_deinit(&iter) < 0) {
 		error = mailbox_list_get_last_internal_error(
 			user->namespaces->list, &mail_error);
@@ -223,6 +230,7 @@ migrate_source_user_init(struct migrate_source *source,
 		*error_r = t_strdup_printf("Source %s:%u: %s",
 			set->source_host, set->source_port,
 			migrate_source_explain(source, error));
+		migrate_source_release_listing(source);
 		mail_user_deinit(&user);
 		return -1;
 	}
@@ -230,12 +238,20 @@ migrate_source_user_init(struct migrate_source *source,
 	return 0;
 }
 
+void migrate_source_release_listing(struct migrate_source *source)
+{
+	if (source->list_hold != NULL)
+		(void)mailbox_list_iter_deinit(&source->list_hold);
+}
+
 static void source_imapc_deinit(struct migrate_source *source)
 {
-	/* both connections' LOGOUTs in one round trip: ours is answered
-	   while the storage waits for its own */
+	/* both connections' LOGOUTs, neither waited for: each connection
+	   closes once its LOGOUT is written */
 	if (source->conn != NULL)
 		migrate_source_conn_logout(source->conn);
+	if (source->user != NULL && !source->user_borrowed)
+		migrate_source_guard_logout_storage(source->user);
 }
 
 /* After the source user is gone: its LOGOUT too is bounded. */
@@ -604,6 +620,7 @@ void migrate_source_deinit(struct migrate_source **_source)
 	struct migrate_source *source = *_source;
 
 	*_source = NULL;
+	migrate_source_release_listing(source);
 	source->v.deinit(source);
 	migrate_source_pop3_deinit(source);
 	if (source->user != NULL && !source->user_borrowed)

@@ -148,18 +148,29 @@ sync_listed_log_changes(struct migrate_sync_ctx *ctx,
    changed since the last complete sync (the changed flags, the UIDs still
    there and what is new).  Returns 1 when the folder is done (or a
    worker has it), 0 when there is no such listing (the storage lists the
-   folder), -1 on error. */
+   folder), -1 on error.  With empty, a folder listed whole whose STATUS
+   counted no message: nothing was asked for, there is nothing to list. */
 int migrate_sync_listed(struct migrate_sync_ctx *ctx,
-			struct migrate_sync_folder *f, struct mailbox *dbox)
+			struct migrate_sync_folder *f, struct mailbox *dbox,
+			bool empty)
 {
 	const struct migrate_source_listing *listing;
+	struct migrate_source_listing empty_listing;
 	const struct migrate_source_size *size;
 	ARRAY_TYPE(seq_range) copy_uids;
 	bool delegated = FALSE;
 	int ret = 0, flags_count;
 
-	if (migrate_source_listing(ctx->source, f->src_name, &listing) < 0 ||
-	    (listing->first_uid > 1 && !listing->changes))
+	if (empty) {
+		i_zero(&empty_listing);
+		empty_listing.first_uid = 1;
+		t_array_init(&empty_listing.sizes, 1);
+		t_array_init(&empty_listing.flags, 1);
+		t_array_init(&empty_listing.present, 1);
+		listing = &empty_listing;
+	} else if (migrate_source_listing(ctx->source, f->src_name,
+					  &listing) < 0 ||
+		   (listing->first_uid > 1 && !listing->changes))
 		return 0;
 	f->state->dest_pending_uidnext = 0;
 	t_array_init(&copy_uids, 64);

@@ -856,6 +856,8 @@ struct sync_listing_params {
 	uint32_t first_uid;
 	uint64_t changedsince;
 	bool listed, ask;
+	/* listed whole, and its STATUS counted no message: nothing to ask */
+	bool empty;
 };
 
 static void
@@ -871,7 +873,9 @@ sync_listing_params(struct migrate_sync_ctx *ctx,
 		params_r->changedsince = migrate_sync_listing_changedsince(f);
 	params_r->listed = params_r->listed &&
 		(params_r->first_uid == 1 || params_r->changedsince != 0);
-	params_r->ask = !ctx->dry_run &&
+	params_r->empty = params_r->listed && params_r->first_uid == 1 &&
+		f->src_status.messages == 0;
+	params_r->ask = !ctx->dry_run && !params_r->empty &&
 		(f->src_status.uidnext > params_r->first_uid ||
 		 params_r->changedsince != 0);
 }
@@ -969,7 +973,8 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 					 params.first_uid,
 					 params.changedsince);
 	}
-	if (params.listed && (ret = migrate_sync_listed(ctx, f, dbox)) != 0) {
+	if (params.listed &&
+	    (ret = migrate_sync_listed(ctx, f, dbox, params.empty)) != 0) {
 		mailbox_free(&dbox);
 		return ret < 0 ? -1 : 0;
 	}

@@ -252,9 +252,11 @@ uint64_t migrate_sync_listing_changedsince(const struct migrate_sync_folder *f);
 /* Sync f from our own connection's listing (asked for with
    migrate_source_sizes_ask()): 1 when the folder is done (or a worker
    has it), 0 when there is no such listing (the storage lists the
-   folder), -1 on error. */
+   folder), -1 on error.  empty: a folder listed whole whose STATUS
+   counted no message, for which nothing was asked. */
 int migrate_sync_listed(struct migrate_sync_ctx *ctx,
-			struct migrate_sync_folder *f, struct mailbox *dbox);
+			struct migrate_sync_folder *f, struct mailbox *dbox,
+			bool empty);
 
 /* Copy copy_uids of f (recorded as what this run set out to copy): by a
    worker when may_delegate and one is idle (*delegated_r: its answer

@@ -525,6 +525,9 @@ int migrate_sync_tree_list(struct migrate_sync_ctx *ctx)
 		array_push_back(&special_uses, &(const char *){
 			p_strdup(ctx->pool, info->special_use) });
 	}
+	/* listed from what the login listed: imapc lists them again when
+	   next asked */
+	migrate_source_release_listing(ctx->source);
 	if (sync_source_list_deinit(ctx, &iter, "folders") < 0)
 		return -1;
 	if (sync_list_source_subscriptions(ctx) < 0)
