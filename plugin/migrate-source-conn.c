@@ -153,6 +153,8 @@ struct migrate_source_conn {
 	uoff_t size;
 	bool got_size;
 	bool logout_sent, logout_sent_async;
+	/* migrate_source_conn_start() opened the connection */
+	bool started;
 };
 
 static void conn_pieces_stop(struct conn_large *large);
@@ -1058,10 +1060,12 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 
 	*_conn = NULL;
 	migrate_source_conn_logout(conn);
-	if (conn->logout_sent_async) {
+	if (conn->logout_sent_async || !conn->logged_in) {
 		/* the server has our LOGOUT (answered while the storage
 		   logged out): close without reading the reply, which
-		   lib-imap-client would log as an unexpected disconnection */
+		   lib-imap-client would log as an unexpected disconnection.
+		   Never logged in (opened ahead and never used, or lost):
+		   nothing to log out of */
 		imapc_client_disconnect(conn->client);
 	} else {
 		imapc_client_logout(conn->client);
@@ -1481,20 +1485,24 @@ int migrate_source_conn_size(struct migrate_source_conn *conn, const char *mailb
 }
 
 static void
-conn_start_callback(const struct imapc_command_reply *reply, void *context)
+conn_login_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
+		    void *context ATTR_UNUSED)
 {
-	conn_reply_seen(context, reply);
-	/* its failure is seen by the commands after it */
+	/* a failed login fails the commands waiting for it, which say so */
 }
 
 void migrate_source_conn_start(struct migrate_source_conn *conn)
 {
-	struct imapc_command *cmd;
-
-	/* connects now: by the time the connection is first run, the
-	   greeting is waiting and the login is one round trip */
-	cmd = imapc_client_cmd(conn->client, conn_start_callback, conn);
-	imapc_command_send(cmd, "NOOP");
+	if (conn->started)
+		return;
+	conn->started = TRUE;
+	/* the TCP connection is opened now, nothing is waited for: the
+	   kernel completes it and keeps the greeting while the storage logs
+	   in and lists the folders, and our login is sent when the
+	   connection is first run (never, if the storage's login fails) */
+	imapc_client_set_login_callback(conn->client, conn_login_callback,
+					conn);
+	imapc_client_login(conn->client);
 }
 
 struct conn_status_cmd {

@@ -884,7 +884,7 @@ void migrate_sync_list_next_ahead(struct migrate_sync_ctx *ctx)
 {
 	struct migrate_sync_folder *const *order, *g;
 	struct sync_listing_params params;
-	unsigned int i, count;
+	unsigned int i, count, delegated = 0;
 	bool uidvalidity_changed;
 
 	if (ctx->role != SYNC_ROLE_OWNER || ctx->next_listing_asked ||
@@ -902,9 +902,12 @@ void migrate_sync_list_next_ahead(struct migrate_sync_ctx *ctx)
 			continue;
 		if (g->state == NULL &&
 		    migrate_sync_worker_would_take(ctx,
-						   g->src_status.messages)) {
-			/* a worker lists it */
-			return;
+						   g->src_status.messages,
+						   delegated)) {
+			/* an idle worker lists it: the next one may be
+			   ours */
+			delegated++;
+			continue;
 		}
 		/* as sync_folder_apply() will see it (what earlier runs
 		   left to find again: the storage lists it) */

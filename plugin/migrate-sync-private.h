@@ -370,9 +370,10 @@ int migrate_sync_expunge_moved(struct migrate_sync_ctx *ctx,
 
 /* migrate-sync-worker.c */
 void migrate_sync_worker_send_progress(struct migrate_sync_ctx *ctx);
-/* Whether a worker would take a folder of count messages to copy now */
+/* Whether a worker would take a folder of count messages to copy now,
+   once taken folders went to idle workers before it */
 bool migrate_sync_worker_would_take(struct migrate_sync_ctx *ctx,
-				    unsigned int count);
+				    unsigned int count, unsigned int taken);
 /* Give the copy to an idle worker: TRUE when one took it. */
 bool migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 				  struct migrate_sync_folder *f,

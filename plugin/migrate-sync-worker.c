@@ -117,13 +117,13 @@ void migrate_sync_worker_send_progress(struct migrate_sync_ctx *ctx)
 /* <worker processes> */
 
 bool migrate_sync_worker_would_take(struct migrate_sync_ctx *ctx,
-				    unsigned int count)
+				    unsigned int count, unsigned int taken)
 {
 	/* with Gmail, a message in several labels is downloaded once: that
 	   needs one process to know what is copied */
 	return !ctx->gmail && ctx->opts->workers != NULL &&
 		count >= MIGRATE_WORKER_MIN_MESSAGES &&
-		migrate_workers_idle(ctx->opts->workers) > 0;
+		migrate_workers_idle(ctx->opts->workers) > taken;
 }
 
 /* Give the copy to an idle worker, when there is one and the copy is
@@ -142,7 +142,7 @@ migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 	const char *error;
 	string_t *line;
 
-	if (!migrate_sync_worker_would_take(ctx, count))
+	if (!migrate_sync_worker_would_take(ctx, count, 0))
 		return FALSE;
 	/* the worker's commits are recovered like our own batches when we
 	   crash before we have mapped them */
