@@ -670,7 +670,7 @@ cmd_migrate_sync_source_init(struct migrate_cmd_context *ctx,
 	protocol_r->pass_set.source_protocol = protocol;
 	ret = migrate_source_init(_ctx->storage_service,
 				  _ctx->cur_service_user, user,
-				  &protocol_r->pass_set, deadline, peer,
+				  &protocol_r->pass_set, 0, deadline, peer,
 				  source_r, error_code_r, error_r);
 	protocol_r->name = peer->pop3_only ? "pop3" : "imap";
 	protocol_r->why = peer->protocol_why != NULL ? peer->protocol_why :
@@ -999,8 +999,9 @@ cmd_migrate_worker_jobs(struct doveadm_mail_cmd_context *_ctx,
 		if (source == NULL &&
 		    migrate_source_init(_ctx->storage_service,
 					_ctx->cur_service_user, user, set,
-					deadline, NULL, &source, &error_code,
-					&error) < 0) {
+					MIGRATE_SOURCE_INIT_FLAG_WORKER,
+					deadline, NULL, &source,
+					&error_code, &error) < 0) {
 			i_error("migrate worker: %s", error);
 			migrate_sync_worker_fail(STDOUT_FILENO, error_code,
 						 error);

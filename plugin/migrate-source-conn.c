@@ -375,10 +375,11 @@ conn_untagged_status(struct migrate_source_conn *conn,
 		item->status.uidnext != 0;
 }
 
-/* The data of a literal, whether imapc kept it in memory or in a file;
-   FALSE when it is larger than max_size or cannot be read. */
 /* The temporary file the client spooled the literal arg (list's idx'th
-   item) to, -1 when it is in memory. */
+   item) to, -1 when it is in memory.  (lib-imap-client 2.3.19 never
+   spools a FETCH reply's literal: its check for a BODY[] literal looks one
+   item past the list's end.  Its bodies arrive in memory, which is why
+   large messages are read in pieces.) */
 static int
 conn_literal_fd(const struct imapc_untagged_reply *reply,
 		const struct imap_arg *list, unsigned int idx)
@@ -439,12 +440,9 @@ static bool conn_chunk_has_body(struct conn_chunk *chunk, uint32_t uid)
 	return FALSE;
 }
 
-/* A FETCH reply with the whole BODY[] of a message of the chunk being
-   received: kept.  Returns FALSE when it is not one. */
 /* The body at list[idx] into body: a literal the client spooled to a
-   file stays there (a descriptor of our own; memory holds only small
-   bodies), others are copied.  FALSE when it is larger than the chunk
-   may keep, or unreadable. */
+   file stays there (a descriptor of our own), others are copied.  FALSE
+   when it is larger than the chunk may keep, or unreadable. */
 static bool
 conn_chunk_body_read(struct conn_chunk *chunk,
 		     const struct imapc_untagged_reply *reply,
@@ -476,6 +474,8 @@ conn_chunk_body_read(struct conn_chunk *chunk,
 	return TRUE;
 }
 
+/* A FETCH reply with the whole BODY[] of a message of a chunk being
+   received: kept.  Returns FALSE when it is not one. */
 static bool
 conn_chunk_body(struct migrate_source_conn *conn,
 		const struct imapc_untagged_reply *reply,

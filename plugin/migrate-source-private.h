@@ -81,6 +81,7 @@ struct migrate_source {
 	/* parent of our connection's events */
 	struct event *event;
 
+	enum migrate_source_init_flags flags;
 	/* the source as a mail user on imapc storage (or a local one) */
 	struct mail_user *user;
 	/* an iterator kept open from the login's listing until the folder

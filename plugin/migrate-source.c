@@ -207,8 +207,13 @@ migrate_source_user_init(struct migrate_source *source,
 	}
 
 	/* log in now, so that a refused login is told apart from later
-	   failures; the folders it lists are counted */
+	   failures; the folders it lists are counted (a worker's login is
+	   enough: the owner listed them) */
 	migrate_source_guard_watch(source->guard, user);
+	if ((source->flags & MIGRATE_SOURCE_INIT_FLAG_WORKER) != 0) {
+		source->user = user;
+		return 0;
+	}
 	migrate_source_guard_count_folders(source->guard, TRUE);
 	iter = mailbox_list_iter_init(user->namespaces->list, "",
 				      MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
@@ -556,7 +561,8 @@ int migrate_source_pop3_reconnect(struct migrate_source *source,
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct mail_storage_service_user *dest_service_user,
 			struct mail_user *dest_user,
-			const struct migrate_settings *set, time_t deadline,
+			const struct migrate_settings *set,
+			enum migrate_source_init_flags flags, time_t deadline,
 			struct migrate_source_peer *peer_r,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
@@ -566,6 +572,7 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 	int ret;
 
 	source = source_alloc(dest_user, set, &source_imapc_vfuncs);
+	source->flags = flags;
 	/* from the start: the login is bounded too */
 	source->guard = migrate_source_guard_init(set, deadline);
 	ret = source_init_connect(source, service_ctx, dest_service_user,

@@ -42,8 +42,7 @@ struct migrate_source;
    migrate_source_max_line_length: the client reads a literal as part of
    its line) are read in pieces over our own connection; smaller ones in
    chunks of at most migrate_prefetch messages and
-   MIGRATE_SOURCE_PREFETCH_BYTES, fetched ahead: in memory, or those the
-   client spools to a temporary file left there */
+   MIGRATE_SOURCE_PREFETCH_BYTES, fetched ahead, in memory */
 #define MIGRATE_SOURCE_LARGE_SIZE (1024*1024)
 #define MIGRATE_SOURCE_PREFETCH_BYTES (8*1024*1024)
 
@@ -74,16 +73,22 @@ struct migrate_source_peer {
    the source is bounded (migrate_source_check()); deadline is when the
    account's run must end (0: never).  peer_r (may be NULL) is filled
    whether the login succeeds or not, its strings from dest_user's pool. */
+enum migrate_source_init_flags {
+	/* a worker process: the owner listed the folders, its login is not
+	   followed by a listing of its own */
+	MIGRATE_SOURCE_INIT_FLAG_WORKER = 0x01,
+};
 int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct mail_storage_service_user *dest_service_user,
 			struct mail_user *dest_user,
-			const struct migrate_settings *set, time_t deadline,
+			const struct migrate_settings *set,
+			enum migrate_source_init_flags flags, time_t deadline,
 			struct migrate_source_peer *peer_r,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
 			const char **error_r);
 /* A sync is about to start: our own connection connects now, while the
-   storage lists the folders. */
+   storage lists the subscriptions. */
 void migrate_source_prepare(struct migrate_source *source);
 /* What the source's TLS connections showed so far (as for
    migrate_source_init()). */
