@@ -700,4 +700,37 @@ tap_like "... from the listing of changes" \
 	"$(cat "$MIG_OUT")"
 tap_run "checker: equal" compare es
 
+# --- 14. a folder our own connection cannot EXAMINE ------------------------------------
+# Our connection pipelines every EXAMINE with what follows it (the next
+# folder's listing is asked for behind the current folder's bodies).  When
+# a folder is gone for it (here: hidden on that connection only), its
+# EXAMINE fails, the server answers the listing behind it with BAD (no
+# folder selected), and the client drops the connection.  The folders
+# before it are copied whole, the storage lists the lost one, a new
+# connection of ours takes the rest: nothing lost, nothing twice.
+user gone
+gone_scen() {   # gone_scen HIDE: the connections that do not see Gone
+	scen gone <<-EOF
+	folders = [{"name": "INBOX", "uidvalidity": 31,
+	            "messages": [msg(i, body("in %d" % i, size=2000)) for i in range(1, 31)]},
+	           {"name": "Gone", "uidvalidity": 32, "hidden_on_connections": $1,
+	            "messages": [msg(i, body("gone %d" % i, size=2000)) for i in range(1, 21)]},
+	           {"name": "Zeta", "uidvalidity": 33,
+	            "messages": [msg(i, body("zeta %d" % i, size=2000)) for i in range(1, 26)]}]
+	EOF
+}
+first=$(( $(grep -c '^conn [0-9]* open ' "$QLOG") + 1 ))
+gone_scen "[$((first + 1))]"
+migrate gone -o plugin/migrate_workers=1
+tap_is "$MIG_RC/${MIG[copied]}" "0/75" \
+	"a folder our connection cannot EXAMINE: exit 0, all 75 copied"
+tap_like "... its EXAMINE failed on our connection" \
+	"conn $((first + 1)) > [^ ]+ NO .*" "$(grep "^conn $((first + 1)) > " "$QLOG" | grep -v ' OK ')"
+tap_is "$(dimap gone count INBOX)/$(dimap gone count Gone)/$(dimap gone count Zeta)" "30/20/25" \
+	"... every folder is whole here"
+gone_scen "[]"
+migrate gone -o plugin/migrate_workers=1
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/0/0" "the next run copies and deletes nothing"
+tap_run "checker: equal after the lost EXAMINE" compare gone
+
 tap_done
