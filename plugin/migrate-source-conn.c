@@ -465,7 +465,11 @@ conn_chunk_body_read(struct conn_chunk *chunk,
 		chunk->bytes += size;
 		return TRUE;
 	}
-	body->data = buffer_create_dynamic(default_pool, 4096);
+	/* the body's own size (and its NUL): one allocation, not a doubling
+	   copy per power of two */
+	body->data = buffer_create_dynamic(default_pool,
+		arg->type == IMAP_ARG_LITERAL_SIZE ||
+		arg->str_len > max_size ? 4096 : arg->str_len + 1);
 	if (!conn_literal_read(arg, reply, list, idx, max_size, body->data)) {
 		buffer_free(&body->data);
 		return FALSE;
