@@ -733,4 +733,36 @@ migrate gone -o plugin/migrate_workers=1
 tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/0/0" "the next run copies and deletes nothing"
 tap_run "checker: equal after the lost EXAMINE" compare gone
 
+# --- 15. a HIGHESTMODSEQ that does not grow ---------------------------------------------
+# A folder synced completely is listed from its last HIGHESTMODSEQ only when
+# the source's has grown since.  A server restored from a backup may keep
+# (or lower) it while messages change, with modseqs that prove nothing:
+# here message 5 gets \Flagged with an old modseq and two messages arrive,
+# and the HIGHESTMODSEQ stays 30.  CHANGEDSINCE 30 would miss the flag:
+# the storage lists the folder instead, and the flag comes.
+user hms
+hms_scen() {   # hms_scen CHANGED(True|False)
+	scen hms <<-EOF
+	caps = caps + ["ESEARCH"]
+	changed = $1
+	msgs = [msg(i, body("hms %d" % i, size=1500), modseq=i,
+	            **({"flags": ["\\\\Flagged"]} if changed and i == 5 else {}))
+	        for i in range(1, 31)]
+	if changed:
+	    msgs += [msg(30 + i, body("hms new %d" % i, size=1500), modseq=i) for i in range(1, 3)]
+	folders = [{"name": "INBOX", "uidvalidity": 14, "highestmodseq": 30, "messages": msgs}]
+	EOF
+}
+hms_scen False
+migrate hms
+tap_is "$MIG_RC/${MIG[copied]}" "0/30" "HIGHESTMODSEQ 30: the first run copies 30"
+hms_scen True
+migrate hms -D
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[deleted]}" "0/2/0" \
+	"the HIGHESTMODSEQ did not grow: the 2 new copied, nothing deleted"
+tap_is "$(grep -c 'listed the changes since' "$MIG_OUT")" 0 \
+	"... and the folder was not listed from its HIGHESTMODSEQ"
+tap_like "... so message 5's new flag came" '\\Flagged' "$(dimap hms fetch-hash INBOX --uids 5)"
+tap_run "checker: equal after a HIGHESTMODSEQ that did not grow" compare hms
+
 tap_done
