@@ -21,13 +21,12 @@
 
 #include <unistd.h>
 
-/* A message of a chunk, as it arrived: in memory, or (a body the client
-   spooled to a temporary file) that file's descriptor */
+/* A message of a chunk, as it arrived (in memory: lib-imap-client 2.3.19
+   never spools a FETCH reply's literal to a file, see conn_literal_fd()) */
 struct conn_body {
 	uint32_t uid;
 	time_t received;
 	buffer_t *data;
-	int fd;
 };
 
 /* Small messages asked for in one FETCH (migrate_source_conn_bodies_ask()) */
@@ -440,9 +439,8 @@ static bool conn_chunk_has_body(struct conn_chunk *chunk, uint32_t uid)
 	return FALSE;
 }
 
-/* The body at list[idx] into body: a literal the client spooled to a
-   file stays there (a descriptor of our own), others are copied.  FALSE
-   when it is larger than the chunk may keep, or unreadable. */
+/* The body at list[idx] copied into body.  FALSE when it is larger than
+   the chunk may keep, or unreadable. */
 static bool
 conn_chunk_body_read(struct conn_chunk *chunk,
 		     const struct imapc_untagged_reply *reply,
@@ -450,21 +448,9 @@ conn_chunk_body_read(struct conn_chunk *chunk,
 		     struct conn_body *body)
 {
 	const struct imap_arg *arg = &list[idx];
-	uoff_t size, max_size;
-	int fd;
+	uoff_t max_size;
 
 	max_size = I_MIN(chunk->max_size, chunk->max_bytes - chunk->bytes);
-	if (arg->type == IMAP_ARG_LITERAL_SIZE &&
-	    imap_arg_get_literal_size(arg, &size) && size <= max_size &&
-	    (fd = conn_literal_fd(reply, list, idx)) != -1) {
-		body->fd = dup(fd);
-		if (body->fd == -1) {
-			i_error("dup(literal) failed: %m");
-			return FALSE;
-		}
-		chunk->bytes += size;
-		return TRUE;
-	}
 	/* the body's own size (and its NUL): one allocation, not a doubling
 	   copy per power of two */
 	body->data = buffer_create_dynamic(default_pool,
@@ -520,7 +506,6 @@ conn_chunk_body(struct migrate_source_conn *conn,
 	if (chunk->finished || body.received == (time_t)-1 ||
 	    conn_chunk_has_body(chunk, uid))
 		return TRUE;
-	body.fd = -1;
 	if (!conn_chunk_body_read(chunk, reply, list, body_idx, &body)) {
 		/* the storage is asked for it, and says what is wrong */
 		return TRUE;
@@ -571,9 +556,6 @@ conn_sizes_flags(struct conn_sizes *sizes, uint32_t uid,
 				  array_count(&keywords));
 }
 
-/* A FETCH reply without a body while a folder is listed: its size (from
-   the listing's first UID on) and flags kept.  Returns FALSE when it is
-   not one. */
 /* The listing the replies now coming are for: the oldest not done whose
    folder is selected by now */
 static struct conn_sizes *conn_sizes_receiving(struct migrate_source_conn *conn)
@@ -588,6 +570,9 @@ static struct conn_sizes *conn_sizes_receiving(struct migrate_source_conn *conn)
 	return NULL;
 }
 
+/* A FETCH reply without a body while a folder is listed: its size (from
+   the listing's first UID on) and flags kept.  Returns FALSE when it is
+   not one. */
 static bool
 conn_sizes_reply(struct migrate_source_conn *conn, const struct imap_arg *list,
 		 unsigned int count, uint32_t uid)
@@ -930,11 +915,7 @@ conn_send_full(struct migrate_source_conn *conn, const char *cmd_str,
 static void
 conn_send(struct migrate_source_conn *conn, const char *cmd_str)
 {
-	struct imapc_command *cmd;
-
-	cmd = imapc_client_cmd(conn->client, conn_cmd_callback, conn);
-	conn->pending++;
-	imapc_command_send(cmd, cmd_str);
+	conn_send_full(conn, cmd_str, conn_cmd_callback);
 }
 
 static void conn_run(struct migrate_source_conn *conn)
@@ -1180,8 +1161,14 @@ static void conn_fetch_window(struct conn_large *large)
 	}
 }
 
-/* Forget the large messages asked for (but those of keep_mailbox): what
-   still comes for them is dropped. */
+/* Forget a large message: what still comes for it is dropped. */
+static void conn_large_drop(struct conn_large *large)
+{
+	large->dropped = TRUE;
+	i_close_fd(&large->fd);
+}
+
+/* Forget the large messages asked for (but those of keep_mailbox). */
 static void
 conn_larges_drop(struct migrate_source_conn *conn, const char *keep_mailbox)
 {
@@ -1189,10 +1176,8 @@ conn_larges_drop(struct migrate_source_conn *conn, const char *keep_mailbox)
 
 	array_foreach_elem(&conn->larges, large) {
 		if (keep_mailbox == NULL ||
-		    strcmp(large->mailbox, keep_mailbox) != 0) {
-			large->dropped = TRUE;
-			i_close_fd(&large->fd);
-		}
+		    strcmp(large->mailbox, keep_mailbox) != 0)
+			conn_large_drop(large);
 	}
 	conn_larges_prune(conn);
 }
@@ -1301,8 +1286,7 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 	array_foreach_elem(&conn->larges, earlier) {
 		if (earlier == large)
 			break;
-		earlier->dropped = TRUE;
-		i_close_fd(&earlier->fd);
+		conn_large_drop(earlier);
 	}
 	for (;;) {
 		/* until this message is read or its window answered, not
@@ -1501,9 +1485,9 @@ void migrate_source_conn_start(struct migrate_source_conn *conn)
 		return;
 	conn->started = TRUE;
 	/* the TCP connection is opened now, nothing is waited for: the
-	   kernel completes it and keeps the greeting while the storage logs
-	   in and lists the folders, and our login is sent when the
-	   connection is first run (never, if the storage's login fails) */
+	   kernel completes it and keeps the greeting while the storage lists
+	   the subscriptions, and our login is sent when the connection is
+	   first run (never, if nothing is asked of it) */
 	imapc_client_set_login_callback(conn->client, conn_login_callback,
 					conn);
 	imapc_client_login(conn->client);
@@ -1596,10 +1580,8 @@ static void conn_chunk_free(struct conn_chunk **_chunk)
 	struct conn_body *body;
 
 	*_chunk = NULL;
-	array_foreach_modifiable(&chunk->bodies, body) {
+	array_foreach_modifiable(&chunk->bodies, body)
 		buffer_free(&body->data);
-		i_close_fd(&body->fd);
-	}
 	pool_unref(&chunk->pool);
 }
 
@@ -1737,20 +1719,12 @@ int migrate_source_conn_body(struct migrate_source_conn *conn,
 		conn->awaited_chunk = NULL;
 		conn->awaited_uid = 0;
 	}
-	if (body == NULL || (body->data == NULL && body->fd == -1)) {
+	if (body == NULL || body->data == NULL) {
 		/* a chunk the server did not answer as a whole (NO, or the
 		   connection was lost) */
 		return chunk->failed ? -1 : 0;
 	}
 	*received_r = body->received;
-	if (body->fd != -1) {
-		/* the spooled literal: the file holds exactly the body */
-		*input_r = i_stream_create_fd_autoclose(&body->fd,
-							IO_BLOCK_SIZE);
-		i_stream_set_name(*input_r, t_strdup_printf("%s UID %u",
-							    mailbox, uid));
-		return 1;
-	}
 	data = body->data;
 	body->data = NULL;
 	*input_r = i_stream_create_from_data(data->data, data->used);
@@ -1775,10 +1749,8 @@ void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,
 		(*chunkp)->finished = TRUE;
 		/* what was not taken goes now; what is still on its way is
 		   dropped on arrival */
-		array_foreach_modifiable(&(*chunkp)->bodies, body) {
+		array_foreach_modifiable(&(*chunkp)->bodies, body)
 			buffer_free(&body->data);
-			i_close_fd(&body->fd);
-		}
 		break;
 	}
 	conn_chunks_prune(conn);

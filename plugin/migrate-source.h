@@ -128,8 +128,8 @@ void migrate_source_set_deadline(struct migrate_source *source,
 void migrate_source_count_folders(struct migrate_source *source, bool count);
 
 /* The folders the login listed are not needed any more (the folder tree is
-   listed, or never will be by this process): imapc lists them again when
-   next asked. */
+   listed): imapc lists them again when next asked.  A worker's login lists
+   nothing (MIGRATE_SOURCE_INIT_FLAG_WORKER), so nothing is kept there. */
 void migrate_source_release_listing(struct migrate_source *source);
 
 /* The source's folders, as the source storage shows them (UTF-8 names,

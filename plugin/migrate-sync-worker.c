@@ -431,8 +431,6 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 	unsigned int all_count = 0;
 	long deadline;
 
-	/* a worker never lists the folder tree */
-	migrate_source_release_listing(source);
 	i_zero(&stats);
 	i_zero(&state);
 	i_zero(&f);
