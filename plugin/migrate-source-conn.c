@@ -1139,8 +1139,16 @@ static void conn_fetch_window(struct conn_large *large)
 {
 	struct migrate_source_conn *conn = large->conn;
 	struct imapc_command *cmd;
+	const char *error;
 	unsigned int i;
 
+	/* the next folders may have been selected since the last window
+	   (their listings are asked for ahead): a UID is only this
+	   message's in its own folder */
+	if (conn_select_async(conn, large->mailbox, &error) < 0) {
+		large_set_error(large, error);
+		return;
+	}
 	/* a few pieces in flight: the round trip is paid once per window,
 	   memory is a piece (each is written to the file as it comes) */
 	migrate_source_guard_nodelay(conn->guard);

@@ -120,4 +120,23 @@ saved_whole ulf
 mount -o remount,size=64m "$ULF"
 rerun_equal ulf "once it grows"
 
+# --- a large message's later pieces come from its own folder ---------------
+# a message over one window of pieces (4 MB) in a folder copied before
+# others: the next folders are listed ahead (their EXAMINE sent) while its
+# pieces still come, so each later window selects its folder again.  kai's
+# Mm has the 9 MB message among small ones, INBOX and Aa small messages
+# with the same UIDs; one process (-w 1) copies them (Mm first).
+rig_add_user src kai "$SRC_PW"
+rig_add_user dest kai@example.com "$DEST_PW" userdb_migrate_source_user=kai
+rig_imap src kai "$SRC_PW" append --create Mm "$RIG/small1.eml" "$RIG/big9.eml" "$RIG"/small[2-5].eml >/dev/null
+for mb in INBOX Aa; do
+	rig_imap src kai "$SRC_PW" append --create "$mb" "$RIG"/small[1-3].eml >/dev/null
+done
+rc=0
+rig_doveadm dest migrate -w 1 -u kai@example.com >"$RIG/kai.log" 2>&1 || rc=$?
+tap_is "$rc" 0 "a 9 MB message before two more folders: exit 0"
+tap_run "checker: its later pieces came from its own folder (equal)" \
+	"$PY" "$T/imap-compare.py" --src-port "$(rig_port src)" --src-user kai \
+	--dest-port "$(rig_port dest)" --dest-user kai@example.com
+
 tap_done
