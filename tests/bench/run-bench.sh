@@ -71,10 +71,12 @@
 # migrate_max_delete_percent in the largest folder and migrate refuses
 # them); BENCH_TOOLS="migrate mbsync ..." runs only those; BENCH_RTT_MS,
 # BENCH_BANDWIDTH_MBIT, BENCH_PROXY as above; BENCH_TRACE=1 has the proxy
-# log each waited round trip with the command that followed it (in
-# logs/proxy.log of the kept temp dir); BENCH_PHASES="a-full e-batch"
-# runs only those phases (default all); RIG_TMPDIR=DIR puts the servers
-# and all mail there (e.g. a tmpfs).
+# log each waited round trip with the command that followed it, and each
+# connection's bytes to the client per 10 ms (in logs/proxy.log of the
+# kept temp dir); BENCH_WRAP="strace -f -tt -o FILE" runs migrate's
+# doveadm under that command (its times are then not comparable);
+# BENCH_PHASES="a-full e-batch" runs only those phases (default all);
+# RIG_TMPDIR=DIR puts the servers and all mail there (e.g. a tmpfs).
 
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -329,7 +331,7 @@ done
 # shellcheck disable=SC2016 # $1/$2 belong to the inner sh
 MIGRATE=(unshare -m -- sh -c 'mods=$1 conf=$2; shift 2
 	mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
-	exec doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$(rig_conf mig)")
+	exec ${BENCH_WRAP:-} doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$(rig_conf mig)")
 DSYNC=(doveadm -c "$(rig_conf dsync)")
 cat >"$RIG/acct" <<EOF
 #!/bin/bash

@@ -44,7 +44,9 @@ Log (--log): one JSON object a line, with "t" (Unix time, float):
       was accepted, so that a benchmark names the run it is timing
   {"conn": 3, "event": "close", "label": L, "open_t": T0,
    "round_trips": R, "c2s": bytes, "s2c": bytes,
-   "c2s_chunks": n, "s2c_chunks": n, "error": "..." (only on one)}
+   "c2s_chunks": n, "s2c_chunks": n, "error": "..." (only on one),
+   "s2c_per_10ms": [bytes, ...] (with --trace: released to the client in
+   each 10 ms since the accept)}
   {"conn": 3, "event": "wait", "n": 5, "at": S, "burst": "UID FETCH ..."}
       with --trace, each waited round trip: S seconds after the accept,
       what the burst begins with: an IMAP command's first line (its first
@@ -183,7 +185,7 @@ class Direction:
             self.held -= len(data)
             if not self.dst.is_closing():
                 self.dst.write(data)
-            self.conn.released(self)
+            self.conn.released(self, len(data))
         if self.queue:
             self.timer = loop.call_at(self.queue[0][0], self.fire)
         self.flow()
@@ -272,6 +274,7 @@ class Conn:
         self.round_trips = 0
         self.answered = False       # server data released since the burst
         self.c2s_tail = b""         # the client's last bytes (for --trace)
+        self.s2c_bins = {}          # with --trace: 10 ms bin -> bytes released
         self.error = None
         self.done = False
 
@@ -319,9 +322,12 @@ class Conn:
             self.c2s_tail = (self.c2s_tail + data[-24:])[-24:]
         direction.feed(data)
 
-    def released(self, direction):
+    def released(self, direction, size):
         if direction is self.s2c:
             self.answered = True
+            if self.proxy.args.trace:
+                b = int((time.time() - self.open_t) * 100)
+                self.s2c_bins[b] = self.s2c_bins.get(b, 0) + size
 
     def check_done(self):
         if self.done or not (self.c2s.eof_done and self.s2c.eof_done):
@@ -371,6 +377,10 @@ class Proxy:
                    c2s_chunks=conn.c2s.chunks, s2c_chunks=conn.s2c.chunks)
         if conn.error:
             rec["error"] = conn.error
+        if self.args.trace and conn.s2c_bins:
+            # bytes released to the client per 10 ms since the accept
+            last = max(conn.s2c_bins)
+            rec["s2c_per_10ms"] = [conn.s2c_bins.get(i, 0) for i in range(last + 1)]
         self.log(**rec)
 
     def summary(self):
