@@ -131,7 +131,7 @@ struct migrate_source_conn {
 	/* the UIDVALIDITY the last EXAMINE reported (0: none) */
 	uint32_t uidvalidity;
 	/* the listings of folders asked for ahead, oldest first: the one in
-	   use, and the next folder's on its way */
+	   use, and the next two folders' (MIGRATE_SOURCE_CONN_LISTINGS) */
 	ARRAY(struct conn_sizes *) listings;
 	/* stop running when this one is done */
 	struct conn_sizes *awaited_sizes;
@@ -1764,6 +1764,21 @@ void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,
 	conn_chunks_prune(conn);
 }
 
+bool migrate_source_conn_bodies_failed(struct migrate_source_conn *conn,
+				       const char *mailbox,
+				       const ARRAY_TYPE(seq_range) *uids)
+{
+	struct conn_chunk *chunk;
+
+	array_foreach_elem(&conn->chunks, chunk) {
+		if (!chunk->finished &&
+		    strcmp(chunk->mailbox, mailbox) == 0 &&
+		    array_cmp(&chunk->uids, uids))
+			return chunk->failed;
+	}
+	return TRUE;
+}
+
 const char *migrate_source_conn_bodies_error(struct migrate_source_conn *conn)
 {
 	return conn->chunk_error == NULL ? "unknown error" : conn->chunk_error;
@@ -1867,8 +1882,8 @@ void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
 		/* asked for ahead already */
 		return;
 	}
-	/* two are kept: the oldest goes (its replies came first) */
-	while (array_count(&conn->listings) >= 2) {
+	/* a few are kept: the oldest goes (its replies came first) */
+	while (array_count(&conn->listings) >= MIGRATE_SOURCE_CONN_LISTINGS) {
 		sizes = array_idx_elem(&conn->listings, 0);
 		conn_sizes_wait(sizes);
 		array_pop_front(&conn->listings);
@@ -1910,7 +1925,7 @@ void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
 }
 
 int migrate_source_conn_listing(struct migrate_source_conn *conn,
-				const char *mailbox,
+				const char *mailbox, bool wait,
 				const struct migrate_source_listing **listing_r)
 {
 	struct conn_sizes *sizes;
@@ -1918,6 +1933,8 @@ int migrate_source_conn_listing(struct migrate_source_conn *conn,
 	sizes = conn_sizes_find(conn, mailbox);
 	if (sizes == NULL)
 		return -1;
+	if (!wait && !sizes->done && !sizes->failed && conn->pending > 0)
+		return 0;
 	conn_sizes_wait(sizes);
 	if (!sizes->done || sizes->failed ||
 	    (sizes->listing.changes && !sizes->got_esearch))
@@ -1928,5 +1945,5 @@ int migrate_source_conn_listing(struct migrate_source_conn *conn,
 		sizes->sorted = TRUE;
 	}
 	*listing_r = &sizes->listing;
-	return 0;
+	return 1;
 }

@@ -17,7 +17,11 @@
 #define MIGRATE_SOURCE_PIECES_IN_FLIGHT 4
 /* large messages of a folder asked for ahead of their reading (in
    temporary files as they come: memory does not grow with them) */
-#define MIGRATE_SOURCE_LARGE_AHEAD 4
+#define MIGRATE_SOURCE_LARGE_AHEAD 32
+/* listings kept by our own connection: the folder's being copied, the
+   one before it, and the next folders' asked for ahead (up to
+   MIGRATE_SYNC_LISTINGS_AHEAD) */
+#define MIGRATE_SOURCE_CONN_LISTINGS 6
 
 struct migrate_source_conn;
 struct migrate_source_guard;
@@ -38,6 +42,7 @@ struct migrate_source_vfuncs {
 	void (*sizes_ask)(struct migrate_source *source, const char *mailbox,
 			  uint32_t first_uid, uint64_t changedsince);
 	int (*listing)(struct migrate_source *source, const char *mailbox,
+		       bool wait,
 		       const struct migrate_source_listing **listing_r);
 	/* NULL: small messages come through the storage */
 	void (*bodies_ask)(struct migrate_source *source, const char *mailbox,
@@ -47,6 +52,9 @@ struct migrate_source_vfuncs {
 		    uint32_t uid, struct istream **input_r,
 		    time_t *received_r);
 	void (*bodies_finish)(struct migrate_source *source,
+			      const char *mailbox,
+			      const ARRAY_TYPE(seq_range) *uids);
+	bool (*bodies_failed)(struct migrate_source *source,
 			      const char *mailbox,
 			      const ARRAY_TYPE(seq_range) *uids);
 	/* NULL: nothing ahead */
@@ -217,14 +225,18 @@ const char *migrate_source_conn_bodies_error(struct migrate_source_conn *conn);
 void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
 				   const char *mailbox, uint32_t first_uid,
 				   uint64_t changedsince);
-/* What was asked for mailbox, waiting for it; -1 when it was not asked
-   for or the server did not give it. */
+/* What was asked for mailbox (1), waiting for it, or without wait 0
+   while it is on its way; -1 when it was not asked for or the server did
+   not give it. */
 int migrate_source_conn_listing(struct migrate_source_conn *conn,
-				const char *mailbox,
+				const char *mailbox, bool wait,
 				const struct migrate_source_listing **listing_r);
 /* The caller is done with the chunk of uids: what it did not take is
    freed. */
 void migrate_source_conn_bodies_finish(struct migrate_source_conn *conn,
+				       const char *mailbox,
+				       const ARRAY_TYPE(seq_range) *uids);
+bool migrate_source_conn_bodies_failed(struct migrate_source_conn *conn,
 				       const char *mailbox,
 				       const ARRAY_TYPE(seq_range) *uids);
 int migrate_source_conn_list(struct migrate_source_conn *conn, pool_t pool,

@@ -313,9 +313,9 @@ source_imapc_sizes_ask(struct migrate_source *source, const char *mailbox,
 
 static int
 source_imapc_listing(struct migrate_source *source, const char *mailbox,
-		     const struct migrate_source_listing **listing_r)
+		     bool wait, const struct migrate_source_listing **listing_r)
 {
-	return migrate_source_conn_listing(source_conn(source), mailbox,
+	return migrate_source_conn_listing(source_conn(source), mailbox, wait,
 					   listing_r);
 }
 
@@ -340,6 +340,14 @@ source_imapc_bodies_finish(struct migrate_source *source, const char *mailbox,
 			   const ARRAY_TYPE(seq_range) *uids)
 {
 	migrate_source_conn_bodies_finish(source_conn(source), mailbox, uids);
+}
+
+static bool
+source_imapc_bodies_failed(struct migrate_source *source, const char *mailbox,
+			   const ARRAY_TYPE(seq_range) *uids)
+{
+	return migrate_source_conn_bodies_failed(source_conn(source), mailbox,
+						 uids);
 }
 
 static void
@@ -411,6 +419,7 @@ static const struct migrate_source_vfuncs source_imapc_vfuncs = {
 	.bodies_ask = source_imapc_bodies_ask,
 	.body = source_imapc_body,
 	.bodies_finish = source_imapc_bodies_finish,
+	.bodies_failed = source_imapc_bodies_failed,
 	.list_names = source_imapc_list_names,
 	.uids_present = source_imapc_uids_present,
 	.message_size = source_imapc_message_size,
@@ -675,7 +684,17 @@ int migrate_source_listing(struct migrate_source *source, const char *mailbox,
 {
 	if (source->v.listing == NULL)
 		return -1;
-	return source->v.listing(source, mailbox, listing_r);
+	return source->v.listing(source, mailbox, TRUE, listing_r) < 0 ?
+		-1 : 0;
+}
+
+int migrate_source_listing_peek(struct migrate_source *source,
+				const char *mailbox,
+				const struct migrate_source_listing **listing_r)
+{
+	if (source->v.listing == NULL)
+		return -1;
+	return source->v.listing(source, mailbox, FALSE, listing_r);
 }
 
 int migrate_source_sizes(struct migrate_source *source, const char *mailbox,
@@ -721,6 +740,14 @@ void migrate_source_bodies_finish(struct migrate_source *source,
 {
 	if (source->v.bodies_finish != NULL)
 		source->v.bodies_finish(source, mailbox, uids);
+}
+
+bool migrate_source_bodies_failed(struct migrate_source *source,
+				  const char *mailbox,
+				  const ARRAY_TYPE(seq_range) *uids)
+{
+	return source->v.bodies_failed == NULL ||
+		source->v.bodies_failed(source, mailbox, uids);
 }
 
 void migrate_source_prefetch_large(struct migrate_source *source,

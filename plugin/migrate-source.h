@@ -186,6 +186,11 @@ void migrate_source_sizes_ask(struct migrate_source *source,
 			      uint64_t changedsince);
 int migrate_source_listing(struct migrate_source *source, const char *mailbox,
 			   const struct migrate_source_listing **listing_r);
+/* The same without waiting: 1 when it is here, 0 while it is on its
+   way, -1 as above. */
+int migrate_source_listing_peek(struct migrate_source *source,
+				const char *mailbox,
+				const struct migrate_source_listing **listing_r);
 /* The sizes of the listing. */
 int migrate_source_sizes(struct migrate_source *source, const char *mailbox,
 			 const ARRAY_TYPE(migrate_source_size) **sizes_r);
@@ -204,6 +209,11 @@ int migrate_source_body(struct migrate_source *source, const char *mailbox,
 			uint32_t uid, struct istream **input_r,
 			time_t *received_r);
 void migrate_source_bodies_finish(struct migrate_source *source,
+				  const char *mailbox,
+				  const ARRAY_TYPE(seq_range) *uids);
+/* The chunk of uids asked for failed as a whole (its connection was lost):
+   it is of no use any more (TRUE as well when it was not asked for). */
+bool migrate_source_bodies_failed(struct migrate_source *source,
 				  const char *mailbox,
 				  const ARRAY_TYPE(seq_range) *uids);
 /* Why the last chunk that failed as a whole failed. */

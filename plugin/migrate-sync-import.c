@@ -503,6 +503,7 @@ struct sync_copy_large {
 };
 
 struct sync_copy_plan {
+	pool_t pool;
 	ARRAY(ARRAY_TYPE(seq_range)) chunks;
 	ARRAY(struct sync_copy_large) large;
 	/* the next large one to copy */
@@ -511,12 +512,18 @@ struct sync_copy_plan {
 	ARRAY_TYPE(seq_range) *cur_chunk;
 	unsigned int cur_count;
 	uoff_t cur_bytes;
+	/* the bytes of each chunk */
+	ARRAY(uoff_t) chunk_bytes;
 	/* chunks asked for over our own connection so far (0 with FALSE
 	   ahead: the source storage fetches them) */
 	unsigned int chunks_asked;
 	bool ahead;
 	/* large messages asked for so far */
 	unsigned int larges_asked;
+	/* bytes asked for, and bytes whose copy has begun, of the small
+	   messages (over our own connection) and of the large ones: what is
+	   on its way or waits to be saved is the difference */
+	uoff_t small_asked, small_begun, large_asked, large_begun;
 
 	/* the source folder, as the storage names it */
 	const char *mailbox;
@@ -529,29 +536,46 @@ struct sync_copy_plan {
 	const struct migrate_source_listing *listed;
 };
 
-/* chunks of small messages in flight over our own connection while one
-   is saved (memory: this many times MIGRATE_SOURCE_PREFETCH_BYTES) */
-#define MIGRATE_SYNC_CHUNKS_AHEAD 2
-/* large messages asked for ahead of the one read (the source may keep
-   fewer on their way) */
-#define MIGRATE_SYNC_LARGE_AHEAD 4
+/* What is asked for ahead of the message being saved, in the order the
+   messages are saved, is bounded in bytes: it must cover what is saved
+   during a round trip to the source, or the line idles while the next
+   request travels (saving runs at 200-400 MB/s: 24 MB keeps up at 50 ms).
+   The small messages' bodies arrive in memory, so they have a bound of
+   their own (the chunk being saved comes on top); the large ones are
+   written to temporary files as they come. */
+#define MIGRATE_SYNC_AHEAD_WINDOW (24*1024*1024)
+#define MIGRATE_SYNC_AHEAD_SMALL_WINDOW (12*1024*1024)
 /* a small message's body larger than this is not taken from our own
    connection (a broken or hostile server): the storage is asked */
 #define MIGRATE_SYNC_AHEAD_MAX_SIZE (4 * MIGRATE_SOURCE_LARGE_SIZE)
 
-static void sync_plan_init(struct sync_copy_plan *plan)
+/* A plan on the data stack, or in pool. */
+static void sync_plan_init(struct sync_copy_plan *plan, pool_t pool)
 {
 	i_zero(plan);
-	t_array_init(&plan->chunks, 8);
-	t_array_init(&plan->large, 8);
+	plan->pool = pool != NULL ? pool : pool_datastack_create();
+	p_array_init(&plan->chunks, plan->pool, 8);
+	p_array_init(&plan->chunk_bytes, plan->pool, 8);
+	p_array_init(&plan->large, plan->pool, 8);
 }
+
+/* The next folder's copy, asked for while the one before it is saved
+   (its listing came ahead): no round trip is waited for between two
+   folders.  Its plan is that of every message of its listing (a folder
+   new to this run); the copy takes the chunks it planned alike. */
+struct sync_copy_ahead {
+	pool_t pool;
+	struct migrate_sync_folder *f;
+	struct sync_copy_plan plan;
+};
 
 static ARRAY_TYPE(seq_range) *sync_plan_chunk(struct sync_copy_plan *plan)
 {
 	ARRAY_TYPE(seq_range) *chunk;
 
 	chunk = array_append_space(&plan->chunks);
-	t_array_init(chunk, 8);
+	p_array_init(chunk, plan->pool, 8);
+	array_append_zero(&plan->chunk_bytes);
 	return chunk;
 }
 
@@ -629,6 +653,7 @@ sync_plan_add(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	seq_range_array_add(plan->cur_chunk, uid);
 	plan->cur_count++;
 	plan->cur_bytes += size;
+	*array_back_modifiable(&plan->chunk_bytes) += size;
 	return TRUE;
 }
 
@@ -785,7 +810,7 @@ migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	uoff_t bytes;
 	int ret;
 
-	sync_plan_init(&plan);
+	sync_plan_init(&plan, NULL);
 	plan.sbox = sbox;
 	plan.mailbox = mailbox_get_vname(sbox);
 	ret = sync_plan_copy(ctx, NULL, uids, NULL, &plan, &bytes);
@@ -794,34 +819,218 @@ migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx, struct mailbox *sbox,
 	return ret;
 }
 
-/* Every message of the plan is asked for over our own connection: the
-   next folder's listing follows them. */
-static void
-sync_copy_all_asked(struct migrate_sync_ctx *ctx,
-		    const struct sync_copy_plan *plan)
+static uint32_t
+sync_plan_chunk_first_uid(const struct sync_copy_plan *plan, unsigned int idx)
 {
-	if (plan->larges_asked >= array_count(&plan->large) &&
-	    (array_count(&plan->chunks) == 0 ||
-	     (plan->ahead && plan->chunks_asked >= array_count(&plan->chunks))))
-		migrate_sync_list_next_ahead(ctx);
+	const ARRAY_TYPE(seq_range) *chunk = array_idx(&plan->chunks, idx);
+	const struct seq_range *range = array_front(chunk);
+
+	return range->seq1;
 }
 
-/* Start reading the large messages from the idx'th on (as many as the
-   source keeps on their way). */
 static void
-sync_copy_prefetch_large(struct migrate_sync_ctx *ctx,
-			 struct sync_copy_plan *plan, unsigned int idx)
+sync_copy_ask_chunk(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan)
 {
-	const struct sync_copy_large *large;
-	unsigned int i, count = array_count(&plan->large);
+	unsigned int idx = plan->chunks_asked++;
+	bool asked;
 
-	for (i = idx; i < count && i < idx + MIGRATE_SYNC_LARGE_AHEAD; i++) {
-		large = array_idx(&plan->large, i);
+	asked = !ctx->dry_run &&
+		migrate_source_bodies_ask(ctx->source, plan->mailbox,
+					  array_idx(&plan->chunks, idx),
+					  MIGRATE_SYNC_AHEAD_MAX_SIZE);
+	/* the first one tells whether the source has our own connection */
+	if (idx == 0)
+		plan->ahead = asked;
+	if (plan->ahead)
+		plan->small_asked += array_idx_elem(&plan->chunk_bytes, idx);
+}
+
+/* Every message of the plan is asked for over our own connection */
+static bool sync_plan_all_asked(const struct sync_copy_plan *plan)
+{
+	return plan->larges_asked >= array_count(&plan->large) &&
+		(array_count(&plan->chunks) == 0 ||
+		 (plan->ahead &&
+		  plan->chunks_asked >= array_count(&plan->chunks)));
+}
+
+/* The bytes of plan asked for whose copy has not begun: of the small
+   messages, and of all */
+static void
+sync_plan_ahead_bytes(const struct sync_copy_plan *plan, uoff_t *small_r,
+		      uoff_t *all_r)
+{
+	*small_r = plan->small_asked -
+		I_MIN(plan->small_begun, plan->small_asked);
+	*all_r = *small_r + plan->large_asked -
+		I_MIN(plan->large_begun, plan->large_asked);
+}
+
+/* Ask for what is saved next, in the order it is saved: the chunks of
+   small messages over our own connection (where the source has it), the
+   large ones in pieces.  Everything up to the need_chunks'th chunk and
+   the need_larges'th large message (those whose copy begins now) is
+   asked for, then more while the windows are not full (with the bytes
+   another plan has ahead, other_small and other_all, in them). */
+static void
+sync_plan_ask(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan,
+	      unsigned int need_chunks, unsigned int need_larges,
+	      uoff_t other_small, uoff_t other_all)
+{
+	unsigned int nchunks = array_count(&plan->chunks);
+	unsigned int nlarges = array_count(&plan->large);
+	const struct sync_copy_large *large;
+	uoff_t small_ahead, all_ahead;
+	bool chunks, larges, chunk_next;
+
+	for (;;) {
+		chunks = plan->chunks_asked < nchunks &&
+			(plan->ahead || plan->chunks_asked == 0);
+		larges = plan->larges_asked < nlarges;
+		if (!chunks && !larges)
+			break;
+		large = larges ? array_idx(&plan->large, plan->larges_asked) :
+			NULL;
+		chunk_next = chunks && (large == NULL ||
+			sync_plan_chunk_first_uid(plan, plan->chunks_asked) <
+			large->uid);
+		sync_plan_ahead_bytes(plan, &small_ahead, &all_ahead);
+		small_ahead += other_small;
+		all_ahead += other_all;
+		if ((!chunks || plan->chunks_asked >= need_chunks) &&
+		    (!larges || plan->larges_asked >= need_larges) &&
+		    (all_ahead >= MIGRATE_SYNC_AHEAD_WINDOW ||
+		     (chunk_next &&
+		      small_ahead >= MIGRATE_SYNC_AHEAD_SMALL_WINDOW)))
+			break;
+		if (chunk_next) {
+			sync_copy_ask_chunk(ctx, plan);
+			continue;
+		}
+		plan->larges_asked++;
 		migrate_source_prefetch_large(ctx->source, plan->mailbox,
 					      large->uid, large->size);
-		plan->larges_asked = I_MAX(plan->larges_asked, i + 1);
+		plan->large_asked += large->size;
 	}
-	sync_copy_all_asked(ctx, plan);
+}
+
+/* The copy of the next folder asked for, within what the windows leave
+   of cur's (once its listing came: it was asked for ahead). */
+static void
+sync_copy_ask_next(struct migrate_sync_ctx *ctx,
+		   const struct sync_copy_plan *cur)
+{
+	struct sync_copy_ahead *ahead = ctx->copy_ahead;
+	struct migrate_sync_folder *g = ctx->next_new_folder;
+	const struct migrate_source_listing *listing;
+	const struct migrate_source_size *size;
+	ARRAY_TYPE(seq_range) uids;
+	uoff_t small, all, bytes;
+	pool_t pool;
+
+	if (ahead == NULL) {
+		/* with Gmail, a message of several labels is downloaded
+		   once: which ones, only its folder's turn tells */
+		if (g == NULL || ctx->gmail ||
+		    migrate_source_listing_peek(ctx->source, g->src_name,
+						&listing) <= 0 ||
+		    listing->changes || array_count(&listing->sizes) == 0)
+			return;
+		ctx->next_new_folder = NULL;
+		t_array_init(&uids, 16);
+		array_foreach(&listing->sizes, size)
+			seq_range_array_add(&uids, size->uid);
+		pool = pool_alloconly_create("migrate copy ahead", 1024);
+		ahead = p_new(pool, struct sync_copy_ahead, 1);
+		ahead->pool = pool;
+		ahead->f = g;
+		sync_plan_init(&ahead->plan, pool);
+		ahead->plan.mailbox = p_strdup(pool, g->src_name);
+		if (!sync_plan_copy_ahead(ctx, g, &uids, NULL, &ahead->plan,
+					  &bytes)) {
+			pool_unref(&pool);
+			return;
+		}
+		/* its small messages only: a large one asked for ahead is
+		   not asked for again after a lost connection, and this
+		   folder's are on their way */
+		ahead->plan.larges_asked = array_count(&ahead->plan.large);
+		ctx->copy_ahead = ahead;
+	}
+	sync_plan_ahead_bytes(cur, &small, &all);
+	sync_plan_ask(ctx, &ahead->plan, 0, 0, small, all);
+}
+
+/* The copy asked for ahead, taken over by plan (of f) as far as it
+   planned alike; the rest of it, or all when plan is NULL, dropped. */
+static void
+sync_copy_ahead_take(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f,
+		     struct sync_copy_plan *plan)
+{
+	struct sync_copy_ahead *ahead = ctx->copy_ahead;
+	const ARRAY_TYPE(seq_range) *chunk;
+	unsigned int i, n = 0;
+
+	if (ahead == NULL)
+		return;
+	ctx->copy_ahead = NULL;
+	while (plan != NULL && ahead->f == f && ahead->plan.ahead &&
+	       n < ahead->plan.chunks_asked && n < array_count(&plan->chunks)) {
+		chunk = array_idx(&ahead->plan.chunks, n);
+		if (!array_cmp(array_idx(&plan->chunks, n), chunk))
+			break;
+		if (migrate_source_bodies_failed(ctx->source,
+						 ahead->plan.mailbox, chunk)) {
+			/* our own connection was lost: they are asked for
+			   again (it connects again), not taken over by the
+			   storage */
+			e_warning(event_create_passthrough(ctx->event)->
+				  set_name("migrate_source_reask")->
+				  add_str("mailbox", f->dest_name)->event(),
+				  "%s: our own connection to the source did not "
+				  "bring the messages asked for ahead (%s): they "
+				  "are asked for again",
+				  migrate_text_escape(f->dest_name),
+				  migrate_text_escape(
+					migrate_source_bodies_error(ctx->source)));
+			break;
+		}
+		n++;
+	}
+	if (n > 0) {
+		plan->ahead = TRUE;
+		plan->chunks_asked = n;
+		for (i = 0; i < n; i++)
+			plan->small_asked += array_idx_elem(&plan->chunk_bytes, i);
+	}
+	/* what is on its way for the rest is dropped as it comes (its
+	   large messages when another folder's are read) */
+	for (i = n; ahead->plan.ahead && i < ahead->plan.chunks_asked; i++) {
+		migrate_source_bodies_finish(ctx->source, ahead->plan.mailbox,
+			array_idx(&ahead->plan.chunks, i));
+	}
+	pool_unref(&ahead->pool);
+}
+
+void migrate_sync_import_ahead_drop(struct migrate_sync_ctx *ctx)
+{
+	sync_copy_ahead_take(ctx, NULL, NULL);
+}
+
+/* Ask for plan's next messages; once they are all asked for, the next
+   folders' listings, and the next folder's first messages. */
+static void
+sync_copy_ask_window(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan,
+		     unsigned int need_chunks, unsigned int need_larges)
+{
+	sync_plan_ask(ctx, plan, need_chunks, need_larges, 0, 0);
+	if (sync_plan_all_asked(plan)) {
+		migrate_sync_list_next_ahead(ctx);
+		T_BEGIN {
+			sync_copy_ask_next(ctx, plan);
+		} T_END;
+	}
 }
 
 static void
@@ -861,7 +1070,9 @@ sync_copy_large_before(struct migrate_sync_ctx *ctx,
 			break;
 		/* it is on its way (or starts now), and the next ones
 		   follow it at once */
-		sync_copy_prefetch_large(ctx, plan, plan->large_idx++);
+		sync_copy_ask_window(ctx, plan, 0, plan->large_idx + 1);
+		plan->large_begun += large->size;
+		plan->large_idx++;
 		if (lmail != NULL && mail_set_uid(lmail, large->uid))
 			migrate_sync_msg_from_mail(&msg, lmail);
 		else if (lmail != NULL || !sync_plan_msg(plan, large->uid, &msg)) {
@@ -879,32 +1090,6 @@ sync_copy_large_before(struct migrate_sync_ctx *ctx,
 		(void)mailbox_transaction_commit(&st);
 	}
 	return ret;
-}
-
-/* Ask for the chunks up to idx + MIGRATE_SYNC_CHUNKS_AHEAD over our own
-   connection, where the source has it. */
-static void
-sync_copy_ask_ahead(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan,
-		    unsigned int idx)
-{
-	const ARRAY_TYPE(seq_range) *chunk;
-
-	if (plan->chunks_asked == 0 && idx == 0) {
-		plan->ahead = !ctx->dry_run &&
-			migrate_source_bodies_ask(ctx->source, plan->mailbox,
-				array_idx(&plan->chunks, 0),
-				MIGRATE_SYNC_AHEAD_MAX_SIZE);
-		plan->chunks_asked = 1;
-	}
-	while (plan->ahead &&
-	       plan->chunks_asked <= idx + MIGRATE_SYNC_CHUNKS_AHEAD &&
-	       plan->chunks_asked < array_count(&plan->chunks)) {
-		chunk = array_idx(&plan->chunks, plan->chunks_asked++);
-		(void)migrate_source_bodies_ask(ctx->source, plan->mailbox,
-						chunk,
-						MIGRATE_SYNC_AHEAD_MAX_SIZE);
-	}
-	sync_copy_all_asked(ctx, plan);
 }
 
 /* No more chunks over our own connection: those asked for from the
@@ -1025,8 +1210,9 @@ sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	uint32_t resume_uid = 0;
 	int ret;
 
-	sync_copy_prefetch_large(ctx, plan, plan->large_idx);
-	sync_copy_ask_ahead(ctx, plan, idx);
+	sync_copy_ask_window(ctx, plan, idx + 1, 0);
+	if (plan->ahead)
+		plan->small_begun += array_idx_elem(&plan->chunk_bytes, idx);
 	ret = sync_copy_uids(ctx, f, dbox, batch, plan, uids, plan->ahead,
 			     &resume_uid);
 	if (plan->ahead)
@@ -1089,7 +1275,7 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	ctx->progress_done = 0;
 	ctx->progress_total = seq_range_count(copy_uids);
 
-	sync_plan_init(&plan);
+	sync_plan_init(&plan, NULL);
 	plan.sbox = sbox;
 	plan.mailbox = f->src_name;
 	if (sbox == NULL &&
@@ -1098,6 +1284,7 @@ migrate_sync_import(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		plan.listed = NULL;
 	sync_copy_cap(ctx, &cap);
 	ret = sync_plan_copy(ctx, f, copy_uids, &cap, &plan, &bytes);
+	sync_copy_ahead_take(ctx, f, ret == 0 ? &plan : NULL);
 	if (ret == 0)
 		ret = sync_copy_plan_run(ctx, f, dbox, &batch, &plan);
 	/* keep what was saved completely, even after a failure */

@@ -884,7 +884,7 @@ void migrate_sync_list_next_ahead(struct migrate_sync_ctx *ctx)
 {
 	struct migrate_sync_folder *const *order, *g;
 	struct sync_listing_params params;
-	unsigned int i, count, delegated = 0;
+	unsigned int i, count, delegated = 0, listed = 0, messages = 0;
 	bool uidvalidity_changed;
 
 	if (ctx->role != SYNC_ROLE_OWNER || ctx->next_listing_asked ||
@@ -924,7 +924,17 @@ void migrate_sync_list_next_ahead(struct migrate_sync_ctx *ctx)
 						 params.first_uid,
 						 params.changedsince);
 		}
-		return;
+		/* the next folder new to this run has every message of its
+		   listing to copy: its first ones are asked for before its
+		   turn, once its listing is in (sync_copy_ask_next()) */
+		if (listed == 0 && g->state == NULL && params.ask)
+			ctx->next_new_folder = g;
+		/* a few folders ahead (a listing is held in memory whole):
+		   each is in before the folder before it is copied */
+		messages += g->src_status.messages;
+		if (++listed == MIGRATE_SYNC_LISTINGS_AHEAD ||
+		    messages >= MIGRATE_SYNC_LISTINGS_AHEAD_MESSAGES)
+			return;
 	}
 }
 
@@ -975,6 +985,9 @@ sync_folder_apply(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f)
 		migrate_source_sizes_ask(ctx->source, f->src_name,
 					 params.first_uid,
 					 params.changedsince);
+		/* the next folders' right behind it: they are in when this
+		   one is copied */
+		migrate_sync_list_next_ahead(ctx);
 	}
 	if (params.listed &&
 	    (ret = migrate_sync_listed(ctx, f, dbox, params.empty)) != 0) {

@@ -123,6 +123,11 @@ struct migrate_sync_ctx {
 	   the current one was copied */
 	ARRAY(struct migrate_sync_folder *) order;
 	bool next_listing_asked;
+	/* the next folder, when it is new to this run (it was listed
+	   ahead), and the copy asked for ahead of its turn (of whichever
+	   folder it was) */
+	struct migrate_sync_folder *next_new_folder;
+	struct sync_copy_ahead *copy_ahead;
 	const char *progress_folder;
 	unsigned int progress_done, progress_total;
 
@@ -211,10 +216,13 @@ void migrate_sync_tree_subscribe(struct migrate_sync_ctx *ctx);
 /* migrate-sync-mailbox.c */
 int migrate_sync_mailbox_status(struct migrate_sync_ctx *ctx,
 				struct migrate_sync_folder *f);
-/* Everything of the current folder is asked for over our own connection:
-   the next folder's listing is asked for behind it (by the owner, for a
-   folder it will list itself), so that it is in when that folder's turn
-   comes. */
+/* The listings of the next folders (those the owner will list itself), up
+   to MIGRATE_SYNC_LISTINGS_AHEAD of them and as many as it takes to reach
+   MIGRATE_SYNC_LISTINGS_AHEAD_MESSAGES, are asked for behind the current
+   folder's (once per folder): each is in when the folder before it is
+   copied, and that folder's first messages can be asked for then. */
+#define MIGRATE_SYNC_LISTINGS_AHEAD 4
+#define MIGRATE_SYNC_LISTINGS_AHEAD_MESSAGES 50000
 void migrate_sync_list_next_ahead(struct migrate_sync_ctx *ctx);
 int migrate_sync_mailbox(struct migrate_sync_ctx *ctx,
 			 struct migrate_sync_folder *f);
@@ -291,6 +299,9 @@ int migrate_sync_import(struct migrate_sync_ctx *ctx,
 			struct migrate_sync_folder *f, struct mailbox *sbox,
 			struct mailbox *dbox,
 			const ARRAY_TYPE(seq_range) *copy_uids);
+/* Drop the copy asked for ahead of its folder's turn (a folder is done
+   with, or the run ends, and it was not taken). */
+void migrate_sync_import_ahead_drop(struct migrate_sync_ctx *ctx);
 /* A dry run: what the copy would do, from the sizes only. */
 int migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx,
 				struct mailbox *sbox,

@@ -292,6 +292,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 	array_foreach_elem(&ctx->order, f) {
 		ctx->folder_idx++;
 		ctx->next_listing_asked = FALSE;
+		ctx->next_new_folder = NULL;
 		if (migrate_sync_source_given_up(ctx))
 			break;
 		if (!f->selected || f->src_status.uidvalidity == 0)
@@ -315,6 +316,7 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 				event(), "Synced %s", f->dest_name);
 		}
 	}
+	migrate_sync_import_ahead_drop(ctx);
 	migrate_sync_worker_collect(ctx, TRUE);
 	i_zero(&ctx->order);
 }
