@@ -10,6 +10,7 @@
 #include "mail-storage.h"
 #include "imap-util.h"
 #include "migrate-text.h"
+#include "migrate-workers.h"
 #include "migrate-sync-private.h"
 
 #include <signal.h>
@@ -404,6 +405,30 @@ static void sync_check_pin(struct migrate_sync_ctx *ctx)
 		migrate_sync_set_error(ctx, MIGRATE_ERROR_SOURCE_TLS, error);
 }
 
+static void sync_run_account(struct migrate_sync_ctx *ctx)
+{
+	const char *error;
+
+	migrate_sync_kill_point(ctx, "list");
+	sync_run_folders(ctx);
+	migrate_sync_pop3(ctx);
+	migrate_sync_delete(ctx);
+	migrate_sync_tree_subscribe(ctx);
+	migrate_sync_kill_point(ctx, "state-commit");
+	if (!ctx->dry_run && migrate_state_commit(ctx->state, &error) < 0)
+		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
+}
+
+/* The first run of an account gives its workers the largest folders: they
+   log in now, while the folders are listed (a re-run wakes a worker only
+   when it has a job for it). */
+static void sync_run_wake_workers(struct migrate_sync_ctx *ctx)
+{
+	if (ctx->opts->workers != NULL && !ctx->dry_run &&
+	    array_count(migrate_state_get_folders(ctx->state)) == 0)
+		migrate_workers_wake(ctx->opts->workers);
+}
+
 int migrate_sync_run(struct mail_user *dest_user,
 		     struct migrate_source *source,
 		     const struct migrate_settings *set,
@@ -429,17 +454,11 @@ int migrate_sync_run(struct mail_user *dest_user,
 		/* the copies' UIDLs are its state: the state is only
 		   locked */
 		migrate_sync_pop3_only(&ctx);
-	} else if (migrate_sync_protocol_check(&ctx) == 0 &&
-		   migrate_sync_tree_list(&ctx) == 0) {
-		migrate_sync_kill_point(&ctx, "list");
-		sync_run_folders(&ctx);
-		migrate_sync_pop3(&ctx);
-		migrate_sync_delete(&ctx);
-		migrate_sync_tree_subscribe(&ctx);
-		migrate_sync_kill_point(&ctx, "state-commit");
-		if (!ctx.dry_run &&
-		    migrate_state_commit(ctx.state, &error) < 0)
-			migrate_sync_set_error(&ctx, MIGRATE_ERROR_FAILED, error);
+	} else {
+		sync_run_wake_workers(&ctx);
+		if (migrate_sync_protocol_check(&ctx) == 0 &&
+		    migrate_sync_tree_list(&ctx) == 0)
+			sync_run_account(&ctx);
 	}
 	migrate_sync_given_up_failure(&ctx);
 	sync_check_pin(&ctx);

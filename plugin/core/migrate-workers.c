@@ -197,6 +197,28 @@ unsigned int migrate_workers_running(const struct migrate_workers *workers)
 	return count;
 }
 
+void migrate_workers_wake(struct migrate_workers *workers)
+{
+	struct migrate_worker *worker;
+	const char *text;
+	int ret;
+
+	array_foreach_modifiable(&workers->workers, worker) {
+		if (worker->dead || worker->first_line == NULL)
+			continue;
+		text = t_strconcat(worker->first_line, "\n",
+				   MIGRATE_WORKER_LOGIN_LINE"\n", NULL);
+		migrate_worker_forget_first_line(worker);
+		ret = write_full(worker->to_fd, text, strlen(text));
+		safe_memset((void *)text, 0, strlen(text));
+		if (ret < 0) {
+			i_error("migrate: write(worker %ld stdin) failed: %m",
+				(long)worker->pid);
+			migrate_worker_close(worker);
+		}
+	}
+}
+
 bool migrate_workers_submit(struct migrate_workers *workers,
 			    const char *line, void *context)
 {

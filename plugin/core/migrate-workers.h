@@ -28,6 +28,11 @@ void migrate_workers_destroy(struct migrate_workers **workers);
 int migrate_workers_spawn(struct migrate_workers *workers, const char *path,
 			  const char *const *argv, const char *first_line,
 			  const char **error_r);
+/* Start the workers not started yet, and have them log in to the source
+   (MIGRATE_WORKER_LOGIN_LINE), before any job: for a run that will give
+   them jobs (its first), so that they are ready when it does. */
+void migrate_workers_wake(struct migrate_workers *workers);
+#define MIGRATE_WORKER_LOGIN_LINE "LOGIN"
 unsigned int migrate_workers_count(const struct migrate_workers *workers);
 /* Workers alive and without a job. */
 unsigned int migrate_workers_idle(const struct migrate_workers *workers);

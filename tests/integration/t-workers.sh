@@ -86,10 +86,14 @@ else
 fi
 
 # the owner mapped the worker's copies by their GUIDs: nothing to do now
+logins() { grep -c 'imap-login: .*Login: user=<wanda>' "$(rig_log src)"; }
+n_login=$(logins)
 rig_doveadm dest -f tab migrate -u wanda@example.com >"$RIG/noop.out" 2>&1
 row=$(grep -A1 $'^user\tresult' "$RIG/noop.out" | tail -n 1)
 tap_like "a re-run finds every folder unchanged and copies nothing" \
 	$'^wanda@example.com\tok\t([0-9]+)\t\\1\t0\t0\t0\t0\t0\t0\t' "$row"
+# a worker logs in before its first job only on an account's first run
+tap_is "$(($(logins) - n_login))" 2 "... logging in twice (storage and our own connection), no worker woken"
 
 # --- changes at the source: the mirror run delegates the new mail ----------
 simap() { rig_imap src wanda "$SRC_PW" "$@"; }
