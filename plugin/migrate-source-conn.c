@@ -1255,8 +1255,14 @@ void migrate_source_conn_prefetch(struct migrate_source_conn *conn,
 	unsigned int count = 0;
 	const char *error;
 
-	if (conn_large_find(conn, mailbox, uid) != NULL)
-		return;
+	if ((large = conn_large_find(conn, mailbox, uid)) != NULL) {
+		if (!large->failed)
+			return;
+		/* asked for ahead of its folder's turn, and lost with our
+		   connection: asked for again */
+		conn_large_drop(large);
+		conn_larges_prune(conn);
+	}
 	array_foreach_elem(&conn->larges, large) {
 		if (!large->dropped) {
 			if (strcmp(large->mailbox, mailbox) != 0) {

@@ -210,6 +210,10 @@ migrate_source_user_init(struct migrate_source *source,
 	   failures; the folders it lists are counted (a worker's login is
 	   enough: the owner listed them) */
 	migrate_source_guard_watch(source->guard, user);
+	/* the storage's login was accepted: our own connection's TCP
+	   handshake and greeting come while it lists the folders (its
+	   login is sent when it is first run) */
+	migrate_source_prepare(source);
 	if ((source->flags & MIGRATE_SOURCE_INIT_FLAG_WORKER) != 0) {
 		source->user = user;
 		return 0;

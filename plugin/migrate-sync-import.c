@@ -914,67 +914,101 @@ sync_plan_ask(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan,
 	}
 }
 
-/* The copy of the next folder asked for, within what the windows leave
-   of cur's (once its listing came: it was asked for ahead). */
+/* The plan of g's copy: every message of its listing (a folder new to
+   this run), its small ones to be asked for ahead.  NULL until its
+   listing is in. */
+static struct sync_copy_ahead *
+sync_copy_ahead_plan(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *g)
+{
+	struct sync_copy_ahead *ahead;
+	const struct migrate_source_listing *listing;
+	const struct migrate_source_size *size;
+	ARRAY_TYPE(seq_range) uids;
+	uoff_t bytes;
+	pool_t pool;
+
+	if (migrate_source_listing_peek(ctx->source, g->src_name,
+					&listing) <= 0 ||
+	    listing->changes || array_count(&listing->sizes) == 0)
+		return NULL;
+	t_array_init(&uids, 16);
+	array_foreach(&listing->sizes, size)
+		seq_range_array_add(&uids, size->uid);
+	pool = pool_alloconly_create("migrate copy ahead", 1024);
+	ahead = p_new(pool, struct sync_copy_ahead, 1);
+	ahead->pool = pool;
+	ahead->f = g;
+	sync_plan_init(&ahead->plan, pool);
+	ahead->plan.mailbox = p_strdup(pool, g->src_name);
+	if (!sync_plan_copy_ahead(ctx, g, &uids, NULL, &ahead->plan, &bytes)) {
+		pool_unref(&pool);
+		return NULL;
+	}
+	return ahead;
+}
+
+/* The copies of the next folders asked for, in their order, as far as
+   the windows leave room beside cur's (each once its listing is in: they
+   were asked for ahead). */
 static void
 sync_copy_ask_next(struct migrate_sync_ctx *ctx,
 		   const struct sync_copy_plan *cur)
 {
-	struct sync_copy_ahead *ahead = ctx->copy_ahead;
-	struct migrate_sync_folder *g = ctx->next_new_folder;
-	const struct migrate_source_listing *listing;
-	const struct migrate_source_size *size;
-	ARRAY_TYPE(seq_range) uids;
-	uoff_t small, all, bytes;
-	pool_t pool;
+	struct sync_copy_ahead *ahead, *const *aheads;
+	struct migrate_sync_folder *const *next;
+	uoff_t small, all, plan_small, plan_all;
+	unsigned int i, j, count, next_count;
 
-	if (ahead == NULL) {
-		/* with Gmail, a message of several labels is downloaded
-		   once: which ones, only its folder's turn tells */
-		if (g == NULL || ctx->gmail ||
-		    migrate_source_listing_peek(ctx->source, g->src_name,
-						&listing) <= 0 ||
-		    listing->changes || array_count(&listing->sizes) == 0)
-			return;
-		ctx->next_new_folder = NULL;
-		t_array_init(&uids, 16);
-		array_foreach(&listing->sizes, size)
-			seq_range_array_add(&uids, size->uid);
-		pool = pool_alloconly_create("migrate copy ahead", 1024);
-		ahead = p_new(pool, struct sync_copy_ahead, 1);
-		ahead->pool = pool;
-		ahead->f = g;
-		sync_plan_init(&ahead->plan, pool);
-		ahead->plan.mailbox = p_strdup(pool, g->src_name);
-		if (!sync_plan_copy_ahead(ctx, g, &uids, NULL, &ahead->plan,
-					  &bytes)) {
-			pool_unref(&pool);
-			return;
-		}
-		/* its small messages only: a large one asked for ahead is
-		   not asked for again after a lost connection, and this
-		   folder's are on their way */
-		ahead->plan.larges_asked = array_count(&ahead->plan.large);
-		ctx->copy_ahead = ahead;
-	}
+	/* with Gmail, a message of several labels is downloaded once:
+	   which ones, only its folder's turn tells */
+	if (ctx->gmail || !array_is_created(&ctx->next_new_folders))
+		return;
+	if (!array_is_created(&ctx->copy_aheads))
+		i_array_init(&ctx->copy_aheads, 4);
 	sync_plan_ahead_bytes(cur, &small, &all);
-	sync_plan_ask(ctx, &ahead->plan, 0, 0, small, all);
+	/* those planned already first, then the next folders after them */
+	aheads = array_get(&ctx->copy_aheads, &count);
+	next = array_get(&ctx->next_new_folders, &next_count);
+	i = 0;
+	if (count > 0) {
+		while (i < next_count && next[i] != aheads[count - 1]->f)
+			i++;
+		/* the last one planned is not among the next ones any more:
+		   nothing new until its turn */
+		i = i < next_count ? i + 1 : next_count;
+	}
+	for (j = 0;; j++) {
+		if (all >= MIGRATE_SYNC_AHEAD_WINDOW ||
+		    small >= MIGRATE_SYNC_AHEAD_SMALL_WINDOW)
+			break;
+		if (j < array_count(&ctx->copy_aheads))
+			ahead = array_idx_elem(&ctx->copy_aheads, j);
+		else if (i < next_count &&
+			 (ahead = sync_copy_ahead_plan(ctx, next[i++])) != NULL)
+			array_push_back(&ctx->copy_aheads, &ahead);
+		else
+			break;
+		sync_plan_ask(ctx, &ahead->plan, 0, 0, small, all);
+		sync_plan_ahead_bytes(&ahead->plan, &plan_small, &plan_all);
+		small += plan_small;
+		all += plan_all;
+		if (!sync_plan_all_asked(&ahead->plan))
+			break;
+	}
 }
 
-/* The copy asked for ahead, taken over by plan (of f) as far as it
-   planned alike; the rest of it, or all when plan is NULL, dropped. */
+/* The copy asked for ahead of f, taken over by plan as far as it planned
+   alike; the rest of it dropped. */
 static void
-sync_copy_ahead_take(struct migrate_sync_ctx *ctx,
-		     struct migrate_sync_folder *f,
-		     struct sync_copy_plan *plan)
+sync_copy_ahead_take_one(struct migrate_sync_ctx *ctx,
+			 struct sync_copy_ahead *ahead,
+			 struct migrate_sync_folder *f,
+			 struct sync_copy_plan *plan)
 {
-	struct sync_copy_ahead *ahead = ctx->copy_ahead;
 	const ARRAY_TYPE(seq_range) *chunk;
 	unsigned int i, n = 0;
 
-	if (ahead == NULL)
-		return;
-	ctx->copy_ahead = NULL;
 	while (plan != NULL && ahead->f == f && ahead->plan.ahead &&
 	       n < ahead->plan.chunks_asked && n < array_count(&plan->chunks)) {
 		chunk = array_idx(&ahead->plan.chunks, n);
@@ -1004,8 +1038,7 @@ sync_copy_ahead_take(struct migrate_sync_ctx *ctx,
 		for (i = 0; i < n; i++)
 			plan->small_asked += array_idx_elem(&plan->chunk_bytes, i);
 	}
-	/* what is on its way for the rest is dropped as it comes (its
-	   large messages when another folder's are read) */
+	/* what is on its way for the rest is dropped as it comes */
 	for (i = n; ahead->plan.ahead && i < ahead->plan.chunks_asked; i++) {
 		migrate_source_bodies_finish(ctx->source, ahead->plan.mailbox,
 			array_idx(&ahead->plan.chunks, i));
@@ -1013,9 +1046,55 @@ sync_copy_ahead_take(struct migrate_sync_ctx *ctx,
 	pool_unref(&ahead->pool);
 }
 
+/* g's turn has come (or is past) */
+static bool
+sync_folder_turn_came(struct migrate_sync_ctx *ctx,
+		      const struct migrate_sync_folder *g)
+{
+	struct migrate_sync_folder *const *order;
+	unsigned int i, count;
+
+	order = array_get(&ctx->order, &count);
+	for (i = 0; i < ctx->folder_idx && i < count; i++) {
+		if (order[i] == g)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* The copy asked for ahead of f taken over by plan (NULL: dropped), and
+   those of the folders before it dropped (their turn is past: a worker
+   took them, or they needed no copy).  f NULL drops them all. */
+static void
+sync_copy_ahead_take(struct migrate_sync_ctx *ctx,
+		     struct migrate_sync_folder *f,
+		     struct sync_copy_plan *plan)
+{
+	struct sync_copy_ahead *ahead;
+
+	if (!array_is_created(&ctx->copy_aheads))
+		return;
+	while (array_count(&ctx->copy_aheads) > 0) {
+		ahead = array_idx_elem(&ctx->copy_aheads, 0);
+		if (f != NULL && ahead->f != f &&
+		    !sync_folder_turn_came(ctx, ahead->f))
+			break;
+		array_pop_front(&ctx->copy_aheads);
+		if (f != NULL && ahead->f == f) {
+			sync_copy_ahead_take_one(ctx, ahead, f, plan);
+			break;
+		}
+		sync_copy_ahead_take_one(ctx, ahead, NULL, NULL);
+	}
+}
+
 void migrate_sync_import_ahead_drop(struct migrate_sync_ctx *ctx)
 {
 	sync_copy_ahead_take(ctx, NULL, NULL);
+	if (array_is_created(&ctx->copy_aheads))
+		array_free(&ctx->copy_aheads);
+	if (array_is_created(&ctx->next_new_folders))
+		array_free(&ctx->next_new_folders);
 }
 
 /* Ask for plan's next messages; once they are all asked for, the next
@@ -1135,6 +1214,11 @@ sync_copy_uids_listed(struct migrate_sync_ctx *ctx,
 			ret = 1;
 			break;
 		}
+		/* the window moves on by this message: what follows it (and
+		   the next folder's first messages) is asked for while it is
+		   saved */
+		plan->small_begun += msg.size;
+		sync_copy_ask_window(ctx, plan, 0, 0);
 		T_BEGIN {
 			ret = sync_copy_one(ctx, f, dbox, batch, &msg,
 					    SYNC_BODY_AHEAD, 0);
@@ -1211,7 +1295,8 @@ sync_copy_chunk(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	int ret;
 
 	sync_copy_ask_window(ctx, plan, idx + 1, 0);
-	if (plan->ahead)
+	/* begun as a whole, or message by message from the listing */
+	if (plan->ahead && plan->listed == NULL)
 		plan->small_begun += array_idx_elem(&plan->chunk_bytes, idx);
 	ret = sync_copy_uids(ctx, f, dbox, batch, plan, uids, plan->ahead,
 			     &resume_uid);

@@ -924,11 +924,14 @@ void migrate_sync_list_next_ahead(struct migrate_sync_ctx *ctx)
 						 params.first_uid,
 						 params.changedsince);
 		}
-		/* the next folder new to this run has every message of its
-		   listing to copy: its first ones are asked for before its
-		   turn, once its listing is in (sync_copy_ask_next()) */
-		if (listed == 0 && g->state == NULL && params.ask)
-			ctx->next_new_folder = g;
+		/* a folder new to this run has every message of its listing
+		   to copy: its first ones are asked for before its turn, once
+		   its listing is in (sync_copy_ask_next()) */
+		if (g->state == NULL && params.ask) {
+			if (!array_is_created(&ctx->next_new_folders))
+				i_array_init(&ctx->next_new_folders, 4);
+			array_push_back(&ctx->next_new_folders, &g);
+		}
 		/* a few folders ahead (a listing is held in memory whole):
 		   each is in before the folder before it is copied */
 		messages += g->src_status.messages;

@@ -123,11 +123,10 @@ struct migrate_sync_ctx {
 	   the current one was copied */
 	ARRAY(struct migrate_sync_folder *) order;
 	bool next_listing_asked;
-	/* the next folder, when it is new to this run (it was listed
-	   ahead), and the copy asked for ahead of its turn (of whichever
-	   folder it was) */
-	struct migrate_sync_folder *next_new_folder;
-	struct sync_copy_ahead *copy_ahead;
+	/* the next folders new to this run, listed ahead (in their order),
+	   and the copies asked for ahead of their turn (of some of them) */
+	ARRAY(struct migrate_sync_folder *) next_new_folders;
+	ARRAY(struct sync_copy_ahead *) copy_aheads;
 	const char *progress_folder;
 	unsigned int progress_done, progress_total;
 

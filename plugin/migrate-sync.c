@@ -293,7 +293,8 @@ static void sync_run_folders(struct migrate_sync_ctx *ctx)
 	array_foreach_elem(&ctx->order, f) {
 		ctx->folder_idx++;
 		ctx->next_listing_asked = FALSE;
-		ctx->next_new_folder = NULL;
+		if (array_is_created(&ctx->next_new_folders))
+			array_clear(&ctx->next_new_folders);
 		if (migrate_sync_source_given_up(ctx))
 			break;
 		if (!f->selected || f->src_status.uidvalidity == 0)

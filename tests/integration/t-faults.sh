@@ -229,8 +229,10 @@ takeover_case() {
 	tap_is "$MIG_RC ${MIG[result]} ${MIG[copied]} ${MIG[rejected]}" "0 ok $NMSG 0" \
 		"$text: exit 0, result ok, $NMSG copied, nothing rejected"
 	[ "$MIG_RC" = 0 ] || tap_diag "$(tail -n 15 "$MIG_OUT")"
-	tap_like "$text: the storage took over, with a warning naming the folder and the UID" \
-		'INBOX: our own connection to the source did not bring UID [0-9]+ and after \(.*\): the source storage fetches them' \
+	# (where the cut lands in INBOX's first messages, asked for while
+	# the folder before it was copied, they are asked for again)
+	tap_like "$text: the storage took over (or our connection asked again), with a warning naming the folder" \
+		'INBOX: our own connection to the source did not bring (UID [0-9]+ and after \(.*\): the source storage fetches them|the messages asked for ahead \(.*\): they are asked for again)' \
 		"$(cat "$MIG_OUT")"
 	tap_run "$text: imap-compare: equal" compare "$u"
 }
