@@ -153,6 +153,48 @@ sync_copy_map_saved(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	return 0;
 }
 
+/* A worker's batch: the UIDs it got, for the owner while they follow the
+   ones before. */
+static void
+sync_worker_map_saved(struct migrate_sync_ctx *ctx, struct mailbox *dbox,
+		      const struct migrate_sync_batch *batch,
+		      const struct mail_transaction_commit_changes *changes)
+{
+	ARRAY_TYPE(uint32_t) dest_uids;
+	const uint32_t *src_uids, *dest;
+	const struct seq_range *last;
+	unsigned int i, count;
+	const char *error;
+
+	src_uids = array_get(&batch->src_uids, &count);
+	if (ctx->worker_map_broken || count == 0)
+		return;
+	t_array_init(&dest_uids, count);
+	if (migrate_dest_saved_uids(dbox, changes, count, &dest_uids,
+				    &error) < 0) {
+		ctx->worker_map_broken = TRUE;
+		return;
+	}
+	if (!array_is_created(&ctx->worker_map_src))
+		p_array_init(&ctx->worker_map_src, ctx->pool, 8);
+	dest = array_front(&dest_uids);
+	for (i = 0; i < count; i++) {
+		if (ctx->worker_map_first == 0)
+			ctx->worker_map_first = ctx->worker_map_next = dest[i];
+		last = array_count(&ctx->worker_map_src) == 0 ? NULL :
+			array_back(&ctx->worker_map_src);
+		if (dest[i] != ctx->worker_map_next ||
+		    (last != NULL && last->seq2 >= src_uids[i])) {
+			/* something else got a UID in between, or not in
+			   source UID order: the owner reads them back */
+			ctx->worker_map_broken = TRUE;
+			return;
+		}
+		ctx->worker_map_next++;
+		seq_range_array_add(&ctx->worker_map_src, src_uids[i]);
+	}
+}
+
 int
 migrate_sync_import_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 		 struct mailbox *dbox, struct migrate_sync_batch *batch)
@@ -164,10 +206,15 @@ migrate_sync_import_commit(struct migrate_sync_ctx *ctx, struct migrate_sync_fol
 	if (batch->t == NULL)
 		return 0;
 	if (ctx->role == SYNC_ROLE_WORKER) {
-		/* a worker: the owner maps the copies by their GUIDs */
-		if (mailbox_transaction_commit(&batch->t) < 0) {
+		/* a worker: the owner maps the copies, from the UIDs we
+		   tell it or by their GUIDs */
+		if (mailbox_transaction_commit_get_changes(&batch->t,
+							   &changes) < 0) {
 			migrate_sync_set_dest_error(ctx, dbox, "Saving to");
 			ret = -1;
+		} else {
+			sync_worker_map_saved(ctx, dbox, batch, &changes);
+			pool_unref(&changes.pool);
 		}
 		migrate_sync_kill_point(ctx, "commit");
 		batch->bytes = 0;

@@ -640,6 +640,14 @@ migrate_sync_mailbox_finish(struct migrate_sync_ctx *ctx, struct migrate_sync_fo
 	if (dstatus.uidnext > state->dest_uidnext &&
 	    sync_scan_new_dest(ctx, f, dbox) < 0)
 		return -1;
+	return migrate_sync_mailbox_finish_mapped(ctx, f);
+}
+
+int migrate_sync_mailbox_finish_mapped(struct migrate_sync_ctx *ctx,
+				       struct migrate_sync_folder *f)
+{
+	struct migrate_state_folder *state = f->state;
+
 	if (sync_folder_check_copied(ctx, f) < 0) {
 		migrate_state_folder_update(ctx->state, state);
 		return -1;

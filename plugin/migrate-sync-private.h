@@ -52,6 +52,11 @@ struct migrate_sync_folder {
 	/* a worker copies this folder's messages, this many */
 	bool delegated;
 	unsigned int delegated_count;
+	/* the worker's answer: its copies of these source UIDs got the
+	   destination UIDs from worker_map_first on, one after the other
+	   (0: it did not say) */
+	uint32_t worker_map_first;
+	ARRAY_TYPE(seq_range) worker_map_src;
 	/* the source UIDs this run set out to copy: once the copy is over,
 	   each is mapped, left out or gone from the source */
 	ARRAY_TYPE(seq_range) copying_uids;
@@ -132,6 +137,12 @@ struct migrate_sync_ctx {
 
 	/* in a worker: the owner reads our answers here */
 	int worker_out_fd;
+	/* in a worker: the source UIDs our commits saved, in order, and the
+	   destination UIDs they got from worker_map_first on, while they
+	   follow each other (worker_map_broken once they do not) */
+	uint32_t worker_map_first, worker_map_next;
+	ARRAY_TYPE(seq_range) worker_map_src;
+	bool worker_map_broken;
 	/* times the migrate_debug_kill step was reached */
 	unsigned int debug_kill_seen;
 
@@ -230,6 +241,10 @@ int migrate_sync_mailbox(struct migrate_sync_ctx *ctx,
 int migrate_sync_mailbox_finish(struct migrate_sync_ctx *ctx,
 				struct migrate_sync_folder *f,
 				struct mailbox *dbox);
+/* The same without dbox, when the copies are mapped already (a worker
+   said which UIDs they got, and nothing else arrived meanwhile). */
+int migrate_sync_mailbox_finish_mapped(struct migrate_sync_ctx *ctx,
+				       struct migrate_sync_folder *f);
 void migrate_sync_mailbox_set_complete(struct migrate_sync_ctx *ctx,
 				       struct migrate_sync_folder *f);
 /* A pass that gives our copies of f's messages in dbox (NULL in a dry

@@ -23,6 +23,7 @@
 /* The report of a job as one field: a line per item, tab-separated */
 static void
 sync_worker_report_append(string_t *answer,
+			  const struct migrate_sync_ctx *ctx,
 			  const struct migrate_sync_report *report,
 			  const ARRAY_TYPE(seq_range) *absent)
 {
@@ -47,6 +48,13 @@ sync_worker_report_append(string_t *answer,
 		/* UIDs of the job that the folder does not have */
 		str_append(str, "A\t");
 		imap_write_seq_range(str, absent);
+		str_append_c(str, '\n');
+	}
+	if (ctx->worker_map_first != 0 && !ctx->worker_map_broken) {
+		/* the UIDs our copies got: from the first on, in the order
+		   of these source UIDs */
+		str_printfa(str, "M\t%u\t", ctx->worker_map_first);
+		imap_write_seq_range(str, &ctx->worker_map_src);
 		str_append_c(str, '\n');
 	}
 	str_append_c(answer, '\t');
@@ -87,6 +95,12 @@ sync_worker_report_merge(struct migrate_sync_ctx *ctx,
 				seq_range_array_remove_seq_range(
 					&f->copying_uids, &absent);
 			}
+		} else if (strcmp(args[0], "M") == 0 &&
+			   str_array_length(args) == 3 &&
+			   str_to_uint(args[1], &uid) == 0 && uid != 0) {
+			p_array_init(&f->worker_map_src, ctx->pool, 8);
+			if (imap_seq_set_parse(args[2], &f->worker_map_src) == 0)
+				f->worker_map_first = uid;
 		} else if (strcmp(args[0], "K") == 0 &&
 			   str_array_length(args) == 3 &&
 			   str_to_uint(args[2], &count) == 0) {
@@ -177,6 +191,38 @@ migrate_sync_worker_delegate(struct migrate_sync_ctx *ctx,
 	return TRUE;
 }
 
+/* The worker's copies mapped from the UIDs it said they got: only when
+   they follow the UIDNEXT recorded before the job without a gap (nothing
+   else arrived meanwhile) and there are as many as it copied. */
+static bool
+sync_worker_map_copies(struct migrate_sync_ctx *ctx,
+		       struct migrate_sync_folder *f, unsigned int copied)
+{
+	struct migrate_state_folder *state = f->state;
+	struct seq_range_iter iter;
+	unsigned int n = 0;
+	uint32_t src_uid, dest_uid;
+
+	if (f->worker_map_first == 0 ||
+	    f->worker_map_first != state->dest_pending_uidnext ||
+	    f->worker_map_first < state->dest_uidnext ||
+	    seq_range_count(&f->worker_map_src) != copied)
+		return FALSE;
+	seq_range_array_iter_init(&iter, &f->worker_map_src);
+	while (seq_range_array_iter_nth(&iter, n++, &src_uid)) {
+		/* a second copy is for the scan to see */
+		if (migrate_state_map_lookup(state, src_uid) != NULL)
+			return FALSE;
+	}
+	dest_uid = f->worker_map_first;
+	n = 0;
+	while (seq_range_array_iter_nth(&iter, n++, &src_uid))
+		migrate_sync_map_copy(ctx, f, src_uid, dest_uid++);
+	state->dest_uidnext = dest_uid;
+	state->dest_pending_uidnext = 0;
+	return TRUE;
+}
+
 /* A worker's answer for folder f (NULL: the worker died). */
 static void
 sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
@@ -226,12 +272,19 @@ sync_worker_done(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 			       "%s: %s", f->dest_name, args[6]));
 		return;
 	}
-	/* every copy it made carries our GUID: anything else that arrived
-	   meanwhile is foreign */
-	f->state->dest_pending_uidnext = 0;
-	dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
-	(void)migrate_sync_mailbox_finish(ctx, f, dbox);
-	mailbox_free(&dbox);
+	if (sync_worker_map_copies(ctx, f, copied)) {
+		/* the folder is not opened: with a worker's tens of
+		   thousands of new files, Maildir's sync of them is the
+		   largest memory of the run */
+		(void)migrate_sync_mailbox_finish_mapped(ctx, f);
+	} else {
+		/* every copy it made carries our GUID: anything else that
+		   arrived meanwhile is foreign */
+		f->state->dest_pending_uidnext = 0;
+		dbox = migrate_sync_dest_alloc(ctx, f->dest_name);
+		(void)migrate_sync_mailbox_finish(ctx, f, dbox);
+		mailbox_free(&dbox);
+	}
 	if (migrate_state_flush(ctx->state, ctx->state_fsync, &error) < 0)
 		migrate_sync_set_error(ctx, MIGRATE_ERROR_FAILED, error);
 	e_debug(event_create_passthrough(ctx->event)->
@@ -307,9 +360,11 @@ void migrate_sync_worker_collect(struct migrate_sync_ctx *ctx, bool wait)
    owner's deadline, 0 for none>.  The answer
    is DONE|FAIL <copied> <bytes> <skipped> <flags dropped>, for FAIL
    <error code> <error>, then the job's report (messages left out,
-   keywords dropped; see sync_worker_report_append()). */
+   keywords dropped, the UIDs the copies got; see
+   sync_worker_report_append()). */
 static void
-sync_worker_answer(int out_fd, const struct migrate_sync_stats *stats,
+sync_worker_answer(int out_fd, const struct migrate_sync_ctx *ctx,
+		   const struct migrate_sync_stats *stats,
 		   const struct migrate_failure *failure,
 		   const struct migrate_sync_report *report,
 		   const ARRAY_TYPE(seq_range) *absent)
@@ -325,7 +380,7 @@ sync_worker_answer(int out_fd, const struct migrate_sync_stats *stats,
 		str_append_tabescaped(answer, failure->error);
 	}
 	if (report != NULL)
-		sync_worker_report_append(answer, report, absent);
+		sync_worker_report_append(answer, ctx, report, absent);
 	str_append_c(answer, '\n');
 	if (write_full(out_fd, str_data(answer), str_len(answer)) < 0)
 		i_error("migrate worker: write(stdout) failed: %m");
@@ -338,7 +393,7 @@ void migrate_sync_worker_fail(int out_fd, enum migrate_error code,
 	struct migrate_failure failure = { .code = code, .error = error };
 
 	i_zero(&stats);
-	sync_worker_answer(out_fd, &stats, &failure, NULL, NULL);
+	sync_worker_answer(out_fd, NULL, &stats, &failure, NULL, NULL);
 }
 
 /* The UIDs of the job that the folder has, as of its EXAMINE: a job for
@@ -484,7 +539,7 @@ migrate_sync_worker_job(struct mail_user *dest_user,
 
 	migrate_sync_given_up_failure(&ctx);
 	failure_code = ctx.failure.code;
-	sync_worker_answer(out_fd, &stats, &ctx.failure, opts.report,
+	sync_worker_answer(out_fd, &ctx, &stats, &ctx.failure, opts.report,
 			   &absent);
 	migrate_sync_report_deinit(&opts.report);
 	event_unref(&ctx.event);
