@@ -197,25 +197,39 @@ unsigned int migrate_workers_running(const struct migrate_workers *workers)
 	return count;
 }
 
-void migrate_workers_wake(struct migrate_workers *workers)
+/* Write line (and LF) to the worker's stdin, preceded by its first line
+   when it has not started yet.  FALSE when the write failed: the worker
+   is dropped. */
+static bool migrate_worker_write(struct migrate_worker *worker, const char *line)
 {
-	struct migrate_worker *worker;
 	const char *text;
 	int ret;
 
-	array_foreach_modifiable(&workers->workers, worker) {
-		if (worker->dead || worker->first_line == NULL)
-			continue;
-		text = t_strconcat(worker->first_line, "\n",
-				   MIGRATE_WORKER_LOGIN_LINE"\n", NULL);
+	if (worker->first_line != NULL) {
+		text = t_strconcat(worker->first_line, "\n", line, "\n", NULL);
 		migrate_worker_forget_first_line(worker);
-		ret = write_full(worker->to_fd, text, strlen(text));
-		safe_memset((void *)text, 0, strlen(text));
-		if (ret < 0) {
-			i_error("migrate: write(worker %ld stdin) failed: %m",
-				(long)worker->pid);
-			migrate_worker_close(worker);
-		}
+	} else {
+		text = t_strconcat(line, "\n", NULL);
+	}
+	ret = write_full(worker->to_fd, text, strlen(text));
+	safe_memset((void *)text, 0, strlen(text));
+	if (ret < 0) {
+		i_error("migrate: write(worker %ld stdin) failed: %m",
+			(long)worker->pid);
+		migrate_worker_close(worker);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+void migrate_workers_wake(struct migrate_workers *workers)
+{
+	struct migrate_worker *worker;
+
+	array_foreach_modifiable(&workers->workers, worker) {
+		if (!worker->dead && worker->first_line != NULL)
+			(void)migrate_worker_write(worker,
+						   MIGRATE_WORKER_LOGIN_LINE);
 	}
 }
 
@@ -223,29 +237,14 @@ bool migrate_workers_submit(struct migrate_workers *workers,
 			    const char *line, void *context)
 {
 	struct migrate_worker *worker;
-	const char *text;
-	int ret;
 
 	array_foreach_modifiable(&workers->workers, worker) {
 		if (worker->dead || worker->busy)
 			continue;
 		/* the first job starts the worker; an idle worker waits on
 		   its stdin: a long line blocks only until it has read it */
-		if (worker->first_line != NULL) {
-			text = t_strconcat(worker->first_line, "\n", line,
-					   "\n", NULL);
-			migrate_worker_forget_first_line(worker);
-		} else {
-			text = t_strconcat(line, "\n", NULL);
-		}
-		ret = write_full(worker->to_fd, text, strlen(text));
-		safe_memset((void *)text, 0, strlen(text));
-		if (ret < 0) {
-			i_error("migrate: write(worker %ld stdin) failed: %m",
-				(long)worker->pid);
-			migrate_worker_close(worker);
+		if (!migrate_worker_write(worker, line))
 			continue;
-		}
 		worker->busy = TRUE;
 		worker->context = context;
 		worker->progress = 0;
