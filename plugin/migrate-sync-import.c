@@ -971,6 +971,7 @@ sync_copy_ahead_plan(struct migrate_sync_ctx *ctx,
 	struct sync_copy_ahead *ahead;
 	const struct migrate_source_listing *listing;
 	const struct migrate_source_size *size;
+	struct sync_size_cap cap;
 	ARRAY_TYPE(seq_range) uids;
 	uoff_t bytes;
 	pool_t pool;
@@ -979,9 +980,18 @@ sync_copy_ahead_plan(struct migrate_sync_ctx *ctx,
 					&listing) <= 0 ||
 	    listing->changes || array_count(&listing->sizes) == 0)
 		return NULL;
+	/* a message its copy will leave out is never downloaded, and near
+	   the quota only the copy itself knows what still fits */
+	sync_copy_cap(ctx, &cap);
+	if (cap.quota)
+		return NULL;
 	t_array_init(&uids, 16);
-	array_foreach(&listing->sizes, size)
-		seq_range_array_add(&uids, size->uid);
+	array_foreach(&listing->sizes, size) {
+		if (size->size <= cap.max)
+			seq_range_array_add(&uids, size->uid);
+	}
+	if (array_count(&uids) == 0)
+		return NULL;
 	pool = pool_alloconly_create("migrate copy ahead", 1024);
 	ahead = p_new(pool, struct sync_copy_ahead, 1);
 	ahead->pool = pool;

@@ -104,6 +104,15 @@ folders = [{"name": "INBOX", "uidvalidity": 7,
                          msg(2, body("two MB", size=2 * 1024 * 1024)),
                          msg(3, body("five MB", size=5 * 1024 * 1024))]}]
 EOF
+# a next folder's messages are asked for ahead while INBOX is copied: the
+# one its copy will leave out is not
+quirky ahead <<'EOF'
+folders = [{"name": "INBOX", "uidvalidity": 12,
+            "messages": [msg(1, body("small 1")), msg(2, body("small 2"))]},
+           {"name": "Later", "uidvalidity": 13,
+            "messages": [msg(1, body("later 1"), fid="l"),
+                         msg(2, body("later five MB", size=5 * 1024 * 1024), fid="l")]}]
+EOF
 quirky drip <<'EOF'
 folders = [{"name": "INBOX", "uidvalidity": 8,
             "messages": [msg(i, body("drip %d" % i)) for i in range(1, 7)]}]
@@ -147,6 +156,8 @@ rig_add_user dest slow@example.com "$DEST_PW" userdb_migrate_source_timeout=3s
 rig_add_user dest folders@example.com "$DEST_PW"
 rig_add_user dest tight@example.com "$DEST_PW" userdb_quota_rule=*:storage=1M \
 	"userdb_migrate_source_port=${QPORT[toolarge]}" userdb_migrate_source_user=quser
+rig_add_user dest ahead@example.com "$DEST_PW" \
+	"userdb_migrate_source_port=${QPORT[ahead]}" userdb_migrate_source_user=quser
 rig_users_settle
 rig_dest_plugin_set dest migrate_source_host 127.0.0.1
 rig_dest_plugin_set dest migrate_source_password_file "$(rig_password_file dest-source "$QPW")"
@@ -251,6 +262,16 @@ tap_is "$MIG_RC/${MIG[copied]}" "73/1" "a 2 MB message and 1 MB of quota: exit 7
 tap_like "the error says it does not fit" 'UID 2 \([0-9]+ bytes\) does not fit into the quota left' "$(cat "$MIG_OUT")"
 tap_is "$(( $(grep -c ' body INBOX ' "$RIG/q/toolarge/log") - before ))" 1 \
 	"only the small one was downloaded"
+
+# --- nor is one of the next folder, asked for ahead ---------------------------
+MIG_OUT=$RIG/ahead.out
+MIG_RC=0
+rig_doveadm dest -f tab migrate -w 1 -u ahead@example.com >"$MIG_OUT" 2>&1 || MIG_RC=$?
+rig_summary "$MIG_OUT"
+tap_is "$MIG_RC/${MIG[copied]}/${MIG[rejected]}" "65/3/1" \
+	"INBOX, then Later with a message over migrate_max_message_size: 65, 3 copied, 1 left out"
+tap_is "$(grep -c ' body Later 1 ' "$RIG/q/ahead/log")/$(grep -c ' body Later 2 ' "$RIG/q/ahead/log")" "1/0" \
+	"Later's messages were asked for ahead, but not the one left out"
 
 # --- a bad bound is a bad setting ------------------------------------------
 MIG_RC=0
