@@ -1006,9 +1006,9 @@ cmd_migrate_worker_jobs(struct doveadm_mail_cmd_context *_ctx,
 			migrate_sync_worker_fail(STDOUT_FILENO, error_code,
 						 error);
 		} else if (strcmp(line, MIGRATE_WORKER_LOGIN_LINE) == 0) {
-			/* woken before any job: logged in now, our own
-			   connection too, no answer */
-			migrate_source_prepare(source);
+			/* woken before any job: the source was initialized
+			   above (the storage logged in, our own connection
+			   connects), no answer */
 		} else if (migrate_sync_worker_job(user, source, set, line,
 						   STDOUT_FILENO) ==
 			   MIGRATE_ERROR_SOURCE_TEMP)

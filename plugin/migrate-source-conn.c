@@ -130,8 +130,9 @@ struct migrate_source_conn {
 	ARRAY_TYPE(seq_range) *search_uids;
 	/* the UIDVALIDITY the last EXAMINE reported (0: none) */
 	uint32_t uidvalidity;
-	/* the listings of folders asked for ahead, oldest first: the one in
-	   use, and the next two folders' (MIGRATE_SOURCE_CONN_LISTINGS) */
+	/* the listings of folders, oldest first: the one in use and the
+	   next folders' asked for ahead (MIGRATE_SOURCE_CONN_LISTINGS in
+	   all) */
 	ARRAY(struct conn_sizes *) listings;
 	/* stop running when this one is done */
 	struct conn_sizes *awaited_sizes;

@@ -153,6 +153,8 @@ void migrate_source_service_done(struct mail_storage_service_user **service_user
 	mail_storage_service_io_activate_user(dest_service_user);
 }
 
+static struct migrate_source_conn *source_conn(struct migrate_source *source);
+
 static int
 migrate_source_user_init(struct migrate_source *source,
 			 struct mail_storage_service_ctx *service_ctx,
@@ -212,8 +214,9 @@ migrate_source_user_init(struct migrate_source *source,
 	migrate_source_guard_watch(source->guard, user);
 	/* the storage's login was accepted: our own connection's TCP
 	   handshake and greeting come while it lists the folders (its
-	   login is sent when it is first run) */
-	migrate_source_prepare(source);
+	   login is sent when it is first run, never if nothing is asked of
+	   it) */
+	migrate_source_conn_start(source_conn(source));
 	if ((source->flags & MIGRATE_SOURCE_INIT_FLAG_WORKER) != 0) {
 		source->user = user;
 		return 0;
@@ -598,13 +601,6 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 	}
 	*source_r = source;
 	return 0;
-}
-
-void migrate_source_prepare(struct migrate_source *source)
-{
-	if (source->v.status != NULL && !source->pop3_only &&
-	    source->conn == NULL)
-		migrate_source_conn_start(source_conn(source));
 }
 
 const char *migrate_source_pin_error(struct migrate_source *source)

@@ -87,9 +87,6 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
 			const char **error_r);
-/* A sync is about to start: our own connection connects now, while the
-   storage lists the subscriptions. */
-void migrate_source_prepare(struct migrate_source *source);
 /* What the source's TLS connections showed so far (as for
    migrate_source_init()). */
 void migrate_source_get_peer(struct migrate_source *source,

@@ -555,10 +555,10 @@ struct sync_copy_plan {
 	ARRAY(struct sync_copy_large) large;
 	/* the next large one to copy */
 	unsigned int large_idx;
-	/* the chunk being filled while planning, its messages and bytes */
+	/* the chunk being filled while planning, and its messages (its
+	   bytes are chunk_bytes' last) */
 	ARRAY_TYPE(seq_range) *cur_chunk;
 	unsigned int cur_count;
-	uoff_t cur_bytes;
 	/* the bytes of each chunk */
 	ARRAY(uoff_t) chunk_bytes;
 	/* chunks asked for over our own connection so far (0 with FALSE
@@ -606,10 +606,11 @@ static void sync_plan_init(struct sync_copy_plan *plan, pool_t pool)
 	p_array_init(&plan->large, plan->pool, 8);
 }
 
-/* The next folder's copy, asked for while the one before it is saved
-   (its listing came ahead): no round trip is waited for between two
-   folders.  Its plan is that of every message of its listing (a folder
-   new to this run); the copy takes the chunks it planned alike. */
+/* A next folder's copy, asked for while the one before it is saved (its
+   listing came ahead): no round trip is waited for between two folders.
+   Its plan is that of every message of its listing (a folder new to this
+   run) but those its copy will leave out; the copy takes over the chunks
+   it planned alike. */
 struct sync_copy_ahead {
 	pool_t pool;
 	struct migrate_sync_folder *f;
@@ -692,14 +693,14 @@ sync_plan_add(struct migrate_sync_ctx *ctx, struct migrate_sync_folder *f,
 	}
 	if (plan->cur_chunk == NULL ||
 	    plan->cur_count >= I_MAX(ctx->set->prefetch, 1) ||
-	    plan->cur_bytes + size > MIGRATE_SOURCE_PREFETCH_BYTES) {
+	    array_idx_elem(&plan->chunk_bytes,
+			   array_count(&plan->chunk_bytes) - 1) + size >
+	    MIGRATE_SOURCE_PREFETCH_BYTES) {
 		plan->cur_chunk = sync_plan_chunk(plan);
 		plan->cur_count = 0;
-		plan->cur_bytes = 0;
 	}
 	seq_range_array_add(plan->cur_chunk, uid);
 	plan->cur_count++;
-	plan->cur_bytes += size;
 	*array_back_modifiable(&plan->chunk_bytes) += size;
 	return TRUE;
 }
@@ -961,9 +962,8 @@ sync_plan_ask(struct migrate_sync_ctx *ctx, struct sync_copy_plan *plan,
 	}
 }
 
-/* The plan of g's copy: every message of its listing (a folder new to
-   this run), its small ones to be asked for ahead.  NULL until its
-   listing is in. */
+/* The plan of g's copy, to be asked for ahead (struct sync_copy_ahead).
+   NULL until its listing is in, and near the quota. */
 static struct sync_copy_ahead *
 sync_copy_ahead_plan(struct migrate_sync_ctx *ctx,
 		     struct migrate_sync_folder *g)

@@ -313,8 +313,8 @@ int migrate_sync_import(struct migrate_sync_ctx *ctx,
 			struct migrate_sync_folder *f, struct mailbox *sbox,
 			struct mailbox *dbox,
 			const ARRAY_TYPE(seq_range) *copy_uids);
-/* Drop the copy asked for ahead of its folder's turn (a folder is done
-   with, or the run ends, and it was not taken). */
+/* Drop the copies asked for ahead that no folder took (the run's
+   folders are done). */
 void migrate_sync_import_ahead_drop(struct migrate_sync_ctx *ctx);
 /* A dry run: what the copy would do, from the sizes only. */
 int migrate_sync_import_dry_run(struct migrate_sync_ctx *ctx,

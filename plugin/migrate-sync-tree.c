@@ -503,10 +503,6 @@ int migrate_sync_tree_list(struct migrate_sync_ctx *ctx)
 	p_array_init(&special_uses, ctx->pool, 32);
 	hash_table_create(&ctx->src_names, ctx->pool, 0, str_hash, strcmp);
 
-	/* our own connection connects while the subscriptions are listed
-	   (the folders are listed from what the login listed): the STATUS
-	   of them all goes over it */
-	migrate_source_prepare(ctx->source);
 	/* a source listing more than migrate_max_folders is given up while
 	   it lists them, not read to its end */
 	migrate_source_count_folders(ctx->source, TRUE);
