@@ -14,7 +14,9 @@
 #include "imap-util.h"
 #include "imap-seqset.h"
 #include "imap-date.h"
-#include "imapc-client.h"
+#include "ioloop.h"
+#include "imapc-client-private.h"
+#include "imapc-connection.h"
 #include "mail-user.h"
 #include "migrate-settings.h"
 #include "migrate-source-private.h"
@@ -155,7 +157,21 @@ struct migrate_source_conn {
 	bool logout_sent, logout_sent_async;
 	/* migrate_source_conn_start() opened the connection */
 	bool started;
+	/* it logs in while the storage lists (conns_early) */
+	bool early;
+	/* why our login was refused: what is asked afterwards fails at
+	   once */
+	char *login_error;
 };
+
+/* Our connections logging in while the storage lists the folders.  Each
+   imapc client runs an ioloop of its own while it waits, so ours would
+   not even read the greeting before it is first run, after the storage's
+   LIST and LSUB.  Until then its connection follows the ioloop that
+   runs: all it can do there is read the greeting and the login's reply,
+   whose callbacks only note the state (nothing else is asked of it
+   before conn_claim()). */
+static ARRAY(struct migrate_source_conn *) conns_early;
 
 static void conn_pieces_stop(struct conn_large *large);
 
@@ -902,15 +918,94 @@ conn_examine_callback(const struct imapc_command_reply *reply, void *context)
 	conn_cmd_callback(reply, context);
 }
 
+static void conn_ioloop_changed(struct migrate_source_conn *conn)
+{
+	struct imapc_client_connection *cconn;
+
+	array_foreach_elem(&conn->client->conns, cconn)
+		imapc_connection_ioloop_changed(cconn->conn);
+}
+
+static void conns_early_ioloop_switched(struct ioloop *prev_ioloop ATTR_UNUSED)
+{
+	struct migrate_source_conn *conn;
+
+	array_foreach_elem(&conns_early, conn)
+		conn_ioloop_changed(conn);
+}
+
+/* The connection is ours from now on: it stays in the ioloop that is
+   current (the engine's, outside any client's run) until a run of its
+   own client moves it */
+static void conn_claim(struct migrate_source_conn *conn)
+{
+	struct migrate_source_conn *const *connp;
+
+	if (!conn->early)
+		return;
+	conn->early = FALSE;
+	array_foreach(&conns_early, connp) {
+		if (*connp == conn) {
+			array_delete(&conns_early,
+				     array_foreach_idx(&conns_early, connp), 1);
+			break;
+		}
+	}
+	if (array_count(&conns_early) == 0) {
+		io_loop_remove_switch_callback(conns_early_ioloop_switched);
+		array_free(&conns_early);
+	}
+	conn_ioloop_changed(conn);
+}
+
+/* Send cmd_str; its callback is called with context, and is counted in
+   conn->pending */
+static void
+conn_cmd_send(struct migrate_source_conn *conn,
+	      imapc_command_callback_t *callback, void *context,
+	      const char *cmd_str)
+{
+	struct imapc_command *cmd;
+
+	conn_claim(conn);
+	conn->pending++;
+	cmd = imapc_client_cmd(conn->client, callback, context);
+	imapc_command_send(cmd, cmd_str);
+}
+
+/* Run until a callback stops the client.  After our login was refused,
+   what was asked since fails instead, as the refused login failed what
+   waited for it: a run would have lib-imap-client connect and log in
+   again, and a refused login is never retried. */
+static void conn_client_run(struct migrate_source_conn *conn)
+{
+	struct imapc_client_connection *cconn;
+
+	if (conn->login_error == NULL) {
+		imapc_client_run(conn->client);
+		return;
+	}
+	array_foreach_elem(&conn->client->conns, cconn)
+		imapc_connection_abort_commands(cconn->conn, NULL, FALSE);
+}
+
+/* The capabilities, once logged in (waits for the login); -1 after our
+   login was refused (a run would log in again) */
+static int
+conn_get_capabilities(struct migrate_source_conn *conn,
+		      enum imapc_capability *caps_r)
+{
+	conn_claim(conn);
+	if (conn->login_error != NULL)
+		return -1;
+	return imapc_client_get_capabilities(conn->client, caps_r);
+}
+
 static void
 conn_send_full(struct migrate_source_conn *conn, const char *cmd_str,
 	       imapc_command_callback_t *callback)
 {
-	struct imapc_command *cmd;
-
-	cmd = imapc_client_cmd(conn->client, callback, conn);
-	conn->pending++;
-	imapc_command_send(cmd, cmd_str);
+	conn_cmd_send(conn, callback, conn, cmd_str);
 }
 
 static void
@@ -922,16 +1017,18 @@ conn_send(struct migrate_source_conn *conn, const char *cmd_str)
 static void conn_run(struct migrate_source_conn *conn)
 {
 	if (conn->pending > 0)
-		imapc_client_run(conn->client);
+		conn_client_run(conn);
 }
 
 static void
 conn_state_changed(void *context, enum imapc_state_change_event event,
-		   const char *error ATTR_UNUSED)
+		   const char *error)
 {
 	struct migrate_source_conn *conn = context;
 
 	conn->logged_in = event == IMAPC_STATE_CHANGE_AUTH_OK;
+	if (event == IMAPC_STATE_CHANGE_AUTH_FAILED && conn->login_error == NULL)
+		conn->login_error = i_strdup(error);
 }
 
 struct migrate_source_conn *
@@ -1016,6 +1113,7 @@ void migrate_source_conn_logout(struct migrate_source_conn *conn)
 {
 	struct imapc_command *cmd;
 
+	conn_claim(conn);
 	if (conn->logout_sent)
 		return;
 	conn->logout_sent = TRUE;
@@ -1071,6 +1169,7 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 		conn_sizes_free(sizesp);
 	array_free(&conn->listings);
 	i_free(conn->error);
+	i_free(conn->login_error);
 	i_free(conn);
 }
 
@@ -1139,7 +1238,6 @@ conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
 static void conn_fetch_window(struct conn_large *large)
 {
 	struct migrate_source_conn *conn = large->conn;
-	struct imapc_command *cmd;
 	const char *error;
 	unsigned int i;
 
@@ -1157,11 +1255,8 @@ static void conn_fetch_window(struct conn_large *large)
 		    (i == 0 || large->next_offset < large->size_hint); i++) {
 		/* the first piece with the INTERNALDATE: the storage is not
 		   asked for it */
-		cmd = imapc_client_cmd(conn->client, conn_piece_callback,
-					       large);
-		conn->pending++;
 		large->pieces_pending++;
-		imapc_command_send(cmd, t_strdup_printf(
+		conn_cmd_send(conn, conn_piece_callback, large, t_strdup_printf(
 			"UID FETCH %u (%sBODY.PEEK[]<%"PRIuUOFF_T".%u>)",
 			large->uid,
 			large->next_offset == 0 ? "INTERNALDATE " : "",
@@ -1309,7 +1404,7 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 		if (!large->eof && !large->failed &&
 		    large->pieces_pending > 0) {
 			conn->awaited_large = large;
-			imapc_client_run(conn->client);
+			conn_client_run(conn);
 			conn->awaited_large = NULL;
 		}
 		if (!large->got_piece && !large->failed &&
@@ -1349,7 +1444,6 @@ conn_list_cmd(struct migrate_source_conn *conn, pool_t pool,
 		 ARRAY_TYPE(const_string) *names, const char *cmd_str,
 		 const char **error_r)
 {
-	struct imapc_command *cmd;
 
 	conn_larges_drop(conn, NULL);
 	conn->list_pool = pool;
@@ -1357,9 +1451,7 @@ conn_list_cmd(struct migrate_source_conn *conn, pool_t pool,
 	conn->failed = FALSE;
 	i_free(conn->error);
 	/* not a mailbox command: nothing needs to be selected */
-	cmd = imapc_client_cmd(conn->client, conn_cmd_callback, conn);
-	conn->pending++;
-	imapc_command_send(cmd, cmd_str);
+	conn_cmd_send(conn, conn_cmd_callback, conn, cmd_str);
 	migrate_source_guard_count_folders(conn->guard, TRUE);
 	conn_run(conn);
 	migrate_source_guard_count_folders(conn->guard, FALSE);
@@ -1500,12 +1592,17 @@ void migrate_source_conn_start(struct migrate_source_conn *conn)
 		return;
 	conn->started = TRUE;
 	/* the TCP connection is opened now, nothing is waited for: the
-	   kernel completes it and keeps the greeting while the storage lists
-	   the subscriptions, and our login is sent when the connection is
-	   first run (never, if nothing is asked of it) */
+	   greeting is read and our login sent in whichever ioloop runs
+	   (conns_early), while the storage lists the folders */
 	imapc_client_set_login_callback(conn->client, conn_login_callback,
 					conn);
 	imapc_client_login(conn->client);
+	if (!array_is_created(&conns_early)) {
+		i_array_init(&conns_early, 2);
+		io_loop_add_switch_callback(conns_early_ioloop_switched);
+	}
+	array_push_back(&conns_early, &conn);
+	conn->early = TRUE;
 }
 
 struct conn_status_cmd {
@@ -1536,7 +1633,6 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 			       unsigned int count, const char **error_r)
 {
 	struct conn_status_cmd *scmds;
-	struct imapc_command *cmd;
 	enum imapc_capability caps;
 	string_t *name, *str;
 	const char *items_str;
@@ -1548,7 +1644,7 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 		items[i].found = FALSE;
 	}
 	/* logs in: HIGHESTMODSEQ only where the source has CONDSTORE */
-	if (imapc_client_get_capabilities(conn->client, &caps) < 0) {
+	if (conn_get_capabilities(conn, &caps) < 0) {
 		*error_r = "Not connected";
 		return -1;
 	}
@@ -1574,10 +1670,8 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 		str_append(str, items_str);
 		scmds[i].conn = conn;
 		scmds[i].item = &items[i];
-		cmd = imapc_client_cmd(conn->client, conn_status_callback,
-				       &scmds[i]);
-		conn->pending++;
-		imapc_command_send(cmd, str_c(str));
+		conn_cmd_send(conn, conn_status_callback, &scmds[i],
+			      str_c(str));
 	}
 	conn_run(conn);
 	conn->status_items = NULL;
@@ -1642,7 +1736,6 @@ void migrate_source_conn_bodies_ask(struct migrate_source_conn *conn,
 				    uoff_t max_size)
 {
 	struct conn_chunk *chunk;
-	struct imapc_command *cmd;
 	const char *error;
 	string_t *str;
 	pool_t pool;
@@ -1669,9 +1762,7 @@ void migrate_source_conn_bodies_ask(struct migrate_source_conn *conn,
 	imap_write_seq_range(str, uids);
 	str_append(str, " (UID INTERNALDATE BODY.PEEK[])");
 	migrate_source_guard_nodelay(conn->guard);
-	cmd = imapc_client_cmd(conn->client, conn_chunk_callback, chunk);
-	conn->pending++;
-	imapc_command_send(cmd, str_c(str));
+	conn_cmd_send(conn, conn_chunk_callback, chunk, str_c(str));
 }
 
 /* The chunk that has uid of mailbox, not yet finished */
@@ -1730,7 +1821,7 @@ int migrate_source_conn_body(struct migrate_source_conn *conn,
 	       !chunk->done && conn->pending > 0) {
 		conn->awaited_chunk = chunk;
 		conn->awaited_uid = uid;
-		imapc_client_run(conn->client);
+		conn_client_run(conn);
 		conn->awaited_chunk = NULL;
 		conn->awaited_uid = 0;
 	}
@@ -1823,12 +1914,9 @@ static void
 conn_sizes_send(struct conn_sizes *sizes, const char *cmd_str)
 {
 	struct migrate_source_conn *conn = sizes->conn;
-	struct imapc_command *cmd;
 
-	cmd = imapc_client_cmd(conn->client, conn_sizes_callback, sizes);
-	conn->pending++;
 	sizes->cmds_pending++;
-	imapc_command_send(cmd, cmd_str);
+	conn_cmd_send(conn, conn_sizes_callback, sizes, cmd_str);
 }
 
 static int
@@ -1852,7 +1940,7 @@ static void conn_sizes_wait(struct conn_sizes *sizes)
 
 	while (!sizes->done && conn->pending > 0) {
 		conn->awaited_sizes = sizes;
-		imapc_client_run(conn->client);
+		conn_client_run(conn);
 		conn->awaited_sizes = NULL;
 	}
 }
@@ -1914,7 +2002,7 @@ void migrate_source_conn_sizes_ask(struct migrate_source_conn *conn,
 	array_push_back(&conn->listings, &sizes);
 	need = IMAPC_CAPABILITY_CONDSTORE | IMAPC_CAPABILITY_ESEARCH;
 	if (changedsince != 0 && first_uid > 1 &&
-	    imapc_client_get_capabilities(conn->client, &caps) == 0 &&
+	    conn_get_capabilities(conn, &caps) == 0 &&
 	    (caps & need) == need)
 		sizes->listing.changes = TRUE;
 	migrate_source_guard_nodelay(conn->guard);

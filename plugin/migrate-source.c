@@ -9,6 +9,7 @@
 #include "mail-storage-service.h"
 #include "mailbox-list-private.h"
 #include "imapc-settings.h"
+#include "imapc-storage.h"
 #include "migrate-settings.h"
 #include "migrate-source-private.h"
 
@@ -155,6 +156,46 @@ void migrate_source_service_done(struct mail_storage_service_user **service_user
 
 static struct migrate_source_conn *source_conn(struct migrate_source *source);
 
+/* the source whose user migrate_source_user_init() creates */
+static struct migrate_source *source_user_creating;
+/* migrate_source_set_login_hook() */
+static void (*source_login_hook)(void *context);
+static void *source_login_hook_context;
+
+void migrate_source_set_login_hook(void (*callback)(void *context),
+				   void *context)
+{
+	source_login_hook = callback;
+	source_login_hook_context = context;
+}
+
+/* The source's storage is created once its login is accepted: our own
+   connection opens now, while the storage still waits for the hierarchy
+   separator's LIST and then lists the folders, and it logs in meanwhile
+   (migrate_source_conn_start()).  Never after a refused login: ours
+   would try the same password again. */
+static void source_storage_created(struct mail_storage *storage)
+{
+	struct migrate_source *source = source_user_creating;
+	struct imapc_storage *istorage = (struct imapc_storage *)storage;
+
+	if (source == NULL || strcmp(storage->name, IMAPC_STORAGE_NAME) != 0 ||
+	    istorage->client == NULL || !istorage->client->auth_returned ||
+	    istorage->client->auth_failed_state != IMAPC_COMMAND_STATE_OK)
+		return;
+	migrate_source_conn_start(source_conn(source));
+	if (source_login_hook != NULL) {
+		void (*callback)(void *context) = source_login_hook;
+
+		source_login_hook = NULL;
+		callback(source_login_hook_context);
+	}
+}
+
+static struct mail_storage_hooks source_storage_hooks = {
+	.mail_storage_created = source_storage_created,
+};
+
 static int
 migrate_source_user_init(struct migrate_source *source,
 			 struct mail_storage_service_ctx *service_ctx,
@@ -172,12 +213,18 @@ migrate_source_user_init(struct migrate_source *source,
 
 	i_assert(set->source_host != NULL && set->source_password != NULL);
 
-	if (migrate_source_service_lookup(source, service_ctx,
+	/* the user's hooks are chosen when it is created */
+	source_user_creating = source;
+	mail_storage_hooks_add_internal(&source_storage_hooks);
+	ret = migrate_source_service_lookup(source, service_ctx,
 			dest_service_user,
 			migrate_source_userdb_fields(set,
 				migrate_source_home(source),
 				source->resolver_dir),
-			&service_user, &user, &error) < 0) {
+			&service_user, &user, &error);
+	mail_storage_hooks_remove_internal(&source_storage_hooks);
+	if (ret < 0) {
+		source_user_creating = NULL;
 		*error_code_r = MIGRATE_ERROR_CONFIG;
 		*error_r = t_strdup_printf(
 			"Source user initialization failed: %s", error);
@@ -192,6 +239,7 @@ migrate_source_user_init(struct migrate_source *source,
 
 	migrate_source_capture_tls(source, TRUE);
 	ret = mail_namespaces_init_location(user, "imapc:", &error);
+	source_user_creating = NULL;
 	if (ret < 0)
 		error = source_login_error(source, error);
 	migrate_source_capture_tls(source, FALSE);
@@ -212,10 +260,8 @@ migrate_source_user_init(struct migrate_source *source,
 	   failures; the folders it lists are counted (a worker's login is
 	   enough: the owner listed them) */
 	migrate_source_guard_watch(source->guard, user);
-	/* the storage's login was accepted: our own connection's TCP
-	   handshake and greeting come while it lists the folders (its
-	   login is sent when it is first run, never if nothing is asked of
-	   it) */
+	/* opened when the storage was created, unless its login came
+	   later */
 	migrate_source_conn_start(source_conn(source));
 	if ((source->flags & MIGRATE_SOURCE_INIT_FLAG_WORKER) != 0) {
 		source->user = user;

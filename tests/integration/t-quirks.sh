@@ -512,6 +512,29 @@ EOF
 migrate refused -o plugin/migrate_retries=0
 tap_is "$MIG_RC" 75 "NO [UNAVAILABLE] to the login stays temporary (75)"
 
+# Our own connection logs in while the storage lists the folders; a
+# provider that lets one session in and refuses the next refuses ours:
+# the storage copies everything on its connection, and ours never logs in
+# again (each new command of lib-imap-client would).
+user second
+scen second-refused <<'EOF'
+quirks = {"login_fail_after": 1}
+inbox = [msg(i, body("second inbox %d" % i)) for i in range(1, 31)]
+other = [msg(i, body("second other %d" % i), fid=1) for i in range(1, 11)]
+folders = [{"name": "INBOX", "uidvalidity": 1, "messages": inbox},
+           {"name": "Other", "uidvalidity": 2, "messages": other}]
+EOF
+failed=$(grep -c ' login quser failed$' "$QLOG")
+ok=$(grep -c ' login quser ok$' "$QLOG")
+migrate second -o plugin/migrate_workers=1
+tap_is "$MIG_RC/${MIG[copied]}" "0/40" "second session refused: exit 0, the storage copies all 40"
+tap_is "$(( $(grep -c ' login quser ok$' "$QLOG") - ok ))/$(( $(grep -c ' login quser failed$' "$QLOG") - failed ))" \
+	"1/1" "... one login each: the storage's accepted, ours refused once, never again"
+# the checker logs in too: the same folders, every login let in
+sed -i '1s/^quirks = {"login_fail_after": 1}$/quirks = {}/' "$Q/second-refused.recipe"
+scen second-let-in <"$Q/second-refused.recipe"
+tap_run "checker: equal with the second session refused" compare second
+
 # --- 10. deletions need proof ----------------------------------------------------------
 # A folder gone and a new one with its UIDVALIDITY are one folder renamed
 # only when the new one still holds what was copied: a server that reuses

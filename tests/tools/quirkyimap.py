@@ -103,6 +103,10 @@ Scenario (JSON):
           every login answers NO [AUTHENTICATIONFAILED] / NO without a code
           (Courier's "Login failed.") / NO [AUTHORIZATIONFAILED] /
           NO [EXPIRED] / NO [UNAVAILABLE]
+      "login_fail_after": N, the first N logins since the scenario was
+          (re)loaded work, every later one answers
+          NO [AUTHENTICATIONFAILED]: a provider that refuses a second
+          session (with "login_fail", every login fails)
       "fetch_delay_ms": N,   sleep before each body literal
       "greeting_delay_ms": N,
       hostile servers (each one endless, until the client closes):
@@ -355,6 +359,7 @@ class Server:
         self.lock = threading.Lock()
         self.conn_no = 0
         self.throttle_count = 0
+        self.login_count = 0
         self.scenario = None
         self.mtime = None
         self.tls = None
@@ -390,6 +395,7 @@ class Server:
                         self.log("scenario reloaded %s" % self.args.scenario)
                     self.scenario, self.mtime = sc, mt
                     self.throttle_count = 0
+                    self.login_count = 0
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     if self.scenario is None:
                         raise
@@ -417,6 +423,15 @@ class Server:
             if limit > 0 and self.throttle_count > limit * every:
                 return False
             return self.throttle_count % every == 0
+
+    def login_allowed(self):
+        """FALSE once login_fail_after logins were let in."""
+        after = self.scenario_quirk("login_fail_after")
+        if after is None:
+            return True
+        with self.lock:
+            self.login_count += 1
+            return self.login_count <= int(after)
 
     def scenario_quirk(self, name):
         return self.scenario.quirks.get(name)
@@ -990,7 +1005,7 @@ class Session:
         if lf == "unavailable":
             raise No("[UNAVAILABLE] Temporary authentication failure")
         ok = (lf is None and user == self.sc.user and self.srv.password is not None
-              and password == self.srv.password)
+              and password == self.srv.password and self.srv.login_allowed())
         self.log("conn %d login %s %s" % (self.no, user, "ok" if ok else "failed"))
         if not ok:
             # how servers say no: Courier without a code, others with
