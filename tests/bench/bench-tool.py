@@ -587,6 +587,8 @@ def cmd_report(a):
         print("e-batch: %d accounts, %d messages, %.1f MB, at a time: %s" % (
             b["accounts"], b["messages"], batch_mb, jobs or "-"))
     print("filesystem of the mail: %s" % meta.get("filesystem"))
+    if meta.get("source_format", "maildir") != "maildir":
+        print("the source's mail: %s" % meta["source_format"])
     net = meta.get("network") or {}
     if net.get("proxy"):
         probe = net.get("probe") or {}
