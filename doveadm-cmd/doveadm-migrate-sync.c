@@ -20,7 +20,6 @@
 #include "migrate-tls.h"
 #include "migrate-sync.h"
 #include "migrate-workers.h"
-#include "migrate-state.h"
 #include "doveadm-migrate-record.h"
 #include "doveadm-migrate.h"
 #include "doveadm-migrate-progress.h"
@@ -643,11 +642,6 @@ cmd_migrate_sync_options(struct migrate_cmd_context *ctx,
 	opts_r->report = report;
 }
 
-static void cmd_migrate_sync_wake_workers(void *context)
-{
-	migrate_workers_wake(context);
-}
-
 /* The pass' source, read with the protocol migrate_sync_choose_protocol()
    picks from the account's state (its settings are pass_set's, a copy of
    set with that protocol); protocol_r says how it is read and why. */
@@ -674,20 +668,10 @@ cmd_migrate_sync_source_init(struct migrate_cmd_context *ctx,
 	}
 	protocol_r->pass_set = *set;
 	protocol_r->pass_set.source_protocol = protocol;
-	/* an account never synced gives its workers the largest folders:
-	   they log in as soon as the source accepted our login, while we
-	   list the folders (the engine wakes them later when the state
-	   exists but has no folders) */
-	if (ctx->workers != NULL && !ctx->dry_run &&
-	    !migrate_state_exists(set->state_dir)) {
-		migrate_source_set_login_hook(cmd_migrate_sync_wake_workers,
-					      ctx->workers);
-	}
 	ret = migrate_source_init(_ctx->storage_service,
 				  _ctx->cur_service_user, user,
 				  &protocol_r->pass_set, 0, deadline, peer,
 				  source_r, error_code_r, error_r);
-	migrate_source_set_login_hook(NULL, NULL);
 	protocol_r->name = peer->pop3_only ? "pop3" : "imap";
 	protocol_r->why = peer->protocol_why != NULL ? peer->protocol_why :
 		why != NULL ? p_strdup(user->pool, why) : NULL;

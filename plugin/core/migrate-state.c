@@ -795,16 +795,6 @@ int migrate_state_open(const char *dir, struct migrate_state **state_r,
 	return 0;
 }
 
-bool migrate_state_exists(const char *dir)
-{
-	struct stat st;
-
-	return stat(t_strconcat(dir, "/", MIGRATE_STATE_FNAME, NULL),
-		    &st) == 0 ||
-		stat(t_strconcat(dir, "/", MIGRATE_STATE_JOURNAL_FNAME, NULL),
-		     &st) == 0;
-}
-
 void migrate_state_close(struct migrate_state **_state)
 {
 	struct migrate_state *state = *_state;

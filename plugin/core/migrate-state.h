@@ -72,9 +72,6 @@ ARRAY_DEFINE_TYPE(migrate_state_folder, struct migrate_state_folder *);
    the same process is refused as well. */
 int migrate_state_open(const char *dir, struct migrate_state **state_r,
 		       bool *locked_r, const char **error_r);
-/* Whether dir holds a state file or journal, without locking or reading
-   them (a hint: FALSE for an account never synced into dir). */
-bool migrate_state_exists(const char *dir);
 /* Release the lock and free memory.  Unflushed journal lines are lost. */
 void migrate_state_close(struct migrate_state **state);
 
