@@ -589,6 +589,8 @@ def cmd_report(a):
     print("filesystem of the mail: %s" % meta.get("filesystem"))
     if meta.get("source_format", "maildir") != "maildir":
         print("the source's mail: %s" % meta["source_format"])
+    if meta.get("dest_format", "maildir") != "maildir":
+        print("the destinations' mail: %s" % meta["dest_format"])
     net = meta.get("network") or {}
     if net.get("proxy"):
         probe = net.get("probe") or {}

@@ -78,7 +78,8 @@
 # BENCH_PHASES="a-full e-batch" runs only those phases (default all);
 # RIG_TMPDIR=DIR puts the servers and all mail there (e.g. a tmpfs);
 # BENCH_SOURCE_FORMAT=sdbox|mdbox stores the source's mail so instead of
-# in a Maildir (default maildir; the JSON records it).
+# in a Maildir, BENCH_DEST_FORMAT the same for migrate's and dsync's
+# destinations (default maildir; the JSON records both).
 
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -121,10 +122,13 @@ else
 fi
 BANDWIDTH=${BENCH_BANDWIDTH_MBIT:-0}
 SOURCE_FORMAT=${BENCH_SOURCE_FORMAT:-maildir}
-case $SOURCE_FORMAT in
-maildir|sdbox|mdbox) ;;
-*) echo "run-bench: BENCH_SOURCE_FORMAT: maildir, sdbox or mdbox" >&2; exit 2 ;;
-esac
+DEST_FORMAT=${BENCH_DEST_FORMAT:-maildir}
+for v in SOURCE_FORMAT DEST_FORMAT; do
+	case ${!v} in
+	maildir|sdbox|mdbox) ;;
+	*) echo "run-bench: BENCH_$v: maildir, sdbox or mdbox" >&2; exit 2 ;;
+	esac
+done
 for v in RTT_MS:BENCH_RTT_MS BANDWIDTH:BENCH_BANDWIDTH_MBIT ROUNDS:BENCH_ROUNDS; do
 	n=${v%%:*}
 	[[ ${!n} =~ ^[0-9]+$ ]] || { echo "run-bench: ${v#*:}: not a whole number" >&2; exit 2; }
@@ -194,8 +198,8 @@ DEST_PW=$(head -n1 "$RIG/dest.pw")
 
 # --- instances ------------------------------------------------------------
 rig_start_source src --format "$SOURCE_FORMAT" || exit 2
-rig_start_dest mig || exit 2
-rig_start_dest dsync --no-migrate || exit 2
+rig_start_dest mig --format "$DEST_FORMAT" || exit 2
+rig_start_dest dsync --no-migrate --format "$DEST_FORMAT" || exit 2
 # one wait for Dovecot to see all the users, not a second per user
 rig_users_defer
 rig_add_user src "$SRC_USER" "$SRC_PW"
@@ -669,7 +673,7 @@ PRESET=$PRESET MESSAGES=$MESSAGES MAX_SIZE=$MAX_SIZE SEED=$SEED \
 CORPUS_MSGS=$corpus_msgs CORPUS_BYTES=$corpus_bytes LOAD_S=$load_s BENCH_S=$bench_s \
 ACCOUNTS=$ACCOUNTS BATCH_MSGS=$batch_msgs BATCH_BYTES=$batch_bytes \
 JOBS=$(for t in "${!BATCH_JOBS[@]}"; do printf '%s=%s ' "$t" "${BATCH_JOBS[$t]}"; done) \
-RIG_DIR=$RIG ROUNDS=$ROUNDS SOURCE_FORMAT=$SOURCE_FORMAT RTT_MS=$RTT_MS BANDWIDTH=$BANDWIDTH USE_PROXY=$USE_PROXY \
+RIG_DIR=$RIG ROUNDS=$ROUNDS SOURCE_FORMAT=$SOURCE_FORMAT DEST_FORMAT=$DEST_FORMAT RTT_MS=$RTT_MS BANDWIDTH=$BANDWIDTH USE_PROXY=$USE_PROXY \
 PROBE=$probe_json LOAD_START=$loadavg_start LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) \
 SRCDIR=$RIG_SRCDIR "$PY" - >"$RIG/meta.json" <<'EOF'
 import json, os, platform, subprocess, time
@@ -702,7 +706,8 @@ print(json.dumps({
                "to INBOX alone",
     "rounds": int(e["ROUNDS"]),
     "source_format": e["SOURCE_FORMAT"],
-    "destination": "rig instances, maildir, mail_fsync = never "
+    "dest_format": e["DEST_FORMAT"],
+    "destination": "rig instances, " + e["DEST_FORMAT"] + ", mail_fsync = never "
                    "(a-fsync: optimized)",
     "filesystem": out("findmnt", "-n", "-o", "FSTYPE", "--target", e["RIG_DIR"]),
     "network": {"proxy": e["USE_PROXY"] == "1", "rtt_ms": int(e["RTT_MS"]),

@@ -11,7 +11,7 @@
 #                    [--format maildir|sdbox|mdbox]
 #                            IMAP server; --sep . --prefix INBOX. is the
 #                            Courier-style namespace
-#   rig_start_dest NAME [--layout maildir++|fs] [--no-migrate]
+fs] [--no-migrate]$|fs] [--no-migrate]
 #                            the destination: our plugins (when built)
 #                            where conf.d/90-migrate.conf loads them
 #                            (doveadm, lda), quota, IMAP port, LMTP socket
