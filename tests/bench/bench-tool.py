@@ -525,7 +525,8 @@ def targets(rows, rtt_ms):
             ratio(wall("migrate", "d-new"), wall("migrate", "b-noop")), 2.0)
     rss = [r["peak_rss_mb"] for (t, p), r in rows.items()
            if t == "migrate" and r["peak_rss_mb"] is not None and p != "e-batch"]
-    add("migrate peak RSS, MB (one account)", max(rss) if rss else None, 40, "<")
+    add("migrate peak RSS, MB (one account)",
+        round(max(rss), 1) if rss else None, 40, "<")
     return out
 
 

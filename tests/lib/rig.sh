@@ -11,7 +11,7 @@
 #                    [--format maildir|sdbox|mdbox]
 #                            IMAP server; --sep . --prefix INBOX. is the
 #                            Courier-style namespace
-fs] [--no-migrate]$|fs] [--no-migrate]
+#   rig_start_dest NAME [--layout maildir++|fs] [--format F] [--no-migrate]
 #                            the destination: our plugins (when built)
 #                            where conf.d/90-migrate.conf loads them
 #                            (doveadm, lda), quota, IMAP port, LMTP socket
