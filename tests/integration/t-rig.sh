@@ -152,4 +152,41 @@ SRC_IMAP_PASSWORD='bob pw' DEST_IMAP_PASSWORD='carol pw' \
 	--dest-port "$(rig_port src)" --dest-user carol --subscriptions
 tap_like "... over all 16 folders" 'folders 16 compared' "$TAP_OUT"
 
+# --- an OAuth2 source -------------------------------------------------------
+# Dovecot's own oauth2 passdb, validating the tokens of tools/oauth2-token.py
+# locally: the stand-in for Microsoft 365's and Google's IMAP logins.
+rig_start_source oa --oauth2 || exit 1
+rig_add_user oa dave 'dave pw'
+# oauth_login MECH USER: logs in with $TOKEN (from the environment, never
+# an argument), prints OK and the folders, or NO and the reason
+oauth_login() {
+	"$PY" - "$(rig_port oa)" "$1" "$2" <<-'EOF'
+	import imaplib, os, sys
+	port, mech, user = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+	tok = os.environ["TOKEN"]
+	if mech == "XOAUTH2":
+	    ir = "user=%s\x01auth=Bearer %s\x01\x01" % (user, tok)
+	else:
+	    ir = "n,a=%s,\x01host=127.0.0.1\x01port=%d\x01auth=Bearer %s\x01\x01" % (user, port, tok)
+	c = imaplib.IMAP4("127.0.0.1", port)
+	try:
+	    c.authenticate(mech, lambda _: ir.encode())
+	    print("OK", c.list()[1])
+	except imaplib.IMAP4.error as e:
+	    print("NO", e)
+	EOF
+}
+tap_like "oauth2 source: XOAUTH2 with a valid token logs in" \
+	"^OK .*INBOX" "$(TOKEN=$(rig_oauth2_token oa dave) oauth_login XOAUTH2 dave)"
+tap_like "... OAUTHBEARER too" "^OK .*INBOX" \
+	"$(TOKEN=$(rig_oauth2_token oa dave) oauth_login OAUTHBEARER dave)"
+tap_like "... a token that expired is refused" "^NO .*AUTHENTICATIONFAILED" \
+	"$(TOKEN=$(rig_oauth2_token oa dave -60) oauth_login XOAUTH2 dave)"
+tap_like "... a token signed with another key is refused" "^NO .*AUTHENTICATIONFAILED" \
+	"$(TOKEN=$(rig_oauth2_token oa dave 300 --bad-signature) oauth_login XOAUTH2 dave)"
+tap_like "... another user's token is refused" "^NO .*AUTHENTICATIONFAILED" \
+	"$(TOKEN=$(rig_oauth2_token oa erin) oauth_login XOAUTH2 dave)"
+tap_like "... the password still logs in" $'(^|\n)INBOX(\n|$)' \
+	"$(rig_imap oa dave 'dave pw' list)"
+
 tap_done

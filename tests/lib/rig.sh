@@ -8,9 +8,12 @@
 #                            ours copied: a snapshot of the build), cleanup
 #                            trap (EXIT; HUP/INT/TERM turned into exits)
 #   rig_start_source NAME [--sep /|.] [--prefix P] [--layout maildir++|fs]
-#                    [--format maildir|sdbox|mdbox]
+#                    [--format maildir|sdbox|mdbox] [--oauth2]
 #                            IMAP server; --sep . --prefix INBOX. is the
-#                            Courier-style namespace
+#                            Courier-style namespace; --oauth2: XOAUTH2 and
+#                            OAUTHBEARER too, Dovecot's oauth2 passdb
+#                            validating HS256 tokens locally (its key in
+#                            $RIG/NAME/oauth2.key, rig_oauth2_token)
 #   rig_start_dest NAME [--layout maildir++|fs] [--format F] [--no-migrate]
 #                            the destination: our plugins (when built)
 #                            where conf.d/90-migrate.conf loads them
@@ -31,6 +34,9 @@
 #                            kill -9 Dovecot processes (see the function;
 #                            RIG_DOTLOCK_EXCL=yes keeps Dovecot's default)
 #   rig_reload NAME / rig_stop NAME / rig_restart NAME (same port)
+#   rig_oauth2_token NAME USER [TTL [ARGS]]
+#                            an access token the --oauth2 source NAME
+#                            accepts for USER (tools/oauth2-token.py)
 #   rig_doveadm NAME ARGS... doveadm -c <NAME's config> ARGS; for a
 #                            destination inside a private mount namespace
 #                            where our doveadm module is visible
@@ -288,14 +294,16 @@ rig_free_port() {
 }
 
 rig__parse_opts() {
-	# sets _sep _prefix _layout _format _migrate from the option list
-	_sep=/ _prefix='' _layout=maildir++ _format=maildir _migrate=1
+	# sets _sep _prefix _layout _format _oauth2 _migrate from the option
+	# list
+	_sep=/ _prefix='' _layout=maildir++ _format=maildir _oauth2=0 _migrate=1
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--sep) _sep=$2; shift 2 ;;
 		--prefix) _prefix=$2; shift 2 ;;
 		--layout) _layout=$2; shift 2 ;;
 		--format) _format=$2; shift 2 ;;
+		--oauth2) _oauth2=1; shift ;;
 		--no-migrate) _migrate=0; shift ;;
 		*) rig_die "unknown option $1" ;;
 		esac
@@ -303,6 +311,31 @@ rig__parse_opts() {
 	case $_sep in /|.) ;; *) rig_die "--sep must be / or ." ;; esac
 	case $_layout in fs|maildir++) ;; *) rig_die "--layout must be fs or maildir++" ;; esac
 	case $_format in maildir|sdbox|mdbox) ;; *) rig_die "--format must be maildir, sdbox or mdbox" ;; esac
+}
+
+# rig__oauth2_conf DIR: the oauth2 passdb of a --oauth2 source (on stdout),
+# its HMAC key in DIR/oauth2.key and, base64, where Dovecot's fs dict
+# finds shared/default/HS256/default (the dict drops "shared/")
+rig__oauth2_conf() {
+	local dir=$1
+	mkdir -p "$dir/oauth2-keys/default/HS256"
+	head -c 32 /dev/urandom >"$dir/oauth2.key"
+	base64 -w0 "$dir/oauth2.key" >"$dir/oauth2-keys/default/HS256/default"
+	chgrp -R dovecot "$dir/oauth2-keys" 2>/dev/null
+	chmod -R g+rX,o-rwx "$dir/oauth2-keys"
+	chmod 600 "$dir/oauth2.key"
+	cat >"$dir/oauth2.conf.ext" <<-EOF
+	introspection_mode = local
+	local_validation_key_dict = fs:posix:prefix=$dir/oauth2-keys/
+	username_attribute = sub
+	EOF
+	cat <<-EOF
+	passdb {
+	  driver = oauth2
+	  mechanisms = xoauth2 oauthbearer
+	  args = $dir/oauth2.conf.ext
+	}
+	EOF
 }
 
 rig__write_conf() {
@@ -330,7 +363,11 @@ rig__write_conf() {
 		echo "listen = 127.0.0.1"
 		echo "ssl = no"
 		echo "disable_plaintext_auth = no"
-		echo "auth_mechanisms = plain login"
+		if [ "$_oauth2" = 1 ]; then
+			echo "auth_mechanisms = plain login xoauth2 oauthbearer"
+		else
+			echo "auth_mechanisms = plain login"
+		fi
 		echo "first_valid_uid = 1"
 		echo "mail_uid = $muser"
 		echo "mail_gid = $mgroup"
@@ -344,10 +381,16 @@ rig__write_conf() {
 			echo "auth_verbose = yes"
 			echo "mail_debug = yes"
 		fi
+		local passwd_mechs=""
+		if [ "$_oauth2" = 1 ]; then
+			rig__oauth2_conf "$dir"
+			passwd_mechs="mechanisms = plain login"
+		fi
 		cat <<-EOF
 		passdb {
 		  driver = passwd-file
 		  args = $dir/users
+		  $passwd_mechs
 		}
 		userdb {
 		  driver = passwd-file
@@ -444,7 +487,7 @@ rig__start() {
 	[ -n "$RIG" ] || rig_die "call rig_init first"
 	[ -z "${RIG_KIND[$name]:-}" ] || rig_die "instance $name exists"
 	[[ $name =~ ^[A-Za-z0-9_-]+$ ]] || rig_die "bad instance name $name"
-	local _sep _prefix _layout _format _migrate
+	local _sep _prefix _layout _format _oauth2 _migrate
 	rig__parse_opts "$@"
 	local dir=$RIG/$name
 	mkdir -p "$dir/run" "$dir/state" "$dir/mail"
@@ -766,6 +809,17 @@ rig_migrate_source() {
 # doveadm against instance NAME's config; a destination also sees our
 # doveadm module (only loaded from the compiled-in directory, so that is
 # bind-mounted in a private mount namespace)
+# rig_oauth2_token NAME USER [TTL [extra oauth2-token.py args]]: a token
+# that the --oauth2 source NAME accepts for USER (TTL seconds, default
+# 300; negative: expired), on stdout
+rig_oauth2_token() {
+	local name=$1 user=$2 ttl=${3:-300}
+	shift 2
+	[ $# -gt 0 ] && shift
+	"$RIG_PY" "$RIG_TOOLS/oauth2-token.py" --key-file "$RIG/$name/oauth2.key" \
+		--sub "$user" --ttl "$ttl" "$@"
+}
+
 rig_doveadm() {
 	local name=$1
 	shift
