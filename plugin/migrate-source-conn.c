@@ -1060,7 +1060,7 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	cset.master_user = set->source_master_user == NULL ? "" :
 		set->source_master_user;
 	cset.password = set->source_password;
-	cset.sasl_mechanisms = "";
+	cset.sasl_mechanisms = migrate_source_auth_mechanism(set->source_auth);
 	cset.max_idle_time = IMAPC_DEFAULT_MAX_IDLE_TIME;
 	/* no ID command: imapc sends it before the login, which some
 	   servers (mailutils' imap4d) refuse although they offer ID */

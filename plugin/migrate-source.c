@@ -236,6 +236,11 @@ migrate_source_user_init(struct migrate_source *source,
 						      user->set, "imapc");
 	i_assert(imapc_set != NULL);
 	imapc_set->imapc_password = p_strdup(user->pool, set->source_password);
+	if (set->source_auth != MIGRATE_SOURCE_AUTH_PASSWORD) {
+		/* the password is the access token */
+		imapc_set->imapc_sasl_mechanisms =
+			migrate_source_auth_mechanism(set->source_auth);
+	}
 
 	migrate_source_capture_tls(source, TRUE);
 	ret = mail_namespaces_init_location(user, "imapc:", &error);

@@ -240,6 +240,26 @@ bool migrate_source_protocol_parse(const char *value,
 	return FALSE;
 }
 
+static const char *const source_auth_names[] = {
+	[MIGRATE_SOURCE_AUTH_PASSWORD] = "password",
+	[MIGRATE_SOURCE_AUTH_XOAUTH2] = "xoauth2",
+	[MIGRATE_SOURCE_AUTH_OAUTHBEARER] = "oauthbearer",
+	NULL
+};
+
+const char *migrate_source_auth_mechanism(enum migrate_source_auth auth)
+{
+	switch (auth) {
+	case MIGRATE_SOURCE_AUTH_PASSWORD:
+		break;
+	case MIGRATE_SOURCE_AUTH_XOAUTH2:
+		return "XOAUTH2";
+	case MIGRATE_SOURCE_AUTH_OAUTHBEARER:
+		return "OAUTHBEARER";
+	}
+	return "";
+}
+
 /* The old server: where, how, as whom. */
 static int
 settings_read_source(pool_t pool, struct migrate_settings_reader *r,
@@ -314,6 +334,22 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 			set->source_ssl == MIGRATE_SSL_IMAPS ? 995 : 110,
 			1, 65535, &set->source_pop3_port) < 0)
 		return -1;
+	if (reader_enum(r, MIGRATE_SETTING_SOURCE_AUTH, source_auth_names,
+			MIGRATE_SOURCE_AUTH_PASSWORD,
+			"password, xoauth2 or oauthbearer", &num) < 0)
+		return -1;
+	set->source_auth = num;
+	if (set->source_auth != MIGRATE_SOURCE_AUTH_PASSWORD &&
+	    (set->source_protocol != MIGRATE_SOURCE_PROTOCOL_IMAP ||
+	     set->source_pop3 != MIGRATE_POP3_NO)) {
+		/* Dovecot's POP3 client logs in with USER/PASS only */
+		r->error = t_strdup_printf("%s = %s works over IMAP only "
+			"(%s = imap, %s = no)", MIGRATE_SETTING_SOURCE_AUTH,
+			source_auth_names[set->source_auth],
+			MIGRATE_SETTING_SOURCE_PROTOCOL,
+			MIGRATE_SETTING_SOURCE_POP3);
+		return -1;
+	}
 	return reader_time(r, MIGRATE_SETTING_SOURCE_TIMEOUT,
 			   MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS,
 			   &set->source_timeout_secs);

@@ -43,6 +43,7 @@
 #define MIGRATE_SETTING_SOURCE_POP3 "migrate_source_pop3"
 #define MIGRATE_SETTING_SOURCE_PROTOCOL "migrate_source_protocol"
 #define MIGRATE_SETTING_SOURCE_POP3_PORT "migrate_source_pop3_port"
+#define MIGRATE_SETTING_SOURCE_AUTH "migrate_source_auth"
 
 #define MIGRATE_DEFAULT_SOURCE_SSL MIGRATE_SSL_STARTTLS
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
@@ -111,6 +112,14 @@ enum migrate_gmail_mode {
 	MIGRATE_GMAIL_NO,
 };
 
+/* how the source is logged in to: the password, or an OAuth2 access token
+   given as the password with SASL XOAUTH2 or OAUTHBEARER */
+enum migrate_source_auth {
+	MIGRATE_SOURCE_AUTH_PASSWORD = 0,
+	MIGRATE_SOURCE_AUTH_XOAUTH2,
+	MIGRATE_SOURCE_AUTH_OAUTHBEARER,
+};
+
 enum migrate_ssl_mode {
 	MIGRATE_SSL_NO,
 	MIGRATE_SSL_IMAPS,
@@ -147,6 +156,9 @@ struct migrate_settings {
 	   the POP3 server at migrate_source_pop3_port, by UIDL) or auto */
 	enum migrate_source_protocol source_protocol;
 	unsigned int source_pop3_port;
+	/* the SASL mechanism of the logins; with xoauth2 or oauthbearer
+	   source_password is an access token */
+	enum migrate_source_auth source_auth;
 	/* retries of a run that lost the source, and the first delay */
 	unsigned int retries;
 	unsigned int retry_delay_secs;
@@ -224,6 +236,9 @@ const char *migrate_ssl_mode_to_str(enum migrate_ssl_mode mode);
    source_protocol and of doveadm migrate domain start --source-protocol */
 const char *
 migrate_source_protocol_to_str(enum migrate_source_protocol protocol);
+/* The SASL mechanism of migrate_source_auth ("" for the password: imapc
+   chooses, LOGIN or AUTHENTICATE PLAIN) */
+const char *migrate_source_auth_mechanism(enum migrate_source_auth auth);
 bool migrate_source_protocol_parse(const char *value,
 				   enum migrate_source_protocol *protocol_r);
 

@@ -149,6 +149,7 @@ static void test_migrate_settings_invalid(void)
 		{ "migrate_source_pop3", "maybe", "migrate_source_pop3" },
 		{ "migrate_source_protocol", "smtp", "migrate_source_protocol" },
 		{ "migrate_source_pop3_port", "0", "migrate_source_pop3_port" },
+		{ "migrate_source_auth", "kerberos", "migrate_source_auth" },
 	};
 	const struct migrate_settings *set;
 	const char *error;

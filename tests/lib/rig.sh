@@ -806,9 +806,6 @@ rig_migrate_source() {
 		"$(rig_password_file "$dest-source" "$password")"
 }
 
-# doveadm against instance NAME's config; a destination also sees our
-# doveadm module (only loaded from the compiled-in directory, so that is
-# bind-mounted in a private mount namespace)
 # rig_oauth2_token NAME USER [TTL [extra oauth2-token.py args]]: a token
 # that the --oauth2 source NAME accepts for USER (TTL seconds, default
 # 300; negative: expired), on stdout
@@ -820,6 +817,9 @@ rig_oauth2_token() {
 		--sub "$user" --ttl "$ttl" "$@"
 }
 
+# doveadm against instance NAME's config; a destination also sees our
+# doveadm module (only loaded from the compiled-in directory, so that is
+# bind-mounted in a private mount namespace)
 rig_doveadm() {
 	local name=$1
 	shift
