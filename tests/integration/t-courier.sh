@@ -59,14 +59,7 @@ rig_add_user dest odd@example.com "$DEST_PW" userdb_migrate_source_user=carol \
 CLOG=$(rig_log courier)
 failed_logins() { grep -c 'LOGIN FAILED, user=dave,' "$CLOG"; }
 declare -A MIG
-migrate() {
-	local u=$1
-	shift
-	MIG_OUT=$RIG/mig.$u.$RANDOM
-	MIG_RC=0
-	rig_doveadm dest -f tab "$@" migrate -u "$u@example.com" >"$MIG_OUT" 2>&1 || MIG_RC=$?
-	rig_summary "$MIG_OUT"
-}
+migrate() { rig_migrate_user dest "$1@example.com" "${@:2}"; }
 
 # --- 1. a wrong password is refused once ------------------------------------------
 before=$(failed_logins)

@@ -44,14 +44,7 @@ compare() {
 		--dest-port "$(rig_port dest)" --dest-user "$1@example.com"
 }
 declare -A MIG
-migrate() {   # migrate USER [doveadm -o ...]: MIG_RC, MIG_OUT, MIG[field]
-	local u=$1
-	shift
-	MIG_OUT=$RIG/mig.$u.$RANDOM
-	MIG_RC=0
-	rig_doveadm dest -f tab "$@" migrate -u "$u@example.com" >"$MIG_OUT" 2>&1 || MIG_RC=$?
-	rig_summary "$MIG_OUT"
-}
+migrate() { rig_migrate_user dest "$1@example.com" "${@:2}"; }
 SRC_LOG=$(rig_log src)
 logins() {   # logins METHOD: alice's logins with it so far
 	grep -c "Login: user=<alice>, method=$1," "$SRC_LOG"

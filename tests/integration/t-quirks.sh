@@ -95,14 +95,7 @@ user() {
 }
 # migrate U [doveadm args]: MIG_RC, MIG_OUT, and MIG[field] from the summary
 declare -A MIG
-migrate() {
-	local u=$1
-	shift
-	MIG_OUT=$RIG/mig.$u.$RANDOM
-	MIG_RC=0
-	rig_doveadm dest -f tab "$@" migrate -u "$u@example.com" >"$MIG_OUT" 2>&1 || MIG_RC=$?
-	rig_summary "$MIG_OUT"
-}
+migrate() { rig_migrate_user dest "$1@example.com" "${@:2}"; }
 report() { cat "$(rig_home dest "$1@example.com")/.migrate/report.json" 2>/dev/null; }
 json() {   # json FILE-CONTENT PYTHON-EXPR(r)
 	"$PY" -c 'import json, sys; r = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"

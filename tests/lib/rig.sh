@@ -57,6 +57,8 @@
 #   rig_port / rig_conf / rig_dir / rig_log / rig_base_dir / rig_lmtp_socket
 #   rig_users_file NAME / rig_home NAME USER / rig_maildir NAME USER
 #   rig_log_tail NAME [N] / rig_diag_logs [N]   log tails (diagnostics)
+#   rig_migrate_user DEST USER [ARGS]
+#                            doveadm migrate -u USER: MIG_RC, MIG_OUT, MIG[]
 #   rig_summary FILE         the doveadm -f tab summary row in FILE into the
 #                            associative array MIG (MIG[copied], ...; the
 #                            caller declares it with declare -A MIG)
@@ -938,6 +940,18 @@ rig_pop3_order_differs() {
 rig_imap_append() {
 	local name=$1 user=$2 pass=$3 folder=$4 file=$5 flags=${6:-}
 	rig_imap "$name" "$user" "$pass" append --create --flags "$flags" "$folder" "$file"
+}
+
+# rig_migrate_user DEST USER [doveadm args]: doveadm migrate -u USER on
+# DEST (the args go before "migrate": -o ...); MIG_RC, MIG_OUT (its
+# output) and MIG[field] from the summary (declare -A MIG first)
+rig_migrate_user() {
+	local dest=$1 u=$2
+	shift 2
+	MIG_OUT=$RIG/mig.${u%%@*}.$RANDOM
+	MIG_RC=0
+	rig_doveadm "$dest" -f tab "$@" migrate -u "$u" >"$MIG_OUT" 2>&1 || MIG_RC=$?
+	rig_summary "$MIG_OUT"
 }
 
 rig_summary() {
