@@ -1444,7 +1444,6 @@ conn_list_cmd(struct migrate_source_conn *conn, pool_t pool,
 		 ARRAY_TYPE(const_string) *names, const char *cmd_str,
 		 const char **error_r)
 {
-
 	conn_larges_drop(conn, NULL);
 	conn->list_pool = pool;
 	conn->list_names = names;

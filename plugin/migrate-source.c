@@ -158,16 +158,6 @@ static struct migrate_source_conn *source_conn(struct migrate_source *source);
 
 /* the source whose user migrate_source_user_init() creates */
 static struct migrate_source *source_user_creating;
-/* migrate_source_set_login_hook() */
-static void (*source_login_hook)(void *context);
-static void *source_login_hook_context;
-
-void migrate_source_set_login_hook(void (*callback)(void *context),
-				   void *context)
-{
-	source_login_hook = callback;
-	source_login_hook_context = context;
-}
 
 /* The source's storage is created once its login is accepted: our own
    connection opens now, while the storage still waits for the hierarchy
@@ -184,12 +174,6 @@ static void source_storage_created(struct mail_storage *storage)
 	    istorage->client->auth_failed_state != IMAPC_COMMAND_STATE_OK)
 		return;
 	migrate_source_conn_start(source_conn(source));
-	if (source_login_hook != NULL) {
-		void (*callback)(void *context) = source_login_hook;
-
-		source_login_hook = NULL;
-		callback(source_login_hook_context);
-	}
 }
 
 static struct mail_storage_hooks source_storage_hooks = {

@@ -87,12 +87,6 @@ int migrate_source_init(struct mail_storage_service_ctx *service_ctx,
 			struct migrate_source **source_r,
 			enum migrate_error *error_code_r,
 			const char **error_r);
-/* Called once, by the next migrate_source_init() of an IMAP source in
-   this process, as soon as the source accepted its login (before the
-   init returns, while the folders are still being listed); NULL
-   unregisters it.  Never called after a refused login. */
-void migrate_source_set_login_hook(void (*callback)(void *context),
-				   void *context);
 /* What the source's TLS connections showed so far (as for
    migrate_source_init()). */
 void migrate_source_get_peer(struct migrate_source *source,
