@@ -113,7 +113,11 @@ void migrate_table_error(struct migrate_table *table, unsigned int line,
 
 	migrate_table_prefix(table, str, line);
 	if (column >= 0) {
-		str_printfa(str, "column %d (%s): ", column + 1,
+		/* where the file has it: a header may order the columns */
+		str_printfa(str, "column %d (%s): ",
+			    table->header_count > 0 &&
+			    table->fields[column] >= 0 ?
+			    table->fields[column] + 1 : column + 1,
 			    table->columns[column].name);
 	}
 	va_start(args, fmt);

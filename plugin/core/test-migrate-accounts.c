@@ -302,7 +302,7 @@ static void test_accounts_secret_values(void)
 	test_assert(array_count(&accounts->errors) == 2);
 	if (array_count(&accounts->errors) == 2) {
 		test_assert_strcmp(array_idx_elem(&accounts->errors, 1),
-			t_strconcat(accounts->path, ":2: column 4 (quota): a "
+			t_strconcat(accounts->path, ":2: column 3 (quota): a "
 				    "value that may be a password (not shown) "
 				    "is not a positive number of GB (e.g. 5 or "
 				    "2.5)", NULL));

@@ -166,7 +166,7 @@ static void test_template_source_protocol(void)
 		"h;ana;pw;mx;ana@example.com;Str0ng!pass;pop3\n"
 		"h;bob;pw;mx;bob@example.com;Str0ng!pass;smtp\n");
 	test_assert(array_count(&tmpl->errors) == 1);
-	test_assert(test_has_error(tmpl, "badproto.csv:3: column 8 "
+	test_assert(test_has_error(tmpl, "badproto.csv:3: column 7 "
 		"(source_protocol): 'smtp' is not imap, pop3 or auto", NULL));
 	test_assert(array_count(&tmpl->rows) == 1);
 	migrate_template_free(&tmpl);
@@ -356,7 +356,7 @@ static void test_template_secret_values(void)
 		"h,ana,0ld!Secret,mx,ana@example.com,Str0ng!pass\n"
 		"h,bob,0ld!Secret,mx,bob@example.com,Str0ng!pass\n");
 	test_migrate_assert_one_error(&tmpl->errors, tmpl->path,
-		":3: column 5 (dest_user): a value that may be a password (not "
+		":3: column 3 (dest_user): a value that may be a password (not "
 		"shown) is also on line 2", 0);
 	array_foreach_elem(&tmpl->errors, msg)
 		test_assert(strstr(msg, "Secret") == NULL);
