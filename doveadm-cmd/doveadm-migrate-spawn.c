@@ -158,6 +158,7 @@ void migrate_spawn_row_credentials(const struct migrate_template_row *row,
 	cred_r->source_password = row->source_password;
 	cred_r->source_tls_name = row->source_tls_name;
 	cred_r->source_protocol = row->source_protocol;
+	cred_r->source_auth = row->source_auth;
 }
 
 static void migrate_spawn_progress(struct migrate_spawn *spawn, bool final)

@@ -130,6 +130,11 @@ migrate_cmd_settings(struct migrate_cmd_context *ctx, struct mail_user *user,
 		new_set->source_user = p_strdup(user->pool, cred->source_user);
 		new_set->source_password = p_strdup(user->pool,
 						    cred->source_password);
+		/* the credentials' was checked when they were read */
+		if (cred->source_auth != NULL) {
+			(void)migrate_source_auth_parse(cred->source_auth,
+						&new_set->source_auth);
+		}
 	}
 	/* a certificate name only where there is a certificate */
 	new_set->source_ssl_hostname = set->source_ssl == MIGRATE_SSL_NO ?
@@ -145,6 +150,11 @@ migrate_cmd_settings(struct migrate_cmd_context *ctx, struct mail_user *user,
 	if (pin != NULL)
 		new_set->source_ssl_pin = p_strdup(user->pool, pin->sha256);
 	if (migrate_cmd_settings_protocol(ctx, new_set, error_r) < 0)
+		return -1;
+	/* a template row's login: a password, or a token (given, or the
+	   token command's) */
+	if (cred != NULL &&
+	    migrate_settings_check_auth(new_set, FALSE, error_r) < 0)
 		return -1;
 	*set_r = new_set;
 	return 0;

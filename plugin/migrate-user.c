@@ -59,12 +59,9 @@ int migrate_user_settings_read(struct mail_user *user, bool require_source,
 		*error_r = MIGRATE_SETTING_SOURCE_HOST" is not set";
 		return -1;
 	}
-	if (require_source && muser->set->source_password == NULL &&
-	    muser->set->source_password_file == NULL) {
-		*error_r = "Neither "MIGRATE_SETTING_SOURCE_PASSWORD" nor "
-			MIGRATE_SETTING_SOURCE_PASSWORD_FILE" is set";
+	if (require_source &&
+	    migrate_settings_check_auth(muser->set, FALSE, error_r) < 0)
 		return -1;
-	}
 	*set_r = muser->set;
 	return 0;
 }

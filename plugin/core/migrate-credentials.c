@@ -135,6 +135,11 @@ void migrate_credentials_serialize(string_t *dest,
 		str_append_tabescaped(dest, cred->source_protocol);
 		str_append_c(dest, '\n');
 	}
+	if (cred->source_auth != NULL) {
+		str_append(dest, "auth\t");
+		str_append_tabescaped(dest, cred->source_auth);
+		str_append_c(dest, '\n');
+	}
 }
 
 int migrate_credentials_write(const char *dir, const char *user,
@@ -161,6 +166,7 @@ int migrate_credentials_parse(const char *path, const char *data, pool_t pool,
 {
 	const char *const *lines, *const *args, *value;
 	enum migrate_source_protocol protocol;
+	enum migrate_source_auth auth;
 	unsigned int i;
 	bool have_host = FALSE, have_user = FALSE, have_password = FALSE;
 
@@ -205,6 +211,13 @@ int migrate_credentials_parse(const char *path, const char *data, pool_t pool,
 			}
 			cred_r->source_protocol =
 				migrate_source_protocol_to_str(protocol);
+		} else if (strcmp(args[0], "auth") == 0) {
+			if (!migrate_source_auth_parse(value, &auth)) {
+				*error_r = t_strdup_printf(
+					"%s:%u: bad auth", path, i + 1);
+				return -1;
+			}
+			cred_r->source_auth = migrate_source_auth_to_str(auth);
 		}
 		/* unknown keys: written by a newer version, ignored */
 	}

@@ -23,6 +23,10 @@ struct migrate_credentials {
 	/* the template row's migrate_source_protocol ("imap", "pop3",
 	   "auto"); NULL: none */
 	const char *source_protocol;
+	/* the template row's migrate_source_auth ("password", "xoauth2",
+	   "oauthbearer"); NULL: none.  With an OAuth2 mechanism an empty
+	   source_password takes the token command's token. */
+	const char *source_auth;
 };
 
 /* For a process that is going to hold passwords (source credentials,

@@ -190,7 +190,7 @@ reader_enum(struct migrate_settings_reader *r, const char *key,
 
 static int
 settings_read_password(pool_t pool, struct migrate_settings_reader *r,
-		       bool require_source, struct migrate_settings *set)
+		       struct migrate_settings *set)
 {
 	const char *value, *password_file;
 
@@ -200,11 +200,6 @@ settings_read_password(pool_t pool, struct migrate_settings_reader *r,
 		r->error = MIGRATE_SETTING_SOURCE_PASSWORD" and "
 			MIGRATE_SETTING_SOURCE_PASSWORD_FILE
 			" are mutually exclusive";
-		return -1;
-	}
-	if (value == NULL && password_file == NULL && require_source) {
-		r->error = "Neither "MIGRATE_SETTING_SOURCE_PASSWORD" nor "
-			MIGRATE_SETTING_SOURCE_PASSWORD_FILE" is set";
 		return -1;
 	}
 	set->source_password = p_strdup(pool, value);
@@ -246,6 +241,60 @@ static const char *const source_auth_names[] = {
 	[MIGRATE_SOURCE_AUTH_OAUTHBEARER] = "oauthbearer",
 	NULL
 };
+
+const char *migrate_source_auth_to_str(enum migrate_source_auth auth)
+{
+	i_assert(auth < N_ELEMENTS(source_auth_names) - 1);
+	return source_auth_names[auth];
+}
+
+bool migrate_source_auth_parse(const char *value,
+			       enum migrate_source_auth *auth_r)
+{
+	unsigned int i;
+
+	for (i = 0; source_auth_names[i] != NULL; i++) {
+		if (strcasecmp(value, source_auth_names[i]) == 0) {
+			*auth_r = i;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+int migrate_settings_check_auth(const struct migrate_settings *set,
+				bool protocol_only, const char **error_r)
+{
+	bool token = set->source_auth != MIGRATE_SOURCE_AUTH_PASSWORD;
+
+	if (token && (set->source_protocol != MIGRATE_SOURCE_PROTOCOL_IMAP ||
+		      set->source_pop3 != MIGRATE_POP3_NO)) {
+		/* Dovecot's POP3 client logs in with USER/PASS only */
+		*error_r = t_strdup_printf("%s = %s works over IMAP only "
+			"(%s = imap, %s = no)", MIGRATE_SETTING_SOURCE_AUTH,
+			source_auth_names[set->source_auth],
+			MIGRATE_SETTING_SOURCE_PROTOCOL,
+			MIGRATE_SETTING_SOURCE_POP3);
+		return -1;
+	}
+	if (protocol_only)
+		return 0;
+	if ((set->source_password == NULL ||
+	     set->source_password[0] == '\0') &&
+	    set->source_password_file == NULL &&
+	    (!token || set->source_oauth2_token_command == NULL)) {
+		*error_r = token ? t_strdup_printf("%s = %s: neither a token "
+			"(%s, %s) nor %s is set", MIGRATE_SETTING_SOURCE_AUTH,
+			source_auth_names[set->source_auth],
+			MIGRATE_SETTING_SOURCE_PASSWORD,
+			MIGRATE_SETTING_SOURCE_PASSWORD_FILE,
+			MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND) :
+			"Neither "MIGRATE_SETTING_SOURCE_PASSWORD" nor "
+			MIGRATE_SETTING_SOURCE_PASSWORD_FILE" is set";
+		return -1;
+	}
+	return 0;
+}
 
 const char *migrate_source_auth_mechanism(enum migrate_source_auth auth)
 {
@@ -317,7 +366,7 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 	set->source_user = p_strdup(pool, value != NULL ? value : default_user);
 	set->source_master_user = p_strdup(pool,
 		reader_get(r, MIGRATE_SETTING_SOURCE_MASTER_USER));
-	if (settings_read_password(pool, r, require_source, set) < 0)
+	if (settings_read_password(pool, r, set) < 0)
 		return -1;
 	value = reader_get(r, MIGRATE_SETTING_SOURCE_PREFIX);
 	set->source_prefix = p_strdup(pool, value != NULL ? value : "");
@@ -339,17 +388,16 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 			"password, xoauth2 or oauthbearer", &num) < 0)
 		return -1;
 	set->source_auth = num;
-	if (set->source_auth != MIGRATE_SOURCE_AUTH_PASSWORD &&
-	    (set->source_protocol != MIGRATE_SOURCE_PROTOCOL_IMAP ||
-	     set->source_pop3 != MIGRATE_POP3_NO)) {
-		/* Dovecot's POP3 client logs in with USER/PASS only */
-		r->error = t_strdup_printf("%s = %s works over IMAP only "
-			"(%s = imap, %s = no)", MIGRATE_SETTING_SOURCE_AUTH,
-			source_auth_names[set->source_auth],
-			MIGRATE_SETTING_SOURCE_PROTOCOL,
-			MIGRATE_SETTING_SOURCE_POP3);
+	value = reader_get(r, MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND);
+	if (value != NULL && value[0] != '/') {
+		r->error = t_strdup_printf("%s must start with an absolute "
+			"path: %s", MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND,
+			value);
 		return -1;
 	}
+	set->source_oauth2_token_command = p_strdup(pool, value);
+	if (migrate_settings_check_auth(set, !require_source, &r->error) < 0)
+		return -1;
 	return reader_time(r, MIGRATE_SETTING_SOURCE_TIMEOUT,
 			   MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS,
 			   &set->source_timeout_secs);

@@ -44,6 +44,7 @@
 #define MIGRATE_SETTING_SOURCE_PROTOCOL "migrate_source_protocol"
 #define MIGRATE_SETTING_SOURCE_POP3_PORT "migrate_source_pop3_port"
 #define MIGRATE_SETTING_SOURCE_AUTH "migrate_source_auth"
+#define MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND "migrate_source_oauth2_token_command"
 
 #define MIGRATE_DEFAULT_SOURCE_SSL MIGRATE_SSL_STARTTLS
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
@@ -159,6 +160,10 @@ struct migrate_settings {
 	/* the SASL mechanism of the logins; with xoauth2 or oauthbearer
 	   source_password is an access token */
 	enum migrate_source_auth source_auth;
+	/* with xoauth2 or oauthbearer and no source_password: the command
+	   (an absolute path and its arguments, split at spaces) that prints
+	   the access token, run with the source user as its last argument */
+	const char *source_oauth2_token_command;
 	/* retries of a run that lost the source, and the first delay */
 	unsigned int retries;
 	unsigned int retry_delay_secs;
@@ -236,6 +241,17 @@ const char *migrate_ssl_mode_to_str(enum migrate_ssl_mode mode);
    source_protocol and of doveadm migrate domain start --source-protocol */
 const char *
 migrate_source_protocol_to_str(enum migrate_source_protocol protocol);
+/* Whether the source can be logged in to as set: a password (or a token)
+   or, with an OAuth2 mechanism, a token command (not checked with
+   protocol_only); and OAuth2 over IMAP only.  The error names the
+   settings. */
+int migrate_settings_check_auth(const struct migrate_settings *set,
+				bool protocol_only, const char **error_r);
+/* "password", "xoauth2", "oauthbearer", and back (case-insensitive): the
+   setting's values, also those of a template row's source_auth */
+const char *migrate_source_auth_to_str(enum migrate_source_auth auth);
+bool migrate_source_auth_parse(const char *value,
+			       enum migrate_source_auth *auth_r);
 /* The SASL mechanism of migrate_source_auth ("" for the password: imapc
    chooses, LOGIN or AUTHENTICATE PLAIN) */
 const char *migrate_source_auth_mechanism(enum migrate_source_auth auth);

@@ -29,6 +29,8 @@ template_columns[MIGRATE_TEMPLATE_COLUMN_COUNT] = {
 		"nomedocertificado", "nometls") },
 	{ "source_protocol", MIGRATE_TABLE_ALIASES("sourceprotocol",
 		"protocol", "protocol1", "protocolo", "protocolodeorigem") },
+	{ "source_auth", MIGRATE_TABLE_ALIASES("sourceauth", "auth",
+		"authmech", "authmech1", "authmechanism", "autenticacao") },
 };
 
 struct template_reader {
@@ -189,6 +191,38 @@ template_protocol(struct template_reader *r, unsigned int line,
 	return TRUE;
 }
 
+/* The row's login (none when empty): password, xoauth2 or oauthbearer. */
+static bool
+template_auth(struct template_reader *r, unsigned int line,
+	      const char *value, const char **auth_r)
+{
+	enum migrate_source_auth auth;
+
+	*auth_r = NULL;
+	if (value == NULL || value[0] == '\0')
+		return TRUE;
+	if (!migrate_source_auth_parse(value, &auth)) {
+		migrate_table_error(r->table, line,
+				    MIGRATE_TEMPLATE_SOURCE_AUTH,
+				    "%s is not password, xoauth2 or oauthbearer",
+				    migrate_template_value_str(value, TRUE));
+		return FALSE;
+	}
+	*auth_r = migrate_source_auth_to_str(auth);
+	return TRUE;
+}
+
+/* Whether the row logs in with an OAuth2 token (its source_password may
+   be empty: the token command gives it). */
+static bool template_row_uses_token(const char *const *values)
+{
+	const char *value = values[MIGRATE_TEMPLATE_SOURCE_AUTH];
+	enum migrate_source_auth auth;
+
+	return value != NULL && migrate_source_auth_parse(value, &auth) &&
+		auth != MIGRATE_SOURCE_AUTH_PASSWORD;
+}
+
 /* The row's values in column order (NULL: a column the file lacks);
    FALSE (reported) when the row has the wrong number of fields. */
 static bool
@@ -263,6 +297,9 @@ template_row_fill(struct template_reader *r, unsigned int line,
 			       values[MIGRATE_TEMPLATE_SOURCE_PROTOCOL],
 			       &row->source_protocol))
 		ok = FALSE;
+	if (!template_auth(r, line, values[MIGRATE_TEMPLATE_SOURCE_AUTH],
+			   &row->source_auth))
+		ok = FALSE;
 	if (!template_user_valid(row->source_user)) {
 		migrate_table_error(r->table, line,
 				    MIGRATE_TEMPLATE_SOURCE_USER,
@@ -296,6 +333,9 @@ template_row(struct template_reader *r, const struct migrate_csv_record *rec)
 	if (!template_row_values(r, rec, values))
 		return;
 	for (i = 0; i < MIGRATE_TEMPLATE_REQUIRED_COUNT; i++) {
+		if (i == MIGRATE_TEMPLATE_SOURCE_PASSWORD &&
+		    values[i] != NULL && template_row_uses_token(values))
+			continue;
 		if (values[i] == NULL || values[i][0] == '\0') {
 			migrate_table_error(r->table, line, (int)i, "is empty");
 			ok = FALSE;

@@ -16,7 +16,11 @@
    header may add a tls_name column: the name to verify the certificate
    of a source given by IP address against (migrate-tls.h); and a
    source_protocol column: imap, pop3 or auto (migrate_source_protocol for
-   this account; empty: the setting's).
+   this account; empty: the setting's); and a source_auth column:
+   password, xoauth2 or oauthbearer (migrate_source_auth for this account;
+   empty: the setting's).  A row with xoauth2 or oauthbearer may leave its
+   source_password empty: the token then comes from
+   migrate_source_oauth2_token_command.
 
    Nothing in an error or a note ever quotes a password.  The header and
    the problems are migrate-table.h's. */
@@ -34,6 +38,7 @@ enum migrate_template_column {
 	/* optional, and only in a file with a header */
 	MIGRATE_TEMPLATE_SOURCE_TLS_NAME = MIGRATE_TEMPLATE_REQUIRED_COUNT,
 	MIGRATE_TEMPLATE_SOURCE_PROTOCOL,
+	MIGRATE_TEMPLATE_SOURCE_AUTH,
 
 	MIGRATE_TEMPLATE_COLUMN_COUNT
 };
@@ -55,6 +60,9 @@ struct migrate_template_row {
 	/* "imap", "pop3" or "auto" (migrate_source_protocol_to_str()); NULL
 	   when not given */
 	const char *source_protocol;
+	/* "password", "xoauth2" or "oauthbearer"
+	   (migrate_source_auth_to_str()); NULL when not given */
+	const char *source_auth;
 };
 ARRAY_DEFINE_TYPE(migrate_template_row, struct migrate_template_row);
 

@@ -54,17 +54,20 @@ static void test_credentials_store(void)
 	test_assert(cred2.source_port == 993);
 	test_assert_strcmp(cred2.source_user, "ana");
 	test_assert_strcmp(cred2.source_password, cred.source_password);
+	test_assert(cred2.source_auth == NULL);
 	/* only the owner can enter or read */
 	path = t_strconcat(dir, "/ana@example.com", NULL);
 	test_assert(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600);
 	test_assert(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
 	/* a second write replaces the file */
 	cred.source_port = 0;
+	cred.source_auth = "oauthbearer";
 	test_assert(migrate_credentials_write(dir, "ana@example.com", &cred,
 					      &error) == 0);
 	test_assert(migrate_credentials_read(dir, "ana@example.com", pool,
 					     &cred2, &error) == 1);
 	test_assert(cred2.source_port == 0);
+	test_assert_strcmp(cred2.source_auth, "oauthbearer");
 	test_assert(access(t_strconcat(path, ".tmp", NULL), F_OK) < 0);
 	test_end();
 

@@ -150,6 +150,9 @@ static void test_migrate_settings_invalid(void)
 		{ "migrate_source_protocol", "smtp", "migrate_source_protocol" },
 		{ "migrate_source_pop3_port", "0", "migrate_source_pop3_port" },
 		{ "migrate_source_auth", "kerberos", "migrate_source_auth" },
+		{ "migrate_source_oauth2_token_command", "get-token",
+		  "migrate_source_oauth2_token_command must start with an "
+		  "absolute path" },
 	};
 	const struct migrate_settings *set;
 	const char *error;
@@ -240,6 +243,50 @@ static void test_migrate_settings_required(void)
 	test_end();
 }
 
+static void test_migrate_settings_token_command(void)
+{
+	const char *const command[] = {
+		"migrate_source_host", "h",
+		"migrate_source_auth", "XOAUTH2",
+		"migrate_source_oauth2_token_command", "/usr/bin/tok --x",
+		NULL
+	};
+	const char *const no_command[] = {
+		"migrate_source_host", "h",
+		"migrate_source_auth", "oauthbearer",
+		NULL
+	};
+	const char *const password_auth[] = {
+		"migrate_source_host", "h",
+		"migrate_source_oauth2_token_command", "/usr/bin/tok",
+		NULL
+	};
+	const struct migrate_settings *set;
+	const char *error;
+	pool_t pool = pool_alloconly_create("test", 1024);
+
+	test_begin("migrate settings token command");
+	/* a token command stands for the password */
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)command,
+		"u", "/h", TRUE, &set, &error) == 0);
+	test_assert(set->source_auth == MIGRATE_SOURCE_AUTH_XOAUTH2);
+	test_assert_strcmp(set->source_oauth2_token_command,
+			   "/usr/bin/tok --x");
+	test_assert(set->source_password == NULL);
+	test_assert(migrate_settings_read(pool, test_lookup,
+		(void *)no_command, "u", "/h", TRUE, &set, &error) < 0);
+	test_assert_strcmp(error, "migrate_source_auth = oauthbearer: "
+		"neither a token (migrate_source_password, "
+		"migrate_source_password_file) nor "
+		"migrate_source_oauth2_token_command is set");
+	/* ... only with an OAuth2 mechanism */
+	test_assert(migrate_settings_read(pool, test_lookup,
+		(void *)password_auth, "u", "/h", TRUE, &set, &error) < 0);
+	test_assert(strstr(error, "Neither migrate_source_password") != NULL);
+	pool_unref(&pool);
+	test_end();
+}
+
 static void test_migrate_settings_password_file(void)
 {
 	const char *path = test_migrate_write("pw", "f1le!pw\nsecond line\n");
@@ -294,5 +341,6 @@ void test_migrate_settings(void)
 	test_migrate_settings_invalid();
 	test_migrate_settings_source_protocol();
 	test_migrate_settings_required();
+	test_migrate_settings_token_command();
 	test_migrate_settings_password_file();
 }

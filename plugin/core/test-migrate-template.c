@@ -180,6 +180,48 @@ static void test_template_source_protocol(void)
 	test_end();
 }
 
+static void test_template_source_auth(void)
+{
+	struct migrate_template *tmpl;
+	const struct migrate_template_row *rows;
+	unsigned int count;
+
+	test_begin("template: the optional source_auth column");
+	/* an OAuth2 row may leave its password empty, no other may */
+	tmpl = test_read("auth.csv",
+		"source_host,source_user,source_password,dest_host,dest_user,"
+		"dest_password,source_auth\n"
+		"h,ana,,mx,ana@example.com,Str0ng!pass,XOAUTH2\n"
+		"h,bob,tok,mx,bob@example.com,Str0ng!pass,oauthbearer\n"
+		"h,carl,pw,mx,carl@example.com,Str0ng!pass,\n"
+		"h,dora,,mx,dora@example.com,Str0ng!pass,password\n"
+		"h,eve,,mx,eve@example.com,Str0ng!pass,kerberos\n");
+	test_assert(array_count(&tmpl->errors) == 2);
+	test_assert(test_has_error(tmpl, "auth.csv:5: column 3 "
+		"(source_password): is empty", NULL));
+	test_assert(test_has_error(tmpl, "auth.csv:6: column 3 "
+		"(source_password): is empty", NULL));
+	rows = array_get(&tmpl->rows, &count);
+	test_assert(count == 3);
+	if (count == 3) {
+		test_assert_strcmp(rows[0].source_auth, "xoauth2");
+		test_assert_strcmp(rows[0].source_password, "");
+		test_assert_strcmp(rows[1].source_auth, "oauthbearer");
+		test_assert(rows[2].source_auth == NULL);
+	}
+	migrate_template_free(&tmpl);
+
+	tmpl = test_read("badauth.csv",
+		"source_host,source_user,source_password,dest_host,dest_user,"
+		"dest_password,authmech1\n"
+		"h,eve,pw,mx,eve@example.com,Str0ng!pass,kerberos\n");
+	test_assert(test_has_error(tmpl, "badauth.csv:2: column 7 "
+		"(source_auth): 'kerberos' is not password, xoauth2 or "
+		"oauthbearer", NULL));
+	migrate_template_free(&tmpl);
+	test_end();
+}
+
 static void test_template_errors(void)
 {
 	struct migrate_template *tmpl;
@@ -426,6 +468,7 @@ void test_migrate_template(void)
 	test_template_header();
 	test_template_tls_name();
 	test_template_source_protocol();
+	test_template_source_auth();
 	test_template_errors();
 	test_template_must_fail();
 	test_template_secret_values();

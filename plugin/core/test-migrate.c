@@ -70,6 +70,7 @@ int main(void)
 		test_migrate_error,
 		test_migrate_json,
 		test_migrate_names,
+		test_migrate_oauth2,
 		test_migrate_record,
 		test_migrate_settings,
 		test_migrate_state,

@@ -21,6 +21,7 @@ void test_migrate_file(void);
 void test_migrate_error(void);
 void test_migrate_json(void);
 void test_migrate_names(void);
+void test_migrate_oauth2(void);
 void test_migrate_record(void);
 void test_migrate_settings(void);
 void test_migrate_state(void);
