@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "migrate-source.h"
 #include "migrate-plugin.h"
 
 /* The engine lives in this module for doveadm migrate, the only process
@@ -16,4 +17,5 @@ void migrate_plugin_init(struct module *module ATTR_UNUSED)
 
 void migrate_plugin_deinit(void)
 {
+	migrate_source_token_cache_free();
 }

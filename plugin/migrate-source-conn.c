@@ -1033,7 +1033,7 @@ conn_state_changed(void *context, enum imapc_state_change_event event,
 
 struct migrate_source_conn *
 migrate_source_conn_init(const struct migrate_settings *set,
-		     struct mail_user *ssl_user, const char *dns_base_dir,
+			 const char *password, struct mail_user *ssl_user, const char *dns_base_dir,
 		     struct migrate_source_guard *guard,
 		     struct event *event_parent)
 {
@@ -1059,7 +1059,7 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	cset.username = set->source_user;
 	cset.master_user = set->source_master_user == NULL ? "" :
 		set->source_master_user;
-	cset.password = set->source_password;
+	cset.password = password;
 	cset.sasl_mechanisms = migrate_source_auth_mechanism(set->source_auth);
 	cset.max_idle_time = IMAPC_DEFAULT_MAX_IDLE_TIME;
 	/* no ID command: imapc sends it before the login, which some
@@ -1583,6 +1583,12 @@ conn_login_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
 		    void *context ATTR_UNUSED)
 {
 	/* a failed login fails the commands waiting for it, which say so */
+}
+
+void migrate_source_conn_password_changed(struct migrate_source_conn *conn,
+					  const char *password)
+{
+	migrate_source_imapc_password_set(conn->client, password);
 }
 
 void migrate_source_conn_start(struct migrate_source_conn *conn)

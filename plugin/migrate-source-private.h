@@ -119,6 +119,11 @@ struct migrate_source {
 	struct mail_storage_service_ctx *service_ctx;
 	struct mail_storage_service_user *dest_service_user;
 
+	/* what the logins give: the source password, or the OAuth2 token
+	   (the token command's, migrate-source-token.c) */
+	const char *password;
+	bool token_registered;
+
 	/* the last line imapc logged at warning level or above */
 	char *last_error;
 	/* while logging in: the first TLS failure imapc logged */
@@ -130,6 +135,23 @@ struct migrate_source {
 	bool capturing_connect;
 	bool connect_refused, connect_failed;
 };
+
+/* migrate-source-token.c: the access token of migrate_source_oauth2_token_
+   command, obtained for the first source of the process and kept fresh
+   for every source registered until its deinit. */
+int migrate_source_token_init(struct migrate_source *source,
+			      const char **token_r,
+			      enum migrate_error *code_r, const char **error_r);
+void migrate_source_token_deinit(struct migrate_source *source);
+/* A new password in every imapc client of the source user's storages. */
+void migrate_source_user_password_changed(struct mail_user *user,
+					  const char *password);
+struct imapc_client;
+void migrate_source_imapc_password_set(struct imapc_client *client,
+				       const char *password);
+/* migrate-source.c: the token was replaced */
+void migrate_source_password_changed(struct migrate_source *source,
+				     const char *password);
 
 /* migrate-source-local.c */
 extern const struct migrate_source_vfuncs migrate_source_local_vfuncs;
@@ -182,6 +204,7 @@ void migrate_source_guard_nodelay(struct migrate_source_guard *guard);
 /* migrate-source-conn.c */
 struct migrate_source_conn *
 migrate_source_conn_init(const struct migrate_settings *set,
+			 const char *password,
 			 struct mail_user *ssl_user, const char *dns_base_dir,
 			 struct migrate_source_guard *guard,
 			 struct event *event_parent);
@@ -191,6 +214,9 @@ void migrate_source_conn_logout(struct migrate_source_conn *conn);
 void migrate_source_conn_deinit(struct migrate_source_conn **conn);
 /* Connect now, without waiting for anything. */
 void migrate_source_conn_start(struct migrate_source_conn *conn);
+/* The password (token) of the next logins. */
+void migrate_source_conn_password_changed(struct migrate_source_conn *conn,
+					  const char *password);
 int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 			      const char *mailbox, uint32_t uid, uoff_t size,
 			      struct istream **input_r, time_t *received_r,

@@ -195,7 +195,18 @@ migrate_source_user_init(struct migrate_source *source,
 	const char *error;
 	int ret;
 
-	i_assert(set->source_host != NULL && set->source_password != NULL);
+	i_assert(set->source_host != NULL);
+
+	source->password = set->source_password;
+	if (set->source_auth != MIGRATE_SOURCE_AUTH_PASSWORD &&
+	    (source->password == NULL || source->password[0] == '\0')) {
+		/* no token given: the token command's */
+		if (migrate_source_token_init(source, &source->password,
+					      error_code_r, error_r) < 0)
+			return -1;
+		source->token_registered = TRUE;
+	}
+	i_assert(source->password != NULL);
 
 	/* the user's hooks are chosen when it is created */
 	source_user_creating = source;
@@ -219,7 +230,7 @@ migrate_source_user_init(struct migrate_source *source,
 	imapc_set = (void *)mail_user_set_get_driver_settings(user->set_info,
 						      user->set, "imapc");
 	i_assert(imapc_set != NULL);
-	imapc_set->imapc_password = p_strdup(user->pool, set->source_password);
+	imapc_set->imapc_password = p_strdup(user->pool, source->password);
 	if (set->source_auth != MIGRATE_SOURCE_AUTH_PASSWORD) {
 		/* the password is the access token */
 		imapc_set->imapc_sasl_mechanisms =
@@ -285,6 +296,16 @@ migrate_source_user_init(struct migrate_source *source,
 	return 0;
 }
 
+void migrate_source_password_changed(struct migrate_source *source,
+				     const char *password)
+{
+	source->password = password;
+	if (source->user != NULL && !source->user_borrowed)
+		migrate_source_user_password_changed(source->user, password);
+	if (source->conn != NULL)
+		migrate_source_conn_password_changed(source->conn, password);
+}
+
 void migrate_source_release_listing(struct migrate_source *source)
 {
 	if (source->list_hold != NULL)
@@ -316,7 +337,7 @@ static struct migrate_source_conn *source_conn(struct migrate_source *source)
 {
 	if (source->conn == NULL) {
 		source->conn = migrate_source_conn_init(source->set,
-			source->dest_user, source->resolver_dir,
+			source->password, source->dest_user, source->resolver_dir,
 			source->guard, source->event);
 	}
 	return source->conn;
@@ -679,6 +700,8 @@ void migrate_source_deinit(struct migrate_source **_source)
 	if (source->v.deinit_post != NULL)
 		source->v.deinit_post(source);
 	/* after every connection is closed */
+	if (source->token_registered)
+		migrate_source_token_deinit(source);
 	migrate_source_tls_deinit(&source->tls);
 	migrate_source_log_deinit(source);
 	event_unref(&source->event);

@@ -331,4 +331,8 @@ int migrate_source_pop3_messages(struct migrate_source *source, pool_t pool,
    share (Dovecot's message_header_hash, newest version, SHA-1, hex). */
 int migrate_mail_header_hash(struct mail *mail, const char **hash_r);
 
+/* At the module's unload: the OAuth2 token the process kept (none is in
+   use then). */
+void migrate_source_token_cache_free(void);
+
 #endif
