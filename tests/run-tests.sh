@@ -244,7 +244,8 @@ declare -A expect=(
 	[t-workers]=45 [t-killpoints]=40 [t-accounts-sql]=40 [t-sources]=40
 	[t-batch]=35 [t-sync]=30 [t-faultkit]=30 [t-edge]=30 [t-large]=25
 	[t-rig]=25 [t-hostile]=25 [t-quirks]=20 [t-continuity]=15 [t-domain]=20
-	[t-courier]=20 [t-names]=15 [t-pop3]=10 [t-tls]=15 [t-exitcodes]=10 [t-secretscan]=3
+	[t-courier]=20 [t-names]=15 [t-pop3]=10 [t-tls]=15 [t-exitcodes]=10
+	[t-secretscan]=3 [t-tokenserver]=25 [t-oauth2-grants]=30
 )
 if [ -s "$out/durations" ]; then
 	while read -r n secs; do

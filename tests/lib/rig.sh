@@ -9,11 +9,18 @@
 #                            trap (EXIT; HUP/INT/TERM turned into exits)
 #   rig_start_source NAME [--sep /|.] [--prefix P] [--layout maildir++|fs]
 #                    [--format maildir|sdbox|mdbox] [--oauth2]
+#                    [--oauth2-app]
 #                            IMAP server; --sep . --prefix INBOX. is the
 #                            Courier-style namespace; --oauth2: XOAUTH2 and
 #                            OAUTHBEARER too, Dovecot's oauth2 passdb
 #                            validating HS256 tokens locally (its key in
-#                            $RIG/NAME/oauth2.key, rig_oauth2_token)
+#                            $RIG/NAME/oauth2.key, rig_oauth2_token);
+#                            --oauth2-app: --oauth2 and a second oauth2
+#                            passdb that takes an app token (one token
+#                            for every user, with scope IMAP.AccessAsApp:
+#                            what tools/tokenserver.py's
+#                            client-credentials grant issues; see
+#                            rig__oauth2_conf)
 #   rig_start_dest NAME [--layout maildir++|fs] [--format F] [--no-migrate]
 #                            the destination: our plugins (when built)
 #                            where conf.d/90-migrate.conf loads them
@@ -296,9 +303,9 @@ rig_free_port() {
 }
 
 rig__parse_opts() {
-	# sets _sep _prefix _layout _format _oauth2 _migrate from the option
-	# list
-	_sep=/ _prefix='' _layout=maildir++ _format=maildir _oauth2=0 _migrate=1
+	# sets _sep _prefix _layout _format _oauth2 _oauth2_app _migrate from
+	# the option list
+	_sep=/ _prefix='' _layout=maildir++ _format=maildir _oauth2=0 _oauth2_app=0 _migrate=1
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--sep) _sep=$2; shift 2 ;;
@@ -306,6 +313,7 @@ rig__parse_opts() {
 		--layout) _layout=$2; shift 2 ;;
 		--format) _format=$2; shift 2 ;;
 		--oauth2) _oauth2=1; shift ;;
+		--oauth2-app) _oauth2=1 _oauth2_app=1; shift ;;
 		--no-migrate) _migrate=0; shift ;;
 		*) rig_die "unknown option $1" ;;
 		esac
@@ -315,11 +323,29 @@ rig__parse_opts() {
 	case $_format in maildir|sdbox|mdbox) ;; *) rig_die "--format must be maildir, sdbox or mdbox" ;; esac
 }
 
-# rig__oauth2_conf DIR: the oauth2 passdb of a --oauth2 source (on stdout),
-# its HMAC key in DIR/oauth2.key and, base64, where Dovecot's fs dict
-# finds shared/default/HS256/default (the dict drops "shared/")
+# rig__oauth2_conf DIR [app]: the oauth2 passdb of a --oauth2 source (on
+# stdout), its HMAC key in DIR/oauth2.key and, base64, where Dovecot's fs
+# dict finds shared/default/HS256/default (the dict drops "shared/"; a
+# token must not carry an "azp" claim, which would name another key
+# directory).
+# With "app" (--oauth2-app), a second oauth2 passdb after it, same key,
+# for app-only tokens (Microsoft's client-credentials grant: the token
+# names the app, not a mailbox; tools/tokenserver.py issues them with the
+# claims aud https://outlook.office365.com and scope IMAP.AccessAsApp):
+# db-oauth2.c db_oauth2_validate_username() expands username_format once
+# for the login user and once for the token's username_attribute value
+# and wants the two equal, so a constant format (no %) matches every
+# user; what tells an app token apart is its scope: in 2.3.19.1
+# db_oauth2_token_in_scope() wants a word of the scope setting in the
+# token's "scope" claim (without one, its "aud"); Debian's 2.3.19.1
+# (+deb12u7, the backported fix of CVE-2026-73208 and the JWT checks of
+# 2.3.21's oauth2-jwt.c) wants the "scope" claim itself, and the
+# client_id setting in "aud".  A user token for another user fails the
+# first passdb (user unknown: the chain goes on) and this one (no or
+# another scope: USER_DISABLED or a failed validation), so the login
+# fails.
 rig__oauth2_conf() {
-	local dir=$1
+	local dir=$1 app=${2:-}
 	mkdir -p "$dir/oauth2-keys/default/HS256"
 	head -c 32 /dev/urandom >"$dir/oauth2.key"
 	base64 -w0 "$dir/oauth2.key" >"$dir/oauth2-keys/default/HS256/default"
@@ -336,6 +362,22 @@ rig__oauth2_conf() {
 	  driver = oauth2
 	  mechanisms = xoauth2 oauthbearer
 	  args = $dir/oauth2.conf.ext
+	}
+	EOF
+	[ "$app" = app ] || return 0
+	cat >"$dir/oauth2-app.conf.ext" <<-EOF
+	introspection_mode = local
+	local_validation_key_dict = fs:posix:prefix=$dir/oauth2-keys/
+	username_attribute = sub
+	username_format = any-user
+	scope = IMAP.AccessAsApp
+	client_id = https://outlook.office365.com
+	EOF
+	cat <<-EOF
+	passdb {
+	  driver = oauth2
+	  mechanisms = xoauth2 oauthbearer
+	  args = $dir/oauth2-app.conf.ext
 	}
 	EOF
 }
@@ -385,7 +427,7 @@ rig__write_conf() {
 		fi
 		local passwd_mechs=""
 		if [ "$_oauth2" = 1 ]; then
-			rig__oauth2_conf "$dir"
+			rig__oauth2_conf "$dir" "$([ "$_oauth2_app" = 1 ] && echo app)"
 			passwd_mechs="mechanisms = plain login"
 		fi
 		cat <<-EOF
@@ -489,7 +531,7 @@ rig__start() {
 	[ -n "$RIG" ] || rig_die "call rig_init first"
 	[ -z "${RIG_KIND[$name]:-}" ] || rig_die "instance $name exists"
 	[[ $name =~ ^[A-Za-z0-9_-]+$ ]] || rig_die "bad instance name $name"
-	local _sep _prefix _layout _format _oauth2 _migrate
+	local _sep _prefix _layout _format _oauth2 _oauth2_app _migrate
 	rig__parse_opts "$@"
 	local dir=$RIG/$name
 	mkdir -p "$dir/run" "$dir/state" "$dir/mail"
