@@ -151,6 +151,7 @@ migrate_cmd_settings(struct migrate_cmd_context *ctx, struct mail_user *user,
 		new_set->source_ssl_pin = p_strdup(user->pool, pin->sha256);
 	if (migrate_cmd_settings_protocol(ctx, new_set, error_r) < 0)
 		return -1;
+	new_set->source_oauth2_secret = ctx->oauth2_secret;
 	/* a template row's login: a password, or a token (given, or the
 	   token command's) */
 	if (cred != NULL &&
@@ -205,6 +206,29 @@ cmd_migrate_sync_read_domain(struct migrate_cmd_context *ctx,
 	return 0;
 }
 
+static const char *migrate_cmd_user_set_lookup(const char *key, void *context);
+
+/* The OAuth2 grant's secret file, which only root may read (as root). */
+static int
+cmd_migrate_sync_read_oauth2_secret(struct migrate_cmd_context *ctx,
+				    struct mail_storage_service_user *service_user,
+				    const char *username, const char **error_r)
+{
+	const struct mail_user_settings *user_set =
+		mail_storage_service_user_get_set(service_user)[0];
+	const char *error;
+
+	ctx->oauth2_secret = NULL;
+	if (migrate_settings_read_oauth2_secret(migrate_cmd_user_set_lookup,
+			(void *)user_set, ctx->ctx.pool, &ctx->oauth2_secret,
+			&error) < 0) {
+		*error_r = t_strdup_printf("migrate: %s: %s", username, error);
+		ctx->ctx.exit_code = EX_CONFIG;
+		return -1;
+	}
+	return 0;
+}
+
 /* As root, before the user's privileges are taken: the domain's phase, the
    template's credentials for this user when the credential store has
    them, and the worker processes. */
@@ -226,6 +250,9 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 						error_r) < 0)
 			return -1;
 	}
+	if (cmd_migrate_sync_read_oauth2_secret(ctx, service_user,
+						input->username, error_r) < 0)
+		return -1;
 	cmd_migrate_sync_start_workers(ctx, service_user, input->username);
 	return 0;
 }
@@ -361,6 +388,11 @@ cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
 	first_line = t_str_new(256);
 	str_printfa(first_line, "%ld\t", (long)getpid());
 	cmd_migrate_worker_tls_append(first_line, ctx);
+	if (ctx->oauth2_secret != NULL) {
+		str_append(first_line, "OAUTH2\t");
+		str_append_tabescaped(first_line, ctx->oauth2_secret);
+		str_append_c(first_line, '\t');
+	}
 	if (ctx->credentials == NULL)
 		str_append(first_line, "NOCRED");
 	else {
@@ -1037,8 +1069,9 @@ cmd_migrate_worker_jobs(struct doveadm_mail_cmd_context *_ctx,
 /* "doveadm migrate worker -u USER": started by "doveadm migrate" for its
    user, never by hand.  The first line of stdin is the owner's PID, the
    domain's certificate name and pins (cmd_migrate_worker_tls_append())
-   and the source credentials (<pid> TLS ... CRED <escaped credentials>,
-   or <pid> TLS ... NOCRED), then one job per line. */
+   the OAuth2 grant's secret when there is one (OAUTH2 <escaped>), and the
+   source credentials (<pid> TLS ... [OAUTH2 ...] CRED <escaped
+   credentials>, or ... NOCRED), then one job per line. */
 static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 				  struct mail_user *user)
 {
@@ -1048,7 +1081,7 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_settings worker_set;
 	struct migrate_credentials cred;
 	struct istream *input;
-	const char *line, *p, *error;
+	const char *first_line, *line, *p, *error;
 	long owner_pid;
 	int ret = -1;
 
@@ -1056,7 +1089,7 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 	migrate_cmd_protect_secrets("migrate worker");
 	/* a job line lists UIDs: a fragmented folder makes it long */
 	input = i_stream_create_fd(STDIN_FILENO, 16*1024*1024);
-	line = i_stream_read_next_line(input);
+	line = first_line = i_stream_read_next_line(input);
 	if (line == NULL) {
 		/* the owner had nothing for us */
 		i_stream_unref(&input);
@@ -1080,6 +1113,12 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 		_ctx->exit_code = EX_SOFTWARE;
 		return -1;
 	}
+	ctx->oauth2_secret = NULL;
+	if (str_begins(line, "OAUTH2\t")) {
+		line += 7;
+		ctx->oauth2_secret = p_strdup(_ctx->pool,
+					      cmd_migrate_line_field(&line));
+	}
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		i_error("migrate worker: prctl(PR_SET_PDEATHSIG) failed: %m");
 	if ((long)getppid() != owner_pid) {
@@ -1099,7 +1138,8 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 		}
 		ctx->credentials = &cred;
 	}
-	safe_memset((void *)line, 0, strlen(line));
+	/* the secrets are in the line no more */
+	safe_memset((void *)first_line, 0, strlen(first_line));
 	if (migrate_cmd_settings(ctx, user, &set, &error) < 0)
 		i_error("migrate worker: Invalid settings: %s", error);
 	else {

@@ -34,6 +34,9 @@ struct migrate_cmd_context {
 	/* how its sources are read (domain start --source-protocol), NULL:
 	   migrate_source_protocol */
 	const char *domain_protocol;
+	/* the OAuth2 grant's secret (migrate_settings_read_oauth2_secret()),
+	   read as root; NULL: none */
+	const char *oauth2_secret;
 	/* -R: the file descriptor for each user's result record
 	   (doveadm-migrate-record.h), -1 without */
 	int record_fd;

@@ -143,6 +143,15 @@ int migrate_source_token_init(struct migrate_source *source,
 			      const char **token_r,
 			      enum migrate_error *code_r, const char **error_r);
 void migrate_source_token_deinit(struct migrate_source *source);
+/* migrate-source-grant.c: a token of the grant the settings name (a
+   client-credentials or a service-account grant) for user; refused by
+   the endpoint: MIGRATE_ERROR_SOURCE_AUTH, named. */
+struct migrate_oauth2_token;
+int migrate_source_grant_obtain(struct migrate_source *source,
+				const char *user, pool_t pool,
+				struct migrate_oauth2_token *token_r,
+				enum migrate_error *code_r,
+				const char **error_r);
 /* A new password in every imapc client of the source user's storages. */
 void migrate_source_user_password_changed(struct mail_user *user,
 					  const char *password);
@@ -292,6 +301,10 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 int migrate_source_tls_init(struct migrate_source *source, const char *pin,
 			    const char **error_r);
 void migrate_source_tls_deinit(struct migrate_source_tls **tls);
+/* While a connection that is not to the source is made (suspend), its
+   certificate is neither recorded nor held to the pin. */
+void migrate_source_tls_suspend(struct migrate_source_tls *tls,
+				bool suspend);
 /* The last certificate seen (tls may be NULL: none), strings from pool. */
 void migrate_source_tls_get_peer(const struct migrate_source_tls *tls,
 				 pool_t pool, struct migrate_source_peer *peer_r);

@@ -18,8 +18,11 @@
    therefore switches its connection to SSL_VERIFY_PEER, so that OpenSSL
    itself ends the handshake before a byte of the login is sent.
 
-   The process's only TLS clients are the source's connections, and a
-   process has one source at a time. */
+   The process's other TLS client, the OAuth2 grants' HTTPS request to
+   the token endpoint (migrate-source-grant.c), may share a context with
+   the source's connections: while it runs, our verification stands
+   aside (migrate_source_tls_suspend()).  A process has one source at a
+   time. */
 
 #include "lib.h"
 #include "array.h"
@@ -44,6 +47,9 @@ struct migrate_source_tls {
 	pool_t pool;
 	struct migrate_tls_cert cert;
 	bool pin_mismatch;
+	/* a connection that is not to the source (the OAuth2 token
+	   endpoint's) is being made: OpenSSL's verification alone */
+	bool suspended;
 };
 
 /* "CN=...,O=..." */
@@ -110,6 +116,8 @@ static int tls_verify(X509_STORE_CTX *store_ctx, void *context)
 	SSL *ssl;
 	int ret;
 
+	if (tls->suspended)
+		return X509_verify_cert(store_ctx);
 	if (cert != NULL) T_BEGIN {
 		tls_cert_remember(tls, cert);
 	} T_END;
@@ -170,6 +178,13 @@ int migrate_source_tls_init(struct migrate_source *source, const char *pin,
 		return -1;
 	}
 	return 0;
+}
+
+void migrate_source_tls_suspend(struct migrate_source_tls *tls,
+				bool suspend)
+{
+	if (tls != NULL)
+		tls->suspended = suspend;
 }
 
 void migrate_source_tls_deinit(struct migrate_source_tls **_tls)

@@ -23,17 +23,24 @@
 #define TOKEN_COMMAND_TIMEOUT_MSECS (30*1000)
 
 /* The OAuth2 access token of this process' source logins, from
-   migrate_source_oauth2_token_command: obtained once, kept for every
+   migrate_source_oauth2_token_command or a grant
+   (migrate-source-grant.c): obtained once, kept for every
    source of the process (a retry's too) and replaced before it expires,
    in every imapc client already made, so that a login after a lost
    connection takes the new one.  The timer that replaces it follows
    whichever ioloop runs: imapc runs its own while it waits. */
 struct source_token {
+	enum migrate_oauth2_grant grant;
+	/* what the token is for: the grant, its settings, the user */
+	char *key;
+	/* the token command, the source user */
 	char *command, *user;
 	/* i_malloc()ed, cleared when replaced */
 	char *token;
 	struct migrate_oauth2_token info;
 	struct timeout *to;
+	/* after a failed renewal: the next try */
+	time_t retry_at;
 	ARRAY(struct migrate_source *) sources;
 	unsigned int refreshes;
 };
@@ -50,7 +57,8 @@ static void source_token_ioloop_switched(struct ioloop *prev_ioloop ATTR_UNUSED)
 
 static void source_token_timer_set(struct source_token *st)
 {
-	time_t at = migrate_oauth2_refresh_at(&st->info);
+	time_t at = st->retry_at != 0 ? st->retry_at :
+		migrate_oauth2_refresh_at(&st->info);
 	long long msecs = ((long long)at - ioloop_time) * 1000;
 
 	timeout_remove(&st->to);
@@ -124,26 +132,23 @@ source_token_run(struct source_token *st, struct event *event,
 	return -1;
 }
 
-/* A new token for st->user; the old one stays on failure. */
+/* The command's token. */
 static int
-source_token_obtain(struct source_token *st, struct event *event,
-		    enum migrate_error *code_r, const char **error_r)
+source_token_command(struct source_token *st, struct event *event,
+		     struct migrate_oauth2_token *info_r,
+		     enum migrate_error *code_r, const char **error_r)
 {
-	struct migrate_oauth2_token info;
-	struct timeval start, end;
 	buffer_t *output;
 	const char *error;
 	int ret;
 
 	output = buffer_create_dynamic(default_pool, 512);
-	i_gettimeofday(&start);
 	ret = source_token_run(st, event, output, code_r, &error);
 	io_loop_time_refresh();
-	i_gettimeofday(&end);
 	if (ret == 0) {
 		buffer_append_c(output, '\0');
 		if (migrate_oauth2_command_output_parse(output->data,
-				ioloop_time, pool_datastack_create(), &info,
+				ioloop_time, pool_datastack_create(), info_r,
 				&error) < 0) {
 			*code_r = MIGRATE_ERROR_TEMP;
 			ret = -1;
@@ -153,26 +158,6 @@ source_token_obtain(struct source_token *st, struct event *event,
 		*error_r = t_strdup_printf("The OAuth2 token command for %s "
 			"(%s): %s", st->user,
 			MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND, error);
-	} else {
-		if (st->token != NULL)
-			safe_memset(st->token, 0, strlen(st->token));
-		i_free(st->token);
-		st->token = i_strdup(info.token);
-		st->info = info;
-		st->info.token = st->token;
-		safe_memset((void *)info.token, 0, strlen(info.token));
-		e_debug(event_create_passthrough(event)->
-			set_name("migrate_source_oauth2_token")->
-			add_str("source_user", st->user)->
-			add_int("lifetime_secs", info.expires - info.obtained)->
-			add_int("expiry_known", info.expiry_known ? 1 : 0)->
-			add_int("refresh", st->refreshes)->
-			add_int("duration_msecs",
-				timeval_diff_msecs(&end, &start))->event(),
-			"OAuth2 token for %s obtained, valid %ld s%s",
-			st->user, (long)(info.expires - info.obtained),
-			info.expiry_known ? "" : " (assumed: the command "
-			"told no lifetime and the token is no JWT)");
 	}
 	safe_memset(buffer_get_modifiable_data(output, NULL), 0,
 		    output->used);
@@ -180,22 +165,70 @@ source_token_obtain(struct source_token *st, struct event *event,
 	return ret;
 }
 
+/* A new token for st->user; the old one stays on failure. */
+static int
+source_token_obtain(struct source_token *st, struct migrate_source *source,
+		    enum migrate_error *code_r, const char **error_r)
+{
+	struct migrate_oauth2_token info;
+	struct timeval start, end;
+	int ret;
+
+	i_gettimeofday(&start);
+	if (st->grant == MIGRATE_OAUTH2_GRANT_COMMAND) {
+		ret = source_token_command(st, source->event, &info, code_r,
+					   error_r);
+	} else {
+		ret = migrate_source_grant_obtain(source, st->user,
+			pool_datastack_create(), &info, code_r, error_r);
+	}
+	i_gettimeofday(&end);
+	if (ret < 0)
+		return -1;
+
+	if (st->token != NULL)
+		safe_memset(st->token, 0, strlen(st->token));
+	i_free(st->token);
+	st->token = i_strdup(info.token);
+	st->info = info;
+	st->info.token = st->token;
+	st->retry_at = 0;
+	safe_memset((void *)info.token, 0, strlen(info.token));
+	e_debug(event_create_passthrough(source->event)->
+		set_name("migrate_source_oauth2_token")->
+		add_str("source_user", st->user)->
+		add_str("grant", st->grant == MIGRATE_OAUTH2_GRANT_COMMAND ?
+			"command" : st->grant ==
+			MIGRATE_OAUTH2_GRANT_CLIENT_CREDENTIALS ?
+			"client_credentials" : "service_account")->
+		add_int("lifetime_secs", info.expires - info.obtained)->
+		add_int("expiry_known", info.expiry_known ? 1 : 0)->
+		add_int("refresh", st->refreshes)->
+		add_int("duration_msecs",
+			timeval_diff_msecs(&end, &start))->event(),
+		"OAuth2 token for %s obtained, valid %ld s%s",
+		st->user, (long)(info.expires - info.obtained),
+		info.expiry_known ? "" : " (assumed: its lifetime was not "
+		"told and the token is no JWT)");
+	return 0;
+}
+
 static void source_token_refresh(struct source_token *st)
 {
-	struct migrate_source *source;
+	struct migrate_source *source = array_idx_elem(&st->sources, 0);
 	enum migrate_error code;
 	const char *error;
-
-	struct event *event =
-		array_idx_elem(&st->sources, 0)->event;
+	time_t left;
 
 	timeout_remove(&st->to);
 	st->refreshes++;
-	if (source_token_obtain(st, event, &code, &error) < 0) {
-		/* the old token may still be good for a while: another try
-		   at the next margin, if there is one */
-		e_warning(event, "%s", error);
-		st->info.obtained = ioloop_time;
+	if (source_token_obtain(st, source, &code, &error) < 0) {
+		/* the old token may still be good for a while: tried again
+		   within half of what is left, between 5 s and a minute */
+		e_warning(source->event, "%s", error);
+		left = st->info.expires - ioloop_time;
+		st->retry_at = ioloop_time +
+			I_MAX(5, I_MIN(60, left / 2));
 	} else {
 		array_foreach_elem(&st->sources, source)
 			migrate_source_password_changed(source, st->token);
@@ -212,6 +245,7 @@ static void source_token_free(struct source_token **_st)
 	if (st->token != NULL)
 		safe_memset(st->token, 0, strlen(st->token));
 	i_free(st->token);
+	i_free(st->key);
 	i_free(st->command);
 	i_free(st->user);
 	array_free(&st->sources);
@@ -226,35 +260,48 @@ void migrate_source_token_cache_free(void)
 	}
 }
 
+static const char *source_token_key(const struct migrate_settings *set)
+{
+	return t_strdup_printf("%d\t%s\t%s\t%s\t%s\t%s",
+		set->source_oauth2_grant,
+		set->source_oauth2_token_command == NULL ? "" :
+		set->source_oauth2_token_command,
+		set->source_oauth2_token_url == NULL ? "" :
+		set->source_oauth2_token_url,
+		set->source_oauth2_client_id == NULL ? "" :
+		set->source_oauth2_client_id,
+		set->source_oauth2_scope == NULL ? "" :
+		set->source_oauth2_scope, set->source_user);
+}
+
 int migrate_source_token_init(struct migrate_source *source,
 			      const char **token_r,
 			      enum migrate_error *code_r, const char **error_r)
 {
 	const struct migrate_settings *set = source->set;
 	struct source_token *st = source_token;
+	const char *key = source_token_key(set);
 
-	i_assert(set->source_oauth2_token_command != NULL);
-	if (st != NULL &&
-	    (strcmp(st->command, set->source_oauth2_token_command) != 0 ||
-	     strcmp(st->user, set->source_user) != 0)) {
+	i_assert(set->source_oauth2_grant != MIGRATE_OAUTH2_GRANT_NONE);
+	if (st != NULL && strcmp(st->key, key) != 0) {
 		i_assert(array_count(&st->sources) == 0);
 		source_token_free(&source_token);
 		st = NULL;
 	}
 	if (st == NULL) {
 		st = i_new(struct source_token, 1);
+		st->grant = set->source_oauth2_grant;
+		st->key = i_strdup(key);
 		st->command = i_strdup(set->source_oauth2_token_command);
 		st->user = i_strdup(set->source_user);
 		i_array_init(&st->sources, 2);
-		if (source_token_obtain(st, source->event, code_r,
-					error_r) < 0) {
+		if (source_token_obtain(st, source, code_r, error_r) < 0) {
 			source_token_free(&st);
 			return -1;
 		}
 		source_token = st;
 	} else if (ioloop_time >= migrate_oauth2_refresh_at(&st->info) &&
-		   source_token_obtain(st, source->event, code_r,
-				       error_r) < 0) {
+		   source_token_obtain(st, source, code_r, error_r) < 0) {
 		return -1;
 	}
 	if (array_count(&st->sources) == 0)

@@ -35,6 +35,24 @@ int migrate_oauth2_command_output_parse(const char *output, time_t now,
 					struct migrate_oauth2_token *token_r,
 					const char **error_r);
 
+/* A token endpoint's answer (RFC 6749 5.1 and 5.2) with HTTP status
+   status: 0 with the token (expiring after its expires_in, else the
+   default lifetime), or -1 with an error.  *refused_r is TRUE when the
+   endpoint refused the grant with an OAuth2 error (a status 400 or 401
+   whose body names it: "invalid_client: AADSTS7000215: ..."), FALSE for
+   anything else (a server error, a broken answer).  What the endpoint
+   says is escaped and cut at 300 characters. */
+int migrate_oauth2_token_response_parse(unsigned int status,
+					const void *data, size_t size,
+					time_t now, pool_t pool,
+					struct migrate_oauth2_token *token_r,
+					bool *refused_r, const char **error_r);
+
+/* A form's "name=value" (RFC 6749 appendix B: application/x-www-form-
+   urlencoded), appended with '&' when dest is not empty. */
+void migrate_oauth2_form_add(string_t *dest, const char *name,
+			     const char *value);
+
 /* The exp claim of a token that is a JWT (three base64url parts, the
    second a JSON object), read without verifying the signature: only to
    know when to replace it.  0 when the token is no JWT or has no exp. */

@@ -6,10 +6,13 @@
 #include "settings-parser.h"
 #include "istream.h"
 #include "net.h"
+#include "buffer.h"
+#include "safe-memset.h"
 #include "migrate-names.h"
 #include "migrate-settings.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct migrate_settings_reader {
@@ -282,13 +285,17 @@ int migrate_settings_check_auth(const struct migrate_settings *set,
 	if ((set->source_password == NULL ||
 	     set->source_password[0] == '\0') &&
 	    set->source_password_file == NULL &&
-	    (!token || set->source_oauth2_token_command == NULL)) {
+	    (!token ||
+	     set->source_oauth2_grant == MIGRATE_OAUTH2_GRANT_NONE)) {
 		*error_r = token ? t_strdup_printf("%s = %s: neither a token "
-			"(%s, %s) nor %s is set", MIGRATE_SETTING_SOURCE_AUTH,
+			"(%s, %s) nor where to get one (%s, %s, %s) is set",
+			MIGRATE_SETTING_SOURCE_AUTH,
 			source_auth_names[set->source_auth],
 			MIGRATE_SETTING_SOURCE_PASSWORD,
 			MIGRATE_SETTING_SOURCE_PASSWORD_FILE,
-			MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND) :
+			MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND,
+			MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_ID,
+			MIGRATE_SETTING_SOURCE_OAUTH2_SERVICE_ACCOUNT_FILE) :
 			"Neither "MIGRATE_SETTING_SOURCE_PASSWORD" nor "
 			MIGRATE_SETTING_SOURCE_PASSWORD_FILE" is set";
 		return -1;
@@ -307,6 +314,101 @@ const char *migrate_source_auth_mechanism(enum migrate_source_auth auth)
 		return "OAUTHBEARER";
 	}
 	return "";
+}
+
+static int
+settings_absolute_path(struct migrate_settings_reader *r, const char *key,
+		       pool_t pool, const char **path_r)
+{
+	const char *value = reader_get(r, key);
+
+	if (value != NULL && value[0] != '/') {
+		r->error = t_strdup_printf("%s must be an absolute path: %s",
+					   key, value);
+		return -1;
+	}
+	*path_r = p_strdup(pool, value);
+	return 0;
+}
+
+/* The token's source, when no password gives it: a command, or one of
+   the grants; never two. */
+static int
+settings_read_oauth2_grant(pool_t pool, struct migrate_settings_reader *r,
+			   struct migrate_settings *set)
+{
+	const char *url;
+	unsigned int count = 0;
+
+	if (settings_absolute_path(r,
+			MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_SECRET_FILE, pool,
+			&set->source_oauth2_client_secret_file) < 0 ||
+	    settings_absolute_path(r,
+			MIGRATE_SETTING_SOURCE_OAUTH2_SERVICE_ACCOUNT_FILE, pool,
+			&set->source_oauth2_service_account_file) < 0)
+		return -1;
+	set->source_oauth2_client_id = p_strdup(pool,
+		reader_get(r, MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_ID));
+	url = reader_get(r, MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_URL);
+	if (url != NULL && !str_begins(url, "https://")) {
+		/* the client secret and the tokens cross it */
+		r->error = t_strdup_printf("%s must be an https:// URL: %s",
+			MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_URL, url);
+		return -1;
+	}
+	set->source_oauth2_token_url = p_strdup(pool, url);
+
+	if (set->source_oauth2_token_command != NULL) {
+		set->source_oauth2_grant = MIGRATE_OAUTH2_GRANT_COMMAND;
+		count++;
+	}
+	if (set->source_oauth2_client_id != NULL ||
+	    set->source_oauth2_client_secret_file != NULL) {
+		set->source_oauth2_grant =
+			MIGRATE_OAUTH2_GRANT_CLIENT_CREDENTIALS;
+		count++;
+	}
+	if (set->source_oauth2_service_account_file != NULL) {
+		set->source_oauth2_grant = MIGRATE_OAUTH2_GRANT_SERVICE_ACCOUNT;
+		count++;
+	}
+	if (count > 1) {
+		r->error = "Only one of "
+			MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND", "
+			MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_ID" (with "
+			MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_SECRET_FILE") and "
+			MIGRATE_SETTING_SOURCE_OAUTH2_SERVICE_ACCOUNT_FILE
+			" may give the token";
+		return -1;
+	}
+	switch (set->source_oauth2_grant) {
+	case MIGRATE_OAUTH2_GRANT_NONE:
+	case MIGRATE_OAUTH2_GRANT_COMMAND:
+		break;
+	case MIGRATE_OAUTH2_GRANT_CLIENT_CREDENTIALS:
+		if (set->source_oauth2_client_id == NULL ||
+		    set->source_oauth2_client_secret_file == NULL ||
+		    set->source_oauth2_token_url == NULL) {
+			r->error = "The client-credentials grant needs "
+				MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_ID", "
+				MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_SECRET_FILE
+				" and "MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_URL;
+			return -1;
+		}
+		break;
+	case MIGRATE_OAUTH2_GRANT_SERVICE_ACCOUNT:
+		break;
+	}
+	set->source_oauth2_scope = p_strdup(pool,
+		reader_get(r, MIGRATE_SETTING_SOURCE_OAUTH2_SCOPE));
+	if (set->source_oauth2_scope == NULL) {
+		set->source_oauth2_scope =
+			set->source_oauth2_grant ==
+			MIGRATE_OAUTH2_GRANT_SERVICE_ACCOUNT ?
+			MIGRATE_DEFAULT_OAUTH2_SCOPE_SERVICE_ACCOUNT :
+			MIGRATE_DEFAULT_OAUTH2_SCOPE_CLIENT_CREDENTIALS;
+	}
+	return 0;
 }
 
 /* The old server: where, how, as whom. */
@@ -396,6 +498,8 @@ settings_read_source(pool_t pool, struct migrate_settings_reader *r,
 		return -1;
 	}
 	set->source_oauth2_token_command = p_strdup(pool, value);
+	if (settings_read_oauth2_grant(pool, r, set) < 0)
+		return -1;
 	if (migrate_settings_check_auth(set, !require_source, &r->error) < 0)
 		return -1;
 	return reader_time(r, MIGRATE_SETTING_SOURCE_TIMEOUT,
@@ -595,6 +699,102 @@ int migrate_settings_read_password_file(pool_t pool,
 			       error_r) < 0)
 		return -1;
 	set->source_password = p_strdup(pool, password);
+	return 0;
+}
+
+/* the whole of a secret file, at most */
+#define OAUTH2_SECRET_MAX_SIZE (64*1024)
+
+static int
+read_secret_file(const char *key, const char *path, bool first_line,
+		 pool_t pool, const char **secret_r, const char **error_r)
+{
+	char chunk[4096];
+	struct stat st;
+	buffer_t *buf;
+	const char *p;
+	ssize_t ret;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW);
+	if (fd == -1) {
+		*error_r = t_strdup_printf("%s: open(%s) failed: %m",
+					   key, path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		*error_r = t_strdup_printf("%s: fstat(%s) failed: %m",
+					   key, path);
+		i_close_fd(&fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 0077) != 0) {
+		*error_r = t_strdup_printf("%s: %s must be a file only its "
+			"owner (uid %ld) can read (it is uid %ld, mode %04o)",
+			key, path, (long)geteuid(), (long)st.st_uid,
+			(unsigned int)(st.st_mode & 07777));
+		i_close_fd(&fd);
+		return -1;
+	}
+	buf = buffer_create_dynamic(default_pool, 1024);
+	while ((ret = read(fd, chunk, sizeof(chunk))) > 0) {
+		buffer_append(buf, chunk, ret);
+		if (buf->used > OAUTH2_SECRET_MAX_SIZE)
+			break;
+	}
+	safe_memset(chunk, 0, sizeof(chunk));
+	i_close_fd(&fd);
+	if (ret < 0 || buf->used > OAUTH2_SECRET_MAX_SIZE) {
+		*error_r = ret < 0 ?
+			t_strdup_printf("%s: read(%s) failed: %m", key, path) :
+			t_strdup_printf("%s: %s is larger than %u bytes", key,
+					path, OAUTH2_SECRET_MAX_SIZE);
+		safe_memset(buffer_get_modifiable_data(buf, NULL), 0,
+			    buf->used);
+		buffer_free(&buf);
+		return -1;
+	}
+	p = t_strndup(buf->data, buf->used);
+	if (first_line) {
+		const char *end = strpbrk(p, "\r\n");
+
+		if (end != NULL)
+			p = t_strdup_until(p, end);
+	}
+	*secret_r = p[0] == '\0' ? NULL : p_strdup(pool, p);
+	safe_memset(buffer_get_modifiable_data(buf, NULL), 0, buf->used);
+	safe_memset((void *)p, 0, strlen(p));
+	buffer_free(&buf);
+	if (*secret_r == NULL) {
+		*error_r = t_strdup_printf("%s: %s is empty", key, path);
+		return -1;
+	}
+	return 0;
+}
+
+int migrate_settings_read_oauth2_secret(migrate_settings_lookup_t *lookup,
+					void *context, pool_t pool,
+					const char **secret_r,
+					const char **error_r)
+{
+	const char *path;
+
+	*secret_r = NULL;
+	path = lookup(MIGRATE_SETTING_SOURCE_OAUTH2_SERVICE_ACCOUNT_FILE,
+		      context);
+	if (path != NULL && path[0] == '/') {
+		return read_secret_file(
+			MIGRATE_SETTING_SOURCE_OAUTH2_SERVICE_ACCOUNT_FILE,
+			path, FALSE, pool, secret_r, error_r);
+	}
+	path = lookup(MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_SECRET_FILE,
+		      context);
+	if (path != NULL && path[0] == '/') {
+		return read_secret_file(
+			MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_SECRET_FILE,
+			path, TRUE, pool, secret_r, error_r);
+	}
 	return 0;
 }
 

@@ -45,6 +45,15 @@
 #define MIGRATE_SETTING_SOURCE_POP3_PORT "migrate_source_pop3_port"
 #define MIGRATE_SETTING_SOURCE_AUTH "migrate_source_auth"
 #define MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_COMMAND "migrate_source_oauth2_token_command"
+#define MIGRATE_SETTING_SOURCE_OAUTH2_TOKEN_URL "migrate_source_oauth2_token_url"
+#define MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_ID "migrate_source_oauth2_client_id"
+#define MIGRATE_SETTING_SOURCE_OAUTH2_CLIENT_SECRET_FILE "migrate_source_oauth2_client_secret_file"
+#define MIGRATE_SETTING_SOURCE_OAUTH2_SERVICE_ACCOUNT_FILE "migrate_source_oauth2_service_account_file"
+#define MIGRATE_SETTING_SOURCE_OAUTH2_SCOPE "migrate_source_oauth2_scope"
+
+#define MIGRATE_DEFAULT_OAUTH2_SCOPE_CLIENT_CREDENTIALS \
+	"https://outlook.office365.com/.default"
+#define MIGRATE_DEFAULT_OAUTH2_SCOPE_SERVICE_ACCOUNT "https://mail.google.com/"
 
 #define MIGRATE_DEFAULT_SOURCE_SSL MIGRATE_SSL_STARTTLS
 #define MIGRATE_DEFAULT_SOURCE_TIMEOUT_SECS (5*60)
@@ -121,6 +130,19 @@ enum migrate_source_auth {
 	MIGRATE_SOURCE_AUTH_OAUTHBEARER,
 };
 
+/* where the access token comes from when no source password gives it */
+enum migrate_oauth2_grant {
+	MIGRATE_OAUTH2_GRANT_NONE = 0,
+	/* migrate_source_oauth2_token_command */
+	MIGRATE_OAUTH2_GRANT_COMMAND,
+	/* Microsoft's client-credentials grant: client id and secret, one
+	   token for every mailbox */
+	MIGRATE_OAUTH2_GRANT_CLIENT_CREDENTIALS,
+	/* Google's service account with domain-wide delegation: a JWT
+	   assertion signed with its key, one token per mailbox */
+	MIGRATE_OAUTH2_GRANT_SERVICE_ACCOUNT,
+};
+
 enum migrate_ssl_mode {
 	MIGRATE_SSL_NO,
 	MIGRATE_SSL_IMAPS,
@@ -164,6 +186,20 @@ struct migrate_settings {
 	   (an absolute path and its arguments, split at spaces) that prints
 	   the access token, run with the source user as its last argument */
 	const char *source_oauth2_token_command;
+	/* which of the token's sources is set (at most one) */
+	enum migrate_oauth2_grant source_oauth2_grant;
+	/* the grants': the endpoint (for the service account: its key
+	   file's token_uri when unset), the client id, the scope (the
+	   grant's default when unset), the root-only files of the secret */
+	const char *source_oauth2_token_url;
+	const char *source_oauth2_client_id;
+	const char *source_oauth2_scope;
+	const char *source_oauth2_client_secret_file;
+	const char *source_oauth2_service_account_file;
+	/* not a setting: the client secret, or the service account's JSON
+	   key, read from its file by doveadm migrate as root; never
+	   logged */
+	const char *source_oauth2_secret;
 	/* retries of a run that lost the source, and the first delay */
 	unsigned int retries;
 	unsigned int retry_delay_secs;
@@ -230,6 +266,16 @@ int migrate_settings_read_password_file(pool_t pool,
 					struct migrate_settings *set,
 					const char **error_r);
 
+/* The secret of the OAuth2 grant that is set: the first line of
+   migrate_source_oauth2_client_secret_file, or the whole of
+   migrate_source_oauth2_service_account_file (a JSON key), read now with
+   the caller's privileges (doveadm migrate: as root, before the user
+   exists).  The file must be one only its owner, the caller, can read.
+   *secret_r is NULL when neither is set. */
+int migrate_settings_read_oauth2_secret(migrate_settings_lookup_t *lookup,
+					void *context, pool_t pool,
+					const char **secret_r,
+					const char **error_r);
 /* migrate_workers alone, by the rules of migrate_settings_read(): for
    doveadm, which starts the workers before the user exists. */
 int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,

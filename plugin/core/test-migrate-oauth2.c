@@ -107,8 +107,81 @@ static void test_oauth2_refresh_at(void)
 	test_end();
 }
 
+static void test_oauth2_token_response(void)
+{
+	struct migrate_oauth2_token token;
+	const char *error, *body;
+	bool refused;
+
+	test_begin("oauth2 token endpoint answers");
+	body = "{\"token_type\":\"Bearer\",\"expires_in\":3599,"
+		"\"ext_expires_in\":3599,\"access_token\":\"eyJ0.eyJ1.c2ln\"}";
+	test_assert(migrate_oauth2_token_response_parse(200, body,
+		strlen(body), 100, pool_datastack_create(), &token, &refused,
+		&error) == 0);
+	test_assert_strcmp(token.token, "eyJ0.eyJ1.c2ln");
+	test_assert(token.expires == 3699 && token.expiry_known);
+	/* Azure AD v1: a string */
+	body = "{\"access_token\":\"t\",\"expires_in\":\"60\"}";
+	test_assert(migrate_oauth2_token_response_parse(200, body,
+		strlen(body), 100, pool_datastack_create(), &token, &refused,
+		&error) == 0);
+	test_assert(token.expires == 160);
+
+	/* refused: the grant's error, named */
+	body = "{\"error\":\"invalid_client\",\"error_description\":"
+		"\"AADSTS7000215: Invalid client secret provided.\\u001b[2J\","
+		"\"error_codes\":[7000215]}";
+	test_assert(migrate_oauth2_token_response_parse(401, body,
+		strlen(body), 100, pool_datastack_create(), &token, &refused,
+		&error) < 0);
+	test_assert(refused);
+	test_assert_strcmp(error, "HTTP 401: invalid_client: AADSTS7000215: "
+			   "Invalid client secret provided.\\x1b[2J");
+	body = "{\"error\":\"unauthorized_client\"}";
+	test_assert(migrate_oauth2_token_response_parse(400, body,
+		strlen(body), 100, pool_datastack_create(), &token, &refused,
+		&error) < 0);
+	test_assert(refused);
+	test_assert_strcmp(error, "HTTP 400: unauthorized_client");
+	/* not refused: a server's trouble, a broken answer */
+	body = "{\"error\":\"temporarily_unavailable\"}";
+	test_assert(migrate_oauth2_token_response_parse(503, body,
+		strlen(body), 100, pool_datastack_create(), &token, &refused,
+		&error) < 0);
+	test_assert(!refused);
+	body = "<html>Bad gateway</html>";
+	test_assert(migrate_oauth2_token_response_parse(502, body,
+		strlen(body), 100, pool_datastack_create(), &token, &refused,
+		&error) < 0);
+	test_assert(!refused && str_begins(error, "HTTP 502, and no JSON"));
+	body = "{\"access_token\":\"has space\"}";
+	test_assert(migrate_oauth2_token_response_parse(200, body,
+		strlen(body), 100, pool_datastack_create(), &token, &refused,
+		&error) < 0);
+	test_assert(strstr(error, "has space") == NULL);
+	test_end();
+}
+
+static void test_oauth2_form(void)
+{
+	string_t *str = t_str_new(64);
+
+	test_begin("oauth2 form encoding");
+	migrate_oauth2_form_add(str, "grant_type", "client_credentials");
+	migrate_oauth2_form_add(str, "client_secret", "a+b/c=d&e f~");
+	migrate_oauth2_form_add(str, "scope",
+				"https://outlook.office365.com/.default");
+	test_assert_strcmp(str_c(str), "grant_type=client_credentials"
+		"&client_secret=a%2Bb%2Fc%3Dd%26e+f~"
+		"&scope=https%3A%2F%2Foutlook.office365.com%2F.default");
+	test_end();
+}
+
 void test_migrate_oauth2(void)
 {
+	test_oauth2_token_response();
+	test_oauth2_form();
 	test_oauth2_output_parse();
 	test_oauth2_jwt_exp();
 	test_oauth2_refresh_at();

@@ -3,6 +3,8 @@
 #include "lib.h"
 #include "str.h"
 #include "test-migrate.h"
+
+#include <sys/stat.h>
 #include "migrate-settings.h"
 
 /* NULL-terminated "key", "value" pairs */
@@ -153,6 +155,13 @@ static void test_migrate_settings_invalid(void)
 		{ "migrate_source_oauth2_token_command", "get-token",
 		  "migrate_source_oauth2_token_command must start with an "
 		  "absolute path" },
+		{ "migrate_source_oauth2_token_url", "http://login.example/t",
+		  "migrate_source_oauth2_token_url must be an https:// URL" },
+		{ "migrate_source_oauth2_service_account_file", "sa.json",
+		  "migrate_source_oauth2_service_account_file must be an "
+		  "absolute path" },
+		{ "migrate_source_oauth2_client_id", "c1",
+		  "The client-credentials grant needs" },
 	};
 	const struct migrate_settings *set;
 	const char *error;
@@ -265,7 +274,43 @@ static void test_migrate_settings_token_command(void)
 	const char *error;
 	pool_t pool = pool_alloconly_create("test", 1024);
 
+	const char *const two[] = {
+		"migrate_source_host", "h",
+		"migrate_source_auth", "xoauth2",
+		"migrate_source_oauth2_token_command", "/usr/bin/tok",
+		"migrate_source_oauth2_service_account_file", "/etc/sa.json",
+		NULL
+	};
+	const char *const client[] = {
+		"migrate_source_host", "h",
+		"migrate_source_auth", "xoauth2",
+		"migrate_source_oauth2_client_id", "c1",
+		"migrate_source_oauth2_client_secret_file", "/etc/secret",
+		"migrate_source_oauth2_token_url", "https://login.example/t/token",
+		NULL
+	};
+	const char *const google[] = {
+		"migrate_source_host", "h",
+		"migrate_source_auth", "xoauth2",
+		"migrate_source_oauth2_service_account_file", "/etc/sa.json",
+		NULL
+	};
+
 	test_begin("migrate settings token command");
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)two,
+		"u", "/h", TRUE, &set, &error) < 0);
+	test_assert(str_begins(error, "Only one of"));
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)client,
+		"u", "/h", TRUE, &set, &error) == 0);
+	test_assert(set->source_oauth2_grant ==
+		    MIGRATE_OAUTH2_GRANT_CLIENT_CREDENTIALS);
+	test_assert_strcmp(set->source_oauth2_scope,
+			   "https://outlook.office365.com/.default");
+	test_assert(migrate_settings_read(pool, test_lookup, (void *)google,
+		"u", "/h", TRUE, &set, &error) == 0);
+	test_assert(set->source_oauth2_grant ==
+		    MIGRATE_OAUTH2_GRANT_SERVICE_ACCOUNT);
+	test_assert_strcmp(set->source_oauth2_scope, "https://mail.google.com/");
 	/* a token command stands for the password */
 	test_assert(migrate_settings_read(pool, test_lookup, (void *)command,
 		"u", "/h", TRUE, &set, &error) == 0);
@@ -277,13 +322,54 @@ static void test_migrate_settings_token_command(void)
 		(void *)no_command, "u", "/h", TRUE, &set, &error) < 0);
 	test_assert_strcmp(error, "migrate_source_auth = oauthbearer: "
 		"neither a token (migrate_source_password, "
-		"migrate_source_password_file) nor "
-		"migrate_source_oauth2_token_command is set");
+		"migrate_source_password_file) nor where to get one "
+		"(migrate_source_oauth2_token_command, "
+		"migrate_source_oauth2_client_id, "
+		"migrate_source_oauth2_service_account_file) is set");
 	/* ... only with an OAuth2 mechanism */
 	test_assert(migrate_settings_read(pool, test_lookup,
 		(void *)password_auth, "u", "/h", TRUE, &set, &error) < 0);
 	test_assert(strstr(error, "Neither migrate_source_password") != NULL);
 	pool_unref(&pool);
+	test_end();
+}
+
+static void test_migrate_settings_oauth2_secret(void)
+{
+	const char *path = test_migrate_write("secret", "s3cr3t~x\nmore\n");
+	const char *sa = test_migrate_write("sa.json", "{\"type\":1}\n");
+	const char *empty = test_migrate_write("empty", "\n");
+	const char *client[] = {
+		"migrate_source_oauth2_client_secret_file", path, NULL
+	};
+	const char *google[] = {
+		"migrate_source_oauth2_service_account_file", sa, NULL
+	};
+	const char *none[] = { NULL };
+	const char *secret, *error;
+
+	test_begin("migrate settings oauth2 secret files");
+	test_assert(chmod(path, 0600) == 0 && chmod(sa, 0400) == 0 &&
+		    chmod(empty, 0600) == 0);
+	test_assert(migrate_settings_read_oauth2_secret(test_lookup,
+		(void *)client, pool_datastack_create(), &secret, &error) == 0);
+	test_assert_strcmp(secret, "s3cr3t~x");
+	test_assert(migrate_settings_read_oauth2_secret(test_lookup,
+		(void *)google, pool_datastack_create(), &secret, &error) == 0);
+	test_assert_strcmp(secret, "{\"type\":1}\n");
+	test_assert(migrate_settings_read_oauth2_secret(test_lookup,
+		(void *)none, pool_datastack_create(), &secret, &error) == 0);
+	test_assert(secret == NULL);
+	/* readable by others: refused, the secret not shown */
+	test_assert(chmod(path, 0640) == 0);
+	test_assert(migrate_settings_read_oauth2_secret(test_lookup,
+		(void *)client, pool_datastack_create(), &secret, &error) < 0);
+	test_assert(strstr(error, "only its owner") != NULL &&
+		    strstr(error, "s3cr3t") == NULL);
+	client[1] = empty;
+	test_assert(migrate_settings_read_oauth2_secret(test_lookup,
+		(void *)client, pool_datastack_create(), &secret, &error) < 0);
+	test_assert(strstr(error, "is empty") != NULL);
 	test_end();
 }
 
@@ -342,5 +428,6 @@ void test_migrate_settings(void)
 	test_migrate_settings_source_protocol();
 	test_migrate_settings_required();
 	test_migrate_settings_token_command();
+	test_migrate_settings_oauth2_secret();
 	test_migrate_settings_password_file();
 }
