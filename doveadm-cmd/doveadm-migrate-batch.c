@@ -273,7 +273,7 @@ static void cmd_migrate_batch(struct doveadm_cmd_context *cctx)
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_batch = {
 	.name = "migrate batch",
 	.cmd = cmd_migrate_batch,
-	.usage = "[-n] [-j <jobs>] [--retries <n>] [--retry-delay <secs>] "
+	.usage = "[-n] [-j <jobs>] [--max-connections-per-host <n>] [--retries <n>] [--retry-delay <secs>] "
 		 "[--json <file>] [--csv <file>] <template>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0)

@@ -383,7 +383,7 @@ static void cmd_migrate_check(struct doveadm_cmd_context *cctx)
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_check = {
 	.name = "migrate check",
 	.cmd = cmd_migrate_check,
-	.usage = "[-j <jobs>] [--rate <MB/s>] [--pin] [--json <file>] "
+	.usage = "[-j <jobs>] [--max-connections-per-host <n>] [--rate <MB/s>] [--pin] [--json <file>] "
 		 "[--csv <file>] <template>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('\0', "rate", CMD_PARAM_INT64, 0)

@@ -21,6 +21,7 @@
 #include "migrate-text.h"
 #include "migrate-credentials.h"
 #include "migrate-jobs.h"
+#include "migrate-settings.h"
 #include "doveadm-migrate.h"
 #include "doveadm-migrate-spawn.h"
 
@@ -60,6 +61,15 @@ void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 				       cmd_name, MIGRATE_SPAWN_MAX_JOBS);
 		set->jobs = num;
 		set->jobs_given = TRUE;
+	}
+	set->max_conns_per_host = MIGRATE_SPAWN_DEFAULT_MAX_CONNS_PER_HOST;
+	if (doveadm_cmd_param_int64(cctx, "max-connections-per-host", &num)) {
+		/* an account needs the storage's connection and ours */
+		if (num != 0 && (num < 2 || num > 10000)) {
+			i_fatal_status(EX_USAGE, "%s: --max-connections-per-host "
+				"must be 0 (no bound) or 2..10000", cmd_name);
+		}
+		set->max_conns_per_host = num;
 	}
 }
 
@@ -277,6 +287,7 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 	int exit_code;
 
 	spawn->running--;
+	migrate_spawn_host_release(acct);
 	i_gettimeofday(&now);
 	acct->secs = timeval_diff_msecs(&now, &acct->start) / 1000.0;
 	if (WIFEXITED(acct->wait_status)) {
@@ -457,6 +468,13 @@ static int migrate_spawn_child(struct migrate_spawn_account *acct)
 		}
 	}
 	migrate_cmd_child_argv_init(&argv);
+	if (acct->host_conns > 0) {
+		array_push_back(&argv, (arg = "-o", &arg));
+		arg = t_strdup_printf("plugin/%s=%u",
+				      MIGRATE_SETTING_SOURCE_MAX_CONNECTIONS,
+				      acct->host_conns);
+		array_push_back(&argv, &arg);
+	}
 	array_push_back(&argv, (arg = "migrate", &arg));
 	array_push_back(&argv, (arg = "-q", &arg));
 	array_push_back(&argv, (arg = "-K", &arg));
@@ -535,19 +553,30 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 	for (i = 0; i < count && spawn->running < spawn->set.jobs; i++) {
 		acct = accounts[i];
 		if (acct->state != MIGRATE_SPAWN_RETRY_WAIT ||
-		    timeval_cmp(&acct->retry_at, &now) > 0)
+		    timeval_cmp(&acct->retry_at, &now) > 0 ||
+		    !migrate_spawn_host_take(acct))
 			continue;
 		timeout_remove(&acct->to_retry);
 		T_BEGIN {
 			/* keeps its last failure when it cannot start */
-			if (migrate_spawn_child(acct) < 0)
+			if (migrate_spawn_child(acct) < 0) {
+				migrate_spawn_host_release(acct);
 				migrate_spawn_account_done(acct);
+			}
 		} T_END;
 	}
-	while (spawn->next < count && spawn->running < spawn->set.jobs) {
-		acct = accounts[spawn->next++];
+	/* then in the file's order, past the accounts whose source host
+	   is full */
+	for (i = spawn->next; i < count &&
+		     spawn->running < spawn->set.jobs; i++) {
+		acct = accounts[i];
+		if (acct->state != MIGRATE_SPAWN_PENDING)
+			continue;
+		if (!migrate_spawn_host_take(acct))
+			continue;
 		T_BEGIN {
 			if (migrate_spawn_child(acct) < 0) {
+				migrate_spawn_host_release(acct);
 				acct->exit_code = EX_TEMPFAIL;
 				acct->result = "failed";
 				acct->reason = "could not start doveadm";
@@ -555,6 +584,10 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 			}
 		} T_END;
 	}
+	/* the first account not started yet */
+	while (spawn->next < count &&
+	       accounts[spawn->next]->state != MIGRATE_SPAWN_PENDING)
+		spawn->next++;
 	if (spawn->done == count)
 		io_loop_stop(spawn->ioloop);
 }
@@ -633,6 +666,8 @@ int migrate_spawn_read_template(struct migrate_spawn *spawn,
 		array_push_back(&spawn->accounts, &acct);
 	}
 
+	migrate_spawn_hosts_assign(spawn);
+
 	/* 2. the destination users */
 	if (problems == 0) {
 		if (migrate_spawn_check_users(spawn, &user_problems) < 0) {
@@ -667,6 +702,7 @@ void migrate_spawn_run(struct migrate_spawn *spawn)
 	timeout_remove(&spawn->to_progress);
 	if (spawn->tty)
 		migrate_spawn_progress(spawn, TRUE);
+	migrate_spawn_hosts_log(spawn);
 	child_wait_free(&spawn->child_wait);
 	child_wait_deinit();
 	io_loop_destroy(&spawn->ioloop);

@@ -24,11 +24,29 @@ enum migrate_spawn_state {
 	MIGRATE_SPAWN_DONE,
 };
 
+/* A source host of the batch's rows (doveadm-migrate-spawn-hosts.c). */
+struct migrate_spawn_host {
+	/* "host" or "host:port", as the rows give it */
+	const char *name;
+	/* connections allowed at once (0: no bound), and those the running
+	   accounts hold */
+	unsigned int limit, conns;
+	unsigned int running;
+	/* the most at once; the accounts that waited for room */
+	unsigned int max_conns, max_running, waits;
+};
+ARRAY_DEFINE_TYPE(migrate_spawn_host, struct migrate_spawn_host *);
+
 struct migrate_spawn_account {
 	struct migrate_spawn *spawn;
 	const struct migrate_template_row *row;
 	/* as the userdb spells it */
 	const char *user;
+	/* its source host, and the connections its running child holds
+	   there */
+	struct migrate_spawn_host *host;
+	unsigned int host_conns;
+	bool host_waited;
 	enum migrate_spawn_state state;
 	unsigned int attempts;
 	/* the children's own retries (after a lost source), all attempts */
@@ -66,6 +84,8 @@ struct migrate_spawn_vfuncs {
 
 struct migrate_spawn_settings {
 	unsigned int jobs, retries, retry_delay_secs;
+	/* --max-connections-per-host */
+	unsigned int max_conns_per_host;
 	/* -j was given: it stays as it is */
 	bool jobs_given;
 	/* batch -n: every child is a dry run, and the reports say so */
@@ -84,6 +104,7 @@ struct migrate_spawn {
 
 	struct migrate_template *tmpl;
 	ARRAY_TYPE(migrate_spawn_account) accounts;
+	ARRAY_TYPE(migrate_spawn_host) hosts;
 	/* accounts finished and failed; what they copied */
 	unsigned int done, failed;
 	uint64_t bytes, messages;
@@ -102,12 +123,16 @@ struct migrate_spawn {
    which migrate_spawn_params() reads, and the template. */
 #define MIGRATE_SPAWN_PARAMS \
 DOVEADM_CMD_PARAM('j', "jobs", CMD_PARAM_INT64, 0) \
+DOVEADM_CMD_PARAM('\0', "max-connections-per-host", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('\0', "json", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "csv", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "template", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 
-/* -j, --json and --csv, common to both verbs (exits on a bad value).
-   Without -j, jobs is twice the CPUs, at most 16 (migrate-jobs.h). */
+/* -j, --max-connections-per-host, --json and --csv, common to both verbs
+   (exits on a bad value).  Without -j, jobs is twice the CPUs, at most
+   16 (migrate-jobs.h); without --max-connections-per-host,
+   MIGRATE_SPAWN_DEFAULT_MAX_CONNS_PER_HOST (0: no bound). */
+#define MIGRATE_SPAWN_DEFAULT_MAX_CONNS_PER_HOST 16
 void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 			  const char *cmd_name,
 			  struct migrate_spawn_settings *set,
@@ -131,6 +156,14 @@ int migrate_spawn_read_template(struct migrate_spawn *spawn,
    greeting; with implicit TLS the TCP connect); either way log them and
    why, also as the event migrate_batch_jobs. */
 void migrate_spawn_choose_jobs(struct migrate_spawn *spawn);
+/* doveadm-migrate-spawn-hosts.c: each account's source host; whether its
+   child may start now (then it holds its connections until released);
+   the hosts' summary lines. */
+void migrate_spawn_hosts_assign(struct migrate_spawn *spawn);
+bool migrate_spawn_host_take(struct migrate_spawn_account *acct);
+void migrate_spawn_host_release(struct migrate_spawn_account *acct);
+void migrate_spawn_hosts_log(struct migrate_spawn *spawn);
+
 /* Run every account until each is done. */
 void migrate_spawn_run(struct migrate_spawn *spawn);
 /* The exit code over all accounts (migrate_exit_code_merge()). */

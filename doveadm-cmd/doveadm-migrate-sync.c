@@ -373,8 +373,7 @@ cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
 
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
-	if (count == 0 &&
-	    migrate_settings_read_workers(migrate_cmd_user_set_lookup,
+	if (migrate_settings_read_workers(migrate_cmd_user_set_lookup,
 					  (void *)user_set, &count,
 					  &error) < 0) {
 		/* the settings check names it again, with the user */

@@ -575,7 +575,9 @@ settings_read_run(pool_t pool, struct migrate_settings_reader *r,
 			&set->prefetch) < 0 ||
 	    reader_uint(r, MIGRATE_SETTING_WORKERS,
 			MIGRATE_DEFAULT_WORKERS, 1, MIGRATE_MAX_WORKERS,
-			&set->workers) < 0)
+			&set->workers) < 0 ||
+	    reader_uint(r, MIGRATE_SETTING_SOURCE_MAX_CONNECTIONS, 0, 0,
+			10000, &set->source_max_connections) < 0)
 		return -1;
 
 	value = reader_get(r, MIGRATE_SETTING_BATCH_SIZE);
@@ -807,11 +809,19 @@ int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,
 		.context = context,
 	};
 
-	if (reader_uint(&r, MIGRATE_SETTING_WORKERS, MIGRATE_DEFAULT_WORKERS,
-			1, MIGRATE_MAX_WORKERS, workers_r) < 0) {
+	unsigned int max_conns;
+
+	if ((*workers_r == 0 &&
+	     reader_uint(&r, MIGRATE_SETTING_WORKERS, MIGRATE_DEFAULT_WORKERS,
+			 1, MIGRATE_MAX_WORKERS, workers_r) < 0) ||
+	    reader_uint(&r, MIGRATE_SETTING_SOURCE_MAX_CONNECTIONS, 0, 0,
+			10000, &max_conns) < 0) {
 		*error_r = r.error;
 		return -1;
 	}
+	/* each process: the storage's connection and our own */
+	if (max_conns > 0 && *workers_r > I_MAX(max_conns / 2, 1))
+		*workers_r = I_MAX(max_conns / 2, 1);
 	return 0;
 }
 

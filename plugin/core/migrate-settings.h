@@ -30,6 +30,7 @@
 #define MIGRATE_SETTING_ESCAPE_CHAR "migrate_escape_char"
 #define MIGRATE_SETTING_FSYNC "migrate_fsync"
 #define MIGRATE_SETTING_WORKERS "migrate_workers"
+#define MIGRATE_SETTING_SOURCE_MAX_CONNECTIONS "migrate_source_max_connections"
 #define MIGRATE_SETTING_GMAIL "migrate_gmail"
 #define MIGRATE_SETTING_DEBUG_KILL "migrate_debug_kill"
 #define MIGRATE_SETTING_ARCHIVE_THRESHOLD "migrate_archive_threshold"
@@ -221,6 +222,10 @@ struct migrate_settings {
 	/* read by doveadm migrate as root, before the user exists; here so
 	   that a bad value is reported like any other */
 	unsigned int workers;
+	/* the connections one account's run may open to the source, 0: no
+	   bound (2 per process: the storage's and our own; 1: the storage's
+	   alone, in one process) */
+	unsigned int source_max_connections;
 	/* for crash tests: SIGKILL ourselves the debug_kill_count'th time
 	   the run reaches step debug_kill_step (NULL: never) */
 	const char *debug_kill_step;
@@ -276,8 +281,10 @@ int migrate_settings_read_oauth2_secret(migrate_settings_lookup_t *lookup,
 					void *context, pool_t pool,
 					const char **secret_r,
 					const char **error_r);
-/* migrate_workers alone, by the rules of migrate_settings_read(): for
-   doveadm, which starts the workers before the user exists. */
+/* migrate_workers alone, by the rules of migrate_settings_read(), bounded
+   by migrate_source_max_connections (two connections a process): for
+   doveadm, which starts the workers before the user exists.  workers_r
+   may hold -w's number already (0: none). */
 int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,
 				  void *context, unsigned int *workers_r,
 				  const char **error_r);

@@ -375,8 +375,10 @@ set_cmd() {
 	local tool=$1 phase=$2
 	case $tool:$phase in
 	migrate:e-batch)
+		# the other tools run unbounded against our own source:
+		# so does batch (--max-connections-per-host 0)
 		CMD=("${MIGRATE[@]}" migrate batch ${JOBS:+-j "$JOBS"}
-			"$RIG/batch-template")
+			--max-connections-per-host 0 "$RIG/batch-template")
 		return ;;
 	*:e-batch)
 		CMD=(xargs -a "$RIG/accounts" -P "$(other_jobs)" -n 1 "$RIG/acct"
