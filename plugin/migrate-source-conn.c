@@ -140,6 +140,14 @@ struct migrate_source_conn {
 	struct conn_sizes *awaited_sizes;
 	/* EXAMINEs sent, and answered (they are answered in order) */
 	unsigned int examines_sent, examines_done;
+	/* an EXAMINE failed: nothing that comes for the commands
+	   outstanding can be trusted to be their folder's (a server may
+	   keep the folder selected before, against RFC 3501, as a
+	   throttling front end that refuses the EXAMINE without passing it
+	   on does, and such a front end answers out of order), so what
+	   they asked for fails and their data are dropped, until the
+	   connection has nothing outstanding */
+	bool poisoned;
 	/* why the last chunk that failed as a whole failed */
 	char *chunk_error;
 	/* chunks of small messages asked for, oldest first */
@@ -735,6 +743,9 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 		return;
 	}
 
+	/* after a failed EXAMINE: maybe another folder's */
+	if (conn->poisoned)
+		return;
 	if (reply->resp_text_key != NULL &&
 	    strcasecmp(reply->resp_text_key, "UIDVALIDITY") == 0) {
 		if (str_to_uint32(reply->resp_text_value,
@@ -900,6 +911,8 @@ conn_piece_callback(const struct imapc_command_reply *reply, void *context)
 	large->pieces_pending--;
 	if (!large->dropped) {
 		large_reply_check(large, reply);
+		if (conn->poisoned && !large->eof)
+			large_set_error(large, "an EXAMINE before it failed");
 		conn_pieces_stop(large);
 	} else if (large->pieces_pending == 0) {
 		/* past the end of a message already read, or abandoned */
@@ -909,12 +922,48 @@ conn_piece_callback(const struct imapc_command_reply *reply, void *context)
 		imapc_client_stop(conn->client);
 }
 
+/* An EXAMINE failed: what is outstanding fails (an empty listing would
+   say the folder has no messages, a large message without pieces that
+   it is gone; a chunk's missing bodies are asked for again as any). */
+static void conn_poison(struct migrate_source_conn *conn, const char *error)
+{
+	struct conn_sizes *sizes;
+	struct conn_large *large;
+	struct conn_chunk *chunk;
+
+	conn->poisoned = TRUE;
+	array_foreach_elem(&conn->listings, sizes) {
+		if (!sizes->done)
+			sizes->failed = TRUE;
+	}
+	array_foreach_elem(&conn->larges, large) {
+		if (!large->eof && !large->dropped)
+			large_set_error(large, error);
+	}
+	array_foreach_elem(&conn->chunks, chunk) {
+		if (!chunk->done && !chunk->failed) {
+			chunk->failed = TRUE;
+			i_free(conn->chunk_error);
+			conn->chunk_error = i_strdup(error);
+		}
+	}
+}
+
 static void
 conn_examine_callback(const struct imapc_command_reply *reply, void *context)
 {
 	struct migrate_source_conn *conn = context;
 
 	conn->examines_done++;
+	if (reply->state == IMAPC_COMMAND_STATE_NO ||
+	    reply->state == IMAPC_COMMAND_STATE_BAD) {
+		/* EXAMINEd again when next used */
+		i_free(conn->selected);
+		T_BEGIN {
+			conn_poison(conn, t_strdup_printf("EXAMINE failed: %s",
+							  reply->text_full));
+		} T_END;
+	}
 	conn_cmd_callback(reply, context);
 }
 
@@ -968,6 +1017,9 @@ conn_cmd_send(struct migrate_source_conn *conn,
 	struct imapc_command *cmd;
 
 	conn_claim(conn);
+	/* nothing outstanding: what comes now is for what is sent now */
+	if (conn->pending == 0)
+		conn->poisoned = FALSE;
 	conn->pending++;
 	cmd = imapc_client_cmd(conn->client, callback, context);
 	imapc_command_send(cmd, cmd_str);
@@ -1228,7 +1280,9 @@ conn_select_async(struct migrate_source_conn *conn, const char *mailbox,
 	   it sends anything else: it is pipelined with the commands around
 	   it.  Should it fail, the server answers what follows with BAD (no
 	   mailbox selected) and the client drops the connection: those
-	   commands fail, and the storage takes over. */
+	   commands fail, and the storage takes over.  A server that answers
+	   them from the folder selected before gets its replies dropped
+	   (poisoned). */
 	conn_send_full(conn, str_c(cmd), conn_examine_callback);
 	conn->selected = i_strdup(mailbox);
 	return 0;
@@ -1723,7 +1777,13 @@ conn_chunk_callback(const struct imapc_command_reply *reply, void *context)
 	chunk->done = TRUE;
 	/* the messages that did not come are asked for through the storage,
 	   which tells why */
-	if (reply->state != IMAPC_COMMAND_STATE_OK) {
+	if (conn->poisoned && reply->state == IMAPC_COMMAND_STATE_OK) {
+		chunk->failed = TRUE;
+		if (conn->chunk_error == NULL) {
+			conn->chunk_error = i_strdup(
+				"an EXAMINE before it failed");
+		}
+	} else if (reply->state != IMAPC_COMMAND_STATE_OK) {
 		chunk->failed = TRUE;
 		i_free(conn->chunk_error);
 		conn->chunk_error = i_strdup_printf("%s: %s",
@@ -1905,7 +1965,7 @@ conn_sizes_callback(const struct imapc_command_reply *reply, void *context)
 
 	i_assert(sizes->cmds_pending > 0);
 	conn_reply_seen(conn, reply);
-	if (reply->state != IMAPC_COMMAND_STATE_OK)
+	if (reply->state != IMAPC_COMMAND_STATE_OK || conn->poisoned)
 		sizes->failed = TRUE;
 	if (--sizes->cmds_pending == 0)
 		sizes->done = TRUE;
