@@ -30,6 +30,8 @@ struct migrate_record_writer {
 	bool user_written;
 	ARRAY_TYPE(const_string) warnings;
 	unsigned int warnings_dropped;
+	/* the lines of the source pushing back */
+	unsigned int pushbacks;
 	/* reused: a run may log an error per message */
 	string_t *last_error;
 	/* per run: the kept messages are allocated from it */
@@ -80,6 +82,8 @@ migrate_record_catch(struct migrate_record_writer *writer,
 	if (ctx->type != LOG_TYPE_WARNING && ctx->type != LOG_TYPE_ERROR)
 		return;
 	text = migrate_record_log_text(writer, ctx, format, args);
+	if (migrate_error_is_pushback(text))
+		writer->pushbacks++;
 	if (ctx->type == LOG_TYPE_ERROR) {
 		str_truncate(writer->last_error, 0);
 		str_append(writer->last_error, text);
@@ -123,6 +127,7 @@ migrate_record_write(struct migrate_record_writer *writer,
 		return;
 	writer->user_written = TRUE;
 	rec->user = writer->user;
+	rec->source_pushbacks = writer->pushbacks;
 	if (rec->error == NULL && rec->exit_code != 0 &&
 	    str_len(writer->last_error) > 0)
 		rec->error = str_c(writer->last_error);
@@ -207,6 +212,7 @@ void migrate_record_user_begin(const char *username)
 	writer->user_written = FALSE;
 	p_array_init(&writer->warnings, writer->user_pool, 8);
 	writer->warnings_dropped = 0;
+	writer->pushbacks = 0;
 	str_truncate(writer->last_error, 0);
 }
 

@@ -71,6 +71,7 @@ static int migrate_spawn_write_json(struct migrate_spawn *spawn,
 		migrate_json_int(&json, "exit_code", acct->exit_code);
 		migrate_json_uint(&json, "attempts", acct->attempts);
 		migrate_json_uint(&json, "source_retries", acct->source_retries);
+		migrate_json_uint(&json, "pushbacks", acct->pushbacks);
 		migrate_json_string(&json, "source_protocol",
 				    acct->rec.source_protocol);
 		migrate_spawn_report_counts(acct, counts);
@@ -96,6 +97,7 @@ static int migrate_spawn_write_json(struct migrate_spawn *spawn,
 			  array_count(&spawn->accounts));
 	migrate_json_uint(&json, "accounts_failed", spawn->failed);
 	migrate_json_uint(&json, "bytes", spawn->bytes);
+	migrate_spawn_hosts_json(spawn, &json);
 	migrate_json_object_end(&json);
 	str_append_c(str, '\n');
 	return migrate_cmd_write_report(spawn->cmd_name, path, str);

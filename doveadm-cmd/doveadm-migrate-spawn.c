@@ -176,6 +176,7 @@ static void migrate_spawn_progress(struct migrate_spawn *spawn, bool final)
 	unsigned int total = array_count(&spawn->accounts);
 	double mb = spawn->bytes / 1e6, rate;
 	const char *eta = "?";
+	string_t *hosts = t_str_new(64);
 	struct timeval now;
 	long long msecs;
 
@@ -186,10 +187,11 @@ static void migrate_spawn_progress(struct migrate_spawn *spawn, bool final)
 		eta = t_strdup_printf("%llds", (long long)
 			(msecs / 1000.0 / spawn->done * (total - spawn->done)));
 	}
+	migrate_spawn_hosts_progress(spawn, hosts);
 	fprintf(stderr, "\r\033[K%s: %u/%u accounts done, %u running, "
-		"%u failed, %.1f MB, %.1f MB/s, ETA %s%s", spawn->cmd_name,
+		"%u failed, %.1f MB, %.1f MB/s, ETA %s%s%s", spawn->cmd_name,
 		spawn->done, total, spawn->running, spawn->failed, mb, rate,
-		eta, final ? "\n" : "");
+		eta, str_c(hosts), final ? "\n" : "");
 	fflush(stderr);
 	spawn->progress_printed = !final;
 }
@@ -281,7 +283,7 @@ static bool migrate_spawn_read_record(struct migrate_spawn_account *acct,
 static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 {
 	struct migrate_spawn *spawn = acct->spawn;
-	struct timeval now;
+	struct timeval now, retry_at;
 	unsigned int delay;
 	const char *how;
 	int exit_code;
@@ -328,6 +330,17 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 	acct->exit_code = exit_code;
 	acct->result = migrate_spawn_account_class(acct, exit_code);
 
+	if (migrate_spawn_host_ended(acct, exit_code, &retry_at)) {
+		/* the source's limit, not the account's failure: again
+		   once its host allows, as no attempt */
+		acct->attempts--;
+		acct->state = MIGRATE_SPAWN_RETRY_WAIT;
+		acct->retry_at = retry_at;
+		delay = timeval_diff_msecs(&retry_at, &now);
+		acct->to_retry = timeout_add(delay + 1,
+					     migrate_spawn_retry_timeout, acct);
+		return;
+	}
 	if (exit_code == EX_TEMPFAIL && acct->attempts <= spawn->set.retries) {
 		delay = spawn->set.retry_delay_secs << (acct->attempts - 1);
 		i_warning("%s: %s: temporary failure%s%s; retrying in %u s "

@@ -34,6 +34,16 @@ struct migrate_spawn_host {
 	unsigned int running;
 	/* the most at once; the accounts that waited for room */
 	unsigned int max_conns, max_running, waits;
+	/* --max-connections-per-host: what limit grows back to */
+	unsigned int max_limit;
+	/* the source pushed back (too many connections, throttled, busy):
+	   limit halved, no account starts before paused_until; the pause
+	   doubles while it goes on (backoff_secs), and the successes since
+	   the last change raise limit again, one account a window */
+	unsigned int decreases, pushbacks, backoff_msecs, successes;
+	struct timeval paused_until, last_decrease;
+	/* the smallest limit it came down to */
+	unsigned int min_limit;
 };
 ARRAY_DEFINE_TYPE(migrate_spawn_host, struct migrate_spawn_host *);
 
@@ -45,8 +55,10 @@ struct migrate_spawn_account {
 	/* its source host, and the connections its running child holds
 	   there */
 	struct migrate_spawn_host *host;
-	unsigned int host_conns;
+	unsigned int host_conns, last_host_conns;
 	bool host_waited;
+	/* runs the source pushed back, which count as no attempt */
+	unsigned int pushbacks;
 	enum migrate_spawn_state state;
 	unsigned int attempts;
 	/* the children's own retries (after a lost source), all attempts */
@@ -163,6 +175,19 @@ void migrate_spawn_hosts_assign(struct migrate_spawn *spawn);
 bool migrate_spawn_host_take(struct migrate_spawn_account *acct);
 void migrate_spawn_host_release(struct migrate_spawn_account *acct);
 void migrate_spawn_hosts_log(struct migrate_spawn *spawn);
+/* The account's run ended: ok, or a temporary failure.  Returns TRUE
+   when the source pushed back (its error says so: too many connections,
+   throttled, busy...) and the account is to run again once its host
+   allows, as no attempt (at most MIGRATE_SPAWN_MAX_PUSHBACKS times);
+   *retry_at_r then says when. */
+bool migrate_spawn_host_ended(struct migrate_spawn_account *acct,
+			      int exit_code, struct timeval *retry_at_r);
+/* ", HOST: limit L/M" for each host below its limit (the live line) */
+void migrate_spawn_hosts_progress(struct migrate_spawn *spawn, string_t *dest);
+struct migrate_json;
+void migrate_spawn_hosts_json(struct migrate_spawn *spawn,
+			      struct migrate_json *json);
+#define MIGRATE_SPAWN_MAX_PUSHBACKS 20
 
 /* Run every account until each is done. */
 void migrate_spawn_run(struct migrate_spawn *spawn);

@@ -109,13 +109,13 @@ enum migrate_error migrate_source_login_error_code(const char *error)
 static bool source_refusal_temporary(const char *errstr)
 {
 	static const char *const temporary[] = {
-		"[throttled]", "[limit]", "[unavailable]", "[serverbug]",
-		"[overquota]", "[inuse]", "throttl", "rate limit",
-		"slow down", "too many", "try again", "temporar", NULL
+		"[serverbug]", "[overquota]", "[inuse]", "temporar", NULL
 	};
 	const char *lerr = t_str_lcase(errstr);
 	unsigned int i;
 
+	if (migrate_error_is_pushback(errstr))
+		return TRUE;
 	for (i = 0; temporary[i] != NULL; i++) {
 		if (strstr(lerr, temporary[i]) != NULL)
 			return TRUE;

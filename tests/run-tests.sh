@@ -246,7 +246,7 @@ declare -A expect=(
 	[t-rig]=25 [t-hostile]=25 [t-quirks]=20 [t-continuity]=15 [t-domain]=20
 	[t-courier]=20 [t-names]=15 [t-pop3]=10 [t-tls]=15 [t-exitcodes]=10
 	[t-secretscan]=3 [t-tokenserver]=25 [t-oauth2-grants]=30
-	[t-limitproxy]=20 [t-connlimit]=15
+	[t-limitproxy]=20 [t-connlimit]=75 [t-throttle]=20
 )
 if [ -s "$out/durations" ]; then
 	while read -r n secs; do

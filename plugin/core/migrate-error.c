@@ -114,3 +114,23 @@ int migrate_exit_code_merge(int cur, int next)
 	return migrate_exit_code_rank(next) > migrate_exit_code_rank(cur) ?
 		next : cur;
 }
+
+bool migrate_error_is_pushback(const char *text)
+{
+	static const char *const words[] = {
+		"[unavailable]", "[throttled]", "[limit]", "too many",
+		"busy", "throttl", "rate limit", "slow down", "try again",
+		"maximum number of connections", NULL
+	};
+	const char *ltext;
+	unsigned int i;
+
+	if (text == NULL)
+		return FALSE;
+	ltext = t_str_lcase(text);
+	for (i = 0; words[i] != NULL; i++) {
+		if (strstr(ltext, words[i]) != NULL)
+			return TRUE;
+	}
+	return FALSE;
+}

@@ -49,6 +49,10 @@ int migrate_error_to_exit_code(enum migrate_error error);
    could not start) kept what it had done and left nothing partial, so a
    re-run goes on. */
 int migrate_exit_code_normalize(int exit_code);
+/* Whether a source's words (an error, a refusal, a BYE) push back: too
+   many connections, throttled, busy, unavailable, a rate limit
+   (providers' words: Gmail, Exchange, Yahoo, Dovecot's own). */
+bool migrate_error_is_pushback(const char *text);
 /* The error's name in reports: "none", "rejected", "source_auth"... */
 const char *migrate_error_name(enum migrate_error error);
 

@@ -94,6 +94,7 @@ void migrate_record_append(string_t *dest, const struct migrate_record *rec)
 	migrate_json_uint(&json, "pop3_order_differs", rec->pop3_order_differs);
 	migrate_json_string(&json, "source_protocol", rec->source_protocol);
 	migrate_json_uint(&json, "retries", rec->retries);
+	migrate_json_uint(&json, "source_pushbacks", rec->source_pushbacks);
 	migrate_json_array_begin(&json, "warnings");
 	for (i = 0; rec->warnings != NULL && rec->warnings[i] != NULL; i++)
 		migrate_json_string(&json, NULL, rec->warnings[i]);
@@ -156,6 +157,8 @@ int migrate_record_parse(const void *data, size_t size, pool_t pool,
 	rec_r->source_protocol = p_strdup(pool,
 		migrate_json_node_str(root, "source_protocol"));
 	rec_r->retries = migrate_json_node_uint(root, "retries");
+	rec_r->source_pushbacks =
+		migrate_json_node_uint(root, "source_pushbacks");
 
 	p_array_init(&warnings, pool, 4);
 	node = json_tree_find_key(root, "warnings");

@@ -55,6 +55,9 @@ struct migrate_record {
 	const char *source_protocol;
 	/* passes the run retried after losing the source */
 	uint64_t retries;
+	/* lines the run logged of the source pushing back: too many
+	   connections, throttled, busy (migrate_error_is_pushback()) */
+	uint64_t source_pushbacks;
 	/* what the run warned about, without the "migrate: USER: " that
 	   the log line starts with; NULL-terminated (NULL: none) */
 	const char *const *warnings;

@@ -129,8 +129,27 @@ static void test_migrate_failure_escaped(void)
 	pool_unref(&pool);
 }
 
+static void test_migrate_error_pushback(void)
+{
+	test_begin("migrate error: the source pushing back");
+	test_assert(migrate_error_is_pushback("Login to h failed: "
+		"Authentication failed: [UNAVAILABLE] Too many simultaneous "
+		"connections"));
+	test_assert(migrate_error_is_pushback("Opening Sent failed: Request "
+		"is throttled. Suggested Backoff Time: 1000 milliseconds"));
+	test_assert(migrate_error_is_pushback("NO [LIMIT] UID FETCH Rate "
+		"limit hit."));
+	test_assert(migrate_error_is_pushback("* BYE [UNAVAILABLE] Server busy"));
+	test_assert(!migrate_error_is_pushback("Authentication failed: "
+		"[AUTHENTICATIONFAILED] Invalid credentials"));
+	test_assert(!migrate_error_is_pushback("Disconnected from server"));
+	test_assert(!migrate_error_is_pushback(NULL));
+	test_end();
+}
+
 void test_migrate_error(void)
 {
+	test_migrate_error_pushback();
 	test_migrate_exit_code_merge();
 	test_migrate_error_order();
 	test_migrate_exit_code_normalize();

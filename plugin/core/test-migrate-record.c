@@ -33,6 +33,7 @@ static void test_migrate_record_roundtrip(void)
 	rec.rejected = 2;
 	rec.bytes = 5000000000ULL;
 	rec.retries = 1;
+	rec.source_pushbacks = 3;
 	rec.source_protocol = "pop3";
 	rec.pop3_order_differs = 2;
 	rec.warnings = warnings;
@@ -57,6 +58,7 @@ static void test_migrate_record_roundtrip(void)
 		    parsed.updated == 1 && parsed.deleted == 2 &&
 		    parsed.skipped == 3 && parsed.rejected == 2 &&
 		    parsed.bytes == 5000000000ULL && parsed.retries == 1);
+	test_assert(parsed.source_pushbacks == 3);
 	test_assert_strcmp(parsed.source_protocol, "pop3");
 	test_assert(parsed.pop3_order_differs == 2);
 	test_assert(str_array_length(parsed.warnings) == 2);
