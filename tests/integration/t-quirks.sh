@@ -124,7 +124,7 @@ EOF
 # every scenario's account at once (one wait for Dovecot to see them)
 rig_users_defer
 user bad userdb_quota_max_mail_size=300k
-for u in big thr bye bye2 uv exch gm split look; do
+for u in big thr bye bye2 uv exch m365 gm split look; do
 	user "$u"
 done
 user gmno userdb_migrate_gmail=no
@@ -308,6 +308,47 @@ tap_is "$(dimap exch list | LC_ALL=C sort | tr '\n' ,)" \
 tap_run "checker: equal (with the name mapping)" compare exch \
 	--map 'Itens Enviados=Sent' --map 'Itens Excluídos=Trash' \
 	--map 'Lixo Eletrônico=Junk' --map 'Rascunhos=Drafts'
+
+# --- 5b. Microsoft 365: its English folders, the non-mail folders it lists as
+# mail folders (empty over IMAP), a message it will not serve, NO [THROTTLED]
+# under load ----------------------------------------------------------------------------
+scen m365 <<'EOF'
+caps = ["IMAP4", "IMAP4rev1", "AUTH=PLAIN", "AUTH=XOAUTH2", "SASL-IR", "UIDPLUS",
+        "MOVE", "ID", "UNSELECT", "CHILDREN", "IDLE", "NAMESPACE", "LITERAL+"]
+mail = ["INBOX", "Archive", "Deleted Items", "Drafts", "Junk Email", "Sent Items",
+        "Clientes/2024"]
+nonmail = ["Calendar", "Calendar/Birthdays", "Contacts", "Conversation History",
+           "Journal", "Notes", "Outbox", "RSS Feeds", "Sync Issues",
+           "Sync Issues/Conflicts", "Sync Issues/Local Failures",
+           "Sync Issues/Server Failures", "Tasks"]
+folders = [{"name": n, "uidvalidity": 30 + i,
+            "messages": [msg(1, body("m365 %s" % n), fid=i),
+                         msg(2, body("m365 two %s" % n), fid=i,
+                             fetch_no=(n == "Archive"))]}
+           for i, n in enumerate(mail)]
+folders += [{"name": n, "uidvalidity": 60 + i, "messages": []}
+            for i, n in enumerate(nonmail)]
+quirks = {"throttle": {"every": 4, "commands": ["UID FETCH"], "max": 2,
+                       "text": "Request is throttled. Suggested Backoff Time: 100 milliseconds"},
+          "fetch_no_text": "The requested message could not be retrieved"}
+EOF
+thr0=$(grep -c ' throttled ' "$QLOG")
+migrate m365 -o plugin/migrate_prefetch=10
+tap_is "$MIG_RC/${MIG[rejected]}" "65/1" \
+	"Microsoft 365: exit 65, the message it will not serve left out and reported"
+tap_like "... named with the source's words" \
+	'Archive: Leaving out UID 2 .*could not be retrieved' "$(cat "$MIG_OUT")"
+tap_like "... its throttled FETCHes were asked again" '^[1-9]' \
+	"$(( $(grep -c ' throttled ' "$QLOG") - thr0 ))"
+tap_is "$(dimap m365 list | LC_ALL=C sort | tr '\n' ,)" \
+	"Archive,Calendar,Calendar/Birthdays,Clientes,Clientes/2024,Contacts,Conversation History,Drafts,INBOX,Journal,Junk,Notes,Outbox,RSS Feeds,Sent,Sync Issues,Sync Issues/Conflicts,Sync Issues/Local Failures,Sync Issues/Server Failures,Tasks,Trash," \
+	"... Sent Items, Deleted Items and Junk Email map to ours; its non-mail folders come as empty folders"
+sed -i 's/"fetch_no": true/"fetch_no": false/; s/"every": 4/"every": 1000000/' "$Q/scenario.json"
+scen_touch
+migrate m365
+tap_is "$MIG_RC/${MIG[copied]}" "0/1" "... once it serves the message, the re-run copies it alone"
+tap_run "checker: equal (with the name mapping)" compare m365 \
+	--map 'Sent Items=Sent' --map 'Deleted Items=Trash' --map 'Junk Email=Junk'
 
 # --- 6. Gmail: labels are folders, All Mail/Important/Starred are views -----------------
 # m1 is in INBOX, Work and Travel (and All Mail, Important); m5 only in All
