@@ -244,6 +244,23 @@ static void migrate_spawn_retry_timeout(struct migrate_spawn_account *acct)
 	migrate_spawn_fill(acct->spawn);
 }
 
+/* An account due to run again that its host does not take now: a look
+   again when the host's pause ends, or in a second. */
+static void migrate_spawn_retry_later(struct migrate_spawn_account *acct,
+				      const struct timeval *now)
+{
+	struct timeval at = *now;
+	long long msecs;
+
+	timeval_add_msecs(&at, 1000);
+	if (timeval_cmp(&acct->host->paused_until, now) > 0 &&
+	    timeval_cmp(&acct->host->paused_until, &at) < 0)
+		at = acct->host->paused_until;
+	msecs = timeval_diff_msecs(&at, now);
+	acct->to_retry = timeout_add((unsigned int)msecs + 1,
+				     migrate_spawn_retry_timeout, acct);
+}
+
 /* a child's log as lines to show: each one's control characters
    escaped, the line breaks kept */
 static const char *migrate_spawn_log_lines(const char *log)
@@ -566,9 +583,16 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 	for (i = 0; i < count && spawn->running < spawn->set.jobs; i++) {
 		acct = accounts[i];
 		if (acct->state != MIGRATE_SPAWN_RETRY_WAIT ||
-		    timeval_cmp(&acct->retry_at, &now) > 0 ||
-		    !migrate_spawn_host_take(acct))
+		    timeval_cmp(&acct->retry_at, &now) > 0)
 			continue;
+		if (!migrate_spawn_host_take(acct)) {
+			/* its host paused again since, or is full: again
+			   when that may have changed (nothing else may be
+			   left to wake the loop) */
+			if (acct->to_retry == NULL)
+				migrate_spawn_retry_later(acct, &now);
+			continue;
+		}
 		timeout_remove(&acct->to_retry);
 		T_BEGIN {
 			/* keeps its last failure when it cannot start */
