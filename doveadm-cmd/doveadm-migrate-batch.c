@@ -165,6 +165,12 @@ static int batch_open_domain(struct batch_context *bctx,
 		migrate_domain_store_close(&bctx->domain_store);
 		return EX_CONFIG;
 	}
+	if (ret > 0 && domain.max_conns_per_host != 0 &&
+	    !spawn->set.max_conns_given) {
+		/* domain start --max-connections-per-host */
+		migrate_spawn_hosts_set_limit(spawn,
+					      domain.max_conns_per_host);
+	}
 	if (spawn->set.dry_run)
 		migrate_domain_store_close(&bctx->domain_store);
 	else

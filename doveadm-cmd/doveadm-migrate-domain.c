@@ -240,6 +240,7 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 	const char *host, *addrs, *error;
 	enum migrate_source_protocol protocol;
 	in_port_t port;
+	int64_t max_conns = 0;
 
 	if (!doveadm_cmd_param_str(cctx, "old-mx", &old_mx))
 		help_ver2(cctx->cmd);
@@ -257,6 +258,13 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 		}
 		protocol_str = migrate_source_protocol_to_str(protocol);
 	}
+	if (doveadm_cmd_param_int64(cctx, "max-connections-per-host",
+				    &max_conns) &&
+	    max_conns != 0 && (max_conns < 2 || max_conns > 10000)) {
+		i_fatal_status(EX_USAGE, "%s: --max-connections-per-host "
+			       "must be 0 (batch's default) or 2..10000",
+			       cctx->cmd->name);
+	}
 	store = domain_cmd_init(cctx, &domain);
 	domain_cmd_transition(cctx, &store, &domain, MIGRATE_DOMAIN_MIGRATING);
 	if (domain_resolve_mx(old_mx, &host, &port, &addrs, &error) < 0) {
@@ -269,6 +277,7 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 	/* a new migration may come from another provider */
 	domain.source_tls_name = tls_name;
 	domain.source_protocol = protocol_str;
+	domain.max_conns_per_host = max_conns;
 	domain_cmd_save(cctx, &store, &domain);
 	if (tls_name != NULL) {
 		i_info("%s: %s: the certificates of sources given by IP "
@@ -361,6 +370,11 @@ domain_status_tls(struct doveadm_cmd_context *cctx,
 		       cctx->cmd->name, domain->name,
 		       MIGRATE_SETTING_SOURCE_PROTOCOL,
 		       domain->source_protocol);
+	}
+	if (domain->max_conns_per_host != 0) {
+		i_info("%s: %s: batch keeps at most %u connections per "
+		       "source host", cctx->cmd->name, domain->name,
+		       domain->max_conns_per_host);
 	}
 	t_array_init(&pins, 4);
 	if (migrate_domain_pins(store, domain->name, pool_datastack_create(),
@@ -495,12 +509,13 @@ static void cmd_migrate_domain_status(struct doveadm_cmd_context *cctx)
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_domain_start = {
 	.name = "migrate domain start",
 	.cmd = cmd_migrate_domain_start,
-	.usage = "[--force] --old-mx <host>[:<port>] [--source-tls-name <name>] [--source-protocol imap|pop3|auto] <domain>",
+	.usage = "[--force] --old-mx <host>[:<port>] [--source-tls-name <name>] [--source-protocol imap|pop3|auto] [--max-connections-per-host <n>] <domain>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('f', "force", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "old-mx", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "source-tls-name", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "source-protocol", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "max-connections-per-host", CMD_PARAM_INT64, 0)
 DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

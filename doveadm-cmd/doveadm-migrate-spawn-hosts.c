@@ -68,6 +68,16 @@ void migrate_spawn_hosts_assign(struct migrate_spawn *spawn)
 	}
 }
 
+void migrate_spawn_hosts_set_limit(struct migrate_spawn *spawn,
+				   unsigned int limit)
+{
+	struct migrate_spawn_host *host;
+
+	spawn->set.max_conns_per_host = limit;
+	array_foreach_elem(&spawn->hosts, host)
+		host->limit = host->max_limit = host->min_limit = limit;
+}
+
 /* What the account's run may open: see above. */
 static unsigned int spawn_host_need(const struct migrate_spawn_account *acct)
 {

@@ -70,6 +70,7 @@ void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 				"must be 0 (no bound) or 2..10000", cmd_name);
 		}
 		set->max_conns_per_host = num;
+		set->max_conns_given = TRUE;
 	}
 }
 

@@ -96,8 +96,11 @@ struct migrate_spawn_vfuncs {
 
 struct migrate_spawn_settings {
 	unsigned int jobs, retries, retry_delay_secs;
-	/* --max-connections-per-host */
+	/* --max-connections-per-host, and whether it was given (else the
+	   domain's, when it has one, is set later:
+	   migrate_spawn_hosts_set_limit()) */
 	unsigned int max_conns_per_host;
+	bool max_conns_given;
 	/* -j was given: it stays as it is */
 	bool jobs_given;
 	/* batch -n: every child is a dry run, and the reports say so */
@@ -175,6 +178,9 @@ void migrate_spawn_hosts_assign(struct migrate_spawn *spawn);
 bool migrate_spawn_host_take(struct migrate_spawn_account *acct);
 void migrate_spawn_host_release(struct migrate_spawn_account *acct);
 void migrate_spawn_hosts_log(struct migrate_spawn *spawn);
+/* Before the run: every host's limit (the domain's). */
+void migrate_spawn_hosts_set_limit(struct migrate_spawn *spawn,
+				   unsigned int limit);
 /* The account's run ended: ok, or a temporary failure.  Returns TRUE
    when the source pushed back (its error says so: too many connections,
    throttled, busy...) and the account is to run again once its host

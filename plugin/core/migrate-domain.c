@@ -284,6 +284,10 @@ int migrate_domain_lookup(struct migrate_domain_store *store,
 	/* checked by the syncs that use it: delivery does not */
 	domain_r->source_protocol = p_strdup(pool,
 		field_value(fields, "source_protocol"));
+	value = field_value(fields, "max_connections_per_host");
+	if (value == NULL ||
+	    str_to_uint(value, &domain_r->max_conns_per_host) < 0)
+		domain_r->max_conns_per_host = 0;
 	return 1;
 }
 
@@ -326,6 +330,10 @@ int migrate_domain_save(struct migrate_domain_store *store,
 		append_field(str, "old_mx_port", dec2str(domain->old_mx_port));
 	append_field(str, "source_tls_name", domain->source_tls_name);
 	append_field(str, "source_protocol", domain->source_protocol);
+	if (domain->max_conns_per_host != 0) {
+		append_field(str, "max_connections_per_host",
+			     dec2str(domain->max_conns_per_host));
+	}
 	key = t_strconcat(DOMAIN_KEY_PREFIX, dict_escape_string(domain->name),
 			  NULL);
 	relay_key = t_strconcat(RELAY_KEY_PREFIX,

@@ -39,6 +39,9 @@ struct migrate_domain {
 	   (domain start --source-protocol: "imap", "pop3" or "auto"); NULL:
 	   migrate_source_protocol */
 	const char *source_protocol;
+	/* the connections batch keeps its accounts to per source host
+	   (domain start --max-connections-per-host); 0: batch's default */
+	unsigned int max_conns_per_host;
 };
 
 /* A source's certificate, pinned by doveadm migrate check --pin: from

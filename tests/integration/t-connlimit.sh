@@ -93,6 +93,29 @@ tap_like "... the summary names the host's limit" \
 	"$(cat "$RIG/b4.out")"
 tap_diag "refused by the proxy: $refused (a connection closed by one account may still be counted when the next opens)"
 
+# the limit kept with the domain (domain start --max-connections-per-host):
+# a batch of limit.test without the option keeps to it
+for i in 1 2 3 4 5 6; do
+	rig_add_user dest "v$i@limit.test" "$DEST_PW"
+done
+rig_doveadm dest migrate domain start --old-mx 127.0.0.1:25 --max-connections-per-host 4 \
+	limit.test >"$RIG/dstart.out" 2>&1 || tap_fail "domain start limit.test"
+tap_like "domain status shows the domain's limit" "limit.test: batch keeps at most 4 connections per source host" \
+	"$(rig_doveadm dest migrate domain status limit.test 2>&1)"
+proxy_start p4d --max-conns 4 --refuse-style login
+{
+	echo "source_host,source_user,source_password,dest_host,dest_user,dest_password"
+	for i in 1 2 3 4 5 6; do
+		printf '127.0.0.1:%s,old%d,%s,mx,v%d@limit.test,Str0ng!dest\n' "$PPORT" "$i" "$SRC_PW" "$i"
+	done
+} >"$RIG/tv.csv"
+rig_secret_input "$RIG/tv.csv"
+rc=0
+rig_doveadm dest migrate batch -j 16 --retries 0 "$RIG/tv.csv" >"$RIG/bv.out" 2>&1 || rc=$?
+kill -USR1 "$(cat "$RIG/p4d.pid")"; sleep 0.5
+tap_is "$rc/$(pstat p4d refused)" "0/0" "-j 16 of limit.test without the option: the domain's 4, exit 0, none refused"
+tap_like "... named in the summary" "at most 4 connections allowed" "$(cat "$RIG/bv.out")"
+
 # the same re-run without our limit: the proxy refuses connections
 proxy_start p4b --max-conns 4 --refuse-style login
 template "$RIG/t4b.csv" "$PPORT"
