@@ -145,7 +145,7 @@ static void test_domain_source_protocol(void)
 	struct migrate_domain domain, found;
 	const char *error;
 
-	test_begin("domain: the protocol of its sources");
+	test_begin("domain: the protocol of its sources, its connection limit");
 	test_assert(migrate_domain_store_open(uri, test_migrate_dir(), &store,
 					      &error) == 0);
 	domain = test_domains[MIGRATE_DOMAIN_MIGRATING];
@@ -153,15 +153,19 @@ static void test_domain_source_protocol(void)
 	test_assert(migrate_domain_lookup(store, "example.com",
 		pool_datastack_create(), &found, &error) == 1);
 	test_assert(found.source_protocol == NULL);
+	test_assert(found.max_conns_per_host == 0);
 	domain.source_protocol = "pop3";
+	domain.max_conns_per_host = 6;
 	test_assert(migrate_domain_save(store, &domain, &error) == 0);
 	test_assert(migrate_domain_lookup(store, "example.com",
 		pool_datastack_create(), &found, &error) == 1);
 	test_assert_strcmp(found.source_protocol, "pop3");
+	test_assert(found.max_conns_per_host == 6);
 	/* kept by the later phases */
 	test_assert(migrate_domain_transition(&found, MIGRATE_DOMAIN_CUTOVER,
 		FALSE, NOW, &domain, &error) == 0);
 	test_assert_strcmp(domain.source_protocol, "pop3");
+	test_assert(domain.max_conns_per_host == 6);
 	migrate_domain_store_close(&store);
 	test_end();
 }
