@@ -152,6 +152,11 @@ migrate_cmd_settings(struct migrate_cmd_context *ctx, struct mail_user *user,
 	if (migrate_cmd_settings_protocol(ctx, new_set, error_r) < 0)
 		return -1;
 	new_set->source_oauth2_secret = ctx->oauth2_secret;
+	new_set->source_oauth2_initial_token = ctx->oauth2_token;
+	new_set->source_oauth2_initial_obtained = ctx->oauth2_token_obtained;
+	new_set->source_oauth2_initial_expires = ctx->oauth2_token_expires;
+	new_set->source_oauth2_initial_error = ctx->oauth2_token_error;
+	new_set->source_oauth2_initial_error_code = ctx->oauth2_token_error_code;
 	/* a template row's login: a password, or a token (given, or the
 	   token command's) */
 	if (cred != NULL &&
@@ -229,6 +234,40 @@ cmd_migrate_sync_read_oauth2_secret(struct migrate_cmd_context *ctx,
 	return 0;
 }
 
+/* The client-credentials grant's token the domain's accounts share, when
+   this account logs in with it (as root). */
+static void
+cmd_migrate_sync_app_token(struct migrate_cmd_context *ctx,
+			   struct mail_storage_service_user *service_user,
+			   const char *username)
+{
+	const struct mail_user_settings *user_set =
+		mail_storage_service_user_get_set(service_user)[0];
+	const struct migrate_credentials *cred = ctx->credentials;
+	const struct migrate_settings *set;
+	enum migrate_source_auth auth;
+	const char *password, *error;
+
+	ctx->oauth2_token = NULL;
+	ctx->oauth2_token_error = NULL;
+	if (ctx->oauth2_secret == NULL ||
+	    migrate_settings_read(pool_datastack_create(),
+				  migrate_cmd_user_set_lookup, (void *)user_set,
+				  username, "/", FALSE, &set, &error) < 0)
+		return;
+	auth = set->source_auth;
+	password = set->source_password;
+	if (cred != NULL) {
+		password = cred->source_password;
+		if (cred->source_auth != NULL)
+			(void)migrate_source_auth_parse(cred->source_auth, &auth);
+	}
+	if (auth == MIGRATE_SOURCE_AUTH_PASSWORD ||
+	    (password != NULL && password[0] != '\0'))
+		return;
+	migrate_cmd_oauth2_app_token(ctx, service_user, set);
+}
+
 /* As root, before the user's privileges are taken: the domain's phase, the
    template's credentials for this user when the credential store has
    them, and the worker processes. */
@@ -253,6 +292,7 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 	if (cmd_migrate_sync_read_oauth2_secret(ctx, service_user,
 						input->username, error_r) < 0)
 		return -1;
+	cmd_migrate_sync_app_token(ctx, service_user, input->username);
 	cmd_migrate_sync_start_workers(ctx, service_user, input->username);
 	return 0;
 }
@@ -391,6 +431,13 @@ cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
 		str_append(first_line, "OAUTH2\t");
 		str_append_tabescaped(first_line, ctx->oauth2_secret);
 		str_append_c(first_line, '\t');
+	}
+	if (ctx->oauth2_token != NULL) {
+		str_append(first_line, "OAUTH2TOKEN\t");
+		str_append_tabescaped(first_line, ctx->oauth2_token);
+		str_printfa(first_line, "\t%ld\t%ld\t",
+			    (long)ctx->oauth2_token_obtained,
+			    (long)ctx->oauth2_token_expires);
 	}
 	if (ctx->credentials == NULL)
 		str_append(first_line, "NOCRED");
@@ -1113,10 +1160,21 @@ static int cmd_migrate_worker_run(struct doveadm_mail_cmd_context *_ctx,
 		return -1;
 	}
 	ctx->oauth2_secret = NULL;
+	ctx->oauth2_token = NULL;
 	if (str_begins(line, "OAUTH2\t")) {
 		line += 7;
 		ctx->oauth2_secret = p_strdup(_ctx->pool,
 					      cmd_migrate_line_field(&line));
+	}
+	if (str_begins(line, "OAUTH2TOKEN\t")) {
+		line += 12;
+		ctx->oauth2_token = p_strdup(_ctx->pool,
+					     cmd_migrate_line_field(&line));
+		if (str_to_time(cmd_migrate_line_field(&line),
+				&ctx->oauth2_token_obtained) < 0 ||
+		    str_to_time(cmd_migrate_line_field(&line),
+				&ctx->oauth2_token_expires) < 0)
+			ctx->oauth2_token = NULL;
 	}
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		i_error("migrate worker: prctl(PR_SET_PDEATHSIG) failed: %m");

@@ -37,6 +37,13 @@ struct migrate_cmd_context {
 	/* the OAuth2 grant's secret (migrate_settings_read_oauth2_secret()),
 	   read as root; NULL: none */
 	const char *oauth2_secret;
+	/* the client-credentials grant's token shared by the domain's
+	   accounts (doveadm-migrate-oauth2.c); NULL: none */
+	const char *oauth2_token;
+	time_t oauth2_token_obtained, oauth2_token_expires;
+	/* the endpoint refused the grant: why, and the code */
+	const char *oauth2_token_error;
+	int oauth2_token_error_code;
 	/* -R: the file descriptor for each user's result record
 	   (doveadm-migrate-record.h), -1 without */
 	int record_fd;
@@ -113,5 +120,14 @@ const char *migrate_cmd_plugin_setting(const char *name);
 
 void doveadm_migrate_plugin_init(struct module *module);
 void doveadm_migrate_plugin_deinit(void);
+
+/* doveadm-migrate-oauth2.c: as root, the domain's app token of the
+   client-credentials grant set names, from the cache or asked for now
+   (ctx->oauth2_token; NULL on any failure: the run asks itself). */
+struct mail_storage_service_user;
+struct migrate_settings;
+void migrate_cmd_oauth2_app_token(struct migrate_cmd_context *ctx,
+				  struct mail_storage_service_user *service_user,
+				  const struct migrate_settings *set);
 
 #endif

@@ -95,25 +95,23 @@ grant_response(const struct http_response *response, struct grant_http *gh)
 
 /* POSTs form to url; the answer's status and body. */
 static int
-grant_post(struct migrate_source *source, const char *url,
+grant_post(const struct ssl_iostream_settings *ssl_set, struct event *event,
+	   struct migrate_source_tls *tls, const char *url,
 	   const string_t *form, struct grant_http *gh, const char **error_r)
 {
-	struct ssl_iostream_settings ssl_set;
 	struct http_client_settings hset;
 	struct http_client *client;
 	struct http_client_request *req;
 
-	i_zero(&ssl_set);
-	mail_user_init_ssl_client_settings(source->dest_user, &ssl_set);
 	i_zero(&hset);
-	hset.ssl = &ssl_set;
+	hset.ssl = ssl_set;
 	hset.user_agent = "dovecot-migrate";
 	hset.max_attempts = 2;
 	hset.max_redirects = 0;
 	hset.request_timeout_msecs = GRANT_TIMEOUT_MSECS;
 	hset.request_absolute_timeout_msecs = GRANT_TIMEOUT_MSECS * 2;
 	hset.connect_timeout_msecs = GRANT_TIMEOUT_MSECS / 3;
-	hset.event_parent = source->event;
+	hset.event_parent = event;
 	client = http_client_init_private(&hset);
 
 	req = http_client_request_url_str(client, "POST", url,
@@ -124,11 +122,11 @@ grant_post(struct migrate_source *source, const char *url,
 	http_client_request_set_payload_data(req, str_data(form),
 					     str_len(form));
 	/* not a connection to the source: not held to its pin */
-	migrate_source_tls_suspend(source->tls, TRUE);
+	migrate_source_tls_suspend(tls, TRUE);
 	http_client_request_submit(req);
 	http_client_wait(client);
 	http_client_deinit(&client);
-	migrate_source_tls_suspend(source->tls, FALSE);
+	migrate_source_tls_suspend(tls, FALSE);
 
 	if (gh->error != NULL) {
 		*error_r = t_strdup(gh->error);
@@ -280,7 +278,22 @@ int migrate_source_grant_obtain(struct migrate_source *source,
 				enum migrate_error *code_r,
 				const char **error_r)
 {
-	const struct migrate_settings *set = source->set;
+	struct ssl_iostream_settings ssl_set;
+
+	i_zero(&ssl_set);
+	mail_user_init_ssl_client_settings(source->dest_user, &ssl_set);
+	return migrate_grant_request(source->set, &ssl_set, source->event,
+				     source->tls, user, pool, token_r,
+				     code_r, error_r);
+}
+
+int migrate_grant_request(const struct migrate_settings *set,
+			  const struct ssl_iostream_settings *ssl_set,
+			  struct event *event, struct migrate_source_tls *tls,
+			  const char *user, pool_t pool,
+			  struct migrate_oauth2_token *token_r,
+			  enum migrate_error *code_r, const char **error_r)
+{
 	struct grant_http gh;
 	const char *url, *error, *what;
 	string_t *form;
@@ -318,7 +331,7 @@ int migrate_source_grant_obtain(struct migrate_source *source,
 
 	i_zero(&gh);
 	gh.body = buffer_create_dynamic(default_pool, 1024);
-	ret = grant_post(source, url, form, &gh, &error);
+	ret = grant_post(ssl_set, event, tls, url, form, &gh, &error);
 	safe_memset(str_c_modifiable(form), 0, str_len(form));
 	io_loop_time_refresh();
 	if (ret == 0) {

@@ -260,6 +260,29 @@ void migrate_source_token_cache_free(void)
 	}
 }
 
+/* The client-credentials grant's token doveadm migrate handed over
+   (migrate_settings.source_oauth2_initial_token), while it is fresh. */
+static bool
+source_token_seed(struct source_token *st, const struct migrate_settings *set)
+{
+	struct migrate_oauth2_token info;
+
+	if (st->grant != MIGRATE_OAUTH2_GRANT_CLIENT_CREDENTIALS ||
+	    set->source_oauth2_initial_token == NULL)
+		return FALSE;
+	i_zero(&info);
+	info.token = set->source_oauth2_initial_token;
+	info.obtained = set->source_oauth2_initial_obtained;
+	info.expires = set->source_oauth2_initial_expires;
+	info.expiry_known = TRUE;
+	if (ioloop_time >= migrate_oauth2_refresh_at(&info))
+		return FALSE;
+	st->token = i_strdup(info.token);
+	st->info = info;
+	st->info.token = st->token;
+	return TRUE;
+}
+
 static const char *source_token_key(const struct migrate_settings *set)
 {
 	return t_strdup_printf("%d\t%s\t%s\t%s\t%s\t%s",
@@ -283,6 +306,13 @@ int migrate_source_token_init(struct migrate_source *source,
 	const char *key = source_token_key(set);
 
 	i_assert(set->source_oauth2_grant != MIGRATE_OAUTH2_GRANT_NONE);
+	if (set->source_oauth2_initial_error != NULL) {
+		/* doveadm migrate asked for the domain's token already, and
+		   was refused: not asked again */
+		*code_r = set->source_oauth2_initial_error_code;
+		*error_r = set->source_oauth2_initial_error;
+		return -1;
+	}
 	if (st != NULL && strcmp(st->key, key) != 0) {
 		i_assert(array_count(&st->sources) == 0);
 		source_token_free(&source_token);
@@ -295,7 +325,10 @@ int migrate_source_token_init(struct migrate_source *source,
 		st->command = i_strdup(set->source_oauth2_token_command);
 		st->user = i_strdup(set->source_user);
 		i_array_init(&st->sources, 2);
-		if (source_token_obtain(st, source, code_r, error_r) < 0) {
+		if (source_token_seed(st, set)) {
+			/* the domain's, from doveadm migrate's cache */
+		} else if (source_token_obtain(st, source, code_r,
+					       error_r) < 0) {
 			source_token_free(&st);
 			return -1;
 		}

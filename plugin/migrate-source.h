@@ -335,4 +335,19 @@ int migrate_mail_header_hash(struct mail *mail, const char **hash_r);
    use then). */
 void migrate_source_token_cache_free(void);
 
+/* migrate-source-grant.c: a token of the OAuth2 grant set names (a
+   client-credentials or a service-account grant) for user, asked over
+   HTTPS with ssl_set; tls: the source's certificate check to keep out of
+   it (NULL: none).  Refused by the endpoint: MIGRATE_ERROR_SOURCE_AUTH,
+   named. */
+struct ssl_iostream_settings;
+struct migrate_source_tls;
+struct migrate_oauth2_token;
+int migrate_grant_request(const struct migrate_settings *set,
+			  const struct ssl_iostream_settings *ssl_set,
+			  struct event *event, struct migrate_source_tls *tls,
+			  const char *user, pool_t pool,
+			  struct migrate_oauth2_token *token_r,
+			  enum migrate_error *code_r, const char **error_r);
+
 #endif

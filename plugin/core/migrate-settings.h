@@ -201,6 +201,15 @@ struct migrate_settings {
 	   key, read from its file by doveadm migrate as root; never
 	   logged */
 	const char *source_oauth2_secret;
+	/* not a setting: the client-credentials grant's token as doveadm
+	   migrate found it in its cache or obtained it as root (shared by
+	   the accounts of the domain), when and until when; NULL: none */
+	const char *source_oauth2_initial_token;
+	time_t source_oauth2_initial_obtained, source_oauth2_initial_expires;
+	/* ... or why the grant failed there (and its code, an enum
+	   migrate_error): the run does not ask again */
+	const char *source_oauth2_initial_error;
+	int source_oauth2_initial_error_code;
 	/* retries of a run that lost the source, and the first delay */
 	unsigned int retries;
 	unsigned int retry_delay_secs;

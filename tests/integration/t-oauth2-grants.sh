@@ -98,6 +98,37 @@ migrate mb -o plugin/migrate_workers=1
 tap_is "$MIG_RC/${MIG[result]}" "0/ok" "... the same grant reads bob's mailbox"
 tap_run "checker: bob's copy equals the source" compare mb bob
 
+# a batch: one app token for all its accounts (doveadm migrate's cache,
+# root's alone), and none asked for while it is fresh
+ms_user mc1 alice
+ms_user mc2 bob
+TMPL_MS=$RIG/ms.csv
+{
+	echo "source_host,source_user,source_password,dest_host,dest_user,dest_password,source_auth"
+	echo "127.0.0.1:$(rig_port src),alice,,mx,mc1@example.com,$DEST_PW,xoauth2"
+	echo "127.0.0.1:$(rig_port src),bob,,mx,mc2@example.com,$DEST_PW,xoauth2"
+} >"$TMPL_MS"
+rig_secret_input "$TMPL_MS"
+# (the runs above filled the cache: empty it)
+rm -rf "$RIG/dest/state/migrate/oauth2-tokens"
+before=$(requests client_credentials)
+rc=0
+rig_doveadm dest migrate batch -j 2 --retries 0 "$TMPL_MS" >"$RIG/bms.out" 2>&1 || rc=$?
+tap_is "$rc/$(( $(requests client_credentials) - before ))" "0/1" \
+	"batch of 2 accounts: exit 0, one app token asked for both"
+tap_run "checker: bob's copy equals the source" compare mc2 bob
+cache=$(ls "$RIG"/dest/state/migrate/oauth2-tokens/ 2>/dev/null | grep -v lock | head -n1)
+tap_is "$(stat -c '%U %a' "$RIG/dest/state/migrate/oauth2-tokens/$cache" 2>&1)" "root 600" \
+	"... kept in a file only root reads"
+before=$(requests client_credentials)
+rig_add_user dest "mc3@example.com" "$DEST_PW" userdb_migrate_source_user=alice \
+	"userdb_migrate_source_oauth2_client_id=app-1" \
+	"userdb_migrate_source_oauth2_client_secret_file=$SECRET_FILE" \
+	"userdb_migrate_source_oauth2_token_url=$(rig_tokenserver_ms_url tok)"
+migrate mc3 -o plugin/migrate_workers=2
+tap_is "$MIG_RC/$(( $(requests client_credentials) - before ))" "0/0" \
+	"a later run of another account (and its worker) takes the same token: none asked for"
+
 # refused: a wrong secret is the grant's error, a refused login (77), once
 BAD_FILE=$RIG/ms-secret-bad
 printf 'not-the-secret\n' >"$BAD_FILE"
