@@ -76,7 +76,11 @@ compare() {   # compare DEST_USER SOURCE_USER
 		--dest-port "$(rig_port dest)" --dest-user "$1@example.com"
 }
 declare -A MIG
-migrate() { rig_migrate_user dest "$1@example.com" "${@:2}"; }
+migrate() {   # migrate USER (USER@example.com, or a full address)
+	local u=$1
+	[[ $u == *@* ]] || u=$u@example.com
+	rig_migrate_user dest "$u" "${@:2}"
+}
 SRC_LOG=$(rig_log src)
 logins() { grep -c "Login: user=<$1>, method=XOAUTH2," "$SRC_LOG"; }
 refused() { grep -c "method=XOAUTH2, .*auth failed\|Disconnected: .*method=XOAUTH2," "$SRC_LOG"; }
@@ -213,6 +217,33 @@ tap_like "... the connection was stalled" '"event": *"stall"' "$(cat "$RIG/proxy
 n=$(rig_tokenserver_requests tok3 client_credentials ok)
 tap_run "... the token was renewed: $n tokens" test "$n" -ge 2
 tap_is "$(( $(refused) - failed ))" 0 "... and no login was refused"
+
+# --- a pinned source (check --pin) and the grant's HTTPS ----------------------------
+# the source over STARTTLS with a certificate of its own, pinned for
+# pin.test; the service-account grant asks the endpoint (another
+# certificate) while the source's pin is held: the endpoint's connection
+# is not held to it
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=127.0.0.1" \
+	-addext "subjectAltName=IP:127.0.0.1" -keyout "$RIG/src-key.pem" \
+	-out "$RIG/src-cert.pem" 2>/dev/null || rig_die "openssl failed"
+rig_conf_add src "ssl = yes
+ssl_cert = <$RIG/src-cert.pem
+ssl_key = <$RIG/src-key.pem" || rig_die "TLS for the source"
+rig_add_user dest "gp@pin.test" "$DEST_PW" userdb_migrate_source_user=alice \
+	"userdb_migrate_source_oauth2_service_account_file=$SA_FILE" \
+	userdb_migrate_source_ssl=starttls userdb_migrate_source_ssl_verify=no
+PIN_TMPL=$RIG/pin.csv
+{
+	echo "source_host,source_user,source_password,dest_host,dest_user,dest_password,source_auth"
+	echo "127.0.0.1:$(rig_port src),alice,,mx,gp@pin.test,$DEST_PW,xoauth2"
+} >"$PIN_TMPL"
+rig_secret_input "$PIN_TMPL"
+rc=0
+rig_doveadm dest migrate check --pin "$PIN_TMPL" >"$RIG/pin.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "check --pin of the TLS source, over the service-account grant"
+tap_like "... pinned" "source 127.0.0.1:$(rig_port src): pinned SHA-256 [0-9A-F:]+ for pin.test" "$(cat "$RIG/pin.out")"
+migrate gp@pin.test -o plugin/migrate_workers=1
+tap_is "$MIG_RC/${MIG[result]}" "0/ok" "a sync of the pinned source: the grant's HTTPS is not held to the pin, exit 0"
 
 # --- nothing of the secrets anywhere ------------------------------------------------
 tap_is "$(grep -c -F "$MS_SECRET" "$(rig_tokenserver_log tok)" "$RIG"/mig.* "$(rig_log dest)" 2>/dev/null | awk -F: '{ s += $NF } END { print s + 0 }')" \
