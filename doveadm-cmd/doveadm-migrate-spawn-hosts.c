@@ -28,6 +28,7 @@
 #include "migrate-json.h"
 #include "migrate-error.h"
 #include "migrate-template.h"
+#include "migrate-dest.h"
 #include "doveadm-migrate-spawn.h"
 
 #include <sysexits.h>
@@ -151,6 +152,8 @@ spawn_host_decrease(struct migrate_spawn_account *acct,
 {
 	struct migrate_spawn_host *host = acct->host;
 	unsigned int need = SPAWN_HOST_CONNS_PER_PROCESS;
+	const char *reason;
+	struct event *event;
 
 	host->pushbacks++;
 	host->successes = 0;
@@ -170,13 +173,22 @@ spawn_host_decrease(struct migrate_spawn_account *acct,
 		I_MIN(host->backoff_msecs * 2, SPAWN_HOST_MAX_BACKOFF_MSECS);
 	host->paused_until = *now;
 	timeval_add_msecs(&host->paused_until, host->backoff_msecs);
-	i_warning("%s: source %s pushed back (%s): now at most %u "
+	reason = acct->reason != NULL ? acct->reason :
+		"connections refused, the account made do with fewer";
+	event = event_create(NULL);
+	event_add_category(event, &event_category_migrate);
+	event_set_name(event, "migrate_batch_pushback");
+	event_add_str(event, "host", host->name);
+	event_add_int(event, "limit", host->limit);
+	event_add_int(event, "max_connections", host->max_limit);
+	event_add_int(event, "pause_msecs", host->backoff_msecs);
+	event_add_str(event, "reason", reason);
+	e_warning(event, "%s: source %s pushed back (%s): now at most %u "
 		  "connections, pushed-back accounts again in %u.%u s",
-		  acct->spawn->cmd_name, host->name,
-		  acct->reason != NULL ? acct->reason :
-		  "connections refused, the account made do with fewer",
-		  host->limit, host->backoff_msecs / 1000,
+		  acct->spawn->cmd_name, host->name, reason, host->limit,
+		  host->backoff_msecs / 1000,
 		  host->backoff_msecs % 1000 / 100);
+	event_unref(&event);
 }
 
 bool migrate_spawn_host_ended(struct migrate_spawn_account *acct,

@@ -20,6 +20,17 @@ rig_start_dest dest || exit 1
 	rig_die "the migrate modules are not built"
 rig_dest_plugin_set dest migrate_source_ssl no
 rig_dest_plugin_set dest migrate_retries 0
+# batch's push backs, as the stats process exports them
+rig_conf_add dest 'event_exporter log {
+  format = json
+  format_args = time-rfc3339
+  transport = log
+}
+metric migrate_batch_pushback {
+  filter = event=migrate_batch_pushback
+  exporter = log
+  exporter_include = name fields
+}' || tap_fail "the event exporter is configured"
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
 SPORT=$(rig_port src)
 
@@ -228,6 +239,9 @@ tap_run "... the source pushed back ($pb runs), and batch lowered its limit to $
 	test "$pb" -gt 0 -a "$(jfield "$RIG/ba.json" "r['source_hosts'][0]['min_limit']")" -lt 16
 tap_like "... the log says so" "source 127.0.0.1:$PPORT pushed back \\(.*\\): now at most [0-9]+ connections, pushed-back accounts again in [0-9.]+ s" \
 	"$(cat "$RIG/ba.out")"
+tap_like "... also as the event migrate_batch_pushback" \
+	'"event":"migrate_batch_pushback","fields":\{[^}]*"host":"127.0.0.1:'"$PPORT"'"[^}]*"limit":[0-9]+' \
+	"$(cat "$(rig_log dest)")"
 tap_like "... the summary names the host's limits" \
 	"source 127.0.0.1:$PPORT: at most 16 connections allowed; .* pushed back [0-9]+ times, the limit went down to [0-9]+, ended at [0-9]+" \
 	"$(cat "$RIG/ba.out")"
