@@ -21,7 +21,6 @@
 #include "hex-binary.h"
 #include "sha2.h"
 #include "ioloop.h"
-#include "istream.h"
 #include "strnum.h"
 #include "safe-memset.h"
 #include "mkdir-parents.h"
@@ -60,36 +59,31 @@ oauth2_cache_path(const char *state_dir, const struct migrate_settings *set,
 			       binary_to_hex(digest, sizeof(digest)));
 }
 
-/* "token\nobtained\nexpires\n" */
+/* "token\nobtained\nexpires\n", in a file only root reads */
 static bool
 oauth2_cache_read(const char *path, pool_t pool,
 		  struct migrate_oauth2_token *token_r)
 {
-	char buf[MIGRATE_OAUTH2_TOKEN_MAX_LEN + 64];
-	const char *const *lines;
-	ssize_t ret;
-	int fd;
+	const char *const *lines, *error;
+	char *data;
+	size_t size;
+	bool ret = FALSE;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW);
-	if (fd == -1)
+	if (migrate_file_read_private(path, MIGRATE_OAUTH2_TOKEN_MAX_LEN + 64,
+				      &data, &size, &error) <= 0)
 		return FALSE;
-	ret = read(fd, buf, sizeof(buf) - 1);
-	i_close_fd(&fd);
-	if (ret <= 0)
-		return FALSE;
-	buf[ret] = '\0';
-	lines = t_strsplit(buf, "\n");
+	lines = t_strsplit(data, "\n");
 	i_zero(token_r);
-	if (str_array_length(lines) < 3 || lines[0][0] == '\0' ||
-	    str_to_time(lines[1], &token_r->obtained) < 0 ||
-	    str_to_time(lines[2], &token_r->expires) < 0) {
-		safe_memset(buf, 0, sizeof(buf));
-		return FALSE;
+	if (str_array_length(lines) >= 3 && lines[0][0] != '\0' &&
+	    str_to_time(lines[1], &token_r->obtained) == 0 &&
+	    str_to_time(lines[2], &token_r->expires) == 0) {
+		token_r->token = p_strdup(pool, lines[0]);
+		token_r->expiry_known = TRUE;
+		ret = TRUE;
 	}
-	token_r->token = p_strdup(pool, lines[0]);
-	token_r->expiry_known = TRUE;
-	safe_memset(buf, 0, sizeof(buf));
-	return TRUE;
+	safe_memset(data, 0, size);
+	safe_memset((void *)lines[0], 0, strlen(lines[0]));
+	return ret;
 }
 
 void migrate_cmd_oauth2_app_token(struct migrate_cmd_context *ctx,

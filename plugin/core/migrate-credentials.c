@@ -234,51 +234,18 @@ int migrate_credentials_read(const char *dir, const char *user, pool_t pool,
 			     const char **error_r)
 {
 	const char *path;
-	struct stat st;
 	char *data;
-	ssize_t ret;
-	int fd, result;
+	size_t size;
+	int ret, result;
 
 	*error_r = NULL;
 	if (credentials_dir_check(dir, FALSE, error_r) <= 0)
 		return *error_r == NULL ? 0 : -1;
 	path = credentials_path(dir, user);
-	fd = open(path, O_RDONLY | O_NOFOLLOW);
-	if (fd == -1) {
-		if (errno == ENOENT)
-			return 0;
-		*error_r = t_strdup_printf("open(%s) failed: %m", path);
-		return -1;
-	}
-	if (fstat(fd, &st) < 0) {
-		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
-		i_close_fd(&fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-	    (st.st_mode & 0077) != 0) {
-		*error_r = t_strdup_printf(
-			"%s must be a file owned by uid %ld with mode 0600",
-			path, (long)geteuid());
-		i_close_fd(&fd);
-		return -1;
-	}
-	if (st.st_size > CREDENTIALS_MAX_SIZE) {
-		*error_r = t_strdup_printf("%s: not a credentials file (%lld "
-					   "bytes)", path,
-					   (long long)st.st_size);
-		i_close_fd(&fd);
-		return -1;
-	}
-	data = t_malloc0(st.st_size + 1);
-	ret = st.st_size == 0 ? 1 : pread_full(fd, data, st.st_size, 0);
-	i_close_fd(&fd);
-	if (ret <= 0) {
-		*error_r = ret < 0 ?
-			t_strdup_printf("read(%s) failed: %m", path) :
-			t_strdup_printf("read(%s): file shrank", path);
-		result = -1;
-	} else if (st.st_size > 0 && data[st.st_size - 1] != '\n') {
+	if ((ret = migrate_file_read_private(path, CREDENTIALS_MAX_SIZE,
+					     &data, &size, error_r)) <= 0)
+		return ret;
+	if (size > 0 && data[size - 1] != '\n') {
 		/* we always end it with a line feed: a file cut short
 		   would otherwise give a cut password */
 		*error_r = t_strdup_printf("%s: truncated (the last line is "
@@ -288,7 +255,7 @@ int migrate_credentials_read(const char *dir, const char *user, pool_t pool,
 		result = migrate_credentials_parse(path, data, pool, cred_r,
 						   error_r);
 	}
-	safe_memset(data, 0, st.st_size);
+	safe_memset(data, 0, size);
 	return result < 0 ? -1 : 1;
 }
 

@@ -6,6 +6,8 @@
 #include "hostpid.h"
 #include "ostream.h"
 #include "safe-mkstemp.h"
+#include "read-full.h"
+#include "safe-memset.h"
 #include "migrate-file.h"
 
 #include <stdio.h>
@@ -211,4 +213,57 @@ int migrate_file_replace(const char *path, const void *data, size_t size,
 		return -1;
 	o_stream_nsend(rep->output, data, size);
 	return migrate_file_replace_finish(&rep, error_r);
+}
+
+int migrate_file_read_private(const char *path, size_t max_size,
+			      char **data_r, size_t *size_r,
+			      const char **error_r)
+{
+	struct stat st;
+	char *data;
+	ssize_t ret;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = t_strdup_printf("open(%s) failed: %m", path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
+		i_close_fd(&fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 0077) != 0) {
+		*error_r = t_strdup_printf("%s must be a file only its owner "
+			"(uid %ld) can read, mode 0600 or less (it is uid %ld, "
+			"mode %04o)", path,
+			(long)geteuid(), (long)st.st_uid,
+			(unsigned int)(st.st_mode & 07777));
+		i_close_fd(&fd);
+		return -1;
+	}
+	if ((uoff_t)st.st_size > max_size) {
+		*error_r = t_strdup_printf("%s is larger than %zu bytes "
+					   "(%lld)", path, max_size,
+					   (long long)st.st_size);
+		i_close_fd(&fd);
+		return -1;
+	}
+	data = t_malloc0(st.st_size + 1);
+	ret = st.st_size == 0 ? 1 : pread_full(fd, data, st.st_size, 0);
+	i_close_fd(&fd);
+	if (ret <= 0) {
+		*error_r = ret < 0 ?
+			t_strdup_printf("read(%s) failed: %m", path) :
+			t_strdup_printf("read(%s): file shrank", path);
+		safe_memset(data, 0, st.st_size);
+		return -1;
+	}
+	*data_r = data;
+	*size_r = st.st_size;
+	return 1;
 }

@@ -31,4 +31,13 @@ int migrate_file_replace(const char *path, const void *data, size_t size,
 			 mode_t mode, uid_t uid, gid_t gid,
 			 const char **error_r);
 
+/* The whole of path, a regular file that only its owner, the caller
+   (geteuid()), can read, of at most max_size bytes: NUL-terminated in
+   *data_r, from the data stack (it may hold a secret: clear it after
+   use).  Never through a symlink.  Returns 1, 0 when the file does not
+   exist, -1 with an error naming path. */
+int migrate_file_read_private(const char *path, size_t max_size,
+			      char **data_r, size_t *size_r,
+			      const char **error_r);
+
 #endif

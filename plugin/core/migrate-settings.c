@@ -8,6 +8,7 @@
 #include "net.h"
 #include "buffer.h"
 #include "safe-memset.h"
+#include "migrate-file.h"
 #include "migrate-names.h"
 #include "migrate-settings.h"
 
@@ -711,63 +712,23 @@ static int
 read_secret_file(const char *key, const char *path, bool first_line,
 		 pool_t pool, const char **secret_r, const char **error_r)
 {
-	char chunk[4096];
-	struct stat st;
-	buffer_t *buf;
-	const char *p;
-	ssize_t ret;
-	int fd;
+	const char *error;
+	char *data, *end;
+	size_t size;
+	int ret;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW);
-	if (fd == -1) {
-		*error_r = t_strdup_printf("%s: open(%s) failed: %m",
-					   key, path);
+	ret = migrate_file_read_private(path, OAUTH2_SECRET_MAX_SIZE, &data,
+					&size, &error);
+	if (ret <= 0) {
+		*error_r = t_strdup_printf("%s: %s", key, ret < 0 ? error :
+			t_strdup_printf("open(%s) failed: %s", path,
+					strerror(ENOENT)));
 		return -1;
 	}
-	if (fstat(fd, &st) < 0) {
-		*error_r = t_strdup_printf("%s: fstat(%s) failed: %m",
-					   key, path);
-		i_close_fd(&fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-	    (st.st_mode & 0077) != 0) {
-		*error_r = t_strdup_printf("%s: %s must be a file only its "
-			"owner (uid %ld) can read (it is uid %ld, mode %04o)",
-			key, path, (long)geteuid(), (long)st.st_uid,
-			(unsigned int)(st.st_mode & 07777));
-		i_close_fd(&fd);
-		return -1;
-	}
-	buf = buffer_create_dynamic(default_pool, 1024);
-	while ((ret = read(fd, chunk, sizeof(chunk))) > 0) {
-		buffer_append(buf, chunk, ret);
-		if (buf->used > OAUTH2_SECRET_MAX_SIZE)
-			break;
-	}
-	safe_memset(chunk, 0, sizeof(chunk));
-	i_close_fd(&fd);
-	if (ret < 0 || buf->used > OAUTH2_SECRET_MAX_SIZE) {
-		*error_r = ret < 0 ?
-			t_strdup_printf("%s: read(%s) failed: %m", key, path) :
-			t_strdup_printf("%s: %s is larger than %u bytes", key,
-					path, OAUTH2_SECRET_MAX_SIZE);
-		safe_memset(buffer_get_modifiable_data(buf, NULL), 0,
-			    buf->used);
-		buffer_free(&buf);
-		return -1;
-	}
-	p = t_strndup(buf->data, buf->used);
-	if (first_line) {
-		const char *end = strpbrk(p, "\r\n");
-
-		if (end != NULL)
-			p = t_strdup_until(p, end);
-	}
-	*secret_r = p[0] == '\0' ? NULL : p_strdup(pool, p);
-	safe_memset(buffer_get_modifiable_data(buf, NULL), 0, buf->used);
-	safe_memset((void *)p, 0, strlen(p));
-	buffer_free(&buf);
+	if (first_line && (end = strpbrk(data, "\r\n")) != NULL)
+		*end = '\0';
+	*secret_r = data[0] == '\0' ? NULL : p_strdup(pool, data);
+	safe_memset(data, 0, size);
 	if (*secret_r == NULL) {
 		*error_r = t_strdup_printf("%s: %s is empty", key, path);
 		return -1;
