@@ -27,14 +27,13 @@
 #include "time-util.h"
 #include "migrate-json.h"
 #include "migrate-error.h"
+#include "migrate-settings.h"
 #include "migrate-template.h"
 #include "migrate-dest.h"
 #include "doveadm-migrate-spawn.h"
 
 #include <sysexits.h>
 
-/* one process of an account: the storage's connection and our own */
-#define SPAWN_HOST_CONNS_PER_PROCESS 2
 #define SPAWN_HOST_MIN_BACKOFF_MSECS 500
 #define SPAWN_HOST_MAX_BACKOFF_MSECS (60*1000)
 
@@ -87,7 +86,7 @@ static unsigned int spawn_host_need(const struct migrate_spawn_account *acct)
 	if (host->limit == 0)
 		return 0;
 	if (acct->spawn->set.jobs > 1)
-		return I_MIN(SPAWN_HOST_CONNS_PER_PROCESS, host->limit);
+		return I_MIN(MIGRATE_SOURCE_CONNS_PER_PROCESS, host->limit);
 	return host->limit;
 }
 
@@ -151,7 +150,7 @@ spawn_host_decrease(struct migrate_spawn_account *acct,
 		    unsigned int acct_conns, const struct timeval *now)
 {
 	struct migrate_spawn_host *host = acct->host;
-	unsigned int need = SPAWN_HOST_CONNS_PER_PROCESS;
+	unsigned int need = MIGRATE_SOURCE_CONNS_PER_PROCESS;
 	const char *reason;
 	struct event *event;
 
@@ -195,7 +194,7 @@ bool migrate_spawn_host_ended(struct migrate_spawn_account *acct,
 			      int exit_code, struct timeval *retry_at_r)
 {
 	struct migrate_spawn_host *host = acct->host;
-	unsigned int need = SPAWN_HOST_CONNS_PER_PROCESS;
+	unsigned int need = MIGRATE_SOURCE_CONNS_PER_PROCESS;
 	/* released already (migrate_spawn_host_release()) */
 	unsigned int acct_conns = acct->last_host_conns;
 	struct timeval now;

@@ -769,8 +769,7 @@ int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,
 		.lookup = lookup,
 		.context = context,
 	};
-
-	unsigned int max_conns;
+	unsigned int max_conns, max_workers;
 
 	if ((*workers_r == 0 &&
 	     reader_uint(&r, MIGRATE_SETTING_WORKERS, MIGRATE_DEFAULT_WORKERS,
@@ -781,8 +780,9 @@ int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,
 		return -1;
 	}
 	/* each process: the storage's connection and our own */
-	if (max_conns > 0 && *workers_r > I_MAX(max_conns / 2, 1))
-		*workers_r = I_MAX(max_conns / 2, 1);
+	max_workers = I_MAX(max_conns / MIGRATE_SOURCE_CONNS_PER_PROCESS, 1);
+	if (max_conns > 0 && *workers_r > max_workers)
+		*workers_r = max_workers;
 	return 0;
 }
 

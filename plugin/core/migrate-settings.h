@@ -75,6 +75,10 @@
 #define MIGRATE_DEFAULT_FSYNC TRUE
 /* processes copying one account's folders at once, this one included */
 #define MIGRATE_DEFAULT_WORKERS 2
+/* the connections each process of a run opens to the source: the imapc
+   storage's and our own (migrate_source_max_connections, batch's
+   per-host limit) */
+#define MIGRATE_SOURCE_CONNS_PER_PROCESS 2
 #define MIGRATE_MAX_WORKERS 16
 /* INBOX and Sent with more messages than this are archived */
 #define MIGRATE_DEFAULT_ARCHIVE_THRESHOLD 10000
