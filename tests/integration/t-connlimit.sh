@@ -54,15 +54,7 @@ seed() {   # seed FIRST LAST MESSAGES: 4 at a time
 seed 1 $N 40
 
 # --- the proxy: at most 4 connections from our IP -------------------------------
-proxy_start() {   # proxy_start NAME ARGS...: port in $PPORT
-	local name=$1
-	shift
-	PPORT=$(rig_free_port) || rig_die "no free port"
-	"$PY" "$T/limitproxy.py" --port "$PPORT" --target-port "$SPORT" \
-		--log "$RIG/$name.log" --stats "$RIG/$name.stats" \
-		--pidfile "$RIG/$name.pid" --daemon "$@" || rig_die "limitproxy $name did not start"
-	rig_on_exit "kill \$(cat '$RIG/$name.pid') 2>/dev/null"
-}
+proxy_start() { rig_start_limitproxy "$1" "$SPORT" "${@:2}"; }   # port in $PPORT
 pstat() {   # pstat NAME KEY
 	"$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
 		"$RIG/$1.stats" "$2"

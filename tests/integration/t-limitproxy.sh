@@ -38,14 +38,7 @@ tap_is "$(rig_imap src lim "$PW" count INBOX)" $((n0 + 8)) "... INBOX has them"
 # --- the proxy -----------------------------------------------------------------
 # proxy_start NAME ARGS...: limitproxy in front of the source, port in
 # $PPORT; $RIG/NAME.log, NAME.stats, NAME.pid
-proxy_start() {
-	local name=$1
-	shift
-	PPORT=$(rig_free_port) || rig_die "no free port"
-	"$PY" "$T/limitproxy.py" --port "$PPORT" --target-port "$SPORT" \
-		--log "$RIG/$name.log" --stats "$RIG/$name.stats" \
-		--pidfile "$RIG/$name.pid" --daemon "$@" || rig_die "limitproxy $name did not start"
-}
+proxy_start() { rig_start_limitproxy "$1" "$SPORT" "${@:2}"; }
 # the pid of proxy NAME when it runs (checked against its command line)
 proxy_pid() {
 	local pid

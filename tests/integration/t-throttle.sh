@@ -33,11 +33,7 @@ for i in $(seq 1 $N); do
 		--seed "$((500 + i))" --messages 30 --max-size 40K --connections 1 >/dev/null ||
 		rig_die "gen-corpus for old$i failed"
 done
-PPORT=$(rig_free_port)
-"$PY" "$T/limitproxy.py" --port "$PPORT" --target-port "$SPORT" --log "$RIG/p.log" \
-	--stats "$RIG/p.stats" --pidfile "$RIG/p.pid" --daemon \
-	--max-commands-per-sec 400 --burst 100 --throttle-reply || rig_die "limitproxy did not start"
-rig_on_exit "kill \$(cat '$RIG/p.pid') 2>/dev/null"
+rig_start_limitproxy p "$SPORT" --max-commands-per-sec 400 --burst 100 --throttle-reply
 rig_dest_plugin_set dest migrate_source_ssl no
 rig_dest_plugin_set dest migrate_retries 0
 rig_dest_plugin_set dest migrate_source_host 127.0.0.1

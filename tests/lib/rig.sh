@@ -61,6 +61,10 @@
 #                            of SRC's order (all but the longest run in
 #                            order)
 #   rig_free_port            a free TCP port on 127.0.0.1
+#   rig_start_limitproxy NAME TARGET_PORT [tools/limitproxy.py args]
+#                            a provider's limits in front of a server;
+#                            its port in PPORT, $RIG/NAME.log, .stats and
+#                            .pid; stopped at exit
 #   rig_port / rig_conf / rig_dir / rig_log / rig_base_dir / rig_lmtp_socket
 #   rig_users_file NAME / rig_home NAME USER / rig_maildir NAME USER
 #   rig_log_tail NAME [N] / rig_diag_logs [N]   log tails (diagnostics)
@@ -300,6 +304,26 @@ rig_free_port() {
 	    sys.exit(0)
 	sys.exit("no free port found")
 	EOF
+}
+
+rig_start_limitproxy() {
+	local name=$1 target=$2
+	shift 2
+	PPORT=$(rig_free_port) || rig_die "no free port"
+	"$RIG_PY" "$RIG_TOOLS/limitproxy.py" --port "$PPORT" --target-port "$target" \
+		--log "$RIG/$name.log" --stats "$RIG/$name.stats" \
+		--pidfile "$RIG/$name.pid" --daemon "$@" || rig_die "limitproxy $name did not start"
+	rig_on_exit "rig__stop_limitproxy $name"
+}
+
+# the proxy's pid only while it is still that proxy (a pid may be reused)
+rig__stop_limitproxy() {
+	local pid
+	pid=$(cat "$RIG/$1.pid" 2>/dev/null) || return 0
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
+	tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "limitproxy.py --port" &&
+		kill "$pid" 2>/dev/null
+	return 0
 }
 
 rig__parse_opts() {
