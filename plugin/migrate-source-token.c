@@ -132,6 +132,22 @@ source_token_run(struct source_token *st, struct event *event,
 	return -1;
 }
 
+/* st's token replaced by info's (a copy; the old one cleared), or
+   dropped (NULL). */
+static void
+source_token_set(struct source_token *st,
+		 const struct migrate_oauth2_token *info)
+{
+	if (st->token != NULL)
+		safe_memset(st->token, 0, strlen(st->token));
+	i_free(st->token);
+	if (info != NULL) {
+		st->token = i_strdup(info->token);
+		st->info = *info;
+		st->info.token = st->token;
+	}
+}
+
 /* The command's token. */
 static int
 source_token_command(struct source_token *st, struct event *event,
@@ -186,12 +202,7 @@ source_token_obtain(struct source_token *st, struct migrate_source *source,
 	if (ret < 0)
 		return -1;
 
-	if (st->token != NULL)
-		safe_memset(st->token, 0, strlen(st->token));
-	i_free(st->token);
-	st->token = i_strdup(info.token);
-	st->info = info;
-	st->info.token = st->token;
+	source_token_set(st, &info);
 	st->retry_at = 0;
 	safe_memset((void *)info.token, 0, strlen(info.token));
 	e_debug(event_create_passthrough(source->event)->
@@ -242,9 +253,7 @@ static void source_token_free(struct source_token **_st)
 
 	*_st = NULL;
 	timeout_remove(&st->to);
-	if (st->token != NULL)
-		safe_memset(st->token, 0, strlen(st->token));
-	i_free(st->token);
+	source_token_set(st, NULL);
 	i_free(st->key);
 	i_free(st->command);
 	i_free(st->user);
@@ -277,9 +286,7 @@ source_token_seed(struct source_token *st, const struct migrate_settings *set)
 	info.expiry_known = TRUE;
 	if (ioloop_time >= migrate_oauth2_refresh_at(&info))
 		return FALSE;
-	st->token = i_strdup(info.token);
-	st->info = info;
-	st->info.token = st->token;
+	source_token_set(st, &info);
 	return TRUE;
 }
 
