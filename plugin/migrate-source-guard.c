@@ -440,16 +440,23 @@ guard_logout_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
 {
 }
 
-void migrate_source_guard_logout_storage(struct mail_user *user)
+struct imapc_client *migrate_source_user_imapc_client(struct mail_user *user)
 {
 	struct mailbox_list *list = user->namespaces->list;
-	struct imapc_client_connection *conn;
-	struct imapc_command *cmd;
-	struct imapc_client *client;
 
 	if (strcmp(list->name, MAILBOX_LIST_NAME_IMAPC) != 0)
+		return NULL;
+	return ((struct imapc_mailbox_list *)list)->client->client;
+}
+
+void migrate_source_guard_logout_storage(struct mail_user *user)
+{
+	struct imapc_client *client = migrate_source_user_imapc_client(user);
+	struct imapc_client_connection *conn;
+	struct imapc_command *cmd;
+
+	if (client == NULL)
 		return;
-	client = ((struct imapc_mailbox_list *)list)->client->client;
 	array_foreach_elem(&client->conns, conn) {
 		/* never a new connection (a login) only to log out */
 		if (imapc_connection_get_state(conn->conn) !=

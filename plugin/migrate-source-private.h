@@ -152,10 +152,13 @@ int migrate_source_grant_obtain(struct migrate_source *source,
 				struct migrate_oauth2_token *token_r,
 				enum migrate_error *code_r,
 				const char **error_r);
-/* A new password in every imapc client of the source user's storages. */
+/* A new password in the imapc client of the source user's storage. */
 void migrate_source_user_password_changed(struct mail_user *user,
 					  const char *password);
 struct imapc_client;
+/* migrate-source-guard.c: the imapc client of the source user's storage
+   (its namespaces share it); NULL when it is no imapc user. */
+struct imapc_client *migrate_source_user_imapc_client(struct mail_user *user);
 void migrate_source_imapc_password_set(struct imapc_client *client,
 				       const char *password);
 /* migrate-source.c: the token was replaced */

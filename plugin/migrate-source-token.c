@@ -9,10 +9,7 @@
 #include "safe-memset.h"
 #include "program-client.h"
 #include "mail-user.h"
-#include "mail-namespace.h"
-#include "mail-storage-private.h"
 #include "imapc-client-private.h"
-#include "imapc-storage.h"
 #include "migrate-oauth2.h"
 #include "migrate-settings.h"
 #include "migrate-source-private.h"
@@ -373,23 +370,15 @@ void migrate_source_token_deinit(struct migrate_source *source)
 	}
 }
 
-/* A new password (token) in every imapc client of the source user's
-   storages. */
+/* A new password (token) in the imapc client of the source user's
+   storage (the one its namespaces share). */
 void migrate_source_user_password_changed(struct mail_user *user,
 					  const char *password)
 {
-	struct mail_namespace *ns;
-	struct mail_storage *storage;
-	struct imapc_client *client;
+	struct imapc_client *client = migrate_source_user_imapc_client(user);
 
-	for (ns = user->namespaces; ns != NULL; ns = ns->next) {
-		array_foreach_elem(&ns->all_storages, storage) {
-			if (strcmp(storage->name, IMAPC_STORAGE_NAME) != 0)
-				continue;
-			client = ((struct imapc_storage *)storage)->client->client;
-			migrate_source_imapc_password_set(client, password);
-		}
-	}
+	if (client != NULL)
+		migrate_source_imapc_password_set(client, password);
 }
 
 void migrate_source_imapc_password_set(struct imapc_client *client,
