@@ -159,23 +159,7 @@ rig_start_source oa --oauth2 || exit 1
 rig_add_user oa dave 'dave pw'
 # oauth_login MECH USER: logs in with $TOKEN (from the environment, never
 # an argument), prints OK and the folders, or NO and the reason
-oauth_login() {
-	"$PY" - "$(rig_port oa)" "$1" "$2" <<-'EOF'
-	import imaplib, os, sys
-	port, mech, user = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-	tok = os.environ["TOKEN"]
-	if mech == "XOAUTH2":
-	    ir = "user=%s\x01auth=Bearer %s\x01\x01" % (user, tok)
-	else:
-	    ir = "n,a=%s,\x01host=127.0.0.1\x01port=%d\x01auth=Bearer %s\x01\x01" % (user, port, tok)
-	c = imaplib.IMAP4("127.0.0.1", port)
-	try:
-	    c.authenticate(mech, lambda _: ir.encode())
-	    print("OK", c.list()[1])
-	except imaplib.IMAP4.error as e:
-	    print("NO", e)
-	EOF
-}
+oauth_login() { rig_oauth2_login oa "$@"; }
 tap_like "oauth2 source: XOAUTH2 with a valid token logs in" \
 	"^OK .*INBOX" "$(TOKEN=$(rig_oauth2_token oa dave) oauth_login XOAUTH2 dave)"
 tap_like "... OAUTHBEARER too" "^OK .*INBOX" \

@@ -98,23 +98,7 @@ print(json.dumps(c, sort_keys=True, separators=(",", ":")))'
 }
 # oauth_login MECH USER: logs in to src with $TOKEN, prints OK or NO and
 # the reason
-oauth_login() {
-	"$PY" - "$(rig_port src)" "$1" "$2" <<-'EOF'
-	import imaplib, os, sys
-	port, mech, user = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-	tok = os.environ["TOKEN"]
-	if mech == "XOAUTH2":
-	    ir = "user=%s\x01auth=Bearer %s\x01\x01" % (user, tok)
-	else:
-	    ir = "n,a=%s,\x01host=127.0.0.1\x01port=%d\x01auth=Bearer %s\x01\x01" % (user, port, tok)
-	c = imaplib.IMAP4("127.0.0.1", port)
-	try:
-	    c.authenticate(mech, lambda _: ir.encode())
-	    print("OK", c.list()[1][0].decode())
-	except imaplib.IMAP4.error as e:
-	    print("NO", e)
-	EOF
-}
+oauth_login() { rig_oauth2_login src "$@"; }
 
 # --- TLS ----------------------------------------------------------------------
 tap_run "the token server answers over TLS, verified with the test CA" \

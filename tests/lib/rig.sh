@@ -44,6 +44,10 @@
 #   rig_oauth2_token NAME USER [TTL [ARGS]]
 #                            an access token the --oauth2 source NAME
 #                            accepts for USER (tools/oauth2-token.py)
+#   rig_oauth2_login NAME MECH USER
+#                            logs in to NAME as USER with XOAUTH2 or
+#                            OAUTHBEARER and the token in $TOKEN (never an
+#                            argument); prints "OK <folders>" or "NO <why>"
 #   rig_doveadm NAME ARGS... doveadm -c <NAME's config> ARGS; for a
 #                            destination inside a private mount namespace
 #                            where our doveadm module is visible
@@ -883,6 +887,24 @@ rig_oauth2_token() {
 	[ $# -gt 0 ] && shift
 	"$RIG_PY" "$RIG_TOOLS/oauth2-token.py" --key-file "$RIG/$name/oauth2.key" \
 		--sub "$user" --ttl "$ttl" "$@"
+}
+
+rig_oauth2_login() {
+	"$RIG_PY" - "$(rig_port "$1")" "$2" "$3" <<-'EOF'
+	import imaplib, os, sys
+	port, mech, user = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+	tok = os.environ["TOKEN"]
+	if mech == "XOAUTH2":
+	    ir = "user=%s\x01auth=Bearer %s\x01\x01" % (user, tok)
+	else:
+	    ir = "n,a=%s,\x01host=127.0.0.1\x01port=%d\x01auth=Bearer %s\x01\x01" % (user, port, tok)
+	c = imaplib.IMAP4("127.0.0.1", port)
+	try:
+	    c.authenticate(mech, lambda _: ir.encode())
+	    print("OK", c.list()[1])
+	except imaplib.IMAP4.error as e:
+	    print("NO", e)
+	EOF
 }
 
 # doveadm against instance NAME's config; a destination also sees our
