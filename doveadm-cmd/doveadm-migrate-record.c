@@ -1,7 +1,9 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 /* The child's side of the result record (doveadm-migrate-record.h):
-   "doveadm migrate -R FD" writes one per user. */
+   "doveadm migrate -R FD" writes one per user, on FD; run by a doveadm
+   server, it prints it instead (the one field of its row), which the
+   doveadm client that sent the command writes on its own FD. */
 
 #include "lib.h"
 #include "array.h"
@@ -9,6 +11,7 @@
 #include "fd-util.h"
 #include "write-full.h"
 #include "mail-user.h"
+#include "doveadm-print.h"
 #include "migrate-sync.h"
 #include "doveadm-migrate-record.h"
 
@@ -20,6 +23,7 @@
 
 struct migrate_record_writer {
 	pool_t pool;
+	/* -1: printed (doveadm_print()) */
 	int fd;
 	/* the process that writes: a fork (a worker before its exec)
 	   does not */
@@ -140,7 +144,13 @@ migrate_record_write(struct migrate_record_writer *writer,
 	rec->warnings = array_front(&writer->warnings);
 	migrate_record_append(str, rec);
 	array_pop_back(&writer->warnings);
-	if (write_full(writer->fd, str_data(str), str_len(str)) < 0) {
+	if (writer->fd == -1) {
+		/* one line: the client's tab formatter ends the row */
+		if (str_len(str) > 0 && str_data(str)[str_len(str) - 1] == '\n')
+			str_truncate(str, str_len(str) - 1);
+		doveadm_print(str_c(str));
+		doveadm_print_flush();
+	} else if (write_full(writer->fd, str_data(str), str_len(str)) < 0) {
 		/* the parent counts a missing record as a failure */
 		i_error("migrate: write(result fd %d) failed: %m", writer->fd);
 	}
@@ -182,7 +192,8 @@ void migrate_record_writer_init(int fd, const char *username)
 	writer->pid = getpid();
 	writer->last_error = str_new(default_pool, 256);
 	/* the workers it starts must not hold it open */
-	fd_close_on_exec(fd, TRUE);
+	if (fd != -1)
+		fd_close_on_exec(fd, TRUE);
 	record_writer = writer;
 	migrate_record_user_begin(username);
 
@@ -263,6 +274,12 @@ void migrate_record_user_finish(struct mail_user *user,
 		rec.tls = *tls;
 	migrate_record_quota(user, &rec);
 	migrate_record_write(record_writer, &rec);
+}
+
+void migrate_record_user_relayed(void)
+{
+	if (record_writer != NULL && record_writer->user != NULL)
+		record_writer->user_written = TRUE;
 }
 
 void migrate_record_writer_deinit(int exit_code)

@@ -11,7 +11,9 @@ struct migrate_sync_stats;
    on, the warnings and errors the process logs are also kept for the
    record of the user whose run is under way (username: -u's, or NULL
    until the first run begins), and a fatal error writes that user's
-   record before the process ends. */
+   record before the process ends.  fd -1: the record is printed, one
+   field (the command came from a doveadm client, which writes it on its
+   own fd). */
 void migrate_record_writer_init(int fd, const char *username);
 /* A user's run begins: what was kept for the one before is dropped. */
 void migrate_record_user_begin(const char *username);
@@ -25,6 +27,9 @@ void migrate_record_user_finish(struct mail_user *user,
 				const struct migrate_sync_stats *stats,
 				const char *source_protocol,
 				const struct migrate_record_tls *tls);
+/* The user's run went to a doveadm server, whose record was relayed:
+   none of ours is wanted. */
+void migrate_record_user_relayed(void);
 /* A user whose run began but wrote no record (its user lookup failed...)
    gets a failed one with exit_code and the last error logged. */
 void migrate_record_writer_deinit(int exit_code);

@@ -499,19 +499,19 @@ static int migrate_spawn_child(struct migrate_spawn_account *acct)
 		}
 	}
 	migrate_cmd_child_argv_init(&argv);
-	if (acct->host_conns > 0) {
-		array_push_back(&argv, (arg = "-o", &arg));
-		arg = t_strdup_printf("plugin/%s=%u",
-				      MIGRATE_SETTING_SOURCE_MAX_CONNECTIONS,
-				      acct->host_conns);
-		array_push_back(&argv, &arg);
-	}
 	array_push_back(&argv, (arg = "migrate", &arg));
 	array_push_back(&argv, (arg = "-q", &arg));
 	array_push_back(&argv, (arg = "-K", &arg));
 	array_push_back(&argv, (arg = "-R", &arg));
 	arg = dec2str(MIGRATE_SPAWN_RECORD_FD);
 	array_push_back(&argv, &arg);
+	if (acct->host_conns > 0) {
+		/* an option, not -o: it goes along when doveadm sends the
+		   command to the user's backend */
+		array_push_back(&argv, (arg = "-C", &arg));
+		arg = dec2str(acct->host_conns);
+		array_push_back(&argv, &arg);
+	}
 	if (spawn->set.dry_run || spawn->set.preflight)
 		array_push_back(&argv, (arg = "-n", &arg));
 	if (spawn->set.jobs > 1) {

@@ -11,6 +11,7 @@
 #include "migrate-json.h"
 #include "migrate-file.h"
 #include "istream.h"
+#include "ostream.h"
 #include "master-service.h"
 #include "master-service-settings.h"
 #include "mail-storage-service.h"
@@ -29,6 +30,9 @@
 #include <signal.h>
 #include <time.h>
 #include <sys/prctl.h>
+
+/* -K: a few hundred bytes; the credential file's own bound */
+#define MIGRATE_CREDENTIALS_INPUT_MAX 65536
 
 /* How a run reads its source: the settings of its passes (the user's,
    with the protocol migrate_sync_choose_protocol() picks for the pass),
@@ -281,6 +285,11 @@ static int cmd_migrate_sync_prerun(struct doveadm_mail_cmd_context *_ctx,
 		mail_storage_service_user_get_input(service_user);
 
 	migrate_record_user_begin(input->username);
+	if (ctx->source_connections > 0 &&
+	    mail_storage_service_user_set_setting(service_user,
+			"plugin/"MIGRATE_SETTING_SOURCE_MAX_CONNECTIONS,
+			dec2str(ctx->source_connections), error_r) < 0)
+		return -1;
 	if (cmd_migrate_sync_read_domain(ctx, input->username, error_r) < 0)
 		return -1;
 
@@ -470,30 +479,76 @@ cmd_migrate_sync_start_workers(struct migrate_cmd_context *ctx,
 	safe_memset(str_c_modifiable(first_line), 0, str_len(first_line));
 }
 
-static void cmd_migrate_sync_read_stdin(struct migrate_cmd_context *ctx)
+/* -K: the source credentials, on stdin, or from the doveadm client that
+   sent us the command (which got them on its stdin): doveadm's command
+   input, which its doveadm protocol carries along with a command it
+   sends to the user's backend. */
+static void cmd_migrate_sync_read_credentials(struct migrate_cmd_context *ctx)
 {
 	struct istream *input;
 	const unsigned char *data;
-	size_t size;
+	size_t i, size;
+	string_t *text;
 	const char *error;
 	int ret;
 
-	input = i_stream_create_fd(STDIN_FILENO, 4096);
-	i_stream_set_max_buffer_size(input, 65536);
+	doveadm_mail_get_input(&ctx->ctx);
+	input = ctx->ctx.cmd_input;
+	i_stream_set_max_buffer_size(input, MIGRATE_CREDENTIALS_INPUT_MAX);
 	while ((ret = i_stream_read(input)) > 0) ;
 	data = i_stream_get_data(input, &size);
 	if (input->stream_errno != 0)
-		i_fatal_status(EX_TEMPFAIL, "migrate: read(stdin) failed: %s",
+		i_fatal_status(EX_TEMPFAIL, "migrate: read(%s) failed: %s",
+			       i_stream_get_name(input),
 			       i_stream_get_error(input));
 	if (ret == -2)
-		i_fatal_status(EX_USAGE, "migrate: stdin: credentials too large");
+		i_fatal_status(EX_USAGE, "migrate: %s: credentials too large",
+			       i_stream_get_name(input));
+	/* the doveadm protocol's dot encoding ends its lines with CRLF; the
+	   credentials escape every CR of their own */
+	text = t_str_new(size + 1);
+	for (i = 0; i < size; i++) {
+		if (data[i] != '\r')
+			str_append_c(text, data[i]);
+	}
 	ctx->credentials = p_new(ctx->ctx.pool, struct migrate_credentials, 1);
-	if (migrate_credentials_parse("stdin", t_strndup(data, size),
-				      ctx->ctx.pool, ctx->credentials,
-				      &error) < 0)
+	ret = migrate_credentials_parse(i_stream_get_name(input), str_c(text),
+					ctx->ctx.pool, ctx->credentials,
+					&error);
+	safe_memset(str_c_modifiable(text), 0, str_len(text));
+	if (ret < 0)
 		i_fatal_status(EX_USAGE, "migrate: %s", error);
+	/* from the start again, for the doveadm server it may go to */
+	i_stream_seek(input, 0);
+}
+
+/* The credentials' bytes that doveadm's input stream kept. */
+static void cmd_migrate_sync_wipe_credentials(struct migrate_cmd_context *ctx)
+{
+	struct istream *input = ctx->ctx.cmd_input;
+	const unsigned char *data;
+	size_t size;
+
+	if (input == NULL || !ctx->credentials_stdin)
+		return;
+	i_stream_seek(input, 0);
+	while (i_stream_read(input) > 0) ;
+	data = i_stream_get_data(input, &size);
 	safe_memset((void *)data, 0, size);
-	i_stream_unref(&input);
+}
+
+/* -R run by doveadm itself (not a doveadm server): what it prints is the
+   record a doveadm server sent back for the user, when doveadm sent the
+   command there (doveadm_port and the passdb's proxy fields, or -S):
+   it goes to the record's fd as it is, without a title line. */
+static void cmd_migrate_sync_record_output(struct migrate_cmd_context *ctx)
+{
+	doveadm_print_hide_titles = TRUE;
+	if (doveadm_print_ostream != NULL)
+		o_stream_unref(&doveadm_print_ostream);
+	doveadm_print_ostream = o_stream_create_fd(ctx->record_fd, 0);
+	o_stream_set_no_error_handling(doveadm_print_ostream, TRUE);
+	o_stream_cork(doveadm_print_ostream);
 }
 
 static bool
@@ -921,8 +976,11 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 		migrate_workers_destroy(&ctx->workers);
 	mode = ctx->dry_run ? "dry-run" :
 		ctx->domain_phase == MIGRATE_DOMAIN_CUTOVER ? "final" : "mirror";
-	cmd_migrate_sync_print(user, cmd_migrate_sync_result(error_code),
-			       &stats, mode, protocol.name);
+	if (ctx->record_fd == -1 && !ctx->record_print) {
+		cmd_migrate_sync_print(user,
+				       cmd_migrate_sync_result(error_code),
+				       &stats, mode, protocol.name);
+	}
 	migrate_record_user_finish(user, error_code, error, mode, &stats,
 				   tlsp == NULL ? NULL : protocol.name, tlsp);
 	if (error_code != MIGRATE_ERROR_NONE) {
@@ -950,12 +1008,18 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 
 	if (args[0] != NULL)
 		doveadm_mail_help_name("migrate sync");
-	if (ctx->record_fd != -1)
+	if (ctx->record_fd != -1 || ctx->record_print) {
 		migrate_record_writer_init(ctx->record_fd, _ctx->cctx->username);
+		if (!ctx->record_print)
+			cmd_migrate_sync_record_output(ctx);
+		/* the record is the row */
+		doveadm_print_header_simple("record");
+	} else {
+		for (i = 0; i < N_ELEMENTS(fields); i++)
+			doveadm_print_header_simple(fields[i]);
+	}
 	if (ctx->credentials_stdin)
-		cmd_migrate_sync_read_stdin(ctx);
-	for (i = 0; i < N_ELEMENTS(fields); i++)
-		doveadm_print_header_simple(fields[i]);
+		cmd_migrate_sync_read_credentials(ctx);
 }
 
 static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
@@ -987,10 +1051,22 @@ static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 		ctx->credentials_stdin = TRUE;
 		break;
 	case 'R':
+		if (_ctx->cctx->conn_type != DOVEADM_CONNECTION_TYPE_CLI) {
+			/* our fds are not the client's */
+			ctx->record_print = TRUE;
+			break;
+		}
 		if (str_to_int(optarg, &ctx->record_fd) < 0 ||
 		    ctx->record_fd < 0 || fcntl(ctx->record_fd, F_GETFD) < 0)
 			i_fatal_status(EX_USAGE, "migrate: -R: not an open file "
 				       "descriptor: %s", optarg);
+		break;
+	case 'C':
+		if (str_to_uint(optarg, &ctx->source_connections) < 0 ||
+		    ctx->source_connections < 1 ||
+		    ctx->source_connections > MIGRATE_MAX_SOURCE_CONNECTIONS)
+			i_fatal_status(EX_USAGE, "migrate: -C: 1..%u: %s",
+				       MIGRATE_MAX_SOURCE_CONNECTIONS, optarg);
 		break;
 	case 'w':
 		if (str_to_uint(optarg, &ctx->workers_count) < 0 ||
@@ -1013,6 +1089,13 @@ static void cmd_migrate_sync_deinit(struct doveadm_mail_cmd_context *_ctx)
 	/* a user whose run never came */
 	if (ctx->workers != NULL)
 		migrate_workers_destroy(&ctx->workers);
+	cmd_migrate_sync_wipe_credentials(ctx);
+	if (ctx->record_fd != -1 && doveadm_print_ostream != NULL &&
+	    doveadm_print_ostream->offset +
+	    o_stream_get_buffer_used_size(doveadm_print_ostream) > 0) {
+		/* the run went to a doveadm server, which sent its record */
+		migrate_record_user_relayed();
+	}
 	/* doveadm's own codes (an unknown user, a failed lookup) are
 	   documented too; anything else is not ours to exit with */
 	_ctx->exit_code = migrate_exit_code_normalize(_ctx->exit_code);
@@ -1029,7 +1112,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 	migrate_cmd_protect_secrets("migrate");
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
 	p_array_init(&ctx->domain_pins, ctx->ctx.pool, 4);
-	ctx->ctx.getopt_args = "nfqKMa:w:R:";
+	ctx->ctx.getopt_args = "nfqKMa:w:R:C:";
 	ctx->record_fd = -1;
 	ctx->ctx.v.parse_arg = cmd_migrate_sync_parse_arg;
 	ctx->ctx.v.init = cmd_migrate_sync_init;
@@ -1051,6 +1134,7 @@ DOVEADM_CMD_PARAM('a', "maxage", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('w', "workers", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('K', "credentials-stdin", CMD_PARAM_BOOL, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
 DOVEADM_CMD_PARAM('R', "result-fd", CMD_PARAM_INT64, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
+DOVEADM_CMD_PARAM('C', "source-connections", CMD_PARAM_INT64, CMD_PARAM_FLAG_DO_NOT_EXPOSE) \
 DOVEADM_CMD_PARAMS_END
 
 struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync = {

@@ -22,12 +22,18 @@ void migrate_cmd_failed(struct migrate_cmd_context *ctx,
 const char *migrate_cmd_doveadm_path(void)
 {
 	char buf[PATH_MAX];
+	const char *base;
 	ssize_t len;
 
 	len = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
 	if (len <= 0)
 		return "/usr/bin/doveadm";
 	buf[len] = '\0';
+	/* a doveadm server (the command came through the doveadm
+	   protocol) is no command line tool */
+	base = strrchr(buf, '/');
+	if (base != NULL && strcmp(base + 1, "doveadm-server") == 0)
+		return "/usr/bin/doveadm";
 	return t_strdup(buf);
 }
 

@@ -47,6 +47,14 @@ struct migrate_cmd_context {
 	/* -R: the file descriptor for each user's result record
 	   (doveadm-migrate-record.h), -1 without */
 	int record_fd;
+	/* -R given to a doveadm server (the command came through the
+	   doveadm protocol, from a proxy or "doveadm -S"): the record is
+	   the one printed field, which the client writes on its -R */
+	bool record_print;
+	/* -C: the source connections this run may hold
+	   (migrate_source_max_connections, from batch's limit per host);
+	   0: the setting's */
+	unsigned int source_connections;
 	/* -w: worker processes per account (1 = none, 0 = not given) */
 	unsigned int workers_count;
 	/* started as root in prerun, for the current user */

@@ -578,7 +578,8 @@ settings_read_run(pool_t pool, struct migrate_settings_reader *r,
 			MIGRATE_DEFAULT_WORKERS, 1, MIGRATE_MAX_WORKERS,
 			&set->workers) < 0 ||
 	    reader_uint(r, MIGRATE_SETTING_SOURCE_MAX_CONNECTIONS, 0, 0,
-			10000, &set->source_max_connections) < 0)
+			MIGRATE_MAX_SOURCE_CONNECTIONS,
+			&set->source_max_connections) < 0)
 		return -1;
 
 	value = reader_get(r, MIGRATE_SETTING_BATCH_SIZE);
@@ -775,7 +776,7 @@ int migrate_settings_read_workers(migrate_settings_lookup_t *lookup,
 	     reader_uint(&r, MIGRATE_SETTING_WORKERS, MIGRATE_DEFAULT_WORKERS,
 			 1, MIGRATE_MAX_WORKERS, workers_r) < 0) ||
 	    reader_uint(&r, MIGRATE_SETTING_SOURCE_MAX_CONNECTIONS, 0, 0,
-			10000, &max_conns) < 0) {
+			MIGRATE_MAX_SOURCE_CONNECTIONS, &max_conns) < 0) {
 		*error_r = r.error;
 		return -1;
 	}

@@ -80,6 +80,8 @@
    per-host limit) */
 #define MIGRATE_SOURCE_CONNS_PER_PROCESS 2
 #define MIGRATE_MAX_WORKERS 16
+/* migrate_source_max_connections at most */
+#define MIGRATE_MAX_SOURCE_CONNECTIONS 10000
 /* INBOX and Sent with more messages than this are archived */
 #define MIGRATE_DEFAULT_ARCHIVE_THRESHOLD 10000
 #define MIGRATE_ARCHIVE_YEAR_VAR "%{year}"
