@@ -25,6 +25,13 @@
 #                            the destination: our plugins (when built)
 #                            where conf.d/90-migrate.conf loads them
 #                            (doveadm, lda), quota, IMAP port, LMTP socket
+#        (either) [--listen 127.x.y.z]   another loopback address
+#        [--doveadm-port PORT]   a doveadm server (inet listener, our
+#                            module), as a cluster's backend has
+#        [--doveadm-proxy PORT]  doveadm_port: mail commands go to the
+#                            backend the passdb names (proxy=y host=IP)
+#   rig_doveadm_password     the file of the nodes' doveadm_password
+#   rig_listen NAME          the address NAME listens on
 #   rig_add_user NAME USER PASSWORD [userdb_KEY=VALUE ...]
 #                            passwd-file entry ({PLAIN}); replaces USER's
 #                            old entry; Dovecot re-reads the file (a
@@ -64,7 +71,7 @@
 #                            of "N UIDL" lines have, those DEST lists out
 #                            of SRC's order (all but the longest run in
 #                            order)
-#   rig_free_port            a free TCP port on 127.0.0.1
+#   rig_free_port [ADDR...]  a free TCP port on 127.0.0.1 (or on each ADDR)
 #   rig_start_limitproxy NAME TARGET_PORT [tools/limitproxy.py args]
 #                            a provider's limits in front of a server;
 #                            its port in PPORT, $RIG/NAME.log, .stats and
@@ -288,24 +295,33 @@ rig_port() {
 	echo "${RIG_PORTS[$1]}"
 }
 
-# a TCP port on 127.0.0.1 that nobody listens on right now; picked at
-# random below the ephemeral range, so concurrent rigs rarely collide (and
-# a collision is retried at start)
+# the address NAME listens on (--listen; 127.0.0.1)
+rig_listen() {
+	cat "$RIG/$1/listen" 2>/dev/null || echo 127.0.0.1
+}
+
+# rig_free_port [ADDR...]: a TCP port that nobody listens on right now on
+# any of the addresses (default 127.0.0.1; any 127.x.y.z is loopback);
+# picked at random below the ephemeral range, so concurrent rigs rarely
+# collide (and a collision is retried at start)
 rig_free_port() {
-	"$RIG_PY" - <<-'EOF'
+	"$RIG_PY" - "${@:-127.0.0.1}" <<-'EOF'
 	import random, socket, sys
 	rng = random.SystemRandom()
 	for _ in range(200):
 	    port = rng.randrange(20000, 32000)
-	    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-	    try:
-	        s.bind(("127.0.0.1", port))
-	    except OSError:
-	        continue
-	    finally:
-	        s.close()
-	    print(port)
-	    sys.exit(0)
+	    ok = True
+	    for addr in sys.argv[1:]:
+	        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	        try:
+	            s.bind((addr, port))
+	        except OSError:
+	            ok = False
+	        finally:
+	            s.close()
+	    if ok:
+	        print(port)
+	        sys.exit(0)
 	sys.exit("no free port found")
 	EOF
 }
@@ -331,9 +347,10 @@ rig__stop_limitproxy() {
 }
 
 rig__parse_opts() {
-	# sets _sep _prefix _layout _format _oauth2 _oauth2_app _migrate from
-	# the option list
+	# sets _sep _prefix _layout _format _oauth2 _oauth2_app _migrate
+	# _listen _doveadm_port _doveadm_proxy from the option list
 	_sep=/ _prefix='' _layout=maildir++ _format=maildir _oauth2=0 _oauth2_app=0 _migrate=1
+	_listen=127.0.0.1 _doveadm_port='' _doveadm_proxy=
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--sep) _sep=$2; shift 2 ;;
@@ -343,12 +360,38 @@ rig__parse_opts() {
 		--oauth2) _oauth2=1; shift ;;
 		--oauth2-app) _oauth2=1 _oauth2_app=1; shift ;;
 		--no-migrate) _migrate=0; shift ;;
+		# another loopback address (127.0.0.2...): a second backend
+		# on the same ports, as a cluster's nodes have them
+		--listen) _listen=$2; shift 2 ;;
+		# a doveadm server on PORT (service doveadm's inet listener,
+		# doveadm_password from rig_doveadm_password)
+		--doveadm-port) _doveadm_port=$2; shift 2 ;;
+		# doveadm sends mail commands to the backend the passdb names
+		# (proxy=y host=...), on that backend's doveadm PORT
+		--doveadm-proxy) _doveadm_proxy=$2; shift 2 ;;
 		*) rig_die "unknown option $1" ;;
 		esac
 	done
 	case $_sep in /|.) ;; *) rig_die "--sep must be / or ." ;; esac
 	case $_layout in fs|maildir++) ;; *) rig_die "--layout must be fs or maildir++" ;; esac
 	case $_format in maildir|sdbox|mdbox) ;; *) rig_die "--format must be maildir, sdbox or mdbox" ;; esac
+	[[ $_listen =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || rig_die "--listen must be a 127.x.y.z address"
+	case $_doveadm_port$_doveadm_proxy in ''|*[!0-9]*) [ -z "$_doveadm_port$_doveadm_proxy" ] ||
+		rig_die "--doveadm-port and --doveadm-proxy take a port" ;; esac
+}
+
+# the password of the doveadm protocol between the rig's nodes, in a file
+# Dovecot reads as root (doveadm_password = <FILE); prints the path
+rig_doveadm_password() {
+	local f=$RIG/doveadm.pw
+	if [ ! -e "$f" ]; then
+		local pw
+		pw=rig-doveadm-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+		rig_secret "$pw" "doveadm_password"
+		rig_secret_input "doveadm.pw"
+		(umask 077 && printf '%s' "$pw" >"$f")
+	fi
+	echo "$f"
 }
 
 # rig__oauth2_conf DIR [app]: the oauth2 passdb of a --oauth2 source (on
@@ -432,7 +475,7 @@ rig__write_conf() {
 		else
 			echo "protocols = imap"
 		fi
-		echo "listen = 127.0.0.1"
+		echo "listen = $_listen"
 		echo "ssl = no"
 		echo "disable_plaintext_auth = no"
 		if [ "$_oauth2" = 1 ]; then
@@ -496,7 +539,7 @@ rig__write_conf() {
 		}
 		service imap-login {
 		  inet_listener imap {
-		    address = 127.0.0.1
+		    address = $_listen
 		    port = $port
 		  }
 		  inet_listener imaps {
@@ -548,6 +591,22 @@ rig__write_conf() {
 			}
 			EOF
 		fi
+		if [ -n "$_doveadm_port" ]; then
+			cat <<-EOF
+			service doveadm {
+			  inet_listener {
+			    address = $_listen
+			    port = $_doveadm_port
+			  }
+			}
+			EOF
+		fi
+		if [ -n "$_doveadm_proxy" ]; then
+			echo "doveadm_port = $_doveadm_proxy"
+		fi
+		if [ -n "$_doveadm_port$_doveadm_proxy" ]; then
+			echo "doveadm_password = <$(rig_doveadm_password)"
+		fi
 		echo "!include_try $dir/extra.conf"
 		echo "!include_try $dir/plugin.conf"
 	} >"$dir/dovecot.conf"
@@ -560,6 +619,7 @@ rig__start() {
 	[ -z "${RIG_KIND[$name]:-}" ] || rig_die "instance $name exists"
 	[[ $name =~ ^[A-Za-z0-9_-]+$ ]] || rig_die "bad instance name $name"
 	local _sep _prefix _layout _format _oauth2 _oauth2_app _migrate
+	local _listen _doveadm_port _doveadm_proxy
 	rig__parse_opts "$@"
 	local dir=$RIG/$name
 	mkdir -p "$dir/run" "$dir/state" "$dir/mail"
@@ -577,9 +637,12 @@ rig__start() {
 	RIG_KIND[$name]=$kind
 	echo "$_sep" >"$dir/sep"
 	echo "$_prefix" >"$dir/prefix"
+	echo "$_listen" >"$dir/listen"
+	rm -f "$dir/doveadm-server"
+	[ -n "$_doveadm_port" ] && [ "$kind" = dest ] && touch "$dir/doveadm-server"
 	local port
 	for _ in 1 2 3; do
-		port=$(rig_free_port) || rig_die "no free port"
+		port=$(rig_free_port "$_listen") || rig_die "no free port"
 		rig__write_conf "$name" "$kind" "$port"
 		RIG_PORTS[$name]=$port
 		if rig__launch "$name"; then
@@ -603,8 +666,15 @@ rig__launch() {
 	local name=$1
 	local dir=$RIG/$name conf=$RIG/$name/dovecot.conf
 	# not through a pipe: the daemon keeps its stdout, and $(...) would
-	# wait for it to exit
-	if ! dovecot -c "$conf" >"$dir/start.out" 2>&1 </dev/null; then
+	# wait for it to exit.  A destination's doveadm server loads our
+	# doveadm module from the system path, as rig_doveadm does: the
+	# master lives in a mount namespace of its own that has it there
+	local -a launch=(dovecot -c "$conf")
+	if [ -e "$dir/doveadm-server" ]; then
+		launch=(unshare -m -- sh -c 'mount --bind "$1" /usr/lib/dovecot/modules/doveadm || exit 97
+			exec dovecot -c "$2"' sh "$RIG/mods/doveadm" "$conf")
+	fi
+	if ! "${launch[@]}" >"$dir/start.out" 2>&1 </dev/null; then
 		echo "# rig: dovecot -c $conf failed: $(cat "$dir/start.out")" >&2
 		return 1
 	fi
@@ -613,9 +683,9 @@ rig__launch() {
 		[ "$i" = "$name" ] && found=1
 	done
 	[ $found = 1 ] || RIG_INSTANCES+=("$name")
-	if ! "$RIG_PY" - "${RIG_PORTS[$name]}" "$dir/run/master.pid" <<-'EOF'; then
+	if ! "$RIG_PY" - "${RIG_PORTS[$name]}" "$dir/run/master.pid" "$(rig_listen "$name")" <<-'EOF'; then
 	import os, socket, sys, time
-	port, pidfile = int(sys.argv[1]), sys.argv[2]
+	port, pidfile, addr = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 	deadline = time.time() + 15
 	while time.time() < deadline:
 	    try:
@@ -625,7 +695,7 @@ rig__launch() {
 	        pid = None
 	    if pid is not None:
 	        try:
-	            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+	            with socket.create_connection((addr, port), timeout=2) as s:
 	                if s.recv(200).startswith(b"* OK"):
 	                    sys.exit(0)
 	        except OSError:
@@ -954,7 +1024,7 @@ rig_deliver() {
 rig_imap() {
 	local name=$1 user=$2 pass=$3
 	shift 3
-	IMAP_PASSWORD=$pass "$RIG_PY" "$RIG_TOOLS/imaptool.py" --host 127.0.0.1 \
+	IMAP_PASSWORD=$pass "$RIG_PY" "$RIG_TOOLS/imaptool.py" --host "$(rig_listen "$name")" \
 		--port "$(rig_port "$name")" --user "$user" "$@"
 }
 
