@@ -122,6 +122,12 @@ int migrate_source_service_lookup(struct migrate_source *source,
 				  struct mail_user **user_r, const char **error_r)
 {
 	struct mail_storage_service_input input;
+	/* a doveadm server (and doveadm -A or -F) drops the privileges only
+	   temporarily: the lookup switches back to root to read the
+	   settings, and the source user (no access restrictions) would
+	   leave the rest of the run as root, creating the destination's
+	   files as root */
+	uid_t euid = geteuid();
 	const char *error;
 	int ret;
 
@@ -138,6 +144,8 @@ int migrate_source_service_lookup(struct migrate_source *source,
 	mail_storage_service_io_deactivate_user(dest_service_user);
 	ret = mail_storage_service_lookup_next(service_ctx, &input,
 					       service_user_r, user_r, &error);
+	if (geteuid() != euid && seteuid(euid) < 0)
+		i_fatal("migrate: seteuid(%s) failed: %m", dec2str(euid));
 	if (ret <= 0) {
 		mail_storage_service_io_activate_user(dest_service_user);
 		*error_r = ret == 0 ? "User not found" : error;
