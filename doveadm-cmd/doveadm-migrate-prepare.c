@@ -182,6 +182,13 @@ static void cmd_migrate_prepare_cmd(struct doveadm_cmd_context *cctx)
 	const char *domain;
 	int i;
 
+	/* a doveadm client that ran -d sends each user of the domain to
+	   its backend with -d and the user's mask: the user it names is the
+	   one */
+	if (cctx->conn_type != DOVEADM_CONNECTION_TYPE_CLI) {
+		doveadm_cmd_ver2_to_mail_cmd_wrapper(cctx);
+		return;
+	}
 	if (doveadm_cmd_param_str(cctx, "domain", &domain)) {
 		if (domain[0] == '\0' || strpbrk(domain, "@*?") != NULL)
 			i_fatal_status(EX_USAGE, "%s: -d: Invalid domain: %s",
