@@ -114,19 +114,8 @@ rig_reload dest
 
 # --- LMTP while migrating: relayed to the old MX by Dovecot's LMTP proxy --------
 # the shipped relay passdb goes first, lmtp_proxy on
-sed -e "s|^uri = .*|uri = file:$RIG/dest/state/migrate/domains|" \
-	"$RIG_SRCDIR/conf.d/dovecot-migrate-relay.conf.ext" >"$RIG/relay.conf.ext"
-"$PY" - "$(rig_conf dest)" "$RIG/relay.conf.ext" <<'PYEOF'
-import sys
-path, ext = sys.argv[1], sys.argv[2]
-conf = open(path).read()
-block = ("lmtp_proxy = yes\npassdb {\n  driver = dict\n  args = %s\n"
-         "  result_success = return-ok\n  result_failure = continue\n"
-         "  result_internalfail = continue\n}\n" % ext)
-i = conf.index("passdb {")
-open(path, "w").write(conf[:i] + block + conf[i:])
-PYEOF
-rig_reload dest || rig_die "reload with the relay passdb failed"
+rig_lmtp_relay dest "file:$RIG/dest/state/migrate/domains" ||
+	rig_die "reload with the relay passdb failed"
 SINK=$RIG/sink
 "$PY" "$T/smtp-sink.py" --port "$MX_PORT" --dir "$SINK" --pidfile "$RIG/sink.pid" &
 for _ in $(seq 50); do [ -s "$RIG/sink.pid" ] && break; sleep 0.1; done

@@ -32,6 +32,8 @@
 #                            backend the passdb names (proxy=y host=IP)
 #   rig_doveadm_password     the file of the nodes' doveadm_password
 #   rig_listen NAME          the address NAME listens on
+#   rig_lmtp_relay NAME DICT_URI   the shipped relay passdb first, on the
+#                            domain dict DICT_URI (lmtp_proxy), reloaded
 #   rig_add_user NAME USER PASSWORD [userdb_KEY=VALUE ...]
 #                            passwd-file entry ({PLAIN}); replaces USER's
 #                            old entry; Dovecot re-reads the file (a
@@ -228,6 +230,28 @@ rig_cleanup() {
 		fi
 	fi
 	exit "$rc"
+}
+
+# rig_lmtp_relay NAME DICT_URI: the shipped relay passdb
+# (conf.d/dovecot-migrate-relay.conf.ext, reading the domain dict at
+# DICT_URI) as NAME's first passdb, lmtp_proxy on, as 90-migrate.conf
+# says; reloads NAME
+rig_lmtp_relay() {
+	local name=$1 uri=$2
+	local ext=$RIG/$name/relay.conf.ext
+	sed -e "s|^uri = .*|uri = $uri|" \
+		"$RIG_SRCDIR/conf.d/dovecot-migrate-relay.conf.ext" >"$ext"
+	"$RIG_PY" - "$(rig_conf "$name")" "$ext" <<-'EOF'
+	import sys
+	path, ext = sys.argv[1], sys.argv[2]
+	conf = open(path).read()
+	block = ("lmtp_proxy = yes\npassdb {\n  driver = dict\n  args = %s\n"
+	         "  result_success = return-ok\n  result_failure = continue\n"
+	         "  result_internalfail = continue\n}\n" % ext)
+	i = conf.index("passdb {")
+	open(path, "w").write(conf[:i] + block + conf[i:])
+	EOF
+	rig_reload "$name"
 }
 
 # --- secrets -------------------------------------------------------------------

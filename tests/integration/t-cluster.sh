@@ -1,0 +1,218 @@
+#!/bin/bash
+# t-cluster.sh - a whole migration run from a Dovecot proxy in front of two
+# backends, through doveadm's own protocol: each account's mail is written
+# by the backend the proxy's passdb names (proxy=y host=...), and by no
+# other; the source credentials travel inside the doveadm connection; the
+# domain's phases live in one dict all three nodes read, so LMTP on both
+# backends relays while the domain migrates and delivers after cutover; a
+# stopped backend fails only its own accounts, and the next run converges.
+#
+# The nodes share this machine: backends on 127.0.0.2 and 127.0.0.3 (same
+# ports, as a cluster's nodes have them), the proxy on 127.0.0.1.
+
+. "$(dirname "$0")/../lib/rig.sh"
+rig_init t-cluster
+
+PY=$RIG_PY
+T=$RIG_TOOLS
+SRC_PW='Src!pass1'
+DEST_PW='Dest!pass1'
+USERS="alice bob carol dave"
+# the proxy's passdb: alice and carol live on b1, bob and dave on b2
+backend_of() { case $1 in alice|carol) echo b1 ;; *) echo b2 ;; esac; }
+other_of() { case $1 in alice|carol) echo b2 ;; *) echo b1 ;; esac; }
+declare -A ADDR=([b1]=127.0.0.2 [b2]=127.0.0.3)
+
+rig_start_source src || exit 1
+# prepare indexes on the backends (Debian's dovecot-fts-xapian)
+RIG_EXTRA_MAIL_PLUGINS=(fts fts_xapian)
+DPORT=$(rig_free_port 127.0.0.1 127.0.0.2 127.0.0.3) || rig_die "no free port"
+rig_start_dest b1 --listen 127.0.0.2 --doveadm-port "$DPORT" || exit 1
+rig_start_dest b2 --listen 127.0.0.3 --doveadm-port "$DPORT" || exit 1
+rig_start_dest proxy --doveadm-proxy "$DPORT" || exit 1
+[ "$RIG_HAVE_PLUGIN" = 1 ] && [ "$RIG_HAVE_DOVEADM_MODULE" = 1 ] ||
+	rig_die "the migrate modules are not built"
+
+# one domain dict for the three nodes (a file here; an SQL dict through
+# the dict service in a real cluster)
+mkdir -p "$RIG/shared"
+DICT=file:$RIG/shared/domains
+for n in b1 b2 proxy; do
+	rig_dest_plugin_set "$n" migrate_source_ssl no
+	rig_dest_plugin_set "$n" migrate_domain_dict "$DICT"
+	rig_dest_plugin_set "$n" migrate_retries 0
+	rig_dest_plugin_set "$n" fts xapian
+	rig_dest_plugin_set "$n" fts_xapian "partial=3 full=20 verbose=0"
+	rig_dest_plugin_set "$n" fts_autoindex no
+done
+
+rig_users_defer
+for u in $USERS; do
+	rig_add_user src "$u" "$SRC_PW"
+	# every backend knows every user (one userdb), as in a cluster
+	rig_add_user b1 "$u@example.com" "$DEST_PW"
+	rig_add_user b2 "$u@example.com" "$DEST_PW"
+	rig_add_user proxy "$u@example.com" "$DEST_PW" proxy=y "host=${ADDR[$(backend_of "$u")]}"
+done
+rig_users_settle
+export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
+seed=20
+for u in $USERS; do
+	seed=$((seed + 1))
+	"$PY" "$T/gen-corpus.py" --port "$(rig_port src)" --user "$u" \
+		--password-env SRC_IMAP_PASSWORD --seed "$seed" --messages 40 \
+		--max-size 30K --connections 1 >/dev/null || rig_die "gen-corpus for $u"
+done
+
+TEMPLATE=$RIG/template.txt
+for u in $USERS; do
+	printf '127.0.0.1:%s;%s;%s;mx.example.com;%s@example.com;Str0ng!dest\n' \
+		"$(rig_port src)" "$u" "$SRC_PW" "$u"
+done >"$TEMPLATE"
+rig_secret 'Str0ng!dest' "template dest_password"
+rig_secret_input "$TEMPLATE"
+
+# doveadm migrate ARGS on the proxy
+px() { rig_doveadm proxy migrate "$@"; }
+# run batch on the proxy; BATCH_RC, $RIG/batch.N.{out,err,json}
+BATCH_RUN=0
+batch() {
+	BATCH_RUN=$((BATCH_RUN + 1))
+	BATCH_RC=0
+	px batch --json "$RIG/batch.$BATCH_RUN.json" "$@" "$TEMPLATE" \
+		>"$RIG/batch.$BATCH_RUN.out" 2>"$RIG/batch.$BATCH_RUN.err" || BATCH_RC=$?
+}
+# the JSON report's field of an account
+acct() {
+	"$PY" - "$RIG/batch.$BATCH_RUN.json" "$1@example.com" "$2" <<-'EOF'
+	import json, sys
+	rep = json.load(open(sys.argv[1]))
+	for a in rep["accounts"]:
+	    if a["user"] == sys.argv[2]:
+	        print(a.get(sys.argv[3], ""))
+	EOF
+}
+# source and the account's backend equal (imap-compare)
+equal_on() {
+	local u=$1 b=$2
+	"$PY" "$T/imap-compare.py" -q --src-port "$(rig_port src)" --src-user "$u" \
+		--src-password-env SRC_IMAP_PASSWORD --dest-host "${ADDR[$b]}" \
+		--dest-port "$(rig_port "$b")" --dest-user "$u@example.com" \
+		--dest-password-env DEST_IMAP_PASSWORD >"$RIG/cmp.$u" 2>&1
+}
+all_equal() {
+	local u bad=0
+	for u in $USERS; do
+		equal_on "$u" "$(backend_of "$u")" ||
+			{ bad=$((bad + 1)); tap_diag "$u: $(tail -n1 "$RIG/cmp.$u")"; }
+	done
+	[ "$bad" = 0 ]
+}
+# messages in USER's mail on backend B (0 when it has none)
+mail_count() {
+	find "$(rig_home "$1" "$2@example.com")" -path '*/cur/*' -o -path '*/new/*' 2>/dev/null |
+		grep -c . || true
+}
+msg() {
+	printf 'From: %s@example.org\r\nSubject: %s\r\nMessage-ID: <%s@t-cluster>\r\n\r\n%s\r\n' \
+		"$1" "$1" "$1" "$1"
+}
+
+# --- the domain starts on the proxy; LMTP on both backends relays ---------------
+MX_PORT=$(rig_free_port) || rig_die "no free port"
+tap_run "domain start on the proxy" px domain start --old-mx "127.0.0.1:$MX_PORT" example.com
+for b in b1 b2; do
+	rig_lmtp_relay "$b" "$DICT" || rig_die "relay passdb on $b"
+done
+SINK=$RIG/sink
+"$PY" "$T/smtp-sink.py" --port "$MX_PORT" --dir "$SINK" --pidfile "$RIG/sink.pid" &
+for _ in $(seq 50); do [ -s "$RIG/sink.pid" ] && break; sleep 0.1; done
+rig_on_exit 'kill $(cat "$RIG/sink.pid") 2>/dev/null'
+for b in b1 b2; do
+	msg "relayed-$b" >"$RIG/relay-$b.eml"
+	rc=0; rig_deliver "$b" alice@example.com "$RIG/relay-$b.eml" >"$RIG/lmtp.out" 2>&1 || rc=$?
+	tap_is "$rc" 0 "LMTP on $b accepts mail for the migrating domain"
+	tap_is "$(grep -l "relayed-$b" "$SINK"/*.eml 2>/dev/null | wc -l)" 1 \
+		"... and relays it to the old MX (the phase the proxy set)"
+done
+
+# --- the mirror sync from the proxy: each account on its own backend ------------
+batch
+tap_is "$BATCH_RC" 0 "batch on the proxy: every account ok"
+tap_diag "$(tail -n2 "$RIG/batch.$BATCH_RUN.err")"
+tap_run "every account equal to its source on its own backend" all_equal
+other=0
+for u in $USERS; do
+	c=$(mail_count "$(other_of "$u")" "$u")
+	[ "$c" = 0 ] || { other=$((other + 1)); tap_diag "$u has $c messages on $(other_of "$u")"; }
+done
+tap_is "$other" 0 "no account's mail on the other backend"
+tap_is "$(acct alice copied)" 40 "the record came back through the proxy: alice's 40 copies counted"
+# the command reached the backends through their doveadm servers
+for b in b1 b2; do
+	tap_like "$b's doveadm server ran the accounts it owns" \
+		"doveadm\\((alice|bob)@example.com\\).*migrate: Finished" "$(cat "$(rig_log "$b")")"
+done
+tap_is "$(grep -c "migrate: Finished" "$(rig_log proxy)")" 0 \
+	"the proxy copied nothing itself"
+px domain status example.com >"$RIG/status.out" 2>&1
+tap_like "domain status on the proxy lists the accounts the backends ran" \
+	"dave@example.com .* ok" "$(cat "$RIG/status.out")"
+
+# --- a backend down: only its accounts fail, retried; the next run converges ----
+for u in $USERS; do
+	msg "new-$u" >"$RIG/new.eml"
+	rig_imap_append src "$u" "$SRC_PW" INBOX "$RIG/new.eml" >/dev/null
+done
+rig_stop b2
+batch --retries 1 --retry-delay 1
+tap_is "$BATCH_RC" 75 "b2 stopped: batch exits 75"
+tap_is "$(acct alice status)/$(acct carol status)" ok/ok "... b1's accounts are ok"
+tap_is "$(acct bob status)/$(acct dave status)" failed/failed "... b2's fail"
+tap_is "$(acct bob exit_code)/$(acct bob attempts)" 75/2 "... temporarily (75), and were retried"
+tap_run "alice has her new message on b1" equal_on alice b1
+rig_restart b2 || rig_die "restart b2"
+batch
+tap_is "$BATCH_RC" 0 "b2 back: the next run is ok"
+tap_run "... and every account is equal again" all_equal
+
+# --- cutover on the proxy: both backends' LMTP deliver here again ---------------
+tap_run "domain cutover on the proxy" px domain cutover example.com
+for b in b1 b2; do
+	u=alice; [ "$b" = b2 ] && u=bob
+	msg "after-$b" >"$RIG/after-$b.eml"
+	rc=0; rig_deliver "$b" "$u@example.com" "$RIG/after-$b.eml" >"$RIG/lmtp.out" 2>&1 || rc=$?
+	tap_is "$rc" 0 "after cutover LMTP on $b delivers"
+	tap_is "$(grep -l "after-$b" "$(rig_maildir "$b" "$u@example.com")"/{new,cur}/* 2>/dev/null | wc -l)" 1 \
+		"... into $u's mailbox on $b"
+done
+
+# --- the final sync from the proxy: new mail only, nothing deleted --------------
+msg late-carol >"$RIG/late.eml"
+rig_imap_append src carol "$SRC_PW" INBOX "$RIG/late.eml" >/dev/null
+batch
+tap_is "$BATCH_RC" 0 "final batch on the proxy"
+tap_is "$(acct carol copied)/$(acct carol deleted)" 1/0 "... carol: her 1 new message, nothing deleted"
+tap_is "$(acct bob deleted)" 0 "... bob: nothing deleted (his mail delivered after cutover included)"
+tap_is "$(grep -l after-b2 "$(rig_maildir b2 bob@example.com)"/{new,cur}/* 2>/dev/null | wc -l)" 1 \
+	"... bob's mail delivered after cutover is kept"
+
+# --- archive and index from the proxy, then finish ------------------------------
+rc=0; px prepare -d example.com >"$RIG/prepare.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "prepare -d on the proxy: each user prepared on its backend"
+tap_like "... b2 indexed dave" "doveadm\\(dave@example.com\\).*index: Finished: [0-9]+ folders, 4[0-9] messages indexed" \
+	"$(cat "$(rig_log b2)")"
+tap_is "$(grep -c "doveadm(dave@example.com).*index: Finished" "$(rig_log b1)")" 0 "... and b1 did not"
+tap_run "domain finish on the proxy" px domain finish example.com
+batch
+tap_is "$BATCH_RC" 78 "after finish batch on the proxy refuses the domain"
+rc=0; px -u alice@example.com >"$RIG/after.out" 2>&1 || rc=$?
+# 2.3.19's doveadm protocol has no word for 78: the client gets 75
+tap_is "$rc" 75 "... and alice's backend refuses a sync sent there"
+tap_like "... saying why" "example.com is finished" "$(cat "$RIG/after.out")"
+
+# --- the source password stays inside the protocol ------------------------------
+tap_is "$(grep -c "$SRC_PW" "$(rig_log b1)" "$(rig_log b2)" "$(rig_log proxy)" | awk -F: '{s += $2} END {print s}')" 0 \
+	"no source password in any node's log"
+
+tap_done
