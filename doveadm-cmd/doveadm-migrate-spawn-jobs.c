@@ -247,7 +247,10 @@ void migrate_spawn_choose_jobs(struct migrate_spawn *spawn)
 				      rtt_str, accounts,
 				      accounts == 1 ? "" : "s");
 	}
+	/* the jobs above are one machine's: with backends, each its own */
+	migrate_spawn_backends_jobs(spawn, spawn->set.jobs, &why);
 	event_add_int(event, "jobs", spawn->set.jobs);
+	event_add_int(event, "backends", array_count(&spawn->backends));
 	event_add_str(event, "reason", reason_str);
 	e_info(event, "%s: %u account%s at a time (-j %u: %s)",
 	       spawn->cmd_name, spawn->set.jobs,

@@ -64,6 +64,9 @@ static int migrate_spawn_write_json(struct migrate_spawn *spawn,
 		migrate_json_uint(&json, "line", acct->row->line);
 		migrate_json_string(&json, "source_host", acct->row->source_host);
 		migrate_json_string(&json, "source_user", acct->row->source_user);
+		/* where doveadm sent its command (doveadm_port), NULL: here */
+		migrate_json_string(&json, "backend", acct->backend == NULL ?
+				    NULL : acct->backend->name);
 		migrate_json_string(&json, "status",
 				    acct->exit_code == 0 ? "ok" : "failed");
 		migrate_json_string(&json, "class", acct->result == NULL ?

@@ -72,6 +72,13 @@ void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 		set->max_conns_per_host = num;
 		set->max_conns_given = TRUE;
 	}
+	if (doveadm_cmd_param_int64(cctx, "jobs-per-backend", &num)) {
+		if (num < 1 || num > MIGRATE_SPAWN_MAX_JOBS)
+			i_fatal_status(EX_USAGE, "%s: --jobs-per-backend must "
+				       "be 1..%u", cmd_name,
+				       MIGRATE_SPAWN_MAX_JOBS);
+		set->jobs_per_backend = num;
+	}
 }
 
 struct migrate_spawn *
@@ -92,6 +99,7 @@ migrate_spawn_init(const char *cmd_name,
 	spawn->tty = isatty(STDERR_FILENO) == 1;
 	spawn->doveadm_path = p_strdup(pool, migrate_cmd_doveadm_path());
 	p_array_init(&spawn->accounts, pool, 16);
+	p_array_init(&spawn->backends, pool, 4);
 	return spawn;
 }
 
@@ -308,6 +316,7 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 
 	spawn->running--;
 	migrate_spawn_host_release(acct);
+	migrate_spawn_backend_release(acct);
 	i_gettimeofday(&now);
 	acct->secs = timeval_diff_msecs(&now, &acct->start) / 1000.0;
 	if (WIFEXITED(acct->wait_status)) {
@@ -586,7 +595,10 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 		if (acct->state != MIGRATE_SPAWN_RETRY_WAIT ||
 		    timeval_cmp(&acct->retry_at, &now) > 0)
 			continue;
+		if (!migrate_spawn_backend_take(acct))
+			continue;
 		if (!migrate_spawn_host_take(acct)) {
+			migrate_spawn_backend_release(acct);
 			/* its host paused again since, or is full: again
 			   when that may have changed (nothing else may be
 			   left to wake the loop) */
@@ -599,6 +611,7 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 			/* keeps its last failure when it cannot start */
 			if (migrate_spawn_child(acct) < 0) {
 				migrate_spawn_host_release(acct);
+				migrate_spawn_backend_release(acct);
 				migrate_spawn_account_done(acct);
 			}
 		} T_END;
@@ -610,11 +623,16 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 		acct = accounts[i];
 		if (acct->state != MIGRATE_SPAWN_PENDING)
 			continue;
-		if (!migrate_spawn_host_take(acct))
+		if (!migrate_spawn_backend_take(acct))
 			continue;
+		if (!migrate_spawn_host_take(acct)) {
+			migrate_spawn_backend_release(acct);
+			continue;
+		}
 		T_BEGIN {
 			if (migrate_spawn_child(acct) < 0) {
 				migrate_spawn_host_release(acct);
+				migrate_spawn_backend_release(acct);
 				acct->exit_code = EX_TEMPFAIL;
 				acct->result = "failed";
 				acct->reason = "could not start doveadm";
@@ -715,6 +733,11 @@ int migrate_spawn_read_template(struct migrate_spawn *spawn,
 		}
 		problems += user_problems;
 	}
+	if (problems == 0 && migrate_spawn_backends_assign(spawn) < 0) {
+		i_error("%s: %s: cannot tell the accounts' backends; nothing "
+			"was changed", spawn->cmd_name, path);
+		return EX_TEMPFAIL;
+	}
 	if (problems > 0) {
 		i_error("%s: %s: %u problem%s; nothing was changed",
 			spawn->cmd_name, path, problems,
@@ -741,6 +764,7 @@ void migrate_spawn_run(struct migrate_spawn *spawn)
 	if (spawn->tty)
 		migrate_spawn_progress(spawn, TRUE);
 	migrate_spawn_hosts_log(spawn);
+	migrate_spawn_backends_log(spawn);
 	child_wait_free(&spawn->child_wait);
 	child_wait_deinit();
 	io_loop_destroy(&spawn->ioloop);

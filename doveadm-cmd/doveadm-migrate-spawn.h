@@ -47,6 +47,17 @@ struct migrate_spawn_host {
 };
 ARRAY_DEFINE_TYPE(migrate_spawn_host, struct migrate_spawn_host *);
 
+/* A backend that doveadm sends accounts to (doveadm_port and the
+   passdb's proxy fields; doveadm-migrate-spawn-backends.c). */
+struct migrate_spawn_backend {
+	/* "host:port" */
+	const char *name;
+	unsigned int accounts, running, max_running;
+	/* the doveadm protocol goes there over TLS; it is on loopback */
+	bool tls, loopback;
+};
+ARRAY_DEFINE_TYPE(migrate_spawn_backend, struct migrate_spawn_backend *);
+
 struct migrate_spawn_account {
 	struct migrate_spawn *spawn;
 	const struct migrate_template_row *row;
@@ -56,6 +67,8 @@ struct migrate_spawn_account {
 	   there */
 	struct migrate_spawn_host *host;
 	unsigned int host_conns, last_host_conns;
+	/* the backend doveadm sends its child's command to; NULL: here */
+	struct migrate_spawn_backend *backend;
 	bool host_waited;
 	/* runs the source pushed back, which count as no attempt */
 	unsigned int pushbacks;
@@ -103,6 +116,9 @@ struct migrate_spawn_settings {
 	bool max_conns_given;
 	/* -j was given: it stays as it is */
 	bool jobs_given;
+	/* --jobs-per-backend: at most that many accounts at once on each
+	   backend (0: -j's share, migrate_spawn_backends_jobs()) */
+	unsigned int jobs_per_backend;
 	/* batch -n: every child is a dry run, and the reports say so */
 	bool dry_run;
 	/* check: every child is a dry run too */
@@ -120,6 +136,7 @@ struct migrate_spawn {
 	struct migrate_template *tmpl;
 	ARRAY_TYPE(migrate_spawn_account) accounts;
 	ARRAY_TYPE(migrate_spawn_host) hosts;
+	ARRAY_TYPE(migrate_spawn_backend) backends;
 	/* accounts finished and failed; what they copied */
 	unsigned int done, failed;
 	uint64_t bytes, messages;
@@ -139,6 +156,7 @@ struct migrate_spawn {
 #define MIGRATE_SPAWN_PARAMS \
 DOVEADM_CMD_PARAM('j', "jobs", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('\0', "max-connections-per-host", CMD_PARAM_INT64, 0) \
+DOVEADM_CMD_PARAM('\0', "jobs-per-backend", CMD_PARAM_INT64, 0) \
 DOVEADM_CMD_PARAM('\0', "json", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "csv", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "template", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
@@ -194,6 +212,21 @@ struct migrate_json;
 void migrate_spawn_hosts_json(struct migrate_spawn *spawn,
 			      struct migrate_json *json);
 #define MIGRATE_SPAWN_MAX_PUSHBACKS 20
+
+/* doveadm-migrate-spawn-backends.c: with doveadm_port set, each
+   account's backend from the passdb (as doveadm finds it), warning about
+   backends the credentials would reach in plaintext beyond loopback;
+   -1 when a lookup failed. */
+int migrate_spawn_backends_assign(struct migrate_spawn *spawn);
+/* With backends: unless --jobs-per-backend was given, each runs
+   node_jobs at once (what -j this node chose for itself), and unless -j
+   was given, all of them together as many; *why (the reason -j gives)
+   says so. */
+void migrate_spawn_backends_jobs(struct migrate_spawn *spawn,
+				 unsigned int node_jobs, const char **why);
+bool migrate_spawn_backend_take(struct migrate_spawn_account *acct);
+void migrate_spawn_backend_release(struct migrate_spawn_account *acct);
+void migrate_spawn_backends_log(struct migrate_spawn *spawn);
 
 /* Run every account until each is done. */
 void migrate_spawn_run(struct migrate_spawn *spawn);

@@ -148,6 +148,12 @@ for u in $USERS; do
 done
 tap_is "$other" 0 "no account's mail on the other backend"
 tap_is "$(acct alice copied)" 40 "the record came back through the proxy: alice's 40 copies counted"
+tap_is "$(acct alice backend) $(acct dave backend)" "127.0.0.2:$DPORT 127.0.0.3:$DPORT" \
+	"the report names each account's backend"
+tap_like "batch found the two backends in the passdb" \
+	"2 backends \\(doveadm_port $DPORT\\)" "$(cat "$RIG/batch.$BATCH_RUN.err")"
+tap_is "$(grep -c "in plaintext" "$RIG/batch.$BATCH_RUN.err")" 0 \
+	"... on loopback: no warning about plaintext"
 # the command reached the backends through their doveadm servers
 for b in b1 b2; do
 	tap_like "$b's doveadm server ran the accounts it owns" \
@@ -158,6 +164,27 @@ tap_is "$(grep -c "migrate: Finished" "$(rig_log proxy)")" 0 \
 px domain status example.com >"$RIG/status.out" 2>&1
 tap_like "domain status on the proxy lists the accounts the backends ran" \
 	"dave@example.com .* ok" "$(cat "$RIG/status.out")"
+
+# --- concurrency per backend ----------------------------------------------------
+batch -j 4 --jobs-per-backend 1
+tap_is "$BATCH_RC" 0 "-j 4 --jobs-per-backend 1: ok"
+tap_like "... at most one account at once on b1" \
+	"backend 127.0.0.2:$DPORT: 2 accounts, at most 1 at once" "$(cat "$RIG/batch.$BATCH_RUN.err")"
+tap_like "... and on b2" \
+	"backend 127.0.0.3:$DPORT: 2 accounts, at most 1 at once" "$(cat "$RIG/batch.$BATCH_RUN.err")"
+
+# --- a backend beyond loopback without TLS: warned about --------------------------
+# (0.0.0.1 refuses at once: the account fails without waiting)
+rig_add_user proxy erin@other.example "$DEST_PW" proxy=y host=0.0.0.1
+rig_add_user src erin "$SRC_PW"
+printf '127.0.0.1:%s;erin;%s;mx.example.com;erin@other.example;Str0ng!dest\n' \
+	"$(rig_port src)" "$SRC_PW" >"$RIG/erin.txt"
+rig_secret_input "$RIG/erin.txt"
+rc=0; px batch --retries 0 "$RIG/erin.txt" >"$RIG/erin.out" 2>&1 || rc=$?
+tap_is "$rc" 75 "an unreachable backend: 75"
+tap_like "... and the credentials' way there in plaintext is warned about" \
+	"backend 0.0.0.1:$DPORT: the source credentials of its 1 account go there over the doveadm protocol in plaintext" \
+	"$(cat "$RIG/erin.out")"
 
 # --- a backend down: only its accounts fail, retried; the next run converges ----
 for u in $USERS; do
