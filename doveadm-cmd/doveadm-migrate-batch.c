@@ -104,9 +104,18 @@ static const char *batch_ok_line(const struct migrate_spawn_account *acct)
 		acct->secs);
 }
 
+static void batch_ioloop_switched(void *context)
+{
+	struct batch_context *bctx = context;
+
+	if (bctx->domain_store != NULL)
+		migrate_domain_store_switch_ioloop(bctx->domain_store);
+}
+
 static const struct migrate_spawn_vfuncs batch_vfuncs = {
 	.finished = batch_account_finished,
 	.ok_line = batch_ok_line,
+	.ioloop_switched = batch_ioloop_switched,
 };
 
 static void batch_print_table(struct migrate_spawn *spawn)

@@ -592,9 +592,21 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 	/* retries first: they waited their turn */
 	for (i = 0; i < count && spawn->running < spawn->set.jobs; i++) {
 		acct = accounts[i];
-		if (acct->state != MIGRATE_SPAWN_RETRY_WAIT ||
-		    timeval_cmp(&acct->retry_at, &now) > 0)
+		if (acct->state != MIGRATE_SPAWN_RETRY_WAIT)
 			continue;
+		if (timeval_cmp(&acct->retry_at, &now) > 0) {
+			/* its timer may run a little before the time (it
+			   counts from the ioloop's last look at the clock) */
+			if (acct->to_retry == NULL) {
+				acct->to_retry = timeout_add(
+					timeval_diff_msecs(&acct->retry_at,
+							   &now) + 1,
+					migrate_spawn_retry_timeout, acct);
+			}
+			continue;
+		}
+		/* a backend that is full: the end of one of its runs
+		   fills again */
 		if (!migrate_spawn_backend_take(acct))
 			continue;
 		if (!migrate_spawn_host_take(acct)) {
@@ -749,7 +761,11 @@ int migrate_spawn_read_template(struct migrate_spawn *spawn,
 
 void migrate_spawn_run(struct migrate_spawn *spawn)
 {
+	struct ioloop *prev_ioloop = current_ioloop;
+
 	spawn->ioloop = io_loop_create();
+	if (spawn->v->ioloop_switched != NULL)
+		spawn->v->ioloop_switched(spawn->context);
 	child_wait_init();
 	spawn->child_wait = child_wait_new(migrate_spawn_child_exited, spawn);
 	i_gettimeofday(&spawn->start);
@@ -767,5 +783,11 @@ void migrate_spawn_run(struct migrate_spawn *spawn)
 	migrate_spawn_backends_log(spawn);
 	child_wait_free(&spawn->child_wait);
 	child_wait_deinit();
+	if (spawn->v->ioloop_switched != NULL) {
+		/* back where it came from, before ours goes */
+		io_loop_set_current(prev_ioloop);
+		spawn->v->ioloop_switched(spawn->context);
+		io_loop_set_current(spawn->ioloop);
+	}
 	io_loop_destroy(&spawn->ioloop);
 }

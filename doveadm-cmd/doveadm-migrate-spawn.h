@@ -105,6 +105,9 @@ struct migrate_spawn_vfuncs {
 	void (*finished)(struct migrate_spawn_account *acct, void *context);
 	/* the log line of an account that ended well */
 	const char *(*ok_line)(const struct migrate_spawn_account *acct);
+	/* the run's own ioloop became the current one, or went (what
+	   "finished" uses may have to follow: a dict's connection) */
+	void (*ioloop_switched)(void *context);
 };
 
 struct migrate_spawn_settings {

@@ -152,6 +152,11 @@ int migrate_domain_store_open(const char *uri, const char *base_dir,
 	return 0;
 }
 
+void migrate_domain_store_switch_ioloop(struct migrate_domain_store *store)
+{
+	(void)dict_switch_ioloop(store->dict);
+}
+
 void migrate_domain_store_close(struct migrate_domain_store **_store)
 {
 	struct migrate_domain_store *store = *_store;

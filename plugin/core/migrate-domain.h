@@ -84,6 +84,9 @@ int migrate_domain_store_open(const char *uri, const char *base_dir,
 			      struct migrate_domain_store **store_r,
 			      const char **error_r);
 void migrate_domain_store_close(struct migrate_domain_store **store);
+/* The current ioloop changed: a dict with connections of its own (proxy:
+   the dict service) moves them there. */
+void migrate_domain_store_switch_ioloop(struct migrate_domain_store *store);
 
 /* Returns 1 and the domain, 0 when it has never migrated, -1 on error. */
 int migrate_domain_lookup(struct migrate_domain_store *store,
