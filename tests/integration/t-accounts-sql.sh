@@ -9,43 +9,21 @@ rig_init t-accounts-sql
 
 PY=$RIG_PY
 T=$RIG_TOOLS
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-if [ ! -x "$PGBIN/initdb" ] || [ ! -e /usr/lib/dovecot/modules/libdriver_pgsql.so ]; then
+if ! rig_start_postgres; then
 	tap_fail "postgresql and dovecot-pgsql are not installed (make installs them as root)"
 	tap_done
 	exit
 fi
-
-# --- a private PostgreSQL, as the postgres user, in the rig --------------------
-PG=$RIG/pg
-PGPORT=$(rig_free_port)
-mkdir -p "$PG"
-chown postgres "$PG"
-runuser -u postgres -- "$PGBIN/initdb" -D "$PG/data" -A trust -U postgres \
-	-E UTF8 --no-sync >"$RIG/initdb.log" 2>&1 || rig_die "initdb failed"
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG/data" -l "$PG/log" -w \
-	-o "-p $PGPORT -k $PG -c listen_addresses=127.0.0.1 -c fsync=off" \
-	start >/dev/null || rig_die "PostgreSQL did not start"
-rig_on_exit "runuser -u postgres -- $PGBIN/pg_ctl -D $PG/data -m immediate stop >/dev/null 2>&1"
-psql() { "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -v ON_ERROR_STOP=1 -qAt "$@"; }
-# the database password: registered, and never on a command line (psql
-# reads the statement on stdin; the conf file is written by awk from the
-# environment)
-DB_PW='Db!pass1'
-rig_secret "$DB_PW" "PostgreSQL user dovecot"
-printf "CREATE USER dovecot PASSWORD '%s'\n" "$DB_PW" | psql -U postgres &&
-	psql -U postgres -c "CREATE DATABASE mail OWNER dovecot" &&
-	psql -U dovecot -d mail -f "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts.sql" ||
+psql() { rig_psql "$@"; }
+PGPORT=$RIG_PG_PORT
+psql -U dovecot -d mail -f "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts.sql" ||
 	rig_die "loading the schema failed"
 tap_ok "a private PostgreSQL on port $PGPORT with the shipped schema"
 
 # --- a private Dovecot with the shipped queries ----------------------------------
 rig_start_dest dest || exit 1
 SQLCONF=$RIG/accounts-sql.conf.ext
-DB_PW=$DB_PW awk -v port="$PGPORT" '/^connect = / { $0 = "connect = host=127.0.0.1 port=" port " dbname=mail user=dovecot password=" ENVIRON["DB_PW"] } 1' \
-	"$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts-sql.conf.ext" >"$SQLCONF"
-rig_secret_input "$SQLCONF"
-chmod 644 "$SQLCONF"
+rig_pg_conf "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts-sql.conf.ext" "$SQLCONF"
 rig_conf_add dest "passdb {
   driver = sql
   args = $SQLCONF

@@ -33,11 +33,26 @@ rig_start_dest proxy --doveadm-proxy "$DPORT" || exit 1
 [ "$RIG_HAVE_PLUGIN" = 1 ] && [ "$RIG_HAVE_DOVEADM_MODULE" = 1 ] ||
 	rig_die "the migrate modules are not built"
 
-# one domain dict for the three nodes (a file here; an SQL dict through
-# the dict service in a real cluster)
-mkdir -p "$RIG/shared"
-DICT=file:$RIG/shared/domains
+# one domain dict for the three nodes: Dovecot's SQL dict on PostgreSQL,
+# through each node's dict service, with the shipped maps and tables
+rig_start_postgres || rig_die "postgresql and dovecot-pgsql are not installed (make installs them as root)"
+rig_psql -U dovecot -d mail -f "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-dict.sql" ||
+	rig_die "loading the dict schema failed"
+DICTCONF=$RIG/dict-sql.conf.ext
+rig_pg_conf "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-dict-sql.conf.ext" "$DICTCONF"
+DICT=proxy::migrate
 for n in b1 b2 proxy; do
+	rig_conf_add "$n" "dict {
+  migrate = pgsql:$DICTCONF
+}
+service dict {
+  unix_listener dict {
+    mode = 0660
+    user = dovecot
+    group = ${RIG_MAIL_GROUP:-nogroup}
+  }
+}" || rig_die "the dict service of $n"
+	rig_reload "$n" || rig_die "reload $n"
 	rig_dest_plugin_set "$n" migrate_source_ssl no
 	rig_dest_plugin_set "$n" migrate_domain_dict "$DICT"
 	rig_dest_plugin_set "$n" migrate_retries 0
@@ -164,6 +179,11 @@ tap_is "$(grep -c "migrate: Finished" "$(rig_log proxy)")" 0 \
 px domain status example.com >"$RIG/status.out" 2>&1
 tap_like "domain status on the proxy lists the accounts the backends ran" \
 	"dave@example.com .* ok" "$(cat "$RIG/status.out")"
+tap_is "$(rig_psql -U dovecot -d mail -c "SELECT count(*) FROM migrate_dict_account WHERE domain = 'example.com'")" 4 \
+	"... kept in PostgreSQL: 4 accounts' results"
+rig_doveadm b2 migrate domain status example.com >"$RIG/status-b2.out" 2>&1
+tap_like "domain status on a backend shows the same" \
+	"alice@example.com .* ok" "$(cat "$RIG/status-b2.out")"
 
 # --- concurrency per backend ----------------------------------------------------
 batch -j 4 --jobs-per-backend 1

@@ -32,6 +32,10 @@
 #                            backend the passdb names (proxy=y host=IP)
 #   rig_doveadm_password     the file of the nodes' doveadm_password
 #   rig_listen NAME          the address NAME listens on
+#   rig_start_postgres       a private PostgreSQL: database mail, user
+#                            dovecot ($RIG_PG_PASSWORD), $RIG_PG_PORT;
+#                            rig_psql ARGS; rig_pg_conf SRC DEST writes a
+#                            shipped .conf.ext with its connect line
 #   rig_lmtp_relay NAME DICT_URI   the shipped relay passdb first, on the
 #                            domain dict DICT_URI (lmtp_proxy), reloaded
 #   rig_add_user NAME USER PASSWORD [userdb_KEY=VALUE ...]
@@ -252,6 +256,50 @@ rig_lmtp_relay() {
 	open(path, "w").write(conf[:i] + block + conf[i:])
 	EOF
 	rig_reload "$name"
+}
+
+# rig_start_postgres: a private PostgreSQL (Debian's postgresql), as the
+# postgres user, in $RIG/pg, on 127.0.0.1:$RIG_PG_PORT, with the database
+# "mail" owned by user "dovecot" whose password is $RIG_PG_PASSWORD
+# (registered as a secret); stopped at exit.  Returns 2 (nothing started)
+# when postgresql or dovecot-pgsql are not installed.
+rig_start_postgres() {
+	RIG_PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	if [ ! -x "$RIG_PGBIN/initdb" ] || [ ! -e /usr/lib/dovecot/modules/libdriver_pgsql.so ]; then
+		return 2
+	fi
+	local pg=$RIG/pg
+	RIG_PG_PORT=$(rig_free_port) || rig_die "no free port"
+	mkdir -p "$pg"
+	chown postgres "$pg"
+	runuser -u postgres -- "$RIG_PGBIN/initdb" -D "$pg/data" -A trust -U postgres \
+		-E UTF8 --no-sync >"$RIG/initdb.log" 2>&1 || rig_die "initdb failed"
+	runuser -u postgres -- "$RIG_PGBIN/pg_ctl" -D "$pg/data" -l "$pg/log" -w \
+		-o "-p $RIG_PG_PORT -k $pg -c listen_addresses=127.0.0.1 -c fsync=off" \
+		start >/dev/null || rig_die "PostgreSQL did not start"
+	rig_on_exit "runuser -u postgres -- $RIG_PGBIN/pg_ctl -D $pg/data -m immediate stop >/dev/null 2>&1"
+	# never on a command line: psql reads the statement on stdin
+	RIG_PG_PASSWORD='Db!pass1'
+	rig_secret "$RIG_PG_PASSWORD" "PostgreSQL user dovecot"
+	printf "CREATE USER dovecot PASSWORD '%s'\n" "$RIG_PG_PASSWORD" | rig_psql -U postgres &&
+		rig_psql -U postgres -c "CREATE DATABASE mail OWNER dovecot" ||
+		rig_die "creating the database failed"
+}
+
+# psql ARGS... against rig_start_postgres's server
+rig_psql() {
+	"$RIG_PGBIN/psql" -h 127.0.0.1 -p "$RIG_PG_PORT" -v ON_ERROR_STOP=1 -qAt "$@"
+}
+
+# rig_pg_conf SRC DEST: SRC (a shipped .conf.ext) with its connect line
+# for rig_start_postgres's database (written by awk from the environment:
+# the password never on a command line), registered, 0644
+rig_pg_conf() {
+	RIG_PG_PASSWORD=$RIG_PG_PASSWORD awk -v port="$RIG_PG_PORT" \
+		'/^connect = / { $0 = "connect = host=127.0.0.1 port=" port " dbname=mail user=dovecot password=" ENVIRON["RIG_PG_PASSWORD"] } 1' \
+		"$1" >"$2"
+	rig_secret_input "$2"
+	chmod 644 "$2"
 }
 
 # --- secrets -------------------------------------------------------------------
