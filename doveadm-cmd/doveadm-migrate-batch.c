@@ -13,6 +13,7 @@
    domain status". */
 
 #include "lib.h"
+#include "hostpid.h"
 #include "array.h"
 #include "hash.h"
 #include "ioloop.h"
@@ -76,6 +77,8 @@ static void batch_account_finished(struct migrate_spawn_account *acct,
 	account.bytes = migrate_spawn_account_bytes(acct);
 	account.msecs = (unsigned int)(acct->secs * 1000);
 	account.reason = acct->reason;
+	account.node = acct->backend != NULL ? acct->backend->name :
+		my_hostname;
 	if (hash_table_is_created(bctx->recorded)) {
 		prev = hash_table_lookup(bctx->recorded, acct->user);
 		if (prev != NULL) {

@@ -401,7 +401,7 @@ domain_status_one(struct doveadm_cmd_context *cctx,
 {
 	static const char *const account_headers[] = {
 		"domain", "phase", "user", "last_sync", "result", "copied",
-		"bytes", "reason",
+		"bytes", "node", "reason",
 	};
 	struct migrate_domain domain;
 	ARRAY_TYPE(migrate_domain_account) accounts;
@@ -436,6 +436,7 @@ domain_status_one(struct doveadm_cmd_context *cctx,
 		doveadm_print(account->result == NULL ? "-" : account->result);
 		doveadm_print_num(account->copied);
 		doveadm_print_num(account->bytes);
+		doveadm_print(account->node == NULL ? "-" : account->node);
 		/* recorded by an older version, maybe as it came */
 		doveadm_print(account->reason == NULL ? "" :
 			      migrate_text_escape(account->reason));

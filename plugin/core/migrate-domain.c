@@ -519,6 +519,7 @@ int migrate_domain_account_save(struct migrate_domain_store *store,
 	append_field(str, "total_bytes", dec2str(account->total_bytes));
 	append_field(str, "total_msecs", dec2str(account->total_msecs));
 	append_field(str, "reason", account->reason);
+	append_field(str, "node", account->node);
 	return domain_entry_set(store, ACCOUNT_KEY_PREFIX, domain,
 				account->user, str_c(str), error_r);
 }
@@ -553,6 +554,7 @@ int migrate_domain_accounts(struct migrate_domain_store *store,
 		account->total_bytes = field_uint64(fields, "total_bytes");
 		account->total_msecs = field_uint64(fields, "total_msecs");
 		account->reason = p_strdup(pool, field_value(fields, "reason"));
+		account->node = p_strdup(pool, field_value(fields, "node"));
 	}
 	return 0;
 }

@@ -71,6 +71,9 @@ struct migrate_domain_account {
 	/* over every sync that copied something: the rate they reached */
 	uint64_t total_bytes, total_msecs;
 	const char *reason;
+	/* where it ran: the backend doveadm sent it to (host:port), or the
+	   node that ran batch (its host name); NULL: not recorded */
+	const char *node;
 };
 ARRAY_DEFINE_TYPE(migrate_domain_account, struct migrate_domain_account);
 

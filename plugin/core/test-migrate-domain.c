@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "array.h"
 #include "test-migrate.h"
 #include "migrate-domain.h"
 
@@ -170,9 +171,49 @@ static void test_domain_source_protocol(void)
 	test_end();
 }
 
+static void test_domain_account_node(void)
+{
+	const char *uri = t_strdup_printf("file:%s/domains-node",
+					  test_migrate_dir());
+	struct migrate_domain_store *store;
+	struct migrate_domain_account account;
+	ARRAY_TYPE(migrate_domain_account) accounts;
+	const struct migrate_domain_account *found;
+	const char *error;
+
+	test_begin("domain: where an account ran, with its result");
+	test_assert(migrate_domain_store_open(uri, test_migrate_dir(), &store,
+					      &error) == 0);
+	i_zero(&account);
+	account.user = "alice@example.com";
+	account.when = T0;
+	account.result = "ok";
+	account.copied = 3;
+	account.node = "10.0.0.2:24245";
+	test_assert(migrate_domain_account_save(store, "example.com",
+						&account, &error) == 0);
+	account.user = "bob@example.com";
+	account.node = NULL;
+	test_assert(migrate_domain_account_save(store, "example.com",
+						&account, &error) == 0);
+	t_array_init(&accounts, 4);
+	test_assert(migrate_domain_accounts(store, "example.com",
+		pool_datastack_create(), &accounts, &error) == 0);
+	test_assert(array_count(&accounts) == 2);
+	array_foreach(&accounts, found) {
+		if (strcmp(found->user, "alice@example.com") == 0)
+			test_assert_strcmp(found->node, "10.0.0.2:24245");
+		else
+			test_assert(found->node == NULL);
+	}
+	migrate_domain_store_close(&store);
+	test_end();
+}
+
 void test_migrate_domain(void)
 {
 	test_domain_transitions();
 	test_domain_times();
 	test_domain_source_protocol();
+	test_domain_account_node();
 }

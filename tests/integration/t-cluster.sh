@@ -177,8 +177,8 @@ done
 tap_is "$(grep -c "migrate: Finished" "$(rig_log proxy)")" 0 \
 	"the proxy copied nothing itself"
 px domain status example.com >"$RIG/status.out" 2>&1
-tap_like "domain status on the proxy lists the accounts the backends ran" \
-	"dave@example.com .* ok" "$(cat "$RIG/status.out")"
+tap_like "domain status on the proxy lists the accounts the backends ran, and where" \
+	"dave@example.com .* ok +[0-9]+ +[0-9]+ +127\\.0\\.0\\.3:$DPORT" "$(cat "$RIG/status.out")"
 tap_is "$(rig_psql -U dovecot -d mail -c "SELECT count(*) FROM migrate_dict_account WHERE domain = 'example.com'")" 4 \
 	"... kept in PostgreSQL: 4 accounts' results"
 rig_doveadm b2 migrate domain status example.com >"$RIG/status-b2.out" 2>&1
