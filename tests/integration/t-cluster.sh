@@ -151,6 +151,13 @@ for b in b1 b2; do
 		"... and relays it to the old MX (the phase the proxy set)"
 done
 
+# --- check from the proxy: each account's dry run on its backend -----------------
+rc=0; px check "$TEMPLATE" >"$RIG/check.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "check on the proxy: every account ok"
+tap_like "... each dry run on the account's backend" \
+	"doveadm\\(carol@example.com\\).*migrate: Finished" "$(cat "$(rig_log b1)")"
+tap_is "$(mail_count b1 alice)$(mail_count b2 bob)" 00 "... which copied nothing"
+
 # --- the mirror sync from the proxy: each account on its own backend ------------
 batch
 tap_is "$BATCH_RC" 0 "batch on the proxy: every account ok"
