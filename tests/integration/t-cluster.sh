@@ -25,7 +25,7 @@ declare -A ADDR=([b1]=127.0.0.2 [b2]=127.0.0.3)
 
 rig_start_source src || exit 1
 # prepare indexes on the backends (Debian's dovecot-fts-xapian)
-RIG_EXTRA_MAIL_PLUGINS=(fts fts_xapian)
+RIG_EXTRA_MAIL_PLUGINS+=(fts fts_xapian)
 DPORT=$(rig_free_port 127.0.0.1 127.0.0.2 127.0.0.3) || rig_die "no free port"
 rig_start_dest b1 --listen 127.0.0.2 --doveadm-port "$DPORT" || exit 1
 rig_start_dest b2 --listen 127.0.0.3 --doveadm-port "$DPORT" || exit 1
@@ -150,6 +150,18 @@ for b in b1 b2; do
 	tap_is "$(grep -l "relayed-$b" "$SINK"/*.eml 2>/dev/null | wc -l)" 1 \
 		"... and relays it to the old MX (the phase the proxy set)"
 done
+
+# dovecot-lda on a backend reads the same phase (as the mail user, through
+# the dict service) and defers
+lda() {
+	/usr/lib/dovecot/dovecot-lda -c "$(rig_conf "$1")" -d "$2" \
+		-f sender@example.org <"$3" >"$RIG/lda.out" 2>&1
+}
+msg lda-before >"$RIG/lda.eml"
+rc=0; lda b2 dave@example.com "$RIG/lda.eml" || rc=$?
+tap_is "$rc" 75 "dovecot-lda on b2 defers the migrating domain's mail (75)"
+tap_is "$(grep -rl lda-before "$(rig_home b2 dave@example.com)" 2>/dev/null | wc -l)" 0 \
+	"... and stores nothing"
 
 # --- check from the proxy: each account's dry run on its backend -----------------
 rc=0; px check "$TEMPLATE" >"$RIG/check.out" 2>&1 || rc=$?
@@ -287,6 +299,12 @@ for b in b1 b2; do
 	tap_is "$(grep -l "after-$b" "$(rig_maildir "$b" "$u@example.com")"/{new,cur}/* 2>/dev/null | wc -l)" 1 \
 		"... into $u's mailbox on $b"
 done
+
+msg lda-after >"$RIG/lda.eml"
+rc=0; lda b1 carol@example.com "$RIG/lda.eml" || rc=$?
+tap_is "$rc" 0 "after cutover dovecot-lda on b1 delivers"
+tap_is "$(grep -l lda-after "$(rig_maildir b1 carol@example.com)"/{new,cur}/* 2>/dev/null | wc -l)" 1 \
+	"... into carol's mailbox"
 
 # --- the final sync from the proxy: new mail only, nothing deleted --------------
 msg late-carol >"$RIG/late.eml"
