@@ -61,13 +61,68 @@ service dict {
 	rig_dest_plugin_set "$n" fts_autoindex no
 done
 
+# doveadm migrate ARGS on the proxy
+px() { rig_doveadm proxy migrate "$@"; }
+
+# --- the accounts, created on the proxy into the PostgreSQL all nodes read ------
+# the backends: the shipped sql passdb and userdb; the proxy: the same
+# table, its passdb answering proxy=y host=<the user's backend> (a real
+# proxy would take the host from a column or a director)
+rig_psql -U dovecot -d mail -f "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts.sql" ||
+	rig_die "loading the accounts schema failed"
+ACCCONF=$RIG/accounts-sql.conf.ext
+rig_pg_conf "$MIGRATE_SRCDIR/conf.d/dovecot-migrate-accounts-sql.conf.ext" "$ACCCONF"
+PROXYCONF=$RIG/proxy-sql.conf.ext
+"$PY" - "$ACCCONF" "$PROXYCONF" <<'PYEOF'
+import re, sys
+conf = open(sys.argv[1]).read()
+query = ("password_query = SELECT username AS user, password, 'y' AS proxy, "
+         "CASE WHEN username IN ('alice@example.com', 'carol@example.com') "
+         "THEN '127.0.0.2' ELSE '127.0.0.3' END AS host "
+         "FROM migrate_accounts WHERE username = '%u'\n")
+conf = re.sub(r"^password_query = (.*\\\n)*.*\n", query, conf, count=1, flags=re.M)
+open(sys.argv[2], "w").write(conf)
+PYEOF
+rig_secret_input "$PROXYCONF"
+chmod 644 "$PROXYCONF"
+grep -q "'y' AS proxy" "$PROXYCONF" || rig_die "the proxy's password_query"
+for n in b1 b2 proxy; do
+	pconf=$ACCCONF
+	[ "$n" = proxy ] && pconf=$PROXYCONF
+	rig_conf_add "$n" "passdb {
+  driver = sql
+  args = $pconf
+}
+userdb {
+  driver = sql
+  args = $ACCCONF
+  default_fields = home=$RIG/$n/mail/%u
+}" || rig_die "the sql passdb of $n"
+	rig_reload "$n" || rig_die "reload $n"
+done
+ACCOUNTS=$RIG/contas.csv
+{
+	printf 'usuario;dominio;senha;cota;tipo;nome completo;idioma;fuso horario;formato de data\r\n'
+	for u in $USERS; do
+		printf '%s;example.com;"%s";1;0;%s;pt-br;America/Sao_Paulo;dd/mm/aaaa\r\n' \
+			"$u" "$DEST_PW" "$u"
+	done
+} >"$ACCOUNTS"
+rig_secret "$DEST_PW" "destination password"
+rig_secret_input "$ACCOUNTS"
+rc=0
+rig_doveadm proxy -o "plugin/migrate_accounts_sql=$ACCCONF" migrate accounts "$ACCOUNTS" >"$RIG/accounts.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "migrate accounts on the proxy: the domain's accounts into PostgreSQL"
+tap_is "$(grep -c ' created ' "$RIG/accounts.out")" 4 "... 4 created"
+for u in alice bob; do
+	b=$(backend_of "$u")
+	rc=0; rig_imap "$b" "$u@example.com" "$DEST_PW" capability >/dev/null 2>&1 || rc=$?
+	tap_is "$rc" 0 "$u logs in at $b with the new account"
+done
+
 rig_users_defer
 for u in $USERS; do
 	rig_add_user src "$u" "$SRC_PW"
-	# every backend knows every user (one userdb), as in a cluster
-	rig_add_user b1 "$u@example.com" "$DEST_PW"
-	rig_add_user b2 "$u@example.com" "$DEST_PW"
-	rig_add_user proxy "$u@example.com" "$DEST_PW" proxy=y "host=${ADDR[$(backend_of "$u")]}"
 done
 rig_users_settle
 export SRC_IMAP_PASSWORD=$SRC_PW DEST_IMAP_PASSWORD=$DEST_PW
@@ -87,8 +142,6 @@ done >"$TEMPLATE"
 rig_secret 'Str0ng!dest' "template dest_password"
 rig_secret_input "$TEMPLATE"
 
-# doveadm migrate ARGS on the proxy
-px() { rig_doveadm proxy migrate "$@"; }
 # run batch on the proxy; BATCH_RC, $RIG/batch.N.{out,err,json}
 BATCH_RUN=0
 batch() {
