@@ -16,6 +16,7 @@
 #include "master-service-settings.h"
 #include "mail-storage-service.h"
 #include "doveadm-print.h"
+#include "doveadm-settings.h"
 #include "migrate-plugin.h"
 #include "migrate-settings.h"
 #include "migrate-tls.h"
@@ -504,6 +505,12 @@ static void cmd_migrate_sync_read_credentials(struct migrate_cmd_context *ctx)
 	if (ret == -2)
 		i_fatal_status(EX_USAGE, "migrate: %s: credentials too large",
 			       i_stream_get_name(input));
+	if (size == 0) {
+		/* the node that sent the command has none for the user
+		   (cmd_migrate_sync_next_user()): ours, or the settings */
+		ctx->credentials_stdin = FALSE;
+		return;
+	}
 	/* the doveadm protocol's dot encoding ends its lines with CRLF; the
 	   credentials escape every CR of their own */
 	text = t_str_new(size + 1);
@@ -520,6 +527,77 @@ static void cmd_migrate_sync_read_credentials(struct migrate_cmd_context *ctx)
 		i_fatal_status(EX_USAGE, "migrate: %s", error);
 	/* from the start again, for the doveadm server it may go to */
 	i_stream_seek(input, 0);
+}
+
+/* -A, -F or a -u mask, run where doveadm sends users' commands to their
+   backends (doveadm_port, -S): each command carries the user's
+   credentials from this node's store as its input, with -K among its
+   options, so that the store of the node that runs the command is the
+   one that counts (as batch sends them); an empty input says none are
+   stored here (the backend then looks in its own).  A user doveadm runs
+   here reads the store itself, as always.  doveadm has one input for all
+   the commands it sends, and sends a command queued for a busy
+   connection later, with whatever input is current then: so each user's
+   command is done before the next one's input is set (the users one
+   after the other, as doveadm runs them without backends). */
+static int cmd_migrate_sync_next_user(struct doveadm_mail_cmd_context *_ctx,
+				      const char **username_r)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+	const struct master_service_settings *mset =
+		master_service_settings_get(master_service);
+	struct migrate_credentials cred;
+	string_t *blob;
+	const char *error;
+	uid_t euid;
+	int ret;
+
+	doveadm_mail_server_flush();
+	if ((ret = ctx->next_user(_ctx, username_r)) <= 0)
+		return ret;
+	/* a user run here before dropped privileges until its next lookup */
+	euid = geteuid();
+	if (euid != 0 && seteuid(0) < 0)
+		i_fatal("migrate: seteuid(0) failed: %m");
+	ret = migrate_credentials_read(migrate_credentials_dir(mset->state_dir),
+				       *username_r, pool_datastack_create(),
+				       &cred, &error);
+	if (euid != 0 && seteuid(euid) < 0)
+		i_fatal("migrate: seteuid(%s) failed: %m", dec2str(euid));
+	if (ret < 0) {
+		i_error("migrate: %s: Credential store: %s", *username_r, error);
+		ret = 0;
+	}
+	blob = t_str_new(256);
+	if (ret > 0)
+		migrate_credentials_serialize(blob, &cred);
+	i_stream_unref(&_ctx->cmd_input);
+	_ctx->cmd_input = i_stream_create_copy_from_data(str_data(blob),
+							 str_len(blob));
+	safe_memset(str_c_modifiable(blob), 0, str_len(blob));
+	return 1;
+}
+
+static void cmd_migrate_sync_send_credentials(struct migrate_cmd_context *ctx)
+{
+	const char *const *args = ctx->ctx.full_args;
+	ARRAY_TYPE(const_string) new_args;
+	const char *arg = "-K";
+
+	if (ctx->ctx.iterate_single_user || ctx->credentials_stdin ||
+	    ctx->ctx.cctx->conn_type != DOVEADM_CONNECTION_TYPE_CLI ||
+	    (doveadm_settings->doveadm_port == 0 &&
+	     doveadm_settings->doveadm_worker_count == 0))
+		return;
+	p_array_init(&new_args, ctx->ctx.pool, 16);
+	array_push_back(&new_args, &arg);
+	for (; *args != NULL; args++)
+		array_push_back(&new_args, args);
+	array_append_zero(&new_args);
+	ctx->ctx.full_args = array_front(&new_args);
+	ctx->next_user = ctx->ctx.v.get_next_user;
+	ctx->ctx.v.get_next_user = cmd_migrate_sync_next_user;
 }
 
 /* The credentials' bytes that doveadm's input stream kept. */
@@ -1020,6 +1098,8 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 	}
 	if (ctx->credentials_stdin)
 		cmd_migrate_sync_read_credentials(ctx);
+	else
+		cmd_migrate_sync_send_credentials(ctx);
 }
 
 static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,

@@ -59,6 +59,11 @@ struct migrate_cmd_context {
 	unsigned int workers_count;
 	/* started as root in prerun, for the current user */
 	struct migrate_workers *workers;
+	/* -A, -F or a -u mask with doveadm sending users' commands to
+	   their backends: doveadm's own next-user function, which ours
+	   wraps to give each command the user's stored credentials */
+	int (*next_user)(struct doveadm_mail_cmd_context *ctx,
+			 const char **username_r);
 };
 
 extern struct doveadm_cmd_ver2 doveadm_cmd_migrate_sync;
