@@ -161,18 +161,11 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-need_packages() {
-	local p missing=()
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
-			missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	say "installing Debian packages: ${missing[*]}"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-		die "apt-get install ${missing[*]} failed"
-}
+# dk_need_packages (installs what is missing) and dk__host_sources (the
+# host's apt entries for Debian 12): docker/common.sh, which the image's
+# debootstrap uses too
+. "$(dirname "$0")/../../docker/common.sh"
+DK_SUITE=$SUITE
 
 # --- 1. the package ------------------------------------------------------------
 arch=$(dpkg --print-architecture)
@@ -189,45 +182,11 @@ fi
 phase
 
 # the host's source server, debootstrap
-need_packages debootstrap dovecot-core dovecot-imapd
+dk_need_packages debootstrap dovecot-core dovecot-imapd
 
 # --- 2. the clean root ---------------------------------------------------------
-# the host's apt entries for Debian 12 as "URI SUITE COMPONENTS" lines, from
-# sources.list, *.list and deb822 *.sources files
-host_sources() {
-	{
-		cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-			sed -e 's/#.*//' -e 's/\[[^]]*\]//' |
-			awk '$1 == "deb" && NF >= 4 { c = ""; for (i = 4; i <= NF; i++) c = c " " $i; print $2, $3 c }'
-		local f
-		for f in /etc/apt/sources.list.d/*.sources; do
-			[ -e "$f" ] || continue
-			awk 'function flush(  u, s, nu, ns, i, j) {
-				if (types ~ /(^| )deb( |$)/ && enabled != "no") {
-					nu = split(uris, u, " "); ns = split(suites, s, " ")
-					for (i = 1; i <= nu; i++)
-						for (j = 1; j <= ns; j++)
-							print u[i], s[j], comps
-				}
-				types = uris = suites = comps = ""; enabled = "yes"
-			}
-			BEGIN { enabled = "yes" }
-			/^[ \t]*#/ { next }
-			/^[ \t]*$/ { flush(); next }
-			{
-				key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^ +/, "")
-				if (key == "types") types = $0
-				else if (key == "uris") uris = $0
-				else if (key == "suites") suites = $0
-				else if (key == "components") comps = $0
-				else if (key == "enabled") enabled = tolower($0)
-			}
-			END { flush() }' "$f"
-		done
-	} | awk -v suite="$SUITE" '$2 == suite || index($2, suite "-") == 1 || index($2, suite "/") == 1' |
-		awk '!seen[$0]++'
-}
-sources=$(host_sources)
+# the host's apt entries for Debian 12 as "URI SUITE COMPONENTS" lines
+sources=$(dk__host_sources)
 mirror=${CHECK_DEB_MIRROR:-$(awk -v suite="$SUITE" '$2 == suite { print $1; exit }' <<<"$sources")}
 [ -n "$mirror" ] || die "no Debian $SUITE entry in the host's apt sources; set CHECK_DEB_MIRROR=URL"
 grep -q . <<<"$sources" || sources="$mirror $SUITE main"
