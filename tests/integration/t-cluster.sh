@@ -278,6 +278,34 @@ tap_like "... and the credentials' way there in plaintext is warned about" \
 	"backend 0.0.0.1:$DPORT: the source credentials of its 1 account go there over the doveadm protocol in plaintext" \
 	"$(cat "$RIG/erin.out")"
 
+# --- the doveadm protocol over TLS, verified -------------------------------------
+CERTS=$RIG/tls
+mkdir -p "$CERTS"
+rig_test_certs "$CERTS" "IP:127.0.0.2,IP:127.0.0.3" || rig_die "test certificates"
+mkdir -p "$RIG/othertls"
+rig_test_certs "$RIG/othertls" || rig_die "test certificates"
+for b in b1 b2; do
+	rig_conf_add "$b" "ssl = yes
+ssl_cert = <$CERTS/server.pem
+ssl_key = <$CERTS/server.key
+service doveadm {
+  inet_listener doveadm {
+    ssl = yes
+  }
+}" || rig_die "TLS on $b"
+	rig_reload "$b" || rig_die "reload $b"
+done
+rig_conf_add proxy "doveadm_ssl = ssl
+ssl_client_ca_file = $RIG/othertls/ca.pem" || rig_die "doveadm_ssl on the proxy"
+batch --retries 0
+tap_is "$BATCH_RC" 75 "doveadm over TLS, the backends' CA unknown to the proxy: 75"
+tap_like "... the backends' certificate refused" "Received invalid SSL certificate" "$(cat "$RIG/batch.$BATCH_RUN.err")"
+sed -i "s|^ssl_client_ca_file = .*|ssl_client_ca_file = $CERTS/ca.pem|" "$RIG/proxy/extra.conf"
+batch
+tap_is "$BATCH_RC" 0 "... with their CA: ok"
+tap_like "... over TLS" "backend 127.0.0.2:$DPORT: 2 accounts, at most [0-9]+ at once, doveadm protocol over TLS" \
+	"$(cat "$RIG/batch.$BATCH_RUN.err")"
+
 # --- a backend stopped mid-run: only its accounts fail, retried; the next run
 # converges (nothing lost, nothing twice) ----------------------------------------
 # b2's accounts get 40 new messages of 12 KB each, read through a slow line

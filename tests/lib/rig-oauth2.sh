@@ -89,39 +89,6 @@ rig_tokenserver_requests() {
 	fi
 }
 
-# rig__tokenserver_certs DIR: a CA, and a server certificate it signed for
-# 127.0.0.1 and localhost
-rig__tokenserver_certs() {
-	local dir=$1 err=$1/openssl.err
-	(
-		set -e
-		cd "$dir"
-		umask 077
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-days 30 -subj "/CN=rig test CA ${dir##*/} ${RIG##*.}" \
-			-addext "basicConstraints=critical,CA:TRUE" \
-			-addext "keyUsage=critical,keyCertSign,cRLSign" \
-			-keyout ca.key -out ca.pem
-		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-subj "/CN=127.0.0.1" -keyout server.key -out server.csr
-		printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-			"basicConstraints=critical,CA:FALSE" \
-			"keyUsage=critical,digitalSignature,keyEncipherment" \
-			"extendedKeyUsage=serverAuth" \
-			"subjectKeyIdentifier=hash" \
-			"authorityKeyIdentifier=keyid" >server.ext
-		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key \
-			-set_serial "0x$(openssl rand -hex 8)" -days 30 \
-			-extfile server.ext -out server.pem
-		rm -f server.csr server.ext
-		chmod 644 ca.pem server.pem
-	) >"$err" 2>&1 || {
-		cat "$err" >&2
-		return 1
-	}
-	rm -f "$err"
-}
-
 # rig__tokenserver_google_sa DIR EMAIL: the service account's RSA key
 # pair (the JSON key file is written once the port is known)
 rig__tokenserver_google_sa() {
@@ -256,7 +223,7 @@ rig_start_tokenserver() {
 		args+=(--ms-client-secret-file "$dir/ms-client-secret")
 	fi
 	[ -n "$tenant" ] && RIG_TOKENSERVER_TENANT[$name]=$tenant
-	rig__tokenserver_certs "$dir" || rig_die "rig_start_tokenserver: openssl failed"
+	rig_test_certs "$dir" || rig_die "rig_start_tokenserver: openssl failed"
 	if [ -n "$gmail" ]; then
 		rig__tokenserver_google_sa "$dir" || rig_die "rig_start_tokenserver: openssl failed"
 		rig_secret_input "$dir/google-sa.key.pem" "$dir/google-sa.json"

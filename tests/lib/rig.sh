@@ -36,6 +36,8 @@
 #                            dovecot ($RIG_PG_PASSWORD), $RIG_PG_PORT;
 #                            rig_psql ARGS; rig_pg_conf SRC DEST writes a
 #                            shipped .conf.ext with its connect line
+#   rig_test_certs DIR [SAN]  a test CA (DIR/ca.pem) and a server
+#                            certificate it signed (DIR/server.pem, .key)
 #   rig_lmtp_relay NAME DICT_URI   the shipped relay passdb first, on the
 #                            domain dict DICT_URI (lmtp_proxy), reloaded
 #   rig_add_user NAME USER PASSWORD [userdb_KEY=VALUE ...]
@@ -234,6 +236,40 @@ rig_cleanup() {
 		fi
 	fi
 	exit "$rc"
+}
+
+# rig_test_certs DIR [SAN]: DIR/ca.pem (and .key), a test CA, and
+# DIR/server.pem and .key, a server certificate it signed for SAN
+# (default IP:127.0.0.1,DNS:localhost)
+rig_test_certs() {
+	local dir=$1 san=${2:-IP:127.0.0.1,DNS:localhost} err=$1/openssl.err
+	(
+		set -e
+		cd "$dir"
+		umask 077
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-days 30 -subj "/CN=rig test CA ${dir##*/} ${RIG##*.}" \
+			-addext "basicConstraints=critical,CA:TRUE" \
+			-addext "keyUsage=critical,keyCertSign,cRLSign" \
+			-keyout ca.key -out ca.pem
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+		printf '%s\n' "subjectAltName=$san" \
+			"basicConstraints=critical,CA:FALSE" \
+			"keyUsage=critical,digitalSignature,keyEncipherment" \
+			"extendedKeyUsage=serverAuth" \
+			"subjectKeyIdentifier=hash" \
+			"authorityKeyIdentifier=keyid" >server.ext
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key \
+			-set_serial "0x$(openssl rand -hex 8)" -days 30 \
+			-extfile server.ext -out server.pem
+		rm -f server.csr server.ext
+		chmod 644 ca.pem server.pem
+	) >"$err" 2>&1 || {
+		cat "$err" >&2
+		return 1
+	}
+	rm -f "$err"
 }
 
 # rig_lmtp_relay NAME DICT_URI: the shipped relay passdb
@@ -666,7 +702,7 @@ rig__write_conf() {
 		if [ -n "$_doveadm_port" ]; then
 			cat <<-EOF
 			service doveadm {
-			  inet_listener {
+			  inet_listener doveadm {
 			    address = $_listen
 			    port = $_doveadm_port
 			  }
