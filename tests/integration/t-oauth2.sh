@@ -76,18 +76,21 @@ tap_is "$(( $(refused) - failed ))" 1 "... after one attempt, not retried"
 TOKDIR=$RIG/tokcmd
 mkdir -p "$TOKDIR"
 cp "$RIG/src/oauth2.key" "$TOKDIR/key"
+# the mail user runs it: a copy of the minting tool, where it can read it
+# (a checkout may sit under a directory only root enters)
+cp "$T/oauth2-token.py" "$TOKDIR/"
 : >"$TOKDIR/calls"
 echo 900 >"$TOKDIR/ttl"
 cat >"$TOKDIR/get-token" <<EOF
 #!/bin/sh
 echo "\$*" >>"$TOKDIR/calls"
 id -un >>"$TOKDIR/uids"
-exec "$PY" "$T/oauth2-token.py" --key-file "$TOKDIR/key" --sub "\$1" --ttl "\$(cat "$TOKDIR/ttl")"
+exec "$PY" "$TOKDIR/oauth2-token.py" --key-file "$TOKDIR/key" --sub "\$1" --ttl "\$(cat "$TOKDIR/ttl")"
 EOF
 chmod 755 "$TOKDIR/get-token"
 # the mail user runs it
 chmod 777 "$TOKDIR"
-chmod 644 "$TOKDIR/key" "$TOKDIR/ttl"
+chmod 644 "$TOKDIR/key" "$TOKDIR/ttl" "$TOKDIR/oauth2-token.py"
 : >"$TOKDIR/uids"
 chmod 666 "$TOKDIR/calls" "$TOKDIR/uids"
 calls() { wc -l <"$TOKDIR/calls"; }
