@@ -592,8 +592,21 @@ static void cmd_migrate_sync_send_credentials(struct migrate_cmd_context *ctx)
 		return;
 	p_array_init(&new_args, ctx->ctx.pool, 16);
 	array_push_back(&new_args, &arg);
-	for (; *args != NULL; args++)
+	for (; *args != NULL; args++) {
+		/* doveadm sends -F with an empty file name, which the
+		   backend then fails to open: the user it sends the command
+		   for is the one */
+		if (strcmp(args[0], "-F") == 0 && args[1] != NULL) {
+			args++;
+			continue;
+		}
+		if (strcmp(args[0], "--") == 0) {
+			for (; *args != NULL; args++)
+				array_push_back(&new_args, args);
+			break;
+		}
 		array_push_back(&new_args, args);
+	}
 	array_append_zero(&new_args);
 	ctx->ctx.full_args = array_front(&new_args);
 	ctx->next_user = ctx->ctx.v.get_next_user;

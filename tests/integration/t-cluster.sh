@@ -381,6 +381,12 @@ tap_is "$rc" 0 "migrate -u '*@example.com' on the proxy: ok"
 tap_run "... alice's new message on b1" equal_on alice b1
 tap_run "... dave's on b2" equal_on dave b2
 tap_is "$(grep -c "Credential store" "$RIG/mask.out")" 0 "... with the proxy's stored credentials"
+msg "file-carol" >"$RIG/mask.eml"
+rig_imap_append src carol "$SRC_PW" INBOX "$RIG/mask.eml" >/dev/null
+echo carol@example.com >"$RIG/users.txt"
+rc=0; px -q -F "$RIG/users.txt" >"$RIG/file.out" 2>&1 || rc=$?
+tap_is "$rc" 0 "migrate -F FILE on the proxy: ok"
+tap_run "... carol's new message on b1" equal_on carol b1
 
 
 tap_run "domain cutover on the proxy" px domain cutover example.com
