@@ -62,10 +62,8 @@ Log (--log): one JSON object a line, with "t" (Unix time, float):
 import argparse
 import asyncio
 import collections
-import json
 import os
 import re
-import resource
 import signal
 import socket
 import sys
@@ -104,15 +102,6 @@ def burst_summary(data, in_literal):
     if len(cmd) > 80:               # keep the fetch items at the end
         cmd = cmd[:40] + b"..." + cmd[-37:]
     return cmd.decode("ascii", "replace")
-
-
-class Log:
-    def __init__(self, path):
-        self.f = open(path, "a", encoding="utf-8", buffering=1)
-
-    def __call__(self, **kw):
-        kw["t"] = round(time.time(), 4)
-        self.f.write(json.dumps(kw, sort_keys=True) + "\n")
 
 
 class Direction:
@@ -347,7 +336,7 @@ class Proxy:
         self.loop = loop
         self.rtt = args.rtt_ms / 1000.0
         self.rate = (args.bandwidth_mbit * 1e6 / 8) if args.bandwidth_mbit else 0
-        self.log = Log(args.log)
+        self.log = rigimap.JsonLog(args.log, 4)
         self.conns = 0
         self.open = 0
         self.round_trips = 0
@@ -406,9 +395,7 @@ def main():
     for a in ("log", "label_file", "pidfile"):
         if getattr(args, a):
             setattr(args, a, os.path.abspath(getattr(args, a)))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    rigimap.raise_nofile_limit()
     lsock = rigimap.serve_listen(args.port, 512, args.daemon, args.pidfile)
     loop = asyncio.new_event_loop()
     proxy = Proxy(args, loop)

@@ -82,7 +82,6 @@ import json
 import os
 import random
 import re
-import resource
 import select
 import signal
 import socket
@@ -97,22 +96,10 @@ import rigimap  # noqa: E402 (after the line above)
 LIT_RE = re.compile(rb"~?\{(\d+)\+?\}\r?\n$")
 
 
-class Log:
-    def __init__(self, path):
-        self.f = open(path, "a", encoding="utf-8", buffering=1)
-        self.lock = threading.Lock()
-
-    def __call__(self, **kw):
-        kw["t"] = round(time.time(), 3)
-        line = json.dumps(kw, sort_keys=True)
-        with self.lock:
-            self.f.write(line + "\n")
-
-
 class Proxy:
     def __init__(self, args):
         self.args = args
-        self.log = Log(args.log)
+        self.log = rigimap.JsonLog(args.log)
         self.lock = threading.Lock()
         self.conns = 0
         self.faults = 0
@@ -443,9 +430,7 @@ def main():
     for a in ("plan", "log", "pidfile"):
         if getattr(args, a):
             setattr(args, a, os.path.abspath(getattr(args, a)))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    rigimap.raise_nofile_limit()
     threading.stack_size(256 * 1024)
     proxy = Proxy(args)
     lsock = rigimap.serve_listen(args.port, 512, args.daemon, args.pidfile)

@@ -122,7 +122,6 @@ import json
 import os
 import random
 import re
-import resource
 import select
 import signal
 import socket
@@ -161,18 +160,6 @@ def cmd_name(m):
     return verb
 
 
-class Log:
-    def __init__(self, path):
-        self.f = open(path, "a", encoding="utf-8", buffering=1)
-        self.lock = threading.Lock()
-
-    def __call__(self, **kw):
-        kw["t"] = round(time.time(), 3)
-        line = json.dumps(kw, sort_keys=True)
-        with self.lock:
-            self.f.write(line + "\n")
-
-
 class Bucket:
     """Token bucket; tokens may go negative (reservations)."""
 
@@ -203,7 +190,7 @@ class Bucket:
 class Proxy:
     def __init__(self, args):
         self.args = args
-        self.log = Log(args.log)
+        self.log = rigimap.JsonLog(args.log)
         self.lock = threading.RLock()    # write_stats inside the others
         self.rng = random.Random(args.seed)
         self.buckets = {}
@@ -861,9 +848,7 @@ def main():
     for a in ("log", "stats", "pidfile"):
         if getattr(args, a):
             setattr(args, a, os.path.abspath(getattr(args, a)))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    rigimap.raise_nofile_limit()
     threading.stack_size(256 * 1024)
     lsock = rigimap.serve_listen(args.port, 512, args.daemon, args.pidfile)
     proxy = Proxy(args)

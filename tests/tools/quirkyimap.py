@@ -1692,17 +1692,8 @@ def main():
     lsock = rigimap.serve_listen(args.port, 128, args.daemon, args.pidfile)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    while True:
-        try:
-            c, peer = lsock.accept()
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            server.log("accept failed %s" % exc)
-            time.sleep(0.1)
-            continue
-        th = threading.Thread(target=serve_conn, args=(server, c, peer), daemon=True)
-        th.start()
+    rigimap.accept_forever(lsock, lambda c, peer: serve_conn(server, c, peer),
+                           server.log)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
   strings, literals, NIL, parenthesised lists);
 - connecting with a password taken from an environment variable or a file,
   never from the command line;
-- LIST with hierarchy separator and attributes, NAMESPACE, MULTIAPPEND.
+- LIST with hierarchy separator and attributes, NAMESPACE, MULTIAPPEND;
+- for the test servers and proxies: the listening socket, the accept
+  loop, the open files limit and a JSON-lines log.
 
 Imported by imaptool.py, gen-corpus.py and imap-compare.py, which find it
 in their own directory (sys.path[0]).
@@ -13,10 +15,13 @@ in their own directory (sys.path[0]).
 
 import base64
 import imaplib
+import json
 import os
 import re
+import resource
 import socket
 import sys
+import threading
 import time
 
 # imaplib refuses lines over 1 MB by default; a LIST or FETCH line is
@@ -521,3 +526,42 @@ def serve_listen(port, backlog, daemon, pidfile):
     if daemon:
         os._exit(0)
     return lsock
+
+
+def raise_nofile_limit():
+    """The soft limit of open files up to the hard one: a proxy holds two
+    descriptors per connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def accept_forever(lsock, serve, log):
+    """Each connection to lsock served by serve(sock, peer) in a thread
+    of its own; a failed accept is logged with log(text) and retried."""
+    while True:
+        try:
+            c, peer = lsock.accept()
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            log("accept failed: %s" % exc)
+            time.sleep(0.1)
+            continue
+        threading.Thread(target=serve, args=(c, peer), daemon=True).start()
+
+
+class JsonLog:
+    """A log of one JSON object a line, its keys sorted, with the time "t"
+    (digits after the point); safe across threads."""
+
+    def __init__(self, path, digits=3):
+        self.f = open(path, "a", encoding="utf-8", buffering=1)
+        self.digits = digits
+        self.lock = threading.Lock()
+
+    def __call__(self, **kw):
+        kw["t"] = round(time.time(), self.digits)
+        line = json.dumps(kw, sort_keys=True)
+        with self.lock:
+            self.f.write(line + "\n")

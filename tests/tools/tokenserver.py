@@ -767,16 +767,7 @@ def main():
             os._exit(0)
         threading.Thread(target=watch, args=(os.path.abspath(args.exit_when_gone),),
                          daemon=True).start()
-    while True:
-        try:
-            c, peer = lsock.accept()
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            ts.log("accept failed: %s" % exc)
-            time.sleep(0.1)
-            continue
-        threading.Thread(target=serve_conn, args=(ts, c, peer), daemon=True).start()
+    rigimap.accept_forever(lsock, lambda c, peer: serve_conn(ts, c, peer), ts.log)
 
 
 if __name__ == "__main__":
