@@ -253,21 +253,30 @@ static void migrate_spawn_retry_timeout(struct migrate_spawn_account *acct)
 	migrate_spawn_fill(acct->spawn);
 }
 
+/* The account's timer: a look at it again at *at. */
+static void migrate_spawn_retry_timer(struct migrate_spawn_account *acct,
+				      const struct timeval *at,
+				      const struct timeval *now)
+{
+	long long msecs = timeval_diff_msecs(at, now);
+
+	timeout_remove(&acct->to_retry);
+	acct->to_retry = timeout_add((unsigned int)I_MAX(msecs, 0) + 1,
+				     migrate_spawn_retry_timeout, acct);
+}
+
 /* An account due to run again that its host does not take now: a look
    again when the host's pause ends, or in a second. */
 static void migrate_spawn_retry_later(struct migrate_spawn_account *acct,
 				      const struct timeval *now)
 {
 	struct timeval at = *now;
-	long long msecs;
 
 	timeval_add_msecs(&at, 1000);
 	if (timeval_cmp(&acct->host->paused_until, now) > 0 &&
 	    timeval_cmp(&acct->host->paused_until, &at) < 0)
 		at = acct->host->paused_until;
-	msecs = timeval_diff_msecs(&at, now);
-	acct->to_retry = timeout_add((unsigned int)msecs + 1,
-				     migrate_spawn_retry_timeout, acct);
+	migrate_spawn_retry_timer(acct, &at, now);
 }
 
 /* a child's log as lines to show: each one's control characters
@@ -363,9 +372,7 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 		acct->attempts--;
 		acct->state = MIGRATE_SPAWN_RETRY_WAIT;
 		acct->retry_at = retry_at;
-		delay = timeval_diff_msecs(&retry_at, &now);
-		acct->to_retry = timeout_add(delay + 1,
-					     migrate_spawn_retry_timeout, acct);
+		migrate_spawn_retry_timer(acct, &acct->retry_at, &now);
 		return;
 	}
 	if (exit_code == EX_TEMPFAIL && acct->attempts <= spawn->set.retries) {
@@ -378,8 +385,7 @@ static void migrate_spawn_finish(struct migrate_spawn_account *acct)
 		acct->state = MIGRATE_SPAWN_RETRY_WAIT;
 		acct->retry_at = now;
 		acct->retry_at.tv_sec += delay;
-		acct->to_retry = timeout_add(delay * 1000,
-					     migrate_spawn_retry_timeout, acct);
+		migrate_spawn_retry_timer(acct, &acct->retry_at, &now);
 		return;
 	}
 	migrate_spawn_account_done(acct);
@@ -598,10 +604,8 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 			/* its timer may run a little before the time (it
 			   counts from the ioloop's last look at the clock) */
 			if (acct->to_retry == NULL) {
-				acct->to_retry = timeout_add(
-					timeval_diff_msecs(&acct->retry_at,
-							   &now) + 1,
-					migrate_spawn_retry_timeout, acct);
+				migrate_spawn_retry_timer(acct,
+					&acct->retry_at, &now);
 			}
 			continue;
 		}

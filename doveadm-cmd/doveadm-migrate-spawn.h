@@ -38,7 +38,7 @@ struct migrate_spawn_host {
 	unsigned int max_limit;
 	/* the source pushed back (too many connections, throttled, busy):
 	   limit halved, no account starts before paused_until; the pause
-	   doubles while it goes on (backoff_secs), and the successes since
+	   doubles while it goes on (backoff_msecs), and the successes since
 	   the last change raise limit again, one account a window */
 	unsigned int decreases, pushbacks, backoff_msecs, successes;
 	struct timeval paused_until, last_decrease;
