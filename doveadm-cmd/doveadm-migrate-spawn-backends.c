@@ -14,8 +14,6 @@
 #include "str.h"
 #include "strnum.h"
 #include "net.h"
-#include "master-service.h"
-#include "master-service-settings.h"
 #include "auth-master.h"
 #include "migrate-jobs.h"
 #include "doveadm-settings.h"
@@ -88,11 +86,9 @@ spawn_backend_fields(const char *const *fields, const char **name_r,
 	*name_r = t_strdup_printf("%s:%u", host, port);
 }
 
-int migrate_spawn_backends_assign(struct migrate_spawn *spawn)
+int migrate_spawn_backends_assign(struct migrate_spawn *spawn,
+				  struct auth_master_connection *conn)
 {
-	const struct master_service_settings *mset =
-		master_service_settings_get(master_service);
-	struct auth_master_connection *conn;
 	struct migrate_spawn_account *acct;
 	struct migrate_spawn_backend *backend;
 	struct auth_user_info info;
@@ -105,8 +101,6 @@ int migrate_spawn_backends_assign(struct migrate_spawn *spawn)
 	if (doveadm_settings->doveadm_port == 0)
 		return 0;
 
-	conn = auth_master_init(t_strconcat(mset->base_dir, "/auth-userdb",
-					    NULL), 0);
 	i_zero(&info);
 	info.service = "doveadm";
 	pool = pool_alloconly_create("migrate passdb lookup", 1024);
@@ -137,7 +131,6 @@ int migrate_spawn_backends_assign(struct migrate_spawn *spawn)
 		}
 	} T_END;
 	pool_unref(&pool);
-	auth_master_deinit(&conn);
 
 	array_foreach_elem(&spawn->backends, backend) {
 		if (backend->tls || backend->loopback)

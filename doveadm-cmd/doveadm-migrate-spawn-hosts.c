@@ -59,7 +59,6 @@ void migrate_spawn_hosts_assign(struct migrate_spawn *spawn)
 	struct migrate_spawn_account *acct;
 	const char *name;
 
-	p_array_init(&spawn->hosts, spawn->pool, 4);
 	array_foreach_elem(&spawn->accounts, acct) {
 		name = acct->row->source_port == 0 ? acct->row->source_host :
 			t_strdup_printf("%s:%u", acct->row->source_host,

@@ -99,6 +99,7 @@ migrate_spawn_init(const char *cmd_name,
 	spawn->tty = isatty(STDERR_FILENO) == 1;
 	spawn->doveadm_path = p_strdup(pool, migrate_cmd_doveadm_path());
 	p_array_init(&spawn->accounts, pool, 16);
+	p_array_init(&spawn->hosts, pool, 4);
 	p_array_init(&spawn->backends, pool, 4);
 	return spawn;
 }
@@ -667,19 +668,15 @@ static void migrate_spawn_fill(struct migrate_spawn *spawn)
 /* Canonical names from the userdb; a user it does not know is an error
    of the file. */
 static int migrate_spawn_check_users(struct migrate_spawn *spawn,
+				     struct auth_master_connection *conn,
 				     unsigned int *problems_r)
 {
-	const struct master_service_settings *mset =
-		master_service_settings_get(master_service);
-	struct auth_master_connection *conn;
 	struct migrate_spawn_account *acct;
 	struct auth_user_info info;
 	const char *username, *const *fields;
 	int ret, result = 0;
 
 	*problems_r = 0;
-	conn = auth_master_init(t_strconcat(mset->base_dir, "/auth-userdb",
-					    NULL), 0);
 	i_zero(&info);
 	info.service = "doveadm";
 	array_foreach_elem(&spawn->accounts, acct) T_BEGIN {
@@ -704,17 +701,20 @@ static int migrate_spawn_check_users(struct migrate_spawn *spawn,
 			result = -1;
 		}
 	} T_END;
-	auth_master_deinit(&conn);
 	return result;
 }
 
 int migrate_spawn_read_template(struct migrate_spawn *spawn,
 				const char *path)
 {
+	const struct master_service_settings *mset =
+		master_service_settings_get(master_service);
 	const struct migrate_template_row *row;
 	struct migrate_spawn_account *acct;
+	struct auth_master_connection *conn;
 	unsigned int problems, user_problems;
 	const char *error, *msg;
+	int ret;
 
 	/* 1. the file */
 	if (migrate_template_read(path, &spawn->tmpl, &error) < 0) {
@@ -740,19 +740,24 @@ int migrate_spawn_read_template(struct migrate_spawn *spawn,
 
 	migrate_spawn_hosts_assign(spawn);
 
-	/* 2. the destination users */
+	/* 2. the destination users, and their backends (doveadm_port) */
 	if (problems == 0) {
-		if (migrate_spawn_check_users(spawn, &user_problems) < 0) {
+		conn = auth_master_init(t_strconcat(mset->base_dir,
+						    "/auth-userdb", NULL), 0);
+		ret = migrate_spawn_check_users(spawn, conn, &user_problems);
+		if (ret < 0) {
 			i_error("%s: %s: cannot check the destination users; "
 				"nothing was changed", spawn->cmd_name, path);
-			return EX_TEMPFAIL;
+		} else if (user_problems == 0 &&
+			   migrate_spawn_backends_assign(spawn, conn) < 0) {
+			i_error("%s: %s: cannot tell the accounts' backends; "
+				"nothing was changed", spawn->cmd_name, path);
+			ret = -1;
 		}
+		auth_master_deinit(&conn);
+		if (ret < 0)
+			return EX_TEMPFAIL;
 		problems += user_problems;
-	}
-	if (problems == 0 && migrate_spawn_backends_assign(spawn) < 0) {
-		i_error("%s: %s: cannot tell the accounts' backends; nothing "
-			"was changed", spawn->cmd_name, path);
-		return EX_TEMPFAIL;
 	}
 	if (problems > 0) {
 		i_error("%s: %s: %u problem%s; nothing was changed",

@@ -217,10 +217,13 @@ void migrate_spawn_hosts_json(struct migrate_spawn *spawn,
 #define MIGRATE_SPAWN_MAX_PUSHBACKS 20
 
 /* doveadm-migrate-spawn-backends.c: with doveadm_port set, each
-   account's backend from the passdb (as doveadm finds it), warning about
+   account's backend from the passdb (as doveadm finds it, through conn:
+   auth-userdb), warning about
    backends the credentials would reach in plaintext beyond loopback;
    -1 when a lookup failed. */
-int migrate_spawn_backends_assign(struct migrate_spawn *spawn);
+struct auth_master_connection;
+int migrate_spawn_backends_assign(struct migrate_spawn *spawn,
+				  struct auth_master_connection *conn);
 /* With backends: unless --jobs-per-backend was given, each runs
    node_jobs at once (what -j this node chose for itself), and unless -j
    was given, all of them together as many; *why (the reason -j gives)
