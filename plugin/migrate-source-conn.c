@@ -1,6 +1,8 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "array.h"
+#include "hash.h"
 #include "str.h"
 #include "buffer.h"
 #include "strnum.h"
@@ -104,6 +106,27 @@ struct conn_large {
 	char *error;
 };
 
+/* A folder as the listing asked for at our login told it */
+struct conn_listed {
+	struct mailbox_status status;
+	bool has_status;
+	bool subscribed;
+};
+
+/* LIST "" "*" RETURN (SUBSCRIBED STATUS (...)), sent as soon as our login
+   is accepted where the source has LIST-STATUS: it answers while the
+   storage still lists the folders, and the folders' STATUS and the
+   subscriptions are then known without a round trip of their own */
+struct conn_ahead {
+	pool_t pool;
+	/* UTF-8 name -> what was listed */
+	HASH_TABLE(char *, struct conn_listed *) folders;
+	unsigned int count;
+	bool done;
+	/* failed, or listed more than migrate_max_folders: not used */
+	bool unusable;
+};
+
 struct migrate_source_conn {
 	struct event *event;
 	struct migrate_source_guard *guard;
@@ -163,13 +186,18 @@ struct migrate_source_conn {
 	uoff_t size;
 	bool got_size;
 	bool logout_sent, logout_sent_async;
-	/* migrate_source_conn_start() opened the connection */
+	/* migrate_source_conn_connect() opened the TCP connection */
+	bool connected;
+	/* migrate_source_conn_start() let it log in */
 	bool started;
 	/* it logs in while the storage lists (conns_early) */
 	bool early;
 	/* why our login was refused: what is asked afterwards fails at
 	   once */
 	char *login_error;
+	/* the listing asked for at our login, NULL if none was */
+	struct conn_ahead *ahead;
+	unsigned int max_folders;
 };
 
 /* Our connections logging in while the storage lists the folders.  Each
@@ -182,6 +210,8 @@ struct migrate_source_conn {
 static ARRAY(struct migrate_source_conn *) conns_early;
 
 static void conn_pieces_stop(struct conn_large *large);
+static struct conn_ahead *conn_ahead_wait(struct migrate_source_conn *conn);
+static void conn_ahead_free(struct conn_ahead **_ahead);
 
 static void conn_set_error(struct migrate_source_conn *conn,
 			      const char *error)
@@ -330,6 +360,60 @@ conn_piece(struct conn_large *large, const struct imap_arg *arg,
 	conn_pieces_stop(large);
 }
 
+static bool conn_ahead_listing(struct migrate_source_conn *conn)
+{
+	return conn->ahead != NULL && !conn->ahead->done;
+}
+
+static struct conn_listed *
+conn_ahead_find(struct migrate_source_conn *conn, const char *name)
+{
+	if (!conn_ahead_listing(conn) || conn->ahead->unusable)
+		return NULL;
+	return hash_table_lookup(conn->ahead->folders, name);
+}
+
+/* "* LIST (attributes) sep name" of the listing asked for at our login */
+static void
+conn_ahead_list(struct migrate_source_conn *conn,
+		const struct imapc_untagged_reply *reply, const char *name)
+{
+	struct conn_ahead *ahead = conn->ahead;
+	const struct imap_arg *attrs;
+	struct conn_listed *listed;
+	const char *attr;
+	string_t *utf8;
+	char *key;
+	bool subscribed = FALSE;
+
+	if (!conn_ahead_listing(conn) || ahead->unusable)
+		return;
+	if (++ahead->count > conn->max_folders) {
+		/* no more kept: the storage's listing says what is wrong */
+		ahead->unusable = TRUE;
+		hash_table_clear(ahead->folders, FALSE);
+		p_clear(ahead->pool);
+		return;
+	}
+	if (imap_arg_get_list(&reply->args[0], &attrs)) {
+		for (; attrs->type != IMAP_ARG_EOL; attrs++) {
+			if (imap_arg_get_atom(attrs, &attr) &&
+			    strcasecmp(attr, "\\Subscribed") == 0)
+				subscribed = TRUE;
+		}
+	}
+	utf8 = t_str_new(128);
+	if (imap_utf7_to_utf8(name, utf8) < 0)
+		str_append(utf8, name);
+	listed = hash_table_lookup(ahead->folders, str_c(utf8));
+	if (listed == NULL) {
+		key = p_strdup(ahead->pool, str_c(utf8));
+		listed = p_new(ahead->pool, struct conn_listed, 1);
+		hash_table_insert(ahead->folders, key, listed);
+	}
+	listed->subscribed = subscribed;
+}
+
 static void
 conn_untagged_list(struct migrate_source_conn *conn,
 		      const struct imapc_untagged_reply *reply)
@@ -338,15 +422,53 @@ conn_untagged_list(struct migrate_source_conn *conn,
 	string_t *utf8;
 
 	/* (attributes) separator name */
-	if (conn->list_names == NULL ||
-	    !imap_arg_get_astring(&reply->args[2], &name))
+	if (!imap_arg_get_astring(&reply->args[2], &name))
 		return;
+	if (conn->list_names == NULL) {
+		conn_ahead_list(conn, reply, name);
+		return;
+	}
 	migrate_source_guard_folder(conn->guard);
 	utf8 = t_str_new(128);
 	if (imap_utf7_to_utf8(name, utf8) < 0)
 		str_append(utf8, name);
 	name = p_strdup(conn->list_pool, str_c(utf8));
 	array_push_back(conn->list_names, &name);
+}
+
+/* A STATUS reply's (MESSAGES n UIDNEXT n ...) into status */
+static void
+conn_status_parse(const struct imap_arg *list, unsigned int count,
+		  struct mailbox_status *status)
+{
+	const char *key, *value;
+	unsigned int i;
+	uint32_t num;
+	uint64_t num64;
+
+	for (i = 0; i + 1 < count; i += 2) {
+		if (!imap_arg_get_atom(&list[i], &key) ||
+		    !imap_arg_get_atom(&list[i+1], &value))
+			continue;
+		if (strcasecmp(key, "HIGHESTMODSEQ") == 0) {
+			if (str_to_uint64(value, &num64) == 0)
+				status->highest_modseq = num64;
+			continue;
+		}
+		if (str_to_uint32(value, &num) < 0)
+			continue;
+		if (strcasecmp(key, "MESSAGES") == 0)
+			status->messages = num;
+		else if (strcasecmp(key, "UIDNEXT") == 0)
+			status->uidnext = num;
+		else if (strcasecmp(key, "UIDVALIDITY") == 0)
+			status->uidvalidity = num;
+	}
+}
+
+static bool conn_status_complete(const struct mailbox_status *status)
+{
+	return status->uidvalidity != 0 && status->uidnext != 0;
 }
 
 /* "* STATUS name (MESSAGES n UIDNEXT n ...)": the folder asked for by that
@@ -356,12 +478,11 @@ conn_untagged_status(struct migrate_source_conn *conn,
 		     const struct imapc_untagged_reply *reply)
 {
 	struct migrate_source_status *item = NULL;
+	struct conn_listed *listed;
 	const struct imap_arg *list;
-	const char *name, *key, *value;
+	const char *name;
 	unsigned int i, count;
 	string_t *utf8;
-	uint32_t num;
-	uint64_t num64;
 
 	if (!imap_arg_get_astring(&reply->args[0], &name) ||
 	    !imap_arg_get_list_full(&reply->args[1], &list, &count))
@@ -369,6 +490,16 @@ conn_untagged_status(struct migrate_source_conn *conn,
 	utf8 = t_str_new(128);
 	if (imap_utf7_to_utf8(name, utf8) < 0)
 		str_append(utf8, name);
+	if (conn->status_items == NULL) {
+		/* the listing's, asked for at our login */
+		listed = conn_ahead_find(conn, str_c(utf8));
+		if (listed != NULL) {
+			conn_status_parse(list, count, &listed->status);
+			listed->has_status =
+				conn_status_complete(&listed->status);
+		}
+		return;
+	}
 	for (i = 0; i < conn->status_count; i++) {
 		if (strcmp(conn->status_items[i].mailbox, str_c(utf8)) == 0) {
 			item = &conn->status_items[i];
@@ -377,26 +508,8 @@ conn_untagged_status(struct migrate_source_conn *conn,
 	}
 	if (item == NULL)
 		return;
-	for (i = 0; i + 1 < count; i += 2) {
-		if (!imap_arg_get_atom(&list[i], &key) ||
-		    !imap_arg_get_atom(&list[i+1], &value))
-			continue;
-		if (strcasecmp(key, "HIGHESTMODSEQ") == 0) {
-			if (str_to_uint64(value, &num64) == 0)
-				item->status.highest_modseq = num64;
-			continue;
-		}
-		if (str_to_uint32(value, &num) < 0)
-			continue;
-		if (strcasecmp(key, "MESSAGES") == 0)
-			item->status.messages = num;
-		else if (strcasecmp(key, "UIDNEXT") == 0)
-			item->status.uidnext = num;
-		else if (strcasecmp(key, "UIDVALIDITY") == 0)
-			item->status.uidvalidity = num;
-	}
-	item->found = item->status.uidvalidity != 0 &&
-		item->status.uidnext != 0;
+	conn_status_parse(list, count, &item->status);
+	item->found = conn_status_complete(&item->status);
 }
 
 /* The temporary file the client spooled the literal arg (list's idx'th
@@ -738,7 +851,7 @@ conn_untagged(const struct imapc_untagged_reply *reply, void *context)
 	}
 
 	if (strcasecmp(reply->name, "STATUS") == 0 &&
-	    conn->status_items != NULL) {
+	    (conn->status_items != NULL || conn_ahead_listing(conn))) {
 		conn_untagged_status(conn, reply);
 		return;
 	}
@@ -1098,6 +1211,7 @@ migrate_source_conn_init(const struct migrate_settings *set,
 	i_array_init(&conn->larges, 4);
 	i_array_init(&conn->listings, 2);
 	conn->guard = guard;
+	conn->max_folders = set->max_folders;
 	conn->event = event_create(event_parent);
 	temp_prefix = t_str_new(128);
 	mail_user_set_get_temp_prefix(temp_prefix, ssl_user->set);
@@ -1220,6 +1334,7 @@ void migrate_source_conn_deinit(struct migrate_source_conn **_conn)
 	array_foreach_modifiable(&conn->listings, sizesp)
 		conn_sizes_free(sizesp);
 	array_free(&conn->listings);
+	conn_ahead_free(&conn->ahead);
 	i_free(conn->error);
 	i_free(conn->login_error);
 	i_free(conn);
@@ -1499,6 +1614,9 @@ conn_list_cmd(struct migrate_source_conn *conn, pool_t pool,
 		 const char **error_r)
 {
 	conn_larges_drop(conn, NULL);
+	/* its replies are not this command's */
+	if (conn_ahead_listing(conn))
+		(void)conn_ahead_wait(conn);
 	conn->list_pool = pool;
 	conn->list_names = names;
 	conn->failed = FALSE;
@@ -1633,10 +1751,122 @@ int migrate_source_conn_size(struct migrate_source_conn *conn, const char *mailb
 }
 
 static void
-conn_login_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
-		    void *context ATTR_UNUSED)
+conn_ahead_callback(const struct imapc_command_reply *reply, void *context)
 {
+	struct migrate_source_conn *conn = context;
+
+	conn_reply_seen(conn, reply);
+	conn->ahead->done = TRUE;
+	if (reply->state != IMAPC_COMMAND_STATE_OK) {
+		e_debug(conn->event, "The listing with STATUS failed: %s",
+			reply->text_full);
+		conn->ahead->unusable = TRUE;
+	}
+	i_assert(conn->pending > 0);
+	if (--conn->pending == 0)
+		imapc_client_stop(conn->client);
+}
+
+/* Whether the space-separated capabilities have cap */
+static bool conn_caps_have(const char *caps, const char *cap)
+{
+	const char *const *capa;
+
+	for (capa = t_strsplit_spaces(caps, " "); *capa != NULL; capa++) {
+		if (strcasecmp(*capa, cap) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* Where the login's reply names LIST-STATUS (LIST-EXTENDED with it), the
+   folders' STATUS and subscriptions are asked for at once, in one LIST */
+static void
+conn_ahead_send(struct migrate_source_conn *conn,
+		const struct imapc_command_reply *reply)
+{
+	struct imapc_command *cmd;
+	const char *caps;
+	pool_t pool;
+
+	if (conn->ahead != NULL || conn->max_folders == 0 ||
+	    reply->resp_text_key == NULL ||
+	    strcasecmp(reply->resp_text_key, "CAPABILITY") != 0 ||
+	    reply->resp_text_value == NULL)
+		return;
+	caps = reply->resp_text_value;
+	if (!conn_caps_have(caps, "LIST-STATUS") ||
+	    !conn_caps_have(caps, "LIST-EXTENDED"))
+		return;
+	pool = pool_alloconly_create("migrate source listing", 2048);
+	conn->ahead = i_new(struct conn_ahead, 1);
+	conn->ahead->pool = pool;
+	hash_table_create(&conn->ahead->folders, default_pool, 0,
+			  str_hash, strcmp);
+	conn->pending++;
+	cmd = imapc_client_cmd(conn->client, conn_ahead_callback, conn);
+	imapc_command_send(cmd, conn_caps_have(caps, "CONDSTORE") ?
+		"LIST \"\" \"*\" RETURN (SUBSCRIBED STATUS "
+		"(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))" :
+		"LIST \"\" \"*\" RETURN (SUBSCRIBED STATUS "
+		"(MESSAGES UIDNEXT UIDVALIDITY))");
+}
+
+static void conn_ahead_free(struct conn_ahead **_ahead)
+{
+	struct conn_ahead *ahead = *_ahead;
+
+	if (ahead == NULL)
+		return;
+	*_ahead = NULL;
+	hash_table_destroy(&ahead->folders);
+	pool_unref(&ahead->pool);
+	i_free(ahead);
+}
+
+/* The listing asked for at our login, once answered; NULL when there is
+   none to use (none asked for, or it failed or listed too many) */
+static struct conn_ahead *conn_ahead_wait(struct migrate_source_conn *conn)
+{
+	enum imapc_capability caps;
+
+	/* logs in: the listing is asked for then */
+	if (conn_get_capabilities(conn, &caps) < 0 || conn->ahead == NULL)
+		return NULL;
+	if (!conn->ahead->done)
+		conn_run(conn);
+	if (!conn->ahead->done || conn->ahead->unusable)
+		return NULL;
+	return conn->ahead;
+}
+
+static void
+conn_login_callback(const struct imapc_command_reply *reply, void *context)
+{
+	struct migrate_source_conn *conn = context;
+
 	/* a failed login fails the commands waiting for it, which say so */
+	if (reply->state == IMAPC_COMMAND_STATE_OK)
+		conn_ahead_send(conn, reply);
+}
+
+bool migrate_source_conn_subscribed(struct migrate_source_conn *conn,
+				    const char *const *mailboxes,
+				    unsigned int count, bool *subscribed_r)
+{
+	struct conn_ahead *ahead = conn_ahead_wait(conn);
+	const struct conn_listed *listed;
+	unsigned int i;
+
+	if (ahead == NULL)
+		return FALSE;
+	for (i = 0; i < count; i++) {
+		listed = hash_table_lookup(ahead->folders, mailboxes[i]);
+		if (listed == NULL)
+			return FALSE;
+		subscribed_r[i] = listed->subscribed;
+	}
+	return TRUE;
 }
 
 void migrate_source_conn_password_changed(struct migrate_source_conn *conn,
@@ -1645,23 +1875,38 @@ void migrate_source_conn_password_changed(struct migrate_source_conn *conn,
 	migrate_source_imapc_password_set(conn->client, password);
 }
 
+void migrate_source_conn_connect(struct migrate_source_conn *conn)
+{
+	if (conn->connected)
+		return;
+	conn->connected = TRUE;
+	imapc_client_set_login_callback(conn->client, conn_login_callback,
+					conn);
+	imapc_client_login(conn->client);
+}
+
 void migrate_source_conn_start(struct migrate_source_conn *conn)
 {
 	if (conn->started)
 		return;
 	conn->started = TRUE;
-	/* the TCP connection is opened now, nothing is waited for: the
-	   greeting is read and our login sent in whichever ioloop runs
-	   (conns_early), while the storage lists the folders */
-	imapc_client_set_login_callback(conn->client, conn_login_callback,
-					conn);
-	imapc_client_login(conn->client);
+	/* nothing is waited for: the greeting is read and our login sent in
+	   whichever ioloop runs (conns_early), while the storage lists the
+	   folders */
+	migrate_source_conn_connect(conn);
 	if (!array_is_created(&conns_early)) {
 		i_array_init(&conns_early, 2);
 		io_loop_add_switch_callback(conns_early_ioloop_switched);
 	}
 	array_push_back(&conns_early, &conn);
 	conn->early = TRUE;
+	/* connected ahead: from the ioloop it waited in */
+	conn_ioloop_changed(conn);
+}
+
+bool migrate_source_conn_started(const struct migrate_source_conn *conn)
+{
+	return conn->started;
 }
 
 struct conn_status_cmd {
@@ -1691,6 +1936,9 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 			       struct migrate_source_status *items,
 			       unsigned int count, const char **error_r)
 {
+	struct conn_ahead *ahead;
+	const struct conn_listed *listed;
+	unsigned int left;
 	struct conn_status_cmd *scmds;
 	enum imapc_capability caps;
 	string_t *name, *str;
@@ -1701,6 +1949,23 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 	for (i = 0; i < count; i++) {
 		i_zero(&items[i].status);
 		items[i].found = FALSE;
+	}
+	ahead = conn_ahead_wait(conn);
+	if (ahead != NULL) {
+		/* what the listing at our login told */
+		left = 0;
+		for (i = 0; i < count; i++) {
+			listed = hash_table_lookup(ahead->folders,
+						   items[i].mailbox);
+			if (listed != NULL && listed->has_status) {
+				items[i].status = listed->status;
+				items[i].found = TRUE;
+			} else {
+				left++;
+			}
+		}
+		if (left == 0)
+			return 0;
 	}
 	/* logs in: HIGHESTMODSEQ only where the source has CONDSTORE */
 	if (conn_get_capabilities(conn, &caps) < 0) {
@@ -1720,6 +1985,8 @@ int migrate_source_conn_status(struct migrate_source_conn *conn,
 	str = t_str_new(256);
 	/* all at once: one round trip for every folder */
 	for (i = 0; i < count; i++) {
+		if (items[i].found)
+			continue;
 		str_truncate(name, 0);
 		if (imap_utf8_to_utf7(items[i].mailbox, name) < 0)
 			continue;

@@ -78,6 +78,10 @@ struct migrate_source_vfuncs {
 	int (*status)(struct migrate_source *source,
 		      struct migrate_source_status *items,
 		      unsigned int count, const char **error_r);
+	/* optional: see migrate_source_subscribed() */
+	bool (*subscribed)(struct migrate_source *source,
+			   const char *const *mailboxes, unsigned int count,
+			   bool *subscribed_r);
 };
 
 struct migrate_source {
@@ -224,8 +228,20 @@ migrate_source_conn_init(const struct migrate_settings *set,
 void migrate_source_conn_logout(struct migrate_source_conn *conn);
 /* LOGOUT (waited for) and free. */
 void migrate_source_conn_deinit(struct migrate_source_conn **conn);
-/* Connect now, without waiting for anything. */
+/* Open the TCP connection now, in the ioloop that is current, which must
+   not run before migrate_source_conn_start(): the greeting waits, and no
+   login is sent meanwhile. */
+void migrate_source_conn_connect(struct migrate_source_conn *conn);
+/* Connect now (unless connected ahead), without waiting for anything;
+   the greeting is read and the login sent in whichever ioloop runs. */
 void migrate_source_conn_start(struct migrate_source_conn *conn);
+/* Whether each mailbox (UTF-8) is subscribed, as the listing asked for at
+   our login told (waits for it); FALSE if it did not tell all of them. */
+bool migrate_source_conn_subscribed(struct migrate_source_conn *conn,
+				    const char *const *mailboxes,
+				    unsigned int count, bool *subscribed_r);
+/* Whether migrate_source_conn_start() was called. */
+bool migrate_source_conn_started(const struct migrate_source_conn *conn);
 /* The password (token) of the next logins. */
 void migrate_source_conn_password_changed(struct migrate_source_conn *conn,
 					  const char *password);

@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "array.h"
+#include "ioloop.h"
 #include "str.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
@@ -188,6 +189,54 @@ static struct mail_storage_hooks source_storage_hooks = {
 	.mail_storage_created = source_storage_created,
 };
 
+/* the ioloop current while the source's namespace is created, and whether
+   our connection was opened ahead from it */
+static struct ioloop *source_ahead_ioloop;
+static bool source_ahead_done;
+
+/* The storage's imapc client opens its TCP connection and then waits for
+   its login in an ioloop of its own: the first switch away from the
+   ioloop the namespace is created in.  Ours opens now, second as the
+   source sees them (per-connection limits and quirks are the storage's
+   first), and stays in that outer ioloop, which does not run meanwhile:
+   its greeting waits, and it logs in only once the storage's login is
+   accepted (source_storage_created()), so a refused password is never
+   sent twice.  It saves the round trips of a TCP handshake and a
+   greeting before our first command. */
+static void source_connect_ahead_switched(struct ioloop *prev_ioloop)
+{
+	struct migrate_source *source = source_user_creating;
+	struct ioloop *ioloop = current_ioloop;
+
+	if (source_ahead_done || source == NULL ||
+	    prev_ioloop != source_ahead_ioloop || ioloop == prev_ioloop)
+		return;
+	source_ahead_done = TRUE;
+	io_loop_set_current(prev_ioloop);
+	migrate_source_conn_connect(source_conn(source));
+	io_loop_set_current(ioloop);
+}
+
+static int
+source_namespaces_init(struct migrate_source *source, struct mail_user *user,
+		       const char **error_r)
+{
+	int ret;
+
+	source_ahead_ioloop = current_ioloop;
+	source_ahead_done = FALSE;
+	io_loop_add_switch_callback(source_connect_ahead_switched);
+	ret = mail_namespaces_init_location(user, "imapc:", error_r);
+	io_loop_remove_switch_callback(source_connect_ahead_switched);
+	source_ahead_ioloop = NULL;
+	if (ret < 0 && source->conn != NULL &&
+	    !migrate_source_conn_started(source->conn)) {
+		/* the storage's login failed: ours never logs in */
+		migrate_source_conn_deinit(&source->conn);
+	}
+	return ret;
+}
+
 static int
 migrate_source_user_init(struct migrate_source *source,
 			 struct mail_storage_service_ctx *service_ctx,
@@ -246,7 +295,7 @@ migrate_source_user_init(struct migrate_source *source,
 	}
 
 	migrate_source_capture_tls(source, TRUE);
-	ret = mail_namespaces_init_location(user, "imapc:", &error);
+	ret = source_namespaces_init(source, user, &error);
 	source_user_creating = NULL;
 	if (ret < 0)
 		error = source_login_error(source, error);
@@ -480,6 +529,15 @@ source_imapc_mailbox_exists(struct migrate_source *source,
 		error_r);
 }
 
+static bool
+source_imapc_subscribed(struct migrate_source *source,
+			const char *const *mailboxes, unsigned int count,
+			bool *subscribed_r)
+{
+	return migrate_source_conn_subscribed(source_conn(source), mailboxes,
+					      count, subscribed_r);
+}
+
 static const struct migrate_source_vfuncs source_imapc_vfuncs = {
 	.deinit = source_imapc_deinit,
 	.deinit_post = source_imapc_deinit_post,
@@ -496,6 +554,7 @@ static const struct migrate_source_vfuncs source_imapc_vfuncs = {
 	.message_size = source_imapc_message_size,
 	.mailbox_exists = source_imapc_mailbox_exists,
 	.status = source_imapc_status,
+	.subscribed = source_imapc_subscribed,
 };
 
 static struct migrate_source *
@@ -858,6 +917,15 @@ int migrate_source_status(struct migrate_source *source,
 		return -1;
 	}
 	return source->v.status(source, items, count, error_r);
+}
+
+bool migrate_source_subscribed(struct migrate_source *source,
+			       const char *const *mailboxes,
+			       unsigned int count, bool *subscribed_r)
+{
+	if (source->v.subscribed == NULL)
+		return FALSE;
+	return source->v.subscribed(source, mailboxes, count, subscribed_r);
 }
 
 int migrate_source_mailbox_exists(struct migrate_source *source,

@@ -256,6 +256,12 @@ struct migrate_source_status {
 int migrate_source_status(struct migrate_source *source,
 			  struct migrate_source_status *items,
 			  unsigned int count, const char **error_r);
+/* Whether each of the mailboxes (UTF-8) is subscribed at the source, as a
+   listing the source gave along the way told; FALSE when none told about
+   all of them (the subscriptions are to be listed then). */
+bool migrate_source_subscribed(struct migrate_source *source,
+			       const char *const *mailboxes,
+			       unsigned int count, bool *subscribed_r);
 /* Whether the source's LIST shows mailbox (UTF-8) by this exact name. */
 int migrate_source_mailbox_exists(struct migrate_source *source,
 				  const char *mailbox, bool *exists_r,

@@ -291,6 +291,28 @@ sync_source_list_deinit(struct migrate_sync_ctx *ctx,
 	return -1;
 }
 
+/* The subscriptions of the folders listed, as the source told along the
+   way (a LIST with RETURN (SUBSCRIBED)), without a listing of their own */
+static bool sync_subscriptions_known(struct migrate_sync_ctx *ctx)
+{
+	struct migrate_sync_folder *f;
+	ARRAY_TYPE(const_string) names;
+	bool *subscribed;
+	unsigned int i, count = array_count(&ctx->folders);
+
+	t_array_init(&names, count + 1);
+	array_foreach_modifiable(&ctx->folders, f)
+		array_push_back(&names, &f->src_name);
+	subscribed = t_new(bool, count + 1);
+	if (!migrate_source_subscribed(ctx->source, array_front(&names),
+				       count, subscribed))
+		return FALSE;
+	i = 0;
+	array_foreach_modifiable(&ctx->folders, f)
+		f->subscribed = subscribed[i++];
+	return TRUE;
+}
+
 static int sync_list_source_subscriptions(struct migrate_sync_ctx *ctx)
 {
 	struct mailbox_list_iterate_context *iter;
@@ -298,6 +320,8 @@ static int sync_list_source_subscriptions(struct migrate_sync_ctx *ctx)
 	struct migrate_sync_folder *f;
 
 	if (!ctx->set->subscriptions)
+		return 0;
+	if (sync_subscriptions_known(ctx))
 		return 0;
 	migrate_source_count_folders(ctx->source, TRUE);
 	iter = mailbox_list_iter_init(ctx->src_ns->list, "*",

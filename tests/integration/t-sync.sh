@@ -1,7 +1,8 @@
 #!/bin/bash
 # t-sync.sh - doveadm migrate mirrors one account from a private source
 # Dovecot: full copy, unchanged re-run, changes at the source, local
-# delivery, dry run, deletion limit, wrong password.
+# delivery, dry run, deletion limit, wrong password, the round trips of a
+# re-run 20 ms away.
 
 . "$(dirname "$0")/../lib/rig.sh"
 rig_init t-sync
@@ -190,6 +191,68 @@ tap_run "no state written for the failed account" test ! -e "$BOB_HOME/.migrate/
 # (the passwords on grep's stdin, not its command line)
 leaks=$(grep -rlFf <(printf '%s\n' "$SRC_PW" 'Wrong!pass9') "$RIG"/out.* "$(rig_log dest)" 2>/dev/null)
 tap_is "$leaks" "" "no password in any output or log"
+
+# --- round trips, 20 ms from the source --------------------------------------------
+# tools/delayproxy.py logs each round trip the client waited for and what
+# it sent then; one proxy (and log) per run
+delayed_migrate() {
+	local log=$1
+	shift
+	DELAY_PORT=$(rig_free_port)
+	"$PY" "$T/delayproxy.py" --port "$DELAY_PORT" --target-port "$(rig_port src)" \
+		--rtt-ms 20 --trace --log "$log" --pidfile "$RIG/delayproxy.pid" \
+		--daemon || tap_fail "the delay proxy starts"
+	MIG_PRE=(-o "plugin/migrate_source_port=$DELAY_PORT")
+	migrate "$@"
+	MIG_PRE=()
+	# the connections' ends pass the proxy too
+	sleep 0.3
+	kill "$(cat "$RIG/delayproxy.pid")"
+}
+# "MS conn burst" of each round trip waited for (MS: milliseconds since
+# the first connection opened), "MS open conn" and "MS close conn c2s"
+proxy_trace() {
+	"$PY" -c '
+import json, sys
+ev = sorted((json.loads(l) for l in open(sys.argv[1])), key=lambda e: e["t"])
+t0 = min(e["t"] for e in ev if e["event"] == "open")
+for e in ev:
+    ms = "%d" % round((e["t"] - t0) * 1000)
+    if e["event"] == "wait": print(ms, e["conn"], e["burst"])
+    elif e["event"] == "open": print(ms, "open", e["conn"])
+    elif e["event"] == "close": print(ms, "close", e["conn"], e["c2s"])
+' "$1"
+}
+# proxy_when TRACE CONN BURST: the milliseconds of CONN's first BURST
+proxy_when() {
+	awk -v c="$2" -v b="$3" '$2 == c && substr($0, index($0, $3)) == b { print $1; exit }' <<<"$1"
+}
+delayed_migrate "$RIG/delay-noop.log" -u alice@example.com
+tap_is "$MIG_RC/${MIG[copied]}" 0/0 "an unchanged re-run 20 ms from the source exits 0"
+trace=$(proxy_trace "$RIG/delay-noop.log")
+tap_diag "$trace"
+tap_like "the folders' STATUS and subscriptions come in one LIST after our login" \
+	' 2 LIST "" "\*" RETURN \(SUBSCRIBED STATUS \(M.*HIGHESTMODSEQ\)\)' "$trace"
+tap_is "$(grep -v 'RETURN (SUBSCRIBED STATUS' <<<"$trace" | grep -cE ' (LSUB|STATUS) ')" 0 \
+	"... no LSUB and no STATUS of their own"
+# both connections open at once; ours logs in only once the storage's
+# login was answered (a round trip after it was sent)
+tap_is "$(awk '$2 == "open" { print $3 }' <<<"$trace" | tr '\n' ' ')" "1 2 " \
+	"two connections: the storage's, then ours"
+opened=$(awk '$2 == "open" { print $1 }' <<<"$trace" | tail -n 1)
+tap_like "... ours opens with the storage's (${opened} ms later), not after its login" \
+	'^[0-9]$' "$opened"
+gap=$(( $(proxy_when "$trace" 2 LOGIN) - $(proxy_when "$trace" 1 LOGIN) ))
+tap_like "... and logs in once the storage's login was accepted (${gap} ms after it was sent)" \
+	'^(1[89]|[2-9][0-9]|[1-9][0-9]{2,})$' "$gap"
+
+delayed_migrate "$RIG/delay-refused.log" -u bob@example.com
+tap_is "$MIG_RC" 77 "a refused login 20 ms from the source exits 77"
+trace=$(proxy_trace "$RIG/delay-refused.log")
+tap_diag "$trace"
+tap_is "$(grep -c ' LOGIN$' <<<"$trace")" 1 "... after one LOGIN, never a second"
+tap_is "$(awk '$2 == "close" && $3 == 2 { print $4 }' <<<"$trace")" 0 \
+	"... and our connection, opened ahead, closes without a byte sent"
 
 # --- bad settings ---------------------------------------------------------------
 MIG_PRE=(-o plugin/migrate_source_ssl=maybe)
