@@ -5,6 +5,7 @@
    first source, timed on one connection that never logs in. */
 
 #include "lib.h"
+#include "ioloop.h"
 #include "net.h"
 #include "time-util.h"
 #include "write-full.h"
@@ -75,26 +76,52 @@ spawn_rtt_read_line(int fd, const struct timeval *deadline, char *first_r,
 	}
 }
 
-/* Log out and wait for the server to close: a close with its answer
-   still unread would reset the connection. */
-static void
-spawn_rtt_logout(int fd, const char *bye, const struct timeval *deadline)
+/* Log out; the connection is closed once the server closed it
+   (migrate_spawn_rtt_close_start()): a close with its answer still unread
+   would reset the connection. */
+static bool spawn_rtt_logout(int fd, const char *bye)
 {
-	const char *error;
+	return write_full(fd, bye, strlen(bye)) == 0 &&
+		shutdown(fd, SHUT_WR) == 0;
+}
+
+static void spawn_rtt_close(struct migrate_spawn *spawn)
+{
+	io_remove(&spawn->rtt_io);
+	timeout_remove(&spawn->rtt_to);
+	i_close_fd(&spawn->rtt_fd);
+}
+
+static void spawn_rtt_input(struct migrate_spawn *spawn)
+{
 	char buf[1024];
 
-	if (write_full(fd, bye, strlen(bye)) < 0 ||
-	    shutdown(fd, SHUT_WR) < 0)
+	if (net_receive(spawn->rtt_fd, buf, sizeof(buf)) != 0)
+		spawn_rtt_close(spawn);
+}
+
+void migrate_spawn_rtt_close_start(struct migrate_spawn *spawn)
+{
+	if (spawn->rtt_fd == -1)
 		return;
-	while (spawn_rtt_wait(fd, POLLIN, deadline, &error) == 0 &&
-	       net_receive(fd, buf, sizeof(buf)) >= 0) ;
+	spawn->rtt_io = io_add(spawn->rtt_fd, IO_READ, spawn_rtt_input, spawn);
+	spawn->rtt_to = timeout_add(MIGRATE_SPAWN_RTT_TIMEOUT_MSECS,
+				    spawn_rtt_close, spawn);
+}
+
+void migrate_spawn_rtt_close_end(struct migrate_spawn *spawn)
+{
+	if (spawn->rtt_fd != -1)
+		spawn_rtt_close(spawn);
 }
 
 /* the round trip to ip:port in microseconds: a NOOP after the greeting
-   (IMAP "* OK", POP3 "+OK"), or with implicit TLS the TCP connect */
+   (IMAP "* OK", POP3 "+OK"), or with implicit TLS the TCP connect; after
+   a NOOP, *fd_r is the connection, logging out (else -1) */
 static int
 spawn_rtt_measure(const struct ip_addr *ip, in_port_t port,
-		  bool implicit_tls, long long *usecs_r, const char **error_r)
+		  bool implicit_tls, long long *usecs_r, int *fd_r,
+		  const char **error_r)
 {
 	struct timeval start, deadline, sent, now;
 	const char *noop, *bye;
@@ -130,7 +157,10 @@ spawn_rtt_measure(const struct ip_addr *ip, in_port_t port,
 					     error_r) == 0) {
 			i_gettimeofday(&now);
 			*usecs_r = timeval_diff_usecs(&now, &sent);
-			spawn_rtt_logout(fd, bye, &deadline);
+			if (spawn_rtt_logout(fd, bye)) {
+				*fd_r = fd;
+				return 0;
+			}
 			ret = 0;
 		}
 	}
@@ -148,7 +178,7 @@ static const char *spawn_setting_lookup(const char *key,
    one the settings give it. */
 static int
 spawn_source_rtt(const struct migrate_template_row *row,
-		 unsigned int *rtt_msecs_r, const char **error_r)
+		 unsigned int *rtt_msecs_r, int *fd_r, const char **error_r)
 {
 	const struct migrate_settings *set;
 	struct ip_addr *ips;
@@ -176,7 +206,7 @@ spawn_source_rtt(const struct migrate_template_row *row,
 	}
 	if (spawn_rtt_measure(&ips[0], port,
 			      set->source_ssl == MIGRATE_SSL_IMAPS,
-			      &usecs, error_r) < 0) {
+			      &usecs, fd_r, error_r) < 0) {
 		*error_r = t_strdup_printf("%s port %u: %s", row->source_host,
 					   port, *error_r);
 		return -1;
@@ -228,7 +258,7 @@ void migrate_spawn_choose_jobs(struct migrate_spawn *spawn)
 		else {
 			acct = array_front(&spawn->accounts);
 			if (spawn_source_rtt((*acct)->row, &rtt_msecs,
-					     &error) == 0) {
+					     &spawn->rtt_fd, &error) == 0) {
 				measured = TRUE;
 				rtt_str = t_strdup_printf("%u ms", rtt_msecs);
 				event_add_int(event, "rtt_msecs", rtt_msecs);

@@ -91,6 +91,7 @@ migrate_spawn_init(const char *cmd_name,
 
 	pool = pool_alloconly_create("migrate spawn", 8192);
 	spawn = p_new(pool, struct migrate_spawn, 1);
+	spawn->rtt_fd = -1;
 	spawn->pool = pool;
 	spawn->cmd_name = p_strdup(pool, cmd_name);
 	spawn->set = *set;
@@ -109,6 +110,7 @@ void migrate_spawn_deinit(struct migrate_spawn **_spawn)
 	struct migrate_spawn *spawn = *_spawn;
 
 	*_spawn = NULL;
+	migrate_spawn_rtt_close_end(spawn);
 	if (spawn->tmpl != NULL)
 		migrate_template_free(&spawn->tmpl);
 	pool_unref(&spawn->pool);
@@ -775,6 +777,7 @@ void migrate_spawn_run(struct migrate_spawn *spawn)
 	spawn->ioloop = io_loop_create();
 	if (spawn->v->ioloop_switched != NULL)
 		spawn->v->ioloop_switched(spawn->context);
+	migrate_spawn_rtt_close_start(spawn);
 	child_wait_init();
 	spawn->child_wait = child_wait_new(migrate_spawn_child_exited, spawn);
 	i_gettimeofday(&spawn->start);
@@ -792,6 +795,7 @@ void migrate_spawn_run(struct migrate_spawn *spawn)
 	migrate_spawn_backends_log(spawn);
 	child_wait_free(&spawn->child_wait);
 	child_wait_deinit();
+	migrate_spawn_rtt_close_end(spawn);
 	if (spawn->v->ioloop_switched != NULL) {
 		/* back where it came from, before ours goes */
 		io_loop_set_current(prev_ioloop);

@@ -144,6 +144,12 @@ struct migrate_spawn {
 	unsigned int done, failed;
 	uint64_t bytes, messages;
 
+	/* the round trip's connection, logging out while the accounts run
+	   (doveadm-migrate-spawn-jobs.c), -1 when none */
+	int rtt_fd;
+	struct io *rtt_io;
+	struct timeout *rtt_to;
+
 	/* private to doveadm-migrate-spawn.c */
 	struct ioloop *ioloop;
 	struct child_wait *child_wait;
@@ -192,6 +198,11 @@ int migrate_spawn_read_template(struct migrate_spawn *spawn,
    greeting; with implicit TLS the TCP connect); either way log them and
    why, also as the event migrate_batch_jobs. */
 void migrate_spawn_choose_jobs(struct migrate_spawn *spawn);
+/* The measurement's connection sent its LOGOUT: it is closed once the
+   server closed it (or after a while), in the ioloop that runs the
+   accounts, between these two. */
+void migrate_spawn_rtt_close_start(struct migrate_spawn *spawn);
+void migrate_spawn_rtt_close_end(struct migrate_spawn *spawn);
 /* doveadm-migrate-spawn-hosts.c: each account's source host; whether its
    child may start now (then it holds its connections until released);
    the hosts' summary lines. */
