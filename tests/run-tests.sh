@@ -236,17 +236,19 @@ reap_job() {
 	unset "job_name[$pid]"
 }
 
-# seconds each script took in make check on a 2-core machine (RUN_JOBS=4),
+# seconds each script took in make check on a 2-core machine (RUN_JOBS=4,
+# a fresh clone's ./.ci/run of 2026-12-05),
 # for the order when the build directory has no durations file yet; a
 # script not listed counts as long (it may be new)
 declare -A expect=(
-	[t-accounts]=60 [t-faults]=55 [t-archive]=50 [t-crash]=45
-	[t-workers]=45 [t-killpoints]=40 [t-accounts-sql]=40 [t-sources]=40
-	[t-batch]=35 [t-sync]=30 [t-faultkit]=30 [t-edge]=30 [t-large]=25
-	[t-rig]=25 [t-hostile]=25 [t-quirks]=20 [t-continuity]=15 [t-domain]=20
-	[t-courier]=20 [t-names]=15 [t-pop3]=10 [t-tls]=15 [t-exitcodes]=10
-	[t-secretscan]=3 [t-tokenserver]=25 [t-oauth2-grants]=30
-	[t-limitproxy]=20 [t-connlimit]=75 [t-throttle]=20
+	[t-pop3]=73 [t-accounts]=70 [t-connlimit]=63 [t-killpoints]=55
+	[t-archive]=49 [t-crash]=48 [t-accounts-sql]=48 [t-batch]=47
+	[t-rig]=46 [t-workers]=44 [t-oauth2-grants]=41 [t-faults]=39
+	[t-sources]=36 [t-quirks]=35 [t-continuity]=32 [t-cluster]=30
+	[t-tls]=30 [t-sync]=28 [t-oauth2]=27 [t-edge]=26 [t-tokenserver]=25
+	[t-large]=23 [t-faultkit]=19 [t-courier]=19 [t-hostile]=18
+	[t-limitproxy]=18 [t-throttle]=16 [t-domain]=14 [t-names]=12
+	[t-settings]=10 [t-changes]=9 [t-exitcodes]=9 [t-secretscan]=1
 )
 if [ -s "$out/durations" ]; then
 	while read -r n secs; do
