@@ -223,6 +223,13 @@ source_namespaces_init(struct migrate_source *source, struct mail_user *user,
 {
 	int ret;
 
+	/* under a bound on the connections to the source (batch's per
+	   host), a connection opens only once it is known to be of use: a
+	   login the source refuses for too many connections then costs
+	   one, not two */
+	if (source->set->source_max_connections != 0)
+		return mail_namespaces_init_location(user, "imapc:", error_r);
+
 	source_ahead_ioloop = current_ioloop;
 	source_ahead_done = FALSE;
 	io_loop_add_switch_callback(source_connect_ahead_switched);

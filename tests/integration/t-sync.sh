@@ -195,6 +195,7 @@ tap_is "$leaks" "" "no password in any output or log"
 # --- round trips, 20 ms from the source --------------------------------------------
 # tools/delayproxy.py logs each round trip the client waited for and what
 # it sent then; one proxy (and log) per run
+MIG_BOUND=()
 delayed_migrate() {
 	local log=$1
 	shift
@@ -202,7 +203,7 @@ delayed_migrate() {
 	"$PY" "$T/delayproxy.py" --port "$DELAY_PORT" --target-port "$(rig_port src)" \
 		--rtt-ms 20 --trace --log "$log" --pidfile "$RIG/delayproxy.pid" \
 		--daemon || tap_fail "the delay proxy starts"
-	MIG_PRE=(-o "plugin/migrate_source_port=$DELAY_PORT")
+	MIG_PRE=(-o "plugin/migrate_source_port=$DELAY_PORT" "${MIG_BOUND[@]}")
 	migrate "$@"
 	MIG_PRE=()
 	# the connections' ends pass the proxy too
@@ -245,6 +246,16 @@ tap_like "... ours opens with the storage's (${opened} ms later), not after its 
 gap=$(( $(proxy_when "$trace" 2 LOGIN) - $(proxy_when "$trace" 1 LOGIN) ))
 tap_like "... and logs in once the storage's login was accepted (${gap} ms after it was sent)" \
 	'^(1[89]|[2-9][0-9]|[1-9][0-9]{2,})$' "$gap"
+
+# under a bound on the connections (batch's per host), ours opens only
+# once the storage's login was accepted
+MIG_BOUND=(-o plugin/migrate_source_max_connections=4)
+delayed_migrate "$RIG/delay-bound.log" -u alice@example.com
+trace=$(proxy_trace "$RIG/delay-bound.log")
+opened=$(awk '$2 == "open" { print $1 }' <<<"$trace" | tail -n 1)
+tap_like "with migrate_source_max_connections, ours opens after the storage's login (${opened} ms)" \
+	'^([4-9][0-9]|[1-9][0-9]{2,})$' "$opened"
+MIG_BOUND=()
 
 delayed_migrate "$RIG/delay-refused.log" -u bob@example.com
 tap_is "$MIG_RC" 77 "a refused login 20 ms from the source exits 77"
