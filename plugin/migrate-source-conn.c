@@ -198,6 +198,8 @@ struct migrate_source_conn {
 	/* the listing asked for at our login, NULL if none was */
 	struct conn_ahead *ahead;
 	unsigned int max_folders;
+	/* ask it (the folders' STATUS and subscriptions are wanted) */
+	bool want_ahead;
 };
 
 /* Our connections logging in while the storage lists the folders.  Each
@@ -1789,7 +1791,7 @@ conn_ahead_send(struct migrate_source_conn *conn,
 	const char *caps;
 	pool_t pool;
 
-	if (conn->ahead != NULL || conn->max_folders == 0 ||
+	if (!conn->want_ahead || conn->ahead != NULL || conn->max_folders == 0 ||
 	    reply->resp_text_key == NULL ||
 	    strcasecmp(reply->resp_text_key, "CAPABILITY") != 0 ||
 	    reply->resp_text_value == NULL)
@@ -1902,6 +1904,11 @@ void migrate_source_conn_start(struct migrate_source_conn *conn)
 	conn->early = TRUE;
 	/* connected ahead: from the ioloop it waited in */
 	conn_ioloop_changed(conn);
+}
+
+void migrate_source_conn_want_listing(struct migrate_source_conn *conn)
+{
+	conn->want_ahead = TRUE;
 }
 
 bool migrate_source_conn_started(const struct migrate_source_conn *conn)

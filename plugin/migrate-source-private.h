@@ -235,6 +235,10 @@ void migrate_source_conn_connect(struct migrate_source_conn *conn);
 /* Connect now (unless connected ahead), without waiting for anything;
    the greeting is read and the login sent in whichever ioloop runs. */
 void migrate_source_conn_start(struct migrate_source_conn *conn);
+/* At its login, ask for the listing with the folders' STATUS and
+   subscriptions (where the source has LIST-STATUS): the owner wants
+   them, a worker does not. */
+void migrate_source_conn_want_listing(struct migrate_source_conn *conn);
 /* Whether each mailbox (UTF-8) is subscribed, as the listing asked for at
    our login told (waits for it); FALSE if it did not tell all of them. */
 bool migrate_source_conn_subscribed(struct migrate_source_conn *conn,

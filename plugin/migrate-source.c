@@ -403,6 +403,8 @@ static struct migrate_source_conn *source_conn(struct migrate_source *source)
 		source->conn = migrate_source_conn_init(source->set,
 			source->password, source->dest_user, source->resolver_dir,
 			source->guard, source->event);
+		if ((source->flags & MIGRATE_SOURCE_INIT_FLAG_WORKER) == 0)
+			migrate_source_conn_want_listing(source->conn);
 	}
 	return source->conn;
 }

@@ -1,6 +1,6 @@
 #!/bin/bash
 # t-throttle.sh - a source behind a throttling front end (issue 19):
-# tools/limitproxy.py answers commands beyond 400 a second with
+# tools/limitproxy.py answers commands beyond 250 a second with
 # "NO [THROTTLED]" (Microsoft's words) without passing them on, the
 # EXAMINEs included, and answers them ahead of the server's replies to
 # the commands before.  Whatever it refuses, a run that exits 0 has
@@ -33,7 +33,7 @@ for i in $(seq 1 $N); do
 		--seed "$((500 + i))" --messages 30 --max-size 40K --connections 1 >/dev/null ||
 		rig_die "gen-corpus for old$i failed"
 done
-rig_start_limitproxy p "$SPORT" --max-commands-per-sec 400 --burst 100 --throttle-reply
+rig_start_limitproxy p "$SPORT" --max-commands-per-sec 250 --burst 50 --throttle-reply
 rig_dest_plugin_set dest migrate_source_ssl no
 rig_dest_plugin_set dest migrate_retries 0
 rig_dest_plugin_set dest migrate_source_host 127.0.0.1
