@@ -362,6 +362,17 @@ conn_piece(struct conn_large *large, const struct imap_arg *arg,
 	conn_pieces_stop(large);
 }
 
+/* A folder name as the source sent it (modified UTF-7), in UTF-8; when it
+   is not valid UTF-7, the name as sent follows what was decoded */
+static const char *conn_name_utf8(const char *name)
+{
+	string_t *utf8 = t_str_new(128);
+
+	if (imap_utf7_to_utf8(name, utf8) < 0)
+		str_append(utf8, name);
+	return str_c(utf8);
+}
+
 static bool conn_ahead_listing(struct migrate_source_conn *conn)
 {
 	return conn->ahead != NULL && !conn->ahead->done;
@@ -384,7 +395,6 @@ conn_ahead_list(struct migrate_source_conn *conn,
 	const struct imap_arg *attrs;
 	struct conn_listed *listed;
 	const char *attr;
-	string_t *utf8;
 	char *key;
 	bool subscribed = FALSE;
 
@@ -404,12 +414,10 @@ conn_ahead_list(struct migrate_source_conn *conn,
 				subscribed = TRUE;
 		}
 	}
-	utf8 = t_str_new(128);
-	if (imap_utf7_to_utf8(name, utf8) < 0)
-		str_append(utf8, name);
-	listed = hash_table_lookup(ahead->folders, str_c(utf8));
+	name = conn_name_utf8(name);
+	listed = hash_table_lookup(ahead->folders, name);
 	if (listed == NULL) {
-		key = p_strdup(ahead->pool, str_c(utf8));
+		key = p_strdup(ahead->pool, name);
 		listed = p_new(ahead->pool, struct conn_listed, 1);
 		hash_table_insert(ahead->folders, key, listed);
 	}
@@ -421,7 +429,6 @@ conn_untagged_list(struct migrate_source_conn *conn,
 		      const struct imapc_untagged_reply *reply)
 {
 	const char *name;
-	string_t *utf8;
 
 	/* (attributes) separator name */
 	if (!imap_arg_get_astring(&reply->args[2], &name))
@@ -431,10 +438,7 @@ conn_untagged_list(struct migrate_source_conn *conn,
 		return;
 	}
 	migrate_source_guard_folder(conn->guard);
-	utf8 = t_str_new(128);
-	if (imap_utf7_to_utf8(name, utf8) < 0)
-		str_append(utf8, name);
-	name = p_strdup(conn->list_pool, str_c(utf8));
+	name = p_strdup(conn->list_pool, conn_name_utf8(name));
 	array_push_back(conn->list_names, &name);
 }
 
@@ -484,17 +488,14 @@ conn_untagged_status(struct migrate_source_conn *conn,
 	const struct imap_arg *list;
 	const char *name;
 	unsigned int i, count;
-	string_t *utf8;
 
 	if (!imap_arg_get_astring(&reply->args[0], &name) ||
 	    !imap_arg_get_list_full(&reply->args[1], &list, &count))
 		return;
-	utf8 = t_str_new(128);
-	if (imap_utf7_to_utf8(name, utf8) < 0)
-		str_append(utf8, name);
+	name = conn_name_utf8(name);
 	if (conn->status_items == NULL) {
 		/* the listing's, asked for at our login */
-		listed = conn_ahead_find(conn, str_c(utf8));
+		listed = conn_ahead_find(conn, name);
 		if (listed != NULL) {
 			conn_status_parse(list, count, &listed->status);
 			listed->has_status =
@@ -503,7 +504,7 @@ conn_untagged_status(struct migrate_source_conn *conn,
 		return;
 	}
 	for (i = 0; i < conn->status_count; i++) {
-		if (strcmp(conn->status_items[i].mailbox, str_c(utf8)) == 0) {
+		if (strcmp(conn->status_items[i].mailbox, name) == 0) {
 			item = &conn->status_items[i];
 			break;
 		}
