@@ -1115,6 +1115,19 @@ static void cmd_migrate_sync_init(struct doveadm_mail_cmd_context *_ctx,
 		cmd_migrate_sync_send_credentials(ctx);
 }
 
+/* optarg, 1..max; else a usage error naming the option */
+static unsigned int
+cmd_migrate_sync_arg_count(const char *option, const char *arg,
+			   unsigned int max)
+{
+	unsigned int value;
+
+	if (str_to_uint(arg, &value) < 0 || value < 1 || value > max)
+		i_fatal_status(EX_USAGE, "migrate: %s: 1..%u: %s",
+			       option, max, arg);
+	return value;
+}
+
 static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 				       int c)
 {
@@ -1155,18 +1168,12 @@ static bool cmd_migrate_sync_parse_arg(struct doveadm_mail_cmd_context *_ctx,
 				       "descriptor: %s", optarg);
 		break;
 	case 'C':
-		if (str_to_uint(optarg, &ctx->source_connections) < 0 ||
-		    ctx->source_connections < 1 ||
-		    ctx->source_connections > MIGRATE_MAX_SOURCE_CONNECTIONS)
-			i_fatal_status(EX_USAGE, "migrate: -C: 1..%u: %s",
-				       MIGRATE_MAX_SOURCE_CONNECTIONS, optarg);
+		ctx->source_connections = cmd_migrate_sync_arg_count("-C",
+			optarg, MIGRATE_MAX_SOURCE_CONNECTIONS);
 		break;
 	case 'w':
-		if (str_to_uint(optarg, &ctx->workers_count) < 0 ||
-		    ctx->workers_count < 1 ||
-		    ctx->workers_count > MIGRATE_MAX_WORKERS)
-			i_fatal_status(EX_USAGE, "migrate: --workers: 1..%u: %s",
-				       MIGRATE_MAX_WORKERS, optarg);
+		ctx->workers_count = cmd_migrate_sync_arg_count("--workers",
+			optarg, MIGRATE_MAX_WORKERS);
 		break;
 	default:
 		return FALSE;
