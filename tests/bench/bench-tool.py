@@ -35,6 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -63,12 +64,23 @@ def cmd_time(a):
                               "-f", "%e %U %S %M", "--"] + cmd,
                              stdout=log, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            rc = p.wait(timeout=a.timeout)
-        except subprocess.TimeoutExpired:
+        # Popen.wait(timeout) polls with sleeps of up to 50 ms, which
+        # rounded every wall time up to the next poll: wait in waitpid()
+        # and let a timer kill the command instead
+        killed = []
+
+        def kill():
+            killed.append(True)
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        timer = threading.Timer(a.timeout, kill)
+        timer.start()
+        rc = p.wait()
+        timer.cancel()
+        if killed:
             timed_out = True
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
             rc = 124
     wall = time.monotonic() - start
     rec = {"wall_s": round(wall, 3), "cpu_s": None, "peak_rss_mb": None,
