@@ -1195,6 +1195,8 @@ conn_state_changed(void *context, enum imapc_state_change_event event,
 	struct migrate_source_conn *conn = context;
 
 	conn->logged_in = event == IMAPC_STATE_CHANGE_AUTH_OK;
+	/* a new connection's socket */
+	migrate_source_guard_sockets_changed(conn->guard);
 	if (event == IMAPC_STATE_CHANGE_AUTH_FAILED && conn->login_error == NULL)
 		conn->login_error = i_strdup(error);
 }
@@ -1604,7 +1606,9 @@ int migrate_source_conn_fetch(struct migrate_source_conn *conn,
 		return -1;
 	}
 	*received_r = large->received;
-	*input_r = i_stream_create_fd_autoclose(&large->fd, IO_BLOCK_SIZE);
+	*input_r = i_stream_create_fd_autoclose(&large->fd,
+						MIGRATE_SOURCE_LARGE_READ_SIZE);
+	i_stream_set_init_buffer_size(*input_r, MIGRATE_SOURCE_LARGE_READ_SIZE);
 	i_stream_set_name(*input_r, t_strdup_printf("%s UID %u", mailbox, uid));
 	conn_larges_prune(conn);
 	return 0;

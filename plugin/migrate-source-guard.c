@@ -57,6 +57,12 @@ struct guard_socket {
 	uint64_t bytes;
 };
 
+/* a socket of the source, as the last look at /proc/self/fd found it */
+struct guard_fd {
+	int fd;
+	ino_t ino;
+};
+
 /* what a look at /proc/self/fd does with each socket of the source */
 enum guard_scan_action {
 	/* count the bytes it received */
@@ -90,6 +96,10 @@ struct migrate_source_guard {
 	unsigned int window_msecs;
 	uint64_t window_bytes;
 	ARRAY(struct guard_socket) sockets;
+	/* the source's sockets for TCP_NODELAY, valid while each fd still
+	   is the socket it was (its inode) and none was opened since */
+	ARRAY(struct guard_fd) nodelay_fds;
+	bool nodelay_fds_known;
 
 	bool counting_folders;
 	unsigned int folders;
@@ -193,9 +203,18 @@ guard_scan_fd(struct migrate_source_guard *guard, int fd,
 	case GUARD_SCAN_SHUT_DOWN:
 		(void)shutdown(fd, SHUT_RDWR);
 		break;
-	case GUARD_SCAN_NODELAY:
+	case GUARD_SCAN_NODELAY: {
+		struct guard_fd *gfd;
+		struct stat st;
+
 		(void)net_set_tcp_nodelay(fd, TRUE);
+		if (fstat(fd, &st) == 0) {
+			gfd = array_append_space(&guard->nodelay_fds);
+			gfd->fd = fd;
+			gfd->ino = st.st_ino;
+		}
 		break;
+	}
 	}
 }
 
@@ -225,11 +244,40 @@ guard_scan(struct migrate_source_guard *guard, enum guard_scan_action action,
 		guard_sockets_prune(guard, &seen);
 }
 
+/* TCP_NODELAY for the sockets the last look found; FALSE when one of
+   them is no longer the socket it was */
+static bool guard_nodelay_known(struct migrate_source_guard *guard)
+{
+	const struct guard_fd *gfd;
+	struct stat st;
+
+	if (!guard->nodelay_fds_known)
+		return FALSE;
+	array_foreach(&guard->nodelay_fds, gfd) {
+		if (fstat(gfd->fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+		    st.st_ino != gfd->ino)
+			return FALSE;
+		(void)net_set_tcp_nodelay(gfd->fd, TRUE);
+	}
+	return TRUE;
+}
+
 void migrate_source_guard_nodelay(struct migrate_source_guard *guard)
 {
 	struct guard_scan scan;
 
+	/* called before every pipelined command: a look at /proc/self/fd
+	   (a readlink() for every open file) only when a socket changed */
+	if (guard_nodelay_known(guard))
+		return;
+	array_clear(&guard->nodelay_fds);
 	guard_scan(guard, GUARD_SCAN_NODELAY, &scan);
+	guard->nodelay_fds_known = TRUE;
+}
+
+void migrate_source_guard_sockets_changed(struct migrate_source_guard *guard)
+{
+	guard->nodelay_fds_known = FALSE;
 }
 
 void migrate_source_guard_trip(struct migrate_source_guard *guard,
@@ -339,6 +387,7 @@ migrate_source_guard_init(const struct migrate_settings *set, time_t deadline)
 		guard->pop3_port = set->source_pop3_port;
 	guard->deadline = deadline;
 	i_array_init(&guard->sockets, 4);
+	i_array_init(&guard->nodelay_fds, 4);
 	i_gettimeofday(&guard->last_tick);
 	guard_timer_start(guard);
 	return guard;
@@ -353,6 +402,7 @@ void migrate_source_guard_deinit(struct migrate_source_guard **_guard)
 		(void)timer_delete(guard->timer);
 	lib_signals_unset_handler(GUARD_SIGNAL, guard_tick, guard);
 	array_free(&guard->sockets);
+	array_free(&guard->nodelay_fds);
 	i_free(guard->error);
 	i_free(guard);
 }

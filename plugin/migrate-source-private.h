@@ -15,6 +15,9 @@
 /* large messages are read in pieces of this size, this many in flight */
 #define MIGRATE_SOURCE_PIECE_SIZE (1024*1024)
 #define MIGRATE_SOURCE_PIECES_IN_FLIGHT 4
+/* a large message's temporary file is read back in blocks of this size
+   (IO_BLOCK_SIZE took a pread() per 8 kB) */
+#define MIGRATE_SOURCE_LARGE_READ_SIZE (128*1024)
 /* large messages of a folder asked for ahead of their reading (in
    temporary files as they come: memory does not grow with them) */
 #define MIGRATE_SOURCE_LARGE_AHEAD 32
@@ -216,6 +219,9 @@ void migrate_source_guard_folder(struct migrate_source_guard *guard);
    Dovecot's output streams turn on again after each cork): for every
    socket of the source, TCP_NODELAY until the stream's next uncork. */
 void migrate_source_guard_nodelay(struct migrate_source_guard *guard);
+/* A connection to the source was opened or closed: the next
+   migrate_source_guard_nodelay() looks for the sockets again. */
+void migrate_source_guard_sockets_changed(struct migrate_source_guard *guard);
 
 /* migrate-source-conn.c */
 struct migrate_source_conn *
