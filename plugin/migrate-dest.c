@@ -4,7 +4,9 @@
 #include "istream.h"
 #include "array.h"
 #include "mail-user.h"
+#include "mail-storage-private.h"
 #include "mail-storage-settings.h"
+#include "mail-cache.h"
 #include "mail-search-build.h"
 #include "module-dir.h"
 #include "settings-parser.h"
@@ -108,6 +110,17 @@ bool migrate_dest_quota_get(struct mail_user *user,
 	}
 	iter_deinit(&iter);
 	return known;
+}
+
+void migrate_dest_cache_prepare(struct mailbox *box)
+{
+	if (box->cache == NULL || mail_cache_exists(box->cache))
+		return;
+	/* 0: there is none (-1: an error, which the save meets again) */
+	if (mail_cache_open_and_verify(box->cache) != 0)
+		return;
+	/* purge_file_seq 0: only created when it does not exist */
+	(void)mail_cache_purge(box->cache, 0, "migrate: saving");
 }
 
 int migrate_dest_saved_uids(struct mailbox *box,

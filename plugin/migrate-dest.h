@@ -85,6 +85,12 @@ migrate_search_uids(struct mailbox_transaction_context *t,
 			 enum mail_fetch_field wanted_fields,
 			 struct mailbox_header_lookup_ctx *wanted_headers);
 
+/* Before saving into box: its cache file, empty, where it has none.
+   Dovecot 2.3 tries to open a missing dovecot.index.cache again for
+   every message it saves (twice in a new Maildir folder); once the file
+   exists it is opened once.  Failing only costs those opens. */
+void migrate_dest_cache_prepare(struct mailbox *box);
+
 enum migrate_dest_save_result {
 	MIGRATE_DEST_SAVE_OK,
 	/* the destination failed (its error is the mailbox's) */

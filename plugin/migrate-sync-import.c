@@ -489,6 +489,7 @@ migrate_sync_import_save(struct migrate_sync_ctx *ctx, struct migrate_sync_folde
 	struct mail_keywords *kw;
 
 	if (batch->t == NULL) {
+		migrate_dest_cache_prepare(dbox);
 		batch->t = mailbox_transaction_begin(dbox,
 			MAILBOX_TRANSACTION_FLAG_EXTERNAL |
 			MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS, __func__);
