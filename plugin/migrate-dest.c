@@ -6,6 +6,7 @@
 #include "mail-user.h"
 #include "mail-storage-private.h"
 #include "mail-storage-settings.h"
+#include "mail-index.h"
 #include "mail-cache.h"
 #include "mail-search-build.h"
 #include "module-dir.h"
@@ -114,7 +115,8 @@ bool migrate_dest_quota_get(struct mail_user *user,
 
 void migrate_dest_cache_prepare(struct mailbox *box)
 {
-	if (box->cache == NULL || mail_cache_exists(box->cache))
+	if (box->cache == NULL || mail_index_is_in_memory(box->index) ||
+	    mail_cache_exists(box->cache))
 		return;
 	/* 0: there is none (-1: an error, which the save meets again) */
 	if (mail_cache_open_and_verify(box->cache) != 0)
