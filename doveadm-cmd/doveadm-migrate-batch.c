@@ -219,14 +219,14 @@ static void batch_params(struct doveadm_cmd_context *cctx, const char *name,
 
 	(void)doveadm_cmd_param_bool(cctx, "dry-run", &set->dry_run);
 	set->retries = BATCH_DEFAULT_RETRIES;
-	if (doveadm_cmd_param_int64(cctx, "retries", &num)) {
+	if (migrate_cmd_param_int64(cctx, "retries", &num)) {
 		if (num < 0 || num > 20)
 			i_fatal_status(EX_USAGE, "%s: --retries must be 0..20",
 				       name);
 		set->retries = num;
 	}
 	set->retry_delay_secs = BATCH_DEFAULT_RETRY_DELAY_SECS;
-	if (doveadm_cmd_param_int64(cctx, "retry-delay", &num)) {
+	if (migrate_cmd_param_int64(cctx, "retry-delay", &num)) {
 		if (num < 0 || num > 3600)
 			i_fatal_status(EX_USAGE, "%s: --retry-delay must be "
 				       "0..3600 seconds", name);
@@ -295,8 +295,8 @@ struct doveadm_cmd_ver2 doveadm_cmd_migrate_batch = {
 		 "[--json <file>] [--csv <file>] <template>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0)
-DOVEADM_CMD_PARAM('\0', "retries", CMD_PARAM_INT64, 0)
-DOVEADM_CMD_PARAM('\0', "retry-delay", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "retries", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "retry-delay", CMD_PARAM_STR, 0)
 MIGRATE_SPAWN_PARAMS
 DOVEADM_CMD_PARAMS_END
 };

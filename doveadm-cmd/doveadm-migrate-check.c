@@ -334,7 +334,7 @@ static void cmd_migrate_check(struct doveadm_cmd_context *cctx)
 	migrate_cmd_protect_secrets(name);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	i_zero(&ctx);
-	if (doveadm_cmd_param_int64(cctx, "rate", &num)) {
+	if (migrate_cmd_param_int64(cctx, "rate", &num)) {
 		if (num < 1)
 			i_fatal_status(EX_USAGE, "%s: --rate must be at least "
 				       "1 MB/s", name);
@@ -386,7 +386,7 @@ struct doveadm_cmd_ver2 doveadm_cmd_migrate_check = {
 	.usage = "[-j <jobs>] [--max-connections-per-host <n>] [--rate <MB/s>] [--pin] [--json <file>] "
 		 "[--csv <file>] <template>",
 DOVEADM_CMD_PARAMS_START
-DOVEADM_CMD_PARAM('\0', "rate", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "rate", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "pin", CMD_PARAM_BOOL, 0)
 MIGRATE_SPAWN_PARAMS
 DOVEADM_CMD_PARAMS_END

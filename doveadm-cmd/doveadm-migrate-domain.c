@@ -258,7 +258,7 @@ static void cmd_migrate_domain_start(struct doveadm_cmd_context *cctx)
 		}
 		protocol_str = migrate_source_protocol_to_str(protocol);
 	}
-	if (doveadm_cmd_param_int64(cctx, "max-connections-per-host",
+	if (migrate_cmd_param_int64(cctx, "max-connections-per-host",
 				    &max_conns) &&
 	    max_conns != 0 && (max_conns < 2 || max_conns > 10000)) {
 		i_fatal_status(EX_USAGE, "%s: --max-connections-per-host "
@@ -516,7 +516,7 @@ DOVEADM_CMD_PARAM('f', "force", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "old-mx", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "source-tls-name", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "source-protocol", CMD_PARAM_STR, 0)
-DOVEADM_CMD_PARAM('\0', "max-connections-per-host", CMD_PARAM_INT64, 0)
+DOVEADM_CMD_PARAM('\0', "max-connections-per-host", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "domain", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

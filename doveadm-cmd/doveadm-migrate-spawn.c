@@ -55,7 +55,7 @@ void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 	(void)doveadm_cmd_param_str(cctx, "csv", csv_path_r);
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	set->jobs = migrate_jobs_default(cpus < 1 ? 1 : cpus, -1, 0, &reason);
-	if (doveadm_cmd_param_int64(cctx, "jobs", &num)) {
+	if (migrate_cmd_param_int64(cctx, "jobs", &num)) {
 		if (num < 1 || num > MIGRATE_SPAWN_MAX_JOBS)
 			i_fatal_status(EX_USAGE, "%s: -j must be 1..%u",
 				       cmd_name, MIGRATE_SPAWN_MAX_JOBS);
@@ -63,7 +63,7 @@ void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 		set->jobs_given = TRUE;
 	}
 	set->max_conns_per_host = MIGRATE_SPAWN_DEFAULT_MAX_CONNS_PER_HOST;
-	if (doveadm_cmd_param_int64(cctx, "max-connections-per-host", &num)) {
+	if (migrate_cmd_param_int64(cctx, "max-connections-per-host", &num)) {
 		/* an account needs the storage's connection and ours */
 		if (num != 0 && (num < 2 || num > 10000)) {
 			i_fatal_status(EX_USAGE, "%s: --max-connections-per-host "
@@ -72,7 +72,7 @@ void migrate_spawn_params(struct doveadm_cmd_context *cctx,
 		set->max_conns_per_host = num;
 		set->max_conns_given = TRUE;
 	}
-	if (doveadm_cmd_param_int64(cctx, "jobs-per-backend", &num)) {
+	if (migrate_cmd_param_int64(cctx, "jobs-per-backend", &num)) {
 		if (num < 1 || num > MIGRATE_SPAWN_MAX_JOBS)
 			i_fatal_status(EX_USAGE, "%s: --jobs-per-backend must "
 				       "be 1..%u", cmd_name,

@@ -163,9 +163,9 @@ struct migrate_spawn {
 /* The parameters both verbs have (doveadm-cmd.h): -j, --json, --csv,
    which migrate_spawn_params() reads, and the template. */
 #define MIGRATE_SPAWN_PARAMS \
-DOVEADM_CMD_PARAM('j', "jobs", CMD_PARAM_INT64, 0) \
-DOVEADM_CMD_PARAM('\0', "max-connections-per-host", CMD_PARAM_INT64, 0) \
-DOVEADM_CMD_PARAM('\0', "jobs-per-backend", CMD_PARAM_INT64, 0) \
+DOVEADM_CMD_PARAM('j', "jobs", CMD_PARAM_STR, 0) \
+DOVEADM_CMD_PARAM('\0', "max-connections-per-host", CMD_PARAM_STR, 0) \
+DOVEADM_CMD_PARAM('\0', "jobs-per-backend", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "json", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "csv", CMD_PARAM_STR, 0) \
 DOVEADM_CMD_PARAM('\0', "template", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)

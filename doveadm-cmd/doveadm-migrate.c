@@ -3,6 +3,7 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
+#include "strnum.h"
 #include "master-service-private.h"
 #include "migrate-file.h"
 #include "doveadm-migrate.h"
@@ -53,6 +54,20 @@ void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv)
 			array_push_back(argv, override);
 		}
 	}
+}
+
+bool migrate_cmd_param_int64(const struct doveadm_cmd_context *cctx,
+			     const char *name, int64_t *value_r)
+{
+	const char *value;
+
+	if (!doveadm_cmd_param_str(cctx, name, &value))
+		return FALSE;
+	if (str_to_int64(value, value_r) < 0) {
+		i_fatal_status(EX_USAGE, "%s: --%s: not a number: %s",
+			       cctx->cmd->name, name, value);
+	}
+	return TRUE;
 }
 
 void migrate_cmd_protect_secrets(const char *cmd_name)

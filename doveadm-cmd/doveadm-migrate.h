@@ -99,6 +99,13 @@ const char *migrate_cmd_doveadm_path(void);
    and our -o settings. */
 void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv);
 
+/* A number parameter (declared CMD_PARAM_STR: doveadm leaves a
+   CMD_PARAM_INT64 unset when its value is not a number, so a typo such
+   as "--retries 3x" was ignored).  FALSE when it is not given; exits 64
+   when it is given and is not a number. */
+bool migrate_cmd_param_int64(const struct doveadm_cmd_context *cctx,
+			     const char *name, int64_t *value_r);
+
 /* Early in a verb that reads passwords (a template, the credential store,
    -K), and again after a change of user: no core dump, not dumpable
    (migrate_credentials_protect_process()); exits 70 when that fails. */

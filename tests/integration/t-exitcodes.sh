@@ -100,6 +100,15 @@ code "a mirror" 0 migrate -u ok@example.com
 # --- 64: usage -------------------------------------------------------------------------
 code "an unexpected argument" 64 migrate -u ok@example.com extra
 code "--maxage 0" 64 migrate --maxage 0 -u ok@example.com
+# a number option's value that is not a number is refused, not ignored
+# (doveadm drops such a value of a number parameter without a word)
+code "--maxage with a unit" 64 migrate --maxage 30d -u ok@example.com
+tap_like "... its error names the option and the value" '--maxage.*30d' "$(cat "$CODE_OUT")"
+code "-w not a number" 64 migrate -w 4x -u ok@example.com
+code "batch --retries not a number" 64 migrate batch --retries x "$RIG/one.txt"
+tap_like "... its error names the option and the value" \
+	'--retries: not a number: x' "$(cat "$CODE_OUT")"
+code "check -j not a number" 64 migrate check -j four "$RIG/one.txt"
 printf 'garbage\n' >"$RIG/garbage"
 CODE_STDIN=$RIG/garbage code "migrate worker started by hand with bad input" 64 \
 	migrate worker -u ok@example.com
