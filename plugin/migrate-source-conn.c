@@ -1774,18 +1774,6 @@ conn_ahead_callback(const struct imapc_command_reply *reply, void *context)
 		imapc_client_stop(conn->client);
 }
 
-/* Whether the space-separated capabilities have cap */
-static bool conn_caps_have(const char *caps, const char *cap)
-{
-	const char *const *capa;
-
-	for (capa = t_strsplit_spaces(caps, " "); *capa != NULL; capa++) {
-		if (strcasecmp(*capa, cap) == 0)
-			return TRUE;
-	}
-	return FALSE;
-}
-
 /* Where the login's reply names LIST-STATUS (LIST-EXTENDED with it), the
    folders' STATUS and subscriptions are asked for at once, in one LIST */
 static void
@@ -1793,7 +1781,7 @@ conn_ahead_send(struct migrate_source_conn *conn,
 		const struct imapc_command_reply *reply)
 {
 	struct imapc_command *cmd;
-	const char *caps;
+	const char *const *caps;
 	pool_t pool;
 
 	if (!conn->want_ahead || conn->ahead != NULL || conn->max_folders == 0 ||
@@ -1801,9 +1789,9 @@ conn_ahead_send(struct migrate_source_conn *conn,
 	    strcasecmp(reply->resp_text_key, "CAPABILITY") != 0 ||
 	    reply->resp_text_value == NULL)
 		return;
-	caps = reply->resp_text_value;
-	if (!conn_caps_have(caps, "LIST-STATUS") ||
-	    !conn_caps_have(caps, "LIST-EXTENDED"))
+	caps = t_strsplit_spaces(reply->resp_text_value, " ");
+	if (!str_array_icase_find(caps, "LIST-STATUS") ||
+	    !str_array_icase_find(caps, "LIST-EXTENDED"))
 		return;
 	pool = pool_alloconly_create("migrate source listing", 2048);
 	conn->ahead = i_new(struct conn_ahead, 1);
@@ -1812,7 +1800,7 @@ conn_ahead_send(struct migrate_source_conn *conn,
 			  str_hash, strcmp);
 	conn->pending++;
 	cmd = imapc_client_cmd(conn->client, conn_ahead_callback, conn);
-	imapc_command_send(cmd, conn_caps_have(caps, "CONDSTORE") ?
+	imapc_command_send(cmd, str_array_icase_find(caps, "CONDSTORE") ?
 		"LIST \"\" \"*\" RETURN (SUBSCRIBED STATUS "
 		"(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))" :
 		"LIST \"\" \"*\" RETURN (SUBSCRIBED STATUS "
