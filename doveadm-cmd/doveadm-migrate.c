@@ -44,9 +44,19 @@ void migrate_cmd_child_argv_init(ARRAY_TYPE(const_string) *argv)
 
 	t_array_init(argv, 16);
 	array_push_back(argv, (arg = "doveadm", &arg));
-	array_push_back(argv, (arg = "-c", &arg));
-	arg = master_service_get_config_path(master_service);
-	array_push_back(argv, &arg);
+	/* the child reads its settings where we read ours: from the path
+	   we were given (-c, or by the master process), else as a doveadm
+	   started without -c does, from the running Dovecot's config
+	   socket (with -c and the default file, every child would run
+	   doveconf on a file the running Dovecot need not have started
+	   with).  Settings doveconf gave us in our environment are the
+	   child's as well. */
+	if (master_service->config_path_changed_with_param ||
+	    master_service->config_path_from_master) {
+		array_push_back(argv, (arg = "-c", &arg));
+		arg = master_service_get_config_path(master_service);
+		array_push_back(argv, &arg);
+	}
 	/* our -o settings hold for the child as well */
 	if (array_is_created(&master_service->config_overrides)) {
 		array_foreach(&master_service->config_overrides, override) {

@@ -110,6 +110,21 @@ tap_is "$rc" 0 "the mirror run after 150 new, 25 expunged, flag changes exits 0"
 tap_is "$(copied_of "$RIG/changes.out")" 150 "it copies the 150 new messages"
 tap_run "checker: exact mirror after the changes" compare wanda@example.com
 
+# --- settings from the running Dovecot's config socket ------------------------
+# doveadm without -c reads its settings from the running instance (its
+# config socket); so do the worker and batch's accounts, which must not be
+# sent to the default dovecot.conf (on this machine: the system's, which
+# knows nothing of this rig)
+rig_add_user dest sock@example.com "$DEST_PW" userdb_migrate_source_user=wanda
+rc=0
+rig_doveadm_socket dest -f tab migrate -w 2 -u sock@example.com >"$RIG/sock.out" 2>"$RIG/sock.err" || rc=$?
+tap_is "$rc" 0 "doveadm without -c (settings from the config socket), -w 2: exit 0"
+tap_is "$(copied_of "$RIG/sock.out")" $((2500 + 150 - 25)) "... the worker's copies counted (2625: the changes above are in)"
+kmd=$(rig_maildir dest sock@example.com)
+sock_pids=$( { writers "$kmd"; for d in "$kmd"/.[!.]*; do writers "$d"; done; } | sort -u | wc -l)
+tap_is "$sock_pids" 2 "... two processes wrote the mail: the worker read the same settings"
+tap_run "checker: exact mirror, settings from the config socket" compare sock@example.com
+
 # --- -w 1: one process only ---------------------------------------------------
 rig_doveadm dest -f tab migrate -w 1 -u solo@example.com >"$RIG/solo.out" 2>&1
 smd=$(rig_maildir dest solo@example.com)
@@ -233,6 +248,21 @@ else
 	tap_ok "the source password never appeared in the process list"
 fi
 tap_run "checker: exact mirror from the batch with a worker" compare batch1@example.com
+
+# the same through the config socket: batch's account and its worker read
+# the running instance's settings too
+rig_add_user dest batch2@example.com "$DEST_PW"
+sed 's/batch1@/batch2@/' "$tmpl" >"$RIG/template2.txt"
+rig_secret_input "$RIG/template2.txt"
+rc=0
+rig_doveadm_socket dest migrate batch -j 1 --json "$RIG/batch2.json" "$RIG/template2.txt" \
+	>"$RIG/batch2.out" 2>"$RIG/batch2.err" || rc=$?
+tap_is "$rc" 0 "batch without -c (settings from the config socket): exit 0"
+b2md=$(rig_maildir dest batch2@example.com)
+b2_pids=$( { writers "$b2md"; for d in "$b2md"/.[!.]*; do writers "$d"; done; } | sort -u | wc -l)
+tap_is "$b2_pids" 2 "... its account copied by two processes (owner and worker)"
+tap_run "checker: exact mirror from the batch, settings from the config socket" \
+	compare batch2@example.com
 
 # --- new folders with gaps in their UIDs -------------------------------------
 # a folder met for the first time goes to a worker without the owner

@@ -1087,7 +1087,8 @@ rig_oauth2_login() {
 
 # doveadm against instance NAME's config; a destination also sees our
 # doveadm module (only loaded from the compiled-in directory, so that is
-# bind-mounted in a private mount namespace)
+# bind-mounted in a private mount namespace).  RIG_DOVEADM_WRAP="valgrind
+# ..." runs a destination's doveadm under that command.
 rig_doveadm() {
 	local name=$1
 	shift
@@ -1096,10 +1097,26 @@ rig_doveadm() {
 	if [ "${RIG_KIND[$name]}" = dest ]; then
 		unshare -m -- sh -c 'mods=$1 conf=$2; shift 2;
 			mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
-			exec doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$conf" "$@"
+			exec ${RIG_DOVEADM_WRAP:-} doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$conf" "$@"
 	else
 		doveadm -c "$conf" "$@"
 	fi
+}
+
+# rig_doveadm_socket NAME ARGS...: doveadm for destination NAME as an
+# admin runs it where Dovecot runs: no -c, its settings from the running
+# instance's config socket, which doveadm looks for at /run/dovecot/config
+# (in a private mount namespace, a tmpfs on /run holds the instance's
+# base_dir there; the host's /run is not touched)
+rig_doveadm_socket() {
+	local name=$1
+	shift
+	[ "${RIG_KIND[$name]:-}" = dest ] || rig_die "no destination $name"
+	unshare -m -- sh -c 'mods=$1 run=$2; shift 2
+		mount --bind "$mods" /usr/lib/dovecot/modules/doveadm &&
+		mount -t tmpfs -o size=1m,mode=0755 rig-run /run &&
+		mkdir /run/dovecot && mount --bind "$run" /run/dovecot || exit 97
+		exec doveadm "$@"' sh "$RIG/mods/doveadm" "$(rig_base_dir "$name")" "$@"
 }
 
 # rig_doveadm_rss LOG NAME ARGS...: doveadm for destination NAME as
