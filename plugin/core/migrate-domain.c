@@ -221,7 +221,7 @@ static int
 store_lookup(struct migrate_domain_store *store, const char *key,
 	     const char *const **fields_r, const char **error_r)
 {
-	const char *value, *error;
+	const char *value, *error = NULL;
 	int ret;
 
 	ret = dict_lookup(store->dict, &store->opset, pool_datastack_create(),
