@@ -600,6 +600,10 @@ def cmd_report(a):
         print("e-batch: %d accounts, %d messages, %.1f MB, at a time: %s" % (
             b["accounts"], b["messages"], batch_mb, jobs or "-"))
     print("filesystem of the mail: %s" % meta.get("filesystem"))
+    print("doveadm's settings (migrate, dsync): %s" % {
+        "socket": "the running instance's config socket (no -c)",
+        "file": "-c dovecot.conf (doveconf run by each process)"}.get(
+            meta.get("doveadm_config"), "-c dovecot.conf"))
     if meta.get("source_format", "maildir") != "maildir":
         print("the source's mail: %s" % meta["source_format"])
     if meta.get("dest_format", "maildir") != "maildir":

@@ -335,15 +335,44 @@ for u in "${BATCH_USERS[@]}"; do
 done
 
 # --- the commands ---------------------------------------------------------
-# doveadm of the "mig" destination sees our doveadm module only inside a
-# private mount namespace (as rig_doveadm does; spelled out because the
-# timing wrapper execs a program).  "acct TOOL USER" runs TOOL for one
-# account of the batch.
-# shellcheck disable=SC2016 # $1/$2 belong to the inner sh
-MIGRATE=(unshare -m -- sh -c 'mods=$1 conf=$2; shift 2
-	mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
-	exec ${BENCH_WRAP:-} doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$(rig_conf mig)")
-DSYNC=(doveadm -c "$(rig_conf dsync)")
+# doveadm (migrate's and dsync's) runs as an admin runs it where Dovecot
+# runs: without -c, its settings come from the running instance's config
+# socket, which a doveadm finds at /run/dovecot/config.  Each tool runs in
+# a private mount namespace where a tmpfs on /run holds its instance's run
+# dir (base_dir) there; the host's /run is not touched.  "mig" also sees
+# our doveadm module there (as rig_doveadm does; spelled out because the
+# timing wrapper execs a program).  BENCH_DOVEADM_CONFIG=file runs them
+# with -c and the instance's dovecot.conf instead, as the sets before
+# 2026-12-06 did: every doveadm process (migrate's workers, batch's
+# accounts) then first runs doveconf on the file.  "acct TOOL USER" runs
+# TOOL for one account of the batch.
+case ${BENCH_DOVEADM_CONFIG:-socket} in
+socket|file) DOVEADM_CONFIG=${BENCH_DOVEADM_CONFIG:-socket} ;;
+*) echo "run-bench: BENCH_DOVEADM_CONFIG=socket|file" >&2; exit 2 ;;
+esac
+# shellcheck disable=SC2016 # $1.. belong to the inner sh
+DOVEADM_NS='mods=$1 run=$2 conf=$3 wrap=$4; shift 4
+	[ "$wrap" = wrap ] || BENCH_WRAP=
+	if [ -n "$mods" ]; then
+		mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
+	fi
+	if [ "$conf" = socket ]; then
+		mount -t tmpfs -o size=1m,mode=0755 bench-run /run &&
+			mkdir /run/dovecot &&
+			mount --bind "$run" /run/dovecot || exit 97
+		exec ${BENCH_WRAP:-} doveadm "$@"
+	fi
+	exec ${BENCH_WRAP:-} doveadm -c "$conf" "$@"'
+# doveadm_cmd INSTANCE MODS WRAP: the command line of its doveadm (MODS:
+# the doveadm modules to see, WRAP=wrap: under BENCH_WRAP)
+doveadm_cmd() {
+	local conf=socket
+	[ "$DOVEADM_CONFIG" = socket ] || conf=$(rig_conf "$1")
+	printf '%s\0' unshare -m -- sh -c "$DOVEADM_NS" sh "$2" \
+		"$(rig_base_dir "$1")" "$conf" "$3"
+}
+mapfile -d '' -t MIGRATE < <(doveadm_cmd mig "$RIG/mods/doveadm" wrap)
+mapfile -d '' -t DSYNC < <(doveadm_cmd dsync '' '')
 cat >"$RIG/acct" <<EOF
 #!/bin/bash
 # acct TOOL USER: one account of the e-batch phase
@@ -675,7 +704,7 @@ PRESET=$PRESET MESSAGES=$MESSAGES MAX_SIZE=$MAX_SIZE SEED=$SEED \
 CORPUS_MSGS=$corpus_msgs CORPUS_BYTES=$corpus_bytes LOAD_S=$load_s BENCH_S=$bench_s \
 ACCOUNTS=$ACCOUNTS BATCH_MSGS=$batch_msgs BATCH_BYTES=$batch_bytes \
 JOBS=$(for t in "${!BATCH_JOBS[@]}"; do printf '%s=%s ' "$t" "${BATCH_JOBS[$t]}"; done) \
-RIG_DIR=$RIG ROUNDS=$ROUNDS SOURCE_FORMAT=$SOURCE_FORMAT DEST_FORMAT=$DEST_FORMAT RTT_MS=$RTT_MS BANDWIDTH=$BANDWIDTH USE_PROXY=$USE_PROXY \
+RIG_DIR=$RIG ROUNDS=$ROUNDS SOURCE_FORMAT=$SOURCE_FORMAT DEST_FORMAT=$DEST_FORMAT DOVEADM_CONFIG=$DOVEADM_CONFIG RTT_MS=$RTT_MS BANDWIDTH=$BANDWIDTH USE_PROXY=$USE_PROXY \
 PROBE=$probe_json LOAD_START=$loadavg_start LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) \
 SRCDIR=$RIG_SRCDIR "$PY" - >"$RIG/meta.json" <<'EOF'
 import json, os, platform, subprocess, time
@@ -709,6 +738,9 @@ print(json.dumps({
     "rounds": int(e["ROUNDS"]),
     "source_format": e["SOURCE_FORMAT"],
     "dest_format": e["DEST_FORMAT"],
+    # where doveadm (migrate, dsync) read its settings: "socket" (the
+    # running instance's, as without -c), "file" (-c dovecot.conf)
+    "doveadm_config": e["DOVEADM_CONFIG"],
     "destination": "rig instances, " + e["DEST_FORMAT"] + ", mail_fsync = never "
                    "(a-fsync: optimized)",
     "filesystem": out("findmnt", "-n", "-o", "FSTYPE", "--target", e["RIG_DIR"]),
