@@ -7,6 +7,7 @@
 #include "strnum.h"
 #include "strescape.h"
 #include "safe-memset.h"
+#include "safe-mkstemp.h"
 #include "randgen.h"
 #include "migrate-json.h"
 #include "migrate-file.h"
@@ -1002,6 +1003,40 @@ cmd_migrate_sync_tls_begin(struct mail_user *user,
 	}
 }
 
+/* Large messages are put together in a file in mail_temp_dir: one the
+   account's processes cannot create files in is a settings error, said
+   before the source is contacted (a run would fail at its first large
+   message, and its retries at theirs).  A full one is not: the run says
+   so when it happens (75). */
+static int
+cmd_migrate_sync_check_temp_dir(struct mail_user *user, const char **error_r)
+{
+	string_t *path = t_str_new(128);
+	int fd;
+
+	mail_user_set_get_temp_prefix(path, user->set);
+	fd = safe_mkstemp_hostpid(path, 0600, (uid_t)-1, (gid_t)-1);
+	if (fd != -1) {
+		i_unlink(str_c(path));
+		i_close_fd(&fd);
+		return 0;
+	}
+	switch (errno) {
+	case EACCES:
+	case EPERM:
+	case EROFS:
+	case ENOENT:
+	case ENOTDIR:
+		*error_r = t_strdup_printf("mail_temp_dir=%s: the account's "
+			"processes (uid %s) cannot create files there: %s",
+			user->set->mail_temp_dir, dec2str(geteuid()),
+			strerror(errno));
+		return -1;
+	default:
+		return 0;
+	}
+}
+
 static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 				struct mail_user *user)
 {
@@ -1038,6 +1073,8 @@ static int cmd_migrate_sync_run(struct doveadm_mail_cmd_context *_ctx,
 			"after doveadm migrate domain cutover %s",
 			ctx->domain[0] == '\0' ? "DOMAIN" : ctx->domain);
 	} else if (migrate_cmd_settings(ctx, user, &set, &error) < 0) {
+		error = t_strdup_printf("Invalid settings: %s", error);
+	} else if (cmd_migrate_sync_check_temp_dir(user, &error) < 0) {
 		error = t_strdup_printf("Invalid settings: %s", error);
 	}
 	if (error != NULL) {

@@ -102,6 +102,25 @@ saved_whole tom
 umount "$SMALL"
 rerun_equal tom "with space"
 
+# --- a mail_temp_dir the account cannot create files in: a settings error ---
+# (root's directory, 0755: the mail user cannot write there) said at once,
+# before the source is contacted, not after a pass and its retries
+ROTMP=$RIG/rotmp
+mkdir -p "$ROTMP"
+chmod 0755 "$ROTMP"
+tom_logins() { grep -c 'imap-login: .*Login: user=<tom>' "$(rig_log src)"; }
+n_login=$(tom_logins)
+start=$SECONDS
+rc=0
+rig_doveadm dest -o "mail_temp_dir=$ROTMP" migrate -u tom@example.com >"$RIG/rotmp.log" 2>&1 || rc=$?
+secs=$((SECONDS - start))
+tap_is "$rc" 78 "a mail_temp_dir the account cannot write to: 78 (settings)"
+tap_like "... naming it and why" \
+	"mail_temp_dir=$ROTMP: the account's processes \\(uid [0-9]+\\) cannot create files there: Permission denied" \
+	"$(cat "$RIG/rotmp.log")"
+tap_is "$(tom_logins)" "$n_login" "... before logging in to the source"
+tap_like "... at once ($secs s)" '^[0-5]$' "$secs"
+
 # --- a full destination file system never gives a truncated copy -------------------
 # ulf's mail on a 4 MB tmpfs, 6 MB and 9 MB messages and small ones to
 # copy: the run fails, every message it saved is whole, and once the file
