@@ -1247,7 +1247,6 @@ static struct doveadm_mail_cmd_context *cmd_migrate_sync_alloc(void)
 	/* the source passwords: from stdin (-K), the credential store or
 	   the settings */
 	migrate_cmd_protect_secrets("migrate");
-	migrate_cmd_tune_malloc();
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
 	p_array_init(&ctx->domain_pins, ctx->ctx.pool, 4);
 	ctx->ctx.getopt_args = "nfqKMa:w:R:C:";
@@ -1441,7 +1440,6 @@ static struct doveadm_mail_cmd_context *cmd_migrate_worker_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	migrate_cmd_protect_secrets("migrate worker");
-	migrate_cmd_tune_malloc();
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
 	p_array_init(&ctx->domain_pins, ctx->ctx.pool, 4);
 	ctx->ctx.v.run = cmd_migrate_worker_run;

@@ -10,7 +10,6 @@
 
 #include <unistd.h>
 #include <limits.h>
-#include <malloc.h>
 
 const char *doveadm_migrate_plugin_version = DOVECOT_ABI_VERSION;
 
@@ -87,26 +86,6 @@ void migrate_cmd_protect_secrets(const char *cmd_name)
 
 	if (migrate_credentials_protect_process(&error) < 0)
 		i_fatal_status(EX_TEMPFAIL, "%s: %s", cmd_name, error);
-}
-
-/* An account's run holds the messages asked for ahead (up to
-   MIGRATE_SYNC_AHEAD_SMALL_WINDOW, 12 MB) in memory, each in one buffer,
-   and frees them as they are saved.  With glibc's defaults the heap's
-   top is given back to the kernel whenever 2-64 MB of it are free, and
-   taken again page by page (a page fault each) as the next messages
-   arrive: on the benchmark's full copy (5,000 messages, owner and
-   worker, 8 runs each) 15,000 page faults on average against 10,500
-   with the memory kept, and 499 against 491 ms of CPU.  The process keeps what it had at its peak (what the
-   benchmark reports as its peak RSS anyway) until it ends.  Setting one
-   of the two thresholds ends glibc's adjustment of the other: both are
-   set. */
-#define MIGRATE_MALLOC_MMAP_THRESHOLD (16*1024*1024)
-#define MIGRATE_MALLOC_TRIM_THRESHOLD (64*1024*1024)
-
-void migrate_cmd_tune_malloc(void)
-{
-	(void)mallopt(M_MMAP_THRESHOLD, MIGRATE_MALLOC_MMAP_THRESHOLD);
-	(void)mallopt(M_TRIM_THRESHOLD, MIGRATE_MALLOC_TRIM_THRESHOLD);
 }
 
 int migrate_cmd_write_report(const char *cmd_name, const char *path,

@@ -110,9 +110,6 @@ bool migrate_cmd_param_int64(const struct doveadm_cmd_context *cctx,
    -K), and again after a change of user: no core dump, not dumpable
    (migrate_credentials_protect_process()); exits 70 when that fails. */
 void migrate_cmd_protect_secrets(const char *cmd_name);
-/* The heap of an account's run (migrate, migrate worker): kept, not
-   given back to the kernel and taken again for each message. */
-void migrate_cmd_tune_malloc(void);
 /* Write a report file atomically, 0600 (it names the customer's accounts
    and folders); logs the error. */
 int migrate_cmd_write_report(const char *cmd_name, const char *path,
