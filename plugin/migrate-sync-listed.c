@@ -40,7 +40,12 @@ uint64_t migrate_sync_listing_changedsince(const struct migrate_sync_folder *f)
 
 /* The copies of f's messages below first_uid: those the source no
    longer has are to be deleted, those deleted here behind our back (or
-   never copied) are to be copied. */
+   never copied) are to be copied.  The map and the UIDs the source still
+   has are both in UID order: each is walked once, so that a changed
+   folder of 80,000 messages is not looked up 80,000 times.  A run of
+   copies (consecutive source and destination UIDs, in the folder itself)
+   is looked up at the destination as one range: whole when the range
+   holds as many messages (UIDs are unique); else each copy of it is. */
 static void
 sync_changes_presence(struct migrate_sync_ctx *ctx,
 		      struct migrate_sync_folder *f, struct mailbox *dbox,
@@ -48,36 +53,62 @@ sync_changes_presence(struct migrate_sync_ctx *ctx,
 		      ARRAY_TYPE(seq_range) *copy_uids)
 {
 	struct migrate_state_folder *state = f->state;
-	const struct migrate_uid_map *map;
+	const struct migrate_uid_map *maps;
+	const struct seq_range *present, *range;
 	ARRAY_TYPE(uint32_t) lost;
-	struct seq_range_iter iter;
-	unsigned int n = 0;
+	unsigned int i, j, k, start, count, present_count;
 	uint32_t uid, seq1, seq2;
 	const uint32_t *lost_uid;
 
 	t_array_init(&lost, 8);
-	array_foreach(&state->map, map) {
-		if (map->src_uid >= listing->first_uid)
-			continue;
-		if (!seq_range_exists(&listing->present, map->src_uid)) {
-			seq_range_array_add(&f->delete_src_uids, map->src_uid);
+	maps = array_get(&state->map, &count);
+	present = array_get(&listing->present, &present_count);
+	i = j = 0;
+	while (i < count && maps[i].src_uid < listing->first_uid) {
+		while (j < present_count && present[j].seq2 < maps[i].src_uid)
+			j++;
+		if (j == present_count || present[j].seq1 > maps[i].src_uid) {
+			seq_range_array_add(&f->delete_src_uids,
+					    maps[i].src_uid);
+			i++;
 			continue;
 		}
-		if (map->dest_loc != 0)
+		if (maps[i].dest_loc != 0) {
+			i++;
 			continue;
-		mailbox_get_seq_range(dbox, map->dest_uid, map->dest_uid,
-				      &seq1, &seq2);
-		if (seq1 == 0)
-			array_push_back(&lost, &map->src_uid);
+		}
+		start = i;
+		for (i++; i < count && maps[i].src_uid < listing->first_uid &&
+			  maps[i].src_uid <= present[j].seq2 &&
+			  maps[i].src_uid == maps[i-1].src_uid + 1 &&
+			  maps[i].dest_uid == maps[i-1].dest_uid + 1 &&
+			  maps[i].dest_loc == 0; i++) ;
+		mailbox_get_seq_range(dbox, maps[start].dest_uid,
+				      maps[i-1].dest_uid, &seq1, &seq2);
+		if (seq1 != 0 && seq2 - seq1 == i - 1 - start)
+			continue;
+		for (k = start; k < i; k++) {
+			mailbox_get_seq_range(dbox, maps[k].dest_uid,
+					      maps[k].dest_uid, &seq1, &seq2);
+			if (seq1 == 0)
+				array_push_back(&lost, &maps[k].src_uid);
+		}
 	}
 	/* deleted at the destination behind our back: the mirror copies
 	   them again */
 	array_foreach(&lost, lost_uid)
 		migrate_state_map_remove(ctx->state, state, *lost_uid);
-	seq_range_array_iter_init(&iter, &listing->present);
-	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
-		if (migrate_state_map_lookup(state, uid) == NULL)
-			seq_range_array_add(copy_uids, uid);
+	maps = array_get(&state->map, &count);
+	i = 0;
+	array_foreach(&listing->present, range) {
+		for (uid = range->seq1;; uid++) {
+			while (i < count && maps[i].src_uid < uid)
+				i++;
+			if (i == count || maps[i].src_uid != uid)
+				seq_range_array_add(copy_uids, uid);
+			if (uid == range->seq2)
+				break;
+		}
 	}
 }
 
