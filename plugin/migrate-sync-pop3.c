@@ -532,7 +532,6 @@ int migrate_sync_choose_protocol(const struct migrate_settings *set,
 	struct migrate_state *state;
 	struct stat st;
 	const char *error;
-	bool locked;
 	int ret = 0;
 
 	*protocol_r = set->source_protocol;
@@ -540,7 +539,7 @@ int migrate_sync_choose_protocol(const struct migrate_settings *set,
 	/* an account never migrated has nothing to decide by: nothing is
 	   made for it (its home included) before the source is reached */
 	if (stat(set->state_dir, &st) < 0 ||
-	    migrate_state_open(set->state_dir, &state, &locked, &error) < 0)
+	    migrate_state_open_folders(set->state_dir, &state, &error) < 0)
 		return 0;
 	if (set->source_protocol != MIGRATE_SOURCE_PROTOCOL_AUTO) {
 		*error_r = sync_protocol_conflict(set, state,

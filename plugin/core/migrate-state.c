@@ -88,6 +88,8 @@ struct migrate_state {
 	const char *dir, *state_path, *journal_path, *lock_path;
 	const char *pop3_only_path;
 	bool pop3_only;
+	/* opened with migrate_state_open_folders(): no lock, no maps */
+	bool folders_only;
 
 	int lock_fd;
 	struct file_lock *lock;
@@ -516,10 +518,14 @@ migrate_state_parse_record(struct migrate_state_reader *ctx, char *line,
 	case 'F':
 		return migrate_state_parse_folder(ctx, args, count, error_r);
 	case 'M':
+		if (state->folders_only)
+			return 0;
 		return migrate_state_parse_run(ctx, args, count, error_r);
 	case 'L':
 		return migrate_state_parse_location(ctx, args, count, error_r);
 	case 'O':
+		if (state->folders_only)
+			return 0;
 		return migrate_state_parse_orphans(ctx, args, count, error_r);
 	case 'N':
 		if (ctx->journal)
@@ -557,6 +563,8 @@ migrate_state_parse_record(struct migrate_state_reader *ctx, char *line,
 	case 'X':
 		if (!ctx->journal)
 			break;
+		if (state->folders_only)
+			return 0;
 		if (count != 3) {
 			*error_r = t_strdup_printf(
 				"Record has %u fields, expected 3", count);
@@ -687,7 +695,7 @@ static int migrate_state_load(struct migrate_state *state,
 	if (migrate_state_read(state, state->journal_path, TRUE,
 			       &valid_size, error_r) < 0)
 		return -1;
-	if (valid_size != (uoff_t)-1) {
+	if (valid_size != (uoff_t)-1 && !state->folders_only) {
 		/* drop the torn line, or the next flush would glue a record
 		   to it */
 		if (truncate(state->journal_path, valid_size) < 0) {
@@ -750,20 +758,10 @@ static int migrate_state_lock(struct migrate_state *state, bool *locked_r,
 	return 0;
 }
 
-int migrate_state_open(const char *dir, struct migrate_state **state_r,
-		       bool *locked_r, const char **error_r)
+static struct migrate_state *migrate_state_alloc(const char *dir)
 {
 	struct migrate_state *state;
 	pool_t pool;
-
-	*state_r = NULL;
-	*locked_r = FALSE;
-
-	if (mkdir_parents(dir, MIGRATE_STATE_DIR_MODE) < 0 &&
-	    errno != EEXIST) {
-		*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
-		return -1;
-	}
 
 	pool = pool_alloconly_create("migrate state", 1024);
 	state = p_new(pool, struct migrate_state, 1);
@@ -784,9 +782,43 @@ int migrate_state_open(const char *dir, struct migrate_state **state_r,
 	p_array_init(&state->locations, pool, 4);
 	hash_table_create_direct(&state->folders_by_id, default_pool, 0);
 	state->journal = str_new(default_pool, 1024);
+	return state;
+}
 
+int migrate_state_open(const char *dir, struct migrate_state **state_r,
+		       bool *locked_r, const char **error_r)
+{
+	struct migrate_state *state;
+
+	*state_r = NULL;
+	*locked_r = FALSE;
+
+	if (mkdir_parents(dir, MIGRATE_STATE_DIR_MODE) < 0 &&
+	    errno != EEXIST) {
+		*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
+		return -1;
+	}
+
+	state = migrate_state_alloc(dir);
 	if (migrate_state_lock(state, locked_r, error_r) < 0 ||
 	    migrate_state_load(state, error_r) < 0 ||
+	    migrate_state_load_pop3_only(state, error_r) < 0) {
+		migrate_state_close(&state);
+		return -1;
+	}
+	*state_r = state;
+	return 0;
+}
+
+int migrate_state_open_folders(const char *dir, struct migrate_state **state_r,
+			       const char **error_r)
+{
+	struct migrate_state *state;
+
+	*state_r = NULL;
+	state = migrate_state_alloc(dir);
+	state->folders_only = TRUE;
+	if (migrate_state_load(state, error_r) < 0 ||
 	    migrate_state_load_pop3_only(state, error_r) < 0) {
 		migrate_state_close(&state);
 		return -1;
@@ -1036,6 +1068,7 @@ int migrate_state_flush(struct migrate_state *state, bool fsync,
 	struct stat st;
 	int fd, ret = 0;
 
+	i_assert(!state->folders_only);
 	if (str_len(state->journal) == 0)
 		return 0;
 
@@ -1136,6 +1169,7 @@ int migrate_state_commit(struct migrate_state *state, const char **error_r)
 	struct migrate_file_replace *rep;
 	struct stat st;
 
+	i_assert(!state->folders_only);
 	/* an unchanged state is not rewritten: a re-run that finds nothing
 	   to do writes nothing */
 	if (str_len(state->journal) == 0 &&

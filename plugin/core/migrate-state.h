@@ -72,6 +72,13 @@ ARRAY_DEFINE_TYPE(migrate_state_folder, struct migrate_state_folder *);
    the same process is refused as well. */
 int migrate_state_open(const char *dir, struct migrate_state **state_r,
 		       bool *locked_r, const char **error_r);
+/* The state's folders (F records) and its POP3-only mark, without
+   locking it and without the copies' UIDs (nothing is expanded per
+   message): enough to know whether and how the account was migrated,
+   at a fraction of a full open's cost on a large mailbox.  Such a state
+   is never flushed nor committed.  A missing state is an empty one. */
+int migrate_state_open_folders(const char *dir, struct migrate_state **state_r,
+			       const char **error_r);
 /* Release the lock and free memory.  Unflushed journal lines are lost. */
 void migrate_state_close(struct migrate_state **state);
 

@@ -1017,6 +1017,68 @@ static void test_migrate_state_large(void)
 	test_end();
 }
 
+/* migrate_state_open_folders(): the folders and the POP3-only mark of a
+   state another process holds locked, without its maps; a torn journal
+   line is left for the next full open to cut */
+static void test_migrate_state_open_folders(void)
+{
+	struct migrate_state *state, *peek;
+	struct migrate_state_folder *folder;
+	const char *dir, *journal_path, *error;
+	off_t size;
+
+	test_begin("migrate state open folders only");
+	dir = test_state_dir();
+	journal_path = t_strconcat(dir, "/journal", NULL);
+
+	/* missing: empty */
+	test_assert(migrate_state_open_folders(dir, &peek, &error) == 0);
+	if (peek != NULL) {
+		test_assert(array_count(migrate_state_get_folders(peek)) == 0);
+		migrate_state_close(&peek);
+	}
+
+	state = test_state_open(dir);
+	folder = migrate_state_folder_add(state, "INBOX", "INBOX");
+	migrate_state_map_add(state, folder, 1, 1);
+	migrate_state_map_add(state, folder, 2, 2);
+	migrate_state_map_add(state, folder, 5, 3);
+	(void)migrate_state_folder_add(state, "Sent", "Sent");
+	test_state_commit(state);
+	folder = migrate_state_folder_add(state, "Later", "Later");
+	migrate_state_map_add(state, folder, 7, 7);
+	test_state_flush(state);
+	size = test_file_size(journal_path);
+	test_write_file(journal_path, "M\t3\t8\t8\t1", TRUE);
+
+	/* the state stays locked by the full open above */
+	test_assert(migrate_state_open_folders(dir, &peek, &error) == 0);
+	if (peek != NULL) {
+		test_assert(array_count(migrate_state_get_folders(peek)) == 3);
+		folder = migrate_state_folder_lookup(peek, "INBOX");
+		test_assert(folder != NULL && array_count(&folder->map) == 0);
+		folder = migrate_state_folder_lookup(peek, "Later");
+		test_assert(folder != NULL && array_count(&folder->map) == 0);
+		test_assert(!migrate_state_is_pop3_only(peek));
+		migrate_state_close(&peek);
+	}
+	/* the torn line is still there: only a full open cuts it */
+	test_assert(test_file_size(journal_path) > size);
+	migrate_state_close(&state);
+	state = test_state_open(dir);
+	test_assert(test_file_size(journal_path) == size);
+	folder = migrate_state_folder_lookup(state, "INBOX");
+	test_assert(folder != NULL && array_count(&folder->map) == 3);
+	test_assert(migrate_state_set_pop3_only(state, &error) == 0);
+	migrate_state_close(&state);
+	test_assert(migrate_state_open_folders(dir, &peek, &error) == 0);
+	if (peek != NULL) {
+		test_assert(migrate_state_is_pop3_only(peek));
+		migrate_state_close(&peek);
+	}
+	test_end();
+}
+
 void test_migrate_state(void)
 {
 	char template[] = "/tmp/test-migrate-state.XXXXXX";
@@ -1043,6 +1105,7 @@ void test_migrate_state(void)
 		test_migrate_state_corrupt();
 		test_migrate_state_locations();
 		test_migrate_state_large();
+		test_migrate_state_open_folders();
 	} T_END;
 
 	if (unlink_directory(template, UNLINK_DIRECTORY_FLAG_RMDIR,
