@@ -342,8 +342,8 @@ done
 # socket, which a doveadm finds at /run/dovecot/config.  Each tool runs in
 # a private mount namespace where a tmpfs on /run holds its instance's run
 # dir (base_dir) there; the host's /run is not touched.  "mig" also sees
-# our doveadm module there (as rig_doveadm does; spelled out because the
-# timing wrapper execs a program).  BENCH_DOVEADM_CONFIG=file runs them
+# our doveadm module there (rig_doveadm_cmd: a command line, as the timing
+# wrapper execs a program).  BENCH_DOVEADM_CONFIG=file runs them
 # with -c and the instance's dovecot.conf instead, as the sets before
 # 2026-12-06 did: every doveadm process (migrate's workers, batch's
 # accounts) then first runs doveconf on the file.  "acct TOOL USER" runs
@@ -352,29 +352,8 @@ case ${BENCH_DOVEADM_CONFIG:-socket} in
 socket|file) DOVEADM_CONFIG=${BENCH_DOVEADM_CONFIG:-socket} ;;
 *) echo "run-bench: BENCH_DOVEADM_CONFIG=socket|file" >&2; exit 2 ;;
 esac
-# shellcheck disable=SC2016 # $1.. belong to the inner sh
-DOVEADM_NS='mods=$1 run=$2 conf=$3 wrap=$4; shift 4
-	[ "$wrap" = wrap ] || BENCH_WRAP=
-	if [ -n "$mods" ]; then
-		mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
-	fi
-	if [ "$conf" = socket ]; then
-		mount -t tmpfs -o size=1m,mode=0755 bench-run /run &&
-			mkdir /run/dovecot &&
-			mount --bind "$run" /run/dovecot || exit 97
-		exec ${BENCH_NS_TIMER:-} ${BENCH_WRAP:-} doveadm "$@"
-	fi
-	exec ${BENCH_NS_TIMER:-} ${BENCH_WRAP:-} doveadm -c "$conf" "$@"'
-# doveadm_cmd INSTANCE MODS WRAP: the command line of its doveadm (MODS:
-# the doveadm modules to see, WRAP=wrap: under BENCH_WRAP)
-doveadm_cmd() {
-	local conf=socket
-	[ "$DOVEADM_CONFIG" = socket ] || conf=$(rig_conf "$1")
-	printf '%s\0' unshare -m -- sh -c "$DOVEADM_NS" sh "$2" \
-		"$(rig_base_dir "$1")" "$conf" "$3"
-}
-mapfile -d '' -t MIGRATE < <(doveadm_cmd mig "$RIG/mods/doveadm" wrap)
-mapfile -d '' -t DSYNC < <(doveadm_cmd dsync '' '')
+mapfile -d '' -t MIGRATE < <(rig_doveadm_cmd mig "$DOVEADM_CONFIG")
+mapfile -d '' -t DSYNC < <(rig_doveadm_cmd dsync "$DOVEADM_CONFIG" -)
 cat >"$RIG/acct" <<EOF
 #!/bin/bash
 # acct TOOL USER: one account of the e-batch phase
@@ -533,7 +512,7 @@ batch_jobs() {
 # connections under the label TOOL/PHASE/ROUND), its result checked when
 # asked, a JSON line recorded
 run() {
-	local tool=$1 phase=$2 round=$3 want_check=${4:-} rc=0 faithful="-" jobs=
+	local tool=$1 phase=$2 round=$3 want_check=${4:-} rc=0 faithful="-" jobs='' wrap=''
 	local name=$tool-$phase-$round
 	local rec=$RIG/rec/$name.json
 	log "$tool $phase (round $round)"
@@ -543,8 +522,11 @@ run() {
 	if [ "${CMD[0]}" = unshare ]; then
 		# doveadm's namespace (unshare, three mounts: 8-10 ms, the
 		# rig's, not doveadm's) is set up before the clock starts: the
-		# timer runs inside it
-		BENCH_NS_TIMER="$TOOL time --out $rec --log $RIG/logs/$name.log --timeout $TIMEOUT --" \
+		# timer runs inside it (rig_doveadm_cmd's RIG_NS_EXEC), and
+		# BENCH_WRAP inside the timer, for migrate only
+		wrap=
+		[ "$tool" = migrate ] && wrap=${BENCH_WRAP:-}
+		RIG_NS_EXEC="$TOOL time --out $rec --log $RIG/logs/$name.log --timeout $TIMEOUT -- $wrap" \
 			"${CMD[@]}" >>"$RIG/logs/$name.log" 2>&1 || rc=$?
 		[ -s "$rec" ] || printf '{"wall_s": null, "cpu_s": null, "peak_rss_mb": null, "rc": %d, "timed_out": false}\n' \
 			"$rc" >"$rec"

@@ -109,14 +109,14 @@ else
 	tap_ok "archive -n creates no folder and moves nothing"
 fi
 rc=0
+mapfile -d '' -t doveadm_cmd < <(rig_doveadm_cmd dest)
 "$PY" -c '
 import resource, subprocess, sys
 with open(sys.argv[1], "w") as out, open(sys.argv[2], "w") as err:
     rc = subprocess.call(sys.argv[3:], stdout=out, stderr=err)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-sys.exit(rc)' "$RIG/archive.out" "$RIG/archive.err" unshare -m -- sh -c \
-	'mount --bind "$1" /usr/lib/dovecot/modules/doveadm && exec doveadm -c "$2" migrate archive -u ann@example.com' \
-	sh "$RIG/mods/doveadm" "$(rig_conf dest)" >"$RIG/archive.rss" || rc=$?
+sys.exit(rc)' "$RIG/archive.out" "$RIG/archive.err" "${doveadm_cmd[@]}" \
+	migrate archive -u ann@example.com >"$RIG/archive.rss" || rc=$?
 tap_is "$rc" 0 "archive -u ann exits 0"
 tap_diag "$(cat "$RIG/archive.out")"
 tap_is "$(awk '$1 == "ann@example.com" { print $5 }' "$RIG/archive.out")" "$dry_moved" \

@@ -181,10 +181,8 @@ DRIPW=$!
 # the batch, timed: %e wall seconds, %M the largest RSS (KB) of any
 # process of the tree (each one waited for)
 rc=0
-/usr/bin/time -f '%e %M' -o "$RIG/batch.time" unshare -m -- sh -c \
-	'mods=$1 conf=$2; shift 2
-	mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
-	exec doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$(rig_conf dest)" \
+mapfile -d '' -t doveadm_cmd < <(rig_doveadm_cmd dest)
+/usr/bin/time -f '%e %M' -o "$RIG/batch.time" "${doveadm_cmd[@]}" \
 	migrate batch -j 9 --retries 0 --json "$RIG/batch.json" "$TEMPLATE" \
 	>"$RIG/batch.out" 2>"$RIG/batch.err" || rc=$?
 # (a first line says when it exited non-zero)

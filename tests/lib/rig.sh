@@ -1085,38 +1085,68 @@ rig_oauth2_login() {
 	EOF
 }
 
+# The mount namespace a doveadm runs in (unshare -m): $1 the doveadm
+# modules bound over the compiled-in directory (empty: none), $2 the
+# instance's base_dir, $3 its dovecot.conf, or "socket" for no -c: a tmpfs
+# on /run holds base_dir at /run/dovecot, where doveadm looks for the
+# config socket (the host's /run is not touched); the rest are doveadm's
+# arguments.  doveadm runs under $RIG_NS_EXEC (a command prefix: a timer,
+# valgrind) when that is set.
+# shellcheck disable=SC2016 # $1.. belong to the inner sh
+RIG__DOVEADM_NS='mods=$1 run=$2 conf=$3; shift 3
+	if [ -n "$mods" ]; then
+		mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
+	fi
+	if [ "$conf" != socket ]; then
+		exec ${RIG_NS_EXEC:-} doveadm -c "$conf" "$@"
+	fi
+	mount -t tmpfs -o size=1m,mode=0755 rig-run /run &&
+		mkdir /run/dovecot && mount --bind "$run" /run/dovecot || exit 97
+	exec ${RIG_NS_EXEC:-} doveadm "$@"'
+
+# rig_doveadm_cmd NAME [file|socket [MODS]]: the command line (NUL
+# separated, for mapfile -d '') of a doveadm for instance NAME in such a
+# namespace: its settings from its dovecot.conf (file, the default) or,
+# as an admin runs doveadm where Dovecot runs, from its config socket;
+# MODS the doveadm modules to see (default: a destination's, with ours;
+# "-": the system's)
+rig_doveadm_cmd() {
+	local name=$1 config=${2:-file} mods=${3:-} conf=socket
+	[ -n "${RIG_KIND[$name]:-}" ] || rig_die "no instance $name"
+	if [ -z "$mods" ] && [ "${RIG_KIND[$name]}" = dest ]; then
+		mods=$RIG/mods/doveadm
+	fi
+	[ "$mods" = - ] && mods=
+	[ "$config" = socket ] || conf=$(rig_conf "$name")
+	printf '%s\0' unshare -m -- sh -c "$RIG__DOVEADM_NS" sh "$mods" \
+		"$(rig_base_dir "$name")" "$conf"
+}
+
 # doveadm against instance NAME's config; a destination also sees our
 # doveadm module (only loaded from the compiled-in directory, so that is
 # bind-mounted in a private mount namespace).  RIG_DOVEADM_WRAP="valgrind
 # ..." runs a destination's doveadm under that command.
 rig_doveadm() {
-	local name=$1
+	local name=$1 cmd
 	shift
 	[ -n "${RIG_KIND[$name]:-}" ] || rig_die "no instance $name"
-	local conf=$RIG/$name/dovecot.conf
 	if [ "${RIG_KIND[$name]}" = dest ]; then
-		unshare -m -- sh -c 'mods=$1 conf=$2; shift 2;
-			mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
-			exec ${RIG_DOVEADM_WRAP:-} doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$conf" "$@"
+		mapfile -d '' -t cmd < <(rig_doveadm_cmd "$name")
+		RIG_NS_EXEC=${RIG_DOVEADM_WRAP:-} "${cmd[@]}" "$@"
 	else
-		doveadm -c "$conf" "$@"
+		doveadm -c "$RIG/$name/dovecot.conf" "$@"
 	fi
 }
 
 # rig_doveadm_socket NAME ARGS...: doveadm for destination NAME as an
 # admin runs it where Dovecot runs: no -c, its settings from the running
-# instance's config socket, which doveadm looks for at /run/dovecot/config
-# (in a private mount namespace, a tmpfs on /run holds the instance's
-# base_dir there; the host's /run is not touched)
+# instance's config socket (rig_doveadm_cmd)
 rig_doveadm_socket() {
-	local name=$1
+	local name=$1 cmd
 	shift
 	[ "${RIG_KIND[$name]:-}" = dest ] || rig_die "no destination $name"
-	unshare -m -- sh -c 'mods=$1 run=$2; shift 2
-		mount --bind "$mods" /usr/lib/dovecot/modules/doveadm &&
-		mount -t tmpfs -o size=1m,mode=0755 rig-run /run &&
-		mkdir /run/dovecot && mount --bind "$run" /run/dovecot || exit 97
-		exec doveadm "$@"' sh "$RIG/mods/doveadm" "$(rig_base_dir "$name")" "$@"
+	mapfile -d '' -t cmd < <(rig_doveadm_cmd "$name" socket)
+	RIG_NS_EXEC=${RIG_DOVEADM_WRAP:-} "${cmd[@]}" "$@"
 }
 
 # rig_doveadm_rss LOG NAME ARGS...: doveadm for destination NAME as
@@ -1124,16 +1154,15 @@ rig_doveadm_socket() {
 # (kB) of the whole run, from the kernel's accounting, and exits as
 # doveadm did
 rig_doveadm_rss() {
-	local log=$1 name=$2
+	local log=$1 name=$2 cmd
 	shift 2
+	mapfile -d '' -t cmd < <(rig_doveadm_cmd "$name")
 	"$RIG_PY" -c '
 import resource, subprocess, sys
 with open(sys.argv[1], "w") as out:
     rc = subprocess.call(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-sys.exit(rc)' "$log" unshare -m -- sh -c 'mods=$1 conf=$2; shift 2
-		mount --bind "$mods" /usr/lib/dovecot/modules/doveadm || exit 97
-		exec doveadm -c "$conf" "$@"' sh "$RIG/mods/doveadm" "$(rig_conf "$name")" "$@"
+sys.exit(rc)' "$log" "${cmd[@]}" "$@"
 }
 
 # deliver FILE to USER through NAME's LMTP socket; prints the server's
